@@ -1,0 +1,1 @@
+"""clipreid-edge trainer: two-stage CLIP-ReID training, ReID datasets and evaluation."""

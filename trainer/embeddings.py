@@ -1,0 +1,86 @@
+"""The embedding contract shared by evaluation, export parity checks and the edge runtime.
+
+Every backend returns :class:`Embeddings` for a batch of crops, and :func:`similarity` is the one
+way to compare two sets, so offline mAP and online cross-camera matching agree.
+This module depends on numpy only: the edge imports it without training code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+
+def l2_normalize(x: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), eps)
+
+
+@dataclass
+class Embeddings:
+    """Embeddings of B crops.
+
+    global_: [B, D] L2-normalised.
+    parts:   [B, P, Dp] L2-normalised part (region) features, for part-based methods.
+    part_conf: [B, P] in [0, 1]: how visible/reliable each part is.
+    """
+
+    global_: np.ndarray
+    parts: Optional[np.ndarray] = None
+    part_conf: Optional[np.ndarray] = None
+
+    def __post_init__(self) -> None:
+        self.global_ = l2_normalize(self.global_)
+        if self.global_.ndim != 2:
+            raise ValueError(f"global embeddings must be [B, D], got shape {self.global_.shape}")
+        if (self.parts is None) != (self.part_conf is None):
+            raise ValueError("parts and part_conf come together")
+        if self.parts is not None:
+            self.parts = l2_normalize(self.parts)
+            self.part_conf = np.clip(np.asarray(self.part_conf, dtype=np.float32), 0.0, 1.0)
+            b, p = self.parts.shape[:2]
+            if self.part_conf.shape != (b, p) or b != len(self):
+                raise ValueError(f"parts {self.parts.shape} / part_conf {self.part_conf.shape} do not match {len(self)} crops")
+
+    def __len__(self) -> int:
+        return self.global_.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.global_.shape[1]
+
+    def __getitem__(self, index) -> "Embeddings":
+        idx = np.atleast_1d(np.arange(len(self))[index])
+        if self.parts is None:
+            return Embeddings(self.global_[idx])
+        return Embeddings(self.global_[idx], self.parts[idx], self.part_conf[idx])
+
+    @staticmethod
+    def concat(items: list["Embeddings"]) -> "Embeddings":
+        if not items:
+            raise ValueError("nothing to concatenate")
+        g = np.concatenate([e.global_ for e in items])
+        if items[0].parts is None:
+            return Embeddings(g)
+        return Embeddings(g, np.concatenate([e.parts for e in items]), np.concatenate([e.part_conf for e in items]))
+
+
+def similarity(a: Embeddings, b: Embeddings) -> np.ndarray:
+    """Cosine similarity [len(a), len(b)] in [-1, 1].
+
+    With parts, each part's cosine counts with weight ``conf_a * conf_b`` (a part only matters
+    where both crops show it) next to the global cosine with weight 1:
+    ``(cos_g + sum_p w_p cos_p) / (1 + sum_p w_p)``.
+    """
+    sim = a.global_ @ b.global_.T
+    if a.parts is None or b.parts is None:
+        return sim
+    part_sim = np.einsum("ipd,jpd->ijp", a.parts, b.parts)
+    weight = a.part_conf[:, None, :] * b.part_conf[None, :, :]
+    return (sim + (weight * part_sim).sum(-1)) / (1.0 + weight.sum(-1))
+
+
+def distance(a: Embeddings, b: Embeddings) -> np.ndarray:
+    """Cosine distance ``1 - similarity`` in [0, 2]; what ranking and re-ranking consume."""
+    return 1.0 - similarity(a, b)
