@@ -134,6 +134,7 @@ class TrainConfig(StrictModel):
     amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
     checkpoint_every: int = Field(10, ge=1, description="save a resumable checkpoint every N epochs")
     eval_every: int = Field(0, ge=0, description="evaluate every N stage-2 epochs (0: only at the end)")
+    eval_initial: bool = Field(False, description="also evaluate the untrained model first, to show what training bought")
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     stage1: Stage1Config = Stage1Config()

@@ -1,6 +1,8 @@
 """CLIP's text encoder fed with prompt embeddings, and CLIP-ReID's identity prompt learner."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import open_clip
 import torch
 from open_clip.model import CLIP
@@ -41,15 +43,19 @@ class TextEncoder(nn.Module):
         return x @ self.text_projection
 
 
-def tokenize(texts: list[str], context_length: int) -> torch.Tensor:
-    tokenizer = open_clip.get_tokenizer("ViT-B-16", context_length=context_length)
-    return tokenizer(texts)
+@lru_cache(maxsize=4)
+def _tokenizer(context_length: int):
+    """CLIP's BPE tokenizer (the vocabulary ships with open_clip: no download)."""
+    return open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
+
+
+def tokenize(texts: list[str], context_length: int = 77) -> torch.Tensor:
+    return _tokenizer(context_length)(texts)
 
 
 def count_bpe_tokens(text: str) -> int:
     """Number of BPE tokens ``text`` becomes (without start/end tokens)."""
-    tokenizer = open_clip.get_tokenizer("ViT-B-16")
-    return len(tokenizer.encode(text)) if text.strip() else 0
+    return len(_tokenizer(77).encode(text)) if text.strip() else 0
 
 
 class PromptLearner(nn.Module):

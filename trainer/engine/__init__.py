@@ -1,0 +1,1 @@
+"""Training engine: the two CLIP-ReID stages, optimisation, resume, distributed runs."""

@@ -1,0 +1,46 @@
+"""Optimisers (bias lr factor, no decay on norms/biases) and epoch-based warm-up schedules."""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from trainer.config import OptimConfig
+
+
+def build_optimizer(named_params: Iterable[tuple[str, nn.Parameter]], cfg: OptimConfig) -> torch.optim.Optimizer:
+    groups = []
+    for name, p in named_params:
+        if not p.requires_grad:
+            continue
+        is_bias = name.endswith(".bias")
+        lr = cfg.lr * (cfg.bias_lr_factor if is_bias else 1.0)
+        decay = 0.0 if (is_bias or p.ndim <= 1) else cfg.weight_decay
+        groups.append({"params": [p], "lr": lr, "weight_decay": decay})
+    if not groups:
+        raise ValueError("nothing to optimise: every parameter is frozen")
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.Adam(groups, lr=cfg.lr)
+
+
+def lr_factor(epoch: int, cfg: OptimConfig) -> float:
+    """Multiplier of the base lr during ``epoch`` (0-based): linear warm-up, then cosine or step."""
+    if epoch < cfg.warmup_epochs:
+        alpha = epoch / cfg.warmup_epochs
+        return cfg.warmup_factor * (1 - alpha) + alpha
+    if cfg.scheduler == "step":
+        return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+    span = max(1, cfg.epochs - cfg.warmup_epochs)
+    progress = (epoch - cfg.warmup_epochs) / span
+    floor = cfg.min_lr / cfg.lr
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Stepped once per epoch."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, cfg))

@@ -1,0 +1,218 @@
+"""The two-stage training run: data, model, stage 1, stage 2, checkpoints, resume, final report.
+
+Run folder (``cfg.output_dir``)::
+
+    config.yaml       the resolved recipe
+    train.log         log messages
+    log.csv/.jsonl    one row per epoch
+    last.state.pt     resumable state (model, optimizer, scheduler, RNG of every rank, stage, epoch)
+    model.pt          final checkpoint (trainer.models.checkpoint contract)
+    eval.json / eval_cmc.png   final evaluation
+
+``resume=True`` continues exactly where ``last.state.pt`` left off: same batches, same
+augmentations, same weights as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import yaml
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from trainer.config import TrainConfig
+from trainer.data.datasets import ReIDData
+from trainer.data.loader import eval_loader, pk_loader, prepare_dataset
+from trainer.engine.logbook import EpochLog
+from trainer.engine.optim import build_optimizer, build_scheduler
+from trainer.engine.runtime import Runtime, gather_objects, parameter_checksum, rng_state, seed_everything, set_rng_state, setup_runtime, shutdown_runtime
+from trainer.engine.stages import TextHead, cache_image_features, freeze_for_stage, stage1_epoch, stage2_epoch
+from trainer.eval.evaluate import evaluate_model, format_result, write_report
+from trainer.models.checkpoint import save_checkpoint
+from trainer.models.reid import CLIPReID, build_model
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "last.state.pt"
+CHECKPOINT_FILE = "model.pt"
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Optional[Path]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    initial_metrics: dict[str, Any] = field(default_factory=dict)
+    rank_checksums: list[float] = field(default_factory=list)
+
+
+def _setup_logging(out_dir: Path, rt: Runtime) -> None:
+    if not rt.is_main:
+        return
+    handler = logging.FileHandler(out_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("trainer")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def _wrap(module: torch.nn.Module, rt: Runtime) -> torch.nn.Module:
+    if not rt.distributed:
+        return module
+    ids = [rt.device.index] if rt.device.type == "cuda" else None
+    return DDP(module, device_ids=ids)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.rt = setup_runtime(cfg.device)
+        self.progress = progress and self.rt.is_main
+        self.out = Path(cfg.output_dir)
+        if self.rt.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        _setup_logging(self.out, self.rt)
+        self.logbook = EpochLog(self.out, enabled=self.rt.is_main)
+        seed_everything(cfg.seed)
+        self.data = self._prepare_data()
+        self.model: CLIPReID = build_model(cfg.model, self.data.num_train_pids, self.data.num_cameras).to(self.rt.device)
+
+    def _prepare_data(self) -> ReIDData:
+        if self.rt.is_main:
+            data = prepare_dataset(self.cfg.data)  # generates the synthetic set once
+        if self.rt.distributed:
+            torch.distributed.barrier()
+        if not self.rt.is_main:
+            data = prepare_dataset(self.cfg.data)
+        if not data.train:
+            raise ValueError(f"{data.name} has no training split; train on another dataset and evaluate on this one")
+        if self.rt.is_main:
+            log.info("\n%s", data.summary())
+        return data
+
+    # ---- state -------------------------------------------------------------------------
+    def _save_state(self, stage: int, next_epoch: int, optimizer, scheduler, scaler) -> None:
+        rngs = gather_objects(self.rt, rng_state())
+        if not self.rt.is_main:
+            return
+        state = {
+            "stage": stage,
+            "epoch": next_epoch,
+            "model": self.model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": rngs,
+        }
+        tmp = self.out / (STATE_FILE + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.out / STATE_FILE)
+
+    def _load_state(self, path: Path) -> dict:
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume: no training state at {path}")
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(state["model"])
+        log.info("resuming from %s: stage %d, epoch %d", path, state["stage"], state["epoch"] + 1)
+        return state
+
+    # ---- stages ------------------------------------------------------------------------
+    def _run_stage1(self, resume: Optional[dict]) -> None:
+        cfg, rt = self.cfg, self.rt
+        if cfg.stage1.epochs == 0:
+            return
+        freeze_for_stage(self.model, 1)
+        loader = eval_loader(self.data.train, cfg)
+        features, labels = cache_image_features(self.model, loader, rt.device, self.progress)
+        head = _wrap(TextHead(self.model), rt)
+        optimizer = build_optimizer([("prompt_learner.ctx", self.model.prompt_learner.ctx)], cfg.stage1)
+        scheduler = build_scheduler(optimizer, cfg.stage1)
+        start = 0
+        if resume is not None:
+            optimizer.load_state_dict(resume["optimizer"])
+            scheduler.load_state_dict(resume["scheduler"])
+            set_rng_state(resume["rng"][rt.rank])
+            start = resume["epoch"]
+        for epoch in range(start, cfg.stage1.epochs):
+            t0 = time.time()
+            stats = stage1_epoch(head, self.model, features, labels, optimizer, cfg.stage1, rt, epoch, cfg.seed, self.progress)
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            self._log_epoch(1, epoch, lr, stats, time.time() - t0)
+            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.stage1.epochs:
+                self._save_state(1, epoch + 1, optimizer, scheduler, None)
+
+    def _run_stage2(self, resume: Optional[dict]) -> torch.Tensor:
+        cfg, rt = self.cfg, self.rt
+        self.model.eval()
+        text_features = self.model.all_text_features().float().detach()
+        freeze_for_stage(self.model, 2)
+        loader = pk_loader(self.data.train, cfg, cfg.stage2.batch_size, rt.rank, rt.world_size)
+        net = _wrap(self.model, rt)
+        optimizer = build_optimizer(self.model.named_parameters(), cfg.stage2)
+        scheduler = build_scheduler(optimizer, cfg.stage2)
+        scaler = torch.amp.GradScaler("cuda") if (cfg.amp and rt.device.type == "cuda") else None
+        start = 0
+        if resume is not None:
+            optimizer.load_state_dict(resume["optimizer"])
+            scheduler.load_state_dict(resume["scheduler"])
+            if scaler is not None and resume.get("scaler"):
+                scaler.load_state_dict(resume["scaler"])
+            set_rng_state(resume["rng"][rt.rank])
+            start = resume["epoch"]
+        for epoch in range(start, cfg.stage2.epochs):
+            t0 = time.time()
+            stats = stage2_epoch(net, self.model, loader, text_features.to(rt.device), optimizer, scaler, cfg.stage2, rt, epoch, self.progress)
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            self._log_epoch(2, epoch, lr, stats, time.time() - t0)
+            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.stage2.epochs:
+                self._save_state(2, epoch + 1, optimizer, scheduler, scaler)
+            if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < cfg.stage2.epochs and rt.is_main:
+                log.info(format_result(self.evaluate(), f"stage 2 epoch {epoch + 1}"))
+        return text_features
+
+    def _log_epoch(self, stage: int, epoch: int, lr: float, stats: dict[str, float], seconds: float) -> None:
+        row = {"stage": stage, "epoch": epoch + 1, "lr": lr, **stats, "seconds": round(seconds, 3)}
+        self.logbook.write(row)
+        if self.rt.is_main:
+            losses = " ".join(f"{k} {v:.4f}" for k, v in stats.items())
+            log.info("stage %d epoch %d  lr %.2e  %s  (%.1fs)", stage, epoch + 1, lr, losses, seconds)
+
+    # ---- public ------------------------------------------------------------------------
+    def evaluate(self):
+        q = eval_loader(self.data.query, self.cfg)
+        g = eval_loader(self.data.gallery, self.cfg)
+        return evaluate_model(self.model, q, g, self.cfg.eval, self.rt.device, self.progress)
+
+    def fit(self, resume: bool | str | Path = False) -> TrainResult:
+        cfg, rt = self.cfg, self.rt
+        state = None
+        if resume:
+            state = self._load_state(self.out / STATE_FILE if resume is True else Path(resume))
+        result = TrainResult(checkpoint=None)
+        if cfg.eval_initial and rt.is_main and state is None:
+            initial = self.evaluate()
+            log.info(format_result(initial, "untrained"))
+            write_report(initial, self.out, "eval_untrained")
+            result.initial_metrics = initial.as_dict()
+        if state is None or state["stage"] == 1:
+            self._run_stage1(state)
+            state = None
+        text_features = self._run_stage2(state)
+        result.rank_checksums = gather_objects(rt, parameter_checksum(self.model))
+        if rt.is_main:
+            final = self.evaluate()
+            log.info(format_result(final, "trained"))
+            meta = {"dataset": self.data.name, "stage1_epochs": cfg.stage1.epochs, "stage2_epochs": cfg.stage2.epochs, "world_size": rt.world_size, "rank_checksums": result.rank_checksums}
+            write_report(final, self.out, "eval", meta)
+            result.metrics = final.as_dict()
+            meta["metrics"] = {k: result.metrics[k] for k in ("mAP", "R1", "R5", "R10", "mINP")}
+            result.checkpoint = save_checkpoint(self.out / CHECKPOINT_FILE, self.model, cfg.model, self.data.num_cameras, text_features, meta)
+            log.info("checkpoint: %s", result.checkpoint)
+        shutdown_runtime(rt)
+        return result

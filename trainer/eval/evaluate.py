@@ -1,0 +1,107 @@
+"""Evaluating a model on a dataset's query/gallery split, and writing the report."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from trainer.config import EvalConfig  # noqa: E402
+from trainer.embeddings import Embeddings, distance  # noqa: E402
+from trainer.eval.metrics import RankResult, evaluate_rank  # noqa: E402
+from trainer.eval.rerank import re_ranking  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def extract_features(model: torch.nn.Module, loader: DataLoader, device: torch.device, flip: bool = False, progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (features [N, D] float32, pids [N], camids [N]); ``flip`` averages with the mirror image."""
+    model.eval()
+    feats, pids, camids = [], [], []
+    for images, pid, camid, _ in tqdm(loader, desc="features", disable=not progress, leave=False):
+        images, cams = images.to(device), camid.to(device)
+        f = model.encode(images, cams).float()
+        if flip:
+            f = (f + model.encode(torch.flip(images, dims=[3]), cams).float()) / 2
+        feats.append(f.cpu())
+        pids.append(pid)
+        camids.append(camid)
+    return torch.cat(feats).numpy(), torch.cat(pids).numpy(), torch.cat(camids).numpy()
+
+
+def squared_euclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+    return np.maximum(d, 0)
+
+
+def distance_matrices(q: np.ndarray, g: np.ndarray, cfg: EvalConfig) -> np.ndarray:
+    """[Q, G] distances for ranking, re-ranked when ``cfg.rerank``."""
+    if cfg.distance == "cosine":
+        qe, ge = Embeddings(q), Embeddings(g)
+        pair = lambda a, b: distance(a, b)  # noqa: E731
+        qx, gx = qe, ge
+    else:
+        pair = squared_euclidean
+        qx, gx = q, g
+    qg = pair(qx, gx)
+    if not cfg.rerank:
+        return qg
+    return re_ranking(qg, pair(qx, qx), pair(gx, gx), cfg.k1, cfg.k2, cfg.lambda_value)
+
+
+def evaluate_features(q: tuple, g: tuple, cfg: EvalConfig) -> RankResult:
+    (qf, qp, qc), (gf, gp, gc) = q, g
+    return evaluate_rank(distance_matrices(qf, gf, cfg), qp, gp, qc, gc, cfg.max_rank)
+
+
+def evaluate_model(model: torch.nn.Module, query_loader: DataLoader, gallery_loader: DataLoader, cfg: EvalConfig, device: torch.device, progress: bool = True) -> RankResult:
+    q = extract_features(model, query_loader, device, cfg.flip, progress)
+    g = extract_features(model, gallery_loader, device, cfg.flip, progress)
+    return evaluate_features(q, g, cfg)
+
+
+def plot_cmc(curves: dict[str, np.ndarray], path: Path, title: str = "CMC") -> Path:
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
+    for label, cmc in curves.items():
+        ranks = np.arange(1, len(cmc) + 1)
+        ax.plot(ranks, 100 * np.asarray(cmc), marker="o", markersize=3, label=label)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("matching rate (%)")
+    ax.set_ylim(0, 101)
+    ax.set_xscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_report(result: RankResult, out_dir: Path, name: str = "eval", meta: Optional[dict[str, Any]] = None) -> dict[str, Path]:
+    """``<name>.json`` (all metrics + meta) and ``<name>_cmc.png`` in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = {**result.as_dict(), **(meta or {})}
+    json_path = out_dir / f"{name}.json"
+    json_path.write_text(json.dumps(payload, indent=2))
+    png = plot_cmc({name: result.cmc}, out_dir / f"{name}_cmc.png", title=f"CMC ({name})")
+    return {"json": json_path, "png": png}
+
+
+def format_result(result: RankResult, label: str = "") -> str:
+    head = f"{label}: " if label else ""
+    return (
+        f"{head}mAP {100 * result.mAP:.1f}  R1 {100 * result.rank(1):.1f}  R5 {100 * result.rank(5):.1f}  "
+        f"R10 {100 * result.rank(10):.1f}  mINP {100 * result.mINP:.1f}  "
+        f"({result.num_valid} queries, {result.num_skipped} without a match skipped)"
+    )

@@ -1,0 +1,41 @@
+"""Losses of CLIP-ReID: supervised contrastive image<->text, batch-hard triplet, label-smoothed ID.
+
+Image and text features are L2-normalised and scaled by CLIP's temperature (``logit_scale``
+exp'd) before the contrastive and image-to-text losses.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def supcon(anchors: torch.Tensor, contrast: torch.Tensor, anchor_labels: torch.Tensor, contrast_labels: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """Supervised contrastive loss: each anchor's log-softmax over ``contrast``, averaged over its positives.
+
+    anchors [N, D], contrast [M, D] (normalised inside), labels [N] / [M]. With images as anchors
+    and texts as contrast it is L_i2t; with texts as anchors and images as contrast it is L_t2i,
+    where a text's positives are all images of its identity in the batch.
+    """
+    logits = scale * F.normalize(anchors, dim=1) @ F.normalize(contrast, dim=1).T
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positives = (anchor_labels[:, None] == contrast_labels[None, :]).float()
+    return -((positives * log_prob).sum(1) / positives.sum(1).clamp(min=1)).mean()
+
+
+def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor, margin: float = 0.3) -> torch.Tensor:
+    """Hardest positive vs hardest negative Euclidean distance per anchor (Hermans et al.)."""
+    dist = torch.cdist(features, features).clamp(min=1e-12)
+    same = labels[:, None] == labels[None, :]
+    hardest_pos = (dist * same).max(dim=1).values
+    hardest_neg = dist.masked_fill(same, float("inf")).min(dim=1).values
+    return F.relu(hardest_pos - hardest_neg + margin).mean()
+
+
+def id_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.1) -> torch.Tensor:
+    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+
+
+def image_to_text_ce(image_feats: torch.Tensor, text_feats: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor | float, label_smoothing: float = 0.1) -> torch.Tensor:
+    """Stage-2 L_i2tce: each image classified against the text features of *all* identities."""
+    logits = scale * F.normalize(image_feats, dim=1) @ F.normalize(text_feats, dim=1).T
+    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
