@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny synthetic datasets and recipes; markers that skip cleanly."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+REALDATA = REPO.parent / "shared" / "realdata"
+
+
+def pytest_collection_modifyitems(config, items):
+    skips = {
+        "gpu": (not torch.cuda.is_available(), "needs a CUDA GPU"),
+        "trt": (importlib.util.find_spec("tensorrt") is None or not torch.cuda.is_available(), "needs TensorRT and a GPU"),
+        "realdata": (not REALDATA.is_dir(), f"needs {REALDATA}"),
+    }
+    for item in items:
+        for marker, (skip, why) in skips.items():
+            if skip and marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=why))
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A small synthetic Market-1501-layout dataset (generated once per test session)."""
+    from trainer.data.synthetic import SyntheticSpec, write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic")
+    spec = SyntheticSpec(num_train_ids=16, num_test_ids=12, num_cameras=3, images_per_id_per_camera=3, height=64, width=32, seed=3)
+    return write_synthetic_dataset(root, spec, progress=False)
+
+
+def tiny_recipe(tmp_path: Path, **sections) -> dict:
+    """A recipe dict for a very small, fast run; sections override the defaults."""
+    recipe = {
+        "seed": 0,
+        "output_dir": str(tmp_path / "run"),
+        "device": "cpu",
+        "checkpoint_every": 1,
+        "model": {"backbone": {"name": "tiny-vit"}, "image_size": [64, 32]},
+        "data": {"dataset": "synthetic", "root": str(tmp_path / "data"), "workers": 0,
+                 "synthetic": {"num_train_ids": 12, "num_test_ids": 8, "num_cameras": 3, "images_per_id_per_camera": 2, "height": 64, "width": 32}},
+        "stage1": {"epochs": 1, "batch_size": 16, "warmup_epochs": 0, "lr": 0.005},
+        "stage2": {"epochs": 2, "batch_size": 16, "warmup_epochs": 0, "lr": 0.0005, "scheduler": "cosine"},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            recipe[key] = {**recipe.get(key, {}), **value}
+        else:
+            recipe[key] = value
+    return recipe
