@@ -127,3 +127,18 @@ def test_report_writes_json_and_png(tmp_path):
     data = json.loads(paths["json"].read_text())
     assert data["R1"] == 1.0 and data["dataset"] == "toy" and len(data["cmc"]) == 2
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_distance_matrices_rerank_on_duplicate_features(metric):
+    """Identical query/gallery vectors make 1 - cos round below zero; re-ranking must still run."""
+    from trainer.config import EvalConfig
+    from trainer.eval.evaluate import distance_matrices
+
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((10, 16)).astype(np.float32)
+    q = g[:3].copy()
+    cfg = EvalConfig(distance=metric, rerank=True, k1=3, k2=2)
+    d = distance_matrices(q, g, cfg)
+    assert d.shape == (3, 10) and (d >= 0).all()
+    assert (d.argmin(axis=1) == np.arange(3)).all()

@@ -82,5 +82,8 @@ def similarity(a: Embeddings, b: Embeddings) -> np.ndarray:
 
 
 def distance(a: Embeddings, b: Embeddings) -> np.ndarray:
-    """Cosine distance ``1 - similarity`` in [0, 2]; what ranking and re-ranking consume."""
-    return 1.0 - similarity(a, b)
+    """Cosine distance ``1 - similarity`` in [0, 2]; what ranking and re-ranking consume.
+
+    Clipped at 0: rounding makes ``1 - cos(x, x)`` slightly negative, which re-ranking rejects.
+    """
+    return np.clip(1.0 - similarity(a, b), 0.0, 2.0)

@@ -45,18 +45,16 @@ def squared_euclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def distance_matrices(q: np.ndarray, g: np.ndarray, cfg: EvalConfig) -> np.ndarray:
-    """[Q, G] distances for ranking, re-ranked when ``cfg.rerank``."""
+    """[Q, G] distances for ranking (cosine: ``1 - cos``; euclidean: squared), re-ranked when ``cfg.rerank``."""
     if cfg.distance == "cosine":
-        qe, ge = Embeddings(q), Embeddings(g)
-        pair = lambda a, b: distance(a, b)  # noqa: E731
-        qx, gx = qe, ge
+        q, g = Embeddings(q), Embeddings(g)
+        pair = distance
     else:
         pair = squared_euclidean
-        qx, gx = q, g
-    qg = pair(qx, gx)
+    qg = pair(q, g)
     if not cfg.rerank:
         return qg
-    return re_ranking(qg, pair(qx, qx), pair(gx, gx), cfg.k1, cfg.k2, cfg.lambda_value)
+    return re_ranking(qg, pair(q, q), pair(g, g), cfg.k1, cfg.k2, cfg.lambda_value)
 
 
 def evaluate_features(q: tuple, g: tuple, cfg: EvalConfig) -> RankResult:
@@ -79,6 +77,8 @@ def plot_cmc(curves: dict[str, np.ndarray], path: Path, title: str = "CMC") -> P
     ax.set_ylabel("matching rate (%)")
     ax.set_ylim(0, 101)
     ax.set_xscale("log")
+    ticks = [t for t in (1, 5, 10, 20, 50, 100) if t <= max(len(c) for c in curves.values())]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.grid(True, alpha=0.3)
     ax.set_title(title)
     ax.legend(loc="lower right")

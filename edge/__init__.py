@@ -1,0 +1,1 @@
+"""clipreid-edge edge package (see README: planned work)."""

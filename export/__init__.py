@@ -1,0 +1,1 @@
+"""clipreid-edge export package (see README: planned work)."""
