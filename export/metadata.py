@@ -1,0 +1,68 @@
+"""Model metadata: what an edge backend needs to feed a ReID model and read its outputs.
+
+Written by export into the ONNX ``metadata_props`` (key ``clipreid_edge``, one JSON string) and
+into the TensorRT engine's sidecar ``<engine>.json``; read by every edge backend instead of
+guessing. Third-party models without it get the same fields from configuration.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+METADATA_KEY = "clipreid_edge"
+METADATA_VERSION = 1
+
+
+@dataclass
+class ModelMetadata:
+    input_name: str = "images"
+    input_height: int = 256
+    input_width: int = 128
+    layout: str = "NHWC"  # NHWC uint8 (normalisation baked into the graph) or NCHW float
+    dtype: str = "uint8"
+    color_order: str = "RGB"
+    mean: Optional[list[float]] = None  # None: baked into the graph
+    std: Optional[list[float]] = None
+    normalization: str = "baked"  # baked | mean_std | scale_255
+    outputs: list[str] = field(default_factory=lambda: ["embedding"])
+    embedding_dim: int = 0
+    num_parts: int = 0
+    method: str = "baseline"
+    camera_input: Optional[str] = None  # name of the int64 [B] camera-index input when the model uses SIE
+    num_cameras: int = 0
+    precision: str = "fp32"
+    version: int = METADATA_VERSION
+    source: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelMetadata":
+        data = json.loads(text)
+        if data.get("version", 0) > METADATA_VERSION:
+            raise ValueError(f"model metadata version {data['version']} is newer than this code ({METADATA_VERSION})")
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def write_sidecar(self, engine_path: Path) -> Path:
+        path = sidecar_path(engine_path)
+        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+        return path
+
+
+def sidecar_path(engine_path: str | Path) -> Path:
+    return Path(str(engine_path) + ".json")
+
+
+def read_onnx_metadata(onnx_path: str | Path) -> Optional[ModelMetadata]:
+    """The metadata export wrote, or None for third-party ONNX models."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            return ModelMetadata.from_json(prop.value)
+    return None

@@ -1,0 +1,82 @@
+"""Numerical parity between PyTorch and an exported model, on person crops.
+
+The tolerance is a per-image cosine between the two embeddings: >= 0.9999 for FP32 ONNX,
+>= 0.999 for FP16 (ONNX or TensorRT). Every export is checked; a failed check fails the command.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+import torch
+
+from export.metadata import ModelMetadata
+
+FP32_MIN_COSINE = 0.9999
+FP16_MIN_COSINE = 0.999
+
+
+@dataclass
+class ParityReport:
+    backend: str
+    num_images: int
+    min_cosine: float
+    mean_cosine: float
+    max_abs_diff: float
+    threshold: float
+
+    @property
+    def passed(self) -> bool:
+        return self.min_cosine >= self.threshold
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "passed": self.passed}
+
+    def __str__(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        return (f"{self.backend}: {verdict}  cosine min {self.min_cosine:.6f} mean {self.mean_cosine:.6f} "
+                f"(threshold {self.threshold})  max |diff| {self.max_abs_diff:.2e}  on {self.num_images} images")
+
+
+def person_crops(n: int, height: int, width: int, seed: int = 0, folder: Optional[Path] = None) -> np.ndarray:
+    """uint8 [n, H, W, 3] RGB crops: images from ``folder`` if given, else synthetic people."""
+    if folder is not None:
+        paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"})[:n]
+        if not paths:
+            raise FileNotFoundError(f"no images in {folder}")
+        crops = [cv2.resize(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB), (width, height), interpolation=cv2.INTER_LINEAR) for p in paths]
+        return np.stack(crops)
+    from trainer.data.synthetic import CameraLook, PersonAppearance, render_crop
+
+    rng = np.random.default_rng(seed)
+    look = CameraLook.sample(rng)
+    return np.stack([render_crop(PersonAppearance.sample(rng), look, height, width, rng, occlude=bool(i % 3 == 2)) for i in range(n)])
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray, backend: str, threshold: float) -> ParityReport:
+    ref = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+    cand = candidate.astype(np.float32)
+    cand = cand / np.linalg.norm(cand, axis=1, keepdims=True)
+    cos = (ref * cand).sum(1)
+    return ParityReport(backend, len(cos), float(cos.min()), float(cos.mean()), float(np.abs(ref - cand).max()), threshold)
+
+
+def feed(meta: ModelMetadata, images: np.ndarray, cameras: Optional[np.ndarray]) -> dict[str, np.ndarray]:
+    inputs = {meta.input_name: images}
+    if meta.camera_input:
+        inputs[meta.camera_input] = (cameras if cameras is not None else np.zeros(len(images))).astype(np.int64)
+    return inputs
+
+
+def torch_reference(graph: torch.nn.Module, images: np.ndarray, cameras: Optional[np.ndarray]) -> np.ndarray:
+    with torch.no_grad():
+        cam = torch.from_numpy(cameras.astype(np.int64)) if cameras is not None else None
+        return graph(torch.from_numpy(images), cam).numpy()
+
+
+def check_backend(run: Callable[[dict[str, np.ndarray]], np.ndarray], reference: np.ndarray, meta: ModelMetadata, images: np.ndarray, cameras: Optional[np.ndarray], backend: str, threshold: float, batch: int = 8) -> ParityReport:
+    outs = [run(feed(meta, images[i : i + batch], None if cameras is None else cameras[i : i + batch])) for i in range(0, len(images), batch)]
+    return compare(reference, np.concatenate(outs), backend, threshold)

@@ -1,0 +1,37 @@
+"""The exported graph: raw uint8 crops in, L2-normalised embeddings out.
+
+Input ``images`` is uint8 [B, H, W, 3] RGB, so the edge only resizes crops: conversion to float,
+CLIP mean/std normalisation and NHWC->NCHW happen inside the graph. SIE models get a second
+input ``camera`` (int64 [B], 0-based camera index) instead of one engine per camera: one engine
+serves every camera and batches across them.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer.models.reid import CLIPReID
+
+
+class EmbeddingGraph(nn.Module):
+    def __init__(self, model: CLIPReID, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
+
+    @property
+    def uses_camera(self) -> bool:
+        return getattr(self.model.image_encoder, "sie_embed", None) is not None
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, H, W, 3] -> normalised float [B, 3, H, W]."""
+        x = images.permute(0, 3, 1, 2).float()
+        return (x - self.mean) / self.std
+
+    def forward(self, images: torch.Tensor, camera: Optional[torch.Tensor] = None) -> torch.Tensor:
+        feats = self.model.encode(self.preprocess(images), camera)
+        return F.normalize(feats.float(), dim=1)

@@ -1,0 +1,103 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO
+from export.metadata import read_onnx_metadata
+from export.onnx_export import ExportError, build_graph, export_onnx
+from export.onnx_runner import ort_runner
+from export.parity import FP32_MIN_COSINE, check_backend, person_crops, torch_reference
+from export.tensorrt_engine import BatchProfile
+from trainer.config import ModelConfig
+from trainer.models import build_model, load_checkpoint, save_checkpoint
+
+
+def make_checkpoint(tmp_path, arch="tiny-vit", sie=False):
+    torch.manual_seed(0)
+    cfg = ModelConfig(backbone={"name": arch}, image_size=(64, 32), sie={"enabled": sie})
+    model = build_model(cfg, num_classes=5, num_cameras=3)
+    return save_checkpoint(tmp_path / "m.pt", model.eval(), cfg, num_cameras=3)
+
+
+@pytest.fixture(params=[("tiny-vit", False), ("tiny-vit", True), ("tiny-rn", False)], ids=["vit", "vit-sie", "rn"])
+def checkpoint(request, tmp_path):
+    return make_checkpoint(tmp_path, *request.param)
+
+
+def test_onnx_parity_dynamic_batch_and_metadata(checkpoint, tmp_path):
+    out, meta = export_onnx(checkpoint, tmp_path / "m.onnx")
+    stored = read_onnx_metadata(out)
+    assert stored == meta and stored.layout == "NHWC" and stored.dtype == "uint8"
+    loaded = load_checkpoint(checkpoint)
+    assert stored.embedding_dim == loaded.model.embedding_dim and (stored.input_height, stored.input_width) == (64, 32)
+    assert (stored.camera_input == "camera") == loaded.model_config.sie.enabled
+    images = person_crops(12, 64, 32, seed=1)
+    cameras = np.arange(12) % 3 if stored.camera_input else None
+    reference = torch_reference(build_graph(loaded), images, cameras)
+    assert np.allclose(np.linalg.norm(reference, axis=1), 1, atol=1e-5)
+    for batch in (1, 5, 12):  # dynamic batch axis
+        report = check_backend(ort_runner(out, ["CPUExecutionProvider"]), reference, stored, images, cameras, "ort", FP32_MIN_COSINE, batch=batch)
+        assert report.passed, report
+
+
+def test_graph_normalises_like_the_training_transform(tmp_path):
+    from PIL import Image
+
+    from trainer.config import CLIP_MEAN, CLIP_STD
+    from trainer.data.transforms import test_transform
+
+    cfg = ModelConfig(backbone={"name": "tiny-vit"}, image_size=(64, 32))
+    ckpt = save_checkpoint(tmp_path / "m.pt", build_model(cfg, 3, 1).eval(), cfg, 1)
+    graph = build_graph(load_checkpoint(ckpt))
+    crop = person_crops(1, 64, 32)
+    ours = graph.preprocess(torch.from_numpy(crop))[0]
+    ref = test_transform((64, 32), CLIP_MEAN, CLIP_STD)(Image.fromarray(crop[0]))
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_bad_inputs_give_clear_errors(tmp_path):
+    checkpoint = make_checkpoint(tmp_path)
+    with pytest.raises(ExportError, match="opset 9 is not supported"):
+        export_onnx(checkpoint, tmp_path / "x.onnx", opset=9)
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    from trainer.models import CheckpointError
+
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        export_onnx(tmp_path / "junk.pt", tmp_path / "x.onnx")
+    with pytest.raises(ValueError, match="MIN:OPT:MAX"):
+        BatchProfile.parse("32")
+    with pytest.raises(ValueError, match="MIN <= OPT <= MAX"):
+        BatchProfile.parse("8:4:16")
+
+
+def test_cli_onnx_and_check(tmp_path):
+    checkpoint = make_checkpoint(tmp_path, sie=True)
+    out = tmp_path / "cli.onnx"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "export", *a], cwd=REPO, capture_output=True, text=True, timeout=300)  # noqa: E731
+    proc = run("onnx", "--checkpoint", str(checkpoint), "--out", str(out), "--num-images", "8")
+    assert proc.returncode == 0, proc.stderr
+    assert "PASS" in proc.stdout and out.is_file()
+    proc = run("check", "--checkpoint", str(checkpoint), "--onnx", str(out), "--num-images", "8", "--json", str(tmp_path / "r.json"))
+    assert proc.returncode == 0 and "onnxruntime fp32: PASS" in proc.stdout
+    proc = run("onnx", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(out))
+    assert proc.returncode == 2 and "checkpoint not found" in proc.stderr
+
+
+@pytest.mark.trt
+def test_tensorrt_fp16_engine_parity(checkpoint, tmp_path):
+    from export.metadata import read_onnx_metadata
+    from export.parity import FP16_MIN_COSINE, feed
+    from export.tensorrt_engine import EngineRunner, build_engine
+
+    onnx_path, meta = export_onnx(checkpoint, tmp_path / "m.onnx")
+    engine = build_engine(onnx_path, tmp_path / "m.engine", read_onnx_metadata(onnx_path), fp16=True, batch=BatchProfile(1, 8, 16))
+    images = person_crops(16, 64, 32)
+    cameras = np.arange(16) % 3 if meta.camera_input else None
+    reference = ort_runner(onnx_path, ["CPUExecutionProvider"])(feed(meta, images, cameras))
+    runner = EngineRunner(engine)
+    assert check_backend(runner, reference, meta, images, cameras, "trt", FP16_MIN_COSINE).passed
+    with pytest.raises(ValueError, match="outside the engine's profile"):
+        runner(feed(meta, person_crops(17, 64, 32), None if cameras is None else np.zeros(17)))
