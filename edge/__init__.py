@@ -1,1 +1,1 @@
-"""clipreid-edge edge package (see README: planned work)."""
+"""Edge runtime (issue 7, not built yet): cameras -> detection -> tracking -> ReID -> identities."""
