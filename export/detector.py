@@ -9,7 +9,10 @@ def export_detector(weights: str | Path, fmt: str = "engine", fp16: bool = True,
     weights = Path(weights)
     if not weights.is_file():
         raise FileNotFoundError(f"detector weights not found: {weights}")
-    from ultralytics import YOLO
+    try:
+        from ultralytics import YOLO
+    except ImportError as exc:
+        raise RuntimeError("detector export needs Ultralytics: pip install ultralytics") from exc
 
     if fmt == "engine":
         import torch
