@@ -40,6 +40,18 @@ def _onnx_report(checkpoint: Path, onnx_path: Path, args):
     return meta, report
 
 
+def _engine_report(engine: Path, onnx_path: Path, meta, args, threshold: float, label: str):
+    """TensorRT engine vs ONNX Runtime on the same crops, in batches the engine's profile allows."""
+    from export.onnx_runner import ort_runner
+    from export.parity import check_backend, feed
+    from export.tensorrt_engine import EngineRunner
+
+    images, cameras = _parity_images(meta, args)
+    reference = ort_runner(onnx_path, ["CPUExecutionProvider"])(feed(meta, images, cameras))
+    runner = EngineRunner(engine)
+    return check_backend(runner, reference, meta, images, cameras, label, threshold, batch=min(runner.batch_range[1], 8))
+
+
 def cmd_onnx(args) -> int:
     from export.onnx_export import export_onnx
 
@@ -55,13 +67,9 @@ def cmd_check(args) -> int:
     print(report)
     reports = [report]
     if args.engine:
-        from export.onnx_runner import ort_runner
-        from export.parity import FP16_MIN_COSINE, check_backend, feed
-        from export.tensorrt_engine import EngineRunner
+        from export.parity import FP16_MIN_COSINE
 
-        images, cameras = _parity_images(meta, args)
-        ref = ort_runner(args.onnx, ["CPUExecutionProvider"])(feed(meta, images, cameras))
-        reports.append(check_backend(EngineRunner(args.engine), ref, meta, images, cameras, "tensorrt", FP16_MIN_COSINE))
+        reports.append(_engine_report(Path(args.engine), Path(args.onnx), meta, args, FP16_MIN_COSINE, "tensorrt"))
         print(reports[-1])
     if args.json:
         Path(args.json).write_text(json.dumps([r.as_dict() for r in reports], indent=2))
@@ -70,19 +78,16 @@ def cmd_check(args) -> int:
 
 def cmd_trt(args) -> int:
     from export.metadata import read_onnx_metadata
-    from export.onnx_runner import ort_runner
-    from export.parity import FP16_MIN_COSINE, FP32_MIN_COSINE, check_backend, feed
-    from export.tensorrt_engine import BatchProfile, EngineRunner, build_engine
+    from export.parity import FP16_MIN_COSINE, FP32_MIN_COSINE
+    from export.tensorrt_engine import BatchProfile, build_engine
 
     meta = read_onnx_metadata(args.onnx)
     if meta is None:
         fail(f"{args.onnx} has no clipreid-edge metadata: export it with `python -m export onnx`")
     profile = BatchProfile.parse(args.batch)
     engine = build_engine(args.onnx, args.out, meta, args.fp16, profile, args.workspace_gb, args.timing_cache)
-    images, cameras = _parity_images(meta, args)
-    reference = ort_runner(args.onnx, ["CPUExecutionProvider"])(feed(meta, images, cameras))
-    runner = EngineRunner(engine)
-    report = check_backend(runner, reference, meta, images, cameras, f"tensorrt {'fp16' if args.fp16 else 'fp32'}", FP16_MIN_COSINE if args.fp16 else FP32_MIN_COSINE, batch=min(profile.max, 8))
+    threshold = FP16_MIN_COSINE if args.fp16 else FP32_MIN_COSINE
+    report = _engine_report(engine, Path(args.onnx), meta, args, threshold, f"tensorrt {'fp16' if args.fp16 else 'fp32'}")
     print(f"wrote {engine} (+ {engine}.json)")
     print(report)
     if not report.passed:
