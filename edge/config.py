@@ -1,0 +1,181 @@
+"""The camera file (``cams.yaml``): cameras and the pipeline, validated before anything starts.
+
+Relative paths in the file are resolved against the file's folder, so a config and its models
+can move together. A wrong key, type or missing file is one :class:`ConfigError` naming the
+file and the dotted field (the same loader as the training recipes).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from trainer.configio import ConfigError, StrictModel, load_config
+
+STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
+
+
+class CameraConfig(StrictModel):
+    id: str = Field(description="camera name used in topics, events and output files")
+    source: str = Field(description="video file, image folder, rtsp/http URL, USB index ('0') or synthetic://scene?camera=N")
+    fps: Optional[float] = Field(None, gt=0, description="target frames per second (None: the source's own rate)")
+    resize: Optional[tuple[int, int]] = Field(None, description="[width, height] every frame is resized to")
+    realtime: bool = Field(True, description="files/synthetic: pace at fps and drop late frames; False: every frame, as fast as the pipeline goes")
+    loop: bool = Field(False, description="files/synthetic: start again at the end")
+    sie_index: Optional[int] = Field(None, ge=0, description="camera index fed to SIE models (default: position in this list)")
+
+    @property
+    def is_stream(self) -> bool:
+        s = self.source
+        return s.startswith(STREAM_PREFIXES) or s.isdigit()
+
+
+class DetectorConfig(StrictModel):
+    weights: str = Field(description="Ultralytics weights: .pt, .onnx, .engine or an *_openvino_model folder")
+    imgsz: int = Field(640, ge=32, le=4096)
+    conf: float = Field(0.25, ge=0.0, le=1.0, description="lowest confidence passed to the tracker (ByteTrack uses low ones too)")
+    iou: float = Field(0.7, gt=0.0, le=1.0, description="NMS IoU")
+    device: str = Field("cpu", description="cpu, cuda, cuda:0, ...")
+    half: bool = Field(False, description="FP16 inference (GPU only)")
+    classes: list[int] = Field(default_factory=lambda: [0], description="class ids kept (COCO person = 0)")
+    batch: bool = Field(True, description="one call for the frames of all cameras (False for single-batch engines)")
+
+
+class TrackerConfig(StrictModel):
+    kind: Literal["bytetrack", "botsort"] = "bytetrack"
+    config: Optional[str] = Field(None, description="Ultralytics tracker yaml (default: the one shipped with Ultralytics)")
+    overrides: dict[str, float | int | bool | str] = Field(default_factory=dict, description="keys of the tracker yaml to change")
+    reid_features: bool = Field(False, description="botsort: associate with our ReID embeddings (embeds every detection every frame)")
+
+    @model_validator(mode="after")
+    def _reid_needs_botsort(self) -> "TrackerConfig":
+        if self.reid_features and self.kind != "botsort":
+            raise ValueError("reid_features needs kind: botsort (ByteTrack has no appearance term)")
+        return self
+
+
+class NormalizationConfig(StrictModel):
+    """For third-party ONNX models without our metadata (our exports carry their own)."""
+
+    scale: float = Field(255.0, gt=0, description="pixel values are divided by this first")
+    mean: Optional[tuple[float, float, float]] = Field(None, description="then (x - mean) / std, per RGB channel")
+    std: Optional[tuple[float, float, float]] = None
+    color_order: Literal["RGB", "BGR"] = "RGB"
+
+
+class ReIDConfig(StrictModel):
+    backend: Literal["onnxruntime", "torch", "tensorrt"] = "onnxruntime"
+    model: str = Field(description="ONNX file, checkpoint .pt (torch) or engine (tensorrt)")
+    device: str = Field("cpu", description="torch backend / onnxruntime provider choice: cpu or cuda")
+    batch_size: int = Field(16, ge=1, le=512, description="largest batch per call; bigger batches are split")
+    input_size: Optional[tuple[int, int]] = Field(None, description="[height, width] for third-party models with a dynamic input")
+    normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
+    embed_every: int = Field(10, ge=1, description="re-embed a track at most every N of its frames")
+    better_crop: float = Field(1.25, ge=1.0, description="re-embed early when crop quality beats the last one by this factor")
+    min_box_height: int = Field(24, ge=1, description="crops smaller than this are not embedded")
+    max_overlap: float = Field(0.6, ge=0.0, le=1.0, description="crops covered more than this by other boxes are not embedded")
+
+
+class TransitionWindow(StrictModel):
+    src: str = Field(alias="from")
+    dst: str = Field(alias="to")
+    min_s: float = Field(0.0, ge=0)
+    max_s: float = Field(description="a tracklet in dst can match an identity last seen in src only within [min_s, max_s]")
+
+
+class MatchingConfig(StrictModel):
+    enabled: bool = Field(True, description="False: every tracklet founds its own identity (for comparisons)")
+    threshold: float = Field(0.6, ge=-1.0, le=1.0, description="lowest cosine similarity that joins an identity")
+    min_embeddings: int = Field(2, ge=1, description="evidence a tracklet needs before it is matched")
+    identity_ttl_s: float = Field(300.0, gt=0, description="identities unseen this long are forgotten")
+    gallery_size: int = Field(16, ge=1, description="embeddings kept per identity (the best-quality ones)")
+    transitions: list[TransitionWindow] = Field(default_factory=list, description="optional camera-to-camera time windows")
+
+
+class PublisherConfig(StrictModel):
+    enabled: bool = True
+    endpoint: str = Field("tcp://127.0.0.1:5555", description="ZeroMQ PUB bind address")
+    high_water_mark: int = Field(1000, ge=1, description="messages queued per subscriber before the oldest are dropped")
+    update_interval_s: float = Field(1.0, ge=0, description="rate limit of 'update' events per track")
+    snapshot_interval_s: float = Field(5.0, gt=0, description="period of the identities snapshot for late subscribers")
+    send_embeddings: bool = Field(False, description="add the identity embedding as a float16 frame to identity events")
+
+
+class OutputConfig(StrictModel):
+    mot_dir: Optional[str] = Field(None, description="write <camera>.txt (local ids) and <camera>.global.txt (MOT format)")
+    video_dir: Optional[str] = Field(None, description="write an annotated <camera>.mp4")
+
+
+class RunConfig(StrictModel):
+    max_frames: Optional[int] = Field(None, ge=1, description="stop after this many frames per camera")
+    duration_s: Optional[float] = Field(None, gt=0, description="stop after this many seconds")
+    stats_interval_s: float = Field(5.0, gt=0, description="period of the stats log line and event")
+    reconnect_max_s: float = Field(10.0, gt=0, description="longest wait between reconnection attempts")
+
+
+class EdgeConfig(StrictModel):
+    cameras: list[CameraConfig] = Field(min_length=1)
+    detector: DetectorConfig
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    reid: Optional[ReIDConfig] = Field(None, description="None: tracking only, every tracklet its own identity")
+    matching: MatchingConfig = Field(default_factory=MatchingConfig)
+    publisher: PublisherConfig = Field(default_factory=PublisherConfig)
+    outputs: OutputConfig = Field(default_factory=OutputConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_ids(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        ids = [c.id for c in cameras]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"camera ids must be unique, repeated: {dupes}")
+        return cameras
+
+
+def _resolve(base: Path, value: Optional[str]) -> Optional[str]:
+    if value is None or "://" in value or value.isdigit():
+        return value
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _check_exists(path: Optional[str], field: str, file: Path, what: str = "file") -> None:
+    if path is not None and not Path(path).exists():
+        raise ConfigError(f"{file}: {field}: {what} not found: {path}")
+
+
+def load_edge_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> EdgeConfig:
+    """Read and validate a camera file; every path it names must exist.
+
+    Paths in the file are relative to the file; paths given as command-line overrides are
+    relative to the current directory, as a shell user expects.
+    """
+    path = Path(path)
+    cfg = load_config(EdgeConfig, path, overrides)
+    overridden = {item.split("=", 1)[0].strip() for item in overrides}
+    file_base = path.resolve().parent
+
+    def base_for(field: str) -> Path:
+        return Path.cwd() if field in overridden else file_base
+
+    for i, cam in enumerate(cfg.cameras):
+        cam.source = _resolve(file_base, cam.source)
+        if not cam.is_stream and not cam.source.startswith("synthetic://"):
+            _check_exists(cam.source, f"cameras.{i}.source", path, "video file or image folder")
+    cfg.detector.weights = _resolve(base_for("detector.weights"), cfg.detector.weights)
+    _check_exists(cfg.detector.weights, "detector.weights", path)
+    cfg.tracker.config = _resolve(base_for("tracker.config"), cfg.tracker.config)
+    _check_exists(cfg.tracker.config, "tracker.config", path)
+    if cfg.reid is not None:
+        cfg.reid.model = _resolve(base_for("reid.model"), cfg.reid.model)
+        _check_exists(cfg.reid.model, "reid.model", path)
+    known = {c.id for c in cfg.cameras}
+    for i, t in enumerate(cfg.matching.transitions):
+        for end in (t.src, t.dst):
+            if end not in known:
+                raise ConfigError(f"{path}: matching.transitions.{i}: unknown camera {end!r} (cameras: {sorted(known)})")
+    for key in ("mot_dir", "video_dir"):
+        setattr(cfg.outputs, key, _resolve(base_for(f"outputs.{key}"), getattr(cfg.outputs, key)))
+    return cfg

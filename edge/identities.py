@@ -1,0 +1,151 @@
+"""Cross-camera identities: a gallery of global ids and the assignment of waiting tracklets.
+
+Tracklets with enough appearance evidence wait for an identity. All tracklets waiting at one
+moment are assigned together with the Hungarian solver (``scipy.optimize.linear_sum_assignment``)
+on cosine similarity to each identity's gallery, under constraints:
+
+* one identity cannot be two live tracklets of the same camera;
+* optional transition windows: an identity last seen in camera A can appear in camera B only
+  ``min_s..max_s`` seconds later (when a window for A -> B is configured);
+* below ``threshold`` a tracklet founds a new identity.
+
+Identities keep their best-quality embeddings (``gallery_size``), are compared by the shared
+:func:`trainer.embeddings.similarity` (so online matching agrees with offline evaluation) and
+expire after ``identity_ttl_s`` without being seen.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from trainer.embeddings import Embeddings, similarity
+
+from .config import MatchingConfig
+from .tracklets import Tracklet
+
+FORBIDDEN = -2.0  # below any cosine similarity
+
+
+@dataclass
+class Identity:
+    global_id: int
+    created: float
+    last_seen: float
+    last_camera: str
+    cameras: set[str] = field(default_factory=set)
+    live: set[tuple[str, int]] = field(default_factory=set)  # (camera, local id) of live tracklets
+    gallery: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (quality, embedding)
+
+    @property
+    def embedding(self) -> Optional[np.ndarray]:
+        if not self.gallery:
+            return None
+        weights = np.array([q for q, _ in self.gallery], np.float32)
+        mean = (weights[:, None] * np.stack([e for _, e in self.gallery])).sum(0)
+        return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+
+class IdentityGallery:
+    def __init__(self, cfg: MatchingConfig):
+        self.cfg = cfg
+        self.identities: dict[int, Identity] = {}
+        self._ids = itertools.count(1)
+        self._windows = {(t.src, t.dst): (t.min_s, t.max_s) for t in cfg.transitions}
+
+    def __len__(self) -> int:
+        return len(self.identities)
+
+    def ready(self, t: Tracklet) -> bool:
+        return t.global_id is None and t.embedding is not None and t.n_embeddings >= self.cfg.min_embeddings
+
+    def found(self, t: Tracklet, now: float) -> Identity:
+        """A new identity for ``t``."""
+        ident = Identity(next(self._ids), now, now, t.camera_id)
+        self.identities[ident.global_id] = ident
+        self._attach(ident, t, now)
+        return ident
+
+    def _attach(self, ident: Identity, t: Tracklet, now: float) -> None:
+        t.global_id = ident.global_id
+        ident.live.add(t.key)
+        ident.cameras.add(t.camera_id)
+        ident.last_seen, ident.last_camera = now, t.camera_id
+        if t.embedding is not None:
+            self.add_evidence(ident, t.embedding, t.last_quality or 1.0)
+
+    def add_evidence(self, ident: Identity, embedding: np.ndarray, quality: float) -> None:
+        ident.gallery.append((quality, np.asarray(embedding, np.float32)))
+        if len(ident.gallery) > self.cfg.gallery_size:
+            ident.gallery.sort(key=lambda item: item[0], reverse=True)
+            del ident.gallery[self.cfg.gallery_size :]
+
+    def allowed(self, ident: Identity, t: Tracklet, now: float) -> bool:
+        if any(cam == t.camera_id for cam, _ in ident.live):
+            return False
+        window = self._windows.get((ident.last_camera, t.camera_id))
+        if window is not None and ident.last_camera != t.camera_id:
+            gap = t.first_seen - ident.last_seen
+            return window[0] <= gap <= window[1]
+        return True
+
+    def similarity_matrix(self, waiting: list[Tracklet], now: float) -> tuple[np.ndarray, list[Identity]]:
+        idents = [i for i in self.identities.values() if i.gallery]
+        if not waiting or not idents:
+            return np.zeros((len(waiting), len(idents)), np.float32), idents
+        a = Embeddings(np.stack([t.embedding for t in waiting]))
+        b = Embeddings(np.stack([i.embedding for i in idents]))
+        sim = similarity(a, b).astype(np.float32)
+        for r, t in enumerate(waiting):
+            for c, ident in enumerate(idents):
+                if not self.allowed(ident, t, now):
+                    sim[r, c] = FORBIDDEN
+        return sim, idents
+
+    def assign(self, waiting: list[Tracklet], now: float) -> list[tuple[str, Tracklet, Identity]]:
+        """Give every waiting tracklet an identity: ('assigned', ...) to an old one or ('new', ...)."""
+        if not waiting:
+            return []
+        if not self.cfg.enabled:
+            return [("new", t, self.found(t, now)) for t in waiting]
+        blind = [("new", t, self.found(t, now)) for t in waiting if t.embedding is None]  # nothing to compare
+        waiting = [t for t in waiting if t.embedding is not None]
+        sim, idents = self.similarity_matrix(waiting, now)
+        out: list[tuple[str, Tracklet, Identity]] = []
+        matched: set[int] = set()
+        if sim.size:
+            rows, cols = linear_sum_assignment(-sim)
+            for r, c in zip(rows, cols):
+                if sim[r, c] >= self.cfg.threshold:
+                    self._attach(idents[c], waiting[r], now)
+                    out.append(("assigned", waiting[r], idents[c]))
+                    matched.add(r)
+        for r, t in enumerate(waiting):
+            if r not in matched:
+                out.append(("new", t, self.found(t, now)))
+        return blind + out
+
+    def observe(self, t: Tracklet, now: float, new_embedding: Optional[np.ndarray] = None, quality: float = 1.0) -> Optional[Identity]:
+        """Keep the tracklet's identity fresh (last seen, evidence)."""
+        ident = self.identities.get(t.global_id) if t.global_id is not None else None
+        if ident is None:
+            return None
+        ident.last_seen, ident.last_camera = now, t.camera_id
+        ident.live.add(t.key)
+        if new_embedding is not None:
+            self.add_evidence(ident, new_embedding, quality)
+        return ident
+
+    def release(self, t: Tracklet) -> None:
+        ident = self.identities.get(t.global_id) if t.global_id is not None else None
+        if ident is not None:
+            ident.live.discard(t.key)
+
+    def expire(self, now: float) -> list[Identity]:
+        gone = [i for i in self.identities.values() if not i.live and now - i.last_seen > self.cfg.identity_ttl_s]
+        for ident in gone:
+            del self.identities[ident.global_id]
+        return gone

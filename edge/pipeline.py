@@ -1,0 +1,253 @@
+"""The edge pipeline: frames of all cameras -> detections -> tracks -> embeddings -> identities.
+
+:class:`EdgePipeline` holds the models and per-camera state and processes one batch of frames
+(:meth:`process`); :func:`run_pipeline` drives it from the capture threads until the sources end,
+a frame/time limit is reached or ``stop`` is set (SIGINT/SIGTERM in ``edge.run``).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Optional
+
+import numpy as np
+
+from .config import EdgeConfig
+from .detector import PersonDetector
+from .identities import Identity, IdentityGallery
+from .outputs import AnnotatedVideo, MotWriter
+from .publisher import EventPublisher, identity_event, track_event
+from .reid.backends import ReIDBackend, build_backend
+from .sources import CameraCapture
+from .stats import PipelineStats, format_report
+from .tracking import CameraTracker
+from .tracklets import BudgetPolicy, EmbedRequest, Tracklet, TrackletBook
+from .types import Detections, Frame
+
+log = logging.getLogger(__name__)
+
+
+class EdgePipeline:
+    def __init__(self, cfg: EdgeConfig, frame_rates: Optional[dict[str, float]] = None,
+                 detector: Optional[PersonDetector] = None, reid: Optional[ReIDBackend] = None):
+        self.cfg = cfg
+        self.detector = detector or PersonDetector.from_config(cfg.detector)
+        self.reid = reid if reid is not None else (build_backend(cfg.reid) if cfg.reid else None)
+        rates = frame_rates or {}
+        self.trackers = {c.id: CameraTracker(c.id, cfg.tracker, rates.get(c.id) or c.fps or 30.0) for c in cfg.cameras}
+        if cfg.tracker.reid_features and self.reid is None:
+            raise ValueError("tracker.reid_features needs a reid section")
+        policy = None
+        if self.reid is not None:
+            r = cfg.reid
+            policy = BudgetPolicy(r.embed_every, r.better_crop, r.min_box_height, r.max_overlap)
+        self.books = {c.id: TrackletBook(c.id, self.trackers[c.id].max_lost_frames, policy) for c in cfg.cameras}
+        self.sie = {c.id: (c.sie_index if c.sie_index is not None else i) for i, c in enumerate(cfg.cameras)}
+        self.gallery = IdentityGallery(cfg.matching)
+        self.stats = PipelineStats()
+        p = cfg.publisher
+        self.publisher = EventPublisher(p.endpoint, p.high_water_mark) if p.enabled else None
+        self.mot = MotWriter(cfg.outputs.mot_dir, [c.id for c in cfg.cameras]) if cfg.outputs.mot_dir else None
+        fps = next((c.fps for c in cfg.cameras if c.fps), 10.0)
+        self.video = AnnotatedVideo(cfg.outputs.video_dir, fps) if cfg.outputs.video_dir else None
+        self._last_update: dict[tuple[str, int], float] = {}
+        self._last_snapshot = 0.0
+
+    # --- one step -------------------------------------------------------------------------
+    def process(self, frames: list[Frame]) -> None:
+        for f in frames:
+            self.stats.stage("decode", f.decode_s)
+        t0 = time.perf_counter()
+        detections = self.detector([f.image for f in frames])
+        t1 = time.perf_counter()
+        self.stats.stage("detect", t1 - t0)
+
+        det_feats = self._embed_detections(frames, detections) if self.cfg.tracker.reid_features else {}
+        t2 = time.perf_counter()
+        events: list[tuple[str, Tracklet, float]] = []
+        requests: list[tuple[Frame, EmbedRequest]] = []
+        for frame, dets in zip(frames, detections):
+            feats = det_feats.get(frame.camera_id)
+            tracks = self.trackers[frame.camera_id].update(dets, frame.image, feats[0] if feats else None)
+            evs, reqs = self.books[frame.camera_id].update(tracks, frame)
+            events += [(e, t, frame.timestamp) for e, t in evs]
+            if feats:  # BoT-SORT already embedded every detection: reuse, do not embed twice
+                index = {tr.local_id: tr.det_index for tr in tracks}
+                for req in reqs:
+                    i = index.get(req.tracklet.local_id, -1)
+                    if i >= 0:
+                        self._absorb(req, feats[0][i], frame.timestamp)
+            else:
+                requests += [(frame, r) for r in reqs]
+        t3 = time.perf_counter()
+        self.stats.stage("track", t3 - t2 + (t2 - t1 if det_feats else 0.0))
+
+        if requests:
+            self._embed_requests(requests)
+        t4 = time.perf_counter()
+        if requests or det_feats:
+            self.stats.stage("embed", t4 - t3 + (t2 - t1))
+
+        identity_events = self._match(events, time.time())
+        t5 = time.perf_counter()
+        self.stats.stage("match", t5 - t4)
+
+        self._publish(frames, events, identity_events)
+        for f in frames:
+            self.stats.frame(f.camera_id, f.timestamp)
+        self.stats.stage("publish", time.perf_counter() - t5)
+
+    def _embed_detections(self, frames: list[Frame], detections: list[Detections]) -> dict[str, tuple[np.ndarray]]:
+        out = {}
+        for frame, dets in zip(frames, detections):
+            crops = self.reid.crops(frame.image, dets.xyxy)
+            cams = np.full(len(crops), self.sie[frame.camera_id])
+            out[frame.camera_id] = (self.reid.embed(crops, cams).global_,)
+            self.stats.embedded += len(crops)
+        return out
+
+    def _embed_requests(self, requests: list[tuple[Frame, EmbedRequest]]) -> None:
+        crops, cams = [], []
+        for frame, req in requests:
+            crops.append(self.reid.crops(frame.image, req.xyxy[None]))
+            cams.append(self.sie[frame.camera_id])
+        emb = self.reid.embed(np.concatenate(crops), np.asarray(cams))
+        self.stats.embedded += len(requests)
+        for (frame, req), vector in zip(requests, emb.global_):
+            self._absorb(req, vector, frame.timestamp)
+
+    def _absorb(self, req: EmbedRequest, vector: np.ndarray, now: float) -> None:
+        req.tracklet.add_embedding(vector, req.quality)
+        if req.tracklet.global_id is not None:
+            self.gallery.observe(req.tracklet, now, vector, req.quality)
+
+    def _match(self, events: list[tuple[str, Tracklet, float]], now: float) -> list[tuple[str, Identity, Optional[Tracklet], Optional[float]]]:
+        out = []
+        ended = [t for e, t, _ in events if e == "ended"]
+        live = [t for book in self.books.values() for t in book.tracklets.values()]
+        if self.reid is None:
+            waiting = [t for e, t, _ in events if e == "new"]
+        else:
+            waiting = [t for t in live if self.gallery.ready(t)]
+        waiting += [t for t in ended if t.global_id is None]  # no identity yet: it founds one now
+        for kind, t, ident in self.gallery.assign(waiting, now):
+            out.append((kind, ident, t, None))
+        for t in live:
+            if t.global_id is not None and t.state == "active":
+                self.gallery.observe(t, t.last_seen)
+        for t in ended:
+            self.gallery.release(t)
+            if self.mot is not None:
+                self.mot.flush(t)
+        for ident in self.gallery.expire(now):
+            out.append(("expired", ident, None, None))
+        return out
+
+    def _publish(self, frames: list[Frame], events, identity_events) -> None:
+        by_camera = {f.camera_id: f for f in frames}
+        for camera_id, frame in by_camera.items():
+            active = [t for t in self.books[camera_id].tracklets.values() if t.state == "active" and t.last_frame == frame.index]
+            if self.mot is not None:
+                for t in active:
+                    self.mot.row(t, frame.index)
+            if self.video is not None:
+                self.video.write(camera_id, frame.image, active)
+        if self.publisher is None:
+            return
+        now = time.time()
+        interval = self.cfg.publisher.update_interval_s
+        changed = set()
+        for kind, t, ts in events:
+            changed.add(t.key)
+            self.publisher.publish(f"track/{t.camera_id}", track_event(kind, t, ts))
+        for kind, ident, t, sim in identity_events:
+            emb = ident.embedding if (self.cfg.publisher.send_embeddings and ident.embedding is not None) else None
+            self.publisher.publish(f"identity/{ident.global_id}", identity_event(kind, ident, t, t.last_seen if t else None, sim), emb)
+        for camera_id, frame in by_camera.items():
+            for t in self.books[camera_id].tracklets.values():
+                if t.state != "active" or t.key in changed:
+                    continue
+                if now - self._last_update.get(t.key, 0.0) >= interval:
+                    self._last_update[t.key] = now
+                    self.publisher.publish(f"track/{t.camera_id}", track_event("update", t, frame.timestamp))
+        if now - self._last_snapshot >= self.cfg.publisher.snapshot_interval_s:
+            self._last_snapshot = now
+            self.publisher.publish("snapshot", {"event": "snapshot", "identities": self.snapshot()})
+
+    def snapshot(self) -> list[dict]:
+        return [{"global_id": i.global_id, "cameras": sorted(i.cameras), "last_seen": i.last_seen,
+                 "live": [[c, lid] for c, lid in sorted(i.live)]} for i in self.gallery.identities.values()]
+
+    def close(self) -> None:
+        """End every tracklet (so it gets an identity and its rows are written), then close outputs."""
+        events = [(e, t, t.last_seen) for book in self.books.values() for e, t in book.end_all()]
+        identity_events = self._match(events, time.time())
+        if self.publisher is not None:
+            for kind, t, ts in events:
+                self.publisher.publish(f"track/{t.camera_id}", track_event(kind, t, ts))
+            for kind, ident, t, sim in identity_events:
+                self.publisher.publish(f"identity/{ident.global_id}", identity_event(kind, ident, t, None, sim))
+            self.publisher.close()
+        if self.mot is not None:
+            self.mot.close()
+        if self.video is not None:
+            self.video.close()
+
+
+def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeline: Optional[EdgePipeline] = None) -> dict:
+    """Capture from every camera and process until the sources end, a limit is hit or ``stop``."""
+    stop = stop or threading.Event()
+    new_frame = threading.Event()
+    captures = [CameraCapture(c, new_frame, stop, cfg.run.reconnect_max_s) for c in cfg.cameras]
+    rates = {c.cam.id: c.cam.fps or getattr(c.reader, "fps", None) or 30.0 for c in captures}
+    pipeline = pipeline or EdgePipeline(cfg, rates)
+    for c in captures:
+        c.start()
+    started, last_stats = time.monotonic(), time.monotonic()
+    counts = {c.cam.id: 0 for c in captures}
+    report: dict = {}
+    try:
+        while not stop.is_set():
+            new_frame.clear()
+            frames = [f for f in (c.take() for c in captures) if f is not None]
+            if cfg.run.max_frames:
+                frames = [f for f in frames if counts[f.camera_id] < cfg.run.max_frames]
+            if not frames:
+                done = all(c.finished for c in captures) or (cfg.run.max_frames and all(n >= cfg.run.max_frames for n in counts.values()))
+                if done:
+                    break
+                new_frame.wait(0.05)
+                continue
+            pipeline.process(frames)
+            for f in frames:
+                counts[f.camera_id] += 1
+            if cfg.run.duration_s and time.monotonic() - started >= cfg.run.duration_s:
+                break
+            if time.monotonic() - last_stats >= cfg.run.stats_interval_s:
+                last_stats = time.monotonic()
+                report = _stats(pipeline, captures)
+                log.info("%s", format_report(report))
+    finally:
+        stop.set()
+        for c in captures:
+            c.join(timeout=5.0)
+        report = _stats(pipeline, captures)
+        report["elapsed_s"] = round(time.monotonic() - started, 2)
+        report["processed"] = counts
+        report["errors"] = {c.cam.id: c.error for c in captures if c.error}
+        pipeline.close()
+    return report
+
+
+def _stats(pipeline: EdgePipeline, captures: list[CameraCapture]) -> dict:
+    pub = pipeline.publisher
+    report = pipeline.stats.report({
+        "dropped": {c.cam.id: c.dropped for c in captures},
+        "reconnects": {c.cam.id: c.reconnects for c in captures},
+        "gallery": len(pipeline.gallery),
+        "events_dropped": pub.dropped if pub else 0,
+    })
+    if pub is not None:
+        pub.publish("stats", {"event": "stats", **report})
+    return report

@@ -1,0 +1,113 @@
+"""Identity events over ZeroMQ PUB (schema ``clipreid-edge.events`` version 1).
+
+Every message is multipart:
+
+1. topic (UTF-8): ``track/<camera>``, ``identity/<global_id>``, ``snapshot`` or ``stats``
+   (subscribers filter by prefix: ``identity``, ``track/cam1`` ...);
+2. header (UTF-8 JSON): ``schema``, ``version``, ``seq`` (per publisher, gaps mean drops),
+   ``publish_ts`` and the event's own fields (see :func:`track_event` and README);
+3. optional: the identity embedding as raw little-endian float16 (``embedding_dim`` in header).
+
+The pipeline never waits for subscribers: messages go through a bounded queue (oldest dropped)
+to one publisher thread, and the socket's send high-water mark drops messages for subscribers
+that do not keep up instead of blocking. One ZeroMQ context per process, ``linger=0`` on close.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from typing import Any, Optional
+
+import numpy as np
+import zmq
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "clipreid-edge.events"
+SCHEMA_VERSION = 1
+
+
+def track_event(event: str, t, capture_ts: float) -> dict[str, Any]:
+    """Header fields for a tracklet event (new / found / update / lost / ended)."""
+    x0, y0, x1, y1 = (round(float(v), 1) for v in t.xyxy)
+    return {"event": event, "camera": t.camera_id, "local_id": t.local_id, "global_id": t.global_id,
+            "bbox": [x0, y0, x1, y1], "score": round(float(t.conf), 3), "capture_ts": capture_ts,
+            "frame": t.last_frame}
+
+
+def identity_event(event: str, ident, t=None, capture_ts: Optional[float] = None, similarity: Optional[float] = None) -> dict[str, Any]:
+    """Header fields for an identity event (new / assigned / expired)."""
+    out = {"event": event, "global_id": ident.global_id, "cameras": sorted(ident.cameras), "last_seen": ident.last_seen}
+    if t is not None:
+        x0, y0, x1, y1 = (round(float(v), 1) for v in t.xyxy)
+        out.update(camera=t.camera_id, local_id=t.local_id, bbox=[x0, y0, x1, y1], score=round(float(t.conf), 3),
+                   capture_ts=capture_ts, frame=t.last_frame)
+    if similarity is not None:
+        out["similarity"] = round(float(similarity), 4)
+    return out
+
+
+class EventPublisher:
+    """Bind a PUB socket and send from a background thread; :meth:`publish` never blocks."""
+
+    def __init__(self, endpoint: str, high_water_mark: int = 1000, queue_size: int = 10000):
+        self.context = zmq.Context.instance()
+        self.socket = self.context.socket(zmq.PUB)
+        self.socket.setsockopt(zmq.SNDHWM, high_water_mark)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        try:
+            self.socket.bind(endpoint)
+        except zmq.ZMQError as exc:
+            self.socket.close(0)
+            raise RuntimeError(f"cannot bind the event publisher to {endpoint}: {exc}") from exc
+        self.endpoint = endpoint
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self.seq = 0
+        self.sent = self.dropped = 0
+        self._thread = threading.Thread(target=self._loop, name="publisher", daemon=True)
+        self._thread.start()
+
+    def publish(self, topic: str, header: dict[str, Any], embedding: Optional[np.ndarray] = None) -> None:
+        header = {"schema": SCHEMA, "version": SCHEMA_VERSION, **header}
+        frames = [topic.encode()]
+        if embedding is not None:
+            header["embedding_dim"] = int(np.asarray(embedding).size)
+        item = (frames, header, None if embedding is None else np.asarray(embedding, "<f2").tobytes())
+        while True:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _loop(self) -> None:
+        while not self._stop.is_set() or not self._queue.empty():
+            try:
+                frames, header, payload = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self.seq += 1
+            header["seq"] = self.seq
+            header["publish_ts"] = time.time()
+            parts = frames + [json.dumps(header).encode()] + ([payload] if payload is not None else [])
+            try:
+                self.socket.send_multipart(parts, flags=zmq.NOBLOCK)
+                self.sent += 1
+            except zmq.Again:
+                self.dropped += 1
+            except zmq.ZMQError as exc:
+                self.dropped += 1
+                log.error("publish failed on %s: %s", self.endpoint, exc)
+
+    def close(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        self.socket.close(0)

@@ -1,0 +1,59 @@
+"""Running statistics of the pipeline: fps per camera, per-stage latency, drops, gallery size."""
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from typing import Any
+
+import numpy as np
+
+STAGES = ("decode", "detect", "track", "embed", "match", "publish")
+
+
+class PipelineStats:
+    """Per-stage latencies (ms, a sliding window) and frame counters since the last report."""
+
+    def __init__(self, window: int = 2000):
+        self.latency: dict[str, deque] = defaultdict(lambda: deque(maxlen=window))
+        self.frames: dict[str, int] = defaultdict(int)
+        self.total_frames: dict[str, int] = defaultdict(int)
+        self.end_to_end: deque = deque(maxlen=window)
+        self.embedded = 0
+        self._since = time.monotonic()
+
+    def stage(self, name: str, seconds: float) -> None:
+        self.latency[name].append(seconds * 1000.0)
+
+    def frame(self, camera_id: str, capture_ts: float) -> None:
+        self.frames[camera_id] += 1
+        self.total_frames[camera_id] += 1
+        self.end_to_end.append((time.time() - capture_ts) * 1000.0)
+
+    def report(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Figures since the previous report (fps) and over the window (latency percentiles)."""
+        now = time.monotonic()
+        elapsed = max(now - self._since, 1e-6)
+        out: dict[str, Any] = {
+            "fps": {cam: round(n / elapsed, 2) for cam, n in self.frames.items()},
+            "latency_ms": {name: percentiles(values) for name, values in self.latency.items() if values},
+            "end_to_end_ms": percentiles(self.end_to_end) if self.end_to_end else {},
+            "frames": dict(self.total_frames),
+            "embedded": self.embedded,
+        }
+        out.update(extra or {})
+        self.frames.clear()
+        self._since = now
+        return out
+
+
+def percentiles(values) -> dict[str, float]:
+    a = np.fromiter(values, float)
+    p50, p95, p99 = np.percentile(a, [50, 95, 99])
+    return {"p50": round(float(p50), 2), "p95": round(float(p95), 2), "p99": round(float(p99), 2), "mean": round(float(a.mean()), 2)}
+
+
+def format_report(r: dict[str, Any]) -> str:
+    fps = " ".join(f"{cam}={v:.1f}" for cam, v in r["fps"].items())
+    lat = " ".join(f"{k}={v['p50']:.1f}" for k, v in r["latency_ms"].items())
+    extra = " ".join(f"{k}={v}" for k, v in r.items() if k in ("dropped", "gallery", "reconnects", "events_dropped"))
+    return f"fps[{fps}] p50ms[{lat}] {extra}"

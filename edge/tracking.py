@@ -1,0 +1,69 @@
+"""Per-camera multi-object tracking with the Ultralytics trackers (ByteTrack, BoT-SORT).
+
+We feed their ``update`` with our own detections and translate their ids into per-camera local
+ids from an allocator this object owns: no camera can reset or reuse another camera's ids,
+whatever the Ultralytics version does with its class-level counters.
+"""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .config import TrackerConfig
+from .types import Detections, Track
+
+
+def tracker_args(cfg: TrackerConfig):
+    """The tracker's namespace: its yaml (ours or Ultralytics' default) with overrides applied."""
+    from ultralytics.utils import IterableSimpleNamespace, YAML
+    from ultralytics.utils.checks import check_yaml
+
+    path = cfg.config or check_yaml(f"{cfg.kind}.yaml")
+    data = YAML.load(Path(path))
+    unknown = set(cfg.overrides) - set(data)
+    if unknown:
+        raise ValueError(f"tracker.overrides: unknown key(s) {sorted(unknown)} for {Path(path).name}; known: {sorted(data)}")
+    data.update(cfg.overrides)
+    data["tracker_type"] = cfg.kind
+    if cfg.kind == "botsort":
+        data["with_reid"] = cfg.reid_features
+        data["model"] = "auto"  # 'auto' = features come from the caller (our ReID embeddings)
+        data.setdefault("gmc_method", "none")
+    return IterableSimpleNamespace(**data)
+
+
+class CameraTracker:
+    """One camera's tracker. ``update`` returns the confirmed tracks of this frame."""
+
+    def __init__(self, camera_id: str, cfg: TrackerConfig, frame_rate: float = 30.0):
+        from ultralytics.trackers.bot_sort import BOTSORT
+        from ultralytics.trackers.byte_tracker import BYTETracker
+
+        self.camera_id = camera_id
+        self.args = tracker_args(cfg)
+        cls = BOTSORT if cfg.kind == "botsort" else BYTETracker
+        try:
+            self.tracker = cls(self.args, frame_rate=int(round(frame_rate)))
+        except TypeError:  # newer releases take the frame rate from args
+            self.tracker = cls(self.args)
+        self.uses_features = cfg.kind == "botsort" and cfg.reid_features
+        self._ids: dict[int, int] = {}
+        self._next = itertools.count(1)
+
+    @property
+    def max_lost_frames(self) -> int:
+        return int(self.args.track_buffer)
+
+    def update(self, dets: Detections, image: Optional[np.ndarray] = None, feats: Optional[np.ndarray] = None) -> list[Track]:
+        rows = self.tracker.update(dets, image, feats=feats if self.uses_features else None)
+        tracks = []
+        for row in np.asarray(rows).reshape(-1, 8):
+            theirs = int(row[4])
+            local = self._ids.get(theirs)
+            if local is None:
+                local = self._ids[theirs] = next(self._next)
+            tracks.append(Track(self.camera_id, local, row[:4].astype(np.float32), float(row[5]), int(row[7])))
+        return tracks

@@ -1,0 +1,155 @@
+"""Tracklets: what one camera knows about one tracked person, and when to spend an embedding.
+
+A tracklet follows one local track id through active -> lost -> ended (ended once the tracker
+would no longer recover it). Its appearance is a quality-weighted mean of the embeddings taken
+so far. The embedding budget is decided here: a track is embedded when it is new, then at most
+every ``embed_every`` of its frames, or earlier when a clearly better crop comes along (larger,
+more confident, less overlapped) - never every frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .types import Frame, Track
+
+ACTIVE, LOST, ENDED = "active", "lost", "ended"
+
+
+def overlap_fraction(boxes: np.ndarray) -> np.ndarray:
+    """For each xyxy box [N, 4], the largest share of its area covered by one other box."""
+    n = len(boxes)
+    if n < 2:
+        return np.zeros(n, np.float32)
+    b = np.asarray(boxes, np.float32)
+    x0 = np.maximum(b[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(b[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(b[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(b[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = np.clip((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-6, None)
+    cover = inter / area[:, None]
+    np.fill_diagonal(cover, 0.0)
+    return cover.max(1)
+
+
+def crop_quality(conf: float, height: float, overlap: float, reference_height: float = 128.0) -> float:
+    """Higher for confident, large, unoverlapped crops; in (0, 1]."""
+    return float(max(conf, 1e-3) * min(1.0, height / reference_height) * max(1.0 - overlap, 0.05))
+
+
+@dataclass
+class Tracklet:
+    camera_id: str
+    local_id: int
+    first_seen: float
+    last_seen: float
+    first_frame: int
+    last_frame: int
+    xyxy: np.ndarray
+    conf: float
+    state: str = ACTIVE
+    embedding: Optional[np.ndarray] = None
+    weight: float = 0.0
+    n_embeddings: int = 0
+    frames_seen: int = 0
+    last_embed_at: int = -(10**9)  # in frames_seen units
+    last_quality: float = 0.0
+    global_id: Optional[int] = None
+    lost_frames: int = 0
+    pending_rows: list = field(default_factory=list)  # MOT rows waiting for a global id
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.camera_id, self.local_id
+
+    def add_embedding(self, vector: np.ndarray, quality: float) -> None:
+        """Fold one L2-normalised embedding into the running quality-weighted mean."""
+        v = np.asarray(vector, np.float32).ravel()
+        total = self.embedding * self.weight if self.embedding is not None else np.zeros_like(v)
+        self.weight += quality
+        mean = (total + quality * v) / self.weight
+        self.embedding = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        self.n_embeddings += 1
+        self.last_embed_at = self.frames_seen
+        self.last_quality = quality
+
+
+@dataclass
+class EmbedRequest:
+    tracklet: Tracklet
+    xyxy: np.ndarray
+    quality: float
+
+
+@dataclass
+class BudgetPolicy:
+    embed_every: int = 10
+    better_crop: float = 1.25
+    min_box_height: int = 24
+    max_overlap: float = 0.6
+
+    def wants(self, t: Tracklet, height: float, overlap: float, quality: float) -> bool:
+        if height < self.min_box_height or overlap > self.max_overlap:
+            return False
+        if t.n_embeddings == 0:
+            return True
+        if t.frames_seen - t.last_embed_at >= self.embed_every:
+            return True
+        return quality >= self.better_crop * t.last_quality
+
+
+class TrackletBook:
+    """The tracklets of one camera. ``update`` returns (events, embedding requests)."""
+
+    def __init__(self, camera_id: str, max_lost_frames: int, policy: Optional[BudgetPolicy] = None):
+        self.camera_id = camera_id
+        self.max_lost_frames = max_lost_frames
+        self.policy = policy
+        self.tracklets: dict[int, Tracklet] = {}
+
+    def update(self, tracks: list[Track], frame: Frame) -> tuple[list[tuple[str, Tracklet]], list[EmbedRequest]]:
+        events: list[tuple[str, Tracklet]] = []
+        requests: list[EmbedRequest] = []
+        boxes = np.array([t.xyxy for t in tracks], np.float32).reshape(-1, 4)
+        overlaps = overlap_fraction(boxes)
+        seen = set()
+        for track, overlap in zip(tracks, overlaps):
+            t = self.tracklets.get(track.local_id)
+            if t is None:
+                t = Tracklet(self.camera_id, track.local_id, frame.timestamp, frame.timestamp, frame.index, frame.index, track.xyxy, track.conf)
+                self.tracklets[track.local_id] = t
+                events.append(("new", t))
+            elif t.state == LOST:
+                events.append(("found", t))
+            t.state, t.lost_frames = ACTIVE, 0
+            t.xyxy, t.conf, t.last_seen, t.last_frame = track.xyxy, track.conf, frame.timestamp, frame.index
+            t.frames_seen += 1
+            seen.add(track.local_id)
+            if self.policy is not None:
+                height = float(track.xyxy[3] - track.xyxy[1])
+                quality = crop_quality(track.conf, height, float(overlap))
+                if self.policy.wants(t, height, float(overlap), quality):
+                    requests.append(EmbedRequest(t, track.xyxy, quality))
+        for local_id, t in list(self.tracklets.items()):
+            if local_id in seen:
+                continue
+            t.lost_frames += 1
+            if t.state == ACTIVE:
+                t.state = LOST
+                events.append(("lost", t))
+            elif t.lost_frames > self.max_lost_frames:
+                t.state = ENDED
+                events.append(("ended", t))
+                del self.tracklets[local_id]
+        return events, requests
+
+    def end_all(self) -> list[tuple[str, Tracklet]]:
+        events = []
+        for t in self.tracklets.values():
+            t.state = ENDED
+            events.append(("ended", t))
+        self.tracklets.clear()
+        return events

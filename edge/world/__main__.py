@@ -1,0 +1,39 @@
+"""``python -m edge.world``: write a synthetic scene's ground truth, videos, ReID or YOLO data."""
+from __future__ import annotations
+
+import argparse
+
+from trainer.cli import setup_console_logging
+
+from . import export
+from .scene import SCENES, World, resolve_scene
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m edge.world", description=__doc__)
+    parser.add_argument("what", choices=["mot", "reid", "yolo", "preview"])
+    parser.add_argument("--scene", default="demo", help=f"one of {sorted(SCENES)}")
+    parser.add_argument("--seed", type=int, default=None, help="override the scene's seed (other people)")
+    parser.add_argument("--out", required=True, help="output folder (preview: PNG path)")
+    parser.add_argument("--frames", type=int, default=None, help="mot: only the first N frames")
+    parser.add_argument("--images", action="store_true", help="mot: also write img1/*.jpg")
+    parser.add_argument("--video", action="store_true", help="mot: also write <camera>.mp4")
+    parser.add_argument("--every", type=int, default=2, help="reid/yolo: take every N-th frame")
+    parser.add_argument("--split", default="train", help="yolo: split name (train/val)")
+    parser.add_argument("--frame", type=int, default=150, help="preview: which frame")
+    args = parser.parse_args(argv)
+    setup_console_logging()
+    overrides = {} if args.seed is None else {"seed": args.seed}
+    world = World(resolve_scene(args.scene, **overrides))
+    if args.what == "mot":
+        export.write_mot_ground_truth(world, args.out, args.frames, images=args.images, video=args.video)
+    elif args.what == "reid":
+        export.write_reid_dataset(world, args.out, every=args.every)
+    elif args.what == "yolo":
+        export.write_yolo_dataset(world, args.out, args.split, every=args.every)
+    else:
+        print(export.camera_preview(world, args.frame, args.out))
+
+
+if __name__ == "__main__":
+    main()

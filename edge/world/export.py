@@ -1,0 +1,158 @@
+"""Writing the world to disk: MOT Challenge ground truth, videos, a ReID dataset, a YOLO dataset.
+
+Ground-truth layout (one MOT Challenge sequence per camera)::
+
+    <out>/<camera>/seqinfo.ini
+    <out>/<camera>/gt/gt.txt          frame, local id, left, top, w, h, 1, 1, visibility
+    <out>/<camera>/gt/gt_global.txt   the same rows with the global identity as id
+    <out>/<camera>/img1/000001.jpg    (with images=True)   or   <out>/<camera>.mp4 (video=True)
+
+Local ids number the people in the order the camera first sees them; the global id is the
+world's identity, the same in every camera. ``edge.evaluate`` reads exactly this layout.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable, Optional
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .render import CameraRenderer, GroundTruthBox
+from .scene import World
+
+log = logging.getLogger(__name__)
+
+
+def mot_row(frame: int, track_id: int, xyxy: Iterable[float], score: float = 1.0, visibility: float = -1.0) -> str:
+    """One MOT Challenge line (1-based frame, top-left/width/height box)."""
+    x0, y0, x1, y1 = xyxy
+    return f"{frame},{track_id},{x0:.2f},{y0:.2f},{x1 - x0:.2f},{y1 - y0:.2f},{score:.3f},1,{visibility:.3f}\n"
+
+
+def write_seqinfo(path: Path, name: str, fps: float, length: int, width: int, height: int) -> None:
+    path.write_text(
+        f"[Sequence]\nname={name}\nimDir=img1\nframeRate={fps:g}\nseqLength={length}\n"
+        f"imWidth={width}\nimHeight={height}\nimExt=.jpg\n"
+    )
+
+
+def write_mot_ground_truth(world: World, out: str | Path, frames: Optional[int] = None, images: bool = False,
+                           video: bool = False, min_visibility: float = 0.0, progress: bool = True) -> Path:
+    """Write every camera of ``world`` as a MOT Challenge sequence (see the module docstring)."""
+    out = Path(out)
+    n_frames = frames or world.spec.num_frames
+    for ci, cam in enumerate(world.cameras):
+        renderer = CameraRenderer(world, ci)
+        name = cam.spec.name
+        seq = out / name
+        (seq / "gt").mkdir(parents=True, exist_ok=True)
+        if images:
+            (seq / "img1").mkdir(exist_ok=True)
+        writer = _video_writer(out / f"{name}.mp4", world.spec.fps, cam.spec.width, cam.spec.height) if video else None
+        local_ids: dict[int, int] = {}
+        with open(seq / "gt" / "gt.txt", "w") as gt, open(seq / "gt" / "gt_global.txt", "w") as gt_global:
+            for f in tqdm(range(n_frames), desc=f"{name} ground truth", disable=not progress):
+                image, boxes = renderer.render(f, draw=images or video)
+                for b in boxes:
+                    if b.visibility < min_visibility:
+                        continue
+                    local = local_ids.setdefault(b.pid, len(local_ids) + 1)
+                    gt.write(mot_row(f + 1, local, b.xyxy, 1.0, b.visibility))
+                    gt_global.write(mot_row(f + 1, b.pid, b.xyxy, 1.0, b.visibility))
+                if images:
+                    cv2.imwrite(str(seq / "img1" / f"{f + 1:06d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+                if writer is not None:
+                    writer.write(image)
+        if writer is not None:
+            writer.release()
+        write_seqinfo(seq / "seqinfo.ini", name, world.spec.fps, n_frames, cam.spec.width, cam.spec.height)
+    log.info("wrote ground truth of %d cameras x %d frames to %s", len(world.cameras), n_frames, out)
+    return out
+
+
+def _video_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {path} (no mp4v encoder in this build?)")
+    return writer
+
+
+def _frames_with_boxes(world: World, every: int, progress: bool, desc: str) -> Iterable[tuple[int, int, np.ndarray, list[GroundTruthBox]]]:
+    renderers = [CameraRenderer(world, i) for i in range(len(world.cameras))]
+    for f in tqdm(range(0, world.spec.num_frames, every), desc=desc, disable=not progress):
+        for ci, r in enumerate(renderers):
+            image, boxes = r.render(f)
+            yield f, ci, image, boxes
+
+
+def write_reid_dataset(world: World, root: str | Path, every: int = 2, test_fraction: float = 0.4,
+                       min_visibility: float = 0.3, holistic_visibility: float = 0.85, progress: bool = True) -> Path:
+    """Crops of the world's people in Market-1501 layout, with an occluded query set.
+
+    The last ``test_fraction`` of identities are held out. Their crops with visibility below
+    ``holistic_visibility`` become queries (Occluded-Duke style: every query is occluded), the
+    rest the gallery; crops of training identities go to ``bounding_box_train``. Crops hidden
+    below ``min_visibility`` are skipped.
+    """
+    root = Path(root)
+    for sub in ("bounding_box_train", "query", "bounding_box_test"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    first_test = int(round(world.spec.num_identities * (1 - test_fraction))) + 1
+    counts = {"bounding_box_train": 0, "query": 0, "bounding_box_test": 0}
+    for f, ci, image, boxes in _frames_with_boxes(world, every, progress, "ReID crops"):
+        for b in boxes:
+            if b.visibility < min_visibility:
+                continue
+            if b.pid < first_test:
+                sub = "bounding_box_train"
+            else:
+                sub = "query" if b.visibility < holistic_visibility else "bounding_box_test"
+            x0, y0, x1, y1 = (int(round(v)) for v in b.xyxy)
+            counts[sub] += 1
+            name = f"{b.pid:04d}_c{ci + 1}s1_{f:06d}_00.jpg"
+            cv2.imwrite(str(root / sub / name), image[y0:y1, x0:x1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    log.info("ReID export %s: %s", root, counts)
+    return root
+
+
+def write_yolo_dataset(world: World, root: str | Path, split: str, every: int = 1, min_visibility: float = 0.3,
+                       progress: bool = True) -> Path:
+    """Frames and person labels (class 0, normalised centre/size) in Ultralytics layout."""
+    root = Path(root)
+    (root / "images" / split).mkdir(parents=True, exist_ok=True)
+    (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+    for f, ci, image, boxes in _frames_with_boxes(world, every, progress, f"YOLO {split}"):
+        stem = f"{world.spec.name}_s{world.spec.seed}_c{ci + 1}_{f:06d}"
+        cv2.imwrite(str(root / "images" / split / f"{stem}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        h, w = image.shape[:2]
+        lines = []
+        for b in boxes:
+            if b.visibility < min_visibility:
+                continue
+            x0, y0, x1, y1 = b.xyxy
+            lines.append(f"0 {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}\n")
+        (root / "labels" / split / f"{stem}.txt").write_text("".join(lines))
+    return root
+
+
+def camera_preview(world: World, frame: int, out: str | Path, tile_width: int = 480) -> Path:
+    """One frame of every camera side by side, ground-truth boxes drawn, as a PNG."""
+    tiles = []
+    for ci in range(len(world.cameras)):
+        image, boxes = CameraRenderer(world, ci).render(frame)
+        for b in boxes:
+            x0, y0, x1, y1 = (int(v) for v in b.xyxy)
+            cv2.rectangle(image, (x0, y0), (x1, y1), (0, 255, 0), 1)
+            cv2.putText(image, f"id{b.pid}", (x0, max(8, y0 - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 255, 255), 1)
+        cv2.putText(image, world.cameras[ci].spec.name, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+        scale = tile_width / image.shape[1]
+        tiles.append(cv2.resize(image, (tile_width, int(image.shape[0] * scale))))
+    height = max(t.shape[0] for t in tiles)
+    tiles = [cv2.copyMakeBorder(t, 0, height - t.shape[0], 0, 2, cv2.BORDER_CONSTANT) for t in tiles]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), np.hstack(tiles))
+    return out
