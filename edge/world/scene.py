@@ -85,6 +85,7 @@ class WorldSpec:
     stop_prob: float = 0.3
     cross_prob: float = 0.7  # after the first area, walk through the corridor to the other one
     return_prob: float = 0.3  # after the second area, come back to the first
+    scripted: tuple[tuple[tuple[float, float, float], ...], ...] = ()  # per person ((t, x, y), ...) instead of random walks
 
     @property
     def num_frames(self) -> int:
@@ -214,8 +215,11 @@ def _visit(path: _PathBuilder, area: Area, exit_point: np.ndarray, spec: WorldSp
 
 
 def make_walkers(spec: WorldSpec) -> list[Walker]:
-    """Identities with their paths, drawn from ``spec.seed``."""
+    """Identities with their paths, drawn from ``spec.seed`` (or taken from ``spec.scripted``)."""
     rng = np.random.default_rng(spec.seed)
+    if spec.scripted:
+        return [Walker(pid, PersonAppearance.sample(rng), np.array([p[0] for p in path], float), np.array([p[1:] for p in path], float))
+                for pid, path in enumerate(spec.scripted, start=1)]
     walkers = []
     outer = {"A": ("west", "south", "north"), "B": ("east", "south", "north")}
     corridor_door = {"A": "east", "B": "west"}
@@ -243,6 +247,11 @@ def make_walkers(spec: WorldSpec) -> list[Walker]:
                 path.walk(door)
         walkers.append(Walker(pid, app, np.array(path.times), np.array(path.points)))
     return walkers
+
+
+def register_scene(spec: WorldSpec) -> None:
+    """Make ``spec`` reachable as ``synthetic://<spec.name>`` (scripted scenes in tests, custom rigs)."""
+    SCENES[spec.name] = spec
 
 
 def resolve_scene(name_or_spec: str | WorldSpec, **overrides) -> WorldSpec:
