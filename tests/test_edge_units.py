@@ -1,0 +1,259 @@
+"""Edge building blocks: config validation, tracklet budget and lifecycle, identity matching,
+per-camera tracker ids, ReID backends (ours and third-party ONNX), the event publisher."""
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+import zmq
+
+from edge.config import MatchingConfig, TrackerConfig, load_edge_config
+from edge.identities import IdentityGallery
+from edge.listen import decode
+from edge.publisher import SCHEMA, EventPublisher
+from edge.reid.backends import OnnxRuntimeBackend, TorchBackend, cut_crops
+from edge.tracking import CameraTracker
+from edge.tracklets import BudgetPolicy, TrackletBook, Tracklet, overlap_fraction
+from edge.types import Detections, Frame, Track
+from trainer.configio import ConfigError
+
+
+def write_cfg(tmp_path, body: str):
+    (tmp_path / "det.pt").write_bytes(b"x")
+    path = tmp_path / "cams.yaml"
+    path.write_text(body)
+    return path
+
+
+GOOD = """
+cameras:
+  - {id: a, source: "synthetic://tiny?camera=cam1"}
+detector: {weights: det.pt}
+"""
+
+
+def test_config_resolves_paths_relative_to_the_file(tmp_path):
+    cfg = load_edge_config(write_cfg(tmp_path, GOOD))
+    assert cfg.detector.weights == str(tmp_path / "det.pt") and cfg.tracker.kind == "bytetrack"
+
+
+@pytest.mark.parametrize("body, message", [
+    (GOOD + "tracker: {kind: sort}\n", "tracker.kind"),
+    (GOOD + "reid: {model: det.pt, batch_sise: 4}\n", "reid.batch_sise: unknown key"),
+    (GOOD.replace("det.pt", "missing.pt"), "detector.weights: file not found"),
+    (GOOD.replace("detector:", "  - {id: a, source: 'synthetic://tiny?camera=cam2'}\ndetector:"), "camera ids must be unique"),
+    (GOOD + "tracker: {kind: bytetrack, reid_features: true}\n", "reid_features needs kind: botsort"),
+    (GOOD + "matching: {transitions: [{from: a, to: zz, max_s: 5}]}\n", "unknown camera 'zz'"),
+    (GOOD.replace('"synthetic://tiny?camera=cam1"', "no/such/video.mp4"), "cameras.0.source: video file or image folder not found"),
+    (GOOD + "reid: {model: det.pt, embed_every: 0}\n", "reid.embed_every"),
+    ("cameras: [\n", "not valid YAML"),
+])
+def test_bad_configs_name_the_file_and_field(tmp_path, body, message):
+    with pytest.raises(ConfigError) as err:
+        load_edge_config(write_cfg(tmp_path, body))
+    assert message in str(err.value) and "cams.yaml" in str(err.value)
+
+
+def test_overlap_fraction_is_share_of_own_area():
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [100, 100, 110, 110]], np.float32)
+    assert np.allclose(overlap_fraction(boxes), [0.5, 0.5, 0.0])
+
+
+def frame(i, cam="a"):
+    return Frame(cam, i, float(i), np.zeros((10, 10, 3), np.uint8))
+
+
+def test_embedding_budget_new_then_every_n_frames_or_better_crop():
+    book = TrackletBook("a", max_lost_frames=2, policy=BudgetPolicy(embed_every=5, better_crop=1.5, min_box_height=10))
+    small = Track("a", 1, np.array([0, 0, 20, 40], np.float32), 0.5)
+    asked = []
+    for i in range(1, 12):
+        events, reqs = book.update([small], frame(i))
+        for r in reqs:
+            r.tracklet.add_embedding(np.ones(4) / 2, r.quality)
+        asked.append(bool(reqs))
+    assert asked == [True, False, False, False, False, True, False, False, False, False, True]
+    big = Track("a", 1, np.array([0, 0, 60, 120], np.float32), 0.9)  # much better crop: embed now
+    _, reqs = book.update([big], frame(12))
+    assert len(reqs) == 1
+    reqs[0].tracklet.add_embedding(np.ones(4) / 2, reqs[0].quality)
+    tiny = Track("a", 2, np.array([0, 0, 4, 8], np.float32), 0.9)  # too small: never
+    _, reqs = book.update([big, tiny], frame(13))
+    assert [r.tracklet.local_id for r in reqs] == []
+
+
+def test_tracklet_lifecycle_active_lost_found_ended():
+    book = TrackletBook("a", max_lost_frames=2)
+    t = Track("a", 7, np.array([0, 0, 10, 20], np.float32), 0.9)
+    kinds = []
+    for i, tracks in enumerate([[t], [], [t], [], [], [], []], start=1):
+        events, _ = book.update(tracks, frame(i))
+        kinds += [e for e, _ in events]
+    assert kinds == ["new", "lost", "found", "lost", "ended"]
+    assert not book.tracklets
+
+
+def test_quality_weighted_mean_embedding():
+    t = Tracklet("a", 1, 0, 0, 0, 0, np.zeros(4), 1.0)
+    t.add_embedding(np.array([1.0, 0, 0, 0]), 3.0)
+    t.add_embedding(np.array([0, 1.0, 0, 0]), 1.0)
+    expected = np.array([3.0, 1.0, 0, 0]) / np.linalg.norm([3.0, 1.0])
+    assert np.allclose(t.embedding, expected) and t.n_embeddings == 2
+
+
+def ready_tracklet(cam, local, vec, first_seen=0.0):
+    t = Tracklet(cam, local, first_seen, first_seen, 0, 0, np.zeros(4), 1.0)
+    v = np.asarray(vec, np.float32)
+    t.add_embedding(v / np.linalg.norm(v), 1.0)
+    t.add_embedding(v / np.linalg.norm(v), 1.0)
+    return t
+
+
+def test_hungarian_assignment_threshold_and_same_camera_constraint():
+    g = IdentityGallery(MatchingConfig(threshold=0.8, min_embeddings=2))
+    a = ready_tracklet("cam1", 1, [1, 0, 0, 0])
+    b = ready_tracklet("cam1", 2, [0, 1, 0, 0])
+    first = g.assign([a, b], 0.0)
+    assert [k for k, _, _ in first] == ["new", "new"] and a.global_id != b.global_id
+    # cam2 sees both people; greedy would give both the identity of a (x is closer to a than to b)
+    x = ready_tracklet("cam2", 1, [1, 0.3, 0, 0])
+    y = ready_tracklet("cam2", 2, [0.2, 1, 0, 0])
+    out = {t.local_id: (k, i.global_id) for k, t, i in g.assign([x, y], 1.0)}
+    assert out == {1: ("assigned", a.global_id), 2: ("assigned", b.global_id)}
+    # the same camera cannot hold one identity twice while a is live: a look-alike founds a new id
+    twin = ready_tracklet("cam1", 3, [1, 0, 0, 0])
+    (kind, _, ident), = g.assign([twin], 2.0)
+    assert kind == "new" and ident.global_id not in (a.global_id, b.global_id)
+    # below the threshold: new identity
+    stranger = ready_tracklet("cam3", 1, [0, 0, 1, 0])
+    assert g.assign([stranger], 3.0)[0][0] == "new"
+
+
+def test_lost_identity_returns_in_same_camera_and_expires_after_ttl():
+    g = IdentityGallery(MatchingConfig(threshold=0.5, identity_ttl_s=10.0))
+    t = ready_tracklet("cam1", 1, [1, 0, 0, 0])
+    g.assign([t], 0.0)
+    g.release(t)  # track ended in cam1
+    back = ready_tracklet("cam1", 9, [0.9, 0.1, 0, 0], first_seen=5.0)
+    (kind, _, ident), = g.assign([back], 5.0)
+    assert kind == "assigned" and ident.global_id == t.global_id
+    g.release(back)
+    assert g.expire(10.0) == [] and [i.global_id for i in g.expire(16.0)] == [t.global_id] and len(g) == 0
+
+
+def test_transition_window_forbids_impossible_travel():
+    cfg = MatchingConfig(threshold=0.5, transitions=[{"from": "cam1", "to": "cam3", "min_s": 5.0, "max_s": 30.0}])
+    g = IdentityGallery(cfg)
+    t = ready_tracklet("cam1", 1, [1, 0, 0, 0])
+    g.assign([t], 0.0)
+    g.release(t)
+    too_soon = ready_tracklet("cam3", 1, [1, 0, 0, 0], first_seen=1.0)
+    assert g.assign([too_soon], 1.0)[0][0] == "new"
+    g2 = IdentityGallery(cfg)
+    t2 = ready_tracklet("cam1", 1, [1, 0, 0, 0])
+    g2.assign([t2], 0.0)
+    g2.release(t2)
+    in_time = ready_tracklet("cam3", 1, [1, 0, 0, 0], first_seen=12.0)
+    assert g2.assign([in_time], 12.0)[0][0] == "assigned"
+
+
+def test_each_camera_allocates_its_own_track_ids():
+    dets = Detections(np.array([[10, 10, 50, 100], [200, 10, 240, 100]], np.float32), np.array([0.9, 0.8], np.float32))
+    t1, t2 = CameraTracker("a", TrackerConfig()), CameraTracker("b", TrackerConfig(kind="botsort"))
+    for _ in range(3):
+        ids1 = sorted(t.local_id for t in t1.update(dets))
+    t2b = CameraTracker("c", TrackerConfig())  # created later: must not continue another camera's counter
+    for _ in range(3):
+        ids2 = sorted(t.local_id for t in t2.update(dets))
+        ids3 = sorted(t.local_id for t in t2b.update(dets))
+    assert ids1 == ids2 == ids3 == [1, 2]
+
+
+def test_cut_crops_clips_boxes_and_returns_rgb():
+    img = np.zeros((20, 10, 3), np.uint8)
+    img[..., 0] = 255  # blue in BGR
+    crops = cut_crops(img, np.array([[-5, -5, 5, 30]], np.float32), 8, 4)
+    assert crops.shape == (1, 8, 4, 3) and (crops[..., 2] == 255).all() and (crops[..., 0] == 0).all()
+
+
+class TinyNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x).mean((2, 3))
+
+
+def test_third_party_onnx_gets_size_from_model_and_normalisation_from_config(tmp_path):
+    from edge.config import NormalizationConfig
+
+    torch.manual_seed(0)
+    net = TinyNet().eval()
+    path = tmp_path / "osnet_like.onnx"
+    torch.onnx.export(net, torch.zeros(1, 3, 32, 16), str(path), input_names=["images"], output_names=["out"],
+                      dynamic_axes={"images": {0: "b"}, "out": {0: "b"}}, dynamo=False)
+    norm = NormalizationConfig(scale=255.0, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    backend = OnnxRuntimeBackend(str(path), normalization=norm, max_batch=2)
+    assert backend.input_size == (32, 16) and backend.meta.method == "third_party"
+    crops = np.random.default_rng(0).integers(0, 255, (5, 32, 16, 3), dtype=np.uint8)
+    emb = backend.embed(crops)
+    x = (torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25
+    ref = torch.nn.functional.normalize(net(x), dim=1).detach().numpy()
+    assert emb.global_.shape == (5, 8) and np.allclose(emb.global_, ref, atol=1e-5)
+
+
+def test_torch_and_onnxruntime_backends_agree_on_an_exported_model(tmp_path):
+    from export.onnx_export import export_onnx
+    from trainer.config import ModelConfig
+    from trainer.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(backbone={"name": "tiny-vit"}, image_size=(64, 32), sie={"enabled": True})
+    ckpt = save_checkpoint(tmp_path / "m.pt", build_model(cfg, num_classes=4, num_cameras=2).eval(), cfg, num_cameras=2)
+    onnx_path, _ = export_onnx(ckpt, tmp_path / "m.onnx")
+    ort_backend, torch_backend = OnnxRuntimeBackend(str(onnx_path)), TorchBackend(str(ckpt))
+    assert ort_backend.input_size == torch_backend.input_size == (64, 32) and ort_backend.meta.camera_input == "camera"
+    image = np.random.default_rng(1).integers(0, 255, (120, 80, 3), dtype=np.uint8)
+    crops = ort_backend.crops(image, np.array([[0, 0, 40, 100], [30, 10, 80, 120]], np.float32))
+    cams = np.array([0, 1])
+    a, b = ort_backend.embed(crops, cams).global_, torch_backend.embed(crops, cams).global_
+    assert (a * b).sum(1).min() > 0.9999
+    assert not np.allclose(ort_backend.embed(crops, cams[::-1]).global_, a)  # the camera input is used
+
+
+def test_publisher_sends_multipart_events_a_subscriber_can_decode():
+    pub = EventPublisher("tcp://127.0.0.1:56781")
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect("tcp://127.0.0.1:56781")
+    sub.setsockopt_string(zmq.SUBSCRIBE, "identity")
+    got = None
+    deadline = time.time() + 5
+    while got is None and time.time() < deadline:  # PUB/SUB joins late: publish until heard
+        pub.publish("track/cam1", {"event": "new"})
+        pub.publish("identity/3", {"event": "new", "global_id": 3}, np.arange(4, dtype=np.float32))
+        if sub.poll(100):
+            got = decode(sub.recv_multipart())
+    pub.close()
+    sub.close(0)
+    topic, header, emb = got
+    assert topic == "identity/3" and header["schema"] == SCHEMA and header["version"] == 1
+    assert header["global_id"] == 3 and header["embedding_dim"] == 4 and header["seq"] >= 1 and "publish_ts" in header
+    assert np.array_equal(emb, np.arange(4, dtype=np.float16))
+    json.dumps(header)
+
+
+def test_publisher_never_blocks_on_a_subscriber_that_stopped_reading():
+    pub = EventPublisher("tcp://127.0.0.1:56782", high_water_mark=10, queue_size=100)
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 10)
+    sub.connect("tcp://127.0.0.1:56782")
+    sub.setsockopt_string(zmq.SUBSCRIBE, "")
+    time.sleep(0.2)
+    for i in range(20000):  # never read: publish must still return
+        pub.publish("track/cam1", {"event": "update", "i": i, "pad": "x" * 200})
+    pub.close()
+    sub.close(0)
+    assert pub.sent + pub.dropped <= 20000 and pub.dropped > 0
