@@ -7,7 +7,9 @@ on cosine similarity to each identity's gallery, under constraints:
 * one identity cannot be two live tracklets of the same camera;
 * optional transition windows: an identity last seen in camera A can appear in camera B only
   ``min_s..max_s`` seconds later (when a window for A -> B is configured);
-* below ``threshold`` a tracklet founds a new identity.
+* below ``threshold`` a tracklet founds a new identity; tracklets left over in one round are
+  compared with the identities founded in that round, so a person who appears in two
+  overlapping cameras at the same moment gets one identity, not two.
 
 Identities keep their best-quality embeddings (``gallery_size``), are compared by the shared
 :func:`trainer.embeddings.similarity` (so online matching agrees with offline evaluation) and
@@ -123,9 +125,21 @@ class IdentityGallery:
                     self._attach(idents[c], waiting[r], now)
                     out.append(("assigned", waiting[r], idents[c]))
                     matched.add(r)
+        founded: list[Identity] = []  # people who appear in two overlapping cameras at once
         for r, t in enumerate(waiting):
-            if r not in matched:
-                out.append(("new", t, self.found(t, now)))
+            if r in matched:
+                continue
+            best, best_sim = None, self.cfg.threshold
+            for ident in founded:
+                s = float(np.dot(t.embedding, ident.embedding))
+                if s >= best_sim and self.allowed(ident, t, now):
+                    best, best_sim = ident, s
+            if best is not None:
+                self._attach(best, t, now)
+                out.append(("assigned", t, best))
+            else:
+                founded.append(self.found(t, now))
+                out.append(("new", t, founded[-1]))
         return blind + out
 
     def observe(self, t: Tracklet, now: float, new_embedding: Optional[np.ndarray] = None, quality: float = 1.0) -> Optional[Identity]:

@@ -257,3 +257,11 @@ def test_publisher_never_blocks_on_a_subscriber_that_stopped_reading():
     pub.close()
     sub.close(0)
     assert pub.sent + pub.dropped <= 20000 and pub.dropped > 0
+
+
+def test_person_appearing_in_two_cameras_at_once_gets_one_identity():
+    g = IdentityGallery(MatchingConfig(threshold=0.8))
+    a, b = ready_tracklet("cam1", 1, [1, 0.1, 0, 0]), ready_tracklet("cam2", 1, [1, 0, 0.1, 0])
+    other = ready_tracklet("cam2", 2, [0, 0, 0, 1])
+    out = g.assign([a, b, other], 0.0)
+    assert a.global_id == b.global_id != other.global_id and sorted(k for k, _, _ in out) == ["assigned", "new", "new"]

@@ -1,0 +1,53 @@
+"""The edge runtime on real footage from ../shared/realdata (skipped when it is absent):
+the two-camera video pair and MOT17 frames as an image-folder source, with the real YOLOv8n
+detector and the third-party OSNet ONNX ReID model."""
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REALDATA
+from edge.config import load_edge_config
+from edge.evaluate import evaluate
+from edge.pipeline import run_pipeline
+
+pytestmark = pytest.mark.realdata
+
+
+def real_config(tmp_path, cameras, port):
+    pytest.importorskip("openvino", reason="the shared YOLOv8n is an OpenVINO export")
+    cfg = {
+        "cameras": cameras,
+        "detector": {"weights": str(REALDATA / "weights" / "yolov8n_int8_openvino_model"), "imgsz": 640, "conf": 0.25, "batch": False},
+        "reid": {"backend": "onnxruntime", "model": str(REALDATA / "weights" / "osnet_x0_25_msmt17.onnx"),
+                 "normalization": {"scale": 255.0}, "embed_every": 5},
+        "publisher": {"endpoint": f"tcp://127.0.0.1:{port}"},
+        "outputs": {"mot_dir": str(tmp_path / "mot")},
+    }
+    path = tmp_path / "cams.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return load_edge_config(path)
+
+
+def test_two_camera_video_pair_with_yolov8n_and_third_party_osnet(tmp_path):
+    video = REALDATA / "samihormi_mc"
+    cams = [{"id": "double", "source": str(video / "Double1.mp4"), "realtime": False},
+            {"id": "single", "source": str(video / "Single1.mp4"), "realtime": False}]
+    cfg = real_config(tmp_path, cams, 56795)
+    cfg.run.max_frames = 40
+    report = run_pipeline(cfg)
+    assert report["processed"] == {"double": 40, "single": 40} and not report["errors"]
+    assert report["embedded"] > 0 and report["gallery"] >= 1
+    for cam in ("double", "single"):
+        rows = np.loadtxt(tmp_path / "mot" / f"{cam}.txt", delimiter=",", ndmin=2)
+        assert len(rows) >= 20  # people are found and tracked in most frames
+        assert rows[:, 4].min() > 10 and rows[:, 5].min() > 10  # plausible person-sized boxes
+
+
+def test_mot17_frames_as_an_image_folder_source_score_against_their_ground_truth(tmp_path):
+    seq = REALDATA / "mot17_mini" / "train" / "MOT17-05-FRCNN"
+    cfg = real_config(tmp_path, [{"id": seq.name, "source": str(seq), "realtime": False}], 56796)
+    report = run_pipeline(cfg)
+    n_images = len(list((seq / "img1").glob("*.jpg")))
+    assert report["processed"] == {seq.name: n_images}
+    result = evaluate(seq.parent, tmp_path / "mot", sequences=[seq.name])["sequences"][seq.name]
+    assert result["DetA"] > 20 and result["HOTA"] > 20  # a real detector on real people, not noise
