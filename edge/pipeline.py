@@ -138,6 +138,8 @@ class EdgePipeline:
                 self.gallery.observe(t, t.last_seen)
         for t in ended:
             self.gallery.release(t)
+            self.trackers[t.camera_id].forget(t.local_id)
+            self._last_update.pop(t.key, None)
             if self.mot is not None:
                 self.mot.flush(t)
         for ident in self.gallery.expire(now):

@@ -57,6 +57,11 @@ class CameraTracker:
     def max_lost_frames(self) -> int:
         return int(self.args.track_buffer)
 
+    def forget(self, local_id: int) -> None:
+        """Drop the id translation of an ended track (keeps memory flat on long runs)."""
+        for theirs in [k for k, v in self._ids.items() if v == local_id]:
+            del self._ids[theirs]
+
     def update(self, dets: Detections, image: Optional[np.ndarray] = None, feats: Optional[np.ndarray] = None) -> list[Track]:
         rows = self.tracker.update(dets, image, feats=feats if self.uses_features else None)
         tracks = []

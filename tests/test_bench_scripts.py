@@ -1,0 +1,40 @@
+"""The benchmark scripts run on a tiny configuration and write well-formed results (no timing asserts)."""
+import json
+import subprocess
+import sys
+
+import yaml
+
+from conftest import REPO
+
+
+def run_script(*args):
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_bench_reid_writes_json_markdown_and_plot(tmp_path):
+    run_script("scripts/bench_reid.py", "--image-size", "64", "32", "--batches", "1", "2", "--iters", "2", "--warmup", "1", "--out", str(tmp_path))
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert data["environment"]["torch"] and {r["batch"] for r in data["results"]} == {1, 2}
+    backends = {r["backend"] for r in data["results"]}
+    assert {"torch-fp32-cpu", "onnxruntime-cpu"} <= backends
+    assert all(r["images_per_s"] > 0 and r["p50_ms"] <= r["p99_ms"] and r["min_cosine_vs_fp32"] > 0.9999 for r in data["results"])
+    assert (tmp_path / "bench.md").read_text().count("\n") == 2 + len(data["results"]) and (tmp_path / "bench.png").stat().st_size > 0
+
+
+def test_bench_pipeline_writes_json_markdown_and_plot(tmp_path):
+    demo = REPO / "edge" / "demo_models"
+    cfg = {"cameras": [{"id": "c1", "source": "synthetic://tiny?camera=cam1"}],
+           "detector": {"weights": str(demo / "detector.pt"), "imgsz": 320},
+           "reid": {"model": str(demo / "reid.onnx")}}
+    path = tmp_path / "cams.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run_script("scripts/bench_pipeline.py", "--config", str(path), "--cameras", "1", "2", "--frames", "8", "--repeats", "1",
+               "--no-warmup", "--endpoint", "tcp://127.0.0.1:56799", "--out", str(tmp_path / "out"))
+    data = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert [r["cameras"] for r in data["results"]] == [1, 2]
+    two = data["results"][1]["median"]
+    assert two["processed"] == {"c1": 8, "c1_1": 8} and two["fps_total"] > 0 and "detect" in two["latency_ms"]
+    assert (tmp_path / "out" / "bench.md").exists() and (tmp_path / "out" / "bench.png").exists()
