@@ -4,7 +4,8 @@ Tracklets with enough appearance evidence wait for an identity. All tracklets wa
 moment are assigned together with the Hungarian solver (``scipy.optimize.linear_sum_assignment``)
 on cosine similarity to each identity's gallery, under constraints:
 
-* one identity cannot be two live tracklets of the same camera;
+* one identity cannot be two tracklets of the same camera that were there at the same time
+  (live now, or overlapping in time with one that ended);
 * optional transition windows: an identity last seen in camera A can appear in camera B only
   ``min_s..max_s`` seconds later (when a window for A -> B is configured);
 * below ``threshold`` a tracklet founds a new identity; tracklets left over in one round are
@@ -30,6 +31,7 @@ from .config import MatchingConfig
 from .tracklets import Tracklet
 
 FORBIDDEN = -2.0  # below any cosine similarity
+MAX_SPANS = 8  # ended tracklets remembered per identity and camera
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Identity:
     last_camera: str
     cameras: set[str] = field(default_factory=set)
     live: set[tuple[str, int]] = field(default_factory=set)  # (camera, local id) of live tracklets
+    spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # per camera: (first, last seen) of ended tracklets
     gallery: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (quality, embedding)
 
     @property
@@ -88,6 +91,8 @@ class IdentityGallery:
     def allowed(self, ident: Identity, t: Tracklet, now: float) -> bool:
         if any(cam == t.camera_id for cam, _ in ident.live):
             return False
+        if any(t.first_seen <= last for _, last in ident.spans.get(t.camera_id, ())):
+            return False  # the two tracklets were in this camera at the same time: two people
         window = self._windows.get((ident.last_camera, t.camera_id))
         if window is not None and ident.last_camera != t.camera_id:
             gap = t.first_seen - ident.last_seen
@@ -157,6 +162,9 @@ class IdentityGallery:
         ident = self.identities.get(t.global_id) if t.global_id is not None else None
         if ident is not None:
             ident.live.discard(t.key)
+            spans = ident.spans.setdefault(t.camera_id, [])
+            spans.append((t.first_seen, t.last_seen))
+            del spans[:-MAX_SPANS]
 
     def expire(self, now: float) -> list[Identity]:
         gone = [i for i in self.identities.values() if not i.live and now - i.last_seen > self.cfg.identity_ttl_s]

@@ -137,12 +137,16 @@ class SyntheticReader:
         self.fail_for_s = float(query.get("fail_for_s", 1.0))
         self._failed_at: Optional[float] = None
         self.position = 0
+        self._clock = time.monotonic()
 
     def open(self) -> None:
         if self._failed_at is not None:
             if time.monotonic() - self._failed_at < self.fail_for_s:
                 raise SourceError("synthetic camera is down (simulated)")
             self.fail_after = None  # back for good
+        if self.live and self.position >= self.length:
+            raise SourceError("synthetic stream has ended")
+        self._clock = time.monotonic() - self.position / self.fps
 
     def read(self) -> Optional[np.ndarray]:
         if self.fail_after is not None and self.position >= self.fail_after and self._failed_at is None:
@@ -150,6 +154,8 @@ class SyntheticReader:
             return None
         if self.position >= self.length:
             return None
+        if self.live:  # a live camera delivers at its own rate, whatever the reader does
+            time.sleep(max(0.0, self._clock + self.position / self.fps - time.monotonic()))
         image, _ = self.renderer.render(self.position)
         self.position += 1
         return image
@@ -250,6 +256,7 @@ class CameraCapture(threading.Thread):
                     self.reconnects += 1
                     log.warning("camera %s: stream dropped, reconnecting", self.cam.id)
                     self.reader.close()
+                    self.stop.wait(0.25)  # never spin on a stream that opens and drops at once
                     if not self._open_with_backoff():
                         return
                     continue

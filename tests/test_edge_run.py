@@ -101,14 +101,15 @@ def test_scripted_person_gets_the_same_global_id_in_both_overlapping_cameras(tmp
 
 def test_camera_that_drops_and_comes_back_does_not_stop_the_others(tmp_path):
     cams = [
-        {"id": "flaky", "source": "synthetic://tiny?camera=cam1&fail_after=10&fail_for_s=1.0", "fps": 5},
+        {"id": "flaky", "source": "synthetic://tiny?camera=cam1&fail_after=10&fail_for_s=1.0", "fps": 10},
         {"id": "steady", "source": "synthetic://tiny?camera=cam2", "realtime": False},
     ]
-    cfg = load_edge_config(cams_yaml(tmp_path, cams, 56792, run={"duration_s": 8.0, "reconnect_max_s": 0.5}))
-    report = run_pipeline(cfg)
-    assert report["reconnects"]["flaky"] >= 1
-    assert report["processed"]["steady"] == 60  # the other camera ran to its end meanwhile
-    assert report["processed"]["flaky"] > 12  # frames after the reconnection arrived too
+    run = {"max_frames": 30, "duration_s": 60.0, "reconnect_max_s": 0.5}
+    report = run_pipeline(load_edge_config(cams_yaml(tmp_path, cams, 56792, run=run)))
+    assert report["reconnects"]["flaky"] >= 1 and report["elapsed_s"] < 60
+    assert report["processed"] == {"flaky": 30, "steady": 30}  # both ran on; flaky came back after its outage
+    steady_rows = np.loadtxt(tmp_path / "mot" / "steady.txt", delimiter=",", ndmin=2)
+    assert len(np.unique(steady_rows[:, 0])) >= 20  # the steady camera kept tracking throughout
 
 
 def test_subscriber_that_stops_reading_does_not_stall_the_pipeline(tmp_path):

@@ -265,3 +265,16 @@ def test_person_appearing_in_two_cameras_at_once_gets_one_identity():
     other = ready_tracklet("cam2", 2, [0, 0, 0, 1])
     out = g.assign([a, b, other], 0.0)
     assert a.global_id == b.global_id != other.global_id and sorted(k for k, _, _ in out) == ["assigned", "new", "new"]
+
+
+def test_tracklets_that_coexisted_in_one_camera_never_share_an_identity():
+    g = IdentityGallery(MatchingConfig(threshold=0.5))
+    a = ready_tracklet("cam1", 1, [1, 0, 0, 0], first_seen=0.0)
+    a.last_seen = 10.0
+    g.assign([a], 0.0)
+    g.release(a)  # ended at t=10
+    b = ready_tracklet("cam1", 2, [1, 0, 0, 0], first_seen=4.0)  # was there while a was
+    assert g.assign([b], 12.0)[0][0] == "new"
+    c = ready_tracklet("cam1", 3, [1, 0, 0, 0], first_seen=11.0)  # came after a ended: may be a again
+    (kind, _, ident), = g.assign([c], 12.0)
+    assert kind == "assigned" and ident.global_id == a.global_id
