@@ -27,8 +27,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--work", default="runs/demo_detector_v2", help="scratch folder for data and Ultralytics runs")
+    parser.add_argument("--work", default="runs/demo_detector", help="scratch folder for data and Ultralytics runs")
     parser.add_argument("--out", default=str(ROOT / "edge" / "demo_models"))
+    parser.add_argument("--init", default=None, help="start from these weights (continue training) instead of the yaml")
     args = parser.parse_args()
 
     from ultralytics import YOLO
@@ -43,11 +44,13 @@ def main() -> None:
     data_yaml = work / "data.yaml"
     data_yaml.write_text(f"path: {data_dir}\ntrain: images/train\nval: images/val\nnames:\n  0: person\n")
 
-    model = YOLO(str(ROOT / "configs" / "yolo" / "demo-detector.yaml"))
+    model = YOLO(args.init or str(ROOT / "configs" / "yolo" / "demo-detector.yaml"))
+    previous = json.loads((Path(args.out) / "detector.json").read_text()) if args.init and (Path(args.out) / "detector.json").is_file() else None
     start = time.time()
     model.train(data=str(data_yaml), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device="cpu",
-                workers=0, plots=False, project=str(work), name="train", exist_ok=True, pretrained=False,
-                amp=False, mosaic=1.0, close_mosaic=5, patience=100, verbose=False)
+                workers=0, plots=False, project=str(work), name="train", exist_ok=True,
+                amp=False, mosaic=1.0, close_mosaic=5, patience=100, verbose=False,
+                **({"lr0": 0.002, "warmup_epochs": 0, "pretrained": True} if args.init else {}))
     minutes = (time.time() - start) / 60
     best = work / "train" / "weights" / "best.pt"
     metrics = YOLO(str(best)).val(data=str(data_yaml), imgsz=args.imgsz, device="cpu", plots=False, verbose=False)
@@ -61,8 +64,10 @@ def main() -> None:
         "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch, "train_minutes_cpu": round(minutes, 1),
         "val_mAP50": round(float(metrics.box.map50), 4), "val_mAP50_95": round(float(metrics.box.map), 4),
         "val_precision": round(float(metrics.box.mp), 4), "val_recall": round(float(metrics.box.mr), 4),
-        "command": f"python scripts/train_demo_detector.py --epochs {args.epochs}",
+        "command": f"python scripts/train_demo_detector.py --epochs {args.epochs}" + (f" --init {args.init}" if args.init else ""),
     }
+    if previous:
+        card["continued_from"] = {k: previous[k] for k in ("epochs", "train_minutes_cpu", "val_mAP50", "command") if k in previous}
     (out / "detector.json").write_text(json.dumps(card, indent=1) + "\n")
     print(json.dumps(card, indent=1))
 

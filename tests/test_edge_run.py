@@ -1,5 +1,6 @@
 """The edge runtime end to end on CPU: synthetic cameras, the committed demo models, a real
 ZeroMQ subscriber, a scripted cross-camera case, a camera that drops, a stalled subscriber."""
+import json
 import subprocess
 import sys
 import threading
@@ -24,8 +25,8 @@ DEMO = REPO / "edge" / "demo_models"
 def cams_yaml(tmp_path, cameras, port, **sections):
     cfg = {
         "cameras": cameras,
-        "detector": {"weights": str(DEMO / "detector.pt"), "imgsz": 320, "conf": 0.1},
-        "tracker": {"kind": "bytetrack", "overrides": {"track_buffer": 20}},
+        "detector": {"weights": str(DEMO / "detector.pt"), "imgsz": 320, "conf": 0.4},
+        "tracker": {"kind": "bytetrack", "overrides": {"track_high_thresh": 0.6, "track_low_thresh": 0.4, "new_track_thresh": 0.7, "track_buffer": 20}},
         "reid": {"backend": "onnxruntime", "model": str(DEMO / "reid.onnx"), "embed_every": 3, "min_box_height": 16},
         "matching": {"threshold": 0.6, "min_embeddings": 2},
         "publisher": {"endpoint": f"tcp://127.0.0.1:{port}", "snapshot_interval_s": 0.5},
@@ -130,3 +131,22 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "edge.run", "--cameras", str(bad)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "bad.yaml" in proc.stderr and "cameras.0.fsp: unknown key" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sigint_stops_the_cli_cleanly_and_flushes_results(tmp_path):
+    import signal
+
+    cams = [{"id": "cam1", "source": "synthetic://demo?camera=cam1", "fps": 10}]
+    cfg = cams_yaml(tmp_path, cams, 56794)
+    proc = subprocess.Popen([sys.executable, "-m", "edge.run", "--cameras", str(cfg), "--report", str(tmp_path / "report.json")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    deadline = time.time() + 90
+    mot = tmp_path / "mot" / "cam1.txt"
+    while time.time() < deadline and not (mot.exists() and mot.stat().st_size > 0):
+        time.sleep(0.5)  # wait until it is really tracking
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert 0 < report["processed"]["cam1"] < 600  # stopped early, not at the end of the scene
+    assert (tmp_path / "mot" / "cam1.global.txt").stat().st_size > 0  # open tracklets got identities and were written

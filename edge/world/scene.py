@@ -118,7 +118,7 @@ SCENES: dict[str, WorldSpec] = {
     "train": WorldSpec("train", seed=1, num_identities=60, duration_s=120.0, fps=5.0,
                        cameras=three_camera_rig(), occluders=default_occluders()),
     "tiny": WorldSpec("tiny", seed=0, num_identities=6, duration_s=12.0, fps=5.0,
-                      cameras=three_camera_rig(0.5), occluders=default_occluders()),
+                      cameras=three_camera_rig(), occluders=default_occluders()),
 }
 
 
