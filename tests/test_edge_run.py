@@ -28,7 +28,7 @@ def cams_yaml(tmp_path, cameras, port, **sections):
         "detector": {"weights": str(DEMO / "detector.pt"), "imgsz": 320, "conf": 0.4},
         "tracker": {"kind": "bytetrack", "overrides": {"track_high_thresh": 0.6, "track_low_thresh": 0.4, "new_track_thresh": 0.7, "track_buffer": 20}},
         "reid": {"backend": "onnxruntime", "model": str(DEMO / "reid.onnx"), "embed_every": 3, "min_box_height": 16},
-        "matching": {"threshold": 0.6, "min_embeddings": 2},
+        "matching": {"threshold": 0.9, "min_embeddings": 2},
         "publisher": {"endpoint": f"tcp://127.0.0.1:{port}", "snapshot_interval_s": 0.5},
         "outputs": {"mot_dir": str(tmp_path / "mot")},
         "run": {"stats_interval_s": 0.5},
