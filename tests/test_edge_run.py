@@ -110,7 +110,7 @@ def test_camera_that_drops_and_comes_back_does_not_stop_the_others(tmp_path):
     assert report["reconnects"]["flaky"] >= 1 and report["elapsed_s"] < 60
     assert report["processed"] == {"flaky": 30, "steady": 30}  # both ran on; flaky came back after its outage
     steady_rows = np.loadtxt(tmp_path / "mot" / "steady.txt", delimiter=",", ndmin=2)
-    assert len(np.unique(steady_rows[:, 0])) >= 20  # the steady camera kept tracking throughout
+    assert steady_rows[:, 0].max() >= 28  # the steady camera kept tracking through the other's outage
 
 
 def test_subscriber_that_stops_reading_does_not_stall_the_pipeline(tmp_path):
