@@ -54,6 +54,13 @@ class EdgePipeline:
         self._last_update: dict[tuple[str, int], float] = {}
         self._last_snapshot = 0.0
 
+    def warmup(self) -> None:
+        """One dummy detection and embedding, so model loading/fusing is not billed to the first frames."""
+        self.detector([np.zeros((360, 640, 3), np.uint8)])
+        if self.reid is not None:
+            h, w = self.reid.input_size
+            self.reid.embed(np.zeros((1, h, w, 3), np.uint8), np.zeros(1, np.int64))
+
     # --- one step -------------------------------------------------------------------------
     def process(self, frames: list[Frame]) -> None:
         for f in frames:
@@ -204,6 +211,7 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
     captures = [CameraCapture(c, new_frame, stop, cfg.run.reconnect_max_s) for c in cfg.cameras]
     rates = {c.cam.id: c.cam.fps or getattr(c.reader, "fps", None) or 30.0 for c in captures}
     pipeline = pipeline or EdgePipeline(cfg, rates)
+    pipeline.warmup()
     for c in captures:
         c.start()
     started, last_stats = time.monotonic(), time.monotonic()
