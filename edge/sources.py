@@ -144,8 +144,10 @@ class SyntheticReader:
             if time.monotonic() - self._failed_at < self.fail_for_s:
                 raise SourceError("synthetic camera is down (simulated)")
             self.fail_after = None  # back for good
-        if self.live and self.position >= self.length:
-            raise SourceError("synthetic stream has ended")
+        if self.position >= self.length:
+            if self.live:
+                raise SourceError("synthetic stream has ended")
+            self.position = 0  # reopening a file-like source starts it again (loop: true)
         self._clock = time.monotonic() - self.position / self.fps
 
     def read(self) -> Optional[np.ndarray]:

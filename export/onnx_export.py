@@ -1,6 +1,7 @@
 """Checkpoint -> ONNX with a dynamic batch axis and the model metadata inside."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Optional
@@ -47,6 +48,18 @@ def example_inputs(meta: ModelMetadata, batch: int = 2) -> tuple[torch.Tensor, .
     return (images,)
 
 
+@contextlib.contextmanager
+def mha_fastpath(enabled: bool):
+    """PyTorch's fused MultiheadAttention inference path (taken in eval mode when the head count
+    is even, e.g. ViT-B/16's 12 heads) has no ONNX symbolic: export with the plain path."""
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
 def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17) -> tuple[Path, ModelMetadata]:
     """Write ``out`` in FP32; FP16 is the TensorRT step's job (it builds from this file)."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
@@ -59,7 +72,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17) -> tup
     inputs = example_inputs(meta)
     names = ["images"] + (["camera"] if meta.camera_input else [])
     axes = {name: {0: "batch"} for name in names + ["embedding"]}
-    with torch.no_grad():
+    with torch.no_grad(), mha_fastpath(False):
         torch.onnx.export(graph, inputs, str(out), input_names=names, output_names=["embedding"], dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
     model = onnx.load(str(out))
     entry = model.metadata_props.add()

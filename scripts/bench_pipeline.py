@@ -146,13 +146,16 @@ def main() -> None:
     parser.add_argument("--no-warmup", action="store_true")
     parser.add_argument("--endpoint", default="tcp://127.0.0.1:5580")
     parser.add_argument("--out", default="runs/bench/pipeline")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. tracker.kind=botsort")
     args = parser.parse_args()
 
     import logging
 
     logging.basicConfig(level=logging.WARNING)
     cfg_path = Path(args.config).resolve()
-    raw = yaml.safe_load(cfg_path.read_text())
+    from trainer.configio import apply_overrides, load_yaml_tree
+
+    raw = apply_overrides(load_yaml_tree(cfg_path), args.set)
     counts = args.cameras or [len(raw["cameras"])]
     if not args.no_warmup:
         warm = argparse.Namespace(**{**vars(args), "frames": min(args.frames, 20), "duration": None})

@@ -101,3 +101,13 @@ def test_tensorrt_fp16_engine_parity(checkpoint, tmp_path):
     assert check_backend(runner, reference, meta, images, cameras, "trt", FP16_MIN_COSINE).passed
     with pytest.raises(ValueError, match="outside the engine's profile"):
         runner(feed(meta, person_crops(17, 64, 32), None if cameras is None else np.zeros(17)))
+
+
+def test_even_head_count_exports_despite_the_fused_attention_fast_path(tmp_path):
+    """4 heads (like ViT-B/16's 12) make eval-mode MultiheadAttention take a fused op with no ONNX
+    symbolic; export must still work and match PyTorch."""
+    ckpt = make_checkpoint(tmp_path, "tiny-vit-4h")
+    out, meta = export_onnx(ckpt, tmp_path / "m.onnx")
+    images = person_crops(4, 64, 32, seed=2)
+    reference = torch_reference(build_graph(load_checkpoint(ckpt)), images, None)
+    assert check_backend(ort_runner(out, ["CPUExecutionProvider"]), reference, meta, images, None, "ort", FP32_MIN_COSINE).passed
