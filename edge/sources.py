@@ -113,7 +113,8 @@ class SyntheticReader:
 
     Extra query keys: ``seed`` (other people), ``frames`` (stop early), ``live=1`` (behave like a
     stream: failures reconnect), and ``fail_after=N&fail_for_s=S`` to simulate a camera that
-    drops after N frames and refuses to reopen for S seconds (for testing reconnection).
+    drops after N frames and refuses to reopen for S seconds (for testing reconnection);
+    ``reopen_size=WxH`` makes it come back at another resolution.
     """
 
     def __init__(self, url: str):
@@ -135,6 +136,8 @@ class SyntheticReader:
         self.live = query.get("live", "0") == "1" or "fail_after" in query
         self.fail_after = int(query["fail_after"]) if "fail_after" in query else None
         self.fail_for_s = float(query.get("fail_for_s", 1.0))
+        self.reopen_size = tuple(int(v) for v in query["reopen_size"].split("x")) if "reopen_size" in query else None
+        self.size: Optional[tuple[int, int]] = None  # (w, h) frames are resized to, after a reopen
         self._failed_at: Optional[float] = None
         self.position = 0
         self._clock = time.monotonic()
@@ -144,6 +147,7 @@ class SyntheticReader:
             if time.monotonic() - self._failed_at < self.fail_for_s:
                 raise SourceError("synthetic camera is down (simulated)")
             self.fail_after = None  # back for good
+            self.size = self.reopen_size
         if self.position >= self.length:
             if self.live:
                 raise SourceError("synthetic stream has ended")
@@ -160,7 +164,7 @@ class SyntheticReader:
             time.sleep(max(0.0, self._clock + self.position / self.fps - time.monotonic()))
         image, _ = self.renderer.render(self.position)
         self.position += 1
-        return image
+        return image if self.size is None else cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
 
     def close(self) -> None:
         pass

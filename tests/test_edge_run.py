@@ -100,9 +100,9 @@ def test_scripted_person_gets_the_same_global_id_in_both_overlapping_cameras(tmp
     assert assigned and set(assigned[-1]["cameras"]) == {"cam1", "cam2"}
 
 
-def test_camera_that_drops_and_comes_back_does_not_stop_the_others(tmp_path):
+def test_camera_that_drops_and_comes_back_at_another_size_does_not_stop_the_others(tmp_path):
     cams = [
-        {"id": "flaky", "source": "synthetic://tiny?camera=cam1&fail_after=10&fail_for_s=1.0", "fps": 10},
+        {"id": "flaky", "source": "synthetic://tiny?camera=cam1&fail_after=10&fail_for_s=1.0&reopen_size=320x180", "fps": 10},
         {"id": "steady", "source": "synthetic://tiny?camera=cam2", "realtime": False},
     ]
     run = {"max_frames": 30, "duration_s": 60.0, "reconnect_max_s": 0.5}
@@ -111,6 +111,9 @@ def test_camera_that_drops_and_comes_back_does_not_stop_the_others(tmp_path):
     assert report["processed"] == {"flaky": 30, "steady": 30}  # both ran on; flaky came back after its outage
     steady_rows = np.loadtxt(tmp_path / "mot" / "steady.txt", delimiter=",", ndmin=2)
     assert steady_rows[:, 0].max() >= 28  # the steady camera kept tracking through the other's outage
+    flaky_rows = np.loadtxt(tmp_path / "mot" / "flaky.txt", delimiter=",", ndmin=2)
+    after = flaky_rows[flaky_rows[:, 0] > 12]  # it came back at 320x180 instead of 640x360
+    assert len(after) and (after[:, 2] + after[:, 4]).max() <= 321 and (after[:, 3] + after[:, 5]).max() <= 181
 
 
 def test_subscriber_that_stops_reading_does_not_stall_the_pipeline(tmp_path):
