@@ -129,7 +129,12 @@ class EdgePipeline:
         if req.tracklet.global_id is not None:
             self.gallery.observe(req.tracklet, now, vector, req.quality)
 
-    def _match(self, events: list[tuple[str, Tracklet, float]], now: float) -> list[tuple[str, Identity, Optional[Tracklet], Optional[float]]]:
+    def _identity_message(self, kind: str, ident: Identity, t: Optional[Tracklet]) -> tuple[str, dict, Optional[np.ndarray]]:
+        """Topic, header and optional embedding, taken now: later assignments must not leak into it."""
+        emb = ident.embedding if self.cfg.publisher.send_embeddings else None
+        return f"identity/{ident.global_id}", identity_event(kind, ident, t, t.last_seen if t else None), emb
+
+    def _match(self, events: list[tuple[str, Tracklet, float]], now: float) -> list[tuple[str, dict, Optional[np.ndarray]]]:
         out = []
         ended = [t for e, t, _ in events if e == "ended"]
         live = [t for book in self.books.values() for t in book.tracklets.values()]
@@ -139,7 +144,7 @@ class EdgePipeline:
             waiting = [t for t in live if self.gallery.ready(t)]
         waiting += [t for t in ended if t.global_id is None]  # no identity yet: it founds one now
         for kind, t, ident in self.gallery.assign(waiting, now):
-            out.append((kind, ident, t, None))
+            out.append(self._identity_message(kind, ident, t))
         for t in live:
             if t.global_id is not None and t.state == "active":
                 self.gallery.observe(t, t.last_seen)
@@ -150,7 +155,7 @@ class EdgePipeline:
             if self.mot is not None:
                 self.mot.flush(t)
         for ident in self.gallery.expire(now):
-            out.append(("expired", ident, None, None))
+            out.append(self._identity_message("expired", ident, None))
         return out
 
     def _publish(self, frames: list[Frame], events, identity_events) -> None:
@@ -170,9 +175,8 @@ class EdgePipeline:
         for kind, t, ts in events:
             changed.add(t.key)
             self.publisher.publish(f"track/{t.camera_id}", track_event(kind, t, ts))
-        for kind, ident, t, sim in identity_events:
-            emb = ident.embedding if (self.cfg.publisher.send_embeddings and ident.embedding is not None) else None
-            self.publisher.publish(f"identity/{ident.global_id}", identity_event(kind, ident, t, t.last_seen if t else None, sim), emb)
+        for topic, header, emb in identity_events:
+            self.publisher.publish(topic, header, emb)
         for camera_id, frame in by_camera.items():
             for t in self.books[camera_id].tracklets.values():
                 if t.state != "active" or t.key in changed:
@@ -195,8 +199,8 @@ class EdgePipeline:
         if self.publisher is not None:
             for kind, t, ts in events:
                 self.publisher.publish(f"track/{t.camera_id}", track_event(kind, t, ts))
-            for kind, ident, t, sim in identity_events:
-                self.publisher.publish(f"identity/{ident.global_id}", identity_event(kind, ident, t, None, sim))
+            for topic, header, emb in identity_events:
+                self.publisher.publish(topic, header, emb)
             self.publisher.close()
         if self.mot is not None:
             self.mot.close()

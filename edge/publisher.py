@@ -38,15 +38,18 @@ def track_event(event: str, t, capture_ts: float) -> dict[str, Any]:
             "frame": t.last_frame}
 
 
-def identity_event(event: str, ident, t=None, capture_ts: Optional[float] = None, similarity: Optional[float] = None) -> dict[str, Any]:
-    """Header fields for an identity event (new / assigned / expired)."""
-    out = {"event": event, "global_id": ident.global_id, "cameras": sorted(ident.cameras), "last_seen": ident.last_seen}
+def identity_event(event: str, ident, t=None, capture_ts: Optional[float] = None) -> dict[str, Any]:
+    """Header fields for an identity event (new / assigned / expired).
+
+    A new identity was founded by ``t`` alone, so its ``cameras`` is ``t``'s camera even when other
+    tracklets joined it in the same matching round (they get their own ``assigned`` events).
+    """
+    cameras = [t.camera_id] if (event == "new" and t is not None) else sorted(ident.cameras)
+    out = {"event": event, "global_id": ident.global_id, "cameras": cameras, "last_seen": ident.last_seen}
     if t is not None:
         x0, y0, x1, y1 = (round(float(v), 1) for v in t.xyxy)
         out.update(camera=t.camera_id, local_id=t.local_id, bbox=[x0, y0, x1, y1], score=round(float(t.conf), 3),
                    capture_ts=capture_ts, frame=t.last_frame)
-    if similarity is not None:
-        out["similarity"] = round(float(similarity), 4)
     return out
 
 
