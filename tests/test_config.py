@@ -66,7 +66,7 @@ def test_every_shipped_recipe_validates(recipe):
 def test_every_shipped_camera_file_validates(camera_file):
     from edge.config import load_edge_config
 
-    if "realpair" in camera_file and not (CONFIGS.parents[1] / "shared" / "realdata").is_dir():
+    if ("realpair" in camera_file or "mot17" in camera_file) and not (CONFIGS.parents[1] / "shared" / "realdata").is_dir():
         pytest.skip("needs ../shared/realdata")
     cfg = load_edge_config(CONFIGS / camera_file)
     assert cfg.cameras and __import__("pathlib").Path(cfg.detector.weights).exists()
