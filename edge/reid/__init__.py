@@ -1,0 +1,1 @@
+"""ReID backends for the edge: crops in, Embeddings out (onnxruntime, torch, tensorrt)."""

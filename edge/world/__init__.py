@@ -1,0 +1,1 @@
+"""The synthetic multi-camera world: scenes, rendering with exact ground truth, exports."""

@@ -17,7 +17,7 @@ later. Positions between waypoints are linear in time.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Optional
 
@@ -263,8 +263,6 @@ def resolve_scene(name_or_spec: str | WorldSpec, **overrides) -> WorldSpec:
     else:
         raise ValueError(f"unknown synthetic scene {name_or_spec!r}; known: {', '.join(sorted(SCENES))}")
     if overrides:
-        from dataclasses import replace
-
         spec = replace(spec, **overrides)
     return spec
 
