@@ -221,10 +221,14 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
     started, last_stats = time.monotonic(), time.monotonic()
     counts = {c.cam.id: 0 for c in captures}
     report: dict = {}
+    lockstep = all(not c.cam.realtime and not c.reader.live for c in captures)
     try:
         while not stop.is_set():
             new_frame.clear()
-            frames = [f for f in (c.take() for c in captures) if f is not None]
+            if lockstep:  # one frame of every camera per step: reproducible batches and matching order
+                frames = _one_frame_each(captures, new_frame, stop)
+            else:
+                frames = [f for f in (c.take() for c in captures) if f is not None]
             if cfg.run.max_frames:
                 frames = [f for f in frames if counts[f.camera_id] < cfg.run.max_frames]
             if not frames:
@@ -252,6 +256,26 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
         report["errors"] = {c.cam.id: c.error for c in captures if c.error}
         pipeline.close()
     return report
+
+
+def _one_frame_each(captures: list[CameraCapture], new_frame: threading.Event, stop: threading.Event) -> list[Frame]:
+    """Wait until every camera that has not ended has delivered its next frame."""
+    got: dict[str, Frame] = {}
+    pending = list(captures)
+    while pending and not stop.is_set():
+        for c in list(pending):
+            frame = c.take()
+            if frame is None and c.finished:
+                frame = c.take()  # a last frame delivered just before it ended
+                pending.remove(c)
+            elif frame is not None:
+                pending.remove(c)
+            if frame is not None:
+                got[c.cam.id] = frame
+        if pending:
+            new_frame.wait(0.05)
+            new_frame.clear()
+    return [got[c.cam.id] for c in captures if c.cam.id in got]
 
 
 def _stats(pipeline: EdgePipeline, captures: list[CameraCapture]) -> dict:

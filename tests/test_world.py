@@ -106,3 +106,14 @@ def test_cameras_can_be_written_as_videos_an_edge_file_source_reads(tiny_world, 
     expected, _ = CameraRenderer(tiny_world, 1).render(5)
     assert len(frames) == 12 and frames[5].shape == expected.shape
     assert np.abs(frames[5].astype(int) - expected).mean() < 12  # lossy codec, same picture
+
+
+def test_several_seeds_share_one_reid_dataset_as_distinct_people_and_cameras(tmp_path):
+    from edge.world.__main__ import main as world_main
+
+    world_main(["reid", "--scene", "tiny", "--seed", "0", "3", "--out", str(tmp_path / "reid"), "--every", "4"])
+    names = [p.name for sub in ("bounding_box_train", "query", "bounding_box_test") for p in (tmp_path / "reid" / sub).iterdir()]
+    pids = {int(n[:4]) for n in names}
+    cams = {int(n.split("_c")[1].split("s")[0]) for n in names}
+    assert max(pids) > 6 and min(pids) <= 6  # the second seed's people are numbered after the first's
+    assert cams - {1, 2, 3} and cams & {1, 2, 3}  # and seen by cameras 4-6

@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m edge.world", description=__doc__)
     parser.add_argument("what", choices=["mot", "reid", "yolo", "preview"])
     parser.add_argument("--scene", default="demo", help=f"one of {sorted(SCENES)}")
-    parser.add_argument("--seed", type=int, default=None, help="override the scene's seed (other people)")
+    parser.add_argument("--seed", type=int, nargs="*", default=None, help="override the scene's seed (other people); reid: several seeds go into one dataset")
     parser.add_argument("--out", required=True, help="output folder (preview: PNG path)")
     parser.add_argument("--frames", type=int, default=None, help="mot: only the first N frames")
     parser.add_argument("--images", action="store_true", help="mot: also write img1/*.jpg")
@@ -23,12 +23,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frame", type=int, default=150, help="preview: which frame")
     args = parser.parse_args(argv)
     setup_console_logging()
-    overrides = {} if args.seed is None else {"seed": args.seed}
-    world = World(resolve_scene(args.scene, **overrides))
+    seeds = args.seed or [None]
+    if args.what == "reid":
+        for i, seed in enumerate(seeds):
+            world = World(resolve_scene(args.scene, **({} if seed is None else {"seed": seed})))
+            n_cams = len(world.cameras)
+            export.write_reid_dataset(world, args.out, every=args.every, pid_offset=i * world.spec.num_identities, camera_offset=i * n_cams)
+        return
+    world = World(resolve_scene(args.scene, **({} if seeds[0] is None else {"seed": seeds[0]})))
     if args.what == "mot":
         export.write_mot_ground_truth(world, args.out, args.frames, images=args.images, video=args.video)
-    elif args.what == "reid":
-        export.write_reid_dataset(world, args.out, every=args.every)
     elif args.what == "yolo":
         export.write_yolo_dataset(world, args.out, args.split, every=args.every)
     else:

@@ -89,7 +89,8 @@ def _frames_with_boxes(world: World, every: int, progress: bool, desc: str) -> I
 
 
 def write_reid_dataset(world: World, root: str | Path, every: int = 2, test_fraction: float = 0.4,
-                       min_visibility: float = 0.3, holistic_visibility: float = 0.85, progress: bool = True) -> Path:
+                       min_visibility: float = 0.3, holistic_visibility: float = 0.85, progress: bool = True,
+                       pid_offset: int = 0, camera_offset: int = 0) -> Path:
     """Crops of the world's people in Market-1501 layout, with an occluded query set.
 
     The last ``test_fraction`` of identities are held out. Their crops with visibility below
@@ -112,7 +113,7 @@ def write_reid_dataset(world: World, root: str | Path, every: int = 2, test_frac
                 sub = "query" if b.visibility < holistic_visibility else "bounding_box_test"
             x0, y0, x1, y1 = (int(round(v)) for v in b.xyxy)
             counts[sub] += 1
-            name = f"{b.pid:04d}_c{ci + 1}s1_{f:06d}_00.jpg"
+            name = f"{b.pid + pid_offset:04d}_c{ci + 1 + camera_offset}s1_{f:06d}_00.jpg"
             cv2.imwrite(str(root / sub / name), image[y0:y1, x0:x1], [cv2.IMWRITE_JPEG_QUALITY, 95])
     log.info("ReID export %s: %s", root, counts)
     return root
