@@ -103,7 +103,6 @@ class ImageFolderReader:
             raise SourceError(f"unreadable image {self.files[self.position - 1]}")
         return image
 
-
     def close(self) -> None:
         pass
 

@@ -142,20 +142,15 @@ def test_lost_identity_returns_in_same_camera_and_expires_after_ttl():
     assert g.expire(10.0) == [] and [i.global_id for i in g.expire(16.0)] == [t.global_id] and len(g) == 0
 
 
-def test_transition_window_forbids_impossible_travel():
+@pytest.mark.parametrize("gap_s, expected", [(1.0, "new"), (12.0, "assigned")], ids=["too-soon", "in-window"])
+def test_transition_window_forbids_impossible_travel(gap_s, expected):
     cfg = MatchingConfig(threshold=0.5, transitions=[{"from": "cam1", "to": "cam3", "min_s": 5.0, "max_s": 30.0}])
     g = IdentityGallery(cfg)
     t = ready_tracklet("cam1", 1, [1, 0, 0, 0])
     g.assign([t], 0.0)
     g.release(t)
-    too_soon = ready_tracklet("cam3", 1, [1, 0, 0, 0], first_seen=1.0)
-    assert g.assign([too_soon], 1.0)[0][0] == "new"
-    g2 = IdentityGallery(cfg)
-    t2 = ready_tracklet("cam1", 1, [1, 0, 0, 0])
-    g2.assign([t2], 0.0)
-    g2.release(t2)
-    in_time = ready_tracklet("cam3", 1, [1, 0, 0, 0], first_seen=12.0)
-    assert g2.assign([in_time], 12.0)[0][0] == "assigned"
+    later = ready_tracklet("cam3", 1, [1, 0, 0, 0], first_seen=gap_s)
+    assert g.assign([later], gap_s)[0][0] == expected
 
 
 def test_each_camera_allocates_its_own_track_ids():

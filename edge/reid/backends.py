@@ -115,8 +115,9 @@ class OnnxRuntimeBackend(ReIDBackend):
         self.scale = normalization.scale
         self.max_batch = max_batch
         self.output = self.session.get_outputs()[0].name
-        if not self.meta.embedding_dim:
-            self.meta.embedding_dim = int(self.session.get_outputs()[0].shape[-1]) if isinstance(self.session.get_outputs()[0].shape[-1], int) else 0
+        out_dim = self.session.get_outputs()[0].shape[-1]
+        if not self.meta.embedding_dim and isinstance(out_dim, int):
+            self.meta.embedding_dim = out_dim
 
     def _run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run([self.output], inputs)[0]
