@@ -33,6 +33,8 @@ def metadata_for(loaded: LoadedCheckpoint, graph: EmbeddingGraph, precision: str
         input_height=h,
         input_width=w,
         embedding_dim=loaded.model.embedding_dim,
+        num_parts=loaded.model.num_parts,
+        outputs=graph.output_names,
         method=loaded.method,
         camera_input="camera" if graph.uses_camera else None,
         num_cameras=loaded.num_cameras if graph.uses_camera else 0,
@@ -71,9 +73,10 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17) -> tup
     out.parent.mkdir(parents=True, exist_ok=True)
     inputs = example_inputs(meta)
     names = ["images"] + (["camera"] if meta.camera_input else [])
-    axes = {name: {0: "batch"} for name in names + ["embedding"]}
+    axes = {name: {0: "batch"} for name in names + meta.outputs}
     with torch.no_grad(), mha_fastpath(False):
-        torch.onnx.export(graph, inputs, str(out), input_names=names, output_names=["embedding"], dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
+        graph(*inputs)  # methods cache their text-side constants (prototypes, anchors) on the first eval call
+        torch.onnx.export(graph, inputs, str(out), input_names=names, output_names=meta.outputs, dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
     model = onnx.load(str(out))
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, meta.to_json()

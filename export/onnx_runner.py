@@ -15,11 +15,10 @@ def ort_session(onnx_path: str | Path, providers: list[str] | None = None):
 
 
 def ort_runner(onnx_path: str | Path, providers: list[str] | None = None):
-    """A callable ``inputs dict -> first output`` over one ONNX Runtime session."""
+    """A callable ``inputs dict -> [every output]`` over one ONNX Runtime session."""
     session = ort_session(onnx_path, providers)
-    output = session.get_outputs()[0].name
 
-    def run(inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return session.run([output], inputs)[0]
+    def run(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return session.run(None, inputs)
 
     return run

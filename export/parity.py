@@ -1,7 +1,8 @@
 """Numerical parity between PyTorch and an exported model, on person crops.
 
-The tolerance is a per-image cosine between the two embeddings: >= 0.9999 for FP32 ONNX,
->= 0.999 for FP16 (ONNX or TensorRT). Every export is checked; a failed check fails the command.
+The tolerance is a per-image cosine between the two embeddings (and, for part-based methods,
+between each part feature): >= 0.9999 for FP32 ONNX, >= 0.999 for FP16 (ONNX or TensorRT).
+Part confidences count in the max |diff|. Every export is checked; a failed check fails the command.
 """
 from __future__ import annotations
 
@@ -56,12 +57,31 @@ def person_crops(n: int, height: int, width: int, seed: int = 0, folder: Optiona
     return np.stack([render_crop(PersonAppearance.sample(rng), look, height, width, rng, occlude=bool(i % 3 == 2)) for i in range(n)])
 
 
-def compare(reference: np.ndarray, candidate: np.ndarray, backend: str, threshold: float) -> ParityReport:
-    ref = reference / np.linalg.norm(reference, axis=1, keepdims=True)
-    cand = candidate.astype(np.float32)
-    cand = cand / np.linalg.norm(cand, axis=1, keepdims=True)
-    cos = (ref * cand).sum(1)
-    return ParityReport(backend, len(cos), float(cos.min()), float(cos.mean()), float(np.abs(ref - cand).max()), threshold)
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.astype(np.float32)
+    b = b.astype(np.float32)
+    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
+    return (a * b).sum(-1)
+
+
+def as_outputs(result) -> list[np.ndarray]:
+    """A model's output(s) as a list of arrays: [embedding, (part_features, part_confidence)]."""
+    if isinstance(result, (list, tuple)):
+        return [np.asarray(r) for r in result]
+    return [np.asarray(result)]
+
+
+def compare(reference, candidate, backend: str, threshold: float) -> ParityReport:
+    ref, cand = as_outputs(reference), as_outputs(candidate)
+    if len(ref) != len(cand):
+        raise ValueError(f"{backend}: {len(cand)} outputs, the reference has {len(ref)}")
+    cos = _cosines(ref[0], cand[0])
+    per_image = cos
+    if len(ref) > 1:  # part features: the worst part counts for the image
+        per_image = np.minimum(cos, _cosines(ref[1], cand[1]).min(axis=1))
+    diff = max(float(np.abs(r.astype(np.float32) - c.astype(np.float32)).max()) for r, c in zip(ref, cand))
+    return ParityReport(backend, len(cos), float(per_image.min()), float(per_image.mean()), diff, threshold)
 
 
 def feed(meta: ModelMetadata, images: np.ndarray, cameras: Optional[np.ndarray]) -> dict[str, np.ndarray]:
@@ -71,12 +91,17 @@ def feed(meta: ModelMetadata, images: np.ndarray, cameras: Optional[np.ndarray])
     return inputs
 
 
-def torch_reference(graph: torch.nn.Module, images: np.ndarray, cameras: Optional[np.ndarray]) -> np.ndarray:
+def torch_reference(graph: torch.nn.Module, images: np.ndarray, cameras: Optional[np.ndarray]) -> list[np.ndarray]:
     with torch.no_grad():
         cam = torch.from_numpy(cameras.astype(np.int64)) if cameras is not None else None
-        return graph(torch.from_numpy(images), cam).numpy()
+        return [t.numpy() for t in as_tensors(graph(torch.from_numpy(images), cam))]
 
 
-def check_backend(run: Callable[[dict[str, np.ndarray]], np.ndarray], reference: np.ndarray, meta: ModelMetadata, images: np.ndarray, cameras: Optional[np.ndarray], backend: str, threshold: float, batch: int = 8) -> ParityReport:
-    outs = [run(feed(meta, images[i : i + batch], None if cameras is None else cameras[i : i + batch])) for i in range(0, len(images), batch)]
-    return compare(reference, np.concatenate(outs), backend, threshold)
+def as_tensors(result) -> tuple[torch.Tensor, ...]:
+    return tuple(result) if isinstance(result, (list, tuple)) else (result,)
+
+
+def check_backend(run: Callable[[dict[str, np.ndarray]], list[np.ndarray]], reference, meta: ModelMetadata, images: np.ndarray, cameras: Optional[np.ndarray], backend: str, threshold: float, batch: int = 8) -> ParityReport:
+    chunks = [as_outputs(run(feed(meta, images[i : i + batch], None if cameras is None else cameras[i : i + batch]))) for i in range(0, len(images), batch)]
+    outputs = [np.concatenate(parts) for parts in zip(*chunks)]
+    return compare(reference, outputs, backend, threshold)

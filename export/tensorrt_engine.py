@@ -107,8 +107,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, meta: ModelMetadata, fp
 class EngineRunner:
     """Runs a serialised engine with PyTorch CUDA tensors as buffers, on one CUDA stream.
 
-    Inputs are numpy arrays (copied host->device asynchronously), the output comes back as a
-    numpy array. A batch outside the engine's optimisation profile is an error, not a crash.
+    Inputs are numpy arrays (copied host->device asynchronously); every output comes back as a
+    numpy array, in the engine's output order. A batch outside the engine's optimisation profile is an error, not a crash.
     """
 
     def __init__(self, engine_path: str | Path) -> None:
@@ -137,7 +137,7 @@ class EngineRunner:
         return {self.trt.float32: self.torch.float32, self.trt.float16: self.torch.float16, self.trt.int64: self.torch.int64,
                 self.trt.int32: self.torch.int32, self.trt.uint8: self.torch.uint8}[self.engine.get_tensor_dtype(name)]
 
-    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def __call__(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         torch = self.torch
         batch = len(next(iter(inputs.values())))
         if not self.batch_range[0] <= batch <= self.batch_range[1]:
@@ -153,6 +153,6 @@ class EngineRunner:
             for name, tensor in buffers.items():
                 self.context.set_tensor_address(name, tensor.data_ptr())
             self.context.execute_async_v3(self.stream.cuda_stream)
-            result = buffers[self.outputs[0]].float().cpu()
+            results = [buffers[name].float().cpu() for name in self.outputs]
         self.stream.synchronize()
-        return result.numpy()
+        return [r.numpy() for r in results]

@@ -1,5 +1,9 @@
 """The exported graph: raw uint8 crops in, L2-normalised embeddings out.
 
+Outputs: ``embedding`` [B, D]; part-based methods (RGANet) add ``part_features`` [B, P, Dp]
+(L2-normalised) and ``part_confidence`` [B, P] in [0, 1], which the edge feeds to the same
+confidence-weighted ``similarity`` as evaluation.
+
 Input ``images`` is uint8 [B, H, W, 3] RGB, so the edge only resizes crops: conversion to float,
 CLIP mean/std normalisation and NHWC->NCHW happen inside the graph. SIE models get a second
 input ``camera`` (int64 [B], 0-based camera index) instead of one engine per camera: one engine
@@ -32,6 +36,13 @@ class EmbeddingGraph(nn.Module):
         x = images.permute(0, 3, 1, 2).float()
         return (x - self.mean) / self.std
 
-    def forward(self, images: torch.Tensor, camera: Optional[torch.Tensor] = None) -> torch.Tensor:
-        feats = self.model.encode(self.preprocess(images), camera)
-        return F.normalize(feats.float(), dim=1)
+    @property
+    def output_names(self) -> list[str]:
+        return ["embedding"] + (["part_features", "part_confidence"] if self.model.num_parts else [])
+
+    def forward(self, images: torch.Tensor, camera: Optional[torch.Tensor] = None):
+        out = self.model.infer(self.preprocess(images), camera)
+        embedding = F.normalize(out.embedding.float(), dim=1)
+        if out.parts is None:
+            return embedding
+        return embedding, F.normalize(out.parts.float(), dim=-1), out.part_conf.float()

@@ -15,16 +15,31 @@ from trainer.config import ModelConfig
 from trainer.models import build_model, load_checkpoint, save_checkpoint
 
 
-def make_checkpoint(tmp_path, arch="tiny-vit", sie=False):
+METHOD_OPTIONS = {"saga": {"layer": 3}, "agreid": {"encoder_width": 32, "encoder_layers": 1}}
+
+
+def make_checkpoint(tmp_path, arch="tiny-vit", sie=False, method="baseline"):
     torch.manual_seed(0)
-    cfg = ModelConfig(backbone={"name": arch}, image_size=(64, 32), sie={"enabled": sie})
+    cfg = ModelConfig(backbone={"name": arch}, image_size=(64, 32), sie={"enabled": sie}, method={"name": method, method: METHOD_OPTIONS.get(method, {})} if method != "baseline" else {})
     model = build_model(cfg, num_classes=5, num_cameras=3)
+    with torch.no_grad():  # zero-initialised method layers (MSCSA's restoring convs) would hide the method from the check
+        for p in model.method.parameters():
+            if not p.any():
+                p.normal_(0, 0.05)
     return save_checkpoint(tmp_path / "m.pt", model.eval(), cfg, num_cameras=3)
 
 
-@pytest.fixture(params=[("tiny-vit", False), ("tiny-vit", True), ("tiny-rn", False)], ids=["vit", "vit-sie", "rn"])
+@pytest.fixture(params=[("tiny-vit", False), ("tiny-vit", True), ("tiny-rn", False), ("tiny-vit", False, "agreid"), ("tiny-vit", True, "rganet"),
+                        ("tiny-vit", False, "saga"), ("tiny-rn", False, "mscsa_tgi")],
+                ids=["vit", "vit-sie", "rn", "agreid", "rganet-sie", "saga", "mscsa_tgi"])
 def checkpoint(request, tmp_path):
     return make_checkpoint(tmp_path, *request.param)
+
+
+def onnx_parameter_count(path) -> int:
+    import onnx
+
+    return sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer)
 
 
 def test_onnx_parity_dynamic_batch_and_metadata(checkpoint, tmp_path):
@@ -37,10 +52,24 @@ def test_onnx_parity_dynamic_batch_and_metadata(checkpoint, tmp_path):
     images = person_crops(12, 64, 32, seed=1)
     cameras = np.arange(12) % 3 if stored.camera_input else None
     reference = torch_reference(build_graph(loaded), images, cameras)
-    assert np.allclose(np.linalg.norm(reference, axis=1), 1, atol=1e-5)
+    assert np.allclose(np.linalg.norm(reference[0], axis=1), 1, atol=1e-5)
+    assert stored.outputs == ["embedding"] + (["part_features", "part_confidence"] if loaded.model.num_parts else [])
+    assert len(reference) == len(stored.outputs) and reference[0].shape == (12, stored.embedding_dim)
+    if loaded.model.num_parts:
+        assert reference[1].shape[:2] == reference[2].shape == (12, stored.num_parts)
+        assert ((reference[2] >= 0) & (reference[2] <= 1)).all()
+    text_side = sum(p.numel() for p in loaded.model.text_encoder.parameters())
+    assert onnx_parameter_count(out) < sum(p.numel() for p in loaded.model.parameters()) - text_side  # no text encoder inside
     for batch in (1, 5, 12):  # dynamic batch axis
         report = check_backend(ort_runner(out, ["CPUExecutionProvider"]), reference, stored, images, cameras, "ort", FP32_MIN_COSINE, batch=batch)
         assert report.passed, report
+
+
+def test_agreid_exports_the_baselines_graph(tmp_path):
+    """The attribute encoder is training-only: AG-ReID's deployed model costs what the baseline's does."""
+    base, _ = export_onnx(make_checkpoint(tmp_path / "b"), tmp_path / "b.onnx")
+    ag, _ = export_onnx(make_checkpoint(tmp_path / "a", method="agreid"), tmp_path / "a.onnx")
+    assert onnx_parameter_count(ag) == onnx_parameter_count(base)
 
 
 def test_graph_normalises_like_the_training_transform(tmp_path):

@@ -55,7 +55,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, stage, epoch):
     original = getattr(stages, name)
 
     def interrupted(*args, **kwargs):
-        if kwargs.get("epoch", args[7] if stage == 1 else args[8]) == epoch:
+        if kwargs.get("epoch", args[6] if stage == 1 else args[8]) == epoch:
             raise Interrupt
         return original(*args, **kwargs)
 

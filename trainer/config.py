@@ -28,10 +28,98 @@ class SIEConfig(StrictModel):
     mode: Literal["cls", "all"] = Field("cls", description="cls: CLIP-ReID (class token only); all: TransReID (every token)")
 
 
-class MethodConfig(StrictModel):
-    """Which occlusion-robust method sits on the baseline; ``baseline`` is plain CLIP-ReID."""
+ATTRIBUTE_SLOTS = ("gender", "hair", "upper", "lower", "shoes", "bag")
 
-    name: Literal["baseline"] = Field("baseline", description="method plugged into the baseline")
+# AG-ReID prompt-attribute templates; ``{slot}`` marks an identity's learnable attribute tokens.
+ATTRIBUTE_TEMPLATES = {
+    "full": "A photo of a {gender} person with {hair} hair, wearing {upper} on top, {lower} below and {shoes} shoes, carrying {bag}.",
+    "clothing": "A photo of a person wearing {upper} on top, {lower} below and {shoes} shoes.",
+    "occlusion": "A photo of a {gender} person with {hair} hair, wearing {upper} and {lower}, partly hidden, carrying {bag}.",
+}
+
+SAGA_PHRASES = (
+    "head", "hair", "face", "neck", "shoulders", "arms", "hands", "torso",
+    "waist", "legs", "knees", "feet", "shirt", "jacket", "coat", "dress",
+    "trousers", "shorts", "skirt", "shoes", "backpack", "handbag", "hat", "glasses",
+)
+
+
+class AGReIDConfig(StrictModel):
+    """AG-ReID: attribute prompts, attribute encoder, noise-masked attribute guidance."""
+
+    template: str = Field("full", description=f"a built-in template ({', '.join(ATTRIBUTE_TEMPLATES)}) or a template text with {{slot}} markers")
+    tokens_per_attribute: int = Field(1, ge=1, le=4, description="learnable tokens in each attribute slot")
+    lambda_attr: float = Field(1.0, ge=0, description="stage 1: weight of L_attrA")
+    beta: float = Field(0.01, ge=0, description="stage 2: weight of L_attrG")
+    gamma: str | float = Field("otsu", description="noise-mask threshold: otsu, p50, p75, p90, or a number (-1 keeps every pair: holistic data)")
+    encoder_layers: int = Field(4, ge=1, description="self-attention layers of the attribute encoder")
+    encoder_width: int = Field(256, ge=16)
+    encoder_heads: int = Field(4, ge=1)
+    encoder_mlp_ratio: float = Field(3.0, gt=0)
+
+    def template_text(self) -> str:
+        return ATTRIBUTE_TEMPLATES.get(self.template, self.template)
+
+    @model_validator(mode="after")
+    def _check(self) -> "AGReIDConfig":
+        if isinstance(self.gamma, str) and self.gamma not in ("otsu", "p50", "p75", "p90"):
+            raise ValueError(f"gamma must be otsu, p50, p75, p90 or a number, got {self.gamma!r}")
+        if "{" not in self.template_text():
+            raise ValueError(f"attribute template {self.template!r} is neither built in ({list(ATTRIBUTE_TEMPLATES)}) nor has {{slot}} markers")
+        return self
+
+
+class RGANetConfig(StrictModel):
+    """RGANet: body regions from text prototypes, each with a confidence."""
+
+    regions: list[str] = Field(default_factory=lambda: ["head", "upper body", "lower body", "feet"], min_length=1)
+    template: str = Field("A photo of the {ctx} {region} of a person.", description="{ctx}: shared learnable tokens; {region}: the region phrase")
+    n_ctx: int = Field(4, ge=1)
+    temperature: float = Field(0.1, gt=0, description="softmax temperature of patch-to-prototype similarity")
+    spatial_prior: bool = Field(True, description="add a learnable per-row bias (regions ordered top to bottom) to the mask logits")
+    region_id_weight: float = Field(0.25, ge=0, description="weight of each region's ID loss")
+    confidence_weight: float = Field(1.0, ge=0, description="weight of the region-assessment regression loss")
+    centroid_momentum: float = Field(0.9, ge=0, lt=1, description="EMA of per-identity region centroids (invariance indicator)")
+
+
+class SAGAConfig(StrictModel):
+    """SAGA-ReID: intermediate patch tokens refined against text-space anchors, local aggregation."""
+
+    layer: int = Field(9, ge=1, description="ViT block whose patch tokens are refined (1-based)")
+    phrases: list[str] = Field(default_factory=lambda: list(SAGA_PHRASES), min_length=1)
+    template: str = Field("A photo of a person's {ctx} {phrase}.")
+    n_ctx: int = Field(4, ge=1)
+    domain_anchors: int = Field(4, ge=0, description="anchors generated from the image's mean token")
+    blocks: int = Field(2, ge=1, description="cross-attention refinement blocks")
+    heads: int = Field(8, ge=1)
+    fusion_weights: tuple[float, float, float] = Field((2.0, 0.2, 0.05), description="local aggregate, [CLS], projected feature")
+
+
+class MSCSATGIConfig(StrictModel):
+    """MSCSA blocks after ResNet stages 1-3 and the text-guided image (TGI) decoder."""
+
+    stages: list[int] = Field(default_factory=lambda: [1, 2, 3], description="ResNet stages followed by an MSCSA block")
+    reduction: int = Field(8, ge=1, description="channel reduction of the 1x1 query/key/value convs")
+    tgi: bool = Field(True, description="text-guided fusion of the stage-2 image-to-text targets")
+    tgi_layers: int = Field(3, ge=1)
+    tgi_heads: int = Field(4, ge=1)
+    tgi_width: int = Field(256, ge=8)
+    tgi_scale_init: float = Field(1e-4, ge=0, description="initial scale of the decoder's residual (tiny: keep the text prior)")
+
+
+class MethodConfig(StrictModel):
+    """Which occlusion-robust method sits on the baseline; ``baseline`` is plain CLIP-ReID.
+
+    Only the section named by ``name`` is used.
+    """
+
+    name: Literal["baseline", "agreid", "rganet", "saga", "mscsa_tgi"] = Field("baseline", description="method plugged into the baseline")
+    frozen_backbone_epochs: int = Field(0, ge=0, description="epochs that train only the method's modules on a frozen backbone, between stage 1 and stage 2 (SAGA)")
+    lr_factor: float = Field(10.0, gt=0, description="stage-2 learning-rate multiplier of the method's new modules (they start from scratch)")
+    agreid: AGReIDConfig = AGReIDConfig()
+    rganet: RGANetConfig = RGANetConfig()
+    saga: SAGAConfig = SAGAConfig()
+    mscsa_tgi: MSCSATGIConfig = MSCSATGIConfig()
 
 
 class ModelConfig(StrictModel):
@@ -146,6 +234,11 @@ class TrainConfig(StrictModel):
         k = self.data.num_instances
         if self.stage2.batch_size % k:
             raise ValueError(f"stage2.batch_size ({self.stage2.batch_size}) must be a multiple of data.num_instances ({k})")
+        needs_resnet, needs_vit = self.model.method.name == "mscsa_tgi", self.model.method.name in ("rganet", "saga")
+        is_resnet = self.model.backbone.name.upper().startswith("RN") or self.model.backbone.name.endswith("-rn")
+        if (needs_resnet and not is_resnet) or (needs_vit and is_resnet):
+            kind = "a ResNet (RN50)" if needs_resnet else "a ViT"
+            raise ValueError(f"model.method.name={self.model.method.name} needs {kind} backbone, got {self.model.backbone.name}")
         return self
 
 

@@ -88,10 +88,19 @@ class ReIDBackend:
             if self.meta.camera_input:
                 cams = cameras[s : s + self.max_batch] if cameras is not None else np.zeros(len(x))
                 inputs[self.meta.camera_input] = np.asarray(cams, np.int64)
-            chunks.append(np.asarray(self._run(inputs), np.float32).reshape(len(x), -1))
-        return Embeddings(np.concatenate(chunks))
+            chunks.append(Embeddings(*self._split(self._run(inputs), len(x))))
+        return Embeddings.concat(chunks)
 
-    def _run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def _split(self, result, n: int) -> tuple:
+        """Backend outputs -> (global [n, D], parts or None, part_conf or None)."""
+        outs = list(result) if isinstance(result, (list, tuple)) else [result]
+        embedding = np.asarray(outs[0], np.float32).reshape(n, -1)
+        if self.meta.num_parts and len(outs) >= 3:
+            return embedding, np.asarray(outs[1], np.float32), np.asarray(outs[2], np.float32)
+        return embedding, None, None
+
+    def _run(self, inputs: dict[str, np.ndarray]):
+        """One model batch -> the embedding, or [embedding, part_features, part_confidence]."""
         raise NotImplementedError
 
 
@@ -114,13 +123,14 @@ class OnnxRuntimeBackend(ReIDBackend):
         self.meta = read_onnx_metadata(path) or third_party_metadata(first.name, list(first.shape), normalization, input_size, path)
         self.scale = normalization.scale
         self.max_batch = max_batch
-        self.output = self.session.get_outputs()[0].name
+        names = [o.name for o in self.session.get_outputs()]
+        self.outputs = [n for n in self.meta.outputs if n in names] or names[:1]  # third-party: the first output
         out_dim = self.session.get_outputs()[0].shape[-1]
         if not self.meta.embedding_dim and isinstance(out_dim, int):
             self.meta.embedding_dim = out_dim
 
-    def _run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return self.session.run([self.output], inputs)[0]
+    def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(self.outputs, inputs)
 
 
 class TorchBackend(ReIDBackend):
@@ -147,7 +157,8 @@ class TorchBackend(ReIDBackend):
             images = torch.from_numpy(inputs[self.meta.input_name]).to(self.device)
             cam = inputs.get(self.meta.camera_input) if self.meta.camera_input else None
             cam = torch.from_numpy(cam).to(self.device) if cam is not None else None
-            return self.graph(images, cam).float().cpu().numpy()
+            result = self.graph(images, cam)
+            return [t.float().cpu().numpy() for t in (result if isinstance(result, tuple) else (result,))]
 
 
 class TensorRTBackend(ReIDBackend):
@@ -162,7 +173,7 @@ class TensorRTBackend(ReIDBackend):
         self.meta = self.runner.metadata
         self.max_batch = min(max_batch, int(self.runner.batch_range[1]))
 
-    def _run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.runner(inputs)
 
 

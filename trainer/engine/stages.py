@@ -2,16 +2,20 @@
 
 Stage 1 (prompt learning): the image encoder is frozen, so every training image's projected
 feature is computed once (:func:`cache_image_features`) and epochs only run the text encoder
-over the identity prompts: L = SupCon(image->text) + SupCon(text->image).
+over the identity prompts: L = SupCon(image->text) + SupCon(text->image) + the method's stage-1
+terms. A method whose modules sit inside the image encoder (MSCSA) sets
+``stage1_needs_images`` and stage 1 then runs the (frozen) encoder on every batch instead.
 
 Stage 2 (image encoder): the prompts are frozen, so all identities' text features are computed
 once; the image encoder trains with
-L = w_id * (CE_ls(global) + CE_ls(proj)) + w_tri * (Tri(global) + Tri(proj)) + w_i2t * CE_ls(i2t).
+L = w_id * (CE_ls(global) + CE_ls(proj)) + w_tri * (Tri(global) + Tri(proj)) + w_i2t * CE_ls(i2t)
+plus the method's stage-2 terms; a method may replace the i2t logits (TGI's fused text targets).
+The same epoch function runs a method's frozen-backbone stage, with only its modules trainable.
 """
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from torch import nn
@@ -24,28 +28,39 @@ from trainer.losses import batch_hard_triplet, id_loss, image_to_text_ce, supcon
 from trainer.models.reid import CLIPReID
 
 
-class TextHead(nn.Module):
-    """Identity labels -> text features; a module of its own so stage 1 can be wrapped in DDP."""
+class Stage1Head(nn.Module):
+    """One stage-1 forward (image features, text features, the method's terms) as a module of
+    its own, so stage 1 can be wrapped in DDP."""
 
     def __init__(self, model: CLIPReID) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, labels: torch.Tensor) -> torch.Tensor:
-        return self.model.text_features(labels)
+    def forward(self, labels: torch.Tensor, image_feats: Optional[torch.Tensor] = None, images: Optional[torch.Tensor] = None, camids: Optional[torch.Tensor] = None):
+        if images is not None:
+            image_feats = self.model.image_encoder(images, camids).proj_feat.float()
+        text = self.model.text_features(labels).float()
+        return image_feats, text, self.model.method.stage1_losses(self.model, image_feats, labels)
 
 
-def freeze_for_stage(model: CLIPReID, stage: int) -> None:
-    """Stage 1 trains only the prompt tokens; stage 2 only the image side."""
+STAGE_PROMPTS, STAGE_IMAGE, STAGE_METHOD = 1, 2, "method"
+
+
+def freeze_for_stage(model: CLIPReID, stage: int | str) -> None:
+    """Stage 1 trains the prompt tokens (and the method's stage-1 modules); stage 2 the image
+    side; the method stage only the method's own modules, on a frozen backbone."""
     for p in model.parameters():
         p.requires_grad_(False)
-    if stage == 1:
-        model.prompt_learner.ctx.requires_grad_(True)
+    if stage == STAGE_PROMPTS:
+        trainable = [model.prompt_learner.ctx, *model.method.stage1_parameters()]
+    elif stage == STAGE_METHOD:
+        trainable = model.method.stage2_parameters()
     else:
-        for p in model.image_parameters():
-            p.requires_grad_(True)
-        model.bottleneck.bias.requires_grad_(False)
-        model.bottleneck_proj.bias.requires_grad_(False)
+        trainable = model.image_parameters()
+    for p in trainable:
+        p.requires_grad_(True)
+    model.bottleneck.bias.requires_grad_(False)
+    model.bottleneck_proj.bias.requires_grad_(False)
 
 
 @torch.no_grad()
@@ -79,11 +94,24 @@ def _bar(iterable, total: int, desc: str, enabled: bool):
     return tqdm(iterable, total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
 
 
+def _cached_batches(features: torch.Tensor, labels: torch.Tensor, cfg: Stage1Config, rt: Runtime, epoch: int, seed: int) -> list[dict]:
+    gen = torch.Generator().manual_seed(seed * 100003 + epoch)
+    order = torch.randperm(len(labels), generator=gen)
+    batches = [b for b in order.split(cfg.batch_size) if len(b) > 1]
+    batches = batches[: len(batches) - len(batches) % rt.world_size][rt.rank :: rt.world_size]
+    return [{"labels": labels[idx], "image_feats": features[idx]} for idx in batches]
+
+
+def _image_batches(loader: DataLoader, epoch: int):
+    loader.batch_sampler.set_epoch(epoch)
+    for images, pids, camids, _ in loader:
+        yield {"labels": pids, "images": images, "camids": camids}
+
+
 def stage1_epoch(
     head: nn.Module,
     model: CLIPReID,
-    features: torch.Tensor,
-    labels: torch.Tensor,
+    data: tuple[torch.Tensor, torch.Tensor] | DataLoader,
     optimizer: torch.optim.Optimizer,
     cfg: Stage1Config,
     rt: Runtime,
@@ -91,26 +119,35 @@ def stage1_epoch(
     seed: int,
     progress: bool,
 ) -> dict[str, float]:
-    gen = torch.Generator().manual_seed(seed * 100003 + epoch)
-    order = torch.randperm(len(labels), generator=gen)
-    batches = [b for b in order.split(cfg.batch_size) if len(b) > 1]
-    batches = batches[: len(batches) - len(batches) % rt.world_size][rt.rank :: rt.world_size]
-    params = [model.prompt_learner.ctx]
+    """``data``: cached (features, labels), or a PK loader of images when the method needs them."""
+    if isinstance(data, DataLoader):
+        model.eval()  # frozen backbone: BatchNorm keeps its statistics while MSCSA trains
+        batches, total = _image_batches(data, epoch), len(data)
+    else:
+        batches = _cached_batches(*data, cfg, rt, epoch, seed)
+        total = len(batches)
+    params = [p for p in model.parameters() if p.requires_grad]
     scale = model.logit_scale.exp().detach()
-    totals = {"loss": 0.0, "i2t": 0.0, "t2i": 0.0}
-    bar = _bar(batches, len(batches), f"stage 1 epoch {epoch + 1}/{cfg.epochs}", progress)
-    for idx in bar:
-        img = features[idx].to(rt.device)
-        lab = labels[idx].to(rt.device)
-        text = head(lab).float()
-        i2t = supcon(img, text, lab, lab, scale)
-        t2i = supcon(text, img, lab, lab, scale)
-        loss = i2t + t2i
+    totals: dict[str, float] = {}
+    bar = _bar(batches, total, f"stage 1 epoch {epoch + 1}/{cfg.epochs}", progress)
+    for batch in bar:
+        batch = {k: v.to(rt.device) for k, v in batch.items()}
+        img, text, extra = head(**batch)
+        lab = batch["labels"]
+        parts = {"i2t": supcon(img, text, lab, lab, scale), "t2i": supcon(text, img, lab, lab, scale), **extra}
+        loss = sum(parts.values())
         _step(loss, optimizer, None, params, cfg.grad_clip)
-        for k, v in (("loss", loss), ("i2t", i2t), ("t2i", t2i)):
-            totals[k] += v.item()
+        for k, v in {"loss": loss, **parts}.items():
+            totals[k] = totals.get(k, 0.0) + v.item()
         bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-    return {k: v / max(1, len(batches)) for k, v in totals.items()}
+    return {k: v / max(1, total) for k, v in totals.items()}
+
+
+def _i2t_loss(out, text_features: torch.Tensor, pids: torch.Tensor, scale: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Image-to-text CE against all identities' text features, or the method's own logits (TGI)."""
+    if "i2t_logits" in out.extras:
+        return id_loss(out.extras["i2t_logits"].float(), pids, label_smoothing)
+    return image_to_text_ce(out.proj_feat.float(), text_features, pids, scale, label_smoothing)
 
 
 def stage2_epoch(
@@ -124,16 +161,16 @@ def stage2_epoch(
     rt: Runtime,
     epoch: int,
     progress: bool,
-    extra_losses: Optional[Callable[..., dict[str, torch.Tensor]]] = None,
+    desc: str = "stage 2",
 ) -> dict[str, float]:
-    """``net`` is ``model`` or its DDP wrapper; ``extra_losses(out, pids)`` lets methods add terms."""
+    """``net`` is ``model`` or its DDP wrapper; the method adds its terms (``stage2_losses``)."""
     net.train()
     loader.batch_sampler.set_epoch(epoch)
     params = [p for p in model.parameters() if p.requires_grad]
     scale = model.logit_scale.exp().detach()
     use_amp = scaler is not None
     totals: dict[str, float] = {}
-    bar = _bar(loader, len(loader), f"stage 2 epoch {epoch + 1}/{cfg.epochs}", progress)
+    bar = _bar(loader, len(loader), f"{desc} epoch {epoch + 1}", progress)
     for images, pids, camids, _ in bar:
         images, pids, camids = images.to(rt.device, non_blocking=True), pids.to(rt.device), camids.to(rt.device)
         amp = torch.autocast(rt.amp_device, dtype=torch.float16) if use_amp else nullcontext()
@@ -142,10 +179,9 @@ def stage2_epoch(
             parts = {
                 "id": cfg.id_weight * (id_loss(out.logits, pids, cfg.label_smoothing) + id_loss(out.proj_logits, pids, cfg.label_smoothing)),
                 "triplet": cfg.triplet_weight * (batch_hard_triplet(out.global_feat.float(), pids, cfg.margin) + batch_hard_triplet(out.proj_feat.float(), pids, cfg.margin)),
-                "i2t": cfg.i2t_weight * image_to_text_ce(out.proj_feat.float(), text_features, pids, scale, cfg.label_smoothing),
+                "i2t": cfg.i2t_weight * _i2t_loss(out, text_features, pids, scale, cfg.label_smoothing),
+                **model.method.stage2_losses(out, pids, cfg),
             }
-            if extra_losses is not None:
-                parts.update(extra_losses(out, pids))
             loss = sum(parts.values())
         _step(loss, optimizer, scaler, params, cfg.grad_clip)
         for k, v in {"loss": loss, **parts}.items():

@@ -30,7 +30,7 @@ from trainer.data.loader import eval_loader, pk_loader, prepare_dataset
 from trainer.engine.logbook import EpochLog
 from trainer.engine.optim import build_optimizer, build_scheduler
 from trainer.engine.runtime import Runtime, gather_objects, parameter_checksum, rng_state, seed_everything, set_rng_state, setup_runtime, shutdown_runtime
-from trainer.engine.stages import TextHead, cache_image_features, freeze_for_stage, stage1_epoch, stage2_epoch
+from trainer.engine.stages import STAGE_IMAGE, STAGE_METHOD, STAGE_PROMPTS, Stage1Head, cache_image_features, freeze_for_stage, stage1_epoch, stage2_epoch
 from trainer.eval.evaluate import evaluate_model, format_result, write_report
 from trainer.models.checkpoint import save_checkpoint
 from trainer.models.reid import CLIPReID, build_model
@@ -121,67 +121,86 @@ class Trainer:
         return state
 
     # ---- stages ------------------------------------------------------------------------
+    def _resume_into(self, resume: Optional[dict], optimizer, scheduler, scaler=None) -> int:
+        """Restore optimizer/scheduler/scaler/RNG from ``resume``; -> the epoch to start at."""
+        if resume is None:
+            return 0
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        if scaler is not None and resume.get("scaler"):
+            scaler.load_state_dict(resume["scaler"])
+        set_rng_state(resume["rng"][self.rt.rank])
+        return resume["epoch"]
+
     def _run_stage1(self, resume: Optional[dict]) -> None:
         cfg, rt = self.cfg, self.rt
         if cfg.stage1.epochs == 0:
             return
-        freeze_for_stage(self.model, 1)
-        loader = eval_loader(self.data.train, cfg)
-        features, labels = cache_image_features(self.model, loader, rt.device, self.progress)
-        head = _wrap(TextHead(self.model), rt)
-        optimizer = build_optimizer([("prompt_learner.ctx", self.model.prompt_learner.ctx)], cfg.stage1)
+        freeze_for_stage(self.model, STAGE_PROMPTS)
+        if self.model.method.stage1_needs_images:
+            k = cfg.data.num_instances
+            data = pk_loader(self.data.train, cfg, max(k, cfg.stage1.batch_size // k * k), rt.rank, rt.world_size)
+        else:
+            data = cache_image_features(self.model, eval_loader(self.data.train, cfg), rt.device, self.progress)
+        head = _wrap(Stage1Head(self.model), rt)
+        optimizer = build_optimizer(self._trainable(), cfg.stage1)
         scheduler = build_scheduler(optimizer, cfg.stage1)
-        start = 0
-        if resume is not None:
-            optimizer.load_state_dict(resume["optimizer"])
-            scheduler.load_state_dict(resume["scheduler"])
-            set_rng_state(resume["rng"][rt.rank])
-            start = resume["epoch"]
+        start = self._resume_into(resume, optimizer, scheduler)
         for epoch in range(start, cfg.stage1.epochs):
             t0 = time.time()
-            stats = stage1_epoch(head, self.model, features, labels, optimizer, cfg.stage1, rt, epoch, cfg.seed, self.progress)
+            stats = stage1_epoch(head, self.model, data, optimizer, cfg.stage1, rt, epoch, cfg.seed, self.progress)
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
-            self._log_epoch(1, epoch, lr, stats, time.time() - t0)
+            self._log_epoch(STAGE_PROMPTS, epoch, lr, stats, time.time() - t0)
             if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.stage1.epochs:
-                self._save_state(1, epoch + 1, optimizer, scheduler, None)
+                self._save_state(STAGE_PROMPTS, epoch + 1, optimizer, scheduler, None)
 
-    def _run_stage2(self, resume: Optional[dict]) -> torch.Tensor:
-        cfg, rt = self.cfg, self.rt
+    def _trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
+        return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+
+    def _stage2_text_features(self) -> torch.Tensor:
         self.model.eval()
         text_features = self.model.all_text_features().float().detach()
-        freeze_for_stage(self.model, 2)
-        loader = pk_loader(self.data.train, cfg, cfg.stage2.batch_size, rt.rank, rt.world_size)
-        net = _wrap(self.model, rt)
-        optimizer = build_optimizer(self.model.named_parameters(), cfg.stage2)
-        scheduler = build_scheduler(optimizer, cfg.stage2)
-        scaler = torch.amp.GradScaler("cuda") if (cfg.amp and rt.device.type == "cuda") else None
-        start = 0
-        if resume is not None:
-            optimizer.load_state_dict(resume["optimizer"])
-            scheduler.load_state_dict(resume["scheduler"])
-            if scaler is not None and resume.get("scaler"):
-                scaler.load_state_dict(resume["scaler"])
-            set_rng_state(resume["rng"][rt.rank])
-            start = resume["epoch"]
-        for epoch in range(start, cfg.stage2.epochs):
-            t0 = time.time()
-            stats = stage2_epoch(net, self.model, loader, text_features.to(rt.device), optimizer, scaler, cfg.stage2, rt, epoch, self.progress)
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-            self._log_epoch(2, epoch, lr, stats, time.time() - t0)
-            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.stage2.epochs:
-                self._save_state(2, epoch + 1, optimizer, scheduler, scaler)
-            if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < cfg.stage2.epochs and rt.is_main:
-                log.info(format_result(self.evaluate(), f"stage 2 epoch {epoch + 1}"))
+        self.model.method.begin_stage2(self.model, text_features.to(self.rt.device))
         return text_features
 
-    def _log_epoch(self, stage: int, epoch: int, lr: float, stats: dict[str, float], seconds: float) -> None:
+    def _run_image_stage(self, stage: int | str, resume: Optional[dict], text_features: torch.Tensor) -> None:
+        """Stage 2, or the method's frozen-backbone stage before it (same losses, fewer trainables)."""
+        cfg, rt = self.cfg, self.rt
+        epochs = cfg.stage2.epochs if stage == STAGE_IMAGE else cfg.model.method.frozen_backbone_epochs
+        if epochs == 0:
+            return
+        freeze_for_stage(self.model, stage)
+        stage_cfg = cfg.stage2.model_copy(update={"epochs": epochs})
+        loader = pk_loader(self.data.train, cfg, cfg.stage2.batch_size, rt.rank, rt.world_size)
+        net = _wrap(self.model, rt)
+        optimizer = build_optimizer(self._trainable(), stage_cfg, self._lr_factor)
+        scheduler = build_scheduler(optimizer, stage_cfg)
+        scaler = torch.amp.GradScaler("cuda") if (cfg.amp and rt.device.type == "cuda") else None
+        start = self._resume_into(resume, optimizer, scheduler, scaler)
+        desc = "stage 2" if stage == STAGE_IMAGE else "method stage (frozen backbone)"
+        for epoch in range(start, epochs):
+            t0 = time.time()
+            stats = stage2_epoch(net, self.model, loader, text_features.to(rt.device), optimizer, scaler, stage_cfg, rt, epoch, self.progress, desc)
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            self._log_epoch(stage, epoch, lr, stats, time.time() - t0)
+            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == epochs:
+                self._save_state(stage, epoch + 1, optimizer, scheduler, scaler)
+            if stage == STAGE_IMAGE and cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < epochs and rt.is_main:
+                log.info(format_result(self.evaluate(), f"stage 2 epoch {epoch + 1}"))
+
+    def _lr_factor(self, name: str) -> float:
+        """New (randomly initialised) method modules learn ``method.lr_factor`` times faster."""
+        fresh = name.startswith("method.") or ".aggregators." in name
+        return self.cfg.model.method.lr_factor if fresh else 1.0
+
+    def _log_epoch(self, stage: int | str, epoch: int, lr: float, stats: dict[str, float], seconds: float) -> None:
         row = {"stage": stage, "epoch": epoch + 1, "lr": lr, **stats, "seconds": round(seconds, 3)}
         self.logbook.write(row)
         if self.rt.is_main:
             losses = " ".join(f"{k} {v:.4f}" for k, v in stats.items())
-            log.info("stage %d epoch %d  lr %.2e  %s  (%.1fs)", stage, epoch + 1, lr, losses, seconds)
+            log.info("stage %s epoch %d  lr %.2e  %s  (%.1fs)", stage, epoch + 1, lr, losses, seconds)
 
     # ---- public ------------------------------------------------------------------------
     def evaluate(self):
@@ -200,10 +219,15 @@ class Trainer:
             log.info(format_result(initial, "untrained"))
             write_report(initial, self.out, "eval_untrained")
             result.initial_metrics = initial.as_dict()
-        if state is None or state["stage"] == 1:
+        stage = state["stage"] if state is not None else STAGE_PROMPTS
+        if stage == STAGE_PROMPTS:
             self._run_stage1(state)
             state = None
-        text_features = self._run_stage2(state)
+        text_features = self._stage2_text_features()
+        if stage in (STAGE_PROMPTS, STAGE_METHOD):
+            self._run_image_stage(STAGE_METHOD, state, text_features)
+            state = None
+        self._run_image_stage(STAGE_IMAGE, state, text_features)
         result.rank_checksums = gather_objects(rt, parameter_checksum(self.model))
         if rt.is_main:
             final = self.evaluate()

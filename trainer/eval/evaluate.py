@@ -24,19 +24,27 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def extract_features(model: torch.nn.Module, loader: DataLoader, device: torch.device, flip: bool = False, progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """-> (features [N, D] float32, pids [N], camids [N]); ``flip`` averages with the mirror image."""
+def extract_features(model: torch.nn.Module, loader: DataLoader, device: torch.device, flip: bool = False, progress: bool = True) -> tuple[Embeddings, np.ndarray, np.ndarray]:
+    """-> (embeddings of N images, pids [N], camids [N]); ``flip`` averages with the mirror image.
+
+    Part-based methods' part features and confidences come along, so ranking uses the same
+    confidence-weighted :func:`~trainer.embeddings.similarity` as the edge.
+    """
+    from trainer.models.reid import to_embeddings
+
     model.eval()
     feats, pids, camids = [], [], []
     for images, pid, camid, _ in tqdm(loader, desc="features", disable=not progress, leave=False):
         images, cams = images.to(device), camid.to(device)
-        f = model.encode(images, cams).float()
+        out = model.infer(images, cams)
         if flip:
-            f = (f + model.encode(torch.flip(images, dims=[3]), cams).float()) / 2
-        feats.append(f.cpu())
+            mirror = model.infer(torch.flip(images, dims=[3]), cams)
+            out = type(out)(*(None if a is None else (a + b) / 2 for a, b in zip(
+                (out.embedding, out.parts, out.part_conf), (mirror.embedding, mirror.parts, mirror.part_conf))))
+        feats.append(to_embeddings(out))
         pids.append(pid)
         camids.append(camid)
-    return torch.cat(feats).numpy(), torch.cat(pids).numpy(), torch.cat(camids).numpy()
+    return Embeddings.concat(feats), torch.cat(pids).numpy(), torch.cat(camids).numpy()
 
 
 def squared_euclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -44,13 +52,16 @@ def squared_euclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum(d, 0)
 
 
-def distance_matrices(q: np.ndarray, g: np.ndarray, cfg: EvalConfig) -> np.ndarray:
-    """[Q, G] distances for ranking (cosine: ``1 - cos``; euclidean: squared), re-ranked when ``cfg.rerank``."""
+def distance_matrices(q: Embeddings | np.ndarray, g: Embeddings | np.ndarray, cfg: EvalConfig) -> np.ndarray:
+    """[Q, G] distances for ranking (cosine: ``1 - similarity``; euclidean: squared, on the
+    normalised global features), re-ranked when ``cfg.rerank``."""
+    q = q if isinstance(q, Embeddings) else Embeddings(q)
+    g = g if isinstance(g, Embeddings) else Embeddings(g)
     if cfg.distance == "cosine":
-        q, g = Embeddings(q), Embeddings(g)
         pair = distance
     else:
-        pair = squared_euclidean
+        def pair(a: Embeddings, b: Embeddings) -> np.ndarray:
+            return squared_euclidean(a.global_, b.global_)
     qg = pair(q, g)
     if not cfg.rerank:
         return qg

@@ -154,6 +154,7 @@ class ReIDResNet(nn.Module):
         self.feature_dim = visual.attnpool.k_proj.in_features
         self.proj_dim = visual.output_dim
         self.num_cameras = 0
+        self.aggregators = nn.ModuleDict()  # stage index -> module(before, after); MSCSA fills it
 
     @property
     def stages(self) -> list[nn.Module]:
@@ -177,6 +178,11 @@ class ReIDResNet(nn.Module):
         global_feat = x.mean(dim=(2, 3))
         return ImageFeatures(global_feat=global_feat, proj_feat=self.body.attnpool(x), maps=maps, grid=self.grid)
 
+    def stage_input_channels(self) -> list[int]:
+        return [stage[0].conv1.in_channels for stage in self.stages]
+
     def stage_forward(self, index: int, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """One ResNet stage; methods that aggregate across stages (MSCSA) override this hook."""
-        return stage(x)
+        """One ResNet stage, then its aggregator (MSCSA) over the maps before and after it, if any."""
+        y = stage(x)
+        key = str(index)
+        return self.aggregators[key](x, y) if key in self.aggregators else y

@@ -3,13 +3,18 @@
 One ``nn.Module`` holds the image encoder (trained in stage 2), the frozen text encoder, the
 identity prompt learner (trained in stage 1), and the BNNeck + ID classifiers.
 
-Inference contract (what export and the edge consume): :meth:`CLIPReID.encode` returns the
-test feature [B, D] = ``cat(global_feat, proj_feat)`` before BNNeck; :meth:`CLIPReID.embed`
-wraps it into :class:`trainer.embeddings.Embeddings`.
+The occlusion-robust method (``model.method``, see :mod:`trainer.methods`) plugs in through
+hooks; the baseline's method is a no-op.
+
+Inference contract (what export and the edge consume): :meth:`CLIPReID.infer` returns
+:class:`~trainer.methods.base.Inference` (embedding [B, D] before normalisation, plus part
+features and confidences for part-based methods); the baseline's embedding is
+``cat(global_feat, proj_feat)`` before BNNeck. :meth:`CLIPReID.embed` wraps it into
+:class:`trainer.embeddings.Embeddings`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
@@ -19,6 +24,8 @@ from torch import nn
 
 from trainer.config import ModelConfig
 from trainer.embeddings import Embeddings
+from trainer.methods import build_method
+from trainer.methods.base import Inference, Method
 from trainer.models.clip_factory import build_clip
 from trainer.models.image_encoders import ImageFeatures, ReIDResNet, ReIDViT
 from trainer.models.text import PromptLearner, TextEncoder
@@ -31,6 +38,7 @@ class ReIDOutput:
     features: ImageFeatures
     logits: torch.Tensor  # [B, num_classes] from the BNNeck'd global feature
     proj_logits: torch.Tensor  # [B, num_classes] from the BNNeck'd projected feature
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # the method's training tensors
 
     @property
     def global_feat(self) -> torch.Tensor:
@@ -54,7 +62,7 @@ def _classifier(dim: int, num_classes: int) -> nn.Linear:
 
 
 class CLIPReID(nn.Module):
-    def __init__(self, image_encoder: nn.Module, text_encoder: TextEncoder, prompt_learner: PromptLearner, logit_scale: nn.Parameter) -> None:
+    def __init__(self, image_encoder: nn.Module, text_encoder: TextEncoder, prompt_learner: PromptLearner, logit_scale: nn.Parameter, method: Optional[Method] = None) -> None:
         super().__init__()
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
@@ -66,6 +74,7 @@ class CLIPReID(nn.Module):
         self.classifier = _classifier(image_encoder.feature_dim, num_classes)
         self.classifier_proj = _classifier(image_encoder.proj_dim, num_classes)
         self.return_layers: tuple[int, ...] = ()
+        self.method = method if method is not None else Method()
 
     @property
     def num_classes(self) -> int:
@@ -73,22 +82,32 @@ class CLIPReID(nn.Module):
 
     @property
     def embedding_dim(self) -> int:
-        return self.image_encoder.feature_dim + self.image_encoder.proj_dim
+        return self.method.embedding_dim(self)
+
+    @property
+    def num_parts(self) -> int:
+        return self.method.num_parts
 
     def forward(self, images: torch.Tensor, camids: Optional[torch.Tensor] = None, return_layers: Sequence[int] = ()) -> ReIDOutput:
-        feats = self.image_encoder(images, camids, tuple(return_layers) or self.return_layers)
+        layers = tuple(sorted(set(return_layers) | set(self.return_layers) | set(self.method.train_layers())))
+        feats = self.image_encoder(images, camids, layers)
         logits = self.classifier(self.bottleneck(feats.global_feat))
         proj_logits = self.classifier_proj(self.bottleneck_proj(feats.proj_feat))
-        return ReIDOutput(features=feats, logits=logits, proj_logits=proj_logits)
+        extras = self.method.forward_train(self, feats)
+        return ReIDOutput(features=feats, logits=logits, proj_logits=proj_logits, extras=extras)
+
+    def infer(self, images: torch.Tensor, camids: Optional[torch.Tensor] = None) -> Inference:
+        """[B, 3, H, W] normalised images -> the method's test-time outputs (not normalised)."""
+        feats = self.image_encoder(images, camids, self.method.inference_layers())
+        return self.method.infer(self, feats)
 
     def encode(self, images: torch.Tensor, camids: Optional[torch.Tensor] = None) -> torch.Tensor:
         """[B, 3, H, W] normalised images -> [B, D] test features (not normalised)."""
-        feats = self.image_encoder(images, camids, ())
-        return torch.cat([feats.global_feat, feats.proj_feat], dim=1)
+        return self.infer(images, camids).embedding
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor, camids: Optional[torch.Tensor] = None) -> Embeddings:
-        return Embeddings(F.normalize(self.encode(images, camids).float(), dim=1).cpu().numpy())
+        return to_embeddings(self.infer(images, camids))
 
     def text_features(self, labels: torch.Tensor) -> torch.Tensor:
         """Identity prompts' text features [N, E] (unnormalised), differentiable w.r.t. ``ctx``."""
@@ -102,9 +121,19 @@ class CLIPReID(nn.Module):
         return torch.cat([self.text_features(chunk) for chunk in labels.split(batch_size)])
 
     def image_parameters(self) -> list[nn.Parameter]:
-        """Everything stage 2 trains: encoder, necks, classifiers."""
+        """Everything stage 2 trains: encoder, necks, classifiers, the method's modules."""
         modules = [self.image_encoder, self.bottleneck, self.bottleneck_proj, self.classifier, self.classifier_proj]
-        return [p for m in modules for p in m.parameters()]
+        own = [p for m in modules for p in m.parameters()]
+        seen = {id(p) for p in own}
+        return own + [p for p in self.method.stage2_parameters() if id(p) not in seen]
+
+
+def to_embeddings(result: Inference) -> Embeddings:
+    """Torch inference outputs -> the numpy :class:`Embeddings` contract (normalised)."""
+    def numpy(t: Optional[torch.Tensor]):
+        return None if t is None else t.detach().float().cpu().numpy()
+
+    return Embeddings(numpy(F.normalize(result.embedding.float(), dim=1)), numpy(result.parts), numpy(result.part_conf))
 
 
 def build_image_encoder(visual: nn.Module, cfg: ModelConfig, num_cameras: int) -> nn.Module:
@@ -129,6 +158,7 @@ def build_model(cfg: ModelConfig, num_classes: int, num_cameras: int, load_pretr
     text_encoder = TextEncoder(clip)
     image_encoder = build_image_encoder(clip.visual, cfg, num_cameras)
     prompts = PromptLearner(text_encoder, num_classes, cfg.prompt_template, cfg.n_ctx)
-    model = CLIPReID(image_encoder, text_encoder, prompts, clip.logit_scale)
+    model = CLIPReID(image_encoder, text_encoder, prompts, clip.logit_scale, build_method(cfg, image_encoder, text_encoder, num_classes))
     model.return_layers = tuple(cfg.intermediate_layers)
+    model.method.setup(model)
     return model

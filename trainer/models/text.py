@@ -1,6 +1,7 @@
 """CLIP's text encoder fed with prompt embeddings, and CLIP-ReID's identity prompt learner."""
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import open_clip
@@ -58,34 +59,125 @@ def count_bpe_tokens(text: str) -> int:
     return len(_tokenizer(77).encode(text)) if text.strip() else 0
 
 
+def fill_template(template: str, slots: dict[str, int]) -> tuple[str, dict[str, list[int]]]:
+    """Replace each ``{name}`` in ``template`` by ``slots[name]`` placeholder words.
+
+    Returns the text and, per slot, the token positions (in the tokenized prompt, counting the
+    start-of-text token) that learnable vectors replace. CLIP's BPE splits on words first, so
+    counting the tokens of the text before a slot gives its position.
+    """
+    names = re.findall(r"\{(\w+)\}", template)
+    if len(set(names)) != len(names):
+        raise ValueError(f"prompt template {template!r}: a slot appears twice")
+    missing = [n for n in slots if n not in names]
+    unknown = [n for n in names if n not in slots]
+    if missing or unknown:
+        raise ValueError(f"prompt template {template!r}: slots {unknown} have no token count, slots {missing} are missing")
+    text, positions = template, {}
+    for name in names:
+        before = text.split("{" + name + "}")[0]
+        start = 1 + count_bpe_tokens(before)
+        positions[name] = list(range(start, start + slots[name]))
+        text = text.replace("{" + name + "}", " ".join(["X"] * slots[name]), 1)
+    return text, positions
+
+
+class SlotPrompts(nn.Module):
+    """Fixed prompt texts whose slot positions are overwritten by learnable vectors.
+
+    ``base`` [P, L, W] holds the embedded fixed words of P prompts and ``positions`` [P, S] the
+    S slot positions of each; :meth:`fill` writes ``vectors`` [N, S, W] (or one shared [S, W])
+    into prompts ``rows`` [N] (default: all P, or N copies of a single prompt).
+    """
+
+    def __init__(self, text_encoder: TextEncoder, texts: list[str], positions: list[list[int]]) -> None:
+        super().__init__()
+        tokens = tokenize(texts, text_encoder.context_length)
+        with torch.no_grad():
+            base = text_encoder.embed_tokens(tokens)
+        self.register_buffer("tokens", tokens, persistent=False)
+        self.register_buffer("base", base.clone())  # saved: it depends on the (pretrained) token embedding
+        self.register_buffer("positions", torch.tensor(positions, dtype=torch.long), persistent=False)
+
+    def fill(self, vectors: torch.Tensor, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (prompt embeddings [N, L, W], token ids [N, L])."""
+        if rows is None:
+            n = vectors.shape[0] if (vectors.dim() == 3 and self.base.shape[0] == 1) else self.base.shape[0]
+            rows = torch.zeros(n, dtype=torch.long, device=self.base.device) if self.base.shape[0] == 1 else torch.arange(n, device=self.base.device)
+        if vectors.dim() == 2:
+            vectors = vectors.expand(len(rows), -1, -1)
+        prompts = self.base[rows].clone()
+        prompts[torch.arange(len(rows), device=rows.device)[:, None], self.positions[rows]] = vectors.to(prompts.dtype)
+        return prompts, self.tokens[rows]
+
+
 class PromptLearner(nn.Module):
     """"A photo of a X X X X person." with ``n_ctx`` learnable tokens per identity (CLIP-ReID).
 
-    The fixed words are embedded once with CLIP's token embedding and kept as buffers; only
-    ``ctx`` [num_classes, n_ctx, W] trains (stage 1).
+    The template may hold several named slots (AG-ReID's attribute prompts:
+    ``"A photo of a {gender} person with {hair} hair"``); ``slots`` gives each one's token count
+    and ``ctx`` [num_classes, sum(slots), W] holds every identity's tokens in slot order. Only
+    ``ctx`` trains (stage 1); the fixed words are embedded once.
     """
 
-    def __init__(self, text_encoder: TextEncoder, num_classes: int, template: str = "A photo of a {ctx} person.", n_ctx: int = 4) -> None:
+    def __init__(self, text_encoder: TextEncoder, num_classes: int, template: str = "A photo of a {ctx} person.", n_ctx: int = 4, slots: dict[str, int] | None = None) -> None:
         super().__init__()
-        if template.count(CTX_SLOT) != 1:
-            raise ValueError(f"prompt template must contain {CTX_SLOT} exactly once: {template!r}")
-        before = template.split(CTX_SLOT)[0]
-        text = template.replace(CTX_SLOT, " ".join(["X"] * n_ctx))
-        tokens = tokenize([text], text_encoder.context_length)
-        start = 1 + count_bpe_tokens(before)  # 1: the start-of-text token
-        with torch.no_grad():
-            embedding = text_encoder.embed_tokens(tokens)
-        self.register_buffer("tokens", tokens)
-        self.register_buffer("prefix", embedding[:, :start].clone())
-        self.register_buffer("suffix", embedding[:, start + n_ctx :].clone())
-        self.ctx = nn.Parameter(torch.empty(num_classes, n_ctx, text_encoder.width))
+        slots = slots or {"ctx": n_ctx}
+        text, positions = fill_template(template, slots)
+        self.slot_positions = positions
+        self.prompts = SlotPrompts(text_encoder, [text], [[p for ps in positions.values() for p in ps]])
+        n_tokens = sum(slots.values())
+        self.ctx = nn.Parameter(torch.empty(num_classes, n_tokens, text_encoder.width))
         nn.init.normal_(self.ctx, std=0.02)
-        self.n_ctx = n_ctx
+        self.n_ctx = n_tokens
         self.num_classes = num_classes
+
+    @property
+    def tokens(self) -> torch.Tensor:
+        return self.prompts.tokens
 
     def forward(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """labels [N] -> (prompt embeddings [N, L, W], token ids [N, L])."""
-        n = labels.shape[0]
-        ctx = self.ctx[labels]
-        prompts = torch.cat([self.prefix.expand(n, -1, -1), ctx.to(self.prefix.dtype), self.suffix.expand(n, -1, -1)], dim=1)
-        return prompts, self.tokens.expand(n, -1)
+        return self.prompts.fill(self.ctx[labels])
+
+
+class SharedContextPrompts(nn.Module):
+    """Several phrase prompts sharing one set of learnable context tokens (CoOp-style).
+
+    RGANet's body-region prompts and SAGA's anchor phrases: ``template`` holds ``{ctx}`` and
+    ``{phrase}``; ``ctx`` [n_ctx, W] is the only parameter. The text encoder is passed to
+    :meth:`forward` rather than held, so it is not registered twice in the model.
+
+    In eval mode the features are constants: they are computed once and cached, so inference
+    (and the exported graph) never runs the text encoder. ``train()`` drops the cache.
+    """
+
+    def __init__(self, text_encoder: TextEncoder, template: str, phrases: list[str], n_ctx: int) -> None:
+        super().__init__()
+        if "{phrase}" not in template:
+            raise ValueError(f"prompt template {template!r} needs a {{phrase}} slot")
+        texts, positions = [], []
+        for phrase in phrases:
+            text, pos = fill_template(template.replace("{phrase}", phrase), {"ctx": n_ctx})
+            texts.append(text)
+            positions.append(pos["ctx"])
+        self.prompts = SlotPrompts(text_encoder, texts, positions)
+        self.ctx = nn.Parameter(torch.empty(n_ctx, text_encoder.width))
+        nn.init.normal_(self.ctx, std=0.02)
+        self.phrases = list(phrases)
+        self._cached: torch.Tensor | None = None
+
+    def train(self, mode: bool = True) -> "SharedContextPrompts":
+        if mode:
+            self._cached = None
+        return super().train(mode)
+
+    def forward(self, text_encoder: TextEncoder) -> torch.Tensor:
+        """-> [P, E] text features of the P phrase prompts (unnormalised)."""
+        if not self.training and self._cached is not None:
+            return self._cached
+        prompts, tokens = self.prompts.fill(self.ctx)
+        features = text_encoder(prompts, tokens)
+        if not self.training:
+            self._cached = features.detach()
+        return features

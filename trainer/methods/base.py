@@ -1,0 +1,93 @@
+"""The seam every occlusion-robust method plugs into.
+
+A method is a small ``nn.Module`` held by :class:`~trainer.models.reid.CLIPReID` as
+``model.method``. The baseline (plain CLIP-ReID) is this class itself: every hook is a no-op or
+the baseline's behaviour, and a method overrides only what it changes:
+
+- :meth:`setup` once at build time (swap the prompt learner, hook into the image encoder);
+- :meth:`train_layers` / :meth:`inference_layers`: intermediate ViT blocks or ResNet stages the
+  encoder must return;
+- :meth:`forward_train` runs inside the model's forward (so DDP sees every parameter used) and
+  returns extra tensors: logits, predicted tokens, region features, fused image-to-text logits;
+- :meth:`stage1_losses` / :meth:`stage2_losses` turn those into named loss terms;
+- :meth:`infer` is the inference contract: the embedding (and, for part-based methods, part
+  features and confidences) that evaluation, export and the edge consume.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+import torch
+from torch import nn
+
+from trainer.models.image_encoders import ImageFeatures
+
+if TYPE_CHECKING:  # pragma: no cover
+    from trainer.config import Stage2Config
+    from trainer.models.reid import CLIPReID, ReIDOutput
+
+
+@dataclass
+class Inference:
+    """What a model returns for a batch at test time (before L2 normalisation).
+
+    embedding [B, D]; parts [B, P, Dp] and part_conf [B, P] in [0, 1] for part-based methods.
+    """
+
+    embedding: torch.Tensor
+    parts: Optional[torch.Tensor] = None
+    part_conf: Optional[torch.Tensor] = None
+
+
+class Method(nn.Module):
+    """Plain CLIP-ReID: test feature ``cat(global_feat, proj_feat)``, no extra losses."""
+
+    name = "baseline"
+    stage1_needs_images = False  # True: stage 1 runs the image encoder (its method modules train)
+    num_parts = 0
+
+    def setup(self, model: "CLIPReID") -> None:
+        """Called once by ``build_model`` after the baseline is built."""
+
+    def train_layers(self) -> tuple[int, ...]:
+        return ()
+
+    def inference_layers(self) -> tuple[int, ...]:
+        return ()
+
+    def stage1_parameters(self) -> list[nn.Parameter]:
+        """Method parameters trained in stage 1 next to the identity prompts."""
+        return []
+
+    def stage2_parameters(self) -> list[nn.Parameter]:
+        """Method parameters trained with the image encoder (and alone in a frozen-backbone stage):
+        all of the method's own, except those named in :meth:`frozen_parameter_names`."""
+        frozen = self.frozen_parameter_names()
+        return [p for name, p in self.named_parameters() if name not in frozen]
+
+    def frozen_parameter_names(self) -> set[str]:
+        """Own parameters that never train (BNNeck biases)."""
+        return {name for name, _ in self.named_parameters() if re.search(r"(^|\.)necks?(\.\d+)?\.bias$", name)}
+
+    def begin_stage2(self, model: "CLIPReID", text_features: torch.Tensor) -> None:
+        """Called with the frozen stage-1 text features [C, E] before stage 2 starts."""
+
+    def forward_train(self, model: "CLIPReID", feats: ImageFeatures) -> dict[str, torch.Tensor]:
+        return {}
+
+    def stage1_losses(self, model: "CLIPReID", image_feats: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {}
+
+    def stage2_losses(self, out: "ReIDOutput", pids: torch.Tensor, cfg: "Stage2Config") -> dict[str, torch.Tensor]:
+        return {}
+
+    def infer(self, model: "CLIPReID", feats: ImageFeatures) -> Inference:
+        return Inference(torch.cat([feats.global_feat, feats.proj_feat], dim=1))
+
+    def embedding_dim(self, model: "CLIPReID") -> int:
+        return model.image_encoder.feature_dim + model.image_encoder.proj_dim
+
+    def part_dim(self, model: "CLIPReID") -> int:
+        return 0

@@ -1,0 +1,134 @@
+"""MSCSA + TGI for the RN50 CLIP-ReID (shared/papers/clipreid-mscsa-tgi.txt).
+
+MSCSA (multi-stage channel-spatial aggregation) sits after ResNet stages 1-3. It fuses the
+feature map entering the stage (low level) with the one leaving it (high level):
+
+- channel aggregation: 1x1 convs turn the high map into queries and the low map (strided 1, 2,
+  2 to the high map's size) into keys and values; a channel-similarity softmax mixes the value
+  channels, a 1x1 conv restores the high map's width and the result is added to it;
+- spatial aggregation: the same with a position-similarity softmax, on the channel-aggregated map.
+
+The restoring convs start at zero, so each block starts as the identity and the pretrained
+backbone's features are untouched until the blocks learn something. The blocks are part of the
+image encoder and train from stage 1 on (the backbone stays frozen there), so the stage-1
+prompts are learned on MSCSA features; they are exported with the encoder.
+
+TGI (text-guided image) is a 3-layer transformer decoder, 4 heads, width 256: every identity's
+stage-1 text feature is a query, the image's stage-3 map (after MSCSA) the keys and values; its
+output is added to the text features with a learnable scale initialised tiny (DenseCLIP) so the
+language prior survives. The fused, per-image text features are the targets of stage 2's
+image-to-text loss. TGI is text-side: inference does not run it.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer.config import MSCSATGIConfig
+from trainer.methods.base import Method
+from trainer.models.image_encoders import ImageFeatures, ReIDResNet
+
+if TYPE_CHECKING:  # pragma: no cover
+    from trainer.models.reid import CLIPReID
+
+STAGE_STRIDES = {1: 1, 2: 2, 3: 2}
+
+
+class MSCSABlock(nn.Module):
+    """(low [B, Cl, H*s, W*s], high [B, Ch, H, W]) -> aggregated high map [B, Ch, H, W]."""
+
+    def __init__(self, low_channels: int, high_channels: int, stride: int, reduction: int = 8) -> None:
+        super().__init__()
+        c = max(8, high_channels // reduction)
+        self.c_q = nn.Conv2d(high_channels, c, 1)
+        self.c_k = nn.Conv2d(low_channels, c, 1, stride=stride)
+        self.c_v = nn.Conv2d(low_channels, c, 1, stride=stride)
+        self.c_out = nn.Conv2d(c, high_channels, 1)
+        self.s_q = nn.Conv2d(high_channels, c, 1)
+        self.s_k = nn.Conv2d(low_channels, c, 1, stride=stride)
+        self.s_v = nn.Conv2d(low_channels, c, 1, stride=stride)
+        self.s_out = nn.Conv2d(c, high_channels, 1)
+        for conv in (self.c_out, self.s_out):
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    @staticmethod
+    def _flat(x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(2)  # [B, C, H*W]
+
+    def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = high.shape
+        dtype = self.c_q.weight.dtype
+        low, high_in = low.to(dtype), high.to(dtype)
+        q, k, v = self._flat(self.c_q(high_in)), self._flat(self.c_k(low)), self._flat(self.c_v(low))
+        channel = torch.softmax(q @ k.transpose(1, 2) / q.shape[-1] ** 0.5, dim=-1)  # [B, c, c]
+        high_c = high_in + self.c_out((channel @ v).view(b, -1, h, w))
+        q, k, v = self._flat(self.s_q(high_c)), self._flat(self.s_k(low)), self._flat(self.s_v(low))
+        spatial = torch.softmax(q.transpose(1, 2) @ k / q.shape[1] ** 0.5, dim=-1)  # [B, HW, HW]
+        out = high_c + self.s_out((v @ spatial.transpose(1, 2)).view(b, -1, h, w))
+        return out.to(high.dtype)
+
+
+class TextGuidedFusion(nn.Module):
+    """Text features [C, E] + visual map [B, Cv, H, W] -> per-image fused text features [B, C, E]."""
+
+    def __init__(self, text_dim: int, visual_dim: int, width: int = 256, layers: int = 3, heads: int = 4, scale_init: float = 1e-4) -> None:
+        super().__init__()
+        self.text_in = nn.Linear(text_dim, width)
+        self.memory_in = nn.Sequential(nn.LayerNorm(visual_dim), nn.Linear(visual_dim, width))
+        layer = nn.TransformerDecoderLayer(width, heads, 4 * width, dropout=0.0, batch_first=True, norm_first=True, activation="gelu")
+        self.decoder = nn.TransformerDecoder(layer, layers)
+        self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, text_dim))
+        self.scale = nn.Parameter(torch.tensor(float(scale_init)))
+
+    def forward(self, text: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+        b = visual.shape[0]
+        memory = self.memory_in(visual.flatten(2).transpose(1, 2).float())  # [B, HW, width]
+        queries = self.text_in(text.float())[None].expand(b, -1, -1)
+        return text.float()[None] + self.scale * self.out(self.decoder(queries, memory))
+
+
+class MSCSATGI(Method):
+    name = "mscsa_tgi"
+    stage1_needs_images = True
+
+    def __init__(self, cfg: MSCSATGIConfig, encoder: nn.Module, text_dim: int) -> None:
+        super().__init__()
+        if not isinstance(encoder, ReIDResNet):
+            raise ValueError("MSCSA+TGI is defined for the RN50 (ResNet) backbone")
+        bad = [s for s in cfg.stages if s not in STAGE_STRIDES]
+        if bad:
+            raise ValueError(f"MSCSA stages must be among 1-3, got {bad}")
+        self.cfg = cfg
+        low, high = encoder.stage_input_channels(), encoder.stage_channels()
+        # a plain dict: the blocks are registered in the image encoder (setup), not twice
+        self.blocks = {s: MSCSABlock(low[s - 1], high[s - 1], STAGE_STRIDES[s], cfg.reduction) for s in cfg.stages}
+        self.tgi = TextGuidedFusion(text_dim, high[2], cfg.tgi_width, cfg.tgi_layers, cfg.tgi_heads, cfg.tgi_scale_init) if cfg.tgi else None
+        self.register_buffer("text_features", torch.zeros(0), persistent=False)
+
+    def setup(self, model: "CLIPReID") -> None:
+        for stage, block in self.blocks.items():
+            model.image_encoder.aggregators[str(stage)] = block  # owned by the encoder: exported with it
+
+    def stage1_parameters(self) -> list[nn.Parameter]:
+        return [p for block in self.blocks.values() for p in block.parameters()]
+
+    def stage2_parameters(self) -> list[nn.Parameter]:
+        return [] if self.tgi is None else list(self.tgi.parameters())
+
+    def train_layers(self) -> tuple[int, ...]:
+        return (3,) if self.tgi is not None else ()
+
+    def begin_stage2(self, model: "CLIPReID", text_features: torch.Tensor) -> None:
+        self.text_features = text_features.detach().float().clone()
+
+    def forward_train(self, model: "CLIPReID", feats: ImageFeatures) -> dict[str, torch.Tensor]:
+        if self.tgi is None or not self.training or self.text_features.numel() == 0:
+            return {}
+        fused = self.tgi(self.text_features, feats.maps[3])  # [B, C, E]
+        image = F.normalize(feats.proj_feat.float(), dim=-1)
+        logits = model.logit_scale.exp().detach() * torch.einsum("be,bce->bc", image, F.normalize(fused, dim=-1))
+        return {"i2t_logits": logits}
