@@ -7,14 +7,20 @@ space (``ln_post`` then ``proj``, as CLIP's dense features are read), are compar
 prototypes; a softmax over regions gives soft masks, and mask-weighted pooling of the patch
 tokens gives one feature per region.
 
-Region assessment (RAM): each region gets a confidence in [0, 1] from a small assessor that reads
-the region feature and the share of patches it covers. It is trained (BCE) towards the product
-of the two indicators, which need labels and so exist only in training:
+Region assessment (RAM): each region's confidence in [0, 1] is ``visibility * quality``.
+``visibility`` is the share of patches the region's mask covers relative to its usual share in
+training (clipped at 1): a region hidden behind an occluder loses its patches to the background
+prototype. ``quality`` comes from a small assessor that reads the region feature and its share,
+trained (BCE) towards the product of the paper's two indicators, which need labels and so exist
+only in training:
 
-- discrimination-aware: the region classifier's probability of the true identity, relative to
-  the image's most discriminative region (so the best region scores 1);
-- invariance-aware: the cosine (clipped at 0) between the region feature and a running
-  average of the same identity's feature for that region.
+- discrimination-aware: the region classifier's log-probability of the true identity above
+  chance, relative to the global classifier's (clipped to [0, 1]): a region that identifies the
+  person as well as the whole image does scores 1, one that carries no identity evidence 0;
+- invariance-aware: how much closer the region feature is to a running average of the same
+  identity's feature for that region than to the average identity's (features centred on the
+  running mean over all identities; clipped to [0, 1]). A feature every identity shares, such
+  as an occluder or a blank, is as consistent with all identities as with its own: it scores 0.
 
 An occluded region carries another object's feature: it neither predicts its identity nor looks
 like the identity's usual region, so both indicators fall and the assessor learns to score it low.
@@ -29,6 +35,7 @@ images' confidences, so a region counts only where both images show it.
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Optional
 
 import torch
@@ -54,7 +61,7 @@ def row_prior(num_regions: int, rows: int, sharpness: float = 4.0) -> torch.Tens
 
 
 class RegionAssessor(nn.Module):
-    """(region feature, patch share) -> confidence in [0, 1]."""
+    """(centred region feature, patch share) -> quality in [0, 1]."""
 
     def __init__(self, dim: int, num_regions: int, hidden: int = 64) -> None:
         super().__init__()
@@ -88,6 +95,8 @@ class RGANet(Method):
         self.assessor = RegionAssessor(dim, self.num_parts)
         self.register_buffer("centroids", torch.zeros(num_classes, self.num_parts, dim))
         self.register_buffer("centroid_seen", torch.zeros(num_classes, dtype=torch.bool))
+        self.register_buffer("feature_mean", torch.zeros(self.num_parts, dim))
+        self.register_buffer("share_mean", torch.full((self.num_parts,), 1.0 / (self.num_parts + 1)))
         self._dim = dim
         self.prompts: Optional[SharedContextPrompts] = None
 
@@ -122,23 +131,44 @@ class RGANet(Method):
         if not self.training:
             return {}
         region_feats, share, _ = self.regions(model, feats)
+        with torch.no_grad():
+            m = self.cfg.centroid_momentum
+            self.share_mean.mul_(m).add_((1 - m) * share.mean(0).float())
         logits = torch.stack([fc(bn(region_feats[:, r])) for r, (bn, fc) in enumerate(zip(self.necks, self.classifiers))], dim=1)
-        return {"region_feats": region_feats, "region_logits": logits, "region_conf": self.assessor(region_feats, share)}
+        return {"region_feats": region_feats, "region_logits": logits, "region_quality": self.assessor(region_feats - self.feature_mean, share), "region_share": share}
+
+    def confidence(self, quality: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
+        visibility = (share / self.share_mean.clamp(min=1e-6)).clamp(0, 1)
+        return quality * visibility
 
     @torch.no_grad()
-    def indicators(self, region_feats: torch.Tensor, logits: torch.Tensor, pids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(discrimination, invariance) [B, R] in [0, 1]; updates the identity centroids."""
-        p_true = torch.softmax(logits.float(), dim=-1).gather(-1, pids[:, None, None].expand(-1, logits.shape[1], 1)).squeeze(-1)
-        discrimination = p_true / p_true.max(dim=1, keepdim=True).values.clamp(min=1e-12)
-        feats = F.normalize(region_feats.float(), dim=-1)
-        seen = self.centroid_seen[pids]
-        centroid = torch.where(seen[:, None, None], self.centroids[pids], feats)
-        invariance = (feats * F.normalize(centroid, dim=-1)).sum(-1).clamp(min=0)
+    def indicators(self, region_feats: torch.Tensor, logits: torch.Tensor, global_logits: torch.Tensor, pids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(discrimination, invariance) [B, R] in [0, 1]; updates the running centroids."""
+        def log_p_true(lg: torch.Tensor) -> torch.Tensor:
+            logp = torch.log_softmax(lg.float(), dim=-1)
+            return logp.gather(-1, pids.view(-1, *([1] * (lg.dim() - 1))).expand(*lg.shape[:-1], 1)).squeeze(-1)
+
+        chance = -math.log(logits.shape[-1])
+        evidence = log_p_true(global_logits)[:, None] - chance
+        discrimination = ((log_p_true(logits) - chance) / evidence.clamp(min=1e-3)).clamp(0, 1)
+        feats = region_feats.float()
         m = self.cfg.centroid_momentum
+        batch_mean = feats.mean(0)
+        self.feature_mean.copy_(torch.where(self.centroid_seen.any(), m * self.feature_mean + (1 - m) * batch_mean, batch_mean))
+        centred = F.normalize(feats - self.feature_mean, dim=-1)  # the part every image shares says nothing of identity
+        known = self.centroid_seen.nonzero().squeeze(1)
+        if len(known) > 1:
+            # cosine to the own identity's centroid beyond the average identity's: a feature every
+            # identity shares (an occluder, a blank) is consistent with all of them, i.e. with none
+            cos = torch.einsum("brc,krc->brk", centred, F.normalize(self.centroids[known], dim=-1))
+            own = torch.where(self.centroid_seen[pids][:, None], (centred * F.normalize(self.centroids[pids], dim=-1)).sum(-1), cos.max(-1).values)
+            others = cos.mean(-1)
+            invariance = ((own - others) / (1 - others).clamp(min=1e-6)).clamp(0, 1)
+        else:
+            invariance = torch.ones_like(discrimination)
         for pid in pids.unique():
-            batch_mean = feats[pids == pid].mean(0)
-            old = self.centroids[pid]
-            self.centroids[pid] = torch.where(self.centroid_seen[pid], m * old + (1 - m) * batch_mean, batch_mean)
+            mean = centred[pids == pid].mean(0)
+            self.centroids[pid] = torch.where(self.centroid_seen[pid], m * self.centroids[pid] + (1 - m) * mean, mean)
             self.centroid_seen[pid] = True
         return discrimination, invariance
 
@@ -146,22 +176,23 @@ class RGANet(Method):
         if "region_logits" not in out.extras:
             return {}
         x = out.extras
-        disc, inv = self.indicators(x["region_feats"], x["region_logits"], pids)
-        conf = x["region_conf"].float()
-        weight = conf.detach() / conf.detach().mean().clamp(min=1e-6)
+        disc, inv = self.indicators(x["region_feats"], x["region_logits"], out.logits, pids)
+        quality = x["region_quality"].float()
+        conf = self.confidence(quality.detach(), x["region_share"].detach())
+        weight = conf / conf.mean().clamp(min=1e-6)
         per_region = torch.stack([
             F.cross_entropy(x["region_logits"][:, r].float(), pids, label_smoothing=cfg.label_smoothing, reduction="none")
             for r in range(self.num_parts)
         ], dim=1)
         return {
             "region_id": self.cfg.region_id_weight * (weight * per_region).mean(),
-            "region_conf": self.cfg.confidence_weight * F.binary_cross_entropy(conf.clamp(1e-6, 1 - 1e-6), disc * inv),
+            "region_conf": self.cfg.confidence_weight * F.binary_cross_entropy(quality.clamp(1e-6, 1 - 1e-6), disc * inv),
         }
 
     def infer(self, model: "CLIPReID", feats: ImageFeatures) -> Inference:
         region_feats, share, _ = self.regions(model, feats)
         base = torch.cat([feats.global_feat, feats.proj_feat], dim=1)
-        return Inference(base, region_feats, self.assessor(region_feats, share))
+        return Inference(base, region_feats, self.confidence(self.assessor(region_feats - self.feature_mean, share), share))
 
     def part_dim(self, model: "CLIPReID") -> int:
         return self._dim

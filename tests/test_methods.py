@@ -1,0 +1,204 @@
+"""The four occlusion-robust methods: their pieces against known answers, and each one trained."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_recipe
+from trainer.config import TrainConfig
+from trainer.engine.trainer import Trainer
+from trainer.methods.agreid import AttributeEncoder, attribute_alignment, noise_mask, noise_threshold, otsu_threshold
+from trainer.methods.mscsa_tgi import MSCSABlock, TextGuidedFusion
+from trainer.models import build_model
+from trainer.models.reid import to_embeddings
+
+TINY = {
+    "agreid": {"encoder_width": 32, "encoder_layers": 1, "gamma": "otsu"},
+    "rganet": {},
+    "saga": {"layer": 3, "heads": 4},
+    "mscsa_tgi": {"tgi_width": 32, "tgi_layers": 1},
+}
+BACKBONE = {"mscsa_tgi": "tiny-rn"}
+
+
+def method_model_config(method: str) -> dict:
+    section = {"name": method, method: TINY[method]} if method != "baseline" else {}
+    return {"backbone": {"name": BACKBONE.get(method, "tiny-vit")}, "image_size": [64, 32], "method": section}
+
+
+def train(tmp_path, method: str, model: dict | None = None, **sections) -> Trainer:
+    recipe = tiny_recipe(tmp_path, model=model or method_model_config(method), **sections)
+    trainer = Trainer(TrainConfig.model_validate(recipe), progress=False)
+    trainer.result = trainer.fit()
+    return trainer
+
+
+def log_rows(trainer: Trainer) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in (trainer.out / "log.jsonl").read_text().splitlines()]
+
+
+# ---- AG-ReID ----------------------------------------------------------------------------------
+def test_attribute_encoder_is_about_2_8m_parameters_at_vit_b16_size():
+    enc = AttributeEncoder(in_dim=512, token_dim=512, num_tokens=6)  # ViT-B/16: 512-d image and text token space
+    count = sum(p.numel() for p in enc.parameters())
+    assert 2.6e6 < count < 3.1e6, count
+    assert enc(torch.randn(3, 512)).shape == (3, 6, 512)
+
+
+def test_otsu_threshold_on_a_known_bimodal_sample():
+    assert otsu_threshold(torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0])) == pytest.approx(0.5)
+    g = torch.Generator().manual_seed(0)
+    low = 0.2 + 0.05 * torch.randn(300, generator=g)
+    high = 0.8 + 0.05 * torch.randn(100, generator=g)
+    t = otsu_threshold(torch.cat([low, high])[torch.randperm(400, generator=g)])
+    assert low.max() < t < high.min()  # the two modes do not overlap at 6 sigma: Otsu splits them exactly
+
+
+def test_noise_mask_drops_exactly_the_low_similarity_pairs():
+    cos = torch.tensor([[0.9, 0.1, 0.6], [0.5, 0.85, 0.2]])
+    mask = noise_mask(cos, 0.5)
+    assert mask.tolist() == [[True, False, True], [False, True, False]]
+    assert noise_mask(cos, -1).all()  # holistic data: keep every pair
+    assert noise_threshold(cos, "p50") == pytest.approx(float(np.percentile(cos.numpy(), 50)))
+    assert noise_threshold(cos, -1.0) == -1.0
+    # the loss averages (1 - cos) over the kept pairs only
+    a = torch.randn(2, 3, 8)
+    b = torch.randn(2, 3, 8)
+    real = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+    keep = noise_mask(real, float(real.median()))
+    assert attribute_alignment(a, b, keep).item() == pytest.approx((1 - real[keep]).mean().item(), abs=1e-6)
+
+
+def test_agreid_trains_attribute_losses_and_keeps_the_encoder_out_of_inference(tmp_path):
+    trainer = train(tmp_path, "agreid", stage1={"epochs": 2}, stage2={"epochs": 2})
+    rows = log_rows(trainer)
+    assert all("attrA" in r for r in rows if r["stage"] == 1) and all("attrG" in r for r in rows if r["stage"] == 2)
+    method = trainer.model.method
+    assert 0 < method.last_gamma < 1  # Otsu over cosines
+    prompt = trainer.model.prompt_learner
+    assert prompt.ctx.shape[1] == 6 and set(prompt.slot_positions) == {"gender", "hair", "upper", "lower", "shoes", "bag"}
+    # training-only: inference never calls the attribute encoder
+    calls = []
+    method.attribute_encoder.register_forward_hook(lambda *a: calls.append(1))
+    trainer.model.eval()
+    trainer.model.embed(torch.randn(2, 3, 64, 32))
+    assert not calls
+
+
+# ---- RGANet -----------------------------------------------------------------------------------
+def test_rganet_confidences_are_low_on_a_blanked_region(tmp_path):
+    trainer = train(tmp_path, "rganet", stage1={"epochs": 2}, stage2={"epochs": 80, "lr": 0.001})
+    assert all("region_id" in r and "region_conf" in r for r in log_rows(trainer) if r["stage"] == 2)
+    from trainer.data.loader import eval_loader
+
+    images = next(iter(eval_loader(trainer.data.query, trainer.cfg, batch_size=32)))[0]
+    blanked = images.clone()
+    blanked[:, :, 32:] = 0  # lower half painted with the dataset mean (0 after normalisation)
+    model = trainer.model.eval()
+    clean = to_embeddings(model.infer(images))
+    hidden = to_embeddings(model.infer(blanked))
+    for emb in (clean, hidden):
+        assert emb.parts.shape == (len(images), 4, model.image_encoder.feature_dim)
+        assert ((emb.part_conf >= 0) & (emb.part_conf <= 1)).all()
+    lower = slice(2, 4)  # "lower body", "feet"
+    drop = clean.part_conf.mean(0) - hidden.part_conf.mean(0)
+    assert drop[lower].mean() > 0.05, (clean.part_conf.mean(0), hidden.part_conf.mean(0))
+    assert drop[lower].mean() > drop[0]  # the head, still visible, loses less
+
+
+# ---- SAGA -------------------------------------------------------------------------------------
+def test_saga_frozen_backbone_stage_trains_only_the_refinement(tmp_path, monkeypatch):
+    import trainer.engine.trainer as engine
+
+    snapshots = {}
+    original = engine.Trainer._run_image_stage
+
+    def spy(self, stage, resume, text_features):
+        before = {n: p.detach().clone() for n, p in self.model.named_parameters()}
+        original(self, stage, resume, text_features)
+        snapshots[stage] = {n: not torch.equal(before[n], p) for n, p in self.model.named_parameters()}
+
+    monkeypatch.setattr(engine.Trainer, "_run_image_stage", spy)
+    trainer = train(tmp_path, "saga", stage1={"epochs": 1}, stage2={"epochs": 1}, model={**method_model_config("saga"), "method": {"name": "saga", "saga": TINY["saga"], "frozen_backbone_epochs": 1}})
+    changed = snapshots["method"]
+    assert any(changed[n] for n in changed if n.startswith("method.blocks."))
+    assert not any(changed[n] for n in changed if n.startswith("image_encoder."))
+    assert any(v for n, v in snapshots[2].items() if n.startswith("image_encoder."))  # joint fine-tuning follows
+    stages = {r["stage"] for r in log_rows(trainer)}
+    assert stages == {1, "method", 2}
+    emb = trainer.model.eval().embed(torch.randn(3, 3, 64, 32))
+    assert emb.global_.shape == (3, trainer.model.embedding_dim) and emb.parts is None
+
+
+# ---- MSCSA + TGI ------------------------------------------------------------------------------
+@pytest.mark.parametrize("stride", [1, 2])
+def test_mscsa_keeps_the_feature_map_shape(stride):
+    torch.manual_seed(0)
+    block = MSCSABlock(low_channels=16, high_channels=32, stride=stride, reduction=4)
+    low, high = torch.randn(2, 16, 8 * stride, 4 * stride), torch.randn(2, 32, 8, 4)
+    assert torch.equal(block(low, high), high)  # zero-initialised restoring convs: identity at start
+    for p in block.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    out = block(low, high)
+    assert out.shape == high.shape and not torch.allclose(out, high)
+
+
+def test_tgi_with_scale_zero_returns_the_text_features():
+    torch.manual_seed(0)
+    fusion = TextGuidedFusion(text_dim=24, visual_dim=16, width=32, layers=3, heads=4)
+    text, visual = torch.randn(5, 24), torch.randn(2, 16, 4, 2)
+    assert fusion.scale.item() == pytest.approx(1e-4)  # tiny at init: the language prior survives
+    with torch.no_grad():
+        fusion.scale.zero_()
+    out = fusion(text, visual)
+    assert out.shape == (2, 5, 24)
+    assert torch.equal(out, text[None].expand(2, -1, -1))
+    with torch.no_grad():
+        fusion.scale.fill_(1.0)
+    assert not torch.allclose(fusion(text, visual), out)
+
+
+def test_mscsa_trains_from_stage1_on_a_frozen_backbone_and_tgi_drives_i2t(tmp_path, monkeypatch):
+    import trainer.engine.trainer as engine
+
+    seen = {}
+    original = engine.Trainer._run_stage1
+
+    def spy(self, resume):
+        before = {n: p.detach().clone() for n, p in self.model.named_parameters()}
+        original(self, resume)
+        seen.update({n: not torch.equal(before[n], p) for n, p in self.model.named_parameters()})
+
+    monkeypatch.setattr(engine.Trainer, "_run_stage1", spy)
+    trainer = train(tmp_path, "mscsa_tgi", stage1={"epochs": 1}, stage2={"epochs": 1})
+    assert any(seen[n] for n in seen if ".aggregators." in n)
+    assert not any(seen[n] for n in seen if n.startswith("image_encoder.body."))
+    assert set(trainer.model.image_encoder.aggregators) == {"1", "2", "3"}
+    tgi = trainer.model.method.tgi
+    assert tgi.scale.item() != pytest.approx(1e-4)  # the fusion trained in stage 2 through the i2t loss
+
+
+# ---- the inference contract -------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["baseline", "agreid", "rganet", "saga", "mscsa_tgi"])
+def test_every_method_returns_the_embedding_contract(method):
+    from trainer.config import ModelConfig
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.model_validate(method_model_config(method)), num_classes=6, num_cameras=2).eval()
+    emb = model.embed(torch.randn(3, 3, 64, 32))
+    assert emb.global_.shape == (3, model.embedding_dim)
+    assert np.allclose(np.linalg.norm(emb.global_, axis=1), 1, atol=1e-5)
+    if model.num_parts:
+        assert emb.parts.shape == (3, model.num_parts, model.method.part_dim(model)) and emb.part_conf.shape == (3, model.num_parts)
+    else:
+        assert emb.parts is None
+
+
+@pytest.mark.parametrize("method,backbone", [("rganet", "tiny-rn"), ("saga", "tiny-rn"), ("mscsa_tgi", "tiny-vit")])
+def test_method_on_the_wrong_backbone_is_a_clear_error(tmp_path, method, backbone):
+    recipe = tiny_recipe(tmp_path, model={"backbone": {"name": backbone}, "image_size": [64, 32], "method": {"name": method}})
+    with pytest.raises(ValueError, match=f"method.name={method} needs"):
+        TrainConfig.model_validate(recipe)
