@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_recipe
+from conftest import REPO, tiny_recipe
 from trainer.config import TrainConfig
 from trainer.engine.trainer import Trainer
 from trainer.methods.agreid import AttributeEncoder, attribute_alignment, noise_mask, noise_threshold, otsu_threshold
@@ -202,3 +202,14 @@ def test_method_on_the_wrong_backbone_is_a_clear_error(tmp_path, method, backbon
     recipe = tiny_recipe(tmp_path, model={"backbone": {"name": backbone}, "image_size": [64, 32], "method": {"name": method}})
     with pytest.raises(ValueError, match=f"method.name={method} needs"):
         TrainConfig.model_validate(recipe)
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (REPO / "configs/methods").glob("*.yaml")))
+def test_method_recipes_load(recipe):
+    from trainer.config import load_train_config
+
+    cfg = load_train_config(REPO / "configs/methods" / recipe)
+    expected = recipe.removesuffix(".yaml").split("_vit_")[0].split("_rn50_")[0].removeprefix("tiny_")
+    assert cfg.model.method.name == ("baseline" if expected == "baseline_rn" else expected)
+    if recipe.startswith("tiny_"):
+        build_model(cfg.model, num_classes=4, num_cameras=2)
