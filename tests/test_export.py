@@ -126,10 +126,23 @@ def test_tensorrt_fp16_engine_parity(checkpoint, tmp_path):
     images = person_crops(16, 64, 32)
     cameras = np.arange(16) % 3 if meta.camera_input else None
     reference = ort_runner(onnx_path, ["CPUExecutionProvider"])(feed(meta, images, cameras))
-    runner = EngineRunner(engine)
-    assert check_backend(runner, reference, meta, images, cameras, "trt", FP16_MIN_COSINE).passed
-    with pytest.raises(ValueError, match="outside the engine's profile"):
-        runner(feed(meta, person_crops(17, 64, 32), None if cameras is None else np.zeros(17)))
+    import importlib.util
+
+    for buffers in ["torch"] + (["pycuda"] if importlib.util.find_spec("pycuda") else []):
+        runner = EngineRunner(engine, buffers=buffers)
+        report = check_backend(runner, reference, meta, images, cameras, f"trt ({buffers} buffers)", FP16_MIN_COSINE)
+        assert report.passed, report
+        with pytest.raises(ValueError, match="outside the engine's profile"):
+            runner(feed(meta, person_crops(17, 64, 32), None if cameras is None else np.zeros(17)))
+
+
+def test_engine_runner_buffer_choice():
+    from export.tensorrt_engine import _pick_buffers
+
+    assert _pick_buffers("torch") == "torch"
+    assert _pick_buffers("auto") in ("pycuda", "torch")
+    with pytest.raises(ValueError, match="auto, pycuda or torch"):
+        _pick_buffers("numpy")
 
 
 def test_even_head_count_exports_despite_the_fused_attention_fast_path(tmp_path):
