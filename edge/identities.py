@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from trainer.embeddings import Embeddings, similarity
+from trainer.embeddings import Embeddings, similarity, weighted_mean
 
 from .config import MatchingConfig
 from .tracklets import Tracklet
@@ -43,15 +43,19 @@ class Identity:
     cameras: set[str] = field(default_factory=set)
     live: set[tuple[str, int]] = field(default_factory=set)  # (camera, local id) of live tracklets
     spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # per camera: (first, last seen) of ended tracklets
-    gallery: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (quality, embedding)
+    gallery: list[tuple[float, Embeddings]] = field(default_factory=list)  # (quality, one crop's or tracklet's appearance)
+
+    def appearance(self) -> Optional[Embeddings]:
+        """Quality-weighted mean of the gallery (per part confidence-weighted for part models)."""
+        if not self.gallery:
+            return None
+        return weighted_mean(Embeddings.concat([e for _, e in self.gallery]), np.array([q for q, _ in self.gallery]))
 
     @property
     def embedding(self) -> Optional[np.ndarray]:
-        if not self.gallery:
-            return None
-        weights = np.array([q for q, _ in self.gallery], np.float32)
-        mean = (weights[:, None] * np.stack([e for _, e in self.gallery])).sum(0)
-        return mean / max(float(np.linalg.norm(mean)), 1e-12)
+        """The global embedding [D] (what events carry)."""
+        appearance = self.appearance()
+        return None if appearance is None else appearance.global_[0]
 
 
 class IdentityGallery:
@@ -80,10 +84,10 @@ class IdentityGallery:
         ident.cameras.add(t.camera_id)
         ident.last_seen, ident.last_camera = now, t.camera_id
         if t.embedding is not None:
-            self.add_evidence(ident, t.embedding, t.last_quality or 1.0)
+            self.add_evidence(ident, t.appearance(), t.last_quality or 1.0)
 
-    def add_evidence(self, ident: Identity, embedding: np.ndarray, quality: float) -> None:
-        ident.gallery.append((quality, np.asarray(embedding, np.float32)))
+    def add_evidence(self, ident: Identity, evidence: Embeddings, quality: float) -> None:
+        ident.gallery.append((quality, evidence))
         if len(ident.gallery) > self.cfg.gallery_size:
             ident.gallery.sort(key=lambda item: item[0], reverse=True)
             del ident.gallery[self.cfg.gallery_size :]
@@ -103,8 +107,8 @@ class IdentityGallery:
         idents = [i for i in self.identities.values() if i.gallery]
         if not waiting or not idents:
             return np.zeros((len(waiting), len(idents)), np.float32), idents
-        a = Embeddings(np.stack([t.embedding for t in waiting]))
-        b = Embeddings(np.stack([i.embedding for i in idents]))
+        a = Embeddings.concat([t.appearance() for t in waiting])
+        b = Embeddings.concat([i.appearance() for i in idents])
         sim = similarity(a, b).astype(np.float32)
         for r, t in enumerate(waiting):
             for c, ident in enumerate(idents):
@@ -136,7 +140,7 @@ class IdentityGallery:
                 continue
             best, best_sim = None, self.cfg.threshold
             for ident in founded:
-                s = float(np.dot(t.embedding, ident.embedding))
+                s = float(similarity(t.appearance(), ident.appearance())[0, 0])
                 if s >= best_sim and self.allowed(ident, t, now):
                     best, best_sim = ident, s
             if best is not None:
@@ -147,15 +151,15 @@ class IdentityGallery:
                 out.append(("new", t, founded[-1]))
         return blind + out
 
-    def observe(self, t: Tracklet, now: float, new_embedding: Optional[np.ndarray] = None, quality: float = 1.0) -> Optional[Identity]:
+    def observe(self, t: Tracklet, now: float, new_evidence: Optional[Embeddings] = None, quality: float = 1.0) -> Optional[Identity]:
         """Keep the tracklet's identity fresh (last seen, evidence)."""
         ident = self.identities.get(t.global_id) if t.global_id is not None else None
         if ident is None:
             return None
         ident.last_seen, ident.last_camera = now, t.camera_id
         ident.live.add(t.key)
-        if new_embedding is not None:
-            self.add_evidence(ident, new_embedding, quality)
+        if new_evidence is not None:
+            self.add_evidence(ident, new_evidence, quality)
         return ident
 
     def release(self, t: Tracklet) -> None:

@@ -13,6 +13,8 @@ from typing import Optional
 
 import numpy as np
 
+from trainer.embeddings import Embeddings
+
 from .config import EdgeConfig
 from .detector import PersonDetector
 from .identities import Identity, IdentityGallery
@@ -84,7 +86,7 @@ class EdgePipeline:
                 for req in reqs:
                     i = index.get(req.tracklet.local_id, -1)
                     if i >= 0:
-                        self._absorb(req, feats[0][i], frame.timestamp)
+                        self._absorb(req, feats[1][i], frame.timestamp)
             else:
                 requests += [(frame, r) for r in reqs]
         t3 = time.perf_counter()
@@ -105,12 +107,14 @@ class EdgePipeline:
             self.stats.frame(f.camera_id, f.timestamp)
         self.stats.stage("publish", time.perf_counter() - t5)
 
-    def _embed_detections(self, frames: list[Frame], detections: list[Detections]) -> dict[str, tuple[np.ndarray]]:
+    def _embed_detections(self, frames: list[Frame], detections: list[Detections]) -> dict[str, tuple[np.ndarray, Embeddings]]:
+        """Every detection embedded (BoT-SORT with our features): (global [N, D] for the tracker, all of it)."""
         out = {}
         for frame, dets in zip(frames, detections):
             crops = self.reid.crops(frame.image, dets.xyxy)
             cams = np.full(len(crops), self.sie[frame.camera_id])
-            out[frame.camera_id] = (self.reid.embed(crops, cams).global_,)
+            emb = self.reid.embed(crops, cams)
+            out[frame.camera_id] = (emb.global_, emb)
             self.stats.embedded += len(crops)
         return out
 
@@ -121,13 +125,15 @@ class EdgePipeline:
             cams.append(self.sie[frame.camera_id])
         emb = self.reid.embed(np.concatenate(crops), np.asarray(cams))
         self.stats.embedded += len(requests)
-        for (frame, req), vector in zip(requests, emb.global_):
-            self._absorb(req, vector, frame.timestamp)
+        for i, (frame, req) in enumerate(requests):
+            self._absorb(req, emb[i], frame.timestamp)
 
-    def _absorb(self, req: EmbedRequest, vector: np.ndarray, now: float) -> None:
-        req.tracklet.add_embedding(vector, req.quality)
+    def _absorb(self, req: EmbedRequest, crop: Embeddings, now: float) -> None:
+        """One crop's embedding (one row, with parts for part-based models) into its tracklet."""
+        parts = (None, None) if crop.parts is None else (crop.parts[0], crop.part_conf[0])
+        req.tracklet.add_embedding(crop.global_[0], req.quality, *parts)
         if req.tracklet.global_id is not None:
-            self.gallery.observe(req.tracklet, now, vector, req.quality)
+            self.gallery.observe(req.tracklet, now, crop, req.quality)
 
     def _identity_message(self, kind: str, ident: Identity, t: Optional[Tracklet]) -> tuple[str, dict, Optional[np.ndarray]]:
         """Topic, header and optional embedding, taken now: later assignments must not leak into it."""

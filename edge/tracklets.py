@@ -13,6 +13,8 @@ from typing import Optional
 
 import numpy as np
 
+from trainer.embeddings import Embeddings
+
 from .types import Frame, Track
 
 ACTIVE, LOST, ENDED = "active", "lost", "ended"
@@ -60,13 +62,27 @@ class Tracklet:
     global_id: Optional[int] = None
     lost_frames: int = 0
     pending_rows: list = field(default_factory=list)  # MOT rows waiting for a global id
+    _part_sum: Optional[np.ndarray] = None  # [P, Dp] sum of quality * conf * part feature
+    _conf_sum: Optional[np.ndarray] = None  # [P] sum of quality * conf
 
     @property
     def key(self) -> tuple[str, int]:
         return self.camera_id, self.local_id
 
-    def add_embedding(self, vector: np.ndarray, quality: float) -> None:
-        """Fold one L2-normalised embedding into the running quality-weighted mean."""
+    def appearance(self) -> Optional[Embeddings]:
+        """The tracklet's appearance as one row of :class:`Embeddings` (with parts when it has them)."""
+        if self.embedding is None:
+            return None
+        if self._part_sum is None:
+            return Embeddings(self.embedding[None])
+        return Embeddings(self.embedding[None], self._part_sum[None], (self._conf_sum / max(self.weight, 1e-12))[None])
+
+    def add_embedding(self, vector: np.ndarray, quality: float, parts: Optional[np.ndarray] = None, part_conf: Optional[np.ndarray] = None) -> None:
+        """Fold one L2-normalised embedding into the running quality-weighted mean; part
+        features (part-based models) fold per part, weighted by quality x part confidence."""
+        if parts is not None:
+            self._part_sum = (self._part_sum if self._part_sum is not None else 0) + quality * part_conf[:, None] * parts
+            self._conf_sum = (self._conf_sum if self._conf_sum is not None else 0) + quality * np.asarray(part_conf, np.float32)
         v = np.asarray(vector, np.float32).ravel()
         total = self.embedding * self.weight if self.embedding is not None else np.zeros_like(v)
         self.weight += quality

@@ -218,6 +218,51 @@ def test_torch_and_onnxruntime_backends_agree_on_an_exported_model(tmp_path):
     assert not np.allclose(ort_backend.embed(crops, cams[::-1]).global_, a)  # the camera input is used
 
 
+def test_part_based_model_on_the_edge_backends_and_matching(tmp_path):
+    """An RGANet export gives part features + confidences on both backends, and tracklets and
+    identities carry them into the confidence-weighted similarity."""
+    from export.onnx_export import export_onnx
+    from trainer.config import ModelConfig
+    from trainer.embeddings import similarity
+    from trainer.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(backbone={"name": "tiny-vit"}, image_size=(64, 32), method={"name": "rganet"})
+    ckpt = save_checkpoint(tmp_path / "m.pt", build_model(cfg, num_classes=4, num_cameras=2).eval(), cfg, num_cameras=2)
+    onnx_path, meta = export_onnx(ckpt, tmp_path / "m.onnx")
+    ort_backend, torch_backend = OnnxRuntimeBackend(str(onnx_path)), TorchBackend(str(ckpt))
+    image = np.random.default_rng(1).integers(0, 255, (120, 80, 3), dtype=np.uint8)
+    crops = ort_backend.crops(image, np.array([[0, 0, 40, 100], [30, 10, 80, 120], [5, 5, 60, 110]], np.float32))
+    a, b = ort_backend.embed(crops), torch_backend.embed(crops)
+    assert a.parts.shape == (3, 4, meta.embedding_dim - 128) and a.part_conf.shape == (3, 4)  # tiny-vit: 192 + 128
+    assert np.abs(a.part_conf - b.part_conf).max() < 1e-4 and (a.parts * b.parts).sum(-1).min() > 0.9999
+
+    def tracklet(cam, rows):
+        t = Tracklet(cam, 1, 0, 0, 0, 0, np.zeros(4), 1.0)
+        for i in rows:
+            t.add_embedding(a.global_[i], 1.0, a.parts[i], a.part_conf[i])
+        return t
+
+    t1, t2 = tracklet("cam1", [0, 1]), tracklet("cam2", [2])
+    assert t1.appearance().parts.shape == (1, 4, a.parts.shape[-1])
+    g = IdentityGallery(MatchingConfig(threshold=-1.0, min_embeddings=1))
+    g.assign([t1], 0.0)
+    sim, idents = g.similarity_matrix([t2], 1.0)
+    assert sim[0, 0] == pytest.approx(float(similarity(t2.appearance(), idents[0].appearance())[0, 0]), abs=1e-6)
+    assert sim[0, 0] != pytest.approx(float(t2.embedding @ idents[0].embedding), abs=1e-4)  # the parts count
+
+
+def test_weighted_mean_ignores_a_part_where_it_was_hidden():
+    from trainer.embeddings import Embeddings, weighted_mean
+
+    parts = np.array([[[1.0, 0], [1.0, 0]], [[0, 1.0], [0, 1.0]]])
+    conf = np.array([[1.0, 1.0], [1.0, 0.0]])  # the second crop does not show part 1
+    mean = weighted_mean(Embeddings(np.eye(2), parts, conf), np.array([1.0, 1.0]))
+    assert np.allclose(mean.parts[0, 1], [1, 0])  # part 1 comes from the first crop only
+    assert np.allclose(mean.parts[0, 0], np.array([1, 1]) / np.sqrt(2))
+    assert np.allclose(mean.part_conf, [[1.0, 0.5]])
+
+
 def test_publisher_sends_multipart_events_a_subscriber_can_decode():
     pub = EventPublisher("tcp://127.0.0.1:56781")
     sub = zmq.Context.instance().socket(zmq.SUB)

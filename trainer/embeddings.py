@@ -66,6 +66,20 @@ class Embeddings:
         return Embeddings(g, np.concatenate([e.parts for e in items]), np.concatenate([e.part_conf for e in items]))
 
 
+def weighted_mean(items: Embeddings, weights: np.ndarray) -> Embeddings:
+    """One appearance from several crops of a person: the weighted mean of the global features
+    and, per part, of the part features weighted by ``weight * part_conf`` (a part counts where it
+    was visible), with the part confidences' weighted mean."""
+    w = np.asarray(weights, np.float32)
+    g = (w[:, None] * items.global_).sum(0, keepdims=True)
+    if items.parts is None:
+        return Embeddings(g)
+    pw = w[:, None] * items.part_conf  # [N, P]
+    parts = (pw[..., None] * items.parts).sum(0, keepdims=True)
+    conf = (w[:, None] * items.part_conf).sum(0, keepdims=True) / max(float(w.sum()), 1e-12)
+    return Embeddings(g, parts, conf)
+
+
 def similarity(a: Embeddings, b: Embeddings) -> np.ndarray:
     """Cosine similarity [len(a), len(b)] in [-1, 1].
 
