@@ -142,3 +142,17 @@ def test_distance_matrices_rerank_on_duplicate_features(metric):
     d = distance_matrices(q, g, cfg)
     assert d.shape == (3, 10) and (d >= 0).all()
     assert (d.argmin(axis=1) == np.arange(3)).all()
+
+
+def test_part_similarity_can_be_switched_off():
+    from trainer.config import EvalConfig
+    from trainer.embeddings import Embeddings
+    from trainer.eval.evaluate import distance_matrices
+
+    g = np.array([[1.0, 0.0], [0.8, 0.6]])
+    parts = np.array([[[1.0, 0.0]], [[0.0, 1.0]]])
+    a = Embeddings(g[:1], parts[:1], np.ones((1, 1)))
+    b = Embeddings(g, parts, np.ones((2, 1)))
+    with_parts = distance_matrices(a, b, EvalConfig())
+    assert with_parts[0].tolist() == pytest.approx([0.0, 1 - (0.8 + 0.0) / 2])
+    assert distance_matrices(a, b, EvalConfig(use_parts=False))[0].tolist() == pytest.approx([0.0, 0.2])

@@ -208,6 +208,7 @@ class EvalConfig(StrictModel):
     flip: bool = Field(False, description="average features of the image and its mirror")
     distance: Literal["cosine", "euclidean"] = "cosine"
     rerank: bool = Field(False, description="k-reciprocal re-ranking")
+    use_parts: bool = Field(True, description="part-based methods: confidence-weighted part similarity next to the global one (false: global only)")
     k1: int = Field(20, ge=1)
     k2: int = Field(6, ge=1)
     lambda_value: float = Field(0.3, ge=0, le=1)

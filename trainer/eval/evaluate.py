@@ -57,6 +57,8 @@ def distance_matrices(q: Embeddings | np.ndarray, g: Embeddings | np.ndarray, cf
     normalised global features), re-ranked when ``cfg.rerank``."""
     q = q if isinstance(q, Embeddings) else Embeddings(q)
     g = g if isinstance(g, Embeddings) else Embeddings(g)
+    if not cfg.use_parts:
+        q, g = Embeddings(q.global_), Embeddings(g.global_)
     if cfg.distance == "cosine":
         pair = distance
     else:
