@@ -55,9 +55,9 @@ def _engine_report(engine: Path, onnx_path: Path, meta, args, threshold: float, 
 def cmd_onnx(args) -> int:
     from export.onnx_export import export_onnx
 
-    out, meta = export_onnx(args.checkpoint, args.out, args.opset)
+    out, meta = export_onnx(args.checkpoint, args.out, args.opset, args.fp16)
     _, report = _onnx_report(Path(args.checkpoint), out, args)
-    print(f"wrote {out}  (input uint8 NHWC {meta.input_height}x{meta.input_width}, embedding {meta.embedding_dim}, camera input: {meta.camera_input or 'none'})")
+    print(f"wrote {out}  ({meta.precision}, input uint8 NHWC {meta.input_height}x{meta.input_width}, embedding {meta.embedding_dim}, camera input: {meta.camera_input or 'none'})")
     print(report)
     return 0 if report.passed else 1
 
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--fp16", action="store_true", help="FP16 weights/activations (LayerNorm, softmax, reductions kept in FP32); parity threshold 0.999")
     p.set_defaults(func=cmd_onnx)
 
     p = sub.add_parser("check", parents=[common], help="parity report")

@@ -62,13 +62,49 @@ def mha_fastpath(enabled: bool):
         torch.backends.mha.set_fastpath_enabled(before)
 
 
-def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17) -> tuple[Path, ModelMetadata]:
-    """Write ``out`` in FP32; FP16 is the TensorRT step's job (it builds from this file)."""
+# ONNX op types kept in FP32 in an FP16 export: the same precision-sensitive set the TensorRT
+# build pins (LayerNorm statistics, softmax, reductions, the L2 norm).
+FP32_OP_TYPES = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "ReduceL2", "Pow", "Sqrt", "Div")
+
+
+def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """FP16 weights and activations, FP32 inputs/outputs and precision-sensitive ops.
+
+    Uses ONNX Runtime's converter (onnxconverter-common 1.16 fails on the graph's Cast nodes).
+    """
+    from onnxruntime.transformers import float16
+
+    model = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST) + list(FP32_OP_TYPES))
+    return sort_nodes(model)  # the converter appends its Cast nodes at the end
+
+
+def sort_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Order the graph's nodes so every node comes after the producers of its inputs (ONNX rule)."""
+    graph = model.graph
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        progressed = [n for n in pending if all(i in ready for i in n.input)]
+        if not progressed:
+            raise ExportError("the FP16 graph has a cycle or a missing input")
+        for node in progressed:
+            ordered.append(node)
+            ready.update(node.output)
+        done = {id(n) for n in progressed}
+        pending = [n for n in pending if id(n) not in done]
+    del graph.node[:]
+    graph.node.extend(ordered)
+    return model
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17, fp16: bool = False) -> tuple[Path, ModelMetadata]:
+    """Write ``out`` (FP32, or FP16 with the sensitive ops in FP32). TensorRT builds its own FP16
+    engine from the FP32 file; the FP16 ONNX is for ONNX Runtime on a GPU and half the size."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ExportError(f"opset {opset} is not supported: choose {MIN_OPSET}..{MAX_OPSET} (17 recommended)")
     loaded = load_checkpoint(checkpoint)
     graph = build_graph(loaded)
-    meta = metadata_for(loaded, graph, "fp32", str(checkpoint))
+    meta = metadata_for(loaded, graph, "fp16" if fp16 else "fp32", str(checkpoint))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     inputs = example_inputs(meta)
@@ -78,6 +114,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17) -> tup
         graph(*inputs)  # methods cache their text-side constants (prototypes, anchors) on the first eval call
         torch.onnx.export(graph, inputs, str(out), input_names=names, output_names=meta.outputs, dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
     model = onnx.load(str(out))
+    if fp16:
+        model = to_fp16(model)
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, meta.to_json()
     onnx.checker.check_model(model)

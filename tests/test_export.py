@@ -9,7 +9,8 @@ from conftest import REPO
 from export.metadata import read_onnx_metadata
 from export.onnx_export import ExportError, build_graph, export_onnx
 from export.onnx_runner import ort_runner
-from export.parity import FP32_MIN_COSINE, check_backend, person_crops, torch_reference
+from edge.reid.backends import OnnxRuntimeBackend
+from export.parity import FP16_MIN_COSINE, FP32_MIN_COSINE, check_backend, person_crops, torch_reference
 from export.tensorrt_engine import BatchProfile
 from trainer.config import ModelConfig
 from trainer.models import build_model, load_checkpoint, save_checkpoint
@@ -113,6 +114,25 @@ def test_cli_onnx_and_check(tmp_path):
     assert proc.returncode == 0 and "onnxruntime fp32: PASS" in proc.stdout
     proc = run("onnx", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(out))
     assert proc.returncode == 2 and "checkpoint not found" in proc.stderr
+
+
+@pytest.mark.parametrize("method", ["baseline", "rganet"])
+def test_fp16_onnx_keeps_parity_and_halves_the_file(tmp_path, method):
+    import onnx
+
+    checkpoint = make_checkpoint(tmp_path, "tiny-vit-4h", method=method)
+    fp32, _ = export_onnx(checkpoint, tmp_path / "m32.onnx")
+    fp16, meta = export_onnx(checkpoint, tmp_path / "m16.onnx", fp16=True)
+    assert meta.precision == "fp16" and read_onnx_metadata(fp16).precision == "fp16"
+    weights = {t.data_type for t in onnx.load(str(fp16)).graph.initializer if len(t.dims) >= 2}
+    assert onnx.TensorProto.FLOAT16 in weights
+    assert fp16.stat().st_size < 0.6 * fp32.stat().st_size
+    images = person_crops(8, 64, 32, seed=3)
+    reference = torch_reference(build_graph(load_checkpoint(checkpoint)), images, None)
+    report = check_backend(ort_runner(fp16, ["CPUExecutionProvider"]), reference, meta, images, None, "ort fp16", FP16_MIN_COSINE)
+    assert report.passed, report
+    # the edge backend reads it too (FP16 sessions run without ORT's graph optimiser)
+    assert OnnxRuntimeBackend(str(fp16)).embed(images).global_.dtype == np.float32
 
 
 @pytest.mark.trt

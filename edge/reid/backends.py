@@ -112,9 +112,9 @@ class OnnxRuntimeBackend(ReIDBackend):
         import onnxruntime as ort
 
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        from export.onnx_runner import session_options
+
+        options = session_options(path, threads)
         try:
             self.session = ort.InferenceSession(path, options, providers=[p for p in providers if p in ort.get_available_providers()])
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
