@@ -38,3 +38,16 @@ def test_bench_pipeline_writes_json_markdown_and_plot(tmp_path):
     two = data["results"][1]["median"]
     assert two["processed"] == {"c1": 8, "c1_1": 8} and two["fps_total"] > 0 and "detect" in two["latency_ms"]
     assert (tmp_path / "out" / "bench.md").exists() and (tmp_path / "out" / "bench.png").exists()
+
+
+def test_compare_methods_trains_each_and_writes_the_robustness_table(tmp_path):
+    small = [f"data.root={tmp_path / 'data'}", "data.synthetic.num_train_ids=8", "data.synthetic.num_test_ids=6",
+             "data.synthetic.images_per_id_per_camera=2", "data.synthetic.height=64", "data.synthetic.width=32",
+             "model.image_size=[64,32]", "stage1.epochs=1", "stage2.epochs=1", "stage2.batch_size=16", "stage1.batch_size=16"]
+    proc = run_script("scripts/compare_methods.py", "--methods", "baseline", "rganet", "--out", str(tmp_path / "out"), *small)
+    rows = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [r["method"] for r in rows] == ["baseline", "rganet"] and all(0 <= r["mAP"] <= 100 for r in rows)
+    results = json.loads((tmp_path / "out" / "robustness.json").read_text())["results"]
+    assert set(results) == {"baseline", "rganet"} and [r["level"] for r in results["rganet"]["mask"]] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    assert abs(results["baseline"]["mask"][0]["mAP"] - rows[0]["mAP"]) <= 0.051  # level 0 = the clean evaluation (rounded to 0.1)
+    assert "| rganet | distractor |" in proc.stdout and (tmp_path / "out" / "robustness.png").stat().st_size > 0
