@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Optional
 
 import onnx
 import torch

@@ -7,7 +7,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 import yaml
 import zmq
 
