@@ -73,8 +73,12 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, stage, epoch):
 
 
 @pytest.mark.slow
-def test_two_process_ddp_on_cpu_keeps_ranks_in_sync(tmp_path):
-    recipe = tiny_recipe(tmp_path, stage1={"epochs": 2, "batch_size": 8}, stage2={"epochs": 2, "batch_size": 8})
+@pytest.mark.parametrize("method", [{}, {"name": "rganet"}, {"name": "mscsa_tgi", "mscsa_tgi": {"tgi_width": 32, "tgi_layers": 1}}], ids=["baseline", "rganet", "mscsa_tgi"])
+def test_two_process_ddp_on_cpu_keeps_ranks_in_sync(tmp_path, method):
+    """Methods included: their modules run inside the wrapped forward, so DDP syncs them too."""
+    backbone = "tiny-rn" if method.get("name") == "mscsa_tgi" else "tiny-vit"
+    recipe = tiny_recipe(tmp_path, stage1={"epochs": 2, "batch_size": 8}, stage2={"epochs": 2, "batch_size": 8},
+                         model={"backbone": {"name": backbone}, "image_size": [64, 32], "method": method})
     cfg_path = tmp_path / "ddp.yaml"
     cfg_path.write_text(yaml.safe_dump(recipe))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
