@@ -78,6 +78,7 @@ class RGANetConfig(StrictModel):
     temperature: float = Field(0.1, gt=0, description="softmax temperature of patch-to-prototype similarity")
     spatial_prior: bool = Field(True, description="add a learnable per-row bias (regions ordered top to bottom) to the mask logits")
     region_id_weight: float = Field(0.25, ge=0, description="weight of each region's ID loss")
+    region_triplet_weight: float = Field(1.0, ge=0, description="weight of the regions' batch-hard triplet loss (mean over regions)")
     confidence_weight: float = Field(1.0, ge=0, description="weight of the region-assessment regression loss")
     centroid_momentum: float = Field(0.9, ge=0, lt=1, description="EMA of per-identity region centroids (invariance indicator)")
 

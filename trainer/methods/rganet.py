@@ -24,7 +24,10 @@ only in training:
 
 An occluded region carries another object's feature: it neither predicts its identity nor looks
 like the identity's usual region, so both indicators fall and the assessor learns to score it low.
-Each region's ID loss is weighted by its (detached) confidence, so occluded regions teach less.
+Each region's ID loss is weighted by its (detached) confidence, so occluded regions teach less,
+and each region feature also gets a batch-hard triplet loss: region features are compared by
+cosine at test time, and without a metric loss they identify people poorly (tiny CPU setup:
+matching with parts 13.5 mAP without it, 34.7 with it; global only 35.0 / 34.1).
 
 Where the paper is silent: a learnable per-row bias on the mask logits (initialised so regions
 are ordered top to bottom) keeps regions in place when CLIP's text semantics are weak (tiny or
@@ -43,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.config import RGANetConfig
+from trainer.losses import batch_hard_triplet
 from trainer.methods.base import Inference, Method
 from trainer.models.image_encoders import ImageFeatures, ReIDViT
 from trainer.models.text import SharedContextPrompts
@@ -184,7 +188,9 @@ class RGANet(Method):
             F.cross_entropy(x["region_logits"][:, r].float(), pids, label_smoothing=cfg.label_smoothing, reduction="none")
             for r in range(self.num_parts)
         ], dim=1)
+        triplet = torch.stack([batch_hard_triplet(x["region_feats"][:, r].float(), pids, cfg.margin) for r in range(self.num_parts)]).mean()
         return {
+            "region_triplet": self.cfg.region_triplet_weight * triplet,
             "region_id": self.cfg.region_id_weight * (weight * per_region).mean(),
             "region_conf": self.cfg.confidence_weight * F.binary_cross_entropy(quality.clamp(1e-6, 1 - 1e-6), disc * inv),
         }
