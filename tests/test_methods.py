@@ -88,6 +88,25 @@ def test_agreid_trains_attribute_losses_and_keeps_the_encoder_out_of_inference(t
     assert not calls
 
 
+@pytest.mark.parametrize("template,slots", [("clothing", ["upper", "lower", "shoes"]), ("A {gender} person in {upper}.", ["gender", "upper"])])
+def test_attribute_templates_are_selectable(template, slots):
+    from trainer.config import ModelConfig
+
+    cfg = ModelConfig.model_validate({**method_model_config("agreid"), "method": {"name": "agreid", "agreid": {**TINY["agreid"], "template": template, "tokens_per_attribute": 2}}})
+    model = build_model(cfg, num_classes=3, num_cameras=2)
+    assert list(model.prompt_learner.slot_positions) == slots and model.prompt_learner.ctx.shape[:2] == (3, 2 * len(slots))
+    assert model.text_features(torch.tensor([0, 2])).shape == (2, model.text_encoder.output_dim)
+
+
+def test_unknown_attribute_template_is_a_clear_error():
+    from trainer.config import AGReIDConfig
+
+    with pytest.raises(ValueError, match="neither built in"):
+        AGReIDConfig(template="fancy")
+    with pytest.raises(ValueError, match="gamma must be"):
+        AGReIDConfig(gamma="median")
+
+
 # ---- RGANet -----------------------------------------------------------------------------------
 def test_rganet_confidences_are_low_on_a_blanked_region(tmp_path):
     trainer = train(tmp_path, "rganet", stage1={"epochs": 2}, stage2={"epochs": 80, "lr": 0.001})
