@@ -27,7 +27,7 @@ like the identity's usual region, so both indicators fall and the assessor learn
 Each region's ID loss is weighted by its (detached) confidence, so occluded regions teach less,
 and each region feature also gets a batch-hard triplet loss: region features are compared by
 cosine at test time, and without a metric loss they identify people poorly (tiny CPU setup:
-matching with parts 13.5 mAP without it, 34.7 with it; global only 35.0 / 34.1).
+matching with parts 13.5 mAP without it, 34.7 with it; see README).
 
 Where the paper is silent: a learnable per-row bias on the mask logits (initialised so regions
 are ordered top to bottom) keeps regions in place when CLIP's text semantics are weak (tiny or
