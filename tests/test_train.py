@@ -72,6 +72,32 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, stage, epoch):
     assert resumed.metrics["mAP"] == full.metrics["mAP"]
 
 
+def test_resume_inside_the_method_stage_continues_exactly(tmp_path, monkeypatch):
+    """SAGA's frozen-backbone stage sits between stage 1 and stage 2; a cut there resumes exactly."""
+    model = {"backbone": {"name": "tiny-vit"}, "image_size": [64, 32],
+             "method": {"name": "saga", "frozen_backbone_epochs": 2, "saga": {"layer": 3, "heads": 4}}}
+    recipe = tiny_recipe(tmp_path, model=model, stage1={"epochs": 1}, stage2={"epochs": 1})
+    full = Trainer(TrainConfig.model_validate({**recipe, "output_dir": str(tmp_path / "full")}), progress=False).fit()
+    cfg = TrainConfig.model_validate({**recipe, "output_dir": str(tmp_path / "cut")})
+    original = stages.stage2_epoch
+
+    def interrupted(*args, **kwargs):
+        if args[10].startswith("method") and args[8] == 1:
+            raise Interrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("trainer.engine.trainer.stage2_epoch", interrupted)
+    with pytest.raises(Interrupt):
+        Trainer(cfg, progress=False).fit()
+    assert torch.load(tmp_path / "cut" / "last.state.pt", weights_only=False)["stage"] == "method"
+    monkeypatch.setattr("trainer.engine.trainer.stage2_epoch", original)
+    resumed = Trainer(cfg, progress=False).fit(resume=True)
+    a = torch.load(full.checkpoint, weights_only=True)["state_dict"]
+    b = torch.load(resumed.checkpoint, weights_only=True)["state_dict"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", [{}, {"name": "rganet"}, {"name": "mscsa_tgi", "mscsa_tgi": {"tgi_width": 32, "tgi_layers": 1}}], ids=["baseline", "rganet", "mscsa_tgi"])
 def test_two_process_ddp_on_cpu_keeps_ranks_in_sync(tmp_path, method):

@@ -117,7 +117,7 @@ class Trainer:
             raise FileNotFoundError(f"--resume: no training state at {path}")
         state = torch.load(path, map_location="cpu", weights_only=False)
         self.model.load_state_dict(state["model"])
-        log.info("resuming from %s: stage %d, epoch %d", path, state["stage"], state["epoch"] + 1)
+        log.info("resuming from %s: stage %s, epoch %d", path, state["stage"], state["epoch"] + 1)
         return state
 
     # ---- stages ------------------------------------------------------------------------
