@@ -78,7 +78,7 @@ class EdgePipeline:
         requests: list[tuple[Frame, EmbedRequest]] = []
         for frame, dets in zip(frames, detections):
             feats = det_feats.get(frame.camera_id)
-            tracks = self.trackers[frame.camera_id].update(dets, frame.image, feats[0] if feats else None)
+            tracks = self.trackers[frame.camera_id].update(dets, frame.image, feats.global_ if feats else None)
             evs, reqs = self.books[frame.camera_id].update(tracks, frame)
             events += [(e, t, frame.timestamp) for e, t in evs]
             if feats:  # BoT-SORT already embedded every detection: reuse, do not embed twice
@@ -86,7 +86,7 @@ class EdgePipeline:
                 for req in reqs:
                     i = index.get(req.tracklet.local_id, -1)
                     if i >= 0:
-                        self._absorb(req, feats[1][i], frame.timestamp)
+                        self._absorb(req, feats[i], frame.timestamp)
             else:
                 requests += [(frame, r) for r in reqs]
         t3 = time.perf_counter()
@@ -107,14 +107,13 @@ class EdgePipeline:
             self.stats.frame(f.camera_id, f.timestamp)
         self.stats.stage("publish", time.perf_counter() - t5)
 
-    def _embed_detections(self, frames: list[Frame], detections: list[Detections]) -> dict[str, tuple[np.ndarray, Embeddings]]:
-        """Every detection embedded (BoT-SORT with our features): (global [N, D] for the tracker, all of it)."""
+    def _embed_detections(self, frames: list[Frame], detections: list[Detections]) -> dict[str, Embeddings]:
+        """Every detection embedded (BoT-SORT with our features)."""
         out = {}
         for frame, dets in zip(frames, detections):
             crops = self.reid.crops(frame.image, dets.xyxy)
             cams = np.full(len(crops), self.sie[frame.camera_id])
-            emb = self.reid.embed(crops, cams)
-            out[frame.camera_id] = (emb.global_, emb)
+            out[frame.camera_id] = self.reid.embed(crops, cams)
             self.stats.embedded += len(crops)
         return out
 

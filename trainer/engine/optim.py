@@ -10,14 +10,15 @@ from torch import nn
 from trainer.config import OptimConfig
 
 
-def build_optimizer(named_params: Iterable[tuple[str, nn.Parameter]], cfg: OptimConfig, lr_factor: Optional[Callable[[str], float]] = None) -> torch.optim.Optimizer:
-    """One group per parameter; ``lr_factor(name)`` scales a parameter's learning rate."""
+def build_optimizer(named_params: Iterable[tuple[str, nn.Parameter]], cfg: OptimConfig, lr_factor: Optional[Callable[[nn.Parameter], float]] = None) -> torch.optim.Optimizer:
+    """One group per parameter; ``lr_factor(param)`` scales a parameter's learning rate (a
+    method's new modules learn faster than the pretrained backbone)."""
     groups = []
     for name, p in named_params:
         if not p.requires_grad:
             continue
         is_bias = name.endswith(".bias")
-        lr = cfg.lr * (cfg.bias_lr_factor if is_bias else 1.0) * (lr_factor(name) if lr_factor else 1.0)
+        lr = cfg.lr * (cfg.bias_lr_factor if is_bias else 1.0) * (lr_factor(p) if lr_factor else 1.0)
         decay = 0.0 if (is_bias or p.ndim <= 1) else cfg.weight_decay
         groups.append({"params": [p], "lr": lr, "weight_decay": decay})
     if not groups:

@@ -174,7 +174,9 @@ class Trainer:
         stage_cfg = cfg.stage2.model_copy(update={"epochs": epochs})
         loader = pk_loader(self.data.train, cfg, cfg.stage2.batch_size, rt.rank, rt.world_size)
         net = _wrap(self.model, rt)
-        optimizer = build_optimizer(self._trainable(), stage_cfg, self._lr_factor)
+        fresh = {id(p) for p in self.model.method.new_parameters()}
+        factor = cfg.model.method.lr_factor
+        optimizer = build_optimizer(self._trainable(), stage_cfg, lambda p: factor if id(p) in fresh else 1.0)
         scheduler = build_scheduler(optimizer, stage_cfg)
         scaler = torch.amp.GradScaler("cuda") if (cfg.amp and rt.device.type == "cuda") else None
         start = self._resume_into(resume, optimizer, scheduler, scaler)
@@ -189,11 +191,6 @@ class Trainer:
                 self._save_state(stage, epoch + 1, optimizer, scheduler, scaler)
             if stage == STAGE_IMAGE and cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < epochs and rt.is_main:
                 log.info(format_result(self.evaluate(), f"stage 2 epoch {epoch + 1}"))
-
-    def _lr_factor(self, name: str) -> float:
-        """New (randomly initialised) method modules learn ``method.lr_factor`` times faster."""
-        fresh = name.startswith("method.") or ".aggregators." in name
-        return self.cfg.model.method.lr_factor if fresh else 1.0
 
     def _log_epoch(self, stage: int | str, epoch: int, lr: float, stats: dict[str, float], seconds: float) -> None:
         row = {"stage": stage, "epoch": epoch + 1, "lr": lr, **stats, "seconds": round(seconds, 3)}

@@ -38,9 +38,7 @@ def extract_features(model: torch.nn.Module, loader: DataLoader, device: torch.d
         images, cams = images.to(device), camid.to(device)
         out = model.infer(images, cams)
         if flip:
-            mirror = model.infer(torch.flip(images, dims=[3]), cams)
-            out = type(out)(*(None if a is None else (a + b) / 2 for a, b in zip(
-                (out.embedding, out.parts, out.part_conf), (mirror.embedding, mirror.parts, mirror.part_conf))))
+            out = out.averaged_with(model.infer(torch.flip(images, dims=[3]), cams))
         feats.append(to_embeddings(out))
         pids.append(pid)
         camids.append(camid)

@@ -40,6 +40,13 @@ class Inference:
     parts: Optional[torch.Tensor] = None
     part_conf: Optional[torch.Tensor] = None
 
+    def averaged_with(self, other: "Inference") -> "Inference":
+        """Element-wise mean (test-time flip averaging)."""
+        def mean(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+            return None if a is None else (a + b) / 2
+
+        return Inference(mean(self.embedding, other.embedding), mean(self.parts, other.parts), mean(self.part_conf, other.part_conf))
+
 
 class Method(nn.Module):
     """Plain CLIP-ReID: test feature ``cat(global_feat, proj_feat)``, no extra losses."""
@@ -66,6 +73,10 @@ class Method(nn.Module):
         all of the method's own, except those named in :meth:`frozen_parameter_names`."""
         frozen = self.frozen_parameter_names()
         return [p for name, p in self.named_parameters() if name not in frozen]
+
+    def new_parameters(self) -> list[nn.Parameter]:
+        """Parameters the method adds (randomly initialised): they get ``method.lr_factor``."""
+        return list(self.parameters())
 
     def frozen_parameter_names(self) -> set[str]:
         """Own parameters that never train (BNNeck biases)."""

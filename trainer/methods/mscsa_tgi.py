@@ -116,6 +116,9 @@ class MSCSATGI(Method):
     def stage1_parameters(self) -> list[nn.Parameter]:
         return [p for block in self.blocks.values() for p in block.parameters()]
 
+    def new_parameters(self) -> list[nn.Parameter]:
+        return self.stage1_parameters() + list(self.parameters())  # the MSCSA blocks live in the encoder
+
     def stage2_parameters(self) -> list[nn.Parameter]:
         return [] if self.tgi is None else list(self.tgi.parameters())
 

@@ -86,8 +86,7 @@ class SlotPrompts(nn.Module):
     """Fixed prompt texts whose slot positions are overwritten by learnable vectors.
 
     ``base`` [P, L, W] holds the embedded fixed words of P prompts and ``positions`` [P, S] the
-    S slot positions of each; :meth:`fill` writes ``vectors`` [N, S, W] (or one shared [S, W])
-    into prompts ``rows`` [N] (default: all P, or N copies of a single prompt).
+    S slot positions of each; :meth:`fill` writes learnable vectors there.
     """
 
     def __init__(self, text_encoder: TextEncoder, texts: list[str], positions: list[list[int]]) -> None:
@@ -99,15 +98,15 @@ class SlotPrompts(nn.Module):
         self.register_buffer("base", base.clone())  # saved: it depends on the (pretrained) token embedding
         self.register_buffer("positions", torch.tensor(positions, dtype=torch.long), persistent=False)
 
-    def fill(self, vectors: torch.Tensor, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (prompt embeddings [N, L, W], token ids [N, L])."""
-        if rows is None:
-            n = vectors.shape[0] if (vectors.dim() == 3 and self.base.shape[0] == 1) else self.base.shape[0]
-            rows = torch.zeros(n, dtype=torch.long, device=self.base.device) if self.base.shape[0] == 1 else torch.arange(n, device=self.base.device)
-        if vectors.dim() == 2:
-            vectors = vectors.expand(len(rows), -1, -1)
+    def fill(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """vectors [N, S, W] -> (prompt embeddings [N, L, W], token ids [N, L]).
+
+        With a single prompt text (P = 1) it is repeated N times; otherwise N must equal P.
+        """
+        n, many = vectors.shape[0], self.base.shape[0]
+        rows = torch.arange(n, device=self.base.device) if many > 1 else torch.zeros(n, dtype=torch.long, device=self.base.device)
         prompts = self.base[rows].clone()
-        prompts[torch.arange(len(rows), device=rows.device)[:, None], self.positions[rows]] = vectors.to(prompts.dtype)
+        prompts[torch.arange(n, device=rows.device)[:, None], self.positions[rows]] = vectors.to(prompts.dtype)
         return prompts, self.tokens[rows]
 
 
@@ -176,7 +175,7 @@ class SharedContextPrompts(nn.Module):
         """-> [P, E] text features of the P phrase prompts (unnormalised)."""
         if not self.training and self._cached is not None:
             return self._cached
-        prompts, tokens = self.prompts.fill(self.ctx)
+        prompts, tokens = self.prompts.fill(self.ctx.expand(len(self.phrases), -1, -1))
         features = text_encoder(prompts, tokens)
         if not self.training:
             self._cached = features.detach()
