@@ -13,6 +13,8 @@ from pydantic import Field, field_validator, model_validator
 
 from trainer.configio import ConfigError, StrictModel, load_config
 
+from .identity.geometry import CalibrationError, homography_from
+
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
 
 
@@ -85,12 +87,48 @@ class TransitionWindow(StrictModel):
 
 
 class MatchingConfig(StrictModel):
+    """The identity engine (``edge/identity``): thresholds, evidence weights, the revision window."""
+
     enabled: bool = Field(True, description="False: every tracklet founds its own identity (for comparisons)")
-    threshold: float = Field(0.6, ge=-1.0, le=1.0, description="lowest cosine similarity that joins an identity")
+    threshold: Optional[float] = Field(None, ge=-1.0, le=1.0, description="cosine at which appearance alone is neutral; None: the model's stored threshold (required for models without one)")
+    scale: Optional[float] = Field(None, gt=0, description="cosine units per unit of evidence; None: the model's same/different-person spread, else 0.1")
     min_embeddings: int = Field(2, ge=1, description="evidence a tracklet needs before it is matched")
     identity_ttl_s: float = Field(300.0, gt=0, description="identities unseen this long are forgotten")
-    gallery_size: int = Field(16, ge=1, description="embeddings kept per identity (the best-quality ones)")
+    max_identities: int = Field(10000, ge=1, description="gallery bound: past it the longest-unseen identities are forgotten first")
+    gallery_size: int = Field(16, ge=1, description="embeddings kept per identity by the BoT-SORT feature path")
+    revision_window_s: float = Field(30.0, ge=0, description="decisions about tracklets seen within this window may still change (merge, reassign)")
+    revise_every_s: float = Field(1.0, gt=0, description="period of the revision pass (scene time)")
+    relink_max_gap_s: float = Field(5.0, ge=0, description="a new tracklet starting this soon after one of the same camera was last seen, near it, continues it")
+    relink_bonus: float = Field(1.0, ge=0, description="evidence (in scale units) for continuing a same-camera tracklet")
+    floor_weight: float = Field(2.0, ge=0, description="evidence (in scale units) for standing at the same floor position at the same time")
+    merge_margin: float = Field(0.5, description="score two identities need to be merged")
+    reassign_margin: float = Field(1.0, ge=0, description="a tracklet moves when another identity fits it this much better")
+    same_place_m: float = Field(0.8, gt=0, description="floor distance at the same time that counts as the same place")
+    different_place_m: float = Field(2.0, gt=0, description="floor distance at the same time that means two people")
+    max_speed_mps: float = Field(3.0, gt=0, description="nobody walks faster between two sightings")
     transitions: list[TransitionWindow] = Field(default_factory=list, description="optional camera-to-camera time windows")
+
+    @model_validator(mode="after")
+    def _places_ordered(self) -> "MatchingConfig":
+        if self.same_place_m >= self.different_place_m:
+            raise ValueError("same_place_m must be below different_place_m")
+        return self
+
+
+class CalibrationConfig(StrictModel):
+    """Image -> floor (metres) mapping of one camera: a 3x3 matrix, or >= 4 point pairs."""
+
+    homography: Optional[list[list[float]]] = Field(None, description="3x3 image -> floor matrix (row-major)")
+    image_points: Optional[list[tuple[float, float]]] = Field(None, description="pixels [[u, v], ...] of floor points")
+    floor_points: Optional[list[tuple[float, float]]] = Field(None, description="the same points on the floor, metres [[x, y], ...]")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "CalibrationConfig":
+        if (self.homography is None) == (self.image_points is None and self.floor_points is None):
+            raise ValueError("give either homography or image_points + floor_points")
+        if self.homography is None and (self.image_points is None or self.floor_points is None):
+            raise ValueError("image_points and floor_points come together")
+        return self
 
 
 class PublisherConfig(StrictModel):
@@ -105,6 +143,7 @@ class PublisherConfig(StrictModel):
 class OutputConfig(StrictModel):
     mot_dir: Optional[str] = Field(None, description="write <camera>.txt (local ids) and <camera>.global.txt (MOT format)")
     video_dir: Optional[str] = Field(None, description="write an annotated <camera>.mp4")
+    floor_map: Optional[str] = Field(None, description="write a top-down PNG of the tracks on the floor (calibrated cameras)")
 
 
 class RunConfig(StrictModel):
@@ -120,6 +159,7 @@ class EdgeConfig(StrictModel):
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     reid: Optional[ReIDConfig] = Field(None, description="None: tracking only, every tracklet its own identity")
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
+    calibration: dict[str, CalibrationConfig] = Field(default_factory=dict, description="per camera id: image -> floor homography (optional)")
     publisher: PublisherConfig = Field(default_factory=PublisherConfig)
     outputs: OutputConfig = Field(default_factory=OutputConfig)
     run: RunConfig = Field(default_factory=RunConfig)
@@ -176,6 +216,13 @@ def load_edge_config(path: str | Path, overrides: list[str] | tuple[str, ...] = 
         for end in (t.src, t.dst):
             if end not in known:
                 raise ConfigError(f"{path}: matching.transitions.{i}: unknown camera {end!r} (cameras: {sorted(known)})")
-    for key in ("mot_dir", "video_dir"):
+    for cam_id, calibration in cfg.calibration.items():
+        if cam_id not in known:
+            raise ConfigError(f"{path}: calibration.{cam_id}: unknown camera {cam_id!r} (cameras: {sorted(known)})")
+        try:
+            homography_from(calibration, f"calibration.{cam_id}")
+        except CalibrationError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    for key in ("mot_dir", "video_dir", "floor_map"):
         setattr(cfg.outputs, key, _resolve(base_for(f"outputs.{key}"), getattr(cfg.outputs, key)))
     return cfg

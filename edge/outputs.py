@@ -1,8 +1,9 @@
 """Result files: MOT Challenge rows per camera (local and global ids) and annotated videos.
 
 ``<mot_dir>/<camera>.txt`` has the tracker's local ids; ``<camera>.global.txt`` the same rows
-with global ids. A tracklet's rows wait until it has a global id and are then written with it,
-so every row of a tracklet carries the identity it finally got (what evaluation needs).
+with global ids. A tracklet's global rows wait until its identity is final (the identity engine's
+revision window has passed, or the run ended) and are then written with it, so every row carries
+the identity the run finally decided (what a user reads at the end, and what evaluation scores).
 """
 from __future__ import annotations
 
@@ -26,11 +27,14 @@ class MotWriter:
         self.global_ = {c: open(self.folder / f"{c}.global.txt", "w") for c in camera_ids}
 
     def row(self, t: Tracklet, frame_index: int) -> None:
+        """The local row now; the global row once the tracklet's identity is final (:meth:`flush`).
+        Past ``MAX_PENDING_ROWS`` a long tracklet's oldest rows go out with its current id."""
         self.local[t.camera_id].write(mot_row(frame_index, t.local_id, t.xyxy, t.conf))
         t.pending_rows.append((frame_index, t.xyxy.copy(), t.conf))
         if len(t.pending_rows) > MAX_PENDING_ROWS:
-            t.pending_rows.pop(0)
-        self.flush(t)
+            frame, xyxy, conf = t.pending_rows.pop(0)
+            if t.global_id is not None:
+                self.global_[t.camera_id].write(mot_row(frame, t.global_id, xyxy, conf))
 
     def flush(self, t: Tracklet) -> None:
         if t.global_id is None:

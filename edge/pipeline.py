@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from typing import Optional
 
 import numpy as np
@@ -17,9 +18,10 @@ from trainer.embeddings import Embeddings
 
 from .config import EdgeConfig
 from .detector import PersonDetector
-from .identities import Identity, IdentityGallery
+from .identity import Decision, IdentityEngine, homography_from
+from .identity.engine import settings_from_config
 from .outputs import AnnotatedVideo, MotWriter
-from .publisher import EventPublisher, identity_event, track_event
+from .publisher import EventPublisher, decision_event, track_event
 from .reid.backends import ReIDBackend, build_backend
 from .sources import CameraCapture
 from .stats import PipelineStats, format_report
@@ -44,9 +46,12 @@ class EdgePipeline:
         if self.reid is not None:
             r = cfg.reid
             policy = BudgetPolicy(r.embed_every, r.better_crop, r.min_box_height, r.max_overlap)
-        self.books = {c.id: TrackletBook(c.id, self.trackers[c.id].max_lost_frames, policy) for c in cfg.cameras}
+        self.homographies = {cam: homography_from(cal, f"calibration.{cam}") for cam, cal in cfg.calibration.items()}
+        self.books = {c.id: TrackletBook(c.id, self.trackers[c.id].max_lost_frames, policy, self.homographies.get(c.id))
+                      for c in cfg.cameras}
         self.sie = {c.id: (c.sie_index if c.sie_index is not None else i) for i, c in enumerate(cfg.cameras)}
-        self.gallery = IdentityGallery(cfg.matching)
+        self.engine = IdentityEngine(self._engine_settings())
+        self._closing: dict[tuple[str, int], Tracklet] = {}  # ended tracklets whose identity may still change
         self.stats = PipelineStats()
         p = cfg.publisher
         self.publisher = EventPublisher(p.endpoint, p.high_water_mark) if p.enabled else None
@@ -54,7 +59,19 @@ class EdgePipeline:
         fps = next((c.fps for c in cfg.cameras if c.fps), 10.0)
         self.video = AnnotatedVideo(cfg.outputs.video_dir, fps) if cfg.outputs.video_dir else None
         self._last_update: dict[tuple[str, int], float] = {}
+        self._now = 0.0  # scene clock: the newest frame time processed
+        self.final_log: Optional[list] = None  # set to a list to keep every final tracklet's summary (benchmarks)
         self._last_snapshot = 0.0
+
+    def _engine_settings(self):
+        if self.reid is None:  # tracking only: every tracklet its own identity, at once
+            return replace(settings_from_config(self.cfg.matching.model_copy(update={"enabled": False}), None), min_embeddings=0)
+        stats = getattr(self.reid.meta, "similarity", None)
+        settings = settings_from_config(self.cfg.matching, stats, self.cfg.reid.model)
+        source = "config" if self.cfg.matching.threshold is not None else "model metadata"
+        log.info("matching: threshold %.3f (%s), scale %.3f, %d calibrated camera(s)", settings.threshold, source,
+                 settings.scale, len(self.homographies))
+        return settings
 
     def warmup(self) -> None:
         """One dummy detection and embedding, so model loading/fusing is not billed to the first frames."""
@@ -98,13 +115,14 @@ class EdgePipeline:
         if requests or det_feats:
             self.stats.stage("embed", t4 - t3 + (t2 - t1))
 
-        identity_events = self._match(events, time.time())
+        self._now = max(self._now, *(f.timestamp for f in frames))
+        identity_events = self._match(events, self._now)
         t5 = time.perf_counter()
         self.stats.stage("match", t5 - t4)
 
         self._publish(frames, events, identity_events)
         for f in frames:
-            self.stats.frame(f.camera_id, f.timestamp)
+            self.stats.frame(f.camera_id, f.wall_ts)
         self.stats.stage("publish", time.perf_counter() - t5)
 
     def _embed_detections(self, frames: list[Frame], detections: list[Detections]) -> dict[str, Embeddings]:
@@ -131,37 +149,43 @@ class EdgePipeline:
         """One crop's embedding (one row, with parts for part-based models) into its tracklet."""
         parts = (None, None) if crop.parts is None else (crop.parts[0], crop.part_conf[0])
         req.tracklet.add_embedding(crop.global_[0], req.quality, *parts)
-        if req.tracklet.global_id is not None:
-            self.gallery.observe(req.tracklet, now, crop, req.quality)
-
-    def _identity_message(self, kind: str, ident: Identity, t: Optional[Tracklet]) -> tuple[str, dict, Optional[np.ndarray]]:
-        """Topic, header and optional embedding, taken now: later assignments must not leak into it."""
-        emb = ident.embedding if self.cfg.publisher.send_embeddings else None
-        return f"identity/{ident.global_id}", identity_event(kind, ident, t, t.last_seen if t else None), emb
 
     def _match(self, events: list[tuple[str, Tracklet, float]], now: float) -> list[tuple[str, dict, Optional[np.ndarray]]]:
-        out = []
+        """Feed the identity engine this step's tracklets; sync global ids; turn decisions into events."""
         ended = [t for e, t, _ in events if e == "ended"]
         live = [t for book in self.books.values() for t in book.tracklets.values()]
-        if self.reid is None:
-            waiting = [t for e, t, _ in events if e == "new"]
-        else:
-            waiting = [t for t in live if self.gallery.ready(t)]
-        waiting += [t for t in ended if t.global_id is None]  # no identity yet: it founds one now
-        for kind, t, ident in self.gallery.assign(waiting, now):
-            out.append(self._identity_message(kind, ident, t))
-        for t in live:
-            if t.global_id is not None and t.state == "active":
-                self.gallery.observe(t, t.last_seen)
         for t in ended:
-            self.gallery.release(t)
+            self._closing[t.key] = t
             self.trackers[t.camera_id].forget(t.local_id)
             self._last_update.pop(t.key, None)
+        decisions = self.engine.update([t.summary() for t in (*live, *ended)], now)
+        for t in (*live, *self._closing.values()):
+            t.global_id = self.engine.global_id(t.key)
+        out = [self._decision_message(d) for d in decisions]
+        self._write_final()
+        return out
+
+    def _tracklet(self, key) -> Optional[Tracklet]:
+        return self._closing.get(key) or self.books[key[0]].tracklets.get(key[1])
+
+    def _decision_message(self, d: Decision) -> tuple[str, dict, Optional[np.ndarray]]:
+        """Topic, header and optional embedding, taken now: later decisions must not leak into it."""
+        ident = self.engine.identities.get(d.global_id)
+        t = self._tracklet(d.key) if d.key is not None else None
+        emb = ident.embedding if (ident is not None and self.cfg.publisher.send_embeddings) else None
+        return f"identity/{d.global_id}", decision_event(d, ident, t), emb
+
+    def _write_final(self) -> None:
+        """Tracklets whose identity is final: their global MOT rows are written with it."""
+        for key, gid in self.engine.take_final():
+            t = self._closing.pop(key, None)
+            if t is None:
+                continue
+            t.global_id = gid
             if self.mot is not None:
                 self.mot.flush(t)
-        for ident in self.gallery.expire(now):
-            out.append(self._identity_message("expired", ident, None))
-        return out
+            if self.final_log is not None:
+                self.final_log.append(t.summary())
 
     def _publish(self, frames: list[Frame], events, identity_events) -> None:
         by_camera = {f.camera_id: f for f in frames}
@@ -195,12 +219,14 @@ class EdgePipeline:
 
     def snapshot(self) -> list[dict]:
         return [{"global_id": i.global_id, "cameras": sorted(i.cameras), "last_seen": i.last_seen,
-                 "live": [[c, lid] for c, lid in sorted(i.live)]} for i in self.gallery.identities.values()]
+                 "live": [[c, lid] for c, lid in sorted(i.members)]} for i in self.engine.identities.values()]
 
     def close(self) -> None:
         """End every tracklet (so it gets an identity and its rows are written), then close outputs."""
         events = [(e, t, t.last_seen) for book in self.books.values() for e, t in book.end_all()]
-        identity_events = self._match(events, time.time())
+        identity_events = self._match(events, self._now)
+        self.engine.flush()
+        self._write_final()
         if self.publisher is not None:
             for kind, t, ts in events:
                 self.publisher.publish(f"track/{t.camera_id}", track_event(kind, t, ts))
@@ -217,7 +243,8 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
     """Capture from every camera and process until the sources end, a limit is hit or ``stop``."""
     stop = stop or threading.Event()
     new_frame = threading.Event()
-    captures = [CameraCapture(c, new_frame, stop, cfg.run.reconnect_max_s) for c in cfg.cameras]
+    epoch = time.time()  # one scene clock for every file/synthetic camera
+    captures = [CameraCapture(c, new_frame, stop, cfg.run.reconnect_max_s, epoch=epoch) for c in cfg.cameras]
     rates = {c.cam.id: c.cam.fps or getattr(c.reader, "fps", None) or 30.0 for c in captures}
     pipeline = pipeline or EdgePipeline(cfg, rates)
     pipeline.warmup()
@@ -288,7 +315,7 @@ def _stats(pipeline: EdgePipeline, captures: list[CameraCapture]) -> dict:
     report = pipeline.stats.report({
         "dropped": {c.cam.id: c.dropped for c in captures},
         "reconnects": {c.cam.id: c.reconnects for c in captures},
-        "gallery": len(pipeline.gallery),
+        "gallery": len(pipeline.engine),
         "events_dropped": pub.dropped if pub else 0,
     })
     if pub is not None:

@@ -1,4 +1,4 @@
-"""Identity events over ZeroMQ PUB (schema ``clipreid-edge.events`` version 1).
+"""Identity events over ZeroMQ PUB (schema ``clipreid-edge.events`` version 2).
 
 Every message is multipart:
 
@@ -27,7 +27,7 @@ import zmq
 log = logging.getLogger(__name__)
 
 SCHEMA = "clipreid-edge.events"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def track_event(event: str, t, capture_ts: float) -> dict[str, Any]:
@@ -38,18 +38,31 @@ def track_event(event: str, t, capture_ts: float) -> dict[str, Any]:
             "frame": t.last_frame}
 
 
-def identity_event(event: str, ident, t=None, capture_ts: Optional[float] = None) -> dict[str, Any]:
-    """Header fields for an identity event (new / assigned / expired).
+def decision_event(d, ident=None, t=None) -> dict[str, Any]:
+    """Header fields for an identity event, from an identity engine :class:`~edge.identity.Decision`.
 
-    A new identity was founded by ``t`` alone, so its ``cameras`` is ``t``'s camera even when other
-    tracklets joined it in the same matching round (they get their own ``assigned`` events).
+    ``new`` / ``assigned``: tracklet ``t`` founded / joined ``global_id``; ``merged``: identity
+    ``from`` is the same person as ``into`` (= ``global_id``) and is folded into it; ``reassigned``:
+    tracklet (``camera``, ``local_id``) moved ``from`` one identity ``into`` another; ``expired``:
+    ``global_id`` unseen for the time to live. A new identity was founded by ``t`` alone, so its
+    ``cameras`` is ``t``'s camera even when other tracklets joined it in the same round (they get
+    their own ``assigned`` events). ``ident`` is the identity as it stands now (None once gone).
     """
-    cameras = [t.camera_id] if (event == "new" and t is not None) else sorted(ident.cameras)
-    out = {"event": event, "global_id": ident.global_id, "cameras": cameras, "last_seen": ident.last_seen}
-    if t is not None:
+    if d.kind == "new" and t is not None:
+        cameras = [t.camera_id]
+    else:
+        cameras = sorted(ident.cameras) if ident is not None else list(d.cameras)
+    out: dict[str, Any] = {"event": d.kind, "global_id": d.global_id, "cameras": cameras}
+    last_seen = ident.last_seen if ident is not None else (t.last_seen if t is not None else None)
+    if last_seen is not None:
+        out["last_seen"] = last_seen
+    if d.kind in ("merged", "reassigned"):
+        out["from"], out["into"] = d.previous, d.global_id
+    if d.key is not None:
+        out.update(camera=d.key[0], local_id=d.key[1])
+    if t is not None and d.kind != "merged":
         x0, y0, x1, y1 = (round(float(v), 1) for v in t.xyxy)
-        out.update(camera=t.camera_id, local_id=t.local_id, bbox=[x0, y0, x1, y1], score=round(float(t.conf), 3),
-                   capture_ts=capture_ts, frame=t.last_frame)
+        out.update(bbox=[x0, y0, x1, y1], score=round(float(t.conf), 3), capture_ts=t.last_seen, frame=t.last_frame)
     return out
 
 

@@ -186,8 +186,9 @@ class CameraCapture(threading.Thread):
     """One camera's capture loop; the pipeline calls :meth:`take` for the newest frame."""
 
     def __init__(self, cam: CameraConfig, new_frame: threading.Event, stop: threading.Event,
-                 reconnect_max_s: float = 10.0, reader: Optional[FrameReader] = None):
+                 reconnect_max_s: float = 10.0, reader: Optional[FrameReader] = None, epoch: Optional[float] = None):
         super().__init__(name=f"capture-{cam.id}", daemon=True)
+        self.epoch = time.time() if epoch is None else epoch  # scene time of a file's first frame
         self.cam = cam
         self.reader = reader or make_reader(cam.source)
         self.new_frame, self.stop = new_frame, stop
@@ -225,6 +226,13 @@ class CameraCapture(threading.Thread):
         if self.cam.fps is None or not self.reader.fps or self.reader.live:
             return 1
         return max(1, int(round(self.reader.fps / self.cam.fps)))
+
+    def _scene_time(self, index: int) -> float:
+        """Media time for files and synthetic cameras (frame position / rate), wall clock for live streams."""
+        rate = self.reader.fps or self.cam.fps
+        if self.reader.live or not rate:
+            return time.time()
+        return self.epoch + (index - 1) / rate
 
     def _deliver(self, frame: Frame) -> None:
         with self._cond:
@@ -278,7 +286,7 @@ class CameraCapture(threading.Thread):
             decode = time.perf_counter() - start
             self.decode_seconds += decode
             self.read_count += 1
-            self._deliver(Frame(self.cam.id, index, time.time(), image, decode))
+            self._deliver(Frame(self.cam.id, index, self._scene_time(index), image, decode))
             if self.cam.realtime and not self.reader.live and period:
                 next_due += period
                 self.stop.wait(max(0.0, next_due - time.monotonic()))

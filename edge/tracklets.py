@@ -15,6 +15,8 @@ import numpy as np
 
 from trainer.embeddings import Embeddings
 
+from .identity.geometry import FloorTrack, Homography, foot_point
+from .identity.records import TrackletSummary
 from .types import Frame, Track
 
 ACTIVE, LOST, ENDED = "active", "lost", "ended"
@@ -61,21 +63,34 @@ class Tracklet:
     last_quality: float = 0.0
     global_id: Optional[int] = None
     lost_frames: int = 0
-    pending_rows: list = field(default_factory=list)  # MOT rows waiting for a global id
+    pending_rows: list = field(default_factory=list)  # MOT rows waiting for the final global id
+    first_xyxy: Optional[np.ndarray] = None
+    floor: Optional[FloorTrack] = None  # floor positions when the camera is calibrated
     _part_sum: Optional[np.ndarray] = None  # [P, Dp] sum of quality * conf * part feature
     _conf_sum: Optional[np.ndarray] = None  # [P] sum of quality * conf
+    _appearance: Optional[tuple[int, Embeddings]] = None  # (n_embeddings it was built from, appearance)
 
     @property
     def key(self) -> tuple[str, int]:
         return self.camera_id, self.local_id
 
+    def summary(self) -> TrackletSummary:
+        """What the identity engine needs to know of this tracklet now."""
+        return TrackletSummary(self.camera_id, self.local_id, self.first_seen, self.last_seen, self.appearance(),
+                               self.n_embeddings, self.weight, self.first_xyxy if self.first_xyxy is not None else self.xyxy,
+                               self.xyxy, self.floor, self.state == ENDED)
+
     def appearance(self) -> Optional[Embeddings]:
         """The tracklet's appearance as one row of :class:`Embeddings` (with parts when it has them)."""
         if self.embedding is None:
             return None
-        if self._part_sum is None:
-            return Embeddings(self.embedding[None])
-        return Embeddings(self.embedding[None], self._part_sum[None], (self._conf_sum / max(self.weight, 1e-12))[None])
+        if self._appearance is None or self._appearance[0] != self.n_embeddings:  # rebuilt only after new evidence
+            if self._part_sum is None:
+                emb = Embeddings(self.embedding[None])
+            else:
+                emb = Embeddings(self.embedding[None], self._part_sum[None], (self._conf_sum / max(self.weight, 1e-12))[None])
+            self._appearance = (self.n_embeddings, emb)
+        return self._appearance[1]
 
     def add_embedding(self, vector: np.ndarray, quality: float, parts: Optional[np.ndarray] = None, part_conf: Optional[np.ndarray] = None) -> None:
         """Fold one L2-normalised embedding into the running quality-weighted mean; part
@@ -120,10 +135,12 @@ class BudgetPolicy:
 class TrackletBook:
     """The tracklets of one camera. ``update`` returns (events, embedding requests)."""
 
-    def __init__(self, camera_id: str, max_lost_frames: int, policy: Optional[BudgetPolicy] = None):
+    def __init__(self, camera_id: str, max_lost_frames: int, policy: Optional[BudgetPolicy] = None,
+                 homography: Optional[Homography] = None):
         self.camera_id = camera_id
         self.max_lost_frames = max_lost_frames
         self.policy = policy
+        self.homography = homography
         self.tracklets: dict[int, Tracklet] = {}
 
     def update(self, tracks: list[Track], frame: Frame) -> tuple[list[tuple[str, Tracklet]], list[EmbedRequest]]:
@@ -131,11 +148,13 @@ class TrackletBook:
         requests: list[EmbedRequest] = []
         boxes = np.array([t.xyxy for t in tracks], np.float32).reshape(-1, 4)
         overlaps = overlap_fraction(boxes)
+        floor = self.homography.to_floor(np.array([foot_point(b) for b in boxes]).reshape(-1, 2)) if self.homography else None
         seen = set()
-        for track, overlap in zip(tracks, overlaps):
+        for i, (track, overlap) in enumerate(zip(tracks, overlaps)):
             t = self.tracklets.get(track.local_id)
             if t is None:
-                t = Tracklet(self.camera_id, track.local_id, frame.timestamp, frame.timestamp, frame.index, frame.index, track.xyxy, track.conf)
+                t = Tracklet(self.camera_id, track.local_id, frame.timestamp, frame.timestamp, frame.index, frame.index, track.xyxy, track.conf,
+                             first_xyxy=np.asarray(track.xyxy, np.float32).copy(), floor=FloorTrack() if floor is not None else None)
                 self.tracklets[track.local_id] = t
                 events.append(("new", t))
             elif t.state == LOST:
@@ -143,6 +162,8 @@ class TrackletBook:
             t.state, t.lost_frames = ACTIVE, 0
             t.xyxy, t.conf, t.last_seen, t.last_frame = track.xyxy, track.conf, frame.timestamp, frame.index
             t.frames_seen += 1
+            if floor is not None:
+                t.floor.add(frame.timestamp, floor[i])
             seen.add(track.local_id)
             if self.policy is not None:
                 height = float(track.xyxy[3] - track.xyxy[1])

@@ -1,6 +1,7 @@
 """Plain data passed between the edge stages (numpy inside, no behaviour beyond views)."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -8,13 +9,20 @@ import numpy as np
 
 @dataclass
 class Frame:
-    """One captured image (BGR uint8 [H, W, 3]) with its camera, index and capture time."""
+    """One captured image (BGR uint8 [H, W, 3]) with its camera, index and times.
+
+    ``timestamp`` is the scene clock (Unix seconds): capture time for live streams, and for files
+    and synthetic cameras the run's start plus the frame's position in the media, so every rule
+    that reasons about time (identity revisions, walking speed) sees the scene's own time however
+    fast the pipeline runs. ``wall_ts`` is when it was read, for latency figures.
+    """
 
     camera_id: str
     index: int
     timestamp: float
     image: np.ndarray
     decode_s: float = 0.0  # time spent reading/decoding/resizing it
+    wall_ts: float = field(default_factory=time.time)
 
 
 @dataclass

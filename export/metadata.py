@@ -33,6 +33,9 @@ class ModelMetadata:
     camera_input: Optional[str] = None  # name of the int64 [B] camera-index input when the model uses SIE
     num_cameras: int = 0
     precision: str = "fp32"
+    # same-/different-person cosine statistics measured at training time and the matching
+    # threshold they give: {same_mean, same_std, diff_mean, diff_std, threshold, false_match_rate, ...}
+    similarity: Optional[dict] = None
     version: int = METADATA_VERSION
     source: str = ""
 

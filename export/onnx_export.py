@@ -39,6 +39,7 @@ def metadata_for(loaded: LoadedCheckpoint, graph: EmbeddingGraph, precision: str
         num_cameras=loaded.num_cameras if graph.uses_camera else 0,
         precision=precision,
         source=source,
+        similarity=loaded.train_meta.get("similarity"),
     )
 
 

@@ -75,7 +75,7 @@ def test_two_camera_run_publishes_well_formed_events_and_scores(tmp_path):
     seqs = [h["seq"] for _, h, _ in messages]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     for topic, header, _ in messages:
-        assert header["schema"] == "clipreid-edge.events" and header["version"] == 1 and "publish_ts" in header
+        assert header["schema"] == "clipreid-edge.events" and header["version"] == 2 and "publish_ts" in header
         if topic.startswith("track/"):
             assert topic == f"track/{header['camera']}" and len(header["bbox"]) == 4 and header["local_id"] >= 1
             assert header["event"] in ("new", "update", "lost", "found", "ended")

@@ -215,6 +215,7 @@ class EvalConfig(StrictModel):
     lambda_value: float = Field(0.3, ge=0, le=1)
     max_rank: int = Field(50, ge=1)
     batch_size: int = Field(128, ge=1)
+    false_match_rate: float = Field(0.01, gt=0, lt=1, description="the stored matching threshold admits this share of different-person pairs")
 
 
 class TrainConfig(StrictModel):

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+import yaml
 
 from trainer.cli import setup_console_logging
 
@@ -11,10 +14,10 @@ from .scene import SCENES, World, resolve_scene
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m edge.world", description=__doc__)
-    parser.add_argument("what", choices=["mot", "reid", "yolo", "preview"])
+    parser.add_argument("what", choices=["mot", "reid", "yolo", "preview", "calibration"])
     parser.add_argument("--scene", default="demo", help=f"one of {sorted(SCENES)}")
     parser.add_argument("--seed", type=int, nargs="*", default=None, help="override the scene's seed (other people); reid: several seeds go into one dataset")
-    parser.add_argument("--out", required=True, help="output folder (preview: PNG path)")
+    parser.add_argument("--out", required=True, help="output folder (preview: PNG path; calibration: YAML path)")
     parser.add_argument("--frames", type=int, default=None, help="mot: only the first N frames")
     parser.add_argument("--images", action="store_true", help="mot: also write img1/*.jpg")
     parser.add_argument("--video", action="store_true", help="mot: also write <camera>.mp4")
@@ -33,6 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     world = World(resolve_scene(args.scene, **({} if seeds[0] is None else {"seed": seeds[0]})))
     if args.what == "mot":
         export.write_mot_ground_truth(world, args.out, args.frames, images=args.images, video=args.video)
+    elif args.what == "calibration":
+        Path(args.out).write_text(yaml.safe_dump({"calibration": export.floor_calibration(world)}, default_flow_style=None, sort_keys=True))
+        print(args.out)
     elif args.what == "yolo":
         export.write_yolo_dataset(world, args.out, args.split, every=args.every)
     else:

@@ -139,6 +139,15 @@ def write_yolo_dataset(world: World, root: str | Path, split: str, every: int = 
     return root
 
 
+def floor_calibration(world: World) -> dict[str, dict[str, list[list[float]]]]:
+    """Each camera's exact image -> floor homography (metres), as the cameras YAML's ``calibration``."""
+    out = {}
+    for cam in world.cameras:
+        H = cam.H_inv / cam.H_inv[2, 2]
+        out[cam.spec.name] = {"homography": [[float(f"{v:.9g}") for v in row] for row in H]}
+    return out
+
+
 def camera_preview(world: World, frame: int, out: str | Path, tile_width: int = 480) -> Path:
     """One frame of every camera side by side, ground-truth boxes drawn, as a PNG."""
     tiles = []

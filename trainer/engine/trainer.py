@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 import yaml
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -31,7 +32,9 @@ from trainer.engine.logbook import EpochLog
 from trainer.engine.optim import build_optimizer, build_scheduler
 from trainer.engine.runtime import Runtime, gather_objects, parameter_checksum, rng_state, seed_everything, set_rng_state, setup_runtime, shutdown_runtime
 from trainer.engine.stages import STAGE_IMAGE, STAGE_METHOD, STAGE_PROMPTS, Stage1Head, cache_image_features, freeze_for_stage, stage1_epoch, stage2_epoch
-from trainer.eval.evaluate import evaluate_model, format_result, write_report
+from trainer.embeddings import Embeddings
+from trainer.eval.evaluate import evaluate_features, extract_features, format_result, write_report
+from trainer.eval.similarity_stats import similarity_stats
 from trainer.models.checkpoint import save_checkpoint
 from trainer.models.reid import CLIPReID, build_model
 
@@ -200,10 +203,21 @@ class Trainer:
             log.info("stage %s epoch %d  lr %.2e  %s  (%.1fs)", stage, epoch + 1, lr, losses, seconds)
 
     # ---- public ------------------------------------------------------------------------
-    def evaluate(self):
-        q = eval_loader(self.data.query, self.cfg)
-        g = eval_loader(self.data.gallery, self.cfg)
-        return evaluate_model(self.model, q, g, self.cfg.eval, self.rt.device, self.progress)
+    def evaluate(self, with_similarity: bool = False):
+        """Rank the query/gallery split; with ``with_similarity`` also return the same/different-person
+        similarity statistics (None when no identity is seen in two cameras)."""
+        q = extract_features(self.model, eval_loader(self.data.query, self.cfg), self.rt.device, self.cfg.eval.flip, self.progress)
+        g = extract_features(self.model, eval_loader(self.data.gallery, self.cfg), self.rt.device, self.cfg.eval.flip, self.progress)
+        result = evaluate_features(q, g, self.cfg.eval)
+        if not with_similarity:
+            return result
+        emb, pids, cams = Embeddings.concat([q[0], g[0]]), np.concatenate([q[1], g[1]]), np.concatenate([q[2], g[2]])
+        try:
+            stats = similarity_stats(emb, pids, cams, self.cfg.eval.false_match_rate)
+        except ValueError as exc:
+            log.warning("no similarity statistics: %s", exc)
+            stats = None
+        return result, stats
 
     def fit(self, resume: bool | str | Path = False) -> TrainResult:
         cfg, rt = self.cfg, self.rt
@@ -227,9 +241,13 @@ class Trainer:
         self._run_image_stage(STAGE_IMAGE, state, text_features)
         result.rank_checksums = gather_objects(rt, parameter_checksum(self.model))
         if rt.is_main:
-            final = self.evaluate()
+            final, stats = self.evaluate(with_similarity=True)
             log.info(format_result(final, "trained"))
             meta = {"dataset": self.data.name, "stage1_epochs": cfg.stage1.epochs, "stage2_epochs": cfg.stage2.epochs, "world_size": rt.world_size, "rank_checksums": result.rank_checksums}
+            if stats is not None:
+                meta["similarity"] = stats
+                log.info("matching threshold %.4f at false-match rate %.2f (same %.3f, different %.3f)", stats["threshold"],
+                         stats["false_match_rate"], stats["same_mean"], stats["diff_mean"])
             write_report(final, self.out, "eval", meta)
             result.metrics = final.as_dict()
             meta["metrics"] = {k: result.metrics[k] for k in ("mAP", "R1", "R5", "R10", "mINP")}

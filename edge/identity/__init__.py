@@ -1,0 +1,13 @@
+"""The identity engine: one person, one global id across cameras.
+
+``engine.py`` decides (assign, merge, reassign, expire) from tracklet summaries; ``geometry.py``
+knows the floor (camera homographies, same place / walking-speed evidence); ``records.py`` holds
+the plain data going in and out. No sockets, threads or files: the single-box runtime and a site
+hub feed the same engine.
+"""
+from .engine import EngineSettings, Identity, IdentityEngine
+from .geometry import CalibrationError, FloorRules, FloorTrack, Homography, floor_evidence, homography_from
+from .records import Decision, TrackletSummary
+
+__all__ = ["CalibrationError", "Decision", "EngineSettings", "FloorRules", "FloorTrack", "Homography", "Identity",
+           "IdentityEngine", "TrackletSummary", "floor_evidence", "homography_from"]

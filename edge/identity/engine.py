@@ -1,0 +1,494 @@
+"""The identity engine: tracklet summaries in, identity decisions out. No I/O, no threads.
+
+One score says how well a tracklet fits an identity, in units of the ReID model's *spread* (the
+gap between its mean same-person and mean different-person cosine), so that appearance and the
+other evidence add up::
+
+    score = (cos(tracklet, identity) - threshold) / scale
+            + relink_bonus   if the tracklet continues one of the identity's tracklets of the same
+                             camera (it started shortly after that one was last seen, near it)
+            + floor_weight * floor support   (same place at the same time in overlapping views)
+
+and hard rules forbid a pair outright: one camera never sees one identity twice at the same
+observed time; a transition window is not met; two tracklets stand far apart on the floor at the
+same time, or one would have had to walk faster than a person walks.
+
+Decisions are provisional for ``revision_window_s``: every ``revise_every_s`` the engine merges two
+identities whose tracklets fit each other (``merged``), moves a tracklet whose identity fits it
+worse than another one, or splits off one that conflicts with its identity (``reassigned``).
+Tracklets that ended before the window are *final*: folded into their identity's summary and
+reported by :meth:`IdentityEngine.take_final`, never to change again. Memory and cost are bounded
+by the window, ``max_identities`` and the identities' time to live.
+
+Same inputs, same decisions: everything runs on the scene clock the caller passes in.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Optional
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from trainer.embeddings import Embeddings, similarity, weighted_mean
+
+from .geometry import FloorRules, FloorTrack, floor_evidence
+from .records import Decision, Key, TrackletSummary
+
+log = logging.getLogger(__name__)
+
+FORBIDDEN = -1e9
+MAX_SPANS = 8  # final tracklets' time spans remembered per identity and camera
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Everything the engine decides with (see :class:`edge.config.MatchingConfig` for each)."""
+
+    threshold: float
+    scale: float = 0.1
+    enabled: bool = True
+    min_embeddings: int = 2
+    identity_ttl_s: float = 300.0
+    max_identities: int = 10000
+    revision_window_s: float = 30.0
+    revise_every_s: float = 1.0
+    relink_max_gap_s: float = 5.0
+    relink_bonus: float = 1.0
+    floor_weight: float = 2.0
+    merge_margin: float = 0.5
+    reassign_margin: float = 1.0
+    transitions: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    floor: FloorRules = field(default_factory=FloorRules)
+
+
+def settings_from_config(cfg, model_similarity: Optional[dict], model_name: str = "the ReID model") -> EngineSettings:
+    """Engine settings from ``matching`` (an :class:`edge.config.MatchingConfig`) and the model's stored
+    similarity statistics. The threshold is the config's, else the model's; neither is an error."""
+    stats = model_similarity or {}
+    threshold = cfg.threshold if cfg.threshold is not None else stats.get("threshold")
+    if threshold is None and cfg.enabled:
+        raise ValueError(f"{model_name} has no stored matching threshold (third-party or older export): set matching.threshold")
+    scale = cfg.scale
+    if scale is None:
+        spread = stats.get("same_mean", 0.0) - stats.get("diff_mean", 0.0)
+        scale = float(spread) if spread > 0 else 0.1
+    return EngineSettings(
+        threshold=float(threshold if threshold is not None else 1.0), scale=scale, enabled=cfg.enabled,
+        min_embeddings=cfg.min_embeddings, identity_ttl_s=cfg.identity_ttl_s, max_identities=cfg.max_identities,
+        revision_window_s=cfg.revision_window_s, revise_every_s=cfg.revise_every_s, relink_max_gap_s=cfg.relink_max_gap_s,
+        relink_bonus=cfg.relink_bonus, floor_weight=cfg.floor_weight, merge_margin=cfg.merge_margin,
+        reassign_margin=cfg.reassign_margin, transitions={(t.src, t.dst): (t.min_s, t.max_s) for t in cfg.transitions},
+        floor=FloorRules(near_m=cfg.same_place_m, far_m=cfg.different_place_m, max_speed_mps=cfg.max_speed_mps),
+    )
+
+
+@dataclass
+class Identity:
+    """One person: the tracklets still under revision (``members``) and a summary of the final ones."""
+
+    global_id: int
+    created: float
+    last_seen: float
+    last_camera: str
+    cameras: set[str] = field(default_factory=set)
+    members: set[Key] = field(default_factory=set)
+    spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # final tracklets' (first, last) per camera
+    past: Optional[Embeddings] = None  # appearance of the final tracklets
+    past_weight: float = 0.0
+    past_floor: Optional[FloorTrack] = None  # floor track of the latest final tracklet
+    embedding: Optional[np.ndarray] = None  # global appearance [D], refreshed on every change (events carry it)
+
+    @property
+    def live(self) -> set[Key]:
+        return self.members
+
+
+class IdentityEngine:
+    """Cross-camera identities from tracklet summaries. See the module docstring for the rules."""
+
+    def __init__(self, settings: EngineSettings):
+        self.cfg = settings
+        self.identities: dict[int, Identity] = {}
+        self.records: dict[Key, TrackletSummary] = {}
+        self.assignment: dict[Key, int] = {}
+        self._joined: dict[Key, int] = {}  # when each tracklet joined its identity (newest is doubted first)
+        self._order = itertools.count()
+        self._ids = itertools.count(1)
+        self._final: list[tuple[Key, int]] = []
+        self._last_revision = -np.inf
+        self._appearance_cache: dict[tuple[int, Optional[Key]], Optional[Embeddings]] = {}
+
+    def __len__(self) -> int:
+        return len(self.identities)
+
+    # --- the one entry point ----------------------------------------------------------------
+    def update(self, summaries: Iterable[TrackletSummary], now: float) -> list[Decision]:
+        """Take the tracklets that changed (new evidence, ended) and return what changed."""
+        for s in summaries:
+            self.records[s.key] = s
+        self._appearance_cache.clear()
+        out = self._assign_waiting(now)
+        if self.cfg.enabled and now - self._last_revision >= self.cfg.revise_every_s:
+            self._last_revision = now
+            out += self._revise(now)
+        self._refresh(out)
+        self._finalise(now)
+        out += self._expire(now)
+        return out
+
+    def flush(self) -> list[Decision]:
+        """End of the run: every tracklet is final now (call after the last :meth:`update`)."""
+        for key in list(self.records):
+            self._make_final(key)
+        return []
+
+    def settle(self, now: float, max_rounds: int = 50) -> list[Decision]:
+        """Revise until nothing changes (offline clustering of a whole run's tracklets)."""
+        out: list[Decision] = []
+        for _ in range(max_rounds):
+            changed = self._revise(now)
+            if not changed:
+                break
+            out += changed
+        self._refresh(out)
+        return out
+
+    def take_final(self) -> list[tuple[Key, int]]:
+        """Tracklets whose identity will not change any more, since the last call."""
+        out, self._final = self._final, []
+        return out
+
+    def global_id(self, key: Key) -> Optional[int]:
+        return self.assignment.get(key)
+
+    # --- assignment of waiting tracklets ----------------------------------------------------
+    def _ready(self, s: TrackletSummary) -> bool:
+        return s.key not in self.assignment and (s.ended or s.n_embeddings >= self.cfg.min_embeddings)
+
+    def _assign_waiting(self, now: float) -> list[Decision]:
+        waiting = sorted((s for s in self.records.values() if self._ready(s)), key=lambda s: (s.first_seen, s.key))
+        if not waiting:
+            return []
+        out = []
+        if not self.cfg.enabled:
+            return [self._found(s, now) for s in waiting]
+        blind = [s for s in waiting if s.appearance is None]
+        waiting = [s for s in waiting if s.appearance is not None]
+        out += [self._found(s, now) for s in blind]
+        idents = list(self.identities.values())
+        matched: set[int] = set()
+        if waiting and idents:
+            score = np.array([[self.score(s, ident) for ident in idents] for s in waiting])
+            rows, cols = linear_sum_assignment(-score)
+            for r, c in zip(rows, cols):
+                if score[r, c] >= 0.0:
+                    out.append(self._attach(waiting[r], idents[c], "assigned"))
+                    matched.add(r)
+        founded: list[Identity] = []  # people entering two overlapping views at once get one identity
+        for r, s in enumerate(waiting):
+            if r in matched:
+                continue
+            scores = [(self.score(s, ident), ident.global_id) for ident in founded]
+            best = max(scores, default=(FORBIDDEN, 0))
+            if best[0] >= 0.0:
+                out.append(self._attach(s, self.identities[best[1]], "assigned"))
+            else:
+                out.append(self._found(s, now))
+                founded.append(self.identities[out[-1].global_id])
+        return out
+
+    def _found(self, s: TrackletSummary, now: float) -> Decision:
+        ident = Identity(next(self._ids), now, s.last_seen, s.camera)
+        self.identities[ident.global_id] = ident
+        self._attach(s, ident, "new")
+        return Decision("new", ident.global_id, s.key)
+
+    def _attach(self, s: TrackletSummary, ident: Identity, kind: str) -> Decision:
+        self.assignment[s.key] = ident.global_id
+        self._joined[s.key] = next(self._order)
+        ident.members.add(s.key)
+        ident.cameras.add(s.camera)
+        if s.last_seen >= ident.last_seen:
+            ident.last_seen, ident.last_camera = s.last_seen, s.camera
+        self._appearance_cache.clear()
+        return Decision(kind, ident.global_id, s.key)
+
+    def _detach(self, key: Key) -> Identity:
+        ident = self.identities[self.assignment.pop(key)]
+        ident.members.discard(key)
+        self._appearance_cache.clear()
+        return ident
+
+    # --- the score --------------------------------------------------------------------------
+    def appearance(self, ident: Identity, without: Optional[Key] = None) -> Optional[Embeddings]:
+        """Weighted mean of the identity's tracklet appearances (and its final ones), optionally without one."""
+        cache_key = (ident.global_id, without)
+        if cache_key not in self._appearance_cache:
+            items, weights = [], []
+            for key in ident.members:
+                s = self.records[key]
+                if key != without and s.appearance is not None:
+                    items.append(s.appearance)
+                    weights.append(max(s.weight, 1e-3))
+            if ident.past is not None:
+                items.append(ident.past)
+                weights.append(max(ident.past_weight, 1e-3))
+            self._appearance_cache[cache_key] = weighted_mean(Embeddings.concat(items), np.array(weights)) if items else None
+        return self._appearance_cache[cache_key]
+
+    def score(self, s: TrackletSummary, ident: Identity, exclude_self: bool = False) -> float:
+        """How well tracklet ``s`` fits ``ident`` (>= 0: enough to join); FORBIDDEN when a hard rule says no."""
+        others = [self.records[k] for k in ident.members if k != s.key]
+        if not self._time_allows(s, ident, others):
+            return FORBIDDEN
+        forbidden, floor_support = self._floor(s, ident, others)
+        if forbidden:
+            return FORBIDDEN
+        app = self.appearance(ident, without=s.key if exclude_self else None)
+        if app is None or s.appearance is None:
+            return FORBIDDEN
+        cos = float(similarity(s.appearance, app)[0, 0])
+        relink = self.cfg.relink_bonus if any(self._continues(s, o) or self._continues(o, s) for o in others) else 0.0
+        return (cos - self.cfg.threshold) / self.cfg.scale + relink + self.cfg.floor_weight * floor_support
+
+    def _time_allows(self, s: TrackletSummary, ident: Identity, others: list[TrackletSummary]) -> bool:
+        for o in others:
+            if o.camera == s.camera and _overlap(o.first_seen, o.last_seen, s.first_seen, s.last_seen):
+                return False  # one camera saw both at once: two people
+        if any(_overlap(f, last, s.first_seen, s.last_seen) for f, last in ident.spans.get(s.camera, ())):
+            return False
+        if self.cfg.transitions:
+            before = [(o.last_seen, o.camera) for o in others if o.last_seen < s.first_seen and o.camera != s.camera]
+            if not before and not others and ident.last_camera != s.camera and ident.last_seen < s.first_seen:
+                before = [(ident.last_seen, ident.last_camera)]
+            if before:
+                last_seen, camera = max(before)
+                window = self.cfg.transitions.get((camera, s.camera))
+                if window is not None and not window[0] <= s.first_seen - last_seen <= window[1]:
+                    return False
+        return True
+
+    def _floor(self, s: TrackletSummary, ident: Identity, others: list[TrackletSummary]) -> tuple[bool, float]:
+        """(forbidden, mean support) over the identity's tracklets with floor tracks."""
+        if s.floor is None or not len(s.floor):
+            return False, 0.0
+        tracks = [o.floor for o in others if o.floor is not None and len(o.floor)]
+        if ident.past_floor is not None:
+            tracks.append(ident.past_floor)
+        supports = []
+        for track in tracks:
+            forbidden, support = floor_evidence(s.floor, track, self.cfg.floor)
+            if forbidden:
+                return True, 0.0
+            if support:
+                supports.append(support)
+        return False, float(np.mean(supports)) if supports else 0.0
+
+    def _continues(self, later: TrackletSummary, earlier: TrackletSummary) -> bool:
+        """``later`` picks up where ``earlier`` (same camera) was last seen: a tracker break."""
+        if later.camera != earlier.camera:
+            return False
+        gap = later.first_seen - earlier.last_seen
+        if not 0.0 < gap <= self.cfg.relink_max_gap_s:
+            return False
+        a, b = np.asarray(earlier.last_box, float), np.asarray(later.first_box, float)
+        height = max(a[3] - a[1], b[3] - b[1], 1.0)
+        moved = float(np.hypot((a[0] + a[2] - b[0] - b[2]) / 2, (a[3] - b[3])))
+        return moved <= height * (0.5 + 1.0 * gap)  # about one body height per second of walking
+
+    # --- revision ---------------------------------------------------------------------------
+    def _revise(self, now: float) -> list[Decision]:
+        out = self._resolve_conflicts(now)
+        out += self._reassign(now)
+        out += self._merge()
+        return out
+
+    def _resolve_conflicts(self, now: float) -> list[Decision]:
+        """A tracklet that its own identity forbids (e.g. a lost track came back beside its successor)."""
+        out = []
+        for ident in list(self.identities.values()):
+            if len(ident.members) < 2:
+                continue
+            for key in sorted(ident.members, key=lambda k: self.records[k].weight):
+                if key in ident.members and len(ident.members) > 1 and self.score(self.records[key], ident, True) <= FORBIDDEN:
+                    out.append(self._move(key, now, allow_new=True))
+        return [d for d in out if d is not None]
+
+    def _reassign(self, now: float) -> list[Decision]:
+        out = []
+        for key in sorted(self.assignment, key=lambda k: -self._joined[k]):  # the newest decision is doubted first
+            if key not in self.assignment:
+                continue
+            s = self.records.get(key)
+            ident = self.identities[self.assignment[key]]
+            if s is None or s.appearance is None or len(ident.members) + (ident.past is not None) < 2:
+                continue
+            own = self.score(s, ident, exclude_self=True)
+            if own >= -self.cfg.reassign_margin:
+                continue
+            d = self._move(key, now, allow_new=own < -2 * self.cfg.reassign_margin, beat=own + self.cfg.reassign_margin)
+            if d is not None:
+                out.append(d)
+        return out
+
+    def _move(self, key: Key, now: float, allow_new: bool, beat: float = 0.0) -> Optional[Decision]:
+        """Move ``key`` to the identity it fits best (scoring above ``beat`` and 0), or to a new one."""
+        s = self.records[key]
+        old = self.assignment[key]
+        best_score, best = FORBIDDEN, None
+        for ident in self.identities.values():
+            if ident.global_id != old:
+                sc = self.score(s, ident)
+                if sc > best_score:
+                    best_score, best = sc, ident
+        if best is not None and best_score >= max(beat, 0.0):
+            self._detach(key)
+            self._attach(s, best, "assigned")
+        elif allow_new:
+            self._detach(key)
+            best = self.identities[self._found(s, now).global_id]
+        else:
+            return None
+        self._drop_if_empty(old)
+        return Decision("reassigned", best.global_id, key, old)
+
+    def _merge(self) -> list[Decision]:
+        out = []
+        while True:
+            pair = self._best_merge()
+            if pair is None:
+                return out
+            keep, gone = pair
+            out.append(self._fold(gone, keep))
+
+    def _best_merge(self) -> Optional[tuple[int, int]]:
+        active = sorted(i.global_id for i in self.identities.values() if i.members)
+        best, best_score = None, self.cfg.merge_margin
+        for a, b in itertools.combinations(active, 2):
+            sc = self.merge_score(self.identities[a], self.identities[b])
+            if sc >= best_score:
+                best, best_score = (a, b), sc
+        return best
+
+    def merge_score(self, a: Identity, b: Identity) -> float:
+        """How well identity ``b``'s tracklets fit ``a`` as a whole (FORBIDDEN if any cannot)."""
+        app_a, app_b = self.appearance(a), self.appearance(b)
+        if app_a is None or app_b is None:
+            return FORBIDDEN
+        floor, relink = [], 0.0
+        for key in b.members:
+            s = self.records[key]
+            others = [self.records[k] for k in a.members]
+            if not self._time_allows(s, a, others):
+                return FORBIDDEN
+            forbidden, support = self._floor(s, a, others)
+            if forbidden:
+                return FORBIDDEN
+            floor.append(support)
+            if any(self._continues(s, o) or self._continues(o, s) for o in others):
+                relink = self.cfg.relink_bonus
+        for camera, spans in b.spans.items():  # b's final tracklets against a's, same camera
+            if any(_overlap(f1, l1, f2, l2) for f1, l1 in spans for f2, l2 in a.spans.get(camera, ())):
+                return FORBIDDEN
+            if any(_overlap(f, last, self.records[k].first_seen, self.records[k].last_seen)
+                   for f, last in spans for k in a.members if self.records[k].camera == camera):
+                return FORBIDDEN
+        cos = float(similarity(app_b, app_a)[0, 0])
+        return (cos - self.cfg.threshold) / self.cfg.scale + relink + self.cfg.floor_weight * (max(floor) if floor else 0.0)
+
+    def _fold(self, gone_id: int, keep_id: int) -> Decision:
+        keep, gone = self.identities[keep_id], self.identities.pop(gone_id)
+        for key in gone.members:
+            self.assignment[key] = keep_id
+            keep.members.add(key)
+        keep.cameras |= gone.cameras
+        for camera, spans in gone.spans.items():
+            keep.spans.setdefault(camera, []).extend(spans)
+            del keep.spans[camera][:-MAX_SPANS]
+        if gone.past is not None:
+            self._fold_past(keep, gone.past, gone.past_weight, gone.past_floor, gone.last_seen)
+        if gone.last_seen > keep.last_seen:
+            keep.last_seen, keep.last_camera = gone.last_seen, gone.last_camera
+        self._appearance_cache.clear()
+        return Decision("merged", keep_id, None, gone_id)
+
+    def _drop_if_empty(self, gid: int) -> None:
+        ident = self.identities.get(gid)
+        if ident is not None and not ident.members and ident.past is None:
+            del self.identities[gid]
+
+    # --- finality and expiry ----------------------------------------------------------------
+    def _finalise(self, now: float) -> None:
+        horizon = now - self.cfg.revision_window_s
+        for key in [k for k, s in self.records.items() if s.ended and s.last_seen < horizon]:
+            self._make_final(key)
+
+    def _make_final(self, key: Key) -> None:
+        s = self.records.pop(key)
+        gid = self.assignment.pop(key, None)
+        self._joined.pop(key, None)
+        if gid is None:
+            return
+        ident = self.identities[gid]
+        ident.members.discard(key)
+        spans = ident.spans.setdefault(s.camera, [])
+        spans.append((s.first_seen, s.last_seen))
+        del spans[:-MAX_SPANS]
+        if s.appearance is not None:
+            self._fold_past(ident, s.appearance, s.weight, s.floor, s.last_seen)
+        self._final.append((key, gid))
+        self._appearance_cache.clear()
+
+    @staticmethod
+    def _fold_past(ident: Identity, appearance: Embeddings, weight: float, floor: Optional[FloorTrack], last_seen: float) -> None:
+        if ident.past is None:
+            ident.past, ident.past_weight = appearance, weight
+        else:
+            ident.past = weighted_mean(Embeddings.concat([ident.past, appearance]), np.array([ident.past_weight, weight]))
+            ident.past_weight += weight
+        if floor is not None and len(floor) and (ident.past_floor is None or floor.last[0] >= ident.past_floor.last[0]):
+            ident.past_floor = floor
+
+    def _expire(self, now: float) -> list[Decision]:
+        idle = [i for i in self.identities.values() if not i.members]
+        gone = [i for i in idle if now - i.last_seen > self.cfg.identity_ttl_s]
+        extra = len(self.identities) - len(gone) - self.cfg.max_identities
+        if extra > 0:  # over the gallery bound: forget the longest unseen first
+            rest = sorted((i for i in idle if i not in gone), key=lambda i: i.last_seen)
+            gone += rest[:extra]
+        for ident in gone:
+            del self.identities[ident.global_id]
+        return [Decision("expired", i.global_id, cameras=tuple(sorted(i.cameras))) for i in gone]
+
+    def _refresh(self, decisions: list[Decision]) -> None:
+        """Keep each touched identity's last seen time and event embedding current."""
+        touched = {d.global_id for d in decisions} | {self.assignment[k] for k in self.assignment}
+        for gid in touched:
+            ident = self.identities.get(gid)
+            if ident is None:
+                continue
+            for key in ident.members:
+                s = self.records[key]
+                if s.last_seen > ident.last_seen:
+                    ident.last_seen, ident.last_camera = s.last_seen, s.camera
+            app = self.appearance(ident)
+            ident.embedding = None if app is None else app.global_[0]
+
+
+def cluster_offline(summaries: list[TrackletSummary], settings: EngineSettings) -> dict[Key, int]:
+    """All of a run's tracklets clustered at once under the same rules: what online decisions
+    would give with hindsight (an upper bound to compare the online engine with)."""
+    if not summaries:
+        return {}
+    engine = IdentityEngine(replace(settings, revision_window_s=float("inf")))
+    end = max(s.last_seen for s in summaries)
+    engine.update([replace(s, ended=True) for s in summaries], end)
+    engine.settle(end)
+    return dict(engine.assignment)
+
+
+def _overlap(a0: float, a1: float, b0: float, b1: float) -> bool:
+    return a0 <= b1 and b0 <= a1

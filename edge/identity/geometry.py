@@ -1,0 +1,174 @@
+"""The floor: camera calibration (image -> floor homography) and floor-track evidence.
+
+A calibrated camera maps the foot point of a box (bottom centre) to a position on the floor in
+metres. Two tracklets of one person agree on the floor: in overlapping views they stand at the
+same place at the same time, and between views they cannot have walked faster than a person
+walks. :func:`floor_evidence` turns two floor tracks into that evidence: forbidden (two people),
+a bonus (same place, same time) or nothing to say.
+
+A calibration is either a 3x3 matrix or >= 4 image/floor point pairs, solved with OpenCV's
+``findHomography`` (RANSAC); :func:`solve_homography` checks it and reports the reprojection error.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class CalibrationError(ValueError):
+    """A homography that cannot map image points to the floor."""
+
+
+@dataclass(frozen=True)
+class Homography:
+    """Image (pixels) -> floor (metres) mapping of one camera."""
+
+    H: np.ndarray  # [3, 3]
+    reprojection_error_m: float = 0.0  # mean floor error over the calibration points (0 for a given matrix)
+
+    def to_floor(self, points: np.ndarray) -> np.ndarray:
+        """Image points [N, 2] -> floor points [N, 2] (metres)."""
+        p = np.asarray(points, np.float64).reshape(-1, 2)
+        q = np.c_[p, np.ones(len(p))] @ self.H.T
+        return q[:, :2] / q[:, 2:3]
+
+    def to_image(self, points: np.ndarray) -> np.ndarray:
+        """Floor points [N, 2] -> image points [N, 2]."""
+        p = np.asarray(points, np.float64).reshape(-1, 2)
+        q = np.c_[p, np.ones(len(p))] @ np.linalg.inv(self.H).T
+        return q[:, :2] / q[:, 2:3]
+
+
+def check_matrix(matrix: Sequence[Sequence[float]], where: str) -> Homography:
+    """A given 3x3 image -> floor matrix, refused when it cannot be inverted."""
+    H = np.asarray(matrix, np.float64)
+    if H.shape != (3, 3):
+        raise CalibrationError(f"{where}: homography must be 3x3, got shape {list(H.shape)}")
+    if not np.isfinite(H).all() or abs(np.linalg.det(H)) < 1e-12 * max(1.0, np.abs(H).max() ** 3):
+        raise CalibrationError(f"{where}: homography is not invertible (determinant {np.linalg.det(H):.3g})")
+    return Homography(H / H[2, 2] if abs(H[2, 2]) > 1e-12 else H)
+
+
+def solve_homography(image_points: Sequence[Sequence[float]], floor_points: Sequence[Sequence[float]], where: str,
+                     ransac_m: float = 0.5, max_error_m: float = 1.0) -> Homography:
+    """Image -> floor homography from >= 4 point pairs (OpenCV ``findHomography`` with RANSAC).
+
+    Refused with one line naming ``where`` when there are fewer than 4 pairs, when the points are
+    (nearly) collinear, or when the mean reprojection error exceeds ``max_error_m``.
+    """
+    img = np.asarray(image_points, np.float64).reshape(-1, 2)
+    flr = np.asarray(floor_points, np.float64).reshape(-1, 2)
+    if len(img) != len(flr):
+        raise CalibrationError(f"{where}: {len(img)} image points but {len(flr)} floor points")
+    if len(img) < 4:
+        raise CalibrationError(f"{where}: a homography needs at least 4 image/floor point pairs, got {len(img)}")
+    for name, pts in (("image_points", img), ("floor_points", flr)):
+        if _collinear(pts):
+            raise CalibrationError(f"{where}: {name} are collinear; pick points that span an area of the floor")
+    H, _ = cv2.findHomography(img, flr, cv2.RANSAC, ransac_m)
+    if H is None:
+        raise CalibrationError(f"{where}: OpenCV found no homography for these points")
+    hom = check_matrix(H, where)
+    error = float(np.linalg.norm(hom.to_floor(img) - flr, axis=1).mean())
+    if error > max_error_m:
+        raise CalibrationError(f"{where}: reprojection error {error:.2f} m is above {max_error_m} m: check the point pairs")
+    return Homography(hom.H, error)
+
+
+def _collinear(points: np.ndarray) -> bool:
+    centred = points - points.mean(0)
+    s = np.linalg.svd(centred, compute_uv=False)
+    return bool(s[-1] <= 1e-6 * max(s[0], 1e-12))
+
+
+def foot_point(xyxy: np.ndarray) -> np.ndarray:
+    """Bottom centre of an xyxy box: where the person stands in the image."""
+    x0, _, x1, y1 = (float(v) for v in xyxy)
+    return np.array([(x0 + x1) / 2.0, y1])
+
+
+@dataclass
+class FloorTrack:
+    """Timed floor positions of one tracklet (the most recent ``maxlen`` samples)."""
+
+    maxlen: int = 600
+    times: deque = field(default_factory=deque)
+    points: deque = field(default_factory=deque)
+
+    def add(self, t: float, xy: np.ndarray) -> None:
+        self.times.append(float(t))
+        self.points.append((float(xy[0]), float(xy[1])))
+        while len(self.times) > self.maxlen:
+            self.times.popleft()
+            self.points.popleft()
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.fromiter(self.times, float, len(self.times)), np.array(self.points, float).reshape(-1, 2)
+
+    @property
+    def first(self) -> tuple[float, np.ndarray]:
+        return self.times[0], np.asarray(self.points[0])
+
+    @property
+    def last(self) -> tuple[float, np.ndarray]:
+        return self.times[-1], np.asarray(self.points[-1])
+
+
+@dataclass(frozen=True)
+class FloorRules:
+    """How floor tracks decide: same place within ``near_m``, two people beyond ``far_m`` at the same
+    time; nobody walks faster than ``max_speed_mps`` (plus ``slack_m`` for foot-point noise)."""
+
+    near_m: float = 0.8
+    far_m: float = 2.0
+    max_speed_mps: float = 3.0
+    slack_m: float = 1.5
+    min_common: int = 3  # samples at common times needed before a same-time comparison counts
+    time_tolerance_s: float = 0.2
+
+
+def floor_evidence(a: FloorTrack, b: FloorTrack, rules: FloorRules) -> tuple[bool, float]:
+    """(forbidden, support in [-1, 1]) for "a and b are one person", from their floor tracks.
+
+    Overlapping in time: the median distance at common times decides: <= near_m gives +1, beyond
+    far_m forbids, in between it falls linearly from +1 to -1. Apart in time: a gap walked faster
+    than ``max_speed_mps`` forbids; otherwise there is nothing to say (0).
+    """
+    if not len(a) or not len(b):
+        return False, 0.0
+    ta, pa = a.arrays()
+    tb, pb = b.arrays()
+    lo, hi = max(ta[0], tb[0]), min(ta[-1], tb[-1])
+    if hi >= lo:  # seen at the same time
+        common = (ta >= lo - rules.time_tolerance_s) & (ta <= hi + rules.time_tolerance_s)
+        if common.sum() >= rules.min_common:
+            t = ta[common]
+            other = np.c_[np.interp(t, tb, pb[:, 0]), np.interp(t, tb, pb[:, 1])]
+            d = float(np.median(np.linalg.norm(pa[common] - other, axis=1)))
+            if d >= rules.far_m:
+                return True, -1.0
+            if d <= rules.near_m:
+                return False, 1.0
+            return False, float(1.0 - 2.0 * (d - rules.near_m) / (rules.far_m - rules.near_m))
+        return False, 0.0
+    (t_end, p_end), (t_start, p_start) = (a.last, b.first) if ta[-1] < tb[0] else (b.last, a.first)
+    gap = max(t_start - t_end, 1e-3)
+    walked = float(np.linalg.norm(p_start - p_end))
+    return walked > rules.max_speed_mps * gap + rules.slack_m, 0.0
+
+
+def homography_from(calibration, where: str) -> Homography:
+    """A :class:`Homography` from a camera's calibration entry (``homography`` or point pairs)."""
+    if calibration.homography is not None:
+        return check_matrix(calibration.homography, f"{where}.homography")
+    return solve_homography(calibration.image_points, calibration.floor_points, f"{where}.image_points")

@@ -1,0 +1,61 @@
+"""What the identity engine takes in and gives back: tracklet summaries and decisions.
+
+Plain data, no behaviour beyond small views, so the same engine can be fed by the single-box
+runtime (from its :class:`~edge.tracklets.Tracklet` objects) or by a site hub (from messages).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from trainer.embeddings import Embeddings
+
+from .geometry import FloorTrack
+
+Key = tuple[str, int]  # (camera, local id)
+
+
+@dataclass
+class TrackletSummary:
+    """One camera's tracklet as the engine sees it.
+
+    ``first_seen`` / ``last_seen`` are the times the person was *observed* (scene clock, seconds),
+    not the tracker's state: a lost track's ``last_seen`` stays at its last detection.
+    ``weight`` is the summed quality of the crops behind ``appearance``; ``floor`` holds the
+    tracklet's floor positions when its camera is calibrated.
+    """
+
+    camera: str
+    local_id: int
+    first_seen: float
+    last_seen: float
+    appearance: Optional[Embeddings]
+    n_embeddings: int
+    weight: float
+    first_box: np.ndarray  # xyxy in the image when first seen
+    last_box: np.ndarray  # xyxy when last seen
+    floor: Optional[FloorTrack] = None
+    ended: bool = False
+
+    @property
+    def key(self) -> Key:
+        return self.camera, self.local_id
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One change of the identity state.
+
+    ``kind``: ``new`` (``key`` founded ``global_id``), ``assigned`` (``key`` joined ``global_id``),
+    ``merged`` (identity ``previous`` is one person with ``global_id`` and is folded into it),
+    ``reassigned`` (``key`` moved from ``previous`` to ``global_id``, which may be new) or
+    ``expired`` (``global_id`` unseen for the time to live, forgotten).
+    """
+
+    kind: str
+    global_id: int
+    key: Optional[Key] = None
+    previous: Optional[int] = None
+    cameras: tuple[str, ...] = ()  # expired: where the identity had been seen

@@ -1,0 +1,245 @@
+"""The identity engine's rules, each with a known answer: appearance + Hungarian, continuity inside a
+camera, the floor (same place / two people / walking speed), revisions (merge, reassign), finality,
+expiry, the threshold that comes with the model, and calibration errors."""
+import numpy as np
+import pytest
+
+from edge.config import MatchingConfig
+from edge.identity import (CalibrationError, EngineSettings, FloorRules, FloorTrack, IdentityEngine, TrackletSummary,
+                           floor_evidence)
+from edge.identity.engine import FORBIDDEN, cluster_offline, settings_from_config
+from edge.identity.geometry import check_matrix, solve_homography
+from trainer.embeddings import Embeddings
+
+
+def unit(*v):
+    v = np.asarray(v + (0.0,) * (4 - len(v)), np.float32)
+    return v / np.linalg.norm(v)
+
+
+def with_cos(base, cos, other_axis=1):
+    """A unit vector whose cosine with unit vector ``base`` (along axis 0) is ``cos``."""
+    v = np.zeros(4, np.float32)
+    v[0], v[other_axis] = cos, np.sqrt(1 - cos**2)
+    return v
+
+
+def summary(cam, local, vec, first, last, box=(100, 100, 140, 200), end_box=None, floor=None, ended=False, n=3, weight=3.0):
+    emb = None if vec is None else Embeddings(np.asarray(vec, np.float32)[None])
+    track = None
+    if floor is not None:  # floor: list of (t, x, y)
+        track = FloorTrack()
+        for t, x, y in floor:
+            track.add(t, np.array([x, y]))
+    return TrackletSummary(cam, local, first, last, emb, n, weight, np.array(box, float),
+                           np.array(end_box if end_box is not None else box, float), track, ended)
+
+
+def engine(**kw):
+    return IdentityEngine(EngineSettings(**{"threshold": 0.8, "scale": 0.1, **kw}))
+
+
+def kinds(decisions):
+    return [(d.kind, d.key, d.global_id, d.previous) for d in decisions]
+
+
+def test_hungarian_assignment_threshold_and_same_camera_constraint():
+    e = engine()
+    e.update([summary("cam1", 1, unit(1), 0, 1), summary("cam1", 2, unit(0, 1), 0, 1)], 1.0)
+    ga, gb = e.global_id(("cam1", 1)), e.global_id(("cam1", 2))
+    assert ga != gb
+    # cam2 sees both; greedy would give both the identity of a (x is closer to a than to b)
+    out = e.update([summary("cam2", 1, unit(1, 0.3), 2, 3), summary("cam2", 2, unit(0.2, 1), 2, 3)], 3.0)
+    assert {d.key: (d.kind, d.global_id) for d in out} == {("cam2", 1): ("assigned", ga), ("cam2", 2): ("assigned", gb)}
+    # cam1 saw a twin at the same time as a: two people, whatever the appearance
+    out = e.update([summary("cam1", 3, unit(1), 0.5, 4)], 4.0)
+    assert out[0].kind == "new" and out[0].global_id not in (ga, gb)
+    # below the threshold: new identity
+    assert e.update([summary("cam3", 1, unit(0, 0, 1), 4, 5)], 5.0)[0].kind == "new"
+
+
+def test_tracker_break_relinks_to_the_same_person_not_to_a_look_alike():
+    """cam1's person is last seen at t=5; a new cam1 tracklet starts at t=6 next to where they
+    were. Appearance alone prefers the cam2 identity (cos 0.72 vs 0.69, both above 0.6), the
+    continuity bonus decides for the cam1 person; the same break far across the image does not."""
+    new_vec = unit(0.82, 0, 0.86)
+    for box, expected in (((110, 100, 150, 200), ("cam1", 1)), ((500, 100, 540, 200), ("cam2", 1))):
+        e = engine(threshold=0.6)
+        e.update([summary("cam1", 1, unit(1), 0, 5, box=(100, 100, 140, 200)), summary("cam2", 1, unit(0, 0, 1), 0, 5)], 5.0)
+        out = e.update([summary("cam1", 2, new_vec, 6, 7, box=box)], 7.0)
+        assert out[0].kind == "assigned" and out[0].global_id == e.global_id(expected)
+
+
+def test_continuity_is_about_observed_time_not_tracker_state():
+    """A lost (not ended) tracklet last seen before the new one started may be continued; one
+    still seen when the new one started may not."""
+    e = engine()
+    e.update([summary("cam1", 1, unit(1), 0, 5)], 5.0)  # lost after t=5, never ended
+    out = e.update([summary("cam1", 2, unit(1), 6, 7, box=(105, 100, 145, 200))], 7.0)
+    assert kinds(out) == [("assigned", ("cam1", 2), 1, None)]
+    e = engine()
+    e.update([summary("cam1", 1, unit(1), 0, 6.5)], 6.5)
+    assert e.update([summary("cam1", 2, unit(1), 6, 7)], 7.0)[0].kind == "new"
+
+
+def test_floor_same_place_same_time_joins_far_apart_forbids():
+    walk = [(t / 10, 5 + t / 10, 3.0) for t in range(30)]
+    e = engine(floor_weight=2.0)
+    e.update([summary("cam1", 1, unit(1), 0, 2.9, floor=walk)], 2.9)
+    # appearance below the threshold (cos 0.75: -0.5 units) but the same place at the same time (+2)
+    same = [(t, x + 0.2, y) for t, x, y in walk]
+    out = e.update([summary("cam2", 1, with_cos(unit(1), 0.75), 0, 2.9, floor=same)], 2.9)
+    assert out[0].kind == "assigned" and out[0].global_id == 1
+    # identical appearance, but 3 m away at the same time: two people
+    far = [(t, x, y + 3.0) for t, x, y in walk]
+    out = e.update([summary("cam2", 2, unit(1), 0, 2.9, floor=far)], 2.9)
+    assert out[0].kind == "new"
+
+
+def test_floor_evidence_known_answers():
+    rules = FloorRules(near_m=0.8, far_m=2.0, max_speed_mps=3.0, slack_m=1.0)
+
+    def track(points):
+        t = FloorTrack()
+        for p in points:
+            t.add(p[0], np.array(p[1:]))
+        return t
+
+    a = track([(i, 0.0, 0.0) for i in range(5)])
+    assert floor_evidence(a, track([(i, 0.5, 0.0) for i in range(5)]), rules) == (False, 1.0)
+    assert floor_evidence(a, track([(i, 1.4, 0.0) for i in range(5)]), rules) == (False, pytest.approx(0.0))
+    assert floor_evidence(a, track([(i, 2.5, 0.0) for i in range(5)]), rules) == (True, -1.0)
+    # apart in time: 10 m in 2 s is too fast (3 m/s * 2 s + 1 m slack = 7 m), in 4 s it is a walk
+    assert floor_evidence(a, track([(6, 10.0, 0.0), (7, 10.0, 0.0)]), rules)[0] is True
+    assert floor_evidence(a, track([(8, 10.0, 0.0), (9, 10.0, 0.0)]), rules) == (False, 0.0)
+
+
+def test_walking_speed_bounds_a_transition_between_cameras():
+    e = engine()
+    e.update([summary("cam1", 1, unit(1), 0, 5, floor=[(4.5, 10, 4), (5, 11, 4)], ended=True)], 5.0)
+    out = e.update([summary("cam3", 1, unit(1), 6, 7, floor=[(6, 30, 4), (7, 29, 4)])], 7.0)  # 19 m in 1 s
+    assert out[0].kind == "new"
+    out = e.update([summary("cam3", 2, unit(1), 14, 15, floor=[(14, 21, 4), (15, 22, 4)])], 15.0)  # 10 m in 9 s
+    assert out[0].kind == "assigned" and out[0].global_id == 1
+
+
+def test_two_identities_of_one_person_are_merged_when_evidence_grows():
+    """cam1 and cam3 found two identities from weak evidence; the person's later tracklets fit
+    both: the revision merges the younger into the older and says so."""
+    e = engine(threshold=0.9, merge_margin=0.5, revise_every_s=1.0)
+    e.update([summary("cam1", 1, unit(1, 0.5), 0, 5, ended=True)], 5.0)
+    out = e.update([summary("cam3", 1, unit(1, -0.5), 20, 25)], 25.0)  # cos 0.6 with the first: new
+    assert out[0].kind == "new" and out[0].global_id == 2
+    # more evidence: both appearances converge on the same person
+    out = e.update([summary("cam1", 1, unit(1, 0.05), 0, 5, ended=True, weight=30),
+                    summary("cam3", 1, unit(1, -0.05), 20, 27, weight=30)], 27.0)
+    assert ("merged", None, 1, 2) in kinds(out)
+    assert e.global_id(("cam1", 1)) == e.global_id(("cam3", 1)) == 1 and 2 not in e.identities
+
+
+def test_wrongly_assigned_tracklet_is_reassigned():
+    e = engine(threshold=0.8, reassign_margin=1.0)
+    e.update([summary("cam1", 1, unit(1), 0, 10), summary("cam1", 2, unit(0, 0, 1), 0, 10)], 10.0)
+    # a cam2 tracklet first looks like person 1 ...
+    e.update([summary("cam2", 7, unit(1, 0, 0.2), 11, 12)], 12.0)
+    assert e.global_id(("cam2", 7)) == 1
+    # ... its evidence then says person 2
+    out = e.update([summary("cam2", 7, unit(0.1, 0, 1), 11, 14, n=12, weight=12)], 14.0)
+    assert ("reassigned", ("cam2", 7), 2, 1) in kinds(out) and e.global_id(("cam2", 7)) == 2
+
+
+def test_a_lost_track_that_comes_back_beside_its_successor_is_split_off():
+    """cam1 track 1 was relinked to track 2; then the tracker finds track 1 again while track 2 is
+    still there: one camera sees the identity twice, so the weaker tracklet gets its own identity."""
+    e = engine()
+    e.update([summary("cam1", 1, unit(1), 0, 5)], 5.0)
+    e.update([summary("cam1", 2, unit(1), 6, 7, box=(105, 100, 145, 200), weight=5)], 7.0)
+    assert e.global_id(("cam1", 2)) == 1
+    out = e.update([summary("cam1", 1, unit(1), 0, 8, weight=1), summary("cam1", 2, unit(1), 6, 8, weight=5)], 8.0)
+    assert [d.kind for d in out] == ["reassigned"] and out[0].key == ("cam1", 1) and out[0].previous == 1
+    assert e.global_id(("cam1", 1)) != e.global_id(("cam1", 2))
+
+
+def test_decisions_become_final_after_the_window_and_identities_expire():
+    e = engine(revision_window_s=10.0, identity_ttl_s=20.0)
+    e.update([summary("cam1", 1, unit(1), 0, 5)], 5.0)
+    e.update([summary("cam1", 1, unit(1), 0, 5, ended=True)], 6.0)
+    assert e.take_final() == []
+    e.update([], 16.0)
+    assert e.take_final() == [(("cam1", 1), 1)] and not e.records
+    assert e.update([], 24.0) == []
+    out = e.update([], 26.0)
+    assert kinds(out) == [("expired", None, 1, None)] and out[0].cameras == ("cam1",) and len(e) == 0
+
+
+def test_gallery_bound_forgets_the_longest_unseen_first():
+    e = engine(max_identities=2, revision_window_s=0.0)
+    for i, vec in enumerate([unit(1), unit(0, 1), unit(0, 0, 1)]):
+        e.update([summary(f"cam{i}", 1, vec, i, i + 0.5, ended=True)], i + 1.0)
+    assert sorted(e.identities) == [2, 3]
+
+
+def test_offline_clustering_joins_what_online_split():
+    a = [summary("cam1", 1, unit(1, 0.3), 0, 5, ended=True), summary("cam3", 1, unit(1, -0.3), 20, 25, ended=True),
+         summary("cam1", 2, unit(0, 0, 1), 0, 5, ended=True)]
+    ids = cluster_offline(a, EngineSettings(threshold=0.9, scale=0.1, merge_margin=-2.0))
+    assert ids[("cam1", 1)] == ids[("cam3", 1)] != ids[("cam1", 2)]
+
+
+def test_threshold_comes_with_the_model_unless_configured():
+    stats = {"same_mean": 0.9, "diff_mean": 0.7, "threshold": 0.82}
+    s = settings_from_config(MatchingConfig(), stats)
+    assert s.threshold == 0.82 and s.scale == pytest.approx(0.2)
+    s = settings_from_config(MatchingConfig(threshold=0.5, scale=0.05), stats)
+    assert (s.threshold, s.scale) == (0.5, 0.05)
+    with pytest.raises(ValueError, match="osnet.onnx has no stored matching threshold.*set matching.threshold"):
+        settings_from_config(MatchingConfig(), None, "osnet.onnx")
+
+
+def test_forbidden_pairs_score_forbidden():
+    e = engine()
+    e.update([summary("cam1", 1, unit(1), 0, 5)], 5.0)
+    assert e.score(summary("cam1", 2, unit(1), 3, 6), e.identities[1]) == FORBIDDEN
+
+
+# --- calibration ---------------------------------------------------------------------------------
+H_TRUE = np.array([[0.05, 0.01, -3.0], [0.0, -0.06, 20.0], [0.0, 0.005, 1.0]])
+
+
+def test_homography_from_point_pairs_recovers_the_true_one():
+    img = np.array([[100, 400], [500, 410], [450, 200], [150, 190], [300, 300]], float)
+    q = np.c_[img, np.ones(5)] @ H_TRUE.T
+    floor = q[:, :2] / q[:, 2:3]
+    h = solve_homography(img, floor, "calibration.cam1")
+    assert np.allclose(h.H / h.H[2, 2], H_TRUE, atol=1e-6) and h.reprojection_error_m < 1e-6
+    assert np.allclose(h.to_floor(img), floor) and np.allclose(h.to_image(floor), img)
+
+
+@pytest.mark.parametrize("img, floor, message", [
+    ([[0, 0], [1, 0], [0, 1]], [[0, 0], [1, 0], [0, 1]], "calibration.cam1: a homography needs at least 4 image/floor point pairs, got 3"),
+    ([[0, 0], [1, 1], [2, 2], [3, 3]], [[0, 0], [1, 0], [0, 1], [1, 1]], "calibration.cam1: image_points are collinear"),
+    ([[0, 0], [1, 0], [0, 1], [1, 1]], [[0, 0], [1, 0]], "calibration.cam1: 4 image points but 2 floor points"),
+])
+def test_bad_point_pairs_are_one_clear_error(img, floor, message):
+    with pytest.raises(CalibrationError, match=message.replace(".", r"\.")):
+        solve_homography(img, floor, "calibration.cam1")
+
+
+def test_singular_matrix_is_refused():
+    with pytest.raises(CalibrationError, match=r"calibration\.cam2\.homography: homography is not invertible"):
+        check_matrix([[1, 2, 3], [2, 4, 6], [0, 0, 1]], "calibration.cam2.homography")
+
+
+@pytest.mark.parametrize("gap_s, expected", [(1.0, "new"), (12.0, "assigned")], ids=["too-soon", "in-window"])
+def test_transition_window_forbids_impossible_travel(gap_s, expected):
+    e = engine(transitions={("cam1", "cam3"): (5.0, 30.0)})
+    e.update([summary("cam1", 1, unit(1), 0, 1, ended=True)], 1.0)
+    assert e.update([summary("cam3", 1, unit(1), 1 + gap_s, 2 + gap_s)], 2 + gap_s)[0].kind == expected
+
+
+def test_person_appearing_in_two_cameras_at_once_gets_one_identity():
+    e = engine()
+    out = e.update([summary("cam1", 1, unit(1, 0.1), 0, 1), summary("cam2", 1, unit(1, 0, 0.1), 0, 1),
+                    summary("cam2", 2, unit(0, 0, 0, 1), 0, 1)], 1.0)
+    ids = {d.key: d.global_id for d in out}
+    assert ids[("cam1", 1)] == ids[("cam2", 1)] != ids[("cam2", 2)] and sorted(d.kind for d in out) == ["assigned", "new", "new"]
