@@ -1,4 +1,8 @@
-"""``python -m edge.listen --endpoint tcp://127.0.0.1:5555 [--topic identity]``: print events."""
+"""``python -m edge.listen --endpoint tcp://127.0.0.1:5555 [--topic identity] [--json]``: print events.
+
+By default each event is one readable line (``identity 7 merged into 3``, ``cam1/12 moved from
+identity 5 to 3``, ...); ``--json`` prints the topic and the raw JSON header instead.
+"""
 from __future__ import annotations
 
 import argparse
@@ -17,11 +21,36 @@ def decode(parts: list[bytes]) -> tuple[str, dict, np.ndarray | None]:
     return topic, header, embedding
 
 
+def describe(topic: str, h: dict) -> str:
+    """One readable line for an event (the schema's fields, nothing lost that an operator needs)."""
+    kind, gid = h.get("event"), h.get("global_id")
+    where = f"{h['camera']}/{h['local_id']}" if "camera" in h and "local_id" in h else ""
+    if topic.startswith("identity/"):
+        text = {
+            "new": f"identity {gid} new: {where}",
+            "assigned": f"identity {gid} <- {where} (seen in {', '.join(h.get('cameras', []))})",
+            "merged": f"identity {h.get('from')} merged into {h.get('into')} (seen in {', '.join(h.get('cameras', []))})",
+            "reassigned": f"{where} moved from identity {h.get('from')} to {h.get('into')}",
+            "expired": f"identity {gid} expired (was in {', '.join(h.get('cameras', []))})",
+        }.get(kind, f"identity {gid} {kind}")
+    elif topic.startswith("track/"):
+        text = f"track {where} {kind} -> identity {gid if gid is not None else '?'}"
+    elif topic == "stats":
+        fps = " ".join(f"{c}={v}" for c, v in h.get("fps", {}).items())
+        text = f"stats fps[{fps}] gallery={h.get('gallery')} dropped={h.get('dropped')}"
+    elif topic == "snapshot":
+        text = f"snapshot: {len(h.get('identities', []))} identities"
+    else:
+        text = f"{topic} {kind}"
+    return f"#{h.get('seq', '?')} {text}"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m edge.listen", description=__doc__)
     parser.add_argument("--endpoint", default="tcp://127.0.0.1:5555")
     parser.add_argument("--topic", action="append", default=None, help="topic prefix (repeatable); default: everything")
     parser.add_argument("--count", type=int, default=0, help="exit after this many messages (0: run until Ctrl-C)")
+    parser.add_argument("--json", action="store_true", help="print the topic and the raw JSON header of each event")
     args = parser.parse_args(argv)
     context = zmq.Context.instance()
     sock = context.socket(zmq.SUB)
@@ -34,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
         while True:
             topic, header, emb = decode(sock.recv_multipart())
             extra = f" embedding[{len(emb)}]" if emb is not None else ""
-            print(f"{topic} {json.dumps(header)}{extra}", flush=True)
+            line = f"{topic} {json.dumps(header)}" if args.json else describe(topic, header)
+            print(f"{line}{extra}", flush=True)
             seen += 1
             if args.count and seen >= args.count:
                 break

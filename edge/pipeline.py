@@ -18,6 +18,7 @@ from trainer.embeddings import Embeddings
 
 from .config import EdgeConfig
 from .detector import PersonDetector
+from .floor_map import FloorMap
 from .identity import Decision, IdentityEngine, homography_from
 from .identity.engine import settings_from_config
 from .outputs import AnnotatedVideo, MotWriter
@@ -58,6 +59,9 @@ class EdgePipeline:
         self.mot = MotWriter(cfg.outputs.mot_dir, [c.id for c in cfg.cameras]) if cfg.outputs.mot_dir else None
         fps = next((c.fps for c in cfg.cameras if c.fps), 10.0)
         self.video = AnnotatedVideo(cfg.outputs.video_dir, fps) if cfg.outputs.video_dir else None
+        self.floor_map: Optional[FloorMap] = None
+        if cfg.outputs.floor_map and self.homographies:
+            self.floor_map = FloorMap(cfg.outputs.floor_map, {})
         self._last_update: dict[tuple[str, int], float] = {}
         self._now = 0.0  # scene clock: the newest frame time processed
         self.final_log: Optional[list] = None  # set to a list to keep every final tracklet's summary (benchmarks)
@@ -82,6 +86,10 @@ class EdgePipeline:
 
     # --- one step -------------------------------------------------------------------------
     def process(self, frames: list[Frame]) -> None:
+        if self.floor_map is not None:
+            for f in frames:  # the map draws each calibrated camera's view at its frame size
+                if f.camera_id in self.homographies and f.camera_id not in self.floor_map.cameras:
+                    self.floor_map.cameras[f.camera_id] = (self.homographies[f.camera_id], f.image.shape[1], f.image.shape[0])
         for f in frames:
             self.stats.stage("decode", f.decode_s)
         t0 = time.perf_counter()
@@ -186,6 +194,8 @@ class EdgePipeline:
                 self.mot.flush(t)
             if self.final_log is not None:
                 self.final_log.append(t.summary())
+            if self.floor_map is not None and t.floor is not None and len(t.floor):
+                self.floor_map.add(gid, t.camera_id, t.floor.arrays()[1])
 
     def _publish(self, frames: list[Frame], events, identity_events) -> None:
         by_camera = {f.camera_id: f for f in frames}
@@ -237,6 +247,8 @@ class EdgePipeline:
             self.mot.close()
         if self.video is not None:
             self.video.close()
+        if self.floor_map is not None:
+            self.floor_map.write()
 
 
 def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeline: Optional[EdgePipeline] = None) -> dict:

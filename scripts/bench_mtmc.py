@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import statistics
 import sys
 import time
@@ -98,6 +99,8 @@ def run_one(base: EdgeConfig, seed: int, mode: str, out: Path) -> dict:
     report = run_pipeline(cfg, pipeline=pipeline)
     seconds = time.perf_counter() - started
     online = score(gt, mot)
+    with open(mot.parent / "tracklets.pkl", "wb") as f:  # every final tracklet summary, for offline study
+        pickle.dump(pipeline.final_log, f)
     offline_ids = cluster_offline(pipeline.final_log, pipeline.engine.cfg)
     offline = score(gt, write_offline(mot, offline_ids, out / f"seed{seed}" / mode / "offline"))
     frames = sum(report.get("processed", {}).values())

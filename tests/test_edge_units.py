@@ -48,6 +48,13 @@ def test_config_resolves_paths_relative_to_the_file(tmp_path):
     (GOOD.replace('"synthetic://tiny?camera=cam1"', "no/such/video.mp4"), "cameras.0.source: video file or image folder not found"),
     (GOOD + "reid: {model: det.pt, embed_every: 0}\n", "reid.embed_every"),
     ("cameras: [\n", "not valid YAML"),
+    (GOOD + "calibration: {zz: {homography: [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}}\n", "calibration.zz: unknown camera 'zz'"),
+    (GOOD + "calibration: {a: {homography: [[1, 2, 3], [2, 4, 6], [0, 0, 1]]}}\n", "calibration.a.homography: homography is not invertible"),
+    (GOOD + "calibration: {a: {image_points: [[0, 0], [1, 1], [2, 2], [3, 3]], floor_points: [[0, 0], [1, 0], [0, 1], [1, 1]]}}\n",
+     "calibration.a.image_points: image_points are collinear"),
+    (GOOD + "calibration: {a: {image_points: [[0, 0], [9, 0], [0, 9]], floor_points: [[0, 0], [1, 0], [0, 1]]}}\n",
+     "calibration.a.image_points: a homography needs at least 4 image/floor point pairs, got 3"),
+    (GOOD + "calibration: {a: {image_points: [[0, 0], [9, 0], [0, 9], [9, 9]]}}\n", "image_points and floor_points come together"),
 ])
 def test_bad_configs_name_the_file_and_field(tmp_path, body, message):
     with pytest.raises(ConfigError) as err:

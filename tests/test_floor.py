@@ -1,0 +1,67 @@
+"""The floor: the world's exact homographies, the calibration helper's known answer and its errors,
+the top-down map of a run, and the readable event lines of ``edge.listen``."""
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import yaml
+
+from conftest import REPO
+from edge.listen import describe
+from edge.world.export import floor_calibration
+from edge.world.render import CameraRenderer
+from edge.world.scene import World, resolve_scene
+
+
+def test_world_homographies_put_ground_truth_feet_where_the_people_stand():
+    world = World(resolve_scene("tiny"))
+    calib = floor_calibration(world)
+    for ci, cam in enumerate(world.cameras):
+        H = np.array(calib[cam.spec.name]["homography"])
+        for frame in (10, 30):
+            for box in CameraRenderer(world, ci).render(frame, draw=False)[1]:
+                if box.visibility < 0.99 or box.xyxy[3] >= cam.spec.height - 1:
+                    continue  # a clipped or occluded box has no visible feet
+                u, v = (box.xyxy[0] + box.xyxy[2]) / 2, box.xyxy[3]
+                p = H @ [u, v, 1.0]
+                assert np.linalg.norm(p[:2] / p[2] - box.ground) < 0.15
+
+
+def write_cams(tmp_path, calibration):
+    cfg = {"cameras": [{"id": "cam1", "source": "synthetic://tiny?camera=cam1"}],
+           "detector": {"weights": str(REPO / "edge" / "demo_models" / "detector.pt")}, "calibration": calibration}
+    path = tmp_path / "cams.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_calibrate_solves_point_pairs_to_the_exact_homography_and_draws_the_grid(tmp_path):
+    world = World(resolve_scene("tiny"))
+    floor = np.array([[1.0, 1.0], [11.0, 1.0], [10.0, 7.0], [2.0, 6.0], [6.0, 4.0]])
+    image = world.cameras[0].project(floor)  # where a person would click those floor marks
+    cams = write_cams(tmp_path, {"cam1": {"image_points": image.round(3).tolist(), "floor_points": floor.tolist()}})
+    out = tmp_path / "grid.png"
+    proc = subprocess.run([sys.executable, "-m", "edge.calibrate", "--cameras", str(cams), "--camera", "cam1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    printed = yaml.safe_load(proc.stdout)["calibration"]["cam1"]["homography"]
+    exact = np.array(floor_calibration(world)["cam1"]["homography"])
+    assert np.allclose(np.array(printed), exact, atol=1e-3) and "reprojection error 0.00" in proc.stdout
+    png = cv2.imread(str(out))
+    assert png.shape == (360, 640, 3)
+
+
+def test_calibrate_reports_a_bad_calibration_in_one_line(tmp_path):
+    cams = write_cams(tmp_path, {"cam1": {"homography": [[1, 2, 3], [2, 4, 6], [0, 0, 1]]}})
+    proc = subprocess.run([sys.executable, "-m", "edge.calibrate", "--cameras", str(cams), "--camera", "cam1", "--out", str(tmp_path / "x.png")],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "calibration.cam1.homography: homography is not invertible" in proc.stderr
+
+
+def test_listen_describes_revisions_in_words():
+    assert describe("identity/3", {"event": "merged", "global_id": 3, "from": 7, "into": 3, "cameras": ["cam1", "cam3"], "seq": 5}) \
+        == "#5 identity 7 merged into 3 (seen in cam1, cam3)"
+    assert describe("identity/4", {"event": "reassigned", "global_id": 4, "from": 2, "into": 4, "camera": "cam2", "local_id": 12, "seq": 6}) \
+        == "#6 cam2/12 moved from identity 2 to 4"
