@@ -98,7 +98,7 @@ class MatchingConfig(StrictModel):
     gallery_size: int = Field(16, ge=1, description="embeddings kept per identity by the BoT-SORT feature path")
     revision_window_s: float = Field(30.0, ge=0, description="decisions about tracklets seen within this window may still change (merge, reassign)")
     revise_every_s: float = Field(1.0, gt=0, description="period of the revision pass (scene time)")
-    relink_max_gap_s: float = Field(5.0, ge=0, description="a new tracklet starting this soon after one of the same camera was last seen, near it, continues it")
+    relink_max_gap_s: float = Field(2.0, ge=0, description="a new tracklet starting this soon after one of the same camera was last seen, near it, continues it")
     relink_bonus: float = Field(1.0, ge=0, description="evidence (in scale units) for continuing a same-camera tracklet")
     floor_weight: float = Field(2.0, ge=0, description="evidence (in scale units) for standing at the same floor position at the same time")
     merge_margin: float = Field(0.5, description="score two identities need to be merged")

@@ -4,6 +4,7 @@
   check     print the parity report of an ONNX model (and optionally an engine) vs PyTorch
   trt       ONNX -> TensorRT engine (+ sidecar JSON), parity-checked against ONNX Runtime
   detector  Ultralytics YOLO weights -> TensorRT engine / ONNX via Ultralytics' exporter
+  similarity  measure same/different-person similarity on a ReID set; store it and the matching threshold in the ONNX
 """
 from __future__ import annotations
 
@@ -104,6 +105,13 @@ def cmd_detector(args) -> int:
     return 0
 
 
+def cmd_similarity(args) -> int:
+    from export.similarity import store_similarity
+
+    print(json.dumps(store_similarity(args.onnx, args.dataset, args.root, args.false_match_rate), indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--device")
     p.set_defaults(func=cmd_detector)
+
+    p = sub.add_parser("similarity", help="store same/different-person similarity and the matching threshold in an ONNX")
+    p.add_argument("--onnx", required=True)
+    p.add_argument("--dataset", default="market1501", help="dataset layout (as data.dataset in training recipes)")
+    p.add_argument("--root", required=True, help="dataset folder")
+    p.add_argument("--false-match-rate", type=float, default=0.01)
+    p.set_defaults(func=cmd_similarity)
 
     args = parser.parse_args(argv)
     setup_console_logging()

@@ -105,7 +105,8 @@ def run_one(base: EdgeConfig, seed: int, mode: str, out: Path) -> dict:
     offline = score(gt, write_offline(mot, offline_ids, out / f"seed{seed}" / mode / "offline"))
     frames = sum(report.get("processed", {}).values())
     return {"seed": seed, "mode": mode, "online": online, "offline": offline, "seconds": round(seconds, 1),
-            "fps_per_camera": round(frames / max(seconds, 1e-6) / max(len(cfg.cameras), 1), 1)}
+            "fps_per_camera": round(frames / max(seconds, 1e-6) / max(len(cfg.cameras), 1), 1),
+            "match_ms": report.get("latency_ms", {}).get("match", {})}
 
 
 def markdown(rows: list[dict]) -> str:

@@ -20,6 +20,7 @@ def real_config(tmp_path, cameras, port):
         "detector": {"weights": str(REALDATA / "weights" / "yolov8n_int8_openvino_model"), "imgsz": 640, "conf": 0.25, "batch": False},
         "reid": {"backend": "onnxruntime", "model": str(REALDATA / "weights" / "osnet_x0_25_msmt17.onnx"),
                  "normalization": {"scale": 255.0}, "embed_every": 5},
+        "matching": {"threshold": 0.6},  # a third-party model: no stored threshold
         "publisher": {"endpoint": f"tcp://127.0.0.1:{port}"},
         "outputs": {"mot_dir": str(tmp_path / "mot")},
     }
@@ -51,3 +52,37 @@ def test_mot17_frames_as_an_image_folder_source_score_against_their_ground_truth
     assert report["processed"] == {seq.name: n_images}
     result = evaluate(seq.parent, tmp_path / "mot", sequences=[seq.name])["sequences"][seq.name]
     assert result["DetA"] > 20 and result["HOTA"] > 20  # a real detector on real people, not noise
+
+
+def test_real_pair_the_man_keeps_his_identity_through_a_tracker_break(tmp_path):
+    """Single1 shows only the man; ByteTrack breaks his track at about frame 78. Every substantial
+    Single1 tracklet must carry one global id; in Double1 that id is on one person's tracklets
+    (his), and Double1's other person (the woman) is never given it."""
+    video = REALDATA / "samihormi_mc"
+    cams = [{"id": "double", "source": str(video / "Double1.mp4"), "realtime": False},
+            {"id": "single", "source": str(video / "Single1.mp4"), "realtime": False}]
+    cfg = real_config(tmp_path, cams, 56797)
+    run_pipeline(cfg)
+
+    def global_ids_of_long_tracklets(cam):
+        """local id -> set of global ids its rows were written with (rows joined on frame and box)."""
+        local = np.loadtxt(tmp_path / "mot" / f"{cam}.txt", delimiter=",", ndmin=2)
+        glob = np.loadtxt(tmp_path / "mot" / f"{cam}.global.txt", delimiter=",", ndmin=2)
+        by_row = {(int(r[0]), *np.round(r[2:6], 1)): int(r[1]) for r in glob}
+        out = {}
+        for lid in np.unique(local[:, 1]).astype(int):
+            rows = local[local[:, 1] == lid]
+            if len(rows) >= 20:
+                out[lid] = {by_row[(int(r[0]), *np.round(r[2:6], 1))] for r in rows}
+        return out
+
+    single = global_ids_of_long_tracklets("single")
+    assert len(single) >= 2  # the tracker break this test is about did happen
+    his = set().union(*single.values())
+    assert len(his) == 1, f"the man got several global ids in Single1: {single}"
+    man = his.pop()
+    double = global_ids_of_long_tracklets("double")
+    assert len(double) >= 2  # the man and the woman
+    assert any(ids == {man} for ids in double.values()), f"no Double1 tracklet is the man's ({man}): {double}"
+    assert all(ids == {man} or man not in ids for ids in double.values()), f"a tracklet changed to the man's id: {double}"
+    assert any(man not in ids for ids in double.values()), f"the woman was given the man's id: {double}"

@@ -243,3 +243,16 @@ def test_person_appearing_in_two_cameras_at_once_gets_one_identity():
                     summary("cam2", 2, unit(0, 0, 0, 1), 0, 1)], 1.0)
     ids = {d.key: d.global_id for d in out}
     assert ids[("cam1", 1)] == ids[("cam2", 1)] != ids[("cam2", 2)] and sorted(d.kind for d in out) == ["assigned", "new", "new"]
+
+
+def test_a_tracker_hand_over_overlapping_by_a_frame_still_continues():
+    """ByteTrack can start the new track one frame before it drops the old one (the real pair's
+    break): a short overlap at the same place is a hand-over, not two people."""
+    e = engine()
+    e.update([summary("cam1", 1, unit(1), 0, 2.57, box=(348, 10, 410, 188))], 2.57)
+    out = e.update([summary("cam1", 2, unit(1, 0.05), 2.57, 3.0, box=(352, 11, 413, 231))], 3.0)
+    assert kinds(out) == [("assigned", ("cam1", 2), 1, None)]
+    # the same overlap somewhere else in the image: two people
+    e = engine()
+    e.update([summary("cam1", 1, unit(1), 0, 2.57, box=(348, 10, 410, 188))], 2.57)
+    assert e.update([summary("cam1", 2, unit(1), 2.5, 3.0, box=(40, 11, 100, 231))], 3.0)[0].kind == "new"

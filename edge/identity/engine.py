@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 FORBIDDEN = -1e9
 MAX_SPANS = 8  # final tracklets' time spans remembered per identity and camera
+HANDOVER_S = 0.25  # a tracker break can show old and new track together this long, at the same place
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class EngineSettings:
     max_identities: int = 10000
     revision_window_s: float = 30.0
     revise_every_s: float = 1.0
-    relink_max_gap_s: float = 5.0
+    relink_max_gap_s: float = 2.0
     relink_bonus: float = 1.0
     floor_weight: float = 2.0
     merge_margin: float = 0.5
@@ -256,8 +257,9 @@ class IdentityEngine:
 
     def _time_allows(self, s: TrackletSummary, ident: Identity, others: list[TrackletSummary]) -> bool:
         for o in others:
-            if o.camera == s.camera and _overlap(o.first_seen, o.last_seen, s.first_seen, s.last_seen):
-                return False  # one camera saw both at once: two people
+            if o.camera == s.camera and _overlap(o.first_seen, o.last_seen, s.first_seen, s.last_seen) \
+                    and not (self._continues(s, o) or self._continues(o, s)):
+                return False  # one camera saw both at once (beyond a tracker's hand-over): two people
         if any(_overlap(f, last, s.first_seen, s.last_seen) for f, last in ident.spans.get(s.camera, ())):
             return False
         if self.cfg.transitions:
@@ -292,12 +294,13 @@ class IdentityEngine:
         if later.camera != earlier.camera:
             return False
         gap = later.first_seen - earlier.last_seen
-        if not 0.0 < gap <= self.cfg.relink_max_gap_s:
-            return False
+        if not -HANDOVER_S <= gap <= self.cfg.relink_max_gap_s or later.first_seen <= earlier.first_seen:
+            return False  # a hand-over may overlap by a few frames: the new track starts before the old one is dropped
+        gap = max(gap, 0.0)
         a, b = np.asarray(earlier.last_box, float), np.asarray(later.first_box, float)
         height = max(a[3] - a[1], b[3] - b[1], 1.0)
         moved = float(np.hypot((a[0] + a[2] - b[0] - b[2]) / 2, (a[3] - b[3])))
-        return moved <= height * (0.5 + 1.0 * gap)  # about one body height per second of walking
+        return moved <= height * (0.25 + 0.5 * gap)  # half a body height per second: a walk, not a stranger
 
     # --- revision ---------------------------------------------------------------------------
     def _revise(self, now: float) -> list[Decision]:
