@@ -59,6 +59,7 @@ class EngineSettings:
     relink_max_gap_s: float = 2.0
     relink_bonus: float = 1.0
     floor_weight: float = 2.0
+    transition_bonus: float = 1.0
     merge_margin: float = 0.5
     reassign_margin: float = 1.0
     transitions: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
@@ -80,7 +81,7 @@ def settings_from_config(cfg, model_similarity: Optional[dict], model_name: str 
         threshold=float(threshold if threshold is not None else 1.0), scale=scale, enabled=cfg.enabled,
         min_embeddings=cfg.min_embeddings, identity_ttl_s=cfg.identity_ttl_s, max_identities=cfg.max_identities,
         revision_window_s=cfg.revision_window_s, revise_every_s=cfg.revise_every_s, relink_max_gap_s=cfg.relink_max_gap_s,
-        relink_bonus=cfg.relink_bonus, floor_weight=cfg.floor_weight, merge_margin=cfg.merge_margin,
+        relink_bonus=cfg.relink_bonus, floor_weight=cfg.floor_weight, transition_bonus=cfg.transition_bonus, merge_margin=cfg.merge_margin,
         reassign_margin=cfg.reassign_margin, transitions={(t.src, t.dst): (t.min_s, t.max_s) for t in cfg.transitions},
         floor=FloorRules(near_m=cfg.same_place_m, far_m=cfg.different_place_m, max_speed_mps=cfg.max_speed_mps),
     )
@@ -243,7 +244,8 @@ class IdentityEngine:
     def score(self, s: TrackletSummary, ident: Identity, exclude_self: bool = False) -> float:
         """How well tracklet ``s`` fits ``ident`` (>= 0: enough to join); FORBIDDEN when a hard rule says no."""
         others = [self.records[k] for k in ident.members if k != s.key]
-        if not self._time_allows(s, ident, others):
+        transition = self._time_evidence(s, ident, others)
+        if transition is None:
             return FORBIDDEN
         forbidden, floor_support = self._floor(s, ident, others)
         if forbidden:
@@ -253,25 +255,30 @@ class IdentityEngine:
             return FORBIDDEN
         cos = float(similarity(s.appearance, app)[0, 0])
         relink = self.cfg.relink_bonus if any(self._continues(s, o) or self._continues(o, s) for o in others) else 0.0
-        return (cos - self.cfg.threshold) / self.cfg.scale + relink + self.cfg.floor_weight * floor_support
+        return ((cos - self.cfg.threshold) / self.cfg.scale + relink + self.cfg.floor_weight * floor_support
+                + self.cfg.transition_bonus * transition)
 
-    def _time_allows(self, s: TrackletSummary, ident: Identity, others: list[TrackletSummary]) -> bool:
+    def _time_evidence(self, s: TrackletSummary, ident: Identity, others: list[TrackletSummary]) -> Optional[float]:
+        """None when time forbids ``s`` in ``ident``; else the transition support (1 when ``s`` arrived
+        within a configured window after the identity's last sighting in the window's camera)."""
         for o in others:
             if o.camera == s.camera and _overlap(o.first_seen, o.last_seen, s.first_seen, s.last_seen) \
                     and not (self._continues(s, o) or self._continues(o, s)):
-                return False  # one camera saw both at once (beyond a tracker's hand-over): two people
+                return None  # one camera saw both at once (beyond a tracker's hand-over): two people
         if any(_overlap(f, last, s.first_seen, s.last_seen) for f, last in ident.spans.get(s.camera, ())):
-            return False
-        if self.cfg.transitions:
-            before = [(o.last_seen, o.camera) for o in others if o.last_seen < s.first_seen and o.camera != s.camera]
-            if not before and not others and ident.last_camera != s.camera and ident.last_seen < s.first_seen:
-                before = [(ident.last_seen, ident.last_camera)]
-            if before:
-                last_seen, camera = max(before)
-                window = self.cfg.transitions.get((camera, s.camera))
-                if window is not None and not window[0] <= s.first_seen - last_seen <= window[1]:
-                    return False
-        return True
+            return None
+        if not self.cfg.transitions:
+            return 0.0
+        before = [(o.last_seen, o.camera) for o in others if o.last_seen < s.first_seen]
+        if not others and ident.last_seen < s.first_seen:
+            before = [(ident.last_seen, ident.last_camera)]
+        if not before:
+            return 0.0
+        last_seen, camera = max(before)
+        window = self.cfg.transitions.get((camera, s.camera)) if camera != s.camera else None
+        if window is None:
+            return 0.0
+        return 1.0 if window[0] <= s.first_seen - last_seen <= window[1] else None
 
     def _floor(self, s: TrackletSummary, ident: Identity, others: list[TrackletSummary]) -> tuple[bool, float]:
         """(forbidden, mean support) over the identity's tracklets with floor tracks."""
@@ -385,7 +392,7 @@ class IdentityEngine:
         for key in b.members:
             s = self.records[key]
             others = [self.records[k] for k in a.members]
-            if not self._time_allows(s, a, others):
+            if self._time_evidence(s, a, others) is None:
                 return FORBIDDEN
             forbidden, support = self._floor(s, a, others)
             if forbidden:
