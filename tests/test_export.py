@@ -173,3 +173,27 @@ def test_even_head_count_exports_despite_the_fused_attention_fast_path(tmp_path)
     images = person_crops(4, 64, 32, seed=2)
     reference = torch_reference(build_graph(load_checkpoint(ckpt)), images, None)
     assert check_backend(ort_runner(out, ["CPUExecutionProvider"]), reference, meta, images, None, "ort", FP32_MIN_COSINE).passed
+
+
+def test_similarity_is_measured_on_a_reid_set_and_stored_in_the_onnx(tmp_path, tiny_dataset):
+    ckpt = make_checkpoint(tmp_path)
+    onnx_path, meta = export_onnx(ckpt, tmp_path / "m.onnx")
+    assert meta.similarity is None  # an untrained checkpoint without training statistics
+    proc = subprocess.run([sys.executable, "-m", "export", "similarity", "--onnx", str(onnx_path), "--dataset", "synthetic",
+                           "--root", str(tiny_dataset), "--false-match-rate", "0.05"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    stats = read_onnx_metadata(onnx_path).similarity
+    assert stats["false_match_rate"] == 0.05 and stats["pairs_same"] > 0 and -1.0 <= stats["threshold"] <= 1.0
+    assert OnnxRuntimeBackend(str(onnx_path)).meta.similarity == stats  # what the edge reads
+
+
+def test_similarity_refuses_a_model_without_metadata(tmp_path, tiny_dataset):
+    import onnx
+
+    model = onnx.load(str(export_onnx(make_checkpoint(tmp_path), tmp_path / "m.onnx")[0]))
+    del model.metadata_props[:]
+    onnx.save(model, str(tmp_path / "bare.onnx"))
+    proc = subprocess.run([sys.executable, "-m", "export", "similarity", "--onnx", str(tmp_path / "bare.onnx"), "--dataset", "synthetic",
+                           "--root", str(tiny_dataset)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "bare.onnx has no clipreid-edge metadata" in proc.stderr and "set matching.threshold" in proc.stderr

@@ -256,3 +256,19 @@ def test_a_tracker_hand_over_overlapping_by_a_frame_still_continues():
     e = engine()
     e.update([summary("cam1", 1, unit(1), 0, 2.57, box=(348, 10, 410, 188))], 2.57)
     assert e.update([summary("cam1", 2, unit(1), 2.5, 3.0, box=(40, 11, 100, 231))], 3.0)[0].kind == "new"
+
+
+def test_similarity_stats_known_answer():
+    """Two people in two cameras, 4 identical crops each, so pseudo-tracklets are a, a (person 0)
+    and b, c (person 1). Cross-camera pairs: same person a.a = 1 and b.c = 0.8; different people
+    a.c = 0.6 and a.b = 0."""
+    from trainer.eval.similarity_stats import similarity_stats
+
+    a, b, c = unit(1), unit(0, 1), unit(0.6, 0.8)
+    emb = Embeddings(np.stack([a] * 4 + [a] * 4 + [b] * 4 + [c] * 4))
+    pids = np.array([0] * 8 + [1] * 8)
+    cams = np.array([0] * 4 + [1] * 4 + [0] * 4 + [1] * 4)
+    s = similarity_stats(emb, pids, cams, false_match_rate=0.5)
+    assert s["same_mean"] == pytest.approx(0.9) and s["diff_mean"] == pytest.approx(0.3)
+    assert s["pairs_same"] == 2 and s["pairs_diff"] == 2 and s["threshold"] == pytest.approx(0.3)
+    assert s["true_match_rate"] == 1.0

@@ -30,6 +30,15 @@ def test_tiny_training_learns_and_eval_cli_reproduces(tmp_path):
     assert report["mAP"] >= 2 * untrained["mAP"], (untrained["mAP"], report["mAP"])
     assert report["mAP"] > 0.2
     assert (out / "eval_cmc.png").is_file() and (out / "model.pt").is_file()
+    # the same/different-person statistics and the matching threshold travel with the model
+    from export.metadata import read_onnx_metadata
+    from trainer.models import load_checkpoint
+
+    stats = load_checkpoint(out / "model.pt").train_meta["similarity"]
+    assert stats["same_mean"] > stats["diff_mean"] and stats["diff_mean"] < stats["threshold"] <= 1.0
+    assert stats["false_match_rate"] == 0.01 and stats["pairs_same"] > 0
+    run_cli("-m", "export", "onnx", "--checkpoint", str(out / "model.pt"), "--out", str(tmp_path / "m.onnx"), "--num-images", "4")
+    assert read_onnx_metadata(tmp_path / "m.onnx").similarity == stats
     log_rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in log_rows].count(2) == TrainConfig.model_validate(yaml.safe_load((REPO / "configs/tiny_synthetic.yaml").read_text())).stage2.epochs
 
