@@ -95,7 +95,6 @@ class MatchingConfig(StrictModel):
     min_embeddings: int = Field(2, ge=1, description="evidence a tracklet needs before it is matched")
     identity_ttl_s: float = Field(300.0, gt=0, description="identities unseen this long are forgotten")
     max_identities: int = Field(10000, ge=1, description="gallery bound: past it the longest-unseen identities are forgotten first")
-    gallery_size: int = Field(16, ge=1, description="embeddings kept per identity by the BoT-SORT feature path")
     revision_window_s: float = Field(30.0, ge=0, description="decisions about tracklets seen within this window may still change (merge, reassign)")
     revise_every_s: float = Field(1.0, gt=0, description="period of the revision pass (scene time)")
     relink_max_gap_s: float = Field(2.0, ge=0, description="a new tracklet starting this soon after one of the same camera was last seen, near it, continues it")

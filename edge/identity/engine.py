@@ -103,10 +103,6 @@ class Identity:
     past_floor: Optional[FloorTrack] = None  # floor track of the latest final tracklet
     embedding: Optional[np.ndarray] = None  # global appearance [D], refreshed on every change (events carry it)
 
-    @property
-    def live(self) -> set[Key]:
-        return self.members
-
 
 class IdentityEngine:
     """Cross-camera identities from tracklet summaries. See the module docstring for the rules."""
@@ -141,11 +137,10 @@ class IdentityEngine:
         out += self._expire(now)
         return out
 
-    def flush(self) -> list[Decision]:
+    def flush(self) -> None:
         """End of the run: every tracklet is final now (call after the last :meth:`update`)."""
         for key in list(self.records):
             self._make_final(key)
-        return []
 
     def settle(self, now: float, max_rounds: int = 50) -> list[Decision]:
         """Revise until nothing changes (offline clustering of a whole run's tracklets)."""
