@@ -18,7 +18,7 @@ from trainer.embeddings import Embeddings
 from .config import EdgeConfig
 from .detector import PersonDetector
 from .identities import Identity, IdentityGallery
-from .outputs import AnnotatedVideo, MotWriter
+from .outputs import open_outputs
 from .publisher import EventPublisher, identity_event, track_event
 from .reid.backends import ReIDBackend, build_backend
 from .sources import CameraCapture
@@ -50,11 +50,13 @@ class EdgePipeline:
         self.stats = PipelineStats()
         p = cfg.publisher
         self.publisher = EventPublisher(p.endpoint, p.high_water_mark) if p.enabled else None
-        self.mot = MotWriter(cfg.outputs.mot_dir, [c.id for c in cfg.cameras]) if cfg.outputs.mot_dir else None
-        fps = next((c.fps for c in cfg.cameras if c.fps), 10.0)
-        self.video = AnnotatedVideo(cfg.outputs.video_dir, fps) if cfg.outputs.video_dir else None
+        self.mot, self.video = open_outputs(cfg)
         self._last_update: dict[tuple[str, int], float] = {}
         self._last_snapshot = 0.0
+
+    def output_errors(self) -> dict[str, str]:
+        """``{"<output>/<camera>": reason}`` for every output switched off after a failure."""
+        return {k: v for out in (self.mot, self.video) if out is not None for k, v in out.errors().items()}
 
     def warmup(self) -> None:
         """One dummy detection and embedding, so model loading/fusing is not billed to the first frames."""
@@ -158,7 +160,7 @@ class EdgePipeline:
             self.trackers[t.camera_id].forget(t.local_id)
             self._last_update.pop(t.key, None)
             if self.mot is not None:
-                self.mot.flush(t)
+                self.mot.call(t.camera_id, "flush", t)
         for ident in self.gallery.expire(now):
             out.append(self._identity_message("expired", ident, None))
         return out
@@ -169,9 +171,9 @@ class EdgePipeline:
             active = [t for t in self.books[camera_id].tracklets.values() if t.state == "active" and t.last_frame == frame.index]
             if self.mot is not None:
                 for t in active:
-                    self.mot.row(t, frame.index)
+                    self.mot.call(camera_id, "row", t, frame.index)
             if self.video is not None:
-                self.video.write(camera_id, frame.image, active)
+                self.video.call(camera_id, "write", camera_id, frame.image, active)
         if self.publisher is None:
             return
         now = time.time()
@@ -259,7 +261,9 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
         report["elapsed_s"] = round(time.monotonic() - started, 2)
         report["processed"] = counts
         report["errors"] = {c.cam.id: c.error for c in captures if c.error}
+        report["cameras"] = pipeline.stats.per_camera()
         pipeline.close()
+        report["output_errors"] = pipeline.output_errors()
     return report
 
 
