@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def imported_modules(files: list[Path]) -> set[str]:
                 out |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 out.add(node.module.split(".")[0])
-    return out - set(sys.stdlib_module_names) - LOCAL - {"__future__"}
+    local = LOCAL | {p.stem for p in files}  # e.g. one test module reusing another's helpers
+    return out - set(sys.stdlib_module_names) - local - {"__future__"}
 
 
 def test_every_third_party_import_of_tests_and_product_is_declared():
@@ -76,3 +78,12 @@ def test_dev_tools_are_found_next_to_the_interpreter_without_path(monkeypatch):
 def test_a_missing_dev_tool_fails_instead_of_skipping():
     with pytest.raises(pytest.fail.Exception, match="no-such-linter not found next to"):
         dev_tool("no-such-linter")
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="not a git checkout")
+@pytest.mark.parametrize("path,ignored", [("model.onnx", True), ("model.engine", True), ("model.engine.json", True),
+                                          ("runs/x/model.pt", True), (".venv-ci/bin/python", True),
+                                          ("edge/demo_models/reid.onnx", False), ("edge/demo_models/detector.pt", False)])
+def test_exported_artefacts_in_the_repo_root_are_ignored_but_demo_models_are_not(path, ignored):
+    proc = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=REPO)
+    assert proc.returncode == (0 if ignored else 1)
