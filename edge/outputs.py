@@ -64,10 +64,12 @@ def _colour(kind: str, ident: int) -> tuple[int, int, int]:
 class AnnotatedVideo:
     """Boxes with ``local/global`` labels drawn on each camera's frames, one mp4 per camera."""
 
-    def __init__(self, folder: str | Path, fps: float = 10.0):
+    def __init__(self, folder: str | Path, fps: float | dict[str, float] = 10.0):
+        """``fps``: one rate for every camera, or one per camera (10 where one is missing)."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.fps = fps
+        self.fps = fps if isinstance(fps, dict) else {}
+        self.default_fps = 10.0 if isinstance(fps, dict) else fps
         self.writers: dict[str, tuple[cv2.VideoWriter, tuple[int, int]]] = {}
 
     def write(self, camera_id: str, image: np.ndarray, tracklets: list[Tracklet]) -> None:
@@ -82,7 +84,7 @@ class AnnotatedVideo:
         if camera_id not in self.writers:
             h, w = canvas.shape[:2]
             path = self.folder / f"{camera_id}.mp4"
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps.get(camera_id, self.default_fps), (w, h))
             if not writer.isOpened():
                 raise OSError(f"cannot open a video writer for {path} ({w}x{h})")
             self.writers[camera_id] = (writer, (w, h))
@@ -132,11 +134,12 @@ class GuardedOutput:
         return {f"{self.name}/{camera}": reason for camera, reason in self.failed.items()}
 
 
-def open_outputs(cfg: EdgeConfig) -> tuple[Optional[GuardedOutput], Optional[GuardedOutput]]:
-    """The MOT files and annotated videos a config asks for, each guarded (None where not asked).
-    Opening them fails loudly (a bad folder is a config mistake); writing them later does not."""
+def open_outputs(cfg: EdgeConfig, frame_rates: Optional[dict[str, float]] = None) -> tuple[Optional[GuardedOutput], Optional[GuardedOutput]]:
+    """The MOT files and annotated videos a config asks for, each guarded (None where not asked);
+    videos play at each camera's configured or measured rate. Opening them fails loudly (a bad
+    folder is a config mistake); writing them later does not."""
     o = cfg.outputs
     mot = GuardedOutput("mot", MotWriter(o.mot_dir, [c.id for c in cfg.cameras])) if o.mot_dir else None
-    fps = next((c.fps for c in cfg.cameras if c.fps), 10.0)
+    fps = {c.id: c.fps or (frame_rates or {}).get(c.id) or 10.0 for c in cfg.cameras}
     video = GuardedOutput("video", AnnotatedVideo(o.video_dir, fps)) if o.video_dir else None
     return mot, video

@@ -50,7 +50,7 @@ class EdgePipeline:
         self.stats = PipelineStats()
         p = cfg.publisher
         self.publisher = EventPublisher(p.endpoint, p.high_water_mark) if p.enabled else None
-        self.mot, self.video = open_outputs(cfg)
+        self.mot, self.video = open_outputs(cfg, frame_rates)
         self._last_update: dict[tuple[str, int], float] = {}
         self._last_snapshot = 0.0
 
@@ -261,7 +261,7 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
         report["elapsed_s"] = round(time.monotonic() - started, 2)
         report["processed"] = counts
         report["errors"] = {c.cam.id: c.error for c in captures if c.error}
-        report["cameras"] = pipeline.stats.per_camera()
+        report["cameras"] = pipeline.stats.per_camera(list(counts))
         pipeline.close()
         report["output_errors"] = pipeline.output_errors()
     return report

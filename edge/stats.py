@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -50,13 +50,14 @@ class PipelineStats:
         self._since = now
         return out
 
-
-    def per_camera(self) -> dict[str, dict[str, float]]:
+    def per_camera(self, camera_ids: Sequence[str] = ()) -> dict[str, dict[str, float]]:
         """Frames of each camera and its mean fps over the time it actually ran (first to last
-        frame), so a camera that ended early is not averaged over the others' time."""
+        frame), so a camera that ended early is not averaged over the others' time. Cameras in
+        ``camera_ids`` that delivered nothing are listed with zeros."""
         out = {}
-        for cam, n in self.total_frames.items():
-            running = self.last_frame_at[cam] - self.first_frame_at[cam]
+        for cam in dict.fromkeys([*camera_ids, *self.total_frames]):
+            n = self.total_frames.get(cam, 0)
+            running = self.last_frame_at[cam] - self.first_frame_at[cam] if n else 0.0
             fps = (n - 1) / running if n > 1 and running > 0 else 0.0
             out[cam] = {"frames": n, "fps": round(fps, 2), "running_s": round(running, 2)}
         return out

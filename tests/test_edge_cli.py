@@ -26,8 +26,9 @@ def test_fps_of_a_camera_that_ended_early_is_over_its_own_running_time(monkeypat
             stats.frame("short", 0.0)
         if t == 5:
             stats.report()  # a stats window in between changes nothing
-    assert stats.per_camera() == {"long": {"frames": 10, "fps": 1.0, "running_s": 9.0},
-                                  "short": {"frames": 3, "fps": 1.0, "running_s": 2.0}}
+    assert stats.per_camera(["dead", "long"]) == {"dead": {"frames": 0, "fps": 0.0, "running_s": 0.0},  # never delivered
+                                                  "long": {"frames": 10, "fps": 1.0, "running_s": 9.0},
+                                                  "short": {"frames": 3, "fps": 1.0, "running_s": 2.0}}
 
 
 def test_start_line_then_done_line_with_frames_and_fps_per_camera(tmp_path):

@@ -56,9 +56,10 @@ def test_annotated_video_of_the_real_pair_plays_back_per_camera(tmp_path):
     report = run_pipeline(cfg)
     assert report["processed"] == {"double": 30, "single": 30} and report["output_errors"] == {}
     for cam in ("double", "single"):
-        source = cv2.VideoCapture(str(video / f"{cam.capitalize()}1.mp4"))
+        source, written = (cv2.VideoCapture(str(p)) for p in (video / f"{cam.capitalize()}1.mp4", tmp_path / "video" / f"{cam}.mp4"))
         size = (int(source.get(cv2.CAP_PROP_FRAME_WIDTH)), int(source.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        source.release()
+        assert written.get(cv2.CAP_PROP_FPS) == pytest.approx(source.get(cv2.CAP_PROP_FPS), rel=0.01)  # plays at the source's speed
+        source.release(), written.release()
         assert frames_in(tmp_path / "video" / f"{cam}.mp4") == (30, size)
 
 
