@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> dict:
         report = run_pipeline(cfg, stop)
     except Exception as exc:  # noqa: BLE001 - one line for the operator, the trace in debug
         log.debug("pipeline failed", exc_info=True)
-        fail(str(exc) if isinstance(exc, (OSError, RuntimeError, ValueError)) else f"{type(exc).__name__}: {exc}")
+        operator_error = isinstance(exc, (OSError, RuntimeError, ValueError))  # a model file, a port, a value: the message says it
+        fail(str(exc) if operator_error else f"{type(exc).__name__}: {exc}")
     log.info("done: %s", json.dumps({k: report[k] for k in ("cameras", "elapsed_s", "gallery") if k in report}))
     if report.get("errors"):
         log.error("camera errors: %s", report["errors"])

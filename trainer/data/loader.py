@@ -16,7 +16,6 @@ from trainer.data.sampler import PKBatchSampler
 from trainer.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
 from trainer.data.transforms import test_transform, train_transform
 
-
 log = logging.getLogger(__name__)
 
 
@@ -77,7 +76,7 @@ def prepare_dataset(cfg: DataConfig) -> ReIDData:
 
 def _dataset(samples: Sequence[Sample], transform: Callable, failures: Optional[ReadFailures]) -> dict:
     """DataLoader arguments for the dataset: with ``failures``, unreadable images are skipped."""
-    return {"dataset": ImageDataset(samples, transform, failures), "collate_fn": skip_failed if failures else None}
+    return {"dataset": ImageDataset(samples, transform, failures), "collate_fn": skip_failed if failures is not None else None}
 
 
 def pk_loader(samples: Sequence[Sample], cfg: TrainConfig, batch_size: int, rank: int = 0, world_size: int = 1,
