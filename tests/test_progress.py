@@ -14,15 +14,16 @@ def test_not_a_terminal_logs_a_line_at_most_every_interval(monkeypatch, caplog):
     now = [0.0]
     monkeypatch.setattr("trainer.progress.time.monotonic", lambda: now[0])
     monkeypatch.setattr(sys, "stderr", io.StringIO())
-    bar = progress(range(100), "stage 2 epoch 1/3", interval=10.0)
+    bar = progress(range(95), "stage 2 epoch 1/3", interval=10.0)
     assert isinstance(bar, LogProgress)
     with caplog.at_level(logging.INFO, logger="trainer.progress"):
         for i in bar:
             now[0] += 1.0  # one second per item
             bar.set_postfix(loss=f"{1 - i / 100:.2f}")
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 11  # every 10 s, and one at the end
-    assert lines[4] == "stage 2 epoch 1/3: 50/100 (50%) in 50 s loss 0.51"
+    assert len(lines) == 10  # every 10 s, and one at the end
+    assert lines[4] == "stage 2 epoch 1/3: 50/95 (53%) in 50 s loss 0.51"
+    assert lines[-1] == "stage 2 epoch 1/3: 95/95 (100%) in 95 s loss 0.06"
     assert sys.stderr.getvalue() == ""  # no carriage-return fragments
 
 
@@ -31,6 +32,15 @@ def test_a_short_loop_off_a_terminal_prints_nothing(monkeypatch, caplog):
     with caplog.at_level(logging.INFO, logger="trainer.progress"):
         assert list(progress(range(5), "features")) == list(range(5))
     assert caplog.records == [] and sys.stderr.getvalue() == ""
+
+
+def test_a_line_without_postfix_ends_with_the_time(monkeypatch, caplog):
+    now = [0.0]
+    monkeypatch.setattr("trainer.progress.time.monotonic", lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="trainer.progress"):
+        for _ in LogProgress(range(2), "features", None, interval=1.0):
+            now[0] += 1.0
+    assert [r.getMessage() for r in caplog.records] == ["features: 1/2 (50%) in 1 s", "features: 2/2 (100%) in 2 s"]
 
 
 def test_a_terminal_gets_the_live_bar(monkeypatch):

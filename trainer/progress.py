@@ -36,20 +36,20 @@ class LogProgress:
 
     def __iter__(self) -> Iterator:
         start = last = time.monotonic()
-        n, logged = 0, False
+        n, logged_at = 0, 0
         for item in self.iterable:
             yield item
             n += 1
             now = time.monotonic()
             if now - last >= self.interval:
-                last, logged = now, True
+                last, logged_at = now, n
                 self._log(n, now - start)
-        if logged:
+        if 0 < logged_at < n:  # the end of a loop long enough to have logged, unless just logged
             self._log(n, time.monotonic() - start)
 
     def _log(self, n: int, elapsed: float) -> None:
         done = f"{n}/{self.total} ({100 * n / self.total:.0f}%)" if self.total else f"{n}"
-        log.info("%s: %s in %.0f s %s", self.desc, done, elapsed, self.postfix)
+        log.info("%s: %s in %.0f s%s", self.desc, done, elapsed, f" {self.postfix}" if self.postfix else "")
 
 
 def progress(iterable: Iterable, desc: str, total: Optional[int] = None, enabled: bool = True,
