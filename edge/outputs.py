@@ -4,19 +4,29 @@
 with global ids. A tracklet's global rows wait until its identity is final (the identity engine's
 revision window has passed, or the run ended) and are then written with it, so every row carries
 the identity the run finally decided (what a user reads at the end, and what evaluation scores).
+
+Outputs are extras: :class:`GuardedOutput` wraps one, so that a failure (a writer that cannot
+open, a full disk) is logged once with the camera and the reason and switches that output off
+for that camera, while detection, tracking, matching and publishing go on.
 """
 from __future__ import annotations
 
+import logging
+import zlib
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import cv2
 import numpy as np
 
+from .config import EdgeConfig
 from .tracklets import Tracklet
 from .world.export import mot_row
 
+log = logging.getLogger(__name__)
+
 MAX_PENDING_ROWS = 5000
+ALL_CAMERAS = "*"
 
 
 class MotWriter:
@@ -49,18 +59,21 @@ class MotWriter:
             f.close()
 
 
-def _colour(key: int) -> tuple[int, int, int]:
-    rng = np.random.default_rng(key)
+def _colour(kind: str, ident: int) -> tuple[int, int, int]:
+    """A stable colour per id; ``kind`` ("global" / "local") keeps the two id spaces apart."""
+    rng = np.random.default_rng(zlib.crc32(f"{kind}:{ident}".encode()))
     return tuple(int(c) for c in rng.integers(60, 255, 3))
 
 
 class AnnotatedVideo:
     """Boxes with ``local/global`` labels drawn on each camera's frames, one mp4 per camera."""
 
-    def __init__(self, folder: str | Path, fps: float = 10.0):
+    def __init__(self, folder: str | Path, fps: float | dict[str, float] = 10.0):
+        """``fps``: one rate for every camera, or one per camera (10 where one is missing)."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.fps = fps
+        self.fps = fps if isinstance(fps, dict) else {}
+        self.default_fps = 10.0 if isinstance(fps, dict) else fps
         self.writers: dict[str, tuple[cv2.VideoWriter, tuple[int, int]]] = {}
 
     def write(self, camera_id: str, image: np.ndarray, tracklets: list[Tracklet]) -> None:
@@ -68,14 +81,17 @@ class AnnotatedVideo:
         for t in tracklets:
             x0, y0, x1, y1 = (int(v) for v in t.xyxy)
             gid: Optional[int] = t.global_id
-            colour = _colour(gid if gid is not None else -t.local_id)
+            colour = _colour("global", gid) if gid is not None else _colour("local", t.local_id)
             cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, 2)
             label = f"{t.local_id}/{gid if gid is not None else '?'}"
             cv2.putText(canvas, label, (x0, max(10, y0 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1)
         if camera_id not in self.writers:
             h, w = canvas.shape[:2]
-            path = str(self.folder / f"{camera_id}.mp4")
-            self.writers[camera_id] = (cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h)), (w, h))
+            path = self.folder / f"{camera_id}.mp4"
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps.get(camera_id, self.default_fps), (w, h))
+            if not writer.isOpened():
+                raise OSError(f"cannot open a video writer for {path} ({w}x{h})")
+            self.writers[camera_id] = (writer, (w, h))
         writer, size = self.writers[camera_id]
         if (canvas.shape[1], canvas.shape[0]) != size:  # a stream that came back at another resolution
             canvas = cv2.resize(canvas, size)
@@ -84,3 +100,50 @@ class AnnotatedVideo:
     def close(self) -> None:
         for writer, _ in self.writers.values():
             writer.release()
+
+
+class GuardedOutput:
+    """One result output whose failures are contained: the first failure for a camera is logged
+    once (output, camera, reason) and later calls for that camera are skipped."""
+
+    def __init__(self, name: str, output: Any):
+        self.name = name
+        self.output = output
+        self.failed: dict[str, str] = {}  # camera (or ALL_CAMERAS) -> reason
+
+    def call(self, camera_id: str, method: str, *args: Any) -> None:
+        """``output.<method>(*args)`` unless this camera's output is already off."""
+        if camera_id in self.failed or ALL_CAMERAS in self.failed:
+            return
+        try:
+            getattr(self.output, method)(*args)
+        except Exception as exc:  # noqa: BLE001 - any failure of an extra output is contained
+            self._switch_off(camera_id, exc)
+
+    def close(self) -> None:
+        try:
+            self.output.close()
+        except Exception as exc:  # noqa: BLE001
+            self._switch_off(ALL_CAMERAS, exc)
+
+    def _switch_off(self, camera_id: str, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        self.failed[camera_id] = reason
+        where = "every camera" if camera_id == ALL_CAMERAS else f"camera {camera_id}"
+        log.error("%s output switched off for %s: %s", self.name, where, reason)
+        log.debug("%s output failure", self.name, exc_info=True)
+
+    def errors(self) -> dict[str, str]:
+        """``{"<output>/<camera>": reason}`` for the report."""
+        return {f"{self.name}/{camera}": reason for camera, reason in self.failed.items()}
+
+
+def open_outputs(cfg: EdgeConfig, frame_rates: Optional[dict[str, float]] = None) -> tuple[Optional[GuardedOutput], Optional[GuardedOutput]]:
+    """The MOT files and annotated videos a config asks for, each guarded (None where not asked);
+    videos play at each camera's configured or measured rate. Opening them fails loudly (a bad
+    folder is a config mistake); writing them later does not."""
+    o = cfg.outputs
+    mot = GuardedOutput("mot", MotWriter(o.mot_dir, [c.id for c in cfg.cameras])) if o.mot_dir else None
+    fps = {c.id: c.fps or (frame_rates or {}).get(c.id) or 10.0 for c in cfg.cameras}
+    video = GuardedOutput("video", AnnotatedVideo(o.video_dir, fps)) if o.video_dir else None
+    return mot, video

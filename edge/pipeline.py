@@ -21,7 +21,7 @@ from .detector import PersonDetector
 from .floor_map import FloorMap
 from .identity import Decision, IdentityEngine, homography_from
 from .identity.engine import settings_from_config
-from .outputs import AnnotatedVideo, MotWriter
+from .outputs import open_outputs
 from .publisher import EventPublisher, decision_event, track_event
 from .reid.backends import ReIDBackend, build_backend
 from .sources import CameraCapture
@@ -56,9 +56,7 @@ class EdgePipeline:
         self.stats = PipelineStats()
         p = cfg.publisher
         self.publisher = EventPublisher(p.endpoint, p.high_water_mark) if p.enabled else None
-        self.mot = MotWriter(cfg.outputs.mot_dir, [c.id for c in cfg.cameras]) if cfg.outputs.mot_dir else None
-        fps = next((c.fps for c in cfg.cameras if c.fps), 10.0)
-        self.video = AnnotatedVideo(cfg.outputs.video_dir, fps) if cfg.outputs.video_dir else None
+        self.mot, self.video = open_outputs(cfg, frame_rates)
         self.floor_map: Optional[FloorMap] = None
         if cfg.outputs.floor_map and self.homographies:
             self.floor_map = FloorMap(cfg.outputs.floor_map, {})
@@ -76,6 +74,10 @@ class EdgePipeline:
         log.info("matching: threshold %.3f (%s), scale %.3f, %d calibrated camera(s)", settings.threshold, source,
                  settings.scale, len(self.homographies))
         return settings
+
+    def output_errors(self) -> dict[str, str]:
+        """``{"<output>/<camera>": reason}`` for every output switched off after a failure."""
+        return {k: v for out in (self.mot, self.video) if out is not None for k, v in out.errors().items()}
 
     def warmup(self) -> None:
         """One dummy detection and embedding, so model loading/fusing is not billed to the first frames."""
@@ -191,7 +193,7 @@ class EdgePipeline:
                 continue
             t.global_id = gid
             if self.mot is not None:
-                self.mot.flush(t)
+                self.mot.call(t.camera_id, "flush", t)
             if self.final_log is not None:
                 self.final_log.append(t.summary())
             if self.floor_map is not None and t.floor is not None and len(t.floor):
@@ -203,9 +205,9 @@ class EdgePipeline:
             active = [t for t in self.books[camera_id].tracklets.values() if t.state == "active" and t.last_frame == frame.index]
             if self.mot is not None:
                 for t in active:
-                    self.mot.row(t, frame.index)
+                    self.mot.call(camera_id, "row", t, frame.index)
             if self.video is not None:
-                self.video.write(camera_id, frame.image, active)
+                self.video.call(camera_id, "write", camera_id, frame.image, active)
         if self.publisher is None:
             return
         now = time.time()
@@ -248,7 +250,10 @@ class EdgePipeline:
         if self.video is not None:
             self.video.close()
         if self.floor_map is not None:
-            self.floor_map.write()
+            try:
+                self.floor_map.write()
+            except Exception as exc:  # noqa: BLE001 - an output must not fail the run's close
+                log.error("output floor_map: %s: %s", type(exc).__name__, exc)
 
 
 def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeline: Optional[EdgePipeline] = None) -> dict:
@@ -298,7 +303,9 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
         report["elapsed_s"] = round(time.monotonic() - started, 2)
         report["processed"] = counts
         report["errors"] = {c.cam.id: c.error for c in captures if c.error}
+        report["cameras"] = pipeline.stats.per_camera(list(counts))
         pipeline.close()
+        report["output_errors"] = pipeline.output_errors()
     return report
 
 

@@ -15,7 +15,7 @@ import threading
 from trainer.cli import fail, setup_console_logging
 from trainer.configio import ConfigError
 
-from .config import load_edge_config
+from .config import EdgeConfig, load_edge_config
 
 log = logging.getLogger("edge.run")
 
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = load_edge_config(args.cameras, args.overrides)
     except ConfigError as exc:
         fail(str(exc))
+    log.info("%s", start_line(cfg))
     from .pipeline import run_pipeline
 
     stop = threading.Event()
@@ -41,15 +42,29 @@ def main(argv: list[str] | None = None) -> dict:
         report = run_pipeline(cfg, stop)
     except Exception as exc:  # noqa: BLE001 - one line for the operator, the trace in debug
         log.debug("pipeline failed", exc_info=True)
-        raise
-        fail(f"{type(exc).__name__}: {exc}")
-    log.info("done: %s", json.dumps({k: report[k] for k in ("processed", "fps", "elapsed_s", "gallery") if k in report}))
+        operator_error = isinstance(exc, (OSError, RuntimeError, ValueError))  # a model file, a port, a value: the message says it
+        fail(str(exc) if operator_error else f"{type(exc).__name__}: {exc}")
+    log.info("done: %s", json.dumps({k: report[k] for k in ("cameras", "elapsed_s", "gallery") if k in report}))
     if report.get("errors"):
         log.error("camera errors: %s", report["errors"])
+    if report.get("output_errors"):
+        log.error("outputs switched off: %s", report["output_errors"])
     if args.report:
         with open(args.report, "w") as f:
             json.dump(report, f, indent=1)
     return report
+
+
+def start_line(cfg: EdgeConfig) -> str:
+    """What this run will do, logged as soon as the config is loaded (models take a while to load)."""
+    cams = ", ".join(c.id for c in cfg.cameras)
+    reid = cfg.reid.model if cfg.reid else "none (tracking only)"
+    endpoint = cfg.publisher.endpoint if cfg.publisher.enabled else "off"
+    limits = [f"{cfg.run.max_frames} frames per camera"] if cfg.run.max_frames else []
+    limits += [f"{cfg.run.duration_s:g} s"] if cfg.run.duration_s else []
+    until = " or ".join(limits) or "the sources end or SIGINT/SIGTERM"
+    return (f"starting: {len(cfg.cameras)} camera(s) [{cams}], detector {cfg.detector.weights}, reid {reid}, "
+            f"publishing on {endpoint}, until {until}")
 
 
 if __name__ == "__main__":

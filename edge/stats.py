@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -17,6 +17,8 @@ class PipelineStats:
         self.latency: dict[str, deque] = defaultdict(lambda: deque(maxlen=window))
         self.frames: dict[str, int] = defaultdict(int)
         self.total_frames: dict[str, int] = defaultdict(int)
+        self.first_frame_at: dict[str, float] = {}  # monotonic time of each camera's first / last frame
+        self.last_frame_at: dict[str, float] = {}
         self.end_to_end: deque = deque(maxlen=window)
         self.embedded = 0
         self._since = time.monotonic()
@@ -27,6 +29,9 @@ class PipelineStats:
     def frame(self, camera_id: str, capture_ts: float) -> None:
         self.frames[camera_id] += 1
         self.total_frames[camera_id] += 1
+        now = time.monotonic()
+        self.first_frame_at.setdefault(camera_id, now)
+        self.last_frame_at[camera_id] = now
         self.end_to_end.append((time.time() - capture_ts) * 1000.0)
 
     def report(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -43,6 +48,18 @@ class PipelineStats:
         out.update(extra or {})
         self.frames.clear()
         self._since = now
+        return out
+
+    def per_camera(self, camera_ids: Sequence[str] = ()) -> dict[str, dict[str, float]]:
+        """Frames of each camera and its mean fps over the time it actually ran (first to last
+        frame), so a camera that ended early is not averaged over the others' time. Cameras in
+        ``camera_ids`` that delivered nothing are listed with zeros."""
+        out = {}
+        for cam in dict.fromkeys([*camera_ids, *self.total_frames]):
+            n = self.total_frames.get(cam, 0)
+            running = self.last_frame_at[cam] - self.first_frame_at[cam] if n else 0.0
+            fps = (n - 1) / running if n > 1 and running > 0 else 0.0
+            out[cam] = {"frames": n, "fps": round(fps, 2), "running_s": round(running, 2)}
         return out
 
 

@@ -152,8 +152,19 @@ def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    cfg_path = Path(args.config).resolve()
+    from trainer.cli import one_line_errors
+    from trainer.configio import ConfigError
+
+    with one_line_errors(ConfigError, FileNotFoundError, ValueError, RuntimeError):  # RuntimeError: port in use
+        results, raw = measure(args)
+    write_results(results, raw, args)
+
+
+def measure(args: argparse.Namespace) -> tuple[list[dict], dict]:
+    """Median of ``--repeats`` runs per camera count, after a short warm-up run."""
     from trainer.configio import apply_overrides, load_yaml_tree
+
+    cfg_path = Path(args.config).resolve()
 
     raw = apply_overrides(load_yaml_tree(cfg_path), args.set)
     counts = args.cameras or [len(raw["cameras"])]
@@ -167,6 +178,11 @@ def main() -> None:
         median = runs[len(runs) // 2]
         results.append({"cameras": n, "median": median, "fps_total_runs": [r["fps_total"] for r in runs]})
         print(f"{n} cameras: {median['fps_total']:.1f} frames/s total over runs {[r['fps_total'] for r in runs]}", flush=True)
+    return results, raw
+
+
+def write_results(results: list[dict], raw: dict, args: argparse.Namespace) -> None:
+    """bench.json, bench.md and bench.png into ``args.out``; says where."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {k: v for k, v in vars(args).items()}
@@ -175,6 +191,7 @@ def main() -> None:
     (out / "bench.md").write_text(table)
     plot(results, out / "bench.png")
     print(table)
+    print(f"wrote {out / 'bench.json'}, {out / 'bench.md'}, {out / 'bench.png'}")
 
 
 if __name__ == "__main__":

@@ -112,7 +112,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--out", default="runs/bench/reid")
     args = parser.parse_args()
+    from trainer.cli import one_line_errors
+    from trainer.models.checkpoint import CheckpointError
 
+    with one_line_errors(CheckpointError, FileNotFoundError, ValueError):
+        rows, meta = measure(args)
+    write_results(rows, meta, args)
+
+
+def measure(args: argparse.Namespace) -> tuple[list[dict], object]:
+    """Every backend this machine has, at every batch size: one row each."""
     from export.onnx_export import export_onnx
     from export.parity import person_crops
 
@@ -129,9 +138,15 @@ def main() -> None:
         for b in args.batches:
             t = time_calls(run, crops[:b], args.warmup, args.iters, sync)
             p50, p95, p99 = np.percentile(t, [50, 95, 99])
-            rows.append({"backend": name, "batch": b, "images_per_s": round(b / (p50 / 1000), 1), "p50_ms": round(p50, 2),
-                         "p95_ms": round(p95, 2), "p99_ms": round(p99, 2), "peak_memory_mb": round(mem(), 1), "min_cosine_vs_fp32": round(cos, 6)})
-            print(rows[-1], flush=True)
+            rows.append({"backend": name, "batch": b, "images_per_s": round(float(b / (p50 / 1000)), 1), "p50_ms": round(float(p50), 2),
+                         "p95_ms": round(float(p95), 2), "p99_ms": round(float(p99), 2), "peak_memory_mb": round(float(mem()), 1),
+                         "min_cosine_vs_fp32": round(cos, 6)})
+            print(" ".join(f"{k} {v}" for k, v in rows[-1].items()), flush=True)
+    return rows, meta
+
+
+def write_results(rows: list[dict], meta, args: argparse.Namespace) -> None:
+    """bench.json, bench.md and bench.png into ``args.out``; says where."""
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "bench.json").write_text(json.dumps({"settings": vars(args), "environment": environment(), "model": meta.__dict__, "results": rows}, indent=1, default=str))
@@ -152,6 +167,7 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(out_dir / "bench.png", dpi=100)
     print("\n".join(lines))
+    print(f"wrote {out_dir / 'bench.json'}, {out_dir / 'bench.md'}, {out_dir / 'bench.png'}")
 
 
 if __name__ == "__main__":

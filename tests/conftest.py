@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,23 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"
+
+
+def dev_tool(name: str) -> str:
+    """Path of a command-line tool that the ``[dev]`` extra installs; the test fails without it.
+
+    pip puts such tools in the interpreter's scripts folder (a venv's ``bin/``), which is not on
+    ``PATH`` when pytest runs as ``venv/bin/python -m pytest``: look there first, then on ``PATH``.
+    """
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = shutil.which(name, path=folder)
+        if candidate:
+            return candidate
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} not found next to {sys.executable} nor on PATH: "
+                    f"the [dev] extra installs it (pip install -e \".[dev]\")", pytrace=False)
+    return found
 
 
 def pytest_collection_modifyitems(config, items):

@@ -15,7 +15,9 @@ def run_script(*args):
 
 
 def test_bench_reid_writes_json_markdown_and_plot(tmp_path):
-    run_script("scripts/bench_reid.py", "--image-size", "64", "32", "--batches", "1", "2", "--iters", "2", "--warmup", "1", "--out", str(tmp_path))
+    proc = run_script("scripts/bench_reid.py", "--image-size", "64", "32", "--batches", "1", "2", "--iters", "2", "--warmup", "1", "--out", str(tmp_path))
+    assert "np.float" not in proc.stdout and "backend torch-fp32-cpu batch 1 images_per_s " in proc.stdout  # plain numbers
+    assert f"wrote {tmp_path / 'bench.json'}, {tmp_path / 'bench.md'}, {tmp_path / 'bench.png'}" in proc.stdout
     data = json.loads((tmp_path / "bench.json").read_text())
     assert data["environment"]["torch"] and {r["batch"] for r in data["results"]} == {1, 2}
     backends = {r["backend"] for r in data["results"]}
@@ -31,8 +33,10 @@ def test_bench_pipeline_writes_json_markdown_and_plot(tmp_path):
            "reid": {"model": str(demo / "reid.onnx")}}
     path = tmp_path / "cams.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    run_script("scripts/bench_pipeline.py", "--config", str(path), "--cameras", "1", "2", "--frames", "8", "--repeats", "1",
-               "--no-warmup", "--endpoint", "tcp://127.0.0.1:56799", "--out", str(tmp_path / "out"))
+    proc = run_script("scripts/bench_pipeline.py", "--config", str(path), "--cameras", "1", "2", "--frames", "8", "--repeats", "1",
+                      "--no-warmup", "--endpoint", "tcp://127.0.0.1:56799", "--out", str(tmp_path / "out"))
+    out = tmp_path / "out"
+    assert f"wrote {out / 'bench.json'}, {out / 'bench.md'}, {out / 'bench.png'}" in proc.stdout
     data = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert [r["cameras"] for r in data["results"]] == [1, 2]
     two = data["results"][1]["median"]

@@ -1,6 +1,7 @@
 """The edge runtime on real footage from ../shared/realdata (skipped when it is absent):
 the two-camera video pair and MOT17 frames as an image-folder source, with the real YOLOv8n
 detector and the third-party OSNet ONNX ReID model."""
+import cv2
 import numpy as np
 import pytest
 import yaml
@@ -42,6 +43,25 @@ def test_two_camera_video_pair_with_yolov8n_and_third_party_osnet(tmp_path):
         rows = np.loadtxt(tmp_path / "mot" / f"{cam}.txt", delimiter=",", ndmin=2)
         assert len(rows) >= 20  # people are found and tracked in most frames
         assert rows[:, 4].min() > 10 and rows[:, 5].min() > 10  # plausible person-sized boxes
+
+
+def test_annotated_video_of_the_real_pair_plays_back_per_camera(tmp_path):
+    from test_edge_outputs import frames_in
+
+    video = REALDATA / "samihormi_mc"
+    cams = [{"id": "double", "source": str(video / "Double1.mp4"), "realtime": False},
+            {"id": "single", "source": str(video / "Single1.mp4"), "realtime": False}]
+    cfg = real_config(tmp_path, cams, 56843)
+    cfg.outputs.video_dir = str(tmp_path / "video")
+    cfg.run.max_frames = 30
+    report = run_pipeline(cfg)
+    assert report["processed"] == {"double": 30, "single": 30} and report["output_errors"] == {}
+    for cam in ("double", "single"):
+        source, written = (cv2.VideoCapture(str(p)) for p in (video / f"{cam.capitalize()}1.mp4", tmp_path / "video" / f"{cam}.mp4"))
+        size = (int(source.get(cv2.CAP_PROP_FRAME_WIDTH)), int(source.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        assert written.get(cv2.CAP_PROP_FPS) == pytest.approx(source.get(cv2.CAP_PROP_FPS), rel=0.01)  # plays at the source's speed
+        source.release(), written.release()
+        assert frames_in(tmp_path / "video" / f"{cam}.mp4") == (30, size)
 
 
 def test_mot17_frames_as_an_image_folder_source_score_against_their_ground_truth(tmp_path):

@@ -47,6 +47,14 @@ def test_tiny_training_learns_and_eval_cli_reproduces(tmp_path):
     assert again["mAP"] == pytest.approx(report["mAP"], abs=1e-6)
     assert "mAP" in stdout
 
+    # another setting writes beside the training run's report under its own name
+    before = (out / "eval.json").read_bytes()
+    stdout = run_cli("-m", "trainer.eval", "--config", "configs/tiny_synthetic.yaml", "--checkpoint", str(out / "model.pt"), "--no-progress",
+                     f"data.root={data}", "eval.flip=true", "eval.rerank=true")
+    assert (out / "eval.json").read_bytes() == before
+    assert json.loads((out / "eval_flip_rerank.json").read_text())["eval"]["rerank"] is True
+    assert f"report: {out / 'eval_flip_rerank.json'}, {out / 'eval_flip_rerank_cmc.png'}" in stdout
+
 
 class Interrupt(Exception):
     pass

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+log = logging.getLogger(__name__)
 
 
 def setup_console_logging(verbose: bool = False) -> None:
@@ -13,3 +17,15 @@ def fail(message: str, code: int = 2) -> None:
     """Print a user-facing error (no traceback) and exit."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+@contextmanager
+def one_line_errors(*errors: type[BaseException]) -> Iterator[None]:
+    """Inside, the listed exceptions (the user's mistakes: a missing file, a bad config, a port
+    in use) end the program with one ``error: <message>`` line and exit code 2; the traceback
+    goes to the debug log."""
+    try:
+        yield
+    except errors as exc:
+        log.debug("%s", type(exc).__name__, exc_info=True)
+        fail(str(exc))

@@ -159,6 +159,7 @@ class DataConfig(StrictModel):
     root: Path = Field(Path("data"), description="folder that holds the dataset folder (or the dataset itself)")
     num_instances: int = Field(4, ge=1, description="K: images per identity in a PK batch")
     workers: int = Field(2, ge=0, description="data-loader worker processes")
+    skip_bad_images: bool = Field(False, description="leave out images whose header cannot be read (default: refuse to start, listing them)")
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
     augment: AugmentConfig = AugmentConfig()

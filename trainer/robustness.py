@@ -182,6 +182,9 @@ def main(argv: list[str] | None = None) -> dict:
         fail(f"{len(labels)} --label for {len(args.checkpoint)} --checkpoint")
     if any(not 0 <= lv < 1 for lv in args.levels):
         fail("--levels are fractions of the image in [0, 1)")
+    missing = [c for c in args.checkpoint if not Path(c).is_file()]
+    if missing:  # before the (long) evaluation of the others
+        fail(f"checkpoint not found: {missing[0]}")
     results = {}
     try:
         cfg = load_train_config(args.config, args.overrides)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from trainer.cli import setup_console_logging
+from trainer.cli import one_line_errors, setup_console_logging
 
 from . import export
 from .scene import SCENES, World, resolve_scene
@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frame", type=int, default=150, help="preview: which frame")
     args = parser.parse_args(argv)
     setup_console_logging()
+    with one_line_errors(ValueError, OSError):  # an unknown scene, an unwritable folder
+        write(args)
+
+
+def write(args: argparse.Namespace) -> None:
     seeds = args.seed or [None]
     if args.what == "reid":
         for i, seed in enumerate(seeds):

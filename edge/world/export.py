@@ -18,7 +18,8 @@ from typing import Iterable, Optional
 
 import cv2
 import numpy as np
-from tqdm import tqdm
+
+from trainer.progress import progress as progress_bar
 
 from .render import CameraRenderer, GroundTruthBox
 from .scene import World
@@ -54,7 +55,7 @@ def write_mot_ground_truth(world: World, out: str | Path, frames: Optional[int] 
         writer = _video_writer(out / f"{name}.mp4", world.spec.fps, cam.spec.width, cam.spec.height) if video else None
         local_ids: dict[int, int] = {}
         with open(seq / "gt" / "gt.txt", "w") as gt, open(seq / "gt" / "gt_global.txt", "w") as gt_global:
-            for f in tqdm(range(n_frames), desc=f"{name} ground truth", disable=not progress):
+            for f in progress_bar(range(n_frames), f"{name} ground truth", enabled=progress):
                 image, boxes = renderer.render(f, draw=images or video)
                 for b in boxes:
                     if b.visibility < min_visibility:
@@ -82,7 +83,7 @@ def _video_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoW
 
 def _frames_with_boxes(world: World, every: int, progress: bool, desc: str) -> Iterable[tuple[int, int, np.ndarray, list[GroundTruthBox]]]:
     renderers = [CameraRenderer(world, i) for i in range(len(world.cameras))]
-    for f in tqdm(range(0, world.spec.num_frames, every), desc=desc, disable=not progress):
+    for f in progress_bar(range(0, world.spec.num_frames, every), desc, enabled=progress):
         for ci, r in enumerate(renderers):
             image, boxes = r.render(f)
             yield f, ci, image, boxes

@@ -15,10 +15,16 @@ Conventions (as torchreid and the benchmarks use them):
 """
 from __future__ import annotations
 
+import logging
 import re
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
+
+from PIL import Image
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 _PID_CAM = re.compile(r"([-\d]+)_c(\d+)")
@@ -26,6 +32,10 @@ _PID_CAM = re.compile(r"([-\d]+)_c(\d+)")
 
 class DatasetLayoutError(FileNotFoundError):
     """A dataset root that does not have the layout its parser expects."""
+
+
+class BadImagesError(DatasetLayoutError):
+    """Image files whose header cannot be read (truncated downloads, zero-byte or foreign files)."""
 
 
 class Sample(NamedTuple):
@@ -41,6 +51,7 @@ class ReIDData:
     query: list[Sample]
     gallery: list[Sample]
     train_pid_map: dict[int, int] = field(default_factory=dict)  # dataset pid -> label
+    skipped: list[str] = field(default_factory=list)  # unreadable files left out (data.skip_bad_images)
 
     @property
     def num_train_pids(self) -> int:
@@ -179,6 +190,41 @@ PARSERS: dict[str, Callable[[Path], ReIDData]] = {
     "p_dukemtmc": parse_p_dukemtmc,
     "synthetic": parse_market1501,  # the synthetic generator writes Market-1501 layout
 }
+
+
+def unreadable_images(samples: Sequence[Sample]) -> dict[str, str]:
+    """``{path: reason}`` for the images whose header cannot be read. Fast: PIL reads the header
+    and checks the file's structure without decoding the pixels."""
+    bad = {}
+    for s in samples:
+        try:
+            with Image.open(s.path) as im:
+                im.verify()
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for a broken file
+            bad[s.path] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return bad
+
+
+def check_images(data: ReIDData, skip: bool = False, shown: int = 5) -> ReIDData:
+    """Refuse a dataset with unreadable images (one line: the first few and the count), or with
+    ``skip`` leave them out (logged, listed in :attr:`ReIDData.skipped`)."""
+    t0 = time.perf_counter()
+    splits = {"train": data.train, "query": data.query, "gallery": data.gallery}
+    bad = unreadable_images([s for split in splits.values() for s in split])
+    log.info("checked %d images of %s in %.1f s: %d unreadable", sum(map(len, splits.values())), data.name, time.perf_counter() - t0, len(bad))
+    if not bad:
+        return data
+    first = "; ".join(f"{path} ({why})" for path, why in list(bad.items())[:shown])
+    listing = f"{len(bad)} unreadable image(s) in {data.name}: {first}" + ("; ..." if len(bad) > shown else "")
+    if not skip:
+        raise BadImagesError(f"{listing}. Remove or replace them, or set data.skip_bad_images=true to leave them out")
+    log.warning("leaving out %s", listing)
+    kept = [s for s in data.train if s.path not in bad]
+    train, inner = relabel(kept)  # an identity can lose its only images: labels stay 0..N-1
+    pid_map = {pid: inner[label] for pid, label in data.train_pid_map.items() if label in inner}
+    return replace(data, train=train, train_pid_map=pid_map, skipped=sorted(bad),
+                   query=[s for s in data.query if s.path not in bad],
+                   gallery=[s for s in data.gallery if s.path not in bad])
 
 
 def load_dataset(name: str, root: str | Path) -> ReIDData:

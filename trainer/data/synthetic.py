@@ -20,7 +20,8 @@ from typing import Optional
 
 import cv2
 import numpy as np
-from tqdm import tqdm
+
+from trainer.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +279,7 @@ def write_synthetic_dataset(root: str | Path, spec: SyntheticSpec = SyntheticSpe
     for sub in ("bounding_box_train", "query", "bounding_box_test"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     counter = 0
-    for pid0 in tqdm(range(total), desc="synthetic identities", disable=not progress):
+    for pid0 in progress_bar(range(total), "synthetic identities", enabled=progress):
         pid = pid0 + 1
         is_test = pid0 >= spec.num_train_ids
         n_cams = int(rng.integers(2, spec.num_cameras + 1))

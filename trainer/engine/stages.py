@@ -20,12 +20,12 @@ from typing import Optional
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from trainer.config import Stage1Config, Stage2Config
 from trainer.engine.runtime import Runtime
 from trainer.losses import batch_hard_triplet, id_loss, image_to_text_ce, supcon
 from trainer.models.reid import CLIPReID
+from trainer.progress import progress as progress_bar
 
 
 class Stage1Head(nn.Module):
@@ -68,7 +68,7 @@ def cache_image_features(model: CLIPReID, loader: DataLoader, device: torch.devi
     """Projected features [N, E] and labels [N] of every training image (eval transform)."""
     model.eval()
     feats, labels = [], []
-    for images, pids, camids, _ in tqdm(loader, desc="stage 1: caching image features", disable=not progress, leave=False):
+    for images, pids, camids, _ in progress_bar(loader, "stage 1: caching image features", enabled=progress, leave=False):
         feats.append(model.image_encoder(images.to(device), camids.to(device)).proj_feat.float().cpu())
         labels.append(pids)
     return torch.cat(feats), torch.cat(labels)
@@ -91,7 +91,7 @@ def _step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: Optional
 
 
 def _bar(iterable, total: int, desc: str, enabled: bool):
-    return tqdm(iterable, total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+    return progress_bar(iterable, desc, total, enabled, leave=False)
 
 
 def _cached_batches(features: torch.Tensor, labels: torch.Tensor, cfg: Stage1Config, rt: Runtime, epoch: int, seed: int) -> list[dict]:

@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from trainer.config import TrainConfig
 from trainer.data.datasets import ReIDData
-from trainer.data.loader import eval_loader, pk_loader, prepare_dataset
+from trainer.data.loader import ReadFailures, eval_loader, pk_loader, prepare_dataset
 from trainer.engine.logbook import EpochLog
 from trainer.engine.optim import build_optimizer, build_scheduler
 from trainer.engine.runtime import Runtime, gather_objects, parameter_checksum, rng_state, seed_everything, set_rng_state, setup_runtime, shutdown_runtime
@@ -80,6 +80,7 @@ class Trainer:
             (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         _setup_logging(self.out, self.rt)
         self.logbook = EpochLog(self.out, enabled=self.rt.is_main)
+        self.read_failures = ReadFailures()  # images that went bad after indexing: skipped, counted
         seed_everything(cfg.seed)
         self.data = self._prepare_data()
         self.model: CLIPReID = build_model(cfg.model, self.data.num_train_pids, self.data.num_cameras).to(self.rt.device)
@@ -142,9 +143,9 @@ class Trainer:
         freeze_for_stage(self.model, STAGE_PROMPTS)
         if self.model.method.stage1_needs_images:
             k = cfg.data.num_instances
-            data = pk_loader(self.data.train, cfg, max(k, cfg.stage1.batch_size // k * k), rt.rank, rt.world_size)
+            data = pk_loader(self.data.train, cfg, max(k, cfg.stage1.batch_size // k * k), rt.rank, rt.world_size, self.read_failures)
         else:
-            data = cache_image_features(self.model, eval_loader(self.data.train, cfg), rt.device, self.progress)
+            data = cache_image_features(self.model, eval_loader(self.data.train, cfg, failures=self.read_failures), rt.device, self.progress)
         head = _wrap(Stage1Head(self.model), rt)
         optimizer = build_optimizer(self._trainable(), cfg.stage1)
         scheduler = build_scheduler(optimizer, cfg.stage1)
@@ -175,7 +176,7 @@ class Trainer:
             return
         freeze_for_stage(self.model, stage)
         stage_cfg = cfg.stage2.model_copy(update={"epochs": epochs})
-        loader = pk_loader(self.data.train, cfg, cfg.stage2.batch_size, rt.rank, rt.world_size)
+        loader = pk_loader(self.data.train, cfg, cfg.stage2.batch_size, rt.rank, rt.world_size, self.read_failures)
         net = _wrap(self.model, rt)
         fresh = {id(p) for p in self.model.method.new_parameters()}
         factor = cfg.model.method.lr_factor
@@ -202,12 +203,21 @@ class Trainer:
             losses = " ".join(f"{k} {v:.4f}" for k, v in stats.items())
             log.info("stage %s epoch %d  lr %.2e  %s  (%.1fs)", stage, epoch + 1, lr, losses, seconds)
 
+    def _skipped_images(self) -> dict:
+        """For the run report: files left out when indexing, reads that failed during the run."""
+        skipped = {"left_out_at_start": len(self.data.skipped), "files": self.data.skipped[:100],
+                   "failed_reads_during_run": self.read_failures.count}
+        if self.data.skipped or self.read_failures.count:
+            log.warning("images skipped: %d left out at start, %d failed reads during the run",
+                        len(self.data.skipped), self.read_failures.count)
+        return skipped
+
     # ---- public ------------------------------------------------------------------------
     def evaluate(self, with_similarity: bool = False):
         """Rank the query/gallery split; with ``with_similarity`` also return the same/different-person
         similarity statistics (None when no identity is seen in two cameras)."""
-        q = extract_features(self.model, eval_loader(self.data.query, self.cfg), self.rt.device, self.cfg.eval.flip, self.progress)
-        g = extract_features(self.model, eval_loader(self.data.gallery, self.cfg), self.rt.device, self.cfg.eval.flip, self.progress)
+        q = extract_features(self.model, eval_loader(self.data.query, self.cfg, failures=self.read_failures), self.rt.device, self.cfg.eval.flip, self.progress)
+        g = extract_features(self.model, eval_loader(self.data.gallery, self.cfg, failures=self.read_failures), self.rt.device, self.cfg.eval.flip, self.progress)
         result = evaluate_features(q, g, self.cfg.eval)
         if not with_similarity:
             return result
@@ -243,7 +253,8 @@ class Trainer:
         if rt.is_main:
             final, stats = self.evaluate(with_similarity=True)
             log.info(format_result(final, "trained"))
-            meta = {"dataset": self.data.name, "stage1_epochs": cfg.stage1.epochs, "stage2_epochs": cfg.stage2.epochs, "world_size": rt.world_size, "rank_checksums": result.rank_checksums}
+            meta = {"dataset": self.data.name, "stage1_epochs": cfg.stage1.epochs, "stage2_epochs": cfg.stage2.epochs, "world_size": rt.world_size, "rank_checksums": result.rank_checksums,
+                    "skipped_images": self._skipped_images()}
             if stats is not None:
                 meta["similarity"] = stats
                 log.info("matching threshold %.4f at false-match rate %.2f (same %.3f, different %.3f)", stats["threshold"],

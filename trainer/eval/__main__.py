@@ -1,7 +1,9 @@
 """python -m trainer.eval --config <recipe>.yaml --checkpoint <model.pt> [--out DIR] [KEY=VALUE ...]
 
 Evaluates a checkpoint on the recipe's dataset (query vs gallery) with the recipe's ``eval``
-settings, prints CMC/mAP/mINP and writes ``<name>.json`` + ``<name>_cmc.png``.
+settings, prints CMC/mAP/mINP and writes ``<name>.json`` + ``<name>_cmc.png``. The default name
+says how it was evaluated, so a training run's own ``eval.json`` is not overwritten by another
+setting: ``eval`` (as in training), ``eval_flip``, ``eval_rerank`` or ``eval_flip_rerank``.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--out", help="report folder (default: beside the checkpoint)")
-    parser.add_argument("--name", default="eval", help="report file stem")
+    parser.add_argument("--name", default=None, help="report file stem (default: eval[_flip][_rerank], from the eval settings)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE, e.g. eval.rerank=true eval.flip=true")
     args = parser.parse_args(argv)
@@ -43,10 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetLayoutError, CheckpointError, FileNotFoundError) as exc:
         fail(str(exc))
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
-    paths = write_report(result, out, args.name, {"dataset": data.name, "checkpoint": str(args.checkpoint), "eval": cfg.eval.model_dump()})
+    paths = write_report(result, out, args.name or report_name(cfg.eval.flip, cfg.eval.rerank), {"dataset": data.name, "checkpoint": str(args.checkpoint), "eval": cfg.eval.model_dump()})
     print(format_result(result, data.name))
     print(f"report: {paths['json']}, {paths['png']}")
     return 0
+
+
+def report_name(flip: bool, rerank: bool) -> str:
+    return "eval" + ("_flip" if flip else "") + ("_rerank" if rerank else "")
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from trainer.config import EvalConfig  # noqa: E402
 from trainer.embeddings import Embeddings, distance  # noqa: E402
 from trainer.eval.metrics import RankResult, evaluate_rank  # noqa: E402
 from trainer.eval.rerank import re_ranking  # noqa: E402
+from trainer.progress import progress as progress_bar  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def extract_features(model: torch.nn.Module, loader: DataLoader, device: torch.d
 
     model.eval()
     feats, pids, camids = [], [], []
-    for images, pid, camid, _ in tqdm(loader, desc="features", disable=not progress, leave=False):
+    for images, pid, camid, _ in progress_bar(loader, "features", enabled=progress, leave=False):
         images, cams = images.to(device), camid.to(device)
         out = model.infer(images, cams)
         if flip:

@@ -1,0 +1,99 @@
+"""Result outputs of the edge runtime: annotated videos that play back, and outputs that fail
+(a writer that raises, a full disk) switched off and logged once while the run goes on."""
+import logging
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.config import load_edge_config
+from edge.outputs import AnnotatedVideo, GuardedOutput, MotWriter, _colour
+from edge.pipeline import run_pipeline
+from edge.tracklets import Tracklet
+from test_edge_run import cams_yaml, run_with_subscriber
+
+
+def frames_in(path) -> tuple[int, tuple[int, int]]:
+    """Frames cv2 reads back from a video file, and their (w, h)."""
+    cap = cv2.VideoCapture(str(path))
+    n, size = 0, (0, 0)
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        n, size = n + 1, (image.shape[1], image.shape[0])
+    cap.release()
+    return n, size
+
+
+def tracklet(local_id, global_id=None):
+    return Tracklet("cam1", local_id, 0.0, 0.0, 0, 0, np.array([10.0, 10.0, 60.0, 120.0]), 0.9, global_id=global_id)
+
+
+def test_colours_are_stable_for_any_id_with_or_without_a_global_id():
+    for kind in ("local", "global"):
+        for ident in (0, 1, 4321, 10**6):
+            colour = _colour(kind, ident)
+            assert colour == _colour(kind, ident) and all(60 <= c < 255 for c in colour)
+    assert _colour("local", 7) != _colour("global", 7)
+
+
+def test_annotated_video_of_tracks_without_global_ids_and_large_ids_plays_back(tmp_path):
+    video = AnnotatedVideo(tmp_path, fps=10.0)
+    image = np.zeros((180, 320, 3), np.uint8)
+    for _ in range(12):
+        video.write("cam1", image, [tracklet(4321), tracklet(17, global_id=12345)])
+    video.close()
+    assert frames_in(tmp_path / "cam1.mp4") == (12, (320, 180))
+
+
+def test_guarded_output_logs_once_switches_that_camera_off_and_keeps_the_others(tmp_path, caplog):
+    class Flaky:
+        def __init__(self):
+            self.calls = []
+
+        def write(self, camera_id):
+            if camera_id == "cam1":
+                raise OSError(28, "No space left on device")
+            self.calls.append(camera_id)
+
+        def close(self):
+            pass
+
+    out = GuardedOutput("video", Flaky())
+    with caplog.at_level(logging.ERROR, logger="edge.outputs"):
+        for _ in range(3):
+            out.call("cam1", "write", "cam1")
+            out.call("cam2", "write", "cam2")
+        out.close()
+    assert out.output.calls == ["cam2"] * 3
+    assert out.errors() == {"video/cam1": "OSError: [Errno 28] No space left on device"}
+    assert [r.getMessage() for r in caplog.records] == [
+        "video output switched off for camera cam1: OSError: [Errno 28] No space left on device"]
+
+
+def test_demo_run_writes_a_playable_video_per_camera(tmp_path):
+    cams = [{"id": f"cam{i}", "source": f"synthetic://tiny?camera=cam{i}", "realtime": False} for i in (1, 2)]
+    cfg = cams_yaml(tmp_path, cams, 56841, outputs={"video_dir": str(tmp_path / "video")}, run={"max_frames": 25})
+    report = run_pipeline(load_edge_config(cfg))
+    assert report["processed"] == {"cam1": 25, "cam2": 25} and report["output_errors"] == {}
+    for cam, size in (("cam1", (640, 360)), ("cam2", (512, 384))):  # the rig's camera sizes
+        assert frames_in(tmp_path / "video" / f"{cam}.mp4") == (25, size)
+
+
+def test_a_writer_that_raises_is_switched_off_and_the_run_goes_on(tmp_path, monkeypatch, caplog):
+    def full_disk(self, *args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(AnnotatedVideo, "write", full_disk)
+    monkeypatch.setattr(MotWriter, "row", full_disk)
+    cams = [{"id": f"cam{i}", "source": f"synthetic://tiny?camera=cam{i}", "realtime": False} for i in (1, 2)]
+    cfg = cams_yaml(tmp_path, cams, 56842, outputs={"video_dir": str(tmp_path / "video")})
+    with caplog.at_level(logging.ERROR, logger="edge.outputs"):
+        report, messages = run_with_subscriber(cfg, 56842)
+    reason = "OSError: [Errno 28] No space left on device"
+    assert report["output_errors"] == {f"{o}/{c}": reason for o in ("mot", "video") for c in ("cam1", "cam2")}
+    assert len(caplog.records) == 4  # once per output and camera, not once per frame
+    assert report["processed"] == {"cam1": 60, "cam2": 60} and report["gallery"] >= 1  # tracking and matching went on
+    topics = {t.split("/")[0] for t, _, _ in messages}
+    assert {"track", "identity", "stats"} <= topics  # and publishing
