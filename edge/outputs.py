@@ -30,11 +30,16 @@ ALL_CAMERAS = "*"
 
 
 class MotWriter:
+    """MOT rows per camera. One global id appears at most once per frame: where a tracker
+    hand-over showed a person's old and new track together for a frame or two, the first row
+    written stands (the MOT format, and TrackEval, allow one box per id and frame)."""
+
     def __init__(self, folder: str | Path, camera_ids: list[str]):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.local = {c: open(self.folder / f"{c}.txt", "w") for c in camera_ids}
         self.global_ = {c: open(self.folder / f"{c}.global.txt", "w") for c in camera_ids}
+        self._written: dict[str, dict[int, set[int]]] = {c: {} for c in camera_ids}  # camera -> frame -> global ids
 
     def row(self, t: Tracklet, frame_index: int) -> None:
         """The local row now; the global row once the tracklet's identity is final (:meth:`flush`).
@@ -44,15 +49,25 @@ class MotWriter:
         if len(t.pending_rows) > MAX_PENDING_ROWS:
             frame, xyxy, conf = t.pending_rows.pop(0)
             if t.global_id is not None:
-                self.global_[t.camera_id].write(mot_row(frame, t.global_id, xyxy, conf))
+                self._write_global(t.camera_id, frame, t.global_id, xyxy, conf)
 
     def flush(self, t: Tracklet) -> None:
         if t.global_id is None:
             return
-        out = self.global_[t.camera_id]
         for frame_index, xyxy, conf in t.pending_rows:
-            out.write(mot_row(frame_index, t.global_id, xyxy, conf))
+            self._write_global(t.camera_id, frame_index, t.global_id, xyxy, conf)
         t.pending_rows.clear()
+
+    def _write_global(self, camera_id: str, frame: int, global_id: int, xyxy: np.ndarray, conf: float) -> None:
+        written = self._written[camera_id]
+        ids = written.setdefault(frame, set())
+        if global_id in ids:
+            return
+        ids.add(global_id)
+        self.global_[camera_id].write(mot_row(frame, global_id, xyxy, conf))
+        if len(written) > 2 * MAX_PENDING_ROWS:  # bounded: forget the oldest frames
+            for old in sorted(written)[:MAX_PENDING_ROWS]:
+                del written[old]
 
     def close(self) -> None:
         for f in (*self.local.values(), *self.global_.values()):

@@ -77,11 +77,12 @@ def write_offline(mot: Path, assignment: dict, out: Path) -> Path:
             continue
         camera = local.stem
         (out / local.name).write_text(local.read_text())
-        rows = []
+        rows, seen = [], set()
         for line in local.read_text().splitlines():
             parts = line.split(",")
             gid = assignment.get((camera, int(float(parts[1]))))
-            if gid is not None:
+            if gid is not None and (parts[0], gid) not in seen:  # one box per id and frame, as edge.run writes
+                seen.add((parts[0], gid))
                 rows.append(",".join([parts[0], str(gid), *parts[2:]]))
         (out / f"{camera}.global.txt").write_text("\n".join(rows) + ("\n" if rows else ""))
     return out

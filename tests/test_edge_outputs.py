@@ -97,3 +97,21 @@ def test_a_writer_that_raises_is_switched_off_and_the_run_goes_on(tmp_path, monk
     assert report["processed"] == {"cam1": 60, "cam2": 60} and report["gallery"] >= 1  # tracking and matching went on
     topics = {t.split("/")[0] for t, _, _ in messages}
     assert {"track", "identity", "stats"} <= topics  # and publishing
+
+
+def test_global_rows_wait_for_the_final_id_and_a_hand_over_frame_is_written_once(tmp_path):
+    """Rows go out with the identity the tracklet finally has; where the tracker's old and new
+    track of one person overlap for a frame (same global id), that frame gets one row."""
+    mot = MotWriter(tmp_path, ["cam1"])
+    old, new = tracklet(1), tracklet(2)
+    for f in (1, 2, 3):
+        mot.row(old, f)
+    for f in (3, 4):
+        mot.row(new, f)
+    old.global_id = new.global_id = 5  # decided (and revised) while the rows waited
+    mot.flush(old)
+    mot.flush(new)
+    mot.close()
+    rows = np.loadtxt(tmp_path / "cam1.global.txt", delimiter=",", ndmin=2)
+    assert rows[:, 0].tolist() == [1, 2, 3, 4] and set(rows[:, 1]) == {5}
+    assert len(np.loadtxt(tmp_path / "cam1.txt", delimiter=",", ndmin=2)) == 5  # local rows: all of them
