@@ -168,7 +168,8 @@ class DataConfig(StrictModel):
 class OptimConfig(StrictModel):
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(3.5e-4, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
+    weight_decay: float = Field(1e-4, ge=0, description="L2 weight decay of weights and norms (official CLIP-ReID decays every parameter)")
+    weight_decay_bias: Optional[float] = Field(None, ge=0, description="weight decay of biases; None: weight_decay, as the official WEIGHT_DECAY_BIAS")
     bias_lr_factor: float = Field(2.0, gt=0, description="learning-rate multiplier for biases")
     momentum: float = Field(0.9, ge=0, description="SGD only")
     epochs: int = Field(60, ge=0)
@@ -180,6 +181,9 @@ class OptimConfig(StrictModel):
     gamma: float = Field(0.1, gt=0, le=1)
     min_lr: float = Field(1e-6, ge=0, description="cosine floor")
     grad_clip: Optional[float] = Field(None, gt=0, description="max gradient norm; None disables")
+
+    def bias_weight_decay(self) -> float:
+        return self.weight_decay if self.weight_decay_bias is None else self.weight_decay_bias
 
 
 class Stage1Config(OptimConfig):

@@ -229,7 +229,8 @@ class Trainer:
         if rt.is_main:
             final = self.evaluate()
             log.info(format_result(final, "trained"))
-            meta = {"dataset": self.data.name, "stage1_epochs": cfg.stage1.epochs, "stage2_epochs": cfg.stage2.epochs, "world_size": rt.world_size, "rank_checksums": result.rank_checksums}
+            meta = {"dataset": self.data.name, "stage1_epochs": cfg.stage1.epochs, "stage2_epochs": cfg.stage2.epochs, "world_size": rt.world_size, "rank_checksums": result.rank_checksums,
+                    "mean": list(cfg.data.mean), "std": list(cfg.data.std)}  # export must normalise as training did (RN50: ImageNet)
             write_report(final, self.out, "eval", meta)
             result.metrics = final.as_dict()
             meta["metrics"] = {k: result.metrics[k] for k in ("mAP", "R1", "R5", "R10", "mINP")}
