@@ -64,12 +64,12 @@ def test_noise_mask_drops_exactly_the_low_similarity_pairs():
     assert noise_mask(cos, -1).all()  # holistic data: keep every pair
     assert noise_threshold(cos, "p50") == pytest.approx(float(np.percentile(cos.numpy(), 50)))
     assert noise_threshold(cos, -1.0) == -1.0
-    # the loss averages (1 - cos) over the kept pairs only
+    # Eq. 14: the kept pairs' (1 - cos), summed over images and tokens, divided by r
     a = torch.randn(2, 3, 8)
     b = torch.randn(2, 3, 8)
     real = torch.nn.functional.cosine_similarity(a, b, dim=-1)
     keep = noise_mask(real, float(real.median()))
-    assert attribute_alignment(a, b, keep).item() == pytest.approx((1 - real[keep]).mean().item(), abs=1e-6)
+    assert attribute_alignment(a, b, keep).item() == pytest.approx((1 - real[keep]).sum().item() / 3, abs=1e-6)
 
 
 def test_agreid_trains_attribute_losses_and_keeps_the_encoder_out_of_inference(tmp_path):
