@@ -129,27 +129,106 @@ def test_rganet_confidences_are_low_on_a_blanked_region(tmp_path):
 
 
 # ---- SAGA -------------------------------------------------------------------------------------
-def test_saga_frozen_backbone_stage_trains_only_the_refinement(tmp_path, monkeypatch):
+def test_saga_fused_cosine_is_the_weighted_mean_of_part_cosines():
+    from trainer.methods.saga import fuse
+
+    g = torch.Generator().manual_seed(0)
+    a = [torch.randn(5, d, generator=g) for d in (16, 16, 8)]
+    b = [torch.randn(5, d, generator=g) for d in (16, 16, 8)]
+    w = (2.0, 0.2, 0.05)
+    fused = torch.nn.functional.cosine_similarity(fuse(a, w), fuse(b, w), dim=1)
+    parts = torch.stack([torch.nn.functional.cosine_similarity(x, y, dim=1) for x, y in zip(a, b)], dim=1)
+    expected = (parts * torch.tensor(w)).sum(1) / sum(w)
+    assert torch.allclose(fused, expected, atol=1e-6)
+    # the local branch's share of the vote is 2 / 2.25 = 88.9 %, not 98.9 % (w^2 weighting)
+    same_local = [b[0], a[1], a[2]]  # a with b's local part
+    share = torch.nn.functional.cosine_similarity(fuse(same_local, w), fuse(b, w), dim=1) - expected
+    assert torch.allclose(share, (1 - parts[:, 0]) * 2.0 / 2.25, atol=1e-6)
+
+
+def test_saga_anchor_diversity_against_hand_computed_value():
+    from trainer.methods.saga import anchor_diversity
+
+    anchors = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 3.0]])
+    # cosines: (0,1) 1/sqrt2, (0,2) 0, (1,2) 1/sqrt2 -> squares 0.5, 0, 0.5 (each pair twice)
+    assert anchor_diversity(anchors).item() == pytest.approx(1.0 / 3, abs=1e-6)
+    assert anchor_diversity(torch.eye(4)).item() == pytest.approx(0.0)
+
+
+def test_saga_head_starts_as_clip_block_and_pools_by_max_over_anchors():
+    from trainer.config import ModelConfig
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.model_validate(method_model_config("saga")), num_classes=4, num_cameras=2).eval()
+    saga, clip_block = model.method, model.image_encoder.transformer.resblocks[2]
+    for block in saga.blocks:
+        assert torch.equal(block.attn.in_proj_weight, clip_block.attn.in_proj_weight)
+        assert torch.equal(block.mlp[0].weight, clip_block.mlp.c_fc.weight)
+        assert torch.equal(block.norm_q.weight, clip_block.ln_1.weight)
+    assert saga.prompts.ctx.shape[:2] == (24, saga.cfg.n_ctx)  # one context per anchor
+    assert not torch.allclose(saga.prompts.ctx[0], saga.prompts.ctx[1])  # started from their own phrases
+    feats = model.image_encoder(torch.randn(2, 3, 64, 32), return_layers=(3,))
+    local, weights, _ = saga.aggregate(model, feats)
+    x = feats.tokens[3][:, 1:].float()
+    anchors = torch.cat([saga.text_anchors(model).expand(2, -1, -1), saga.domain(x)], dim=1)
+    for block in saga.blocks:
+        x, attn = block(x, anchors)
+    w = attn.max(-1).values
+    w = w / w.sum(1, keepdim=True)
+    assert torch.allclose(weights, w, atol=1e-6) and torch.allclose(local, (w[..., None] * x).sum(1), atol=1e-5)
+
+
+def test_saga_head_trains_after_stage2_on_the_frozen_trained_backbone(tmp_path, monkeypatch):
     import trainer.engine.trainer as engine
 
-    snapshots = {}
+    snapshots, order = {}, []
     original = engine.Trainer._run_image_stage
 
     def spy(self, stage, resume, text_features):
         before = {n: p.detach().clone() for n, p in self.model.named_parameters()}
         original(self, stage, resume, text_features)
+        order.append(stage)
         snapshots[stage] = {n: not torch.equal(before[n], p) for n, p in self.model.named_parameters()}
 
     monkeypatch.setattr(engine.Trainer, "_run_image_stage", spy)
-    trainer = train(tmp_path, "saga", stage1={"epochs": 1}, stage2={"epochs": 1}, model={**method_model_config("saga"), "method": {"name": "saga", "saga": TINY["saga"], "frozen_backbone_epochs": 1}})
-    changed = snapshots["method"]
-    assert any(changed[n] for n in changed if n.startswith("method.blocks."))
-    assert not any(changed[n] for n in changed if n.startswith("image_encoder."))
-    assert any(v for n, v in snapshots[2].items() if n.startswith("image_encoder."))  # joint fine-tuning follows
-    stages = {r["stage"] for r in log_rows(trainer)}
-    assert stages == {1, "method", 2}
+    model = {**method_model_config("saga"), "method": {"name": "saga", "saga": TINY["saga"], "frozen_backbone_epochs": 1, "stage_lr": 0.001}}
+    trainer = train(tmp_path, "saga", stage1={"epochs": 1}, stage2={"epochs": 1}, model=model)
+    assert order == [2, "method"]  # stage 2 first, then the head: the release's order
+    stage2, head = snapshots[2], snapshots["method"]
+    assert any(v for n, v in stage2.items() if n.startswith("image_encoder."))
+    assert not any(v for n, v in stage2.items() if n.startswith("method."))  # stage 2 is the baseline's
+    assert any(head[n] for n in head if n.startswith("method.blocks."))
+    assert any(head[n] for n in head if n.startswith("method.prompts.ctx"))
+    assert not any(head[n] for n in head if not n.startswith("method."))  # no joint fine-tuning
+    rows = log_rows(trainer)
+    assert [r["stage"] for r in rows] == [1, 2, "method"]
+    assert {"local_id", "local_triplet", "anchor_div"} <= set(rows[-1]) and "local_id" not in rows[1]
     emb = trainer.model.eval().embed(torch.randn(3, 3, 64, 32))
     assert emb.global_.shape == (3, trainer.model.embedding_dim) and emb.parts is None
+
+
+def test_saga_trained_head_has_diverse_anchors_and_peaked_attention(tmp_path):
+    """The mechanism on a trained tiny model: anchors stay apart (the review measured a collapsed
+    head at pairwise cosine 0.9992), each patch's attention concentrates on few anchors (at
+    init it is uniform: entropy 0.99 of log K), so the max-over-anchors pooling weighs patches
+    unequally."""
+    from trainer.data.loader import eval_loader
+
+    model = {**method_model_config("saga"), "method": {"name": "saga", "saga": TINY["saga"], "frozen_backbone_epochs": 6, "stage_lr": 0.002, "stage_warmup_epochs": 0}}
+    trainer = train(tmp_path, "saga", stage1={"epochs": 2}, stage2={"epochs": 4}, model=model)
+    net = trainer.model.eval()
+    saga = net.method
+    with torch.no_grad():
+        anchors = torch.nn.functional.normalize(saga.text_anchors(net), dim=-1)
+        cos = anchors @ anchors.T
+        off = cos[~torch.eye(len(cos), dtype=torch.bool)]
+        images = next(iter(eval_loader(trainer.data.query, trainer.cfg, batch_size=16)))[0]
+        _, weights, attn = saga.aggregate(net, net.image_encoder(images, return_layers=(saga.cfg.layer,)))
+    assert off.abs().mean() < 0.5, off.abs().mean()
+    entropy = -(attn * attn.clamp(min=1e-12).log()).sum(-1).mean() / np.log(attn.shape[-1])
+    assert entropy < 0.85, entropy  # measured 0.66 after 6 epochs
+    ratio = weights.max(1).values / weights.min(1).values
+    assert ratio.mean() > 1.5, ratio  # measured ~1.9; 1.3 at init
 
 
 # ---- MSCSA + TGI ------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, stage, epoch):
 
 
 def test_resume_inside_the_method_stage_continues_exactly(tmp_path, monkeypatch):
-    """SAGA's frozen-backbone stage sits between stage 1 and stage 2; a cut there resumes exactly."""
+    """SAGA's frozen-backbone stage runs after stage 2; a cut there resumes exactly."""
     model = {"backbone": {"name": "tiny-vit"}, "image_size": [64, 32],
              "method": {"name": "saga", "frozen_backbone_epochs": 2, "saga": {"layer": 3, "heads": 4}}}
     recipe = tiny_recipe(tmp_path, model=model, stage1={"epochs": 1}, stage2={"epochs": 1})

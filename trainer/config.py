@@ -86,14 +86,15 @@ class RGANetConfig(StrictModel):
 class SAGAConfig(StrictModel):
     """SAGA-ReID: intermediate patch tokens refined against text-space anchors, local aggregation."""
 
-    layer: int = Field(9, ge=1, description="ViT block whose patch tokens are refined (1-based)")
-    phrases: list[str] = Field(default_factory=lambda: list(SAGA_PHRASES), min_length=1)
-    template: str = Field("A photo of a person's {ctx} {phrase}.")
-    n_ctx: int = Field(4, ge=1)
-    domain_anchors: int = Field(4, ge=0, description="anchors generated from the image's mean token")
+    layer: int = Field(9, ge=1, description="ViT block whose patch tokens are refined (1-based); the refinement blocks start as a copy of it")
+    phrases: list[str] = Field(default_factory=lambda: list(SAGA_PHRASES), min_length=2, description="one text anchor per phrase")
+    template: str = Field("{ctx} {phrase} person.", description="anchor prompt; {ctx}: the anchor's own learnable tokens")
+    n_ctx: int = Field(4, ge=1, description="learnable context tokens per anchor (initialised from the phrase's tokens)")
+    domain_anchors: int = Field(3, ge=0, description="anchors generated per image from its mean patch token")
     blocks: int = Field(2, ge=1, description="cross-attention refinement blocks")
     heads: int = Field(8, ge=1)
-    fusion_weights: tuple[float, float, float] = Field((2.0, 0.2, 0.05), description="local aggregate, [CLS], projected feature")
+    lambda_div: float = Field(0.05, ge=0, description="weight of the anchor-diversity loss (mean squared cosine between text anchors)")
+    fusion_weights: tuple[float, float, float] = Field((2.0, 0.2, 0.05), description="local aggregate, [CLS], projected feature: each part's share of the fused cosine")
 
 
 class MSCSATGIConfig(StrictModel):
@@ -115,7 +116,9 @@ class MethodConfig(StrictModel):
     """
 
     name: Literal["baseline", "agreid", "rganet", "saga", "mscsa_tgi"] = Field("baseline", description="method plugged into the baseline")
-    frozen_backbone_epochs: int = Field(0, ge=0, description="epochs that train only the method's modules on a frozen backbone, between stage 1 and stage 2 (SAGA)")
+    frozen_backbone_epochs: int = Field(0, ge=0, description="epochs that train only the method's modules on the frozen, trained backbone, after stage 2 (SAGA's stage 3)")
+    stage_lr: Optional[float] = Field(None, gt=0, description="learning rate of that stage (SAGA release: 3.5e-4); None: stage2.lr x lr_factor")
+    stage_warmup_epochs: int = Field(5, ge=0, description="linear warm-up (from 0.1) of that stage; cosine decay to 1 % after it")
     lr_factor: float = Field(10.0, gt=0, description="stage-2 learning-rate multiplier of the method's new modules (they start from scratch)")
     agreid: AGReIDConfig = AGReIDConfig()
     rganet: RGANetConfig = RGANetConfig()
