@@ -15,7 +15,7 @@ from trainer.models.reid import to_embeddings
 
 TINY = {
     "agreid": {"encoder_width": 32, "encoder_layers": 1, "gamma": "otsu"},
-    "rganet": {},
+    "rganet": {"spatial_prior": True},  # random-init text: the row prior places the regions
     "saga": {"layer": 3, "heads": 4},
     "mscsa_tgi": {"tgi_width": 32, "tgi_layers": 1},
 }
@@ -126,6 +126,63 @@ def test_rganet_confidences_are_low_on_a_blanked_region(tmp_path):
     drop = clean.part_conf.mean(0) - hidden.part_conf.mean(0)
     assert drop[lower].mean() > 0.05, (clean.part_conf.mean(0), hidden.part_conf.mean(0))
     assert drop[lower].mean() > drop[0]  # the head, still visible, loses less
+
+
+@pytest.mark.parametrize("prior", [False, True])
+def test_rganet_masks_follow_the_text_prototypes_unless_the_row_prior_is_on(prior, monkeypatch):
+    """Each patch goes to the prototype it is closest to; the row prior (tiny models only)
+    overrides that with horizontal stripes."""
+    from trainer.config import ModelConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.model_validate({**method_model_config("rganet"), "method": {"name": "rganet", "rganet": {"spatial_prior": prior}}})
+    model = build_model(cfg, num_classes=4, num_cameras=2).eval()
+    rg, enc = model.method, model.image_encoder
+    feats = enc(torch.randn(2, 3, 64, 32), return_layers=(rg.last_block,))
+    dense = torch.nn.functional.normalize((enc.ln_post(feats.tokens[rg.last_block][:, 1:]) @ enc.proj).float(), dim=-1)
+    # prototypes: region r is exactly the dense feature of image 0's patch 2r (background: the last patch)
+    protos = torch.nn.functional.normalize(torch.stack([dense[0, 2 * r] for r in range(4)] + [dense[0, -1]]), dim=-1)
+    monkeypatch.setattr(rg, "prototypes", lambda model: protos)
+    _, _, masks = rg.regions(model, feats)
+    nearest = (dense @ protos.T).argmax(-1)
+    follows = (masks.argmax(-1) == nearest).float().mean().item()
+    if prior:
+        assert follows < 1.0  # stripes: the bottom patches go to "feet" whatever they look like
+    else:
+        assert follows == 1.0
+        assert [int(masks[0, 2 * r].argmax()) for r in range(4)] == [0, 1, 2, 3]
+
+
+def _rganet_rank(rank: int, world: int, init: str, out: str) -> None:
+    import torch.distributed as dist
+    from trainer.config import ModelConfig
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    torch.manual_seed(0)
+    cfg = ModelConfig.model_validate({**method_model_config("rganet"), "method": {"name": "rganet"}})
+    rg = build_model(cfg, num_classes=6, num_cameras=2).method
+    g = torch.Generator().manual_seed(10 + rank)
+    pids = torch.tensor([0, 0, 1, 1]) + 2 * rank  # rank 0 sees ids 0, 1; rank 1 sees 2, 3
+    rg.indicators(torch.randn(4, 4, rg._dim, generator=g), torch.randn(4, 4, 6, generator=g), torch.randn(4, 6, generator=g), pids)
+    torch.save({k: v.clone() for k, v in rg.state_dict().items() if k in ("centroids", "centroid_seen", "feature_mean")}, f"{out}/{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_rganet_running_centroids_agree_across_ddp_ranks(tmp_path):
+    """Every rank updates the centroids from all ranks' batches, so DDP's buffer broadcast from
+    rank 0 loses nothing: rank 1's identities are in rank 0's centroids."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_rganet_rank, args=(2, f"tcp://127.0.0.1:{port}", str(tmp_path)), nprocs=2)
+    a, b = (torch.load(tmp_path / f"{r}.pt") for r in (0, 1))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    assert a["centroid_seen"].tolist() == [True, True, True, True, False, False]
 
 
 # ---- SAGA -------------------------------------------------------------------------------------

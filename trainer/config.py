@@ -76,7 +76,7 @@ class RGANetConfig(StrictModel):
     template: str = Field("A photo of the {ctx} {region} of a person.", description="{ctx}: shared learnable tokens; {region}: the region phrase")
     n_ctx: int = Field(4, ge=1)
     temperature: float = Field(0.1, gt=0, description="softmax temperature of patch-to-prototype similarity")
-    spatial_prior: bool = Field(True, description="add a learnable per-row bias (regions ordered top to bottom) to the mask logits")
+    spatial_prior: bool = Field(False, description="add a learnable per-row bias (regions ordered top to bottom) to the mask logits; for random-init text only (tiny models): with it, regions are stripes whatever the text prototypes say")
     region_id_weight: float = Field(0.25, ge=0, description="weight of each region's ID loss")
     region_triplet_weight: float = Field(1.0, ge=0, description="weight of the regions' batch-hard triplet loss (mean over regions)")
     confidence_weight: float = Field(1.0, ge=0, description="weight of the region-assessment regression loss")
