@@ -316,6 +316,29 @@ def test_tgi_with_scale_zero_returns_the_text_features():
     assert not torch.allclose(fusion(text, visual), out)
 
 
+def test_tgi_bound_fuses_the_batch_identities_and_at_most_max_classes():
+    from trainer.config import ModelConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.model_validate({**method_model_config("mscsa_tgi"), "method": {"name": "mscsa_tgi", "mscsa_tgi": {**TINY["mscsa_tgi"], "max_classes": 4}}})
+    model = build_model(cfg, num_classes=10, num_cameras=2)
+    text = torch.randn(10, model.text_encoder.output_dim)
+    model.method.begin_stage2(model, text)
+    queries = []
+    model.method.tgi.decoder.register_forward_pre_hook(lambda mod, args: queries.append(args[0].shape[1]))
+    pids = torch.tensor([7, 7, 2, 2])
+    out = model.train()(torch.randn(4, 3, 64, 32), pids=pids)
+    logits = out.extras["i2t_logits"]
+    assert queries == [4] and logits.shape == (4, 10)
+    plain = model.logit_scale.exp() * torch.nn.functional.normalize(out.proj_feat.float(), dim=-1) @ torch.nn.functional.normalize(text, dim=-1).T
+    fused = ~torch.isclose(logits, plain, atol=1e-7).all(0)  # columns TGI changed (scale 1e-4: small but nonzero)
+    assert fused[[2, 7]].all() and int(fused.sum()) <= 4
+    model.method.cfg.max_classes = None
+    queries.clear()
+    model(torch.randn(4, 3, 64, 32), pids=pids)
+    assert queries == [10]  # unbounded: every identity, as the paper
+
+
 def test_mscsa_trains_from_stage1_on_a_frozen_backbone_and_tgi_drives_i2t(tmp_path, monkeypatch):
     import trainer.engine.trainer as engine
 

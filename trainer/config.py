@@ -107,6 +107,7 @@ class MSCSATGIConfig(StrictModel):
     tgi_heads: int = Field(4, ge=1)
     tgi_width: int = Field(256, ge=8)
     tgi_scale_init: float = Field(1e-4, ge=0, description="initial scale of the decoder's residual (tiny: keep the text prior)")
+    max_classes: Optional[int] = Field(None, ge=2, description="TGI fuses at most this many identities per batch (the batch's own + drawn others); None: all, as the paper (cost ~ C^2)")
 
 
 class MethodConfig(StrictModel):

@@ -185,7 +185,7 @@ def stage2_epoch(
         images, pids, camids = images.to(rt.device, non_blocking=True), pids.to(rt.device), camids.to(rt.device)
         amp = torch.autocast(rt.amp_device, dtype=torch.float16) if use_amp else nullcontext()
         with amp:
-            out = net(images, camids)
+            out = net(images, camids, pids=pids)
             parts = {
                 "id": cfg.id_weight * (id_loss(out.logits, pids, cfg.label_smoothing) + id_loss(out.proj_logits, pids, cfg.label_smoothing)),
                 "triplet": cfg.triplet_weight * stage2_triplet(out.features, pids, cfg.margin),

@@ -25,7 +25,7 @@ text encoder's token-embedding width.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import torch
 import torch.nn.functional as F
@@ -140,7 +140,7 @@ class AGReID(Method):
     def begin_stage2(self, model: "CLIPReID", text_features: torch.Tensor) -> None:
         self.pseudo_labels = model.prompt_learner.ctx.detach().float().clone()
 
-    def forward_train(self, model: "CLIPReID", feats: ImageFeatures) -> dict[str, torch.Tensor]:
+    def forward_train(self, model: "CLIPReID", feats: ImageFeatures, pids: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         if not self.training or self.pseudo_labels.numel() == 0:
             return {}
         return {"attr_pred": self.attribute_encoder(feats.proj_feat)}

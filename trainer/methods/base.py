@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Optional
 import torch
 from torch import nn
 
-from trainer.models.image_encoders import ImageFeatures
-
 if TYPE_CHECKING:  # pragma: no cover
+    from trainer.models.image_encoders import ImageFeatures
     from trainer.config import Stage2Config
     from trainer.models.reid import CLIPReID, ReIDOutput
 
@@ -90,7 +89,8 @@ class Method(nn.Module):
     def begin_method_stage(self, model: "CLIPReID") -> None:
         """Called before the method's frozen-backbone stage (after stage 2), also on resume."""
 
-    def forward_train(self, model: "CLIPReID", feats: ImageFeatures) -> dict[str, torch.Tensor]:
+    def forward_train(self, model: "CLIPReID", feats: ImageFeatures, pids: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        """``pids`` [B]: the batch's identities when the method needs them inside the forward."""
         return {}
 
     def stage1_losses(self, model: "CLIPReID", image_feats: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -156,7 +156,7 @@ class RGANet(Method):
         feats_r = torch.einsum("bnr,bnc->brc", body, patches.float()) / body.sum(1)[..., None].clamp(min=1e-6)
         return feats_r, body.mean(1), masks
 
-    def forward_train(self, model: "CLIPReID", feats: ImageFeatures) -> dict[str, torch.Tensor]:
+    def forward_train(self, model: "CLIPReID", feats: ImageFeatures, pids: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         if not self.training:
             return {}
         region_feats, share, _ = self.regions(model, feats)

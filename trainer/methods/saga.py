@@ -159,7 +159,7 @@ class SAGA(Method):
         weights = weights / weights.sum(1, keepdim=True).clamp(min=1e-6)
         return (weights[..., None] * x).sum(1), weights, attn
 
-    def forward_train(self, model: "CLIPReID", feats: ImageFeatures) -> dict[str, torch.Tensor]:
+    def forward_train(self, model: "CLIPReID", feats: ImageFeatures, pids: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         if not (self.training and self.head_active):
             return {}
         text = self.text_anchors(model)
