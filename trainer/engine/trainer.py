@@ -178,6 +178,9 @@ class Trainer:
         epochs = cfg.stage2.epochs if stage == STAGE_IMAGE else cfg.model.method.frozen_backbone_epochs
         if epochs == 0:
             return
+        if stage == STAGE_METHOD and not self.model.method.stage2_parameters():
+            log.warning("method.frozen_backbone_epochs=%d ignored: method %s has no modules of its own to train", epochs, self.model.method.name)
+            return
         freeze_for_stage(self.model, stage)
         if stage == STAGE_IMAGE:
             stage_cfg = cfg.stage2.model_copy(update={"epochs": epochs})
