@@ -14,10 +14,10 @@ training time) and ``robustness.{json,md,png}`` in ``--out``, and prints both ta
 ``--seeds N`` trains every method with training seeds 0..N-1 (same data, same corrupted
 queries) and writes ``methods.json`` / ``methods.md`` / ``methods.png`` to ``--results``: per
 method and condition (clean, each corruption level) the mean +- std over seeds of mAP and R1,
-a 95 % bootstrap interval over queries (queries resampled, the seed-mean recomputed), and the
-paired difference to the method's baseline (ViT methods: ``baseline``; MSCSA+TGI:
-``baseline_rn``) with its bootstrap interval; a difference counts as significant only when
-that interval excludes 0. No hyper-parameter is tuned here: every recipe is used as it is.
+a 95 % bootstrap interval (seeds and queries resampled), and the paired difference to the
+method's baseline (ViT methods: ``baseline``; MSCSA+TGI: ``baseline_rn``; paired by training
+seed and query) with its interval; a difference counts as significant only when that interval
+excludes 0. Per-query results go to ``methods_per_query.json``. No hyper-parameter is tuned here: every recipe is used as it is.
 """
 from __future__ import annotations
 
@@ -93,28 +93,34 @@ def per_query_results(checkpoint: str, recipe: str, overrides: list[str], levels
 
 
 def seed_statistics(per_seed: list[dict], reference: list[dict] | None, boot: int = 2000, rng_seed: int = 0) -> dict:
-    """Per condition and metric: mean +- std over seeds, a 95 % bootstrap interval over queries
-    of the seed-mean, and (with ``reference``, the baseline's per-seed results on the same
-    queries) the paired difference with its interval and whether it excludes 0."""
+    """Per condition and metric: mean +- std over seeds and a 95 % bootstrap interval; with
+    ``reference`` (the baseline trained with the same seeds, evaluated on the same queries) the
+    paired difference and its interval. The bootstrap is hierarchical: each draw resamples the
+    seeds and, independently, the queries, so the interval covers both training noise and the
+    choice of queries. A difference is significant when its interval excludes 0."""
     import numpy as np
 
     rng = np.random.default_rng(rng_seed)
+    n_seeds, n_queries = len(per_seed), len(per_seed[0]["clean"]["ap"])
+    seed_idx = rng.integers(0, n_seeds, size=(boot, n_seeds))
+    query_idx = rng.integers(0, n_queries, size=(boot, n_queries))
+
+    def draws(values: np.ndarray) -> np.ndarray:  # [seeds, Q] -> [boot] resampled grand means
+        return np.array([values[s][:, q].mean() for s, q in zip(seed_idx, query_idx)])
+
     stats = {}
     for cond in per_seed[0]:
         stats[cond] = {}
-        for metric in ("ap", "r1"):
+        for metric, name in (("ap", "mAP"), ("r1", "R1")):
             values = np.array([s[cond][metric] for s in per_seed])  # [seeds, Q]
-            name = "mAP" if metric == "ap" else "R1"
             per_seed_means = values.mean(1)
-            idx = rng.integers(0, values.shape[1], size=(boot, values.shape[1]))
-            boot_means = values[:, idx].mean(axis=(0, 2))
-            row = {"mean": float(per_seed_means.mean()), "std": float(per_seed_means.std(ddof=1)) if len(per_seed) > 1 else 0.0,
+            boot_means = draws(values)
+            row = {"mean": float(per_seed_means.mean()), "std": float(per_seed_means.std(ddof=1)) if n_seeds > 1 else 0.0,
                    "per_seed": [round(float(v), 2) for v in per_seed_means],
                    "ci95": [float(np.percentile(boot_means, 2.5)), float(np.percentile(boot_means, 97.5))]}
             if reference is not None:
-                ref = np.array([s[cond][metric] for s in reference])
-                diff = values.mean(0) - ref.mean(0)  # per query, seed-averaged
-                boot_diff = diff[idx].mean(1)
+                diff = values - np.array([s[cond][metric] for s in reference])  # paired by seed and query
+                boot_diff = draws(diff)
                 lo, hi = float(np.percentile(boot_diff, 2.5)), float(np.percentile(boot_diff, 97.5))
                 row["diff_vs_baseline"] = {"mean": float(diff.mean()), "ci95": [lo, hi], "significant": bool(lo > 0 or hi < 0)}
             stats[cond][name] = row
@@ -184,6 +190,7 @@ def run_seeds(args) -> None:
     meta = {"seeds": args.seeds, "levels": args.levels, "corruption_seed": args.seed, "overrides": args.overrides,
             "queries": len(next(iter(raw.values()))[0]["clean"]["ap"]), "bootstrap": 2000}
     (args.results / "methods.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    (args.results / "methods_per_query.json").write_text(json.dumps(raw))  # to recompute any statistic
     table = seeds_markdown(results)
     (args.results / "methods.md").write_text(table)
     seeds_plot(results, args.results / "methods.png")
