@@ -2,6 +2,7 @@
 then compare them under controlled query corruption.
 
     python scripts/compare_methods.py [--methods baseline agreid ...] [--out runs/compare_methods] [KEY=VALUE ...]
+    python scripts/compare_methods.py --seeds 3 [--results docs/results] [--levels 0 0.2 0.4]
 
 Each model trains from its recipe in ``configs/`` (``tiny_synthetic.yaml`` for the ViT baseline,
 ``configs/methods/tiny_*.yaml`` for the rest; MSCSA+TGI is a ResNet method and is compared with
@@ -9,6 +10,14 @@ the ResNet baseline). Overrides apply to every recipe (``stage2.epochs=3`` for a
 All models see the same generated dataset and the same corrupted queries
 (:mod:`trainer.robustness`). Writes ``summary.md``/``summary.json`` (clean metrics, parameters,
 training time) and ``robustness.{json,md,png}`` in ``--out``, and prints both tables.
+
+``--seeds N`` trains every method with training seeds 0..N-1 (same data, same corrupted
+queries) and writes ``methods.json`` / ``methods.md`` / ``methods.png`` to ``--results``: per
+method and condition (clean, each corruption level) the mean +- std over seeds of mAP and R1,
+a 95 % bootstrap interval (seeds and queries resampled), and the paired difference to the
+method's baseline (ViT methods: ``baseline``; MSCSA+TGI: ``baseline_rn``; paired by training
+seed and query) with its interval; a difference counts as significant only when that interval
+excludes 0. Per-query results go to ``methods_per_query.json``. No hyper-parameter is tuned here: every recipe is used as it is.
 """
 from __future__ import annotations
 
@@ -49,6 +58,145 @@ def train_one(name: str, recipe: str, out: Path, overrides: list[str]) -> dict:
     }
 
 
+BASELINE_OF = {"agreid": "baseline", "rganet": "baseline", "saga": "baseline", "mscsa_tgi": "baseline_rn"}
+
+
+def per_query_results(checkpoint: str, recipe: str, overrides: list[str], levels: list[float], corruption_seed: int) -> dict[str, dict]:
+    """{condition: {"ap": [Q], "r1": [Q]}} for ``clean`` and ``<kind>@<level>``."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from trainer.config import load_train_config
+    from trainer.data.loader import eval_loader, prepare_dataset
+    from trainer.data.transforms import test_transform
+    from trainer.eval.evaluate import evaluate_features, extract_features
+    from trainer.models import load_checkpoint
+    from trainer.robustness import KINDS, CorruptedQueries
+
+    cfg = load_train_config(recipe, overrides)
+    data = prepare_dataset(cfg.data)
+    model = load_checkpoint(checkpoint).model.eval()
+    device = torch.device("cpu")
+    transform = test_transform(cfg.model.image_size, cfg.data.mean, cfg.data.std)
+    out = {}
+    with torch.no_grad():
+        gallery = extract_features(model, eval_loader(data.gallery, cfg), device, cfg.eval.flip, False)
+        conditions = [("clean", None, 0.0)] + [(f"{k}@{lv:g}", k, lv) for k in KINDS for lv in levels if lv > 0]
+        for name, kind, level in conditions:
+            if kind is None:
+                loader = eval_loader(data.query, cfg)
+            else:
+                loader = DataLoader(CorruptedQueries(data.query, transform, kind, level, corruption_seed), batch_size=cfg.eval.batch_size, shuffle=False)
+            r = evaluate_features(extract_features(model, loader, device, cfg.eval.flip, False), gallery, cfg.eval)
+            out[name] = {"ap": (100 * r.per_query_ap).tolist(), "r1": (100 * r.per_query_r1).tolist()}
+    return out
+
+
+def seed_statistics(per_seed: list[dict], reference: list[dict] | None, boot: int = 2000, rng_seed: int = 0) -> dict:
+    """Per condition and metric: mean +- std over seeds and a 95 % bootstrap interval; with
+    ``reference`` (the baseline trained with the same seeds, evaluated on the same queries) the
+    paired difference and its interval. The bootstrap is hierarchical: each draw resamples the
+    seeds and, independently, the queries, so the interval covers both training noise and the
+    choice of queries. A difference is significant when its interval excludes 0."""
+    import numpy as np
+
+    rng = np.random.default_rng(rng_seed)
+    n_seeds, n_queries = len(per_seed), len(per_seed[0]["clean"]["ap"])
+    seed_idx = rng.integers(0, n_seeds, size=(boot, n_seeds))
+    query_idx = rng.integers(0, n_queries, size=(boot, n_queries))
+
+    def draws(values: np.ndarray) -> np.ndarray:  # [seeds, Q] -> [boot] resampled grand means
+        return np.array([values[s][:, q].mean() for s, q in zip(seed_idx, query_idx)])
+
+    stats = {}
+    for cond in per_seed[0]:
+        stats[cond] = {}
+        for metric, name in (("ap", "mAP"), ("r1", "R1")):
+            values = np.array([s[cond][metric] for s in per_seed])  # [seeds, Q]
+            per_seed_means = values.mean(1)
+            boot_means = draws(values)
+            row = {"mean": float(per_seed_means.mean()), "std": float(per_seed_means.std(ddof=1)) if n_seeds > 1 else 0.0,
+                   "per_seed": [round(float(v), 2) for v in per_seed_means],
+                   "ci95": [float(np.percentile(boot_means, 2.5)), float(np.percentile(boot_means, 97.5))]}
+            if reference is not None:
+                diff = values - np.array([s[cond][metric] for s in reference])  # paired by seed and query
+                boot_diff = draws(diff)
+                lo, hi = float(np.percentile(boot_diff, 2.5)), float(np.percentile(boot_diff, 97.5))
+                row["diff_vs_baseline"] = {"mean": float(diff.mean()), "ci95": [lo, hi], "significant": bool(lo > 0 or hi < 0)}
+            stats[cond][name] = row
+    return stats
+
+
+def seeds_markdown(results: dict) -> str:
+    conds = list(next(iter(results.values()))["stats"])
+    lines = ["| method | " + " | ".join(f"{c} mAP" for c in conds) + " |", "|---|" + "---|" * len(conds)]
+    for name, r in results.items():
+        cells = []
+        for c in conds:
+            m = r["stats"][c]["mAP"]
+            cell = f"{m['mean']:.1f} ± {m['std']:.1f} [{m['ci95'][0]:.1f}, {m['ci95'][1]:.1f}]"
+            d = m.get("diff_vs_baseline")
+            if d:
+                cell += f" Δ {d['mean']:+.1f}{' *' if d['significant'] else ''}"
+            cells.append(cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def seeds_plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from trainer.robustness import KINDS
+
+    fig, axes = plt.subplots(1, len(KINDS), figsize=(5 * len(KINDS), 4), dpi=110, sharey=True)
+    for ax, kind in zip(axes, KINDS):
+        for name, r in results.items():
+            conds = ["clean"] + [c for c in r["stats"] if c.startswith(kind + "@")]
+            xs = [0.0] + [float(c.split("@")[1]) for c in conds[1:]]
+            rows = [r["stats"][c]["mAP"] for c in conds]
+            ax.errorbar([100 * x for x in xs], [m["mean"] for m in rows], yerr=[m["std"] for m in rows], marker="o", capsize=3, label=name)
+        ax.set_title(f"{kind} (mean ± std over seeds)")
+        ax.set_xlabel("query covered (%)")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("mAP (%)")
+    axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run_seeds(args) -> None:
+    results: dict = {}
+    raw: dict = {}
+    for name in args.methods:
+        raw[name] = []
+        runs = []
+        for seed in range(args.seeds):
+            out = args.out / f"seed{seed}"
+            print(f"== training {name} seed {seed} ({RECIPES[name]})", flush=True)
+            row = train_one(name, RECIPES[name], out, [*args.overrides, f"seed={seed}"])
+            runs.append(row)
+            raw[name].append(per_query_results(row["checkpoint"], RECIPES[name], [*args.overrides, f"seed={seed}"], args.levels, args.seed))
+        results[name] = {"recipe": RECIPES[name], "runs": runs,
+                         "train_seconds_mean": round(sum(r["train_seconds"] for r in runs) / len(runs), 1)}
+    for name in args.methods:
+        ref = BASELINE_OF.get(name)
+        results[name]["baseline"] = ref if ref in raw else None
+        results[name]["stats"] = seed_statistics(raw[name], raw[ref] if ref in raw else None)
+    args.results.mkdir(parents=True, exist_ok=True)
+    meta = {"seeds": args.seeds, "levels": args.levels, "corruption_seed": args.seed, "overrides": args.overrides,
+            "queries": len(next(iter(raw.values()))[0]["clean"]["ap"]), "bootstrap": 2000}
+    (args.results / "methods.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    (args.results / "methods_per_query.json").write_text(json.dumps(raw))  # to recompute any statistic
+    table = seeds_markdown(results)
+    (args.results / "methods.md").write_text(table)
+    seeds_plot(results, args.results / "methods.png")
+    print(table)
+
+
 def summary_table(rows: list[dict]) -> str:
     lines = ["| method | recipe | mAP | R1 | R5 | mINP | image-side params (M) | embedding | train time (s) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -61,8 +209,18 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--out", type=Path, default=Path("runs/compare_methods"))
     parser.add_argument("--seed", type=int, default=0, help="corruption seed")
+    parser.add_argument("--seeds", type=int, default=0, help="train each method with seeds 0..N-1 and write statistics to --results")
+    parser.add_argument("--results", type=Path, default=Path("docs/results"))
+    parser.add_argument("--levels", type=float, nargs="*", default=[0.0, 0.2, 0.4], help="corruption levels with --seeds")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE applied to every recipe")
     args = parser.parse_args()
+    if args.seeds:
+        from trainer.cli import setup_console_logging
+
+        setup_console_logging()
+        args.out.mkdir(parents=True, exist_ok=True)
+        run_seeds(args)
+        return
 
     from trainer.cli import setup_console_logging
     from trainer.robustness import main as robustness

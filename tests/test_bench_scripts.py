@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from conftest import REPO
@@ -55,3 +56,47 @@ def test_compare_methods_trains_each_and_writes_the_robustness_table(tmp_path):
     assert set(results) == {"baseline", "rganet"} and [r["level"] for r in results["rganet"]["mask"]] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
     assert abs(results["baseline"]["mask"][0]["mAP"] - rows[0]["mAP"]) <= 0.051  # level 0 = the clean evaluation (rounded to 0.1)
     assert "| rganet | distractor |" in proc.stdout and (tmp_path / "out" / "robustness.png").stat().st_size > 0
+
+
+def _compare_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_methods", REPO / "scripts/compare_methods.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seed_statistics_find_a_consistent_shift_and_not_noise():
+    import numpy as np
+
+    stats_of = _compare_module().seed_statistics
+    rng = np.random.default_rng(0)
+    base = [{"clean": {"ap": rng.uniform(0, 100, 60).tolist(), "r1": rng.integers(0, 2, 60).astype(float).tolist()}} for _ in range(3)]
+    shifted = [{"clean": {"ap": [v + 5 for v in s["clean"]["ap"]], "r1": s["clean"]["r1"]}} for s in base]
+    stats = stats_of(shifted, base)["clean"]
+    assert stats["mAP"]["diff_vs_baseline"]["mean"] == pytest.approx(5.0)
+    assert stats["mAP"]["diff_vs_baseline"]["significant"] and stats["mAP"]["diff_vs_baseline"]["ci95"] == pytest.approx([5.0, 5.0])
+    assert not stats["R1"]["diff_vs_baseline"]["significant"]  # identical R1: difference 0, interval [0, 0]
+    noise = [{"clean": {"ap": rng.uniform(0, 100, 60).tolist(), "r1": s["clean"]["r1"]}} for s in base]
+    d = stats_of(noise, base)["clean"]["mAP"]
+    assert d["diff_vs_baseline"]["ci95"][0] < 0 < d["diff_vs_baseline"]["ci95"][1]  # independent noise: not significant
+    own = stats_of(base, None)["clean"]["mAP"]
+    means = [np.mean(s["clean"]["ap"]) for s in base]
+    assert own["mean"] == pytest.approx(np.mean(means)) and own["std"] == pytest.approx(np.std(means, ddof=1))
+    assert own["ci95"][0] < own["mean"] < own["ci95"][1]
+
+
+def test_compare_methods_with_seeds_writes_statistics(tmp_path):
+    small = [f"data.root={tmp_path / 'data'}", "data.synthetic.num_train_ids=8", "data.synthetic.num_test_ids=6",
+             "data.synthetic.images_per_id_per_camera=2", "data.synthetic.height=64", "data.synthetic.width=32",
+             "model.image_size=[64,32]", "stage1.epochs=1", "stage2.epochs=1", "stage2.batch_size=16", "stage1.batch_size=16"]
+    run_script("scripts/compare_methods.py", "--methods", "baseline", "agreid", "--seeds", "2", "--levels", "0", "0.3",
+               "--out", str(tmp_path / "out"), "--results", str(tmp_path / "res"), *small)
+    data = json.loads((tmp_path / "res" / "methods.json").read_text())
+    assert data["meta"]["seeds"] == 2 and set(data["results"]) == {"baseline", "agreid"}
+    agreid = data["results"]["agreid"]
+    assert agreid["baseline"] == "baseline" and len(agreid["runs"]) == 2
+    assert set(agreid["stats"]) == {"clean", "mask@0.3", "distractor@0.3"}
+    assert len(agreid["stats"]["clean"]["mAP"]["per_seed"]) == 2 and "diff_vs_baseline" in agreid["stats"]["clean"]["mAP"]
+    assert (tmp_path / "res" / "methods.png").stat().st_size > 0

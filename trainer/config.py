@@ -76,7 +76,7 @@ class RGANetConfig(StrictModel):
     template: str = Field("A photo of the {ctx} {region} of a person.", description="{ctx}: shared learnable tokens; {region}: the region phrase")
     n_ctx: int = Field(4, ge=1)
     temperature: float = Field(0.1, gt=0, description="softmax temperature of patch-to-prototype similarity")
-    spatial_prior: bool = Field(True, description="add a learnable per-row bias (regions ordered top to bottom) to the mask logits")
+    spatial_prior: bool = Field(False, description="add a learnable per-row bias (regions ordered top to bottom) to the mask logits; for random-init text only (tiny models): with it, regions are stripes whatever the text prototypes say")
     region_id_weight: float = Field(0.25, ge=0, description="weight of each region's ID loss")
     region_triplet_weight: float = Field(1.0, ge=0, description="weight of the regions' batch-hard triplet loss (mean over regions)")
     confidence_weight: float = Field(1.0, ge=0, description="weight of the region-assessment regression loss")
@@ -86,14 +86,15 @@ class RGANetConfig(StrictModel):
 class SAGAConfig(StrictModel):
     """SAGA-ReID: intermediate patch tokens refined against text-space anchors, local aggregation."""
 
-    layer: int = Field(9, ge=1, description="ViT block whose patch tokens are refined (1-based)")
-    phrases: list[str] = Field(default_factory=lambda: list(SAGA_PHRASES), min_length=1)
-    template: str = Field("A photo of a person's {ctx} {phrase}.")
-    n_ctx: int = Field(4, ge=1)
-    domain_anchors: int = Field(4, ge=0, description="anchors generated from the image's mean token")
+    layer: int = Field(9, ge=1, description="ViT block whose patch tokens are refined (1-based); the refinement blocks start as a copy of it")
+    phrases: list[str] = Field(default_factory=lambda: list(SAGA_PHRASES), min_length=2, description="one text anchor per phrase")
+    template: str = Field("{ctx} {phrase} person.", description="anchor prompt; {ctx}: the anchor's own learnable tokens")
+    n_ctx: int = Field(4, ge=1, description="learnable context tokens per anchor (initialised from the phrase's tokens)")
+    domain_anchors: int = Field(3, ge=0, description="anchors generated per image from its mean patch token")
     blocks: int = Field(2, ge=1, description="cross-attention refinement blocks")
     heads: int = Field(8, ge=1)
-    fusion_weights: tuple[float, float, float] = Field((2.0, 0.2, 0.05), description="local aggregate, [CLS], projected feature")
+    lambda_div: float = Field(0.05, ge=0, description="weight of the anchor-diversity loss (mean squared cosine between text anchors)")
+    fusion_weights: tuple[float, float, float] = Field((2.0, 0.2, 0.05), description="local aggregate, [CLS], projected feature: each part's share of the fused cosine")
 
 
 class MSCSATGIConfig(StrictModel):
@@ -106,6 +107,7 @@ class MSCSATGIConfig(StrictModel):
     tgi_heads: int = Field(4, ge=1)
     tgi_width: int = Field(256, ge=8)
     tgi_scale_init: float = Field(1e-4, ge=0, description="initial scale of the decoder's residual (tiny: keep the text prior)")
+    max_classes: Optional[int] = Field(None, ge=2, description="TGI fuses at most this many identities per batch (the batch's own + drawn others); None: all, as the paper (cost ~ C^2)")
 
 
 class MethodConfig(StrictModel):
@@ -115,7 +117,9 @@ class MethodConfig(StrictModel):
     """
 
     name: Literal["baseline", "agreid", "rganet", "saga", "mscsa_tgi"] = Field("baseline", description="method plugged into the baseline")
-    frozen_backbone_epochs: int = Field(0, ge=0, description="epochs that train only the method's modules on a frozen backbone, between stage 1 and stage 2 (SAGA)")
+    frozen_backbone_epochs: int = Field(0, ge=0, description="epochs that train only the method's modules on the frozen, trained backbone, after stage 2 (SAGA's stage 3)")
+    stage_lr: Optional[float] = Field(None, gt=0, description="learning rate of that stage (SAGA release: 3.5e-4); None: stage2.lr x lr_factor")
+    stage_warmup_epochs: int = Field(5, ge=0, description="linear warm-up (from 0.1) of that stage; cosine decay to 1 % after it")
     lr_factor: float = Field(10.0, gt=0, description="stage-2 learning-rate multiplier of the method's new modules (they start from scratch)")
     agreid: AGReIDConfig = AGReIDConfig()
     rganet: RGANetConfig = RGANetConfig()
@@ -169,7 +173,8 @@ class DataConfig(StrictModel):
 class OptimConfig(StrictModel):
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(3.5e-4, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
+    weight_decay: float = Field(1e-4, ge=0, description="L2 weight decay of weights and norms (official CLIP-ReID decays every parameter)")
+    weight_decay_bias: Optional[float] = Field(None, ge=0, description="weight decay of biases; None: weight_decay, as the official WEIGHT_DECAY_BIAS")
     bias_lr_factor: float = Field(2.0, gt=0, description="learning-rate multiplier for biases")
     momentum: float = Field(0.9, ge=0, description="SGD only")
     epochs: int = Field(60, ge=0)
@@ -181,6 +186,9 @@ class OptimConfig(StrictModel):
     gamma: float = Field(0.1, gt=0, le=1)
     min_lr: float = Field(1e-6, ge=0, description="cosine floor")
     grad_clip: Optional[float] = Field(None, gt=0, description="max gradient norm; None disables")
+
+    def bias_weight_decay(self) -> float:
+        return self.weight_decay if self.weight_decay_bias is None else self.weight_decay_bias
 
 
 class Stage1Config(OptimConfig):

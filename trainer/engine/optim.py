@@ -1,4 +1,7 @@
-"""Optimisers (bias lr factor, no decay on norms/biases) and epoch-based warm-up schedules."""
+"""Optimisers (bias lr factor, bias weight decay) and epoch-based warm-up schedules, as the
+official CLIP-ReID code: every parameter decays, biases with ``weight_decay_bias`` (official:
+equal to ``weight_decay``), norms like weights; schedules are stepped at the start of each epoch,
+so 0-based epoch ``i`` runs at scheduler time ``t = i + 1``."""
 from __future__ import annotations
 
 import math
@@ -19,7 +22,7 @@ def build_optimizer(named_params: Iterable[tuple[str, nn.Parameter]], cfg: Optim
             continue
         is_bias = name.endswith(".bias")
         lr = cfg.lr * (cfg.bias_lr_factor if is_bias else 1.0) * (lr_factor(p) if lr_factor else 1.0)
-        decay = 0.0 if (is_bias or p.ndim <= 1) else cfg.weight_decay
+        decay = cfg.bias_weight_decay() if is_bias else cfg.weight_decay
         groups.append({"params": [p], "lr": lr, "weight_decay": decay})
     if not groups:
         raise ValueError("nothing to optimise: every parameter is frozen")
@@ -31,16 +34,22 @@ def build_optimizer(named_params: Iterable[tuple[str, nn.Parameter]], cfg: Optim
 
 
 def lr_factor(epoch: int, cfg: OptimConfig) -> float:
-    """Multiplier of the base lr during ``epoch`` (0-based): linear warm-up, then cosine or step."""
-    if epoch < cfg.warmup_epochs:
-        alpha = epoch / cfg.warmup_epochs
+    """Multiplier of the base lr during ``epoch`` (0-based): linear warm-up, then cosine or step.
+
+    The official schedulers are stepped before each epoch's batches with 1-based epochs, so
+    epoch ``i`` runs at ``t = i + 1``: warm-up ``f + (1 - f) * t / warmup`` while
+    ``t < warmup`` (``WarmupMultiStepLR`` / timm ``CosineLRScheduler``), the step decay
+    ``gamma ** #{m <= t}`` (``bisect_right``), and timm's cosine over ``t / epochs`` (no
+    warm-up prefix).
+    """
+    t = epoch + 1
+    if t < cfg.warmup_epochs:
+        alpha = t / cfg.warmup_epochs
         return cfg.warmup_factor * (1 - alpha) + alpha
     if cfg.scheduler == "step":
-        return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
-    span = max(1, cfg.epochs - cfg.warmup_epochs)
-    progress = (epoch - cfg.warmup_epochs) / span
+        return cfg.gamma ** sum(t >= m for m in cfg.milestones)
     floor = cfg.min_lr / cfg.lr
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t / max(1, cfg.epochs))))
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig) -> torch.optim.lr_scheduler.LambdaLR:

@@ -8,7 +8,9 @@ terms. A method whose modules sit inside the image encoder (MSCSA) sets
 
 Stage 2 (image encoder): the prompts are frozen, so all identities' text features are computed
 once; the image encoder trains with
-L = w_id * (CE_ls(global) + CE_ls(proj)) + w_tri * (Tri(global) + Tri(proj)) + w_i2t * CE_ls(i2t)
+L = w_id * (CE_ls(global) + CE_ls(proj)) + w_tri * (Tri(prev) + Tri(global) + Tri(proj)) + w_i2t * CE_ls(i2t)
+where ``prev`` is the penultimate ViT block's [CLS] (ResNet: pooled stage 3), as in the official
+code, which sums the triplet loss over those three features
 plus the method's stage-2 terms; a method may replace the i2t logits (TGI's fused text targets).
 The same epoch function runs a method's frozen-backbone stage, with only its modules trainable.
 """
@@ -24,6 +26,7 @@ from torch.utils.data import DataLoader
 from trainer.config import Stage1Config, Stage2Config
 from trainer.engine.runtime import Runtime
 from trainer.losses import batch_hard_triplet, id_loss, image_to_text_ce, supcon
+from trainer.models.image_encoders import ImageFeatures
 from trainer.models.reid import CLIPReID
 from trainer.progress import progress as progress_bar
 
@@ -150,6 +153,13 @@ def _i2t_loss(out, text_features: torch.Tensor, pids: torch.Tensor, scale: torch
     return image_to_text_ce(out.proj_feat.float(), text_features, pids, scale, label_smoothing)
 
 
+def stage2_triplet(feats: ImageFeatures, pids: torch.Tensor, margin: float) -> torch.Tensor:
+    """Batch-hard triplet summed over the penultimate, final and projected features (official
+    CLIP-ReID ``[img_feature_last, img_feature, img_feature_proj]``)."""
+    chosen = [f for f in (feats.prev_feat, feats.global_feat, feats.proj_feat) if f is not None]
+    return sum(batch_hard_triplet(f.float(), pids, margin) for f in chosen)
+
+
 def stage2_epoch(
     net: nn.Module,
     model: CLIPReID,
@@ -175,10 +185,10 @@ def stage2_epoch(
         images, pids, camids = images.to(rt.device, non_blocking=True), pids.to(rt.device), camids.to(rt.device)
         amp = torch.autocast(rt.amp_device, dtype=torch.float16) if use_amp else nullcontext()
         with amp:
-            out = net(images, camids)
+            out = net(images, camids, pids=pids)
             parts = {
                 "id": cfg.id_weight * (id_loss(out.logits, pids, cfg.label_smoothing) + id_loss(out.proj_logits, pids, cfg.label_smoothing)),
-                "triplet": cfg.triplet_weight * (batch_hard_triplet(out.global_feat.float(), pids, cfg.margin) + batch_hard_triplet(out.proj_feat.float(), pids, cfg.margin)),
+                "triplet": cfg.triplet_weight * stage2_triplet(out.features, pids, cfg.margin),
                 "i2t": cfg.i2t_weight * _i2t_loss(out, text_features, pids, scale, cfg.label_smoothing),
                 **model.method.stage2_losses(out, pids, cfg),
             }

@@ -168,18 +168,33 @@ class Trainer:
         self.model.method.begin_stage2(self.model, text_features.to(self.rt.device))
         return text_features
 
+    def _method_stage_config(self, epochs: int):
+        """The frozen-backbone stage's schedule: the release's stage 3 (warm-up from 0.1, then a
+        cosine to 1 % of ``method.stage_lr``), the stage-2 losses and optimiser otherwise."""
+        m, s2 = self.cfg.model.method, self.cfg.stage2
+        lr = m.stage_lr if m.stage_lr is not None else s2.lr * m.lr_factor
+        return s2.model_copy(update={"epochs": epochs, "lr": lr, "scheduler": "cosine", "warmup_epochs": m.stage_warmup_epochs, "warmup_factor": 0.1, "min_lr": 0.01 * lr})
+
     def _run_image_stage(self, stage: int | str, resume: Optional[dict], text_features: torch.Tensor) -> None:
-        """Stage 2, or the method's frozen-backbone stage before it (same losses, fewer trainables)."""
+        """Stage 2, or the method's frozen-backbone stage after it (same epoch loop, only the
+        method's modules trainable, its own schedule)."""
         cfg, rt = self.cfg, self.rt
         epochs = cfg.stage2.epochs if stage == STAGE_IMAGE else cfg.model.method.frozen_backbone_epochs
         if epochs == 0:
             return
+        if stage == STAGE_METHOD and not self.model.method.stage2_parameters():
+            log.warning("method.frozen_backbone_epochs=%d ignored: method %s has no modules of its own to train", epochs, self.model.method.name)
+            return
         freeze_for_stage(self.model, stage)
-        stage_cfg = cfg.stage2.model_copy(update={"epochs": epochs})
+        if stage == STAGE_IMAGE:
+            stage_cfg = cfg.stage2.model_copy(update={"epochs": epochs})
+            fresh = {id(p) for p in self.model.method.new_parameters()}
+            factor = cfg.model.method.lr_factor
+        else:
+            self.model.method.begin_method_stage(self.model)
+            stage_cfg, fresh, factor = self._method_stage_config(epochs), set(), 1.0
         loader = pk_loader(self.data.train, cfg, cfg.stage2.batch_size, rt.rank, rt.world_size, self.read_failures)
         net = _wrap(self.model, rt)
-        fresh = {id(p) for p in self.model.method.new_parameters()}
-        factor = cfg.model.method.lr_factor
         optimizer = build_optimizer(self._trainable(), stage_cfg, lambda p: factor if id(p) in fresh else 1.0)
         scheduler = build_scheduler(optimizer, stage_cfg)
         scaler = torch.amp.GradScaler("cuda") if (cfg.amp and rt.device.type == "cuda") else None
@@ -245,16 +260,18 @@ class Trainer:
             self._run_stage1(state)
             state = None
         text_features = self._stage2_text_features()
-        if stage in (STAGE_PROMPTS, STAGE_METHOD):
-            self._run_image_stage(STAGE_METHOD, state, text_features)
+        if stage in (STAGE_PROMPTS, STAGE_IMAGE):
+            self._run_image_stage(STAGE_IMAGE, state, text_features)
             state = None
-        self._run_image_stage(STAGE_IMAGE, state, text_features)
+        self._run_image_stage(STAGE_METHOD, state, text_features)
         result.rank_checksums = gather_objects(rt, parameter_checksum(self.model))
         if rt.is_main:
             final, stats = self.evaluate(with_similarity=True)
             log.info(format_result(final, "trained"))
             meta = {"dataset": self.data.name, "stage1_epochs": cfg.stage1.epochs, "stage2_epochs": cfg.stage2.epochs, "world_size": rt.world_size, "rank_checksums": result.rank_checksums,
-                    "skipped_images": self._skipped_images()}
+                    "skipped_images": self._skipped_images(),
+                    "method_stage_epochs": cfg.model.method.frozen_backbone_epochs,
+                    "mean": list(cfg.data.mean), "std": list(cfg.data.std)}  # export must normalise as training did (RN50: ImageNet)
             if stats is not None:
                 meta["similarity"] = stats
                 log.info("matching threshold %.4f at false-match rate %.2f (same %.3f, different %.3f)", stats["threshold"],

@@ -11,6 +11,7 @@ gallery order. This is deterministic; a different tie-break can change metrics o
 from __future__ import annotations
 
 import logging
+from typing import Optional
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -25,12 +26,16 @@ class RankResult:
     mINP: float
     num_valid: int
     num_skipped: int
+    per_query_ap: Optional[np.ndarray] = None  # [num_valid]: for bootstrap confidence intervals over queries
+    per_query_r1: Optional[np.ndarray] = None  # [num_valid] in {0, 1}
 
     def rank(self, r: int) -> float:
         return float(self.cmc[min(r, len(self.cmc)) - 1])
 
     def as_dict(self) -> dict:
         d = asdict(self)
+        d.pop("per_query_ap")
+        d.pop("per_query_r1")
         d["cmc"] = [float(x) for x in self.cmc]
         d.update({"R1": self.rank(1), "R5": self.rank(5), "R10": self.rank(10)})
         return d
@@ -55,7 +60,7 @@ def evaluate_rank(
         log.warning("gallery has %d images, fewer than max_rank %d", num_g, max_rank)
         max_rank = num_g
     cmc_sum = np.zeros(max_rank)
-    aps, inps = [], []
+    aps, inps, r1s = [], [], []
     for i in range(num_q):
         order = np.argsort(distmat[i], kind="stable")
         remove = (g_pids[order] == q_pids[i]) & (g_camids[order] == q_camids[i])
@@ -68,8 +73,10 @@ def evaluate_rank(
         ranks = np.flatnonzero(matches)  # 0-based positions of the true matches
         precision_at_hits = hits[ranks] / (ranks + 1.0)
         aps.append(precision_at_hits.mean())
+        r1s.append(float(matches[0]))
         inps.append(matches.sum() / (ranks[-1] + 1.0))  # hardest match: |G_q| / R_hard
     num_valid = len(aps)
     if num_valid == 0:
         raise ValueError("no query has a true match in the gallery (after same-camera filtering)")
-    return RankResult(cmc_sum / num_valid, float(np.mean(aps)), float(np.mean(inps)), num_valid, num_q - num_valid)
+    return RankResult(cmc_sum / num_valid, float(np.mean(aps)), float(np.mean(inps)), num_valid, num_q - num_valid,
+                      np.asarray(aps), np.asarray(r1s))

@@ -3,14 +3,17 @@
 - The identity prompt becomes an *attribute* prompt: fixed words around learnable per-identity
   tokens, one slot per attribute (gender, hair, upper/lower clothing, shoes, bag). The learned
   tokens are the identity's attribute pseudo-labels.
-- Stage 1: L_align = L_feat + lambda * L_attrA. L_feat is the baseline's SupCon pair on the
-  attribute prompt's text feature; the attribute encoder predicts the r tokens from the image
-  feature and L_attrA = mean(1 - cos(predicted, pseudo-label)) (the paper's negative cosine
-  shifted by 1, same gradient; averaged over the batch instead of summed so lambda does not
-  depend on the batch size).
-- Stage 2: the baseline losses + beta * L_attrG, the same alignment restricted by a noise mask
-  to pairs whose cosine exceeds gamma (Otsu over the batch's cosines on occluded data, a fixed
-  percentile, or -1 for holistic data). The attribute encoder is frozen in stage 2 (choice: the
+- Stage 1: L_align = L_feat + lambda * L_attrA (Eq. 9). L_feat is the baseline's SupCon pair on
+  the attribute prompt's text feature; the attribute encoder predicts the r tokens from the
+  image feature and L_attrA = (1/r) sum_i sum_j (1 - cos(a_ij, v_ij)) (Eq. 8: summed over the
+  batch's images, divided by r; the paper's negative cosine shifted by 1 per kept pair, which
+  changes the value, not the gradient). The pseudo-labels v are *not* detached: as in Eq. 9 the
+  alignment trains the attribute tokens as well as the encoder.
+- Stage 2: the baseline losses + beta * L_attrG (Eq. 15), L_attrG = (1/r) sum_i sum_j D(i, j)
+  (1 - cos(a_ij, v_ij)) (Eq. 14) with the noise mask D keeping pairs whose cosine exceeds gamma
+  (Otsu over the batch's cosines on occluded data, a fixed percentile, or -1 for holistic data).
+  With beta = 0.01 and a batch of 64 this is ~0.3-0.6 next to a stage-2 loss of ~7: a real
+  term, not the ~0.02 a per-pair mean would give. The attribute encoder is frozen in stage 2 (choice: the
   paper leaves it open; frozen, it is a fixed guide the image features must satisfy instead of a
   second learner that can absorb the mismatch) and is training-only: inference is the baseline's.
 
@@ -22,7 +25,7 @@ text encoder's token-embedding width.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import torch
 import torch.nn.functional as F
@@ -96,12 +99,16 @@ class AttributeEncoder(nn.Module):
 
 
 def attribute_alignment(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """mean(1 - cos) over the (image, token) pairs ``mask`` keeps (all when None)."""
+    """AG-ReID Eqs. 8 / 14: ``(1/r) * sum over images i and tokens j of D(i, j) * (1 - cos)``.
+
+    pred, target [n, r, W]; mask [n, r] (all pairs when None). Summed over the batch, as the
+    paper writes it, so its weight relative to the other losses is the paper's lambda / beta.
+    """
     cos = F.cosine_similarity(pred, target, dim=-1)
-    if mask is None:
-        return (1 - cos).mean()
-    kept = mask.float()
-    return ((1 - cos) * kept).sum() / kept.sum().clamp(min=1)
+    per_pair = 1 - cos
+    if mask is not None:
+        per_pair = per_pair * mask.float()
+    return per_pair.sum() / pred.shape[1]
 
 
 class AGReID(Method):
@@ -127,13 +134,13 @@ class AGReID(Method):
 
     def stage1_losses(self, model: "CLIPReID", image_feats: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         pred = self.attribute_encoder(image_feats)
-        target = model.prompt_learner.ctx[labels].detach().float()
+        target = model.prompt_learner.ctx[labels].float()  # Eq. 9 trains the tokens too
         return {"attrA": self.cfg.lambda_attr * attribute_alignment(pred, target)}
 
     def begin_stage2(self, model: "CLIPReID", text_features: torch.Tensor) -> None:
         self.pseudo_labels = model.prompt_learner.ctx.detach().float().clone()
 
-    def forward_train(self, model: "CLIPReID", feats: ImageFeatures) -> dict[str, torch.Tensor]:
+    def forward_train(self, model: "CLIPReID", feats: ImageFeatures, pids: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         if not self.training or self.pseudo_labels.numel() == 0:
             return {}
         return {"attr_pred": self.attribute_encoder(feats.proj_feat)}

@@ -5,6 +5,8 @@ A method is a small ``nn.Module`` held by :class:`~trainer.models.reid.CLIPReID`
 the baseline's behaviour, and a method overrides only what it changes:
 
 - :meth:`setup` once at build time (swap the prompt learner, hook into the image encoder);
+- :meth:`begin_stage2` / :meth:`begin_method_stage` before stage 2 and before the method's own
+  frozen-backbone stage, which runs after stage 2 (SAGA's head);
 - :meth:`train_layers` / :meth:`inference_layers`: intermediate ViT blocks or ResNet stages the
   encoder must return;
 - :meth:`forward_train` runs inside the model's forward (so DDP sees every parameter used) and
@@ -22,9 +24,8 @@ from typing import TYPE_CHECKING, Optional
 import torch
 from torch import nn
 
-from trainer.models.image_encoders import ImageFeatures
-
 if TYPE_CHECKING:  # pragma: no cover
+    from trainer.models.image_encoders import ImageFeatures
     from trainer.config import Stage2Config
     from trainer.models.reid import CLIPReID, ReIDOutput
 
@@ -85,7 +86,11 @@ class Method(nn.Module):
     def begin_stage2(self, model: "CLIPReID", text_features: torch.Tensor) -> None:
         """Called with the frozen stage-1 text features [C, E] before stage 2 starts."""
 
-    def forward_train(self, model: "CLIPReID", feats: ImageFeatures) -> dict[str, torch.Tensor]:
+    def begin_method_stage(self, model: "CLIPReID") -> None:
+        """Called before the method's frozen-backbone stage (after stage 2), also on resume."""
+
+    def forward_train(self, model: "CLIPReID", feats: ImageFeatures, pids: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        """``pids`` [B]: the batch's identities when the method needs them inside the forward."""
         return {}
 
     def stage1_losses(self, model: "CLIPReID", image_feats: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:

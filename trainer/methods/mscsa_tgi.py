@@ -18,10 +18,16 @@ stage-1 text feature is a query, the image's stage-3 map (after MSCSA) the keys 
 output is added to the text features with a learnable scale initialised tiny (DenseCLIP) so the
 language prior survives. The fused, per-image text features are the targets of stage 2's
 image-to-text loss. TGI is text-side: inference does not run it.
+
+Cost: every image decodes all C identities' queries, whose self-attention is O(B * C^2 * width)
+per layer (measured on 2 CPU cores, docs/methods.md: time grows ~C^2). ``max_classes`` bounds
+it: with more identities than that, a batch fuses its own identities plus uniformly drawn
+others up to the bound (the rest keep their plain text logits), so the cost is O(B * S^2). The
+paper fuses all; None (the default) does too.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import torch
 import torch.nn.functional as F
@@ -128,10 +134,54 @@ class MSCSATGI(Method):
     def begin_stage2(self, model: "CLIPReID", text_features: torch.Tensor) -> None:
         self.text_features = text_features.detach().float().clone()
 
-    def forward_train(self, model: "CLIPReID", feats: ImageFeatures) -> dict[str, torch.Tensor]:
+    def fused_classes(self, pids: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """Identities TGI fuses this batch: all (None) unless there are more than
+        ``max_classes``; then the batch's own identities plus uniformly drawn others."""
+        limit, total = self.cfg.max_classes, len(self.text_features)
+        if limit is None or total <= limit or pids is None:
+            return None
+        own = pids.unique()
+        rest = torch.ones(total, dtype=torch.bool, device=own.device)
+        rest[own] = False
+        others = rest.nonzero().squeeze(1)
+        others = others[torch.randperm(len(others), device=own.device)[: max(0, limit - len(own))]]
+        return torch.cat([own, others]).sort().values
+
+    def forward_train(self, model: "CLIPReID", feats: ImageFeatures, pids: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         if self.tgi is None or not self.training or self.text_features.numel() == 0:
             return {}
-        fused = self.tgi(self.text_features, feats.maps[3])  # [B, C, E]
+        scale = model.logit_scale.exp().detach()
         image = F.normalize(feats.proj_feat.float(), dim=-1)
-        logits = model.logit_scale.exp().detach() * torch.einsum("be,bce->bc", image, F.normalize(fused, dim=-1))
-        return {"i2t_logits": logits}
+        chosen = self.fused_classes(pids)
+        if chosen is None:
+            fused = self.tgi(self.text_features, feats.maps[3])  # [B, C, E]
+            return {"i2t_logits": scale * torch.einsum("be,bce->bc", image, F.normalize(fused, dim=-1))}
+        # bounded: the other identities keep their plain (unfused) text logits
+        logits = scale * image @ F.normalize(self.text_features, dim=-1).T  # [B, C]
+        fused = self.tgi(self.text_features[chosen], feats.maps[3])  # [B, S, E]
+        fused_logits = scale * torch.einsum("be,bse->bs", image, F.normalize(fused, dim=-1))
+        return {"i2t_logits": logits.index_copy(1, chosen, fused_logits)}
+
+
+def tgi_step_seconds(classes: int, batch: int = 8, text_dim: int = 1024, visual_dim: int = 1024, grid: tuple[int, int] = (16, 8), repeats: int = 2) -> float:
+    """Seconds of one TGI forward + backward at the RN50 full-size shapes (stage-3 map 16 x 8,
+    1024 channels, 1024-d text), for measuring how the cost grows with the identities fused."""
+    import time
+
+    torch.manual_seed(0)
+    fusion = TextGuidedFusion(text_dim, visual_dim)
+    text, visual = torch.randn(classes, text_dim), torch.randn(batch, visual_dim, *grid)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fusion(text, visual).square().mean().backward()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+if __name__ == "__main__":  # python -m trainer.methods.mscsa_tgi 100 200 400 800
+    import sys
+
+    torch.set_num_threads(1)
+    for c in [int(a) for a in sys.argv[1:]] or [100, 200, 400, 800]:
+        print(f"C={c:5d}  batch 8: {tgi_step_seconds(c):.3f} s per forward+backward (1 thread)")

@@ -29,9 +29,12 @@ and each region feature also gets a batch-hard triplet loss: region features are
 cosine at test time, and without a metric loss they identify people poorly (tiny CPU setup:
 matching with parts 13.5 mAP without it, 34.7 with it; see README).
 
-Where the paper is silent: a learnable per-row bias on the mask logits (initialised so regions
-are ordered top to bottom) keeps regions in place when CLIP's text semantics are weak (tiny or
-randomly initialised models); region features stay in the encoder width; inference returns the
+Where the paper is silent: an optional learnable per-row bias on the mask logits
+(``spatial_prior``, initialised so regions are ordered top to bottom) keeps regions in place when
+CLIP's text carries no meaning (tiny, randomly initialised models: the tiny recipe turns it
+on). It is off by default and in the full-size recipes, where the regions must come from the
+text prototypes alone, as the paper has them: with it on, regions become horizontal stripes
+whatever the text says. Region features stay in the encoder width; inference returns the
 baseline global feature plus the region features and confidences, and
 :func:`trainer.embeddings.similarity` weighs each region's cosine by the product of the two
 images' confidences, so a region counts only where both images show it.
@@ -42,6 +45,7 @@ import math
 from typing import TYPE_CHECKING, Optional
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -62,6 +66,26 @@ def row_prior(num_regions: int, rows: int, sharpness: float = 4.0) -> torch.Tens
     pos = (torch.arange(rows, dtype=torch.float32) + 0.5) / rows
     bias = -sharpness * ((pos[None] - centres[:, None]) * num_regions) ** 2 / 4
     return torch.cat([bias, torch.full((1, rows), float(bias.max(0).values.mean()))])
+
+
+def gather_ranks(t: torch.Tensor) -> torch.Tensor:
+    """``t`` [n, ...] of every DDP rank, concatenated in rank order (itself when not distributed).
+
+    RGANet's running statistics are buffers updated during training; DDP broadcasts rank 0's
+    buffers before every forward, so an update made from one rank's batch alone would be
+    overwritten on the others (and ranks >= 1 would never contribute). Updating every rank
+    from the same gathered batch keeps them equal, and makes the broadcast a no-op.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return t
+    t = t.detach().contiguous()
+    sizes = [torch.zeros(1, dtype=torch.long, device=t.device) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, torch.tensor([len(t)], device=t.device))
+    longest = int(max(s.item() for s in sizes))
+    padded = torch.cat([t, t.new_zeros(longest - len(t), *t.shape[1:])]) if len(t) < longest else t
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[: int(n.item())] for part, n in zip(parts, sizes)])
 
 
 class RegionAssessor(nn.Module):
@@ -125,19 +149,20 @@ class RGANet(Method):
         patches = enc.ln_post(feats.tokens[self.last_block][:, 1:])
         dense = F.normalize((patches @ enc.proj).float(), dim=-1)
         logits = dense @ self.prototypes(model).T / self.cfg.temperature
-        rows = self.prior.T.repeat_interleave(self.grid[1], dim=0)  # [N, R + 1], row-major patches
-        masks = torch.softmax(logits + rows, dim=-1)
+        if self.cfg.spatial_prior:
+            logits = logits + self.prior.T.repeat_interleave(self.grid[1], dim=0)  # [N, R + 1], row-major patches
+        masks = torch.softmax(logits, dim=-1)
         body = masks[..., : self.num_parts]
         feats_r = torch.einsum("bnr,bnc->brc", body, patches.float()) / body.sum(1)[..., None].clamp(min=1e-6)
         return feats_r, body.mean(1), masks
 
-    def forward_train(self, model: "CLIPReID", feats: ImageFeatures) -> dict[str, torch.Tensor]:
+    def forward_train(self, model: "CLIPReID", feats: ImageFeatures, pids: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         if not self.training:
             return {}
         region_feats, share, _ = self.regions(model, feats)
         with torch.no_grad():
             m = self.cfg.centroid_momentum
-            self.share_mean.mul_(m).add_((1 - m) * share.mean(0).float())
+            self.share_mean.mul_(m).add_((1 - m) * gather_ranks(share.float()).mean(0))
         logits = torch.stack([fc(bn(region_feats[:, r])) for r, (bn, fc) in enumerate(zip(self.necks, self.classifiers))], dim=1)
         return {"region_feats": region_feats, "region_logits": logits, "region_quality": self.assessor(region_feats - self.feature_mean, share), "region_share": share}
 
@@ -147,7 +172,8 @@ class RGANet(Method):
 
     @torch.no_grad()
     def indicators(self, region_feats: torch.Tensor, logits: torch.Tensor, global_logits: torch.Tensor, pids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(discrimination, invariance) [B, R] in [0, 1]; updates the running centroids."""
+        """(discrimination, invariance) [B, R] in [0, 1]; updates the running centroids from the
+        batches of every rank (:func:`gather_ranks`)."""
         def log_p_true(lg: torch.Tensor) -> torch.Tensor:
             logp = torch.log_softmax(lg.float(), dim=-1)
             return logp.gather(-1, pids.view(-1, *([1] * (lg.dim() - 1))).expand(*lg.shape[:-1], 1)).squeeze(-1)
@@ -156,8 +182,9 @@ class RGANet(Method):
         evidence = log_p_true(global_logits)[:, None] - chance
         discrimination = ((log_p_true(logits) - chance) / evidence.clamp(min=1e-3)).clamp(0, 1)
         feats = region_feats.float()
+        all_feats, all_pids = gather_ranks(feats), gather_ranks(pids)
         m = self.cfg.centroid_momentum
-        batch_mean = feats.mean(0)
+        batch_mean = all_feats.mean(0)
         self.feature_mean.copy_(torch.where(self.centroid_seen.any(), m * self.feature_mean + (1 - m) * batch_mean, batch_mean))
         centred = F.normalize(feats - self.feature_mean, dim=-1)  # the part every image shares says nothing of identity
         known = self.centroid_seen.nonzero().squeeze(1)
@@ -170,8 +197,9 @@ class RGANet(Method):
             invariance = ((own - others) / (1 - others).clamp(min=1e-6)).clamp(0, 1)
         else:
             invariance = torch.ones_like(discrimination)
-        for pid in pids.unique():
-            mean = centred[pids == pid].mean(0)
+        all_centred = F.normalize(all_feats - self.feature_mean, dim=-1)
+        for pid in all_pids.unique():
+            mean = all_centred[all_pids == pid].mean(0)
             self.centroids[pid] = torch.where(self.centroid_seen[pid], m * self.centroids[pid] + (1 - m) * mean, mean)
             self.centroid_seen[pid] = True
         return discrimination, invariance

@@ -6,6 +6,9 @@ Both encoders reuse open_clip's modules (and so its weights) and return :class:`
   average-pooled stage-4 map),
 - ``proj_feat`` [B, E]: the same image in CLIP's joint image-text space (ViT: ``@ proj``;
   ResNet: the attention pool),
+- ``prev_feat`` [B, C']: the feature one step before the end, which CLIP-ReID's stage-2 triplet
+  loss also reads (ViT: [CLS] out of the penultimate block, without ``ln_post``, as the official
+  code's ``x11``; ResNet: average-pooled stage-3 map, the official ``x3``),
 - ``tokens`` {block: [B, N, C]} patch tokens of the requested ViT blocks (1-based: 9 = output
   of the 9th block), or ``maps`` {stage: [B, C, H, W]} of the requested ResNet stages (1-4).
 
@@ -30,6 +33,7 @@ class ImageFeatures:
     tokens: dict[int, torch.Tensor] = field(default_factory=dict)
     maps: dict[int, torch.Tensor] = field(default_factory=dict)
     grid: tuple[int, int] = (0, 0)
+    prev_feat: Optional[torch.Tensor] = None
 
 
 def resample_grid_embedding(pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]) -> torch.Tensor:
@@ -120,14 +124,18 @@ class ReIDViT(nn.Module):
             x = x.transpose(0, 1)
         tokens: dict[int, torch.Tensor] = {}
         wanted = set(return_layers)
+        last = self.num_blocks
+        prev = None
         for i, block in enumerate(self.transformer.resblocks, start=1):
             x = block(x)
             if i in wanted:
                 tokens[i] = x.transpose(0, 1) if not batch_first else x
+            if i == last - 1:
+                prev = x[0] if not batch_first else x[:, 0]
         if not batch_first:
             x = x.transpose(0, 1)
         cls = self.ln_post(x[:, 0])
-        return ImageFeatures(global_feat=cls, proj_feat=cls @ self.proj, tokens=tokens, grid=self.grid)
+        return ImageFeatures(global_feat=cls, proj_feat=cls @ self.proj, tokens=tokens, grid=self.grid, prev_feat=prev)
 
 
 class ReIDResNet(nn.Module):
@@ -171,12 +179,15 @@ class ReIDResNet(nn.Module):
         x = self.body.stem(images.to(self.body.conv1.weight.dtype))
         maps: dict[int, torch.Tensor] = {}
         wanted = set(return_layers)
+        prev = None
         for i, stage in enumerate(self.stages, start=1):
             x = self.stage_forward(i, stage, x)
             if i in wanted:
                 maps[i] = x
+            if i == 3:
+                prev = x.mean(dim=(2, 3))
         global_feat = x.mean(dim=(2, 3))
-        return ImageFeatures(global_feat=global_feat, proj_feat=self.body.attnpool(x), maps=maps, grid=self.grid)
+        return ImageFeatures(global_feat=global_feat, proj_feat=self.body.attnpool(x), maps=maps, grid=self.grid, prev_feat=prev)
 
     def stage_input_channels(self) -> list[int]:
         return [stage[0].conv1.in_channels for stage in self.stages]

@@ -88,12 +88,12 @@ class CLIPReID(nn.Module):
     def num_parts(self) -> int:
         return self.method.num_parts
 
-    def forward(self, images: torch.Tensor, camids: Optional[torch.Tensor] = None, return_layers: Sequence[int] = ()) -> ReIDOutput:
+    def forward(self, images: torch.Tensor, camids: Optional[torch.Tensor] = None, return_layers: Sequence[int] = (), pids: Optional[torch.Tensor] = None) -> ReIDOutput:
         layers = tuple(sorted(set(return_layers) | set(self.return_layers) | set(self.method.train_layers())))
         feats = self.image_encoder(images, camids, layers)
         logits = self.classifier(self.bottleneck(feats.global_feat))
         proj_logits = self.classifier_proj(self.bottleneck_proj(feats.proj_feat))
-        extras = self.method.forward_train(self, feats)
+        extras = self.method.forward_train(self, feats, pids)
         return ReIDOutput(features=feats, logits=logits, proj_logits=proj_logits, extras=extras)
 
     def infer(self, images: torch.Tensor, camids: Optional[torch.Tensor] = None) -> Inference:

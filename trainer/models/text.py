@@ -140,18 +140,40 @@ class PromptLearner(nn.Module):
         return self.prompts.fill(self.ctx[labels])
 
 
+def phrase_token_init(text_encoder: TextEncoder, phrases: list[str], n_ctx: int) -> torch.Tensor:
+    """[P, n_ctx, W] context vectors initialised from each phrase's own token embeddings.
+
+    SAGA-ReID's release starts each anchor's learnable context from its phrase: ``n_ctx``
+    tokens sampled evenly from the phrase's BPE tokens, or all of them followed by their mean
+    when the phrase is shorter. With pretrained CLIP the anchors so start apart, in meaning.
+    """
+    out = torch.empty(len(phrases), n_ctx, text_encoder.width)
+    weight = text_encoder.token_embedding.weight.detach().float()
+    for k, phrase in enumerate(phrases):
+        emb = weight[torch.tensor(_tokenizer(77).encode(phrase), dtype=torch.long)]
+        if len(emb) >= n_ctx:
+            out[k] = emb[torch.linspace(0, len(emb) - 1, n_ctx).long()]
+        else:
+            out[k, : len(emb)] = emb
+            out[k, len(emb):] = emb.mean(0)
+    return out
+
+
 class SharedContextPrompts(nn.Module):
-    """Several phrase prompts sharing one set of learnable context tokens (CoOp-style).
+    """Several phrase prompts with learnable context tokens (CoOp-style).
 
     RGANet's body-region prompts and SAGA's anchor phrases: ``template`` holds ``{ctx}`` and
-    ``{phrase}``; ``ctx`` [n_ctx, W] is the only parameter. The text encoder is passed to
-    :meth:`forward` rather than held, so it is not registered twice in the model.
+    ``{phrase}``; ``ctx`` is the only parameter: [n_ctx, W] shared by every phrase, or, with
+    ``per_phrase``, [P, n_ctx, W], one context per phrase (SAGA-ReID's per-anchor context),
+    initialised from each phrase's token embeddings (:func:`phrase_token_init`) plus a little
+    noise. The text encoder is passed to :meth:`forward` rather than held, so it is not
+    registered twice in the model.
 
     In eval mode the features are constants: they are computed once and cached, so inference
     (and the exported graph) never runs the text encoder. ``train()`` drops the cache.
     """
 
-    def __init__(self, text_encoder: TextEncoder, template: str, phrases: list[str], n_ctx: int) -> None:
+    def __init__(self, text_encoder: TextEncoder, template: str, phrases: list[str], n_ctx: int, per_phrase: bool = False) -> None:
         super().__init__()
         if "{phrase}" not in template:
             raise ValueError(f"prompt template {template!r} needs a {{phrase}} slot")
@@ -161,8 +183,12 @@ class SharedContextPrompts(nn.Module):
             texts.append(text)
             positions.append(pos["ctx"])
         self.prompts = SlotPrompts(text_encoder, texts, positions)
-        self.ctx = nn.Parameter(torch.empty(n_ctx, text_encoder.width))
-        nn.init.normal_(self.ctx, std=0.02)
+        if per_phrase:
+            init = phrase_token_init(text_encoder, list(phrases), n_ctx)
+            self.ctx = nn.Parameter(init + 0.01 * torch.randn_like(init))
+        else:
+            self.ctx = nn.Parameter(torch.empty(n_ctx, text_encoder.width))
+            nn.init.normal_(self.ctx, std=0.02)
         self.phrases = list(phrases)
         self._cached: torch.Tensor | None = None
 
@@ -175,7 +201,8 @@ class SharedContextPrompts(nn.Module):
         """-> [P, E] text features of the P phrase prompts (unnormalised)."""
         if not self.training and self._cached is not None:
             return self._cached
-        prompts, tokens = self.prompts.fill(self.ctx.expand(len(self.phrases), -1, -1))
+        ctx = self.ctx if self.ctx.dim() == 3 else self.ctx.expand(len(self.phrases), -1, -1)
+        prompts, tokens = self.prompts.fill(ctx)
         features = text_encoder(prompts, tokens)
         if not self.training:
             self._cached = features.detach()
