@@ -23,7 +23,10 @@ class ExportError(RuntimeError):
 
 
 def build_graph(loaded: LoadedCheckpoint) -> EmbeddingGraph:
-    return EmbeddingGraph(loaded.model, CLIP_MEAN, CLIP_STD).eval()
+    """The graph normalises pixels as training did (``train_meta`` mean/std; CLIP's for older checkpoints)."""
+    mean = tuple(loaded.train_meta.get("mean", CLIP_MEAN))
+    std = tuple(loaded.train_meta.get("std", CLIP_STD))
+    return EmbeddingGraph(loaded.model, mean, std).eval()
 
 
 def metadata_for(loaded: LoadedCheckpoint, graph: EmbeddingGraph, precision: str, source: str) -> ModelMetadata:

@@ -197,3 +197,19 @@ def test_similarity_refuses_a_model_without_metadata(tmp_path, tiny_dataset):
                            "--root", str(tiny_dataset)], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "bare.onnx has no clipreid-edge metadata" in proc.stderr and "set matching.threshold" in proc.stderr
+
+
+def test_graph_normalises_with_the_mean_and_std_training_used(tmp_path):
+    """An RN50 recipe trains with ImageNet mean/std; the checkpoint records it and export follows."""
+    from PIL import Image
+
+    from trainer.data.transforms import test_transform
+
+    imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    cfg = ModelConfig(backbone={"name": "tiny-rn"}, image_size=(64, 32))
+    ckpt = save_checkpoint(tmp_path / "m.pt", build_model(cfg, 3, 1).eval(), cfg, 1,
+                           train_meta={"mean": list(imagenet[0]), "std": list(imagenet[1])})
+    graph = build_graph(load_checkpoint(ckpt))
+    crop = person_crops(1, 64, 32)
+    ref = test_transform((64, 32), *imagenet)(Image.fromarray(crop[0]))
+    torch.testing.assert_close(graph.preprocess(torch.from_numpy(crop))[0], ref, atol=1e-5, rtol=1e-5)
