@@ -91,7 +91,7 @@ class MatchingConfig(StrictModel):
 
     enabled: bool = Field(True, description="False: every tracklet founds its own identity (for comparisons)")
     threshold: Optional[float] = Field(None, ge=-1.0, le=1.0, description="cosine at which appearance alone is neutral; None: the model's stored threshold (required for models without one)")
-    scale: Optional[float] = Field(None, gt=0, description="cosine units per unit of evidence; None: the model's same/different-person spread, else 0.1")
+    scale: Optional[float] = Field(None, gt=0, description="cosine units per unit of evidence; None: the model's different-person cosine std, else 0.1")
     min_embeddings: int = Field(2, ge=1, description="evidence a tracklet needs before it is matched")
     identity_ttl_s: float = Field(300.0, gt=0, description="identities unseen this long are forgotten")
     max_identities: int = Field(10000, ge=1, description="gallery bound: past it the longest-unseen identities are forgotten first")

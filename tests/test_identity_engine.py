@@ -187,9 +187,9 @@ def test_offline_clustering_joins_what_online_split():
 
 
 def test_threshold_comes_with_the_model_unless_configured():
-    stats = {"same_mean": 0.9, "diff_mean": 0.7, "threshold": 0.82}
+    stats = {"same_mean": 0.9, "diff_mean": 0.7, "diff_std": 0.05, "threshold": 0.82}
     s = settings_from_config(MatchingConfig(), stats)
-    assert s.threshold == 0.82 and s.scale == pytest.approx(0.2)
+    assert s.threshold == 0.82 and s.scale == pytest.approx(0.05)
     s = settings_from_config(MatchingConfig(threshold=0.5, scale=0.05), stats)
     assert (s.threshold, s.scale) == (0.5, 0.05)
     with pytest.raises(ValueError, match="osnet.onnx has no stored matching threshold.*set matching.threshold"):

@@ -1,8 +1,8 @@
 """The identity engine: tracklet summaries in, identity decisions out. No I/O, no threads.
 
-One score says how well a tracklet fits an identity, in units of the ReID model's *spread* (the
-gap between its mean same-person and mean different-person cosine), so that appearance and the
-other evidence add up::
+One score says how well a tracklet fits an identity, in units of the ReID model's different-person
+cosine spread (the standard deviation of its different-person similarities), so that appearance
+and the other evidence add up::
 
     score = (cos(tracklet, identity) - threshold) / scale
             + relink_bonus   if the tracklet continues one of the identity's tracklets of the same
@@ -74,9 +74,8 @@ def settings_from_config(cfg, model_similarity: Optional[dict], model_name: str 
     if threshold is None and cfg.enabled:
         raise ValueError(f"{model_name} has no stored matching threshold (third-party or older export): set matching.threshold")
     scale = cfg.scale
-    if scale is None:
-        spread = stats.get("same_mean", 0.0) - stats.get("diff_mean", 0.0)
-        scale = float(spread) if spread > 0 else 0.1
+    if scale is None:  # one unit of evidence = one standard deviation of different-person cosines
+        scale = float(stats["diff_std"]) if stats.get("diff_std", 0) > 0 else 0.1
     return EngineSettings(
         threshold=float(threshold if threshold is not None else 1.0), scale=scale, enabled=cfg.enabled,
         min_embeddings=cfg.min_embeddings, identity_ttl_s=cfg.identity_ttl_s, max_identities=cfg.max_identities,
