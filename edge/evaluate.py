@@ -128,13 +128,6 @@ def _metrics():
         return HOTA(), CLEAR(), Identity()
 
 
-def score_sequence(data: dict) -> dict[str, float]:
-    hota, clear, ident = _metrics()
-    with contextlib.redirect_stdout(io.StringIO()):
-        h, c, i = hota.eval_sequence(data), clear.eval_sequence(data), ident.eval_sequence(data)
-    return summarise(h, c, i)
-
-
 def summarise(h: dict, c: dict, i: dict) -> dict[str, float]:
     return {
         "HOTA": float(np.mean(h["HOTA"])) * 100, "DetA": float(np.mean(h["DetA"])) * 100, "AssA": float(np.mean(h["AssA"])) * 100,

@@ -14,18 +14,24 @@ from __future__ import annotations
 import logging
 import zlib
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import cv2
 import numpy as np
 
 from .config import EdgeConfig
 from .tracklets import Tracklet
-from .world.export import mot_row
 
 log = logging.getLogger(__name__)
 
 MAX_PENDING_ROWS = 5000
+
+
+def mot_row(frame: int, track_id: int, xyxy: Iterable[float], score: float = 1.0, visibility: float = -1.0) -> str:
+    """One MOT Challenge line (1-based frame, top-left/width/height box)."""
+    x0, y0, x1, y1 = xyxy
+    return f"{frame},{track_id},{x0:.2f},{y0:.2f},{x1 - x0:.2f},{y1 - y0:.2f},{score:.3f},1,{visibility:.3f}\n"
+
 ALL_CAMERAS = "*"
 
 

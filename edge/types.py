@@ -65,13 +65,3 @@ class Track:
     xyxy: np.ndarray
     conf: float
     det_index: int = -1
-
-
-@dataclass
-class Timings:
-    """Seconds spent per stage for one pipeline step (summed over cameras)."""
-
-    values: dict[str, float] = field(default_factory=dict)
-
-    def add(self, stage: str, seconds: float) -> None:
-        self.values[stage] = self.values.get(stage, 0.0) + seconds

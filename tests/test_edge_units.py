@@ -255,3 +255,33 @@ def test_publisher_never_blocks_on_a_subscriber_that_stopped_reading():
     pub.close()
     sub.close(0)
     assert pub.sent + pub.dropped <= 20000 and pub.dropped > 0
+
+
+def test_a_file_camera_pipeline_with_an_onnx_model_loads_no_training_code_or_simulator(tmp_path):
+    """The edge runtime imports what its config needs: with a video file and the ONNX backend,
+    building the pipeline pulls in neither open_clip, the training models and data, nor the
+    synthetic world."""
+    import subprocess
+    import sys
+
+    import cv2
+    import yaml
+
+    from conftest import REPO
+
+    video = cv2.VideoWriter(str(tmp_path / "cam.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    for _ in range(3):
+        video.write(np.zeros((48, 64, 3), np.uint8))
+    video.release()
+    demo = REPO / "edge" / "demo_models"
+    (tmp_path / "cams.yaml").write_text(yaml.safe_dump({
+        "cameras": [{"id": "door", "source": str(tmp_path / "cam.mp4")}],
+        "detector": {"weights": str(demo / "detector.pt"), "imgsz": 320},
+        "reid": {"backend": "onnxruntime", "model": str(demo / "reid.onnx")},
+        "publisher": {"enabled": False}}))
+    code = ("import sys; from edge.config import load_edge_config; from edge.pipeline import EdgePipeline; "
+            f"EdgePipeline(load_edge_config({str(tmp_path / 'cams.yaml')!r})); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'open_clip' or m.startswith(('trainer.models', 'trainer.data', 'edge.world'))))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

@@ -21,16 +21,11 @@ import numpy as np
 
 from trainer.progress import progress as progress_bar
 
+from ..outputs import mot_row
 from .render import CameraRenderer, GroundTruthBox
 from .scene import World
 
 log = logging.getLogger(__name__)
-
-
-def mot_row(frame: int, track_id: int, xyxy: Iterable[float], score: float = 1.0, visibility: float = -1.0) -> str:
-    """One MOT Challenge line (1-based frame, top-left/width/height box)."""
-    x0, y0, x1, y1 = xyxy
-    return f"{frame},{track_id},{x0:.2f},{y0:.2f},{x1 - x0:.2f},{y1 - y0:.2f},{score:.3f},1,{visibility:.3f}\n"
 
 
 def write_seqinfo(path: Path, name: str, fps: float, length: int, width: int, height: int) -> None:

@@ -38,9 +38,6 @@ class Area:
     x1: float
     y1: float
 
-    def contains(self, x: float, y: float) -> bool:
-        return self.x0 <= x <= self.x1 and self.y0 <= y <= self.y1
-
 
 AREAS = {"A": Area("A", 0.0, 0.0, 12.0, 8.0), "B": Area("B", 20.0, 0.0, 32.0, 8.0)}
 
