@@ -29,6 +29,7 @@ class ModelMetadata:
     outputs: list[str] = field(default_factory=lambda: ["embedding"])
     embedding_dim: int = 0
     num_parts: int = 0
+    part_dim: int = 0  # width of each part feature (part-based methods)
     method: str = "baseline"
     camera_input: Optional[str] = None  # name of the int64 [B] camera-index input when the model uses SIE
     num_cameras: int = 0

@@ -114,7 +114,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17, fp16: 
     names = ["images"] + (["camera"] if meta.camera_input else [])
     axes = {name: {0: "batch"} for name in names + meta.outputs}
     with torch.no_grad(), mha_fastpath(False):
-        graph(*inputs)  # methods cache their text-side constants (prototypes, anchors) on the first eval call
+        probe = graph(*inputs)  # methods cache their text-side constants (prototypes, anchors) on the first eval call
+        if meta.num_parts:
+            meta.part_dim = int(probe[1].shape[-1])
         torch.onnx.export(graph, inputs, str(out), input_names=names, output_names=meta.outputs, dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
     model = onnx.load(str(out))
     if fp16:

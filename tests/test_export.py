@@ -213,3 +213,47 @@ def test_graph_normalises_with_the_mean_and_std_training_used(tmp_path):
     crop = person_crops(1, 64, 32)
     ref = test_transform((64, 32), *imagenet)(Image.fromarray(crop[0]))
     torch.testing.assert_close(graph.preprocess(torch.from_numpy(crop))[0], ref, atol=1e-5, rtol=1e-5)
+
+
+def _with_metadata(src, dst, **changes):
+    """A copy of an exported ONNX whose metadata says something else than the graph does."""
+    import json
+
+    import onnx
+
+    from export.metadata import METADATA_KEY
+
+    model = onnx.load(str(src))
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            prop.value = json.dumps({**json.loads(prop.value), **changes})
+    onnx.save(model, str(dst))
+    return dst
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"embedding_dim": 999}, "embedding_dim: the metadata says 999, the model returns 320"),
+    ({"num_parts": 4}, "num_parts: the metadata says 4 parts, the model returns no part outputs"),
+    ({"outputs": ["embedding", "part_features", "part_confidence"]}, "outputs: the metadata names ['embedding', 'part_features', 'part_confidence'], the model has ['embedding']"),
+], ids=["embedding_dim", "num_parts", "outputs"])
+def test_a_model_that_breaks_its_metadata_contract_is_refused_at_load(tmp_path, changes, message):
+    from edge.config import ReIDConfig
+    from edge.reid.backends import ReIDBackendError, build_backend
+
+    onnx_path, meta = export_onnx(make_checkpoint(tmp_path), tmp_path / "m.onnx")
+    assert meta.embedding_dim == 320
+    bad = _with_metadata(onnx_path, tmp_path / "bad.onnx", **changes)
+    with pytest.raises(ReIDBackendError) as err:
+        build_backend(ReIDConfig(model=str(bad)))
+    assert str(err.value) == f"{bad}: {message}"
+    assert build_backend(ReIDConfig(model=str(onnx_path))).meta.embedding_dim == 320  # the honest one loads
+
+
+def test_part_based_export_states_its_part_width_and_keeps_it(tmp_path):
+    from edge.config import ReIDConfig
+    from edge.reid.backends import build_backend
+
+    onnx_path, meta = export_onnx(make_checkpoint(tmp_path, "tiny-vit", True, "rganet"), tmp_path / "m.onnx")
+    assert meta.num_parts == 4 and meta.part_dim == meta.embedding_dim - 128
+    backend = build_backend(ReIDConfig(model=str(onnx_path)))
+    assert backend.embed(person_crops(3, 64, 32), np.zeros(3, np.int64)).parts.shape == (3, 4, meta.part_dim)

@@ -95,9 +95,50 @@ class ReIDBackend:
         """Backend outputs -> (global [n, D], parts or None, part_conf or None)."""
         outs = list(result) if isinstance(result, (list, tuple)) else [result]
         embedding = np.asarray(outs[0], np.float32).reshape(n, -1)
-        if self.meta.num_parts and len(outs) >= 3:
+        if self.meta.num_parts:  # checked at load (check_contract): the part outputs are there
             return embedding, np.asarray(outs[1], np.float32), np.asarray(outs[2], np.float32)
         return embedding, None, None
+
+    def check_contract(self, source: str) -> None:
+        """Run one probe batch and refuse a model that does not return what its metadata promises
+        (one line naming the model file and the field) instead of half-working later."""
+        h, w = self.input_size
+        crops = np.random.default_rng(0).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+        x = to_model_input(crops, self.meta, self.scale)
+        inputs = {self.meta.input_name: x}
+        if self.meta.camera_input:
+            inputs[self.meta.camera_input] = np.zeros(2, np.int64)
+        try:
+            result = self._run(inputs)
+        except Exception as exc:  # noqa: BLE001 - any runtime's error becomes one line
+            raise ReIDBackendError(f"{source}: the model fails on a probe batch of 2 crops {h}x{w}: {exc}") from exc
+        outs = list(result) if isinstance(result, (list, tuple)) else [result]
+        for problem in contract_problems(self.meta, [np.asarray(o) for o in outs]):
+            raise ReIDBackendError(f"{source}: {problem}")
+
+
+def contract_problems(meta: ModelMetadata, outs: list[np.ndarray]) -> list[str]:
+    """What a probe batch of 2 crops says against the metadata (empty when the model keeps it)."""
+    third_party = meta.method == "third_party"
+    expected = 1 if third_party else max(1, len(meta.outputs))
+    if len(outs) < expected:
+        return [f"outputs: the metadata names {meta.outputs}, the model returns {len(outs)} output(s)"]
+    emb = outs[0].reshape(2, -1)
+    if meta.embedding_dim and emb.shape[1] != meta.embedding_dim:
+        return [f"embedding_dim: the metadata says {meta.embedding_dim}, the model returns {emb.shape[1]}"]
+    if not third_party:
+        norms = np.linalg.norm(emb.astype(np.float64), axis=1)
+        if np.abs(norms - 1.0).max() > 1e-2:
+            return [f"normalization: the exported graph must return L2-normalised embeddings, norms are {np.round(norms, 3).tolist()}"]
+    if meta.num_parts:
+        if len(outs) < 3:
+            return [f"num_parts: the metadata says {meta.num_parts} parts, the model returns no part outputs"]
+        parts, conf = outs[1], outs[2]
+        if parts.ndim != 3 or parts.shape[1] != meta.num_parts or conf.shape != (2, meta.num_parts):
+            return [f"num_parts: the metadata says {meta.num_parts}, the model returns parts {list(parts.shape)} and confidences {list(conf.shape)}"]
+        if meta.part_dim and parts.shape[2] != meta.part_dim:
+            return [f"part_dim: the metadata says {meta.part_dim}, the model returns {parts.shape[2]}"]
+    return []
 
     def _run(self, inputs: dict[str, np.ndarray]):
         """One model batch -> the embedding, or [embedding, part_features, part_confidence]."""
@@ -124,7 +165,13 @@ class OnnxRuntimeBackend(ReIDBackend):
         self.scale = normalization.scale
         self.max_batch = max_batch
         names = [o.name for o in self.session.get_outputs()]
-        self.outputs = [n for n in self.meta.outputs if n in names] or names[:1]  # third-party: the first output
+        if self.meta.method == "third_party":
+            self.outputs = names[:1]  # a third-party ReID model's embedding is its first output
+        else:
+            missing = [n for n in self.meta.outputs if n not in names]
+            if missing:
+                raise ReIDBackendError(f"{path}: outputs: the metadata names {self.meta.outputs}, the model has {names}")
+            self.outputs = list(self.meta.outputs)
         out_dim = self.session.get_outputs()[0].shape[-1]
         if not self.meta.embedding_dim and isinstance(out_dim, int):
             self.meta.embedding_dim = out_dim
@@ -178,10 +225,14 @@ class TensorRTBackend(ReIDBackend):
 
 
 def build_backend(cfg: ReIDConfig) -> ReIDBackend:
+    """The configured backend, refused at load when the model does not keep its metadata's contract."""
     if not Path(cfg.model).exists():
         raise ReIDBackendError(f"ReID model not found: {cfg.model}")
     if cfg.backend == "onnxruntime":
-        return OnnxRuntimeBackend(cfg.model, cfg.device, cfg.batch_size, cfg.normalization, cfg.input_size)
-    if cfg.backend == "torch":
-        return TorchBackend(cfg.model, cfg.device, cfg.batch_size)
-    return TensorRTBackend(cfg.model, cfg.batch_size)
+        backend: ReIDBackend = OnnxRuntimeBackend(cfg.model, cfg.device, cfg.batch_size, cfg.normalization, cfg.input_size)
+    elif cfg.backend == "torch":
+        backend = TorchBackend(cfg.model, cfg.device, cfg.batch_size)
+    else:
+        backend = TensorRTBackend(cfg.model, cfg.batch_size)
+    backend.check_contract(cfg.model)
+    return backend
