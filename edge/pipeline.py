@@ -28,6 +28,7 @@ from .sources import CameraCapture
 from .stats import PipelineStats, format_report
 from .tracking import CameraTracker
 from .tracklets import BudgetPolicy, EmbedRequest, Tracklet, TrackletBook
+from .watchdog import CaptureWatchdog
 from .types import Detections, Frame
 
 log = logging.getLogger(__name__)
@@ -261,7 +262,11 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
     stop = stop or threading.Event()
     new_frame = threading.Event()
     epoch = time.time()  # one scene clock for every file/synthetic camera
-    captures = [CameraCapture(c, new_frame, stop, cfg.run.reconnect_max_s, epoch=epoch) for c in cfg.cameras]
+    def capture(cam) -> CameraCapture:
+        return CameraCapture(cam, new_frame, stop, cfg.run.reconnect_max_s, epoch=epoch)
+
+    captures = [capture(c) for c in cfg.cameras]
+    watchdog = CaptureWatchdog(captures, capture, cfg.run.reconnect_max_s)  # replaces dead captures in the list
     rates = {c.cam.id: c.cam.fps or getattr(c.reader, "fps", None) or 30.0 for c in captures}
     pipeline = pipeline or EdgePipeline(cfg, rates)
     pipeline.warmup()
@@ -273,6 +278,7 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
     lockstep = all(not c.cam.realtime and not c.reader.live for c in captures)
     try:
         while not stop.is_set():
+            watchdog.check()
             new_frame.clear()
             if lockstep:  # one frame of every camera per step: reproducible batches and matching order
                 frames = _one_frame_each(captures, new_frame, stop)
@@ -281,7 +287,7 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
             if cfg.run.max_frames:
                 frames = [f for f in frames if counts[f.camera_id] < cfg.run.max_frames]
             if not frames:
-                done = all(c.finished for c in captures) or (cfg.run.max_frames and all(n >= cfg.run.max_frames for n in counts.values()))
+                done = all(c.finished and not watchdog.will_restart(c) for c in captures) or (cfg.run.max_frames and all(n >= cfg.run.max_frames for n in counts.values()))
                 if done:
                     break
                 new_frame.wait(0.05)
@@ -289,17 +295,18 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
             pipeline.process(frames)
             for f in frames:
                 counts[f.camera_id] += 1
+                watchdog.frame(f.camera_id)
             if cfg.run.duration_s and time.monotonic() - started >= cfg.run.duration_s:
                 break
             if time.monotonic() - last_stats >= cfg.run.stats_interval_s:
                 last_stats = time.monotonic()
-                report = _stats(pipeline, captures)
+                report = _stats(pipeline, captures, watchdog)
                 log.info("%s", format_report(report))
     finally:
         stop.set()
         for c in captures:
             c.join(timeout=5.0)
-        report = _stats(pipeline, captures)
+        report = _stats(pipeline, captures, watchdog)
         report["elapsed_s"] = round(time.monotonic() - started, 2)
         report["processed"] = counts
         report["errors"] = {c.cam.id: c.error for c in captures if c.error}
@@ -329,11 +336,13 @@ def _one_frame_each(captures: list[CameraCapture], new_frame: threading.Event, s
     return [got[c.cam.id] for c in captures if c.cam.id in got]
 
 
-def _stats(pipeline: EdgePipeline, captures: list[CameraCapture]) -> dict:
+def _stats(pipeline: EdgePipeline, captures: list[CameraCapture], watchdog: CaptureWatchdog) -> dict:
     pub = pipeline.publisher
     report = pipeline.stats.report({
         "dropped": {c.cam.id: c.dropped for c in captures},
         "reconnects": {c.cam.id: c.reconnects for c in captures},
+        "down": watchdog.down(),
+        "restarts": dict(watchdog.restarts),
         "gallery": len(pipeline.engine),
         "events_dropped": pub.dropped if pub else 0,
     })

@@ -113,7 +113,8 @@ class SyntheticReader:
     Extra query keys: ``seed`` (other people), ``frames`` (stop early), ``live=1`` (behave like a
     stream: failures reconnect), and ``fail_after=N&fail_for_s=S`` to simulate a camera that
     drops after N frames and refuses to reopen for S seconds (for testing reconnection);
-    ``reopen_size=WxH`` makes it come back at another resolution.
+    ``reopen_size=WxH`` makes it come back at another resolution; ``crash_after=N`` raises after N
+    frames (a decoder crash that ends the capture thread, for testing the watchdog).
     """
 
     def __init__(self, url: str):
@@ -132,10 +133,11 @@ class SyntheticReader:
         self.renderer = CameraRenderer(world, index)
         self.fps = world.spec.fps
         self.length = min(world.spec.num_frames, int(query.get("frames", world.spec.num_frames)))
-        self.live = query.get("live", "0") == "1" or "fail_after" in query
+        self.live = query.get("live", "0") == "1" or "fail_after" in query or "crash_after" in query
         self.fail_after = int(query["fail_after"]) if "fail_after" in query else None
         self.fail_for_s = float(query.get("fail_for_s", 1.0))
         self.reopen_size = tuple(int(v) for v in query["reopen_size"].split("x")) if "reopen_size" in query else None
+        self.crash_after = int(query["crash_after"]) if "crash_after" in query else None
         self.size: Optional[tuple[int, int]] = None  # (w, h) frames are resized to, after a reopen
         self._failed_at: Optional[float] = None
         self.position = 0
@@ -159,6 +161,8 @@ class SyntheticReader:
             return None
         if self.position >= self.length:
             return None
+        if self.crash_after is not None and self.position >= self.crash_after:
+            raise RuntimeError(f"simulated decoder crash after {self.crash_after} frames")
         if self.live:  # a live camera delivers at its own rate, whatever the reader does
             time.sleep(max(0.0, self._clock + self.position / self.fps - time.monotonic()))
         image, _ = self.renderer.render(self.position)

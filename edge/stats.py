@@ -72,5 +72,6 @@ def percentiles(values) -> dict[str, float]:
 def format_report(r: dict[str, Any]) -> str:
     fps = " ".join(f"{cam}={v:.1f}" for cam, v in r["fps"].items())
     lat = " ".join(f"{k}={v['p50']:.1f}" for k, v in r["latency_ms"].items())
-    extra = " ".join(f"{k}={v}" for k, v in r.items() if k in ("dropped", "gallery", "reconnects", "events_dropped"))
+    extra = " ".join(f"{k}={v}" for k, v in r.items() if k in ("dropped", "gallery", "reconnects", "events_dropped")
+                     or (k in ("down", "restarts") and any(v.values() if isinstance(v, dict) else [v])))
     return f"fps[{fps}] p50ms[{lat}] {extra}"

@@ -190,3 +190,49 @@ def test_scripted_walk_through_the_corridor_keeps_one_identity_with_the_floor(tm
     for topic, header, _ in messages:
         if topic.startswith("identity/") and header["event"] in ("merged", "reassigned"):
             assert header["into"] == header["global_id"] and header["from"] != header["into"]
+
+
+def test_a_camera_whose_capture_crashes_is_restarted_and_the_others_go_on(tmp_path, caplog):
+    import logging
+
+    cams = [{"id": "flaky", "source": "synthetic://tiny?camera=cam1&crash_after=6", "fps": 10},
+            {"id": "steady", "source": "synthetic://tiny?camera=cam2", "realtime": False}]
+    run = {"max_frames": 30, "duration_s": 12.0, "reconnect_max_s": 1.0}
+    with caplog.at_level(logging.WARNING, logger="edge.watchdog"):
+        report = run_pipeline(load_edge_config(cams_yaml(tmp_path, cams, 56799, run=run)))
+    assert report["restarts"]["flaky"] >= 1 and report["restarts"]["steady"] == 0
+    assert report["processed"]["steady"] == 30 and report["processed"]["flaky"] > 6  # frames after a restart
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("camera flaky: capture stopped: RuntimeError: simulated decoder crash after 6 frames; restarting in" in m for m in messages)
+    assert any("camera flaky: capture restarted (restart 1)" in m for m in messages)
+
+
+def test_watchdog_reports_down_cameras_and_backs_off():
+    from types import SimpleNamespace
+
+    from edge.watchdog import CaptureWatchdog
+
+    class Fake:
+        def __init__(self, cam, live, error=None, alive=True):
+            self.cam, self.reader, self.error, self.alive, self.finished = SimpleNamespace(id=cam), SimpleNamespace(live=live), error, alive, not alive
+
+        def is_alive(self):
+            return self.alive
+
+        def start(self):
+            pass
+
+    dead = Fake("door", live=True, error="RuntimeError: boom", alive=False)
+    file_cam = Fake("file", live=False, error="SourceError: gone", alive=False)
+    ok = Fake("hall", live=True)
+    made = []
+    wd = CaptureWatchdog([dead, file_cam, ok], lambda cam: made.append(cam.id) or Fake(cam.id, live=True), max_backoff_s=2.0)
+    t0 = wd._last_frame["door"]
+    wd.check(t0 + 0.1)  # noticed: restart after the first backoff (0.5 s)
+    assert made == [] and set(wd.down(t0 + 0.1)) == {"door", "file"}
+    wd.check(t0 + 0.7)
+    assert made == ["door"] and wd.restarts == {"door": 1, "file": 0, "hall": 0}  # a file is never restarted
+    assert wd.down(t0 + 3.0) == {"door": 3.0, "file": 3.0, "hall": 3.0}  # silent live streams are down too
+    wd.frame("door")
+    wd.frame("hall")
+    assert set(wd.down()) == {"file"}
