@@ -102,18 +102,25 @@ class FloorTrack:
     times: deque = field(default_factory=deque)
     points: deque = field(default_factory=deque)
 
+    _arrays: Optional[tuple[np.ndarray, np.ndarray]] = field(default=None, repr=False, compare=False)
+
     def add(self, t: float, xy: np.ndarray) -> None:
         self.times.append(float(t))
         self.points.append((float(xy[0]), float(xy[1])))
         while len(self.times) > self.maxlen:
             self.times.popleft()
             self.points.popleft()
+        self._arrays = None
 
     def __len__(self) -> int:
         return len(self.times)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.fromiter(self.times, float, len(self.times)), np.array(self.points, float).reshape(-1, 2)
+        """(times [N], points [N, 2]), built once per new sample: the revision pass compares
+        the same tracks many times."""
+        if self._arrays is None:
+            self._arrays = (np.fromiter(self.times, float, len(self.times)), np.array(self.points, float).reshape(-1, 2))
+        return self._arrays
 
     @property
     def first(self) -> tuple[float, np.ndarray]:
