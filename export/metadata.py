@@ -62,11 +62,17 @@ def sidecar_path(engine_path: str | Path) -> Path:
 
 
 def read_onnx_metadata(onnx_path: str | Path) -> Optional[ModelMetadata]:
-    """The metadata export wrote, or None for third-party ONNX models."""
+    """The metadata export wrote, or None for third-party ONNX models (export tools; needs ``onnx``)."""
     import onnx
 
     model = onnx.load(str(onnx_path), load_external_data=False)
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            return ModelMetadata.from_json(prop.value)
-    return None
+    return metadata_from_props({prop.key: prop.value for prop in model.metadata_props})
+
+
+def metadata_from_props(props: dict[str, str]) -> Optional[ModelMetadata]:
+    """The metadata in an ONNX model's ``metadata_props`` map, or None (third-party model).
+
+    The edge reads the map ONNX Runtime already parsed (``session.get_modelmeta().custom_metadata_map``)
+    so the model file is parsed once and the runtime does not need the ``onnx`` package.
+    """
+    return ModelMetadata.from_json(props[METADATA_KEY]) if METADATA_KEY in props else None

@@ -6,32 +6,31 @@ from pathlib import Path
 import numpy as np
 
 
-def session_options(onnx_path: str | Path, threads: int = 0):
-    """ONNX Runtime session options for this model.
+def ort_session(onnx_path: str | Path, providers: list[str] | None = None, threads: int = 0):
+    """An ONNX Runtime session for this model, fully optimised unless the model is FP16.
 
     FP16 exports run with graph optimisations off: ONNX Runtime 1.32's optimiser crashes the
-    process (segfault) on the converted FP16 graph on the CPU provider; unoptimised, it runs and
-    keeps parity.
+    process (segfault, in its NCHWc layout pass) on the converted FP16 graph on the CPU provider;
+    unoptimised, it runs and keeps parity. The precision is in the model's own metadata, so the
+    model is first opened unoptimised (cheap: no graph rewriting) to read it through ONNX
+    Runtime's metadata map, and reopened optimised only when it is not FP16. No ``onnx`` package.
     """
     import onnxruntime as ort
 
-    from export.metadata import read_onnx_metadata
+    from export.metadata import metadata_from_props
 
+    available = ort.get_available_providers()
+    wanted = [p for p in (providers or ("CUDAExecutionProvider", "CPUExecutionProvider")) if p in available]
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
-    meta = read_onnx_metadata(onnx_path)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    plain = ort.InferenceSession(str(onnx_path), options, providers=wanted)
+    meta = metadata_from_props(plain.get_modelmeta().custom_metadata_map)
     if meta is not None and meta.precision == "fp16":
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return options
-
-
-def ort_session(onnx_path: str | Path, providers: list[str] | None = None):
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    wanted = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-    return ort.InferenceSession(str(onnx_path), session_options(onnx_path), providers=wanted)
+        return plain
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(onnx_path), options, providers=wanted)
 
 
 def ort_runner(onnx_path: str | Path, providers: list[str] | None = None):

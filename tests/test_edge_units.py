@@ -281,7 +281,8 @@ def test_a_file_camera_pipeline_with_an_onnx_model_loads_no_training_code_or_sim
         "publisher": {"enabled": False}}))
     code = ("import sys; from edge.config import load_edge_config; from edge.pipeline import EdgePipeline; "
             f"EdgePipeline(load_edge_config({str(tmp_path / 'cams.yaml')!r})); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'open_clip' or m.startswith(('trainer.models', 'trainer.data', 'edge.world'))))")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('open_clip', 'onnx', 'trackeval', 'timm') "
+            "or m.startswith(('trainer.models', 'trainer.data', 'trainer.engine', 'edge.world'))))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"

@@ -15,7 +15,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from export.metadata import ModelMetadata, read_onnx_metadata
+from export.metadata import ModelMetadata, metadata_from_props
 from trainer.embeddings import Embeddings
 
 from ..config import NormalizationConfig, ReIDConfig
@@ -150,18 +150,15 @@ class OnnxRuntimeBackend(ReIDBackend):
 
     def __init__(self, path: str, device: str = "cpu", max_batch: int = 16, normalization: NormalizationConfig = NormalizationConfig(),
                  input_size: Optional[tuple[int, int]] = None, threads: int = 0):
-        import onnxruntime as ort
+        from export.onnx_runner import ort_session
 
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
-        from export.onnx_runner import session_options
-
-        options = session_options(path, threads)
         try:
-            self.session = ort.InferenceSession(path, options, providers=[p for p in providers if p in ort.get_available_providers()])
+            self.session = ort_session(path, providers, threads)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
             raise ReIDBackendError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
         first = self.session.get_inputs()[0]
-        self.meta = read_onnx_metadata(path) or third_party_metadata(first.name, list(first.shape), normalization, input_size, path)
+        self.meta = metadata_from_props(self.session.get_modelmeta().custom_metadata_map) or third_party_metadata(first.name, list(first.shape), normalization, input_size, path)
         self.scale = normalization.scale
         self.max_batch = max_batch
         names = [o.name for o in self.session.get_outputs()]
