@@ -28,6 +28,8 @@ from typing import Optional
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from trainer.extras import MissingExtra, require
+
 PEDESTRIAN = 1
 DISTRACTORS = (2, 7, 8, 12)
 
@@ -155,7 +157,7 @@ def _pred_file(pred: Path, name: str, suffix: str) -> Path:
 
 def evaluate(gt_dir: str | Path, pred_dir: str | Path, sequences: Optional[list[str]] = None) -> dict:
     """Scores per sequence, combined over sequences, and cross-camera (when global ids exist)."""
-    from trackeval.metrics import CLEAR, HOTA, Identity  # noqa: F401 - fail early with a clear import error
+    require("edge.evaluate", (("trackeval", "train"),))
 
     gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
     if not gt_dir.is_dir():
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     try:
         result = evaluate(args.gt, args.pred, args.sequences)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, MissingExtra) as exc:
         from trainer.cli import fail
 
         fail(str(exc))

@@ -14,6 +14,7 @@ import threading
 
 from trainer.cli import fail, setup_console_logging
 from trainer.configio import ConfigError
+from trainer.extras import EDGE_RUNTIME, TRAINING, MissingExtra, require
 
 from .config import EdgeConfig, load_edge_config
 
@@ -32,6 +33,10 @@ def main(argv: list[str] | None = None) -> dict:
     except ConfigError as exc:
         fail(str(exc))
     log.info("%s", start_line(cfg))
+    try:
+        require("the edge runtime", EDGE_RUNTIME + (TRAINING if cfg.reid is not None and cfg.reid.backend == "torch" else ()))
+    except MissingExtra as exc:
+        fail(str(exc))
     from .pipeline import run_pipeline
 
     stop = threading.Event()

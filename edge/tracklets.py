@@ -86,9 +86,9 @@ class Tracklet:
             return None
         if self._appearance is None or self._appearance[0] != self.n_embeddings:  # rebuilt only after new evidence
             if self._part_sum is None:
-                emb = Embeddings(self.embedding[None])
+                emb = Embeddings.normalized(self.embedding[None])
             else:
-                emb = Embeddings(self.embedding[None], self._part_sum[None], (self._conf_sum / max(self.weight, 1e-12))[None])
+                emb = Embeddings.normalized(self.embedding[None], self._part_sum[None], (self._conf_sum / max(self.weight, 1e-12))[None])
             self._appearance = (self.n_embeddings, emb)
         return self._appearance[1]
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from trainer.cli import fail, setup_console_logging
+from trainer.extras import ENGINE_BUILD, EXPORT, MissingExtra, require
 
 
 def _parity_images(meta, args):
@@ -160,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     setup_console_logging()
+    needs = {"trt": ENGINE_BUILD, "detector": (("ultralytics", "edge"),)}.get(args.command, EXPORT)
+    try:
+        require(f"export {args.command}", needs)
+    except MissingExtra as exc:
+        fail(str(exc))
     from export.onnx_export import ExportError
     from trainer.models.checkpoint import CheckpointError
 

@@ -62,11 +62,17 @@ def sidecar_path(engine_path: str | Path) -> Path:
 
 
 def read_onnx_metadata(onnx_path: str | Path) -> Optional[ModelMetadata]:
-    """The metadata export wrote, or None for third-party ONNX models (export tools; needs ``onnx``)."""
-    import onnx
+    """The metadata export wrote, or None for third-party ONNX models.
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    return metadata_from_props({prop.key: prop.value for prop in model.metadata_props})
+    Read through ONNX Runtime (an unoptimised session: no graph rewriting), which both the edge
+    and the training installs have, so building engines on an edge box needs no ``onnx`` package.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    return metadata_from_props(session.get_modelmeta().custom_metadata_map)
 
 
 def metadata_from_props(props: dict[str, str]) -> Optional[ModelMetadata]:

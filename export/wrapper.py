@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from trainer.models.reid import CLIPReID
@@ -41,8 +40,7 @@ class EmbeddingGraph(nn.Module):
         return ["embedding"] + (["part_features", "part_confidence"] if self.model.num_parts else [])
 
     def forward(self, images: torch.Tensor, camera: Optional[torch.Tensor] = None):
-        out = self.model.infer(self.preprocess(images), camera)
-        embedding = F.normalize(out.embedding.float(), dim=1)
+        out = self.model.infer(self.preprocess(images), camera).normalized()
         if out.parts is None:
-            return embedding
-        return embedding, F.normalize(out.parts.float(), dim=-1), out.part_conf.float()
+            return out.embedding
+        return out.embedding, out.parts, out.part_conf

@@ -35,3 +35,32 @@ def test_cli_error_is_one_line_and_exit_code_2(case):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and errors[0].startswith(message), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+# a module the install lacks, simulated by hiding it from importlib before the entry point runs
+HIDE = ("import importlib.util as u, runpy, sys; real = u.find_spec; "
+        "u.find_spec = lambda name, *a: None if name == {hidden!r} else real(name, *a); "
+        "sys.argv = {argv!r}; runpy.run_module({module!r}, run_name='__main__')")
+MISSING_EXTRA = {
+    "edge.run without [edge]": ("ultralytics", "edge.run", ["edge.run", "--cameras", "configs/cams.demo.yaml"],
+                                "error: the edge runtime needs ultralytics, which this install lacks: pip install 'clipreid-edge[edge]'"),
+    "edge.run torch backend without [train]": ("open_clip", "edge.run", ["edge.run", "--cameras", "configs/cams.demo.yaml", "reid.backend=torch"],
+                                               "error: the edge runtime needs open_clip, which this install lacks: pip install 'clipreid-edge[train]'"),
+    "train without [train]": ("torch", "trainer.train", ["trainer.train", "--config", "configs/tiny_synthetic.yaml"],
+                              "error: training needs torch, which this install lacks: pip install 'clipreid-edge[train]'"),
+    "export without [train]": ("onnx", "export", ["export", "onnx", "--checkpoint", MISSING_CKPT, "--out", "/nonexistent/x.onnx"],
+                               "error: export onnx needs onnx, which this install lacks: pip install 'clipreid-edge[train]'"),
+}
+
+
+@pytest.mark.parametrize("case", MISSING_EXTRA)
+def test_a_missing_extra_is_named_in_one_line(case):
+    """The package is split into [edge] and [train]: an entry point used from the other half's
+    install says which extra to install instead of an ImportError traceback."""
+    hidden, module, argv, message = MISSING_EXTRA[case]
+    code = HIDE.format(hidden=hidden, argv=argv, module=module)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [message], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr

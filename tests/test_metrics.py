@@ -156,3 +156,30 @@ def test_part_similarity_can_be_switched_off():
     with_parts = distance_matrices(a, b, EvalConfig())
     assert with_parts[0].tolist() == pytest.approx([0.0, 1 - (0.8 + 0.0) / 2])
     assert distance_matrices(a, b, EvalConfig(use_parts=False))[0].tolist() == pytest.approx([0.0, 0.2])
+
+
+def test_embeddings_are_normalised_once_by_their_maker():
+    """The contract type does not renormalise what a model returns (the model owns that, see
+    ``Inference.normalized``); vectors that are not unit length yet go through ``normalized``."""
+    raw = np.array([[3.0, 4.0]])
+    assert np.allclose(Embeddings(raw).global_, raw)
+    assert np.allclose(Embeddings.normalized(raw).global_, [[0.6, 0.8]])
+    made = Embeddings.normalized(raw, parts=np.array([[[0.0, 2.0]]]), part_conf=np.array([[1.5]]))
+    assert np.allclose(made.parts, [[[0.0, 1.0]]]) and made.part_conf[0, 0] == 1.0
+
+
+def test_a_models_inference_is_normalised_in_one_place():
+    """``Inference.normalized`` gives unit embeddings and parts and leaves the confidences alone;
+    the torch path returns exactly those vectors."""
+    import torch
+
+    from trainer.methods.base import Inference
+    from trainer.models.reid import to_embeddings
+
+    out = Inference(torch.tensor([[3.0, 4.0]]), torch.tensor([[[0.0, 5.0], [2.0, 0.0]]]), torch.tensor([[0.5, 0.25]]))
+    unit = out.normalized()
+    assert torch.allclose(unit.embedding, torch.tensor([[0.6, 0.8]]))
+    assert torch.allclose(unit.parts, torch.tensor([[[0.0, 1.0], [1.0, 0.0]]]))
+    assert torch.equal(unit.part_conf, out.part_conf)
+    emb = to_embeddings(out)
+    assert np.allclose(emb.global_, [[0.6, 0.8]]) and np.allclose(emb.parts, unit.parts.numpy())

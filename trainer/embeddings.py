@@ -24,6 +24,11 @@ class Embeddings:
     global_: [B, D] L2-normalised.
     parts:   [B, P, Dp] L2-normalised part (region) features, for part-based methods.
     part_conf: [B, P] in [0, 1]: how visible/reliable each part is.
+
+    Normalisation has one owner per source, and happens once: a model's outputs are normalised by
+    the model (``Inference.normalized``, which the exported graph runs too; the edge checks it at
+    load); vectors made here (means of several crops) and third-party models' outputs go through
+    :meth:`normalized`. The constructor checks shapes only.
     """
 
     global_: np.ndarray
@@ -31,17 +36,22 @@ class Embeddings:
     part_conf: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
-        self.global_ = l2_normalize(self.global_)
+        self.global_ = np.asarray(self.global_, dtype=np.float32)
         if self.global_.ndim != 2:
             raise ValueError(f"global embeddings must be [B, D], got shape {self.global_.shape}")
         if (self.parts is None) != (self.part_conf is None):
             raise ValueError("parts and part_conf come together")
         if self.parts is not None:
-            self.parts = l2_normalize(self.parts)
+            self.parts = np.asarray(self.parts, dtype=np.float32)
             self.part_conf = np.clip(np.asarray(self.part_conf, dtype=np.float32), 0.0, 1.0)
             b, p = self.parts.shape[:2]
             if self.part_conf.shape != (b, p) or b != len(self):
                 raise ValueError(f"parts {self.parts.shape} / part_conf {self.part_conf.shape} do not match {len(self)} crops")
+
+    @classmethod
+    def normalized(cls, global_: np.ndarray, parts: Optional[np.ndarray] = None, part_conf: Optional[np.ndarray] = None) -> "Embeddings":
+        """Embeddings from vectors that are not unit length yet (averages, third-party models)."""
+        return cls(l2_normalize(global_), None if parts is None else l2_normalize(parts), part_conf)
 
     def __len__(self) -> int:
         return self.global_.shape[0]
@@ -73,11 +83,11 @@ def weighted_mean(items: Embeddings, weights: np.ndarray) -> Embeddings:
     w = np.asarray(weights, np.float32)
     g = (w[:, None] * items.global_).sum(0, keepdims=True)
     if items.parts is None:
-        return Embeddings(g)
+        return Embeddings.normalized(g)
     pw = w[:, None] * items.part_conf  # [N, P]
     parts = (pw[..., None] * items.parts).sum(0, keepdims=True)
     conf = (w[:, None] * items.part_conf).sum(0, keepdims=True) / max(float(w.sum()), 1e-12)
-    return Embeddings(g, parts, conf)
+    return Embeddings.normalized(g, parts, conf)
 
 
 def similarity(a: Embeddings, b: Embeddings) -> np.ndarray:

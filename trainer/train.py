@@ -10,8 +10,7 @@ import os
 from trainer.cli import fail, setup_console_logging
 from trainer.config import load_train_config
 from trainer.configio import ConfigError
-from trainer.data.datasets import DatasetLayoutError
-from trainer.models.clip_factory import PretrainedWeightsError
+from trainer.extras import TRAINING, MissingExtra, require
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +21,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. stage2.epochs=10 data.root=/data")
     args = parser.parse_args(argv)
     setup_console_logging()
+    try:
+        require("training", TRAINING)
+    except MissingExtra as exc:
+        fail(str(exc))
+    from trainer.data.datasets import DatasetLayoutError
+    from trainer.models.clip_factory import PretrainedWeightsError
+
     try:
         cfg = load_train_config(args.config, args.overrides)
         from trainer.engine.trainer import Trainer

@@ -88,7 +88,9 @@ class ReIDBackend:
             if self.meta.camera_input:
                 cams = cameras[s : s + self.max_batch] if cameras is not None else np.zeros(len(x))
                 inputs[self.meta.camera_input] = np.asarray(cams, np.int64)
-            chunks.append(Embeddings(*self._split(self._run(inputs), len(x))))
+            outputs = self._split(self._run(inputs), len(x))
+            # our exports are normalised inside the graph (checked at load); third-party graphs are not
+            chunks.append(Embeddings.normalized(*outputs) if self.meta.method == "third_party" else Embeddings(*outputs))
         return Embeddings.concat(chunks)
 
     def _split(self, result, n: int) -> tuple:

@@ -53,8 +53,8 @@ def squared_euclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def distance_matrices(q: Embeddings | np.ndarray, g: Embeddings | np.ndarray, cfg: EvalConfig) -> np.ndarray:
     """[Q, G] distances for ranking (cosine: ``1 - similarity``; euclidean: squared, on the
     normalised global features), re-ranked when ``cfg.rerank``."""
-    q = q if isinstance(q, Embeddings) else Embeddings(q)
-    g = g if isinstance(g, Embeddings) else Embeddings(g)
+    q = q if isinstance(q, Embeddings) else Embeddings.normalized(q)
+    g = g if isinstance(g, Embeddings) else Embeddings.normalized(g)
     if not cfg.use_parts:
         q, g = Embeddings(q.global_), Embeddings(g.global_)
     if cfg.distance == "cosine":

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,6 +48,16 @@ class Inference:
             return None if a is None else (a + b) / 2
 
         return Inference(mean(self.embedding, other.embedding), mean(self.parts, other.parts), mean(self.part_conf, other.part_conf))
+
+    def normalized(self) -> "Inference":
+        """The embedding contract's unit vectors, in float32: the one place a model's outputs are
+        L2-normalised. The torch path (:func:`trainer.models.reid.to_embeddings`) and the exported
+        graph (:class:`export.wrapper.EmbeddingGraph`) both call it, so ONNX, TensorRT and PyTorch
+        return the same vectors and nothing downstream normalises them again."""
+        def unit(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+            return None if t is None else F.normalize(t.float(), dim=-1)
+
+        return Inference(unit(self.embedding), unit(self.parts), None if self.part_conf is None else self.part_conf.float())
 
 
 class Method(nn.Module):

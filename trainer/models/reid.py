@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from open_clip.modified_resnet import ModifiedResNet
 from torch import nn
 
@@ -133,7 +132,8 @@ def to_embeddings(result: Inference) -> Embeddings:
     def numpy(t: Optional[torch.Tensor]):
         return None if t is None else t.detach().float().cpu().numpy()
 
-    return Embeddings(numpy(F.normalize(result.embedding.float(), dim=1)), numpy(result.parts), numpy(result.part_conf))
+    unit = result.normalized()
+    return Embeddings(numpy(unit.embedding), numpy(unit.parts), numpy(unit.part_conf))
 
 
 def build_image_encoder(visual: nn.Module, cfg: ModelConfig, num_cameras: int) -> nn.Module:
