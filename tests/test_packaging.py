@@ -27,11 +27,22 @@ def _name(requirement: str) -> str:
     return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
 
 
-def declared() -> set[str]:
+def declared(extras: tuple[str, ...] = ("dev", "openvino")) -> set[str]:
+    """What ``pip install ".[<extras>]"`` declares, following the project's own extras
+    (``clipreid-edge[all]`` inside ``dev``) the way pip does."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     names = {_name(r) for r in project["dependencies"]}
-    for extra in ("dev", "openvino"):
-        names |= {_name(r) for r in project["optional-dependencies"][extra]}
+    todo, seen = list(extras), set()
+    while todo:
+        extra = todo.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for req in project["optional-dependencies"][extra]:
+            if _name(req) == project["name"]:
+                todo += re.search(r"\[([a-z,]+)\]", req).group(1).split(",")
+            else:
+                names.add(_name(req))
     return names
 
 
@@ -87,3 +98,12 @@ def test_a_missing_dev_tool_fails_instead_of_skipping():
 def test_exported_artefacts_in_the_repo_root_are_ignored_but_demo_models_are_not(path, ignored):
     proc = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=REPO)
     assert proc.returncode == (0 if ignored else 1)
+
+
+def test_the_edge_install_carries_no_training_stack():
+    """``.[edge]`` (and the Jetson's ``.[trt]`` on top of it) is the runtime only; ``.[all]`` is both halves."""
+    edge, trt, train, everything = declared(("edge",)), declared(("trt",)), declared(("train",)), declared(("all",))
+    assert {"onnxruntime", "ultralytics", "pyzmq", "lap"} <= edge
+    assert not {"open-clip-torch", "onnx", "trackeval", "safetensors", "timm"} & edge
+    assert edge <= trt and not {"open-clip-torch", "onnx", "trackeval"} & trt
+    assert edge | train == everything
