@@ -56,7 +56,7 @@ class EdgePipeline:
         self._closing: dict[tuple[str, int], Tracklet] = {}  # ended tracklets whose identity may still change
         self.stats = PipelineStats()
         p = cfg.publisher
-        self.publisher = EventPublisher(p.endpoint, p.high_water_mark) if p.enabled else None
+        self.publisher = EventPublisher(p.endpoint, p.high_water_mark, curve=p.curve, insecure=p.insecure) if p.enabled else None
         self.mot, self.video = open_outputs(cfg, frame_rates)
         self.floor_map: Optional[FloorMap] = None
         if cfg.outputs.floor_map and self.homographies:
