@@ -11,7 +11,6 @@ from pydantic import Field
 
 from trainer.configio import ConfigError, StrictModel, load_config
 
-from ..config import MatchingConfig, PublisherConfig
 from .keys import CurveClient, CurveServer
 
 
@@ -27,6 +26,10 @@ class SiteConfig(StrictModel):
     buffer: int = Field(5000, ge=1, description="tracklet summaries kept while the hub is away (the oldest dropped beyond)")
     flush_timeout_s: float = Field(10.0, ge=0, description="at the end, wait this long for the hub's final ids")
     epoch: Optional[float] = Field(None, description="scene time of file/synthetic cameras' first frame (one clock for a site of file nodes)")
+
+
+# below SiteConfig: edge.config imports SiteConfig from here while this module may still be loading
+from ..config import MatchingConfig, PublisherConfig  # noqa: E402
 
 
 class HubConfig(StrictModel):

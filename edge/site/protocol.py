@@ -20,9 +20,11 @@ identity decisions about this node's tracklets), ``heartbeat``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -34,6 +36,12 @@ NODE_KINDS = ("hello", "summaries", "heartbeat", "bye")
 HUB_KINDS = ("welcome", "refused", "ack", "ids", "heartbeat")
 MAX_ARRAYS = 100000
 _DTYPES = {"f4": "<f4", "f8": "<f8"}
+
+
+def model_id(path: str | Path) -> str:
+    """What a node and the hub compare: the model file's name and the start of its SHA-256."""
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return f"{Path(path).name}:{digest[:16]}"
 
 
 class ProtocolError(ValueError):
