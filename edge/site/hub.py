@@ -358,10 +358,10 @@ class Hub:
         steps = self._take_steps()
         for now, items in steps:
             self._update(now, items)
-        lockstep_done = self.cfg.lockstep and all(
-            (n := self.nodes.get(name)) is not None and n.finished and not n.pending for name in self.cfg.lockstep)
-        if lockstep_done and self.engine.records:
-            self.engine.flush()  # every lockstep node ended: everything is final, as at a single run's end
+        names = self.cfg.lockstep or list(self.nodes)
+        all_done = bool(names) and all((n := self.nodes.get(name)) is not None and n.finished and not n.pending for name in names)
+        if all_done and self.engine.records:
+            self.engine.flush()  # every node said bye: everything is final, as at the end of a single run
             self._update(self._now, [], flushed=True)
         return len(steps)
 
@@ -453,7 +453,7 @@ class Hub:
         if now - self._stats_at >= self.cfg.stats_interval_s:
             self._stats_at = now
             report = self.stats()
-            log.info("hub: %s", report)
+            log.info("hub: %s", summary_line(report))
             if self.publisher is not None:
                 self.publisher.publish("stats", {"event": "stats", **report})
 
@@ -503,3 +503,12 @@ class Hub:
         if getattr(self, "store", None) is not None:
             self.store.close()
             self.store = None
+
+
+def summary_line(report: dict) -> str:
+    """The stats as one readable log line."""
+    nodes = " ".join(f"{name}[{'up' if n['connected'] else ('done' if n['finished'] else 'GAP')}"
+                     f"{' gaps ' + ','.join(f'{g:g}s' for g in n['gaps']) if n['gaps'] else ''}]" for name, n in report["nodes"].items())
+    return (f"{report['gallery']} identities ({report['index']}), {report['live_tracklets']} live tracklets, nodes {nodes or '-'}, "
+            f"summaries {report['summaries']}, published {report['published']}, malformed {report['malformed']}, "
+            f"replayed {report['replayed']}, refused {report['refused']}{' keys ' + str(report['refused_keys']) if report['refused_keys'] else ''}")
