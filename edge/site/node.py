@@ -24,6 +24,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from ..identity import Decision, TrackletSummary
 from .config import SiteConfig
@@ -258,7 +259,7 @@ class SiteEngine:
                         log.warning("site: no word from the hub %s for %.1f s: buffering (up to %d summaries)", self.cfg.hub,
                                     now - last_heard, self.cfg.buffer)
                 if monitor.poll(0):
-                    event = zmq.utils.monitor.recv_monitor_message(monitor)
+                    event = recv_monitor_message(monitor)
                     log.error("site: the hub %s refused our CURVE handshake (event %s): is this node's key on its allow-list?",
                               self.cfg.hub, event["event"])
                 if sock.poll(20):
