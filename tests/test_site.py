@@ -52,9 +52,10 @@ class HubProcess:
 
     def start(self) -> "HubProcess":
         self.logfile = open(self.log, "a")
+        offset = len(self.text())
         self.proc = subprocess.Popen([sys.executable, "-m", "edge.hub", "--config", str(self.tmp / "hub.yaml"), "--report", str(self.tmp / "report.json")],
                                      cwd=REPO, env=ENV, stdout=self.logfile, stderr=subprocess.STDOUT)
-        wait_for(lambda: "hub: session" in self.text() or self.proc.poll() is not None, 30, "the hub to start")
+        wait_for(lambda: "hub: session" in self.text()[offset:] or self.proc.poll() is not None, 30, "the hub to start")
         assert self.proc.poll() is None, self.text()
         return self
 
@@ -268,3 +269,74 @@ def test_keys_cli_makes_pairs_and_never_overwrites(tmp_path):
     assert oct((tmp_path / "hub.key_secret").stat().st_mode & 0o777) == "0o600"
     r = subprocess.run([sys.executable, "-m", "edge.keys", "--out", str(tmp_path), "hub"], cwd=REPO, env=ENV, capture_output=True, text=True)
     assert r.returncode == 2 and "hub.key exists: not overwritten" in r.stderr
+
+
+def test_node_pause_is_a_gap_and_it_resumes_with_its_site_ids(tmp_path):
+    hub = HubProcess(tmp_path).start()
+    listener = subprocess.Popen([sys.executable, "-m", "edge.listen", "--endpoint", f"tcp://127.0.0.1:{hub.pub_port}"], cwd=REPO, env=ENV,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        a, a_out = fake_node(tmp_path, hub.endpoint, "a", "cam1", [0, 1], "--steps", "40")
+        before = wait_for(lambda: len(read(a_out).get("ids", {})) == 2 and read(a_out)["ids"], 20, "site ids")
+        os.kill(a.pid, signal.SIGSTOP)  # the node goes silent (a network cut looks the same to the hub)
+        listener.kill()  # and a subscriber dies mid-run
+        wait_for(lambda: "node a: no word for" in hub.text(), 10, "the hub to notice the gap")
+        os.kill(a.pid, signal.SIGCONT)
+        finish(a)
+        after = read(a_out)
+        assert after["final"] == before  # same session: its tracklets kept their site ids
+    finally:
+        listener.kill()
+        report = hub.stop()
+    assert len(report["nodes"]["a"]["gaps"]) == 1 and report["nodes"]["a"]["gaps"][0] >= 1.0
+    assert "node a: back after a gap" in hub.text()
+
+
+def test_node_restart_keeps_the_people_s_site_ids(tmp_path):
+    hub = HubProcess(tmp_path).start()
+    try:
+        a, a_out = fake_node(tmp_path, hub.endpoint, "a", "cam1", [0, 1], "--steps", "100")
+        before = wait_for(lambda: len(read(a_out).get("ids", {})) == 2 and read(a_out), 20, "site ids")
+        a.kill()
+        a.wait()
+        a2, a2_out = fake_node(tmp_path, hub.endpoint, "a", "cam1", [1, 0], "--steps", "15")  # same people, new local ids
+        finish(a2)
+        after = read(a2_out)
+        assert after["session"] != before["session"]
+        assert after["final"]["cam1/1"] == before["ids"]["cam1/2"]  # person 1
+        assert after["final"]["cam1/2"] == before["ids"]["cam1/1"]  # person 0
+    finally:
+        report = hub.stop()
+    assert report["nodes"]["a"]["session"] == after["session"]
+    assert f"node a: session {before['session']} ended (node restarted)" in hub.text()
+
+
+def test_hub_restart_reloads_identities_and_nodes_keep_their_ids(tmp_path):
+    hub = HubProcess(tmp_path).start()
+    sub = Subscriber(f"tcp://127.0.0.1:{hub.pub_port}")
+    a, a_out = fake_node(tmp_path, hub.endpoint, "a", "cam1", [0, 1], "--steps", "60")
+    try:
+        before = wait_for(lambda: len(read(a_out).get("ids", {})) == 2 and read(a_out)["ids"], 20, "site ids")
+        published = {h["global_id"] for t, h in sub.drain(0.5) if t.startswith("identity/")}
+        assert published == set(before.values())
+        hub.stop(signal.SIGKILL)  # no clean shutdown: only what was committed survives
+        time.sleep(1.5)  # the node buffers meanwhile
+        hub.start()
+        assert "hub: reloaded 2 identities and 2 pinned tracklets" in hub.text()
+        b, b_out = fake_node(tmp_path, hub.endpoint, "b", "cam2", [1], "--steps", "10")  # a new node sees person 1 after the restart
+        finish(a)
+        finish(b)
+        after = read(a_out)
+        assert after["final"] == before
+        assert read(b_out)["final"]["cam2/1"] == before["cam1/2"]
+        assert after["stats"]["hub_gaps"] >= 1
+    finally:
+        sub.close()
+        a.kill()
+        report = hub.stop()
+    assert report["gallery"] == 2
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "hub.sqlite")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert {g for (g,) in db.execute("SELECT gid FROM identities")} == published
