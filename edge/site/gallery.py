@@ -73,7 +73,7 @@ class Gallery:
             nlist = max(1, int(math.sqrt(len(ids))))
             quantizer = faiss.IndexFlatIP(self.dim)
             ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            train = vectors if len(vectors) <= 256 * nlist else vectors[np.random.default_rng(0).choice(len(vectors), 256 * nlist, replace=False)]
+            train = vectors if len(vectors) <= 64 * nlist else vectors[np.random.default_rng(0).choice(len(vectors), 64 * nlist, replace=False)]  # 39..256 per list is what FAISS asks
             ivf.train(train)
             ivf.nprobe = min(self.nprobe, nlist)
             ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # remove/replace by id
