@@ -40,7 +40,6 @@ class HubConfig(StrictModel):
     insecure: bool = Field(False, description="allow a non-local bind without CURVE")
     reid_model: str = Field(description="the site's ReID model (ONNX): its id, embedding size and matching threshold")
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
-    calibration: dict = Field(default_factory=dict, description="per camera id: image -> floor homography (as in the camera file)")
     publisher: PublisherConfig = Field(default_factory=lambda: PublisherConfig(endpoint="tcp://127.0.0.1:5610"))
     store: Optional[str] = Field("hub.sqlite", description="SQLite file identities and galleries persist to (None: memory only)")
     heartbeat_s: float = Field(1.0, gt=0, description="period of heartbeats to the nodes")
@@ -81,12 +80,4 @@ def load_hub_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (
     resolve_curve(cfg.publisher.curve, base, f"{path}: publisher")
     if cfg.store not in (None, ":memory:"):
         cfg.store = _resolve(base, cfg.store)
-    from ..identity.geometry import CalibrationError, homography_from
-    from ..config import CalibrationConfig
-    try:
-        cfg.calibration = {cam: CalibrationConfig.model_validate(c) for cam, c in cfg.calibration.items()}
-        for cam, c in cfg.calibration.items():
-            homography_from(c, f"calibration.{cam}")
-    except (CalibrationError, ValueError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
     return cfg

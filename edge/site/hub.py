@@ -30,7 +30,7 @@ from typing import Optional
 import numpy as np
 import zmq
 
-from ..identity import Decision, FloorTrack, IdentityEngine, TrackletSummary, homography_from  # noqa: F401
+from ..identity import Decision, FloorTrack, IdentityEngine, TrackletSummary
 from ..identity.engine import settings_from_config
 from ..publisher import EventPublisher, decision_event
 from .config import HubConfig
@@ -126,7 +126,6 @@ class Hub:
         settings = settings_from_config(cfg.matching, meta.similarity, cfg.reid_model)
         self.gallery = Gallery(self.dim, cfg.gallery_approximate_above)
         self.engine = IdentityEngine(settings, candidates=self._candidates)
-        self.homographies = {cam: homography_from(c, f"calibration.{cam}") for cam, c in cfg.calibration.items()}
         self.session = uuid.uuid4().hex[:12]
         self.context = context or zmq.Context.instance()
         check_bind(cfg.bind, cfg.curve is not None, cfg.insecure, "the hub")
