@@ -227,6 +227,10 @@ def test_curve_allow_list_refuses_unknown_keys_and_encrypts_events(tmp_path):
     sub = Subscriber(pub, (viewer_pub, viewer_sec, hub_pub))
     plain = Subscriber(pub)  # no keys: gets nothing
     intruder_pub, _ = zmq.auth.load_certificate(keys / "intruder.key")
+    listen = subprocess.Popen([sys.executable, "-m", "edge.listen", "--endpoint", pub, "--topic", "identity", "--count", "1",
+                               "--secret-key", str(keys / "viewer.key_secret"), "--server-key", str(keys / "hub.key")],
+                              cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1.0)  # the listener connects before the first event
     try:
         bad, bad_out = fake_node(tmp_path, hub.endpoint, "bad", "cam2", [3], "--steps", "10", "--flush-timeout", "0",
                                  "--secret-key", str(keys / "intruder.key_secret"), "--server-key", str(keys / "hub.key"))
@@ -240,7 +244,9 @@ def test_curve_allow_list_refuses_unknown_keys_and_encrypts_events(tmp_path):
         events = sub.drain(1.0)
         assert any(t == "identity/1" and h["node"] == "node1" for t, h in events)
         assert plain.drain(0.3) == []
+        assert "identity 1 new: cam1/1" in listen.communicate(timeout=20)[0]  # edge.listen with CURVE keys
     finally:
+        listen.kill()
         sub.close(), plain.close()
         report = hub.stop()
     kid = intruder_pub.decode()[:8]
