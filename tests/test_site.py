@@ -346,3 +346,25 @@ def test_hub_restart_reloads_identities_and_nodes_keep_their_ids(tmp_path):
     db = sqlite3.connect(tmp_path / "hub.sqlite")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert {g for (g,) in db.execute("SELECT gid FROM identities")} == published
+
+
+@pytest.mark.slow
+def test_site_demo_two_edge_run_nodes_decide_exactly_as_one_process(tmp_path):
+    """configs/site.demo/run.sh: the hub and two real edge.run nodes over TCP, then one process on
+    the same frames; the MOT files (local and global ids) must be identical up to id renaming."""
+    import shutil
+
+    r = subprocess.run(["bash", str(REPO / "configs" / "site.demo" / "run.sh"), "30"], cwd=REPO,
+                       env={**ENV, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=400)
+    out = REPO / "runs" / "site_demo"
+    try:
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        assert "identical up to id renaming" in r.stdout
+        site, single = (json.loads((out / p).read_text())["cross_camera"] for p in ("scores.json", "single/scores.json"))
+        assert site == single
+        hub_log = (out / "hub.log").read_text()
+        assert "node node1: session" in hub_log and "node node2: session" in hub_log
+        node_log = (out / "node2.log").read_text()
+        assert "site: welcomed by the hub" in node_log
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
