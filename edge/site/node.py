@@ -28,7 +28,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from ..identity import Decision, TrackletSummary
 from .config import SiteConfig
-from .keys import as_client, check_bind  # noqa: F401 - check_bind documents the rule; clients connect
+from .keys import as_client
 from .protocol import HUB_KINDS, WireTracklet, decode, encode, encode_tracklets, model_id
 
 log = logging.getLogger(__name__)
