@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from trainer.configio import ConfigError, StrictModel, load_config
 
 from .identity.geometry import CalibrationError, homography_from
+from .site.keys import CurveServer
 
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
 
@@ -138,6 +139,8 @@ class PublisherConfig(StrictModel):
     update_interval_s: float = Field(1.0, ge=0, description="rate limit of 'update' events per track")
     snapshot_interval_s: float = Field(5.0, gt=0, description="period of the identities snapshot for late subscribers")
     send_embeddings: bool = Field(False, description="add the identity embedding as a float16 frame to identity events")
+    curve: Optional[CurveServer] = Field(None, description="CURVE keys and subscriber allow-list (required to bind beyond localhost)")
+    insecure: bool = Field(False, description="allow binding beyond localhost without CURVE (events in clear text)")
 
 
 class OutputConfig(StrictModel):
@@ -163,6 +166,7 @@ class EdgeConfig(StrictModel):
     publisher: PublisherConfig = Field(default_factory=PublisherConfig)
     outputs: OutputConfig = Field(default_factory=OutputConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    site: Optional["SiteConfig"] = Field(None, description="send tracklets to a site hub instead of matching locally (edge/site)")
 
     @field_validator("cameras")
     @classmethod
@@ -172,6 +176,11 @@ class EdgeConfig(StrictModel):
         if dupes:
             raise ValueError(f"camera ids must be unique, repeated: {dupes}")
         return cameras
+
+
+from .site.config import SiteConfig  # noqa: E402 - the site section reuses the classes above
+
+EdgeConfig.model_rebuild()
 
 
 def _resolve(base: Path, value: Optional[str]) -> Optional[str]:
@@ -225,4 +234,9 @@ def load_edge_config(path: str | Path, overrides: list[str] | tuple[str, ...] = 
             raise ConfigError(f"{path}: {exc}") from None
     for key in ("mot_dir", "video_dir", "floor_map"):
         setattr(cfg.outputs, key, _resolve(base_for(f"outputs.{key}"), getattr(cfg.outputs, key)))
+    from .site.config import resolve_curve
+
+    resolve_curve(cfg.publisher.curve, file_base, f"{path}: publisher")
+    if cfg.site is not None:
+        resolve_curve(cfg.site.curve, file_base, f"{path}: site")
     return cfg

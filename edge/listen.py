@@ -51,10 +51,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--topic", action="append", default=None, help="topic prefix (repeatable); default: everything")
     parser.add_argument("--count", type=int, default=0, help="exit after this many messages (0: run until Ctrl-C)")
     parser.add_argument("--json", action="store_true", help="print the topic and the raw JSON header of each event")
+    parser.add_argument("--secret-key", default=None, help="CURVE: this subscriber's .key_secret (a publisher with curve: needs it)")
+    parser.add_argument("--server-key", default=None, help="CURVE: the publisher's public .key")
     args = parser.parse_args(argv)
     context = zmq.Context.instance()
     sock = context.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
+    if args.secret_key or args.server_key:
+        from .site.keys import KeyFileError, as_client
+
+        if not (args.secret_key and args.server_key):
+            parser.error("--secret-key and --server-key come together")
+        try:
+            as_client(sock, args.secret_key, args.server_key)
+        except KeyFileError as exc:
+            parser.error(str(exc))
     sock.connect(args.endpoint)
     for topic in args.topic or [""]:
         sock.setsockopt_string(zmq.SUBSCRIBE, topic)

@@ -53,10 +53,14 @@ class EdgePipeline:
                       for c in cfg.cameras}
         self.sie = {c.id: (c.sie_index if c.sie_index is not None else i) for i, c in enumerate(cfg.cameras)}
         self.engine = IdentityEngine(self._engine_settings())
+        if cfg.site is not None:  # a site node: the hub's engine decides, over every node's cameras
+            from .site.node import site_engine
+
+            self.engine = site_engine(cfg, self.reid, self._describe)
         self._closing: dict[tuple[str, int], Tracklet] = {}  # ended tracklets whose identity may still change
         self.stats = PipelineStats()
         p = cfg.publisher
-        self.publisher = EventPublisher(p.endpoint, p.high_water_mark) if p.enabled else None
+        self.publisher = EventPublisher(p.endpoint, p.high_water_mark, curve=p.curve, insecure=p.insecure) if p.enabled else None
         self.mot, self.video = open_outputs(cfg, frame_rates)
         self.floor_map: Optional[FloorMap] = None
         if cfg.outputs.floor_map and self.homographies:
@@ -176,6 +180,11 @@ class EdgePipeline:
         self._write_final()
         return out
 
+    def _describe(self, key) -> tuple[float, int]:
+        """Detection score and frame of a tracklet (what the site hub's events show)."""
+        t = self._tracklet(key)
+        return (float(t.conf), int(t.last_frame)) if t is not None else (0.0, 0)
+
     def _tracklet(self, key) -> Optional[Tracklet]:
         return self._closing.get(key) or self.books[key[0]].tracklets.get(key[1])
 
@@ -240,6 +249,8 @@ class EdgePipeline:
         identity_events = self._match(events, self._now)
         self.engine.flush()
         self._write_final()
+        if hasattr(self.engine, "close"):  # a site node's link to the hub
+            self.engine.close()
         if self.publisher is not None:
             for kind, t, ts in events:
                 self.publisher.publish(f"track/{t.camera_id}", track_event(kind, t, ts))
@@ -261,7 +272,7 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
     """Capture from every camera and process until the sources end, a limit is hit or ``stop``."""
     stop = stop or threading.Event()
     new_frame = threading.Event()
-    epoch = time.time()  # one scene clock for every file/synthetic camera
+    epoch = cfg.site.epoch if (cfg.site and cfg.site.epoch is not None) else time.time()  # one scene clock for every file/synthetic camera
     def capture(cam) -> CameraCapture:
         return CameraCapture(cam, new_frame, stop, cfg.run.reconnect_max_s, epoch=epoch)
 

@@ -69,15 +69,29 @@ def decision_event(d, ident=None, t=None) -> dict[str, Any]:
 class EventPublisher:
     """Bind a PUB socket and send from a background thread; :meth:`publish` never blocks."""
 
-    def __init__(self, endpoint: str, high_water_mark: int = 1000, queue_size: int = 10000):
+    def __init__(self, endpoint: str, high_water_mark: int = 1000, queue_size: int = 10000,
+                 curve=None, insecure: bool = False, guard=None):
+        """``curve`` (:class:`edge.site.keys.CurveServer`): encrypt, and let in only the allow-listed
+        subscribers; without it a bind beyond localhost is refused unless ``insecure``. ``guard``: the
+        process's :class:`edge.site.keys.Guard` (one ZAP authenticator per context)."""
+        from .site.keys import Guard, check_bind
+
+        check_bind(endpoint, curve is not None, insecure, "the event publisher")
         self.context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.PUB)
         self.socket.setsockopt(zmq.SNDHWM, high_water_mark)
         self.socket.setsockopt(zmq.LINGER, 0)
+        self.guard, self._own_guard = None, False
+        if curve is not None:
+            self.guard = guard or Guard(self.context)
+            self._own_guard = guard is None
+            self.guard.serve(self.socket, curve.secret_key, curve.allow, "subscribers")
         try:
             self.socket.bind(endpoint)
         except zmq.ZMQError as exc:
             self.socket.close(0)
+            if self.guard is not None and self._own_guard:
+                self.guard.stop()
             raise RuntimeError(f"cannot bind the event publisher to {endpoint}: {exc}") from exc
         self.endpoint = endpoint
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -127,3 +141,5 @@ class EventPublisher:
         self._stop.set()
         self._thread.join(timeout)
         self.socket.close(0)
+        if self.guard is not None and self._own_guard:
+            self.guard.stop()

@@ -27,7 +27,7 @@ from __future__ import annotations
 import itertools
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -103,11 +103,18 @@ class Identity:
     embedding: Optional[np.ndarray] = None  # global appearance [D], refreshed on every change (events carry it)
 
 
+Candidates = Callable[[list[TrackletSummary]], Optional[list[Iterable[int]]]]
+
+
 class IdentityEngine:
     """Cross-camera identities from tracklet summaries. See the module docstring for the rules."""
 
-    def __init__(self, settings: EngineSettings):
+    def __init__(self, settings: EngineSettings, candidates: Optional[Candidates] = None):
+        """``candidates``: optional nearest-identity search (a site hub's FAISS gallery): given
+        tracklets, the global ids worth scoring for each, or None for "every identity". Without it
+        every identity is scored (the single-box runtime)."""
         self.cfg = settings
+        self.candidates = candidates
         self.identities: dict[int, Identity] = {}
         self.records: dict[Key, TrackletSummary] = {}
         self.assignment: dict[Key, int] = {}
@@ -174,7 +181,7 @@ class IdentityEngine:
         blind = [s for s in waiting if s.appearance is None]
         waiting = [s for s in waiting if s.appearance is not None]
         out += [self._found(s, now) for s in blind]
-        idents = list(self.identities.values())
+        idents = self._candidate_identities(waiting)
         matched: set[int] = set()
         if waiting and idents:
             score = np.array([[self.score(s, ident) for ident in idents] for s in waiting])
@@ -195,6 +202,34 @@ class IdentityEngine:
                 out.append(self._found(s, now))
                 founded.append(self.identities[out[-1].global_id])
         return out
+
+    def _candidate_identities(self, waiting: list[TrackletSummary]) -> list[Identity]:
+        """Identities worth scoring for ``waiting``: all of them, or what ``candidates`` proposes
+        (in creation order, as the full list would be)."""
+        proposed = self.candidates(waiting) if (self.candidates is not None and waiting) else None
+        if proposed is None:
+            return list(self.identities.values())
+        ids = set(itertools.chain.from_iterable(proposed))
+        return [self.identities[g] for g in sorted(ids) if g in self.identities]
+
+    # --- restoring a persisted state (site hub restart) --------------------------------------
+    def restore(self, identities: Iterable[Identity], next_id: int) -> None:
+        """Start from identities kept elsewhere (their final tracklets' summary), before any update."""
+        if self.identities or self.records:
+            raise RuntimeError("restore() needs a fresh engine")
+        for ident in sorted(identities, key=lambda i: i.global_id):
+            ident.members = set()
+            self.identities[ident.global_id] = ident
+        self._ids = itertools.count(max([next_id, *(i + 1 for i in self.identities)]))
+
+    def adopt(self, s: TrackletSummary, global_id: int) -> Optional[Decision]:
+        """Attach a tracklet the site was already told belongs to ``global_id`` (after a restart);
+        None when that identity is gone (the tracklet is then matched like any other)."""
+        ident = self.identities.get(global_id)
+        if ident is None or s.key in self.assignment:
+            return None
+        self.records[s.key] = s
+        return self._attach(s, ident, "assigned")
 
     def _found(self, s: TrackletSummary, now: float) -> Decision:
         ident = Identity(next(self._ids), now, s.last_seen, s.camera)
@@ -343,7 +378,7 @@ class IdentityEngine:
         s = self.records[key]
         old = self.assignment[key]
         best_score, best = FORBIDDEN, None
-        for ident in self.identities.values():
+        for ident in self._candidate_identities([s]):
             if ident.global_id != old:
                 sc = self.score(s, ident)
                 if sc > best_score:

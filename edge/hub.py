@@ -1,0 +1,56 @@
+"""``python -m edge.hub --config hub.yaml``: the site's identity hub (see docs/site.md).
+
+Edge nodes (``edge.run`` with a ``site:`` section) send tracklet summaries; the hub runs the
+identity engine over all their cameras, tells each node its tracklets' site ids and publishes
+site-wide identity events. SIGINT/SIGTERM stop it cleanly (its state is already on disk).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+
+from trainer.cli import fail, setup_console_logging
+from trainer.configio import ConfigError
+
+log = logging.getLogger("edge.hub")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m edge.hub", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="hub YAML (see configs/site.demo/hub.yaml)")
+    parser.add_argument("--report", default=None, help="write the final stats as JSON here")
+    parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. bind=tcp://*:5600")
+    args = parser.parse_args(argv)
+    setup_console_logging()
+    from .site.config import load_hub_config
+    from .site.keys import KeyFileError
+
+    try:
+        cfg = load_hub_config(args.config, args.overrides)
+    except ConfigError as exc:
+        fail(str(exc))
+    from .site.hub import Hub
+
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    try:
+        hub = Hub(cfg)
+    except (KeyFileError, OSError, RuntimeError, ValueError) as exc:
+        fail(str(exc))
+    report = hub.run(stop)
+    log.info("hub stopped: %s", json.dumps(report))
+    if args.report:
+        with open(args.report, "w") as f:
+            json.dump(report, f, indent=1)
+    return report
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

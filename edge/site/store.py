@@ -1,0 +1,147 @@
+"""The hub's memory across restarts: identities and what the site was told, in SQLite (WAL).
+
+What is kept: every identity's final-tracklet summary (appearance with parts, weight, time spans
+per camera, last floor track, cameras, times) and its current event embedding; for every tracklet
+the hub has heard of, its node, node session, camera, node-local id, engine id and the site id
+last told; counters (next global id, per-camera engine id bases). Live tracklets' evidence is not
+kept: nodes resend it when they find a new hub session. Each engine step is one transaction,
+committed *before* the step's events are published, so nothing the site was told is lost.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+
+from trainer.embeddings import Embeddings
+
+from ..identity import FloorTrack, Identity
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS identities (
+  gid INTEGER PRIMARY KEY, created REAL, last_seen REAL, last_camera TEXT, cameras TEXT, spans TEXT,
+  past_weight REAL, past BLOB, embedding BLOB, floor BLOB);
+CREATE TABLE IF NOT EXISTS tracklets (
+  node TEXT, session TEXT, camera TEXT, local_id INTEGER, engine_id INTEGER, site_id INTEGER, final INTEGER,
+  PRIMARY KEY (node, session, camera, local_id));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+@dataclass
+class TrackletRow:
+    node: str
+    session: str
+    camera: str
+    local_id: int
+    engine_id: int
+    site_id: Optional[int]
+    final: bool = False
+
+
+def _blob(a: Optional[np.ndarray]) -> Optional[bytes]:
+    if a is None:
+        return None
+    a = np.ascontiguousarray(a)
+    header = json.dumps([a.dtype.str, list(a.shape)]).encode()
+    return len(header).to_bytes(4, "little") + header + a.tobytes()
+
+
+def _unblob(b: Optional[bytes]) -> Optional[np.ndarray]:
+    if b is None:
+        return None
+    n = int.from_bytes(b[:4], "little")
+    dtype, shape = json.loads(b[4:4 + n])
+    return np.frombuffer(b[4 + n:], np.dtype(dtype)).reshape(shape).copy()
+
+
+def _pack_embeddings(e: Optional[Embeddings]) -> Optional[bytes]:
+    if e is None:
+        return None
+    parts = [e.global_]
+    if e.parts is not None:
+        parts += [e.parts.reshape(len(e), -1), e.part_conf]
+    flat = np.concatenate([p.reshape(len(e), -1).astype(np.float32) for p in parts], axis=1)
+    meta = json.dumps({"dim": e.dim, "parts": None if e.parts is None else list(e.parts.shape[1:])}).encode()
+    return len(meta).to_bytes(4, "little") + meta + _blob(flat)
+
+
+def _unpack_embeddings(b: Optional[bytes]) -> Optional[Embeddings]:
+    if b is None:
+        return None
+    n = int.from_bytes(b[:4], "little")
+    meta = json.loads(b[4:4 + n])
+    flat = _unblob(b[4 + n:])
+    d = meta["dim"]
+    if meta["parts"] is None:
+        return Embeddings(flat[:, :d])
+    p, dp = meta["parts"]
+    return Embeddings(flat[:, :d], flat[:, d:d + p * dp].reshape(-1, p, dp), flat[:, d + p * dp:])
+
+
+class Store:
+    """One SQLite file in WAL mode (readers never block the hub; a crash loses no committed step)."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if self.path != ":memory:" and mode.lower() != "wal":
+            raise RuntimeError(f"{self.path}: SQLite refused WAL mode ({mode})")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- writing --------------------------------------------------------------------------
+    def save(self, identities: Iterable[Identity], removed: Iterable[int], tracklets: Iterable[TrackletRow],
+             meta: dict[str, object]) -> None:
+        """One engine step in one transaction."""
+        rows = []
+        for i in identities:
+            floor = None
+            if i.past_floor is not None and len(i.past_floor):
+                t, p = i.past_floor.arrays()
+                floor = _blob(np.column_stack([t, p]))
+            rows.append((i.global_id, i.created, i.last_seen, i.last_camera, json.dumps(sorted(i.cameras)),
+                         json.dumps({c: [list(s) for s in spans] for c, spans in i.spans.items()}), i.past_weight,
+                         _pack_embeddings(i.past), _blob(None if i.embedding is None else np.asarray(i.embedding, np.float32)), floor))
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR REPLACE INTO identities VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            self.db.executemany("DELETE FROM identities WHERE gid = ?", [(int(g),) for g in removed])
+            self.db.executemany("INSERT OR REPLACE INTO tracklets VALUES (?,?,?,?,?,?,?)",
+                                [(t.node, t.session, t.camera, t.local_id, t.engine_id, t.site_id, int(t.final)) for t in tracklets])
+            self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
+
+    # --- reading --------------------------------------------------------------------------
+    def identities(self) -> list[Identity]:
+        out = []
+        for gid, created, last_seen, last_camera, cameras, spans, past_weight, past, emb, floor in self.db.execute(
+                "SELECT * FROM identities ORDER BY gid"):
+            ident = Identity(gid, created, last_seen, last_camera, set(json.loads(cameras)))
+            ident.spans = {c: [tuple(s) for s in v] for c, v in json.loads(spans).items()}
+            ident.past, ident.past_weight = _unpack_embeddings(past), past_weight
+            e = _unblob(emb)
+            ident.embedding = None if e is None else e
+            f = _unblob(floor)
+            if f is not None:
+                ident.past_floor = FloorTrack()
+                for t, x, y in f:
+                    ident.past_floor.add(t, np.array([x, y]))
+            out.append(ident)
+        return out
+
+    def tracklets(self) -> list[TrackletRow]:
+        return [TrackletRow(n, s, c, lid, eid, sid, bool(fin)) for n, s, c, lid, eid, sid, fin in
+                self.db.execute("SELECT * FROM tracklets")]
+
+    def meta(self) -> dict[str, object]:
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}

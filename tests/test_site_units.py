@@ -1,0 +1,140 @@
+"""The site's pieces in-process: the engine's candidate seam, the FAISS gallery, the SQLite store,
+the wire format."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.identity import EngineSettings, FloorTrack, IdentityEngine, TrackletSummary
+from edge.site.gallery import Gallery, candidates_for, exact_neighbours
+from edge.site.node import _merge
+from edge.site.protocol import DimensionError, ProtocolError, WireTracklet, decode, decode_tracklets, encode_tracklets
+from edge.site.store import Store, TrackletRow
+from trainer.embeddings import Embeddings
+
+BOX = np.array([10.0, 10.0, 50.0, 120.0])
+
+
+def vec(seed: int, dim: int = 8) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def summary(cam: str, lid: int, v: np.ndarray, t0: float, t1: float, ended: bool = False) -> TrackletSummary:
+    return TrackletSummary(cam, lid, t0, t1, Embeddings(v[None]), 3, 3.0, BOX, BOX, None, ended)
+
+
+def test_candidate_seam_limits_whom_a_tracklet_is_scored_against():
+    settings = EngineSettings(threshold=0.8, scale=0.1)
+    people = [np.eye(8, dtype=np.float32)[0], np.eye(8, dtype=np.float32)[1]]  # two clearly different people
+    first = [summary("cam1", i + 1, p, 0.0, 1.0) for i, p in enumerate(people)]
+    later = summary("cam2", 1, people[0], 5.0, 6.0)
+
+    plain = IdentityEngine(settings)
+    plain.update(first, 1.0)
+    assert plain.update([later], 6.0)[0].kind == "assigned" and plain.global_id(("cam2", 1)) == plain.global_id(("cam1", 1))
+
+    asked = []
+    def only_second(waiting):  # a gallery that proposes the wrong identity only
+        asked.append([s.key for s in waiting])
+        return [{2} for _ in waiting]
+    seam = IdentityEngine(settings, candidates=only_second)
+    seam.update(first, 1.0)
+    d = seam.update([later], 6.0)
+    assert [(x.kind, x.global_id) for x in d if x.key == ("cam2", 1)] == [("new", 3)]  # identity 1 was never proposed
+    assert [("cam2", 1)] in asked
+
+    everyone = IdentityEngine(settings, candidates=lambda waiting: None)  # None: every identity, as without the seam
+    everyone.update(first, 1.0)
+    everyone.update([later], 6.0)
+    assert everyone.assignment == plain.assignment
+
+
+def test_restore_and_adopt_continue_a_persisted_identity():
+    settings = EngineSettings(threshold=0.5, scale=0.1)
+    e = IdentityEngine(settings)
+    e.update([summary("cam1", 1, vec(1), 0.0, 1.0, ended=True)], 1.0)
+    e.flush()
+    ident = e.identities[1]
+    fresh = IdentityEngine(settings)
+    fresh.restore([ident], next_id=5)
+    assert fresh.adopt(summary("cam1", 7, vec(9), 2.0, 3.0), 1).kind == "assigned"
+    assert fresh.global_id(("cam1", 7)) == 1
+    assert fresh.update([summary("cam2", 1, vec(3), 4.0, 5.0)], 5.0)[0].global_id == 5  # new ids continue after the persisted ones
+    with pytest.raises(RuntimeError, match="fresh engine"):
+        fresh.restore([], 1)
+
+
+def test_gallery_replaces_removes_and_switches_to_ivf_with_high_recall():
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(3000, 16)).astype(np.float32)
+    g = Gallery(16, approximate_above=2000, nprobe=16)
+    g.upsert(range(1, 1001), data[:1000])
+    assert g.kind == "exact" and len(g) == 1000
+    assert g.search(data[5], 1)[1][0, 0] == 6
+    g.upsert([6], data[1500:1501])  # identity 6's appearance changed
+    assert g.search(data[1500], 1)[1][0, 0] == 6 and len(g) == 1000
+    g.remove([6])
+    assert 6 not in g.search(data[1500], 5)[1][0]
+    g.upsert(range(1001, 3001), data[1000:])
+    assert g.kind == "ivf" and len(g) == 2999
+    queries = data[:200] + 0.3 * rng.normal(size=(200, 16)).astype(np.float32)
+    exact = exact_neighbours(g, queries, 1)[:, 0]
+    approx = g.search(queries, 1)[1][:, 0]
+    assert (exact == approx).mean() >= 0.9
+    assert candidates_for(g, [None, data[10]], 3)[0] == set() and 11 in candidates_for(g, [None, data[10]], 3)[1]
+
+
+def test_store_round_trip_keeps_identities_and_what_the_site_was_told(tmp_path):
+    e = IdentityEngine(EngineSettings(threshold=0.5, scale=0.1))
+    floor = FloorTrack()
+    floor.add(0.5, np.array([1.0, 2.0]))
+    parts = Embeddings(vec(1)[None], np.stack([vec(2), vec(3)])[None], np.array([[0.9, 0.4]]))
+    s = TrackletSummary("cam1", 1, 0.0, 1.0, parts, 3, 3.0, BOX, BOX, floor, True)
+    e.update([s], 1.0)
+    e.flush()
+    e._refresh([])
+    store = Store(tmp_path / "hub.sqlite")
+    store.save(e.identities.values(), [], [TrackletRow("a", "s1", "cam1", 1, 1, 1, True)], {"next_gid": 2, "bases": {"cam1": 0}})
+    store.close()
+    again = Store(tmp_path / "hub.sqlite")
+    (ident,) = again.identities()
+    assert ident.global_id == 1 and ident.cameras == {"cam1"} and ident.spans == {"cam1": [(0.0, 1.0)]}
+    np.testing.assert_allclose(ident.past.parts, e.identities[1].past.parts, atol=1e-6)
+    np.testing.assert_allclose(ident.past.part_conf, e.identities[1].past.part_conf, atol=1e-6)
+    assert ident.past_floor.arrays()[1].tolist() == [[1.0, 2.0]]
+    assert again.tracklets() == [TrackletRow("a", "s1", "cam1", 1, 1, 1, True)]
+    assert again.meta() == {"next_gid": 2, "bases": {"cam1": 0}}
+    assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def wire(lid: int, app=None, floor=None, last=1.0) -> WireTracklet:
+    return WireTracklet("cam1", lid, 0.0, last, 2, 2.0, BOX, BOX, False, 0.8, 12, app, floor)
+
+
+def test_wire_round_trip_and_bad_messages():
+    app = Embeddings(vec(1, 320)[None])
+    frames = encode_tracklets(7, 3.5, [wire(1, app, np.array([[0.1, 1.0, 2.0]])), wire(2)])
+    now, (a, b) = decode_tracklets(decode(frames, ("summaries",)), 320)
+    assert now == 3.5 and a.local_id == 1 and a.conf == pytest.approx(0.8) and a.frame == 12
+    np.testing.assert_allclose(a.appearance.global_, app.global_, atol=1e-6)
+    assert a.floor.tolist() == [[0.1, 1.0, 2.0]] and b.appearance is None and b.floor is None
+    with pytest.raises(DimensionError, match="embedding size 320, the hub's model gives 512"):
+        decode_tracklets(decode(frames, ("summaries",)), 512)
+    bad = list(frames)
+    bad[-1] = bad[-1][:-4]
+    with pytest.raises(ProtocolError, match="does not match its"):
+        decode(bad, ("summaries",))
+    nan = encode_tracklets(1, 0.0, [wire(1, Embeddings(np.full((1, 320), np.nan, np.float32)))])
+    with pytest.raises(ProtocolError, match="NaN"):
+        decode(nan, ("summaries",))
+    with pytest.raises(ProtocolError, match="unknown message kind"):
+        decode(frames, ("hello",))
+
+
+def test_coalescing_keeps_the_newest_summary_and_every_floor_sample():
+    older = [wire(1, Embeddings(vec(1)[None]), np.array([[0.1, 0.0, 0.0]]), last=1.0), wire(2, last=1.0)]
+    newer = [wire(1, None, np.array([[0.2, 1.0, 1.0]]), last=2.0)]
+    merged = {w.local_id: w for w in _merge(older, newer)}
+    assert merged[1].last_seen == 2.0 and merged[1].appearance is not None
+    assert merged[1].floor[:, 0].tolist() == [0.1, 0.2] and merged[2].last_seen == 1.0
