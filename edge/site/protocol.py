@@ -194,9 +194,9 @@ def decode_tracklets(msg: Message, embedding_dim: int) -> tuple[float, list[Wire
         camera = _field(row, "camera", str)
         if not camera or len(camera) > 200:
             raise ProtocolError("camera name empty or too long")
-        try:
-            appearance = None if g is None else Embeddings(g.copy(), None if parts is None else parts.copy(),
-                                                           None if part_conf is None else part_conf.copy())
+        try:  # what arrives over the network is normalised here, whatever the sender did
+            appearance = None if g is None else Embeddings.normalized(g.copy(), None if parts is None else parts.copy(),
+                                                                      None if part_conf is None else part_conf.copy())
         except ValueError as exc:
             raise ProtocolError(f"bad appearance: {exc}") from None
         t = WireTracklet(camera, _field(row, "local_id", int), float(_field(row, "first_seen", (int, float))),
