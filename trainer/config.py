@@ -168,6 +168,8 @@ class DataConfig(StrictModel):
     std: tuple[float, float, float] = CLIP_STD
     augment: AugmentConfig = AugmentConfig()
     synthetic: SyntheticDataConfig = SyntheticDataConfig()
+    val_ids: float = Field(0.0, ge=0, lt=1, description="share of training identities held out as a validation query/gallery (trainer.data.validation): tune hyper-parameters and the matching threshold there, never on test; 0: none")
+    val_seed: int = Field(0, description="which training identities the validation split draws")
 
 
 class OptimConfig(StrictModel):
