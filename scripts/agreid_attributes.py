@@ -27,7 +27,13 @@ def load_pseudo_labels(checkpoint: Path, data_root: Path):
     loaded = load_checkpoint(checkpoint)
     if loaded.method != "agreid":
         raise SystemExit(f"{checkpoint}: method {loaded.method}, not agreid")
-    mapping = parse_market1501(data_root).train_pid_map  # synthetic pid p is appearances[p - 1]
+    data = parse_market1501(data_root)
+    split = loaded.train_meta.get("val_split")
+    if split:  # trained with a validation split: the same identities were held out
+        from trainer.data.validation import carve_validation
+
+        data = carve_validation(data, split["val_ids"], split["val_seed"])
+    mapping = data.train_pid_map  # synthetic pid p is appearances[p - 1]
     by_label = sorted(mapping, key=mapping.get)
     appearances = [meta["appearances"][pid - 1] for pid in by_label]
     learner = loaded.model.prompt_learner

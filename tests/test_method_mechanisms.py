@@ -114,3 +114,17 @@ def test_agreid_pseudo_labels_learn_the_true_colours(tmp_path):
     after = agreement()
     assert abs(before) < 0.1, before
     assert after > before + 0.05, (before, after)
+    # the script reads the same figure back from a checkpoint
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from trainer.models.checkpoint import save_checkpoint
+
+    ck = save_checkpoint(tmp_path / "ag.pt", trainer.model, trainer.cfg.model, trainer.data.num_cameras)
+    out = tmp_path / "agreement.json"
+    proc = subprocess.run([sys.executable, "scripts/agreid_attributes.py", "--data", str(tmp_path / "data"), str(ck),
+                           "--permutations", "199", "--out", str(out)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(out.read_text())["results"][str(ck)]["all"]["colours"]["r"] == pytest.approx(after, abs=1e-4)
+    assert "Mantel r (p)" in proc.stdout

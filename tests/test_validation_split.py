@@ -55,6 +55,6 @@ def test_trainer_reports_validation_and_takes_the_matching_threshold_from_it(tmp
     result = trainer.fit()
     assert 0 <= result.val_metrics["mAP"] <= 100 and (trainer.out / "eval_val.json").is_file()
     meta = load_checkpoint(result.checkpoint).train_meta
-    assert meta["similarity"]["split"] == "val"
+    assert meta["similarity"]["split"] == "val" and meta["val_split"] == {"val_ids": 0.25, "val_seed": 0}
     with pytest.raises(ValueError, match="split must be test or val"):
         trainer.evaluate(split="train")

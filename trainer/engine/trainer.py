@@ -285,6 +285,8 @@ class Trainer:
                     "skipped_images": self._skipped_images(),
                     "method_stage_epochs": cfg.model.method.frozen_backbone_epochs,
                     "mean": list(cfg.data.mean), "std": list(cfg.data.std)}  # export must normalise as training did (RN50: ImageNet)
+            if self.data.val_query:  # which identities were held out: training labels depend on it
+                meta["val_split"] = {"val_ids": cfg.data.val_ids, "val_seed": cfg.data.val_seed}
             if stats is not None:
                 meta["similarity"] = {**stats, "split": "val" if val is not None else "test"}
                 log.info("matching threshold %.4f at false-match rate %.2f (same %.3f, different %.3f)", stats["threshold"],
