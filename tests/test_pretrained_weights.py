@@ -26,7 +26,7 @@ import pytest
 import torch
 from open_clip.model import CLIP
 
-from tests.conftest import REPO
+from conftest import REPO
 from trainer.config import load_train_config
 from trainer.models.reid import build_model
 from trainer.models.text import SlotPrompts, tokenize
