@@ -11,7 +11,6 @@ from trainer.engine.trainer import Trainer
 from trainer.eval.evaluate import distance_matrices, extract_features
 from trainer.data.loader import eval_loader
 
-pytestmark = pytest.mark.slow
 
 
 def fit(tmp_path, model: dict, **sections) -> Trainer:
@@ -28,6 +27,7 @@ def ranking(trainer: Trainer) -> np.ndarray:
     return np.argsort(distance_matrices(q[0], g[0], cfg.eval), axis=1, kind="stable")
 
 
+@pytest.mark.slow
 def test_tgi_off_changes_the_ranking(tmp_path, monkeypatch):
     """TGI only shapes stage 2's image-to-text targets, so it can change the ranking only through
     training. Runs from one seed: TGI on, and TGI made a no-op (its output is the plain text
@@ -85,6 +85,7 @@ def test_mantel_statistic_on_planted_and_shuffled_structure():
         attribute_similarity(apps, "scarf")
 
 
+@pytest.mark.slow
 def test_agreid_pseudo_labels_learn_the_true_colours(tmp_path):
     """Stage 1 trains the pseudo-labels: afterwards, identities that dress alike have more alike
     pseudo-labels (Mantel r vs all four true colours) than before (random tokens: r ~ 0).
