@@ -18,6 +18,9 @@ a 95 % bootstrap interval (seeds and queries resampled), and the paired differen
 method's baseline (ViT methods: ``baseline``; MSCSA+TGI: ``baseline_rn``; paired by training
 seed and query) with its interval; a difference counts as significant only when that interval
 excludes 0. Per-query results go to ``methods_per_query.json``. No hyper-parameter is tuned here: every recipe is used as it is.
+To tune one, pass ``data.val_ids=0.2`` (a validation split carved from the training identities,
+:mod:`trainer.data.validation`) and read each run's ``eval_val.json``, never the test figures;
+with it the stored matching threshold also comes from the validation split.
 """
 from __future__ import annotations
 

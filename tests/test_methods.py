@@ -99,7 +99,7 @@ def test_attribute_templates_are_selectable(template, slots):
 
 
 def test_unknown_attribute_template_is_a_clear_error():
-    from trainer.config import AGReIDConfig
+    from trainer.methods.agreid import AGReIDConfig
 
     with pytest.raises(ValueError, match="neither built in"):
         AGReIDConfig(template="fancy")

@@ -8,9 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
 from trainer.configio import StrictModel, load_config
+from trainer.methods.registry import BaselineConfig, MethodConfig, parse_method_config
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -28,105 +29,6 @@ class SIEConfig(StrictModel):
     mode: Literal["cls", "all"] = Field("cls", description="cls: CLIP-ReID (class token only); all: TransReID (every token)")
 
 
-ATTRIBUTE_SLOTS = ("gender", "hair", "upper", "lower", "shoes", "bag")
-
-# AG-ReID prompt-attribute templates; ``{slot}`` marks an identity's learnable attribute tokens.
-ATTRIBUTE_TEMPLATES = {
-    "full": "A photo of a {gender} person with {hair} hair, wearing {upper} on top, {lower} below and {shoes} shoes, carrying {bag}.",
-    "clothing": "A photo of a person wearing {upper} on top, {lower} below and {shoes} shoes.",
-    "occlusion": "A photo of a {gender} person with {hair} hair, wearing {upper} and {lower}, partly hidden, carrying {bag}.",
-}
-
-SAGA_PHRASES = (
-    "head", "hair", "face", "neck", "shoulders", "arms", "hands", "torso",
-    "waist", "legs", "knees", "feet", "shirt", "jacket", "coat", "dress",
-    "trousers", "shorts", "skirt", "shoes", "backpack", "handbag", "hat", "glasses",
-)
-
-
-class AGReIDConfig(StrictModel):
-    """AG-ReID: attribute prompts, attribute encoder, noise-masked attribute guidance."""
-
-    template: str = Field("full", description=f"a built-in template ({', '.join(ATTRIBUTE_TEMPLATES)}) or a template text with {{slot}} markers")
-    tokens_per_attribute: int = Field(1, ge=1, le=4, description="learnable tokens in each attribute slot")
-    lambda_attr: float = Field(1.0, ge=0, description="stage 1: weight of L_attrA")
-    beta: float = Field(0.01, ge=0, description="stage 2: weight of L_attrG")
-    gamma: str | float = Field("otsu", description="noise-mask threshold: otsu, p50, p75, p90, or a number (-1 keeps every pair: holistic data)")
-    encoder_layers: int = Field(4, ge=1, description="self-attention layers of the attribute encoder")
-    encoder_width: int = Field(256, ge=16)
-    encoder_heads: int = Field(4, ge=1)
-    encoder_mlp_ratio: float = Field(3.0, gt=0)
-
-    def template_text(self) -> str:
-        return ATTRIBUTE_TEMPLATES.get(self.template, self.template)
-
-    @model_validator(mode="after")
-    def _check(self) -> "AGReIDConfig":
-        if isinstance(self.gamma, str) and self.gamma not in ("otsu", "p50", "p75", "p90"):
-            raise ValueError(f"gamma must be otsu, p50, p75, p90 or a number, got {self.gamma!r}")
-        if "{" not in self.template_text():
-            raise ValueError(f"attribute template {self.template!r} is neither built in ({list(ATTRIBUTE_TEMPLATES)}) nor has {{slot}} markers")
-        return self
-
-
-class RGANetConfig(StrictModel):
-    """RGANet: body regions from text prototypes, each with a confidence."""
-
-    regions: list[str] = Field(default_factory=lambda: ["head", "upper body", "lower body", "feet"], min_length=1)
-    template: str = Field("A photo of the {ctx} {region} of a person.", description="{ctx}: shared learnable tokens; {region}: the region phrase")
-    n_ctx: int = Field(4, ge=1)
-    temperature: float = Field(0.1, gt=0, description="softmax temperature of patch-to-prototype similarity")
-    spatial_prior: bool = Field(False, description="add a learnable per-row bias (regions ordered top to bottom) to the mask logits; for random-init text only (tiny models): with it, regions are stripes whatever the text prototypes say")
-    region_id_weight: float = Field(0.25, ge=0, description="weight of each region's ID loss")
-    region_triplet_weight: float = Field(1.0, ge=0, description="weight of the regions' batch-hard triplet loss (mean over regions)")
-    confidence_weight: float = Field(1.0, ge=0, description="weight of the region-assessment regression loss")
-    centroid_momentum: float = Field(0.9, ge=0, lt=1, description="EMA of per-identity region centroids (invariance indicator)")
-
-
-class SAGAConfig(StrictModel):
-    """SAGA-ReID: intermediate patch tokens refined against text-space anchors, local aggregation."""
-
-    layer: int = Field(9, ge=1, description="ViT block whose patch tokens are refined (1-based); the refinement blocks start as a copy of it")
-    phrases: list[str] = Field(default_factory=lambda: list(SAGA_PHRASES), min_length=2, description="one text anchor per phrase")
-    template: str = Field("{ctx} {phrase} person.", description="anchor prompt; {ctx}: the anchor's own learnable tokens")
-    n_ctx: int = Field(4, ge=1, description="learnable context tokens per anchor (initialised from the phrase's tokens)")
-    domain_anchors: int = Field(3, ge=0, description="anchors generated per image from its mean patch token")
-    blocks: int = Field(2, ge=1, description="cross-attention refinement blocks")
-    heads: int = Field(8, ge=1)
-    lambda_div: float = Field(0.05, ge=0, description="weight of the anchor-diversity loss (mean squared cosine between text anchors)")
-    fusion_weights: tuple[float, float, float] = Field((2.0, 0.2, 0.05), description="local aggregate, [CLS], projected feature: each part's share of the fused cosine")
-
-
-class MSCSATGIConfig(StrictModel):
-    """MSCSA blocks after ResNet stages 1-3 and the text-guided image (TGI) decoder."""
-
-    stages: list[int] = Field(default_factory=lambda: [1, 2, 3], description="ResNet stages followed by an MSCSA block")
-    reduction: int = Field(8, ge=1, description="channel reduction of the 1x1 query/key/value convs")
-    tgi: bool = Field(True, description="text-guided fusion of the stage-2 image-to-text targets")
-    tgi_layers: int = Field(3, ge=1)
-    tgi_heads: int = Field(4, ge=1)
-    tgi_width: int = Field(256, ge=8)
-    tgi_scale_init: float = Field(1e-4, ge=0, description="initial scale of the decoder's residual (tiny: keep the text prior)")
-    max_classes: Optional[int] = Field(None, ge=2, description="TGI fuses at most this many identities per batch (the batch's own + drawn others); None: all, as the paper (cost ~ C^2)")
-
-
-class MethodConfig(StrictModel):
-    """Which occlusion-robust method sits on the baseline; ``baseline`` is plain CLIP-ReID.
-
-    Only the section named by ``name`` is used.
-    """
-
-    name: Literal["baseline", "agreid", "rganet", "saga", "mscsa_tgi"] = Field("baseline", description="method plugged into the baseline")
-    frozen_backbone_epochs: int = Field(0, ge=0, description="epochs that train only the method's modules on the frozen, trained backbone, after stage 2 (SAGA's stage 3)")
-    stage_lr: Optional[float] = Field(None, gt=0, description="learning rate of that stage (SAGA release: 3.5e-4); None: stage2.lr x lr_factor")
-    stage_warmup_epochs: int = Field(5, ge=0, description="linear warm-up (from 0.1) of that stage; cosine decay to 1 % after it")
-    lr_factor: float = Field(10.0, gt=0, description="stage-2 learning-rate multiplier of the method's new modules (they start from scratch)")
-    agreid: AGReIDConfig = AGReIDConfig()
-    rganet: RGANetConfig = RGANetConfig()
-    saga: SAGAConfig = SAGAConfig()
-    mscsa_tgi: MSCSATGIConfig = MSCSATGIConfig()
-
-
 class ModelConfig(StrictModel):
     backbone: BackboneConfig = BackboneConfig()
     image_size: tuple[int, int] = Field((256, 128), description="input height, width")
@@ -136,7 +38,12 @@ class ModelConfig(StrictModel):
     n_ctx: int = Field(4, ge=1, le=16, description="learnable context tokens per identity")
     prompt_template: str = Field("A photo of a {ctx} person.", description="prompt text; {ctx} is replaced by the learnable tokens")
     intermediate_layers: list[int] = Field(default_factory=list, description="ViT blocks / ResNet stages whose tokens the forward returns")
-    method: MethodConfig = MethodConfig()
+    method: SerializeAsAny[MethodConfig] = Field(default_factory=BaselineConfig, description="name: a registered method (trainer.methods); its section under its name")
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method(cls, value: object) -> object:
+        return parse_method_config(value)  # the config class of the method ``name`` names
 
 
 class AugmentConfig(StrictModel):
@@ -168,6 +75,8 @@ class DataConfig(StrictModel):
     std: tuple[float, float, float] = CLIP_STD
     augment: AugmentConfig = AugmentConfig()
     synthetic: SyntheticDataConfig = SyntheticDataConfig()
+    val_ids: float = Field(0.0, ge=0, lt=1, description="share of training identities held out as a validation query/gallery (trainer.data.validation): tune hyper-parameters and the matching threshold there, never on test; 0: none")
+    val_seed: int = Field(0, description="which training identities the validation split draws")
 
 
 class OptimConfig(StrictModel):
@@ -246,7 +155,8 @@ class TrainConfig(StrictModel):
         k = self.data.num_instances
         if self.stage2.batch_size % k:
             raise ValueError(f"stage2.batch_size ({self.stage2.batch_size}) must be a multiple of data.num_instances ({k})")
-        needs_resnet, needs_vit = self.model.method.name == "mscsa_tgi", self.model.method.name in ("rganet", "saga")
+        needs = type(self.model.method).requires_backbone
+        needs_resnet, needs_vit = needs == "resnet", needs == "vit"
         is_resnet = self.model.backbone.name.upper().startswith("RN") or self.model.backbone.name.endswith("-rn")
         if (needs_resnet and not is_resnet) or (needs_vit and is_resnet):
             kind = "a ResNet (RN50)" if needs_resnet else "a ViT"

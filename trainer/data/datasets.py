@@ -52,6 +52,8 @@ class ReIDData:
     gallery: list[Sample]
     train_pid_map: dict[int, int] = field(default_factory=dict)  # dataset pid -> label
     skipped: list[str] = field(default_factory=list)  # unreadable files left out (data.skip_bad_images)
+    val_query: list[Sample] = field(default_factory=list)  # validation split carved from training ids (data.val_ids)
+    val_gallery: list[Sample] = field(default_factory=list)
 
     @property
     def num_train_pids(self) -> int:
@@ -64,7 +66,10 @@ class ReIDData:
 
     def summary(self) -> str:
         rows = [f"{self.name}: subset | ids | images | cameras"]
-        for label, split in (("train", self.train), ("query", self.query), ("gallery", self.gallery)):
+        splits = [("train", self.train), ("query", self.query), ("gallery", self.gallery)]
+        if self.val_query:
+            splits += [("val q", self.val_query), ("val g", self.val_gallery)]
+        for label, split in splits:
             rows.append(f"  {label:7s} | {len({s.pid for s in split}):5d} | {len(split):6d} | {len({s.camid for s in split}):3d}")
         return "\n".join(rows)
 

@@ -15,6 +15,7 @@ from trainer.data.datasets import ReIDData, Sample, check_images, load_dataset
 from trainer.data.sampler import PKBatchSampler
 from trainer.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
 from trainer.data.transforms import test_transform, train_transform
+from trainer.data.validation import carve_validation
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,8 @@ def prepare_dataset(cfg: DataConfig) -> ReIDData:
     if cfg.dataset == "synthetic":
         spec = SyntheticSpec(**cfg.synthetic.model_dump())
         ensure_synthetic_dataset(Path(cfg.root), spec)
-    return check_images(load_dataset(cfg.dataset, cfg.root), skip=cfg.skip_bad_images)
+    data = check_images(load_dataset(cfg.dataset, cfg.root), skip=cfg.skip_bad_images)
+    return carve_validation(data, cfg.val_ids, cfg.val_seed) if cfg.val_ids else data
 
 
 def _dataset(samples: Sequence[Sample], transform: Callable, failures: Optional[ReadFailures]) -> dict:

@@ -49,6 +49,7 @@ class TrainResult:
     checkpoint: Optional[Path]
     metrics: dict[str, Any] = field(default_factory=dict)
     initial_metrics: dict[str, Any] = field(default_factory=dict)
+    val_metrics: dict[str, Any] = field(default_factory=dict)  # the validation split's (data.val_ids), if any
     rank_checksums: list[float] = field(default_factory=list)
 
 
@@ -228,11 +229,17 @@ class Trainer:
         return skipped
 
     # ---- public ------------------------------------------------------------------------
-    def evaluate(self, with_similarity: bool = False):
-        """Rank the query/gallery split; with ``with_similarity`` also return the same/different-person
-        similarity statistics (None when no identity is seen in two cameras)."""
-        q = extract_features(self.model, eval_loader(self.data.query, self.cfg, failures=self.read_failures), self.rt.device, self.cfg.eval.flip, self.progress)
-        g = extract_features(self.model, eval_loader(self.data.gallery, self.cfg, failures=self.read_failures), self.rt.device, self.cfg.eval.flip, self.progress)
+    def evaluate(self, with_similarity: bool = False, split: str = "test"):
+        """Rank the query/gallery split (``split='val'``: the validation split carved from the
+        training identities, ``data.val_ids``); with ``with_similarity`` also return the
+        same/different-person similarity statistics (None when no identity is seen in two cameras)."""
+        if split not in ("test", "val"):
+            raise ValueError(f"split must be test or val, got {split!r}")
+        query, gallery = (self.data.query, self.data.gallery) if split == "test" else (self.data.val_query, self.data.val_gallery)
+        if not query:
+            raise ValueError(f"no {split} split: set data.val_ids to carve one from the training identities")
+        q = extract_features(self.model, eval_loader(query, self.cfg, failures=self.read_failures), self.rt.device, self.cfg.eval.flip, self.progress)
+        g = extract_features(self.model, eval_loader(gallery, self.cfg, failures=self.read_failures), self.rt.device, self.cfg.eval.flip, self.progress)
         result = evaluate_features(q, g, self.cfg.eval)
         if not with_similarity:
             return result
@@ -268,12 +275,20 @@ class Trainer:
         if rt.is_main:
             final, stats = self.evaluate(with_similarity=True)
             log.info(format_result(final, "trained"))
+            val = None
+            if self.data.val_query:  # the matching threshold is a tuned number: choose it on validation, not test
+                val, stats = self.evaluate(with_similarity=True, split="val")
+                log.info(format_result(val, "validation"))
+                write_report(val, self.out, "eval_val")
+                result.val_metrics = val.as_dict()
             meta = {"dataset": self.data.name, "stage1_epochs": cfg.stage1.epochs, "stage2_epochs": cfg.stage2.epochs, "world_size": rt.world_size, "rank_checksums": result.rank_checksums,
                     "skipped_images": self._skipped_images(),
                     "method_stage_epochs": cfg.model.method.frozen_backbone_epochs,
                     "mean": list(cfg.data.mean), "std": list(cfg.data.std)}  # export must normalise as training did (RN50: ImageNet)
+            if self.data.val_query:  # which identities were held out: training labels depend on it
+                meta["val_split"] = {"val_ids": cfg.data.val_ids, "val_seed": cfg.data.val_seed}
             if stats is not None:
-                meta["similarity"] = stats
+                meta["similarity"] = {**stats, "split": "val" if val is not None else "test"}
                 log.info("matching threshold %.4f at false-match rate %.2f (same %.3f, different %.3f)", stats["threshold"],
                          stats["false_match_rate"], stats["same_mean"], stats["diff_mean"])
             write_report(final, self.out, "eval", meta)

@@ -9,34 +9,28 @@ rganet     :mod:`trainer.methods.rganet` (RGANet)      ViT
 saga       :mod:`trainer.methods.saga` (SAGA-ReID)     ViT
 mscsa_tgi  :mod:`trainer.methods.mscsa_tgi`            ResNet (RN50)
 =========  ==========================================  ============================
+
+Each module registers its method class and config section (:mod:`trainer.methods.registry`);
+a new method is one new module here, nothing else. This package imports no torch until a
+method is built, so ``trainer.config`` stays light.
 """
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
-from trainer.config import ModelConfig
-from trainer.methods.base import Inference, Method
+from trainer.methods.registry import MethodConfig, method_entry, method_names, register_method
 
-__all__ = ["Inference", "Method", "build_method"]
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+    from trainer.config import ModelConfig
+    from trainer.methods.base import Method
+
+__all__ = ["MethodConfig", "build_method", "method_entry", "method_names", "register_method"]
 
 
-def build_method(cfg: ModelConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int) -> Method:
+def build_method(cfg: "ModelConfig", image_encoder: "nn.Module", text_encoder: "nn.Module", num_classes: int) -> "Method":
     """The method module a recipe names; ``build_model`` calls its ``setup`` once the model exists."""
-    m = cfg.method
-    if m.name == "baseline":
-        return Method()
-    if m.name == "agreid":
-        from trainer.methods.agreid import AGReID
-
-        return AGReID(m.agreid, image_encoder.proj_dim, text_encoder.width)
-    if m.name == "rganet":
-        from trainer.methods.rganet import RGANet
-
-        return RGANet(m.rganet, image_encoder, num_classes)
-    if m.name == "saga":
-        from trainer.methods.saga import SAGA
-
-        return SAGA(m.saga, image_encoder, text_encoder.output_dim, num_classes)
-    from trainer.methods.mscsa_tgi import MSCSATGI
-
-    return MSCSATGI(m.mscsa_tgi, image_encoder, text_encoder.output_dim)
+    entry = method_entry(cfg.method.name)
+    section = getattr(cfg.method, entry.name) if entry.section is not None else None
+    return entry.method.build(section, image_encoder, text_encoder, num_classes)

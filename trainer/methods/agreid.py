@@ -29,10 +29,12 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import nn
 
-from trainer.config import AGReIDConfig
+from trainer.configio import StrictModel
 from trainer.methods.base import Method
+from trainer.methods.registry import register_method
 from trainer.models.image_encoders import ImageFeatures
 from trainer.models.text import PromptLearner
 
@@ -111,8 +113,44 @@ def attribute_alignment(pred: torch.Tensor, target: torch.Tensor, mask: torch.Te
     return per_pair.sum() / pred.shape[1]
 
 
+# AG-ReID prompt-attribute templates; ``{slot}`` marks an identity's learnable attribute tokens.
+ATTRIBUTE_TEMPLATES = {
+    "full": "A photo of a {gender} person with {hair} hair, wearing {upper} on top, {lower} below and {shoes} shoes, carrying {bag}.",
+    "clothing": "A photo of a person wearing {upper} on top, {lower} below and {shoes} shoes.",
+    "occlusion": "A photo of a {gender} person with {hair} hair, wearing {upper} and {lower}, partly hidden, carrying {bag}.",
+}
+
+
+class AGReIDConfig(StrictModel):
+    """AG-ReID: attribute prompts, attribute encoder, noise-masked attribute guidance."""
+
+    template: str = Field("full", description=f"a built-in template ({', '.join(ATTRIBUTE_TEMPLATES)}) or a template text with {{slot}} markers")
+    tokens_per_attribute: int = Field(1, ge=1, le=4, description="learnable tokens in each attribute slot")
+    lambda_attr: float = Field(1.0, ge=0, description="stage 1: weight of L_attrA")
+    beta: float = Field(0.01, ge=0, description="stage 2: weight of L_attrG")
+    gamma: str | float = Field("otsu", description="noise-mask threshold: otsu, p50, p75, p90, or a number (-1 keeps every pair: holistic data)")
+    encoder_layers: int = Field(4, ge=1, description="self-attention layers of the attribute encoder")
+    encoder_width: int = Field(256, ge=16)
+    encoder_heads: int = Field(4, ge=1)
+    encoder_mlp_ratio: float = Field(3.0, gt=0)
+
+    def template_text(self) -> str:
+        return ATTRIBUTE_TEMPLATES.get(self.template, self.template)
+
+    @model_validator(mode="after")
+    def _check(self) -> "AGReIDConfig":
+        if isinstance(self.gamma, str) and self.gamma not in ("otsu", "p50", "p75", "p90"):
+            raise ValueError(f"gamma must be otsu, p50, p75, p90 or a number, got {self.gamma!r}")
+        if "{" not in self.template_text():
+            raise ValueError(f"attribute template {self.template!r} is neither built in ({list(ATTRIBUTE_TEMPLATES)}) nor has {{slot}} markers")
+        return self
+
+
+@register_method("agreid", AGReIDConfig)
 class AGReID(Method):
-    name = "agreid"
+    @classmethod
+    def build(cls, section: AGReIDConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int) -> "AGReID":
+        return cls(section, image_encoder.proj_dim, text_encoder.width)
 
     def __init__(self, cfg: AGReIDConfig, proj_dim: int, token_dim: int) -> None:
         super().__init__()

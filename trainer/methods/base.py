@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from trainer.methods.registry import register_method
 
 if TYPE_CHECKING:  # pragma: no cover
     from trainer.models.image_encoders import ImageFeatures
@@ -60,12 +62,23 @@ class Inference:
         return Inference(unit(self.embedding), unit(self.parts), None if self.part_conf is None else self.part_conf.float())
 
 
+@register_method("baseline")
 class Method(nn.Module):
-    """Plain CLIP-ReID: test feature ``cat(global_feat, proj_feat)``, no extra losses."""
+    """Plain CLIP-ReID: test feature ``cat(global_feat, proj_feat)``, no extra losses.
+
+    A method subclasses it, registers with :func:`~trainer.methods.registry.register_method`
+    (which sets ``name``) and overrides :meth:`build` and the hooks it changes.
+    """
 
     name = "baseline"
     stage1_needs_images = False  # True: stage 1 runs the image encoder (its method modules train)
     num_parts = 0
+
+    @classmethod
+    def build(cls, section: Any, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int) -> "Method":
+        """The method for a recipe: ``section`` is its config section (None for a method without
+        one), built before the prompt learner exists (``setup`` follows)."""
+        return cls()
 
     def setup(self, model: "CLIPReID") -> None:
         """Called once by ``build_model`` after the baseline is built."""

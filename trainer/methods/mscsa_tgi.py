@@ -31,10 +31,12 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from trainer.config import MSCSATGIConfig
+from trainer.configio import StrictModel
 from trainer.methods.base import Method
+from trainer.methods.registry import register_method
 from trainer.models.image_encoders import ImageFeatures, ReIDResNet
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -97,9 +99,26 @@ class TextGuidedFusion(nn.Module):
         return text.float()[None] + self.scale * self.out(self.decoder(queries, memory))
 
 
+class MSCSATGIConfig(StrictModel):
+    """MSCSA blocks after ResNet stages 1-3 and the text-guided image (TGI) decoder."""
+
+    stages: list[int] = Field(default_factory=lambda: [1, 2, 3], description="ResNet stages followed by an MSCSA block")
+    reduction: int = Field(8, ge=1, description="channel reduction of the 1x1 query/key/value convs")
+    tgi: bool = Field(True, description="text-guided fusion of the stage-2 image-to-text targets")
+    tgi_layers: int = Field(3, ge=1)
+    tgi_heads: int = Field(4, ge=1)
+    tgi_width: int = Field(256, ge=8)
+    tgi_scale_init: float = Field(1e-4, ge=0, description="initial scale of the decoder's residual (tiny: keep the text prior)")
+    max_classes: Optional[int] = Field(None, ge=2, description="TGI fuses at most this many identities per batch (the batch's own + drawn others); None: all, as the paper (cost ~ C^2)")
+
+
+@register_method("mscsa_tgi", MSCSATGIConfig, backbone="resnet")
 class MSCSATGI(Method):
-    name = "mscsa_tgi"
     stage1_needs_images = True
+
+    @classmethod
+    def build(cls, section: MSCSATGIConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int) -> "MSCSATGI":
+        return cls(section, image_encoder, text_encoder.output_dim)
 
     def __init__(self, cfg: MSCSATGIConfig, encoder: nn.Module, text_dim: int) -> None:
         super().__init__()

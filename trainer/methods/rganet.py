@@ -47,11 +47,13 @@ from typing import TYPE_CHECKING, Optional
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from trainer.config import RGANetConfig
+from trainer.configio import StrictModel
 from trainer.losses import batch_hard_triplet
 from trainer.methods.base import Inference, Method
+from trainer.methods.registry import register_method
 from trainer.models.image_encoders import ImageFeatures, ReIDViT
 from trainer.models.text import SharedContextPrompts
 
@@ -101,8 +103,25 @@ class RegionAssessor(nn.Module):
         return torch.sigmoid(self.net(x).squeeze(-1) + self.region_bias)
 
 
+class RGANetConfig(StrictModel):
+    """RGANet: body regions from text prototypes, each with a confidence."""
+
+    regions: list[str] = Field(default_factory=lambda: ["head", "upper body", "lower body", "feet"], min_length=1)
+    template: str = Field("A photo of the {ctx} {region} of a person.", description="{ctx}: shared learnable tokens; {region}: the region phrase")
+    n_ctx: int = Field(4, ge=1)
+    temperature: float = Field(0.1, gt=0, description="softmax temperature of patch-to-prototype similarity")
+    spatial_prior: bool = Field(False, description="add a learnable per-row bias (regions ordered top to bottom) to the mask logits; for random-init text only (tiny models): with it, regions are stripes whatever the text prototypes say")
+    region_id_weight: float = Field(0.25, ge=0, description="weight of each region's ID loss")
+    region_triplet_weight: float = Field(1.0, ge=0, description="weight of the regions' batch-hard triplet loss (mean over regions)")
+    confidence_weight: float = Field(1.0, ge=0, description="weight of the region-assessment regression loss")
+    centroid_momentum: float = Field(0.9, ge=0, lt=1, description="EMA of per-identity region centroids (invariance indicator)")
+
+
+@register_method("rganet", RGANetConfig, backbone="vit")
 class RGANet(Method):
-    name = "rganet"
+    @classmethod
+    def build(cls, section: RGANetConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int) -> "RGANet":
+        return cls(section, image_encoder, num_classes)
 
     def __init__(self, cfg: RGANetConfig, encoder: nn.Module, num_classes: int) -> None:
         super().__init__()

@@ -30,11 +30,13 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from trainer.config import SAGAConfig
+from trainer.configio import StrictModel
 from trainer.losses import batch_hard_triplet, id_loss
 from trainer.methods.base import Inference, Method
+from trainer.methods.registry import register_method
 from trainer.models.image_encoders import ImageFeatures, ReIDViT
 from trainer.models.text import SharedContextPrompts
 
@@ -103,8 +105,32 @@ class RefinementBlock(nn.Module):
         return x + self.mlp(self.norm_mlp(x)), attn
 
 
+SAGA_PHRASES = (
+    "head", "hair", "face", "neck", "shoulders", "arms", "hands", "torso",
+    "waist", "legs", "knees", "feet", "shirt", "jacket", "coat", "dress",
+    "trousers", "shorts", "skirt", "shoes", "backpack", "handbag", "hat", "glasses",
+)
+
+
+class SAGAConfig(StrictModel):
+    """SAGA-ReID: intermediate patch tokens refined against text-space anchors, local aggregation."""
+
+    layer: int = Field(9, ge=1, description="ViT block whose patch tokens are refined (1-based); the refinement blocks start as a copy of it")
+    phrases: list[str] = Field(default_factory=lambda: list(SAGA_PHRASES), min_length=2, description="one text anchor per phrase")
+    template: str = Field("{ctx} {phrase} person.", description="anchor prompt; {ctx}: the anchor's own learnable tokens")
+    n_ctx: int = Field(4, ge=1, description="learnable context tokens per anchor (initialised from the phrase's tokens)")
+    domain_anchors: int = Field(3, ge=0, description="anchors generated per image from its mean patch token")
+    blocks: int = Field(2, ge=1, description="cross-attention refinement blocks")
+    heads: int = Field(8, ge=1)
+    lambda_div: float = Field(0.05, ge=0, description="weight of the anchor-diversity loss (mean squared cosine between text anchors)")
+    fusion_weights: tuple[float, float, float] = Field((2.0, 0.2, 0.05), description="local aggregate, [CLS], projected feature: each part's share of the fused cosine")
+
+
+@register_method("saga", SAGAConfig, backbone="vit")
 class SAGA(Method):
-    name = "saga"
+    @classmethod
+    def build(cls, section: SAGAConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int) -> "SAGA":
+        return cls(section, image_encoder, text_encoder.output_dim, num_classes)
 
     def __init__(self, cfg: SAGAConfig, encoder: nn.Module, text_dim: int, num_classes: int) -> None:
         super().__init__()

@@ -91,10 +91,23 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def _upgrade_model_config(data: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoints written before the method registry stored every method's section; only the
+    named method's section is a valid field now, so the others (defaults, unused) are dropped."""
+    from trainer.methods import method_names
+
+    method = data.get("method")
+    if not isinstance(method, dict):
+        return data
+    name = method.get("name", "baseline")
+    kept = {k: v for k, v in method.items() if k == name or k not in method_names()}
+    return {**data, "method": kept}
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
     """Rebuild the model a checkpoint describes and load its weights (strictly, loudly)."""
     payload = read_checkpoint(path)
-    cfg = ModelConfig.model_validate(payload["model_config"])
+    cfg = ModelConfig.model_validate(_upgrade_model_config(payload["model_config"]))
     model = build_model(cfg, payload["num_classes"], payload["num_cameras"], load_pretrained=False)
     result = model.load_state_dict(payload["state_dict"], strict=False)
     if result.missing_keys or result.unexpected_keys:
