@@ -100,3 +100,15 @@ def test_compare_methods_with_seeds_writes_statistics(tmp_path):
     assert set(agreid["stats"]) == {"clean", "mask@0.3", "distractor@0.3"}
     assert len(agreid["stats"]["clean"]["mAP"]["per_seed"]) == 2 and "diff_vs_baseline" in agreid["stats"]["clean"]["mAP"]
     assert (tmp_path / "res" / "methods.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_bench_startup_times_edge_run_and_writes_json(tmp_path):
+    demo = REPO / "edge" / "demo_models"
+    cfg = {"cameras": [{"id": "c1", "source": "synthetic://tiny?camera=cam1", "realtime": False}],
+           "detector": {"weights": str(demo / "detector.pt"), "imgsz": 320}, "reid": {"model": str(demo / "reid.onnx")}}
+    (tmp_path / "cams.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_script("scripts/bench_startup.py", "--cameras", str(tmp_path / "cams.yaml"), "--repeats", "1", "--out", str(tmp_path / "s.json"))
+    assert "| this checkout  |" in proc.stdout
+    row = json.loads((tmp_path / "s.json").read_text())["rows"][0]
+    assert row["median_wall_s"] > 0 and 0 < row["median_cpu_s"] and row["modules"] > 100
