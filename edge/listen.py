@@ -17,8 +17,13 @@ def decode(parts: list[bytes]) -> tuple[str, dict, np.ndarray | None]:
     """A multipart event -> (topic, header, embedding or None)."""
     topic = parts[0].decode()
     header = json.loads(parts[1])
-    embedding = np.frombuffer(parts[2], "<f2") if len(parts) > 2 else None
+    embedding = np.frombuffer(parts[2], "<f2") if len(parts) > 2 and "embedding_dim" in header else None
     return topic, header, embedding
+
+
+def jpeg_part(parts: list[bytes], header: dict) -> bytes | None:
+    """The JPEG attached to a message (preview frame or identity crop), or None."""
+    return parts[-1] if "jpeg_bytes" in header and len(parts) > 2 else None
 
 
 def describe(topic: str, h: dict) -> str:

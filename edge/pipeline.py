@@ -22,6 +22,7 @@ from .floor_map import FloorMap
 from .identity import Decision, IdentityEngine, homography_from
 from .identity.engine import settings_from_config
 from .outputs import open_outputs
+from .preview import PreviewClock, crop_jpeg, preview_jpeg
 from .publisher import EventPublisher, decision_event, track_event
 from .reid.backends import ReIDBackend, build_backend
 from .sources import CameraCapture
@@ -57,6 +58,7 @@ class EdgePipeline:
         self.stats = PipelineStats()
         p = cfg.publisher
         self.publisher = EventPublisher(p.endpoint, p.high_water_mark) if p.enabled else None
+        self.previews = PreviewClock(p.preview_fps)
         self.mot, self.video = open_outputs(cfg, frame_rates)
         self.floor_map: Optional[FloorMap] = None
         if cfg.outputs.floor_map and self.homographies:
@@ -218,7 +220,8 @@ class EdgePipeline:
             changed.add(t.key)
             self.publisher.publish(f"track/{t.camera_id}", track_event(kind, t, ts))
         for topic, header, emb in identity_events:
-            self.publisher.publish(topic, header, emb)
+            self.publisher.publish(topic, header, emb, self._crop(header, by_camera))
+        self._publish_previews(by_camera, now)
         for camera_id, frame in by_camera.items():
             for t in self.books[camera_id].tracklets.values():
                 if t.state != "active" or t.key in changed:
@@ -229,6 +232,31 @@ class EdgePipeline:
         if now - self._last_snapshot >= self.cfg.publisher.snapshot_interval_s:
             self._last_snapshot = now
             self.publisher.publish("snapshot", {"event": "snapshot", "identities": self.snapshot()})
+
+    def _crop(self, header: dict, by_camera: dict[str, Frame]) -> Optional[bytes]:
+        """The JPEG crop for an identity ``new`` / ``assigned`` event, when crops are on and the
+        tracklet's box is from a frame of this step (so the crop shows the box)."""
+        p = self.cfg.publisher
+        if not p.crops or header.get("event") not in ("new", "assigned"):
+            return None
+        frame = by_camera.get(header.get("camera"))
+        if frame is None or frame.index != header.get("frame"):
+            return None
+        return crop_jpeg(frame.image, header["bbox"], p.crop_height, p.crop_max_bytes)
+
+    def _publish_previews(self, by_camera: dict[str, Frame], now: float) -> None:
+        """``frame/<camera>``: a downscaled JPEG with the boxes (preview pixels) and their ids."""
+        p = self.cfg.publisher
+        for camera_id, frame in by_camera.items():
+            if not self.previews.due(camera_id, now):
+                continue
+            jpeg, scale = preview_jpeg(frame.image, p.preview_width, p.preview_quality)
+            boxes = [[*(round(float(v) * scale, 1) for v in t.xyxy), t.local_id, t.global_id]
+                     for t in self.books[camera_id].tracklets.values() if t.state == "active" and t.last_frame == frame.index]
+            h, w = frame.image.shape[:2]
+            self.publisher.publish(f"frame/{camera_id}", {
+                "event": "frame", "camera": camera_id, "frame": frame.index, "capture_ts": frame.timestamp,
+                "width": round(w * scale), "height": round(h * scale), "scale": round(scale, 5), "boxes": boxes}, jpeg=jpeg)
 
     def snapshot(self) -> list[dict]:
         return [{"global_id": i.global_id, "cameras": sorted(i.cameras), "last_seen": i.last_seen,
