@@ -2,12 +2,15 @@
 
 By default each event is one readable line (``identity 7 merged into 3``, ``cam1/12 moved from
 identity 5 to 3``, ...); ``--json`` prints the topic and the raw JSON header instead.
+``--record FILE`` also writes every raw message with its receive time (:mod:`edge.recording`),
+for ``python -m edge.view --replay FILE``; ``--quiet`` prints nothing while recording.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 
 import numpy as np
 import zmq
@@ -50,13 +53,35 @@ def describe(topic: str, h: dict) -> str:
     return f"#{h.get('seq', '?')} {text}"
 
 
+def readable(parts: list[bytes], raw_json: bool) -> str:
+    """The printed line for one message; a malformed one says so instead of stopping the listener."""
+    try:
+        topic, header, emb = decode(parts)
+    except (UnicodeDecodeError, ValueError, IndexError) as exc:
+        return f"malformed message ({type(exc).__name__}: {exc})"
+    extra = f" embedding[{len(emb)}]" if emb is not None else ""
+    line = f"{topic} {json.dumps(header)}" if raw_json else describe(topic, header)
+    return f"{line}{extra}"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m edge.listen", description=__doc__)
     parser.add_argument("--endpoint", default="tcp://127.0.0.1:5555")
     parser.add_argument("--topic", action="append", default=None, help="topic prefix (repeatable); default: everything")
     parser.add_argument("--count", type=int, default=0, help="exit after this many messages (0: run until Ctrl-C)")
     parser.add_argument("--json", action="store_true", help="print the topic and the raw JSON header of each event")
+    parser.add_argument("--record", default=None, metavar="FILE", help="write the raw messages with their receive times (.gz: compressed)")
+    parser.add_argument("--quiet", action="store_true", help="print nothing (with --record)")
     args = parser.parse_args(argv)
+    recorder = None
+    if args.record:
+        from .recording import RecordingWriter
+
+        try:
+            recorder = RecordingWriter(args.record)
+        except OSError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
     context = zmq.Context.instance()
     sock = context.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
@@ -66,10 +91,11 @@ def main(argv: list[str] | None = None) -> None:
     seen = 0
     try:
         while True:
-            topic, header, emb = decode(sock.recv_multipart())
-            extra = f" embedding[{len(emb)}]" if emb is not None else ""
-            line = f"{topic} {json.dumps(header)}" if args.json else describe(topic, header)
-            print(f"{line}{extra}", flush=True)
+            parts = sock.recv_multipart()
+            if recorder is not None:
+                recorder.write(parts, time.time())
+            if not args.quiet:
+                print(readable(parts, args.json), flush=True)
             seen += 1
             if args.count and seen >= args.count:
                 break
@@ -77,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         pass
     finally:
         sock.close(0)
+        if recorder is not None:
+            recorder.close()
     sys.exit(0)
 
 
