@@ -94,6 +94,7 @@ def serve(cfg: ViewConfig, token: str | None) -> None:
     except OSError as exc:
         stop.set()
         fail(f"cannot serve on {cfg.host}:{cfg.port}: {exc.strerror or exc}")
+    sock.listen(2048)  # connections queue from now on, so the printed address answers at once
     port = sock.getsockname()[1]
 
     def stop_source() -> None:

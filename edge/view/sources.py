@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 import zmq
+import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
 from ..recording import read_recording
@@ -41,8 +42,6 @@ def curve_client_keys(server_key: str, key_file: Optional[str]) -> tuple[bytes, 
     if key_file is None:
         public, secret = zmq.curve_keypair()
         return public, secret, server
-    import zmq.auth
-
     path = Path(key_file)
     if not path.is_file():
         raise CurveError(f"CURVE key file not found: {path}")
@@ -139,25 +138,25 @@ class ReplaySource(threading.Thread):
             raise FileNotFoundError(f"recording not found: {self.path}")
         self.state = state
         self.recorded_now: Optional[float] = None
-        self._started: Optional[tuple[float, float]] = None  # (wall, recorded) at the start
+        self._origin: Optional[tuple[float, float]] = None  # (wall, recorded) at the start
         state.clock = self.clock
         state.mode = "replay"
         self.done = threading.Event()
 
     def clock(self) -> float:
         """The recorded time the replay has reached (moves on between messages too)."""
-        if self._started is None:
+        if self._origin is None:
             return self.recorded_now or 0.0
-        wall0, rec0 = self._started
+        wall0, rec0 = self._origin
         now = rec0 + (time.monotonic() - wall0) * self.speed
         return now if self.done.is_set() is False else (self.recorded_now or now)
 
     def run(self) -> None:
         self.state.set_connection("replay", str(self.path))
         for t, parts in read_recording(self.path):
-            if self._started is None:
-                self._started = (time.monotonic(), t)
-            wait = (t - self._started[1]) / self.speed - (time.monotonic() - self._started[0])
+            if self._origin is None:
+                self._origin = (time.monotonic(), t)
+            wait = (t - self._origin[1]) / self.speed - (time.monotonic() - self._origin[0])
             if wait > 0 and self.stop.wait(wait):
                 return
             if self.stop.is_set():
