@@ -30,7 +30,7 @@ def _name(requirement: str) -> str:
 def declared() -> set[str]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     names = {_name(r) for r in project["dependencies"]}
-    for extra in ("dev", "openvino"):
+    for extra in ("dev", "openvino", "view"):
         names |= {_name(r) for r in project["optional-dependencies"][extra]}
     return names
 
