@@ -10,7 +10,8 @@ import logging
 import threading
 import time
 from dataclasses import replace
-from typing import Optional
+from functools import partial
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from .floor_map import FloorMap
 from .identity import Decision, IdentityEngine, homography_from
 from .identity.engine import settings_from_config
 from .outputs import open_outputs
-from .preview import PreviewClock, crop_jpeg, preview_jpeg
+from .preview import PreviewClock, crop_region, downscale, encode_jpeg, fit_jpeg
 from .publisher import EventPublisher, decision_event, track_event
 from .reid.backends import ReIDBackend, build_backend
 from .sources import CameraCapture
@@ -233,16 +234,18 @@ class EdgePipeline:
             self._last_snapshot = now
             self.publisher.publish("snapshot", {"event": "snapshot", "identities": self.snapshot()})
 
-    def _crop(self, header: dict, by_camera: dict[str, Frame]) -> Optional[bytes]:
-        """The JPEG crop for an identity ``new`` / ``assigned`` event, when crops are on and the
-        tracklet's box is from a frame of this step (so the crop shows the box)."""
+    def _crop(self, header: dict, by_camera: dict[str, Frame]) -> Optional[Callable[[], Optional[bytes]]]:
+        """The JPEG crop (encoded later, on the publisher thread) for an identity ``new`` /
+        ``assigned`` event, when crops are on and the tracklet's box is from a frame of this
+        step (so the crop shows the box)."""
         p = self.cfg.publisher
         if not p.crops or header.get("event") not in ("new", "assigned"):
             return None
         frame = by_camera.get(header.get("camera"))
         if frame is None or frame.index != header.get("frame"):
             return None
-        return crop_jpeg(frame.image, header["bbox"], p.crop_height, p.crop_max_bytes)
+        region = crop_region(frame.image, header["bbox"], p.crop_height)
+        return None if region is None else partial(fit_jpeg, region, p.crop_max_bytes)
 
     def _publish_previews(self, by_camera: dict[str, Frame], now: float) -> None:
         """``frame/<camera>``: a downscaled JPEG with the boxes (preview pixels) and their ids."""
@@ -250,13 +253,13 @@ class EdgePipeline:
         for camera_id, frame in by_camera.items():
             if not self.previews.due(camera_id, now):
                 continue
-            jpeg, scale = preview_jpeg(frame.image, p.preview_width, p.preview_quality)
+            small, scale = downscale(frame.image, p.preview_width)
             boxes = [[*(round(float(v) * scale, 1) for v in t.xyxy), t.local_id, t.global_id]
                      for t in self.books[camera_id].tracklets.values() if t.state == "active" and t.last_frame == frame.index]
-            h, w = frame.image.shape[:2]
             self.publisher.publish(f"frame/{camera_id}", {
                 "event": "frame", "camera": camera_id, "frame": frame.index, "capture_ts": frame.timestamp,
-                "width": round(w * scale), "height": round(h * scale), "scale": round(scale, 5), "boxes": boxes}, jpeg=jpeg)
+                "width": small.shape[1], "height": small.shape[0], "scale": round(scale, 5), "boxes": boxes},
+                jpeg=partial(encode_jpeg, small, p.preview_quality))
 
     def snapshot(self) -> list[dict]:
         return [{"global_id": i.global_id, "cameras": sorted(i.cameras), "last_seen": i.last_seen,

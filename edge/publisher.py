@@ -22,7 +22,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import zmq
@@ -99,7 +99,9 @@ class EventPublisher:
         self._thread.start()
 
     def publish(self, topic: str, header: dict[str, Any], embedding: Optional[np.ndarray] = None,
-                jpeg: Optional[bytes] = None) -> None:
+                jpeg: Optional[bytes | Callable[[], Optional[bytes]]] = None) -> None:
+        """Queue one message. ``jpeg`` may be a function returning the JPEG (or None to leave it
+        out): it then runs on the publisher thread, off the pipeline's path (previews, crops)."""
         header = {"schema": SCHEMA, "version": SCHEMA_VERSION, **header}
         frames = [topic.encode()]
         payload = []
@@ -107,7 +109,8 @@ class EventPublisher:
             header["embedding_dim"] = int(np.asarray(embedding).size)
             payload.append(np.asarray(embedding, "<f2").tobytes())
         if jpeg is not None:
-            header["jpeg_bytes"] = len(jpeg)
+            if not callable(jpeg):
+                header["jpeg_bytes"] = len(jpeg)
             payload.append(jpeg)
         item = (frames, header, payload)
         while True:
@@ -127,6 +130,8 @@ class EventPublisher:
                 frames, header, payload = self._queue.get(timeout=0.1)
             except queue.Empty:
                 continue
+            if payload and callable(payload[-1]):
+                payload = self._encode(header, payload)
             self.seq += 1
             header["seq"] = self.seq
             header["publish_ts"] = time.time()
@@ -139,6 +144,18 @@ class EventPublisher:
             except zmq.ZMQError as exc:
                 self.dropped += 1
                 log.error("publish failed on %s: %s", self.endpoint, exc)
+
+    @staticmethod
+    def _encode(header: dict[str, Any], payload: list) -> list:
+        try:
+            jpeg = payload[-1]()
+        except Exception as exc:  # noqa: BLE001 - an image must not stop the events
+            log.error("JPEG for %s failed: %s: %s", header.get("event"), type(exc).__name__, exc)
+            jpeg = None
+        if jpeg is None:
+            return payload[:-1]
+        header["jpeg_bytes"] = len(jpeg)
+        return payload[:-1] + [jpeg]
 
     def close(self, timeout: float = 2.0) -> None:
         self._stop.set()

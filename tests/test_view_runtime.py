@@ -71,3 +71,40 @@ def test_previews_and_crops_are_published_when_on_and_absent_by_default(tmp_path
     topics = [m[0].decode() for m in plain]
     assert topics and not any(t.startswith("frame/") for t in topics)
     assert not any("jpeg_bytes" in json.loads(m[1]) for m in plain) and all(len(m) == 2 for m in plain)
+
+
+def test_publisher_encodes_deferred_images_on_its_thread_and_survives_a_failing_one(caplog):
+    from edge.publisher import EventPublisher
+
+    port = 56453
+    sub = RawSubscriber(port)
+    pub = EventPublisher(f"tcp://127.0.0.1:{port}")
+    sub.start()
+    time.sleep(0.5)
+    main_thread = threading.get_ident()
+    threads = []
+
+    def image() -> bytes:
+        threads.append(threading.get_ident())
+        return b"\xff\xd8jpeg"
+
+    def broken() -> bytes:
+        raise ValueError("bad pixels")
+
+    pub.publish("frame/cam1", {"event": "frame"}, jpeg=image)
+    pub.publish("identity/1", {"event": "new"}, jpeg=lambda: None)  # does not fit: left out
+    pub.publish("identity/2", {"event": "new"}, jpeg=broken)
+    pub.publish("identity/3", {"event": "assigned"}, jpeg=b"\xff\xd8abc")
+    deadline = time.monotonic() + 5
+    while len(sub.messages) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pub.close()
+    sub.stop.set()
+    sub.join(2)
+    got = {m[0].decode(): (json.loads(m[1]), m[2:]) for m in sub.messages}
+    assert threads and threads[0] != main_thread
+    assert got["frame/cam1"][0]["jpeg_bytes"] == 6 and got["frame/cam1"][1] == [b"\xff\xd8jpeg"]
+    assert "jpeg_bytes" not in got["identity/1"][0] and got["identity/1"][1] == []
+    assert "jpeg_bytes" not in got["identity/2"][0] and got["identity/2"][1] == []
+    assert "JPEG for new failed: ValueError: bad pixels" in caplog.text
+    assert got["identity/3"][0]["jpeg_bytes"] == 5
