@@ -51,3 +51,18 @@ def test_token_sources_and_bad_settings(tmp_path, monkeypatch):
         load_view_config(None, {"speed": -1.0})
     with pytest.raises(ConfigError, match="key_file needs server_key"):
         load_view_config(None, {"key_file": "view.key_secret"})
+
+
+def test_the_page_ships_in_the_package_and_loads_nothing_from_the_internet():
+    import re
+    from importlib.resources import files
+
+    from conftest import REPO
+
+    static = files("edge.view") / "static"
+    names = {"index.html", "app.js", "style.css"}
+    assert names <= {p.name for p in static.iterdir()}
+    assert '"edge.view" = ["static/*"]' in (REPO / "pyproject.toml").read_text()  # in the wheel too
+    for name in names:
+        text = (static / name).read_text()
+        assert not re.search(r"(src|href)=\"(https?:)?//|url\((https?:)?//|import .* from \"https?:", text), name
