@@ -147,11 +147,10 @@ def demo(args) -> dict:
             two = [c for c in state["identities"] if len(c["cameras"]) >= 2 and c["crop"] and c["merged_into"] is None]
             if two:
                 best = max(two, key=lambda c: c["sightings"])
-                browser.execute_script(f"document.querySelector('#filter-id').value = ''; ")
-                el = browser.find_elements("css selector", f".card[data-gid='{best['global_id']}']")
-                if el:
-                    el[0].click()
-                    time.sleep(1.5)
+                browser.execute_script(f"selected = {int(best['global_id'])}; refreshJourney(true);")
+                time.sleep(1.5)
+            browser.execute_script("window.scrollTo(0, 0)")
+            time.sleep(0.5)
             browser.save_screenshot(args.screenshot)
     finally:
         browser.quit()

@@ -203,3 +203,15 @@ def test_crops_are_bounded_in_bytes_and_previews_rate_limited():
     clock = PreviewClock(2.0)
     assert [clock.due("cam1", t) for t in (0.0, 0.2, 0.49, 0.5, 0.7, 1.0)] == [True, False, False, True, False, True]
     assert not PreviewClock(0.0).due("cam1", 0.0)
+
+
+def test_a_tracklet_that_ended_before_its_identity_is_closed_and_a_moved_crop_shows_on_its_new_card():
+    state = ViewState(clock=Clock())
+    state.ingest(msg("track/cam2", 1, event="ended", camera="cam2", local_id=5, global_id=None, bbox=[0, 0, 1, 1], capture_ts=13.5))
+    state.ingest(sighting("new", 6, "cam2", 5, 13.0, 2))  # the engine decided after the tracklet ended
+    s = state.journey(6)["sightings"][0]
+    assert s["ended"] is True and s["last_ts"] == 13.5
+    assert state.journey(6)["card"]["active_until"] == 0.0
+    state.ingest(sighting("new", 7, "cam1", 1, 20.0, 3, JPEG))
+    state.ingest(sighting("reassigned", 30, "cam1", 1, 21.0, 4, **{"from": 7, "into": 30}))  # into a new identity, no crop sent
+    assert state.journey(30)["card"]["crop"] == state.journey(7)["card"]["crop"] is not None

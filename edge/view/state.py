@@ -129,6 +129,9 @@ class ViewState:
         self.last_message_at: Optional[float] = None
         self.connection: dict[str, Any] = {"state": "connecting", "since": None, "endpoint": None}
         self.removed_version = 0  # the last version at which identities were forgotten
+        # tracklets that ended before they had an identity (the engine decides after a few
+        # embeddings): their sighting, created later, is closed at once
+        self._ended_early: "OrderedDict[tuple[str, int], float]" = OrderedDict()
         self.mode = "live"
 
     # --- input ------------------------------------------------------------------------------
@@ -238,10 +241,14 @@ class ViewState:
             if s.camera == camera and s.local_id == local_id:
                 return s
         s = Sighting(camera, local_id, ts, ts, floor=deque(maxlen=self.limits.floor_points))
+        ended = self._ended_early.pop((camera, local_id), None)
+        if ended is not None:
+            s.ended, s.last_ts = True, max(ts, ended)
         self._attach(ident, s)
         return s
 
     def _attach(self, ident: Identity, s: Sighting) -> None:
+        ident.crop = ident.crop or s.crop  # a card shows a crop whenever one of its sightings has one
         ident.sightings.append(s)
         ident.sightings.sort(key=lambda x: x.first_ts)
         while len(ident.sightings) > self.limits.sightings_per_identity:
@@ -277,7 +284,7 @@ class ViewState:
             if kind == "reassigned" or (previous is not None and previous != gid):
                 self._move(key, previous if previous is not None else h.get("from"), ident, h)
             s = self._sighting(ident, key[0], key[1], ts)
-            s.last_ts, s.touched, s.ended = max(s.last_ts, ts), now, False
+            s.last_ts, s.touched = max(s.last_ts, ts), now
             crop = self._add_crop(jpeg)
             if crop is not None:
                 s.crop = s.crop or crop
@@ -326,8 +333,12 @@ class ViewState:
         gid = self.where.get(key)
         if gid is None and h.get("global_id") is not None and int(h["global_id"]) in self.identities:
             gid = int(h["global_id"])
-        if gid is None:
-            return  # a tracklet without an identity yet: nothing to show
+        if gid is None:  # a tracklet without an identity yet: nothing to show, but remember an end
+            if h["event"] == "ended":
+                self._ended_early[key] = float(h["capture_ts"])
+                while len(self._ended_early) > 10000:
+                    self._ended_early.popitem(last=False)
+            return
         ident = self._get(gid)
         ts = float(h["capture_ts"])
         s = self._sighting(ident, key[0], key[1], ts)
