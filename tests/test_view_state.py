@@ -205,12 +205,16 @@ def test_crops_are_bounded_in_bytes_and_previews_rate_limited():
     assert not PreviewClock(0.0).due("cam1", 0.0)
 
 
-def test_a_tracklet_that_ended_before_its_identity_is_closed_and_a_moved_crop_shows_on_its_new_card():
+def test_a_tracklet_seen_before_its_identity_keeps_its_span_floor_and_end_and_a_moved_crop_shows_on_its_new_card():
     state = ViewState(clock=Clock())
-    state.ingest(msg("track/cam2", 1, event="ended", camera="cam2", local_id=5, global_id=None, bbox=[0, 0, 1, 1], capture_ts=13.5))
+    state.ingest(msg("track/cam2", 1, event="new", camera="cam2", local_id=5, global_id=None, bbox=[0, 0, 1, 1], capture_ts=11.0,
+                     floor=[1.0, 1.0]))
+    state.ingest(msg("track/cam2", 1, event="ended", camera="cam2", local_id=5, global_id=None, bbox=[0, 0, 1, 1], capture_ts=13.5,
+                     floor=[2.0, 1.0]))
+    assert not state.identities  # nothing to show before the identity event
     state.ingest(sighting("new", 6, "cam2", 5, 13.0, 2))  # the engine decided after the tracklet ended
     s = state.journey(6)["sightings"][0]
-    assert s["ended"] is True and s["last_ts"] == 13.5
+    assert s["ended"] is True and (s["first_ts"], s["last_ts"]) == (11.0, 13.5) and s["floor"] == [[1.0, 1.0], [2.0, 1.0]]
     assert state.journey(6)["card"]["active_until"] == 0.0
     state.ingest(sighting("new", 7, "cam1", 1, 20.0, 3, JPEG))
     state.ingest(sighting("reassigned", 30, "cam1", 1, 21.0, 4, **{"from": 7, "into": 30}))  # into a new identity, no crop sent

@@ -42,6 +42,7 @@ class Limits:
     max_crops: int = 3000
     max_crop_bytes: int = 32 * 1024 * 1024
     max_cameras: int = 64
+    max_pending: int = 2000  # tracklets seen before their identity event, waiting for it
     live_s: float = 10.0  # an identity with an open tracklet touched this recently is live
     stale_s: float = 15.0  # a camera whose previews stopped this long is down; a silent publisher is flagged
 
@@ -129,9 +130,9 @@ class ViewState:
         self.last_message_at: Optional[float] = None
         self.connection: dict[str, Any] = {"state": "connecting", "since": None, "endpoint": None}
         self.removed_version = 0  # the last version at which identities were forgotten
-        # tracklets that ended before they had an identity (the engine decides after a few
-        # embeddings): their sighting, created later, is closed at once
-        self._ended_early: "OrderedDict[tuple[str, int], float]" = OrderedDict()
+        # tracklets seen before they had an identity (the engine decides after a few embeddings):
+        # their time span, floor track and end wait here for the identity event
+        self._pending: "OrderedDict[tuple[str, int], Sighting]" = OrderedDict()
         self.mode = "live"
 
     # --- input ------------------------------------------------------------------------------
@@ -240,10 +241,10 @@ class ViewState:
         for s in ident.sightings:
             if s.camera == camera and s.local_id == local_id:
                 return s
-        s = Sighting(camera, local_id, ts, ts, floor=deque(maxlen=self.limits.floor_points))
-        ended = self._ended_early.pop((camera, local_id), None)
-        if ended is not None:
-            s.ended, s.last_ts = True, max(ts, ended)
+        s = self._pending.pop((camera, local_id), None)
+        if s is None:
+            s = Sighting(camera, local_id, ts, ts, floor=deque(maxlen=self.limits.floor_points))
+        s.first_ts, s.last_ts = min(s.first_ts, ts), max(s.last_ts, ts)
         self._attach(ident, s)
         return s
 
@@ -333,15 +334,17 @@ class ViewState:
         gid = self.where.get(key)
         if gid is None and h.get("global_id") is not None and int(h["global_id"]) in self.identities:
             gid = int(h["global_id"])
-        if gid is None:  # a tracklet without an identity yet: nothing to show, but remember an end
-            if h["event"] == "ended":
-                self._ended_early[key] = float(h["capture_ts"])
-                while len(self._ended_early) > 10000:
-                    self._ended_early.popitem(last=False)
-            return
-        ident = self._get(gid)
         ts = float(h["capture_ts"])
-        s = self._sighting(ident, key[0], key[1], ts)
+        if gid is None:  # no identity yet: kept aside until it has one
+            s = self._pending.get(key)
+            if s is None:
+                s = self._pending[key] = Sighting(key[0], key[1], ts, ts, floor=deque(maxlen=self.limits.floor_points))
+                while len(self._pending) > self.limits.max_pending:
+                    self._pending.popitem(last=False)
+            ident = None
+        else:
+            ident = self._get(gid)
+            s = self._sighting(ident, key[0], key[1], ts)
         s.last_ts, s.touched = max(s.last_ts, ts), self.clock()
         if h["event"] == "ended":
             s.ended = True
@@ -349,7 +352,8 @@ class ViewState:
             x, y = h["floor"]
             if not s.floor or s.floor[-1] != (float(x), float(y)):
                 s.floor.append((float(x), float(y)))
-        self._refresh(ident)
+        if ident is not None:
+            self._refresh(ident)
 
     def _snapshot(self, h: dict) -> None:
         """Late joiners learn the identities they missed (no crops: those came with past events)."""
