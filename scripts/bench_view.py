@@ -62,12 +62,11 @@ def open_browser():
 
 def click_latency_ms(browser) -> float:
     """Click the first card and time until its journey is shown (ms)."""
-    cards = browser.find_elements("css selector", ".card")
-    if not cards:
-        return float("nan")
     browser.execute_script("document.getElementById('journey').hidden = true; document.getElementById('journey-title').textContent = ''")
     t = time.perf_counter()
-    cards[0].click()
+    # clicked inside the page: under a flood, an element found first may be replaced before a WebDriver click lands
+    if not browser.execute_script("const c = document.querySelector('.card'); if (c) c.click(); return !!c"):
+        return float("nan")
     while not browser.execute_script("return document.getElementById('journey-title').textContent !== ''"):
         if time.perf_counter() - t > 10:
             return float("inf")

@@ -112,8 +112,11 @@ def test_bounded_identities_sightings_crops_and_a_full_refresh_after_forgetting(
     assert len(state.journey(30)["sightings"][-1]["floor"]) == 4
     assert len(state.crops) == 5
     assert len(state.where) <= 10 * 3  # no index entries left behind by forgotten sightings
-    assert state.delta(1)["full"] is True  # the page must drop forgotten cards
-    assert state.delta(state.version)["full"] is False
+    delta = state.delta(1)  # the page drops forgotten cards by id, no full refresh needed
+    assert delta["full"] is False and sorted(delta["removed"]) == list(range(1, 21))
+    assert state.delta(state.version)["removed"] == []
+    state._removed_horizon = 5  # what the deque no longer covers gets the full state
+    assert state.delta(1)["full"] is True and state.delta(5)["full"] is False
 
 
 def test_malformed_messages_are_dropped_and_counted(caplog):

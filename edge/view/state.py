@@ -129,7 +129,10 @@ class ViewState:
         self._last_seq: Optional[int] = None
         self.last_message_at: Optional[float] = None
         self.connection: dict[str, Any] = {"state": "connecting", "since": None, "endpoint": None}
-        self.removed_version = 0  # the last version at which identities were forgotten
+        # identities forgotten, with the version at which they went: a delta names them, so a
+        # flood does not turn every update into the full state; older than the deque -> full
+        self._removed: deque = deque(maxlen=10000)
+        self._removed_horizon = 0  # versions at or below this may have lost removals from the deque
         # tracklets seen before they had an identity (the engine decides after a few embeddings):
         # their time span, floor track and end wait here for the identity event
         self._pending: "OrderedDict[tuple[str, int], Sighting]" = OrderedDict()
@@ -224,7 +227,9 @@ class ViewState:
         for s in ident.sightings:
             if self.where.get((s.camera, s.local_id)) == gid:
                 del self.where[(s.camera, s.local_id)]
-        self.removed_version = self.version + 1
+        if len(self._removed) == self._removed.maxlen:
+            self._removed_horizon = self._removed[0][0]
+        self._removed.append((self.version + 1, gid))
 
     def _add_crop(self, jpeg: Optional[bytes]) -> Optional[int]:
         if jpeg is None:
@@ -429,13 +434,14 @@ class ViewState:
                     "cameras": [self._camera_view(c, now) for c in self.cameras.values()], "status": self._status(now)}
 
     def delta(self, since: int) -> dict[str, Any]:
-        """What changed after version ``since``: changed cards, cameras, the status; the full
-        state instead when identities were forgotten since (the page replaces its list)."""
-        if since < self.removed_version:
+        """What changed after version ``since``: changed cards, forgotten ids, cameras, the
+        status; the full state instead when ``since`` is too old to list what was forgotten."""
+        if since < self._removed_horizon:
             return self.full()
         with self._lock:
             now = self.clock()
-            return {"version": self.version, "full": False,
+            removed = [gid for v, gid in self._removed if v > since and gid not in self.identities]
+            return {"version": self.version, "full": False, "removed": removed,
                     "identities": [i.card(self.limits.live_s) for i in self.identities.values() if i.version > since],
                     "cameras": [self._camera_view(c, now) for c in self.cameras.values()], "status": self._status(now)}
 

@@ -42,11 +42,12 @@ function svgEl(tag, attrs = {}) {
 function apply(payload) {
   window.viewDebug.messages++;
   if (payload.full) { cards.clear(); }
+  for (const gid of payload.removed || []) { cards.delete(gid); cardNodes.delete(gid); measured.delete(gid); }
   for (const c of payload.identities) cards.set(c.global_id, c);
   if (payload.full) {
     for (const gid of [...cardNodes.keys()]) if (!cards.has(gid)) cardNodes.delete(gid);
   }
-  dirty.cards = dirty.cards || payload.identities.length > 0 || payload.full;
+  dirty.cards = dirty.cards || payload.identities.length > 0 || payload.full || (payload.removed || []).length > 0;
   dirty.cameras = payload.cameras;
   status = payload.status;
   dirty.status = true;
