@@ -142,6 +142,9 @@ function renderCameras(list) {
       img.onload = () => drawBoxes(t);
       tiles.set(cam.id, t);
       select.append(el("option", { value: cam.id, text: cam.id }));
+      const ids = [...tiles.keys()].sort();  // tiles and filter options in camera-name order
+      $("cameras").append(...ids.map((id) => tiles.get(id).el));
+      select.append(...[...select.options].slice(1).sort((a, b) => a.value.localeCompare(b.value)));
     }
     if (cam.frame_seq !== t.seq && cam.frame_seq > 0) {
       t.seq = cam.frame_seq; t.pending = cam.frame;
