@@ -40,14 +40,14 @@ def main() -> None:
     from edge.config import load_edge_config
     from edge.pipeline import EdgePipeline
     from edge.preview import PreviewClock
-    from edge.sources import VideoReader
+    from edge.sources import FrameReader, make_reader
     from edge.types import Frame
 
     cfg = load_edge_config(args.config, [f"publisher.endpoint={args.endpoint}", "outputs.mot_dir=null"])
     pipeline = EdgePipeline(cfg)
     pipeline.warmup()
-    def reader_for(cam_id: str) -> VideoReader:
-        reader = VideoReader(next(c.source for c in cfg.cameras if c.id == cam_id))
+    def reader_for(cam_id: str) -> FrameReader:
+        reader = make_reader(next(c.source for c in cfg.cameras if c.id == cam_id))
         reader.open()
         return reader
 
