@@ -97,9 +97,8 @@ def test_operator_page_shows_cameras_people_journeys_merges_and_keeps_up(browser
         assert len(crops) >= 3
 
         # a card opens the person's journey: two cameras, in order, with crops and a floor track
-        card = browser.find_elements("css selector", ".card[data-live='1']")[0]
-        gid = int(card.get_attribute("data-gid"))
-        card.click()
+        # clicked inside the page: a card re-rendered between finding and clicking it would be stale
+        gid = int(browser.execute_script("const c = document.querySelector(\".card[data-live='1']\"); c.click(); return c.dataset.gid"))
         steps = wait(lambda: browser.find_elements("css selector", "#journey-steps li"), what="the journey")
         assert len({s.get_attribute("data-camera") for s in steps}) >= 2
         assert browser.find_element("id", "journey-title").text == f"#{gid}"
@@ -108,8 +107,8 @@ def test_operator_page_shows_cameras_people_journeys_merges_and_keeps_up(browser
         assert browser.find_elements("css selector", "#floor polyline")
 
         # a merge updates both cards
-        cards = browser.find_elements("css selector", ".card[data-live='1']")
-        into, source = sorted(int(c.get_attribute("data-gid")) for c in cards[:2])
+        live = browser.execute_script("return [...document.querySelectorAll(\".card[data-live='1']\")].slice(0, 2).map(c => +c.dataset.gid)")
+        into, source = sorted(live)
         assert not browser.find_elements("css selector", f".card[data-gid='{source}'] .merged-into")
         feed.publisher.publish(f"identity/{into}", {"event": "merged", "global_id": into, "from": source, "into": into,
                                                     "cameras": ["cam1", "cam2", "cam3"], "last_seen": time.time()})
@@ -141,3 +140,48 @@ def test_operator_page_shows_cameras_people_journeys_merges_and_keeps_up(browser
     finally:
         feed.close()
         view.close()
+
+
+def test_a_recorded_run_replays_in_the_page(browser, tmp_path):
+    import zmq
+
+    from edge.recording import RecordingWriter
+
+    endpoint = "tcp://127.0.0.1:56442"
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect(endpoint)
+    sub.setsockopt_string(zmq.SUBSCRIBE, "")
+    record = tmp_path / "run.jsonl.gz"
+    writer = RecordingWriter(record)
+    feed = Feed(endpoint, rate=10, preview_fps=4, merge_every=3).start()
+    try:
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline:
+            if sub.poll(100):
+                writer.write(sub.recv_multipart(), time.time())
+    finally:
+        feed.close()
+        writer.close()
+        sub.close(0)
+    view = ViewProcess("--replay", str(record), "--speed", "1")
+    try:
+        browser.get(view.url)
+        wait(lambda: "replay" in browser.find_element("id", "connection").text, what="the replay badge")
+        first = wait(lambda: browser.execute_script(TILE_PIXELS, "cam2"), what="a replayed preview")
+        wait(lambda: (p := browser.execute_script(TILE_PIXELS, "cam2")) is not None and p != first, what="the next replayed preview")
+        wait(lambda: browser.find_elements("css selector", ".card .merged-into"), what="a replayed merge")
+        wait(lambda: browser.find_elements("css selector", ".card:not(.merged) img"), what="a card with a crop")
+        browser.execute_script("document.querySelector('.card:not(.merged) img').closest('.card').click()")
+        steps = wait(lambda: browser.find_elements("css selector", "#journey-steps li"), what="the journey")
+        assert len({s.get_attribute("data-camera") for s in steps}) >= 2
+        wait(lambda: "replay finished" in browser.find_element("id", "connection").text, timeout=30, what="the end of the replay")
+    finally:
+        view.close()
+
+
+def test_a_missing_browser_fails_instead_of_skipping(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(os.path, "exists", lambda path: False)
+    with pytest.raises(pytest.fail.Exception, match="headless Chromium and chromedriver are needed"):
+        find_browser()
