@@ -64,8 +64,7 @@ class TokenGate:
 
 
 def build_app(state: ViewState, token: Optional[str] = None, push_interval_s: float = 0.1,
-              on_start: Optional[Callable[[], None]] = None, on_stop: Optional[Callable[[], None]] = None,
-              title: str = "clipreid-edge view"):
+              on_start: Optional[Callable[[], None]] = None, on_stop: Optional[Callable[[], None]] = None):
     """The ASGI app over ``state``; ``on_start`` / ``on_stop`` start and stop its message source."""
     stopping = asyncio.Event()
 
@@ -122,13 +121,9 @@ def build_app(state: ViewState, token: Optional[str] = None, push_interval_s: fl
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-    async def page_meta(request: Request) -> Response:
-        return JSONResponse({"title": title, "mode": state.mode})
-
     routes = [
         Route("/", index),
         Route("/api/state", api_state),
-        Route("/api/meta", page_meta),
         Route("/api/identity/{gid:int}", api_identity),
         Route("/frame/{camera}", frame),
         Route("/crop/{crop_id:int}", crop),
