@@ -9,6 +9,7 @@ saves the screenshot that README shows.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -116,6 +117,12 @@ def test_operator_page_shows_cameras_people_journeys_merges_and_keeps_up(browser
         assert note[0].text == f"merged into #{into}"
         wait(lambda: f"#{source} merged into this" in browser.find_element("css selector", f".card[data-gid='{into}']").text,
              what="the surviving card noting the merge")
+
+        # a camera that stops: its tile says since when
+        feed.paused_cameras.add("cam3")
+        badge = wait(lambda: browser.find_elements("css selector", '.tile[data-camera="cam3"] .down-badge'), what="the down badge")
+        assert re.fullmatch(r"down since \d\d:\d\d:\d\d", badge[0].text)
+        assert not browser.find_elements("css selector", '.tile[data-camera="cam1"] .down-badge')
 
         # runtime stats on the page
         wait(lambda: len(browser.find_elements("css selector", "#latency tbody tr")) >= 6, what="latency table")
