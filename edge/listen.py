@@ -2,12 +2,15 @@
 
 By default each event is one readable line (``identity 7 merged into 3``, ``cam1/12 moved from
 identity 5 to 3``, ...); ``--json`` prints the topic and the raw JSON header instead.
+``--record FILE`` also writes every raw message with its receive time (:mod:`edge.recording`),
+for ``python -m edge.view --replay FILE``; ``--quiet`` prints nothing while recording.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 
 import numpy as np
 import zmq
@@ -17,8 +20,13 @@ def decode(parts: list[bytes]) -> tuple[str, dict, np.ndarray | None]:
     """A multipart event -> (topic, header, embedding or None)."""
     topic = parts[0].decode()
     header = json.loads(parts[1])
-    embedding = np.frombuffer(parts[2], "<f2") if len(parts) > 2 else None
+    embedding = np.frombuffer(parts[2], "<f2") if len(parts) > 2 and "embedding_dim" in header else None
     return topic, header, embedding
+
+
+def jpeg_part(parts: list[bytes], header: dict) -> bytes | None:
+    """The JPEG attached to a message (preview frame or identity crop), or None."""
+    return parts[-1] if "jpeg_bytes" in header and len(parts) > 2 else None
 
 
 def describe(topic: str, h: dict) -> str:
@@ -45,6 +53,17 @@ def describe(topic: str, h: dict) -> str:
     return f"#{h.get('seq', '?')} {text}"
 
 
+def readable(parts: list[bytes], raw_json: bool) -> str:
+    """The printed line for one message; a malformed one says so instead of stopping the listener."""
+    try:
+        topic, header, emb = decode(parts)
+    except (UnicodeDecodeError, ValueError, IndexError) as exc:
+        return f"malformed message ({type(exc).__name__}: {exc})"
+    extra = f" embedding[{len(emb)}]" if emb is not None else ""
+    line = f"{topic} {json.dumps(header)}" if raw_json else describe(topic, header)
+    return f"{line}{extra}"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m edge.listen", description=__doc__)
     parser.add_argument("--endpoint", default="tcp://127.0.0.1:5555")
@@ -53,7 +72,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print the topic and the raw JSON header of each event")
     parser.add_argument("--secret-key", default=None, help="CURVE: this subscriber's .key_secret (a publisher with curve: needs it)")
     parser.add_argument("--server-key", default=None, help="CURVE: the publisher's public .key")
+    parser.add_argument("--record", default=None, metavar="FILE", help="write the raw messages with their receive times (.gz: compressed)")
+    parser.add_argument("--quiet", action="store_true", help="print nothing (with --record)")
     args = parser.parse_args(argv)
+    recorder = None
+    if args.record:
+        from .recording import RecordingWriter
+
+        try:
+            recorder = RecordingWriter(args.record)
+        except OSError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
     context = zmq.Context.instance()
     sock = context.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
@@ -72,10 +102,11 @@ def main(argv: list[str] | None = None) -> None:
     seen = 0
     try:
         while True:
-            topic, header, emb = decode(sock.recv_multipart())
-            extra = f" embedding[{len(emb)}]" if emb is not None else ""
-            line = f"{topic} {json.dumps(header)}" if args.json else describe(topic, header)
-            print(f"{line}{extra}", flush=True)
+            parts = sock.recv_multipart()
+            if recorder is not None:
+                recorder.write(parts, time.time())
+            if not args.quiet:
+                print(readable(parts, args.json), flush=True)
             seen += 1
             if args.count and seen >= args.count:
                 break
@@ -83,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
         pass
     finally:
         sock.close(0)
+        if recorder is not None:
+            recorder.close()
     sys.exit(0)
 
 

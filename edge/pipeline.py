@@ -10,7 +10,8 @@ import logging
 import threading
 import time
 from dataclasses import replace
-from typing import Optional
+from functools import partial
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from .floor_map import FloorMap
 from .identity import Decision, IdentityEngine, homography_from
 from .identity.engine import settings_from_config
 from .outputs import open_outputs
+from .preview import PreviewClock, crop_region, downscale, encode_jpeg, fit_jpeg
 from .publisher import EventPublisher, decision_event, track_event
 from .reid.backends import ReIDBackend, build_backend
 from .sources import CameraCapture
@@ -61,6 +63,7 @@ class EdgePipeline:
         self.stats = PipelineStats()
         p = cfg.publisher
         self.publisher = EventPublisher(p.endpoint, p.high_water_mark, curve=p.curve, insecure=p.insecure) if p.enabled else None
+        self.previews = PreviewClock(p.preview_fps)
         self.mot, self.video = open_outputs(cfg, frame_rates)
         self.floor_map: Optional[FloorMap] = None
         if cfg.outputs.floor_map and self.homographies:
@@ -227,7 +230,8 @@ class EdgePipeline:
             changed.add(t.key)
             self.publisher.publish(f"track/{t.camera_id}", track_event(kind, t, ts))
         for topic, header, emb in identity_events:
-            self.publisher.publish(topic, header, emb)
+            self.publisher.publish(topic, header, emb, self._crop(header, by_camera))
+        self._publish_previews(by_camera, now)
         for camera_id, frame in by_camera.items():
             for t in self.books[camera_id].tracklets.values():
                 if t.state != "active" or t.key in changed:
@@ -238,6 +242,33 @@ class EdgePipeline:
         if now - self._last_snapshot >= self.cfg.publisher.snapshot_interval_s:
             self._last_snapshot = now
             self.publisher.publish("snapshot", {"event": "snapshot", "identities": self.snapshot()})
+
+    def _crop(self, header: dict, by_camera: dict[str, Frame]) -> Optional[Callable[[], Optional[bytes]]]:
+        """The JPEG crop (encoded later, on the publisher thread) for an identity ``new`` /
+        ``assigned`` event, when crops are on and the tracklet's box is from a frame of this
+        step (so the crop shows the box)."""
+        p = self.cfg.publisher
+        if not p.crops or header.get("event") not in ("new", "assigned"):
+            return None
+        frame = by_camera.get(header.get("camera"))
+        if frame is None or frame.index != header.get("frame"):
+            return None
+        region = crop_region(frame.image, header["bbox"], p.crop_height)
+        return None if region is None else partial(fit_jpeg, region, p.crop_max_bytes)
+
+    def _publish_previews(self, by_camera: dict[str, Frame], now: float) -> None:
+        """``frame/<camera>``: a downscaled JPEG with the boxes (preview pixels) and their ids."""
+        p = self.cfg.publisher
+        for camera_id, frame in by_camera.items():
+            if not self.previews.due(camera_id, now):
+                continue
+            small, scale = downscale(frame.image, p.preview_width)
+            boxes = [[*(round(float(v) * scale, 1) for v in t.xyxy), t.local_id, t.global_id]
+                     for t in self.books[camera_id].tracklets.values() if t.state == "active" and t.last_frame == frame.index]
+            self.publisher.publish(f"frame/{camera_id}", {
+                "event": "frame", "camera": camera_id, "frame": frame.index, "capture_ts": frame.timestamp,
+                "width": small.shape[1], "height": small.shape[0], "scale": round(scale, 5), "boxes": boxes},
+                jpeg=partial(encode_jpeg, small, p.preview_quality))
 
     def snapshot(self) -> list[dict]:
         return [{"global_id": i.global_id, "cameras": sorted(i.cameras), "last_seen": i.last_seen,

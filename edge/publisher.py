@@ -6,7 +6,10 @@ Every message is multipart:
    (subscribers filter by prefix: ``identity``, ``track/cam1`` ...);
 2. header (UTF-8 JSON): ``schema``, ``version``, ``seq`` (per publisher, gaps mean drops),
    ``publish_ts`` and the event's own fields (see :func:`track_event` and README);
-3. optional: the identity embedding as raw little-endian float16 (``embedding_dim`` in header).
+3. optional: the identity embedding as raw little-endian float16 (``embedding_dim`` in header);
+4. optional, last: a JPEG (``jpeg_bytes`` in header): the preview of ``frame/<camera>`` messages,
+   or the tracklet's crop on identity ``new`` / ``assigned`` (both off by default, see
+   :mod:`edge.preview`).
 
 The pipeline never waits for subscribers: messages go through a bounded queue (oldest dropped)
 to one publisher thread, and the socket's send high-water mark drops messages for subscribers
@@ -19,7 +22,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import zmq
@@ -35,7 +38,15 @@ def track_event(event: str, t, capture_ts: float) -> dict[str, Any]:
     x0, y0, x1, y1 = (round(float(v), 1) for v in t.xyxy)
     return {"event": event, "camera": t.camera_id, "local_id": t.local_id, "global_id": t.global_id,
             "bbox": [x0, y0, x1, y1], "score": round(float(t.conf), 3), "capture_ts": capture_ts,
-            "frame": t.last_frame}
+            "frame": t.last_frame, **floor_field(t)}
+
+
+def floor_field(t) -> dict[str, Any]:
+    """``{"floor": [x, y]}``: the tracklet's latest floor position in metres (calibrated cameras)."""
+    if getattr(t, "floor", None) is None or not len(t.floor):
+        return {}
+    x, y = t.floor.points[-1]
+    return {"floor": [round(float(x), 2), round(float(y), 2)]}
 
 
 def decision_event(d, ident=None, t=None) -> dict[str, Any]:
@@ -101,12 +112,21 @@ class EventPublisher:
         self._thread = threading.Thread(target=self._loop, name="publisher", daemon=True)
         self._thread.start()
 
-    def publish(self, topic: str, header: dict[str, Any], embedding: Optional[np.ndarray] = None) -> None:
+    def publish(self, topic: str, header: dict[str, Any], embedding: Optional[np.ndarray] = None,
+                jpeg: Optional[bytes | Callable[[], Optional[bytes]]] = None) -> None:
+        """Queue one message. ``jpeg`` may be a function returning the JPEG (or None to leave it
+        out): it then runs on the publisher thread, off the pipeline's path (previews, crops)."""
         header = {"schema": SCHEMA, "version": SCHEMA_VERSION, **header}
         frames = [topic.encode()]
+        payload = []
         if embedding is not None:
             header["embedding_dim"] = int(np.asarray(embedding).size)
-        item = (frames, header, None if embedding is None else np.asarray(embedding, "<f2").tobytes())
+            payload.append(np.asarray(embedding, "<f2").tobytes())
+        if jpeg is not None:
+            if not callable(jpeg):
+                header["jpeg_bytes"] = len(jpeg)
+            payload.append(jpeg)
+        item = (frames, header, payload)
         while True:
             try:
                 self._queue.put_nowait(item)
@@ -124,10 +144,12 @@ class EventPublisher:
                 frames, header, payload = self._queue.get(timeout=0.1)
             except queue.Empty:
                 continue
+            if payload and callable(payload[-1]):
+                payload = self._encode(header, payload)
             self.seq += 1
             header["seq"] = self.seq
             header["publish_ts"] = time.time()
-            parts = frames + [json.dumps(header).encode()] + ([payload] if payload is not None else [])
+            parts = frames + [json.dumps(header).encode()] + payload
             try:
                 self.socket.send_multipart(parts, flags=zmq.NOBLOCK)
                 self.sent += 1
@@ -136,6 +158,18 @@ class EventPublisher:
             except zmq.ZMQError as exc:
                 self.dropped += 1
                 log.error("publish failed on %s: %s", self.endpoint, exc)
+
+    @staticmethod
+    def _encode(header: dict[str, Any], payload: list) -> list:
+        try:
+            jpeg = payload[-1]()
+        except Exception as exc:  # noqa: BLE001 - an image must not stop the events
+            log.error("JPEG for %s failed: %s: %s", header.get("event"), type(exc).__name__, exc)
+            jpeg = None
+        if jpeg is None:
+            return payload[:-1]
+        header["jpeg_bytes"] = len(jpeg)
+        return payload[:-1] + [jpeg]
 
     def close(self, timeout: float = 2.0) -> None:
         self._stop.set()

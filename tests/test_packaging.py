@@ -27,7 +27,7 @@ def _name(requirement: str) -> str:
     return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
 
 
-def declared(extras: tuple[str, ...] = ("dev", "openvino", "site")) -> set[str]:  # what CI installs (.ci/run)
+def declared(extras: tuple[str, ...] = ("dev", "openvino", "site", "view")) -> set[str]:  # what CI installs (.ci/run)
     """What ``pip install ".[<extras>]"`` declares, following the project's own extras
     (``clipreid-edge[all]`` inside ``dev``) the way pip does."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
