@@ -9,11 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
 
-from trainer.cli import fail, setup_console_logging
+from trainer.cli import fail, setup_console_logging, stop_on_signals
 from trainer.configio import ConfigError
 
 log = logging.getLogger("edge.hub")
@@ -35,10 +33,7 @@ def main(argv: list[str] | None = None) -> dict:
         fail(str(exc))
     from .site.hub import Hub
 
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     try:
         hub = Hub(cfg)
     except (KeyFileError, OSError, RuntimeError, ValueError) as exc:

@@ -8,11 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
 
-from trainer.cli import fail, setup_console_logging
+from trainer.cli import fail, setup_console_logging, stop_on_signals
 from trainer.configio import ConfigError
 from trainer.extras import EDGE_RUNTIME, TRAINING, MissingExtra, require
 
@@ -39,10 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
         fail(str(exc))
     from .pipeline import run_pipeline
 
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     try:
         report = run_pipeline(cfg, stop)
     except Exception as exc:  # noqa: BLE001 - one line for the operator, the trace in debug

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -17,6 +19,16 @@ def fail(message: str, code: int = 2) -> None:
     """Print a user-facing error (no traceback) and exit."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event SIGINT and SIGTERM set, so a long-running service ends its loop cleanly
+    (signal handlers can only be installed from the main thread; elsewhere nothing sets it)."""
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    return stop
 
 
 @contextmanager

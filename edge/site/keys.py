@@ -57,7 +57,7 @@ def load_secret(path: str | Path) -> tuple[bytes, bytes]:
     except (OSError, ValueError) as exc:
         raise KeyFileError(f"{p}: not a readable CURVE secret key file ({exc})") from None
     if secret is None:
-        raise KeyFileError(f"{p}: holds no secret key (give the .key_secret file made by python -m edge.keys)")
+        raise KeyFileError(f"{p}: a public key file; this needs its secret one (the .key_secret file made by python -m edge.keys)")
     return public, secret
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Optional
 
 import zmq
-import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
 from ..recording import read_recording
+from ..site.keys import KeyFileError, load_secret
 from .state import ViewState
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,9 @@ def curve_client_keys(server_key: str, key_file: Optional[str]) -> tuple[bytes, 
     if not path.is_file():
         raise CurveError(f"CURVE key file not found: {path}")
     try:
-        public, secret = zmq.auth.load_certificate(path)
-    except (ValueError, OSError) as exc:
-        raise CurveError(f"{path}: not a ZeroMQ certificate ({exc})") from None
-    if secret is None:
-        raise CurveError(f"{path}: a public certificate; the view needs its secret one (.key_secret)")
+        public, secret = load_secret(path)
+    except KeyFileError as exc:
+        raise CurveError(str(exc)) from None
     return public, secret, server
 
 
