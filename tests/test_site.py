@@ -238,6 +238,11 @@ def test_curve_allow_list_refuses_unknown_keys_and_encrypts_events(tmp_path):
                                "--secret-key", str(keys / "node1.key_secret"), "--server-key", str(keys / "hub.key"))
         finish(ok)
         text = finish(bad)
+        # an allow-listed key may not claim another node's name (here the viewer's key as "node2")
+        imp, imp_out = fake_node(tmp_path, hub.endpoint, "node2", "cam2", [3], "--steps", "3", "--flush-timeout", "0",
+                                 "--secret-key", str(keys / "viewer.key_secret"), "--server-key", str(keys / "hub.key"))
+        finish(imp)
+        assert read(imp_out).get("ids", {}) == {}
         assert read(ok_out)["final"] == {"cam1/1": 1}
         assert read(bad_out)["ids"] == {} and not read(bad_out)["connected"]
         assert "refused our CURVE handshake" in text
@@ -249,6 +254,7 @@ def test_curve_allow_list_refuses_unknown_keys_and_encrypts_events(tmp_path):
         listen.kill()
         sub.close(), plain.close()
         report = hub.stop()
+    assert "node 'node2' connected with the key of 'viewer'" in hub.text()
     kid = intruder_pub.decode()[:8]
     assert f"key {kid} is not on the allow-list" in hub.text()
     assert report["refused_keys"].get(kid, 0) >= 1

@@ -138,3 +138,30 @@ def test_coalescing_keeps_the_newest_summary_and_every_floor_sample():
     merged = {w.local_id: w for w in _merge(older, newer)}
     assert merged[1].last_seen == 2.0 and merged[1].appearance is not None
     assert merged[1].floor[:, 0].tolist() == [0.1, 0.2] and merged[2].last_seen == 1.0
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("conf", "x", "'conf' missing or of the wrong type"),
+    ("frame", "x", "'frame' missing or of the wrong type"),
+    ("frame", float("inf"), "'frame' missing or of the wrong type"),
+    ("local_id", 10**30, "'local_id' is out of range"),
+    ("first_seen", float("inf"), "'first_seen' is not finite"),
+    ("weight", -1.0, "negative"),
+])
+def test_a_bad_item_field_is_a_protocol_error_never_a_crash(field, value, message):
+    """The hub only catches ProtocolError per message: every bad value a node can send must be one."""
+    import json
+
+    frames = encode_tracklets(1, 1.0, [wire(1)])
+    header = json.loads(frames[2])
+    header["items"][0][field] = value
+    frames[2] = json.dumps(header).replace("Infinity", "1e400").encode()  # JSON's 1e400 parses to infinity
+    with pytest.raises(ProtocolError, match=message):
+        decode_tracklets(decode(frames, ("summaries",)), 320)
+
+
+def test_json_constants_and_deep_nesting_are_protocol_errors():
+    frames = encode_tracklets(1, 1.0, [wire(1)])
+    for header in (frames[2].replace(b'"now": 1.0', b'"now": NaN'), b"[" * 100000 + b"]" * 100000):
+        with pytest.raises(ProtocolError, match="unreadable header"):
+            decode([frames[0], frames[1], header, *frames[3:]], ("summaries",))

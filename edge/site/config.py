@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from trainer.configio import ConfigError, StrictModel, load_config
 
-from .keys import CurveClient, CurveServer
+from .keys import CurveClient, CurveServer, is_local
 
 
 class SiteConfig(StrictModel):
@@ -26,6 +26,15 @@ class SiteConfig(StrictModel):
     buffer: int = Field(5000, ge=1, description="tracklet summaries kept while the hub is away (the oldest dropped beyond)")
     flush_timeout_s: float = Field(10.0, ge=0, description="at the end, wait this long for the hub's final ids")
     epoch: Optional[float] = Field(None, description="scene time of file/synthetic cameras' first frame (one clock for a site of file nodes)")
+
+    @model_validator(mode="after")
+    def _encrypted_beyond_localhost(self) -> "SiteConfig":
+        """Summaries carry appearance embeddings (biometric data): they leave the machine only
+        encrypted, towards a hub whose key the node knows, unless the config says otherwise."""
+        if self.curve is None and not self.insecure and not is_local(self.hub):
+            raise ValueError(f"hub {self.hub} is not on this machine: configure site.curve (python -m edge.keys) "
+                             "or set site.insecure: true explicitly")
+        return self
 
 
 # below SiteConfig: edge.config imports SiteConfig from here while this module may still be loading

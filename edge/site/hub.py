@@ -34,7 +34,7 @@ from ..identity.engine import settings_from_config
 from ..publisher import EventPublisher, decision_event
 from .config import HubConfig
 from .gallery import Gallery, candidates_for
-from .keys import Guard, check_bind, key_id
+from .keys import Guard, allow_list_names, check_bind, key_id
 from .protocol import NODE_KINDS, model_id, DimensionError, ProtocolError, WireTracklet, decode, decode_tracklets, encode
 from .store import Store, TrackletRow
 
@@ -134,8 +134,10 @@ class Hub:
         self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a node that reconnects takes its name back
         self.router.setsockopt(zmq.SNDHWM, 10000)
         self.node_allow = None
+        self.key_names: dict[str, str] = {}  # with CURVE: a node's name is its key file's name
         if cfg.curve is not None:
             self.node_allow = self.guard.serve(self.router, cfg.curve.secret_key, cfg.curve.allow, "nodes")
+            self.key_names = allow_list_names(cfg.curve.allow)
         try:
             self.router.bind(cfg.bind)
         except zmq.ZMQError as exc:
@@ -234,6 +236,8 @@ class Hub:
                 self._hello(routing_id, msg.header, user)
                 return
             node = self._node_of(routing_id)
+            if node is not None and self.key_names and self.key_names.get(user or "") != node.name:
+                raise ProtocolError(f"a message for node {node.name} from another key ({key_id(user or '')})")
             if node is None:
                 self._send(routing_id, "refused", {"reason": "say hello first", "retry": True})
                 self.counters["unknown_sender"] += 1
@@ -263,6 +267,9 @@ class Hub:
         except ProtocolError as exc:
             self.counters["malformed"] += 1
             log.warning("dropped a malformed message from %r: %s", routing_id[:32], exc)
+        except Exception:  # noqa: BLE001 - a message the checks missed: one node's input never stops the site
+            self.counters["malformed"] += 1
+            log.exception("dropped a message from %r that the hub could not handle", routing_id[:32])
 
     def _node_of(self, routing_id: bytes) -> Optional[NodeState]:
         for n in self.nodes.values():
@@ -275,6 +282,9 @@ class Hub:
         cameras = h.get("cameras")
         if not isinstance(name, str) or not isinstance(session, str) or not isinstance(cameras, list) or not all(isinstance(c, str) for c in cameras):
             raise ProtocolError("hello needs node, session and cameras")
+        if self.key_names and self.key_names.get(user or "") != name:
+            return self._refuse(routing_id, name, f"node {name!r} connected with the key of {self.key_names.get(user or '')!r}: "
+                                                   "a node's name is its key file's name in the allow-list")
         if h.get("model_id") != self.model_id:
             return self._refuse(routing_id, name, f"model {h.get('model_id')!r}, the hub's is {self.model_id!r}")
         if h.get("embedding_dim") != self.dim:

@@ -82,6 +82,15 @@ def load_allow_list(folder: str | Path) -> set[bytes]:
     return keys
 
 
+def allow_list_names(folder: str | Path) -> dict[str, str]:
+    """Public key (z85 text, as ZeroMQ reports a CURVE client's User-Id) -> the name of its
+    ``<name>.key`` file: a node may only call itself by its key file's name."""
+    names = {}
+    for path in sorted(Path(folder).glob("*.key")):
+        names[load_public(path).decode()] = path.stem
+    return names
+
+
 def is_local(endpoint: str) -> bool:
     """True when a bind address is reachable from this machine only (loopback, ipc://, inproc://)."""
     if endpoint.startswith(("ipc://", "inproc://")):

@@ -28,7 +28,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from ..identity import Decision, TrackletSummary
 from .config import SiteConfig
-from .keys import as_client
+from .keys import load_public, load_secret
 from .protocol import HUB_KINDS, WireTracklet, decode, encode, encode_tracklets, model_id
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,9 @@ class SiteEngine:
         self.connected = False
         self.stats = {"sent": 0, "coalesced": 0, "dropped": 0, "resyncs": 0, "hub_gaps": 0}
         self._bye = False
+        # keys are read here, on the caller's thread, so a bad key file stops edge.run with one line
+        self._keys = None if cfg.curve is None else (load_secret(cfg.curve.secret_key), load_public(cfg.curve.server_key))
+        self._routing_id = f"{cfg.node}.{uuid.uuid4().hex}".encode()  # never published (stats show the session)
         self._thread = threading.Thread(target=self._loop, name="site-node", daemon=True)
         self._thread.start()
 
@@ -194,10 +197,11 @@ class SiteEngine:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for a hub that is not there: the outbox keeps it
         sock.setsockopt(zmq.SNDHWM, 1000)
-        sock.setsockopt(zmq.ROUTING_ID, f"{self.cfg.node}.{self.session}".encode())
+        sock.setsockopt(zmq.ROUTING_ID, self._routing_id)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
-        if self.cfg.curve is not None:
-            as_client(sock, self.cfg.curve.secret_key, self.cfg.curve.server_key)
+        if self._keys is not None:
+            (public, secret), server = self._keys
+            sock.curve_secretkey, sock.curve_publickey, sock.curve_serverkey = secret, public, server
         sock.connect(self.cfg.hub)
         return sock
 
@@ -269,7 +273,10 @@ class SiteEngine:
                         except zmq.Again:
                             break
                         last_heard = time.monotonic()
-                        welcomed = self._handle(frames, welcomed)
+                        try:
+                            welcomed = self._handle(frames, welcomed)
+                        except (KeyError, TypeError, ValueError) as exc:  # a message of the right kind with bad fields
+                            log.warning("site: dropped a malformed %s message from the hub: %s", frames[1][:16] if len(frames) > 1 else b"?", exc)
         finally:
             sock.disable_monitor()
             monitor.close(0)

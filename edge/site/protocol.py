@@ -48,6 +48,10 @@ class ProtocolError(ValueError):
     """A message that does not parse or breaks the protocol (dropped and counted, never fatal)."""
 
 
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not a number this protocol takes")
+
+
 @dataclass
 class WireTracklet:
     """One tracklet as a node sends it: the engine's summary fields plus what events show.
@@ -97,8 +101,8 @@ def decode(frames: list[bytes], kinds: tuple[str, ...]) -> Message:
         raise ProtocolError("not a site message (bad magic or too few frames)")
     try:
         kind = frames[1].decode()
-        header = json.loads(frames[2])
-    except (UnicodeDecodeError, ValueError) as exc:
+        header = json.loads(frames[2], parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError(f"unreadable header: {exc}") from None
     if kind not in kinds:
         raise ProtocolError(f"unknown message kind {kind!r}")
@@ -149,13 +153,25 @@ def encode_tracklets(seq: int, now: float, items: list[WireTracklet]) -> list[by
     return encode("summaries", {"seq": seq, "now": float(now), "items": rows}, arrays)
 
 
+MAX_INT = 2**53  # what JSON numbers, SQLite integers and float64 all hold exactly
+
+
 def _field(row: dict, name: str, kind: type | tuple[type, ...]):
+    """A field of the kind asked for; numbers must be finite and integers within +-2**53."""
     value = row.get(name)
     if isinstance(value, bool) and kind is not bool:
         raise ProtocolError(f"item field {name!r} has the wrong type")
     if not isinstance(value, kind):
         raise ProtocolError(f"item field {name!r} missing or of the wrong type")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ProtocolError(f"item field {name!r} is not finite")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise ProtocolError(f"item field {name!r} is out of range")
     return value
+
+
+def _optional_field(row: dict, name: str, kind: type | tuple[type, ...], default):
+    return default if row.get(name) is None else _field(row, name, kind)
 
 
 def _array(arrays: list[np.ndarray], index, shape_check) -> Optional[np.ndarray]:
@@ -201,9 +217,10 @@ def decode_tracklets(msg: Message, embedding_dim: int) -> tuple[float, list[Wire
             raise ProtocolError(f"bad appearance: {exc}") from None
         t = WireTracklet(camera, _field(row, "local_id", int), float(_field(row, "first_seen", (int, float))),
                          float(_field(row, "last_seen", (int, float))), _field(row, "n", int), float(_field(row, "weight", (int, float))),
-                         boxes[0].copy(), boxes[1].copy(), _field(row, "ended", bool), float(row.get("conf", 0.0)), int(row.get("frame", 0)),
+                         boxes[0].copy(), boxes[1].copy(), _field(row, "ended", bool), float(_optional_field(row, "conf", (int, float), 0.0)),
+                         _optional_field(row, "frame", int, 0),
                          appearance, None if floor is None else floor.copy())
-        if t.local_id < 0 or t.n_embeddings < 0 or t.last_seen < t.first_seen:
+        if t.local_id < 0 or t.n_embeddings < 0 or t.last_seen < t.first_seen or t.weight < 0:
             raise ProtocolError(f"item {camera}/{t.local_id}: negative id/count or last_seen before first_seen")
         out.append(t)
     return float(now), out
