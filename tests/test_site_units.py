@@ -165,3 +165,14 @@ def test_json_constants_and_deep_nesting_are_protocol_errors():
     for header in (frames[2].replace(b'"now": 1.0', b'"now": NaN'), b"[" * 100000 + b"]" * 100000):
         with pytest.raises(ProtocolError, match="unreadable header"):
             decode([frames[0], frames[1], header, *frames[3:]], ("summaries",))
+
+
+def test_a_node_sends_to_a_remote_hub_only_encrypted_unless_told_otherwise():
+    from pydantic import ValidationError
+
+    from edge.site.config import SiteConfig
+
+    with pytest.raises(ValidationError, match="hub tcp://10.0.0.5:5600 is not on this machine: configure site.curve"):
+        SiteConfig(node="n1", hub="tcp://10.0.0.5:5600")
+    assert SiteConfig(node="n1", hub="tcp://10.0.0.5:5600", insecure=True).insecure
+    assert SiteConfig(node="n1", hub="tcp://127.0.0.1:5600").curve is None
