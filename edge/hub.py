@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import sys
 
 from trainer.cli import fail, setup_console_logging, stop_on_signals
 from trainer.configio import ConfigError
+from trainer.extras import EDGE_RUNTIME, MissingExtra, require
 
 log = logging.getLogger("edge.hub")
 
@@ -31,13 +33,20 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = load_hub_config(args.config, args.overrides)
     except ConfigError as exc:
         fail(str(exc))
+    try:
+        require("the site hub", EDGE_RUNTIME + (("faiss", "site"),))
+    except MissingExtra as exc:
+        fail(str(exc))
     from .site.hub import Hub
 
     stop = stop_on_signals()
     try:
         hub = Hub(cfg)
-    except (KeyFileError, OSError, RuntimeError, ValueError) as exc:
+    except (KeyFileError, OSError, RuntimeError, ValueError, sqlite3.Error) as exc:
         fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - e.g. ONNX Runtime cannot read the model: one line, the trace in debug
+        log.debug("hub failed to start", exc_info=True)
+        fail(f"{type(exc).__name__}: {exc}")
     report = hub.run(stop)
     log.info("hub stopped: %s", json.dumps(report))
     if args.report:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -57,11 +59,17 @@ def readable(parts: list[bytes], raw_json: bool) -> str:
     """The printed line for one message; a malformed one says so instead of stopping the listener."""
     try:
         topic, header, emb = decode(parts)
-    except (UnicodeDecodeError, ValueError, IndexError) as exc:
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+        line = f"{topic} {json.dumps(header)}" if raw_json else describe(topic, header)
+    except (UnicodeDecodeError, ValueError, IndexError, TypeError, AttributeError) as exc:
         return f"malformed message ({type(exc).__name__}: {exc})"
     extra = f" embedding[{len(emb)}]" if emb is not None else ""
-    line = f"{topic} {json.dumps(header)}" if raw_json else describe(topic, header)
     return f"{line}{extra}"
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -100,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     for topic in args.topic or [""]:
         sock.setsockopt_string(zmq.SUBSCRIBE, topic)
     seen = 0
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends like Ctrl-C: the recording is closed whole
     try:
         while True:
             parts = sock.recv_multipart()

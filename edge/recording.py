@@ -54,7 +54,16 @@ def read_recording(path: str | Path) -> Iterator[tuple[float, list[bytes]]]:
     if not path.is_file():
         raise FileNotFoundError(f"recording not found: {path}")
     with _open(path, "r") as f:
-        for n, line in enumerate(f, 1):
+        n = 0
+        while True:
+            try:
+                line = next(f, None)
+            except (EOFError, OSError, UnicodeDecodeError) as exc:  # a .gz cut short by a killed recorder, or bytes that are not text
+                log.warning("%s: ends early after line %d (%s: %s); the messages before it are kept", path, n, type(exc).__name__, exc)
+                return
+            if line is None:
+                return
+            n += 1
             if not line.strip():
                 continue
             try:

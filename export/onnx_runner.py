@@ -12,24 +12,26 @@ def ort_session(onnx_path: str | Path, providers: list[str] | None = None, threa
     FP16 exports run with graph optimisations off: ONNX Runtime 1.32's optimiser crashes the
     process (segfault, in its NCHWc layout pass) on the converted FP16 graph on the CPU provider;
     unoptimised, it runs and keeps parity. The precision is in the model's own metadata, so the
-    model is first opened unoptimised (cheap: no graph rewriting) to read it through ONNX
-    Runtime's metadata map, and reopened optimised only when it is not FP16. No ``onnx`` package.
+    model is first opened unoptimised on the CPU (cheap: no graph rewriting, nothing on the GPU)
+    to read it through ONNX Runtime's metadata map; that probe is freed before the real session
+    opens. No ``onnx`` package.
     """
     import onnxruntime as ort
 
     from export.metadata import metadata_from_props
 
     available = ort.get_available_providers()
-    wanted = [p for p in (providers or ("CUDAExecutionProvider", "CPUExecutionProvider")) if p in available]
+    wanted = [p for p in (providers or ("CUDAExecutionProvider", "CPUExecutionProvider")) if p in available] or ["CPUExecutionProvider"]
+    probe_options = ort.SessionOptions()
+    probe_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    probe = ort.InferenceSession(str(onnx_path), probe_options, providers=["CPUExecutionProvider"])  # never on the GPU
+    meta = metadata_from_props(probe.get_modelmeta().custom_metadata_map)
+    del probe  # freed before the real session: one copy of the weights at a time
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    plain = ort.InferenceSession(str(onnx_path), options, providers=wanted)
-    meta = metadata_from_props(plain.get_modelmeta().custom_metadata_map)
-    if meta is not None and meta.precision == "fp16":
-        return plain
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    fp16 = meta is not None and meta.precision == "fp16"
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL if fp16 else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(onnx_path), options, providers=wanted)
 
 

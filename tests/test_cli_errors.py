@@ -46,6 +46,8 @@ MISSING_EXTRA = {
                                 "error: the edge runtime needs ultralytics, which this install lacks: pip install 'clipreid-edge[edge]'"),
     "edge.run torch backend without [train]": ("open_clip", "edge.run", ["edge.run", "--cameras", "configs/cams.demo.yaml", "reid.backend=torch"],
                                                "error: the edge runtime needs open_clip, which this install lacks: pip install 'clipreid-edge[train]'"),
+    "edge.hub without [site]": ("faiss", "edge.hub", ["edge.hub", "--config", "configs/site.demo/hub.yaml"],
+                                "error: the site hub needs faiss, which this install lacks: pip install 'clipreid-edge[site]'"),
     "train without [train]": ("torch", "trainer.train", ["trainer.train", "--config", "configs/tiny_synthetic.yaml"],
                               "error: training needs torch, which this install lacks: pip install 'clipreid-edge[train]'"),
     "export without [train]": ("onnx", "export", ["export", "onnx", "--checkpoint", MISSING_CKPT, "--out", "/nonexistent/x.onnx"],

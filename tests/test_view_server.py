@@ -68,6 +68,9 @@ def test_live_events_reach_the_api_stream_and_images_and_the_view_survives_the_p
         status, frame, _ = view.get("frame/cam1")
         assert status == 200 and frame[:2] == b"\xff\xd8"
         assert view.get("frame/nope")[0] == 404 and view.get("api/identity/999999")[0] == 404
+        # a page on another domain rebound to 127.0.0.1 (DNS rebinding) reads nothing
+        assert view.get("api/state", headers={"Host": "attacker.example:8080"})[0] == 400
+        assert view.get(f"crop/{card['crop']}", headers={"Host": "attacker.example"})[0] == 400
         journey = json.loads(view.get(f"api/identity/{card['global_id']}")[1])
         assert len({s["camera"] for s in journey["sightings"]}) >= 2
         merged = view.wait_for(lambda s: any(c["merged_into"] for c in s["identities"]), what="a merge")

@@ -222,3 +222,26 @@ def test_a_tracklet_seen_before_its_identity_keeps_its_span_floor_and_end_and_a_
     state.ingest(sighting("new", 7, "cam1", 1, 20.0, 3, JPEG))
     state.ingest(sighting("reassigned", 30, "cam1", 1, 21.0, 4, **{"from": 7, "into": 30}))  # into a new identity, no crop sent
     assert state.journey(30)["card"]["crop"] == state.journey(7)["card"]["crop"] is not None
+
+
+def test_a_gz_recording_cut_short_replays_what_it_holds(tmp_path, caplog):
+    """A recorder killed mid-run leaves a .gz without its end: replay keeps every whole message
+    before the cut and says where it ended instead of raising."""
+    path = tmp_path / "run.jsonl.gz"
+    writer = RecordingWriter(path)
+    for i in range(50):
+        writer.write([b"identity/1", json.dumps({"seq": i}).encode()], float(i))
+    writer.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with caplog.at_level(logging.WARNING):
+        got = list(read_recording(path))
+    assert 0 < len(got) < 50 and [json.loads(p[1])["seq"] for _, p in got] == list(range(len(got)))
+    assert "ends early" in caplog.text
+
+
+def test_listen_prints_a_malformed_line_for_a_header_that_is_not_an_object():
+    from edge.listen import readable
+
+    assert readable([b"identity/1", b"[1]"], False).startswith("malformed message")
+    assert readable([b"identity/1", b"not json"], True).startswith("malformed message")

@@ -69,10 +69,10 @@ def serve(cfg: ViewConfig, token: str | None) -> None:
         import uvicorn
 
         from .server import build_app
+        from .sources import CurveError, LiveSource, ReplaySource, curve_client_keys
+        from .state import Limits, ViewState
     except ImportError as exc:
         fail(f"the view needs the [view] extra: pip install -e \".[view]\" ({exc.name} is missing)")
-    from .sources import CurveError, LiveSource, ReplaySource, curve_client_keys
-    from .state import Limits, ViewState
 
     limits = Limits(max_identities=cfg.max_identities, sightings_per_identity=cfg.sightings_per_identity,
                     max_crop_bytes=int(cfg.max_crop_mb * 1024 * 1024), live_s=cfg.live_s, stale_s=cfg.stale_s)
@@ -101,7 +101,7 @@ def serve(cfg: ViewConfig, token: str | None) -> None:
         stop.set()
         source.join(timeout=2.0)
 
-    app = build_app(state, token, on_start=source.start, on_stop=stop_source)
+    app = build_app(state, token, on_start=source.start, on_stop=stop_source, local_only=cfg.is_local and not token)
     what = f"replay of {cfg.replay} at {cfg.speed:g}x" if cfg.replay else f"events from {cfg.events}"
     shown = "localhost" if cfg.is_local else cfg.host
     log.info("serving %s on http://%s:%d/%s", what, shown, port, "?token=<token>" if token else "")

@@ -22,6 +22,8 @@ from typing import Any, Callable, Optional
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -63,9 +65,18 @@ class TokenGate:
         await response(scope, receive, send)
 
 
+LOCAL_HOSTS = ["localhost", "127.0.0.1"]
+
+
 def build_app(state: ViewState, token: Optional[str] = None, push_interval_s: float = 0.1,
-              on_start: Optional[Callable[[], None]] = None, on_stop: Optional[Callable[[], None]] = None):
-    """The ASGI app over ``state``; ``on_start`` / ``on_stop`` start and stop its message source."""
+              on_start: Optional[Callable[[], None]] = None, on_stop: Optional[Callable[[], None]] = None,
+              local_only: bool = False):
+    """The ASGI app over ``state``; ``on_start`` / ``on_stop`` start and stop its message source.
+
+    ``local_only`` (a view bound to localhost without a token): requests must name localhost in
+    their Host header, so a web page the operator opens cannot rebind its own domain to
+    127.0.0.1 and read crops and previews from the browser (DNS rebinding).
+    """
     stopping = asyncio.Event()
 
     @asynccontextmanager
@@ -130,7 +141,8 @@ def build_app(state: ViewState, token: Optional[str] = None, push_interval_s: fl
         Route("/stream", stream),
         Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=LOCAL_HOSTS)] if local_only else []
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     return TokenGate(app, token) if token else app
 
 
