@@ -387,6 +387,7 @@ def _stats(pipeline: EdgePipeline, captures: list[CameraCapture], watchdog: Capt
         "restarts": dict(watchdog.restarts),
         "gallery": len(pipeline.engine),
         "events_dropped": pub.dropped if pub else 0,
+        "images_dropped": pub.images_dropped if pub else 0,
     })
     if pub is not None:
         pub.publish("stats", {"event": "stats", **report})

@@ -81,10 +81,13 @@ class EventPublisher:
     """Bind a PUB socket and send from a background thread; :meth:`publish` never blocks."""
 
     def __init__(self, endpoint: str, high_water_mark: int = 1000, queue_size: int = 10000,
-                 curve=None, insecure: bool = False, guard=None):
+                 curve=None, insecure: bool = False, guard=None, max_pending_images: int = 16):
         """``curve`` (:class:`edge.site.keys.CurveServer`): encrypt, and let in only the allow-listed
         subscribers; without it a bind beyond localhost is refused unless ``insecure``. ``guard``: the
-        process's :class:`edge.site.keys.Guard` (one ZAP authenticator per context)."""
+        process's :class:`edge.site.keys.Guard` (one ZAP authenticator per context).
+        ``max_pending_images``: previews and crops waiting for the publisher thread (each holds
+        pixels); past it a new image message is dropped, so images never crowd out events nor
+        grow memory when JPEG encoding falls behind."""
         from .site.keys import Guard, check_bind
 
         check_bind(endpoint, curve is not None, insecure, "the event publisher")
@@ -109,6 +112,10 @@ class EventPublisher:
         self._stop = threading.Event()
         self.seq = 0
         self.sent = self.dropped = 0
+        self.max_pending_images = max_pending_images
+        self.images_dropped = 0
+        self._pending_images = 0
+        self._images_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="publisher", daemon=True)
         self._thread.start()
 
@@ -123,25 +130,37 @@ class EventPublisher:
             header["embedding_dim"] = int(np.asarray(embedding).size)
             payload.append(np.asarray(embedding, "<f2").tobytes())
         if jpeg is not None:
+            with self._images_lock:
+                if self._pending_images >= self.max_pending_images:
+                    self.images_dropped += 1
+                    return
+                self._pending_images += 1
             if not callable(jpeg):
                 header["jpeg_bytes"] = len(jpeg)
             payload.append(jpeg)
-        item = (frames, header, payload)
+        item = (frames, header, payload, jpeg is not None)
         while True:
             try:
                 self._queue.put_nowait(item)
                 return
             except queue.Full:
                 try:
-                    self._queue.get_nowait()
+                    self._taken(self._queue.get_nowait())
                     self.dropped += 1
                 except queue.Empty:
                     pass
 
+    def _taken(self, item: tuple) -> tuple:
+        """An item leaves the queue (sent or dropped): an image frees its place."""
+        if item[3]:
+            with self._images_lock:
+                self._pending_images -= 1
+        return item
+
     def _loop(self) -> None:
         while not self._stop.is_set() or not self._queue.empty():
             try:
-                frames, header, payload = self._queue.get(timeout=0.1)
+                frames, header, payload, _ = self._taken(self._queue.get(timeout=0.1))
             except queue.Empty:
                 continue
             if payload and callable(payload[-1]):

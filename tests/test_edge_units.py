@@ -257,6 +257,23 @@ def test_publisher_never_blocks_on_a_subscriber_that_stopped_reading():
     assert pub.sent + pub.dropped <= 20000 and pub.dropped > 0
 
 
+def test_images_waiting_for_encoding_are_bounded_and_never_crowd_out_events():
+    """Previews whose JPEG encoding falls behind are dropped at the image bound; the identity
+    event published after them still goes out, and nothing is left counted as pending."""
+    pub = EventPublisher("tcp://127.0.0.1:56783", queue_size=100, max_pending_images=3)
+
+    def slow_jpeg():
+        time.sleep(0.05)
+        return b"\xff\xd8jpeg"
+
+    for _ in range(20):
+        pub.publish("frame/cam1", {"event": "preview"}, jpeg=slow_jpeg)
+    pub.publish("identity/1", {"event": "new", "global_id": 1})
+    pub.close(timeout=5)
+    assert pub.images_dropped >= 16 and pub.sent >= 2 and pub.dropped == 0
+    assert pub._pending_images == 0
+
+
 def test_a_file_camera_pipeline_with_an_onnx_model_loads_no_training_code_or_simulator(tmp_path):
     """The edge runtime imports what its config needs: with a video file and the ONNX backend,
     building the pipeline pulls in neither open_clip, the training models and data, nor the
