@@ -151,8 +151,10 @@ def test_hub_gives_one_site_id_per_person_across_node_processes(tmp_path):
 
 
 def test_model_or_embedding_size_mismatch_is_refused_with_a_clear_error(tmp_path):
-    hub = HubProcess(tmp_path).start()
+    hub = HubProcess(tmp_path, lockstep=["wrongdim", "wrongmodel"]).start()
     try:
+        p, out = fake_node(tmp_path, hub.endpoint, "stranger", "cam1", [0])
+        assert "refused node stranger: node 'stranger' is not one of this lockstep site's nodes" in finish(p)
         p, out = fake_node(tmp_path, hub.endpoint, "wrongdim", "cam1", [0], "--dim", "128")
         text = finish(p)
         assert p.returncode == 2
@@ -162,7 +164,7 @@ def test_model_or_embedding_size_mismatch_is_refused_with_a_clear_error(tmp_path
         assert "refused node wrongmodel: model 'osnet.onnx:0123', the hub's is 'reid.onnx:" in text
     finally:
         report = hub.stop()
-    assert report["refused"] == 2
+    assert report["refused"] == 3
     assert "node wrongdim refused: embedding size 128" in hub.text()
 
 

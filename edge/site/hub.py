@@ -285,6 +285,8 @@ class Hub:
         if self.key_names and self.key_names.get(user or "") != name:
             return self._refuse(routing_id, name, f"node {name!r} connected with the key of {self.key_names.get(user or '')!r}: "
                                                    "a node's name is its key file's name in the allow-list")
+        if self.cfg.lockstep and name not in self.cfg.lockstep:  # its steps would wait forever
+            return self._refuse(routing_id, name, f"node {name!r} is not one of this lockstep site's nodes {self.cfg.lockstep}")
         if h.get("model_id") != self.model_id:
             return self._refuse(routing_id, name, f"model {h.get('model_id')!r}, the hub's is {self.model_id!r}")
         if h.get("embedding_dim") != self.dim:
