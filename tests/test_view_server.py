@@ -135,14 +135,16 @@ def test_recording_replays_the_same_identities_at_the_chosen_speed(tmp_path):
 def test_curve_publisher_is_read_with_the_views_own_key(tmp_path):
     import zmq.auth
 
-    server_public, server_secret = zmq.curve_keypair()
+    server_public_file, server_secret_file = zmq.auth.create_certificates(str(tmp_path), "server")
+    server_public, server_secret = zmq.auth.load_certificate(server_secret_file)
     client_public_file, client_secret_file = zmq.auth.create_certificates(str(tmp_path), "view")
     ctx = zmq.Context.instance()
     pub = ctx.socket(zmq.PUB)
     pub.curve_server, pub.curve_secretkey, pub.curve_publickey = True, server_secret, server_public
     pub.setsockopt(zmq.LINGER, 0)
     pub.bind("tcp://127.0.0.1:56433")
-    view = ViewProcess("--events", "tcp://127.0.0.1:56433", "--server-key", server_public.decode(), "--key-file", client_secret_file)
+    # the publisher's .key file, as edge.listen takes it (the Z85 text works too: below)
+    view = ViewProcess("--events", "tcp://127.0.0.1:56433", "--server-key", server_public_file, "--key-file", client_secret_file)
     try:
         header = {"schema": "clipreid-edge.events", "version": 2, "seq": 1, "event": "new", "global_id": 8, "cameras": ["cam1"],
                   "camera": "cam1", "local_id": 1, "capture_ts": 5.0, "last_seen": 5.0}

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", default=None, help="YAML file with the same settings (see edge/view/config.py)")
     parser.add_argument("--token-file", default=None, help="file holding the access token (else $CLIPREID_VIEW_TOKEN)")
     parser.add_argument("--insecure", action="store_true", default=None, help="non-local address without a token (behind an authenticating proxy only)")
-    parser.add_argument("--server-key", default=None, help="CURVE: the publisher's Z85 public key")
+    parser.add_argument("--server-key", default=None, help="CURVE: the publisher's public .key file (or its 40-character Z85 key)")
     parser.add_argument("--key-file", default=None, help="CURVE: this view's secret certificate file")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)

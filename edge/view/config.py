@@ -25,7 +25,7 @@ class ViewConfig(StrictModel):
     port: int = Field(8080, ge=0, le=65535, description="port (0: any free one, printed at start)")
     token_file: Optional[str] = Field(None, description=f"file holding the access token (else ${TOKEN_ENV})")
     insecure: bool = Field(False, description="serve a non-local address without a token (only behind an authenticating proxy)")
-    server_key: Optional[str] = Field(None, description="CURVE: the publisher's Z85 public key (40 characters)")
+    server_key: Optional[str] = Field(None, description="CURVE: the publisher's public .key file, or its 40-character Z85 key")
     key_file: Optional[str] = Field(None, description="CURVE: this view's secret certificate (zmq.auth.create_certificates)")
     max_identities: int = Field(500, ge=1, le=100000, description="identities held (the longest untouched are forgotten first)")
     sightings_per_identity: int = Field(20, ge=1, le=1000, description="newest sightings kept per identity")

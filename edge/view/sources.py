@@ -18,7 +18,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from ..recording import read_recording
-from ..site.keys import KeyFileError, load_secret
+from ..site.keys import KeyFileError, load_public, load_secret
 from .state import ViewState
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,11 @@ def curve_client_keys(server_key: str, key_file: Optional[str]) -> tuple[bytes, 
     """
     if not zmq.has("curve"):
         raise CurveError("this libzmq has no CURVE support")
+    if isinstance(server_key, str) and len(server_key) != 40 and Path(server_key).is_file():
+        try:  # the publisher's .key file, as edge.listen and the site take it
+            server_key = load_public(server_key)
+        except KeyFileError as exc:
+            raise CurveError(str(exc)) from None
     server = server_key.encode() if isinstance(server_key, str) else server_key
     if len(server) != 40:
         raise CurveError(f"server_key must be the publisher's 40-character Z85 public key, got {len(server)} characters")
