@@ -176,3 +176,26 @@ def test_a_node_sends_to_a_remote_hub_only_encrypted_unless_told_otherwise():
         SiteConfig(node="n1", hub="tcp://10.0.0.5:5600")
     assert SiteConfig(node="n1", hub="tcp://10.0.0.5:5600", insecure=True).insecure
     assert SiteConfig(node="n1", hub="tcp://127.0.0.1:5600").curve is None
+
+
+def test_a_resync_after_a_long_outage_goes_in_chunks_the_hub_accepts():
+    """Thousands of unfinished tracklets when the hub comes back: the full state is split into
+    messages that each stay within the protocol's limits, every one marked full."""
+    from edge.site.config import SiteConfig
+    from edge.site.node import RESYNC_CHUNK, SiteEngine
+    from test_identity_engine import summary
+
+    node = SiteEngine(SiteConfig(node="n1", hub="tcp://127.0.0.1:9"), ["cam1"], "m", 4)
+    try:
+        for lid in range(2 * RESYNC_CHUNK + 500):
+            s = summary("cam1", lid, [1.0, 0.0, 0.0, 0.0], 0.0, 1.0)
+            node.records[s.key] = s
+        node._resync()
+        chunks = list(node._outbox)
+    finally:
+        node.close()
+    assert [len(items) for _, items, _ in chunks] == [RESYNC_CHUNK, RESYNC_CHUNK, 500]
+    assert all(full for _, _, full in chunks)
+    for now, items, _ in chunks:
+        _, decoded = decode_tracklets(decode(encode_tracklets(1, now, items), ("summaries",)), 4)
+        assert len(decoded) == len(items)

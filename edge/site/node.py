@@ -31,6 +31,8 @@ from .config import SiteConfig
 from .keys import load_public, load_secret
 from .protocol import HUB_KINDS, WireTracklet, decode, encode, encode_tracklets, model_id
 
+RESYNC_CHUNK = 2000  # tracklets per resync message: 5 arrays each stays far below protocol.MAX_ARRAYS
+
 log = logging.getLogger(__name__)
 
 Key = tuple[str, int]
@@ -81,7 +83,7 @@ class SiteEngine:
         self.records: dict[Key, TrackletSummary] = {}  # latest summary of every tracklet not yet final
         self._ids: dict[Key, int] = {}
         self._sent: dict[Key, tuple[int, float]] = {}  # what the hub has: (n_embeddings, last floor time)
-        self._outbox: deque = deque()  # (now, [WireTracklet])
+        self._outbox: deque = deque()  # (now, [WireTracklet], full: a resync chunk)
         self._queued = 0
         self._decisions: list[Decision] = []
         self._final: list[tuple[Key, int]] = []
@@ -110,7 +112,7 @@ class SiteEngine:
         with self._lock:
             self._now = max(self._now, now)
             items = [self._wire(s) for s in summaries]
-            self._outbox.append((now, items))
+            self._outbox.append((now, items, False))
             self._queued += len(items)
             self._bound()
             out, self._decisions = self._decisions, []
@@ -168,27 +170,31 @@ class SiteEngine:
 
     def _bound(self) -> None:
         while self._queued > self.cfg.buffer and len(self._outbox) > 1:
-            t0, a = self._outbox.popleft()
-            t1, b = self._outbox.popleft()
+            t0, a, f0 = self._outbox.popleft()
+            t1, b, f1 = self._outbox.popleft()
             merged = _merge(a, b)
             self._queued += len(merged) - len(a) - len(b)
-            self._outbox.appendleft((max(t0, t1), merged))
+            self._outbox.appendleft((max(t0, t1), merged, f0 or f1))
             self.stats["coalesced"] += 1
         if self._queued > self.cfg.buffer and self._outbox:  # one step bigger than the buffer: drop live, keep ended
-            now, items = self._outbox.popleft()
+            now, items, full = self._outbox.popleft()
             keep = [w for w in items if w.ended][: self.cfg.buffer]
+            kept = {id(w) for w in keep}
+            for w in items:
+                if id(w) not in kept:  # never sent: the next summary of it must carry everything again
+                    self._sent.pop((w.camera, w.local_id), None)
             self.stats["dropped"] += len(items) - len(keep)
             self._queued += len(keep) - len(items)
-            self._outbox.appendleft((now, keep))
+            self._outbox.appendleft((now, keep, full))
 
     def _resync(self) -> None:
         """The hub (re)welcomed us: it gets the latest full state of every unfinished tracklet."""
         with self._lock:
             self._outbox.clear()
             items = [self._wire(s, full=True) for s in self.records.values()]
-            self._outbox.append((self._now, items))
+            for start in range(0, max(len(items), 1), RESYNC_CHUNK):  # one message stays within the protocol's array limit
+                self._outbox.append((self._now, items[start:start + RESYNC_CHUNK], True))
             self._queued = len(items)
-            self._full_next = True
             self.stats["resyncs"] += 1
 
     # --- the I/O thread ---------------------------------------------------------------------------
@@ -212,7 +218,6 @@ class SiteEngine:
         welcomed = False
         last_hello = last_beat = -np.inf
         last_heard = time.monotonic()
-        self._full_next = False
 
         def send(kind_frames: list[bytes]) -> bool:
             try:
@@ -234,14 +239,13 @@ class SiteEngine:
                         with self._lock:
                             if not self._outbox:
                                 break
-                            step_now, items = self._outbox[0]
+                            step_now, items, full = self._outbox[0]
                         frames = encode_tracklets(seq + 1, step_now, items)
-                        if self._full_next:
+                        if full:
                             frames[2] = frames[2][:-1] + b', "full": true}'
                         if not send(frames):
                             break
                         seq += 1
-                        self._full_next = False
                         with self._lock:
                             self._outbox.popleft()
                             self._queued -= len(items)
