@@ -1,7 +1,8 @@
 """The operator's page in a real browser (headless Chromium driven by Selenium), fed live by a
 real publisher through ``python -m edge.view``: camera tiles whose images change, identity cards
 with crops, a journey over two cameras with a floor track, a merge that updates the cards, the
-schema banner, "disconnected since", and the delay from publish to visible (p95 < 1 s).
+schema banner, "disconnected since", and the delay from publish to visible (p95 < 1 s); and a
+recording of a real ``edge.run`` demo (``tests/data/demo_run.jsonl.gz``) replayed in the page.
 
 A missing Chromium fails this test: CI installs it (``.ci/run``). ``VIEW_SCREENSHOT=docs/view.png``
 saves the screenshot that README shows.
@@ -39,7 +40,7 @@ def browser():
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        pytest.fail("selenium is missing: pip install -e \".[view]\"", pytrace=False)
+        pytest.fail("selenium is missing: pip install -e \".[dev]\"", pytrace=False)
     chromium, driver = find_browser()
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
@@ -183,6 +184,36 @@ def test_a_recorded_run_replays_in_the_page(browser, tmp_path):
         steps = wait(lambda: browser.find_elements("css selector", "#journey-steps li"), what="the journey")
         assert len({s.get_attribute("data-camera") for s in steps}) >= 2
         wait(lambda: "replay finished" in browser.find_element("id", "connection").text, timeout=30, what="the end of the replay")
+    finally:
+        view.close()
+
+
+def test_a_real_demo_run_replays_in_the_page(browser):
+    """``tests/data/demo_run.jsonl.gz`` is what ``edge.run`` published on the demo (how it was
+    made: ``tests/data/README.md``): the page shows its camera previews changing, cards with the
+    runtime's crops, a journey over two cameras and its merge."""
+    from conftest import REPO
+
+    view = ViewProcess("--replay", str(REPO / "tests" / "data" / "demo_run.jsonl.gz"), "--speed", "3")
+    try:
+        browser.get(view.url)
+        first = wait(lambda: browser.execute_script(TILE_PIXELS, "cam1"), what="a preview of cam1")
+        wait(lambda: (p := browser.execute_script(TILE_PIXELS, "cam1")) is not None and p != first, what="cam1's next preview")
+        assert {t.get_attribute("data-camera") for t in browser.find_elements("css selector", ".tile[data-camera]")} >= {"cam1", "cam2", "cam3"}
+        wait(lambda: browser.find_elements("css selector", ".card .merged-into"), timeout=30, what="the run's merge")
+        gids = wait(lambda: browser.execute_script(
+            "return [...document.querySelectorAll('.card:not(.merged)')].filter(c => c.querySelector('img')).map(c => c.dataset.gid)"),
+            what="cards with crops")
+        journeys = []
+        for gid in gids[:8]:  # the cards re-render as events arrive: click by id, read the journey in one go
+            browser.execute_script("const c = document.querySelector(`.card[data-gid=\"${arguments[0]}\"]`); if (c) c.click();", gid)
+            cams = wait(lambda: browser.execute_script(
+                "const s = [...document.querySelectorAll('#journey-steps li')]; return s.length ? s.map(li => li.dataset.camera) : null"),
+                what="a journey")
+            journeys.append(set(cams))
+            if len(journeys[-1]) >= 2:
+                break
+        assert any(len(cams) >= 2 for cams in journeys), journeys
     finally:
         view.close()
 
