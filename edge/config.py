@@ -102,6 +102,8 @@ class MatchingConfig(StrictModel):
     relink_bonus: float = Field(1.0, ge=0, description="evidence (in scale units) for continuing a same-camera tracklet")
     floor_weight: float = Field(2.0, ge=0, description="evidence (in scale units) for standing at the same floor position at the same time")
     transition_bonus: float = Field(1.0, ge=0, description="evidence (in scale units) for arriving within a configured transition window")
+    appearance_veto: Optional[float] = Field(None, gt=0, description="appearance this many scale units below the threshold forbids a "
+                                             "match whatever the floor, continuity or transitions say (None: off)")
     merge_margin: float = Field(0.5, description="score two identities need to be merged")
     reassign_margin: float = Field(1.0, ge=0, description="a tracklet moves when another identity fits it this much better")
     same_place_m: float = Field(0.8, gt=0, description="floor distance at the same time that counts as the same place")

@@ -96,6 +96,22 @@ def test_floor_same_place_same_time_joins_far_apart_forbids():
     assert out[0].kind == "new"
 
 
+def test_appearance_veto_overrides_floor_and_continuity():
+    """The same place at the same time (+2) and a tracker break at the same spot (+1) outweigh an
+    appearance 2.5 units below the threshold (cos 0.55 at threshold 0.8); with ``appearance_veto``
+    at 2 units, that pair is forbidden and the tracklet founds its own identity; an appearance 1.5
+    units below still joins (the veto only removes clear mismatches)."""
+    walk = [(t / 10, 5 + t / 10, 3.0) for t in range(60)]  # 0 .. 5.9 s, seen by cam2 throughout
+    for veto, cos, expected in ((None, 0.55, "assigned"), (2.0, 0.55, "new"), (2.0, 0.65, "assigned")):
+        e = engine(floor_weight=2.0, appearance_veto=veto)
+        e.update([summary("cam1", 1, unit(1), 0, 2.9, floor=walk[:30]), summary("cam2", 1, unit(1), 0, 2.9, floor=walk[:30])], 2.9)
+        # cam1's track breaks at 2.9 s; the new cam1 track goes on where cam2 still sees the person
+        out = e.update([summary("cam1", 2, with_cos(unit(1), cos), 3.0, 5.9, box=(105, 100, 145, 200), floor=walk[30:]),
+                        summary("cam2", 1, unit(1), 0, 5.9, floor=walk)], 5.9)
+        out = [d for d in out if d.key == ("cam1", 2)]
+        assert out[0].kind == expected, (veto, cos, kinds(out))
+
+
 def test_floor_evidence_known_answers():
     rules = FloorRules(near_m=0.8, far_m=2.0, max_speed_mps=3.0, slack_m=1.0)
 

@@ -60,6 +60,7 @@ class EngineSettings:
     relink_bonus: float = 1.0
     floor_weight: float = 2.0
     transition_bonus: float = 1.0
+    appearance_veto: Optional[float] = None  # appearance this many scale units below the threshold forbids a pair
     merge_margin: float = 0.5
     reassign_margin: float = 1.0
     transitions: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
@@ -80,7 +81,8 @@ def settings_from_config(cfg, model_similarity: Optional[dict], model_name: str 
         threshold=float(threshold if threshold is not None else 1.0), scale=scale, enabled=cfg.enabled,
         min_embeddings=cfg.min_embeddings, identity_ttl_s=cfg.identity_ttl_s, max_identities=cfg.max_identities,
         revision_window_s=cfg.revision_window_s, revise_every_s=cfg.revise_every_s, relink_max_gap_s=cfg.relink_max_gap_s,
-        relink_bonus=cfg.relink_bonus, floor_weight=cfg.floor_weight, transition_bonus=cfg.transition_bonus, merge_margin=cfg.merge_margin,
+        relink_bonus=cfg.relink_bonus, floor_weight=cfg.floor_weight, transition_bonus=cfg.transition_bonus,
+        appearance_veto=cfg.appearance_veto, merge_margin=cfg.merge_margin,
         reassign_margin=cfg.reassign_margin, transitions={(t.src, t.dst): (t.min_s, t.max_s) for t in cfg.transitions},
         floor=FloorRules(near_m=cfg.same_place_m, far_m=cfg.different_place_m, max_speed_mps=cfg.max_speed_mps),
     )
@@ -282,10 +284,19 @@ class IdentityEngine:
         app = self.appearance(ident, without=s.key if exclude_self else None)
         if app is None or s.appearance is None:
             return FORBIDDEN
-        cos = float(similarity(s.appearance, app)[0, 0])
+        evidence = self._appearance_evidence(float(similarity(s.appearance, app)[0, 0]))
+        if evidence <= FORBIDDEN:
+            return FORBIDDEN
         relink = self.cfg.relink_bonus if any(self._continues(s, o) or self._continues(o, s) for o in others) else 0.0
-        return ((cos - self.cfg.threshold) / self.cfg.scale + relink + self.cfg.floor_weight * floor_support
-                + self.cfg.transition_bonus * transition)
+        return evidence + relink + self.cfg.floor_weight * floor_support + self.cfg.transition_bonus * transition
+
+    def _appearance_evidence(self, cos: float) -> float:
+        """``(cos - threshold) / scale``; FORBIDDEN below ``-appearance_veto``: no floor or continuity
+        evidence makes two clearly different-looking people one (a tracker's identity switch or a
+        hand-over to a bystander would otherwise carry a person's id onto someone else)."""
+        evidence = (cos - self.cfg.threshold) / self.cfg.scale
+        veto = self.cfg.appearance_veto
+        return FORBIDDEN if veto is not None and evidence < -veto else evidence
 
     def _time_evidence(self, s: TrackletSummary, ident: Identity, others: list[TrackletSummary]) -> Optional[float]:
         """None when time forbids ``s`` in ``ident``; else the transition support (1 when ``s`` arrived
@@ -435,8 +446,10 @@ class IdentityEngine:
             if any(_overlap(f, last, self.records[k].first_seen, self.records[k].last_seen)
                    for f, last in spans for k in a.members if self.records[k].camera == camera):
                 return FORBIDDEN
-        cos = float(similarity(app_b, app_a)[0, 0])
-        return (cos - self.cfg.threshold) / self.cfg.scale + relink + self.cfg.floor_weight * (max(floor) if floor else 0.0)
+        evidence = self._appearance_evidence(float(similarity(app_b, app_a)[0, 0]))
+        if evidence <= FORBIDDEN:
+            return FORBIDDEN
+        return evidence + relink + self.cfg.floor_weight * (max(floor) if floor else 0.0)
 
     def _fold(self, gone_id: int, keep_id: int) -> Decision:
         keep, gone = self.identities[keep_id], self.identities.pop(gone_id)
