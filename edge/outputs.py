@@ -105,7 +105,8 @@ class AnnotatedVideo:
             colour = _colour("global", gid) if gid is not None else _colour("local", t.local_id)
             cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, 2)
             label = f"{t.local_id}/{gid if gid is not None else '?'}"
-            cv2.putText(canvas, label, (x0, max(10, y0 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1)
+            label_y = y0 - 3 if y0 >= 14 else y0 + 14  # inside the box when it touches the top edge
+            cv2.putText(canvas, label, (x0 + 2 if y0 < 14 else x0, label_y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1)
         if camera_id not in self.writers:
             h, w = canvas.shape[:2]
             path = self.folder / f"{camera_id}.mp4"

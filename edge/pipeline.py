@@ -68,6 +68,8 @@ class EdgePipeline:
         self.floor_map: Optional[FloorMap] = None
         if cfg.outputs.floor_map and self.homographies:
             self.floor_map = FloorMap(cfg.outputs.floor_map, {})
+        elif cfg.outputs.floor_map:
+            log.warning("outputs.floor_map is set but no camera has a calibration: no floor map is drawn")
         self._last_update: dict[tuple[str, int], float] = {}
         self._now = 0.0  # scene clock: the newest frame time processed
         self.final_log: Optional[list] = None  # set to a list to keep every final tracklet's summary (benchmarks)
