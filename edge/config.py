@@ -102,7 +102,6 @@ class MatchingConfig(StrictModel):
     relink_bonus: float = Field(1.0, ge=0, description="evidence (in scale units) for continuing a same-camera tracklet")
     floor_weight: float = Field(2.0, ge=0, description="evidence (in scale units) for standing at the same floor position at the same time")
     transition_bonus: float = Field(1.0, ge=0, description="evidence (in scale units) for arriving within a configured transition window")
-    per_camera_appearance: bool = Field(False, description="compare a tracklet with the identity's look in each camera and take the best")
     appearance_veto: Optional[float] = Field(None, gt=0, description="appearance this many scale units below the threshold forbids a "
                                              "match whatever the floor, continuity or transitions say (None: off)")
     merge_margin: float = Field(0.5, description="score two identities need to be merged")

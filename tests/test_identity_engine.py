@@ -112,23 +112,6 @@ def test_appearance_veto_overrides_floor_and_continuity():
         assert out[0].kind == expected, (veto, cos, kinds(out))
 
 
-def test_per_camera_appearance_compares_with_the_look_in_each_camera():
-    """A person looks different in cam1 (a) and cam2 (b, cos(a, b) = 0.6); the floor joins the two
-    views into one identity, whose mean look is halfway. A later cam2 tracklet that looks like b
-    (cos 0.95 with b, about 0.84 with the mean) joins it only when compared with each camera's
-    look (threshold 0.9)."""
-    a, b = unit(1), with_cos(unit(1), 0.6)
-    later = b * 0.95 + np.sqrt(1 - 0.95**2) * unit(0, 0, 1)
-    walk = [(t / 10, 5 + t / 10, 3.0) for t in range(30)]
-    for per_camera, expected in ((False, "new"), (True, "assigned")):
-        e = engine(threshold=0.9, floor_weight=4.0, per_camera_appearance=per_camera)
-        e.update([summary("cam1", 1, a, 0, 2.9, floor=walk)], 2.9)
-        e.update([summary("cam2", 1, b, 0, 2.9, floor=[(t, x + 0.1, y) for t, x, y in walk])], 2.9)
-        assert e.global_id(("cam2", 1)) == e.global_id(("cam1", 1))
-        out = e.update([summary("cam2", 2, later, 10, 12, box=(400, 100, 440, 200))], 12.0)
-        assert out[0].kind == expected, (per_camera, kinds(out))
-
-
 def test_floor_evidence_known_answers():
     rules = FloorRules(near_m=0.8, far_m=2.0, max_speed_mps=3.0, slack_m=1.0)
 

@@ -61,7 +61,6 @@ class EngineSettings:
     floor_weight: float = 2.0
     transition_bonus: float = 1.0
     appearance_veto: Optional[float] = None  # appearance this many scale units below the threshold forbids a pair
-    per_camera_appearance: bool = False  # compare with the identity's look in each camera, take the best
     merge_margin: float = 0.5
     reassign_margin: float = 1.0
     transitions: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
@@ -83,7 +82,7 @@ def settings_from_config(cfg, model_similarity: Optional[dict], model_name: str 
         min_embeddings=cfg.min_embeddings, identity_ttl_s=cfg.identity_ttl_s, max_identities=cfg.max_identities,
         revision_window_s=cfg.revision_window_s, revise_every_s=cfg.revise_every_s, relink_max_gap_s=cfg.relink_max_gap_s,
         relink_bonus=cfg.relink_bonus, floor_weight=cfg.floor_weight, transition_bonus=cfg.transition_bonus,
-        appearance_veto=cfg.appearance_veto, per_camera_appearance=cfg.per_camera_appearance, merge_margin=cfg.merge_margin,
+        appearance_veto=cfg.appearance_veto, merge_margin=cfg.merge_margin,
         reassign_margin=cfg.reassign_margin, transitions={(t.src, t.dst): (t.min_s, t.max_s) for t in cfg.transitions},
         floor=FloorRules(near_m=cfg.same_place_m, far_m=cfg.different_place_m, max_speed_mps=cfg.max_speed_mps),
     )
@@ -273,21 +272,6 @@ class IdentityEngine:
             self._appearance_cache[cache_key] = weighted_mean(Embeddings.concat(items), np.array(weights)) if items else None
         return self._appearance_cache[cache_key]
 
-    def views(self, ident: Identity, without: Optional[Key] = None) -> list[Embeddings]:
-        """The identity's look in each camera it was seen in (weighted mean of its live tracklets
-        there): a person lit and seen differently by each camera is compared with each look."""
-        cache_key = ("views", ident.global_id, without)
-        if cache_key not in self._appearance_cache:
-            by_camera: dict[str, tuple[list, list]] = {}
-            for key in ident.members:
-                s = self.records[key]
-                if key != without and s.appearance is not None:
-                    items, weights = by_camera.setdefault(s.camera, ([], []))
-                    items.append(s.appearance)
-                    weights.append(max(s.weight, 1e-3))
-            self._appearance_cache[cache_key] = [weighted_mean(Embeddings.concat(i), np.array(w)) for i, w in by_camera.values()]
-        return self._appearance_cache[cache_key]
-
     def score(self, s: TrackletSummary, ident: Identity, exclude_self: bool = False) -> float:
         """How well tracklet ``s`` fits ``ident`` (>= 0: enough to join); FORBIDDEN when a hard rule says no."""
         others = [self.records[k] for k in ident.members if k != s.key]
@@ -300,10 +284,7 @@ class IdentityEngine:
         app = self.appearance(ident, without=s.key if exclude_self else None)
         if app is None or s.appearance is None:
             return FORBIDDEN
-        cos = float(similarity(s.appearance, app)[0, 0])
-        if self.cfg.per_camera_appearance:
-            cos = max([cos] + [float(similarity(s.appearance, v)[0, 0]) for v in self.views(ident, s.key if exclude_self else None)])
-        evidence = self._appearance_evidence(cos)
+        evidence = self._appearance_evidence(float(similarity(s.appearance, app)[0, 0]))
         if evidence <= FORBIDDEN:
             return FORBIDDEN
         relink = self.cfg.relink_bonus if any(self._continues(s, o) or self._continues(o, s) for o in others) else 0.0

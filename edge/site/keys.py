@@ -76,7 +76,7 @@ def load_allow_list(folder: str | Path) -> set[bytes]:
     p = Path(folder)
     if not p.is_dir():
         raise KeyFileError(f"{p}: allow-list folder not found")
-    keys = set(zmq.auth.load_certificates(p).keys())
+    keys = {public.encode() for public in allow_list_names(p)}
     if not keys:
         raise KeyFileError(f"{p}: allow-list folder holds no *.key public key files")
     return keys
