@@ -110,6 +110,9 @@ class MatchingConfig(StrictModel):
     different_place_m: float = Field(2.0, gt=0, description="floor distance at the same time that means two people")
     max_speed_mps: float = Field(3.0, gt=0, description="nobody walks faster between two sightings")
     transitions: list[TransitionWindow] = Field(default_factory=list, description="optional camera-to-camera time windows")
+    centering: Optional[bool] = Field(None, description="compare appearances with each camera's mean look taken out; None: on when "
+                                      "the model stores centered statistics and no threshold is configured")
+    centering_prior_weight: float = Field(3.0, gt=0, description="the model's mean look counts as this many tracklets in each camera's mean")
 
     @model_validator(mode="after")
     def _places_ordered(self) -> "MatchingConfig":

@@ -280,7 +280,7 @@ class EdgePipeline:
         """End every tracklet (so it gets an identity and its rows are written), then close outputs."""
         events = [(e, t, t.last_seen) for book in self.books.values() for e, t in book.end_all()]
         identity_events = self._match(events, self._now)
-        self.engine.flush()
+        identity_events += [self._decision_message(d) for d in self.engine.flush(self._now)]
         self._write_final()
         if hasattr(self.engine, "close"):  # a site node's link to the hub
             self.engine.close()

@@ -153,6 +153,34 @@ def test_two_identities_of_one_person_are_merged_when_evidence_grows():
     assert e.global_id(("cam1", 1)) == e.global_id(("cam3", 1)) == 1 and 2 not in e.identities
 
 
+def test_the_end_of_a_run_revises_once_more_before_everything_is_final():
+    """The converging evidence arrives in the last update, before the next revision is due: flush
+    with the end time still merges the two identities (and says so); flush without a time does not."""
+    for now, merged in ((27.5, True), (None, False)):
+        e = engine(threshold=0.9, merge_margin=0.5, revise_every_s=10.0)
+        e.update([summary("cam1", 1, unit(1, 0.5), 0, 5, ended=True)], 5.0)
+        e.update([summary("cam3", 1, unit(1, -0.5), 20, 25)], 25.0)
+        out = e.update([summary("cam1", 1, unit(1, 0.05), 0, 5, ended=True, weight=30),
+                        summary("cam3", 1, unit(1, -0.05), 20, 27, weight=30, ended=True)], 27.0)
+        assert "merged" not in [d.kind for d in out]
+        last = e.flush(now)
+        assert (("merged", None, 1, 2) in kinds(last)) is merged
+        finals = dict(e.take_final())
+        assert (finals[("cam1", 1)] == finals[("cam3", 1)]) is merged
+
+
+def test_overlapping_views_waiting_together_both_join_the_known_person():
+    """Person 1 was seen in cam3; later cam1 and cam2 (overlapping views) see them at the same
+    time and both tracklets wait in one round. Hungarian gives identity 1 one of them; the other
+    still joins it (not a new identity), while a stranger in that round founds one."""
+    e = engine(threshold=0.8)
+    e.update([summary("cam3", 1, unit(1), 0, 5, ended=True)], 5.0)
+    out = e.update([summary("cam1", 1, unit(1, 0.1), 20, 22), summary("cam2", 1, unit(1, 0.15), 20, 22),
+                    summary("cam1", 2, unit(0, 0, 1), 20, 22, box=(400, 100, 440, 200))], 22.0)
+    assert e.global_id(("cam1", 1)) == e.global_id(("cam2", 1)) == 1
+    assert e.global_id(("cam1", 2)) == 2 and sorted(d.kind for d in out) == ["assigned", "assigned", "new"]
+
+
 def test_wrongly_assigned_tracklet_is_reassigned():
     e = engine(threshold=0.8, reassign_margin=1.0)
     e.update([summary("cam1", 1, unit(1), 0, 10), summary("cam1", 2, unit(0, 0, 1), 0, 10)], 10.0)

@@ -34,6 +34,7 @@ from scipy.optimize import linear_sum_assignment
 
 from trainer.embeddings import Embeddings, similarity, weighted_mean
 
+from .centering import CameraCentering
 from .geometry import FloorRules, FloorTrack, floor_evidence
 from .records import Decision, Key, TrackletSummary
 
@@ -65,12 +66,26 @@ class EngineSettings:
     reassign_margin: float = 1.0
     transitions: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
     floor: FloorRules = field(default_factory=FloorRules)
+    centering: bool = False  # compare appearances with each camera's mean look taken out (centering.py)
+    center_prior: Optional[np.ndarray] = None  # the model's mean tracklet appearance (None: zeros)
+    center_prior_parts: Optional[np.ndarray] = None
+    center_prior_weight: float = 3.0
 
 
 def settings_from_config(cfg, model_similarity: Optional[dict], model_name: str = "the ReID model") -> EngineSettings:
     """Engine settings from ``matching`` (an :class:`edge.config.MatchingConfig`) and the model's stored
-    similarity statistics. The threshold is the config's, else the model's; neither is an error."""
+    similarity statistics. The threshold is the config's, else the model's; neither is an error.
+
+    Camera centering is on when the model carries centered statistics (``similarity.centered``)
+    and no threshold is configured, unless ``matching.centering`` says otherwise; its threshold
+    and scale are then the centered ones, since centered cosines live on another scale."""
     stats = model_similarity or {}
+    centering = cfg.centering if cfg.centering is not None else ("centered" in stats and cfg.threshold is None)
+    if centering and cfg.enabled:
+        if "centered" not in stats and cfg.threshold is None:
+            raise ValueError(f"{model_name} has no centered similarity statistics: set matching.threshold for centered "
+                             "appearances, or matching.centering: false (or store them: python -m export similarity)")
+        stats = stats.get("centered", {})
     threshold = cfg.threshold if cfg.threshold is not None else stats.get("threshold")
     if threshold is None and cfg.enabled:
         raise ValueError(f"{model_name} has no stored matching threshold (third-party or older export): set matching.threshold")
@@ -85,7 +100,13 @@ def settings_from_config(cfg, model_similarity: Optional[dict], model_name: str 
         appearance_veto=cfg.appearance_veto, merge_margin=cfg.merge_margin,
         reassign_margin=cfg.reassign_margin, transitions={(t.src, t.dst): (t.min_s, t.max_s) for t in cfg.transitions},
         floor=FloorRules(near_m=cfg.same_place_m, far_m=cfg.different_place_m, max_speed_mps=cfg.max_speed_mps),
+        centering=bool(centering and cfg.enabled), center_prior=_array((model_similarity or {}).get("mean")),
+        center_prior_parts=_array((model_similarity or {}).get("part_mean")), center_prior_weight=cfg.centering_prior_weight,
     )
+
+
+def _array(values) -> Optional[np.ndarray]:
+    return None if values is None else np.asarray(values, np.float32)
 
 
 @dataclass
@@ -126,6 +147,8 @@ class IdentityEngine:
         self._final: list[tuple[Key, int]] = []
         self._last_revision = -np.inf
         self._appearance_cache: dict[tuple[int, Optional[Key]], Optional[Embeddings]] = {}
+        self.centering: Optional[CameraCentering] = None  # built at the first appearance (its size)
+        self._looks: dict[Key, Embeddings] = {}
 
     def __len__(self) -> int:
         return len(self.identities)
@@ -135,7 +158,7 @@ class IdentityEngine:
         """Take the tracklets that changed (new evidence, ended) and return what changed."""
         for s in summaries:
             self.records[s.key] = s
-        self._appearance_cache.clear()
+        self._refresh_centering()
         out = self._assign_waiting(now)
         if self.cfg.enabled and now - self._last_revision >= self.cfg.revise_every_s:
             self._last_revision = now
@@ -145,10 +168,17 @@ class IdentityEngine:
         out += self._expire(now)
         return out
 
-    def flush(self) -> None:
-        """End of the run: every tracklet is final now (call after the last :meth:`update`)."""
+    def flush(self, now: Optional[float] = None) -> list[Decision]:
+        """End of the run: with ``now``, one last revision with everything known (no more evidence
+        will come), then every tracklet is final. Call after the last :meth:`update`."""
+        out: list[Decision] = []
+        if now is not None and self.cfg.enabled and self.records:
+            self._refresh_centering()
+            out = self._revise(now)
+            self._refresh(out)
         for key in list(self.records):
             self._make_final(key)
+        return out
 
     def settle(self, now: float, max_rounds: int = 50) -> list[Decision]:
         """Revise until nothing changes (offline clustering of a whole run's tracklets)."""
@@ -185,6 +215,7 @@ class IdentityEngine:
         out += [self._found(s, now) for s in blind]
         idents = self._candidate_identities(waiting)
         matched: set[int] = set()
+        joined: list[Identity] = []  # identities that took a tracklet in this round
         if waiting and idents:
             score = np.array([[self.score(s, ident) for ident in idents] for s in waiting])
             rows, cols = linear_sum_assignment(-score)
@@ -192,11 +223,14 @@ class IdentityEngine:
                 if score[r, c] >= 0.0:
                     out.append(self._attach(waiting[r], idents[c], "assigned"))
                     matched.add(r)
-        founded: list[Identity] = []  # people entering two overlapping views at once get one identity
+                    joined.append(idents[c])
+        # one identity takes one tracklet per round, so the same person's tracklet in an overlapping
+        # view (waiting in the same round) may still join an identity matched or founded just now
+        founded: list[Identity] = []
         for r, s in enumerate(waiting):
             if r in matched:
                 continue
-            scores = [(self.score(s, ident), ident.global_id) for ident in founded]
+            scores = [(self.score(s, ident), ident.global_id) for ident in (*joined, *founded)]
             best = max(scores, default=(FORBIDDEN, 0))
             if best[0] >= 0.0:
                 out.append(self._attach(s, self.identities[best[1]], "assigned"))
@@ -231,6 +265,7 @@ class IdentityEngine:
         if ident is None or s.key in self.assignment:
             return None
         self.records[s.key] = s
+        self._refresh_centering()
         return self._attach(s, ident, "assigned")
 
     def _found(self, s: TrackletSummary, now: float) -> Decision:
@@ -256,6 +291,29 @@ class IdentityEngine:
         return ident
 
     # --- the score --------------------------------------------------------------------------
+    def _refresh_centering(self) -> None:
+        self._appearance_cache.clear()
+        self._looks.clear()
+        if not self.cfg.centering:
+            return
+        if self.centering is None:
+            first = next((s.appearance for s in self.records.values() if s.appearance is not None), None)
+            if first is None:
+                return
+            prior = self.cfg.center_prior if self.cfg.center_prior is not None else np.zeros(first.dim, np.float32)
+            if prior.shape != (first.dim,):
+                raise ValueError(f"centering prior has {prior.shape[0]} values, the appearances {first.dim}")
+            self.centering = CameraCentering(prior, self.cfg.center_prior_weight, self.cfg.center_prior_parts)
+        self.centering.refresh(self.records.values())
+
+    def look(self, s: TrackletSummary) -> Optional[Embeddings]:
+        """The appearance the engine compares: the tracklet's own, camera-centered when centering is on."""
+        if s.appearance is None or self.centering is None:
+            return s.appearance
+        if s.key not in self._looks:
+            self._looks[s.key] = self.centering.center(s.appearance, s.camera)
+        return self._looks[s.key]
+
     def appearance(self, ident: Identity, without: Optional[Key] = None) -> Optional[Embeddings]:
         """Weighted mean of the identity's tracklet appearances (and its final ones), optionally without one."""
         cache_key = (ident.global_id, without)
@@ -264,7 +322,7 @@ class IdentityEngine:
             for key in ident.members:
                 s = self.records[key]
                 if key != without and s.appearance is not None:
-                    items.append(s.appearance)
+                    items.append(self.look(s))
                     weights.append(max(s.weight, 1e-3))
             if ident.past is not None:
                 items.append(ident.past)
@@ -284,7 +342,7 @@ class IdentityEngine:
         app = self.appearance(ident, without=s.key if exclude_self else None)
         if app is None or s.appearance is None:
             return FORBIDDEN
-        evidence = self._appearance_evidence(float(similarity(s.appearance, app)[0, 0]))
+        evidence = self._appearance_evidence(float(similarity(self.look(s), app)[0, 0]))
         if evidence <= FORBIDDEN:
             return FORBIDDEN
         relink = self.cfg.relink_bonus if any(self._continues(s, o) or self._continues(o, s) for o in others) else 0.0
@@ -490,7 +548,10 @@ class IdentityEngine:
         spans.append((s.first_seen, s.last_seen))
         del spans[:-MAX_SPANS]
         if s.appearance is not None:
-            self._fold_past(ident, s.appearance, s.weight, s.floor, s.last_seen)
+            self._fold_past(ident, self.look(s), s.weight, s.floor, s.last_seen)
+            if self.centering is not None:
+                self.centering.add_final(s.camera, s.appearance)
+        self._looks.pop(key, None)
         self._final.append((key, gid))
         self._appearance_cache.clear()
 

@@ -201,7 +201,8 @@ class Hub:
         if len(self.engine.identities) < self.cfg.gallery_exact_below:
             return None  # small site: every identity, exactly as one process would
         active = set(self.engine.assignment.values())
-        found = candidates_for(self.gallery, [None if s.appearance is None else s.appearance.global_[0] for s in waiting], self.cfg.gallery_k)
+        looks = [self.engine.look(s) for s in waiting]  # what the engine compares (camera-centered when on)
+        found = candidates_for(self.gallery, [None if a is None else a.global_[0] for a in looks], self.cfg.gallery_k)
         return [ids | active for ids in found]
 
     # --- messages ---------------------------------------------------------------------------
@@ -371,11 +372,11 @@ class Hub:
         names = self.cfg.lockstep or list(self.nodes)
         all_done = bool(names) and all((n := self.nodes.get(name)) is not None and n.finished and not n.pending for name in names)
         if all_done and self.engine.records:
-            self.engine.flush()  # every node said bye: everything is final, as at the end of a single run
-            self._update(self._now, [], flushed=True)
+            last = self.engine.flush(self._now)  # every node said bye: everything is final, as at the end of a single run
+            self._update(self._now, [], flushed=last)
         return len(steps)
 
-    def _update(self, now: float, items: list[tuple[NodeState, WireTracklet, bool]], flushed: bool = False) -> None:
+    def _update(self, now: float, items: list[tuple[NodeState, WireTracklet, bool]], flushed: Optional[list[Decision]] = None) -> None:
         t0 = time.perf_counter()
         touched: list[HubTracklet] = list(self._dirty)
         self._dirty = []
@@ -399,7 +400,7 @@ class Hub:
         if np.isfinite(now):
             self._now = max(self._now, now)
         unique = list({id(t): t for t in touched}.values())
-        decisions = adopted + ([] if flushed else self.engine.update([t.summary() for t in unique], self._now))
+        decisions = adopted + (flushed if flushed is not None else self.engine.update([t.summary() for t in unique], self._now))
         finals = self.engine.take_final()
         self.counters["steps"] += 1
         self.counters["match_ms_total"] += (time.perf_counter() - t0) * 1000

@@ -126,7 +126,7 @@ class SiteEngine:
             out, self._final = self._final, []
         return out
 
-    def flush(self) -> None:
+    def flush(self, now: Optional[float] = None) -> list[Decision]:
         """End of the run: say bye and wait (``flush_timeout_s``) for the hub's final ids; tracklets
         still without one keep the last site id the hub gave them."""
         with self._lock:
@@ -146,6 +146,8 @@ class SiteEngine:
             self._final += left
             for k, _ in left:
                 self.records.pop(k, None)
+            out, self._decisions = self._decisions, []
+        return out  # the hub's decisions that came while waiting
 
     def close(self, timeout: float = 2.0) -> None:
         self._stop.set()
