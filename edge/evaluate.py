@@ -197,6 +197,35 @@ def evaluate(gt_dir: str | Path, pred_dir: str | Path, sequences: Optional[list[
     return result
 
 
+def true_identities(gt_dir: str | Path, pred_dir: str | Path, min_iou: float = 0.5) -> dict[tuple[str, int], int]:
+    """Each predicted local track's true person: the ground-truth global id its boxes are matched
+    to most often (per frame, one-to-one by IoU >= ``min_iou`` with SciPy's assignment solver).
+
+    Relabelling a run's tracks this way is the best any cross-camera association could do with
+    those tracks, so its cross-camera IDF1 separates what association loses from what tracking does."""
+    from collections import Counter
+
+    from scipy.optimize import linear_sum_assignment
+
+    gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
+    out: dict[tuple[str, int], int] = {}
+    for seq_dir in sorted(p for p in gt_dir.iterdir() if (p / "gt" / "gt_global.txt").is_file()):
+        gt = read_mot(seq_dir / "gt" / "gt_global.txt", is_gt=True)
+        pred = read_mot(_pred_file(pred_dir, seq_dir.name, ".txt"))
+        votes: dict[int, Counter] = {}
+        for f, (p_ids, p_boxes, _) in pred.frames.items():
+            if f not in gt.frames:
+                continue
+            g_ids, g_boxes, g_cls = gt.frames[f]
+            iou = _ious(p_boxes, g_boxes)
+            iou[:, g_cls != PEDESTRIAN] = 0.0
+            for r, c in zip(*linear_sum_assignment(-iou)):
+                if iou[r, c] >= min_iou:
+                    votes.setdefault(int(p_ids[r]), Counter())[int(g_ids[c])] += 1
+        out.update({(seq_dir.name, lid): c.most_common(1)[0][0] for lid, c in votes.items()})
+    return out
+
+
 def _raw_ids(gt: Sequence, pred: Sequence, length: Optional[int]) -> dict:
     """Like :func:`trackeval_data` but keeping the original (global) ids for concatenation."""
     T = length or max(gt.length, pred.length)

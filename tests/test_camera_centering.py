@@ -96,3 +96,25 @@ def test_centering_asked_for_without_centered_statistics_is_a_clear_error():
         settings_from_config(MatchingConfig(centering=True), {"threshold": 0.93}, "osnet.onnx")
     s = settings_from_config(MatchingConfig(centering=True, threshold=0.4), None)  # third-party model, centered threshold
     assert s.centering and s.threshold == 0.4 and s.center_prior is None
+
+
+def test_a_restored_engine_keeps_each_cameras_look():
+    """What a site hub persists (JSON) brings a restarted engine back to the same camera means."""
+    import json
+
+    settings = EngineSettings(threshold=0.5, scale=0.1, centering=True, center_prior=np.zeros(6, np.float32))
+    a = IdentityEngine(settings)
+    a.update([summary("cam1", 1, A1, 0, 2), summary("cam1", 2, B1, 0, 2, box=(300, 100, 340, 200)),
+              summary("cam2", 1, A2, 10, 12)], 12.0)
+    a.flush(12.0)
+    state = json.loads(json.dumps(a.centering_state()))
+    assert state["cam1"]["n"] == 2 and state["cam2"]["n"] == 1
+    b = IdentityEngine(settings)
+    b.restore(list(a.identities.values()), 10, state)
+    b.update([summary("cam2", 2, B2, 20, 22)], 22.0)
+    assert np.allclose(b.centering.mean("cam1"), a.centering.mean("cam1"), atol=1e-6)
+    assert np.allclose(b.centering.mean("cam1"), (A1 + B1) / 5, atol=1e-6)  # prior weight 3, zero prior
+    with pytest.raises(ValueError, match="centering state for cam1: 4 values"):
+        c = IdentityEngine(settings)
+        c.restore([], 1, {"cam1": {"sum": [0.0] * 4, "parts": None, "n": 1}})
+        c.update([summary("cam1", 1, A1, 0, 2)], 2.0)

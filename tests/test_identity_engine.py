@@ -181,6 +181,20 @@ def test_overlapping_views_waiting_together_both_join_the_known_person():
     assert e.global_id(("cam1", 2)) == 2 and sorted(d.kind for d in out) == ["assigned", "assigned", "new"]
 
 
+def test_a_flicker_gets_an_identity_nothing_joins():
+    """A tracklet that ended after one crop (a flicker, a false detection) founds an identity of
+    its own even when it looks like a known person, and a later tracklet that looks even more like
+    the flicker than like the person still joins the person; the flicker is never merged."""
+    e = engine(threshold=0.8, min_embeddings=2, merge_margin=0.0)
+    e.update([summary("cam1", 1, unit(1), 0, 5, n=5)], 5.0)
+    out = e.update([summary("cam3", 9, unit(1, 0.05), 6, 6, n=1, ended=True)], 6.0)
+    assert kinds(out) == [("new", ("cam3", 9), 2, None)] and e.identities[2].sealed
+    out = e.update([summary("cam2", 1, unit(1, 0.1), 10, 12, n=5)], 12.0)
+    assert kinds(out) == [("assigned", ("cam2", 1), 1, None)]
+    assert "merged" not in [d.kind for d in e.update([], 14.0) + e.flush(14.0)]
+    assert dict(e.take_final())[("cam3", 9)] == 2
+
+
 def test_wrongly_assigned_tracklet_is_reassigned():
     e = engine(threshold=0.8, reassign_margin=1.0)
     e.update([summary("cam1", 1, unit(1), 0, 10), summary("cam1", 2, unit(0, 0, 1), 0, 10)], 10.0)

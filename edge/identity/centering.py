@@ -49,6 +49,18 @@ class CameraCentering:
             p = parts.copy() if p is None else p + parts
         self._sums[camera] = (g + appearance.global_[0], p, n + 1)
 
+    def state(self) -> dict:
+        """The final tracklets' sums per camera, as JSON-able data (a site hub persists them)."""
+        return {cam: {"sum": g.tolist(), "parts": None if p is None else p.tolist(), "n": n} for cam, (g, p, n) in self._sums.items()}
+
+    def load(self, state: dict) -> None:
+        """Continue from :meth:`state` (a restarted hub keeps each camera's look)."""
+        for cam, v in state.items():
+            g = np.asarray(v["sum"], np.float32)
+            if g.shape != self.prior.shape:
+                raise ValueError(f"centering state for {cam}: {g.shape[0]} values, the model's appearances {self.prior.shape[0]}")
+            self._sums[cam] = (g, None if v.get("parts") is None else np.asarray(v["parts"], np.float32), int(v["n"]))
+
     def refresh(self, live: Iterable[TrackletSummary]) -> None:
         """Recompute every camera's mean from the final sums and the live tracklets (call once per update)."""
         acc = {cam: [g.copy(), None if p is None else p.copy(), n] for cam, (g, p, n) in self._sums.items()}

@@ -124,6 +124,7 @@ class Identity:
     past_weight: float = 0.0
     past_floor: Optional[FloorTrack] = None  # floor track of the latest final tracklet
     embedding: Optional[np.ndarray] = None  # global appearance [D], refreshed on every change (events carry it)
+    sealed: bool = False  # founded by a tracklet too short to match: nothing joins or merges into it
 
 
 Candidates = Callable[[list[TrackletSummary]], Optional[list[Iterable[int]]]]
@@ -148,6 +149,7 @@ class IdentityEngine:
         self._last_revision = -np.inf
         self._appearance_cache: dict[tuple[int, Optional[Key]], Optional[Embeddings]] = {}
         self.centering: Optional[CameraCentering] = None  # built at the first appearance (its size)
+        self._centering_state: Optional[dict] = None  # restored, applied when centering is built
         self._looks: dict[Key, Embeddings] = {}
 
     def __len__(self) -> int:
@@ -210,9 +212,12 @@ class IdentityEngine:
         out = []
         if not self.cfg.enabled:
             return [self._found(s, now) for s in waiting]
-        blind = [s for s in waiting if s.appearance is None]
-        waiting = [s for s in waiting if s.appearance is not None]
-        out += [self._found(s, now) for s in blind]
+        # no appearance, or ended before min_embeddings crops (a flicker, a false detection): an
+        # identity of its own that nothing joins, so its one noisy look or its time span cannot
+        # pull others in or block a merge
+        short = [s for s in waiting if s.appearance is None or s.n_embeddings < self.cfg.min_embeddings]
+        waiting = [s for s in waiting if s.appearance is not None and s.n_embeddings >= self.cfg.min_embeddings]
+        out += [self._found(s, now, sealed=True) for s in short]
         idents = self._candidate_identities(waiting)
         matched: set[int] = set()
         joined: list[Identity] = []  # identities that took a tracklet in this round
@@ -244,15 +249,17 @@ class IdentityEngine:
         (in creation order, as the full list would be)."""
         proposed = self.candidates(waiting) if (self.candidates is not None and waiting) else None
         if proposed is None:
-            return list(self.identities.values())
+            return [i for i in self.identities.values() if not i.sealed]
         ids = set(itertools.chain.from_iterable(proposed))
-        return [self.identities[g] for g in sorted(ids) if g in self.identities]
+        return [self.identities[g] for g in sorted(ids) if g in self.identities and not self.identities[g].sealed]
 
     # --- restoring a persisted state (site hub restart) --------------------------------------
-    def restore(self, identities: Iterable[Identity], next_id: int) -> None:
-        """Start from identities kept elsewhere (their final tracklets' summary), before any update."""
+    def restore(self, identities: Iterable[Identity], next_id: int, centering: Optional[dict] = None) -> None:
+        """Start from identities kept elsewhere (their final tracklets' summary) and, with camera
+        centering, each camera's look (:meth:`centering_state`), before any update."""
         if self.identities or self.records:
             raise RuntimeError("restore() needs a fresh engine")
+        self._centering_state = centering or None
         for ident in sorted(identities, key=lambda i: i.global_id):
             ident.members = set()
             self.identities[ident.global_id] = ident
@@ -268,8 +275,8 @@ class IdentityEngine:
         self._refresh_centering()
         return self._attach(s, ident, "assigned")
 
-    def _found(self, s: TrackletSummary, now: float) -> Decision:
-        ident = Identity(next(self._ids), now, s.last_seen, s.camera)
+    def _found(self, s: TrackletSummary, now: float, sealed: bool = False) -> Decision:
+        ident = Identity(next(self._ids), now, s.last_seen, s.camera, sealed=sealed)
         self.identities[ident.global_id] = ident
         self._attach(s, ident, "new")
         return Decision("new", ident.global_id, s.key)
@@ -304,7 +311,15 @@ class IdentityEngine:
             if prior.shape != (first.dim,):
                 raise ValueError(f"centering prior has {prior.shape[0]} values, the appearances {first.dim}")
             self.centering = CameraCentering(prior, self.cfg.center_prior_weight, self.cfg.center_prior_parts)
+            if self._centering_state:
+                self.centering.load(self._centering_state)
         self.centering.refresh(self.records.values())
+
+    def centering_state(self) -> dict:
+        """What :meth:`restore` needs to keep each camera's look (empty without centering)."""
+        if self.centering is None:
+            return dict(self._centering_state or {})
+        return self.centering.state()
 
     def look(self, s: TrackletSummary) -> Optional[Embeddings]:
         """The appearance the engine compares: the tracklet's own, camera-centered when centering is on."""
@@ -473,7 +488,7 @@ class IdentityEngine:
             out.append(self._fold(gone, keep))
 
     def _best_merge(self) -> Optional[tuple[int, int]]:
-        active = sorted(i.global_id for i in self.identities.values() if i.members)
+        active = sorted(i.global_id for i in self.identities.values() if i.members and not i.sealed)
         best, best_score = None, self.cfg.merge_margin
         for a, b in itertools.combinations(active, 2):
             sc = self.merge_score(self.identities[a], self.identities[b])

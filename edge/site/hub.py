@@ -165,7 +165,7 @@ class Hub:
     def _reload(self) -> None:
         identities = self.store.identities()
         meta = self.store.meta()
-        self.engine.restore(identities, int(meta.get("next_gid", 1)))
+        self.engine.restore(identities, int(meta.get("next_gid", 1)), meta.get("centering"))
         self.bases = {k: int(v) for k, v in meta.get("bases", {}).items()}
         for row in self.store.tracklets():
             self.max_engine_id[row.camera] = max(self.max_engine_id[row.camera], row.engine_id)
@@ -194,7 +194,7 @@ class Hub:
                             (t.camera, t.engine_id) in final_keys) for t in touched_tracklets]
         next_gid = max([self._next_gid, *(d.global_id + 1 for d in decisions)])
         self._next_gid = next_gid
-        self.store.save(alive, removed, rows, {"next_gid": next_gid, "bases": self.bases})
+        self.store.save(alive, removed, rows, {"next_gid": next_gid, "bases": self.bases, "centering": self.engine.centering_state()})
 
     # --- the gallery seam -------------------------------------------------------------------
     def _candidates(self, waiting: list[TrackletSummary]) -> Optional[list[set[int]]]:
