@@ -206,6 +206,20 @@ def test_wrongly_assigned_tracklet_is_reassigned():
     assert ("reassigned", ("cam2", 7), 2, 1) in kinds(out) and e.global_id(("cam2", 7)) == 2
 
 
+def test_a_tracklet_that_still_fits_its_identity_moves_when_another_fits_it_much_better():
+    """Person 1 is e0, person 2 is at cosine 0.6 from them. A cam2 tracklet first looks like
+    person 1; with more crops it is 0.81 from person 1 (evidence +0.1: it still fits) and 0.95 from
+    person 2 (+1.5): better by more than the margin, so it moves."""
+    e = engine(threshold=0.8, reassign_margin=1.0)
+    p2 = unit(0.6, 0.8)
+    e.update([summary("cam1", 1, unit(1), 0, 10), summary("cam1", 2, p2, 0, 10, box=(400, 100, 440, 200))], 10.0)
+    e.update([summary("cam2", 7, unit(1, 0.2), 11, 12)], 12.0)
+    assert e.global_id(("cam2", 7)) == 1
+    later = np.array([0.81, 0.58, np.sqrt(1 - 0.81**2 - 0.58**2), 0], np.float32)
+    out = e.update([summary("cam2", 7, later, 11, 14, n=12, weight=12)], 14.0)
+    assert ("reassigned", ("cam2", 7), 2, 1) in kinds(out)
+
+
 def test_a_lost_track_that_comes_back_beside_its_successor_is_split_off():
     """cam1 track 1 was relinked to track 2; then the tracker finds track 1 again while track 2 is
     still there: one camera sees the identity twice, so the weaker tracklet gets its own identity."""

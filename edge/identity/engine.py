@@ -449,9 +449,7 @@ class IdentityEngine:
             ident = self.identities[self.assignment[key]]
             if s is None or s.appearance is None or len(ident.members) + (ident.past is not None) < 2:
                 continue
-            own = self.score(s, ident, exclude_self=True)
-            if own >= -self.cfg.reassign_margin:
-                continue
+            own = self.score(s, ident, exclude_self=True)  # another identity must beat it by the margin
             d = self._move(key, now, allow_new=own < -2 * self.cfg.reassign_margin, beat=own + self.cfg.reassign_margin)
             if d is not None:
                 out.append(d)
