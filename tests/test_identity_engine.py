@@ -220,6 +220,33 @@ def test_a_tracklet_that_still_fits_its_identity_moves_when_another_fits_it_much
     assert ("reassigned", ("cam2", 7), 2, 1) in kinds(out)
 
 
+def test_the_revision_pass_scores_only_identities_within_reach():
+    """The move above, among 300 other people in the gallery: the same decision, while the full
+    score (every rule) is computed only for identities whose appearance leaves them in reach."""
+    rng = np.random.default_rng(0)
+    dim = 64
+
+    def vec(*head):
+        v = np.zeros(dim, np.float32)
+        v[:len(head)] = head
+        return v / np.linalg.norm(v)
+
+    e = engine(threshold=0.8, reassign_margin=1.0)
+    crowd = rng.normal(size=(300, dim)).astype(np.float32)
+    crowd[:, :3] = 0  # strangers: nowhere near persons 1 and 2
+    e.update([summary("cam4", 100 + i, v / np.linalg.norm(v), 0, 1, ended=True) for i, v in enumerate(crowd)], 1.0)
+    e.update([summary("cam1", 1, vec(1), 0, 10), summary("cam1", 2, vec(0.6, 0.8), 0, 10, box=(400, 100, 440, 200))], 10.0)
+    e.update([summary("cam2", 7, vec(1, 0.2), 11, 12)], 12.0)
+    person1, person2 = e.global_id(("cam1", 1)), e.global_id(("cam1", 2))
+    assert e.global_id(("cam2", 7)) == person1
+    calls = []
+    full_score = e.score
+    e.score = lambda *a, **k: calls.append(a[1].global_id) or full_score(*a, **k)
+    out = e.update([summary("cam2", 7, vec(0.81, 0.58, np.sqrt(1 - 0.81**2 - 0.58**2)), 11, 14, n=12, weight=12)], 14.0)
+    assert ("reassigned", ("cam2", 7), person2, person1) in kinds(out)
+    assert len(e.identities) > 300 and len(calls) < 10
+
+
 def test_a_lost_track_that_comes_back_beside_its_successor_is_split_off():
     """cam1 track 1 was relinked to track 2; then the tracker finds track 1 again while track 2 is
     still there: one camera sees the identity twice, so the weaker tracklet gets its own identity."""

@@ -460,11 +460,11 @@ class IdentityEngine:
         s = self.records[key]
         old = self.assignment[key]
         best_score, best = FORBIDDEN, None
-        for ident in self._candidate_identities([s]):
-            if ident.global_id != old:
-                sc = self.score(s, ident)
-                if sc > best_score:
-                    best_score, best = sc, ident
+        others = [i for i in self._candidate_identities([s]) if i.global_id != old]
+        for ident in self._within_reach(s, others, max(beat, 0.0)):
+            sc = self.score(s, ident)
+            if sc > best_score:
+                best_score, best = sc, ident
         if best is not None and best_score >= max(beat, 0.0):
             self._detach(key)
             self._attach(s, best, "assigned")
@@ -475,6 +475,20 @@ class IdentityEngine:
             return None
         self._drop_if_empty(old)
         return Decision("reassigned", best.global_id, key, old)
+
+    def _within_reach(self, s: TrackletSummary, idents: list[Identity], need: float) -> list[Identity]:
+        """The identities whose score for ``s`` could reach ``need``: appearance (one batched
+        similarity) plus the most the other evidence can add. Scoring only those keeps the
+        revision pass near (live tracklets x look-alikes) instead of (live tracklets x gallery),
+        with the same decisions."""
+        looks = [(i, self.appearance(i)) for i in idents]
+        looks = [(i, a) for i, a in looks if a is not None]
+        if not looks or s.appearance is None:
+            return []
+        cos = similarity(self.look(s), Embeddings.concat([a for _, a in looks]))[0]
+        most = self.cfg.relink_bonus + self.cfg.floor_weight + self.cfg.transition_bonus
+        reach = (cos - self.cfg.threshold) / self.cfg.scale + most
+        return [i for (i, _), r in zip(looks, reach) if r >= need - 1e-9]
 
     def _merge(self) -> list[Decision]:
         out = []
