@@ -200,6 +200,8 @@ def evaluate(gt_dir: str | Path, pred_dir: str | Path, sequences: Optional[list[
 def true_identities(gt_dir: str | Path, pred_dir: str | Path, min_iou: float = 0.5) -> dict[tuple[str, int], int]:
     """Each predicted local track's true person: the ground-truth global id its boxes are matched
     to most often (per frame, one-to-one by IoU >= ``min_iou`` with SciPy's assignment solver).
+    A track matched to nobody (a false positive) gets an id of its own, above every true one, so
+    its rows still count against the score.
 
     Relabelling a run's tracks this way is the best any cross-camera association could do with
     those tracks, so its cross-camera IDF1 separates what association loses from what tracking does."""
@@ -209,6 +211,7 @@ def true_identities(gt_dir: str | Path, pred_dir: str | Path, min_iou: float = 0
 
     gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
     out: dict[tuple[str, int], int] = {}
+    ghosts: list[tuple[str, int]] = []
     for seq_dir in sorted(p for p in gt_dir.iterdir() if (p / "gt" / "gt_global.txt").is_file()):
         gt = read_mot(seq_dir / "gt" / "gt_global.txt", is_gt=True)
         pred = read_mot(_pred_file(pred_dir, seq_dir.name, ".txt"))
@@ -223,6 +226,9 @@ def true_identities(gt_dir: str | Path, pred_dir: str | Path, min_iou: float = 0
                 if iou[r, c] >= min_iou:
                     votes.setdefault(int(p_ids[r]), Counter())[int(g_ids[c])] += 1
         out.update({(seq_dir.name, lid): c.most_common(1)[0][0] for lid, c in votes.items()})
+        ghosts.extend((seq_dir.name, int(lid)) for lid in sorted({int(i) for ids, _, _ in pred.frames.values() for i in ids}) if lid not in votes)
+    first = max([0, *out.values()]) + 1
+    out.update({key: first + n for n, key in enumerate(ghosts)})
     return out
 
 

@@ -79,10 +79,10 @@ class EdgePipeline:
         if self.reid is None:  # tracking only: every tracklet its own identity, at once
             return replace(settings_from_config(self.cfg.matching.model_copy(update={"enabled": False}), None), min_embeddings=0)
         stats = getattr(self.reid.meta, "similarity", None)
-        settings = settings_from_config(self.cfg.matching, stats, self.cfg.reid.model)
+        settings = settings_from_config(self.cfg.matching, stats, self.cfg.reid.model, getattr(self.reid.meta, "embedding_dim", None))
         source = "config" if self.cfg.matching.threshold is not None else "model metadata"
-        log.info("matching: threshold %.3f (%s), scale %.3f, %d calibrated camera(s)", settings.threshold, source,
-                 settings.scale, len(self.homographies))
+        log.info("matching: %s threshold %.3f (%s), scale %.3f, %d calibrated camera(s)", "camera-centered" if settings.centering else "raw cosine",
+                 settings.threshold, source, settings.scale, len(self.homographies))
         return settings
 
     def output_errors(self) -> dict[str, str]:

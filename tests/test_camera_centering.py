@@ -118,3 +118,22 @@ def test_a_restored_engine_keeps_each_cameras_look():
         c = IdentityEngine(settings)
         c.restore([], 1, {"cam1": {"sum": [0.0] * 4, "parts": None, "n": 1}})
         c.update([summary("cam1", 1, A1, 0, 2)], 2.0)
+
+
+def test_a_prior_of_the_wrong_size_is_a_clear_error_at_start():
+    with pytest.raises(ValueError, match="reid.onnx: similarity.mean has 6 values, its embeddings 320"):
+        settings_from_config(MatchingConfig(), STATS, "reid.onnx", embedding_dim=320)
+    c = CameraCentering(np.zeros(4, np.float32), prior_parts=np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"centering state for cam1: parts \(3, 5\), the model's \(3, 4\)"):
+        c.load({"cam1": {"sum": [0.0] * 4, "parts": np.zeros((3, 5)).tolist(), "n": 2}})
+
+
+def test_flickers_do_not_move_a_cameras_mean():
+    """Tracklets with fewer crops than min_embeddings count neither live nor final."""
+    e = IdentityEngine(EngineSettings(threshold=0.5, scale=0.1, centering=True, min_embeddings=2,
+                                      center_prior=np.zeros(6, np.float32)))
+    flicker = TrackletSummary("cam1", 9, 0, 0.1, Embeddings(B1[None]), 1, 1.0, np.zeros(4), np.zeros(4), None, True)
+    e.update([summary("cam1", 1, A1, 0, 2), flicker], 2.0)
+    assert np.allclose(e.centering.mean("cam1"), A1 / 4)  # A1 with the zero prior at weight 3
+    e.flush(2.0)
+    assert e.centering_state()["cam1"]["n"] == 1

@@ -44,7 +44,8 @@ def test_hand_made_case_with_known_idf1_mota_and_cross_camera_idf1(tmp_path):
 def test_true_identities_give_each_track_the_person_it_follows_most(tmp_path):
     """Two people (global 7 and 8) far apart. Camera A's track 1 follows person 7 for 6 frames,
     then jumps to person 8 for 4 (a tracker switch); track 2 is person 8 before the switch and a
-    box on nobody after. Camera B's track 5 is person 8 throughout."""
+    box on nobody after. Camera B's track 5 is person 8 throughout; its track 6 is on nobody at
+    all (a false positive): an id of its own, above the true ones."""
     p7, p8, nobody = (10, 20, 30, 60), (200, 20, 30, 60), (400, 300, 30, 60)
     gt, pred = tmp_path / "gt", tmp_path / "pred"
     both = [(f, 7, *p7) for f in range(1, 11)] + [(f, 8, *p8) for f in range(1, 11)]
@@ -52,8 +53,8 @@ def test_true_identities_give_each_track_the_person_it_follows_most(tmp_path):
     write_rows(pred / "camA.txt", [(f, 1, *(p7 if f <= 6 else p8)) for f in range(1, 11)]
                + [(f, 2, *(p8 if f <= 6 else nobody)) for f in range(1, 11)])
     make_sequence(gt, "camB", [(f, 8, *p8) for f in range(1, 11)], [(f, 8, *p8) for f in range(1, 11)])
-    write_rows(pred / "camB.txt", [(f, 5, *p8) for f in range(1, 11)])
-    assert true_identities(gt, pred) == {("camA", 1): 7, ("camA", 2): 8, ("camB", 5): 8}
+    write_rows(pred / "camB.txt", [(f, 5, *p8) for f in range(1, 11)] + [(f, 6, *nobody) for f in range(1, 4)])
+    assert true_identities(gt, pred) == {("camA", 1): 7, ("camA", 2): 8, ("camB", 5): 8, ("camB", 6): 9}
 
 
 def test_missing_prediction_is_a_clear_error(tmp_path, capsys):

@@ -2,6 +2,8 @@
 the wire format."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -199,3 +201,37 @@ def test_a_resync_after_a_long_outage_goes_in_chunks_the_hub_accepts():
     for now, items, _ in chunks:
         _, decoded = decode_tracklets(decode(encode_tracklets(1, now, items), ("summaries",)), 4)
         assert len(decoded) == len(items)
+
+
+def test_a_restarted_hub_keeps_sealed_identities_sealed_and_each_cameras_look(tmp_path):
+    """A hub's store holds a sealed flicker identity (1), a person (2) and cam1's learnt look: the
+    restarted hub keeps 1 sealed and out of its gallery, and continues cam1's mean from the store."""
+    import socket
+
+    from edge.site.config import HubConfig
+    from edge.site.hub import Hub
+
+    model = Path(__file__).resolve().parents[1] / "edge" / "demo_models" / "reid.onnx"
+    dim = 320
+    e = IdentityEngine(EngineSettings(threshold=0.5, scale=0.1))
+    e.update([summary("cam1", 1, vec(1, dim), 0.0, 0.1, ended=True), summary("cam1", 2, vec(2, dim), 0.0, 5.0, ended=True)], 5.0)
+    e.flush()
+    e._refresh([])
+    e.identities[1].sealed = True
+    look = {"cam1": {"sum": (3 * vec(3, dim)).tolist(), "parts": None, "n": 3}}
+    store = Store(tmp_path / "hub.sqlite")
+    store.save(e.identities.values(), [], [], {"next_gid": 3, "bases": {}, "sealed": [1], "centering": look})
+    store.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hub = Hub(HubConfig(bind=f"tcp://127.0.0.1:{port}", reid_model=str(model), store=str(tmp_path / "hub.sqlite"),
+                        publisher={"enabled": False}))
+    try:
+        assert hub.engine.identities[1].sealed and not hub.engine.identities[2].sealed
+        assert len(hub.gallery) == 1  # the person only
+        assert hub.engine.centering_state()["cam1"]["n"] == 3
+        hub.engine.update([summary("cam2", 1, vec(4, dim), 10.0, 12.0)], 12.0)  # centering is built now, from the store
+        assert hub.engine.centering.state()["cam1"]["n"] == 3
+    finally:
+        hub.close()

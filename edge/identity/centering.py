@@ -58,8 +58,11 @@ class CameraCentering:
         for cam, v in state.items():
             g = np.asarray(v["sum"], np.float32)
             if g.shape != self.prior.shape:
-                raise ValueError(f"centering state for {cam}: {g.shape[0]} values, the model's appearances {self.prior.shape[0]}")
-            self._sums[cam] = (g, None if v.get("parts") is None else np.asarray(v["parts"], np.float32), int(v["n"]))
+                raise ValueError(f"centering state for {cam}: {g.size} values, the model's appearances {self.prior.size}")
+            parts = None if v.get("parts") is None else np.asarray(v["parts"], np.float32)
+            if parts is not None and self.prior_parts is not None and parts.shape != self.prior_parts.shape:
+                raise ValueError(f"centering state for {cam}: parts {parts.shape}, the model's {self.prior_parts.shape}")
+            self._sums[cam] = (g, parts, int(v["n"]))
 
     def refresh(self, live: Iterable[TrackletSummary]) -> None:
         """Recompute every camera's mean from the final sums and the live tracklets (call once per update)."""

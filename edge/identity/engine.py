@@ -72,7 +72,8 @@ class EngineSettings:
     center_prior_weight: float = 3.0
 
 
-def settings_from_config(cfg, model_similarity: Optional[dict], model_name: str = "the ReID model") -> EngineSettings:
+def settings_from_config(cfg, model_similarity: Optional[dict], model_name: str = "the ReID model",
+                         embedding_dim: Optional[int] = None) -> EngineSettings:
     """Engine settings from ``matching`` (an :class:`edge.config.MatchingConfig`) and the model's stored
     similarity statistics. The threshold is the config's, else the model's; neither is an error.
 
@@ -89,6 +90,9 @@ def settings_from_config(cfg, model_similarity: Optional[dict], model_name: str 
     threshold = cfg.threshold if cfg.threshold is not None else stats.get("threshold")
     if threshold is None and cfg.enabled:
         raise ValueError(f"{model_name} has no stored matching threshold (third-party or older export): set matching.threshold")
+    prior = _array((model_similarity or {}).get("mean")) if centering else None
+    if prior is not None and (prior.ndim != 1 or (embedding_dim and prior.size != embedding_dim)):
+        raise ValueError(f"{model_name}: similarity.mean has {prior.size} values, its embeddings {embedding_dim}")
     scale = cfg.scale
     if scale is None:  # one unit of evidence = one standard deviation of different-person cosines
         scale = float(stats["diff_std"]) if stats.get("diff_std", 0) > 0 else 0.1
@@ -100,7 +104,7 @@ def settings_from_config(cfg, model_similarity: Optional[dict], model_name: str 
         appearance_veto=cfg.appearance_veto, merge_margin=cfg.merge_margin,
         reassign_margin=cfg.reassign_margin, transitions={(t.src, t.dst): (t.min_s, t.max_s) for t in cfg.transitions},
         floor=FloorRules(near_m=cfg.same_place_m, far_m=cfg.different_place_m, max_speed_mps=cfg.max_speed_mps),
-        centering=bool(centering and cfg.enabled), center_prior=_array((model_similarity or {}).get("mean")),
+        centering=bool(centering and cfg.enabled), center_prior=prior,
         center_prior_parts=_array((model_similarity or {}).get("part_mean")), center_prior_weight=cfg.centering_prior_weight,
     )
 
@@ -313,7 +317,7 @@ class IdentityEngine:
             self.centering = CameraCentering(prior, self.cfg.center_prior_weight, self.cfg.center_prior_parts)
             if self._centering_state:
                 self.centering.load(self._centering_state)
-        self.centering.refresh(self.records.values())
+        self.centering.refresh(s for s in self.records.values() if s.n_embeddings >= self.cfg.min_embeddings)  # no flickers
 
     def centering_state(self) -> dict:
         """What :meth:`restore` needs to keep each camera's look (empty without centering)."""
@@ -576,7 +580,7 @@ class IdentityEngine:
         del spans[:-MAX_SPANS]
         if s.appearance is not None:
             self._fold_past(ident, self.look(s), s.weight, s.floor, s.last_seen)
-            if self.centering is not None:
+            if self.centering is not None and s.n_embeddings >= self.cfg.min_embeddings:
                 self.centering.add_final(s.camera, s.appearance)
         self._looks.pop(key, None)
         self._final.append((key, gid))

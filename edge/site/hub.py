@@ -122,7 +122,7 @@ class Hub:
             raise ValueError(f"{cfg.reid_model}: no clipreid-edge metadata (embedding size unknown)")
         self.model_id = model_id(cfg.reid_model)
         self.dim = int(meta.embedding_dim)
-        settings = settings_from_config(cfg.matching, meta.similarity, cfg.reid_model)
+        settings = settings_from_config(cfg.matching, meta.similarity, cfg.reid_model, self.dim)
         self.gallery = Gallery(self.dim, cfg.gallery_approximate_above)
         self.engine = IdentityEngine(settings, candidates=self._candidates)
         self.session = uuid.uuid4().hex[:12]
@@ -165,13 +165,16 @@ class Hub:
     def _reload(self) -> None:
         identities = self.store.identities()
         meta = self.store.meta()
+        sealed = set(meta.get("sealed", []))
+        for ident in identities:
+            ident.sealed = ident.global_id in sealed
         self.engine.restore(identities, int(meta.get("next_gid", 1)), meta.get("centering"))
         self.bases = {k: int(v) for k, v in meta.get("bases", {}).items()}
         for row in self.store.tracklets():
             self.max_engine_id[row.camera] = max(self.max_engine_id[row.camera], row.engine_id)
             if row.site_id is not None and not row.final:
                 self._pinned[(row.node, row.session, row.camera, row.local_id)] = row.site_id
-        vectors = [(i.global_id, i.embedding) for i in identities if i.embedding is not None]
+        vectors = [(i.global_id, i.embedding) for i in identities if i.embedding is not None and not i.sealed]
         if vectors:
             self.gallery.upsert([g for g, _ in vectors], np.stack([v for _, v in vectors]))
         self._next_gid = int(meta.get("next_gid", 1))
@@ -183,7 +186,7 @@ class Hub:
         touched |= set(self.engine.assignment.values()) | {gid for _, gid in finals}
         alive = [self.engine.identities[g] for g in sorted(touched) if g in self.engine.identities]
         removed = [g for g in touched if g not in self.engine.identities]
-        vec = [(i.global_id, i.embedding) for i in alive if i.embedding is not None]
+        vec = [(i.global_id, i.embedding) for i in alive if i.embedding is not None and not i.sealed]  # nothing joins a sealed one
         self.gallery.remove(removed)
         if vec:
             self.gallery.upsert([g for g, _ in vec], np.stack([v for _, v in vec]))
@@ -194,7 +197,12 @@ class Hub:
                             (t.camera, t.engine_id) in final_keys) for t in touched_tracklets]
         next_gid = max([self._next_gid, *(d.global_id + 1 for d in decisions)])
         self._next_gid = next_gid
-        self.store.save(alive, removed, rows, {"next_gid": next_gid, "bases": self.bases, "centering": self.engine.centering_state()})
+        meta: dict[str, object] = {"next_gid": next_gid, "bases": self.bases}
+        if finals:  # camera looks change when tracklets go final
+            meta["centering"] = self.engine.centering_state()
+        if any(d.kind == "new" for d in decisions):
+            meta["sealed"] = sorted(g for g, i in self.engine.identities.items() if i.sealed)
+        self.store.save(alive, removed, rows, meta)
 
     # --- the gallery seam -------------------------------------------------------------------
     def _candidates(self, waiting: list[TrackletSummary]) -> Optional[list[set[int]]]:
