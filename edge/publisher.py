@@ -67,6 +67,8 @@ def decision_event(d, ident=None, t=None) -> dict[str, Any]:
     last_seen = ident.last_seen if ident is not None else (t.last_seen if t is not None else None)
     if last_seen is not None:
         out["last_seen"] = last_seen
+    if d.kind == "new" and getattr(ident, "sealed", False):
+        out["sealed"] = True  # founded by a tracklet too short to match: nothing will join it
     if d.kind in ("merged", "reassigned"):
         out["from"], out["into"] = d.previous, d.global_id
     if d.key is not None:

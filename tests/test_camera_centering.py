@@ -137,3 +137,14 @@ def test_flickers_do_not_move_a_cameras_mean():
     assert np.allclose(e.centering.mean("cam1"), A1 / 4)  # A1 with the zero prior at weight 3
     e.flush(2.0)
     assert e.centering_state()["cam1"]["n"] == 1
+
+
+def test_a_sealed_identity_says_so_in_its_new_event():
+    from edge.publisher import decision_event
+
+    e = IdentityEngine(EngineSettings(threshold=0.5, scale=0.1, min_embeddings=2))
+    flicker = TrackletSummary("cam1", 9, 0, 0.1, Embeddings(B1[None]), 1, 1.0, np.zeros(4), np.zeros(4), None, True)
+    (short,) = e.update([flicker], 0.1)
+    (full,) = e.update([summary("cam2", 1, A2, 1, 3)], 3.0)
+    assert decision_event(short, e.identities[short.global_id])["sealed"] is True
+    assert "sealed" not in decision_event(full, e.identities[full.global_id])
