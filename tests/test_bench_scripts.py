@@ -112,3 +112,29 @@ def test_bench_startup_times_edge_run_and_writes_json(tmp_path):
     assert "| this checkout  |" in proc.stdout
     row = json.loads((tmp_path / "s.json").read_text())["rows"][0]
     assert row["median_wall_s"] > 0 and 0 < row["median_cpu_s"] and row["modules"] > 100
+
+
+def test_compare_methods_reuses_a_finished_run_only_with_the_same_settings(tmp_path, monkeypatch):
+    import argparse
+
+    module = _compare_module()
+    trained = []
+
+    def fake_train(name, recipe, out, overrides):
+        trained.append((name, tuple(overrides)))
+        return {"method": name, "checkpoint": str(out / name / "model.pt"), "train_seconds": 1.0}
+
+    monkeypatch.setattr(module, "train_one", fake_train)
+    monkeypatch.setattr(module, "per_query_results", lambda ckpt, recipe, overrides, levels, seed: {"clean": {"ap": [float(len(trained))], "r1": [1.0]}})
+    (tmp_path / "seed0" / "agreid").mkdir(parents=True)
+    args = argparse.Namespace(out=tmp_path, overrides=["stage2.epochs=3"], levels=[0.0, 0.2], seed=0)
+    row, per_query = module.trained_run("agreid", 0, args)
+    assert trained == [("agreid", ("stage2.epochs=3", "seed=0"))] and per_query["clean"]["ap"] == [1.0]
+    again, kept = module.trained_run("agreid", 0, args)  # same settings: read back, not retrained
+    assert len(trained) == 1 and again == row and kept == per_query
+    args.levels = [0.0, 0.4]  # other corruption levels: the record does not apply
+    _, redone = module.trained_run("agreid", 0, args)
+    assert len(trained) == 2 and redone["clean"]["ap"] == [2.0]
+    args.overrides = ["stage2.epochs=4"]
+    module.trained_run("agreid", 0, args)
+    assert len(trained) == 3
