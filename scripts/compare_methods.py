@@ -133,13 +133,31 @@ def seed_statistics(per_seed: list[dict], reference: list[dict] | None, boot: in
     return stats
 
 
-def seeds_markdown(results: dict) -> str:
+def epoch_budget(recipe: str, overrides: list[str]) -> dict[str, int]:
+    """Epochs a recipe trains for (stage 1, stage 2, the method's frozen-backbone stage), so the
+    comparison states each method's budget next to its wall time."""
+    from trainer.config import load_train_config
+
+    cfg = load_train_config(recipe, overrides)
+    return {"stage1": cfg.stage1.epochs, "stage2": cfg.stage2.epochs, "method_stage": cfg.model.method.frozen_backbone_epochs}
+
+
+def budget_markdown(results: dict) -> str:
+    lines = ["| method | epochs (stage 1 / stage 2 / head on frozen backbone) | train time per seed, mean (s) | per seed (s) |", "|---|---|---|---|"]
+    for name, r in results.items():
+        e = r["epochs"]
+        per_seed = " / ".join(f"{run['train_seconds']:.0f}" for run in r["runs"])
+        lines.append(f"| {name} | {e['stage1']} / {e['stage2']} / {e['method_stage']} | {r['train_seconds_mean']:.0f} | {per_seed} |")
+    return "\n".join(lines) + "\n"
+
+
+def seeds_markdown(results: dict, metric: str = "mAP") -> str:
     conds = list(next(iter(results.values()))["stats"])
-    lines = ["| method | " + " | ".join(f"{c} mAP" for c in conds) + " |", "|---|" + "---|" * len(conds)]
+    lines = ["| method | " + " | ".join(f"{c} {metric}" for c in conds) + " |", "|---|" + "---|" * len(conds)]
     for name, r in results.items():
         cells = []
         for c in conds:
-            m = r["stats"][c]["mAP"]
+            m = r["stats"][c][metric]
             cell = f"{m['mean']:.1f} ± {m['std']:.1f} [{m['ci95'][0]:.1f}, {m['ci95'][1]:.1f}]"
             d = m.get("diff_vs_baseline")
             if d:
@@ -210,7 +228,7 @@ def run_seeds(args) -> None:
             row, per_query = trained_run(name, seed, args)
             runs.append(row)
             raw[name].append(per_query)
-        results[name] = {"recipe": RECIPES[name], "runs": runs,
+        results[name] = {"recipe": RECIPES[name], "runs": runs, "epochs": epoch_budget(RECIPES[name], args.overrides),
                          "train_seconds_mean": round(sum(r["train_seconds"] for r in runs) / len(runs), 1)}
     for name in args.methods:
         ref = BASELINE_OF.get(name)
@@ -221,7 +239,7 @@ def run_seeds(args) -> None:
             "queries": len(next(iter(raw.values()))[0]["clean"]["ap"]), "bootstrap": 2000}
     (args.results / "methods.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     (args.results / "methods_per_query.json").write_text(json.dumps(raw))  # to recompute any statistic
-    table = seeds_markdown(results)
+    table = "\n".join([seeds_markdown(results, "mAP"), seeds_markdown(results, "R1"), budget_markdown(results)])
     (args.results / "methods.md").write_text(table)
     seeds_plot(results, args.results / "methods.png")
     print(table)

@@ -100,6 +100,11 @@ def test_compare_methods_with_seeds_writes_statistics(tmp_path):
     assert set(agreid["stats"]) == {"clean", "mask@0.3", "distractor@0.3"}
     assert len(agreid["stats"]["clean"]["mAP"]["per_seed"]) == 2 and "diff_vs_baseline" in agreid["stats"]["clean"]["mAP"]
     assert (tmp_path / "res" / "methods.png").stat().st_size > 0
+    assert agreid["epochs"] == {"stage1": 1, "stage2": 1, "method_stage": 0}  # the budget as overridden, stated per method
+    table = (tmp_path / "res" / "methods.md").read_text()
+    assert "| method | clean mAP | mask@0.3 mAP |" in table and "| method | clean R1 | mask@0.3 R1 |" in table
+    secs = " / ".join(f"{r['train_seconds']:.0f}" for r in agreid["runs"])
+    assert f"| agreid | 1 / 1 / 0 | {agreid['train_seconds_mean']:.0f} | {secs} |" in table
 
 
 @pytest.mark.slow
