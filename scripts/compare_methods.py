@@ -17,7 +17,10 @@ method and condition (clean, each corruption level) the mean +- std over seeds o
 a 95 % bootstrap interval (seeds and queries resampled), and the paired difference to the
 method's baseline (ViT methods: ``baseline``; MSCSA+TGI: ``baseline_rn``; paired by training
 seed and query) with its interval; a difference counts as significant only when that interval
-excludes 0. Per-query results go to ``methods_per_query.json``. No hyper-parameter is tuned here: every recipe is used as it is.
+excludes 0. Per-query results go to ``methods_per_query.json``. Each finished (method, seed)
+run is recorded in ``<out>/seed<s>/<method>/compare_run.json`` and reused when the same command
+runs again: a run cut short resumes, and disjoint ``--methods`` groups may train side by side
+into one ``--out`` before one call with every method writes the statistics. No hyper-parameter is tuned here: every recipe is used as it is.
 To tune one, pass ``data.val_ids=0.2`` (a validation split carved from the training identities,
 :mod:`trainer.data.validation`) and read each run's ``eval_val.json``, never the test figures;
 with it the stored matching threshold also comes from the validation split.
@@ -130,13 +133,31 @@ def seed_statistics(per_seed: list[dict], reference: list[dict] | None, boot: in
     return stats
 
 
-def seeds_markdown(results: dict) -> str:
+def epoch_budget(recipe: str, overrides: list[str]) -> dict[str, int]:
+    """Epochs a recipe trains for (stage 1, stage 2, the method's frozen-backbone stage), so the
+    comparison states each method's budget next to its wall time."""
+    from trainer.config import load_train_config
+
+    cfg = load_train_config(recipe, overrides)
+    return {"stage1": cfg.stage1.epochs, "stage2": cfg.stage2.epochs, "method_stage": cfg.model.method.frozen_backbone_epochs}
+
+
+def budget_markdown(results: dict) -> str:
+    lines = ["| method | epochs (stage 1 / stage 2 / head on frozen backbone) | train time per seed, mean (s) | per seed (s) |", "|---|---|---|---|"]
+    for name, r in results.items():
+        e = r["epochs"]
+        per_seed = " / ".join(f"{run['train_seconds']:.0f}" for run in r["runs"])
+        lines.append(f"| {name} | {e['stage1']} / {e['stage2']} / {e['method_stage']} | {r['train_seconds_mean']:.0f} | {per_seed} |")
+    return "\n".join(lines) + "\n"
+
+
+def seeds_markdown(results: dict, metric: str = "mAP") -> str:
     conds = list(next(iter(results.values()))["stats"])
-    lines = ["| method | " + " | ".join(f"{c} mAP" for c in conds) + " |", "|---|" + "---|" * len(conds)]
+    lines = ["| method | " + " | ".join(f"{c} {metric}" for c in conds) + " |", "|---|" + "---|" * len(conds)]
     for name, r in results.items():
         cells = []
         for c in conds:
-            m = r["stats"][c]["mAP"]
+            m = r["stats"][c][metric]
             cell = f"{m['mean']:.1f} ± {m['std']:.1f} [{m['ci95'][0]:.1f}, {m['ci95'][1]:.1f}]"
             d = m.get("diff_vs_baseline")
             if d:
@@ -171,6 +192,32 @@ def seeds_plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+RUN_RECORD = "compare_run.json"
+
+
+def trained_run(name: str, seed: int, args) -> tuple[dict, dict]:
+    """One (method, seed) run: its summary row and per-query results, kept in
+    ``<out>/seed<seed>/<name>/compare_run.json`` so that a comparison cut short (a session ends,
+    a machine is shared) resumes where it stopped, and so that disjoint ``--methods`` groups can
+    train in parallel into one ``--out`` and a last call with every method only collects them.
+    A record is reused only when recipe, overrides, levels and corruption seed are the same:
+    anything else retrains."""
+    overrides = [*args.overrides, f"seed={seed}"]
+    key = {"recipe": RECIPES[name], "overrides": overrides, "levels": args.levels, "corruption_seed": args.seed}
+    record = args.out / f"seed{seed}" / name / RUN_RECORD
+    if record.exists():
+        kept = json.loads(record.read_text())
+        if kept.get("key") == key:
+            print(f"== reusing {name} seed {seed} ({record})", flush=True)
+            return kept["row"], kept["per_query"]
+        print(f"== {record} was made with other settings: retraining", flush=True)
+    print(f"== training {name} seed {seed} ({RECIPES[name]})", flush=True)
+    row = train_one(name, RECIPES[name], args.out / f"seed{seed}", overrides)
+    per_query = per_query_results(row["checkpoint"], RECIPES[name], overrides, args.levels, args.seed)
+    record.write_text(json.dumps({"key": key, "row": row, "per_query": per_query}))
+    return row, per_query
+
+
 def run_seeds(args) -> None:
     results: dict = {}
     raw: dict = {}
@@ -178,12 +225,10 @@ def run_seeds(args) -> None:
         raw[name] = []
         runs = []
         for seed in range(args.seeds):
-            out = args.out / f"seed{seed}"
-            print(f"== training {name} seed {seed} ({RECIPES[name]})", flush=True)
-            row = train_one(name, RECIPES[name], out, [*args.overrides, f"seed={seed}"])
+            row, per_query = trained_run(name, seed, args)
             runs.append(row)
-            raw[name].append(per_query_results(row["checkpoint"], RECIPES[name], [*args.overrides, f"seed={seed}"], args.levels, args.seed))
-        results[name] = {"recipe": RECIPES[name], "runs": runs,
+            raw[name].append(per_query)
+        results[name] = {"recipe": RECIPES[name], "runs": runs, "epochs": epoch_budget(RECIPES[name], args.overrides),
                          "train_seconds_mean": round(sum(r["train_seconds"] for r in runs) / len(runs), 1)}
     for name in args.methods:
         ref = BASELINE_OF.get(name)
@@ -194,7 +239,7 @@ def run_seeds(args) -> None:
             "queries": len(next(iter(raw.values()))[0]["clean"]["ap"]), "bootstrap": 2000}
     (args.results / "methods.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     (args.results / "methods_per_query.json").write_text(json.dumps(raw))  # to recompute any statistic
-    table = seeds_markdown(results)
+    table = "\n".join([seeds_markdown(results, "mAP"), seeds_markdown(results, "R1"), budget_markdown(results)])
     (args.results / "methods.md").write_text(table)
     seeds_plot(results, args.results / "methods.png")
     print(table)

@@ -100,6 +100,11 @@ def test_compare_methods_with_seeds_writes_statistics(tmp_path):
     assert set(agreid["stats"]) == {"clean", "mask@0.3", "distractor@0.3"}
     assert len(agreid["stats"]["clean"]["mAP"]["per_seed"]) == 2 and "diff_vs_baseline" in agreid["stats"]["clean"]["mAP"]
     assert (tmp_path / "res" / "methods.png").stat().st_size > 0
+    assert agreid["epochs"] == {"stage1": 1, "stage2": 1, "method_stage": 0}  # the budget as overridden, stated per method
+    table = (tmp_path / "res" / "methods.md").read_text()
+    assert "| method | clean mAP | mask@0.3 mAP |" in table and "| method | clean R1 | mask@0.3 R1 |" in table
+    secs = " / ".join(f"{r['train_seconds']:.0f}" for r in agreid["runs"])
+    assert f"| agreid | 1 / 1 / 0 | {agreid['train_seconds_mean']:.0f} | {secs} |" in table
 
 
 @pytest.mark.slow
@@ -112,3 +117,29 @@ def test_bench_startup_times_edge_run_and_writes_json(tmp_path):
     assert "| this checkout  |" in proc.stdout
     row = json.loads((tmp_path / "s.json").read_text())["rows"][0]
     assert row["median_wall_s"] > 0 and 0 < row["median_cpu_s"] and row["modules"] > 100
+
+
+def test_compare_methods_reuses_a_finished_run_only_with_the_same_settings(tmp_path, monkeypatch):
+    import argparse
+
+    module = _compare_module()
+    trained = []
+
+    def fake_train(name, recipe, out, overrides):
+        trained.append((name, tuple(overrides)))
+        return {"method": name, "checkpoint": str(out / name / "model.pt"), "train_seconds": 1.0}
+
+    monkeypatch.setattr(module, "train_one", fake_train)
+    monkeypatch.setattr(module, "per_query_results", lambda ckpt, recipe, overrides, levels, seed: {"clean": {"ap": [float(len(trained))], "r1": [1.0]}})
+    (tmp_path / "seed0" / "agreid").mkdir(parents=True)
+    args = argparse.Namespace(out=tmp_path, overrides=["stage2.epochs=3"], levels=[0.0, 0.2], seed=0)
+    row, per_query = module.trained_run("agreid", 0, args)
+    assert trained == [("agreid", ("stage2.epochs=3", "seed=0"))] and per_query["clean"]["ap"] == [1.0]
+    again, kept = module.trained_run("agreid", 0, args)  # same settings: read back, not retrained
+    assert len(trained) == 1 and again == row and kept == per_query
+    args.levels = [0.0, 0.4]  # other corruption levels: the record does not apply
+    _, redone = module.trained_run("agreid", 0, args)
+    assert len(trained) == 2 and redone["clean"]["ap"] == [2.0]
+    args.overrides = ["stage2.epochs=4"]
+    module.trained_run("agreid", 0, args)
+    assert len(trained) == 3
