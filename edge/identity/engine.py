@@ -11,7 +11,9 @@ and the other evidence add up::
 
 and hard rules forbid a pair outright: one camera never sees one identity twice at the same
 observed time; a transition window is not met; two tracklets stand far apart on the floor at the
-same time, or one would have had to walk faster than a person walks.
+same time, or one would have had to walk faster than a person walks. ``cos`` compares
+camera-centered appearances when the model carries centered statistics (``centering.py``), and a
+tracklet that ended too short to match founds a *sealed* identity that nothing joins.
 
 Decisions are provisional for ``revision_window_s``: every ``revise_every_s`` the engine merges two
 identities whose tracklets fit each other (``merged``), moves a tracklet whose identity fits it
