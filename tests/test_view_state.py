@@ -72,6 +72,14 @@ def test_merge_marks_the_absorbed_card_and_moves_its_sightings():
     assert state.journey(3)["card"]["last_seen"] == 20.0
 
 
+def test_a_sealed_identity_is_marked_on_its_card():
+    """A flicker's identity (``new`` with ``sealed``) is marked so the page can dim it; others are not."""
+    state = ViewState(clock=Clock())
+    state.ingest(sighting("new", 3, "cam1", 1, 10.0, 1, JPEG))
+    state.ingest(sighting("new", 4, "cam3", 9, 10.5, 2, sealed=True))
+    assert state.journey(4)["card"]["sealed"] is True and state.journey(3)["card"]["sealed"] is False
+
+
 def test_reassignment_moves_one_sighting_and_notes_it_on_both_cards():
     state = ViewState(clock=Clock())
     state.ingest(sighting("new", 5, "cam1", 1, 10.0, 1))

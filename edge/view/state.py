@@ -74,6 +74,7 @@ class Identity:
     merged_into: Optional[int] = None
     merged_from: list = field(default_factory=list)
     expired: bool = False
+    sealed: bool = False  # founded by a tracklet too short to match (a flicker): nothing will join it
     notes: deque = field(default_factory=deque)
     version: int = 0
     publish_ts: Optional[float] = None  # of the last event that changed it (the page measures delay with it)
@@ -89,7 +90,7 @@ class Identity:
     def card(self, live_s: float) -> dict[str, Any]:
         return {"global_id": self.global_id, "first_seen": self.first_seen, "last_seen": self.last_seen,
                 "cameras": list(self.cameras), "crop": self.crop, "merged_into": self.merged_into,
-                "merged_from": list(self.merged_from), "expired": self.expired, "notes": list(self.notes),
+                "merged_from": list(self.merged_from), "expired": self.expired, "sealed": self.sealed, "notes": list(self.notes),
                 "sightings": len(self.sightings), "active_until": self.active_until(live_s),
                 "publish_ts": self.publish_ts, "last_event": self.last_event}
 
@@ -302,6 +303,8 @@ class ViewState:
             self._note(ident, f"#{h['from']} merged into this")
         elif kind == "expired":
             ident.expired = True
+        if kind == "new" and h.get("sealed"):
+            ident.sealed = True
         if h.get("cameras"):
             ident.cameras = sorted(set(ident.cameras) | {str(c) for c in h["cameras"]})
         if h.get("last_seen") is not None:

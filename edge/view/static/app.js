@@ -218,6 +218,7 @@ function cardNode(c, t) {
   const img = c.crop ? el("img", { src: `crop/${c.crop}`, alt: `identity ${c.global_id}`, loading: "lazy" }) : el("div", { class: "noimg" });
   const state = c.merged_into !== null ? el("div", { class: "note merged-into", text: `merged into #${c.merged_into}` })
     : c.expired ? el("div", { class: "muted", text: "expired" })
+    : c.sealed ? el("div", { class: "muted", text: "too short to match" })
     : el("div", { class: live ? "live" : "muted", text: live ? "● live" : "not live" });
   const notes = c.notes.filter((n) => !n.startsWith("merged into")).slice(-2).map((n) => el("div", { class: "note", text: n }));
   const info = el("div", {},
@@ -225,7 +226,7 @@ function cardNode(c, t) {
     el("div", { class: "cams", text: c.cameras.join(", ") || "–" }),
     el("div", { class: "muted", text: `${hms(c.first_seen)} – ${hms(c.last_seen)}` }),
     state, ...notes);
-  const node = el("div", { class: "card" + (c.merged_into !== null ? " merged" : "") + (c.expired ? " expired" : ""),
+  const node = el("div", { class: "card" + (c.merged_into !== null ? " merged" : "") + (c.expired ? " expired" : "") + (c.sealed ? " sealed" : ""),
     "data-gid": c.global_id, "data-live": live ? "1" : "0" }, img, info);
   node.onclick = () => { selected = c.global_id; refreshJourney(true); dirty.cards = true; schedule(); };
   return node;
