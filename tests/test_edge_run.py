@@ -66,6 +66,32 @@ def run_with_subscriber(cfg_path, port):
     return report, sub.messages
 
 
+def ids_the_events_tell(messages) -> dict:
+    """(camera, local id) -> global id, replaying identity events as a subscriber would."""
+    ids = {}
+    for topic, h, _ in messages:
+        if not topic.startswith("identity/"):
+            continue
+        if h["event"] in ("new", "assigned", "reassigned"):
+            ids[(h["camera"], h["local_id"])] = h["global_id"]
+        elif h["event"] == "merged":
+            ids = {k: (h["into"] if g == h["from"] else g) for k, g in ids.items()}
+    return ids
+
+
+def ids_the_files_hold(mot, cameras) -> dict:
+    """(camera, local id) -> global id from the run's local and global MOT files (same frame and box)."""
+    ids = {}
+    for cam in cameras:
+        local = np.loadtxt(mot / f"{cam}.txt", delimiter=",", ndmin=2)
+        glob = {(int(r[0]), *np.round(r[2:6], 2)): int(r[1]) for r in np.loadtxt(mot / f"{cam}.global.txt", delimiter=",", ndmin=2)}
+        for r in local:
+            gid = glob.get((int(r[0]), *np.round(r[2:6], 2)))
+            if gid is not None:
+                ids[(cam, int(r[1]))] = gid
+    return ids
+
+
 def test_two_camera_run_publishes_well_formed_events_and_scores(tmp_path):
     cams = [{"id": f"cam{i}", "source": f"synthetic://tiny?camera=cam{i}", "realtime": False} for i in (1, 2)]
     report, messages = run_with_subscriber(cams_yaml(tmp_path, cams, 56790), 56790)
@@ -80,11 +106,47 @@ def test_two_camera_run_publishes_well_formed_events_and_scores(tmp_path):
             assert topic == f"track/{header['camera']}" and len(header["bbox"]) == 4 and header["local_id"] >= 1
             assert header["event"] in ("new", "update", "lost", "found", "ended")
         if topic.startswith("identity/"):
-            assert topic == f"identity/{header['global_id']}" and header["event"] in ("new", "assigned", "expired")
+            assert topic == f"identity/{header['global_id']}" and header["event"] in ("new", "assigned", "reassigned", "merged", "expired")
+    # a subscriber that follows the events ends with the ids the MOT files hold (the end-of-run
+    # revision publishes what it decides)
+    told = ids_the_events_tell(messages)
+    written = ids_the_files_hold(tmp_path / "mot", ("cam1", "cam2"))
+    assert written and told == written
     # predictions in the MOT layout edge.evaluate reads, scored against the world's ground truth
     gt = write_mot_ground_truth(World(resolve_scene("tiny")), tmp_path / "gt", progress=False)
     result = evaluate(gt, tmp_path / "mot", sequences=["cam1", "cam2"])
     assert result["combined"]["HOTA"] > 30 and "cross_camera" in result
+
+
+def test_what_the_end_of_run_revision_decides_is_published(tmp_path):
+    """``close`` publishes the decisions of the engine's last revision (``flush(now)``): here the
+    engine is wrapped so that its flush also decides one identity's expiry, which must arrive."""
+    from edge.identity import Decision
+    from edge.pipeline import EdgePipeline
+
+    cams = [{"id": "cam1", "source": "synthetic://tiny?camera=cam1", "realtime": False}]
+    cfg = load_edge_config(cams_yaml(tmp_path, cams, 56797))
+    pipeline = EdgePipeline(cfg, {"cam1": 10.0})
+    flush, seen = pipeline.engine.flush, []
+
+    def flush_and_expire(now=None):
+        out = flush(now)
+        gid = min(pipeline.engine.identities)
+        seen.append((now, gid))
+        return out + [Decision("expired", gid, cameras=("cam1",))]
+
+    pipeline.engine.flush = flush_and_expire
+    sub = Subscriber(56797)
+    sub.start()
+    time.sleep(0.3)
+    run_pipeline(cfg, pipeline=pipeline)
+    time.sleep(0.3)
+    sub.stop.set()
+    sub.join(2)
+    (now, gid), = seen
+    assert now is not None and now > 0  # flushed with the scene time: the last revision runs
+    last = [h for t, h, _ in sub.messages if t == f"identity/{gid}"][-1]
+    assert last["event"] == "expired"
 
 
 def test_scripted_person_gets_the_same_global_id_in_both_overlapping_cameras(tmp_path):
