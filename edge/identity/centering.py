@@ -41,13 +41,16 @@ class CameraCentering:
         self._sums: dict[str, tuple[np.ndarray, Optional[np.ndarray], int]] = {}  # final tracklets per camera
         self._means: dict[str, tuple[np.ndarray, Optional[np.ndarray]]] = {}
 
+    def _added(self, camera: str, sums: dict, appearance: Embeddings) -> tuple[np.ndarray, Optional[np.ndarray], int]:
+        """``camera``'s entry of ``sums`` with one more tracklet (new arrays: ``sums`` is not changed)."""
+        g, p, n = sums.get(camera, (np.zeros_like(self.prior), None, 0))
+        if appearance.parts is not None:
+            p = appearance.parts[0] if p is None else p + appearance.parts[0]
+        return g + appearance.global_[0], p, n + 1
+
     def add_final(self, camera: str, appearance: Embeddings) -> None:
         """A tracklet that will not change any more counts in its camera's mean for good."""
-        g, p, n = self._sums.get(camera, (np.zeros_like(self.prior), None, 0))
-        parts = appearance.parts[0] if appearance.parts is not None else None
-        if parts is not None:
-            p = parts.copy() if p is None else p + parts
-        self._sums[camera] = (g + appearance.global_[0], p, n + 1)
+        self._sums[camera] = self._added(camera, self._sums, appearance)
 
     def state(self) -> dict:
         """The final tracklets' sums per camera, as JSON-able data (a site hub persists them)."""
@@ -66,15 +69,10 @@ class CameraCentering:
 
     def refresh(self, live: Iterable[TrackletSummary]) -> None:
         """Recompute every camera's mean from the final sums and the live tracklets (call once per update)."""
-        acc = {cam: [g.copy(), None if p is None else p.copy(), n] for cam, (g, p, n) in self._sums.items()}
+        acc = dict(self._sums)
         for s in live:
-            if s.appearance is None:
-                continue
-            entry = acc.setdefault(s.camera, [np.zeros_like(self.prior), None, 0])
-            entry[0] += s.appearance.global_[0]
-            if s.appearance.parts is not None:
-                entry[1] = s.appearance.parts[0].copy() if entry[1] is None else entry[1] + s.appearance.parts[0]
-            entry[2] += 1
+            if s.appearance is not None:
+                acc[s.camera] = self._added(s.camera, acc, s.appearance)
         self._means = {}
         for cam, (g, p, n) in acc.items():
             k = self.prior_weight
