@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
+import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from trainer.configio import ConfigError, StrictModel, load_config
@@ -85,6 +86,23 @@ class TransitionWindow(StrictModel):
     dst: str = Field(alias="to")
     min_s: float = Field(0.0, ge=0)
     max_s: float = Field(description="a tracklet in dst can match an identity last seen in src only within [min_s, max_s]")
+    exit: Optional[list[tuple[float, float]]] = Field(None, description="the door out: polygon in src's image (pixels) where "
+                                                      "people leave towards dst; a last sighting elsewhere is not this transition")
+    entry: Optional[list[tuple[float, float]]] = Field(None, description="the door in: polygon in dst's image (pixels) where "
+                                                       "people arriving from src first appear")
+
+    @field_validator("exit", "entry")
+    @classmethod
+    def _polygon(cls, points: Optional[list[tuple[float, float]]]) -> Optional[list[tuple[float, float]]]:
+        if points is None:
+            return None
+        if len(points) < 3:
+            raise ValueError(f"a door is a polygon of at least 3 image points, got {len(points)}")
+        xy = np.asarray(points, float)
+        area = 0.5 * abs(float(np.dot(xy[:, 0], np.roll(xy[:, 1], 1)) - np.dot(xy[:, 1], np.roll(xy[:, 0], 1))))
+        if area < 1.0:
+            raise ValueError("the door polygon encloses no area (points on one line)")
+        return points
 
 
 class MatchingConfig(StrictModel):

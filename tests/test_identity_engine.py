@@ -9,6 +9,7 @@ from edge.identity import (CalibrationError, EngineSettings, FloorRules, FloorTr
                            floor_evidence)
 from edge.identity.engine import FORBIDDEN, cluster_offline, settings_from_config
 from edge.identity.geometry import check_matrix, solve_homography
+from edge.identity.topology import Transition
 from trainer.embeddings import Embeddings
 
 
@@ -331,9 +332,43 @@ def test_singular_matrix_is_refused():
 
 @pytest.mark.parametrize("gap_s, expected", [(1.0, "new"), (12.0, "assigned")], ids=["too-soon", "in-window"])
 def test_transition_window_forbids_impossible_travel(gap_s, expected):
-    e = engine(transitions={("cam1", "cam3"): (5.0, 30.0)})
+    e = engine(transitions={("cam1", "cam3"): Transition.build(5.0, 30.0)})
     e.update([summary("cam1", 1, unit(1), 0, 1, ended=True)], 1.0)
     assert e.update([summary("cam3", 1, unit(1), 1 + gap_s, 2 + gap_s)], 2 + gap_s)[0].kind == expected
+
+
+# cam1's door to the corridor is its right edge (x > 500); cam3's door in is its left edge (x < 100)
+DOORS = Transition.build(2.0, 30.0, exit=[[500, 0], [640, 0], [640, 360], [500, 360]], entry=[[0, 0], [100, 0], [100, 360], [0, 360]])
+
+
+@pytest.mark.parametrize("left_box, came_box, expected", [
+    ((540, 100, 580, 200), (20, 100, 60, 200), "assigned"),    # out through the door, in through the other
+    ((240, 100, 280, 200), (20, 100, 60, 200), "new"),         # last seen in the middle of cam1: left another way
+    ((540, 100, 580, 200), (300, 100, 340, 200), "new"),       # starts in the middle of cam3: not an arrival
+], ids=["through-the-doors", "left-elsewhere", "not-at-the-entry"])
+def test_transition_doors_decide_which_identities_can_arrive(left_box, came_box, expected):
+    e = engine(transitions={("cam1", "cam3"): DOORS})
+    e.update([summary("cam1", 1, unit(1), 0, 1, box=(300, 100, 340, 200), end_box=left_box, ended=True)], 1.0)
+    assert e.update([summary("cam3", 1, unit(1), 6, 7, box=came_box)], 7.0)[0].kind == expected
+
+
+def test_doors_prefer_the_look_alike_who_walked_the_corridor():
+    """Two look-alikes were in cam1; the one who looks a bit more like the arrival left by the
+    street side, the other through the corridor door: the arrival is the second one."""
+    e = engine(threshold=0.6, transitions={("cam1", "cam3"): DOORS})
+    e.update([summary("cam1", 1, unit(1), 0, 4, end_box=(100, 100, 140, 200), ended=True),
+              summary("cam1", 2, unit(1, 0.3), 0, 4, box=(200, 100, 240, 200), end_box=(560, 100, 600, 200), ended=True)], 4.0)
+    out = e.update([summary("cam3", 1, unit(1, 0.05), 9, 10, box=(30, 100, 70, 200))], 10.0)
+    assert kinds(out) == [("assigned", ("cam3", 1), e.global_id(("cam1", 2)), None)]
+
+
+def test_doors_survive_the_identity_going_final():
+    """After its tracklet is final, the identity still remembers where it was last seen."""
+    e = engine(transitions={("cam1", "cam3"): DOORS}, revision_window_s=1.0)
+    e.update([summary("cam1", 1, unit(1), 0, 1, end_box=(240, 100, 280, 200), ended=True)], 1.0)
+    e.update([], 3.0)
+    assert not e.records and e.identities[1].last_box is not None
+    assert e.update([summary("cam3", 1, unit(1), 6, 7, box=(20, 100, 60, 200))], 7.0)[0].kind == "new"
 
 
 def test_person_appearing_in_two_cameras_at_once_gets_one_identity():

@@ -11,7 +11,7 @@ from edge.identity import EngineSettings, FloorTrack, IdentityEngine, TrackletSu
 from edge.site.gallery import Gallery, candidates_for, exact_neighbours
 from edge.site.node import _merge
 from edge.site.protocol import DimensionError, ProtocolError, WireTracklet, decode, decode_tracklets, encode_tracklets
-from edge.site.store import Store, TrackletRow
+from edge.site.store import SCHEMA, Store, TrackletRow
 from trainer.embeddings import Embeddings
 
 BOX = np.array([10.0, 10.0, 50.0, 120.0])
@@ -105,6 +105,7 @@ def test_store_round_trip_keeps_identities_and_what_the_site_was_told(tmp_path):
     np.testing.assert_allclose(ident.past.parts, e.identities[1].past.parts, atol=1e-6)
     np.testing.assert_allclose(ident.past.part_conf, e.identities[1].past.part_conf, atol=1e-6)
     assert ident.past_floor.arrays()[1].tolist() == [[1.0, 2.0]]
+    assert ident.last_box.tolist() == list(BOX)  # where it was last seen: transitions with doors need it
     assert again.tracklets() == [TrackletRow("a", "s1", "cam1", 1, 1, 1, True)]
     assert again.meta() == {"next_gid": 2, "bases": {"cam1": 0}}
     assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -235,3 +236,15 @@ def test_a_restarted_hub_keeps_sealed_identities_sealed_and_each_cameras_look(tm
         assert hub.engine.centering.state()["cam1"]["n"] == 3
     finally:
         hub.close()
+
+
+def test_a_store_from_before_doors_gains_the_last_box_column(tmp_path):
+    import sqlite3
+    db = sqlite3.connect(tmp_path / "old.sqlite")
+    db.executescript(SCHEMA.replace(", last_box TEXT", ""))
+    db.execute("INSERT INTO identities (gid, created, last_seen, last_camera, cameras, spans, past_weight) "
+               "VALUES (7, 0, 1, 'cam1', '[\"cam1\"]', '{}', 0)")
+    db.commit()
+    db.close()
+    (ident,) = Store(tmp_path / "old.sqlite").identities()
+    assert ident.global_id == 7 and ident.last_box is None

@@ -37,8 +37,9 @@ from scipy.optimize import linear_sum_assignment
 from trainer.embeddings import Embeddings, similarity, weighted_mean
 
 from .centering import CameraCentering
-from .geometry import FloorRules, FloorTrack, floor_evidence
+from .geometry import FloorRules, FloorTrack, floor_evidence, foot_point
 from .records import Decision, Key, TrackletSummary
+from .topology import Transition
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class EngineSettings:
     appearance_veto: Optional[float] = None  # appearance this many scale units below the threshold forbids a pair
     merge_margin: float = 0.5
     reassign_margin: float = 1.0
-    transitions: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    transitions: dict[tuple[str, str], Transition] = field(default_factory=dict)
     floor: FloorRules = field(default_factory=FloorRules)
     centering: bool = False  # compare appearances with each camera's mean look taken out (centering.py)
     center_prior: Optional[np.ndarray] = None  # the model's mean tracklet appearance (None: zeros)
@@ -104,7 +105,7 @@ def settings_from_config(cfg, model_similarity: Optional[dict], model_name: str 
         revision_window_s=cfg.revision_window_s, revise_every_s=cfg.revise_every_s, relink_max_gap_s=cfg.relink_max_gap_s,
         relink_bonus=cfg.relink_bonus, floor_weight=cfg.floor_weight, transition_bonus=cfg.transition_bonus,
         appearance_veto=cfg.appearance_veto, merge_margin=cfg.merge_margin,
-        reassign_margin=cfg.reassign_margin, transitions={(t.src, t.dst): (t.min_s, t.max_s) for t in cfg.transitions},
+        reassign_margin=cfg.reassign_margin, transitions={(t.src, t.dst): Transition.build(t.min_s, t.max_s, t.exit, t.entry) for t in cfg.transitions},
         floor=FloorRules(near_m=cfg.same_place_m, far_m=cfg.different_place_m, max_speed_mps=cfg.max_speed_mps),
         centering=bool(centering and cfg.enabled), center_prior=prior,
         center_prior_parts=_array((model_similarity or {}).get("part_mean")), center_prior_weight=cfg.centering_prior_weight,
@@ -124,6 +125,7 @@ class Identity:
     last_seen: float
     last_camera: str
     cameras: set[str] = field(default_factory=set)
+    last_box: Optional[np.ndarray] = None  # xyxy where it was last seen, in last_camera's image
     members: set[Key] = field(default_factory=set)
     spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # final tracklets' (first, last) per camera
     past: Optional[Embeddings] = None  # appearance of the final tracklets
@@ -282,7 +284,7 @@ class IdentityEngine:
         return self._attach(s, ident, "assigned")
 
     def _found(self, s: TrackletSummary, now: float, sealed: bool = False) -> Decision:
-        ident = Identity(next(self._ids), now, s.last_seen, s.camera, sealed=sealed)
+        ident = Identity(next(self._ids), now, s.last_seen, s.camera, last_box=s.last_box, sealed=sealed)
         self.identities[ident.global_id] = ident
         self._attach(s, ident, "new")
         return Decision("new", ident.global_id, s.key)
@@ -293,7 +295,7 @@ class IdentityEngine:
         ident.members.add(s.key)
         ident.cameras.add(s.camera)
         if s.last_seen >= ident.last_seen:
-            ident.last_seen, ident.last_camera = s.last_seen, s.camera
+            ident.last_seen, ident.last_camera, ident.last_box = s.last_seen, s.camera, s.last_box
         self._appearance_cache.clear()
         return Decision(kind, ident.global_id, s.key)
 
@@ -379,7 +381,8 @@ class IdentityEngine:
 
     def _time_evidence(self, s: TrackletSummary, ident: Identity, others: list[TrackletSummary]) -> Optional[float]:
         """None when time forbids ``s`` in ``ident``; else the transition support (1 when ``s`` arrived
-        within a configured window after the identity's last sighting in the window's camera)."""
+        by a declared transition from the identity's last sighting: within its time window and,
+        where it names doors, leaving and coming in through them)."""
         for o in others:
             if o.camera == s.camera and _overlap(o.first_seen, o.last_seen, s.first_seen, s.last_seen) \
                     and not (self._continues(s, o) or self._continues(o, s)):
@@ -388,16 +391,17 @@ class IdentityEngine:
             return None
         if not self.cfg.transitions:
             return 0.0
-        before = [(o.last_seen, o.camera) for o in others if o.last_seen < s.first_seen]
+        before = [(o.last_seen, o.camera, o.last_box) for o in others if o.last_seen < s.first_seen]
         if not others and ident.last_seen < s.first_seen:
-            before = [(ident.last_seen, ident.last_camera)]
+            before = [(ident.last_seen, ident.last_camera, ident.last_box)]
         if not before:
             return 0.0
-        last_seen, camera = max(before)
-        window = self.cfg.transitions.get((camera, s.camera)) if camera != s.camera else None
-        if window is None:
+        last_seen, camera, box = max(before, key=lambda b: b[0])
+        transition = self.cfg.transitions.get((camera, s.camera)) if camera != s.camera else None
+        if transition is None:
             return 0.0
-        return 1.0 if window[0] <= s.first_seen - last_seen <= window[1] else None
+        left_at = None if box is None else foot_point(box)
+        return 1.0 if transition.allows(s.first_seen - last_seen, left_at, foot_point(s.first_box)) else None
 
     def _floor(self, s: TrackletSummary, ident: Identity, others: list[TrackletSummary]) -> tuple[bool, float]:
         """(forbidden, mean support) over the identity's tracklets with floor tracks."""
@@ -554,7 +558,7 @@ class IdentityEngine:
         if gone.past is not None:
             self._fold_past(keep, gone.past, gone.past_weight, gone.past_floor, gone.last_seen)
         if gone.last_seen > keep.last_seen:
-            keep.last_seen, keep.last_camera = gone.last_seen, gone.last_camera
+            keep.last_seen, keep.last_camera, keep.last_box = gone.last_seen, gone.last_camera, gone.last_box
         self._appearance_cache.clear()
         return Decision("merged", keep_id, None, gone_id)
 
@@ -619,7 +623,7 @@ class IdentityEngine:
             for key in ident.members:
                 s = self.records[key]
                 if s.last_seen > ident.last_seen:
-                    ident.last_seen, ident.last_camera = s.last_seen, s.camera
+                    ident.last_seen, ident.last_camera, ident.last_box = s.last_seen, s.camera, s.last_box
             app = self.appearance(ident)
             ident.embedding = None if app is None else app.global_[0]
 

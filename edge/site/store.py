@@ -1,7 +1,7 @@
 """The hub's memory across restarts: identities and what the site was told, in SQLite (WAL).
 
 What is kept: every identity's final-tracklet summary (appearance with parts, weight, time spans
-per camera, last floor track, cameras, times) and its current event embedding; for every tracklet
+per camera, last floor track, where it was last seen, cameras, times) and its current event embedding; for every tracklet
 the hub has heard of, its node, node session, camera, node-local id, engine id and the site id
 last told; counters (next global id, per-camera engine id bases). Live tracklets' evidence is not
 kept: nodes resend it when they find a new hub session. Each engine step is one transaction,
@@ -24,7 +24,7 @@ from ..identity import FloorTrack, Identity
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS identities (
   gid INTEGER PRIMARY KEY, created REAL, last_seen REAL, last_camera TEXT, cameras TEXT, spans TEXT,
-  past_weight REAL, past BLOB, embedding BLOB, floor BLOB);
+  past_weight REAL, past BLOB, embedding BLOB, floor BLOB, last_box TEXT);
 CREATE TABLE IF NOT EXISTS tracklets (
   node TEXT, session TEXT, camera TEXT, local_id INTEGER, engine_id INTEGER, site_id INTEGER, final INTEGER,
   PRIMARY KEY (node, session, camera, local_id));
@@ -96,6 +96,9 @@ class Store:
             raise RuntimeError(f"{self.path}: SQLite refused WAL mode ({mode})")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(identities)")}
+        if "last_box" not in columns:  # a store written before transitions had doors
+            self.db.execute("ALTER TABLE identities ADD COLUMN last_box TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -112,10 +115,11 @@ class Store:
                 floor = _blob(np.column_stack([t, p]))
             rows.append((i.global_id, i.created, i.last_seen, i.last_camera, json.dumps(sorted(i.cameras)),
                          json.dumps({c: [list(s) for s in spans] for c, spans in i.spans.items()}), i.past_weight,
-                         _pack_embeddings(i.past), _blob(None if i.embedding is None else np.asarray(i.embedding, np.float32)), floor))
+                         _pack_embeddings(i.past), _blob(None if i.embedding is None else np.asarray(i.embedding, np.float32)), floor,
+                         None if i.last_box is None else json.dumps([float(v) for v in i.last_box])))
         with self.db:
             self.db.execute("BEGIN")
-            self.db.executemany("INSERT OR REPLACE INTO identities VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            self.db.executemany("INSERT OR REPLACE INTO identities VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
             self.db.executemany("DELETE FROM identities WHERE gid = ?", [(int(g),) for g in removed])
             self.db.executemany("INSERT OR REPLACE INTO tracklets VALUES (?,?,?,?,?,?,?)",
                                 [(t.node, t.session, t.camera, t.local_id, t.engine_id, t.site_id, int(t.final)) for t in tracklets])
@@ -124,9 +128,11 @@ class Store:
     # --- reading --------------------------------------------------------------------------
     def identities(self) -> list[Identity]:
         out = []
-        for gid, created, last_seen, last_camera, cameras, spans, past_weight, past, emb, floor in self.db.execute(
-                "SELECT * FROM identities ORDER BY gid"):
-            ident = Identity(gid, created, last_seen, last_camera, set(json.loads(cameras)))
+        for gid, created, last_seen, last_camera, cameras, spans, past_weight, past, emb, floor, last_box in self.db.execute(
+                "SELECT gid, created, last_seen, last_camera, cameras, spans, past_weight, past, embedding, floor, last_box "
+                "FROM identities ORDER BY gid"):
+            ident = Identity(gid, created, last_seen, last_camera, set(json.loads(cameras)),
+                             last_box=None if last_box is None else np.array(json.loads(last_box), float))
             ident.spans = {c: [tuple(s) for s in v] for c, v in json.loads(spans).items()}
             ident.past, ident.past_weight = _unpack_embeddings(past), past_weight
             e = _unblob(emb)

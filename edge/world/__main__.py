@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("what", choices=["mot", "reid", "yolo", "preview", "calibration"])
     parser.add_argument("--scene", default="demo", help=f"one of {sorted(SCENES)}")
     parser.add_argument("--seed", type=int, nargs="*", default=None, help="override the scene's seed (other people); reid: several seeds go into one dataset")
-    parser.add_argument("--out", required=True, help="output folder (preview: PNG path; calibration: YAML path)")
+    parser.add_argument("--out", required=True, help="output folder (preview: PNG path; calibration: YAML path, with the corridor transitions and their doors)")
     parser.add_argument("--frames", type=int, default=None, help="mot: only the first N frames")
     parser.add_argument("--images", action="store_true", help="mot: also write img1/*.jpg")
     parser.add_argument("--video", action="store_true", help="mot: also write <camera>.mp4")
@@ -42,12 +42,20 @@ def write(args: argparse.Namespace) -> None:
     if args.what == "mot":
         export.write_mot_ground_truth(world, args.out, args.frames, images=args.images, video=args.video)
     elif args.what == "calibration":
-        Path(args.out).write_text(yaml.safe_dump({"calibration": export.floor_calibration(world)}, default_flow_style=None, sort_keys=True))
+        site = {"calibration": export.floor_calibration(world), "matching": {"transitions": export.corridor_transitions(world)}}
+        Path(args.out).write_text(yaml.dump(site, Dumper=_NoAliases, default_flow_style=None, sort_keys=False))
         print(args.out)
     elif args.what == "yolo":
         export.write_yolo_dataset(world, args.out, args.split, every=args.every)
     else:
         print(export.camera_preview(world, args.frame, args.out))
+
+
+class _NoAliases(yaml.SafeDumper):
+    """Write shared door polygons out in full: a cameras YAML is read and edited by people."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
 
 
 if __name__ == "__main__":

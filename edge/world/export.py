@@ -23,7 +23,7 @@ from trainer.progress import progress as progress_bar
 
 from ..outputs import mot_row
 from .render import CameraRenderer, GroundTruthBox
-from .scene import World
+from .scene import AREAS, CORRIDOR_DOORS, World
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,45 @@ def floor_calibration(world: World) -> dict[str, dict[str, list[list[float]]]]:
         H = cam.H_inv / cam.H_inv[2, 2]
         out[cam.spec.name] = {"homography": [[float(f"{v:.9g}") for v in row] for row in H]}
     return out
+
+
+def corridor_transitions(world: World, min_s: float = 2.0, max_s: float = 30.0, depth_m: float = 2.5) -> list[dict]:
+    """The scene's camera topology as the cameras YAML's ``matching.transitions``: every camera of
+    one area to every camera of the other, through the corridor, with its doors: the image region of
+    the floor strip ``depth_m`` deep along the area's corridor side (and 1 m beyond it), clipped to
+    the image. The time window is declared, not measured (a walk of a few metres, some lingering)."""
+    area_of = {cam.spec.name: _area_of(cam) for cam in world.cameras}
+    doors = {cam.spec.name: _door_polygon(cam, area_of[cam.spec.name], depth_m) for cam in world.cameras}
+    out = []
+    for a in world.cameras:
+        for b in world.cameras:
+            src, dst = a.spec.name, b.spec.name
+            if area_of[src] is None or area_of[dst] is None or area_of[src] == area_of[dst]:
+                continue
+            out.append({"from": src, "to": dst, "min_s": min_s, "max_s": max_s, "exit": doors[src], "entry": doors[dst]})
+    return out
+
+
+def _area_of(cam) -> Optional[str]:
+    centre = np.float64(cam.spec.ground_quad).mean(0)
+    return next((a.name for a in AREAS.values() if a.x0 <= centre[0] <= a.x1 and a.y0 <= centre[1] <= a.y1), None)
+
+
+def _door_polygon(cam, area_name: Optional[str], depth_m: float) -> Optional[list[list[float]]]:
+    if area_name is None:
+        return None
+    a = AREAS[area_name]
+    x0, x1, y0, y1 = a.x0 - 1.0, a.x1 + 1.0, a.y0 - 1.0, a.y1 + 1.0
+    strip = {"east": (a.x1 - depth_m, y0, x1, y1), "west": (x0, y0, a.x0 + depth_m, y1),
+             "north": (x0, a.y1 - depth_m, x1, y1), "south": (x0, y0, x1, a.y0 + depth_m)}[CORRIDOR_DOORS[area_name]]
+    sx0, sy0, sx1, sy1 = strip
+    quad = cam.project(np.array([[sx0, sy0], [sx1, sy0], [sx1, sy1], [sx0, sy1]]))
+    w, h = cam.spec.width, cam.spec.height
+    frame = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    area, clipped = cv2.intersectConvexConvex(cv2.convexHull(quad.astype(np.float32)), frame)
+    if area <= 0 or clipped is None:
+        return None
+    return [[round(float(x), 1), round(float(y), 1)] for x, y in clipped.reshape(-1, 2)]
 
 
 def camera_preview(world: World, frame: int, out: str | Path, tile_width: int = 480) -> Path:

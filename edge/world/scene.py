@@ -40,6 +40,7 @@ class Area:
 
 
 AREAS = {"A": Area("A", 0.0, 0.0, 12.0, 8.0), "B": Area("B", 20.0, 0.0, 32.0, 8.0)}
+CORRIDOR_DOORS = {"A": "east", "B": "west"}  # the side of each area that leads to the hidden corridor
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,6 @@ def make_walkers(spec: WorldSpec) -> list[Walker]:
                 for pid, path in enumerate(spec.scripted, start=1)]
     walkers = []
     outer = {"A": ("west", "south", "north"), "B": ("east", "south", "north")}
-    corridor_door = {"A": "east", "B": "west"}
     for pid in range(1, spec.num_identities + 1):
         app = PersonAppearance.sample(rng)
         first = "A" if rng.random() < 0.6 else "B"
@@ -235,10 +235,10 @@ def make_walkers(spec: WorldSpec) -> list[Walker]:
         for i, name in enumerate(route):
             area = AREAS[name]
             leaving_to = route[i + 1] if i + 1 < len(route) else None
-            exit_side = corridor_door[name] if leaving_to else outer[name][rng.integers(3)]
+            exit_side = CORRIDOR_DOORS[name] if leaving_to else outer[name][rng.integers(3)]
             _visit(path, area, _border_point(area, exit_side, rng), spec, rng)
             if leaving_to:  # through the hidden corridor, sometimes lingering there
-                door = _border_point(AREAS[leaving_to], corridor_door[leaving_to], rng)
+                door = _border_point(AREAS[leaving_to], CORRIDOR_DOORS[leaving_to], rng)
                 path.walk(np.array([16.0, door[1]]))
                 path.wait(float(rng.uniform(0.0, 6.0)))
                 path.walk(door)
