@@ -230,17 +230,16 @@ def test_lockstep_runs_are_reproducible(tmp_path):
 
 def test_scripted_walk_through_the_corridor_keeps_one_identity_with_the_floor(tmp_path):
     """One person walks through area A (cam1 and cam2 overlap), the unseen corridor and area B
-    (cam3). With the world's exact calibration and the corridor's transition windows the engine
-    gives one global id in all three cameras, and the floor map of the run is drawn."""
-    from edge.world.export import floor_calibration
+    (cam3). With the world's exact calibration and the corridor's transitions (windows and doors)
+    the engine gives one global id in all three cameras, and the floor map of the run is drawn."""
+    from edge.world.export import corridor_transitions, floor_calibration
 
     walk = ((0.0, 2.0, 3.0), (6.0, 11.0, 3.0), (7.0, 13.0, 3.0), (12.0, 19.0, 3.0), (13.0, 21.0, 3.0), (18.0, 29.0, 2.0), (22.0, 30.0, 2.0))
     register_scene(WorldSpec("scripted_corridor", seed=6, num_identities=1, duration_s=22.0, fps=5.0,
                              cameras=three_camera_rig(), scripted=(walk,)))
     world = World(resolve_scene("scripted_corridor"))
     cams = [{"id": f"cam{i}", "source": f"synthetic://scripted_corridor?camera=cam{i}", "realtime": False} for i in (1, 2, 3)]
-    windows = [{"from": a, "to": b, "min_s": 2, "max_s": 30} for a, b in (("cam1", "cam3"), ("cam2", "cam3"), ("cam3", "cam1"), ("cam3", "cam2"))]
-    path = cams_yaml(tmp_path, cams, 56798, matching={"threshold": None, "transitions": windows},
+    path = cams_yaml(tmp_path, cams, 56798, matching={"threshold": None, "transitions": corridor_transitions(world)},
                      outputs={"floor_map": str(tmp_path / "floor.png")})
     cfg = yaml.safe_load(path.read_text())
     cfg["calibration"] = floor_calibration(world)

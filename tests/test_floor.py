@@ -9,7 +9,8 @@ import yaml
 
 from conftest import REPO
 from edge.listen import describe
-from edge.world.export import floor_calibration
+from edge.identity.topology import Transition
+from edge.world.export import corridor_transitions, floor_calibration
 from edge.world.render import CameraRenderer
 from edge.world.scene import World, resolve_scene
 
@@ -26,6 +27,27 @@ def test_world_homographies_put_ground_truth_feet_where_the_people_stand():
                 u, v = (box.xyxy[0] + box.xyxy[2]) / 2, box.xyxy[3]
                 p = H @ [u, v, 1.0]
                 assert np.linalg.norm(p[:2] / p[2] - box.ground) < 0.15
+
+
+def test_world_corridor_doors_hold_the_people_who_walk_the_corridor(tmp_path):
+    """The demo's doors: a foot at the corridor side of an area is in its cameras' door, a foot in
+    the middle of the area or at its far side is not; the calibration export writes them."""
+    world = World(resolve_scene("demo"))
+    doors = {(t["from"], t["to"]): Transition.build(t["min_s"], t["max_s"], t["exit"], t["entry"]) for t in corridor_transitions(world)}
+    assert sorted(doors) == [("cam1", "cam3"), ("cam2", "cam3"), ("cam3", "cam1"), ("cam3", "cam2")]
+    cams = {c.spec.name: c for c in world.cameras}
+    feet = lambda cam, xy: cams[cam].project(np.array([xy]))[0]  # noqa: E731
+    door = {"cam1": (11.5, 4.0), "cam2": (11.5, 6.0), "cam3": (20.5, 4.0)}  # floor points on each camera's corridor side
+    away = {"cam1": (4.0, 4.0), "cam2": (5.0, 6.0), "cam3": (29.0, 4.0)}
+    for (src, dst), t in doors.items():
+        assert t.through_doors(feet(src, door[src]), feet(dst, door[dst]))
+        assert not t.through_doors(feet(src, away[src]), feet(dst, door[dst]))
+        assert not t.through_doors(feet(src, door[src]), feet(dst, away[dst]))
+    proc = subprocess.run([sys.executable, "-m", "edge.world", "calibration", "--scene", "demo", "--out", str(tmp_path / "site.yaml")],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    site = yaml.safe_load((tmp_path / "site.yaml").read_text())
+    assert site["matching"]["transitions"] == corridor_transitions(world) and set(site["calibration"]) == {"cam1", "cam2", "cam3"}
 
 
 def write_cams(tmp_path, calibration):

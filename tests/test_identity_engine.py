@@ -346,10 +346,14 @@ DOORS = Transition.build(2.0, 30.0, exit=[[500, 0], [640, 0], [640, 360], [500, 
     ((240, 100, 280, 200), (20, 100, 60, 200), "new"),         # last seen in the middle of cam1: left another way
     ((540, 100, 580, 200), (300, 100, 340, 200), "new"),       # starts in the middle of cam3: not an arrival
 ], ids=["through-the-doors", "left-elsewhere", "not-at-the-entry"])
-def test_transition_doors_decide_which_identities_can_arrive(left_box, came_box, expected):
+def test_transition_doors_are_evidence_for_and_against(left_box, came_box, expected):
+    """Appearance alone is +0.5 (cos 0.85, threshold 0.8, scale 0.1): through the doors +1 more,
+    not through them -1, so the same look is a match or a new person; no doors: +1 (the window)."""
     e = engine(transitions={("cam1", "cam3"): DOORS})
     e.update([summary("cam1", 1, unit(1), 0, 1, box=(300, 100, 340, 200), end_box=left_box, ended=True)], 1.0)
-    assert e.update([summary("cam3", 1, unit(1), 6, 7, box=came_box)], 7.0)[0].kind == expected
+    out = e.update([summary("cam3", 1, with_cos(unit(1), 0.85), 6, 7, box=came_box)], 7.0)
+    assert out[0].kind == expected
+    assert e.score(e.records[("cam3", 1)], e.identities[1], exclude_self=True) == pytest.approx(0.5 + (1.0 if expected == "assigned" else -1.0))
 
 
 def test_doors_prefer_the_look_alike_who_walked_the_corridor():
@@ -368,7 +372,7 @@ def test_doors_survive_the_identity_going_final():
     e.update([summary("cam1", 1, unit(1), 0, 1, end_box=(240, 100, 280, 200), ended=True)], 1.0)
     e.update([], 3.0)
     assert not e.records and e.identities[1].last_box is not None
-    assert e.update([summary("cam3", 1, unit(1), 6, 7, box=(20, 100, 60, 200))], 7.0)[0].kind == "new"
+    assert e.update([summary("cam3", 1, with_cos(unit(1), 0.85), 6, 7, box=(20, 100, 60, 200))], 7.0)[0].kind == "new"
 
 
 def test_person_appearing_in_two_cameras_at_once_gets_one_identity():

@@ -380,9 +380,11 @@ class IdentityEngine:
         return FORBIDDEN if veto is not None and evidence < -veto else evidence
 
     def _time_evidence(self, s: TrackletSummary, ident: Identity, others: list[TrackletSummary]) -> Optional[float]:
-        """None when time forbids ``s`` in ``ident``; else the transition support (1 when ``s`` arrived
-        by a declared transition from the identity's last sighting: within its time window and,
-        where it names doors, leaving and coming in through them)."""
+        """None when time forbids ``s`` in ``ident``; else the transition support: 1 when ``s`` arrived
+        by a declared transition from the identity's last sighting (within its time window and,
+        where it names doors, leaving and coming in through them), -1 when within the window but
+        not through the doors (a detector can miss somebody at a door, so this is evidence, not a
+        rule), 0 without a declared transition."""
         for o in others:
             if o.camera == s.camera and _overlap(o.first_seen, o.last_seen, s.first_seen, s.last_seen) \
                     and not (self._continues(s, o) or self._continues(o, s)):
@@ -401,7 +403,9 @@ class IdentityEngine:
         if transition is None:
             return 0.0
         left_at = None if box is None else foot_point(box)
-        return 1.0 if transition.allows(s.first_seen - last_seen, left_at, foot_point(s.first_box)) else None
+        if not transition.within(s.first_seen - last_seen):
+            return None
+        return 1.0 if transition.through_doors(left_at, foot_point(s.first_box)) else -1.0
 
     def _floor(self, s: TrackletSummary, ident: Identity, others: list[TrackletSummary]) -> tuple[bool, float]:
         """(forbidden, mean support) over the identity's tracklets with floor tracks."""

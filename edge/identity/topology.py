@@ -6,8 +6,10 @@ appear in camera ``to`` between ``min_s`` and ``max_s`` later. Optionally a tran
 doors: ``exit``, the image region of ``from`` where people leave towards ``to``, and ``entry``,
 the region of ``to`` where they come in (polygons in pixels, as multi-camera tracking systems
 draw entry/exit zones). Doors make a transition specific: somebody who left camera A through its
-street side, or a tracklet that starts in the middle of camera B, is not a walk down the corridor,
-so the time window alone no longer lets a look-alike take that identity.
+street side, or a tracklet that starts in the middle of camera B, is most likely not a walk down
+the corridor, so the time window alone no longer favours a look-alike for that identity. The time
+window is a rule; the doors are evidence (the engine's ``transition_bonus`` for and against),
+since a detector can miss somebody at the door and pick them up a few metres further.
 """
 from __future__ import annotations
 
@@ -32,11 +34,13 @@ class Transition:
         polygon = lambda p: None if p is None else np.asarray(p, np.float32).reshape(-1, 2)  # noqa: E731
         return cls(float(min_s), float(max_s), polygon(exit), polygon(entry))
 
-    def allows(self, gap_s: float, left_at: Optional[np.ndarray], came_in_at: np.ndarray) -> bool:
-        """Could somebody who left ``from`` at image point ``left_at`` (None: not known) arrive in
-        ``to`` ``gap_s`` seconds later at image point ``came_in_at``?"""
-        if not self.min_s <= gap_s <= self.max_s:
-            return False
+    def within(self, gap_s: float) -> bool:
+        """Is ``gap_s`` (from the last sighting in ``from`` to the first in ``to``) a possible walk?"""
+        return self.min_s <= gap_s <= self.max_s
+
+    def through_doors(self, left_at: Optional[np.ndarray], came_in_at: np.ndarray) -> bool:
+        """Did somebody who left ``from`` at image point ``left_at`` (None: not known) and came into
+        ``to`` at image point ``came_in_at`` use this transition's doors (True without doors)?"""
         if self.exit is not None and left_at is not None and not inside(self.exit, left_at):
             return False
         return self.entry is None or inside(self.entry, came_in_at)
