@@ -1,8 +1,9 @@
 """The identity engine: one person, one global id across cameras.
 
 ``engine.py`` decides (assign, merge, reassign, expire) from tracklet summaries; ``geometry.py``
-knows the floor (camera homographies, same place / walking-speed evidence); ``records.py`` holds
-the plain data going in and out. No sockets, threads or files: the single-box runtime and a site
+knows the floor (camera homographies, same place / walking-speed evidence); ``topology.py`` the
+ways between cameras (time windows, doors); ``centering.py`` each camera's mean look;
+``records.py`` holds the plain data going in and out. No sockets, threads or files: the single-box runtime and a site
 hub feed the same engine.
 """
 from .engine import EngineSettings, Identity, IdentityEngine
