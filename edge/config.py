@@ -79,6 +79,8 @@ class ReIDConfig(StrictModel):
     better_crop: float = Field(1.25, ge=1.0, description="re-embed early when crop quality beats the last one by this factor")
     min_box_height: int = Field(24, ge=1, description="crops smaller than this are not embedded")
     max_overlap: float = Field(0.6, ge=0.0, le=1.0, description="crops covered more than this by other boxes are not embedded")
+    swap_below: Optional[float] = Field(None, ge=-1.0, le=1.0, description="cut a track whose new crops look like someone else: "
+                                        "cosine to its tracklet's mean below this twice in a row (None: off)")
 
 
 class TransitionWindow(StrictModel):

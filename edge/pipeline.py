@@ -167,8 +167,16 @@ class EdgePipeline:
 
     def _absorb(self, req: EmbedRequest, crop: Embeddings, now: float) -> None:
         """One crop's embedding (one row, with parts for part-based models) into its tracklet."""
+        t, below = req.tracklet, self.cfg.reid.swap_below
+        if below is not None and t.state == "active":
+            if t.looks_swapped(crop.global_[0], below):  # the tracker gave this id to someone else
+                self.trackers[t.camera_id].split(t.local_id)  # from the next frame on, a new tracklet
+                self.stats.swaps += 1
+                return
+            if t.unlike_in_a_row:
+                return  # kept out of the mean until we know whether it was a swap
         parts = (None, None) if crop.parts is None else (crop.parts[0], crop.part_conf[0])
-        req.tracklet.add_embedding(crop.global_[0], req.quality, *parts)
+        t.add_embedding(crop.global_[0], req.quality, *parts)
 
     def _match(self, events: list[tuple[str, Tracklet, float]], now: float) -> list[tuple[str, dict, Optional[np.ndarray]]]:
         """Feed the identity engine this step's tracklets; sync global ids; turn decisions into events."""

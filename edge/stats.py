@@ -21,6 +21,7 @@ class PipelineStats:
         self.last_frame_at: dict[str, float] = {}
         self.end_to_end: deque = deque(maxlen=window)
         self.embedded = 0
+        self.swaps = 0  # tracks cut because their crops turned into someone else's (reid.swap_below)
         self._since = time.monotonic()
 
     def stage(self, name: str, seconds: float) -> None:
@@ -44,6 +45,7 @@ class PipelineStats:
             "end_to_end_ms": percentiles(self.end_to_end) if self.end_to_end else {},
             "frames": dict(self.total_frames),
             "embedded": self.embedded,
+            "swaps_cut": self.swaps,
         }
         out.update(extra or {})
         self.frames.clear()

@@ -62,6 +62,14 @@ class CameraTracker:
         for theirs in [k for k, v in self._ids.items() if v == local_id]:
             del self._ids[theirs]
 
+    def split(self, local_id: int) -> int:
+        """Give the track now called ``local_id`` a new local id from its next frame on (the tracker
+        swapped people: what it follows from now on is another tracklet)."""
+        new = next(self._next)
+        for theirs in [k for k, v in self._ids.items() if v == local_id]:
+            self._ids[theirs] = new
+        return new
+
     def update(self, dets: Detections, image: Optional[np.ndarray] = None, feats: Optional[np.ndarray] = None) -> list[Track]:
         rows = self.tracker.update(dets, image, feats=feats if self.uses_features else None)
         tracks = []

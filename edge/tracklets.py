@@ -69,6 +69,7 @@ class Tracklet:
     _part_sum: Optional[np.ndarray] = None  # [P, Dp] sum of quality * conf * part feature
     _conf_sum: Optional[np.ndarray] = None  # [P] sum of quality * conf
     _appearance: Optional[tuple[int, Embeddings]] = None  # (n_embeddings it was built from, appearance)
+    _unlike: int = 0  # crops in a row that looked like someone else (see looks_swapped)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -91,6 +92,23 @@ class Tracklet:
                 emb = Embeddings.normalized(self.embedding[None], self._part_sum[None], (self._conf_sum / max(self.weight, 1e-12))[None])
             self._appearance = (self.n_embeddings, emb)
         return self._appearance[1]
+
+    def looks_swapped(self, vector: np.ndarray, below: float, in_a_row: int = 2) -> bool:
+        """Has the tracker swapped people? True when ``in_a_row`` new crops in a row each have a
+        cosine below ``below`` to this tracklet's mean. One odd crop (occlusion, blur) is not a
+        swap; crops that look unlike it are kept out of the mean either way."""
+        if self.embedding is None or self.n_embeddings < 2:
+            return False
+        if float(np.dot(np.asarray(vector, np.float32).ravel(), self.embedding)) >= below:
+            self._unlike = 0
+            return False
+        self._unlike += 1
+        return self._unlike >= in_a_row
+
+    @property
+    def unlike_in_a_row(self) -> int:
+        """How many of the latest crops looked like someone else (0 after one that did not)."""
+        return self._unlike
 
     def add_embedding(self, vector: np.ndarray, quality: float, parts: Optional[np.ndarray] = None, part_conf: Optional[np.ndarray] = None) -> None:
         """Fold one L2-normalised embedding into the running quality-weighted mean; part

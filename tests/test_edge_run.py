@@ -216,6 +216,26 @@ def test_sigint_stops_the_cli_cleanly_and_flushes_results(tmp_path):
     assert (tmp_path / "mot" / "cam1.global.txt").stat().st_size > 0  # open tracklets got identities and were written
 
 
+def test_a_track_cut_as_a_swap_continues_as_a_new_tracklet_with_every_row_written(tmp_path):
+    """``reid.swap_below: 1.0`` makes every crop look like someone else, so every track is cut
+    after two crops: the run must go on with new local ids, count the cuts, and still write a
+    global id for every row (nothing lost at a cut)."""
+    rows = {}
+    for name, below in (("off", None), ("cut", 1.0)):
+        folder = tmp_path / name
+        folder.mkdir()
+        cams = [{"id": "cam1", "source": "synthetic://tiny?camera=cam1", "realtime": False}]
+        report = run_pipeline(load_edge_config(cams_yaml(folder, cams, 56797, publisher={"enabled": False}, run={"max_frames": 40},
+                                                         reid={"swap_below": below}, matching={"threshold": None})))
+        local = np.loadtxt(folder / "mot" / "cam1.txt", delimiter=",", ndmin=2)
+        glob = np.loadtxt(folder / "mot" / "cam1.global.txt", delimiter=",", ndmin=2)
+        rows[name] = (len(local), len(set(local[:, 1])), len(glob), report["swaps_cut"])
+    (n_off, ids_off, g_off, cuts_off), (n_cut, ids_cut, g_cut, cuts_cut) = rows["off"], rows["cut"]
+    assert cuts_off == 0 and cuts_cut > 0
+    assert ids_cut > ids_off  # cut tracks continue under new local ids
+    assert g_off == n_off and g_cut == n_cut and abs(n_cut - n_off) <= 0.05 * n_off  # every row still has its global id
+
+
 def test_lockstep_runs_are_reproducible(tmp_path):
     outputs = []
     for run in ("a", "b"):

@@ -113,6 +113,28 @@ def test_quality_weighted_mean_embedding():
     assert np.allclose(t.embedding, expected) and t.n_embeddings == 2
 
 
+def test_a_swapped_track_is_seen_in_two_unlike_crops_in_a_row_and_kept_out_of_the_mean():
+    t = Tracklet("a", 1, 0, 0, 0, 0, np.zeros(4), 1.0)
+    me, other = np.array([1.0, 0, 0, 0]), np.array([0.6, 0.8, 0, 0])  # cosine 0.6 to me
+    assert not t.looks_swapped(other, 0.9)  # no mean yet
+    t.add_embedding(me, 1.0), t.add_embedding(me, 1.0)
+    assert not t.looks_swapped(me, 0.9)
+    assert not t.looks_swapped(other, 0.9)  # one odd crop: occlusion, blur
+    assert not t.looks_swapped(me, 0.9)  # and back: no swap, the count starts over
+    assert not t.looks_swapped(other, 0.9) and t.looks_swapped(other, 0.9)
+
+
+def test_split_gives_the_tracker_s_track_a_new_local_id_from_the_next_frame_on():
+    dets = Detections(np.array([[10, 10, 50, 100], [200, 10, 240, 100]], np.float32), np.array([0.9, 0.8], np.float32))
+    tracker = CameraTracker("a", TrackerConfig())
+    for _ in range(3):
+        before = {tuple(t.xyxy.round()): t.local_id for t in tracker.update(dets)}
+    assert sorted(before.values()) == [1, 2]
+    assert tracker.split(before[(10.0, 10.0, 50.0, 100.0)]) == 3
+    after = {tuple(t.xyxy.round()): t.local_id for t in tracker.update(dets)}
+    assert after == {(10.0, 10.0, 50.0, 100.0): 3, (200.0, 10.0, 240.0, 100.0): 2}
+
+
 def test_each_camera_allocates_its_own_track_ids():
     dets = Detections(np.array([[10, 10, 50, 100], [200, 10, 240, 100]], np.float32), np.array([0.9, 0.8], np.float32))
     t1, t2 = CameraTracker("a", TrackerConfig()), CameraTracker("b", TrackerConfig(kind="botsort"))
