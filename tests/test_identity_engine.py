@@ -383,6 +383,23 @@ def test_person_appearing_in_two_cameras_at_once_gets_one_identity():
     assert ids[("cam1", 1)] == ids[("cam2", 1)] != ids[("cam2", 2)] and sorted(d.kind for d in out) == ["assigned", "new", "new"]
 
 
+def test_a_short_swapped_fragment_does_not_keep_its_person_out_and_is_moved_out_itself():
+    """A person's identity holds a short fragment of a tracker swap (cam1:2, weight 1) seen at the
+    same time as the person's own long new tracklet (cam1:3, weight 6): the fragment must not
+    forbid the person's tracklet; the revision then moves the fragment out instead."""
+    e = engine(revise_every_s=1.0)
+    e.update([summary("cam1", 1, unit(1), 0, 4, ended=True)], 4.0)
+    e.update([summary("cam1", 2, unit(1, 0.1), 5, 6, box=(300, 100, 340, 200), ended=True, weight=1.0)], 6.0)
+    assert e.global_id(("cam1", 2)) == 1
+    e.update([summary("cam1", 3, unit(1), 5.5, 9, box=(500, 100, 540, 200), weight=6.0)], 9.0)
+    e.update([], 10.0)
+    assert e.global_id(("cam1", 3)) == 1 and e.global_id(("cam1", 2)) != 1
+    # the other way round, the strong tracklet forbids the weak one as before
+    e = engine()
+    e.update([summary("cam1", 1, unit(1), 0, 9, weight=6.0)], 9.0)
+    assert e.update([summary("cam1", 2, unit(1), 5, 6, box=(300, 100, 340, 200), ended=True, weight=1.0)], 10.0)[0].kind == "new"
+
+
 def test_a_tracker_hand_over_overlapping_by_a_frame_still_continues():
     """ByteTrack can start the new track one frame before it drops the old one (the real pair's
     break): a short overlap at the same place is a hand-over, not two people."""

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 FORBIDDEN = -1e9
 MAX_SPANS = 8  # final tracklets' time spans remembered per identity and camera
+WEAKER = 0.5  # a same-time tracklet with less than this share of the evidence does not block: it is moved out
 HANDOVER_S = 0.25  # a tracker break can show old and new track together this long, at the same place
 
 
@@ -387,7 +388,7 @@ class IdentityEngine:
         rule), 0 without a declared transition."""
         for o in others:
             if o.camera == s.camera and _overlap(o.first_seen, o.last_seen, s.first_seen, s.last_seen) \
-                    and not (self._continues(s, o) or self._continues(o, s)):
+                    and not (self._continues(s, o) or self._continues(o, s)) and o.weight >= WEAKER * s.weight:
                 return None  # one camera saw both at once (beyond a tracker's hand-over): two people
         if any(_overlap(f, last, s.first_seen, s.last_seen) for f, last in ident.spans.get(s.camera, ())):
             return None
