@@ -10,7 +10,9 @@ and the other evidence add up::
             + floor_weight * floor support   (same place at the same time in overlapping views)
 
 and hard rules forbid a pair outright: one camera never sees one identity twice at the same
-observed time; a transition window is not met; two tracklets stand far apart on the floor at the
+observed time (a member with less than ``WEAKER`` of the newcomer's evidence, most often a
+tracker-swap fragment, does not block; the revision moves it out instead); a transition window is
+not met; two tracklets stand far apart on the floor at the
 same time, or one would have had to walk faster than a person walks. ``cos`` compares
 camera-centered appearances when the model carries centered statistics (``centering.py``), and a
 tracklet that ended too short to match founds a *sealed* identity that nothing joins.
