@@ -8,6 +8,8 @@ and the other evidence add up::
             + relink_bonus   if the tracklet continues one of the identity's tracklets of the same
                              camera (it started shortly after that one was last seen, near it)
             + floor_weight * floor support   (same place at the same time in overlapping views)
+            + transition_bonus * (+1 through a declared transition's doors, -1 in its window but
+                                  not through them; topology.py)
 
 and hard rules forbid a pair outright: one camera never sees one identity twice at the same
 observed time (a member with less than ``WEAKER`` of the newcomer's evidence, most often a
