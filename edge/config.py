@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
+import cv2
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
@@ -100,9 +101,7 @@ class TransitionWindow(StrictModel):
             return None
         if len(points) < 3:
             raise ValueError(f"a door is a polygon of at least 3 image points, got {len(points)}")
-        xy = np.asarray(points, float)
-        area = 0.5 * abs(float(np.dot(xy[:, 0], np.roll(xy[:, 1], 1)) - np.dot(xy[:, 1], np.roll(xy[:, 0], 1))))
-        if area < 1.0:
+        if cv2.contourArea(np.asarray(points, np.float32)) < 1.0:
             raise ValueError("the door polygon encloses no area (points on one line)")
         return points
 

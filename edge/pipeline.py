@@ -29,7 +29,7 @@ from .reid.backends import ReIDBackend, build_backend
 from .sources import CameraCapture
 from .stats import PipelineStats, format_report
 from .tracking import CameraTracker
-from .tracklets import BudgetPolicy, EmbedRequest, Tracklet, TrackletBook
+from .tracklets import ACTIVE, BudgetPolicy, EmbedRequest, Tracklet, TrackletBook
 from .watchdog import CaptureWatchdog
 from .types import Detections, Frame
 
@@ -168,7 +168,7 @@ class EdgePipeline:
     def _absorb(self, req: EmbedRequest, crop: Embeddings, now: float) -> None:
         """One crop's embedding (one row, with parts for part-based models) into its tracklet."""
         t, below = req.tracklet, self.cfg.reid.swap_below
-        if below is not None and t.state == "active":
+        if below is not None and t.state == ACTIVE:
             if t.looks_swapped(crop.global_[0], below):  # the tracker gave this id to someone else
                 self.trackers[t.camera_id].split(t.local_id)  # from the next frame on, a new tracklet
                 self.stats.swaps += 1

@@ -407,9 +407,9 @@ class IdentityEngine:
         transition = self.cfg.transitions.get((camera, s.camera)) if camera != s.camera else None
         if transition is None:
             return 0.0
-        left_at = None if box is None else foot_point(box)
         if not transition.within(s.first_seen - last_seen):
             return None
+        left_at = None if box is None else foot_point(box)
         return 1.0 if transition.through_doors(left_at, foot_point(s.first_box)) else -1.0
 
     def _floor(self, s: TrackletSummary, ident: Identity, others: list[TrackletSummary]) -> tuple[bool, float]:
