@@ -167,16 +167,11 @@ class EdgePipeline:
 
     def _absorb(self, req: EmbedRequest, crop: Embeddings, now: float) -> None:
         """One crop's embedding (one row, with parts for part-based models) into its tracklet."""
-        t, below = req.tracklet, self.cfg.reid.swap_below
-        if below is not None and t.state == ACTIVE:
-            if t.looks_swapped(crop.global_[0], below):  # the tracker gave this id to someone else
-                self.trackers[t.camera_id].split(t.local_id)  # from the next frame on, a new tracklet
-                self.stats.swaps += 1
-                return
-            if t.unlike_in_a_row:
-                return  # kept out of the mean until we know whether it was a swap
+        t = req.tracklet
         parts = (None, None) if crop.parts is None else (crop.parts[0], crop.part_conf[0])
-        t.add_embedding(crop.global_[0], req.quality, *parts)
+        if t.offer(crop.global_[0], req.quality, *parts, swap_below=self.cfg.reid.swap_below):
+            self.trackers[t.camera_id].split(t.local_id)  # the tracker gave this id to someone else: a new tracklet from the next frame on
+            self.stats.swaps += 1
 
     def _match(self, events: list[tuple[str, Tracklet, float]], now: float) -> list[tuple[str, dict, Optional[np.ndarray]]]:
         """Feed the identity engine this step's tracklets; sync global ids; turn decisions into events."""
@@ -225,7 +220,7 @@ class EdgePipeline:
     def _publish(self, frames: list[Frame], events, identity_events) -> None:
         by_camera = {f.camera_id: f for f in frames}
         for camera_id, frame in by_camera.items():
-            active = [t for t in self.books[camera_id].tracklets.values() if t.state == "active" and t.last_frame == frame.index]
+            active = [t for t in self.books[camera_id].tracklets.values() if t.state == ACTIVE and t.last_frame == frame.index]
             if self.mot is not None:
                 for t in active:
                     self.mot.call(camera_id, "row", t, frame.index)
@@ -244,7 +239,7 @@ class EdgePipeline:
         self._publish_previews(by_camera, now)
         for camera_id, frame in by_camera.items():
             for t in self.books[camera_id].tracklets.values():
-                if t.state != "active" or t.key in changed:
+                if t.state != ACTIVE or t.key in changed:
                     continue
                 if now - self._last_update.get(t.key, 0.0) >= interval:
                     self._last_update[t.key] = now
@@ -274,7 +269,7 @@ class EdgePipeline:
                 continue
             small, scale = downscale(frame.image, p.preview_width)
             boxes = [[*(round(float(v) * scale, 1) for v in t.xyxy), t.local_id, t.global_id]
-                     for t in self.books[camera_id].tracklets.values() if t.state == "active" and t.last_frame == frame.index]
+                     for t in self.books[camera_id].tracklets.values() if t.state == ACTIVE and t.last_frame == frame.index]
             self.publisher.publish(f"frame/{camera_id}", {
                 "event": "frame", "camera": camera_id, "frame": frame.index, "capture_ts": frame.timestamp,
                 "width": small.shape[1], "height": small.shape[0], "scale": round(scale, 5), "boxes": boxes},

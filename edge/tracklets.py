@@ -105,10 +105,19 @@ class Tracklet:
         self._unlike += 1
         return self._unlike >= in_a_row
 
-    @property
-    def unlike_in_a_row(self) -> int:
-        """How many of the latest crops looked like someone else (0 after one that did not)."""
-        return self._unlike
+    def offer(self, vector: np.ndarray, quality: float, parts: Optional[np.ndarray] = None,
+              part_conf: Optional[np.ndarray] = None, swap_below: Optional[float] = None) -> bool:
+        """Take one crop's embedding, unless it looks like someone else. With ``swap_below``, an
+        active tracklet keeps a crop below that cosine to its mean out of the mean until the next
+        one tells whether it was a swap; True when it was (:meth:`looks_swapped`): the caller cuts
+        the track, and the crop belongs to whoever comes next."""
+        if swap_below is not None and self.state == ACTIVE:
+            if self.looks_swapped(vector, swap_below):
+                return True
+            if self._unlike:
+                return False
+        self.add_embedding(vector, quality, parts, part_conf)
+        return False
 
     def add_embedding(self, vector: np.ndarray, quality: float, parts: Optional[np.ndarray] = None, part_conf: Optional[np.ndarray] = None) -> None:
         """Fold one L2-normalised embedding into the running quality-weighted mean; part

@@ -124,6 +124,16 @@ def test_a_swapped_track_is_seen_in_two_unlike_crops_in_a_row_and_kept_out_of_th
     assert not t.looks_swapped(other, 0.9) and t.looks_swapped(other, 0.9)
 
 
+def test_a_crop_that_looks_like_someone_else_stays_out_of_the_mean_and_two_cut_the_track():
+    t = Tracklet("a", 1, 0, 0, 0, 0, np.zeros(4), 1.0)
+    me, other = np.array([1.0, 0, 0, 0]), np.array([0.6, 0.8, 0, 0])
+    assert not t.offer(me, 1.0, swap_below=0.9) and not t.offer(me, 1.0, swap_below=0.9)
+    assert not t.offer(other, 1.0, swap_below=0.9)  # held out: occlusion, or the start of a swap
+    assert t.n_embeddings == 2 and np.allclose(t.embedding, me)
+    assert t.offer(other, 1.0, swap_below=0.9) and t.n_embeddings == 2  # the second in a row: a swap
+    assert not t.offer(other, 1.0) and t.n_embeddings == 3  # without swap_below every crop counts
+
+
 def test_split_gives_the_tracker_s_track_a_new_local_id_from_the_next_frame_on():
     dets = Detections(np.array([[10, 10, 50, 100], [200, 10, 240, 100]], np.float32), np.array([0.9, 0.8], np.float32))
     tracker = CameraTracker("a", TrackerConfig())
