@@ -337,6 +337,22 @@ def test_transition_window_forbids_impossible_travel(gap_s, expected):
     assert e.update([summary("cam3", 1, unit(1), 1 + gap_s, 2 + gap_s)], 2 + gap_s)[0].kind == expected
 
 
+def test_cameras_a_transition_apart_never_see_one_identity_at_once():
+    """cam1 and cam3 are joined by a corridor of at least 5 s. The identity holds a live cam1
+    tracklet; a twin seen in cam3 while that one is still in view, or 2 s after it (either way
+    round), is somebody else. The latest-sighting check alone missed the first case: the cam1
+    tracklet is not *before* the cam3 one."""
+    corridor = {("cam1", "cam3"): Transition.build(5.0, 30.0), ("cam3", "cam1"): Transition.build(5.0, 30.0)}
+    e = engine(transitions=corridor)
+    e.update([summary("cam1", 1, unit(1), 0, 10)], 10.0)
+    assert e.update([summary("cam3", 1, unit(1), 4, 10)], 10.0)[0].kind == "new"
+    e = engine(transitions=corridor, revision_window_s=1.0)
+    e.update([summary("cam3", 1, unit(1), 0, 4, ended=True)], 4.0)
+    e.update([], 6.0)  # final: only its span is left
+    assert e.update([summary("cam1", 1, unit(1), 6, 7)], 7.0)[0].kind == "new"  # 2 s: too soon
+    assert e.update([summary("cam1", 2, unit(1), 10, 11, box=(300, 100, 340, 200))], 11.0)[0].kind == "assigned"
+
+
 # cam1's door to the corridor is its right edge (x > 500); cam3's door in is its left edge (x < 100)
 DOORS = Transition.build(2.0, 30.0, exit=[[500, 0], [640, 0], [640, 360], [500, 360]], entry=[[0, 0], [100, 0], [100, 360], [0, 360]])
 
@@ -427,3 +443,31 @@ def test_similarity_stats_known_answer():
     assert s["same_mean"] == pytest.approx(0.9) and s["diff_mean"] == pytest.approx(0.3)
     assert s["pairs_same"] == 2 and s["pairs_diff"] == 2 and s["threshold"] == pytest.approx(0.3)
     assert s["true_match_rate"] == 1.0
+
+
+def test_a_person_reclaims_the_identity_a_look_alike_took_while_they_walked_the_corridor():
+    """Person P (e0) left cam1 for cam3. A look-alike Q (cosine 0.88 with P) appears in cam3 first,
+    inside the corridor's time window, and takes P's identity. P's own cam3 tracklet, seen at the
+    same time as Q's, is forbidden there and founds a new identity. Once P's tracklet shows it
+    fits P's identity far better than Q's did, Q's tracklet leaves and P gets their identity back.
+    (P's cam1 tracklet is final by then: it cannot simply move to P's new identity.)"""
+    e = engine(threshold=0.8, revise_every_s=1.0, revision_window_s=5.0, transitions={("cam1", "cam3"): Transition.build(2, 30)})
+    e.update([summary("cam1", 1, unit(1), 0, 10, ended=True)], 10.0)
+    q = with_cos(unit(1), 0.88, other_axis=2)
+    e.update([summary("cam3", 1, q, 14, 16)], 16.0)
+    assert e.global_id(("cam3", 1)) == 1
+    out = e.update([summary("cam3", 2, unit(1, 0.05), 15, 18, box=(400, 100, 440, 200))], 18.0)
+    q_id = e.global_id(("cam3", 1))
+    assert kinds(out) == [("new", ("cam3", 2), 2, None), ("reassigned", ("cam3", 1), q_id, 1), ("merged", None, 1, 2)]
+    assert e.global_id(("cam3", 2)) == 1 and q_id not in (1, 2)
+
+
+def test_a_look_alike_who_fits_worse_does_not_take_the_identity_back():
+    """The other way round: the identity's cam3 tracklet is the person (e0); the newcomer seen at
+    the same time is the look-alike. Nothing moves."""
+    e = engine(threshold=0.8, revise_every_s=1.0, revision_window_s=5.0, transitions={("cam1", "cam3"): Transition.build(2, 30)})
+    e.update([summary("cam1", 1, unit(1), 0, 10, ended=True)], 10.0)
+    e.update([summary("cam3", 1, unit(1, 0.05), 14, 16)], 16.0)
+    e.update([summary("cam3", 2, with_cos(unit(1), 0.88, other_axis=2), 15, 18, box=(400, 100, 440, 200))], 18.0)
+    out = e.update([], 19.0) + e.update([], 20.0)
+    assert e.global_id(("cam3", 1)) == 1 and e.global_id(("cam3", 2)) == 2 and not out

@@ -157,6 +157,7 @@ class IdentityEngine:
         self.assignment: dict[Key, int] = {}
         self._joined: dict[Key, int] = {}  # when each tracklet joined its identity (newest is doubted first)
         self._order = itertools.count()
+        self._scratch_ids = itertools.count(-1, -1)  # ids of identities built only to be scored
         self._ids = itertools.count(1)
         self._final: list[tuple[Key, int]] = []
         self._last_revision = -np.inf
@@ -398,6 +399,9 @@ class IdentityEngine:
             return None
         if not self.cfg.transitions:
             return 0.0
+        if any(self._too_soon(o.camera, o.first_seen, o.last_seen, s) for o in others) or \
+                any(self._too_soon(camera, f, last, s) for camera, spans in ident.spans.items() for f, last in spans):
+            return None  # e.g. seen in two cameras a corridor apart at once
         before = [(o.last_seen, o.camera, o.last_box) for o in others if o.last_seen < s.first_seen]
         if not others and ident.last_seen < s.first_seen:
             before = [(ident.last_seen, ident.last_camera, ident.last_box)]
@@ -411,6 +415,20 @@ class IdentityEngine:
             return None
         left_at = None if box is None else foot_point(box)
         return 1.0 if transition.through_doors(left_at, foot_point(s.first_box)) else -1.0
+
+    def _too_soon(self, camera: str, first: float, last: float, s: TrackletSummary) -> bool:
+        """Were ``camera``'s sighting ``first..last`` and tracklet ``s`` closer in time than the declared
+        transition between their cameras takes (``min_s``)? Overlapping sightings in cameras that a
+        transition joins are too close whatever its direction: such cameras do not share a view."""
+        if camera == s.camera:
+            return False
+        if last < s.first_seen:
+            transition = self.cfg.transitions.get((camera, s.camera))
+            return transition is not None and s.first_seen - last < transition.min_s
+        if s.last_seen < first:
+            transition = self.cfg.transitions.get((s.camera, camera))
+            return transition is not None and first - s.last_seen < transition.min_s
+        return (camera, s.camera) in self.cfg.transitions or (s.camera, camera) in self.cfg.transitions
 
     def _floor(self, s: TrackletSummary, ident: Identity, others: list[TrackletSummary]) -> tuple[bool, float]:
         """(forbidden, mean support) over the identity's tracklets with floor tracks."""
@@ -446,6 +464,7 @@ class IdentityEngine:
         out = self._resolve_conflicts(now)
         out += self._reassign(now)
         out += self._merge()
+        out += self._reclaim(now)
         return out
 
     def _resolve_conflicts(self, now: float) -> list[Decision]:
@@ -554,6 +573,61 @@ class IdentityEngine:
         if evidence <= FORBIDDEN:
             return FORBIDDEN
         return evidence + relink + self.cfg.floor_weight * (max(floor) if floor else 0.0)
+
+    def _reclaim(self, now: float) -> list[Decision]:
+        """Give a person back the identity a look-alike took first.
+
+        A look-alike's tracklet can join a person's identity while the person is out of view (the
+        time window of a corridor lets both in). When the person's own tracklet then arrives, the
+        look-alike's blocks it (same camera at the same time, or far apart on the floor), so it
+        founds a new identity, and no single move or merge can undo the pair. Here identity B
+        folds into A once A's *blocking* live tracklets leave for an identity of their own, when B
+        fits the rest of A better than they did by ``reassign_margin``."""
+        out: list[Decision] = []
+        while (best := self._best_reclaim()) is not None:
+            keep, gone, evicted = best
+            log.debug("reclaim: %s leave %d so that %d folds into it", sorted(evicted), keep, gone)
+            first, *rest = sorted(evicted, key=lambda k: (self.records[k].first_seen, k))
+            self._detach(first)
+            home = self.identities[self._found(self.records[first], now).global_id]
+            out.append(Decision("reassigned", home.global_id, first, keep))
+            for key in rest:
+                self._detach(key)
+                self._attach(self.records[key], home, "reassigned")
+                out.append(Decision("reassigned", home.global_id, key, keep))
+            out.append(self._fold(gone, keep))
+        return out
+
+    def _best_reclaim(self) -> Optional[tuple[int, int, set[Key]]]:
+        active = sorted(i.global_id for i in self.identities.values() if i.members and not i.sealed)
+        best, best_gain = None, self.cfg.reassign_margin
+        for a, b in itertools.permutations(active, 2):
+            ident_a, ident_b = self.identities[a], self.identities[b]
+            blocking = {k for k in ident_a.members
+                        if any(self._conflict(self.records[k], self.records[j]) for j in ident_b.members)}
+            if not blocking or (blocking == ident_a.members and ident_a.past is None):
+                continue
+            rest = replace(ident_a, global_id=next(self._scratch_ids), members=ident_a.members - blocking)
+            fit_b = self.merge_score(rest, ident_b)
+            if fit_b < self.cfg.merge_margin:
+                continue
+            group = Identity(next(self._scratch_ids), ident_a.created, ident_a.last_seen, ident_a.last_camera, members=blocking)
+            gain = fit_b - max(self.merge_score(rest, group), 0.0)
+            if gain >= best_gain:
+                best, best_gain = (a, b, blocking), gain
+        return best
+
+    def _conflict(self, s: TrackletSummary, o: TrackletSummary) -> bool:
+        """The two tracklets cannot be one person: one camera saw both at once (beyond a tracker
+        hand-over), two cameras a transition apart saw them too close in time, or they stood far
+        apart on the floor at the same time."""
+        if s.camera == o.camera and _overlap(o.first_seen, o.last_seen, s.first_seen, s.last_seen):
+            return not (self._continues(s, o) or self._continues(o, s))
+        if self._too_soon(o.camera, o.first_seen, o.last_seen, s):
+            return True
+        if s.floor is None or o.floor is None or not len(s.floor) or not len(o.floor):
+            return False
+        return floor_evidence(s.floor, o.floor, self.cfg.floor)[0]
 
     def _fold(self, gone_id: int, keep_id: int) -> Decision:
         keep, gone = self.identities[keep_id], self.identities.pop(gone_id)
