@@ -14,14 +14,15 @@ and the other evidence add up::
 and hard rules forbid a pair outright: one camera never sees one identity twice at the same
 observed time (a member with less than ``WEAKER`` of the newcomer's evidence, most often a
 tracker-swap fragment, does not block; the revision moves it out instead); a transition window is
-not met; two tracklets stand far apart on the floor at the
+not met, or two cameras a transition joins would have seen the identity closer in time than it takes; two tracklets stand far apart on the floor at the
 same time, or one would have had to walk faster than a person walks. ``cos`` compares
 camera-centered appearances when the model carries centered statistics (``centering.py``), and a
 tracklet that ended too short to match founds a *sealed* identity that nothing joins.
 
 Decisions are provisional for ``revision_window_s``: every ``revise_every_s`` the engine merges two
 identities whose tracklets fit each other (``merged``), moves a tracklet whose identity fits it
-worse than another one, or splits off one that conflicts with its identity (``reassigned``).
+worse than another one, or splits off one that conflicts with its identity (``reassigned``), and
+gives an identity back to the person a look-alike took it from (``reassigned`` then ``merged``).
 Tracklets that ended before the window are *final*: folded into their identity's summary and
 reported by :meth:`IdentityEngine.take_final`, never to change again. Memory and cost are bounded
 by the window, ``max_identities`` and the identities' time to live.
@@ -584,7 +585,10 @@ class IdentityEngine:
         folds into A once A's *blocking* live tracklets leave for an identity of their own, when B
         fits the rest of A better than they did by ``reassign_margin``."""
         out: list[Decision] = []
-        while (best := self._best_reclaim()) is not None:
+        for _ in range(len(self.identities)):  # each gain is strict, so this bound is only a guard
+            best = self._best_reclaim()
+            if best is None:
+                break
             keep, gone, evicted = best
             log.debug("reclaim: %s leave %d so that %d folds into it", sorted(evicted), keep, gone)
             first, *rest = sorted(evicted, key=lambda k: (self.records[k].first_seen, k))
