@@ -14,8 +14,9 @@ and the other evidence add up::
 and hard rules forbid a pair outright: one camera never sees one identity twice at the same
 observed time (a member with less than ``WEAKER`` of the newcomer's evidence, most often a
 tracker-swap fragment, does not block; the revision moves it out instead); a transition window is
-not met, or two cameras a transition joins would have seen the identity closer in time than it takes; two tracklets stand far apart on the floor at the
-same time, or one would have had to walk faster than a person walks. ``cos`` compares
+not met, or two cameras a transition joins would have seen the identity closer in time than the
+walk takes; two tracklets stand far apart on the floor at the same time, or one would have had to
+walk faster than a person walks. ``cos`` compares
 camera-centered appearances when the model carries centered statistics (``centering.py``), and a
 tracklet that ended too short to match founds a *sealed* identity that nothing joins.
 
@@ -580,10 +581,10 @@ class IdentityEngine:
 
         A look-alike's tracklet can join a person's identity while the person is out of view (the
         time window of a corridor lets both in). When the person's own tracklet then arrives, the
-        look-alike's blocks it (same camera at the same time, or far apart on the floor), so it
-        founds a new identity, and no single move or merge can undo the pair. Here identity B
-        folds into A once A's *blocking* live tracklets leave for an identity of their own, when B
-        fits the rest of A better than they did by ``reassign_margin``."""
+        look-alike's blocks it (:meth:`_conflict`), so it founds a new identity, and no single move
+        or merge can undo the pair. Here identity B folds into A once A's *blocking* live tracklets
+        leave for an identity of their own, when B fits the rest of A better than they did by
+        ``reassign_margin``."""
         out: list[Decision] = []
         for _ in range(len(self.identities)):  # each gain is strict, so this bound is only a guard
             best = self._best_reclaim()
@@ -603,6 +604,8 @@ class IdentityEngine:
         return out
 
     def _best_reclaim(self) -> Optional[tuple[int, int, set[Key]]]:
+        """(identity kept, identity folded into it, the kept one's tracklets that must leave) with
+        the largest gain of at least ``reassign_margin``, or None."""
         active = sorted(i.global_id for i in self.identities.values() if i.members and not i.sealed)
         best, best_gain = None, self.cfg.reassign_margin
         for a, b in itertools.permutations(active, 2):
