@@ -7,7 +7,7 @@ file and the dotted field (the same loader as the training recipes).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import cv2
 import numpy as np
@@ -80,8 +80,22 @@ class ReIDConfig(StrictModel):
     better_crop: float = Field(1.25, ge=1.0, description="re-embed early when crop quality beats the last one by this factor")
     min_box_height: int = Field(24, ge=1, description="crops smaller than this are not embedded")
     max_overlap: float = Field(0.6, ge=0.0, le=1.0, description="crops covered more than this by other boxes are not embedded")
-    swap_below: Optional[float] = Field(None, ge=-1.0, le=1.0, description="cut a track whose new crops look like someone else: "
-                                        "cosine to its tracklet's mean below this twice in a row (None: off)")
+    swap_below: Union[float, bool, None] = Field(
+        None, description="cut a track whose new crops look like someone else: cosine to its tracklet's mean below this "
+                          "twice in a row (null: the model's stored value, off without one; false: off)")
+
+    @field_validator("swap_below", mode="before")
+    @classmethod
+    def _cosine_null_or_false(cls, value):
+        if value is None or value is False:
+            return value
+        try:
+            cosine = float(value)
+        except (TypeError, ValueError):
+            cosine = None
+        if value is True or cosine is None or not -1.0 <= cosine <= 1.0:
+            raise ValueError(f"{value!r}: a cosine in [-1, 1], null (the model's value) or false (off)")
+        return cosine
 
 
 class TransitionWindow(StrictModel):

@@ -55,6 +55,7 @@ class EdgePipeline:
                       for c in cfg.cameras}
         self.sie = {c.id: (c.sie_index if c.sie_index is not None else i) for i, c in enumerate(cfg.cameras)}
         self.engine = IdentityEngine(self._engine_settings())
+        self.swap_below = self._swap_below()
         if cfg.site is not None:  # a site node: the hub's engine decides, over every node's cameras
             from .site.node import site_engine
 
@@ -84,6 +85,19 @@ class EdgePipeline:
         log.info("matching: %s threshold %.3f (%s), scale %.3f, %d calibrated camera(s)", "camera-centered" if settings.centering else "raw cosine",
                  settings.threshold, source, settings.scale, len(self.homographies))
         return settings
+
+    def _swap_below(self) -> Optional[float]:
+        """The cosine that cuts a swapped track: the config's, else the one stored with the model
+        (``similarity.swap``, measured by training or ``python -m export similarity``), else off."""
+        if self.reid is None or self.cfg.reid.swap_below is False:
+            return None
+        below, source = self.cfg.reid.swap_below, "config"
+        if below is None:
+            below = ((getattr(self.reid.meta, "similarity", None) or {}).get("swap") or {}).get("swap_below")
+            source = "model metadata"
+        if below is not None:
+            log.info("track swaps: cut below cosine %.3f (%s)", below, source)
+        return below
 
     def output_errors(self) -> dict[str, str]:
         """``{"<output>/<camera>": reason}`` for every output switched off after a failure."""
@@ -169,7 +183,7 @@ class EdgePipeline:
         """One crop's embedding (one row, with parts for part-based models) into its tracklet."""
         t = req.tracklet
         parts = (None, None) if crop.parts is None else (crop.parts[0], crop.part_conf[0])
-        if t.offer(crop.global_[0], req.quality, *parts, swap_below=self.cfg.reid.swap_below):
+        if t.offer(crop.global_[0], req.quality, *parts, swap_below=self.swap_below):
             self.trackers[t.camera_id].split(t.local_id)  # the tracker gave this id to someone else: a new tracklet from the next frame on
             self.stats.swaps += 1
 

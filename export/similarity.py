@@ -19,7 +19,7 @@ from export.metadata import METADATA_KEY, read_onnx_metadata
 from export.onnx_runner import ort_runner
 from export.parity import feed
 from trainer.embeddings import Embeddings
-from trainer.eval.similarity_stats import similarity_stats
+from trainer.eval.similarity_stats import gallery_swap_stats, similarity_stats
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +50,19 @@ def store_similarity(onnx_path: str | Path, dataset: str, root: str | Path, fals
     samples = [*data.query, *data.gallery]
     cams = np.array([s.camid for s in samples])
     emb = embed_files(onnx_path, [Path(s.path) for s in samples], cams)
-    stats = similarity_stats(emb, np.array([s.pid for s in samples]), cams, false_match_rate)
+    stats_pids = np.array([s.pid for s in samples])
+    stats = similarity_stats(emb, stats_pids, cams, false_match_rate)
     stats["split"] = f"{dataset} {Path(root).name} query+gallery, cross-camera pseudo-tracklet pairs"
+    gallery = slice(len(data.query), None)
+    swap = gallery_swap_stats(emb[gallery], stats_pids[gallery], cams[gallery], [s.path for s in data.gallery])
+    if swap is not None:
+        stats["swap"] = swap
     meta.similarity = stats
     model = onnx.load(str(onnx_path))
     for prop in model.metadata_props:
         if prop.key == METADATA_KEY:
             prop.value = meta.to_json()
     onnx.save(model, str(onnx_path))
-    log.info("%s: threshold %.4f at false-match rate %.2f (same %.4f, different %.4f)", onnx_path, stats["threshold"],
-             false_match_rate, stats["same_mean"], stats["diff_mean"])
+    log.info("%s: threshold %.4f at false-match rate %.2f (same %.4f, different %.4f); swap_below %s", onnx_path, stats["threshold"],
+             false_match_rate, stats["same_mean"], stats["diff_mean"], stats.get("swap", {}).get("swap_below"))
     return stats

@@ -7,6 +7,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 import yaml
 import zmq
 
@@ -221,7 +222,7 @@ def test_a_track_cut_as_a_swap_continues_as_a_new_tracklet_with_every_row_writte
     after two crops: the run must go on with new local ids, count the cuts, and still write a
     global id for every row (nothing lost at a cut)."""
     rows = {}
-    for name, below in (("off", None), ("cut", 1.0)):
+    for name, below in (("off", False), ("cut", 1.0)):
         folder = tmp_path / name
         folder.mkdir()
         cams = [{"id": "cam1", "source": "synthetic://tiny?camera=cam1", "realtime": False}]
@@ -234,6 +235,27 @@ def test_a_track_cut_as_a_swap_continues_as_a_new_tracklet_with_every_row_writte
     assert cuts_off == 0 and cuts_cut > 0
     assert ids_cut > ids_off  # cut tracks continue under new local ids
     assert g_off == n_off and g_cut == n_cut and abs(n_cut - n_off) <= 0.05 * n_off  # every row still has its global id
+
+
+def test_the_swap_threshold_comes_with_the_model_unless_configured():
+    """``reid.swap_below``: a number wins, null takes the model's stored value (off without one),
+    false is off whatever the model says."""
+    from types import SimpleNamespace
+
+    from edge.config import ReIDConfig
+    from edge.pipeline import EdgePipeline
+
+    def resolved(configured, stored):
+        similarity = {"swap": {"swap_below": stored}} if stored is not None else {}
+        fake = SimpleNamespace(cfg=SimpleNamespace(reid=ReIDConfig(model="m.onnx", swap_below=configured)),
+                               reid=SimpleNamespace(meta=SimpleNamespace(similarity=similarity)))
+        return EdgePipeline._swap_below(fake)
+
+    assert resolved(0.9, 0.93) == 0.9 and resolved(None, 0.93) == 0.93
+    assert resolved(None, None) is None and resolved(False, 0.93) is None
+    for bad in (2, True, "abc"):
+        with pytest.raises(ValueError, match=r"a cosine in \[-1, 1\], null \(the model's value\) or false \(off\)"):
+            ReIDConfig(model="m.onnx", swap_below=bad)
 
 
 def test_lockstep_runs_are_reproducible(tmp_path):

@@ -175,15 +175,21 @@ def test_even_head_count_exports_despite_the_fused_attention_fast_path(tmp_path)
     assert check_backend(ort_runner(out, ["CPUExecutionProvider"]), reference, meta, images, None, "ort", FP32_MIN_COSINE).passed
 
 
-def test_similarity_is_measured_on_a_reid_set_and_stored_in_the_onnx(tmp_path, tiny_dataset):
+def test_similarity_is_measured_on_a_reid_set_and_stored_in_the_onnx(tmp_path):
+    from trainer.data.synthetic import SyntheticSpec, write_synthetic_dataset
+
+    data = write_synthetic_dataset(tmp_path / "data", SyntheticSpec(num_train_ids=4, num_test_ids=6, num_cameras=2, images_per_id_per_camera=6,
+                                                                    height=64, width=32, seed=3), progress=False)
     ckpt = make_checkpoint(tmp_path)
     onnx_path, meta = export_onnx(ckpt, tmp_path / "m.onnx")
     assert meta.similarity is None  # an untrained checkpoint without training statistics
     proc = subprocess.run([sys.executable, "-m", "export", "similarity", "--onnx", str(onnx_path), "--dataset", "synthetic",
-                           "--root", str(tiny_dataset), "--false-match-rate", "0.05"], capture_output=True, text=True, timeout=300, cwd=REPO)
+                           "--root", str(data), "--false-match-rate", "0.05"], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     stats = read_onnx_metadata(onnx_path).similarity
     assert stats["false_match_rate"] == 0.05 and stats["pairs_same"] > 0 and -1.0 <= stats["threshold"] <= 1.0
+    swap = stats["swap"]  # and the cosine that cuts a swapped track, from the gallery's tracks
+    assert swap["crops"] > 0 and swap["same_p1"] <= swap["same_p50"] and swap["swap_below"] <= swap["same_p1"]
     assert OnnxRuntimeBackend(str(onnx_path)).meta.similarity == stats  # what the edge reads
 
 

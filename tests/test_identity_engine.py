@@ -445,6 +445,38 @@ def test_similarity_stats_known_answer():
     assert s["true_match_rate"] == 1.0
 
 
+def test_swap_stats_known_answer():
+    """Person 0's fourth crop in camera 0 is at cosine 0.9 to their first three (e0); person 1's
+    four crops are e1. Same person against their track: 0.9 and 1.0, so at a false-cut rate of one
+    half the swap threshold is 0.95; another person's crop is at cosine 0 and always caught.
+    Camera 1 has one crop of each: too few to count."""
+    from trainer.eval.similarity_stats import swap_stats
+
+    w = with_cos(unit(1), 0.9, other_axis=2)
+    vectors = np.stack([unit(1)] * 3 + [w] + [unit(0, 1)] * 4 + [unit(1), unit(0, 1)])
+    pids = np.array([0] * 4 + [1] * 4 + [0, 1])
+    cams = np.array([0] * 8 + [1, 1])
+    s = swap_stats(vectors, pids, cams, false_cut=0.5)
+    assert s["crops"] == 2 and s["swap_below"] == pytest.approx(0.95) and s["other_below"] == 1.0
+    with pytest.raises(ValueError, match="more than 3 crops in one camera"):
+        swap_stats(vectors[8:], pids[8:], cams[8:])
+
+
+def test_gallery_swap_stats_follow_the_frames_in_market_names():
+    """The odd crop (w, cosine 0.9 to e0) is listed first but was seen last (frame 40): in frame
+    order the track is e0, e0, e0, then w; in file order w would be part of the track's mean."""
+    from trainer.eval.similarity_stats import gallery_swap_stats
+
+    w = with_cos(unit(1), 0.9, other_axis=2)
+    emb = Embeddings(np.stack([w, unit(1), unit(1), unit(1)]))
+    paths = ["g/0001_c1s1_000040_00.jpg", "g/0001_c1s1_000010_00.jpg", "g/0001_c1s1_000020_00.jpg", "g/0001_c1s1_000030_00.jpg"]
+    s = gallery_swap_stats(emb, np.zeros(4, int), np.zeros(4, int), paths)
+    assert s["swap_below"] == pytest.approx(0.9, abs=1e-4) and s["split"] == "gallery tracks, frame order"
+    s = gallery_swap_stats(emb, np.zeros(4, int), np.zeros(4, int), ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
+    assert s["swap_below"] > 0.95 and s["split"] == "gallery tracks, file order"
+    assert gallery_swap_stats(emb[:3], np.zeros(3, int), np.zeros(3, int), paths[:3]) is None
+
+
 def test_a_person_reclaims_the_identity_a_look_alike_took_while_they_walked_the_corridor():
     """Person P (e0) left cam1 for cam3. A look-alike Q (cosine 0.88 with P) appears in cam3 first,
     inside the corridor's time window, and takes P's identity. P's own cam3 tracklet, seen at the

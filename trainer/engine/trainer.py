@@ -34,7 +34,7 @@ from trainer.engine.runtime import Runtime, gather_objects, parameter_checksum, 
 from trainer.engine.stages import STAGE_IMAGE, STAGE_METHOD, STAGE_PROMPTS, Stage1Head, cache_image_features, freeze_for_stage, stage1_epoch, stage2_epoch
 from trainer.embeddings import Embeddings
 from trainer.eval.evaluate import evaluate_features, extract_features, format_result, write_report
-from trainer.eval.similarity_stats import similarity_stats
+from trainer.eval.similarity_stats import gallery_swap_stats, similarity_stats
 from trainer.models.checkpoint import save_checkpoint
 from trainer.models.reid import CLIPReID, build_model
 
@@ -246,6 +246,9 @@ class Trainer:
         emb, pids, cams = Embeddings.concat([q[0], g[0]]), np.concatenate([q[1], g[1]]), np.concatenate([q[2], g[2]])
         try:
             stats = similarity_stats(emb, pids, cams, self.cfg.eval.false_match_rate)
+            swap = gallery_swap_stats(g[0], g[1], g[2], [s.path for s in gallery]) if len(g[1]) == len(gallery) else None
+            if swap is not None:
+                stats["swap"] = swap
         except ValueError as exc:
             log.warning("no similarity statistics: %s", exc)
             stats = None

@@ -4,14 +4,25 @@ The edge matches *tracklets* (means of a few crops) across cameras, so the stati
 the same way: each identity's crops in one camera are cut into pseudo-tracklets of up to
 ``crops_per_tracklet`` crops (in file order), each averaged, and pairs of pseudo-tracklets from
 *different* cameras are compared with the shared :func:`~trainer.embeddings.similarity`. The
-threshold is the cosine that only ``false_match_rate`` of different-person pairs reach. Export
-writes all of it into the model metadata; the edge uses the threshold unless configured.
+threshold is the cosine that only ``false_match_rate`` of different-person pairs reach.
+
+:func:`swap_stats` measures the edge's other model-dependent threshold: how unlike its own track
+a crop of the same person can look, below which a track has turned into someone else.
+
+Export writes all of it into the model metadata; the edge uses the thresholds unless configured.
 """
 from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 
 from trainer.embeddings import Embeddings, similarity, weighted_mean
+
+
+_FRAME = re.compile(r"_c\d+s\d+_(\d+)_")
 
 
 def pseudo_tracklets(emb: Embeddings, pids: np.ndarray, camids: np.ndarray, crops_per_tracklet: int) -> tuple[Embeddings, np.ndarray, np.ndarray]:
@@ -74,3 +85,56 @@ def similarity_stats(emb: Embeddings, pids: np.ndarray, camids: np.ndarray, fals
     if t.parts is not None:
         out["part_mean"] = np.round(t.parts.mean(0), 5).tolist()
     return out
+
+
+def swap_stats(vectors: np.ndarray, pids: np.ndarray, camids: np.ndarray, order: Optional[np.ndarray] = None,
+               false_cut: float = 0.001, history: int = 3, seed: int = 0) -> dict:
+    """The cosine below which a new crop no longer looks like its own track (``swap_below``).
+
+    Each identity's crops in one camera, in ``order`` (frame numbers; else as given), act as a
+    track: every crop after the first ``history`` is compared with the mean of the crops before
+    it, and so is one crop of another person of the same camera. ``swap_below`` is the cosine that
+    only ``false_cut`` of the same person's crops fall below; the edge cuts a track after two
+    crops in a row below it (``edge.tracklets.Tracklet.looks_swapped``), so a false cut needs that
+    twice. ``other_below`` is the share of another person's crops it catches."""
+    rng = np.random.default_rng(seed)
+    same, other = [], []
+    for cam in np.unique(camids):
+        in_cam = camids == cam
+        for pid in np.unique(pids[in_cam]):
+            rows = np.flatnonzero(in_cam & (pids == pid))
+            if order is not None:
+                rows = rows[np.argsort(order[rows], kind="stable")]
+            strangers = np.flatnonzero(in_cam & (pids != pid))
+            for k in range(history, len(rows)):
+                mean = vectors[rows[:k]].mean(0)
+                mean /= max(float(np.linalg.norm(mean)), 1e-12)
+                same.append(float(vectors[rows[k]] @ mean))
+                if len(strangers):
+                    other.append(float(vectors[rng.choice(strangers)] @ mean))
+    if not same:
+        raise ValueError(f"swap statistics need an identity with more than {history} crops in one camera")
+    same_a, other_a = np.array(same), np.array(other)
+    threshold = float(np.quantile(same_a, false_cut))
+    return {
+        "swap_below": round(threshold, 4), "false_cut": false_cut, "crops": len(same),
+        "same_p1": round(float(np.percentile(same_a, 1)), 4), "same_p50": round(float(np.median(same_a)), 4),
+        "other_p50": round(float(np.median(other_a)), 4) if len(other) else None,
+        "other_below": round(float((other_a < threshold).mean()), 4) if len(other) else None,
+    }
+
+
+def gallery_swap_stats(emb: Embeddings, pids: np.ndarray, camids: np.ndarray, paths: Sequence[str]) -> Optional[dict]:
+    """:func:`swap_stats` of a gallery (whole tracks of crops; a benchmark's queries are picked,
+    often occluded, crops), in frame order for Market-style names
+    (``<pid>_c<cam>s<seq>_<frame>_<n>.jpg``), else in file order; None when no identity has enough
+    crops in one camera."""
+    frames = [_FRAME.search(Path(p).name) for p in paths]
+    order = np.array([int(m.group(1)) for m in frames]) if frames and all(frames) else None
+    keep = pids >= 0
+    try:
+        stats = swap_stats(emb.global_[keep], pids[keep], camids[keep], None if order is None else order[keep])
+    except ValueError:
+        return None
+    stats["split"] = "gallery tracks" + (", frame order" if order is not None else ", file order")
+    return stats
