@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--camera", required=True)
     ap.add_argument("--people", type=int, nargs="+", required=True)
     ap.add_argument("--steps", type=int, default=30, help="steps each person is seen, then their tracklet ends")
+    ap.add_argument("--late", type=int, nargs="*", default=[], help="people seen only in the last step (their decisions come during flush)")
     ap.add_argument("--hold", type=float, default=0.0, help="then keep running (heartbeats only) this many seconds")
     ap.add_argument("--first-id", type=int, default=1, help="first local id")
     ap.add_argument("--out", required=True)
@@ -73,6 +74,10 @@ def main() -> None:
                 first[p] = first[p] if first[p] is not None else now
                 summaries.append(TrackletSummary(args.camera, lid, first[p], min(now, start + 0.1 * (args.steps - 1)),
                                                  Embeddings(person(p, args.dim)[None]), k + 1, float(k + 1), box, box, None, k == args.steps))
+            if k == args.steps:
+                for i, p in enumerate(args.late):
+                    summaries.append(TrackletSummary(args.camera, args.first_id + len(args.people) + i, now, now,
+                                                     Embeddings(person(p, args.dim)[None]), 1, 1.0, box, box, None, True))
             engine.update(summaries, now)
             dump()
             time.sleep(max(0.0, now + 0.1 - time.time()))
@@ -81,8 +86,8 @@ def main() -> None:
             engine.update([], time.time())
             dump()
             time.sleep(0.1)
-        engine.flush()
-        dump({"final": {f"{c}/{lid}": gid for (c, lid), gid in engine.take_final()}})
+        flushed = [[d.kind, d.global_id, f"{d.key[0]}/{d.key[1]}"] for d in engine.flush() if d.key is not None]
+        dump({"final": {f"{c}/{lid}": gid for (c, lid), gid in engine.take_final()}, "flushed": flushed})
     except HubRefused as exc:
         dump()
         print(f"error: {exc}", file=sys.stderr)

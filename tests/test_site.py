@@ -150,6 +150,21 @@ def test_hub_gives_one_site_id_per_person_across_node_processes(tmp_path):
     assert report["summaries"] == 2 * 2 * 21
 
 
+def test_decisions_that_arrive_while_a_node_flushes_are_returned_not_lost(tmp_path):
+    """A person seen only in a node's last step: the hub decides on them after the node's last
+    update, while it waits for its final ids, so ``SiteEngine.flush`` must hand that decision to
+    the pipeline (which publishes it), and the tracklet still gets its final id."""
+    hub = HubProcess(tmp_path).start()
+    try:
+        a, a_out = fake_node(tmp_path, hub.endpoint, "a", "cam1", [0], "--steps", "10", "--late", "5")
+        finish(a)
+        data = read(a_out)
+        assert [d for d in data["flushed"] if d[2] == "cam1/2"] == [["new", data["final"]["cam1/2"], "cam1/2"]]
+        assert data["final"]["cam1/2"] != data["final"]["cam1/1"]
+    finally:
+        hub.stop()
+
+
 def test_model_or_embedding_size_mismatch_is_refused_with_a_clear_error(tmp_path):
     hub = HubProcess(tmp_path, lockstep=["wrongdim", "wrongmodel"]).start()
     try:
