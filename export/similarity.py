@@ -50,11 +50,11 @@ def store_similarity(onnx_path: str | Path, dataset: str, root: str | Path, fals
     samples = [*data.query, *data.gallery]
     cams = np.array([s.camid for s in samples])
     emb = embed_files(onnx_path, [Path(s.path) for s in samples], cams)
-    stats_pids = np.array([s.pid for s in samples])
-    stats = similarity_stats(emb, stats_pids, cams, false_match_rate)
+    pids = np.array([s.pid for s in samples])
+    stats = similarity_stats(emb, pids, cams, false_match_rate)
     stats["split"] = f"{dataset} {Path(root).name} query+gallery, cross-camera pseudo-tracklet pairs"
     gallery = slice(len(data.query), None)
-    swap = gallery_swap_stats(emb[gallery], stats_pids[gallery], cams[gallery], [s.path for s in data.gallery])
+    swap = gallery_swap_stats(emb[gallery], pids[gallery], cams[gallery], [s.path for s in data.gallery])
     if swap is not None:
         stats["swap"] = swap
     meta.similarity = stats
