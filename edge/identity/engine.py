@@ -605,23 +605,28 @@ class IdentityEngine:
 
     def _best_reclaim(self) -> Optional[tuple[int, int, set[Key]]]:
         """(identity kept, identity folded into it, the kept one's tracklets that must leave) with
-        the largest gain of at least ``reassign_margin``, or None."""
-        active = sorted(i.global_id for i in self.identities.values() if i.members and not i.sealed)
+        the largest gain of at least ``reassign_margin``, or None. Only pairs of identities with
+        conflicting live tracklets are scored (each pair of live tracklets is checked once)."""
+        owner = {k: g for g, i in self.identities.items() if i.members and not i.sealed for k in i.members}
+        blocking: dict[tuple[int, int], set[Key]] = {}
+        for x, y in itertools.combinations(sorted(owner), 2):
+            a, b = owner[x], owner[y]
+            if a != b and self._conflict(self.records[x], self.records[y]):
+                blocking.setdefault((a, b), set()).add(x)
+                blocking.setdefault((b, a), set()).add(y)
         best, best_gain = None, self.cfg.reassign_margin
-        for a, b in itertools.permutations(active, 2):
+        for (a, b), keys in sorted(blocking.items()):
             ident_a, ident_b = self.identities[a], self.identities[b]
-            blocking = {k for k in ident_a.members
-                        if any(self._conflict(self.records[k], self.records[j]) for j in ident_b.members)}
-            if not blocking or (blocking == ident_a.members and ident_a.past is None):
+            if keys == ident_a.members and ident_a.past is None:
                 continue
-            rest = replace(ident_a, global_id=next(self._scratch_ids), members=ident_a.members - blocking)
+            rest = replace(ident_a, global_id=next(self._scratch_ids), members=ident_a.members - keys)
             fit_b = self.merge_score(rest, ident_b)
             if fit_b < self.cfg.merge_margin:
                 continue
-            group = Identity(next(self._scratch_ids), ident_a.created, ident_a.last_seen, ident_a.last_camera, members=blocking)
+            group = Identity(next(self._scratch_ids), ident_a.created, ident_a.last_seen, ident_a.last_camera, members=keys)
             gain = fit_b - max(self.merge_score(rest, group), 0.0)
             if gain >= best_gain:
-                best, best_gain = (a, b, blocking), gain
+                best, best_gain = (a, b, keys), gain
         return best
 
     def _conflict(self, s: TrackletSummary, o: TrackletSummary) -> bool:
