@@ -1,0 +1,98 @@
+"""The CPU budget: affinity and cgroup quotas (v1 and v2) with known answers, and a real cgroup."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from edge.cpu_budget import CpuBudget, read_cpu_budget, session_threads
+
+REPO = Path(__file__).resolve().parents[1]
+CORES = len(os.sched_getaffinity(0))
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_v2_quota_of_the_process_group(tmp_path):
+    _write(tmp_path / "app" / "cpu.max", "60000 100000\n")
+    b = read_cpu_budget(tmp_path, "0::/app\n")
+    assert b.quota == pytest.approx(0.6)
+    assert b.cpus == pytest.approx(min(CORES, 0.6))
+    assert b.threads == 1
+    assert b.quota_source.endswith("app/cpu.max")
+
+
+def test_v2_unlimited_and_a_stricter_parent_binds(tmp_path):
+    _write(tmp_path / "cpu.max", "max 100000\n")
+    assert read_cpu_budget(tmp_path, "0::/\n").quota is None
+    _write(tmp_path / "parent" / "cpu.max", "150000 100000\n")
+    _write(tmp_path / "parent" / "child" / "cpu.max", "max 100000\n")
+    b = read_cpu_budget(tmp_path, "0::/parent/child\n")
+    assert b.quota == pytest.approx(1.5)
+    assert b.threads == 1  # floor(min(cores, 1.5))
+
+
+def test_v1_cfs_quota_as_docker_cpus_sets_it(tmp_path):
+    group = tmp_path / "cpu,cpuacct" / "docker" / "abc"
+    _write(group / "cpu.cfs_quota_us", "100000\n")
+    _write(group / "cpu.cfs_period_us", "100000\n")
+    _write(tmp_path / "cpu,cpuacct" / "cpu.cfs_quota_us", "-1\n")
+    _write(tmp_path / "cpu,cpuacct" / "cpu.cfs_period_us", "100000\n")
+    b = read_cpu_budget(tmp_path, "4:cpu,cpuacct:/docker/abc\n3:memory:/docker/abc\n")
+    assert b.quota == pytest.approx(1.0)
+    assert b.threads == 1
+    assert b.limited == (CORES > 1)
+
+
+def test_inside_a_container_the_mount_root_is_the_group(tmp_path):
+    """The path /proc/self/cgroup prints may not exist in the container's mount namespace."""
+    _write(tmp_path / "cpu" / "cpu.cfs_quota_us", "25000\n")
+    _write(tmp_path / "cpu" / "cpu.cfs_period_us", "100000\n")
+    b = read_cpu_budget(tmp_path, "1:cpu:/kubepods/pod1/ctr\n")
+    assert b.quota == pytest.approx(0.25)
+
+
+def test_no_cgroup_files_means_the_affinity():
+    b = CpuBudget(affinity=4)
+    assert (b.cpus, b.threads, b.limited) == (4.0, 4, False)
+    assert CpuBudget(affinity=4, quota=2.5).threads == 2
+    assert CpuBudget(affinity=1, quota=3.0).threads == 1
+
+
+def test_session_threads_spin_only_with_spare_whole_cores():
+    assert session_threads(0, CpuBudget(4)) == (4, True)
+    assert session_threads(0, CpuBudget(4, quota=1.0)) == (1, False)
+    assert session_threads(0, CpuBudget(1)) == (1, False)
+    assert session_threads(3, CpuBudget(4, quota=1.0)) == (3, False)  # a configured count wins
+
+
+def _v1_cpu_dir() -> Path:
+    return Path("/sys/fs/cgroup/cpu")
+
+
+@pytest.mark.skipif(not (_v1_cpu_dir() / "cpu.cfs_quota_us").exists() or not os.access(_v1_cpu_dir(), os.W_OK),
+                    reason="needs a writable cgroup v1 cpu hierarchy (root on these machines)")
+def test_a_process_in_a_real_cgroup_reads_its_quota():
+    group = _v1_cpu_dir() / f"clipreid-test-{uuid.uuid4().hex[:8]}"
+    try:
+        group.mkdir()
+        (group / "cpu.cfs_period_us").write_text("100000")
+        (group / "cpu.cfs_quota_us").write_text("40000")
+        # the child moves itself into the group before it reads its budget, as a container's process starts in it
+        code = ("import os,sys; open(sys.argv[1]+'/cgroup.procs','w').write(str(os.getpid()));"
+                "from edge.cpu_budget import read_cpu_budget; b=read_cpu_budget(); print(b.quota, b.threads)")
+        out = subprocess.run([sys.executable, "-c", code, str(group)], capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert out.returncode == 0, out.stderr
+        quota, threads = out.stdout.split()
+        assert float(quota) == pytest.approx(0.4)
+        assert threads == "1"
+    finally:
+        if group.exists():
+            group.rmdir()
