@@ -1,7 +1,9 @@
 """The benchmark scripts run on a tiny configuration and write well-formed results (no timing asserts)."""
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -143,3 +145,17 @@ def test_compare_methods_reuses_a_finished_run_only_with_the_same_settings(tmp_p
     args.overrides = ["stage2.epochs=4"]
     module.trained_run("agreid", 0, args)
     assert len(trained) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (os.access("/sys/fs/cgroup/cpu", os.W_OK) or os.access("/sys/fs/cgroup/cgroup.procs", os.W_OK)),
+                    reason="a CPU quota needs a writable cgroup (root)")
+def test_bench_live_runs_the_demo_under_a_cpu_quota_and_scores_it(tmp_path):
+    proc = run_script("scripts/bench_live.py", "--seeds", "101", "--settings", "quota:1.0", "--duration", "3",
+                      "--port", "56797", "--out", str(tmp_path))
+    assert f"wrote {tmp_path / 'bench.json'}, {tmp_path / 'bench.md'} and {tmp_path / 'curve.png'}" in proc.stdout
+    data = json.loads((tmp_path / "bench.json").read_text())
+    (run,) = data["runs"]
+    assert run["setting"] == "quota:1.0" and run["scores"]["ids_true"] == 20 and sum(run["frames"].values()) > 0
+    assert data["summary"]["quota:1.0"]["n"] == 1 and (tmp_path / "curve.png").stat().st_size > 0
+    assert not list(Path("/sys/fs/cgroup/cpu").glob("clipreid-bench-*"))  # the group is removed
