@@ -4,6 +4,12 @@
 with global ids. A tracklet's global rows wait until its identity is final (the identity engine's
 revision window has passed, or the run ended) and are then written with it, so every row carries
 the identity the run finally decided (what a user reads at the end, and what evaluation scores).
+Tracklets become final out of order, so their rows wait in a buffer and go out sorted by frame
+(as MOT files are) once no tracklet still waiting has an earlier row.
+
+An annotated video keeps the media's clock: each processed frame is written at its media time
+(the frame held until the next one), so a run that processed a third of the frames still gives
+a video that plays at the right speed.
 
 Outputs are extras: :class:`GuardedOutput` wraps one, so that a failure (a writer that cannot
 open, a full disk) is logged once with the camera and the reason and switches that output off
@@ -11,6 +17,7 @@ for that camera, while detection, tracking, matching and publishing go on.
 """
 from __future__ import annotations
 
+import heapq
 import logging
 import zlib
 from pathlib import Path
@@ -25,6 +32,8 @@ from .tracklets import Tracklet
 log = logging.getLogger(__name__)
 
 MAX_PENDING_ROWS = 5000
+MAX_BUFFERED_ROWS = 50000  # global rows of one camera waiting behind an earlier one (then written anyway)
+MAX_HOLD_S = 60.0  # a gap in a video longer than this (a camera down) is held this long, not more
 
 
 def mot_row(frame: int, track_id: int, xyxy: Iterable[float], score: float = 1.0, visibility: float = -1.0) -> str:
@@ -38,7 +47,11 @@ ALL_CAMERAS = "*"
 class MotWriter:
     """MOT rows per camera. One global id appears at most once per frame: where a tracker
     hand-over showed a person's old and new track together for a frame or two, the first row
-    written stands (the MOT format, and TrackEval, allow one box per id and frame)."""
+    written stands (the MOT format, and TrackEval, allow one box per id and frame).
+
+    Global rows are buffered (a heap per camera) and written in frame order: a row goes out once
+    no tracklet whose identity is not final yet has a pending row at an earlier frame. Past
+    ``MAX_BUFFERED_ROWS`` (a tracklet that never becomes final) the oldest go out anyway."""
 
     def __init__(self, folder: str | Path, camera_ids: list[str]):
         self.folder = Path(folder)
@@ -46,23 +59,43 @@ class MotWriter:
         self.local = {c: open(self.folder / f"{c}.txt", "w") for c in camera_ids}
         self.global_ = {c: open(self.folder / f"{c}.global.txt", "w") for c in camera_ids}
         self._written: dict[str, dict[int, set[int]]] = {c: {} for c in camera_ids}  # camera -> frame -> global ids
+        self._buffer: dict[str, list] = {c: [] for c in camera_ids}  # camera -> heap of (frame, global id, seq, xyxy, conf)
+        self._waiting: dict[int, Tracklet] = {}  # id(tracklet) -> tracklet with rows not yet final
+        self._seq = 0
 
     def row(self, t: Tracklet, frame_index: int) -> None:
         """The local row now; the global row once the tracklet's identity is final (:meth:`flush`).
         Past ``MAX_PENDING_ROWS`` a long tracklet's oldest rows go out with its current id."""
         self.local[t.camera_id].write(mot_row(frame_index, t.local_id, t.xyxy, t.conf))
         t.pending_rows.append((frame_index, t.xyxy.copy(), t.conf))
+        self._waiting[id(t)] = t
         if len(t.pending_rows) > MAX_PENDING_ROWS:
             frame, xyxy, conf = t.pending_rows.pop(0)
             if t.global_id is not None:
-                self._write_global(t.camera_id, frame, t.global_id, xyxy, conf)
+                self._buffer_row(t.camera_id, frame, t.global_id, xyxy, conf)
+                self._drain(t.camera_id)
 
     def flush(self, t: Tracklet) -> None:
         if t.global_id is None:
             return
         for frame_index, xyxy, conf in t.pending_rows:
-            self._write_global(t.camera_id, frame_index, t.global_id, xyxy, conf)
+            self._buffer_row(t.camera_id, frame_index, t.global_id, xyxy, conf)
         t.pending_rows.clear()
+        self._waiting.pop(id(t), None)
+        self._drain(t.camera_id)
+
+    def _buffer_row(self, camera_id: str, frame: int, global_id: int, xyxy: np.ndarray, conf: float) -> None:
+        self._seq += 1
+        heapq.heappush(self._buffer[camera_id], (frame, global_id, self._seq, xyxy, conf))
+
+    def _drain(self, camera_id: str, everything: bool = False) -> None:
+        """Write the buffered rows no waiting tracklet of this camera can still precede."""
+        starts = [t.pending_rows[0][0] for t in self._waiting.values() if t.camera_id == camera_id and t.pending_rows]
+        horizon = float("inf") if everything else min(starts, default=float("inf"))
+        heap = self._buffer[camera_id]
+        while heap and (heap[0][0] < horizon or len(heap) > MAX_BUFFERED_ROWS):
+            frame, global_id, _, xyxy, conf = heapq.heappop(heap)
+            self._write_global(camera_id, frame, global_id, xyxy, conf)
 
     def _write_global(self, camera_id: str, frame: int, global_id: int, xyxy: np.ndarray, conf: float) -> None:
         written = self._written[camera_id]
@@ -76,6 +109,8 @@ class MotWriter:
                 del written[old]
 
     def close(self) -> None:
+        for camera_id in self._buffer:
+            self._drain(camera_id, everything=True)
         for f in (*self.local.values(), *self.global_.values()):
             f.close()
 
@@ -87,7 +122,14 @@ def _colour(kind: str, ident: int) -> tuple[int, int, int]:
 
 
 class AnnotatedVideo:
-    """Boxes with ``local/global`` labels drawn on each camera's frames, one mp4 per camera."""
+    """Boxes with ``local/global`` labels drawn on each camera's frames, one mp4 per camera.
+
+    The writer runs at the camera's nominal rate and each frame lands at its media time: where
+    frames were skipped (a pipeline slower than the camera drops them), the last frame is held
+    (repeated) until the next one's time, so the video plays at the speed of the scene. A frame
+    whose slot is already written (faster than the nominal rate) is left out; a gap longer than
+    ``MAX_HOLD_S`` (a camera down) is held for ``MAX_HOLD_S`` only; a clock that jumps back (a
+    restarted stream) starts again from the next slot."""
 
     def __init__(self, folder: str | Path, fps: float | dict[str, float] = 10.0):
         """``fps``: one rate for every camera, or one per camera (10 where one is missing)."""
@@ -96,8 +138,12 @@ class AnnotatedVideo:
         self.fps = fps if isinstance(fps, dict) else {}
         self.default_fps = 10.0 if isinstance(fps, dict) else fps
         self.writers: dict[str, tuple[cv2.VideoWriter, tuple[int, int]]] = {}
+        self.written: dict[str, int] = {}  # camera -> frames written (repeats included)
+        self._origin: dict[str, float] = {}  # camera -> media time of slot 0
+        self._last: dict[str, np.ndarray] = {}  # camera -> last frame written (held over gaps)
 
-    def write(self, camera_id: str, image: np.ndarray, tracklets: list[Tracklet]) -> None:
+    def write(self, camera_id: str, image: np.ndarray, tracklets: list[Tracklet], media_ts: Optional[float] = None) -> None:
+        """Draw the boxes and write the frame at ``media_ts`` (seconds; None: the next slot)."""
         canvas = image.copy()
         for t in tracklets:
             x0, y0, x1, y1 = (int(v) for v in t.xyxy)
@@ -107,6 +153,38 @@ class AnnotatedVideo:
             label = f"{t.local_id}/{gid if gid is not None else '?'}"
             label_y = y0 - 3 if y0 >= 14 else y0 + 14  # inside the box when it touches the top edge
             cv2.putText(canvas, label, (x0 + 2 if y0 < 14 else x0, label_y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1)
+        writer, size = self._writer(camera_id, canvas)
+        if (canvas.shape[1], canvas.shape[0]) != size:  # a stream that came back at another resolution
+            canvas = cv2.resize(canvas, size)
+        repeats = self._repeats(camera_id, media_ts)
+        if repeats < 0:
+            return
+        last = self._last.get(camera_id)
+        for _ in range(repeats if last is not None else 0):
+            writer.write(last)
+        writer.write(canvas)
+        self._last[camera_id] = canvas
+        self.written[camera_id] = self.written.get(camera_id, 0) + (repeats if last is not None else 0) + 1
+
+    def _repeats(self, camera_id: str, media_ts: Optional[float]) -> int:
+        """How often the previous frame is held before this one (-1: this frame's slot is taken)."""
+        n = self.written.get(camera_id, 0)
+        if media_ts is None:
+            return 0
+        fps = self.fps.get(camera_id, self.default_fps)
+        origin = self._origin.setdefault(camera_id, media_ts)
+        slot = round((media_ts - origin) * fps)
+        if slot < n - 1 - fps:  # the clock went back (a restarted stream): carry on from here
+            self._origin[camera_id] = media_ts - n / fps
+            return 0
+        if slot < n:
+            return -1
+        hold = min(slot - n, int(MAX_HOLD_S * fps))
+        if hold < slot - n:
+            self._origin[camera_id] += (slot - n - hold) / fps
+        return hold
+
+    def _writer(self, camera_id: str, canvas: np.ndarray) -> tuple[cv2.VideoWriter, tuple[int, int]]:
         if camera_id not in self.writers:
             h, w = canvas.shape[:2]
             path = self.folder / f"{camera_id}.mp4"
@@ -114,10 +192,7 @@ class AnnotatedVideo:
             if not writer.isOpened():
                 raise OSError(f"cannot open a video writer for {path} ({w}x{h})")
             self.writers[camera_id] = (writer, (w, h))
-        writer, size = self.writers[camera_id]
-        if (canvas.shape[1], canvas.shape[0]) != size:  # a stream that came back at another resolution
-            canvas = cv2.resize(canvas, size)
-        writer.write(canvas)
+        return self.writers[camera_id]
 
     def close(self) -> None:
         for writer, _ in self.writers.values():

@@ -239,7 +239,7 @@ class EdgePipeline:
                 for t in active:
                     self.mot.call(camera_id, "row", t, frame.index)
             if self.video is not None:
-                self.video.call(camera_id, "write", camera_id, frame.image, active)
+                self.video.call(camera_id, "write", camera_id, frame.image, active, frame.timestamp)
         if self.publisher is None:
             return
         now = time.time()

@@ -1,6 +1,7 @@
 """Result outputs of the edge runtime: annotated videos that play back, and outputs that fail
 (a writer that raises, a full disk) switched off and logged once while the run goes on."""
 import logging
+import time
 
 import cv2
 import numpy as np
@@ -115,3 +116,91 @@ def test_global_rows_wait_for_the_final_id_and_a_hand_over_frame_is_written_once
     rows = np.loadtxt(tmp_path / "cam1.global.txt", delimiter=",", ndmin=2)
     assert rows[:, 0].tolist() == [1, 2, 3, 4] and set(rows[:, 1]) == {5}
     assert len(np.loadtxt(tmp_path / "cam1.txt", delimiter=",", ndmin=2)) == 5  # local rows: all of them
+
+
+def video_seconds(path) -> float:
+    """Duration of a video as a player sees it: frames / the rate in its header."""
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    return frames_in(path)[0] / fps
+
+
+def test_a_video_of_every_third_frame_keeps_the_media_clock(tmp_path):
+    """A pipeline that processed one frame in three still writes a video that plays at the
+    scene's speed: each frame lands at its media time (held over the skipped ones), not one
+    after the other at the nominal rate (which played 3x fast)."""
+    video = AnnotatedVideo(tmp_path, fps=10.0)
+    image = np.zeros((96, 128, 3), np.uint8)
+    times = [100.0 + 0.1 * k for k in range(0, 60, 3)] + [106.2, 106.25, 107.0]  # skips, two in one slot, a longer gap
+    for ts in times:
+        video.write("cam1", image, [tracklet(3, global_id=4)], ts)
+    video.close()
+    span = times[-1] - times[0] + 0.1  # the last frame shows for one frame time
+    assert video_seconds(tmp_path / "cam1.mp4") == pytest.approx(span, abs=0.1)
+    assert video.written["cam1"] == round(span * 10)
+
+
+def test_a_long_gap_is_held_for_at_most_max_hold_and_a_clock_jump_back_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setattr("edge.outputs.MAX_HOLD_S", 2.0)
+    video = AnnotatedVideo(tmp_path, fps=5.0)
+    image = np.zeros((64, 64, 3), np.uint8)
+    for ts in (0.0, 0.2, 100.0, 100.2, 40.0, 40.2):  # a camera down 100 s, then a restarted clock
+        video.write("cam1", image, [], ts)
+    video.close()
+    # 0, 0.2 -> slots 0, 1; the 99.8 s gap held 2 s (slots 2-11); 100, 100.2 -> 12, 13; after the jump back 14, 15
+    assert video.written["cam1"] == 16 and frames_in(tmp_path / "cam1.mp4")[0] == 16
+
+
+def test_global_rows_come_sorted_by_frame_whatever_order_tracklets_become_final(tmp_path):
+    """A long tracklet final after a short later one: its early rows still come first (MOT files
+    are sorted by frame); rows of a later frame wait while an earlier one may still come."""
+    mot = MotWriter(tmp_path, ["cam1"])
+    long_, short = tracklet(1), tracklet(2)
+    for f in range(1, 11):
+        mot.row(long_, f)
+        if 4 <= f <= 6:
+            mot.row(short, f)
+    short.global_id = 8
+    mot.flush(short)
+    assert (tmp_path / "cam1.global.txt").read_text() == ""  # frames 4-6 wait: the long tracklet has rows from frame 1
+    long_.global_id = 7
+    mot.flush(long_)
+    late = tracklet(3)
+    mot.row(late, 12)
+    mot.close()  # never final: left out, as before
+    rows = np.loadtxt(tmp_path / "cam1.global.txt", delimiter=",", ndmin=2)
+    assert rows[:, 0].tolist() == sorted(rows[:, 0].tolist()) and len(rows) == 13
+    assert [(int(f), int(i)) for f, i in rows[:, :2] if 4 <= f <= 6] == [(4, 7), (4, 8), (5, 7), (5, 8), (6, 7), (6, 8)]
+
+
+def test_a_run_that_drops_frames_writes_video_at_media_time_and_sorted_global_rows(tmp_path, monkeypatch):
+    """A real-time synthetic camera and a detector slower than the frame rate: frames are dropped
+    and the video still lasts as long as the media span processed; .global.txt sorted by frame."""
+    from edge.detector import PersonDetector
+    from edge.pipeline import EdgePipeline
+
+    detect = PersonDetector.__call__
+
+    def slow(self, images):
+        time.sleep(0.45)  # the tiny scene runs at 5 fps: about one frame in two or three is processed
+        return detect(self, images)
+
+    seen: list[float] = []
+    process = EdgePipeline.process
+
+    def spy(self, frames):
+        seen.extend(f.timestamp for f in frames)
+        return process(self, frames)
+
+    monkeypatch.setattr(PersonDetector, "__call__", slow)
+    monkeypatch.setattr(EdgePipeline, "process", spy)
+    cams = [{"id": "cam1", "source": "synthetic://tiny?camera=cam1", "realtime": True}]
+    cfg = cams_yaml(tmp_path, cams, 56843, outputs={"video_dir": str(tmp_path / "video")}, run={"max_frames": 10})
+    report = run_pipeline(load_edge_config(cfg))
+    assert report["processed"] == {"cam1": 10} and report["output_errors"] == {}
+    span = max(seen) - min(seen) + 1 / 5.0
+    assert span > 10 / 5.0 * 1.5  # frames were dropped (else this test proves nothing)
+    assert video_seconds(tmp_path / "video" / "cam1.mp4") == pytest.approx(span, abs=0.25)
+    frames = np.loadtxt(tmp_path / "mot" / "cam1.global.txt", delimiter=",", ndmin=2)[:, 0]
+    assert len(frames) and frames.tolist() == sorted(frames.tolist())
