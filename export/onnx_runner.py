@@ -6,8 +6,12 @@ from pathlib import Path
 import numpy as np
 
 
-def ort_session(onnx_path: str | Path, providers: list[str] | None = None, threads: int = 0):
+def ort_session(onnx_path: str | Path, providers: list[str] | None = None, threads: int = 0, spin: bool = True):
     """An ONNX Runtime session for this model, fully optimised unless the model is FP16.
+
+    ``threads`` sets the intra-op pool (0: ONNX Runtime's default, one per core); ``spin=False``
+    stops its idle workers from spin-waiting between calls, which burns a CPU quota that the other
+    stages of a pipeline need (the edge runtime decides both from the CPUs it may use).
 
     FP16 exports run with graph optimisations off: ONNX Runtime 1.32's optimiser crashes the
     process (segfault, in its NCHWc layout pass) on the converted FP16 graph on the CPU provider;
@@ -30,6 +34,8 @@ def ort_session(onnx_path: str | Path, providers: list[str] | None = None, threa
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     fp16 = meta is not None and meta.precision == "fp16"
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL if fp16 else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(onnx_path), options, providers=wanted)

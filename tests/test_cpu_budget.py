@@ -96,3 +96,19 @@ def test_a_process_in_a_real_cgroup_reads_its_quota():
     finally:
         if group.exists():
             group.rmdir()
+
+
+def test_the_reid_session_is_sized_to_the_quota_and_does_not_spin(monkeypatch):
+    import edge.cpu_budget as cpu_budget
+    from edge.reid.backends import OnnxRuntimeBackend
+
+    monkeypatch.setattr(cpu_budget, "read_cpu_budget", lambda: CpuBudget(affinity=8, quota=1.0))
+    backend = OnnxRuntimeBackend(str(REPO / "edge" / "demo_models" / "reid.onnx"))
+    options = backend.session.get_session_options()
+    assert backend.threads == 1 and options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    monkeypatch.setattr(cpu_budget, "read_cpu_budget", lambda: CpuBudget(affinity=3))
+    free = OnnxRuntimeBackend(str(REPO / "edge" / "demo_models" / "reid.onnx")).session.get_session_options()
+    assert free.intra_op_num_threads == 3
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # left at ONNX Runtime's default (spinning)
+        free.get_session_config_entry("session.intra_op.allow_spinning")

@@ -154,9 +154,12 @@ class OnnxRuntimeBackend(ReIDBackend):
                  input_size: Optional[tuple[int, int]] = None, threads: int = 0):
         from export.onnx_runner import ort_session
 
+        from ..cpu_budget import session_threads
+
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+        self.threads, spin = session_threads(threads)  # sized to the CPUs this process may use, not the host's cores
         try:
-            self.session = ort_session(path, providers, threads)
+            self.session = ort_session(path, providers, self.threads, spin)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
             raise ReIDBackendError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
         first = self.session.get_inputs()[0]
