@@ -93,6 +93,10 @@ class ReIDBackend:
             chunks.append(Embeddings.normalized(*outputs) if self.meta.method == "third_party" else Embeddings(*outputs))
         return Embeddings.concat(chunks)
 
+    def _run(self, inputs: dict[str, np.ndarray]):
+        """One model batch -> the embedding, or [embedding, part_features, part_confidence]."""
+        raise NotImplementedError
+
     def _split(self, result, n: int) -> tuple:
         """Backend outputs -> (global [n, D], parts or None, part_conf or None)."""
         outs = list(result) if isinstance(result, (list, tuple)) else [result]
@@ -141,10 +145,6 @@ def contract_problems(meta: ModelMetadata, outs: list[np.ndarray]) -> list[str]:
         if meta.part_dim and parts.shape[2] != meta.part_dim:
             return [f"part_dim: the metadata says {meta.part_dim}, the model returns {parts.shape[2]}"]
     return []
-
-    def _run(self, inputs: dict[str, np.ndarray]):
-        """One model batch -> the embedding, or [embedding, part_features, part_confidence]."""
-        raise NotImplementedError
 
 
 class OnnxRuntimeBackend(ReIDBackend):
