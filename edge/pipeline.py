@@ -46,12 +46,9 @@ class EdgePipeline:
         self.trackers = {c.id: CameraTracker(c.id, cfg.tracker, rates.get(c.id) or c.fps or 30.0) for c in cfg.cameras}
         if cfg.tracker.reid_features and self.reid is None:
             raise ValueError("tracker.reid_features needs a reid section")
-        policy = None
-        if self.reid is not None:
-            r = cfg.reid
-            policy = BudgetPolicy(r.embed_every, r.better_crop, r.min_box_height, r.max_overlap)
+        policies = {c.id: self._budget_policy(rates.get(c.id) or c.fps or 30.0) for c in cfg.cameras} if self.reid is not None else {}
         self.homographies = {cam: homography_from(cal, f"calibration.{cam}") for cam, cal in cfg.calibration.items()}
-        self.books = {c.id: TrackletBook(c.id, self.trackers[c.id].max_lost_frames, policy, self.homographies.get(c.id))
+        self.books = {c.id: TrackletBook(c.id, self.trackers[c.id].max_lost_frames, policies.get(c.id), self.homographies.get(c.id))
                       for c in cfg.cameras}
         self.sie = {c.id: (c.sie_index if c.sie_index is not None else i) for i, c in enumerate(cfg.cameras)}
         self.engine = IdentityEngine(self._engine_settings())
@@ -75,6 +72,13 @@ class EdgePipeline:
         self._now = 0.0  # scene clock: the newest frame time processed
         self.final_log: Optional[list] = None  # set to a list to keep every final tracklet's summary (benchmarks)
         self._last_snapshot = 0.0
+
+    def _budget_policy(self, fps: float) -> BudgetPolicy:
+        """A camera's embedding budget in seconds of media time (``reid.embed_every`` in frames is
+        the older form, read at the camera's rate)."""
+        r = self.cfg.reid
+        every = r.embed_every / fps if r.embed_every else r.embed_every_s
+        return BudgetPolicy(every, r.better_crop, r.min_box_height, r.max_overlap)
 
     def _engine_settings(self):
         if self.reid is None:  # tracking only: every tracklet its own identity, at once
