@@ -3,8 +3,10 @@
 A tracklet follows one local track id through active -> lost -> ended (ended once the tracker
 would no longer recover it). Its appearance is a quality-weighted mean of the embeddings taken
 so far. The embedding budget is decided here: a track is embedded when it is new, then at most
-every ``embed_every`` of its frames, or earlier when a clearly better crop comes along (larger,
-more confident, less overlapped) - never every frame.
+every ``embed_every_s`` seconds of media time, or earlier when a clearly better crop comes along
+(larger, more confident, less overlapped) - never every frame. Seconds, not frames: a box that
+processes a third of its frames would otherwise embed a third as often, and tracklets would end
+"too short to match" (2 crops took 1.1 s at 10 fps and 3.3 s at 3 fps).
 """
 from __future__ import annotations
 
@@ -58,8 +60,7 @@ class Tracklet:
     embedding: Optional[np.ndarray] = None
     weight: float = 0.0
     n_embeddings: int = 0
-    frames_seen: int = 0
-    last_embed_at: int = -(10**9)  # in frames_seen units
+    last_embed_t: float = -float("inf")  # media time of the last crop taken into the mean
     last_quality: float = 0.0
     global_id: Optional[int] = None
     lost_frames: int = 0
@@ -131,7 +132,7 @@ class Tracklet:
         mean = (total + quality * v) / self.weight
         self.embedding = mean / max(float(np.linalg.norm(mean)), 1e-12)
         self.n_embeddings += 1
-        self.last_embed_at = self.frames_seen
+        self.last_embed_t = self.last_seen
         self.last_quality = quality
 
 
@@ -144,7 +145,7 @@ class EmbedRequest:
 
 @dataclass
 class BudgetPolicy:
-    embed_every: int = 10
+    embed_every_s: float = 1.0
     better_crop: float = 1.25
     min_box_height: int = 24
     max_overlap: float = 0.6
@@ -154,7 +155,7 @@ class BudgetPolicy:
             return False
         if t.n_embeddings == 0:
             return True
-        if t.frames_seen - t.last_embed_at >= self.embed_every:
+        if t.last_seen - t.last_embed_t >= self.embed_every_s - 1e-6:  # frame times are sums of 1/fps steps
             return True
         return quality >= self.better_crop * t.last_quality
 
@@ -188,7 +189,6 @@ class TrackletBook:
                 events.append(("found", t))
             t.state, t.lost_frames = ACTIVE, 0
             t.xyxy, t.conf, t.last_seen, t.last_frame = track.xyxy, track.conf, frame.timestamp, frame.index
-            t.frames_seen += 1
             if floor is not None:
                 t.floor.add(frame.timestamp, floor[i])
             seen.add(track.local_id)

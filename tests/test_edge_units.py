@@ -75,8 +75,8 @@ def frame(i, cam="a"):
     return Frame(cam, i, float(i), np.zeros((10, 10, 3), np.uint8))
 
 
-def test_embedding_budget_new_then_every_n_frames_or_better_crop():
-    book = TrackletBook("a", max_lost_frames=2, policy=BudgetPolicy(embed_every=5, better_crop=1.5, min_box_height=10))
+def test_embedding_budget_new_then_every_n_seconds_or_better_crop():
+    book = TrackletBook("a", max_lost_frames=2, policy=BudgetPolicy(embed_every_s=5, better_crop=1.5, min_box_height=10))
     small = Track("a", 1, np.array([0, 0, 20, 40], np.float32), 0.5)
     asked = []
     for i in range(1, 12):
@@ -92,6 +92,20 @@ def test_embedding_budget_new_then_every_n_frames_or_better_crop():
     tiny = Track("a", 2, np.array([0, 0, 4, 8], np.float32), 0.9)  # too small: never
     _, reqs = book.update([big, tiny], frame(13))
     assert [r.tracklet.local_id for r in reqs] == []
+
+
+def test_the_embedding_budget_is_media_time_so_sparse_frames_embed_as_often():
+    """At a third of the frames a track still gets a crop every second, not every 10 of its frames."""
+    book = TrackletBook("a", max_lost_frames=2, policy=BudgetPolicy(embed_every_s=1.0, min_box_height=10))
+    track = Track("a", 1, np.array([0, 0, 20, 40], np.float32), 0.5)
+    embedded_at = []
+    for i in range(0, 30, 3):  # a 10 fps camera of which every 3rd frame is processed: 0.3 s apart
+        t = i / 10
+        _, reqs = book.update([track], Frame("a", i + 1, t, np.zeros((10, 10, 3), np.uint8)))
+        for r in reqs:
+            r.tracklet.add_embedding(np.ones(4) / 2, r.quality)
+            embedded_at.append(round(t, 1))
+    assert embedded_at == [0.0, 1.2, 2.4]
 
 
 def test_tracklet_lifecycle_active_lost_found_ended():
