@@ -1,6 +1,8 @@
 // The operator's page: state from /stream (server-sent events), rendered at most once a frame.
 // Bounded DOM: at most MAX_CARDS cards (the most recently seen first, after the filter);
 // nodes are reused per identity. window.viewDebug exposes figures for tests and benchmarks.
+// Publish -> page delay is measured only on identity changes that arrive after the page has its
+// state (a page opened after a run must not count the backlog), and only live, never in a replay.
 "use strict";
 
 const MAX_CARDS = 120;
@@ -13,7 +15,8 @@ let dirty = { cards: true, cameras: [], status: true };
 let scheduled = false;
 let streamDownSince = null;
 let lastJourneyFetch = 0;
-const measured = new Map();      // global_id -> publish_ts already measured
+const known = new Map();         // global_id -> publish_ts the page already has
+const fresh = new Map();         // global_id -> publish_ts arrived since connecting, not yet shown
 window.viewDebug = { latencies: [], renders: 0, version: -1, messages: 0 };
 
 const $ = (id) => document.getElementById(id);
@@ -41,9 +44,17 @@ function svgEl(tag, attrs = {}) {
 // --- input ---------------------------------------------------------------------------------
 function apply(payload) {
   window.viewDebug.messages++;
-  if (payload.full) { cards.clear(); }
-  for (const gid of payload.removed || []) { cards.delete(gid); cardNodes.delete(gid); measured.delete(gid); }
-  for (const c of payload.identities) cards.set(c.global_id, c);
+  if (payload.full) { cards.clear(); known.clear(); fresh.clear(); }
+  for (const gid of payload.removed || []) { cards.delete(gid); cardNodes.delete(gid); known.delete(gid); fresh.delete(gid); }
+  const live = payload.status && payload.status.mode === "live";
+  for (const c of payload.identities) {
+    cards.set(c.global_id, c);
+    // the full state is the backlog: known, not measured; a later change is measured when shown
+    if (c.publish_ts && known.get(c.global_id) !== c.publish_ts) {
+      if (!payload.full && live) fresh.set(c.global_id, c.publish_ts);
+      known.set(c.global_id, c.publish_ts);
+    }
+  }
   if (payload.full) {
     for (const gid of [...cardNodes.keys()]) if (!cards.has(gid)) cardNodes.delete(gid);
   }
@@ -97,7 +108,10 @@ function renderStatus() {
   badge.textContent = text; badge.className = cls;
   if (!status) return;
   $("clock").textContent = hms(status.clock);
-  $("mode").textContent = status.mode;
+  // "live" only while live events flow; a replay says so in the connection badge
+  const flowing = streamDownSince === null && status.connection.state === "connected" && !status.silent_since;
+  $("mode").hidden = !(status.mode === "live" && flowing);
+  $("mode").textContent = "live";
   const banner = $("banner");
   banner.hidden = !status.schema_problem;
   banner.textContent = status.schema_problem || "";
@@ -118,12 +132,13 @@ function renderStats() {
   const k = status.counters;
   const lats = window.viewDebug.latencies.slice(-200).sort((a, b) => a - b);
   const p95 = lats.length ? lats[Math.floor(0.95 * (lats.length - 1))] : null;
+  const p95text = status.mode !== "live" ? "– (replay)" : p95 === null ? "– (no new events yet)" : `${(p95 * 1000).toFixed(0)} ms`;
   const items = [
     ["frames dropped", sum(s.dropped)], ["events dropped (publisher)", s.events_dropped ?? "–"],
     ["sequence gaps", k.seq_gaps], ["malformed dropped", k.malformed], ["other schema dropped", k.foreign],
     ["messages received", k.received], ["publisher restarts", k.publisher_restarts],
     ["gallery (runtime)", s.gallery ?? "–"], ["identities held", status.identities_held], ["crops held", status.crops_held],
-    ["publish → page p95", p95 === null ? "–" : `${(p95 * 1000).toFixed(0)} ms`],
+    ["publish → page p95", p95text],
   ];
   $("counters").replaceChildren(...items.flatMap(([a, b]) => [el("dt", { text: a }), el("dd", { text: String(b) })]));
 }
@@ -134,11 +149,11 @@ function renderCameras(list) {
     let t = tiles.get(cam.id);
     if (!t) {
       const img = el("img", { alt: `camera ${cam.id}` });
-      const svg = svgEl("svg", { preserveAspectRatio: "none" });
+      const svg = svgEl("svg", {});
       const caption = el("div", { class: "caption" });
       const tile = el("div", { class: "tile", "data-camera": cam.id }, el("div", { class: "view" }, img, svg), caption);
       $("cameras").append(tile);
-      t = { el: tile, img, svg, caption, seq: 0 };
+      t = { id: cam.id, el: tile, img, svg, caption, seq: 0 };
       img.onload = () => drawBoxes(t);
       tiles.set(cam.id, t);
       select.append(el("option", { value: cam.id, text: cam.id }));
@@ -160,35 +175,90 @@ function renderCameras(list) {
   }
 }
 
+// One colour per identity (golden-angle hues), the same on every tile.
+const idColour = (gid) => `hsl(${Math.round((gid * 137.508) % 360)}, 75%, 62%)`;
+
 function drawBoxes(t) {
   const f = t.pending;
   if (!f) return;
   t.svg.setAttribute("viewBox", `0 0 ${f.width} ${f.height}`);
-  const nodes = [];
+  // labels ~12 screen pixels tall whatever the tile's size (the viewBox is in preview pixels)
+  const r = t.svg.getBoundingClientRect();
+  const scale = Math.min(r.width / f.width, r.height / f.height) || 1;
+  const fontSize = 12 / scale;
+  const boxes = [], labels = [];
   for (const [x0, y0, x1, y1, lid, gid] of f.boxes || []) {
-    nodes.push(svgEl("rect", { x: x0, y: y0, width: x1 - x0, height: y1 - y0 }));
-    const label = svgEl("text", { x: x0, y: Math.max(10, y0 - 2) });
-    label.textContent = `${lid}→${gid === null ? "?" : "#" + gid}`;
-    nodes.push(label);
+    const confirmed = gid !== null && gid !== undefined;
+    const rect = svgEl("rect", { class: `box ${confirmed ? "confirmed" : "pending"}`, x: x0, y: y0, width: x1 - x0, height: y1 - y0,
+      "data-local": lid, "data-gid": confirmed ? gid : "" });
+    const tip = svgEl("title");
+    tip.textContent = confirmed ? `${t.id} track ${lid}: identity #${gid}` : `${t.id} track ${lid}: identity not decided yet`;
+    rect.append(tip);
+    if (confirmed) { rect.style.stroke = idColour(gid); labels.push({ box: [x0, y0, x1, y1], text: `#${gid}`, gid }); }
+    boxes.push(rect);
   }
-  t.svg.replaceChildren(...nodes);
+  t.svg.replaceChildren(...boxes);
+  for (const item of placeLabels(labels, f.width, f.height, fontSize)) t.svg.append(...item);
+}
+
+function overlapArea(a, b) {
+  const w = Math.min(a[2], b[2]) - Math.max(a[0], b[0]), h = Math.min(a[3], b[3]) - Math.max(a[1], b[1]);
+  return w > 0 && h > 0 ? w * h : 0;
+}
+
+// Labels of bunched people must not cover each other: each takes the first free spot of a few
+// candidates around its box (above, inside the top, below, further up, beside), top boxes first;
+// a label moved away from its box gets a thin leader line to it.
+function placeLabels(labels, width, height, fontSize) {
+  const h = fontSize * 1.25, pad = fontSize * 0.25, taken = [], out = [];
+  labels.sort((a, b) => a.box[1] - b.box[1] || a.box[0] - b.box[0]);
+  for (const L of labels) {
+    const [x0, y0, x1, y1] = L.box;
+    const w = L.text.length * fontSize * 0.62 + 2 * pad;
+    const spots = [[x0, y0 - h - 1], [x0, y0 + 1], [x0, y1 + 1], [x0, y0 - 2 * h - 2], [x0, y0 - 3 * h - 3],
+                   [x1 + 1, y0], [x0 - w - 1, y0], [x1 + 1, y0 + h + 1], [x0 - w - 1, y0 + h + 1], [x0, y1 + h + 2]];
+    let best = null;
+    for (const [sx, sy] of spots) {
+      const x = Math.max(0, Math.min(width - w, sx)), y = Math.max(0, Math.min(height - h, sy));
+      const r = [x, y, x + w, y + h];
+      const cost = taken.reduce((acc, o) => acc + overlapArea(r, o), 0);
+      if (best === null || cost < best.cost) best = { r, cost };
+      if (cost === 0) break;
+    }
+    taken.push(best.r);
+    const [lx, ly] = best.r;
+    const g = svgEl("g", { class: "label", "data-gid": L.gid });
+    g.append(svgEl("rect", { x: lx, y: ly, width: w, height: h, rx: pad }));
+    const text = svgEl("text", { x: lx + pad, y: ly + h - pad * 1.3, "font-size": fontSize });
+    text.textContent = L.text;
+    text.style.fill = idColour(L.gid);
+    g.append(text);
+    const parts = [g];
+    const near = ly + h >= y0 - 2 && ly <= y1 && lx <= x1 + 2 && lx + w >= x0 - 2;
+    if (!near) parts.unshift(svgEl("line", { class: "leader", x1: lx + w / 2, y1: ly + (ly < y0 ? h : 0), x2: (x0 + x1) / 2, y2: ly < y0 ? y0 : y1 }));
+    out.push(parts);
+  }
+  return out;
 }
 
 function visibleCards() {
   const idText = $("filter-id").value.trim();
   const cam = $("filter-camera").value;
   const liveOnly = $("filter-live").checked;
+  const showShort = $("filter-short").checked;
   const t = now();
   let list = [...cards.values()];
+  const short = list.filter((c) => c.sealed).length;
+  if (!showShort) list = list.filter((c) => !c.sealed);
   if (idText) list = list.filter((c) => String(c.global_id).startsWith(idText));
   if (cam) list = list.filter((c) => c.cameras.includes(cam));
   if (liveOnly) list = list.filter((c) => c.active_until > t);
   list.sort((a, b) => (b.last_seen ?? 0) - (a.last_seen ?? 0) || b.global_id - a.global_id);
-  return [list.length, list.slice(0, MAX_CARDS)];
+  return [list.length, list.slice(0, MAX_CARDS), short];
 }
 
 function renderCards() {
-  const [total, list] = visibleCards();
+  const [total, list, short] = visibleCards();
   const t = now();
   const wall = Date.now() / 1000;
   const nodes = list.map((c) => {
@@ -200,22 +270,34 @@ function renderCards() {
       cardNodes.set(c.global_id, node);
     }
     node.classList.toggle("selected", c.global_id === selected);
-    if (c.publish_ts && measured.get(c.global_id) !== c.publish_ts) {
-      measured.set(c.global_id, c.publish_ts);
+    if (fresh.has(c.global_id)) {
       const L = window.viewDebug.latencies;
-      L.push(wall - c.publish_ts);
+      L.push(wall - fresh.get(c.global_id));
       if (L.length > 5000) L.splice(0, L.length - 5000);
     }
     return node;
   });
-  if (measured.size > 4 * MAX_CARDS + cards.size) measured.clear();
+  fresh.clear();  // a change not on screen now is not measured later (its delay would be the user's scrolling)
   $("cards").replaceChildren(...nodes);
   $("people-count").textContent = total > list.length ? `showing ${list.length} of ${total}` : `${total}`;
+  $("short-count").textContent = String(short);
+}
+
+function noCrop() {
+  const figure = svgEl("svg", { viewBox: "0 0 24 40", "aria-hidden": "true" });
+  figure.append(svgEl("circle", { cx: 12, cy: 7, r: 5 }), svgEl("path", { d: "M4 38 V20 Q4 14 12 14 Q20 14 20 20 V38" }));
+  return el("div", { class: "noimg", title: "no crop: none was sent for this person, or it was forgotten" }, figure, el("span", { text: "no crop" }));
+}
+
+function cropImage(id, alt) {
+  const img = el("img", { src: `crop/${id}`, alt, loading: "lazy" });
+  img.onerror = () => img.replaceWith(noCrop());  // a crop the view no longer holds
+  return img;
 }
 
 function cardNode(c, t) {
   const live = c.active_until > t;
-  const img = c.crop ? el("img", { src: `crop/${c.crop}`, alt: `identity ${c.global_id}`, loading: "lazy" }) : el("div", { class: "noimg" });
+  const img = c.crop ? cropImage(c.crop, `identity ${c.global_id}`) : noCrop();
   const state = c.merged_into !== null ? el("div", { class: "note merged-into", text: `merged into #${c.merged_into}` })
     : c.expired ? el("div", { class: "muted", text: "expired" })
     : c.sealed ? el("div", { class: "muted", text: "too short to match" })
@@ -252,39 +334,67 @@ async function refreshJourney(force) {
   if (c.merged_from.length) meta.push(`absorbed #${c.merged_from.join(", #")}`);
   $("journey-meta").textContent = meta.join(" · ");
   $("journey-steps").replaceChildren(...j.sightings.map((s) => el("li", { "data-camera": s.camera },
-    s.crop ? el("img", { src: `crop/${s.crop}`, alt: "" }) : null,
+    s.crop ? cropImage(s.crop, "") : null,
     el("span", { text: `${s.camera} (track ${s.local_id}) ${hms(s.first_ts)} – ${hms(s.last_ts)}${s.ended ? "" : " · open"}` }))));
   drawFloor(j.sightings);
 }
 
+// The floor track: one polyline per sighting, numbered as in the list above, one colour per
+// camera (the key on top); everything, labels included, stays inside the 300 x 200 box.
+const FLOOR = { w: 300, h: 200, left: 10, right: 290, top: 30, bottom: 190 };
 function drawFloor(sightings) {
   const svg = $("floor");
   const pts = sightings.flatMap((s) => s.floor);
-  svg.hidden = pts.length === 0;
+  svg.toggleAttribute("hidden", pts.length === 0);  // an SVG element has no .hidden property
   if (!pts.length) return;
   const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
   const [x0, x1, y0, y1] = [Math.min(...xs) - 1, Math.max(...xs) + 1, Math.min(...ys) - 1, Math.max(...ys) + 1];
-  const s = Math.min(280 / (x1 - x0), 180 / (y1 - y0));
-  const X = (x) => 10 + (x - x0) * s, Y = (y) => 190 - (y - y0) * s;
+  const s = Math.min((FLOOR.right - FLOOR.left) / (x1 - x0), (FLOOR.bottom - FLOOR.top) / (y1 - y0));
+  const X = (x) => FLOOR.left + (x - x0) * s, Y = (y) => FLOOR.bottom - (y - y0) * s;
   const colors = ["#58a6ff", "#3fb950", "#d29922", "#f778ba", "#a371f7", "#79c0ff"];
   const cams = [...new Set(sightings.map((q) => q.camera))];
-  const nodes = [];
-  for (const q of sightings) {
-    if (!q.floor.length) continue;
+  const nodes = [], labels = [];
+  sightings.forEach((q, i) => {
+    if (!q.floor.length) return;
     const color = colors[cams.indexOf(q.camera) % colors.length];
     nodes.push(svgEl("polyline", { points: q.floor.map((p) => `${X(p[0])},${Y(p[1])}`).join(" "), fill: "none", stroke: color, "stroke-width": 2 }));
-    nodes.push(svgEl("circle", { cx: X(q.floor[0][0]), cy: Y(q.floor[0][1]), r: 3, fill: color }));
-    const label = svgEl("text", { x: X(q.floor[0][0]) + 4, y: Y(q.floor[0][1]) - 4 });
-    label.textContent = q.camera;
+    const [cx, cy] = [X(q.floor[0][0]), Y(q.floor[0][1])];
+    nodes.push(svgEl("circle", { cx, cy, r: 3, fill: color }));
+    labels.push({ box: [cx - 3, cy - 3, cx + 3, cy + 3], text: String(i + 1) });
+  });
+  const fontSize = 9, h = fontSize * 1.2;
+  const taken = [];
+  for (const L of labels) {  // step numbers beside their start points, inside the plot, not on each other
+    const w = L.text.length * fontSize * 0.62;
+    const [bx0, by0, bx1, by1] = L.box;
+    let best = null;
+    for (const [sx, sy] of [[bx1 + 1, by0 - h], [bx0 - w - 1, by0 - h], [bx1 + 1, by1], [bx0 - w - 1, by1], [bx1 + 1, by0 - 2 * h], [bx0 - w - 1, by1 + h]]) {
+      const x = Math.max(FLOOR.left - 8, Math.min(FLOOR.w - w - 2, sx)), y = Math.max(FLOOR.top - 4, Math.min(FLOOR.h - h - 1, sy));
+      const r = [x, y, x + w, y + h];
+      const cost = taken.reduce((a, o) => a + overlapArea(r, o), 0);
+      if (best === null || cost < best.cost) best = { r, cost };
+      if (cost === 0) break;
+    }
+    taken.push(best.r);
+    const label = svgEl("text", { class: "step", x: best.r[0], y: best.r[1] + h - 2 });
+    label.textContent = L.text;
     nodes.push(label);
   }
-  const scale = svgEl("text", { x: 10, y: 12 });
+  const scale = svgEl("text", { x: 6, y: 12 });
   scale.textContent = `floor, metres: x ${x0.toFixed(0)}…${x1.toFixed(0)}, y ${y0.toFixed(0)}…${y1.toFixed(0)}`;
   nodes.push(scale);
+  let kx = 6;
+  cams.forEach((cam, k) => {  // the camera key, left to right under the scale
+    const key = svgEl("text", { class: "key", x: kx, y: 24, fill: colors[k % colors.length] });
+    key.style.fill = colors[k % colors.length];
+    key.textContent = cam;
+    nodes.push(key);
+    kx += cam.length * 9 * 0.62 + 10;
+  });
   svg.replaceChildren(...nodes);
 }
 
 $("journey-close").onclick = () => { selected = null; $("journey").hidden = true; dirty.cards = true; schedule(); };
-for (const id of ["filter-id", "filter-camera", "filter-live"]) $(id).addEventListener("input", () => { dirty.cards = true; schedule(); });
+for (const id of ["filter-id", "filter-camera", "filter-live", "filter-short"]) $(id).addEventListener("input", () => { dirty.cards = true; schedule(); });
 setInterval(() => { dirty.cards = true; dirty.status = true; schedule(); }, 1000);  // live flags and "since" age
 connect();
