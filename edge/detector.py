@@ -1,29 +1,80 @@
-"""Person detection with Ultralytics YOLO: the frames of all cameras in one call."""
+"""Person detection with Ultralytics YOLO: the frames of all cameras in one call.
+
+Ultralytics is told, before it is first imported (it reads these at import), to stay quiet and
+offline: no pip "AutoUpdate" of a missing package at run time (an edge box installs what it runs,
+through the extras: ``trainer/extras.py``), no DNS probe for being online, no settings banner.
+Each is only a default: set ``YOLO_AUTOINSTALL``, ``YOLO_OFFLINE`` or ``YOLO_VERBOSE`` in the
+environment to have Ultralytics' own behaviour back.
+"""
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from trainer.extras import DETECTOR_FORMATS, require
+
 from .config import DetectorConfig
 from .types import Detections
+
+ULTRALYTICS_ENV = {"YOLO_AUTOINSTALL": "False", "YOLO_OFFLINE": "True", "YOLO_VERBOSE": "False"}
+for _name, _value in ULTRALYTICS_ENV.items():
+    os.environ.setdefault(_name, _value)
 
 log = logging.getLogger(__name__)
 
 
+class DetectorError(RuntimeError):
+    """Detector weights Ultralytics cannot load or run; the message is one line naming the file."""
+
+
+def weights_format(weights: str) -> str:
+    """``openvino`` for an OpenVINO export (``*_openvino_model`` folder or its ``.xml``), else the suffix."""
+    path = Path(weights)
+    if path.name.endswith("_openvino_model") or path.suffix == ".xml" or (path.is_dir() and any(path.glob("*.xml"))):
+        return "openvino"
+    return path.suffix.lstrip(".").lower()
+
+
+def load_error(weights: str, exc: BaseException) -> DetectorError:
+    """Ultralytics' load failure as one line: its first line without the ``ERROR ❌️`` decoration
+    (its second line recommends its own CLI and models, which is not what this runtime runs)."""
+    first = next((line for line in str(exc).splitlines() if line.strip()), "")
+    reason = first.replace("ERROR", "", 1).lstrip(" ❌️\ufe0f") if first.startswith("ERROR") else first
+    if str(weights) in reason:
+        return DetectorError(f"detector.weights: {reason}")
+    return DetectorError(f"detector.weights: {weights}: Ultralytics cannot load it ({type(exc).__name__}{': ' + reason if reason else ''})")
+
+
 class PersonDetector:
-    """Wraps ``ultralytics.YOLO`` for any format it loads (.pt, .onnx, .engine, OpenVINO folder)."""
+    """Wraps ``ultralytics.YOLO`` for any format it loads (.pt, .onnx, .engine, OpenVINO folder).
+
+    The weights are loaded and run once on a blank image here, so a file Ultralytics cannot use
+    (corrupt, truncated, another task) is refused at start with one line instead of a trace from
+    the first frame."""
 
     def __init__(self, weights: str, imgsz: int = 640, conf: float = 0.25, iou: float = 0.7, device: str = "cpu",
                  half: bool = False, classes: Sequence[int] = (0,), batch: bool = True):
+        fmt = weights_format(weights)
+        if fmt in DETECTOR_FORMATS:
+            require(f"the {fmt} detector {weights}", DETECTOR_FORMATS[fmt])
+        if fmt == "openvino" and Path(weights).is_dir() and not any(Path(weights).glob("*.xml")):
+            raise DetectorError(f"detector.weights: {weights}: no OpenVINO model (*.xml) in this folder")
         from ultralytics import YOLO
 
-        self.model = YOLO(weights, task="detect")
         self.kwargs = dict(imgsz=imgsz, conf=conf, iou=iou, device=device, classes=list(classes), verbose=False)
         if half:  # newer Ultralytics warn on every call when half is passed at all
             self.kwargs["half"] = True
         self.batch = batch
+        try:
+            self.model = YOLO(weights, task="detect")
+            self.model.predict(np.zeros((imgsz, imgsz, 3), np.uint8), **self.kwargs)  # formats other than .pt load here
+        except Exception as exc:  # noqa: BLE001 - Ultralytics raises TypeError, StopIteration, ... for a bad file
+            log.debug("detector %s failed to load", weights, exc_info=True)
+            raise load_error(weights, exc) from exc
 
     @classmethod
     def from_config(cls, cfg: DetectorConfig) -> "PersonDetector":

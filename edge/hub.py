@@ -38,10 +38,13 @@ def main(argv: list[str] | None = None) -> dict:
     except MissingExtra as exc:
         fail(str(exc))
     from .site.hub import Hub
+    from .site.store import StoreError
 
     stop = stop_on_signals()
     try:
         hub = Hub(cfg)
+    except StoreError as exc:  # "store: <file> ...": the field of this config file
+        fail(f"{args.config}: {exc}")
     except (KeyFileError, OSError, RuntimeError, ValueError, sqlite3.Error) as exc:
         fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - e.g. ONNX Runtime cannot read the model: one line, the trace in debug

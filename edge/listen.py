@@ -17,6 +17,10 @@ import time
 import numpy as np
 import zmq
 
+from .site.report import summary_line
+
+NUDGE_S = 10.0  # nothing received for this long: say once what might be wrong
+
 
 def decode(parts: list[bytes]) -> tuple[str, dict, np.ndarray | None]:
     """A multipart event -> (topic, header, embedding or None)."""
@@ -46,13 +50,26 @@ def describe(topic: str, h: dict) -> str:
     elif topic.startswith("track/"):
         text = f"track {where} {kind} -> identity {gid if gid is not None else '?'}"
     elif topic == "stats":
-        fps = " ".join(f"{c}={v}" for c, v in h.get("fps", {}).items())
-        text = f"stats fps[{fps}] gallery={h.get('gallery')} dropped={h.get('dropped')}"
+        text = f"hub stats: {summary_line(h)}" if "hub_session" in h else node_stats(h)
     elif topic == "snapshot":
         text = f"snapshot: {len(h.get('identities', []))} identities"
     else:
         text = f"{topic} {kind}"
     return f"#{h.get('seq', '?')} {text}"
+
+
+def node_stats(h: dict) -> str:
+    """A node's (or the view feed's) stats: per-camera fps and dropped frames, identities held;
+    the fields a sender leaves out are left out (no ``gallery=None``)."""
+    per_camera = lambda d: " ".join(f"{c}={v}" for c, v in d.items())  # noqa: E731
+    text = f"stats fps[{per_camera(h.get('fps', {}))}]"
+    if "gallery" in h:
+        text += f" gallery={h['gallery']}"
+    if isinstance(h.get("dropped"), dict):
+        text += f" dropped[{per_camera(h['dropped'])}]"
+    if h.get("events_dropped"):
+        text += f" events_dropped={h['events_dropped']}"
+    return text
 
 
 def readable(parts: list[bytes], raw_json: bool) -> str:
@@ -62,10 +79,17 @@ def readable(parts: list[bytes], raw_json: bool) -> str:
         if not isinstance(header, dict):
             raise ValueError("the header is not a JSON object")
         line = f"{topic} {json.dumps(header)}" if raw_json else describe(topic, header)
-    except (UnicodeDecodeError, ValueError, IndexError, TypeError, AttributeError) as exc:
+    except (UnicodeDecodeError, ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
         return f"malformed message ({type(exc).__name__}: {exc})"
     extra = f" embedding[{len(emb)}]" if emb is not None else ""
     return f"{line}{extra}"
+
+
+def waiting_line(endpoint: str, topics: list[str] | None, curve: bool) -> str:
+    """What the listener waits for, printed at start: a SUB socket connects silently, even when
+    nothing listens at the other end, so without it a quiet publisher and a wrong endpoint look alike."""
+    what = "every topic" if not topics or topics == [""] else "topics " + ", ".join(f"{t}*" for t in topics)
+    return f"listening to {endpoint}{' (CURVE)' if curve else ''} for {what}; Ctrl-C stops"
 
 
 def _interrupt(*_) -> None:
@@ -111,6 +135,11 @@ def main(argv: list[str] | None = None) -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends like Ctrl-C: the recording is closed whole
     try:
+        if not args.quiet:
+            print(waiting_line(args.endpoint, args.topic, bool(args.secret_key)), file=sys.stderr, flush=True)
+            if not sock.poll(int(NUDGE_S * 1000)):
+                print(f"nothing from {args.endpoint} in {NUDGE_S:g} s: is a publisher running there (edge.run's or "
+                      "edge.hub's publisher.endpoint)? still listening", file=sys.stderr, flush=True)
         while True:
             parts = sock.recv_multipart()
             if recorder is not None:

@@ -13,6 +13,8 @@ EDGE_RUNTIME = (("ultralytics", "edge"), ("onnxruntime", "edge"), ("zmq", "edge"
 TRAINING = (("torch", "train"), ("open_clip", "train"), ("safetensors", "train"))
 EXPORT = TRAINING + (("onnx", "train"), ("onnxruntime", "train"))
 ENGINE_BUILD = (("tensorrt", "trt"), ("onnxruntime", "edge"))
+# detector weights whose runtime is not in [edge] (Ultralytics would pip-install it at run time)
+DETECTOR_FORMATS = {"openvino": (("openvino", "openvino"),), "engine": (("tensorrt", "trt"),)}
 
 
 class MissingExtra(RuntimeError):

@@ -12,10 +12,26 @@ import logging
 import math
 from typing import Iterable, Optional
 
-import faiss
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+
+def _import_faiss():
+    """``import faiss`` without its loader's INFO lines: it tries the AVX512 and AVX2 builds first
+    and logs each one the wheel lacks with a ``ModuleNotFoundError`` (noise for an operator; a
+    real failure is still raised, and logged by the loader at ERROR)."""
+    loader = logging.getLogger("faiss.loader")
+    level = loader.level
+    loader.setLevel(logging.WARNING)
+    try:
+        import faiss as module
+    finally:
+        loader.setLevel(level)
+    return module
+
+
+faiss = _import_faiss()
 
 
 class Gallery:

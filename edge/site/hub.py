@@ -19,6 +19,7 @@ One thread: a poll loop over the ROUTER socket, with the publisher's own sender 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -36,7 +37,8 @@ from .config import HubConfig
 from .gallery import Gallery, candidates_for
 from .keys import Guard, allow_list_names, check_bind, key_id
 from .protocol import NODE_KINDS, model_id, DimensionError, ProtocolError, WireTracklet, decode, decode_tracklets, encode
-from .store import Store, TrackletRow
+from .report import summary_line
+from .store import Store, StoreError, TrackletRow, store_error
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +158,25 @@ class Hub:
         self._dirty: list[HubTracklet] = []
         self._stats_at = self._beat_at = time.monotonic()
         self._started = time.monotonic()
-        self.store = Store(cfg.store) if cfg.store else None
+        self.store: Optional[Store] = None
         self._pinned: dict[tuple[str, str, str, int], int] = {}
-        if self.store is not None:
-            self._reload()
+        if cfg.store:
+            self._open_store(cfg.store)
 
     # --- persistence ------------------------------------------------------------------------
+    def _open_store(self, path: str) -> None:
+        """Open the store and reload what it holds; a file that is no hub store ends the start
+        with one line naming the ``store`` field and the file (sockets closed)."""
+        try:
+            self.store = Store(path)
+            self._reload()
+        except StoreError:
+            self.close()
+            raise
+        except sqlite3.Error as exc:  # a database of another program: tables without the hub's columns
+            self.close()
+            raise store_error(path, exc) from exc
+
     def _reload(self) -> None:
         identities = self.store.identities()
         meta = self.store.meta()
@@ -522,12 +537,3 @@ class Hub:
         if getattr(self, "store", None) is not None:
             self.store.close()
             self.store = None
-
-
-def summary_line(report: dict) -> str:
-    """The stats as one readable log line."""
-    nodes = " ".join(f"{name}[{'up' if n['connected'] else ('done' if n['finished'] else 'GAP')}"
-                     f"{' gaps ' + ','.join(f'{g:g}s' for g in n['gaps']) if n['gaps'] else ''}]" for name, n in report["nodes"].items())
-    return (f"{report['gallery']} identities ({report['index']}), {report['live_tracklets']} live tracklets, nodes {nodes or '-'}, "
-            f"summaries {report['summaries']}, published {report['published']}, malformed {report['malformed']}, "
-            f"replayed {report['replayed']}, refused {report['refused']}{' keys ' + str(report['refused_keys']) if report['refused_keys'] else ''}")

@@ -83,17 +83,42 @@ def _unpack_embeddings(b: Optional[bytes]) -> Optional[Embeddings]:
     return Embeddings(flat[:, :d], flat[:, d:d + p * dp].reshape(-1, p, dp), flat[:, d + p * dp:])
 
 
+class StoreError(RuntimeError):
+    """The hub's store cannot be opened or read; one line naming the ``store`` field and the file."""
+
+
+def store_error(path: str, exc: BaseException) -> StoreError:
+    """An SQLite or file-system error as one line an operator can act on (SQLite's own messages,
+    ``unable to open database file`` or ``file is not a database``, name neither field nor file)."""
+    if Path(path).is_dir():
+        return StoreError(f"store: {path} is a directory; store names the hub's SQLite file (e.g. hub.sqlite)")
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+        return StoreError(f"store: {path} is not an SQLite database (is it the hub's store?)")
+    return StoreError(f"store: {path}: cannot use it as the hub's SQLite store: {exc}")
+
+
 class Store:
     """One SQLite file in WAL mode (readers never block the hub; a crash loses no committed step)."""
 
     def __init__(self, path: str | Path):
         self.path = str(path)
+        self.db: Optional[sqlite3.Connection] = None
+        try:
+            self._open()
+        except (OSError, sqlite3.Error) as exc:
+            self.close()
+            raise store_error(self.path, exc) from exc
+        except StoreError:
+            self.close()
+            raise
+
+    def _open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if self.path != ":memory:" and mode.lower() != "wal":
-            raise RuntimeError(f"{self.path}: SQLite refused WAL mode ({mode})")
+            raise StoreError(f"store: {self.path}: SQLite refused WAL mode ({mode})")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(identities)")}
@@ -101,7 +126,8 @@ class Store:
             self.db.execute("ALTER TABLE identities ADD COLUMN last_box TEXT")
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
 
     # --- writing --------------------------------------------------------------------------
     def save(self, identities: Iterable[Identity], removed: Iterable[int], tracklets: Iterable[TrackletRow],

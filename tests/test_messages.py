@@ -1,0 +1,169 @@
+"""What the operator reads on the terminal, from real processes: a bad detector file or hub store
+is one ``error:`` line naming the file, Ultralytics and FAISS print nothing of their own (no
+settings banner, no pip "AutoUpdate", no loader tracebacks), ``edge.listen`` says what it waits
+for, and the hub's ``stats`` events read as the hub's stats."""
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from test_site import HubProcess, free_port
+
+DEMO_CAMS = REPO / "configs" / "cams.demo.yaml"
+LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING) ")  # trainer.cli.setup_console_logging's lines
+
+
+def clean_env(tmp_path: Path) -> dict:
+    """The environment of a first run on a fresh box: no Ultralytics settings file yet (its banner
+    would show) and none of the YOLO_* variables the product sets itself."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
+    env.update(YOLO_CONFIG_DIR=str(tmp_path / "ultralytics_config"), OMP_NUM_THREADS="1")
+    return env
+
+
+def edge_run(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    args = ["-m", "edge.run", "--cameras", str(DEMO_CAMS), "run.max_frames=2", f"publisher.endpoint=tcp://127.0.0.1:{free_port()}", *overrides]
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=clean_env(tmp_path), capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.parametrize("suffix, what", [(".pt", "is not a loadable checkpoint"), (".onnx", "is not a loadable ONNX model")])
+def test_a_corrupt_detector_file_is_one_line(tmp_path, suffix, what):
+    """Ultralytics raises a TypeError with a second line recommending its own CLI (an .onnx only
+    at the first frame): the runtime refuses the file at start in one line naming it."""
+    weights = tmp_path / f"detector{suffix}"
+    weights.write_bytes(os.urandom(5000))
+    proc = edge_run(tmp_path, f"detector.weights={weights}")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    others = [line for line in proc.stderr.splitlines() if not LOG_LINE.match(line)]
+    assert len(others) == 1 and others[0].startswith(f"error: detector.weights: {weights} {what}"), proc.stderr[-3000:]
+    assert "TypeError" not in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""  # no Ultralytics settings banner, no "Loading ... for ONNX Runtime inference"
+
+
+def test_a_missing_openvino_names_the_extra(tmp_path):
+    """An OpenVINO detector on an install without the [openvino] extra: one line naming the extra,
+    like every other missing extra (Ultralytics would pip-install openvino at run time)."""
+    folder = tmp_path / "yolo_openvino_model"
+    folder.mkdir()
+    (folder / "yolo.xml").write_text("<net/>")
+    argv = ["edge.run", "--cameras", str(DEMO_CAMS), f"detector.weights={folder}", "run.max_frames=2", f"publisher.endpoint=tcp://127.0.0.1:{free_port()}"]
+    code = ("import importlib.util as u, runpy, sys; real = u.find_spec; "
+            "u.find_spec = lambda name, *a: None if name == 'openvino' else real(name, *a); "
+            f"sys.argv = {argv!r}; runpy.run_module('edge.run', run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=clean_env(tmp_path), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: the openvino detector {folder} needs openvino, which this install lacks: pip install 'clipreid-edge[openvino]'"], proc.stderr[-3000:]
+
+
+def test_loading_the_demo_detector_prints_nothing(tmp_path):
+    """First use on a fresh box: Ultralytics would print its 'Creating new Ultralytics Settings'
+    banner (and its loading lines) into the product's terminal."""
+    code = "from edge.detector import PersonDetector; d = PersonDetector('edge/demo_models/detector.pt', imgsz=320); print(len(d([])))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=clean_env(tmp_path), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (proc.stdout, proc.stderr) == ("0\n", "")
+
+
+AUTOUPDATE = """
+import subprocess
+import edge.detector  # the product's import, before Ultralytics' own
+from ultralytics.utils import checks
+calls = []
+subprocess.check_output = lambda cmd, *a, **k: calls.append(" ".join(map(str, cmd))) or ""
+checks.ONLINE = True  # as on a box with internet: only the setting may stop the install
+checks.check_requirements("clipreid-edge-no-such-package")
+print(calls)
+"""
+
+
+def test_ultralytics_never_pip_installs_at_run_time(tmp_path):
+    """Ultralytics' check_requirements pip-installs whatever it misses (onnx for an .onnx detector
+    on an [edge] install, openvino, ...): the product switches that off before importing it."""
+    proc = subprocess.run([sys.executable, "-c", AUTOUPDATE], cwd=REPO, env=clean_env(tmp_path), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "[]", proc.stdout
+    assert "AutoUpdate" not in proc.stdout + proc.stderr
+
+
+def not_a_database(path: Path) -> Path:
+    path.write_text("these are notes, not a database\n" * 10)
+    return path
+
+
+def another_programs_database(path: Path) -> Path:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE identities (name TEXT)")
+    return path
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda p: (p.mkdir() or p), "{store} is a directory; store names the hub's SQLite file (e.g. hub.sqlite)"),
+    (not_a_database, "{store} is not an SQLite database (is it the hub's store?)"),
+    (another_programs_database, "{store}: cannot use it as the hub's SQLite store: no such column: gid"),
+], ids=["directory", "text file", "other database"])
+def test_a_bad_hub_store_is_one_line_naming_file_and_field(tmp_path, make, says):
+    """SQLite says 'unable to open database file' / 'file is not a database' and names nothing;
+    FAISS's loader logs a ModuleNotFoundError for each CPU build the wheel lacks. The hub's whole
+    output is one line naming its config file, the store field and the file."""
+    store = make(tmp_path / "hub.sqlite")
+    HubProcess(tmp_path, store=str(store))  # writes tmp_path/hub.yaml
+    config = tmp_path / "hub.yaml"
+    proc = subprocess.run([sys.executable, "-m", "edge.hub", "--config", str(config)], cwd=REPO, env=clean_env(tmp_path),
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.splitlines() == [f"error: {config}: store: " + says.format(store=store)], proc.stderr[-3000:]
+    assert proc.stdout == ""
+
+
+def read_line(stream, timeout: float) -> str:
+    ready, _, _ = select.select([stream], [], [], timeout)
+    return stream.readline().rstrip("\n") if ready else ""
+
+
+def test_listen_says_what_it_waits_for(tmp_path):
+    """A SUB socket connects silently even when nothing publishes there: edge.listen says what it
+    listens to at once, and after 10 s of silence that nothing came, and still ends cleanly."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen([sys.executable, "-m", "edge.listen", "--endpoint", endpoint, "--topic", "identity", "--topic", "stats"],
+                            cwd=REPO, env=clean_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert read_line(proc.stderr, 60) == f"listening to {endpoint} for topics identity*, stats*; Ctrl-C stops"
+        assert read_line(proc.stderr, 30).startswith(f"nothing from {endpoint} in 10 s: is a publisher running there")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and out == "" and err == "", err
+
+
+def test_the_hub_stats_read_as_the_hubs(tmp_path):
+    """The hub publishes its own stats (no fps, no per-camera dropped frames): edge.listen printed
+    them as a node's (`stats fps[] gallery=0 dropped=None`); it prints the hub's log line."""
+    hub = HubProcess(tmp_path).start()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "edge.listen", "--endpoint", hub.cfg["publisher"]["endpoint"], "--topic", "stats", "--count", "1"],
+                              cwd=REPO, env=clean_env(tmp_path), capture_output=True, text=True, timeout=60)
+    finally:
+        hub.stop()
+    assert proc.returncode == 0, proc.stderr
+    assert re.fullmatch(r"#\d+ hub stats: 0 identities \(exact\), 0 live tracklets, nodes -, summaries 0, published 0, "
+                        r"malformed 0, replayed 0, refused 0\n", proc.stdout), proc.stdout
+    assert "faiss" not in hub.text(), hub.text()  # no loader lines (ModuleNotFoundError ... swigfaiss_avx2)
+
+
+def test_stats_lines_leave_out_what_the_sender_does_not_send():
+    from edge.listen import describe
+
+    assert describe("stats", {"seq": 3, "fps": {"cam1": 10.0}}) == "#3 stats fps[cam1=10.0]"
+    node = {"seq": 4, "fps": {"cam1": 9.5, "cam2": 10.0}, "gallery": 2, "dropped": {"cam1": 0, "cam2": 3}, "events_dropped": 0}
+    assert describe("stats", node) == "#4 stats fps[cam1=9.5 cam2=10.0] gallery=2 dropped[cam1=0 cam2=3]"
