@@ -142,6 +142,7 @@ def demo(args) -> dict:
         elapsed = time.monotonic() - t0
         cpu = proc_cpu_s(pid) - cpu0
         state = view.state()
+        latencies = browser.execute_script("return window.viewDebug.latencies")
         if args.screenshot:
             two = [c for c in state["identities"] if len(c["cameras"]) >= 2 and c["crop"] and c["merged_into"] is None]
             if two:
@@ -156,8 +157,13 @@ def demo(args) -> dict:
         run.terminate()
         run.wait(30)
         view.close()
+    import numpy as np
+
     return {"mode": "demo", "measured_s": round(elapsed, 1), "view_cpu_pct": round(100 * cpu / elapsed, 1),
             "view_rss_mb_max": round(max(rss), 1) if rss else None, "identities": len(state["identities"]),
+            "identities_too_short": sum(1 for c in state["identities"] if c["sealed"]),
+            "publish_to_visible_ms": {"n": len(latencies), "p50": round(1000 * float(np.percentile(latencies, 50)), 1),
+                                      "p95": round(1000 * float(np.percentile(latencies, 95)), 1)} if latencies else None,
             "cameras": {c["id"]: {"frame_seq": c["frame_seq"], "preview_fps": c["preview_fps"], "fps": c["fps"]} for c in state["cameras"]},
             "counters": state["status"]["counters"], "screenshot": args.screenshot}
 
