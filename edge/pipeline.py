@@ -51,12 +51,14 @@ class EdgePipeline:
         self.books = {c.id: TrackletBook(c.id, self.trackers[c.id].max_lost_frames, policies.get(c.id), self.homographies.get(c.id))
                       for c in cfg.cameras}
         self.sie = {c.id: (c.sie_index if c.sie_index is not None else i) for i, c in enumerate(cfg.cameras)}
-        self.engine = IdentityEngine(self._engine_settings())
+        settings = self._engine_settings()
+        self.engine = IdentityEngine(settings)
         self.swap_below = self._swap_below()
-        if cfg.site is not None:  # a site node: the hub's engine decides, over every node's cameras
+        self.site_rows = [0, 0]  # a site node's global MOT rows: all, with provisional ids (decided while the hub was away)
+        if cfg.site is not None:  # a site node: the hub's engine decides, over every node's cameras; its own while the hub is away
             from .site.node import site_engine
 
-            self.engine = site_engine(cfg, self.reid, self._describe)
+            self.engine = site_engine(cfg, self.reid, self._describe, local=partial(IdentityEngine, settings))
         self._closing: dict[tuple[str, int], Tracklet] = {}  # ended tracklets whose identity may still change
         self.stats = PipelineStats()
         p = cfg.publisher
@@ -228,6 +230,9 @@ class EdgePipeline:
             if t is None:
                 continue
             t.global_id = gid
+            if self.cfg.site is not None:
+                self.site_rows[0] += len(t.pending_rows)
+                self.site_rows[1] += len(t.pending_rows) if self.engine.is_provisional(gid) else 0
             if self.mot is not None:
                 self.mot.call(t.camera_id, "flush", t)
             if self.final_log is not None:
@@ -372,13 +377,28 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
         for c in captures:
             c.join(timeout=5.0)
         report = _stats(pipeline, captures, watchdog)
-        report["elapsed_s"] = round(time.monotonic() - started, 2)
         report["processed"] = counts
         report["errors"] = {c.cam.id: c.error for c in captures if c.error}
         report["cameras"] = pipeline.stats.per_camera(list(counts))
-        pipeline.close()
+        pipeline.close()  # a site node may wait here for the hub's final ids
         report["output_errors"] = pipeline.output_errors()
+        report["elapsed_s"] = round(time.monotonic() - started, 2)
+        if cfg.site is not None:
+            _site_report(pipeline, report)
     return report
+
+
+def _site_report(pipeline: EdgePipeline, report: dict) -> None:
+    """The node's link to the hub in the report (outages, provisional ids), and a warning at the
+    end when the hub was away: the global ids are then not (all) site ids."""
+    from .site.node import outage_line
+
+    site = pipeline.engine.report()
+    site["rows"], site["rows_provisional"] = pipeline.site_rows
+    report["site"] = site
+    line = outage_line(site, *pipeline.site_rows)
+    if line:
+        log.warning("%s", line)
 
 
 def _one_frame_each(captures: list[CameraCapture], new_frame: threading.Event, stop: threading.Event) -> list[Frame]:

@@ -3,7 +3,10 @@
 # processes, every frame in lockstep; then the site's MOT files are scored like a single run's.
 #   configs/site.demo/run.sh [MAX_FRAMES]      (from the repository root; default: every frame)
 # Then one process on the same frames (configs/cams.demo_eval.yaml) is scored the same way and the
-# two runs' files compared row by row (scripts/compare_site_run.py).
+# two runs' files compared row by row (scripts/compare_site_run.py). Scoring (edge.evaluate) needs
+# trackeval from the [train] extra; with the [site] install alone it is skipped with a note.
+# If the hub or a node fails, the demo stops at once: the end of its log on stderr, the other
+# processes ended, exit status 1.
 # Outputs: runs/site_demo/{mot,hub.log,node1.log,node2.log,hub.json,scores.json,single/}
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,18 +15,86 @@ out=runs/site_demo
 rm -rf "$out" && mkdir -p "$out"
 limit=()
 if [ -n "${1:-}" ]; then limit=("run.max_frames=$1"); fi
+running=()  # pids of the demo's processes still running
+# The demo's own messages go to fd 3 (the terminal's stderr); the loops that watch the processes run
+# with stderr to /dev/null, where bash's notice of a job killed by a signal ("... Killed") goes.
+exec 3>&2
+
+stop_all() {  # quietly (what they said is in their logs): SIGTERM, up to 10 s to end cleanly, then SIGKILL
+  local pid tries=50
+  for pid in "${running[@]}"; do kill -TERM "$pid" || true; done
+  while [ "$tries" -gt 0 ] && alive; do sleep 0.2; tries=$((tries - 1)); done
+  for pid in "${running[@]}"; do kill -KILL "$pid" || true; wait "$pid" || true; done
+  running=()
+} 2>/dev/null
+
+alive() {  # is any of the demo's processes still running?
+  local pid
+  for pid in "${running[@]}"; do kill -0 "$pid" 2>/dev/null && return 0; done
+  return 1
+}
+trap stop_all EXIT
+
+failed() {  # $1: what failed, $2: its log
+  echo "site demo: $1; the end of $2:" >&3
+  tail -n 15 "$2" >&3
+  stop_all
+  exit 1
+}
+
+forget() {  # $1: a pid that has ended
+  local pid rest=()
+  for pid in "${running[@]}"; do [ "$pid" = "$1" ] || rest+=("$pid"); done
+  running=("${rest[@]}")
+}
+
+check_hub() {  # the hub must still run while the nodes do
+  local status=0
+  if ! kill -0 "$hub" 2>/dev/null; then
+    wait "$hub" 2>/dev/null || status=$?
+    forget "$hub"
+    failed "the hub exited (status $status)" "$out/hub.log"
+  fi
+}
+
 $PY -m edge.hub --config configs/site.demo/hub.yaml --report "$out/hub.json" >"$out/hub.log" 2>&1 &
 hub=$!
-trap 'kill "$hub" 2>/dev/null || true' EXIT
+running+=("$hub")
+{ until grep -q "hub: session" "$out/hub.log"; do check_hub; sleep 0.2; done; } 2>/dev/null  # the nodes start once the hub listens
 $PY -m edge.run --cameras configs/site.demo/node1.yaml "${limit[@]}" >"$out/node1.log" 2>&1 &
-n1=$!
+nodes=("$!")
 $PY -m edge.run --cameras configs/site.demo/node2.yaml "${limit[@]}" >"$out/node2.log" 2>&1 &
-n2=$!
-wait "$n1" "$n2"
-kill -TERM "$hub" && wait "$hub" || true
+nodes+=("$!")
+running+=("${nodes[@]}")
+left=2
+while [ "$left" -gt 0 ]; do  # until both nodes are done; the hub or a node failing stops the demo
+  check_hub
+  for i in 0 1; do
+    pid=${nodes[$i]}
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      status=0
+      wait "$pid" 2>/dev/null || status=$?
+      forget "$pid"
+      nodes[i]=""
+      left=$((left - 1))
+      if [ "$status" -ne 0 ]; then failed "node$((i + 1)) exited (status $status)" "$out/node$((i + 1)).log"; fi
+    fi
+  done
+  sleep 0.2
+done 2>/dev/null
+kill -TERM "$hub" 2>/dev/null || true
+status=0
+wait "$hub" 2>/dev/null || status=$?
+forget "$hub"
+if [ "$status" -ne 0 ]; then failed "the hub exited (status $status)" "$out/hub.log"; fi
 $PY -m edge.world mot --scene demo --out "$out/gt" >/dev/null
-$PY -m edge.evaluate --gt "$out/gt" --pred "$out/mot" --out "$out/scores.json"
+score=true
+if ! $PY -c "import trackeval" 2>/dev/null; then
+  score=false
+  echo "site demo: scores skipped (edge.evaluate needs trackeval: pip install -e '.[train]'); the runs are still compared row by row"
+fi
+if $score; then $PY -m edge.evaluate --gt "$out/gt" --pred "$out/mot" --out "$out/scores.json"; fi
 $PY -m edge.run --cameras configs/cams.demo_eval.yaml "${limit[@]}" outputs.mot_dir="$out/single/mot" outputs.floor_map=null \
-    detector.batch=false publisher.enabled=false >"$out/single.log" 2>&1
-$PY -m edge.evaluate --gt "$out/gt" --pred "$out/single/mot" --out "$out/single/scores.json"
+    detector.batch=false publisher.enabled=false >"$out/single.log" 2>&1 || failed "the single-process run failed" "$out/single.log"
+if $score; then $PY -m edge.evaluate --gt "$out/gt" --pred "$out/single/mot" --out "$out/single/scores.json"; fi
 $PY scripts/compare_site_run.py "$out/mot" "$out/single/mot"

@@ -4,6 +4,7 @@ Relative paths are resolved against the file that names them (as in the camera f
 """
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Optional
 
@@ -14,6 +15,9 @@ from trainer.configio import ConfigError, StrictModel, load_config
 from .keys import CurveClient, CurveServer, is_local
 
 
+LOCAL_ID_STRIDE = 1_000_000_000  # provisional ids: 10^9 .. 10^12, hub ids count from 1
+
+
 class SiteConfig(StrictModel):
     """``site:`` in a node's camera file: send tracklet summaries to a hub instead of matching locally."""
 
@@ -22,10 +26,20 @@ class SiteConfig(StrictModel):
     curve: Optional[CurveClient] = Field(None, description="CURVE keys (required unless the hub is local or insecure: true)")
     insecure: bool = Field(False, description="allow a non-local hub without CURVE (clear text biometric data)")
     heartbeat_s: float = Field(1.0, gt=0, description="period of heartbeats to the hub")
-    hub_timeout_s: float = Field(5.0, gt=0, description="no word from the hub this long: it is away (buffer and retry)")
+    hub_timeout_s: float = Field(5.0, gt=0, description="no word from the hub this long (or no answer at start): it is away "
+                                 "(warn, decide locally, buffer and retry)")
     buffer: int = Field(5000, ge=1, description="tracklet summaries kept while the hub is away (the oldest dropped beyond)")
     flush_timeout_s: float = Field(10.0, ge=0, description="at the end, wait this long for the hub's final ids")
     epoch: Optional[float] = Field(None, description="scene time of file/synthetic cameras' first frame (one clock for a site of file nodes)")
+    local_ids_from: Optional[int] = Field(None, ge=1, le=2**52, description="first provisional id the node's own engine gives while the hub "
+                                          "is away (default: from the node's name, see local_id_base)")
+
+    def local_id_base(self) -> int:
+        """Where this node's provisional ids start: far above any id a hub counts to (10^9), and
+        per node name (crc32), so two nodes deciding on their own meanwhile rarely share a range."""
+        if self.local_ids_from is not None:
+            return self.local_ids_from
+        return LOCAL_ID_STRIDE * (1 + zlib.crc32(self.node.encode()) % 1000)
 
     @model_validator(mode="after")
     def _encrypted_beyond_localhost(self) -> "SiteConfig":
