@@ -193,7 +193,8 @@ def test_the_journey_covers_nothing_and_its_floor_labels_stay_inside(page):
 
 def test_no_live_badge_beside_disconnected(page):
     """Issue 28 item 11 (last: it closes the publisher)."""
-    assert page.browser.find_element("id", "mode").is_displayed()
+    page.frames()  # events flowing (the view flags a publisher silent for 15 s)
+    wait(lambda: page.browser.find_element("id", "mode").is_displayed(), what="the live badge")
     page.publisher.close()
     wait(lambda: "disconnected since" in page.browser.find_element("id", "connection").text, what="disconnected since")
     time.sleep(0.3)
