@@ -72,8 +72,10 @@ def test_stage2_triplet_sums_over_penultimate_final_and_projected_features():
     pids = torch.tensor([0, 0, 1, 1, 2, 2])
     prev, glob, proj = (torch.randn(6, d, generator=g) for d in (8, 8, 5))
     feats = ImageFeatures(global_feat=glob, proj_feat=proj, prev_feat=prev)
-    expected = sum(batch_hard_triplet(f, pids, 0.3) for f in (prev, glob, proj))
+    expected = sum(batch_hard_triplet(f, pids, 0.3, centered=True) for f in (prev, glob, proj))
     assert stage2_triplet(feats, pids, 0.3).item() == pytest.approx(expected.item())
+    official = sum(batch_hard_triplet(f, pids, 0.3) for f in (prev, glob, proj))  # stage2.triplet_space: raw
+    assert stage2_triplet(feats, pids, 0.3, centered=False).item() == pytest.approx(official.item())
 
 
 @pytest.mark.parametrize("backbone,prev_dim", [("tiny-vit", None), ("tiny-rn", 3)])

@@ -180,11 +180,21 @@ def test_similarity_is_measured_on_a_reid_set_and_stored_in_the_onnx(tmp_path):
 
     data = write_synthetic_dataset(tmp_path / "data", SyntheticSpec(num_train_ids=4, num_test_ids=6, num_cameras=2, images_per_id_per_camera=6,
                                                                     height=64, width=32, seed=3), progress=False)
+    def measure(onnx_path):
+        return subprocess.run([sys.executable, "-m", "export", "similarity", "--onnx", str(onnx_path), "--dataset", "synthetic",
+                               "--root", str(data), "--false-match-rate", "0.05"], capture_output=True, text=True, timeout=300, cwd=REPO)
+
     ckpt = make_checkpoint(tmp_path)
-    onnx_path, meta = export_onnx(ckpt, tmp_path / "m.onnx")
+    untrained, meta = export_onnx(ckpt, tmp_path / "m.onnx")
     assert meta.similarity is None  # an untrained checkpoint without training statistics
-    proc = subprocess.run([sys.executable, "-m", "export", "similarity", "--onnx", str(onnx_path), "--dataset", "synthetic",
-                           "--root", str(data), "--false-match-rate", "0.05"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    proc = measure(untrained)  # random weights do not separate same from different people: refused in one line
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(errors) == 1
+    assert "do not separate" in errors[0] and "no matching threshold stored" in errors[0]
+    assert read_onnx_metadata(untrained).similarity is None
+    onnx_path = tmp_path / "trained.onnx"  # the shipped demo model (trained) separates them
+    onnx_path.write_bytes((REPO / "edge" / "demo_models" / "reid.onnx").read_bytes())
+    proc = measure(onnx_path)
     assert proc.returncode == 0, proc.stderr
     stats = read_onnx_metadata(onnx_path).similarity
     assert stats["false_match_rate"] == 0.05 and stats["pairs_same"] > 0 and -1.0 <= stats["threshold"] <= 1.0

@@ -49,6 +49,29 @@ def test_batch_hard_triplet_against_hand_computed_value(margin, expected):
     assert batch_hard_triplet(x, torch.tensor([0, 0, 1, 1]), margin).item() == pytest.approx(expected, abs=1e-5)
 
 
+def test_centered_triplet_against_hand_computed_value():
+    """The same four points, centered on their mean 2.25 and normalised in 1-D: -1, -1 (id 0) and
+    1, 1 (id 1): every hardest positive is at 0, every hardest negative at 2, so the loss is 0."""
+    x = torch.tensor([[0.0], [1.0], [3.0], [5.0]])
+    assert batch_hard_triplet(x, torch.tensor([0, 0, 1, 1]), 0.3, centered=True).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_raw_triplet_rewards_collapsing_features_the_centered_one_does_not():
+    """The collapse of the tiny demo, in the loss alone: features with no identity structure yet
+    (random) around a common offset. Raw, shrinking their spread lowers the loss towards the
+    margin, so a model can lower it by collapsing every image onto one point; centered and
+    normalised, neither the offset nor the spread changes it."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(32, 16, generator=g)
+    pids = torch.arange(8).repeat_interleave(4)
+    offset = 10 * torch.randn(16, generator=g)
+    raw = [batch_hard_triplet(offset + s * z, pids, 0.3).item() for s in (1.0, 0.1, 0.01)]
+    assert raw[0] > 1.0  # every anchor's hardest positive is farther than its hardest negative
+    assert raw[1:] == pytest.approx([0.3 + 0.1 * (raw[0] - 0.3), 0.3 + 0.01 * (raw[0] - 0.3)], abs=1e-3)  # margin + spread * const
+    centered = [batch_hard_triplet(c + s * z, pids, 0.3, centered=True).item() for c in (0, offset) for s in (1.0, 0.1, 0.01)]
+    assert centered == pytest.approx([centered[0]] * 6, rel=1e-3) and centered[0] > 0.5
+
+
 def test_attribute_losses_follow_eqs_8_and_14():
     # two images, r = 2 tokens; cosines 1, 0 (image 0) and -1, 0.6 (image 1)
     pred = torch.tensor([[[1.0, 0.0], [1.0, 0.0]], [[1.0, 0.0], [0.6, 0.8]]])

@@ -121,6 +121,7 @@ class Stage2Config(OptimConfig):
     i2t_weight: float = Field(1.0, ge=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     margin: float = Field(0.3, ge=0, description="triplet margin")
+    triplet_space: Literal["centered", "raw"] = Field("centered", description="features the triplet compares: batch-centered and L2-normalised (centered; raw features collapse, see trainer.losses) or raw (the official code)")
 
 
 class EvalConfig(StrictModel):

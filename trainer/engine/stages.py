@@ -10,7 +10,8 @@ Stage 2 (image encoder): the prompts are frozen, so all identities' text feature
 once; the image encoder trains with
 L = w_id * (CE_ls(global) + CE_ls(proj)) + w_tri * (Tri(prev) + Tri(global) + Tri(proj)) + w_i2t * CE_ls(i2t)
 where ``prev`` is the penultimate ViT block's [CLS] (ResNet: pooled stage 3), as in the official
-code, which sums the triplet loss over those three features
+code, which sums the triplet loss over those three features (here batch-centered and normalised
+by default, ``stage2.triplet_space``: raw ones collapse, see :mod:`trainer.losses`)
 plus the method's stage-2 terms; a method may replace the i2t logits (TGI's fused text targets).
 The same epoch function runs a method's frozen-backbone stage, with only its modules trainable.
 """
@@ -153,11 +154,12 @@ def _i2t_loss(out, text_features: torch.Tensor, pids: torch.Tensor, scale: torch
     return image_to_text_ce(out.proj_feat.float(), text_features, pids, scale, label_smoothing)
 
 
-def stage2_triplet(feats: ImageFeatures, pids: torch.Tensor, margin: float) -> torch.Tensor:
+def stage2_triplet(feats: ImageFeatures, pids: torch.Tensor, margin: float, centered: bool = True) -> torch.Tensor:
     """Batch-hard triplet summed over the penultimate, final and projected features (official
-    CLIP-ReID ``[img_feature_last, img_feature, img_feature_proj]``)."""
+    CLIP-ReID ``[img_feature_last, img_feature, img_feature_proj]``), each batch-centered and
+    L2-normalised unless ``centered`` is False (the official raw features)."""
     chosen = [f for f in (feats.prev_feat, feats.global_feat, feats.proj_feat) if f is not None]
-    return sum(batch_hard_triplet(f.float(), pids, margin) for f in chosen)
+    return sum(batch_hard_triplet(f.float(), pids, margin, centered) for f in chosen)
 
 
 def stage2_epoch(
@@ -188,7 +190,7 @@ def stage2_epoch(
             out = net(images, camids, pids=pids)
             parts = {
                 "id": cfg.id_weight * (id_loss(out.logits, pids, cfg.label_smoothing) + id_loss(out.proj_logits, pids, cfg.label_smoothing)),
-                "triplet": cfg.triplet_weight * stage2_triplet(out.features, pids, cfg.margin),
+                "triplet": cfg.triplet_weight * stage2_triplet(out.features, pids, cfg.margin, cfg.triplet_space == "centered"),
                 "i2t": cfg.i2t_weight * _i2t_loss(out, text_features, pids, scale, cfg.label_smoothing),
                 **model.method.stage2_losses(out, pids, cfg),
             }

@@ -10,6 +10,12 @@ threshold is the cosine that only ``false_match_rate`` of different-person pairs
 a crop of the same person can look, below which a track has turned into someone else.
 
 Export writes all of it into the model metadata; the edge uses the thresholds unless configured.
+
+A threshold is only stored when the statistics separate the two kinds of pair: it must accept a
+larger share of same-person pairs than the share of different-person pairs it admits, and by
+more than the cosine error the deployed runtime may add (:data:`COSINE_RESOLUTION`). A model
+whose embeddings have collapsed (different people at cosine 0.9999) gets
+:class:`NoSeparation`, one line that says so, and nothing is stored.
 """
 from __future__ import annotations
 
@@ -23,6 +29,28 @@ from trainer.embeddings import Embeddings, similarity, weighted_mean
 
 
 _FRAME = re.compile(r"_c\d+s\d+_(\d+)_")
+
+# How far a deployed embedding's cosines may move: the FP16 export's parity tolerance
+# (``export.parity.FP16_MIN_COSINE`` = 0.999). Same-person cosines closer than this to the
+# threshold are not reliably on its accepting side.
+COSINE_RESOLUTION = 1e-3
+
+
+class NoSeparation(ValueError):
+    """Same- and different-person similarities that do not separate: there is no threshold to store."""
+
+
+def check_separation(same: np.ndarray, diff: np.ndarray, threshold: float, false_match_rate: float, label: str = "") -> None:
+    """Raise :class:`NoSeparation` unless ``threshold`` (+ the runtime's cosine error) accepts a
+    larger share of the ``same``-person cosines than the ``false_match_rate`` of ``diff`` it admits."""
+    accepted = float((same >= threshold + COSINE_RESOLUTION).mean())
+    if accepted > false_match_rate:
+        return
+    raise NoSeparation(
+        f"{label}same- and different-person cosines do not separate (same {same.mean():.5f} ± {same.std():.5f}, "
+        f"different {diff.mean():.5f} ± {diff.std():.5f}): the threshold {threshold:.5f} at false-match rate {false_match_rate:g} "
+        f"accepts {100 * accepted:.1f} % of same-person pairs by more than the runtime's cosine error {COSINE_RESOLUTION:g}; "
+        "no matching threshold stored (retrain, or set matching.threshold)")
 
 
 def pseudo_tracklets(emb: Embeddings, pids: np.ndarray, camids: np.ndarray, crops_per_tracklet: int) -> tuple[Embeddings, np.ndarray, np.ndarray]:
@@ -51,7 +79,7 @@ def camera_centered(t: Embeddings, camids: np.ndarray) -> Embeddings:
     return Embeddings.normalized(g, parts, t.part_conf)
 
 
-def _pair_stats(t: Embeddings, tp: np.ndarray, tc: np.ndarray, false_match_rate: float) -> dict:
+def _pair_stats(t: Embeddings, tp: np.ndarray, tc: np.ndarray, false_match_rate: float, label: str = "") -> dict:
     sim = similarity(t, t)
     cross = tc[:, None] != tc[None, :]
     same_id = tp[:, None] == tp[None, :]
@@ -60,6 +88,7 @@ def _pair_stats(t: Embeddings, tp: np.ndarray, tc: np.ndarray, false_match_rate:
     if len(same) == 0 or len(diff) == 0:
         raise ValueError("similarity statistics need identities seen in at least two cameras")
     threshold = float(np.quantile(diff, 1.0 - false_match_rate))
+    check_separation(same, diff, threshold, false_match_rate, label)
     return {
         "same_mean": round(float(same.mean()), 5), "same_std": round(float(same.std()), 5),
         "diff_mean": round(float(diff.mean()), 5), "diff_std": round(float(diff.std()), 5),
@@ -74,13 +103,14 @@ def similarity_stats(emb: Embeddings, pids: np.ndarray, camids: np.ndarray, fals
     at ``false_match_rate``; ``true_match_rate`` is the share of same-person pairs it accepts.
 
     ``centered`` holds the same statistics after camera centering, and ``mean`` (``part_mean``
-    for part-based models) the split's mean pseudo-tracklet: the edge's prior for a camera's look."""
+    for part-based models) the split's mean pseudo-tracklet: the edge's prior for a camera's look.
+    :class:`NoSeparation` when either set of statistics does not separate same from different."""
     keep = pids >= 0
     t, tp, tc = pseudo_tracklets(emb[np.flatnonzero(keep)], pids[keep], camids[keep], crops_per_tracklet)
     out = _pair_stats(t, tp, tc, false_match_rate)
     out.update(false_match_rate=false_match_rate, crops_per_tracklet=crops_per_tracklet,
                split="evaluation query+gallery, cross-camera pseudo-tracklet pairs")
-    out["centered"] = _pair_stats(camera_centered(t, tc), tp, tc, false_match_rate)
+    out["centered"] = _pair_stats(camera_centered(t, tc), tp, tc, false_match_rate, "camera-centered: ")
     out["mean"] = [round(float(v), 5) for v in t.global_.mean(0)]
     if t.parts is not None:
         out["part_mean"] = np.round(t.parts.mean(0), 5).tolist()
