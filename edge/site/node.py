@@ -159,7 +159,7 @@ class SiteEngine:
         decides what is left (provisional ids); without one, tracklets keep their last site id."""
         with self._lock:
             self._bye = True
-            waiting = sum(1 for s in self.records.values() if s.ended)
+            waiting = self._waiting()
             away = self._away
         if waiting and not away and self.cfg.flush_timeout_s > 0:
             log.info("site: waiting up to %.0f s for the hub %s: the final ids of %d tracklet(s)%s", self.cfg.flush_timeout_s, self.cfg.hub,
@@ -169,7 +169,7 @@ class SiteEngine:
             with self._lock:
                 if self._away and self._local_factory is not None:
                     break
-                waiting = sum(1 for s in self.records.values() if s.ended)
+                waiting = self._waiting()
             if not waiting:
                 break
             time.sleep(0.05)
@@ -189,6 +189,11 @@ class SiteEngine:
                     self.records.pop(k, None)
             out, self._decisions = self._decisions, []
         return out  # the hub's decisions that came while waiting (or the node's own)
+
+    def _waiting(self) -> int:
+        """Tracklets whose final id from the hub the end of the run waits for: the ended ones, and
+        (while it is there) those decided here during an outage, for the report's mapping."""
+        return sum(1 for s in self.records.values() if s.ended) + (len(self._reconcile) if self.connected else 0)
 
     def report(self) -> dict:
         """What the run report shows of the site link: the hub's outages and the provisional ids."""
