@@ -46,7 +46,7 @@ def load_error(weights: str, exc: BaseException) -> DetectorError:
     reason = first.replace("ERROR", "", 1).lstrip(" ❌️\ufe0f") if first.startswith("ERROR") else first
     if str(weights) in reason:
         return DetectorError(f"detector.weights: {reason}")
-    return DetectorError(f"detector.weights: {weights}: Ultralytics cannot load it ({type(exc).__name__}{': ' + reason if reason else ''})")
+    return DetectorError(f"detector {weights}: Ultralytics cannot load or run it ({type(exc).__name__}{': ' + reason if reason else ''})")
 
 
 class PersonDetector:

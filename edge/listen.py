@@ -58,15 +58,18 @@ def describe(topic: str, h: dict) -> str:
     return f"#{h.get('seq', '?')} {text}"
 
 
+def _per_camera(values: dict) -> str:
+    return " ".join(f"{camera}={v}" for camera, v in values.items())
+
+
 def node_stats(h: dict) -> str:
     """A node's (or the view feed's) stats: per-camera fps and dropped frames, identities held;
     the fields a sender leaves out are left out (no ``gallery=None``)."""
-    per_camera = lambda d: " ".join(f"{c}={v}" for c, v in d.items())  # noqa: E731
-    text = f"stats fps[{per_camera(h.get('fps', {}))}]"
+    text = f"stats fps[{_per_camera(h.get('fps', {}))}]"
     if "gallery" in h:
         text += f" gallery={h['gallery']}"
     if isinstance(h.get("dropped"), dict):
-        text += f" dropped[{per_camera(h['dropped'])}]"
+        text += f" dropped[{_per_camera(h['dropped'])}]"
     if h.get("events_dropped"):
         text += f" events_dropped={h['events_dropped']}"
     return text
