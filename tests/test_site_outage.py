@@ -50,7 +50,7 @@ def test_a_node_whose_hub_never_answers_warns_decides_itself_and_says_so(tmp_pat
     wall = time.monotonic() - started
     text = log.read_text()
     assert proc.returncode == 0, text[-3000:]
-    assert wall < 50, f"{wall:.0f} s: the node waited for a hub known to be away"
+    assert wall < 60, f"{wall:.0f} s: the node sat out the 60 s flush timeout for a hub known to be away"
     warning = re.search(rf"(\d\d):(\d\d):(\d\d) WARNING .*site: the hub {re.escape(hub)} does not answer", text)
     built = re.search(r"(\d\d):(\d\d):(\d\d) INFO edge.pipeline: matching:", text)
     assert warning and built, text[-3000:]
@@ -73,7 +73,7 @@ def test_a_node_decides_alone_until_a_late_hub_answers_then_gets_site_ids(tmp_pa
     the provisional ones (mapped in the report), and the later rows carry site ids."""
     hub = HubProcess(tmp_path)
     cams = "cameras=[{id: cam1, source: 'synthetic://demo?camera=cam1', fps: 10, realtime: true}]"
-    proc, log, report_path = node(tmp_path, hub.endpoint, cams, "run.max_frames=260", "site.hub_timeout_s=1", "site.flush_timeout_s=30")
+    proc, log, report_path = node(tmp_path, hub.endpoint, cams, "run.max_frames=400", "site.hub_timeout_s=1", "site.flush_timeout_s=30")
     sub = Subscriber(next(a.split("=", 1)[1] for a in proc.args if a.startswith("publisher.endpoint=")))  # the node's own events
     try:
         provisional = lambda: [h for t, h in sub.drain(0.2) if t.startswith("identity/") and h["global_id"] >= PROVISIONAL]  # noqa: E731
