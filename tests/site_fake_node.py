@@ -34,6 +34,17 @@ def person(p: int, dim: int) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
+def local_engine(dim: int):
+    """What edge.run gives a node for hub outages: the identity engine with the model's settings."""
+    from edge.config import MatchingConfig
+    from edge.identity import IdentityEngine
+    from edge.identity.engine import settings_from_config
+    from export.metadata import read_onnx_metadata
+
+    settings = settings_from_config(MatchingConfig(), read_onnx_metadata(str(MODEL)).similarity, str(MODEL), dim)
+    return lambda: IdentityEngine(settings)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hub", required=True)
@@ -50,10 +61,11 @@ def main() -> None:
     ap.add_argument("--secret-key", default=None)
     ap.add_argument("--server-key", default=None)
     ap.add_argument("--flush-timeout", type=float, default=5.0)
+    ap.add_argument("--local", action="store_true", help="decide with the node's own engine while the hub is away (as edge.run does)")
     args = ap.parse_args()
     curve = CurveClient(secret_key=args.secret_key, server_key=args.server_key) if args.secret_key else None
     cfg = SiteConfig(node=args.node, hub=args.hub, curve=curve, heartbeat_s=0.2, hub_timeout_s=1.0, flush_timeout_s=args.flush_timeout)
-    engine = SiteEngine(cfg, [args.camera], args.model_id or model_id(MODEL), args.dim)
+    engine = SiteEngine(cfg, [args.camera], args.model_id or model_id(MODEL), args.dim, local=local_engine(args.dim) if args.local else None)
     start = time.time()
     first = {p: None for p in args.people}
     box = np.array([10.0, 10.0, 50.0, 120.0])
@@ -87,7 +99,7 @@ def main() -> None:
             dump()
             time.sleep(0.1)
         flushed = [[d.kind, d.global_id, f"{d.key[0]}/{d.key[1]}"] for d in engine.flush() if d.key is not None]
-        dump({"final": {f"{c}/{lid}": gid for (c, lid), gid in engine.take_final()}, "flushed": flushed})
+        dump({"final": {f"{c}/{lid}": gid for (c, lid), gid in engine.take_final()}, "flushed": flushed, "report": engine.report()})
     except HubRefused as exc:
         dump()
         print(f"error: {exc}", file=sys.stderr)

@@ -178,3 +178,27 @@ def test_run_sh_stops_at_once_when_the_hub_dies_under_it():
 def test_run_sh_passes_shellcheck():
     proc = subprocess.run([dev_tool("shellcheck"), str(RUN_SH)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_tracklets_keep_their_site_ids_through_an_outage_and_new_people_get_provisional_ones(tmp_path):
+    """The hub dies after telling a node its two people's site ids; the node (its own engine,
+    as edge.run) keeps those ids for them and gives a person first seen during the outage a
+    provisional id, at the end, without waiting out its flush timeout."""
+    from test_site import fake_node, finish, read
+
+    hub = HubProcess(tmp_path).start()
+    a, out = fake_node(tmp_path, hub.endpoint, "a", "cam1", [0, 1], "--steps", "50", "--late", "2", "--local", "--flush-timeout", "60")
+    try:
+        before = wait_for(lambda: len(read(out).get("ids", {})) == 2 and read(out)["ids"], 30, "site ids")
+        hub.stop(signal.SIGKILL)
+        started = time.monotonic()
+        text = finish(a, timeout=60)
+    finally:
+        a.kill()
+    data = read(out)
+    assert time.monotonic() - started < 30, text
+    assert f"site: the hub {hub.endpoint} stopped answering" in text
+    assert data["final"]["cam1/1"] == before["cam1/1"] and data["final"]["cam1/2"] == before["cam1/2"]
+    report = data["report"]
+    assert data["final"]["cam1/3"] >= report["provisional_from"] >= PROVISIONAL  # the late person: decided here
+    assert report["provisional_ids"] == 1 and report["answered"] and report["hub_outages"][0]["to"] is None
