@@ -201,6 +201,21 @@ class RunConfig(StrictModel):
     reconnect_max_s: float = Field(10.0, gt=0, description="longest wait between reconnection attempts")
 
 
+class GovernorConfig(StrictModel):
+    """What the runtime may skip when it can't keep up (edge/governor.py, docs/edge.md)."""
+
+    detect_every: Union[Literal["auto"], int] = Field("auto", description="run the detector on every N-th frame of a camera, "
+                                                         "boxes carried between by optical flow; auto: 1 while the box keeps up, more when it can't")
+    max_detect_every: int = Field(4, ge=1, le=30, description="auto never goes beyond this")
+
+    @field_validator("detect_every")
+    @classmethod
+    def _positive(cls, value):
+        if value != "auto" and value < 1:
+            raise ValueError(f"{value!r}: a whole number >= 1, or auto")
+        return value
+
+
 class EdgeConfig(StrictModel):
     cameras: list[CameraConfig] = Field(min_length=1)
     detector: DetectorConfig
@@ -211,6 +226,7 @@ class EdgeConfig(StrictModel):
     publisher: PublisherConfig = Field(default_factory=PublisherConfig)
     outputs: OutputConfig = Field(default_factory=OutputConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    governor: GovernorConfig = Field(default_factory=GovernorConfig)
     site: Optional["SiteConfig"] = Field(None, description="send tracklets to a site hub instead of matching locally (edge/site)")
 
     @field_validator("cameras")

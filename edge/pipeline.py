@@ -17,14 +17,17 @@ import numpy as np
 
 from trainer.embeddings import Embeddings
 
+from .coasting import FlowCarrier, to_gray
 from .config import EdgeConfig
 from .detector import PersonDetector
 from .floor_map import FloorMap
+from .governor import Governor, LiveControl
 from .identity import Decision, IdentityEngine, homography_from
 from .identity.engine import settings_from_config
 from .outputs import open_outputs
 from .preview import PreviewClock, crop_region, downscale, encode_jpeg, fit_jpeg
 from .publisher import EventPublisher, decision_event, track_event
+from .rate_watch import RateWatch
 from .reid.backends import ReIDBackend, build_backend
 from .sources import CameraCapture
 from .stats import PipelineStats, format_report
@@ -46,6 +49,11 @@ class EdgePipeline:
         self.trackers = {c.id: CameraTracker(c.id, cfg.tracker, rates.get(c.id) or c.fps or 30.0) for c in cfg.cameras}
         if cfg.tracker.reid_features and self.reid is None:
             raise ValueError("tracker.reid_features needs a reid section")
+        g = cfg.governor
+        # BoT-SORT with our features embeds every detection: nothing to carry between detections
+        self.governor = Governor([c.id for c in cfg.cameras], 1 if cfg.tracker.reid_features else g.detect_every, g.max_detect_every)
+        self.flow = FlowCarrier()
+        self._gray: dict[str, np.ndarray] = {}  # each camera's last processed frame, grey: where carried boxes start
         policies = {c.id: self._budget_policy(rates.get(c.id) or c.fps or 30.0) for c in cfg.cameras} if self.reid is not None else {}
         self.homographies = {cam: homography_from(cal, f"calibration.{cam}") for cam, cal in cfg.calibration.items()}
         self.books = {c.id: TrackletBook(c.id, self.trackers[c.id].max_lost_frames, policies.get(c.id), self.homographies.get(c.id))
@@ -125,7 +133,7 @@ class EdgePipeline:
         for f in frames:
             self.stats.stage("decode", f.decode_s)
         t0 = time.perf_counter()
-        detections = self.detector([f.image for f in frames])
+        detections, detected = self._detect_or_carry(frames)
         t1 = time.perf_counter()
         self.stats.stage("detect", t1 - t0)
 
@@ -133,10 +141,10 @@ class EdgePipeline:
         t2 = time.perf_counter()
         events: list[tuple[str, Tracklet, float]] = []
         requests: list[tuple[Frame, EmbedRequest]] = []
-        for frame, dets in zip(frames, detections):
+        for frame, dets, fresh in zip(frames, detections, detected):
             feats = det_feats.get(frame.camera_id)
             tracks = self.trackers[frame.camera_id].update(dets, frame.image, feats.global_ if feats else None)
-            evs, reqs = self.books[frame.camera_id].update(tracks, frame)
+            evs, reqs = self.books[frame.camera_id].update(tracks, frame, embed=fresh)
             events += [(e, t, frame.timestamp) for e, t in evs]
             if feats:  # BoT-SORT already embedded every detection: reuse, do not embed twice
                 index = {tr.local_id: tr.det_index for tr in tracks}
@@ -163,7 +171,32 @@ class EdgePipeline:
         self._publish(frames, events, identity_events)
         for f in frames:
             self.stats.frame(f.camera_id, f.wall_ts)
-        self.stats.stage("publish", time.perf_counter() - t5)
+        t6 = time.perf_counter()
+        self.stats.stage("publish", t6 - t5)
+        self.governor.observe(len(frames), detected.count(True), t6 - t0, t1 - t0)
+
+    def _detect_or_carry(self, frames: list[Frame]) -> tuple[list[Detections], list[bool]]:
+        """This step's boxes per frame: the detector's, in one batch, for the cameras the governor
+        says are due, and for the others the tracked boxes carried from their last frame by optical
+        flow (:mod:`edge.coasting`). Returns the boxes and which frames were detected."""
+        due = [self.governor.detect_now(f.camera_id) for f in frames]
+        found = iter(self.detector([f.image for f, d in zip(frames, due) if d]) if any(due) else [])
+        coasting = self.governor.auto or max(self.governor.every.values(), default=1) > 1
+        out = []
+        for f, d in zip(frames, due):
+            gray = to_gray(f.image) if coasting else None
+            out.append(next(found) if d else self._carry(f.camera_id, gray))
+            if gray is not None:
+                self._gray[f.camera_id] = gray
+        self.stats.carried += due.count(False)
+        return out, due
+
+    def _carry(self, camera_id: str, gray: np.ndarray) -> Detections:
+        prev, live = self._gray.get(camera_id), self.trackers[camera_id].live_boxes()
+        if prev is None or prev.shape != gray.shape or not len(live):
+            return Detections.empty()
+        moved, ok = self.flow.carry(prev, gray, live.xyxy)
+        return Detections(moved[ok], live.conf[ok])
 
     def _embed_detections(self, frames: list[Frame], detections: list[Detections]) -> dict[str, Embeddings]:
         """Every detection embedded (BoT-SORT with our features)."""
@@ -346,6 +379,7 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
     counts = {c.cam.id: 0 for c in captures}
     report: dict = {}
     lockstep = all(not c.cam.realtime and not c.reader.live for c in captures)
+    live = None if lockstep else LiveControl(pipeline.governor, RateWatch(rates))  # lockstep is never behind
     try:
         while not stop.is_set():
             watchdog.check()
@@ -361,8 +395,13 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
                 if done:
                     break
                 new_frame.wait(0.05)
+                if live is not None:
+                    live.tick()
                 continue
+            step_started = time.monotonic()
             pipeline.process(frames)
+            if live is not None:
+                live.step([f.camera_id for f in frames], time.monotonic() - step_started)
             for f in frames:
                 counts[f.camera_id] += 1
                 watchdog.frame(f.camera_id)
@@ -370,13 +409,13 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
                 break
             if time.monotonic() - last_stats >= cfg.run.stats_interval_s:
                 last_stats = time.monotonic()
-                report = _stats(pipeline, captures, watchdog)
+                report = _stats(pipeline, captures, watchdog, live)
                 log.info("%s", format_report(report))
     finally:
         stop.set()
         for c in captures:
             c.join(timeout=5.0)
-        report = _stats(pipeline, captures, watchdog)
+        report = _stats(pipeline, captures, watchdog, live)
         report["processed"] = counts
         report["errors"] = {c.cam.id: c.error for c in captures if c.error}
         report["cameras"] = pipeline.stats.per_camera(list(counts))
@@ -421,7 +460,7 @@ def _one_frame_each(captures: list[CameraCapture], new_frame: threading.Event, s
     return [got[c.cam.id] for c in captures if c.cam.id in got]
 
 
-def _stats(pipeline: EdgePipeline, captures: list[CameraCapture], watchdog: CaptureWatchdog) -> dict:
+def _stats(pipeline: EdgePipeline, captures: list[CameraCapture], watchdog: CaptureWatchdog, live: Optional[LiveControl] = None) -> dict:
     pub = pipeline.publisher
     report = pipeline.stats.report({
         "dropped": {c.cam.id: c.dropped for c in captures},
@@ -431,6 +470,7 @@ def _stats(pipeline: EdgePipeline, captures: list[CameraCapture], watchdog: Capt
         "gallery": len(pipeline.engine),
         "events_dropped": pub.dropped if pub else 0,
         "images_dropped": pub.images_dropped if pub else 0,
+        **(live.report() if live is not None else {"detect_every": pipeline.governor.report(), "below_rate": {}}),
     })
     if pub is not None:
         pub.publish("stats", {"event": "stats", **report})

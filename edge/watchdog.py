@@ -59,6 +59,7 @@ class CaptureWatchdog:
             if not c.reader.live or now < self._next_try[cam]:
                 continue
             self.captures[i] = replacement = self.restart(c.cam)
+            replacement.reconnects, replacement.dropped = c.reconnects, c.dropped  # the camera's counts go on across restarts
             replacement.start()
             self.restarts[cam] += 1
             self._backoff[cam] = min(2 * self._backoff[cam], self.max_backoff_s)

@@ -318,6 +318,7 @@ def test_watchdog_reports_down_cameras_and_backs_off():
     class Fake:
         def __init__(self, cam, live, error=None, alive=True):
             self.cam, self.reader, self.error, self.alive, self.finished = SimpleNamespace(id=cam), SimpleNamespace(live=live), error, alive, not alive
+            self.reconnects = self.dropped = 0
 
         def is_alive(self):
             return self.alive
