@@ -6,6 +6,7 @@ file and the dotted field (the same loader as the training recipes).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal, Optional, Union
 
@@ -29,6 +30,7 @@ class CameraConfig(StrictModel):
     realtime: bool = Field(True, description="files/synthetic: pace at fps and drop late frames; False: every frame, as fast as the pipeline goes")
     loop: bool = Field(False, description="files/synthetic: start again at the end")
     sie_index: Optional[int] = Field(None, ge=0, description="camera index fed to SIE models (default: position in this list)")
+    timeout_s: float = Field(4.0, gt=0, le=60, description="streams (rtsp/http): give up opening, or waiting for a frame, after this long, then reconnect")
 
     @property
     def is_stream(self) -> bool:
@@ -256,8 +258,36 @@ def _check_exists(path: Optional[str], field: str, file: Path, what: str = "file
         raise ConfigError(f"{file}: {field}: {what} not found: {path}")
 
 
+def _check_source(source: str, field: str, file: Path) -> None:
+    """A video file or image folder that cannot be read is a config error, found before any
+    model loads (streams and USB cameras may come up later: they are retried at run time)."""
+    from .sources import why_unreadable  # sources imports this module
+
+    reason = why_unreadable(source)
+    if reason is not None:
+        raise ConfigError(f"{file}: {field}: {reason}: {source}")
+
+
+def _check_writable(path: Optional[str], field: str, file: Path, folder: bool = True) -> None:
+    """An output folder (or an output file's folder) that exists or can be created, and is
+    writable, so a run does not find out after loading its models, or never says."""
+    if path is None:
+        return
+    target = Path(path)
+    if not folder and target.is_dir():
+        raise ConfigError(f"{file}: {field}: is a folder, not a file: {path}")
+    existing = target if folder else target.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{file}: {field}: {existing} is a file, not a folder: {path}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{file}: {field}: folder not writable: {existing}")
+
+
 def load_edge_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> EdgeConfig:
-    """Read and validate a camera file; every path it names must exist.
+    """Read and validate a camera file; every path it names must exist, every video file or
+    image folder must decode, every output folder must be writable.
 
     Paths in the file are relative to the file; paths given as command-line overrides are
     relative to the current directory, as a shell user expects.
@@ -272,8 +302,8 @@ def load_edge_config(path: str | Path, overrides: list[str] | tuple[str, ...] = 
 
     for i, cam in enumerate(cfg.cameras):
         cam.source = _resolve(file_base, cam.source)
-        if not cam.is_stream and not cam.source.startswith("synthetic://"):
-            _check_exists(cam.source, f"cameras.{i}.source", path, "video file or image folder")
+        if "://" not in cam.source and not cam.source.isdigit():  # a URL or USB index is tried at run time
+            _check_source(cam.source, f"cameras.{i}.source", path)
     cfg.detector.weights = _resolve(base_for("detector.weights"), cfg.detector.weights)
     _check_exists(cfg.detector.weights, "detector.weights", path)
     cfg.tracker.config = _resolve(base_for("tracker.config"), cfg.tracker.config)
@@ -295,6 +325,7 @@ def load_edge_config(path: str | Path, overrides: list[str] | tuple[str, ...] = 
             raise ConfigError(f"{path}: {exc}") from None
     for key in ("mot_dir", "video_dir", "floor_map"):
         setattr(cfg.outputs, key, _resolve(base_for(f"outputs.{key}"), getattr(cfg.outputs, key)))
+        _check_writable(getattr(cfg.outputs, key), f"outputs.{key}", path, folder=key != "floor_map")
     from .site.config import resolve_curve
 
     resolve_curve(cfg.publisher.curve, file_base, f"{path}: publisher")

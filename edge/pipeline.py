@@ -360,8 +360,11 @@ class EdgePipeline:
                 log.error("output floor_map: %s: %s", type(exc).__name__, exc)
 
 
-def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeline: Optional[EdgePipeline] = None) -> dict:
-    """Capture from every camera and process until the sources end, a limit is hit or ``stop``."""
+def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeline: Optional[EdgePipeline] = None,
+                 on_loaded: Optional[Callable[[], None]] = None) -> dict:
+    """Capture from every camera and process until the sources end, a limit is hit or ``stop``.
+    ``on_loaded`` is called once the models are loaded, before the cameras start (``edge.run``: from
+    then on a signal stops the loop and flushes, before it ends the load at once)."""
     stop = stop or threading.Event()
     new_frame = threading.Event()
     epoch = cfg.site.epoch if (cfg.site and cfg.site.epoch is not None) else time.time()  # one scene clock for every file/synthetic camera
@@ -373,6 +376,8 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
     rates = {c.cam.id: c.cam.fps or getattr(c.reader, "fps", None) or 30.0 for c in captures}
     pipeline = pipeline or EdgePipeline(cfg, rates)
     pipeline.warmup()
+    if on_loaded is not None:
+        on_loaded()
     for c in captures:
         c.start()
     started, last_stats = time.monotonic(), time.monotonic()
@@ -382,6 +387,8 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
     live = None if lockstep else LiveControl(pipeline.governor, RateWatch(rates))  # lockstep is never behind
     try:
         while not stop.is_set():
+            if cfg.run.duration_s and time.monotonic() - started >= cfg.run.duration_s:
+                break  # checked here, so it also ends a run whose cameras deliver nothing
             watchdog.check()
             new_frame.clear()
             if lockstep:  # one frame of every camera per step: reproducible batches and matching order
@@ -405,19 +412,18 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
             for f in frames:
                 counts[f.camera_id] += 1
                 watchdog.frame(f.camera_id)
-            if cfg.run.duration_s and time.monotonic() - started >= cfg.run.duration_s:
-                break
             if time.monotonic() - last_stats >= cfg.run.stats_interval_s:
                 last_stats = time.monotonic()
                 report = _stats(pipeline, captures, watchdog, live)
                 log.info("%s", format_report(report))
     finally:
         stop.set()
+        deadline = time.monotonic() + 1.0  # a capture blocked in a stream's open/read (up to its timeout_s) is a daemon left behind
         for c in captures:
-            c.join(timeout=5.0)
+            c.join(timeout=max(0.0, deadline - time.monotonic()))
         report = _stats(pipeline, captures, watchdog, live)
         report["processed"] = counts
-        report["errors"] = {c.cam.id: c.error for c in captures if c.error}
+        report["errors"] = {c.cam.id: c.error or c.problem for c in captures if c.error or c.problem}  # problem: a live camera down at the end
         report["cameras"] = pipeline.stats.per_camera(list(counts))
         pipeline.close()  # a site node may wait here for the hub's final ids
         report["output_errors"] = pipeline.output_errors()
