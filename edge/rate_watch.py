@@ -99,6 +99,16 @@ class RateWatch:
             return None
         return len(times) / self.window_s
 
+    def shares(self, now: Optional[float] = None) -> dict[str, float]:
+        """Processed/configured rate of every camera that can be judged now (the governor's input)."""
+        now = self.clock() if now is None else now
+        out = {}
+        for cam, rate in self.rates.items():
+            fps = self._fps(cam, now)
+            if fps is not None:
+                out[cam] = fps / rate
+        return out
+
     def report(self) -> dict[str, dict[str, float]]:
         """The cameras under their rate now, for ``stats`` events."""
         return {cam: s.as_dict() for cam, s in self.below.items()}

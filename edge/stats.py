@@ -22,6 +22,7 @@ class PipelineStats:
         self.end_to_end: deque = deque(maxlen=window)
         self.embedded = 0
         self.swaps = 0  # tracks cut because their crops turned into someone else's (reid.swap_below)
+        self.carried = 0  # frames whose boxes were carried by optical flow, not detected (edge/governor.py)
         self._since = time.monotonic()
 
     def stage(self, name: str, seconds: float) -> None:
@@ -46,6 +47,7 @@ class PipelineStats:
             "frames": dict(self.total_frames),
             "embedded": self.embedded,
             "swaps_cut": self.swaps,
+            "frames_carried": self.carried,
         }
         out.update(extra or {})
         self.frames.clear()
@@ -75,5 +77,6 @@ def format_report(r: dict[str, Any]) -> str:
     fps = " ".join(f"{cam}={v:.1f}" for cam, v in r["fps"].items())
     lat = " ".join(f"{k}={v['p50']:.1f}" for k, v in r["latency_ms"].items())
     extra = " ".join(f"{k}={v}" for k, v in r.items() if k in ("dropped", "gallery", "reconnects", "events_dropped")
-                     or (k in ("down", "restarts") and any(v.values() if isinstance(v, dict) else [v])))
+                     or (k in ("down", "restarts") and any(v.values() if isinstance(v, dict) else [v]))
+                     or (k == "detect_every" and any(n > 1 for n in v.values())))
     return f"fps[{fps}] p50ms[{lat}] {extra}"

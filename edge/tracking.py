@@ -70,6 +70,14 @@ class CameraTracker:
             self._ids[theirs] = new
         return new
 
+    def live_boxes(self) -> Detections:
+        """Every box the tracker follows now, confirmed or not (a new track confirms on its second
+        frame): what :mod:`edge.coasting` carries to a frame the detector skips."""
+        tracks = list(self.tracker.tracked_stracks)
+        if not tracks:
+            return Detections.empty()
+        return Detections(np.array([t.xyxy for t in tracks], np.float32).reshape(-1, 4), np.array([t.score for t in tracks], np.float32))
+
     def update(self, dets: Detections, image: Optional[np.ndarray] = None, feats: Optional[np.ndarray] = None) -> list[Track]:
         rows = self.tracker.update(dets, image, feats=feats if self.uses_features else None)
         tracks = []

@@ -171,7 +171,9 @@ class TrackletBook:
         self.homography = homography
         self.tracklets: dict[int, Tracklet] = {}
 
-    def update(self, tracks: list[Track], frame: Frame) -> tuple[list[tuple[str, Tracklet]], list[EmbedRequest]]:
+    def update(self, tracks: list[Track], frame: Frame, embed: bool = True) -> tuple[list[tuple[str, Tracklet]], list[EmbedRequest]]:
+        """This frame's tracks -> lifecycle events and the crops worth embedding. ``embed=False``
+        on frames whose boxes were carried, not detected: their crops are estimates."""
         events: list[tuple[str, Tracklet]] = []
         requests: list[EmbedRequest] = []
         boxes = np.array([t.xyxy for t in tracks], np.float32).reshape(-1, 4)
@@ -192,7 +194,7 @@ class TrackletBook:
             if floor is not None:
                 t.floor.add(frame.timestamp, floor[i])
             seen.add(track.local_id)
-            if self.policy is not None:
+            if self.policy is not None and embed:
                 height = float(track.xyxy[3] - track.xyxy[1])
                 quality = crop_quality(track.conf, height, float(overlap))
                 if self.policy.wants(t, height, float(overlap), quality):
