@@ -24,6 +24,7 @@ from trainer.configio import ConfigError
 from trainer.extras import EDGE_RUNTIME, TRAINING, MissingExtra, require
 
 from .config import EdgeConfig, load_edge_config
+from .cpu_budget import limit_threads, read_cpu_budget
 from .sources import quiet_opencv
 
 log = logging.getLogger("edge.run")
@@ -93,6 +94,9 @@ def _load_and_run(args: argparse.Namespace, stop: SignalStop) -> dict:
         require("the edge runtime", EDGE_RUNTIME + (TRAINING if cfg.reid is not None and cfg.reid.backend == "torch" else ()))
     except MissingExtra as exc:
         fail(str(exc))
+    budget = read_cpu_budget()  # before PyTorch, BLAS and OpenMP load: they size their pools once
+    limit_threads(budget)
+    log.info("compute: %s", budget.describe())
     from .pipeline import run_pipeline
 
     try:
