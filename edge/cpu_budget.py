@@ -47,7 +47,7 @@ class CpuBudget:
         return self.quota is not None and self.quota < self.affinity
 
     def describe(self) -> str:
-        quota = f", cgroup quota {self.quota:g} CPU ({self.quota_source})" if self.quota is not None else ", no cgroup quota"
+        quota = f", cgroup quota {self.quota:g} CPU in {self.quota_source}" if self.quota is not None else ", no cgroup quota"
         return f"{self.cpus:g} CPU ({self.affinity} core(s) in affinity{quota}): {self.threads} thread(s) per pool"
 
 

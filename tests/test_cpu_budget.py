@@ -112,3 +112,29 @@ def test_the_reid_session_is_sized_to_the_quota_and_does_not_spin(monkeypatch):
     assert free.intra_op_num_threads == 3
     with pytest.raises(RuntimeError, match="does not have configuration"):  # left at ONNX Runtime's default (spinning)
         free.get_session_config_entry("session.intra_op.allow_spinning")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (_v1_cpu_dir() / "cpu.cfs_quota_us").exists() or not os.access(_v1_cpu_dir(), os.W_OK),
+                    reason="needs a writable cgroup v1 cpu hierarchy (root on these machines)")
+def test_edge_run_in_a_container_sized_quota_says_so_and_sizes_its_pools(tmp_path):
+    demo = REPO / "edge" / "demo_models"
+    (tmp_path / "cams.yaml").write_text(
+        f"cameras: [{{id: c1, source: 'synthetic://tiny?camera=cam1', realtime: false}}]\n"
+        f"detector: {{weights: {demo / 'detector.pt'}, imgsz: 320}}\nreid: {{model: {demo / 'reid.onnx'}}}\n"
+        f"publisher: {{enabled: false}}\noutputs: {{mot_dir: null}}\nrun: {{max_frames: 3}}\n")
+    group = _v1_cpu_dir() / f"clipreid-test-{uuid.uuid4().hex[:8]}"
+    try:
+        group.mkdir()
+        (group / "cpu.cfs_period_us").write_text("100000")
+        (group / "cpu.cfs_quota_us").write_text("100000")  # docker run --cpus=1
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        shell = f'echo $$ > "{group}/cgroup.procs" && exec "$@"'
+        out = subprocess.run(["sh", "-c", shell, "sh", sys.executable, "-m", "edge.run", "--cameras", str(tmp_path / "cams.yaml")],
+                             capture_output=True, text=True, cwd=REPO, env=env, timeout=240)
+        assert out.returncode == 0, out.stderr[-2000:]
+        line = next(x for x in out.stderr.splitlines() if "compute:" in x)
+        assert line.endswith(f"compute: 1 CPU ({CORES} core(s) in affinity, cgroup quota 1 CPU in {group}/cpu.cfs_quota_us): 1 thread(s) per pool")
+    finally:
+        if group.exists():
+            group.rmdir()
