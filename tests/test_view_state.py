@@ -177,6 +177,17 @@ def test_cameras_previews_fps_and_down_since():
     assert state.full()["status"]["stats"]["latency_ms"]["detect"]["p99"] == 2
 
 
+def test_a_camera_behind_its_rate_and_the_governors_cadence_reach_its_tile():
+    state = ViewState(clock=Clock())
+    state.ingest(msg("stats", 1, event="stats", fps={"cam1": 3.4, "cam2": 10.0}, down={},
+                     below_rate={"cam1": {"fps": 3.4, "rate": 10.0, "share": 0.34}}, detect_every={"cam1": 3, "cam2": 1}))
+    cams = {c["id"]: c for c in state.full()["cameras"]}
+    assert cams["cam1"]["behind"] == {"fps": 3.4, "rate": 10.0, "share": 0.34} and cams["cam1"]["detect_every"] == 3
+    assert cams["cam2"]["behind"] is None and cams["cam2"]["detect_every"] == 1
+    state.ingest(msg("stats", 2, event="stats", fps={"cam1": 10.0, "cam2": 10.0}, down={}, below_rate={}, detect_every={"cam1": 2, "cam2": 1}))
+    assert {c["id"]: c["behind"] for c in state.full()["cameras"]} == {"cam1": None, "cam2": None}  # back at its rate
+
+
 def test_snapshot_teaches_a_late_joiner_the_identities_it_missed():
     state = ViewState(clock=Clock())
     state.ingest(msg("snapshot", 1, event="snapshot", identities=[{"global_id": 4, "cameras": ["cam1", "cam2"], "last_seen": 50.0,

@@ -105,6 +105,8 @@ class Camera:
     preview_times: deque = field(default_factory=lambda: deque(maxlen=10))
     fps: Optional[float] = None  # the runtime's figure (stats event)
     down_for_s: Optional[float] = None  # the runtime's figure (stats event)
+    behind: Optional[dict] = None  # processed below its rate: {fps, rate, share} (stats event, edge/rate_watch.py)
+    detect_every: Optional[int] = None  # the governor's k: the detector on every k-th frame (stats event)
     stats_at: Optional[float] = None
     version: int = 0
 
@@ -401,11 +403,13 @@ class ViewState:
                 "frames", "embedded", "publish_ts")
         self.stats = {k: h.get(k) for k in keep if k in h}
         now = self.clock()
-        down = h.get("down") or {}
-        for cam_id in {*(h.get("fps") or {}), *down}:
+        down, behind, every = h.get("down") or {}, h.get("below_rate") or {}, h.get("detect_every") or {}
+        for cam_id in {*(h.get("fps") or {}), *down, *behind}:
             cam = self._camera(str(cam_id))
             cam.fps = (h.get("fps") or {}).get(cam_id)
             cam.down_for_s = down.get(cam_id)
+            cam.behind = behind.get(cam_id)
+            cam.detect_every = every.get(cam_id)
             cam.stats_at = now
 
     # --- output -----------------------------------------------------------------------------
@@ -418,7 +422,8 @@ class ViewState:
         t = cam.preview_times
         preview_fps = (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else None
         return {"id": cam.id, "frame_seq": cam.frame_seq, "frame": cam.header, "fps": cam.fps,
-                "preview_fps": round(preview_fps, 2) if preview_fps else None, "down_since": down_since}
+                "preview_fps": round(preview_fps, 2) if preview_fps else None, "down_since": down_since,
+                "behind": cam.behind, "detect_every": cam.detect_every}
 
     def _status(self, now: float) -> dict[str, Any]:
         silent_since = None

@@ -170,8 +170,13 @@ function renderCameras(list) {
     t.el.classList.toggle("down", down);
     const fps = cam.fps !== null && cam.fps !== undefined ? `${cam.fps.toFixed(1)} fps` : "";
     const prev = cam.preview_fps ? ` · preview ${cam.preview_fps.toFixed(1)} fps` : "";
+    // a camera processed below its rate says so, and what the governor does about it (docs/edge.md)
+    const every = cam.detect_every > 1 ? ` · detector every ${cam.detect_every} frames` : "";
+    const behind = cam.behind ? el("span", { class: "behind-badge", text: `behind: ${cam.behind.fps.toFixed(1)} of ${cam.behind.rate} fps${every}` })
+      : every ? el("span", { class: "muted", text: every.slice(3) }) : null;
     t.caption.replaceChildren(el("span", { text: cam.id }),
-      down ? el("span", { class: "down-badge", text: `down since ${hms(cam.down_since)}` }) : el("span", { class: "muted", text: fps + prev }));
+      down ? el("span", { class: "down-badge", text: `down since ${hms(cam.down_since)}` }) : el("span", { class: "muted", text: fps + prev }),
+      ...(down || !behind ? [] : [behind]));
   }
 }
 
