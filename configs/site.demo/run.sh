@@ -87,13 +87,15 @@ status=0
 wait "$hub" 2>/dev/null || status=$?
 forget "$hub"
 if [ "$status" -ne 0 ]; then failed "the hub exited (status $status)" "$out/hub.log"; fi
-$PY -m edge.world mot --scene demo --out "$out/gt" >/dev/null
 score=true
 if ! $PY -c "import trackeval" 2>/dev/null; then
   score=false
   echo "site demo: scores skipped (edge.evaluate needs trackeval: pip install -e '.[train]'); the runs are still compared row by row"
 fi
-if $score; then $PY -m edge.evaluate --gt "$out/gt" --pred "$out/mot" --out "$out/scores.json"; fi
+if $score; then
+  $PY -m edge.world mot --scene demo --out "$out/gt" >/dev/null
+  $PY -m edge.evaluate --gt "$out/gt" --pred "$out/mot" --out "$out/scores.json"
+fi
 $PY -m edge.run --cameras configs/cams.demo_eval.yaml "${limit[@]}" outputs.mot_dir="$out/single/mot" outputs.floor_map=null \
     detector.batch=false publisher.enabled=false >"$out/single.log" 2>&1 || failed "the single-process run failed" "$out/single.log"
 if $score; then $PY -m edge.evaluate --gt "$out/gt" --pred "$out/single/mot" --out "$out/single/scores.json"; fi
