@@ -54,6 +54,8 @@ class TrackerConfig(StrictModel):
     config: Optional[str] = Field(None, description="Ultralytics tracker yaml (default: the one shipped with Ultralytics)")
     overrides: dict[str, float | int | bool | str] = Field(default_factory=dict, description="keys of the tracker yaml to change")
     reid_features: bool = Field(False, description="botsort: associate with our ReID embeddings (embeds every detection every frame)")
+    lost_s: Optional[float] = Field(None, gt=0, description="seconds of media time a lost track is kept for (default: the yaml's "
+                                                             "track_buffer frames at the camera's rate)")
 
     @model_validator(mode="after")
     def _reid_needs_botsort(self) -> "TrackerConfig":

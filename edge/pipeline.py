@@ -56,7 +56,7 @@ class EdgePipeline:
         self._gray: dict[str, np.ndarray] = {}  # each camera's last processed frame, grey: where carried boxes start
         policies = {c.id: self._budget_policy(rates.get(c.id) or c.fps or 30.0) for c in cfg.cameras} if self.reid is not None else {}
         self.homographies = {cam: homography_from(cal, f"calibration.{cam}") for cam, cal in cfg.calibration.items()}
-        self.books = {c.id: TrackletBook(c.id, self.trackers[c.id].max_lost_frames, policies.get(c.id), self.homographies.get(c.id))
+        self.books = {c.id: TrackletBook(c.id, self.trackers[c.id].lost_s, policies.get(c.id), self.homographies.get(c.id))
                       for c in cfg.cameras}
         self.sie = {c.id: (c.sie_index if c.sie_index is not None else i) for i, c in enumerate(cfg.cameras)}
         settings = self._engine_settings()
@@ -143,7 +143,7 @@ class EdgePipeline:
         requests: list[tuple[Frame, EmbedRequest]] = []
         for frame, dets, fresh in zip(frames, detections, detected):
             feats = det_feats.get(frame.camera_id)
-            tracks = self.trackers[frame.camera_id].update(dets, frame.image, feats.global_ if feats else None)
+            tracks = self.trackers[frame.camera_id].update(dets, frame.image, feats.global_ if feats else None, frame.timestamp)
             evs, reqs = self.books[frame.camera_id].update(tracks, frame, embed=fresh)
             events += [(e, t, frame.timestamp) for e, t in evs]
             if feats:  # BoT-SORT already embedded every detection: reuse, do not embed twice

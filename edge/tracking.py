@@ -50,12 +50,25 @@ class CameraTracker:
         except TypeError:  # newer releases take the frame rate from args
             self.tracker = cls(self.args)
         self.uses_features = cfg.kind == "botsort" and cfg.reid_features
+        # a lost track is kept for seconds of media time, not tracker calls: when frames are
+        # skipped, the buffer in calls is re-derived from the measured interval between updates
+        self.lost_s = float(cfg.lost_s) if cfg.lost_s else int(self.args.track_buffer) / max(frame_rate, 1e-6)
+        self._interval = 1.0 / max(frame_rate, 1e-6)
+        self._last_ts: Optional[float] = None
+        self._set_buffer()
         self._ids: dict[int, int] = {}
         self._next = itertools.count(1)
 
-    @property
-    def max_lost_frames(self) -> int:
-        return int(self.args.track_buffer)
+    def _set_buffer(self) -> None:
+        self.tracker.max_frames_lost = self.tracker.max_time_lost = max(1, round(self.lost_s / self._interval))
+
+    def _observe(self, timestamp: Optional[float]) -> None:
+        """A running mean of the media time between updates (the camera's processed rate)."""
+        if timestamp is not None and self._last_ts is not None and timestamp > self._last_ts:
+            self._interval = 0.9 * self._interval + 0.1 * (timestamp - self._last_ts)
+            self._set_buffer()
+        if timestamp is not None:
+            self._last_ts = timestamp
 
     def forget(self, local_id: int) -> None:
         """Drop the id translation of an ended track (keeps memory flat on long runs)."""
@@ -78,7 +91,9 @@ class CameraTracker:
             return Detections.empty()
         return Detections(np.array([t.xyxy for t in tracks], np.float32).reshape(-1, 4), np.array([t.score for t in tracks], np.float32))
 
-    def update(self, dets: Detections, image: Optional[np.ndarray] = None, feats: Optional[np.ndarray] = None) -> list[Track]:
+    def update(self, dets: Detections, image: Optional[np.ndarray] = None, feats: Optional[np.ndarray] = None,
+               timestamp: Optional[float] = None) -> list[Track]:
+        self._observe(timestamp)
         rows = self.tracker.update(dets, image, feats=feats if self.uses_features else None)
         tracks = []
         for row in np.asarray(rows).reshape(-1, 8):

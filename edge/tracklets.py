@@ -63,7 +63,6 @@ class Tracklet:
     last_embed_t: float = -float("inf")  # media time of the last crop taken into the mean
     last_quality: float = 0.0
     global_id: Optional[int] = None
-    lost_frames: int = 0
     pending_rows: list = field(default_factory=list)  # MOT rows waiting for the final global id
     first_xyxy: Optional[np.ndarray] = None
     floor: Optional[FloorTrack] = None  # floor positions when the camera is calibrated
@@ -163,10 +162,10 @@ class BudgetPolicy:
 class TrackletBook:
     """The tracklets of one camera. ``update`` returns (events, embedding requests)."""
 
-    def __init__(self, camera_id: str, max_lost_frames: int, policy: Optional[BudgetPolicy] = None,
+    def __init__(self, camera_id: str, lost_s: float, policy: Optional[BudgetPolicy] = None,
                  homography: Optional[Homography] = None):
         self.camera_id = camera_id
-        self.max_lost_frames = max_lost_frames
+        self.lost_s = lost_s  # a lost tracklet ends after this much media time unseen (the tracker's buffer)
         self.policy = policy
         self.homography = homography
         self.tracklets: dict[int, Tracklet] = {}
@@ -189,7 +188,7 @@ class TrackletBook:
                 events.append(("new", t))
             elif t.state == LOST:
                 events.append(("found", t))
-            t.state, t.lost_frames = ACTIVE, 0
+            t.state = ACTIVE
             t.xyxy, t.conf, t.last_seen, t.last_frame = track.xyxy, track.conf, frame.timestamp, frame.index
             if floor is not None:
                 t.floor.add(frame.timestamp, floor[i])
@@ -202,11 +201,10 @@ class TrackletBook:
         for local_id, t in list(self.tracklets.items()):
             if local_id in seen:
                 continue
-            t.lost_frames += 1
             if t.state == ACTIVE:
                 t.state = LOST
                 events.append(("lost", t))
-            elif t.lost_frames > self.max_lost_frames:
+            elif frame.timestamp - t.last_seen > self.lost_s + 1e-6:  # frame times are sums of 1/fps steps
                 t.state = ENDED
                 events.append(("ended", t))
                 del self.tracklets[local_id]

@@ -76,7 +76,7 @@ def frame(i, cam="a"):
 
 
 def test_embedding_budget_new_then_every_n_seconds_or_better_crop():
-    book = TrackletBook("a", max_lost_frames=2, policy=BudgetPolicy(embed_every_s=5, better_crop=1.5, min_box_height=10))
+    book = TrackletBook("a", lost_s=2.0, policy=BudgetPolicy(embed_every_s=5, better_crop=1.5, min_box_height=10))
     small = Track("a", 1, np.array([0, 0, 20, 40], np.float32), 0.5)
     asked = []
     for i in range(1, 12):
@@ -96,7 +96,7 @@ def test_embedding_budget_new_then_every_n_seconds_or_better_crop():
 
 def test_the_embedding_budget_is_media_time_so_sparse_frames_embed_as_often():
     """At a third of the frames a track still gets a crop every second, not every 10 of its frames."""
-    book = TrackletBook("a", max_lost_frames=2, policy=BudgetPolicy(embed_every_s=1.0, min_box_height=10))
+    book = TrackletBook("a", lost_s=2.0, policy=BudgetPolicy(embed_every_s=1.0, min_box_height=10))
     track = Track("a", 1, np.array([0, 0, 20, 40], np.float32), 0.5)
     embedded_at = []
     for i in range(0, 30, 3):  # a 10 fps camera of which every 3rd frame is processed: 0.3 s apart
@@ -109,7 +109,7 @@ def test_the_embedding_budget_is_media_time_so_sparse_frames_embed_as_often():
 
 
 def test_tracklet_lifecycle_active_lost_found_ended():
-    book = TrackletBook("a", max_lost_frames=2)
+    book = TrackletBook("a", lost_s=2.0)
     t = Track("a", 7, np.array([0, 0, 10, 20], np.float32), 0.9)
     kinds = []
     for i, tracks in enumerate([[t], [], [t], [], [], [], []], start=1):
@@ -353,3 +353,24 @@ def test_a_file_camera_pipeline_with_an_onnx_model_loads_no_training_code_or_sim
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_lost_track_is_kept_for_seconds_whatever_the_processed_rate():
+    """track_buffer 20 at 10 fps is 2 s; at a third of the frames the tracker is told 7 calls, and
+    the tracklet book ends a track 2 s after it was last seen, not 20 calls (6 s) later."""
+    from edge.config import TrackerConfig
+    from edge.tracking import CameraTracker
+
+    tracker = CameraTracker("a", TrackerConfig(overrides={"track_buffer": 20}), frame_rate=10.0)
+    assert tracker.lost_s == pytest.approx(2.0) and tracker.tracker.max_frames_lost == 20
+    for i in range(0, 90, 3):  # updates 0.3 s apart
+        tracker.update(Detections.empty(), timestamp=i / 10)
+    assert tracker.tracker.max_frames_lost == 7  # round(2.0 / 0.3)
+    book = TrackletBook("a", lost_s=tracker.lost_s)
+    person = Track("a", 1, np.array([0, 0, 10, 20], np.float32), 0.9)
+    book.update([person], Frame("a", 1, 0.0, np.zeros((10, 10, 3), np.uint8)))
+    ends = []
+    for i in range(3, 40, 3):
+        events, _ = book.update([], Frame("a", i + 1, i / 10, np.zeros((10, 10, 3), np.uint8)))
+        ends += [round(i / 10, 1) for e, _ in events if e == "ended"]
+    assert ends == [2.1]
