@@ -28,7 +28,7 @@ def test_tiny_training_learns_and_eval_cli_reproduces(tmp_path):
     report = json.loads((out / "eval.json").read_text())
     untrained = json.loads((out / "eval_untrained.json").read_text())
     assert report["mAP"] >= 2 * untrained["mAP"], (untrained["mAP"], report["mAP"])
-    assert report["mAP"] > 0.12  # the official-faithful recipe (3-feature triplet, random-pixel erasing, official schedules) gives 0.17-0.23 over seeds
+    assert report["mAP"] > 0.25  # 0.346 measured (docs/training.md); 0.168 when the raw-feature triplet collapsed the embeddings
     assert (out / "eval_cmc.png").is_file() and (out / "model.pt").is_file()
     # the same/different-person statistics and the matching threshold travel with the model
     from export.metadata import read_onnx_metadata
@@ -36,6 +36,7 @@ def test_tiny_training_learns_and_eval_cli_reproduces(tmp_path):
 
     stats = load_checkpoint(out / "model.pt").train_meta["similarity"]
     assert stats["same_mean"] > stats["diff_mean"] and stats["diff_mean"] < stats["threshold"] <= 1.0
+    assert stats["diff_mean"] < 0.9  # not collapsed onto one direction (0.99998 with the raw triplet); 0.395 measured
     assert stats["false_match_rate"] == 0.01 and stats["pairs_same"] > 0
     run_cli("-m", "export", "onnx", "--checkpoint", str(out / "model.pt"), "--out", str(tmp_path / "m.onnx"), "--num-images", "4")
     assert read_onnx_metadata(tmp_path / "m.onnx").similarity == stats
