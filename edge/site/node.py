@@ -257,7 +257,7 @@ class SiteEngine:
             self._queued = len(items)
             self.stats["resyncs"] += 1
 
-    # --- deciding here while the hub is away (the pipeline thread, under the lock) ------------
+    # --- the hub away and back (I/O thread); deciding here meanwhile (pipeline thread, under the lock)
     def _hub_away(self, since: float) -> None:
         """No answer from the hub since ``since`` (monotonic): say so once, start an outage."""
         with self._lock:
