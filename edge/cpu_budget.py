@@ -46,9 +46,16 @@ class CpuBudget:
         """True when a quota, not the cores, sets the budget (spin-waiting then wastes it)."""
         return self.quota is not None and self.quota < self.affinity
 
+    @property
+    def restricted(self) -> bool:
+        """True when the process may use less than the machine: a quota, or an affinity narrower
+        than the host's CPUs. Otherwise the libraries' own defaults (physical cores) are kept."""
+        return self.limited or self.affinity < (os.cpu_count() or self.affinity)
+
     def describe(self) -> str:
         quota = f", cgroup quota {self.quota:g} CPU in {self.quota_source}" if self.quota is not None else ", no cgroup quota"
-        return f"{self.cpus:g} CPU ({self.affinity} core(s) in affinity{quota}): {self.threads} thread(s) per pool"
+        pools = f"{self.threads} thread(s) per pool" if self.restricted else "the libraries' own thread pools"
+        return f"{self.cpus:g} CPU ({self.affinity} core(s) in affinity{quota}): {pools}"
 
 
 def read_cpu_budget(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Optional[str] = None) -> CpuBudget:
@@ -129,6 +136,8 @@ def limit_threads(budget: CpuBudget) -> dict[str, int]:
     """
     n = budget.threads
     applied: dict[str, int] = {}
+    if not budget.restricted:
+        return applied
     for var in THREAD_ENV:
         if var not in os.environ:
             os.environ[var] = str(n)
@@ -147,11 +156,12 @@ def limit_threads(budget: CpuBudget) -> dict[str, int]:
 def session_threads(configured: int = 0, budget: Optional[CpuBudget] = None) -> tuple[int, bool]:
     """Intra-op threads for an inference session and whether its workers may spin-wait.
 
-    A configured count (> 0) wins. Spinning keeps idle workers busy between calls: free on idle
-    cores, but under a quota it spends CPU time the other stages need, so it is off when a quota
-    sets the budget or the budget is a single CPU.
+    A configured count (> 0) wins; 0 keeps ONNX Runtime's default (one per physical core) on a
+    process that may use the whole machine. Spinning keeps idle workers busy between calls: free
+    on idle cores, but under a quota it spends CPU time the other stages need, so it is off when a
+    quota sets the budget or the budget is a single CPU.
     """
     budget = budget or read_cpu_budget()
-    threads = configured if configured > 0 else budget.threads
+    threads = configured if configured > 0 else (budget.threads if budget.restricted else 0)
     spin = not budget.limited and budget.cpus > 1
     return threads, spin

@@ -40,7 +40,8 @@ class Governor:
         self._since = {cam: None for cam in cameras}  # frames since the camera's last detection (None: never)
         self.adapt_every_s, self.clock = adapt_every_s, clock
         self._last_adapt = clock()
-        self.changes: list[tuple[float, str, int]] = []  # (time, camera, new k): the run report
+        self.changes: list[tuple[float, str, int]] = []  # (time, camera, new k): counted in the run report
+        self.adapting = False  # set by LiveControl: a realtime run whose k may change
         self.detect_cost: Optional[float] = None  # seconds per detected frame (running mean)
         self.rest_cost: Optional[float] = None  # seconds per frame for everything else
         self.target_busy = 0.8  # lower k only when the loop would stay this busy at most
@@ -95,6 +96,11 @@ class Governor:
                 log.info("governor: %s", lines[-1])
         return lines
 
+    @property
+    def coasting(self) -> bool:
+        """Whether boxes may have to be carried to the next frame (each frame's grey copy is kept)."""
+        return self.adapting or max(self.every.values(), default=1) > 1
+
     def report(self) -> dict[str, int]:
         return dict(self.every)
 
@@ -114,11 +120,16 @@ def every_nth(k: int) -> str:
 class LiveControl:
     """The realtime loop's feedback: every processed frame goes to the :class:`RateWatch` (which
     warns when a camera falls below its rate) and the time spent processing is summed; once per
-    ``governor.adapt_every_s`` the governor moves k from the shares and how busy the loop was."""
+    ``governor.adapt_every_s`` the governor moves k from the shares and how busy the loop was.
+    ``delivered`` gives each camera's count of frames delivered so far (its capture's reads), so
+    shares are against what a camera sends, not what it announces."""
 
-    def __init__(self, governor: Governor, watch: "RateWatch", clock: Callable[[], float] = time.monotonic):
+    def __init__(self, governor: Governor, watch: "RateWatch", delivered: Optional[Callable[[], dict[str, int]]] = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.governor, self.watch, self.clock = governor, watch, clock
+        self.delivered = delivered
         self._busy, self._since = 0.0, clock()
+        governor.adapting = True  # from now on a camera's k may rise: keep what carrying boxes needs
 
     def step(self, cameras: list[str], busy_s: float) -> None:
         """One loop step processed frames of ``cameras`` in ``busy_s`` seconds."""
@@ -131,6 +142,8 @@ class LiveControl:
     def tick(self, now: Optional[float] = None) -> None:
         """Warnings due, and the governor's move when its period is over (also called while idle)."""
         now = self.clock() if now is None else now
+        for cam, total in (self.delivered() if self.delivered else {}).items():
+            self.watch.delivered(cam, total, now)
         self.watch.check(now)
         if now - self._since >= self.governor.adapt_every_s:
             busy = self._busy / (now - self._since)
@@ -138,4 +151,5 @@ class LiveControl:
             self._busy, self._since = 0.0, now
 
     def report(self) -> dict:
-        return {"detect_every": self.governor.report(), "below_rate": self.watch.report()}
+        return {"detect_every": self.governor.report(), "below_rate": self.watch.report(),
+                "rate_warnings": self.watch.warnings, "governor_changes": len(self.governor.changes)}

@@ -76,10 +76,11 @@ class MotWriter:
                 self._drain(t.camera_id)
 
     def flush(self, t: Tracklet) -> None:
-        if t.global_id is None:
-            return
-        for frame_index, xyxy, conf in t.pending_rows:
-            self._buffer_row(t.camera_id, frame_index, t.global_id, xyxy, conf)
+        """The tracklet is final: its global rows go out (none when it never got an identity), and
+        it no longer holds back the rows of the tracklets after it."""
+        if t.global_id is not None:
+            for frame_index, xyxy, conf in t.pending_rows:
+                self._buffer_row(t.camera_id, frame_index, t.global_id, xyxy, conf)
         t.pending_rows.clear()
         self._waiting.pop(id(t), None)
         self._drain(t.camera_id)

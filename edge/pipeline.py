@@ -54,6 +54,7 @@ class EdgePipeline:
         self.governor = Governor([c.id for c in cfg.cameras], 1 if cfg.tracker.reid_features else g.detect_every, g.max_detect_every)
         self.flow = FlowCarrier()
         self._gray: dict[str, np.ndarray] = {}  # each camera's last processed frame, grey: where carried boxes start
+        self._detect_s = 0.0  # the last step's detector time
         policies = {c.id: self._budget_policy(rates.get(c.id) or c.fps or 30.0) for c in cfg.cameras} if self.reid is not None else {}
         self.homographies = {cam: homography_from(cal, f"calibration.{cam}") for cam, cal in cfg.calibration.items()}
         self.books = {c.id: TrackletBook(c.id, self.trackers[c.id].lost_s, policies.get(c.id), self.homographies.get(c.id))
@@ -173,18 +174,19 @@ class EdgePipeline:
             self.stats.frame(f.camera_id, f.wall_ts)
         t6 = time.perf_counter()
         self.stats.stage("publish", t6 - t5)
-        self.governor.observe(len(frames), detected.count(True), t6 - t0, t1 - t0)
+        self.governor.observe(len(frames), detected.count(True), t6 - t0, self._detect_s)
 
     def _detect_or_carry(self, frames: list[Frame]) -> tuple[list[Detections], list[bool]]:
         """This step's boxes per frame: the detector's, in one batch, for the cameras the governor
         says are due, and for the others the tracked boxes carried from their last frame by optical
         flow (:mod:`edge.coasting`). Returns the boxes and which frames were detected."""
         due = [self.governor.detect_now(f.camera_id) for f in frames]
+        t0 = time.perf_counter()
         found = iter(self.detector([f.image for f, d in zip(frames, due) if d]) if any(due) else [])
-        coasting = self.governor.auto or max(self.governor.every.values(), default=1) > 1
+        self._detect_s = time.perf_counter() - t0  # the detector alone: the governor's cost model
         out = []
         for f, d in zip(frames, due):
-            gray = to_gray(f.image) if coasting else None
+            gray = to_gray(f.image) if self.governor.coasting else None
             out.append(next(found) if d else self._carry(f.camera_id, gray))
             if gray is not None:
                 self._gray[f.camera_id] = gray
@@ -373,7 +375,7 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
 
     captures = [capture(c) for c in cfg.cameras]
     watchdog = CaptureWatchdog(captures, capture, cfg.run.reconnect_max_s)  # replaces dead captures in the list
-    rates = {c.cam.id: c.cam.fps or getattr(c.reader, "fps", None) or 30.0 for c in captures}
+    rates = {c.cam.id: c.rate for c in captures}
     pipeline = pipeline or EdgePipeline(cfg, rates)
     pipeline.warmup()
     if on_loaded is not None:
@@ -384,7 +386,7 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
     counts = {c.cam.id: 0 for c in captures}
     report: dict = {}
     lockstep = all(not c.cam.realtime and not c.reader.live for c in captures)
-    live = None if lockstep else LiveControl(pipeline.governor, RateWatch(rates))  # lockstep is never behind
+    live = None if lockstep else LiveControl(pipeline.governor, RateWatch(rates), lambda: {c.cam.id: c.read_count for c in captures})  # lockstep is never behind
     try:
         while not stop.is_set():
             if cfg.run.duration_s and time.monotonic() - started >= cfg.run.duration_s:

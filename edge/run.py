@@ -39,7 +39,8 @@ class Interrupted(BaseException):
 class SignalStop:
     """SIGINT and SIGTERM: before :meth:`loaded` they end the run at once (importing and loading
     the models takes ~8 s on a busy CPU, and there is nothing to flush yet); after, they set
-    :attr:`event`, and the pipeline ends its loop, closes open tracklets and flushes results."""
+    :attr:`event`, and the pipeline ends its loop, closes open tracklets and flushes results; a
+    second one ends the process at once (a site node may wait for its hub's final ids)."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -52,6 +53,9 @@ class SignalStop:
         self.loading = False
 
     def _handle(self, signum: int, _frame) -> None:
+        if self.event.is_set() and not self.loading:  # a second signal: the flush (a site node waiting for its hub) is not waited for
+            log.error("second %s: ending now, results not flushed", signal.Signals(signum).name)
+            exit_now(1)
         self.event.set()
         if self.loading:
             self.loading = False  # a second signal while this one unwinds does not raise again

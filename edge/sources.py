@@ -415,6 +415,15 @@ class CameraCapture(threading.Thread):
             log.warning("camera %s: %s ended after %d of the %d frames its header announces (truncated?)",
                         self.cam.id, self.cam.source, frames, expected)
 
+    @property
+    def rate(self) -> float:
+        """Frames per second this capture delivers: a file's or synthetic camera's own rate over
+        the stride ``fps`` asks for (a 25 fps file at ``fps: 10`` delivers 12.5), a stream's
+        configured or announced rate, 30 when nothing says."""
+        if self.reader.fps and not self.reader.live:
+            return self.reader.fps / self._stride()
+        return self.cam.fps or getattr(self.reader, "fps", None) or 30.0
+
     def _stride(self) -> int:
         if self.cam.fps is None or not self.reader.fps or self.reader.live:
             return 1

@@ -69,18 +69,17 @@ def seed_camera_file(config: Path, seed: int, out: Path, port: int, duration_s: 
 def cpu_quota(cpus: float) -> Iterator[Path]:
     """A cgroup with a CFS quota of ``cpus``; yields its ``cgroup.procs`` (a child writes its pid there)."""
     name = f"clipreid-bench-{uuid.uuid4().hex[:8]}"
-    if (CGROUP_V1 / "cpu.cfs_quota_us").exists():
-        group = CGROUP_V1 / name
-        group.mkdir()
-        (group / "cpu.cfs_period_us").write_text(str(PERIOD_US))
-        (group / "cpu.cfs_quota_us").write_text(str(int(cpus * PERIOD_US)))
-    elif (CGROUP_V2 / "cgroup.controllers").exists():
-        group = CGROUP_V2 / name
-        group.mkdir()
-        (group / "cpu.max").write_text(f"{int(cpus * PERIOD_US)} {PERIOD_US}")
-    else:
+    v1 = (CGROUP_V1 / "cpu.cfs_quota_us").exists()
+    if not v1 and not (CGROUP_V2 / "cgroup.controllers").exists():
         raise SystemExit("no cgroup cpu controller found: quota settings need cgroup v1 or v2 and root")
+    group = (CGROUP_V1 if v1 else CGROUP_V2) / name
+    group.mkdir()
     try:
+        if v1:
+            (group / "cpu.cfs_period_us").write_text(str(PERIOD_US))
+            (group / "cpu.cfs_quota_us").write_text(str(int(cpus * PERIOD_US)))
+        else:
+            (group / "cpu.max").write_text(f"{int(cpus * PERIOD_US)} {PERIOD_US}")
         yield group / "cgroup.procs"
     finally:
         with contextlib.suppress(OSError):

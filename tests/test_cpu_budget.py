@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.cpu_budget import CpuBudget, read_cpu_budget, session_threads
+from edge.cpu_budget import CpuBudget, limit_threads, read_cpu_budget, session_threads
 
 REPO = Path(__file__).resolve().parents[1]
 CORES = len(os.sched_getaffinity(0))
@@ -66,11 +66,37 @@ def test_no_cgroup_files_means_the_affinity():
     assert CpuBudget(affinity=1, quota=3.0).threads == 1
 
 
-def test_session_threads_spin_only_with_spare_whole_cores():
-    assert session_threads(0, CpuBudget(4)) == (4, True)
+def test_session_threads_spin_only_with_spare_whole_cores(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert session_threads(0, CpuBudget(4)) == (0, True)  # the whole machine: ONNX Runtime's own default
     assert session_threads(0, CpuBudget(4, quota=1.0)) == (1, False)
+    assert session_threads(0, CpuBudget(2)) == (2, True)  # taskset to 2 of 4 cores
     assert session_threads(0, CpuBudget(1)) == (1, False)
     assert session_threads(3, CpuBudget(4, quota=1.0)) == (3, False)  # a configured count wins
+    assert not CpuBudget(4, quota=6.0).restricted and CpuBudget(3).restricted
+
+
+def test_thread_pools_are_left_alone_on_a_process_that_may_use_the_whole_machine(monkeypatch):
+    import cv2
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    saved_env, saved_cv2 = dict(os.environ), cv2.getNumThreads()
+    torch = sys.modules.get("torch")
+    saved_torch = torch.get_num_threads() if torch is not None else None
+    try:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.pop(var, None)
+        assert limit_threads(CpuBudget(4)) == {}
+        assert "OMP_NUM_THREADS" not in os.environ
+        expected = {"OMP_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "cv2": 1, **({"torch": 1} if torch else {})}
+        assert limit_threads(CpuBudget(4, quota=1.5)) == expected
+        assert os.environ["OMP_NUM_THREADS"] == "1" and cv2.getNumThreads() == 1
+    finally:  # the rest of the suite keeps this process's pools
+        os.environ.clear()
+        os.environ.update(saved_env)
+        cv2.setNumThreads(saved_cv2)
+        if torch is not None:
+            torch.set_num_threads(saved_torch)
 
 
 def _v1_cpu_dir() -> Path:
@@ -107,9 +133,9 @@ def test_the_reid_session_is_sized_to_the_quota_and_does_not_spin(monkeypatch):
     options = backend.session.get_session_options()
     assert backend.threads == 1 and options.intra_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    monkeypatch.setattr(cpu_budget, "read_cpu_budget", lambda: CpuBudget(affinity=3))
+    monkeypatch.setattr(cpu_budget, "read_cpu_budget", lambda: CpuBudget(affinity=os.cpu_count() or 1))
     free = OnnxRuntimeBackend(str(REPO / "edge" / "demo_models" / "reid.onnx")).session.get_session_options()
-    assert free.intra_op_num_threads == 3
+    assert free.intra_op_num_threads == 0  # the whole machine: ONNX Runtime's own default
     with pytest.raises(RuntimeError, match="does not have configuration"):  # left at ONNX Runtime's default (spinning)
         free.get_session_config_entry("session.intra_op.allow_spinning")
 
@@ -134,7 +160,9 @@ def test_edge_run_in_a_container_sized_quota_says_so_and_sizes_its_pools(tmp_pat
                              capture_output=True, text=True, cwd=REPO, env=env, timeout=240)
         assert out.returncode == 0, out.stderr[-2000:]
         line = next(x for x in out.stderr.splitlines() if "compute:" in x)
-        assert line.endswith(f"compute: 1 CPU ({CORES} core(s) in affinity, cgroup quota 1 CPU in {group}/cpu.cfs_quota_us): 1 thread(s) per pool")
+        assert line.endswith(f"compute: 1 CPU ({CORES} core(s) in affinity, cgroup quota 1 CPU in {line.split(' in ')[-1].split(')')[0]}): "
+                             "1 thread(s) per pool")
+        assert line.split(" in ")[-1].split(")")[0].endswith(f"{group.name}/cpu.cfs_quota_us")  # cpu or cpu,cpuacct mount
     finally:
         if group.exists():
             group.rmdir()

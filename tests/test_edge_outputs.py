@@ -204,3 +204,16 @@ def test_a_run_that_drops_frames_writes_video_at_media_time_and_sorted_global_ro
     assert video_seconds(tmp_path / "video" / "cam1.mp4") == pytest.approx(span, abs=0.25)
     frames = np.loadtxt(tmp_path / "mot" / "cam1.global.txt", delimiter=",", ndmin=2)[:, 0]
     assert len(frames) and frames.tolist() == sorted(frames.tolist())
+
+
+def test_a_tracklet_final_without_an_identity_does_not_hold_back_the_others(tmp_path):
+    mot = MotWriter(tmp_path, ["cam1"])
+    orphan, other = tracklet(1), tracklet(2)
+    mot.row(orphan, 1)
+    mot.row(other, 2)
+    mot.flush(orphan)  # final with no global id: nothing to write for it
+    other.global_id = 5
+    mot.flush(other)
+    mot.global_["cam1"].flush()
+    assert (tmp_path / "cam1.global.txt").read_text().startswith("2,5,")  # written now, not held until close
+    mot.close()

@@ -394,3 +394,14 @@ def test_sigint_after_the_first_frames_ends_the_run_within_3_s_with_results_flus
     report = json.loads((tmp_path / "report.json").read_text())
     assert all(0 < n < 600 for n in report["processed"].values())
     assert (tmp_path / "floor.png").stat().st_size > 0 and (tmp_path / "mot" / "cam1.txt").exists()
+
+
+def test_a_second_sigint_ends_a_run_that_is_still_flushing_at_once():
+    """After loading, the first signal asks for a clean stop and flush; a second one (a site node
+    waiting for its hub's final ids, say) ends the process at once, exit 1, with one line."""
+    code = ("import os, signal, time\nfrom edge.run import SignalStop\nfrom trainer.cli import setup_console_logging\n"
+            "setup_console_logging()\ns = SignalStop(); s.loaded()\nos.kill(os.getpid(), signal.SIGINT); time.sleep(0.2)\n"
+            "assert s.event.is_set()\nos.kill(os.getpid(), signal.SIGINT); time.sleep(10)\nprint('not reached')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 1 and "not reached" not in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1].endswith("second SIGINT: ending now, results not flushed")
