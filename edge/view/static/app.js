@@ -214,6 +214,21 @@ function overlapArea(a, b) {
 // Labels of bunched people must not cover each other: each takes the first free spot of a few
 // candidates around its box (above, inside the top, below, further up, beside), top boxes first;
 // a label moved away from its box gets a thin leader line to it.
+// The first of `spots` (top-left corners) where a w x h rectangle, kept inside `bounds`
+// [xmin, ymin, xmax, ymax], covers nothing in `taken`, else the one covering least; it is taken.
+function takeSpot(spots, w, h, bounds, taken) {
+  let best = null;
+  for (const [sx, sy] of spots) {
+    const x = Math.max(bounds[0], Math.min(bounds[2] - w, sx)), y = Math.max(bounds[1], Math.min(bounds[3] - h, sy));
+    const r = [x, y, x + w, y + h];
+    const cost = taken.reduce((acc, o) => acc + overlapArea(r, o), 0);
+    if (best === null || cost < best.cost) best = { r, cost };
+    if (cost === 0) break;
+  }
+  taken.push(best.r);
+  return best.r;
+}
+
 function placeLabels(labels, width, height, fontSize) {
   const h = fontSize * 1.25, pad = fontSize * 0.25, taken = [], out = [];
   labels.sort((a, b) => a.box[1] - b.box[1] || a.box[0] - b.box[0]);
@@ -222,16 +237,7 @@ function placeLabels(labels, width, height, fontSize) {
     const w = L.text.length * fontSize * 0.62 + 2 * pad;
     const spots = [[x0, y0 - h - 1], [x0, y0 + 1], [x0, y1 + 1], [x0, y0 - 2 * h - 2], [x0, y0 - 3 * h - 3],
                    [x1 + 1, y0], [x0 - w - 1, y0], [x1 + 1, y0 + h + 1], [x0 - w - 1, y0 + h + 1], [x0, y1 + h + 2]];
-    let best = null;
-    for (const [sx, sy] of spots) {
-      const x = Math.max(0, Math.min(width - w, sx)), y = Math.max(0, Math.min(height - h, sy));
-      const r = [x, y, x + w, y + h];
-      const cost = taken.reduce((acc, o) => acc + overlapArea(r, o), 0);
-      if (best === null || cost < best.cost) best = { r, cost };
-      if (cost === 0) break;
-    }
-    taken.push(best.r);
-    const [lx, ly] = best.r;
+    const [lx, ly] = takeSpot(spots, w, h, [0, 0, width, height], taken);
     const g = svgEl("g", { class: "label", "data-gid": L.gid });
     g.append(svgEl("rect", { x: lx, y: ly, width: w, height: h, rx: pad }));
     const text = svgEl("text", { x: lx + pad, y: ly + h - pad * 1.3, "font-size": fontSize });
@@ -372,16 +378,9 @@ function drawFloor(sightings) {
   for (const L of labels) {  // step numbers beside their start points, inside the plot, not on each other
     const w = L.text.length * fontSize * 0.62;
     const [bx0, by0, bx1, by1] = L.box;
-    let best = null;
-    for (const [sx, sy] of [[bx1 + 1, by0 - h], [bx0 - w - 1, by0 - h], [bx1 + 1, by1], [bx0 - w - 1, by1], [bx1 + 1, by0 - 2 * h], [bx0 - w - 1, by1 + h]]) {
-      const x = Math.max(FLOOR.left - 8, Math.min(FLOOR.w - w - 2, sx)), y = Math.max(FLOOR.top - 4, Math.min(FLOOR.h - h - 1, sy));
-      const r = [x, y, x + w, y + h];
-      const cost = taken.reduce((a, o) => a + overlapArea(r, o), 0);
-      if (best === null || cost < best.cost) best = { r, cost };
-      if (cost === 0) break;
-    }
-    taken.push(best.r);
-    const label = svgEl("text", { class: "step", x: best.r[0], y: best.r[1] + h - 2 });
+    const spots = [[bx1 + 1, by0 - h], [bx0 - w - 1, by0 - h], [bx1 + 1, by1], [bx0 - w - 1, by1], [bx1 + 1, by0 - 2 * h], [bx0 - w - 1, by1 + h]];
+    const [lx, ly] = takeSpot(spots, w, h, [FLOOR.left - 8, FLOOR.top - 4, FLOOR.w - 2, FLOOR.h - 1], taken);
+    const label = svgEl("text", { class: "step", x: lx, y: ly + h - 2 });
     label.textContent = L.text;
     nodes.push(label);
   }
