@@ -2,6 +2,8 @@
 the wire format."""
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 from edge.identity import EngineSettings, FloorTrack, IdentityEngine, TrackletSummary
 from edge.site.gallery import Gallery, candidates_for, exact_neighbours
 from edge.site.node import _merge
-from edge.site.protocol import DimensionError, ProtocolError, WireTracklet, decode, decode_tracklets, encode_tracklets
+from edge.site.protocol import DimensionError, ProtocolError, WireTracklet, decode, decode_tracklets, encode, encode_tracklets
 from edge.site.store import SCHEMA, Store, TrackletRow
 from trainer.embeddings import Embeddings
 
@@ -193,7 +195,8 @@ def test_a_resync_after_a_long_outage_goes_in_chunks_the_hub_accepts():
         for lid in range(2 * RESYNC_CHUNK + 500):
             s = summary("cam1", lid, [1.0, 0.0, 0.0, 0.0], 0.0, 1.0)
             node.records[s.key] = s
-        node._resync()
+        with node._lock:  # as on a welcome
+            node._resync()
         chunks = list(node._outbox)
     finally:
         node.close()
@@ -248,3 +251,90 @@ def test_a_store_from_before_doors_gains_the_last_box_column(tmp_path):
     db.close()
     (ident,) = Store(tmp_path / "old.sqlite").identities()
     assert ident.global_id == 7 and ident.last_box is None
+
+
+class _GapLock:
+    """The node's lock; ``between`` runs once, right after the next release: the pipeline thread
+    taking the lock at its first chance."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.between = None
+
+    def __enter__(self):
+        self._lock.acquire()
+
+    def __exit__(self, *exc):
+        self._lock.release()
+        between, self.between = self.between, None
+        if between is not None:
+            between()
+
+
+def _driven_node():
+    """A node with its own engine for outages whose I/O thread is stopped: the test calls what that
+    thread calls (hub messages, the hub going away), in a fixed order."""
+    from edge.site.config import SiteConfig
+    from edge.site.node import SiteEngine
+
+    node = SiteEngine(SiteConfig(node="n1", hub="tcp://127.0.0.1:9"), ["cam1"], "m", 8,
+                      local=lambda: IdentityEngine(EngineSettings(threshold=0.5, scale=0.1)))
+    node.close()
+    node._lock = _GapLock()
+    assert node._handle(encode("welcome", {"hub_session": "h1", "ids": []}), False)
+    return node
+
+
+def _hub_says(node, welcomed: bool, ids=(), final=()) -> bool:
+    return node._handle(encode("ids", {"ids": [list(i) for i in ids], "final": [list(f) for f in final], "decisions": []}), welcomed)
+
+
+def test_the_hub_s_welcome_ids_are_never_overwritten_by_a_local_decision_in_between():
+    """The hub answers again while the pipeline thread updates: the welcome's ids, the end of the
+    outage and the resync happen under one lock, so an update right after sees the hub deciding
+    and the hub's site id stays (before: the update fell between them and put back its
+    provisional id, which nothing would send again)."""
+    node = _driven_node()
+    node.update([summary("cam1", 1, vec(1), 0.0, 1.0)], 1.0)
+    _hub_says(node, True, ids=[("cam1", 1, 7)])
+    node._hub_away(time.monotonic() - 10)
+    node.update([summary("cam1", 1, vec(1), 0.0, 2.0), summary("cam1", 2, vec(2), 1.0, 2.0)], 2.0)
+    provisional = node.global_id(("cam1", 2))
+    assert node.global_id(("cam1", 1)) == 7 and node.is_provisional(provisional)
+
+    node._lock.between = lambda: node.update([summary("cam1", 2, vec(2), 1.0, 3.0)], 3.0)
+    assert node._handle(encode("welcome", {"hub_session": "h1", "ids": [["cam1", 1, 7], ["cam1", 2, 8]]}), False)
+    assert node._lock.between is None  # the update ran
+    assert node.global_id(("cam1", 1)) == 7 and node.global_id(("cam1", 2)) == 8
+    assert node.report()["reconciled"] == {str(provisional): [8]} and node.report()["hub_outages"][0]["to"] is not None
+    resent = [(w.camera, w.local_id) for _, items, full in node._outbox if full for w in items]
+    assert sorted(resent) == [("cam1", 1), ("cam1", 2)]
+
+
+def test_ids_and_finals_from_a_stalled_hub_are_ignored_until_it_welcomes_the_node_again():
+    """The hub stalls past hub_timeout_s, the node decides alone, then the hub's late messages
+    arrive (a new id, a different final) before its welcome: they are ignored and counted, so the
+    node's own ids stand and every tracklet is final exactly once. After the welcome the hub's
+    answers map the provisional ids onto site ids without finalising anything a second time."""
+    node = _driven_node()
+    node.update([summary("cam1", 1, vec(1), 0.0, 1.0), summary("cam1", 2, vec(2), 0.0, 1.0)], 1.0)
+    _hub_says(node, True, ids=[("cam1", 1, 7), ("cam1", 2, 8)])
+    node._hub_away(time.monotonic() - 10)
+    node.update([summary("cam1", 1, vec(1), 0.0, 2.0, ended=True), summary("cam1", 2, vec(2), 0.0, 2.0),
+                 summary("cam1", 3, vec(3), 1.0, 2.0)], 2.0)
+    provisional = node.global_id(("cam1", 3))
+    assert node.is_provisional(provisional)
+
+    assert not _hub_says(node, False, ids=[("cam1", 3, 9)], final=[("cam1", 2, 5)])  # late: the stalled hub catching up
+    assert node.global_id(("cam1", 2)) == 8 and node.global_id(("cam1", 3)) == provisional
+    assert ("cam1", 2) not in dict(node.take_final()) and node.stats["late_ignored"] == 2
+    node.update([summary("cam1", 2, vec(2), 0.0, 3.0, ended=True), summary("cam1", 3, vec(3), 1.0, 3.0, ended=True)], 100.0)
+    finals = node.take_final()
+    assert sorted(finals) == [(("cam1", 1), 7), (("cam1", 2), 8), (("cam1", 3), provisional)]  # each once, decided here
+
+    assert node._handle(encode("welcome", {"hub_session": "h1", "ids": []}), False)
+    resent = sorted((w.camera, w.local_id) for _, items, full in node._outbox if full for w in items)
+    assert resent == [("cam1", 1), ("cam1", 2), ("cam1", 3)]  # all of them, for the hub's site ids
+    _hub_says(node, True, final=[("cam1", 1, 7), ("cam1", 2, 8), ("cam1", 3, 9)])
+    assert node.take_final() == []  # final here already: no second final
+    assert node.report()["reconciled"] == {str(provisional): [9]} and node.report()["unreconciled"] == 0

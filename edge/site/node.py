@@ -16,7 +16,9 @@ floor samples add up), so the state survives and only step granularity is lost. 
 answers again (or a restarted hub shows a new session), the node resends the latest state of
 every tracklet the hub has not finalised, those decided here included, and maps each provisional
 id onto the site id the hub gives (:meth:`SiteEngine.report`); the hub decides from then on.
-Outages (from, to, seconds) are in the report.
+Ids and finals from the hub that come while the node is not welcomed (a stalled hub catching up)
+are ignored, so a tracklet is never finalised by both sides. Outages (from, to, seconds) are in
+the report.
 """
 from __future__ import annotations
 
@@ -103,7 +105,7 @@ class SiteEngine:
         self.hub_session: Optional[str] = None
         self.connected = False
         self.stats = {"sent": 0, "coalesced": 0, "dropped": 0, "resyncs": 0, "hub_gaps": 0, "local_decisions": 0,
-                      "provisional_ids": 0, "unreconciled_dropped": 0}
+                      "provisional_ids": 0, "unreconciled_dropped": 0, "late_ignored": 0}
         self._bye = False
         self._local_factory = local
         self._local: Optional[IdentityEngine] = None  # deciding here while the hub is away
@@ -247,15 +249,15 @@ class SiteEngine:
             self._outbox.appendleft((now, keep, full))
 
     def _resync(self) -> None:
-        """The hub (re)welcomed us: it gets the latest full state of every unfinished tracklet."""
-        with self._lock:
-            self._outbox.clear()
-            items = [self._wire(s, full=True) for s in self.records.values()]
-            items += [self._wire(s, full=True, track=False) for s, _ in self._reconcile.values()]
-            for start in range(0, max(len(items), 1), RESYNC_CHUNK):  # one message stays within the protocol's array limit
-                self._outbox.append((self._now, items[start:start + RESYNC_CHUNK], True))
-            self._queued = len(items)
-            self.stats["resyncs"] += 1
+        """The hub (re)welcomed us: it gets the latest full state of every unfinished tracklet
+        (the caller holds the lock)."""
+        self._outbox.clear()
+        items = [self._wire(s, full=True) for s in self.records.values()]
+        items += [self._wire(s, full=True, track=False) for s, _ in self._reconcile.values()]
+        for start in range(0, max(len(items), 1), RESYNC_CHUNK):  # one message stays within the protocol's array limit
+            self._outbox.append((self._now, items[start:start + RESYNC_CHUNK], True))
+        self._queued = len(items)
+        self.stats["resyncs"] += 1
 
     # --- the hub away and back (I/O thread); deciding here meanwhile (pipeline thread, under the lock)
     def _hub_away(self, since: float) -> None:
@@ -271,17 +273,27 @@ class SiteEngine:
         log.warning("site: the hub %s %s (nothing for %.1f s): %s; up to %d summaries are kept for it", self.cfg.hub,
                     "stopped answering" if self.answered else "does not answer", time.monotonic() - since, meanwhile, self.cfg.buffer)
 
-    def _hub_back(self) -> None:
-        """Welcomed: the outage (if any) ends, the hub decides again."""
+    def _welcome(self, ids: list) -> None:
+        """Welcomed: the hub's ids for our tracklets, the outage (if any) ends, everything the hub
+        has not finalised is queued again. One critical section: were the lock released between
+        these steps while still away, :meth:`update` could decide locally in the gap and put
+        provisional ids over the hub's, with nothing to send them again."""
         with self._lock:
-            if self._away:
-                self._outages[-1][1] = time.time()
-                lasted = self._outages[-1][1] - self._outages[-1][0]
-                log.info("site: the hub %s answers again after %.1f s: resending %d tracklet(s) and %d decided here meanwhile, for "
-                         "its site ids", self.cfg.hub, lasted, len(self.records), len(self._reconcile))
-            self._away = False
-            self._local = None
-            self.connected = self.answered = True
+            for cam, lid, gid in ids:
+                self._set_id((cam, lid), gid)
+            self._hub_back()
+            self._resync()
+
+    def _hub_back(self) -> None:
+        """The outage (if any) ends, the hub decides again (the caller holds the lock)."""
+        if self._away:
+            self._outages[-1][1] = time.time()
+            lasted = self._outages[-1][1] - self._outages[-1][0]
+            log.info("site: the hub %s answers again after %.1f s: resending %d tracklet(s) and %d decided here meanwhile, for "
+                     "its site ids", self.cfg.hub, lasted, len(self.records), len(self._reconcile))
+        self._away = False
+        self._local = None
+        self.connected = self.answered = True
 
     def _decide_locally(self, summaries: list[TrackletSummary], now: float) -> None:
         if self._local is None:
@@ -473,21 +485,31 @@ class SiteEngine:
             if self.hub_session is not None and self.hub_session != h.get("hub_session"):
                 log.info("site: the hub restarted (session %s): resending our tracklets", h.get("hub_session"))
             self.hub_session = h.get("hub_session")
-            with self._lock:
-                for cam, lid, gid in h.get("ids", []):
-                    self._set_id((cam, lid), gid)
-            self._hub_back()
-            self._resync()
+            self._welcome(h.get("ids", []))
             log.info("site: welcomed by the hub %s (session %s)", self.cfg.hub, self.hub_session)
             return True
         if msg.kind == "heartbeat" and welcomed and h.get("hub_session") != self.hub_session:
             return False  # a restarted hub: hello again, then resync
         if msg.kind == "heartbeat" and not welcomed:
             return False
-        if msg.kind == "ids":
+        if msg.kind == "ids" and not welcomed:  # late, from a hub we gave up on (or before its welcome): see _late
+            self._late(h)
+        elif msg.kind == "ids":
             with self._lock:
                 self._apply(h)
         return welcomed
+
+    def _late(self, h: dict) -> None:
+        """The hub's ids and finals that come while the node is not welcomed (a stalled hub
+        catching up) are dropped and counted: the node decides alone until the welcome, so no
+        tracklet is finalised by both, and the welcome's resync sends every tracklet the node
+        holds again, those it finalised meanwhile included, for the hub's ids."""
+        dropped = len(h.get("ids", [])) + len(h.get("final", []))
+        with self._lock:
+            self.stats["late_ignored"] += dropped
+        if dropped:
+            log.info("site: ignored %d id(s) from the hub %s that came while it was away (it gets our state again when it answers)",
+                     dropped, self.cfg.hub)
 
     def _apply(self, h: dict) -> None:
         for cam, lid, gid in h.get("ids", []):
@@ -503,7 +525,8 @@ class SiteEngine:
             if kept is not None:  # decided here while the hub was away, its rows already written
                 self._note_site_id(kept[1], gid)
             self._set_id(key, gid)
-            self._final.append((key, gid))
+            if kept is None:  # a tracklet is final once: one decided here has had its final (the report maps its id)
+                self._final.append((key, gid))
             self.records.pop(key, None)
             self._sent.pop(key, None)
             self.identities[gid].members.discard(key)
