@@ -172,7 +172,7 @@ function renderCameras(list) {
     const prev = cam.preview_fps ? ` · preview ${cam.preview_fps.toFixed(1)} fps` : "";
     // a camera processed below its rate says so, and what the governor does about it (docs/edge.md)
     const every = cam.detect_every > 1 ? ` · detector every ${cam.detect_every} frames` : "";
-    const behind = cam.behind ? el("span", { class: "behind-badge", text: `behind: ${cam.behind.fps.toFixed(1)} of ${cam.behind.rate} fps${every}` })
+    const behind = cam.behind ? el("span", { class: "behind-badge", text: `behind: ${cam.behind.fps.toFixed(1)} of the ${cam.behind.rate.toFixed(1)} fps it delivers${every}` })
       : every ? el("span", { class: "muted", text: every.slice(3) }) : null;
     t.caption.replaceChildren(el("span", { text: cam.id }),
       down ? el("span", { class: "down-badge", text: `down since ${hms(cam.down_since)}` }) : el("span", { class: "muted", text: fps + prev }),
