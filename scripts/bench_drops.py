@@ -20,7 +20,6 @@ every K-th, boxes carried between: the governor). The tracker measures the rate 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -31,9 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_mtmc import ground_truth, score, seed_config  # noqa: E402
+from bench_mtmc import ground_truth, prepare, score, seed_config, write_results  # noqa: E402
 
-from edge.config import load_edge_config  # noqa: E402
 from edge.types import Frame  # noqa: E402
 
 
@@ -128,11 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench" / "drops"))
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the camera file")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    base = load_edge_config(args.config, args.overrides)
-    if args.frames:
-        base.run.max_frames = args.frames
+    out, base = prepare(args)
     rows = []
     for seed in args.seeds:
         for mode in args.modes:
@@ -141,12 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
                 rows.append(r)
                 print(f"seed {seed} {mode} {pattern}: kept {r['kept_share']:.0%}, IDF1 {r['IDF1']:.1f}, kept-frames IDF1 {r['IDF1_kept']:.1f}, "
                       f"{r['ids_pred']}/{r['ids_true']} ids, {r['sealed']} sealed ({r['seconds']} s)", flush=True)
-    table = markdown(rows)
-    print(table)
     result = {"config": args.config, "overrides": args.overrides, "seeds": args.seeds, "runs": rows}
-    (out / "bench.json").write_text(json.dumps(result, indent=1))
-    (out / "bench.md").write_text(table + "\n")
-    print(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
+    write_results(out, result, markdown(rows))
     return result
 
 

@@ -132,6 +132,24 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def prepare(args: argparse.Namespace) -> tuple[Path, EdgeConfig]:
+    """The output folder (made) and the camera file with its overrides and ``--frames`` applied."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = load_edge_config(args.config, args.overrides)
+    if args.frames:
+        base.run.max_frames = args.frames
+    return out, base
+
+
+def write_results(out: Path, result: dict, table: str) -> None:
+    """Print the table; write it and the JSON into ``out`` (every benchmark here does the same)."""
+    print(table)
+    (out / "bench.json").write_text(json.dumps(result, indent=1))
+    (out / "bench.md").write_text(table + "\n")
+    print(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "cams.demo_eval.yaml"))
@@ -141,11 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench" / "mtmc"))
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the camera file, e.g. matching.merge_margin=1")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    base = load_edge_config(args.config, args.overrides)
-    if args.frames:
-        base.run.max_frames = args.frames
+    out, base = prepare(args)
     rows = []
     for seed in args.seeds:
         for mode in args.modes:
@@ -153,12 +167,8 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append(row)
             print(f"seed {seed} {mode}: IDF1 {row['online']['IDF1']:.1f} ({row['online']['ids_pred']}/{row['online']['ids_true']} ids), "
                   f"offline {row['offline']['IDF1']:.1f}, true ids {row['true_ids']['IDF1']:.1f}, {row['fps_per_camera']} fps/camera", flush=True)
-    table = markdown(rows)
-    print(table)
     result = {"config": args.config, "overrides": args.overrides, "seeds": args.seeds, "runs": rows}
-    (out / "bench.json").write_text(json.dumps(result, indent=1))
-    (out / "bench.md").write_text(table + "\n")
-    print(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
+    write_results(out, result, markdown(rows))
     return result
 
 
