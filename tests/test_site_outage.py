@@ -1,7 +1,9 @@
 """A site whose hub is away, with real processes and sockets: an ``edge.run`` node with no hub
 (it warns, decides on its own, reports the outage and never leaves its global ids silently
 empty), a hub that starts late (the node's provisional ids are mapped onto site ids), and
-``configs/site.demo/run.sh`` when its hub fails (it stops at once, with the hub's error)."""
+``configs/site.demo/run.sh`` when its hub fails (it stops at once, with the hub's error). The demo
+runs here on free ports with its outputs under the test's tmp_path (``SITE_DEMO_PORTS``,
+``SITE_DEMO_OUT``): a test never touches the repository's ``runs/site_demo``."""
 from __future__ import annotations
 
 import json
@@ -21,7 +23,7 @@ from test_site import ENV, HubProcess, Subscriber, free_port, wait_for
 
 NODE1 = REPO / "configs" / "site.demo" / "node1.yaml"
 RUN_SH = REPO / "configs" / "site.demo" / "run.sh"
-DEMO_OUT = REPO / "runs" / "site_demo"
+DEMO_OUT = REPO / "runs" / "site_demo"  # the demo's default outputs: a user's, never the tests'
 PROVISIONAL = 10**9  # SiteConfig.local_id_base: provisional ids start at or above this
 
 
@@ -40,22 +42,26 @@ def node(tmp: Path, hub: str, *overrides: str) -> tuple[subprocess.Popen, Path, 
 
 
 def test_a_node_whose_hub_never_answers_warns_decides_itself_and_says_so(tmp_path):
-    """The issue's run: node1 for 70 frames, nobody at the hub's address, the demo's 60 s flush
-    timeout. It warns within a few seconds naming the endpoint, writes every global row with its
-    own provisional ids, does not sit out the flush timeout, and the report lists the outage."""
+    """The issue's run: node1 for 70 frames, nobody at the hub's address. It warns a few seconds
+    after it starts (hub_timeout_s 5) naming the endpoint, writes every global row with its own
+    provisional ids, does not sit out the flush timeout (300 s here, so a slow machine cannot pass
+    for a wait), and the report lists the outage."""
     hub = f"tcp://127.0.0.1:{free_port()}"
     started = time.monotonic()
-    proc, log, report_path = node(tmp_path, hub, "run.max_frames=70", "site.flush_timeout_s=60")
-    proc.wait(timeout=120)
+    proc, log, report_path = node(tmp_path, hub, "run.max_frames=70", "site.flush_timeout_s=300")
+    proc.wait(timeout=280)
     wall = time.monotonic() - started
     text = log.read_text()
     assert proc.returncode == 0, text[-3000:]
-    assert wall < 60, f"{wall:.0f} s: the node sat out the 60 s flush timeout for a hub known to be away"
-    warning = re.search(rf"(\d\d):(\d\d):(\d\d) WARNING .*site: the hub {re.escape(hub)} does not answer", text)
-    built = re.search(r"(\d\d):(\d\d):(\d\d) INFO edge.pipeline: matching:", text)
+    assert wall < 150, f"{wall:.0f} s: the node sat out the 300 s flush timeout for a hub known to be away"
+    warning = re.search(rf"(\d\d):(\d\d):(\d\d) WARNING .*site: the hub {re.escape(hub)} does not answer \(nothing for ([\d.]+) s\)", text)
+    built = re.search(r"(\d\d):(\d\d):(\d\d) INFO edge.pipeline: matching:", text)  # just before the site link starts
     assert warning and built, text[-3000:]
     seconds = lambda m: int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3])  # noqa: E731
-    assert seconds(warning) - seconds(built) <= 5 + 3  # hub_timeout_s 5, to the second
+    # hub_timeout_s 5: not before it, and soon after on a loaded machine too (its I/O thread shares the CPU with model loading)
+    assert 5.0 <= float(warning[4]) <= 5 + 10, warning[0]
+    assert seconds(warning) - seconds(built) <= 5 + 10, (warning[0], built[0])
+    assert text.index(warning[0]) < text.index("INFO edge.run: done:")  # during the run, not after it
     local, global_ = mot_ids(tmp_path / "mot" / "cam1.txt"), mot_ids(tmp_path / "mot" / "cam1.global.txt")
     assert len(local) > 20 and len(global_) == len(local)  # every row has its global id
     assert min(global_) >= PROVISIONAL
@@ -111,45 +117,60 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _run_sh(frames: int) -> subprocess.Popen:
-    return subprocess.Popen(["bash", str(RUN_SH), str(frames)], cwd=REPO, env={**ENV, "PYTHON": sys.executable},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _demo_out_state() -> dict[str, int]:
+    """What the repository's runs/site_demo holds (a user's demo): names and modification times."""
+    return {str(p.relative_to(DEMO_OUT)): p.stat().st_mtime_ns for p in DEMO_OUT.rglob("*")} if DEMO_OUT.exists() else {}
 
 
-def test_run_sh_stops_at_once_with_the_hub_s_error_when_the_hub_cannot_start():
+def _run_sh(frames: int, out: Path, hub_port: int | None = None) -> subprocess.Popen:
+    """run.sh writing under ``out``, on free ports (the hub's ``hub_port`` if given)."""
+    ports = [hub_port or free_port(), free_port(), free_port(), free_port()]
+    env = {**ENV, "PYTHON": sys.executable, "SITE_DEMO_OUT": str(out), "SITE_DEMO_PORTS": " ".join(map(str, ports))}
+    return subprocess.Popen(["bash", str(RUN_SH), str(frames)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_run_sh_stops_at_once_with_the_hub_s_error_when_the_hub_cannot_start(tmp_path):
     """The demo hub's port is taken: run.sh ends within seconds, non-zero, the hub's error on
-    stderr, no node left and no ``kill: No such process``."""
+    stderr, no node left and no ``kill: No such process``; everything it wrote is under
+    SITE_DEMO_OUT, the repository's runs/site_demo untouched."""
+    before = _demo_out_state()
+    out_dir = tmp_path / "demo"
     taken = socket.socket()
     try:
-        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past an earlier demo's connections in TIME_WAIT
-        taken.bind(("127.0.0.1", 5600))  # the demo hub's port (configs/site.demo/hub.yaml)
+        taken.bind(("127.0.0.1", 0))
         taken.listen()
+        port = taken.getsockname()[1]
         started = time.monotonic()
-        run = _run_sh(20)
+        run = _run_sh(20, out_dir, hub_port=port)
         out, err = run.communicate(timeout=120)
     finally:
         taken.close()
-    try:
-        assert run.returncode == 1, out + err
-        assert time.monotonic() - started < 30
-        assert "site demo: the hub exited (status 2)" in err
-        assert "cannot bind the hub to tcp://127.0.0.1:5600" in err
-        assert "No such process" not in err + out and "Terminated" not in err
-        assert not (DEMO_OUT / "node1.log").exists()  # the nodes never started
-    finally:
-        import shutil
+    assert run.returncode == 1, out + err
+    assert time.monotonic() - started < 60
+    assert f"site demo: the hub exited (status 2); the end of {out_dir}/hub.log:" in err
+    assert f"cannot bind the hub to tcp://127.0.0.1:{port}" in err
+    assert "No such process" not in err + out and "Terminated" not in err
+    assert (out_dir / "hub.log").exists() and not (out_dir / "node1.log").exists()  # the nodes never started
+    assert _demo_out_state() == before
 
-        shutil.rmtree(DEMO_OUT, ignore_errors=True)
+
+def test_run_sh_refuses_ports_that_are_not_four_numbers(tmp_path):
+    run = subprocess.run(["bash", str(RUN_SH), "5"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         env={**ENV, "PYTHON": sys.executable, "SITE_DEMO_OUT": str(tmp_path / "demo"), "SITE_DEMO_PORTS": "5600 5610"})
+    assert run.returncode == 2 and run.stderr.strip() == ("site demo: SITE_DEMO_PORTS must be four port numbers (hub, hub events, "
+                                                          "node1 events, node2 events), not '5600 5610'"), run.stderr
 
 
 @pytest.mark.slow
-def test_run_sh_stops_at_once_when_the_hub_dies_under_it():
+def test_run_sh_stops_at_once_when_the_hub_dies_under_it(tmp_path):
     """Both nodes connected and working, then the hub is killed: run.sh stops the nodes, says so
     with the end of hub.log on stderr and exits 1, without waiting for the nodes' frames."""
-    run = _run_sh(400)
+    before = _demo_out_state()
+    out_dir = tmp_path / "demo"
+    run = _run_sh(400, out_dir)
     try:
-        wait_for(lambda: (DEMO_OUT / "hub.log").exists() and all(f"node {n}: session" in (DEMO_OUT / "hub.log").read_text()
-                                                                   for n in ("node1", "node2")) or run.poll() is not None, 120, "both nodes")
+        wait_for(lambda: (out_dir / "hub.log").exists() and all(f"node {n}: session" in (out_dir / "hub.log").read_text()
+                                                                  for n in ("node1", "node2")) or run.poll() is not None, 180, "both nodes")
         assert run.poll() is None, run.communicate()
         kids = _children(run.pid)
         hub = next(p for p in kids if "edge.hub" in _cmdline(p))
@@ -161,18 +182,16 @@ def test_run_sh_stops_at_once_when_the_hub_dies_under_it():
         out, err = run.communicate(timeout=60)
         took = time.monotonic() - killed
         assert run.returncode == 1, out + err
-        assert took < 15, took
-        assert "site demo: the hub exited (status 137); the end of runs/site_demo/hub.log:" in err
+        assert took < 20, took  # the script polls every 0.2 s and gives the nodes 10 s after SIGTERM; 400 frames take far longer
+        assert f"site demo: the hub exited (status 137); the end of {out_dir}/hub.log:" in err
         assert "node node2: session" in err  # the log's end is shown
         assert "No such process" not in err + out and "Terminated" not in err and "Killed" not in err
         assert not any(Path(f"/proc/{p}").exists() and _cmdline(p) for p in nodes)  # the nodes were ended
+        assert (out_dir / "mot").is_dir() and _demo_out_state() == before  # the nodes wrote under SITE_DEMO_OUT
     finally:
         if run.poll() is None:
             run.kill()
             run.communicate()
-        import shutil
-
-        shutil.rmtree(DEMO_OUT, ignore_errors=True)
 
 
 def test_run_sh_passes_shellcheck():

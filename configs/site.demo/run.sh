@@ -7,12 +7,32 @@
 # trackeval from the [train] extra; with the [site] install alone it is skipped with a note.
 # If the hub or a node fails, the demo stops at once: the end of its log on stderr, the other
 # processes ended, exit status 1.
-# Outputs: runs/site_demo/{mot,hub.log,node1.log,node2.log,hub.json,scores.json,single/}
+# Outputs: runs/site_demo/{mot,hub.log,node1.log,node2.log,hub.json,hub.sqlite,scores.json,single/}, or the
+# folder SITE_DEMO_OUT names (relative to the current directory); the script replaces only these.
+# SITE_DEMO_PORTS="HUB HUB_EVENTS NODE1_EVENTS NODE2_EVENTS" moves the demo off its ports (5600 5610 5621 5622,
+# the yaml files'), e.g. to run it beside another.
 set -euo pipefail
+out=${SITE_DEMO_OUT:-}
+if [ -n "$out" ] && [ "${out#/}" = "$out" ]; then out=$PWD/$out; fi
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python}
-out=runs/site_demo
-rm -rf "$out" && mkdir -p "$out"
+out=${out:-runs/site_demo}
+hub_args=() node1_args=() node2_args=()
+if [ -n "${SITE_DEMO_PORTS:-}" ]; then
+  read -r hub_port hub_events node1_events node2_events extra <<<"$SITE_DEMO_PORTS" || true
+  for port in "${hub_port:-}" "${hub_events:-}" "${node1_events:-}" "${node2_events:-}"; do
+    if ! [[ "$port" =~ ^[0-9]+$ ]] || [ -n "${extra:-}" ]; then
+      echo "site demo: SITE_DEMO_PORTS must be four port numbers (hub, hub events, node1 events, node2 events), not '$SITE_DEMO_PORTS'" >&2
+      exit 2
+    fi
+  done
+  hub_args=("bind=tcp://127.0.0.1:$hub_port" "publisher.endpoint=tcp://127.0.0.1:$hub_events")
+  node1_args=("site.hub=tcp://127.0.0.1:$hub_port" "publisher.endpoint=tcp://127.0.0.1:$node1_events")
+  node2_args=("site.hub=tcp://127.0.0.1:$hub_port" "publisher.endpoint=tcp://127.0.0.1:$node2_events")
+fi
+mkdir -p "$out"
+rm -rf "${out:?}"/{mot,gt,single,hub.log,node1.log,node2.log,single.log,hub.json,scores.json,hub.sqlite,hub.sqlite-wal,hub.sqlite-shm}
+store=$(cd "$out" && pwd)/hub.sqlite  # the hub resolves a relative store against its yaml's folder
 limit=()
 if [ -n "${1:-}" ]; then limit=("run.max_frames=$1"); fi
 running=()  # pids of the demo's processes still running
@@ -57,13 +77,13 @@ check_hub() {  # the hub must still run while the nodes do
   fi
 }
 
-$PY -m edge.hub --config configs/site.demo/hub.yaml --report "$out/hub.json" >"$out/hub.log" 2>&1 &
+$PY -m edge.hub --config configs/site.demo/hub.yaml --report "$out/hub.json" store="$store" "${hub_args[@]}" >"$out/hub.log" 2>&1 &
 hub=$!
 running+=("$hub")
 { until grep -q "hub: session" "$out/hub.log"; do check_hub; sleep 0.2; done; } 2>/dev/null  # the nodes start once the hub listens
-$PY -m edge.run --cameras configs/site.demo/node1.yaml "${limit[@]}" >"$out/node1.log" 2>&1 &
+$PY -m edge.run --cameras configs/site.demo/node1.yaml "${limit[@]}" outputs.mot_dir="$out/mot" "${node1_args[@]}" >"$out/node1.log" 2>&1 &
 nodes=("$!")
-$PY -m edge.run --cameras configs/site.demo/node2.yaml "${limit[@]}" >"$out/node2.log" 2>&1 &
+$PY -m edge.run --cameras configs/site.demo/node2.yaml "${limit[@]}" outputs.mot_dir="$out/mot" "${node2_args[@]}" >"$out/node2.log" 2>&1 &
 nodes+=("$!")
 running+=("${nodes[@]}")
 left=2
