@@ -202,20 +202,21 @@ def test_run_sh_passes_shellcheck():
 def test_tracklets_keep_their_site_ids_through_an_outage_and_new_people_get_provisional_ones(tmp_path):
     """The hub dies after telling a node its two people's site ids; the node (its own engine,
     as edge.run) keeps those ids for them and gives a person first seen during the outage a
-    provisional id, at the end, without waiting out its flush timeout."""
+    provisional id, at the end, without waiting out its flush timeout (300 s: far from any slow
+    machine's time)."""
     from test_site import fake_node, finish, read
 
     hub = HubProcess(tmp_path).start()
-    a, out = fake_node(tmp_path, hub.endpoint, "a", "cam1", [0, 1], "--steps", "50", "--late", "2", "--local", "--flush-timeout", "60")
+    a, out = fake_node(tmp_path, hub.endpoint, "a", "cam1", [0, 1], "--steps", "50", "--late", "2", "--local", "--flush-timeout", "300")
     try:
         before = wait_for(lambda: len(read(out).get("ids", {})) == 2 and read(out)["ids"], 30, "site ids")
         hub.stop(signal.SIGKILL)
         started = time.monotonic()
-        text = finish(a, timeout=60)
+        text = finish(a, timeout=200)
     finally:
         a.kill()
     data = read(out)
-    assert time.monotonic() - started < 30, text
+    assert time.monotonic() - started < 120, text
     assert f"site: the hub {hub.endpoint} stopped answering" in text
     assert data["final"]["cam1/1"] == before["cam1/1"] and data["final"]["cam1/2"] == before["cam1/2"]
     report = data["report"]
