@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m edge.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cameras", required=True, help="camera file (see configs/cams.demo.yaml)")
     parser.add_argument("--report", default=None, help="write the final stats as JSON here")
+    parser.add_argument("--capacity", nargs="?", type=float, const=15.0, default=None, metavar="SECONDS",
+                        help="measure how many frames per second this box can take on these cameras (SECONDS per setting, "
+                             "default 15), print it and exit (edge/capacity.py)")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. run.max_frames=100")
     args = parser.parse_args(argv)
     setup_console_logging()
@@ -75,7 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
         report = _load_and_run(args, stop)
     except Interrupted as exc:
         fail(str(exc), code=1)
-    log.info("done: %s", json.dumps({k: report[k] for k in ("cameras", "elapsed_s", "gallery") if k in report}))
+    if "capacity" not in report:
+        log.info("done: %s", json.dumps({k: report[k] for k in ("cameras", "elapsed_s", "gallery") if k in report}))
     delivered = any(report.get("processed", {}).values())
     if report.get("errors") and delivered:  # else the error line below says it
         log.error("camera errors: %s", report["errors"])
@@ -105,12 +109,24 @@ def _load_and_run(args: argparse.Namespace, stop: SignalStop) -> dict:
     from .pipeline import run_pipeline
 
     try:
+        if args.capacity:
+            return _capacity(cfg, args.capacity, budget)
         return run_pipeline(cfg, stop.event, on_loaded=stop.loaded)
     except Exception as exc:  # noqa: BLE001 - one line for the operator, the trace in debug
         log.debug("pipeline failed", exc_info=True)
         operator_error = isinstance(exc, (OSError, RuntimeError, ValueError))  # a model file, a port, a value: the message says it
         fail(str(exc) if operator_error else f"{type(exc).__name__}: {exc}")
         raise  # not reached: fail exits
+
+
+def _capacity(cfg: EdgeConfig, seconds: float, budget) -> dict:
+    """``--capacity``: the table and verdict on stdout; the report holds them as JSON."""
+    from .capacity import capacity_report, measure_capacity
+
+    rows = measure_capacity(cfg, seconds)
+    text, data = capacity_report(cfg, rows, budget)
+    print(text, flush=True)
+    return {"capacity": data, "processed": {"all cameras": sum(r.frames for r in rows)}}
 
 
 def no_frames_line(report: dict) -> str:
