@@ -122,13 +122,19 @@ class LiveControl:
     warns when a camera falls below its rate) and the time spent processing is summed; once per
     ``governor.adapt_every_s`` the governor moves k from the shares and how busy the loop was.
     ``delivered`` gives each camera's count of frames delivered so far (its capture's reads), so
-    shares are against what a camera sends, not what it announces."""
+    shares are against what a camera sends, not what it announces.
+
+    How busy the box is: the larger of the loop's share of time processing and the process's CPU
+    use (every thread: capture and decoding too) over the ``cpus`` it may use. Under a quota the
+    loop alone looks idle while decoding threads exhaust the quota; lowering k then would only
+    move the throttling (measured: k oscillating between 1 and 4 under a 0.6-CPU quota)."""
 
     def __init__(self, governor: Governor, watch: "RateWatch", delivered: Optional[Callable[[], dict[str, int]]] = None,
-                 clock: Callable[[], float] = time.monotonic):
-        self.governor, self.watch, self.clock = governor, watch, clock
-        self.delivered = delivered
-        self._busy, self._since = 0.0, clock()
+                 cpus: Optional[float] = None, clock: Callable[[], float] = time.monotonic,
+                 cpu_clock: Callable[[], float] = time.process_time):
+        self.governor, self.watch, self.clock, self.cpu_clock = governor, watch, clock, cpu_clock
+        self.delivered, self.cpus = delivered, cpus
+        self._busy, self._since, self._cpu_since = 0.0, clock(), cpu_clock()
         governor.adapting = True  # from now on a camera's k may rise: keep what carrying boxes needs
 
     def step(self, cameras: list[str], busy_s: float) -> None:
@@ -146,9 +152,12 @@ class LiveControl:
             self.watch.delivered(cam, total, now)
         self.watch.check(now)
         if now - self._since >= self.governor.adapt_every_s:
+            cpu = self.cpu_clock()
             busy = self._busy / (now - self._since)
+            if self.cpus:
+                busy = max(busy, (cpu - self._cpu_since) / (now - self._since) / self.cpus)
             self.governor.adapt(self.watch.shares(now), busy, now)
-            self._busy, self._since = 0.0, now
+            self._busy, self._since, self._cpu_since = 0.0, now, cpu
 
     def report(self) -> dict:
         return {"detect_every": self.governor.report(), "below_rate": self.watch.report(),

@@ -20,6 +20,7 @@ from trainer.embeddings import Embeddings
 from .coasting import FlowCarrier, to_gray
 from .config import EdgeConfig
 from .detector import PersonDetector
+from .cpu_budget import read_cpu_budget
 from .floor_map import FloorMap
 from .governor import Governor, LiveControl
 from .identity import Decision, IdentityEngine, homography_from
@@ -386,7 +387,8 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
     counts = {c.cam.id: 0 for c in captures}
     report: dict = {}
     lockstep = all(not c.cam.realtime and not c.reader.live for c in captures)
-    live = None if lockstep else LiveControl(pipeline.governor, RateWatch(rates), lambda: {c.cam.id: c.read_count for c in captures})  # lockstep is never behind
+    live = None if lockstep else LiveControl(pipeline.governor, RateWatch(rates), lambda: {c.cam.id: c.read_count for c in captures},
+                                             read_cpu_budget().cpus)  # lockstep is never behind
     try:
         while not stop.is_set():
             if cfg.run.duration_s and time.monotonic() - started >= cfg.run.duration_s:

@@ -112,3 +112,26 @@ def test_a_lockstep_run_detecting_every_third_frame_still_tracks_every_frame(tmp
     carried_frames = {f for f in rows[3] if (f - 1) % 3}
     assert len(carried_frames) >= 35  # people are in view from frame 30: rows on the frames the detector never saw
     assert len(rows[3]) >= 0.85 * len(rows[1])  # nearly every box of the every-frame run
+
+
+def test_under_a_quota_the_process_cpu_not_the_idle_looking_loop_says_how_busy_the_box_is():
+    """The loop is busy 30 % of the time, but decoding threads use 0.55 of a 0.6-CPU quota: k stays."""
+    now, cpu = [0.0], [0.0]
+    g = Governor(["a"], detect_every="auto", adapt_every_s=2.0, clock=lambda: now[0])
+    g.every["a"] = 3
+    for _ in range(50):
+        g.observe(frames=3, detected=1, step_s=0.09, detect_s=0.06)
+    live = LiveControl(g, RateWatch({"a": 10.0}, window_s=5.0, clock=lambda: now[0]), cpus=0.6,
+                       clock=lambda: now[0], cpu_clock=lambda: cpu[0])
+    while now[0] < 12.0:  # every delivered frame processed: the camera keeps its rate
+        live.step(["a"], busy_s=0.03)
+        now[0] += 0.1
+        cpu[0] += 0.055
+    assert g.every["a"] == 3 and g.changes == []
+    free = LiveControl(g, RateWatch({"a": 10.0}, window_s=5.0, clock=lambda: now[0]), cpus=2.0,
+                       clock=lambda: now[0], cpu_clock=lambda: cpu[0])
+    while now[0] < 24.0:  # the same use on 2 CPUs: 28 % busy, room to detect more often
+        free.step(["a"], busy_s=0.03)
+        now[0] += 0.1
+        cpu[0] += 0.055
+    assert g.every["a"] < 3
