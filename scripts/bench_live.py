@@ -171,8 +171,9 @@ def summary(rows: list[dict]) -> dict[str, dict]:
     return out
 
 
-def plot(rows: list[dict], path: Path) -> Optional[Path]:
-    """IDF1 against the CPU quota (mean ± std over seeds); other settings as labelled points."""
+def plot(rows: list[dict], path: Path, curves: Optional[dict[str, list[dict]]] = None) -> Optional[Path]:
+    """IDF1 against the CPU quota (mean ± std over seeds), one curve per run in ``curves``
+    (label -> rows; default: these rows); other settings as dashed lines."""
     try:
         import matplotlib
 
@@ -180,16 +181,19 @@ def plot(rows: list[dict], path: Path) -> Optional[Path]:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    m = summary(rows)
-    quotas = sorted((float(s.split(":")[1]), v) for s, v in m.items() if s.startswith("quota:"))
     fig, ax = plt.subplots(figsize=(6, 4))
-    if quotas:
-        ax.errorbar([q for q, _ in quotas], [v["IDF1"] for _, v in quotas], yerr=[v["IDF1_std"] for _, v in quotas],
-                    marker="o", capsize=3, label="CPU quota")
-    for setting, v in m.items():
-        if not setting.startswith("quota:"):
-            ax.axhline(v["IDF1"], linestyle="--", linewidth=1, color="grey")
-            ax.annotate(setting, (ax.get_xlim()[0] if quotas else 0, v["IDF1"]), fontsize=8, va="bottom")
+    for label, run_rows in (curves or {"CPU quota": rows}).items():
+        m = summary(run_rows)
+        quotas = sorted((float(s.split(":")[1]), v) for s, v in m.items() if s.startswith("quota:"))
+        if quotas:
+            ax.errorbar([q for q, _ in quotas], [v["IDF1"] for _, v in quotas], yerr=[v["IDF1_std"] for _, v in quotas],
+                        marker="o", capsize=3, label=label)
+        for setting, v in m.items():
+            if not setting.startswith("quota:"):
+                ax.axhline(v["IDF1"], linestyle="--", linewidth=1, color="grey")
+                ax.annotate(f"{setting}, {label}", (0.21, v["IDF1"]), fontsize=8, va="bottom")
+    ax.set_xlim(0.2, 1.05)
+    ax.legend(loc="lower right", fontsize=8)
     ax.set_xlabel("CPUs the run may use (cgroup quota)")
     ax.set_ylabel("cross-camera IDF1")
     ax.set_ylim(0, 100)
@@ -213,9 +217,18 @@ def main(argv: list[str] | None = None) -> dict:
                              "far more than decoding a camera's stream); video: the cameras pre-rendered to mp4 and decoded, "
                              "as a box decodes its cameras' streams")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench" / "live"))
+    parser.add_argument("--compare", nargs="*", default=[], metavar="LABEL=BENCH_JSON",
+                        help="draw these earlier runs' curves beside this one (e.g. before=runs/old/bench.json)")
+    parser.add_argument("--replot", action="store_true", help="do not run: redraw curve.png from --out's bench.json")
+    parser.add_argument("--label", default="this run", help="this run's curve in the plot (e.g. its commit)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    curves = {label: json.loads(Path(path).read_text())["runs"] for label, path in (item.split("=", 1) for item in args.compare)}
+    if args.replot:
+        rows = json.loads((out / "bench.json").read_text())["runs"]
+        print(f"wrote {plot(rows, out / 'curve.png', {args.label: rows, **curves} if curves else None)}")
+        return {"runs": rows}
     rows = []
     for seed in args.seeds:
         for setting in args.settings:
@@ -230,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
               "summary": summary(rows)}
     (out / "bench.json").write_text(json.dumps(result, indent=1))
     (out / "bench.md").write_text(table + "\n")
-    curve = plot(rows, out / "curve.png")
+    curve = plot(rows, out / "curve.png", {args.label: rows, **curves} if curves else None)
     print(f"wrote {out / 'bench.json'}, {out / 'bench.md'}" + (f" and {curve}" if curve else ""))
     return result
 
