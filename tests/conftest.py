@@ -14,6 +14,19 @@ REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"
 
 
+DEMO_MODELS = REPO / "edge" / "demo_models"
+
+
+def demo_camera_file(folder: Path, camera: str, detector: str = "", rest: str = "") -> Path:
+    """A camera file of one camera (a YAML flow mapping) with the committed demo detector and
+    ReID model; ``detector`` adds keys to the detector section, ``rest`` more sections."""
+    path = folder / "cams.yaml"
+    path.write_text(f"cameras: [{camera}]\n"
+                    f"detector: {{weights: {DEMO_MODELS / 'detector.pt'}, imgsz: 320{', ' + detector if detector else ''}}}\n"
+                    f"reid: {{model: {DEMO_MODELS / 'reid.onnx'}}}\n{rest}")
+    return path
+
+
 def dev_tool(name: str) -> str:
     """Path of a command-line tool that the ``[dev]`` extra installs; the test fails without it.
 

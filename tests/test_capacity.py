@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, demo_camera_file
 from edge.capacity import CapacityRow, verdict
 
 CAMS = {"cam1": 10.0, "cam2": 10.0, "cam3": 10.0}
@@ -34,11 +34,7 @@ def test_the_verdict_says_what_fits_and_what_the_governor_buys():
 
 @pytest.mark.slow
 def test_edge_run_capacity_measures_the_camera_file_and_prints_the_table(tmp_path):
-    demo = REPO / "edge" / "demo_models"
-    (tmp_path / "cams.yaml").write_text(
-        f"cameras: [{{id: c1, source: 'synthetic://demo?camera=cam1', fps: 10}}]\n"
-        f"detector: {{weights: {demo / 'detector.pt'}, imgsz: 320}}\nreid: {{model: {demo / 'reid.onnx'}}}\n"
-        f"outputs: {{mot_dir: {tmp_path / 'mot'}}}\n")
+    demo_camera_file(tmp_path, "{id: c1, source: 'synthetic://demo?camera=cam1', fps: 10}", rest=f"outputs: {{mot_dir: {tmp_path / 'mot'}}}\n")
     out = subprocess.run([sys.executable, "-m", "edge.run", "--cameras", str(tmp_path / "cams.yaml"), "--capacity", "2",
                           "--report", str(tmp_path / "report.json")], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

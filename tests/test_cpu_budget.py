@@ -144,11 +144,10 @@ def test_the_reid_session_is_sized_to_the_quota_and_does_not_spin(monkeypatch):
 @pytest.mark.skipif(not (_v1_cpu_dir() / "cpu.cfs_quota_us").exists() or not os.access(_v1_cpu_dir(), os.W_OK),
                     reason="needs a writable cgroup v1 cpu hierarchy (root on these machines)")
 def test_edge_run_in_a_container_sized_quota_says_so_and_sizes_its_pools(tmp_path):
-    demo = REPO / "edge" / "demo_models"
-    (tmp_path / "cams.yaml").write_text(
-        f"cameras: [{{id: c1, source: 'synthetic://tiny?camera=cam1', realtime: false}}]\n"
-        f"detector: {{weights: {demo / 'detector.pt'}, imgsz: 320}}\nreid: {{model: {demo / 'reid.onnx'}}}\n"
-        f"publisher: {{enabled: false}}\noutputs: {{mot_dir: null}}\nrun: {{max_frames: 3}}\n")
+    from conftest import demo_camera_file
+
+    demo_camera_file(tmp_path, "{id: c1, source: 'synthetic://tiny?camera=cam1', realtime: false}",
+                     rest="publisher: {enabled: false}\noutputs: {mot_dir: null}\nrun: {max_frames: 3}\n")
     group = _v1_cpu_dir() / f"clipreid-test-{uuid.uuid4().hex[:8]}"
     try:
         group.mkdir()

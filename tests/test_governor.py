@@ -87,16 +87,12 @@ def test_flow_scales_a_growing_box_and_gives_up_on_a_vanished_one():
 @pytest.mark.slow
 def test_a_lockstep_run_detecting_every_third_frame_still_tracks_every_frame(tmp_path):
     """The detector sees a third of the frames; the tracks and the MOT rows cover all of them."""
-    from conftest import REPO
+    from conftest import demo_camera_file
     from edge.config import load_edge_config
     from edge.pipeline import EdgePipeline, run_pipeline
 
-    demo = REPO / "edge" / "demo_models"
-    text = (f"cameras: [{{id: cam1, source: 'synthetic://demo?camera=cam1&seed=5', realtime: false}}]\n"
-            f"detector: {{weights: {demo / 'detector.pt'}, imgsz: 320, conf: 0.4}}\n"
-            f"reid: {{model: {demo / 'reid.onnx'}}}\n"
-            f"publisher: {{enabled: false}}\noutputs: {{mot_dir: {tmp_path / 'mot'}}}\nrun: {{max_frames: 90}}\n")
-    (tmp_path / "cams.yaml").write_text(text)
+    demo_camera_file(tmp_path, "{id: cam1, source: 'synthetic://demo?camera=cam1&seed=5', realtime: false}", "conf: 0.4",
+                     f"publisher: {{enabled: false}}\noutputs: {{mot_dir: {tmp_path / 'mot'}}}\nrun: {{max_frames: 90}}\n")
     rows = {}
     for every in (1, 3):
         cfg = load_edge_config(tmp_path / "cams.yaml", [f"governor.detect_every={every}", f"outputs.mot_dir={tmp_path / f'mot{every}'}"])
