@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -49,6 +50,28 @@ def load_error(weights: str, exc: BaseException) -> DetectorError:
     return DetectorError(f"detector {weights}: Ultralytics cannot load or run it ({type(exc).__name__}{': ' + reason if reason else ''})")
 
 
+LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a"  # torch.save before 1.6: a pickle opening with its magic number
+
+
+def checkpoint_problem(weights: str) -> str | None:
+    """Why a ``.pt`` file cannot be a PyTorch checkpoint, or None.
+
+    A checkpoint is a zip archive (``torch.save`` since 1.6) or, older, a pickle that opens with
+    torch's magic number. Anything else is refused here, before ``torch.load`` unpickles bytes
+    that may ask for gigabytes (a MemoryError) or execute opcodes in whatever order they come."""
+    path = Path(weights)
+    if path.suffix.lower() != ".pt" or not path.is_file():
+        return None
+    if zipfile.is_zipfile(path):
+        return None
+    with path.open("rb") as f:
+        head = f.read(len(LEGACY_TORCH_MAGIC))
+    if head == LEGACY_TORCH_MAGIC:
+        return None
+    what = "empty" if not head else "neither the zip archive torch.save writes nor its older pickle"
+    return f"detector.weights: {weights} is not a loadable checkpoint — {what}"
+
+
 class PersonDetector:
     """Wraps ``ultralytics.YOLO`` for any format it loads (.pt, .onnx, .engine, OpenVINO folder).
 
@@ -63,6 +86,9 @@ class PersonDetector:
             require(f"the {fmt} detector {weights}", DETECTOR_FORMATS[fmt])
         if fmt == "openvino" and Path(weights).is_dir() and not any(Path(weights).glob("*.xml")):
             raise DetectorError(f"detector.weights: {weights}: no OpenVINO model (*.xml) in this folder")
+        problem = checkpoint_problem(weights)
+        if problem:
+            raise DetectorError(problem)
         from ultralytics import YOLO
 
         self.kwargs = dict(imgsz=imgsz, conf=conf, iou=iou, device=device, classes=list(classes), verbose=False)
@@ -72,7 +98,7 @@ class PersonDetector:
         try:
             self.model = YOLO(weights, task="detect")
             self.model.predict(np.zeros((imgsz, imgsz, 3), np.uint8), **self.kwargs)  # formats other than .pt load here
-        except Exception as exc:  # noqa: BLE001 - Ultralytics raises TypeError, StopIteration, ... for a bad file
+        except (Exception, MemoryError) as exc:  # noqa: BLE001 - TypeError, StopIteration, MemoryError, ... for a bad file
             log.debug("detector %s failed to load", weights, exc_info=True)
             raise load_error(weights, exc) from exc
 

@@ -5,6 +5,7 @@ for, and the hub's ``stats`` events read as the hub's stats."""
 from __future__ import annotations
 
 import os
+import random
 import re
 import select
 import signal
@@ -40,7 +41,7 @@ def test_a_corrupt_detector_file_is_one_line(tmp_path, suffix, what):
     """Ultralytics raises a TypeError with a second line recommending its own CLI (an .onnx only
     at the first frame): the runtime refuses the file at start in one line naming it."""
     weights = tmp_path / f"detector{suffix}"
-    weights.write_bytes(os.urandom(5000))
+    weights.write_bytes(random.Random(454).randbytes(5000))  # unpickled, these bytes asked for a MemoryError
     proc = edge_run(tmp_path, f"detector.weights={weights}")
     assert proc.returncode == 2, proc.stderr[-3000:]
     others = [line for line in proc.stderr.splitlines() if not LOG_LINE.match(line)]
@@ -167,3 +168,24 @@ def test_stats_lines_leave_out_what_the_sender_does_not_send():
     assert describe("stats", {"seq": 3, "fps": {"cam1": 10.0}}) == "#3 stats fps[cam1=10.0]"
     node = {"seq": 4, "fps": {"cam1": 9.5, "cam2": 10.0}, "gallery": 2, "dropped": {"cam1": 0, "cam2": 3}, "events_dropped": 0}
     assert describe("stats", node) == "#4 stats fps[cam1=9.5 cam2=10.0] gallery=2 dropped[cam1=0 cam2=3]"
+
+
+def test_a_pt_file_must_be_a_torch_checkpoint_before_it_is_unpickled(tmp_path):
+    """Random bytes unpickled can ask for gigabytes (a MemoryError Ultralytics doesn't catch):
+    only a zip archive or the older pickle with torch's magic number reaches torch.load."""
+    import torch
+
+    from edge.detector import checkpoint_problem
+
+    good = tmp_path / "good.pt"
+    torch.save({"model": None}, good)
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"model": None}, legacy, _use_new_zipfile_serialization=False)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(random.Random(454).randbytes(5000))
+    assert checkpoint_problem(str(good)) is None and checkpoint_problem(str(legacy)) is None
+    assert checkpoint_problem(str(empty)) == f"detector.weights: {empty} is not a loadable checkpoint — empty"
+    assert checkpoint_problem(str(noise)).startswith(f"detector.weights: {noise} is not a loadable checkpoint — neither")
+    assert checkpoint_problem(str(tmp_path / "model.onnx")) is None
