@@ -16,18 +16,18 @@ import cv2
 import numpy as np
 import yaml
 
-from trainer.cli import fail, setup_console_logging
-from trainer.configio import ConfigError
+from core.cli import fail, setup_console_logging
+from core.configio import ConfigError
 
-from .config import load_edge_config
-from .floor_map import draw_floor_grid
-from .identity.geometry import CalibrationError, homography_from
+from edge.runtime.config import load_edge_config
+from edge.runtime.floor_map import draw_floor_grid
+from edge.identity.geometry import CalibrationError, homography_from
 
 log = logging.getLogger("edge.calibrate")
 
 
 def first_frame(source: str) -> np.ndarray:
-    from .sources import SourceError, make_reader
+    from edge.runtime.sources import SourceError, make_reader
 
     try:
         reader = make_reader(source)

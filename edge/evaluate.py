@@ -28,7 +28,7 @@ from typing import Optional
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from trainer.extras import MissingExtra, require
+from core.extras import MissingExtra, require
 
 PEDESTRIAN = 1
 DISTRACTORS = (2, 7, 8, 12)
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         result = evaluate(args.gt, args.pred, args.sequences)
     except (FileNotFoundError, ValueError, MissingExtra) as exc:
-        from trainer.cli import fail
+        from core.cli import fail
 
         fail(str(exc))
     print(format_table(result))

@@ -12,9 +12,9 @@ import logging
 import sqlite3
 import sys
 
-from trainer.cli import fail, setup_console_logging, stop_on_signals
-from trainer.configio import ConfigError
-from trainer.extras import EDGE_RUNTIME, MissingExtra, require
+from core.cli import fail, setup_console_logging, stop_on_signals
+from core.configio import ConfigError
+from core.extras import EDGE_RUNTIME, MissingExtra, require
 
 log = logging.getLogger("edge.hub")
 
@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. bind=tcp://*:5600")
     args = parser.parse_args(argv)
     setup_console_logging()
-    from .site.config import load_hub_config
-    from .site.keys import KeyFileError
+    from edge.site.config import load_hub_config
+    from edge.wire.curve import KeyFileError
 
     try:
         cfg = load_hub_config(args.config, args.overrides)
@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> dict:
         require("the site hub", EDGE_RUNTIME + (("faiss", "site"),))
     except MissingExtra as exc:
         fail(str(exc))
-    from .site.hub import Hub
-    from .site.store import StoreError
+    from edge.site.hub_service import Hub
+    from edge.site.store import StoreError
 
     stop = stop_on_signals()
     try:

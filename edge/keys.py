@@ -10,9 +10,9 @@ import argparse
 import re
 import sys
 
-from trainer.cli import fail
+from core.cli import fail
 
-from .site.keys import KeyFileError, key_id, load_public, make_keys
+from edge.wire.curve import KeyFileError, key_id, load_public, make_keys
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,7 @@
 
 By default each event is one readable line (``identity 7 merged into 3``, ``cam1/12 moved from
 identity 5 to 3``, ...); ``--json`` prints the topic and the raw JSON header instead.
-``--record FILE`` also writes every raw message with its receive time (:mod:`edge.recording`),
+``--record FILE`` also writes every raw message with its receive time (:mod:`edge.wire.recording`),
 for ``python -m edge.view --replay FILE``; ``--quiet`` prints nothing while recording.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 import numpy as np
 import zmq
 
-from .site.report import summary_line
+from edge.site.report import summary_line
 
 NUDGE_S = 10.0  # nothing received for this long: say once what might be wrong
 
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     recorder = None
     if args.record:
-        from .recording import RecordingWriter
+        from edge.wire.recording import RecordingWriter
 
         try:
             recorder = RecordingWriter(args.record)
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     sock = context.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     if args.secret_key or args.server_key:
-        from .site.keys import KeyFileError, as_client
+        from edge.wire.curve import KeyFileError, as_client
 
         if not (args.secret_key and args.server_key):
             parser.error("--secret-key and --server-key come together")

@@ -20,13 +20,13 @@ import signal
 import sys
 import threading
 
-from trainer.cli import fail, setup_console_logging
-from trainer.configio import ConfigError
-from trainer.extras import EDGE_RUNTIME, TRAINING, MissingExtra, require
+from core.cli import fail, setup_console_logging
+from core.configio import ConfigError
+from core.extras import EDGE_RUNTIME, TRAINING, MissingExtra, require
 
-from .config import EdgeConfig, load_edge_config
-from .cpu_budget import limit_threads, read_cpu_budget
-from .sources import quiet_opencv
+from edge.runtime.config import EdgeConfig, load_edge_config
+from edge.runtime.cpu_budget import limit_threads, read_cpu_budget
+from edge.runtime.sources import quiet_opencv
 
 log = logging.getLogger("edge.run")
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--report", default=None, help="write the final stats as JSON here")
     parser.add_argument("--capacity", nargs="?", type=float, const=15.0, default=None, metavar="SECONDS",
                         help="measure how many frames per second this box can take on these cameras (SECONDS per setting, "
-                             "default 15), print it and exit (edge/capacity.py)")
+                             "default 15), print it and exit (edge/runtime/capacity.py)")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. run.max_frames=100")
     args = parser.parse_args(argv)
     setup_console_logging()
@@ -106,7 +106,7 @@ def _load_and_run(args: argparse.Namespace, stop: SignalStop) -> dict:
     budget = read_cpu_budget()  # before PyTorch, BLAS and OpenMP load: they size their pools once
     limit_threads(budget)
     log.info("compute: %s", budget.describe())
-    from .pipeline import run_pipeline
+    from edge.runtime.pipeline import run_pipeline
 
     try:
         if args.capacity:
@@ -121,7 +121,7 @@ def _load_and_run(args: argparse.Namespace, stop: SignalStop) -> dict:
 
 def _capacity(cfg: EdgeConfig, seconds: float, budget) -> dict:
     """``--capacity``: the table and verdict on stdout; the report holds them as JSON."""
-    from .capacity import capacity_report, measure_capacity
+    from edge.runtime.capacity import capacity_report, measure_capacity
 
     rows = measure_capacity(cfg, seconds)
     text, data = capacity_report(cfg, rows, budget)

@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from trainer.cli import fail, setup_console_logging
-from trainer.extras import ENGINE_BUILD, EXPORT, MissingExtra, require
+from core.cli import fail, setup_console_logging
+from core.extras import ENGINE_BUILD, EXPORT, MissingExtra, require
 
 
 def _parity_images(meta, args):
@@ -26,9 +26,9 @@ def _parity_images(meta, args):
 
 
 def _onnx_report(checkpoint: Path, onnx_path: Path, args):
-    from export.metadata import read_onnx_metadata
+    from core.model_card import read_onnx_metadata
     from export.onnx_export import build_graph
-    from export.onnx_runner import ort_runner
+    from core.onnx_runner import ort_runner
     from export.parity import FP16_MIN_COSINE, FP32_MIN_COSINE, check_backend, torch_reference
     from trainer.models.checkpoint import load_checkpoint
 
@@ -44,9 +44,9 @@ def _onnx_report(checkpoint: Path, onnx_path: Path, args):
 
 def _engine_report(engine: Path, onnx_path: Path, meta, args, threshold: float, label: str):
     """TensorRT engine vs ONNX Runtime on the same crops, in batches the engine's profile allows."""
-    from export.onnx_runner import ort_runner
+    from core.onnx_runner import ort_runner
     from export.parity import check_backend, feed
-    from export.tensorrt_engine import EngineRunner
+    from core.tensorrt_runner import EngineRunner
 
     images, cameras = _parity_images(meta, args)
     reference = ort_runner(onnx_path, ["CPUExecutionProvider"])(feed(meta, images, cameras))
@@ -79,7 +79,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_trt(args) -> int:
-    from export.metadata import read_onnx_metadata
+    from core.model_card import read_onnx_metadata
     from export.parity import FP16_MIN_COSINE, FP32_MIN_COSINE
     from export.tensorrt_engine import BatchProfile, build_engine
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 import torch
 
-from export.metadata import METADATA_KEY, ModelMetadata
+from core.model_card import METADATA_KEY, ModelMetadata
 from export.wrapper import EmbeddingGraph
 from trainer.config import CLIP_MEAN, CLIP_STD
 from trainer.models.checkpoint import LoadedCheckpoint, load_checkpoint

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from export.metadata import ModelMetadata
+from core.model_card import ModelMetadata
 
 FP32_MIN_COSINE = 0.9999
 FP16_MIN_COSINE = 0.999
@@ -50,7 +50,7 @@ def person_crops(n: int, height: int, width: int, seed: int = 0, folder: Optiona
             raise FileNotFoundError(f"no images in {folder}")
         crops = [cv2.resize(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB), (width, height), interpolation=cv2.INTER_LINEAR) for p in paths]
         return np.stack(crops)
-    from trainer.data.synthetic import CameraLook, PersonAppearance, render_crop
+    from sim.people import CameraLook, PersonAppearance, render_crop
 
     rng = np.random.default_rng(seed)
     look = CameraLook.sample(rng)

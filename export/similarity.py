@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 import onnx
 
-from export.metadata import METADATA_KEY, read_onnx_metadata
-from export.onnx_runner import ort_runner
+from core.model_card import METADATA_KEY, read_onnx_metadata
+from core.onnx_runner import ort_runner
 from export.parity import feed
-from trainer.embeddings import Embeddings
+from core.embeddings import Embeddings
 from trainer.eval.similarity_stats import gallery_swap_stats, similarity_stats
 
 log = logging.getLogger(__name__)

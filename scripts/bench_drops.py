@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench_mtmc import ground_truth, prepare, score, seed_config, write_results  # noqa: E402
 
-from edge.types import Frame  # noqa: E402
+from edge.runtime.types import Frame  # noqa: E402
 
 
 def kept_frames(pattern: str, n: int, seed: int) -> np.ndarray:
@@ -67,8 +67,8 @@ def filtered_ground_truth(gt: Path, kept: dict[str, set[int]], out: Path) -> Pat
 
 
 def run_one(base, seed: int, pattern: str, mode: str, out: Path) -> dict:
-    from edge.pipeline import EdgePipeline
-    from edge.sources import SyntheticReader
+    from edge.runtime.pipeline import EdgePipeline
+    from edge.runtime.sources import SyntheticReader
 
     gt = ground_truth(seed, out)
     run_dir = out / f"seed{seed}" / mode / pattern.replace(":", "_")

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge.identity import Identity  # noqa: E402
 from edge.site.gallery import Gallery  # noqa: E402
-from trainer.embeddings import Embeddings  # noqa: E402
+from core.embeddings import Embeddings  # noqa: E402
 
 MODEL = ROOT / "edge" / "demo_models" / "reid.onnx"
 
@@ -83,8 +83,8 @@ def bench_search(n: int, dim: int, queries: int, nprobe: int, rng: np.random.Gen
 def bench_hub(n_past: int, steps: int, rng: np.random.Generator) -> dict:
     """Summaries per second through Hub._update (engine, candidates, SQLite, gallery)."""
     from edge.site.config import HubConfig
-    from edge.site.hub import Hub, NodeState
-    from edge.site.protocol import WireTracklet
+    from edge.site.hub_service import Hub, NodeState
+    from edge.wire.site_protocol import WireTracklet
 
     tmp = tempfile.mkdtemp()
     cfg = HubConfig(bind="tcp://127.0.0.1:0", reid_model=str(MODEL), store=f"{tmp}/hub.sqlite", publisher={"enabled": False})

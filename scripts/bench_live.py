@@ -122,9 +122,9 @@ def run_setting(setting: str, camera_file: Path, report: Path, log: Path) -> int
 
 
 def rendered_videos(seed: int, out: Path) -> Path:
-    """The demo's cameras for ``seed`` rendered once to mp4 (``edge.world mot --video``)."""
-    from edge.world.export import write_mot_ground_truth
-    from edge.world.scene import World, resolve_scene
+    """The demo's cameras for ``seed`` rendered once to mp4 (``sim mot --video``)."""
+    from sim.writers import write_mot_ground_truth
+    from sim.scene import World, resolve_scene
 
     folder = out / f"videos_seed{seed}"
     if not (folder / "cam1.mp4").is_file():

@@ -30,11 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.config import EdgeConfig, load_edge_config  # noqa: E402
+from edge.runtime.config import EdgeConfig, load_edge_config  # noqa: E402
 from edge.evaluate import evaluate, true_identities  # noqa: E402
 from edge.identity.engine import cluster_offline  # noqa: E402
-from edge.world.export import floor_calibration, write_mot_ground_truth  # noqa: E402
-from edge.world.scene import World, resolve_scene  # noqa: E402
+from sim.writers import floor_calibration, write_mot_ground_truth  # noqa: E402
+from sim.scene import World, resolve_scene  # noqa: E402
 
 MODES = ("appearance", "floor")
 
@@ -58,7 +58,7 @@ def seed_config(base: EdgeConfig, seed: int, mode: str, mot_dir: Path) -> EdgeCo
 
 
 def _exact_calibration(cfg: EdgeConfig, seed: int) -> dict:
-    from edge.config import CalibrationConfig
+    from edge.runtime.config import CalibrationConfig
 
     exact = floor_calibration(World(resolve_scene("demo", seed=seed)))
     return {c.id: CalibrationConfig(**exact[c.id]) for c in cfg.cameras if c.id in exact}
@@ -92,7 +92,7 @@ def write_relabelled(mot: Path, assignment: dict, out: Path) -> Path:
 
 
 def run_one(base: EdgeConfig, seed: int, mode: str, out: Path) -> dict:
-    from edge.pipeline import EdgePipeline, run_pipeline
+    from edge.runtime.pipeline import EdgePipeline, run_pipeline
 
     gt = ground_truth(seed, out)
     mot = out / f"seed{seed}" / mode / "mot"

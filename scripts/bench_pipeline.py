@@ -55,8 +55,8 @@ def camera_set(base: list[dict], n: int) -> list[dict]:
 
 
 def one_run(raw: dict, cfg_path: Path, n_cams: int, args) -> dict:
-    from edge.config import load_edge_config
-    from edge.pipeline import run_pipeline
+    from edge.runtime.config import load_edge_config
+    from edge.runtime.pipeline import run_pipeline
 
     data = dict(raw)
     data["cameras"] = [dict(c, realtime=bool(args.realtime), loop=bool(args.duration)) for c in camera_set(raw["cameras"], n_cams)]
@@ -158,8 +158,8 @@ def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from trainer.cli import one_line_errors
-    from trainer.configio import ConfigError
+    from core.cli import one_line_errors
+    from core.configio import ConfigError
 
     with one_line_errors(ConfigError, FileNotFoundError, ValueError, RuntimeError):  # RuntimeError: port in use
         results, raw = measure(args)
@@ -168,7 +168,7 @@ def main() -> None:
 
 def measure(args: argparse.Namespace) -> tuple[list[dict], dict]:
     """Median of ``--repeats`` runs per camera count, after a short warm-up run."""
-    from trainer.configio import apply_overrides, load_yaml_tree
+    from core.configio import apply_overrides, load_yaml_tree
 
     cfg_path = Path(args.config).resolve()
 

@@ -85,7 +85,7 @@ def backends(checkpoint: Path, onnx_path: Path, engine_dir: Path):
         return
     if cuda:
         from edge.reid.backends import TensorRTBackend
-        from export.metadata import read_onnx_metadata
+        from core.model_card import read_onnx_metadata
         from export.tensorrt_engine import BatchProfile, build_engine
 
         engine = build_engine(onnx_path, engine_dir / "bench.engine", read_onnx_metadata(onnx_path), fp16=True, batch=BatchProfile(1, 16, 32))
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--out", default="runs/bench/reid")
     args = parser.parse_args()
-    from trainer.cli import one_line_errors
+    from core.cli import one_line_errors
     from trainer.models.checkpoint import CheckpointError
 
     with one_line_errors(CheckpointError, FileNotFoundError, ValueError):

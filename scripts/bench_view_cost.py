@@ -3,7 +3,7 @@ process so that a shared machine's load drift hits both sides alike.
 
     python scripts/bench_view_cost.py --config configs/cams.realpair.yaml --steps 400 --block 10
 
-One :class:`~edge.pipeline.EdgePipeline` processes the config's cameras in lockstep (one frame of
+One :class:`~edge.runtime.pipeline.EdgePipeline` processes the config's cameras in lockstep (one frame of
 each per step, files looped); every ``--block`` steps it switches previews (``--preview-fps``)
 and crops on or off. Reports the mean wall time per step and the process CPU per step for each
 side, and the relative cost; writes JSON to ``--out``. ``scripts/bench_pipeline.py`` with
@@ -37,11 +37,11 @@ def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from edge.config import load_edge_config
-    from edge.pipeline import EdgePipeline
-    from edge.preview import PreviewClock
-    from edge.sources import FrameReader, make_reader
-    from edge.types import Frame
+    from edge.runtime.config import load_edge_config
+    from edge.runtime.pipeline import EdgePipeline
+    from edge.runtime.preview import PreviewClock
+    from edge.runtime.sources import FrameReader, make_reader
+    from edge.runtime.types import Frame
 
     cfg = load_edge_config(args.config, [f"publisher.endpoint={args.endpoint}", "outputs.mot_dir=null"])
     pipeline = EdgePipeline(cfg)

@@ -25,7 +25,7 @@ def main() -> None:
     import torch
 
     from export.onnx_export import build_graph, export_onnx
-    from export.onnx_runner import ort_runner
+    from core.onnx_runner import ort_runner
     from export.parity import FP16_MIN_COSINE, FP32_MIN_COSINE, check_backend, person_crops, torch_reference
     from trainer.config import ModelConfig
     from trainer.models import build_model, load_checkpoint, save_checkpoint

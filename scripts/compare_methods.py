@@ -263,14 +263,14 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE applied to every recipe")
     args = parser.parse_args()
     if args.seeds:
-        from trainer.cli import setup_console_logging
+        from core.cli import setup_console_logging
 
         setup_console_logging()
         args.out.mkdir(parents=True, exist_ok=True)
         run_seeds(args)
         return
 
-    from trainer.cli import setup_console_logging
+    from core.cli import setup_console_logging
     from trainer.robustness import main as robustness
 
     setup_console_logging()

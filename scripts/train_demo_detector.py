@@ -19,8 +19,8 @@ import shutil
 import time
 from pathlib import Path
 
-from edge.world.export import write_yolo_dataset
-from edge.world.scene import World, resolve_scene, three_camera_rig
+from sim.writers import write_yolo_dataset
+from sim.scene import World, resolve_scene, three_camera_rig
 
 ROOT = Path(__file__).resolve().parents[1]
 

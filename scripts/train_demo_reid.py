@@ -2,7 +2,7 @@
 
     python scripts/train_demo_reid.py [--out edge/demo_models]
 
-1. ``python -m edge.world reid --scene train --seed 1 2 3`` writes the world's people as a
+1. ``python -m sim reid --scene train --seed 1 2 3`` writes the world's people as a
    Market-1501-layout dataset (scene ``train``, seeds 1-3: three casts of people and three sets of
    camera looks, none of them a demo seed), the last 40 % of each seed's identities held out,
    every query occluded;
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from export.metadata import read_onnx_metadata  # noqa: E402
+from core.model_card import read_onnx_metadata  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def main() -> None:
     run_dir = ROOT / "runs" / "demo_world_reid"
     if not args.skip_train:
         if not (ROOT / "data" / "world_reid_multi" / "query").is_dir():
-            run("-m", "edge.world", "reid", "--scene", "train", "--seed", "1", "2", "3", "--out", "data/world_reid_multi", "--every", "4")
+            run("-m", "sim", "reid", "--scene", "train", "--seed", "1", "2", "3", "--out", "data/world_reid_multi", "--every", "4")
         run("-m", "trainer.train", "--config", "configs/demo_world_reid.yaml")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

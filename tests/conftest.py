@@ -59,7 +59,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """A small synthetic Market-1501-layout dataset (generated once per test session)."""
-    from trainer.data.synthetic import SyntheticSpec, write_synthetic_dataset
+    from sim.people import SyntheticSpec, write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("synthetic")
     spec = SyntheticSpec(num_train_ids=16, num_test_ids=12, num_cameras=3, images_per_id_per_camera=3, height=64, width=32, seed=3)

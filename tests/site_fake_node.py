@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.identity import TrackletSummary  # noqa: E402
 from edge.site.config import SiteConfig  # noqa: E402
-from edge.site.keys import CurveClient  # noqa: E402
+from edge.wire.curve import CurveClient  # noqa: E402
 from edge.site.node import HubRefused, SiteEngine  # noqa: E402
-from edge.site.protocol import model_id  # noqa: E402
-from trainer.embeddings import Embeddings  # noqa: E402
+from edge.wire.site_protocol import model_id  # noqa: E402
+from core.embeddings import Embeddings  # noqa: E402
 
 MODEL = Path(__file__).resolve().parents[1] / "edge" / "demo_models" / "reid.onnx"
 
@@ -36,10 +36,10 @@ def person(p: int, dim: int) -> np.ndarray:
 
 def local_engine(dim: int):
     """What edge.run gives a node for hub outages: the identity engine with the model's settings."""
-    from edge.config import MatchingConfig
+    from edge.runtime.config import MatchingConfig
     from edge.identity import IdentityEngine
     from edge.identity.engine import settings_from_config
-    from export.metadata import read_onnx_metadata
+    from core.model_card import read_onnx_metadata
 
     settings = settings_from_config(MatchingConfig(), read_onnx_metadata(str(MODEL)).similarity, str(MODEL), dim)
     return lambda: IdentityEngine(settings)

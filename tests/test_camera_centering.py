@@ -5,11 +5,11 @@ ones join them), the statistics training stores for it and how the engine picks 
 import numpy as np
 import pytest
 
-from edge.config import MatchingConfig
+from edge.runtime.config import MatchingConfig
 from edge.identity import EngineSettings, IdentityEngine, TrackletSummary
 from edge.identity.centering import CameraCentering
 from edge.identity.engine import settings_from_config
-from trainer.embeddings import Embeddings
+from core.embeddings import Embeddings
 
 
 def n(v):
@@ -140,7 +140,7 @@ def test_flickers_do_not_move_a_cameras_mean():
 
 
 def test_a_sealed_identity_says_so_in_its_new_event():
-    from edge.publisher import decision_event
+    from edge.wire.publisher import decision_event
 
     e = IdentityEngine(EngineSettings(threshold=0.5, scale=0.1, min_embeddings=2))
     flicker = TrackletSummary("cam1", 9, 0, 0.1, Embeddings(B1[None]), 1, 1.0, np.zeros(4), np.zeros(4), None, True)

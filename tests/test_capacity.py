@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import REPO, demo_camera_file
-from edge.capacity import CapacityRow, verdict
+from edge.runtime.capacity import CapacityRow, verdict
 
 CAMS = {"cam1": 10.0, "cam2": 10.0, "cam3": 10.0}
 

@@ -20,7 +20,7 @@ CASES = {
                            f"error: checkpoint not found: {MISSING_CKPT}"),
     "edge.run: config": (["-m", "edge.run", "--cameras", "nowhere.yaml"], f"error: {REPO / 'nowhere.yaml'}: config file not found"),
     "edge.evaluate: ground truth": (["-m", "edge.evaluate", "--gt", "/nonexistent/gt", "--pred", "/nonexistent/pred"], "error: "),
-    "edge.world: scene": (["-m", "edge.world", "mot", "--scene", "nosuch", "--out", "/nonexistent/w"],
+    "sim: scene": (["-m", "sim", "mot", "--scene", "nosuch", "--out", "/nonexistent/w"],
                           "error: unknown synthetic scene 'nosuch'; known: demo, tiny, train"),
     "bench_reid: checkpoint": (["scripts/bench_reid.py", "--checkpoint", MISSING_CKPT], f"error: checkpoint not found: {MISSING_CKPT}"),
     "bench_pipeline: config": (["scripts/bench_pipeline.py", "--config", "nowhere.yaml"], f"error: {REPO / 'nowhere.yaml'}: config file not found"),

@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 from trainer.config import TrainConfig, load_train_config
-from trainer.configio import ConfigError
+from core.configio import ConfigError
 
 
 def write(path, data):
@@ -64,7 +64,7 @@ def test_every_shipped_recipe_validates(recipe):
 
 @pytest.mark.parametrize("camera_file", sorted(p.name for p in CONFIGS.glob("cams.*.yaml")))
 def test_every_shipped_camera_file_validates(camera_file):
-    from edge.config import load_edge_config
+    from edge.runtime.config import load_edge_config
 
     if ("realpair" in camera_file or "mot17" in camera_file) and not (CONFIGS.parents[1] / "shared" / "realdata").is_dir():
         pytest.skip("needs ../shared/realdata")

@@ -6,7 +6,7 @@ import pytest
 
 from trainer.data.datasets import DatasetLayoutError, load_dataset
 from trainer.data.sampler import PKBatchSampler
-from trainer.data.synthetic import SyntheticSpec, write_synthetic_dataset
+from sim.people import SyntheticSpec, write_synthetic_dataset
 
 
 def touch(path: Path) -> None:

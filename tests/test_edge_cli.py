@@ -6,7 +6,7 @@ import sys
 import zmq
 
 from conftest import REPO
-from edge.stats import PipelineStats
+from edge.runtime.stats import PipelineStats
 from test_edge_run import cams_yaml
 
 
@@ -17,7 +17,7 @@ def run_cli(cfg_path, *args, timeout=120):
 
 def test_fps_of_a_camera_that_ended_early_is_over_its_own_running_time(monkeypatch):
     now = [0.0]
-    monkeypatch.setattr("edge.stats.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("edge.runtime.stats.time.monotonic", lambda: now[0])
     stats = PipelineStats()
     for t in range(10):  # "long" runs 9 s at 1 fps; "short" sends 3 frames at 1 fps, then ends
         now[0] = float(t)

@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config import load_edge_config
-from edge.outputs import AnnotatedVideo, GuardedOutput, MotWriter, _colour
-from edge.pipeline import run_pipeline
-from edge.tracklets import Tracklet
+from edge.runtime.config import load_edge_config
+from edge.runtime.outputs import AnnotatedVideo, GuardedOutput, MotWriter, _colour
+from edge.runtime.pipeline import run_pipeline
+from edge.runtime.tracklets import Tracklet
 from test_edge_run import cams_yaml, run_with_subscriber
 
 
@@ -62,7 +62,7 @@ def test_guarded_output_logs_once_switches_that_camera_off_and_keeps_the_others(
             pass
 
     out = GuardedOutput("video", Flaky())
-    with caplog.at_level(logging.ERROR, logger="edge.outputs"):
+    with caplog.at_level(logging.ERROR, logger="edge.runtime.outputs"):
         for _ in range(3):
             out.call("cam1", "write", "cam1")
             out.call("cam2", "write", "cam2")
@@ -90,7 +90,7 @@ def test_a_writer_that_raises_is_switched_off_and_the_run_goes_on(tmp_path, monk
     monkeypatch.setattr(MotWriter, "row", full_disk)
     cams = [{"id": f"cam{i}", "source": f"synthetic://tiny?camera=cam{i}", "realtime": False} for i in (1, 2)]
     cfg = cams_yaml(tmp_path, cams, 56842, outputs={"video_dir": str(tmp_path / "video")})
-    with caplog.at_level(logging.ERROR, logger="edge.outputs"):
+    with caplog.at_level(logging.ERROR, logger="edge.runtime.outputs"):
         report, messages = run_with_subscriber(cfg, 56842)
     reason = "OSError: [Errno 28] No space left on device"
     assert report["output_errors"] == {f"{o}/{c}": reason for o in ("mot", "video") for c in ("cam1", "cam2")}
@@ -142,7 +142,7 @@ def test_a_video_of_every_third_frame_keeps_the_media_clock(tmp_path):
 
 
 def test_a_long_gap_is_held_for_at_most_max_hold_and_a_clock_jump_back_goes_on(tmp_path, monkeypatch):
-    monkeypatch.setattr("edge.outputs.MAX_HOLD_S", 2.0)
+    monkeypatch.setattr("edge.runtime.outputs.MAX_HOLD_S", 2.0)
     video = AnnotatedVideo(tmp_path, fps=5.0)
     image = np.zeros((64, 64, 3), np.uint8)
     for ts in (0.0, 0.2, 100.0, 100.2, 40.0, 40.2):  # a camera down 100 s, then a restarted clock
@@ -177,8 +177,8 @@ def test_global_rows_come_sorted_by_frame_whatever_order_tracklets_become_final(
 def test_a_run_that_drops_frames_writes_video_at_media_time_and_sorted_global_rows(tmp_path, monkeypatch):
     """A real-time synthetic camera and a detector slower than the frame rate: frames are dropped
     and the video still lasts as long as the media span processed; .global.txt sorted by frame."""
-    from edge.detector import PersonDetector
-    from edge.pipeline import EdgePipeline
+    from edge.runtime.detector import PersonDetector
+    from edge.runtime.pipeline import EdgePipeline
 
     detect = PersonDetector.__call__
 

@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from conftest import REALDATA
-from edge.config import load_edge_config
+from edge.runtime.config import load_edge_config
 from edge.evaluate import evaluate
-from edge.pipeline import run_pipeline
+from edge.runtime.pipeline import run_pipeline
 
 pytestmark = pytest.mark.realdata
 

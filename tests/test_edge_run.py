@@ -12,12 +12,12 @@ import yaml
 import zmq
 
 from conftest import REPO
-from edge.config import load_edge_config
+from edge.runtime.config import load_edge_config
 from edge.evaluate import evaluate
 from edge.listen import decode
-from edge.pipeline import run_pipeline
-from edge.world.export import write_mot_ground_truth
-from edge.world.scene import World, WorldSpec, register_scene, resolve_scene, three_camera_rig
+from edge.runtime.pipeline import run_pipeline
+from sim.writers import write_mot_ground_truth
+from sim.scene import World, WorldSpec, register_scene, resolve_scene, three_camera_rig
 
 DEMO = REPO / "edge" / "demo_models"
 
@@ -123,7 +123,7 @@ def test_what_the_end_of_run_revision_decides_is_published(tmp_path):
     """``close`` publishes the decisions of the engine's last revision (``flush(now)``): here the
     engine is wrapped so that its flush also decides one identity's expiry, which must arrive."""
     from edge.identity import Decision
-    from edge.pipeline import EdgePipeline
+    from edge.runtime.pipeline import EdgePipeline
 
     cams = [{"id": "cam1", "source": "synthetic://tiny?camera=cam1", "realtime": False}]
     cfg = load_edge_config(cams_yaml(tmp_path, cams, 56797))
@@ -242,8 +242,8 @@ def test_the_swap_threshold_comes_with_the_model_unless_configured():
     false is off whatever the model says."""
     from types import SimpleNamespace
 
-    from edge.config import ReIDConfig
-    from edge.pipeline import EdgePipeline
+    from edge.runtime.config import ReIDConfig
+    from edge.runtime.pipeline import EdgePipeline
 
     def resolved(configured, stored):
         similarity = {"swap": {"swap_below": stored}} if stored is not None else {}
@@ -274,7 +274,7 @@ def test_scripted_walk_through_the_corridor_keeps_one_identity_with_the_floor(tm
     """One person walks through area A (cam1 and cam2 overlap), the unseen corridor and area B
     (cam3). With the world's exact calibration and the corridor's transitions (windows and doors)
     the engine gives one global id in all three cameras, and the floor map of the run is drawn."""
-    from edge.world.export import corridor_transitions, floor_calibration
+    from sim.writers import corridor_transitions, floor_calibration
 
     walk = ((0.0, 2.0, 3.0), (6.0, 11.0, 3.0), (7.0, 13.0, 3.0), (12.0, 19.0, 3.0), (13.0, 21.0, 3.0), (18.0, 29.0, 2.0), (22.0, 30.0, 2.0))
     register_scene(WorldSpec("scripted_corridor", seed=6, num_identities=1, duration_s=22.0, fps=5.0,
@@ -301,7 +301,7 @@ def test_a_camera_whose_capture_crashes_is_restarted_and_the_others_go_on(tmp_pa
     cams = [{"id": "flaky", "source": "synthetic://tiny?camera=cam1&crash_after=6", "fps": 10},
             {"id": "steady", "source": "synthetic://tiny?camera=cam2", "realtime": False}]
     run = {"max_frames": 30, "duration_s": 12.0, "reconnect_max_s": 1.0}
-    with caplog.at_level(logging.WARNING, logger="edge.watchdog"):
+    with caplog.at_level(logging.WARNING, logger="edge.runtime.watchdog"):
         report = run_pipeline(load_edge_config(cams_yaml(tmp_path, cams, 56799, run=run)))
     assert report["restarts"]["flaky"] >= 1 and report["restarts"]["steady"] == 0
     assert report["processed"]["steady"] == 30 and report["processed"]["flaky"] > 6  # frames after a restart
@@ -313,7 +313,7 @@ def test_a_camera_whose_capture_crashes_is_restarted_and_the_others_go_on(tmp_pa
 def test_watchdog_reports_down_cameras_and_backs_off():
     from types import SimpleNamespace
 
-    from edge.watchdog import CaptureWatchdog
+    from edge.runtime.watchdog import CaptureWatchdog
 
     class Fake:
         def __init__(self, cam, live, error=None, alive=True):

@@ -8,15 +8,15 @@ import pytest
 import torch
 import zmq
 
-from edge.config import TrackerConfig, load_edge_config
+from edge.runtime.config import TrackerConfig, load_edge_config
 from edge.identity import EngineSettings, IdentityEngine
 from edge.listen import decode
-from edge.publisher import SCHEMA, EventPublisher
+from edge.wire.publisher import SCHEMA, EventPublisher
 from edge.reid.backends import OnnxRuntimeBackend, TorchBackend, cut_crops
-from edge.tracking import CameraTracker
-from edge.tracklets import BudgetPolicy, TrackletBook, Tracklet, overlap_fraction
-from edge.types import Detections, Frame, Track
-from trainer.configio import ConfigError
+from edge.runtime.tracking import CameraTracker
+from edge.runtime.tracklets import BudgetPolicy, TrackletBook, Tracklet, overlap_fraction
+from edge.runtime.types import Detections, Frame, Track
+from core.configio import ConfigError
 
 
 def write_cfg(tmp_path, body: str):
@@ -188,7 +188,7 @@ class TinyNet(torch.nn.Module):
 
 
 def test_third_party_onnx_gets_size_from_model_and_normalisation_from_config(tmp_path):
-    from edge.config import NormalizationConfig
+    from edge.runtime.config import NormalizationConfig
 
     torch.manual_seed(0)
     net = TinyNet().eval()
@@ -229,7 +229,7 @@ def test_part_based_model_on_the_edge_backends_and_matching(tmp_path):
     identities carry them into the confidence-weighted similarity."""
     from export.onnx_export import export_onnx
     from trainer.config import ModelConfig
-    from trainer.embeddings import similarity
+    from core.embeddings import similarity
     from trainer.models import build_model, save_checkpoint
 
     torch.manual_seed(0)
@@ -261,7 +261,7 @@ def test_part_based_model_on_the_edge_backends_and_matching(tmp_path):
 
 
 def test_weighted_mean_ignores_a_part_where_it_was_hidden():
-    from trainer.embeddings import Embeddings, weighted_mean
+    from core.embeddings import Embeddings, weighted_mean
 
     parts = np.array([[[1.0, 0], [1.0, 0]], [[0, 1.0], [0, 1.0]]])
     conf = np.array([[1.0, 1.0], [1.0, 0.0]])  # the second crop does not show part 1
@@ -346,10 +346,10 @@ def test_a_file_camera_pipeline_with_an_onnx_model_loads_no_training_code_or_sim
         "detector": {"weights": str(demo / "detector.pt"), "imgsz": 320},
         "reid": {"backend": "onnxruntime", "model": str(demo / "reid.onnx")},
         "publisher": {"enabled": False}}))
-    code = ("import sys; from edge.config import load_edge_config; from edge.pipeline import EdgePipeline; "
+    code = ("import sys; from edge.runtime.config import load_edge_config; from edge.runtime.pipeline import EdgePipeline; "
             f"EdgePipeline(load_edge_config({str(tmp_path / 'cams.yaml')!r})); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('open_clip', 'onnx', 'trackeval', 'timm') "
-            "or m.startswith(('trainer.models', 'trainer.data', 'trainer.engine', 'edge.world'))))")
+            "or m.startswith(('trainer.models', 'trainer.data', 'trainer.engine', 'sim'))))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
@@ -358,8 +358,8 @@ def test_a_file_camera_pipeline_with_an_onnx_model_loads_no_training_code_or_sim
 def test_a_lost_track_is_kept_for_seconds_whatever_the_processed_rate():
     """track_buffer 20 at 10 fps is 2 s; at a third of the frames the tracker is told 7 calls, and
     the tracklet book ends a track 2 s after it was last seen, not 20 calls (6 s) later."""
-    from edge.config import TrackerConfig
-    from edge.tracking import CameraTracker
+    from edge.runtime.config import TrackerConfig
+    from edge.runtime.tracking import CameraTracker
 
     tracker = CameraTracker("a", TrackerConfig(overrides={"track_buffer": 20}), frame_rate=10.0)
     assert tracker.lost_s == pytest.approx(2.0) and tracker.tracker.max_frames_lost == 20

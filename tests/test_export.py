@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from conftest import REPO
-from export.metadata import read_onnx_metadata
+from core.model_card import read_onnx_metadata
 from export.onnx_export import ExportError, build_graph, export_onnx
-from export.onnx_runner import ort_runner
+from core.onnx_runner import ort_runner
 from edge.reid.backends import OnnxRuntimeBackend
 from export.parity import FP16_MIN_COSINE, FP32_MIN_COSINE, check_backend, person_crops, torch_reference
 from export.tensorrt_engine import BatchProfile
@@ -137,9 +137,10 @@ def test_fp16_onnx_keeps_parity_and_halves_the_file(tmp_path, method):
 
 @pytest.mark.trt
 def test_tensorrt_fp16_engine_parity(checkpoint, tmp_path):
-    from export.metadata import read_onnx_metadata
+    from core.model_card import read_onnx_metadata
     from export.parity import FP16_MIN_COSINE, feed
-    from export.tensorrt_engine import EngineRunner, build_engine
+    from core.tensorrt_runner import EngineRunner
+    from export.tensorrt_engine import build_engine
 
     onnx_path, meta = export_onnx(checkpoint, tmp_path / "m.onnx")
     engine = build_engine(onnx_path, tmp_path / "m.engine", read_onnx_metadata(onnx_path), fp16=True, batch=BatchProfile(1, 8, 16))
@@ -157,7 +158,7 @@ def test_tensorrt_fp16_engine_parity(checkpoint, tmp_path):
 
 
 def test_engine_runner_buffer_choice():
-    from export.tensorrt_engine import _pick_buffers
+    from core.tensorrt_runner import _pick_buffers
 
     assert _pick_buffers("torch") == "torch"
     assert _pick_buffers("auto") in ("pycuda", "torch")
@@ -176,7 +177,7 @@ def test_even_head_count_exports_despite_the_fused_attention_fast_path(tmp_path)
 
 
 def test_similarity_is_measured_on_a_reid_set_and_stored_in_the_onnx(tmp_path):
-    from trainer.data.synthetic import SyntheticSpec, write_synthetic_dataset
+    from sim.people import SyntheticSpec, write_synthetic_dataset
 
     data = write_synthetic_dataset(tmp_path / "data", SyntheticSpec(num_train_ids=4, num_test_ids=6, num_cameras=2, images_per_id_per_camera=6,
                                                                     height=64, width=32, seed=3), progress=False)
@@ -237,7 +238,7 @@ def _with_metadata(src, dst, **changes):
 
     import onnx
 
-    from export.metadata import METADATA_KEY
+    from core.model_card import METADATA_KEY
 
     model = onnx.load(str(src))
     for prop in model.metadata_props:
@@ -253,7 +254,7 @@ def _with_metadata(src, dst, **changes):
     ({"outputs": ["embedding", "part_features", "part_confidence"]}, "outputs: the metadata names ['embedding', 'part_features', 'part_confidence'], the model has ['embedding']"),
 ], ids=["embedding_dim", "num_parts", "outputs"])
 def test_a_model_that_breaks_its_metadata_contract_is_refused_at_load(tmp_path, changes, message):
-    from edge.config import ReIDConfig
+    from edge.runtime.config import ReIDConfig
     from edge.reid.backends import ReIDBackendError, build_backend
 
     onnx_path, meta = export_onnx(make_checkpoint(tmp_path), tmp_path / "m.onnx")
@@ -266,7 +267,7 @@ def test_a_model_that_breaks_its_metadata_contract_is_refused_at_load(tmp_path, 
 
 
 def test_part_based_export_states_its_part_width_and_keeps_it(tmp_path):
-    from edge.config import ReIDConfig
+    from edge.runtime.config import ReIDConfig
     from edge.reid.backends import build_backend
 
     onnx_path, meta = export_onnx(make_checkpoint(tmp_path, "tiny-vit", True, "rganet"), tmp_path / "m.onnx")

@@ -10,9 +10,9 @@ import yaml
 from conftest import REPO
 from edge.listen import describe
 from edge.identity.topology import Transition
-from edge.world.export import corridor_transitions, floor_calibration
-from edge.world.render import CameraRenderer
-from edge.world.scene import World, resolve_scene
+from sim.writers import corridor_transitions, floor_calibration
+from sim.render import CameraRenderer
+from sim.scene import World, resolve_scene
 
 
 def test_world_homographies_put_ground_truth_feet_where_the_people_stand():
@@ -43,7 +43,7 @@ def test_world_corridor_doors_hold_the_people_who_walk_the_corridor(tmp_path):
         assert t.through_doors(feet(src, door[src]), feet(dst, door[dst]))
         assert not t.through_doors(feet(src, away[src]), feet(dst, door[dst]))
         assert not t.through_doors(feet(src, door[src]), feet(dst, away[dst]))
-    proc = subprocess.run([sys.executable, "-m", "edge.world", "calibration", "--scene", "demo", "--out", str(tmp_path / "site.yaml")],
+    proc = subprocess.run([sys.executable, "-m", "sim", "calibration", "--scene", "demo", "--out", str(tmp_path / "site.yaml")],
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     site = yaml.safe_load((tmp_path / "site.yaml").read_text())

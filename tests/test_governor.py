@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.coasting import FlowCarrier
-from edge.governor import Governor, LiveControl, every_nth
-from edge.rate_watch import RateWatch
+from edge.runtime.coasting import FlowCarrier
+from edge.runtime.governor import Governor, LiveControl, every_nth
+from edge.runtime.rate_watch import RateWatch
 
 
 def test_a_fixed_cadence_detects_every_kth_frame_of_each_camera():
@@ -88,8 +88,8 @@ def test_flow_scales_a_growing_box_and_gives_up_on_a_vanished_one():
 def test_a_lockstep_run_detecting_every_third_frame_still_tracks_every_frame(tmp_path):
     """The detector sees a third of the frames; the tracks and the MOT rows cover all of them."""
     from conftest import demo_camera_file
-    from edge.config import load_edge_config
-    from edge.pipeline import EdgePipeline, run_pipeline
+    from edge.runtime.config import load_edge_config
+    from edge.runtime.pipeline import EdgePipeline, run_pipeline
 
     demo_camera_file(tmp_path, "{id: cam1, source: 'synthetic://demo?camera=cam1&seed=5', realtime: false}", "conf: 0.4",
                      f"publisher: {{enabled: false}}\noutputs: {{mot_dir: {tmp_path / 'mot'}}}\nrun: {{max_frames: 90}}\n")

@@ -4,13 +4,13 @@ expiry, the threshold that comes with the model, and calibration errors."""
 import numpy as np
 import pytest
 
-from edge.config import MatchingConfig
+from edge.runtime.config import MatchingConfig
 from edge.identity import (CalibrationError, EngineSettings, FloorRules, FloorTrack, IdentityEngine, TrackletSummary,
                            floor_evidence)
 from edge.identity.engine import FORBIDDEN, cluster_offline, settings_from_config
 from edge.identity.geometry import check_matrix, solve_homography
 from edge.identity.topology import Transition
-from trainer.embeddings import Embeddings
+from core.embeddings import Embeddings
 
 
 def unit(*v):

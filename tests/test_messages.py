@@ -20,7 +20,7 @@ from conftest import REPO
 from test_site import HubProcess, free_port
 
 DEMO_CAMS = REPO / "configs" / "cams.demo.yaml"
-LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING) ")  # trainer.cli.setup_console_logging's lines
+LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING) ")  # core.cli.setup_console_logging's lines
 
 
 def clean_env(tmp_path: Path) -> dict:
@@ -69,7 +69,7 @@ def test_a_missing_openvino_names_the_extra(tmp_path):
 def test_loading_the_demo_detector_prints_nothing(tmp_path):
     """First use on a fresh box: Ultralytics would print its 'Creating new Ultralytics Settings'
     banner (and its loading lines) into the product's terminal."""
-    code = "from edge.detector import PersonDetector; d = PersonDetector('edge/demo_models/detector.pt', imgsz=320); print(len(d([])))"
+    code = "from edge.runtime.detector import PersonDetector; d = PersonDetector('edge/demo_models/detector.pt', imgsz=320); print(len(d([])))"
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=clean_env(tmp_path), capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (proc.stdout, proc.stderr) == ("0\n", "")
@@ -77,7 +77,7 @@ def test_loading_the_demo_detector_prints_nothing(tmp_path):
 
 AUTOUPDATE = """
 import subprocess
-import edge.detector  # the product's import, before Ultralytics' own
+import edge.runtime.detector  # the product's import, before Ultralytics' own
 from ultralytics.utils import checks
 calls = []
 subprocess.check_output = lambda cmd, *a, **k: calls.append(" ".join(map(str, cmd))) or ""
@@ -175,7 +175,7 @@ def test_a_pt_file_must_be_a_torch_checkpoint_before_it_is_unpickled(tmp_path):
     only a zip archive or the older pickle with torch's magic number reaches torch.load."""
     import torch
 
-    from edge.detector import checkpoint_problem
+    from edge.runtime.detector import checkpoint_problem
 
     good = tmp_path / "good.pt"
     torch.save({"model": None}, good)

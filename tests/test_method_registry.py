@@ -15,7 +15,7 @@ from torch import nn
 
 from conftest import REPO, tiny_recipe
 from trainer.config import ModelConfig, TrainConfig, load_train_config
-from trainer.configio import ConfigError, StrictModel
+from core.configio import ConfigError, StrictModel
 from trainer.methods import registry
 
 

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from trainer.embeddings import Embeddings, similarity
+from core.embeddings import Embeddings, similarity
 from trainer.eval.evaluate import write_report
 from trainer.eval.metrics import evaluate_rank
 from trainer.eval.rerank import re_ranking
@@ -146,7 +146,7 @@ def test_distance_matrices_rerank_on_duplicate_features(metric):
 
 def test_part_similarity_can_be_switched_off():
     from trainer.config import EvalConfig
-    from trainer.embeddings import Embeddings
+    from core.embeddings import Embeddings
     from trainer.eval.evaluate import distance_matrices
 
     g = np.array([[1.0, 0.0], [0.8, 0.6]])

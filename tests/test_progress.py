@@ -7,16 +7,16 @@ import sys
 from tqdm import tqdm
 
 from conftest import REPO
-from trainer.progress import LogProgress, progress
+from core.progress import LogProgress, progress
 
 
 def test_not_a_terminal_logs_a_line_at_most_every_interval(monkeypatch, caplog):
     now = [0.0]
-    monkeypatch.setattr("trainer.progress.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("core.progress.time.monotonic", lambda: now[0])
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     bar = progress(range(95), "stage 2 epoch 1/3", interval=10.0)
     assert isinstance(bar, LogProgress)
-    with caplog.at_level(logging.INFO, logger="trainer.progress"):
+    with caplog.at_level(logging.INFO, logger="core.progress"):
         for i in bar:
             now[0] += 1.0  # one second per item
             bar.set_postfix(loss=f"{1 - i / 100:.2f}")
@@ -29,15 +29,15 @@ def test_not_a_terminal_logs_a_line_at_most_every_interval(monkeypatch, caplog):
 
 def test_a_short_loop_off_a_terminal_prints_nothing(monkeypatch, caplog):
     monkeypatch.setattr(sys, "stderr", io.StringIO())
-    with caplog.at_level(logging.INFO, logger="trainer.progress"):
+    with caplog.at_level(logging.INFO, logger="core.progress"):
         assert list(progress(range(5), "features")) == list(range(5))
     assert caplog.records == [] and sys.stderr.getvalue() == ""
 
 
 def test_a_line_without_postfix_ends_with_the_time(monkeypatch, caplog):
     now = [0.0]
-    monkeypatch.setattr("trainer.progress.time.monotonic", lambda: now[0])
-    with caplog.at_level(logging.INFO, logger="trainer.progress"):
+    monkeypatch.setattr("core.progress.time.monotonic", lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="core.progress"):
         for _ in LogProgress(range(2), "features", None, interval=1.0):
             now[0] += 1.0
     assert [r.getMessage() for r in caplog.records] == ["features: 1/2 (50%) in 1 s", "features: 2/2 (100%) in 2 s"]
@@ -50,7 +50,7 @@ def test_a_terminal_gets_the_live_bar(monkeypatch):
 
 
 def test_a_cli_writing_to_a_pipe_prints_no_bar_fragments(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "edge.world", "mot", "--scene", "tiny", "--frames", "40", "--out", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "sim", "mot", "--scene", "tiny", "--frames", "40", "--out", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "\r" not in proc.stderr and "it/s" not in proc.stderr

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from edge.rate_watch import RateWatch
+from edge.runtime.rate_watch import RateWatch
 
 
 def feed(watch: RateWatch, camera: str, fps: float, start: float, seconds: float) -> float:
@@ -20,7 +20,7 @@ def feed(watch: RateWatch, camera: str, fps: float, start: float, seconds: float
 
 def test_a_camera_at_a_third_of_its_rate_is_warned_about_within_the_window(caplog):
     watch = RateWatch({"cam1": 10.0, "cam2": 10.0}, window_s=5.0)
-    with caplog.at_level(logging.WARNING, logger="edge.rate_watch"):
+    with caplog.at_level(logging.WARNING, logger="edge.runtime.rate_watch"):
         for i in range(100):  # 10 s: cam1 at 10 fps, cam2 at 3 fps
             t = i * 0.1
             watch.frame("cam1", t)
@@ -39,7 +39,7 @@ def test_a_camera_at_a_third_of_its_rate_is_warned_about_within_the_window(caplo
 
 def test_one_warning_while_it_lasts_and_one_line_when_it_is_back(caplog):
     watch = RateWatch({"cam1": 10.0}, window_s=5.0)
-    with caplog.at_level(logging.INFO, logger="edge.rate_watch"):
+    with caplog.at_level(logging.INFO, logger="edge.runtime.rate_watch"):
         t = feed(watch, "cam1", 4.0, 0.0, 20.0)
         assert watch.warnings == 1 and watch.report()["cam1"]["share"] == pytest.approx(0.4, abs=0.05)
         feed(watch, "cam1", 10.0, t, 10.0)

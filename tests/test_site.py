@@ -19,7 +19,7 @@ import pytest
 import yaml
 import zmq
 
-from edge.site.protocol import MAGIC, encode, model_id
+from edge.wire.site_protocol import MAGIC, encode, model_id
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "edge" / "demo_models" / "reid.onnx"
@@ -285,7 +285,7 @@ def test_non_local_bind_without_keys_is_refused(tmp_path):
     r = subprocess.run([sys.executable, "-m", "edge.hub", "--config", str(tmp_path / "hub.yaml")], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "the hub binds tcp://0.0.0.0:" in r.stderr and "without CURVE keys" in r.stderr and "insecure: true" in r.stderr
-    from edge.publisher import EventPublisher
+    from edge.wire.publisher import EventPublisher
 
     with pytest.raises(ValueError, match=r"the event publisher binds tcp://\*:\d+ beyond localhost without CURVE keys"):
         EventPublisher(f"tcp://*:{free_port()}")

@@ -55,7 +55,7 @@ def test_a_node_whose_hub_never_answers_warns_decides_itself_and_says_so(tmp_pat
     assert proc.returncode == 0, text[-3000:]
     assert wall < 150, f"{wall:.0f} s: the node sat out the 300 s flush timeout for a hub known to be away"
     warning = re.search(rf"(\d\d):(\d\d):(\d\d) WARNING .*site: the hub {re.escape(hub)} does not answer \(nothing for ([\d.]+) s\)", text)
-    built = re.search(r"(\d\d):(\d\d):(\d\d) INFO edge.pipeline: matching:", text)  # just before the site link starts
+    built = re.search(r"(\d\d):(\d\d):(\d\d) INFO edge.runtime.pipeline: matching:", text)  # just before the site link starts
     assert warning and built, text[-3000:]
     seconds = lambda m: int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3])  # noqa: E731
     # hub_timeout_s 5: not before it, and soon after on a loaded machine too (its I/O thread shares the CPU with model loading)

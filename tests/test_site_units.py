@@ -12,9 +12,9 @@ import pytest
 from edge.identity import EngineSettings, FloorTrack, IdentityEngine, TrackletSummary
 from edge.site.gallery import Gallery, candidates_for, exact_neighbours
 from edge.site.node import _merge
-from edge.site.protocol import DimensionError, ProtocolError, WireTracklet, decode, decode_tracklets, encode, encode_tracklets
+from edge.wire.site_protocol import DimensionError, ProtocolError, WireTracklet, decode, decode_tracklets, encode, encode_tracklets
 from edge.site.store import SCHEMA, Store, TrackletRow
-from trainer.embeddings import Embeddings
+from core.embeddings import Embeddings
 
 BOX = np.array([10.0, 10.0, 50.0, 120.0])
 
@@ -213,7 +213,7 @@ def test_a_restarted_hub_keeps_sealed_identities_sealed_and_each_cameras_look(tm
     import socket
 
     from edge.site.config import HubConfig
-    from edge.site.hub import Hub
+    from edge.site.hub_service import Hub
 
     model = Path(__file__).resolve().parents[1] / "edge" / "demo_models" / "reid.onnx"
     dim = 320

@@ -24,9 +24,9 @@ import pytest
 import yaml
 
 from conftest import REPO
-from edge.config import CameraConfig, load_edge_config
-from edge.sources import CameraCapture, SourceError, make_reader
-from trainer.configio import ConfigError
+from edge.runtime.config import CameraConfig, load_edge_config
+from edge.runtime.sources import CameraCapture, SourceError, make_reader
+from core.configio import ConfigError
 
 DEMO = REPO / "edge" / "demo_models"
 OPENCV_NOISE = ("[ WARN", "[ERROR", "VIDEOIO", "OpenCV(", "moov atom", "@ 0x")
@@ -251,12 +251,12 @@ def test_every_retry_of_a_missing_usb_camera_is_one_warning_with_the_reason_and_
     index = missing_usb_index()
     stop = threading.Event()
     capture = CameraCapture(CameraConfig(id="desk", source=str(index)), threading.Event(), stop, reconnect_max_s=0.25)
-    with caplog.at_level(logging.WARNING, logger="edge.sources"):
+    with caplog.at_level(logging.WARNING, logger="edge.runtime.sources"):
         capture.start()
         time.sleep(2.0)
         stop.set()
         capture.join(5)
-    warnings = [r.getMessage() for r in caplog.records if r.name == "edge.sources"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "edge.runtime.sources"]
     assert capture.reconnects >= 4 and len(warnings) in (capture.reconnects, capture.reconnects + 1)
     assert warnings[0] == f"camera desk: cannot open USB camera {index}: no such device /dev/video{index}; retry 1 in 0.2s"
     assert capture.problem == f"cannot open USB camera {index}: no such device /dev/video{index}"
@@ -265,7 +265,7 @@ def test_every_retry_of_a_missing_usb_camera_is_one_warning_with_the_reason_and_
 def test_a_watchdog_restart_keeps_the_camera_s_counts():
     from types import SimpleNamespace
 
-    from edge.watchdog import CaptureWatchdog
+    from edge.runtime.watchdog import CaptureWatchdog
 
     dead = SimpleNamespace(cam=SimpleNamespace(id="door"), reader=SimpleNamespace(live=True), error="RuntimeError: boom",
                            reconnects=3, dropped=7, is_alive=lambda: False)
@@ -282,7 +282,7 @@ def test_a_file_that_ends_before_its_header_says_is_reported_as_truncated(tmp_pa
     stop, new_frame = threading.Event(), threading.Event()
     capture = CameraCapture(CameraConfig(id="hall", source=str(video), realtime=False), new_frame, stop)
     taken = 0
-    with caplog.at_level(logging.WARNING, logger="edge.sources"):
+    with caplog.at_level(logging.WARNING, logger="edge.runtime.sources"):
         capture.start()
         deadline = time.monotonic() + 30
         while not capture.finished and time.monotonic() < deadline:
@@ -348,9 +348,9 @@ def test_a_run_whose_cameras_never_deliver_warns_once_per_retry_counts_them_and_
     assert not [line for line in err if any(noise in line for noise in OPENCV_NOISE)]
     desk = [line for line in err if "camera desk: " in line]
     door = [line for line in err if "camera door: " in line]
-    assert desk and all(f"WARNING edge.sources: camera desk: cannot open USB camera {index}: no such device /dev/video{index}; retry " in line
+    assert desk and all(f"WARNING edge.runtime.sources: camera desk: cannot open USB camera {index}: no such device /dev/video{index}; retry " in line
                         for line in desk)
-    assert door and all(f"WARNING edge.sources: camera door: cannot open {url}: no answer within 4 s (open timeout); retry " in line
+    assert door and all(f"WARNING edge.runtime.sources: camera door: cannot open {url}: no answer within 4 s (open timeout); retry " in line
                         for line in door)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["reconnects"]["desk"] >= len(desk) - 1 >= 3 and report["reconnects"]["door"] >= 1
@@ -386,7 +386,7 @@ def test_sigint_while_the_models_load_ends_the_run_within_3_s(tmp_path):
 
 def test_sigint_after_the_first_frames_ends_the_run_within_3_s_with_results_flushed(tmp_path):
     proc, lines = demo_cli(tmp_path)
-    lines.wait_for("INFO edge.pipeline: fps[", 120)  # the first stats line: frames are flowing
+    lines.wait_for("INFO edge.runtime.pipeline: fps[", 120)  # the first stats line: frames are flowing
     took = stop_and_time(proc)
     lines.join(5)
     assert took < 3.0, f"{took:.1f} s from SIGINT to exit"
@@ -399,7 +399,7 @@ def test_sigint_after_the_first_frames_ends_the_run_within_3_s_with_results_flus
 def test_a_second_sigint_ends_a_run_that_is_still_flushing_at_once():
     """After loading, the first signal asks for a clean stop and flush; a second one (a site node
     waiting for its hub's final ids, say) ends the process at once, exit 1, with one line."""
-    code = ("import os, signal, time\nfrom edge.run import SignalStop\nfrom trainer.cli import setup_console_logging\n"
+    code = ("import os, signal, time\nfrom edge.run import SignalStop\nfrom core.cli import setup_console_logging\n"
             "setup_console_logging()\ns = SignalStop(); s.loaded()\nos.kill(os.getpid(), signal.SIGINT); time.sleep(0.2)\n"
             "assert s.event.is_set()\nos.kill(os.getpid(), signal.SIGINT); time.sleep(10)\nprint('not reached')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)

@@ -31,7 +31,7 @@ def test_tiny_training_learns_and_eval_cli_reproduces(tmp_path):
     assert report["mAP"] > 0.25  # 0.346 measured (docs/training.md); 0.168 when the raw-feature triplet collapsed the embeddings
     assert (out / "eval_cmc.png").is_file() and (out / "model.pt").is_file()
     # the same/different-person statistics and the matching threshold travel with the model
-    from export.metadata import read_onnx_metadata
+    from core.model_card import read_onnx_metadata
     from trainer.models import load_checkpoint
 
     stats = load_checkpoint(out / "model.pt").train_meta["similarity"]

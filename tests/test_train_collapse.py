@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import tiny_recipe
-from trainer.embeddings import Embeddings
+from core.embeddings import Embeddings
 from trainer.eval.similarity_stats import COSINE_RESOLUTION, NoSeparation, similarity_stats
 
 

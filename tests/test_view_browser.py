@@ -153,7 +153,7 @@ def test_operator_page_shows_cameras_people_journeys_merges_and_keeps_up(browser
 def test_a_recorded_run_replays_in_the_page(browser, tmp_path):
     import zmq
 
-    from edge.recording import RecordingWriter
+    from edge.wire.recording import RecordingWriter
 
     endpoint = "tcp://127.0.0.1:56442"
     sub = zmq.Context.instance().socket(zmq.SUB)

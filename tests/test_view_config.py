@@ -5,7 +5,7 @@ import pytest
 
 from edge.view.__main__ import parse_bind
 from edge.view.config import TOKEN_ENV, check_access, load_view_config, read_token
-from trainer.configio import ConfigError
+from core.configio import ConfigError
 
 
 def test_bind_forms():

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from edge.preview import crop_jpeg, preview_jpeg
-from edge.publisher import EventPublisher
+from edge.runtime.preview import crop_jpeg, preview_jpeg
+from edge.wire.publisher import EventPublisher
 from edge.view.feed import draw_scene
 from test_view_browser import CHROMIUM_FLAGS, find_browser, wait
 from view_helpers import ViewProcess

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import zmq
 
-from edge.config import load_edge_config
+from edge.runtime.config import load_edge_config
 from edge.listen import decode, jpeg_part
-from edge.pipeline import run_pipeline
+from edge.runtime.pipeline import run_pipeline
 from test_edge_run import cams_yaml
 
 
@@ -74,7 +74,7 @@ def test_previews_and_crops_are_published_when_on_and_absent_by_default(tmp_path
 
 
 def test_publisher_encodes_deferred_images_on_its_thread_and_survives_a_failing_one(caplog):
-    from edge.publisher import EventPublisher
+    from edge.wire.publisher import EventPublisher
 
     port = 56453
     sub = RawSubscriber(port)

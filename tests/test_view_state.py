@@ -7,9 +7,9 @@ import logging
 import numpy as np
 import pytest
 
-from edge.preview import PreviewClock, crop_jpeg, preview_jpeg
-from edge.publisher import SCHEMA, SCHEMA_VERSION
-from edge.recording import RecordingWriter, read_recording
+from edge.runtime.preview import PreviewClock, crop_jpeg, preview_jpeg
+from edge.wire.publisher import SCHEMA, SCHEMA_VERSION
+from edge.wire.recording import RecordingWriter, read_recording
 from edge.view.state import Limits, ViewState
 
 

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from edge.sources import SourceError, SyntheticReader
-from edge.world.export import write_mot_ground_truth, write_reid_dataset
-from edge.world.render import CameraRenderer
-from edge.world.scene import World, resolve_scene
+from edge.runtime.sources import SourceError, SyntheticReader
+from sim.writers import write_mot_ground_truth, write_reid_dataset
+from sim.render import CameraRenderer
+from sim.scene import World, resolve_scene
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_cameras_can_be_written_as_videos_an_edge_file_source_reads(tiny_world, 
 
 
 def test_several_seeds_share_one_reid_dataset_as_distinct_people_and_cameras(tmp_path):
-    from edge.world.__main__ import main as world_main
+    from sim.__main__ import main as world_main
 
     world_main(["reid", "--scene", "tiny", "--seed", "0", "3", "--out", str(tmp_path / "reid"), "--every", "4"])
     names = [p.name for sub in ("bounding_box_train", "query", "bounding_box_test") for p in (tmp_path / "reid" / sub).iterdir()]

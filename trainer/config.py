@@ -1,7 +1,7 @@
 """The training recipe: typed, validated sections with a default and a description per field.
 
 A recipe YAML maps one-to-one onto :class:`TrainConfig`; see ``configs/`` for examples and
-``trainer.configio`` for ``_BASE_`` inheritance and ``KEY=VALUE`` overrides.
+``core.configio`` for ``_BASE_`` inheritance and ``KEY=VALUE`` overrides.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Iterable, Literal, Optional
 
 from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
-from trainer.configio import StrictModel, load_config
+from core.configio import StrictModel, load_config
 from trainer.methods.registry import BaselineConfig, MethodConfig, parse_method_config
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

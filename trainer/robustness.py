@@ -168,9 +168,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the recipe")
     args = parser.parse_args(argv)
 
-    from trainer.cli import fail, setup_console_logging
+    from core.cli import fail, setup_console_logging
     from trainer.config import load_train_config
-    from trainer.configio import ConfigError
+    from core.configio import ConfigError
     from trainer.data.datasets import DatasetLayoutError
     from trainer.data.loader import prepare_dataset
     from trainer.engine.runtime import pick_device

@@ -7,10 +7,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from trainer.cli import fail, setup_console_logging
+from core.cli import fail, setup_console_logging
 from trainer.config import load_train_config
-from trainer.configio import ConfigError
-from trainer.extras import TRAINING, MissingExtra, require
+from core.configio import ConfigError
+from core.extras import TRAINING, MissingExtra, require
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -113,7 +113,7 @@ if ! $PY -c "import trackeval" 2>/dev/null; then
   echo "site demo: scores skipped (edge.evaluate needs trackeval: pip install -e '.[train]'); the runs are still compared row by row"
 fi
 if $score; then
-  $PY -m edge.world mot --scene demo --out "$out/gt" >/dev/null
+  $PY -m sim mot --scene demo --out "$out/gt" >/dev/null
   $PY -m edge.evaluate --gt "$out/gt" --pred "$out/mot" --out "$out/scores.json"
 fi
 $PY -m edge.run --cameras configs/cams.demo_eval.yaml "${limit[@]}" outputs.mot_dir="$out/single/mot" outputs.floor_map=null \

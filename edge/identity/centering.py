@@ -26,9 +26,9 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from trainer.embeddings import Embeddings
+from core.embeddings import Embeddings
 
-from .records import TrackletSummary
+from edge.identity.records import TrackletSummary
 
 
 class CameraCentering:

@@ -40,12 +40,12 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from trainer.embeddings import Embeddings, similarity, weighted_mean
+from core.embeddings import Embeddings, similarity, weighted_mean
 
-from .centering import CameraCentering
-from .geometry import FloorRules, FloorTrack, floor_evidence, foot_point
-from .records import Decision, Key, TrackletSummary
-from .topology import Transition
+from edge.identity.centering import CameraCentering
+from edge.identity.geometry import FloorRules, FloorTrack, floor_evidence, foot_point
+from edge.identity.records import Decision, Key, TrackletSummary
+from edge.identity.topology import Transition
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ HANDOVER_S = 0.25  # a tracker break can show old and new track together this lo
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """Everything the engine decides with (see :class:`edge.config.MatchingConfig` for each)."""
+    """Everything the engine decides with (see :class:`edge.runtime.config.MatchingConfig` for each)."""
 
     threshold: float
     scale: float = 0.1
@@ -84,7 +84,7 @@ class EngineSettings:
 
 def settings_from_config(cfg, model_similarity: Optional[dict], model_name: str = "the ReID model",
                          embedding_dim: Optional[int] = None) -> EngineSettings:
-    """Engine settings from ``matching`` (an :class:`edge.config.MatchingConfig`) and the model's stored
+    """Engine settings from ``matching`` (an :class:`edge.runtime.config.MatchingConfig`) and the model's stored
     similarity statistics. The threshold is the config's, else the model's; neither is an error.
 
     Camera centering is on when the model carries centered statistics (``similarity.centered``)

@@ -1,7 +1,7 @@
 """What the identity engine takes in and gives back: tracklet summaries and decisions.
 
 Plain data, no behaviour beyond small views, so the same engine can be fed by the single-box
-runtime (from its :class:`~edge.tracklets.Tracklet` objects) or by a site hub (from messages).
+runtime (from its :class:`~edge.runtime.tracklets.Tracklet` objects) or by a site hub (from messages).
 """
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Optional
 
 import numpy as np
 
-from trainer.embeddings import Embeddings
+from core.embeddings import Embeddings
 
-from .geometry import FloorTrack
+from edge.identity.geometry import FloorTrack
 
 Key = tuple[str, int]  # (camera, local id)
 

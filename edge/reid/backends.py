@@ -1,4 +1,4 @@
-"""ReID backends: crops in, :class:`~trainer.embeddings.Embeddings` out, whatever runs the model.
+"""ReID backends: crops in, :class:`~core.embeddings.Embeddings` out, whatever runs the model.
 
 Every backend reads the model's metadata (written by ``export``) to know the input size, the
 layout and whether normalisation is baked into the graph; third-party ONNX models without it
@@ -15,10 +15,10 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from export.metadata import ModelMetadata, metadata_from_props
-from trainer.embeddings import Embeddings
+from core.model_card import ModelMetadata, metadata_from_props
+from core.embeddings import Embeddings
 
-from ..config import NormalizationConfig, ReIDConfig
+from edge.runtime.config import NormalizationConfig, ReIDConfig
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +152,9 @@ class OnnxRuntimeBackend(ReIDBackend):
 
     def __init__(self, path: str, device: str = "cpu", max_batch: int = 16, normalization: NormalizationConfig = NormalizationConfig(),
                  input_size: Optional[tuple[int, int]] = None, threads: int = 0):
-        from export.onnx_runner import ort_session
+        from core.onnx_runner import ort_session
 
-        from ..cpu_budget import session_threads
+        from edge.runtime.cpu_budget import session_threads
 
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
         self.threads, spin = session_threads(threads)  # sized to the CPUs this process may use, not the host's cores
@@ -214,7 +214,7 @@ class TensorRTBackend(ReIDBackend):
     name = "tensorrt"
 
     def __init__(self, path: str, max_batch: int = 16):
-        from export.tensorrt_engine import EngineRunner
+        from core.tensorrt_runner import EngineRunner
 
         self.runner = EngineRunner(path)
         if self.runner.metadata is None:

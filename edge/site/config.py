@@ -10,9 +10,9 @@ from typing import Optional
 
 from pydantic import Field, model_validator
 
-from trainer.configio import ConfigError, StrictModel, load_config
+from core.configio import ConfigError, StrictModel, load_config
 
-from .keys import CurveClient, CurveServer, is_local
+from edge.wire.curve import CurveClient, CurveServer, is_local
 
 
 LOCAL_ID_STRIDE = 1_000_000_000  # provisional ids: 10^9 .. 10^12, hub ids count from 1
@@ -51,8 +51,8 @@ class SiteConfig(StrictModel):
         return self
 
 
-# below SiteConfig: edge.config imports SiteConfig from here while this module may still be loading
-from ..config import MatchingConfig, PublisherConfig  # noqa: E402
+# below SiteConfig: edge.runtime.config imports SiteConfig from here while this module may still be loading
+from edge.runtime.config import MatchingConfig, PublisherConfig  # noqa: E402
 
 
 class HubConfig(StrictModel):

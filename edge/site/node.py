@@ -1,6 +1,6 @@
 """An edge node's link to the site hub, standing in for the in-process identity engine.
 
-:class:`SiteEngine` offers what :class:`~edge.pipeline.EdgePipeline` uses of
+:class:`SiteEngine` offers what :class:`~edge.runtime.pipeline.EdgePipeline` uses of
 :class:`~edge.identity.IdentityEngine` (``update``, ``global_id``, ``identities``,
 ``take_final``, ``flush``, ``len``), but sends the tracklet summaries to the hub and applies the
 site ids it returns. The pipeline thread never waits for the network: summaries go into a bounded
@@ -34,10 +34,10 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from ..identity import Decision, Identity, IdentityEngine, TrackletSummary
-from .config import SiteConfig
-from .keys import load_public, load_secret
-from .protocol import HUB_KINDS, WireTracklet, decode, encode, encode_tracklets, model_id
+from edge.identity import Decision, Identity, IdentityEngine, TrackletSummary
+from edge.site.config import SiteConfig
+from edge.wire.curve import load_public, load_secret
+from edge.wire.site_protocol import HUB_KINDS, WireTracklet, decode, encode, encode_tracklets, model_id
 
 RESYNC_CHUNK = 2000  # tracklets per resync message: 5 arrays each stays far below protocol.MAX_ARRAYS
 
@@ -538,7 +538,7 @@ def _iso(t: float) -> str:
 
 def site_engine(cfg, reid, describe: Optional[Callable[[Key], tuple[float, int]]] = None,
                 local: Optional[Callable[[], IdentityEngine]] = None) -> SiteEngine:
-    """The node side for an :class:`~edge.config.EdgeConfig` with a ``site:`` section; ``local``
+    """The node side for an :class:`~edge.runtime.config.EdgeConfig` with a ``site:`` section; ``local``
     makes the engine that decides while the hub is away."""
     if reid is None:
         raise ValueError("site: a node needs a reid section (the hub matches appearance)")

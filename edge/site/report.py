@@ -1,6 +1,6 @@
 """The hub's stats as one readable line: the hub's log and ``python -m edge.listen`` both print it.
 
-Kept apart from :mod:`edge.site.hub` so a listener does not import FAISS and the identity engine
+Kept apart from :mod:`edge.site.hub_service` so a listener does not import FAISS and the identity engine
 to describe a ``stats`` event.
 """
 from __future__ import annotations

@@ -17,9 +17,9 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from trainer.embeddings import Embeddings
+from core.embeddings import Embeddings
 
-from ..identity import FloorTrack, Identity
+from edge.identity import FloorTrack, Identity
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS identities (

@@ -13,10 +13,10 @@ import socket
 import sys
 import threading
 
-from trainer.cli import fail, setup_console_logging
-from trainer.configio import ConfigError
+from core.cli import fail, setup_console_logging
+from core.configio import ConfigError
 
-from .config import ViewConfig, check_access, load_view_config, read_token
+from edge.view.config import ViewConfig, check_access, load_view_config, read_token
 
 log = logging.getLogger("edge.view")
 
@@ -68,9 +68,9 @@ def serve(cfg: ViewConfig, token: str | None) -> None:
     try:
         import uvicorn
 
-        from .server import build_app
-        from .sources import CurveError, LiveSource, ReplaySource, curve_client_keys
-        from .state import Limits, ViewState
+        from edge.view.server import build_app
+        from edge.view.subscribers import CurveError, LiveSource, ReplaySource, curve_client_keys
+        from edge.view.state import Limits, ViewState
     except ImportError as exc:
         fail(f"the view needs the [view] extra: pip install -e \".[view]\" ({exc.name} is missing)")
 

@@ -12,7 +12,7 @@ from typing import Optional
 
 from pydantic import Field, model_validator
 
-from trainer.configio import ConfigError, StrictModel, load_config
+from core.configio import ConfigError, StrictModel, load_config
 
 TOKEN_ENV = "CLIPREID_VIEW_TOKEN"
 

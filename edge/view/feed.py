@@ -1,5 +1,5 @@
 """A synthetic publisher of the event schema: scripted people walking past cameras, with preview
-frames, crops, hand-overs between cameras and merges, on a real :class:`~edge.publisher.EventPublisher`.
+frames, crops, hand-overs between cameras and merges, on a real :class:`~edge.wire.publisher.EventPublisher`.
 
 For the view's browser test and load benchmark, and to look at the page without the runtime:
 ``python -m edge.view.feed --endpoint tcp://127.0.0.1:5555 --rate 100``. Each person is a
@@ -17,8 +17,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from ..preview import crop_jpeg, preview_jpeg
-from ..publisher import EventPublisher
+from edge.runtime.preview import crop_jpeg, preview_jpeg
+from edge.wire.publisher import EventPublisher
 
 CAMERAS = ("cam1", "cam2", "cam3")
 

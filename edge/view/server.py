@@ -29,7 +29,7 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .state import ViewState
+from edge.view.state import ViewState
 
 STATIC = files("edge.view") / "static"
 COOKIE = "view_token"

@@ -26,7 +26,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from ..publisher import SCHEMA, SCHEMA_VERSION
+from edge.wire.publisher import SCHEMA, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Camera:
     preview_times: deque = field(default_factory=lambda: deque(maxlen=10))
     fps: Optional[float] = None  # the runtime's figure (stats event)
     down_for_s: Optional[float] = None  # the runtime's figure (stats event)
-    behind: Optional[dict] = None  # processed below its rate: {fps, rate, share} (stats event, edge/rate_watch.py)
+    behind: Optional[dict] = None  # processed below its rate: {fps, rate, share} (stats event, edge/runtime/rate_watch.py)
     detect_every: Optional[int] = None  # the governor's k: the detector on every k-th frame (stats event)
     stats_at: Optional[float] = None
     version: int = 0

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from trainer.config import DataConfig, TrainConfig
 from trainer.data.datasets import ReIDData, Sample, check_images, load_dataset
 from trainer.data.sampler import PKBatchSampler
-from trainer.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
+from sim.people import SyntheticSpec, ensure_synthetic_dataset
 from trainer.data.transforms import test_transform, train_transform
 from trainer.data.validation import carve_validation
 

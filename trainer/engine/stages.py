@@ -29,7 +29,7 @@ from trainer.engine.runtime import Runtime
 from trainer.losses import batch_hard_triplet, id_loss, image_to_text_ce, supcon
 from trainer.models.image_encoders import ImageFeatures
 from trainer.models.reid import CLIPReID
-from trainer.progress import progress as progress_bar
+from core.progress import progress as progress_bar
 
 
 class Stage1Head(nn.Module):

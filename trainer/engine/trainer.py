@@ -32,7 +32,7 @@ from trainer.engine.logbook import EpochLog
 from trainer.engine.optim import build_optimizer, build_scheduler
 from trainer.engine.runtime import Runtime, gather_objects, parameter_checksum, rng_state, seed_everything, set_rng_state, setup_runtime, shutdown_runtime
 from trainer.engine.stages import STAGE_IMAGE, STAGE_METHOD, STAGE_PROMPTS, Stage1Head, cache_image_features, freeze_for_stage, stage1_epoch, stage2_epoch
-from trainer.embeddings import Embeddings
+from core.embeddings import Embeddings
 from trainer.eval.evaluate import evaluate_features, extract_features, format_result, write_report
 from trainer.eval.similarity_stats import gallery_swap_stats, similarity_stats
 from trainer.models.checkpoint import save_checkpoint

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from trainer.cli import fail, setup_console_logging
+from core.cli import fail, setup_console_logging
 from trainer.config import load_train_config
-from trainer.configio import ConfigError
+from core.configio import ConfigError
 from trainer.data.datasets import DatasetLayoutError
 from trainer.models.checkpoint import CheckpointError
 

@@ -15,10 +15,10 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from trainer.config import EvalConfig  # noqa: E402
-from trainer.embeddings import Embeddings, distance  # noqa: E402
+from core.embeddings import Embeddings, distance  # noqa: E402
 from trainer.eval.metrics import RankResult, evaluate_rank  # noqa: E402
 from trainer.eval.rerank import re_ranking  # noqa: E402
-from trainer.progress import progress as progress_bar  # noqa: E402
+from core.progress import progress as progress_bar  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def extract_features(model: torch.nn.Module, loader: DataLoader, device: torch.d
     """-> (embeddings of N images, pids [N], camids [N]); ``flip`` averages with the mirror image.
 
     Part-based methods' part features and confidences come along, so ranking uses the same
-    confidence-weighted :func:`~trainer.embeddings.similarity` as the edge.
+    confidence-weighted :func:`~core.embeddings.similarity` as the edge.
     """
     from trainer.models.reid import to_embeddings
 

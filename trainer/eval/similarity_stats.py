@@ -3,7 +3,7 @@
 The edge matches *tracklets* (means of a few crops) across cameras, so the statistics are taken
 the same way: each identity's crops in one camera are cut into pseudo-tracklets of up to
 ``crops_per_tracklet`` crops (in file order), each averaged, and pairs of pseudo-tracklets from
-*different* cameras are compared with the shared :func:`~trainer.embeddings.similarity`. The
+*different* cameras are compared with the shared :func:`~core.embeddings.similarity`. The
 threshold is the cosine that only ``false_match_rate`` of different-person pairs reach.
 
 :func:`swap_stats` measures the edge's other model-dependent threshold: how unlike its own track
@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from trainer.embeddings import Embeddings, similarity, weighted_mean
+from core.embeddings import Embeddings, similarity, weighted_mean
 
 
 _FRAME = re.compile(r"_c\d+s\d+_(\d+)_")
@@ -125,7 +125,7 @@ def swap_stats(vectors: np.ndarray, pids: np.ndarray, camids: np.ndarray, order:
     track: every crop after the first ``history`` is compared with the mean of the crops before
     it, and so is one crop of another person of the same camera. ``swap_below`` is the cosine that
     only ``false_cut`` of the same person's crops fall below; the edge cuts a track after two
-    crops in a row below it (``edge.tracklets.Tracklet.looks_swapped``), so a false cut needs that
+    crops in a row below it (``edge.runtime.tracklets.Tracklet.looks_swapped``), so a false cut needs that
     twice. ``other_below`` is the share of another person's crops it catches."""
     rng = np.random.default_rng(seed)
     same, other = [], []

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from trainer.configio import StrictModel
+from core.configio import StrictModel
 from trainer.methods.base import Method
 from trainer.methods.registry import register_method
 from trainer.models.image_encoders import ImageFeatures

@@ -33,7 +33,7 @@ from typing import Any, Callable, ClassVar, Literal, Optional
 
 from pydantic import Field, create_model
 
-from trainer.configio import StrictModel
+from core.configio import StrictModel
 
 Backbone = Optional[Literal["vit", "resnet"]]
 

@@ -36,7 +36,7 @@ on). It is off by default and in the full-size recipes, where the regions must c
 text prototypes alone, as the paper has them: with it on, regions become horizontal stripes
 whatever the text says. Region features stay in the encoder width; inference returns the
 baseline global feature plus the region features and confidences, and
-:func:`trainer.embeddings.similarity` weighs each region's cosine by the product of the two
+:func:`core.embeddings.similarity` weighs each region's cosine by the product of the two
 images' confidences, so a region counts only where both images show it.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from trainer.configio import StrictModel
+from core.configio import StrictModel
 from trainer.losses import batch_hard_triplet
 from trainer.methods.base import Inference, Method
 from trainer.methods.registry import register_method

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from trainer.configio import StrictModel
+from core.configio import StrictModel
 from trainer.losses import batch_hard_triplet, id_loss
 from trainer.methods.base import Inference, Method
 from trainer.methods.registry import register_method

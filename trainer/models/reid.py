@@ -10,7 +10,7 @@ Inference contract (what export and the edge consume): :meth:`CLIPReID.infer` re
 :class:`~trainer.methods.base.Inference` (embedding [B, D] before normalisation, plus part
 features and confidences for part-based methods); the baseline's embedding is
 ``cat(global_feat, proj_feat)`` before BNNeck. :meth:`CLIPReID.embed` wraps it into
-:class:`trainer.embeddings.Embeddings`.
+:class:`core.embeddings.Embeddings`.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from open_clip.modified_resnet import ModifiedResNet
 from torch import nn
 
 from trainer.config import ModelConfig
-from trainer.embeddings import Embeddings
+from core.embeddings import Embeddings
 from trainer.methods import build_method
 from trainer.methods.base import Inference, Method
 from trainer.models.clip_factory import build_clip

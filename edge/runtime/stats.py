@@ -22,7 +22,7 @@ class PipelineStats:
         self.end_to_end: deque = deque(maxlen=window)
         self.embedded = 0
         self.swaps = 0  # tracks cut because their crops turned into someone else's (reid.swap_below)
-        self.carried = 0  # frames whose boxes were carried by optical flow, not detected (edge/governor.py)
+        self.carried = 0  # frames whose boxes were carried by optical flow, not detected (edge/runtime/governor.py)
         self._since = time.monotonic()
 
     def stage(self, name: str, seconds: float) -> None:

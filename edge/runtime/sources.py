@@ -31,8 +31,8 @@ from urllib.parse import parse_qs, urlparse
 import cv2
 import numpy as np
 
-from .config import CameraConfig
-from .types import Frame
+from edge.runtime.config import CameraConfig
+from edge.runtime.types import Frame
 
 log = logging.getLogger(__name__)
 
@@ -288,8 +288,8 @@ class SyntheticReader:
     """
 
     def __init__(self, url: str):
-        from .world.render import CameraRenderer
-        from .world.scene import World, resolve_scene
+        from sim.render import CameraRenderer
+        from sim.scene import World, resolve_scene
 
         parsed = urlparse(url)
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}

@@ -2,7 +2,7 @@
 
 Ultralytics is told, before it is first imported (it reads these at import), to stay quiet and
 offline: no pip "AutoUpdate" of a missing package at run time (an edge box installs what it runs,
-through the extras: ``trainer/extras.py``), no DNS probe for being online, no settings banner.
+through the extras: ``core/extras.py``), no DNS probe for being online, no settings banner.
 Each is only a default: set ``YOLO_AUTOINSTALL``, ``YOLO_OFFLINE`` or ``YOLO_VERBOSE`` in the
 environment to have Ultralytics' own behaviour back.
 """
@@ -16,10 +16,10 @@ from typing import Sequence
 
 import numpy as np
 
-from trainer.extras import DETECTOR_FORMATS, require
+from core.extras import DETECTOR_FORMATS, require
 
-from .config import DetectorConfig
-from .types import Detections
+from edge.runtime.config import DetectorConfig
+from edge.runtime.types import Detections
 
 ULTRALYTICS_ENV = {"YOLO_AUTOINSTALL": "False", "YOLO_OFFLINE": "True", "YOLO_VERBOSE": "False"}
 for _name, _value in ULTRALYTICS_ENV.items():

@@ -12,8 +12,8 @@ from typing import Optional
 
 import numpy as np
 
-from .config import TrackerConfig
-from .types import Detections, Track
+from edge.runtime.config import TrackerConfig
+from edge.runtime.types import Detections, Track
 
 
 def tracker_args(cfg: TrackerConfig):
@@ -85,7 +85,7 @@ class CameraTracker:
 
     def live_boxes(self) -> Detections:
         """Every box the tracker follows now, confirmed or not (a new track confirms on its second
-        frame): what :mod:`edge.coasting` carries to a frame the detector skips."""
+        frame): what :mod:`edge.runtime.coasting` carries to a frame the detector skips."""
         tracks = list(self.tracker.tracked_stracks)
         if not tracks:
             return Detections.empty()

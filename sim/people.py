@@ -21,7 +21,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from trainer.progress import progress as progress_bar
+from core.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import Optional
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from ..recording import read_recording
-from ..site.keys import KeyFileError, load_public, load_secret
-from .state import ViewState
+from edge.wire.recording import read_recording
+from edge.wire.curve import KeyFileError, load_public, load_secret
+from edge.view.state import ViewState
 
 log = logging.getLogger(__name__)
 

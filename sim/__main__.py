@@ -1,4 +1,4 @@
-"""``python -m edge.world``: write a synthetic scene's ground truth, videos, ReID or YOLO data."""
+"""``python -m sim``: write a synthetic scene's ground truth, videos, ReID or YOLO data."""
 from __future__ import annotations
 
 import argparse
@@ -6,14 +6,13 @@ from pathlib import Path
 
 import yaml
 
-from trainer.cli import one_line_errors, setup_console_logging
-
-from . import export
-from .scene import SCENES, World, resolve_scene
+from core.cli import one_line_errors, setup_console_logging
+from sim import writers
+from sim.scene import SCENES, World, resolve_scene
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m edge.world", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sim", description=__doc__)
     parser.add_argument("what", choices=["mot", "reid", "yolo", "preview", "calibration"])
     parser.add_argument("--scene", default="demo", help=f"one of {sorted(SCENES)}")
     parser.add_argument("--seed", type=int, nargs="*", default=None, help="override the scene's seed (other people); reid: several seeds go into one dataset")
@@ -36,19 +35,19 @@ def write(args: argparse.Namespace) -> None:
         for i, seed in enumerate(seeds):
             world = World(resolve_scene(args.scene, **({} if seed is None else {"seed": seed})))
             n_cams = len(world.cameras)
-            export.write_reid_dataset(world, args.out, every=args.every, pid_offset=i * world.spec.num_identities, camera_offset=i * n_cams)
+            writers.write_reid_dataset(world, args.out, every=args.every, pid_offset=i * world.spec.num_identities, camera_offset=i * n_cams)
         return
     world = World(resolve_scene(args.scene, **({} if seeds[0] is None else {"seed": seeds[0]})))
     if args.what == "mot":
-        export.write_mot_ground_truth(world, args.out, args.frames, images=args.images, video=args.video)
+        writers.write_mot_ground_truth(world, args.out, args.frames, images=args.images, video=args.video)
     elif args.what == "calibration":
-        site = {"calibration": export.floor_calibration(world), "matching": {"transitions": export.corridor_transitions(world)}}
+        site = {"calibration": writers.floor_calibration(world), "matching": {"transitions": writers.corridor_transitions(world)}}
         Path(args.out).write_text(yaml.dump(site, Dumper=_NoAliases, default_flow_style=None, sort_keys=False))
         print(args.out)
     elif args.what == "yolo":
-        export.write_yolo_dataset(world, args.out, args.split, every=args.every)
+        writers.write_yolo_dataset(world, args.out, args.split, every=args.every)
     else:
-        print(export.camera_preview(world, args.frame, args.out))
+        print(writers.camera_preview(world, args.frame, args.out))
 
 
 class _NoAliases(yaml.SafeDumper):

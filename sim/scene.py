@@ -24,7 +24,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from trainer.data.synthetic import CameraLook, PersonAppearance
+from sim.people import CameraLook, PersonAppearance
 
 PERSON_HEIGHT_M = 1.8  # height of the rendered sprite box; the figure fills app.height of it
 STRIDE_M = 1.4  # one leg-swing cycle per stride

@@ -5,7 +5,7 @@ irregular gaps that ByteTrack's IoU gate and the Kalman filter can't bridge, and
 fragment (issue 30: under a 1-CPU quota 64 % of frames processed, cross-camera IDF1 96 → 55).
 With it, every frame still goes through tracking, and the detector, by far the largest cost,
 runs on every k-th frame of a camera; in between, the tracked boxes are carried by optical flow
-(:mod:`edge.coasting`), as DeepStream's ``interval`` does with its visual tracker.
+(:mod:`edge.runtime.coasting`), as DeepStream's ``interval`` does with its visual tracker.
 
 k is per camera. A config may fix it (``governor.detect_every: 3``); ``auto`` adapts it between 1
 and ``max_detect_every`` from what the run measures: a camera processed below its rate (frames
@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING, Callable, Optional, Union
 
 if TYPE_CHECKING:
-    from .rate_watch import RateWatch
+    from edge.runtime.rate_watch import RateWatch
 
 log = logging.getLogger(__name__)
 

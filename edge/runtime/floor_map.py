@@ -9,7 +9,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from .identity.geometry import Homography
+from edge.identity.geometry import Homography
 
 log = logging.getLogger(__name__)
 

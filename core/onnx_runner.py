@@ -22,7 +22,7 @@ def ort_session(onnx_path: str | Path, providers: list[str] | None = None, threa
     """
     import onnxruntime as ort
 
-    from export.metadata import metadata_from_props
+    from core.model_card import metadata_from_props
 
     available = ort.get_available_providers()
     wanted = [p for p in (providers or ("CUDAExecutionProvider", "CPUExecutionProvider")) if p in available] or ["CPUExecutionProvider"]

@@ -19,11 +19,11 @@ from typing import Iterable, Optional
 import cv2
 import numpy as np
 
-from trainer.progress import progress as progress_bar
+from core.progress import progress as progress_bar
 
-from ..outputs import mot_row
-from .render import CameraRenderer, GroundTruthBox
-from .scene import AREAS, CORRIDOR_DOORS, World
+from core.mot import mot_row
+from sim.render import CameraRenderer, GroundTruthBox
+from sim.scene import AREAS, CORRIDOR_DOORS, World
 
 log = logging.getLogger(__name__)
 

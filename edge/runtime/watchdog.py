@@ -12,8 +12,8 @@ import logging
 import time
 from typing import Callable, Optional
 
-from .config import CameraConfig
-from .sources import CameraCapture
+from edge.runtime.config import CameraConfig
+from edge.runtime.sources import CameraCapture
 
 log = logging.getLogger(__name__)
 

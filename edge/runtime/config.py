@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from trainer.configio import ConfigError, StrictModel, load_config
+from core.configio import ConfigError, StrictModel, load_config
 
-from .identity.geometry import CalibrationError, homography_from
-from .site.keys import CurveServer
+from edge.identity.geometry import CalibrationError, homography_from
+from edge.wire.curve import CurveServer
 
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
 
@@ -206,7 +206,7 @@ class RunConfig(StrictModel):
 
 
 class GovernorConfig(StrictModel):
-    """What the runtime may skip when it can't keep up (edge/governor.py, docs/edge.md)."""
+    """What the runtime may skip when it can't keep up (edge/runtime/governor.py, docs/edge.md)."""
 
     detect_every: Union[Literal["auto"], int] = Field("auto", description="run the detector on every N-th frame of a camera, "
                                                          "boxes carried between by optical flow; auto: 1 while the box keeps up, more when it can't")
@@ -243,7 +243,7 @@ class EdgeConfig(StrictModel):
         return cameras
 
 
-from .site.config import SiteConfig  # noqa: E402 - the site section reuses the classes above
+from edge.site.config import SiteConfig  # noqa: E402 - the site section reuses the classes above
 
 EdgeConfig.model_rebuild()
 
@@ -263,7 +263,7 @@ def _check_exists(path: Optional[str], field: str, file: Path, what: str = "file
 def _check_source(source: str, field: str, file: Path) -> None:
     """A video file or image folder that cannot be read is a config error, found before any
     model loads (streams and USB cameras may come up later: they are retried at run time)."""
-    from .sources import why_unreadable  # sources imports this module
+    from edge.runtime.sources import why_unreadable  # sources imports this module
 
     reason = why_unreadable(source)
     if reason is not None:
@@ -328,7 +328,7 @@ def load_edge_config(path: str | Path, overrides: list[str] | tuple[str, ...] = 
     for key in ("mot_dir", "video_dir", "floor_map"):
         setattr(cfg.outputs, key, _resolve(base_for(f"outputs.{key}"), getattr(cfg.outputs, key)))
         _check_writable(getattr(cfg.outputs, key), f"outputs.{key}", path, folder=key != "floor_map")
-    from .site.config import resolve_curve
+    from edge.site.config import resolve_curve
 
     resolve_curve(cfg.publisher.curve, file_base, f"{path}: publisher")
     if cfg.site is not None:

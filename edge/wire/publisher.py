@@ -9,7 +9,7 @@ Every message is multipart:
 3. optional: the identity embedding as raw little-endian float16 (``embedding_dim`` in header);
 4. optional, last: a JPEG (``jpeg_bytes`` in header): the preview of ``frame/<camera>`` messages,
    or the tracklet's crop on identity ``new`` / ``assigned`` (both off by default, see
-   :mod:`edge.preview`).
+   :mod:`edge.runtime.preview`).
 
 The pipeline never waits for subscribers: messages go through a bounded queue (oldest dropped)
 to one publisher thread, and the socket's send high-water mark drops messages for subscribers
@@ -84,13 +84,13 @@ class EventPublisher:
 
     def __init__(self, endpoint: str, high_water_mark: int = 1000, queue_size: int = 10000,
                  curve=None, insecure: bool = False, guard=None, max_pending_images: int = 16):
-        """``curve`` (:class:`edge.site.keys.CurveServer`): encrypt, and let in only the allow-listed
+        """``curve`` (:class:`edge.wire.curve.CurveServer`): encrypt, and let in only the allow-listed
         subscribers; without it a bind beyond localhost is refused unless ``insecure``. ``guard``: the
-        process's :class:`edge.site.keys.Guard` (one ZAP authenticator per context).
+        process's :class:`edge.wire.curve.Guard` (one ZAP authenticator per context).
         ``max_pending_images``: previews and crops waiting for the publisher thread (each holds
         pixels); past it a new image message is dropped, so images never crowd out events nor
         grow memory when JPEG encoding falls behind."""
-        from .site.keys import Guard, check_bind
+        from edge.wire.curve import Guard, check_bind
 
         check_bind(endpoint, curve is not None, insecure, "the event publisher")
         self.context = zmq.Context.instance()

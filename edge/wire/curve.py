@@ -20,7 +20,7 @@ import zmq.auth
 from pydantic import Field
 from zmq.auth.thread import ThreadAuthenticator
 
-from trainer.configio import StrictModel
+from core.configio import StrictModel
 
 log = logging.getLogger(__name__)
 

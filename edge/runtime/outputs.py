@@ -26,8 +26,9 @@ from typing import Any, Iterable, Optional
 import cv2
 import numpy as np
 
-from .config import EdgeConfig
-from .tracklets import Tracklet
+from core.mot import mot_row
+from edge.runtime.config import EdgeConfig
+from edge.runtime.tracklets import Tracklet
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,6 @@ MAX_PENDING_ROWS = 5000
 MAX_BUFFERED_ROWS = 50000  # global rows of one camera waiting behind an earlier one (then written anyway)
 MAX_HOLD_S = 60.0  # a gap in a video longer than this (a camera down) is held this long, not more
 
-
-def mot_row(frame: int, track_id: int, xyxy: Iterable[float], score: float = 1.0, visibility: float = -1.0) -> str:
-    """One MOT Challenge line (1-based frame, top-left/width/height box)."""
-    x0, y0, x1, y1 = xyxy
-    return f"{frame},{track_id},{x0:.2f},{y0:.2f},{x1 - x0:.2f},{y1 - y0:.2f},{score:.3f},1,{visibility:.3f}\n"
 
 ALL_CAMERAS = "*"
 

@@ -15,11 +15,11 @@ from typing import Optional
 
 import numpy as np
 
-from trainer.embeddings import Embeddings
+from core.embeddings import Embeddings
 
-from .identity.geometry import FloorTrack, Homography, foot_point
-from .identity.records import TrackletSummary
-from .types import Frame, Track
+from edge.identity.geometry import FloorTrack, Homography, foot_point
+from edge.identity.records import TrackletSummary
+from edge.runtime.types import Frame, Track
 
 ACTIVE, LOST, ENDED = "active", "lost", "ended"
 

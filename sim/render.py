@@ -14,9 +14,9 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from trainer.data.synthetic import PersonAppearance, render_person, textured_background
+from sim.people import PersonAppearance, render_person, textured_background
 
-from .scene import PERSON_HEIGHT_M, Camera, Occluder, World
+from sim.scene import PERSON_HEIGHT_M, Camera, Occluder, World
 
 PHASE_STEPS = 8  # gait phases are quantised so sprites can be cached
 

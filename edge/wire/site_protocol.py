@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from trainer.embeddings import Embeddings
+from core.embeddings import Embeddings
 
 MAGIC = b"CRS1"
 NODE_KINDS = ("hello", "summaries", "heartbeat", "bye")

@@ -30,15 +30,15 @@ from typing import Optional
 import numpy as np
 import zmq
 
-from ..identity import Decision, FloorTrack, IdentityEngine, TrackletSummary
-from ..identity.engine import settings_from_config
-from ..publisher import EventPublisher, decision_event
-from .config import HubConfig
-from .gallery import Gallery, candidates_for
-from .keys import Guard, allow_list_names, check_bind, key_id
-from .protocol import NODE_KINDS, model_id, DimensionError, ProtocolError, WireTracklet, decode, decode_tracklets, encode
-from .report import summary_line
-from .store import Store, StoreError, TrackletRow, store_error
+from edge.identity import Decision, FloorTrack, IdentityEngine, TrackletSummary
+from edge.identity.engine import settings_from_config
+from edge.wire.publisher import EventPublisher, decision_event
+from edge.site.config import HubConfig
+from edge.site.gallery import Gallery, candidates_for
+from edge.wire.curve import Guard, allow_list_names, check_bind, key_id
+from edge.wire.site_protocol import NODE_KINDS, model_id, DimensionError, ProtocolError, WireTracklet, decode, decode_tracklets, encode
+from edge.site.report import summary_line
+from edge.site.store import Store, StoreError, TrackletRow, store_error
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class Hub:
     """The hub's state and its poll loop (:meth:`run`, or :meth:`poll_once` for tests)."""
 
     def __init__(self, cfg: HubConfig, context: Optional[zmq.Context] = None):
-        from export.metadata import read_onnx_metadata
+        from core.model_card import read_onnx_metadata
 
         self.cfg = cfg
         meta = read_onnx_metadata(cfg.reid_model)

@@ -15,27 +15,27 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from trainer.embeddings import Embeddings
+from core.embeddings import Embeddings
 
-from .coasting import FlowCarrier, to_gray
-from .config import EdgeConfig
-from .detector import PersonDetector
-from .cpu_budget import read_cpu_budget
-from .floor_map import FloorMap
-from .governor import Governor, LiveControl
-from .identity import Decision, IdentityEngine, homography_from
-from .identity.engine import settings_from_config
-from .outputs import open_outputs
-from .preview import PreviewClock, crop_region, downscale, encode_jpeg, fit_jpeg
-from .publisher import EventPublisher, decision_event, track_event
-from .rate_watch import RateWatch
-from .reid.backends import ReIDBackend, build_backend
-from .sources import CameraCapture
-from .stats import PipelineStats, format_report
-from .tracking import CameraTracker
-from .tracklets import ACTIVE, BudgetPolicy, EmbedRequest, Tracklet, TrackletBook
-from .watchdog import CaptureWatchdog
-from .types import Detections, Frame
+from edge.runtime.coasting import FlowCarrier, to_gray
+from edge.runtime.config import EdgeConfig
+from edge.runtime.detector import PersonDetector
+from edge.runtime.cpu_budget import read_cpu_budget
+from edge.runtime.floor_map import FloorMap
+from edge.runtime.governor import Governor, LiveControl
+from edge.identity import Decision, IdentityEngine, homography_from
+from edge.identity.engine import settings_from_config
+from edge.runtime.outputs import open_outputs
+from edge.runtime.preview import PreviewClock, crop_region, downscale, encode_jpeg, fit_jpeg
+from edge.wire.publisher import EventPublisher, decision_event, track_event
+from edge.runtime.rate_watch import RateWatch
+from edge.reid.backends import ReIDBackend, build_backend
+from edge.runtime.sources import CameraCapture
+from edge.runtime.stats import PipelineStats, format_report
+from edge.runtime.tracking import CameraTracker
+from edge.runtime.tracklets import ACTIVE, BudgetPolicy, EmbedRequest, Tracklet, TrackletBook
+from edge.runtime.watchdog import CaptureWatchdog
+from edge.runtime.types import Detections, Frame
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class EdgePipeline:
         self.swap_below = self._swap_below()
         self.site_rows = [0, 0]  # a site node's global MOT rows: all, with provisional ids (decided while the hub was away)
         if cfg.site is not None:  # a site node: the hub's engine decides, over every node's cameras; its own while the hub is away
-            from .site.node import site_engine
+            from edge.site.node import site_engine
 
             self.engine = site_engine(cfg, self.reid, self._describe, local=partial(IdentityEngine, settings))
         self._closing: dict[tuple[str, int], Tracklet] = {}  # ended tracklets whose identity may still change
@@ -180,7 +180,7 @@ class EdgePipeline:
     def _detect_or_carry(self, frames: list[Frame]) -> tuple[list[Detections], list[bool]]:
         """This step's boxes per frame: the detector's, in one batch, for the cameras the governor
         says are due, and for the others the tracked boxes carried from their last frame by optical
-        flow (:mod:`edge.coasting`). Returns the boxes and which frames were detected."""
+        flow (:mod:`edge.runtime.coasting`). Returns the boxes and which frames were detected."""
         due = [self.governor.detect_now(f.camera_id) for f in frames]
         t0 = time.perf_counter()
         found = iter(self.detector([f.image for f, d in zip(frames, due) if d]) if any(due) else [])
@@ -440,7 +440,7 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
 def _site_report(pipeline: EdgePipeline, report: dict) -> None:
     """The node's link to the hub in the report (outages, provisional ids), and a warning at the
     end when the hub was away: the global ids are then not (all) site ids."""
-    from .site.node import outage_line
+    from edge.site.node import outage_line
 
     site = pipeline.engine.report()
     site["rows"], site["rows_provisional"] = pipeline.site_rows

@@ -1,1 +1,0 @@
-"""The synthetic multi-camera world: scenes, rendering with exact ground truth, exports."""
