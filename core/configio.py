@@ -7,10 +7,12 @@ Recipes may inherit: a top-level ``_BASE_: other.yaml`` (path relative to the fi
 first and the file's own keys are merged over it, recursively (the fast-reid convention).
 Command-line overrides ``KEY=VALUE`` (dotted keys, VALUE parsed as YAML) are applied last.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError

@@ -4,6 +4,7 @@ Every backend returns :class:`Embeddings` for a batch of crops, and :func:`simil
 way to compare two sets, so offline mAP and online cross-camera matching agree.
 This module depends on numpy only: the edge imports it without training code.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,10 +47,14 @@ class Embeddings:
             self.part_conf = np.clip(np.asarray(self.part_conf, dtype=np.float32), 0.0, 1.0)
             b, p = self.parts.shape[:2]
             if self.part_conf.shape != (b, p) or b != len(self):
-                raise ValueError(f"parts {self.parts.shape} / part_conf {self.part_conf.shape} do not match {len(self)} crops")
+                raise ValueError(
+                    f"parts {self.parts.shape} / part_conf {self.part_conf.shape} do not match {len(self)} crops"
+                )
 
     @classmethod
-    def normalized(cls, global_: np.ndarray, parts: Optional[np.ndarray] = None, part_conf: Optional[np.ndarray] = None) -> "Embeddings":
+    def normalized(
+        cls, global_: np.ndarray, parts: Optional[np.ndarray] = None, part_conf: Optional[np.ndarray] = None
+    ) -> Embeddings:
         """Embeddings from vectors that are not unit length yet (averages, third-party models)."""
         return cls(l2_normalize(global_), None if parts is None else l2_normalize(parts), part_conf)
 
@@ -60,14 +65,14 @@ class Embeddings:
     def dim(self) -> int:
         return self.global_.shape[1]
 
-    def __getitem__(self, index) -> "Embeddings":
+    def __getitem__(self, index) -> Embeddings:
         idx = np.atleast_1d(np.arange(len(self))[index])
         if self.parts is None:
             return Embeddings(self.global_[idx])
         return Embeddings(self.global_[idx], self.parts[idx], self.part_conf[idx])
 
     @staticmethod
-    def concat(items: list["Embeddings"]) -> "Embeddings":
+    def concat(items: list[Embeddings]) -> Embeddings:
         if not items:
             raise ValueError("nothing to concatenate")
         g = np.concatenate([e.global_ for e in items])

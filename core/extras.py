@@ -4,6 +4,7 @@ The package is split so an edge box does not carry the training stack (``[edge]`
 see pyproject.toml). An entry point that needs the other half says so in one sentence naming the
 extra, instead of an ImportError traceback from deep inside.
 """
+
 from __future__ import annotations
 
 import importlib.util

@@ -4,6 +4,7 @@ Written by export into the ONNX ``metadata_props`` (key ``clipreid_edge``, one J
 into the TensorRT engine's sidecar ``<engine>.json``; read by every edge backend instead of
 guessing. Third-party models without it get the same fields from configuration.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,7 @@ class ModelMetadata:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelMetadata":
+    def from_json(cls, text: str) -> ModelMetadata:
         data = json.loads(text)
         if data.get("version", 0) > METADATA_VERSION:
             raise ValueError(f"model metadata version {data['version']} is newer than this code ({METADATA_VERSION})")

@@ -1,7 +1,8 @@
 """The MOT Challenge row format, written by the edge's outputs and the simulator's ground truth alike."""
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def mot_row(frame: int, track_id: int, xyxy: Iterable[float], score: float = 1.0, visibility: float = -1.0) -> str:

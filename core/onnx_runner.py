@@ -1,4 +1,5 @@
 """Running an exported ONNX model with ONNX Runtime (also the parity reference for TensorRT)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,7 +26,9 @@ def ort_session(onnx_path: str | Path, providers: list[str] | None = None, threa
     from core.model_card import metadata_from_props
 
     available = ort.get_available_providers()
-    wanted = [p for p in (providers or ("CUDAExecutionProvider", "CPUExecutionProvider")) if p in available] or ["CPUExecutionProvider"]
+    wanted = [p for p in (providers or ("CUDAExecutionProvider", "CPUExecutionProvider")) if p in available] or [
+        "CPUExecutionProvider"
+    ]
     probe_options = ort.SessionOptions()
     probe_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     probe = ort.InferenceSession(str(onnx_path), probe_options, providers=["CPUExecutionProvider"])  # never on the GPU
@@ -37,7 +40,9 @@ def ort_session(onnx_path: str | Path, providers: list[str] | None = None, threa
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     fp16 = meta is not None and meta.precision == "fp16"
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL if fp16 else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_DISABLE_ALL if fp16 else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
     return ort.InferenceSession(str(onnx_path), options, providers=wanted)
 
 

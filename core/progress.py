@@ -6,12 +6,14 @@ carriage-return fragment per update.
         ...
         bar.set_postfix(loss="0.123")
 """
+
 from __future__ import annotations
 
 import logging
 import sys
 import time
-from typing import Any, Iterable, Iterator, Optional
+from collections.abc import Iterable, Iterator
+from typing import Any, Optional
 
 from tqdm import tqdm
 
@@ -52,8 +54,14 @@ class LogProgress:
         log.info("%s: %s in %.0f s%s", self.desc, done, elapsed, f" {self.postfix}" if self.postfix else "")
 
 
-def progress(iterable: Iterable, desc: str, total: Optional[int] = None, enabled: bool = True,
-             interval: float = NON_TTY_INTERVAL_S, **tqdm_kwargs: Any) -> tqdm | LogProgress:
+def progress(
+    iterable: Iterable,
+    desc: str,
+    total: Optional[int] = None,
+    enabled: bool = True,
+    interval: float = NON_TTY_INTERVAL_S,
+    **tqdm_kwargs: Any,
+) -> tqdm | LogProgress:
     """A tqdm bar on a terminal, :class:`LogProgress` elsewhere; a silent tqdm when not ``enabled``."""
     if enabled and not sys.stderr.isatty():
         return LogProgress(iterable, desc, total, interval)

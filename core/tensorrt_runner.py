@@ -5,6 +5,7 @@ only when an engine is actually run. Device buffers come from pycuda (the Jetson
 PyTorch) or, where it is installed, from PyTorch CUDA tensors. Building engines is the
 exporter's job (``export/tensorrt_engine.py``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,7 +23,9 @@ def _trt():
     try:
         import tensorrt as trt
     except ImportError as exc:
-        raise TensorRTUnavailable("TensorRT is not installed: pip install 'clipreid-edge[trt]' on a machine with an NVIDIA GPU") from exc
+        raise TensorRTUnavailable(
+            "TensorRT is not installed: pip install 'clipreid-edge[trt]' on a machine with an NVIDIA GPU"
+        ) from exc
     return trt
 
 
@@ -58,14 +61,18 @@ class EngineRunner:
     def __call__(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         batch = len(next(iter(inputs.values())))
         if not self.batch_range[0] <= batch <= self.batch_range[1]:
-            raise ValueError(f"batch {batch} is outside the engine's profile {self.batch_range[0]}..{self.batch_range[1]} ({self.path})")
+            raise ValueError(
+                f"batch {batch} is outside the engine's profile {self.batch_range[0]}..{self.batch_range[1]} ({self.path})"
+            )
         for name in self.inputs:
             host = np.ascontiguousarray(inputs[name], dtype=self.trt.nptype(self.engine.get_tensor_dtype(name)))
             self.context.set_input_shape(name, host.shape)
             self.context.set_tensor_address(name, self.io.upload(name, host))
         for name in self.outputs:
             shape = tuple(self.context.get_tensor_shape(name))
-            self.context.set_tensor_address(name, self.io.allocate(name, shape, self.trt.nptype(self.engine.get_tensor_dtype(name))))
+            self.context.set_tensor_address(
+                name, self.io.allocate(name, shape, self.trt.nptype(self.engine.get_tensor_dtype(name)))
+            )
         self.context.execute_async_v3(self.io.stream_handle)
         return [out.astype(np.float32, copy=False) for out in self.io.download(self.outputs)]
 
@@ -93,7 +100,7 @@ class _TorchIO:
         self.torch = torch
         self.stream = torch.cuda.Stream()
         self.stream_handle = self.stream.cuda_stream
-        self.tensors: dict[str, "torch.Tensor"] = {}
+        self.tensors: dict[str, torch.Tensor] = {}
 
     def upload(self, name: str, host: np.ndarray) -> int:
         with self.torch.cuda.stream(self.stream):
@@ -101,7 +108,9 @@ class _TorchIO:
         return self.tensors[name].data_ptr()
 
     def allocate(self, name: str, shape: tuple, dtype) -> int:
-        self.tensors[name] = self.torch.empty(shape, dtype=self.torch.from_numpy(np.zeros(0, dtype)).dtype, device="cuda")
+        self.tensors[name] = self.torch.empty(
+            shape, dtype=self.torch.from_numpy(np.zeros(0, dtype)).dtype, device="cuda"
+        )
         return self.tensors[name].data_ptr()
 
     def download(self, names: list[str]) -> list[np.ndarray]:

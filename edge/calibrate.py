@@ -7,6 +7,7 @@ YAML ready to paste with its reprojection error, and draws the floor grid (every
 metres) into the frame as a PNG. Clicked points are circles, and crosses mark where the
 homography puts their floor coordinates: they should sit on top of each other.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,10 +19,9 @@ import yaml
 
 from core.cli import fail, setup_console_logging
 from core.configio import ConfigError
-
+from edge.identity.geometry import CalibrationError, homography_from
 from edge.runtime.config import load_edge_config
 from edge.runtime.floor_map import draw_floor_grid
-from edge.identity.geometry import CalibrationError, homography_from
 
 log = logging.getLogger("edge.calibrate")
 
@@ -42,7 +42,9 @@ def first_frame(source: str) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m edge.calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m edge.calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cameras", required=True, help="cameras YAML with a calibration section")
     parser.add_argument("--camera", required=True, help="camera id")
     parser.add_argument("--out", required=True, help="PNG to write (the frame with the floor grid)")
@@ -57,7 +59,9 @@ def main(argv: list[str] | None = None) -> dict:
             raise ValueError(f"{args.cameras}: no camera {args.camera!r} (cameras: {[c.id for c in cfg.cameras]})")
         calibration = cfg.calibration.get(args.camera)
         if calibration is None:
-            raise ValueError(f"{args.cameras}: calibration.{args.camera}: missing (give a homography or image_points + floor_points)")
+            raise ValueError(
+                f"{args.cameras}: calibration.{args.camera}: missing (give a homography or image_points + floor_points)"
+            )
         h = homography_from(calibration, f"calibration.{args.camera}")
         image = cv2.imread(args.image) if args.image else first_frame(cam.source)
         if image is None:

@@ -15,6 +15,7 @@ classes, only pedestrians (1) are scored and predictions matching a distractor (
 vehicle, static person, distractor, reflection) at IoU >= 0.5 are removed first, as TrackEval's
 MOT17 preprocessing does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -105,8 +106,10 @@ def _contiguous(gt_ids: list, tr_ids: list, sims: list) -> dict:
     ut = np.unique(np.concatenate(tr_ids)) if any(len(t) for t in tr_ids) else np.zeros(0, int)
     return {
         "num_timesteps": len(gt_ids),
-        "num_gt_ids": len(ug), "num_tracker_ids": len(ut),
-        "num_gt_dets": int(sum(len(g) for g in gt_ids)), "num_tracker_dets": int(sum(len(t) for t in tr_ids)),
+        "num_gt_ids": len(ug),
+        "num_tracker_ids": len(ut),
+        "num_gt_dets": int(sum(len(g) for g in gt_ids)),
+        "num_tracker_dets": int(sum(len(t) for t in tr_ids)),
         "gt_ids": [np.searchsorted(ug, g).astype(int) for g in gt_ids],
         "tracker_ids": [np.searchsorted(ut, t).astype(int) for t in tr_ids],
         "similarity_scores": sims,
@@ -132,9 +135,15 @@ def _metrics():
 
 def summarise(h: dict, c: dict, i: dict) -> dict[str, float]:
     return {
-        "HOTA": float(np.mean(h["HOTA"])) * 100, "DetA": float(np.mean(h["DetA"])) * 100, "AssA": float(np.mean(h["AssA"])) * 100,
-        "MOTA": float(c["MOTA"]) * 100, "IDF1": float(i["IDF1"]) * 100, "IDSW": int(c["IDSW"]),
-        "IDTP": int(i["IDTP"]), "IDFP": int(i["IDFP"]), "IDFN": int(i["IDFN"]),
+        "HOTA": float(np.mean(h["HOTA"])) * 100,
+        "DetA": float(np.mean(h["DetA"])) * 100,
+        "AssA": float(np.mean(h["AssA"])) * 100,
+        "MOTA": float(c["MOTA"]) * 100,
+        "IDF1": float(i["IDF1"]) * 100,
+        "IDSW": int(c["IDSW"]),
+        "IDTP": int(i["IDTP"]),
+        "IDFP": int(i["IDFP"]),
+        "IDFN": int(i["IDFN"]),
         "num_gt_dets": int(c["CLR_TP"] + c["CLR_FN"]),
     }
 
@@ -171,9 +180,15 @@ def evaluate(gt_dir: str | Path, pred_dir: str | Path, sequences: Optional[list[
     for name in names:
         seq_dir = gt_dir / name
         length = seq_length(seq_dir)
-        data = trackeval_data(read_mot(seq_dir / "gt" / "gt.txt", is_gt=True), read_mot(_pred_file(pred_dir, name, ".txt")), length)
+        data = trackeval_data(
+            read_mot(seq_dir / "gt" / "gt.txt", is_gt=True), read_mot(_pred_file(pred_dir, name, ".txt")), length
+        )
         with contextlib.redirect_stdout(io.StringIO()):
-            raw["HOTA"][name], raw["CLEAR"][name], raw["Identity"][name] = hota.eval_sequence(data), clear.eval_sequence(data), ident.eval_sequence(data)
+            raw["HOTA"][name], raw["CLEAR"][name], raw["Identity"][name] = (
+                hota.eval_sequence(data),
+                clear.eval_sequence(data),
+                ident.eval_sequence(data),
+            )
         per_seq[name] = summarise(raw["HOTA"][name], raw["CLEAR"][name], raw["Identity"][name])
         g_global = seq_dir / "gt" / "gt_global.txt"
         if g_global.is_file():
@@ -185,15 +200,26 @@ def evaluate(gt_dir: str | Path, pred_dir: str | Path, sequences: Optional[list[
                 gd = _raw_ids(read_mot(g_global, is_gt=True), read_mot(p_global), length)
                 global_parts.append(gd)
     with contextlib.redirect_stdout(io.StringIO()):
-        combined = summarise(hota.combine_sequences(raw["HOTA"]), clear.combine_sequences(raw["CLEAR"]), ident.combine_sequences(raw["Identity"]))
+        combined = summarise(
+            hota.combine_sequences(raw["HOTA"]),
+            clear.combine_sequences(raw["CLEAR"]),
+            ident.combine_sequences(raw["Identity"]),
+        )
     result = {"sequences": per_seq, "combined": combined}
     if global_parts and len(global_parts) == len(names):
         data = concatenate(global_parts)
         with contextlib.redirect_stdout(io.StringIO()):
             cross = ident.eval_sequence(data)
-        result["cross_camera"] = {"IDF1": float(cross["IDF1"]) * 100, "IDP": float(cross["IDP"]) * 100, "IDR": float(cross["IDR"]) * 100,
-                                  "IDTP": int(cross["IDTP"]), "IDFP": int(cross["IDFP"]), "IDFN": int(cross["IDFN"]),
-                                  "num_global_ids_gt": data["num_gt_ids"], "num_global_ids_pred": data["num_tracker_ids"]}
+        result["cross_camera"] = {
+            "IDF1": float(cross["IDF1"]) * 100,
+            "IDP": float(cross["IDP"]) * 100,
+            "IDR": float(cross["IDR"]) * 100,
+            "IDTP": int(cross["IDTP"]),
+            "IDFP": int(cross["IDFP"]),
+            "IDFN": int(cross["IDFN"]),
+            "num_global_ids_gt": data["num_gt_ids"],
+            "num_global_ids_pred": data["num_tracker_ids"],
+        }
     return result
 
 
@@ -226,7 +252,11 @@ def true_identities(gt_dir: str | Path, pred_dir: str | Path, min_iou: float = 0
                 if iou[r, c] >= min_iou:
                     votes.setdefault(int(p_ids[r]), Counter())[int(g_ids[c])] += 1
         out.update({(seq_dir.name, lid): c.most_common(1)[0][0] for lid, c in votes.items()})
-        ghosts.extend((seq_dir.name, int(lid)) for lid in sorted({int(i) for ids, _, _ in pred.frames.values() for i in ids}) if lid not in votes)
+        ghosts.extend(
+            (seq_dir.name, int(lid))
+            for lid in sorted({int(i) for ids, _, _ in pred.frames.values() for i in ids})
+            if lid not in votes
+        )
     first = max([0, *out.values()]) + 1
     out.update({key: first + n for n, key in enumerate(ghosts)})
     return out
@@ -254,13 +284,17 @@ def format_table(result: dict) -> str:
         lines.append(f"{name:<{width}} " + " ".join(f"{r[c]:6.1f}" if c != "IDSW" else f"{r[c]:6d}" for c in cols))
     if "cross_camera" in result:
         x = result["cross_camera"]
-        lines.append(f"cross-camera IDF1 {x['IDF1']:.1f} (IDP {x['IDP']:.1f}, IDR {x['IDR']:.1f}; "
-                     f"{x['num_global_ids_pred']} predicted vs {x['num_global_ids_gt']} true global ids)")
+        lines.append(
+            f"cross-camera IDF1 {x['IDF1']:.1f} (IDP {x['IDP']:.1f}, IDR {x['IDR']:.1f}; "
+            f"{x['num_global_ids_pred']} predicted vs {x['num_global_ids_gt']} true global ids)"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m edge.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m edge.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--gt", required=True, help="folder of MOT sequences (<camera>/gt/gt.txt)")
     parser.add_argument("--pred", required=True, help="folder of predictions (<camera>.txt, <camera>.global.txt)")
     parser.add_argument("--out", default=None, help="write the scores as JSON here")

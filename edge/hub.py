@@ -4,6 +4,7 @@ Edge nodes (``edge.run`` with a ``site:`` section) send tracklet summaries; the 
 identity engine over all their cameras, tells each node its tracklets' site ids and publishes
 site-wide identity events. SIGINT/SIGTERM stop it cleanly (its state is already on disk).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,9 @@ log = logging.getLogger("edge.hub")
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m edge.hub", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m edge.hub", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", required=True, help="hub YAML (see configs/site.demo/hub.yaml)")
     parser.add_argument("--report", default=None, help="write the final stats as JSON here")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. bind=tcp://*:5600")

@@ -4,6 +4,7 @@ Each name gets ``<name>.key`` (public: copy it to whoever must recognise it, e.g
 allow-list folder) and ``<name>.key_secret`` (secret: stays on its machine, mode 0600). Made with
 pyzmq's ``zmq.auth.create_certificates``; existing files are never overwritten.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,12 +12,13 @@ import re
 import sys
 
 from core.cli import fail
-
 from edge.wire.curve import KeyFileError, key_id, load_public, make_keys
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m edge.keys", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m edge.keys", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", required=True, help="folder the key files go into")
     parser.add_argument("names", nargs="+", help="one key pair per name (letters, digits, - and _)")
     args = parser.parse_args(argv)

@@ -5,6 +5,7 @@ identity 5 to 3``, ...); ``--json`` prints the topic and the raw JSON header ins
 ``--record FILE`` also writes every raw message with its receive time (:mod:`edge.wire.recording`),
 for ``python -m edge.view --replay FILE``; ``--quiet`` prints nothing while recording.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -105,9 +106,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--topic", action="append", default=None, help="topic prefix (repeatable); default: everything")
     parser.add_argument("--count", type=int, default=0, help="exit after this many messages (0: run until Ctrl-C)")
     parser.add_argument("--json", action="store_true", help="print the topic and the raw JSON header of each event")
-    parser.add_argument("--secret-key", default=None, help="CURVE: this subscriber's .key_secret (a publisher with curve: needs it)")
+    parser.add_argument(
+        "--secret-key", default=None, help="CURVE: this subscriber's .key_secret (a publisher with curve: needs it)"
+    )
     parser.add_argument("--server-key", default=None, help="CURVE: the publisher's public .key")
-    parser.add_argument("--record", default=None, metavar="FILE", help="write the raw messages with their receive times (.gz: compressed)")
+    parser.add_argument(
+        "--record",
+        default=None,
+        metavar="FILE",
+        help="write the raw messages with their receive times (.gz: compressed)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print nothing (with --record)")
     args = parser.parse_args(argv)
     recorder = None
@@ -141,8 +149,12 @@ def main(argv: list[str] | None = None) -> None:
         if not args.quiet:
             print(waiting_line(args.endpoint, args.topic, bool(args.secret_key)), file=sys.stderr, flush=True)
             if not sock.poll(int(NUDGE_S * 1000)):
-                print(f"nothing from {args.endpoint} in {NUDGE_S:g} s: is a publisher running there (edge.run's or "
-                      "edge.hub's publisher.endpoint)? still listening", file=sys.stderr, flush=True)
+                print(
+                    f"nothing from {args.endpoint} in {NUDGE_S:g} s: is a publisher running there (edge.run's or "
+                    "edge.hub's publisher.endpoint)? still listening",
+                    file=sys.stderr,
+                    flush=True,
+                )
         while True:
             parts = sock.recv_multipart()
             if recorder is not None:

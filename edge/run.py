@@ -9,6 +9,7 @@ reason on the one ``error:`` line) or the run was stopped while loading; 2 for a
 (a video file that does not decode, an output folder that cannot be written...), a missing
 extra or a model or port that cannot be used, found before or while loading.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,6 @@ import threading
 from core.cli import fail, setup_console_logging
 from core.configio import ConfigError
 from core.extras import EDGE_RUNTIME, TRAINING, MissingExtra, require
-
 from edge.runtime.config import EdgeConfig, load_edge_config
 from edge.runtime.cpu_budget import limit_threads, read_cpu_budget
 from edge.runtime.sources import quiet_opencv
@@ -53,22 +53,35 @@ class SignalStop:
         self.loading = False
 
     def _handle(self, signum: int, _frame) -> None:
-        if self.event.is_set() and not self.loading:  # a second signal: the flush (a site node waiting for its hub) is not waited for
+        if (
+            self.event.is_set() and not self.loading
+        ):  # a second signal: the flush (a site node waiting for its hub) is not waited for
             log.error("second %s: ending now, results not flushed", signal.Signals(signum).name)
             exit_now(1)
         self.event.set()
         if self.loading:
             self.loading = False  # a second signal while this one unwinds does not raise again
-            raise Interrupted(f"stopped by {signal.Signals(signum).name} while loading, before any camera delivered a frame")
+            raise Interrupted(
+                f"stopped by {signal.Signals(signum).name} while loading, before any camera delivered a frame"
+            )
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m edge.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m edge.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cameras", required=True, help="camera file (see configs/cams.demo.yaml)")
     parser.add_argument("--report", default=None, help="write the final stats as JSON here")
-    parser.add_argument("--capacity", nargs="?", type=float, const=15.0, default=None, metavar="SECONDS",
-                        help="measure how many frames per second this box can take on these cameras (SECONDS per setting, "
-                             "default 15), print it and exit (edge/runtime/capacity.py)")
+    parser.add_argument(
+        "--capacity",
+        nargs="?",
+        type=float,
+        const=15.0,
+        default=None,
+        metavar="SECONDS",
+        help="measure how many frames per second this box can take on these cameras (SECONDS per setting, "
+        "default 15), print it and exit (edge/runtime/capacity.py)",
+    )
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. run.max_frames=100")
     args = parser.parse_args(argv)
     setup_console_logging()
@@ -100,7 +113,10 @@ def _load_and_run(args: argparse.Namespace, stop: SignalStop) -> dict:
         fail(str(exc))
     log.info("%s", start_line(cfg))
     try:
-        require("the edge runtime", EDGE_RUNTIME + (TRAINING if cfg.reid is not None and cfg.reid.backend == "torch" else ()))
+        require(
+            "the edge runtime",
+            EDGE_RUNTIME + (TRAINING if cfg.reid is not None and cfg.reid.backend == "torch" else ()),
+        )
     except MissingExtra as exc:
         fail(str(exc))
     budget = read_cpu_budget()  # before PyTorch, BLAS and OpenMP load: they size their pools once
@@ -114,7 +130,9 @@ def _load_and_run(args: argparse.Namespace, stop: SignalStop) -> dict:
         return run_pipeline(cfg, stop.event, on_loaded=stop.loaded)
     except Exception as exc:  # noqa: BLE001 - one line for the operator, the trace in debug
         log.debug("pipeline failed", exc_info=True)
-        operator_error = isinstance(exc, (OSError, RuntimeError, ValueError))  # a model file, a port, a value: the message says it
+        operator_error = isinstance(
+            exc, (OSError, RuntimeError, ValueError)
+        )  # a model file, a port, a value: the message says it
         fail(str(exc) if operator_error else f"{type(exc).__name__}: {exc}")
         raise  # not reached: fail exits
 
@@ -144,8 +162,10 @@ def start_line(cfg: EdgeConfig) -> str:
     limits = [f"{cfg.run.max_frames} frames per camera"] if cfg.run.max_frames else []
     limits += [f"{cfg.run.duration_s:g} s"] if cfg.run.duration_s else []
     until = " or ".join(limits) or "the sources end or SIGINT/SIGTERM"
-    return (f"starting: {len(cfg.cameras)} camera(s) [{cams}], detector {cfg.detector.weights}, reid {reid}, "
-            f"publishing on {endpoint}, until {until}")
+    return (
+        f"starting: {len(cfg.cameras)} camera(s) [{cams}], detector {cfg.detector.weights}, reid {reid}, "
+        f"publishing on {endpoint}, until {until}"
+    )
 
 
 def exit_now(code: int) -> None:

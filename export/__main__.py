@@ -1,11 +1,12 @@
 """python -m export {onnx,check,trt,detector} ...
 
-  onnx      checkpoint -> ONNX (dynamic batch, uint8 NHWC input, metadata), parity-checked
-  check     print the parity report of an ONNX model (and optionally an engine) vs PyTorch
-  trt       ONNX -> TensorRT engine (+ sidecar JSON), parity-checked against ONNX Runtime
-  detector  Ultralytics YOLO weights -> TensorRT engine / ONNX via Ultralytics' exporter
-  similarity  measure same/different-person similarity on a ReID set; store it and the matching threshold in the ONNX
+onnx      checkpoint -> ONNX (dynamic batch, uint8 NHWC input, metadata), parity-checked
+check     print the parity report of an ONNX model (and optionally an engine) vs PyTorch
+trt       ONNX -> TensorRT engine (+ sidecar JSON), parity-checked against ONNX Runtime
+detector  Ultralytics YOLO weights -> TensorRT engine / ONNX via Ultralytics' exporter
+similarity  measure same/different-person similarity on a ReID set; store it and the matching threshold in the ONNX
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,8 @@ def _parity_images(meta, args):
 
 def _onnx_report(checkpoint: Path, onnx_path: Path, args):
     from core.model_card import read_onnx_metadata
-    from export.onnx_export import build_graph
     from core.onnx_runner import ort_runner
+    from export.onnx_export import build_graph
     from export.parity import FP16_MIN_COSINE, FP32_MIN_COSINE, check_backend, torch_reference
     from trainer.models.checkpoint import load_checkpoint
 
@@ -38,20 +39,30 @@ def _onnx_report(checkpoint: Path, onnx_path: Path, args):
     images, cameras = _parity_images(meta, args)
     reference = torch_reference(build_graph(load_checkpoint(checkpoint)), images, cameras)
     threshold = FP16_MIN_COSINE if meta.precision == "fp16" else FP32_MIN_COSINE
-    report = check_backend(ort_runner(onnx_path, ["CPUExecutionProvider"]), reference, meta, images, cameras, f"onnxruntime {meta.precision}", threshold)
+    report = check_backend(
+        ort_runner(onnx_path, ["CPUExecutionProvider"]),
+        reference,
+        meta,
+        images,
+        cameras,
+        f"onnxruntime {meta.precision}",
+        threshold,
+    )
     return meta, report
 
 
 def _engine_report(engine: Path, onnx_path: Path, meta, args, threshold: float, label: str):
     """TensorRT engine vs ONNX Runtime on the same crops, in batches the engine's profile allows."""
     from core.onnx_runner import ort_runner
-    from export.parity import check_backend, feed
     from core.tensorrt_runner import EngineRunner
+    from export.parity import check_backend, feed
 
     images, cameras = _parity_images(meta, args)
     reference = ort_runner(onnx_path, ["CPUExecutionProvider"])(feed(meta, images, cameras))
     runner = EngineRunner(engine)
-    return check_backend(runner, reference, meta, images, cameras, label, threshold, batch=min(runner.batch_range[1], 8))
+    return check_backend(
+        runner, reference, meta, images, cameras, label, threshold, batch=min(runner.batch_range[1], 8)
+    )
 
 
 def cmd_onnx(args) -> int:
@@ -59,7 +70,9 @@ def cmd_onnx(args) -> int:
 
     out, meta = export_onnx(args.checkpoint, args.out, args.opset, args.fp16)
     _, report = _onnx_report(Path(args.checkpoint), out, args)
-    print(f"wrote {out}  ({meta.precision}, input uint8 NHWC {meta.input_height}x{meta.input_width}, embedding {meta.embedding_dim}, camera input: {meta.camera_input or 'none'})")
+    print(
+        f"wrote {out}  ({meta.precision}, input uint8 NHWC {meta.input_height}x{meta.input_width}, embedding {meta.embedding_dim}, camera input: {meta.camera_input or 'none'})"
+    )
     print(report)
     return 0 if report.passed else 1
 
@@ -89,7 +102,9 @@ def cmd_trt(args) -> int:
     profile = BatchProfile.parse(args.batch)
     engine = build_engine(args.onnx, args.out, meta, args.fp16, profile, args.workspace_gb, args.timing_cache)
     threshold = FP16_MIN_COSINE if args.fp16 else FP32_MIN_COSINE
-    report = _engine_report(engine, Path(args.onnx), meta, args, threshold, f"tensorrt {'fp16' if args.fp16 else 'fp32'}")
+    report = _engine_report(
+        engine, Path(args.onnx), meta, args, threshold, f"tensorrt {'fp16' if args.fp16 else 'fp32'}"
+    )
     print(f"wrote {engine} (+ {engine}.json)")
     print(report)
     if not report.passed:
@@ -114,17 +129,25 @@ def cmd_similarity(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--images", type=Path, help="folder of person crops for the parity check (default: synthetic people)")
+    common.add_argument(
+        "--images", type=Path, help="folder of person crops for the parity check (default: synthetic people)"
+    )
     common.add_argument("--num-images", type=int, default=32)
 
     p = sub.add_parser("onnx", parents=[common], help="checkpoint -> ONNX")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--opset", type=int, default=17)
-    p.add_argument("--fp16", action="store_true", help="FP16 weights/activations (LayerNorm, softmax, reductions kept in FP32); parity threshold 0.999")
+    p.add_argument(
+        "--fp16",
+        action="store_true",
+        help="FP16 weights/activations (LayerNorm, softmax, reductions kept in FP32); parity threshold 0.999",
+    )
     p.set_defaults(func=cmd_onnx)
 
     p = sub.add_parser("check", parents=[common], help="parity report")
@@ -152,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device")
     p.set_defaults(func=cmd_detector)
 
-    p = sub.add_parser("similarity", help="store same/different-person similarity and the matching threshold in an ONNX")
+    p = sub.add_parser(
+        "similarity", help="store same/different-person similarity and the matching threshold in an ONNX"
+    )
     p.add_argument("--onnx", required=True)
     p.add_argument("--dataset", default="market1501", help="dataset layout (as data.dataset in training recipes)")
     p.add_argument("--root", required=True, help="dataset folder")

@@ -1,10 +1,18 @@
 """Person-detector export through Ultralytics' own exporter, so both engines come from one tool."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 
-def export_detector(weights: str | Path, fmt: str = "engine", fp16: bool = True, imgsz: int = 640, batch: int = 1, device: str | None = None) -> Path:
+def export_detector(
+    weights: str | Path,
+    fmt: str = "engine",
+    fp16: bool = True,
+    imgsz: int = 640,
+    batch: int = 1,
+    device: str | None = None,
+) -> Path:
     """``fmt``: engine (TensorRT, needs a GPU), onnx or openvino. Returns the exported path."""
     weights = Path(weights)
     if not weights.is_file():
@@ -18,7 +26,9 @@ def export_detector(weights: str | Path, fmt: str = "engine", fp16: bool = True,
         import torch
 
         if not torch.cuda.is_available():
-            raise RuntimeError("a TensorRT detector engine must be built on a machine with a CUDA GPU (use --format onnx here)")
+            raise RuntimeError(
+                "a TensorRT detector engine must be built on a machine with a CUDA GPU (use --format onnx here)"
+            )
     model = YOLO(str(weights))
     kwargs = {"format": fmt, "imgsz": imgsz, "batch": batch, "dynamic": batch > 1}
     if fp16 and fmt in ("engine", "onnx"):

@@ -1,4 +1,5 @@
 """Checkpoint -> ONNX with a dynamic batch axis and the model metadata inside."""
+
 from __future__ import annotations
 
 import contextlib
@@ -77,7 +78,9 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """
     from onnxruntime.transformers import float16
 
-    model = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST) + list(FP32_OP_TYPES))
+    model = float16.convert_float_to_float16(
+        model, keep_io_types=True, op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST) + list(FP32_OP_TYPES)
+    )
     return sort_nodes(model)  # the converter appends its Cast nodes at the end
 
 
@@ -100,7 +103,9 @@ def sort_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17, fp16: bool = False) -> tuple[Path, ModelMetadata]:
+def export_onnx(
+    checkpoint: str | Path, out: str | Path, opset: int = 17, fp16: bool = False
+) -> tuple[Path, ModelMetadata]:
     """Write ``out`` (FP32, or FP16 with the sensitive ops in FP32). TensorRT builds its own FP16
     engine from the FP32 file; the FP16 ONNX is for ONNX Runtime on a GPU and half the size."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
@@ -117,7 +122,17 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17, fp16: 
         probe = graph(*inputs)  # methods cache their text-side constants (prototypes, anchors) on the first eval call
         if meta.num_parts:
             meta.part_dim = int(probe[1].shape[-1])
-        torch.onnx.export(graph, inputs, str(out), input_names=names, output_names=meta.outputs, dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
+        torch.onnx.export(
+            graph,
+            inputs,
+            str(out),
+            input_names=names,
+            output_names=meta.outputs,
+            dynamic_axes=axes,
+            opset_version=opset,
+            dynamo=False,
+            do_constant_folding=True,
+        )
     model = onnx.load(str(out))
     if fp16:
         model = to_fp16(model)

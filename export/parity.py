@@ -4,11 +4,13 @@ The tolerance is a per-image cosine between the two embeddings (and, for part-ba
 between each part feature): >= 0.9999 for FP32 ONNX, >= 0.999 for FP16 (ONNX or TensorRT).
 Part confidences count in the max |diff|. Every export is checked; a failed check fails the command.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -38,8 +40,10 @@ class ParityReport:
 
     def __str__(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
-        return (f"{self.backend}: {verdict}  cosine min {self.min_cosine:.6f} mean {self.mean_cosine:.6f} "
-                f"(threshold {self.threshold})  max |diff| {self.max_abs_diff:.2e}  on {self.num_images} images")
+        return (
+            f"{self.backend}: {verdict}  cosine min {self.min_cosine:.6f} mean {self.mean_cosine:.6f} "
+            f"(threshold {self.threshold})  max |diff| {self.max_abs_diff:.2e}  on {self.num_images} images"
+        )
 
 
 def person_crops(n: int, height: int, width: int, seed: int = 0, folder: Optional[Path] = None) -> np.ndarray:
@@ -48,13 +52,23 @@ def person_crops(n: int, height: int, width: int, seed: int = 0, folder: Optiona
         paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"})[:n]
         if not paths:
             raise FileNotFoundError(f"no images in {folder}")
-        crops = [cv2.resize(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB), (width, height), interpolation=cv2.INTER_LINEAR) for p in paths]
+        crops = [
+            cv2.resize(
+                cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB), (width, height), interpolation=cv2.INTER_LINEAR
+            )
+            for p in paths
+        ]
         return np.stack(crops)
     from sim.people import CameraLook, PersonAppearance, render_crop
 
     rng = np.random.default_rng(seed)
     look = CameraLook.sample(rng)
-    return np.stack([render_crop(PersonAppearance.sample(rng), look, height, width, rng, occlude=bool(i % 3 == 2)) for i in range(n)])
+    return np.stack(
+        [
+            render_crop(PersonAppearance.sample(rng), look, height, width, rng, occlude=bool(i % 3 == 2))
+            for i in range(n)
+        ]
+    )
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -101,7 +115,19 @@ def as_tensors(result) -> tuple[torch.Tensor, ...]:
     return tuple(result) if isinstance(result, (list, tuple)) else (result,)
 
 
-def check_backend(run: Callable[[dict[str, np.ndarray]], list[np.ndarray]], reference, meta: ModelMetadata, images: np.ndarray, cameras: Optional[np.ndarray], backend: str, threshold: float, batch: int = 8) -> ParityReport:
-    chunks = [as_outputs(run(feed(meta, images[i : i + batch], None if cameras is None else cameras[i : i + batch]))) for i in range(0, len(images), batch)]
+def check_backend(
+    run: Callable[[dict[str, np.ndarray]], list[np.ndarray]],
+    reference,
+    meta: ModelMetadata,
+    images: np.ndarray,
+    cameras: Optional[np.ndarray],
+    backend: str,
+    threshold: float,
+    batch: int = 8,
+) -> ParityReport:
+    chunks = [
+        as_outputs(run(feed(meta, images[i : i + batch], None if cameras is None else cameras[i : i + batch])))
+        for i in range(0, len(images), batch)
+    ]
     outputs = [np.concatenate(parts) for parts in zip(*chunks)]
     return compare(reference, outputs, backend, threshold)

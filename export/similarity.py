@@ -6,6 +6,7 @@ this is for a model exported before that, or measured on another set:
 
     python -m export similarity --onnx model.onnx --dataset market1501 --root data/world_reid_multi
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,10 +16,10 @@ import cv2
 import numpy as np
 import onnx
 
+from core.embeddings import Embeddings
 from core.model_card import METADATA_KEY, read_onnx_metadata
 from core.onnx_runner import ort_runner
 from export.parity import feed
-from core.embeddings import Embeddings
 from trainer.eval.similarity_stats import gallery_swap_stats, similarity_stats
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,11 @@ def embed_files(onnx_path: Path, files: list[Path], cameras: np.ndarray, batch: 
     run = ort_runner(onnx_path, ["CPUExecutionProvider"])
     rows = []
     for start in range(0, len(files), batch):
-        chunk = files[start:start + batch]
-        images = np.stack([cv2.resize(cv2.imread(str(f)), (meta.input_width, meta.input_height))[..., ::-1] for f in chunk])
-        outs = run(feed(meta, np.ascontiguousarray(images), cameras[start:start + batch] % max(1, meta.num_cameras)))
+        chunk = files[start : start + batch]
+        images = np.stack(
+            [cv2.resize(cv2.imread(str(f)), (meta.input_width, meta.input_height))[..., ::-1] for f in chunk]
+        )
+        outs = run(feed(meta, np.ascontiguousarray(images), cameras[start : start + batch] % max(1, meta.num_cameras)))
         rows.append(Embeddings(outs[0], outs[1], outs[2]) if meta.num_parts and len(outs) >= 3 else Embeddings(outs[0]))
     return Embeddings.concat(rows)
 
@@ -44,8 +47,10 @@ def store_similarity(onnx_path: str | Path, dataset: str, root: str | Path, fals
     onnx_path = Path(onnx_path)
     meta = read_onnx_metadata(onnx_path)
     if meta is None:
-        raise ValueError(f"{onnx_path} has no clipreid-edge metadata: export it with `python -m export onnx` "
-                         "(for a third-party model, set matching.threshold in the cameras YAML)")
+        raise ValueError(
+            f"{onnx_path} has no clipreid-edge metadata: export it with `python -m export onnx` "
+            "(for a third-party model, set matching.threshold in the cameras YAML)"
+        )
     data = load_dataset(dataset, root)
     samples = [*data.query, *data.gallery]
     cams = np.array([s.camid for s in samples])
@@ -63,6 +68,13 @@ def store_similarity(onnx_path: str | Path, dataset: str, root: str | Path, fals
         if prop.key == METADATA_KEY:
             prop.value = meta.to_json()
     onnx.save(model, str(onnx_path))
-    log.info("%s: threshold %.4f at false-match rate %.2f (same %.4f, different %.4f); swap_below %s", onnx_path, stats["threshold"],
-             false_match_rate, stats["same_mean"], stats["diff_mean"], stats.get("swap", {}).get("swap_below"))
+    log.info(
+        "%s: threshold %.4f at false-match rate %.2f (same %.4f, different %.4f); swap_below %s",
+        onnx_path,
+        stats["threshold"],
+        false_match_rate,
+        stats["same_mean"],
+        stats["diff_mean"],
+        stats.get("swap", {}).get("swap_below"),
+    )
     return stats

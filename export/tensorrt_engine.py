@@ -8,6 +8,7 @@ Why pin layers: ViT encoders lose FP16 parity through LayerNorm (mean/variance r
 softmax overflow. Normalisation, softmax, reductions and the pow/sqrt/div of L2 norms are kept
 in FP32 (``OBEY_PRECISION_CONSTRAINTS``); the matmuls, where the speed is, run in FP16.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,14 +16,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
 from core.model_card import ModelMetadata
 from core.tensorrt_runner import _trt
 
 log = logging.getLogger(__name__)
 
-FP32_LAYER_KEYWORDS = ("LayerNorm", "layer_norm", "ln_", "Softmax", "softmax", "ReduceMean", "Pow", "Sqrt", "ReduceL2", "Norm", "Div")
+FP32_LAYER_KEYWORDS = (
+    "LayerNorm",
+    "layer_norm",
+    "ln_",
+    "Softmax",
+    "softmax",
+    "ReduceMean",
+    "Pow",
+    "Sqrt",
+    "ReduceL2",
+    "Norm",
+    "Div",
+)
 
 
 @dataclass
@@ -32,7 +43,7 @@ class BatchProfile:
     max: int = 32
 
     @classmethod
-    def parse(cls, text: str) -> "BatchProfile":
+    def parse(cls, text: str) -> BatchProfile:
         try:
             lo, opt, hi = (int(x) for x in text.split(":"))
         except ValueError as exc:
@@ -56,7 +67,15 @@ def pin_fp32_layers(network, trt) -> int:
     return pinned
 
 
-def build_engine(onnx_path: str | Path, out: str | Path, meta: ModelMetadata, fp16: bool = True, batch: BatchProfile = BatchProfile(), workspace_gb: float = 2.0, timing_cache: Optional[str | Path] = None) -> Path:
+def build_engine(
+    onnx_path: str | Path,
+    out: str | Path,
+    meta: ModelMetadata,
+    fp16: bool = True,
+    batch: BatchProfile = BatchProfile(),
+    workspace_gb: float = 2.0,
+    timing_cache: Optional[str | Path] = None,
+) -> Path:
     """Build and serialise an engine; writes ``<out>.json`` (metadata) beside it."""
     trt = _trt()
     logger = trt.Logger(trt.Logger.WARNING)

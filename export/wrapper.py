@@ -9,6 +9,7 @@ CLIP mean/std normalisation and NHWC->NCHW happen inside the graph. SIE models g
 input ``camera`` (int64 [B], 0-based camera index) instead of one engine per camera: one engine
 serves every camera and batches across them.
 """
+
 from __future__ import annotations
 
 from typing import Optional

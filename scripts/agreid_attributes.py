@@ -8,6 +8,7 @@
 pseudo-label similarity and true-attribute similarity and its permutation p-value
 (:mod:`trainer.eval.attribute_agreement`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{group:8s} " + " ".join(f"{row[a]['r']:6.3f} ({row[a]['p']:.3f})" for a in ATTRIBUTES))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"data": str(args.data), "permutations": args.permutations, "results": results}, indent=1))
+        args.out.write_text(
+            json.dumps({"data": str(args.data), "permutations": args.permutations, "results": results}, indent=1)
+        )
         print(f"\nwrote {args.out}")
     return 0
 

@@ -17,6 +17,7 @@ Also counts the global ids found and the identities sealed as "too short to matc
 seeded: the irregular gaps the capture slots leave), ``detect:K`` (every frame, the detector on
 every K-th, boxes carried between: the governor). The tracker measures the rate it gets.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,7 +60,9 @@ def filtered_ground_truth(gt: Path, kept: dict[str, set[int]], out: Path) -> Pat
                 continue
             dst = out / cam / "gt" / name
             dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.write_text("".join(line + "\n" for line in src.read_text().splitlines() if int(line.split(",")[0]) in frames))
+            dst.write_text(
+                "".join(line + "\n" for line in src.read_text().splitlines() if int(line.split(",")[0]) in frames)
+            )
         for extra in (gt / cam).iterdir():
             if extra.is_file():
                 (out / cam / extra.name).write_text(extra.read_text())
@@ -85,8 +88,11 @@ def run_one(base, seed: int, pattern: str, mode: str, out: Path) -> dict:
     epoch, started = 1.7e9, time.perf_counter()
     keep_sets = {cam: set(int(i) for i in k) for cam, k in keep.items()}
     for index in range(1, n + 1):
-        frames = [Frame(cam, index, epoch + (index - 1) / fps, reader.renderer.render(index - 1)[0])
-                  for cam, reader in readers.items() if index in keep_sets[cam]]
+        frames = [
+            Frame(cam, index, epoch + (index - 1) / fps, reader.renderer.render(index - 1)[0])
+            for cam, reader in readers.items()
+            if index in keep_sets[cam]
+        ]
         if frames:
             pipeline.process(frames)
     pipeline.close()
@@ -94,25 +100,42 @@ def run_one(base, seed: int, pattern: str, mode: str, out: Path) -> dict:
     full = score(gt, run_dir / "mot")
     kept = score(filtered_ground_truth(gt, keep_sets, run_dir / "gt_kept"), run_dir / "mot")
     share = statistics.mean(len(k) / n for k in keep.values())
-    return {"seed": seed, "pattern": pattern, "mode": mode, "kept_share": round(share, 3), "IDF1": full["IDF1"], "IDF1_kept": kept["IDF1"],
-            "IDR": full["IDR"], "ids_pred": full["ids_pred"], "ids_true": full["ids_true"], "sealed": sealed,
-            "HOTA_kept": kept["HOTA"], "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "seed": seed,
+        "pattern": pattern,
+        "mode": mode,
+        "kept_share": round(share, 3),
+        "IDF1": full["IDF1"],
+        "IDF1_kept": kept["IDF1"],
+        "IDR": full["IDR"],
+        "ids_pred": full["ids_pred"],
+        "ids_true": full["ids_true"],
+        "sealed": sealed,
+        "HOTA_kept": kept["HOTA"],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| pattern | mode | seeds | frames kept | IDF1 | IDF1 kept | ids found / true | sealed ids |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| pattern | mode | seeds | frames kept | IDF1 | IDF1 kept | ids found / true | sealed ids |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["pattern"], r["mode"]), []).append(r)
     for (pattern, mode), sel in groups.items():
+
         def mean(key: str) -> float:
             return statistics.mean(r[key] for r in sel)
 
         def sd(key: str) -> float:
             return statistics.stdev(r[key] for r in sel) if len(sel) > 1 else 0.0
 
-        lines.append(f"| {pattern} | {mode} | {len(sel)} | {mean('kept_share'):.0%} | {mean('IDF1'):.1f} ± {sd('IDF1'):.1f} | "
-                     f"{mean('IDF1_kept'):.1f} ± {sd('IDF1_kept'):.1f} | {mean('ids_pred'):.0f} / {mean('ids_true'):.0f} | {mean('sealed'):.0f} |")
+        lines.append(
+            f"| {pattern} | {mode} | {len(sel)} | {mean('kept_share'):.0%} | {mean('IDF1'):.1f} ± {sd('IDF1'):.1f} | "
+            f"{mean('IDF1_kept'):.1f} ± {sd('IDF1_kept'):.1f} | {mean('ids_pred'):.0f} / {mean('ids_true'):.0f} | {mean('sealed'):.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -133,8 +156,11 @@ def main(argv: list[str] | None = None) -> dict:
             for pattern in args.patterns:
                 r = run_one(base, seed, pattern, mode, out)
                 rows.append(r)
-                print(f"seed {seed} {mode} {pattern}: kept {r['kept_share']:.0%}, IDF1 {r['IDF1']:.1f}, kept-frames IDF1 {r['IDF1_kept']:.1f}, "
-                      f"{r['ids_pred']}/{r['ids_true']} ids, {r['sealed']} sealed ({r['seconds']} s)", flush=True)
+                print(
+                    f"seed {seed} {mode} {pattern}: kept {r['kept_share']:.0%}, IDF1 {r['IDF1']:.1f}, kept-frames IDF1 {r['IDF1_kept']:.1f}, "
+                    f"{r['ids_pred']}/{r['ids_true']} ids, {r['sealed']} sealed ({r['seconds']} s)",
+                    flush=True,
+                )
     result = {"config": args.config, "overrides": args.overrides, "seeds": args.seeds, "runs": rows}
     write_results(out, result, markdown(rows))
     return result

@@ -14,6 +14,7 @@
 
 Prints a table and writes JSON (``--out``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.embeddings import Embeddings  # noqa: E402
 from edge.identity import Identity  # noqa: E402
 from edge.site.gallery import Gallery  # noqa: E402
-from core.embeddings import Embeddings  # noqa: E402
 
 MODEL = ROOT / "edge" / "demo_models" / "reid.onnx"
 
@@ -50,7 +51,9 @@ def bench_search(n: int, dim: int, queries: int, nprobe: int, rng: np.random.Gen
     data = clustered(n, dim, rng)
     ids = np.arange(1, n + 1)
     pick = rng.integers(0, n, queries)
-    q = data[pick] + 0.03 * rng.normal(size=(queries, dim)).astype(np.float32)  # a new sighting: noise 0.03 per component
+    q = data[pick] + 0.03 * rng.normal(size=(queries, dim)).astype(
+        np.float32
+    )  # a new sighting: noise 0.03 per component
     exact = Gallery(dim, approximate_above=10**12)
     t0 = time.perf_counter()
     exact.upsert(ids, data)
@@ -62,7 +65,12 @@ def bench_search(n: int, dim: int, queries: int, nprobe: int, rng: np.random.Gen
     build_ivf = time.perf_counter() - t0
     exact = Gallery(dim, approximate_above=10**12)
     exact.upsert(ids, data)
-    out = {"identities": n, "dim": dim, "queries": queries, "build_s": {"exact": round(build_exact, 2), "ivf": round(build_ivf, 2)}}
+    out = {
+        "identities": n,
+        "dim": dim,
+        "queries": queries,
+        "build_s": {"exact": round(build_exact, 2), "ivf": round(build_ivf, 2)},
+    }
     res = {}
     for name, g in (("exact", exact), ("ivf", approx)):
         lat, found = [], []
@@ -87,7 +95,9 @@ def bench_hub(n_past: int, steps: int, rng: np.random.Generator) -> dict:
     from edge.wire.site_protocol import WireTracklet
 
     tmp = tempfile.mkdtemp()
-    cfg = HubConfig(bind="tcp://127.0.0.1:0", reid_model=str(MODEL), store=f"{tmp}/hub.sqlite", publisher={"enabled": False})
+    cfg = HubConfig(
+        bind="tcp://127.0.0.1:0", reid_model=str(MODEL), store=f"{tmp}/hub.sqlite", publisher={"enabled": False}
+    )
     hub = Hub(cfg)
     dim = hub.dim
     past = clustered(n_past, dim, rng)
@@ -108,12 +118,22 @@ def bench_hub(n_past: int, steps: int, rng: np.random.Generator) -> dict:
         now = 1000.0 + 0.1 * k
         while len(live) < 24:  # people come and go: each tracklet lives ~3 s
             c = cams[rng.integers(0, 4)]
-            live[(c, next_lid[c])] = (past[rng.integers(0, n_past)] if rng.random() < 0.5 else clustered(1, dim, rng)[0], now, k + int(rng.integers(20, 40)))
+            live[(c, next_lid[c])] = (
+                past[rng.integers(0, n_past)] if rng.random() < 0.5 else clustered(1, dim, rng)[0],
+                now,
+                k + int(rng.integers(20, 40)),
+            )
             next_lid[c] += 1
         items = []
         for (c, lid), (v, first, end) in list(live.items()):
             ended = k >= end
-            items.append((nodes[c], WireTracklet(c, lid, first, now, k, float(k), box, box, ended, 0.9, k, Embeddings(v[None])), False))
+            items.append(
+                (
+                    nodes[c],
+                    WireTracklet(c, lid, first, now, k, float(k), box, box, ended, 0.9, k, Embeddings(v[None])),
+                    False,
+                )
+            )
             if ended:
                 del live[(c, lid)]
         t0 = time.perf_counter()
@@ -121,15 +141,23 @@ def bench_hub(n_past: int, steps: int, rng: np.random.Generator) -> dict:
         t_total += time.perf_counter() - t0
         sent += len(items)
     hub.close()
-    return {"past_identities": n_past, "steps": steps, "summaries": sent, "summaries_per_s": round(sent / t_total, 1),
-            "ms_per_step": round(1000 * t_total / steps, 2), "gallery_after": len(hub.engine)}
+    return {
+        "past_identities": n_past,
+        "steps": steps,
+        "summaries": sent,
+        "summaries_per_s": round(sent / t_total, 1),
+        "ms_per_step": round(1000 * t_total / steps, 2),
+        "gallery_after": len(hub.engine),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000, 1000000])
     ap.add_argument("--dim", type=int, default=320, help="the demo model's embedding size")
-    ap.add_argument("--dim-1m", type=int, default=128, help="embedding size at 1M identities (memory and time on a small box)")
+    ap.add_argument(
+        "--dim-1m", type=int, default=128, help="embedding size at 1M identities (memory and time on a small box)"
+    )
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--nprobe", type=int, default=16)
     ap.add_argument("--hub-past", type=int, nargs="+", default=[1000, 10000])
@@ -138,21 +166,34 @@ def main() -> None:
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     search = []
-    print(f"{'identities':>10} {'dim':>4} {'exact p50/p99 ms':>18} {'ivf p50/p99 ms':>16} {'recall@1':>8} {'recall@10':>9}  build s (exact/ivf)")
+    print(
+        f"{'identities':>10} {'dim':>4} {'exact p50/p99 ms':>18} {'ivf p50/p99 ms':>16} {'recall@1':>8} {'recall@10':>9}  build s (exact/ivf)"
+    )
     for n in args.sizes:
         dim = args.dim_1m if n >= 1_000_000 else args.dim
         r = bench_search(n, dim, args.queries if n < 1_000_000 else args.queries // 3, args.nprobe, rng)
         search.append(r)
-        print(f"{n:>10} {dim:>4} {r['exact_ms']['p50']:>8.3f} / {r['exact_ms']['p99']:<7.3f} {r['ivf_ms']['p50']:>7.3f} / {r['ivf_ms']['p99']:<6.3f} "
-              f"{r['recall@1']:>8.3f} {r['recall@10']:>9.3f}  {r['build_s']['exact']}/{r['build_s']['ivf']}", flush=True)
+        print(
+            f"{n:>10} {dim:>4} {r['exact_ms']['p50']:>8.3f} / {r['exact_ms']['p99']:<7.3f} {r['ivf_ms']['p50']:>7.3f} / {r['ivf_ms']['p99']:<6.3f} "
+            f"{r['recall@1']:>8.3f} {r['recall@10']:>9.3f}  {r['build_s']['exact']}/{r['build_s']['ivf']}",
+            flush=True,
+        )
     hub = []
     print(f"\n{'past identities':>15} {'summaries/s':>12} {'ms/step':>8}")
     for n in args.hub_past:
         r = bench_hub(n, args.hub_steps, rng)
         hub.append(r)
         print(f"{n:>15} {r['summaries_per_s']:>12} {r['ms_per_step']:>8}", flush=True)
-    out = {"search": search, "hub": hub, "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
-           "faiss": __import__("faiss").__version__}, "command": "python " + " ".join(sys.argv)}
+    out = {
+        "search": search,
+        "hub": hub,
+        "machine": {
+            "cpus": __import__("os").cpu_count(),
+            "python": platform.python_version(),
+            "faiss": __import__("faiss").__version__,
+        },
+        "command": "python " + " ".join(sys.argv),
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")

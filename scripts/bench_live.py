@@ -24,6 +24,7 @@ camera per second and frames dropped, per run and as mean ± std per setting; wr
 ``bench.json``, ``bench.md`` and ``curve.png`` (IDF1 against the CPU quota) into ``--out``.
 Seeds 5, 11, 21, 22 and 23 tune the engine; report others.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,9 @@ import statistics
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import yaml
 
@@ -49,13 +51,19 @@ CGROUP_V2 = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000
 
 
-def seed_camera_file(config: Path, seed: int, out: Path, port: int, duration_s: Optional[float], videos: Optional[Path] = None) -> Path:
+def seed_camera_file(
+    config: Path, seed: int, out: Path, port: int, duration_s: Optional[float], videos: Optional[Path] = None
+) -> Path:
     """The camera file for one seed, written beside the run's outputs with absolute paths;
     with ``videos``, each camera reads its pre-rendered mp4 there instead of rendering."""
     data = yaml.safe_load(config.read_text())
     base = config.resolve().parent
     for cam in data["cameras"]:
-        cam["source"] = str((videos / f"{cam['id']}.mp4").resolve()) if videos else f"{cam['source'].split('&seed=')[0]}&seed={seed}"
+        cam["source"] = (
+            str((videos / f"{cam['id']}.mp4").resolve())
+            if videos
+            else f"{cam['source'].split('&seed=')[0]}&seed={seed}"
+        )
         cam["realtime"] = True
     for section, key in (("detector", "weights"), ("reid", "model")):
         if data.get(section) and data[section].get(key):
@@ -109,11 +117,15 @@ def run_setting(setting: str, camera_file: Path, report: Path, log: Path) -> int
             with cpu_quota(float(value)) as procs:
                 # the shell joins the group first, then becomes edge.run: every thread it starts is inside
                 shell = f'echo $$ > "{procs}" && exec "$@"'
-                return subprocess.run(["sh", "-c", shell, "sh", *cmd], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+                return subprocess.run(
+                    ["sh", "-c", shell, "sh", *cmd], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+                ).returncode
         if kind in ("pin", "busy"):
             loops = busy_loops(int(value or 0)) if kind == "busy" else []
             try:
-                return subprocess.run(["taskset", "-c", "0", *cmd], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+                return subprocess.run(
+                    ["taskset", "-c", "0", *cmd], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+                ).returncode
             finally:
                 for p in loops:
                     p.kill()
@@ -123,8 +135,8 @@ def run_setting(setting: str, camera_file: Path, report: Path, log: Path) -> int
 
 def rendered_videos(seed: int, out: Path) -> Path:
     """The demo's cameras for ``seed`` rendered once to mp4 (``sim mot --video``)."""
-    from sim.writers import write_mot_ground_truth
     from sim.scene import World, resolve_scene
+    from sim.writers import write_mot_ground_truth
 
     folder = out / f"videos_seed{seed}"
     if not (folder / "cam1.mp4").is_file():
@@ -132,7 +144,9 @@ def rendered_videos(seed: int, out: Path) -> Path:
     return folder
 
 
-def run_one(config: Path, seed: int, setting: str, out: Path, port: int, duration_s: Optional[float], source: str = "synthetic") -> dict:
+def run_one(
+    config: Path, seed: int, setting: str, out: Path, port: int, duration_s: Optional[float], source: str = "synthetic"
+) -> dict:
     gt = ground_truth(seed, out)
     run_dir = out / f"seed{seed}" / setting.replace(":", "_")
     videos = rendered_videos(seed, out) if source == "video" else None
@@ -143,19 +157,33 @@ def run_one(config: Path, seed: int, setting: str, out: Path, port: int, duratio
     report = json.loads((run_dir / "report.json").read_text())
     cameras = report.get("cameras", {})
     fps = statistics.mean(v["fps"] for v in cameras.values()) if cameras else 0.0
-    return {"seed": seed, "setting": setting, "scores": score(gt, run_dir / "mot"), "fps_per_camera": round(fps, 2),
-            "frames": report.get("processed", {}), "dropped": report.get("dropped", {}), "elapsed_s": report.get("elapsed_s")}
+    return {
+        "seed": seed,
+        "setting": setting,
+        "scores": score(gt, run_dir / "mot"),
+        "fps_per_camera": round(fps, 2),
+        "frames": report.get("processed", {}),
+        "dropped": report.get("dropped", {}),
+        "elapsed_s": report.get("elapsed_s"),
+    }
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| setting | seed | cross-camera IDF1 | ids found / true | fps per camera | frames dropped |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| setting | seed | cross-camera IDF1 | ids found / true | fps per camera | frames dropped |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         s = r["scores"]
-        lines.append(f"| {r['setting']} | {r['seed']} | {s['IDF1']:.1f} | {s['ids_pred']} / {s['ids_true']} | "
-                     f"{r['fps_per_camera']:.1f} | {sum(r['dropped'].values())} |")
+        lines.append(
+            f"| {r['setting']} | {r['seed']} | {s['IDF1']:.1f} | {s['ids_pred']} / {s['ids_true']} | "
+            f"{r['fps_per_camera']:.1f} | {sum(r['dropped'].values())} |"
+        )
     for setting, m in summary(rows).items():
-        lines.append(f"| **{setting}** | mean of {m['n']} | **{m['IDF1']:.1f}** ± {m['IDF1_std']:.1f} | {m['ids_pred']:.0f} / {m['ids_true']:.0f} | "
-                     f"{m['fps_per_camera']:.1f} | |")
+        lines.append(
+            f"| **{setting}** | mean of {m['n']} | **{m['IDF1']:.1f}** ± {m['IDF1_std']:.1f} | {m['ids_pred']:.0f} / {m['ids_true']:.0f} | "
+            f"{m['fps_per_camera']:.1f} | |"
+        )
     return "\n".join(lines)
 
 
@@ -164,10 +192,14 @@ def summary(rows: list[dict]) -> dict[str, dict]:
     for setting in dict.fromkeys(r["setting"] for r in rows):
         sel = [r for r in rows if r["setting"] == setting]
         idf1 = [r["scores"]["IDF1"] for r in sel]
-        out[setting] = {"n": len(sel), "IDF1": statistics.mean(idf1), "IDF1_std": statistics.stdev(idf1) if len(sel) > 1 else 0.0,
-                        "ids_pred": statistics.mean(r["scores"]["ids_pred"] for r in sel),
-                        "ids_true": statistics.mean(r["scores"]["ids_true"] for r in sel),
-                        "fps_per_camera": statistics.mean(r["fps_per_camera"] for r in sel)}
+        out[setting] = {
+            "n": len(sel),
+            "IDF1": statistics.mean(idf1),
+            "IDF1_std": statistics.stdev(idf1) if len(sel) > 1 else 0.0,
+            "ids_pred": statistics.mean(r["scores"]["ids_pred"] for r in sel),
+            "ids_true": statistics.mean(r["scores"]["ids_true"] for r in sel),
+            "fps_per_camera": statistics.mean(r["fps_per_camera"] for r in sel),
+        }
     return out
 
 
@@ -186,8 +218,14 @@ def plot(rows: list[dict], path: Path, curves: Optional[dict[str, list[dict]]] =
         m = summary(run_rows)
         quotas = sorted((float(s.split(":")[1]), v) for s, v in m.items() if s.startswith("quota:"))
         if quotas:
-            ax.errorbar([q for q, _ in quotas], [v["IDF1"] for _, v in quotas], yerr=[v["IDF1_std"] for _, v in quotas],
-                        marker="o", capsize=3, label=label)
+            ax.errorbar(
+                [q for q, _ in quotas],
+                [v["IDF1"] for _, v in quotas],
+                yerr=[v["IDF1_std"] for _, v in quotas],
+                marker="o",
+                capsize=3,
+                label=label,
+            )
         for setting, v in m.items():
             if not setting.startswith("quota:"):
                 ax.axhline(v["IDF1"], linestyle="--", linewidth=1, color="grey")
@@ -209,22 +247,36 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "cams.demo.yaml"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103, 104, 105])
-    parser.add_argument("--settings", nargs="+", default=["full", "quota:1.0", "quota:0.6", "quota:0.4", "quota:0.25", "busy:1"])
+    parser.add_argument(
+        "--settings", nargs="+", default=["full", "quota:1.0", "quota:0.6", "quota:0.4", "quota:0.25", "busy:1"]
+    )
     parser.add_argument("--duration", type=float, default=None, help="seconds of each run (default: the whole scene)")
     parser.add_argument("--port", type=int, default=5590, help="publisher port of the runs")
-    parser.add_argument("--source", choices=("synthetic", "video"), default="synthetic",
-                        help="synthetic: each camera renders its frames in the measured process (about 15 ms of CPU a frame, "
-                             "far more than decoding a camera's stream); video: the cameras pre-rendered to mp4 and decoded, "
-                             "as a box decodes its cameras' streams")
+    parser.add_argument(
+        "--source",
+        choices=("synthetic", "video"),
+        default="synthetic",
+        help="synthetic: each camera renders its frames in the measured process (about 15 ms of CPU a frame, "
+        "far more than decoding a camera's stream); video: the cameras pre-rendered to mp4 and decoded, "
+        "as a box decodes its cameras' streams",
+    )
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench" / "live"))
-    parser.add_argument("--compare", nargs="*", default=[], metavar="LABEL=BENCH_JSON",
-                        help="draw these earlier runs' curves beside this one (e.g. before=runs/old/bench.json)")
+    parser.add_argument(
+        "--compare",
+        nargs="*",
+        default=[],
+        metavar="LABEL=BENCH_JSON",
+        help="draw these earlier runs' curves beside this one (e.g. before=runs/old/bench.json)",
+    )
     parser.add_argument("--replot", action="store_true", help="do not run: redraw curve.png from --out's bench.json")
     parser.add_argument("--label", default="this run", help="this run's curve in the plot (e.g. its commit)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    curves = {label: json.loads(Path(path).read_text())["runs"] for label, path in (item.split("=", 1) for item in args.compare)}
+    curves = {
+        label: json.loads(Path(path).read_text())["runs"]
+        for label, path in (item.split("=", 1) for item in args.compare)
+    }
     if args.replot:
         rows = json.loads((out / "bench.json").read_text())["runs"]
         print(f"wrote {plot(rows, out / 'curve.png', {args.label: rows, **curves} if curves else None)}")
@@ -235,12 +287,21 @@ def main(argv: list[str] | None = None) -> dict:
             row = run_one(Path(args.config), seed, setting, out, args.port, args.duration, args.source)
             rows.append(row)
             s = row["scores"]
-            print(f"seed {seed} {setting}: IDF1 {s['IDF1']:.1f} ({s['ids_pred']}/{s['ids_true']} ids), "
-                  f"{row['fps_per_camera']:.1f} fps/camera, {sum(row['dropped'].values())} dropped", flush=True)
+            print(
+                f"seed {seed} {setting}: IDF1 {s['IDF1']:.1f} ({s['ids_pred']}/{s['ids_true']} ids), "
+                f"{row['fps_per_camera']:.1f} fps/camera, {sum(row['dropped'].values())} dropped",
+                flush=True,
+            )
     table = markdown(rows)
     print(table)
-    result = {"config": args.config, "source": args.source, "seeds": args.seeds, "settings": args.settings, "runs": rows,
-              "summary": summary(rows)}
+    result = {
+        "config": args.config,
+        "source": args.source,
+        "seeds": args.seeds,
+        "settings": args.settings,
+        "runs": rows,
+        "summary": summary(rows),
+    }
     (out / "bench.json").write_text(json.dumps(result, indent=1))
     (out / "bench.md").write_text(table + "\n")
     curve = plot(rows, out / "curve.png", {args.label: rows, **curves} if curves else None)

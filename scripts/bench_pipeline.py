@@ -11,6 +11,7 @@ cameras (cyclically) to N cameras to see how throughput scales. Each setting run
 times after a warm-up run; the median run is quoted. Writes ``bench.json`` (with device,
 library versions and settings), ``bench.md`` and ``bench.png`` into ``--out``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,10 +60,17 @@ def one_run(raw: dict, cfg_path: Path, n_cams: int, args) -> dict:
     from edge.runtime.pipeline import run_pipeline
 
     data = dict(raw)
-    data["cameras"] = [dict(c, realtime=bool(args.realtime), loop=bool(args.duration)) for c in camera_set(raw["cameras"], n_cams)]
+    data["cameras"] = [
+        dict(c, realtime=bool(args.realtime), loop=bool(args.duration)) for c in camera_set(raw["cameras"], n_cams)
+    ]
     data["publisher"] = dict(raw.get("publisher", {}), endpoint=args.endpoint)
     data["outputs"] = {}
-    data["run"] = dict(raw.get("run", {}), max_frames=None if args.duration else args.frames, duration_s=args.duration, stats_interval_s=1e9)
+    data["run"] = dict(
+        raw.get("run", {}),
+        max_frames=None if args.duration else args.frames,
+        duration_s=args.duration,
+        stats_interval_s=1e9,
+    )
     tmp = cfg_path.parent / f".bench_{os.getpid()}.yaml"
     tmp.write_text(yaml.safe_dump(data))
     try:
@@ -93,16 +101,28 @@ def environment() -> dict:
     import torch
     import ultralytics
 
-    return {"machine": platform.machine(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-            "ultralytics": ultralytics.__version__, "opencv": cv2.__version__, "numpy": numpy.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "ultralytics": ultralytics.__version__,
+        "opencv": cv2.__version__,
+        "numpy": numpy.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def markdown(results: list[dict]) -> str:
     stages = ("decode", "detect", "track", "embed", "match", "publish")
-    lines = ["| cameras | fps total | fps / camera | " + " | ".join(f"{s} p50 ms" for s in stages) + " | e2e p50 / p95 ms | peak RSS MB |",
-             "|---|---|---|" + "---|" * len(stages) + "---|---|"]
+    lines = [
+        "| cameras | fps total | fps / camera | "
+        + " | ".join(f"{s} p50 ms" for s in stages)
+        + " | e2e p50 / p95 ms | peak RSS MB |",
+        "|---|---|---|" + "---|" * len(stages) + "---|---|",
+    ]
     for r in results:
         m = r["median"]
         lat = m["latency_ms"]
@@ -110,8 +130,11 @@ def markdown(results: list[dict]) -> str:
         cells = [f"{lat[s]['p50']:.1f}" if s in lat else "-" for s in stages]
         e2e = m.get("end_to_end_ms") or {}
         peak = max((v for _, v in m["memory_mb"]), default=float("nan"))
-        lines.append(f"| {r['cameras']} | {m['fps_total']:.1f} | {per_cam:.1f} | " + " | ".join(cells)
-                     + f" | {e2e.get('p50', float('nan')):.0f} / {e2e.get('p95', float('nan')):.0f} | {peak:.0f} |")
+        lines.append(
+            f"| {r['cameras']} | {m['fps_total']:.1f} | {per_cam:.1f} | "
+            + " | ".join(cells)
+            + f" | {e2e.get('p50', float('nan')):.0f} / {e2e.get('p95', float('nan')):.0f} | {peak:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -124,13 +147,21 @@ def plot(results: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     cams = [r["cameras"] for r in results]
     axes[0].plot(cams, [r["median"]["fps_total"] for r in results], "o-", label="total")
-    axes[0].plot(cams, [statistics.mean(r["median"]["fps_per_camera"].values()) for r in results], "s-", label="per camera")
+    axes[0].plot(
+        cams, [statistics.mean(r["median"]["fps_per_camera"].values()) for r in results], "s-", label="per camera"
+    )
     axes[0].set(xlabel="cameras", ylabel="frames / s", title="throughput")
     axes[0].legend()
     last = results[-1]["median"]["latency_ms"]
     names = list(last)
     axes[1].bar(names, [last[n]["p50"] for n in names], label="p50")
-    axes[1].bar(names, [last[n]["p95"] - last[n]["p50"] for n in names], bottom=[last[n]["p50"] for n in names], alpha=0.5, label="p95")
+    axes[1].bar(
+        names,
+        [last[n]["p95"] - last[n]["p50"] for n in names],
+        bottom=[last[n]["p50"] for n in names],
+        alpha=0.5,
+        label="p95",
+    )
     axes[1].set(ylabel="ms per call", title=f"stage latency ({results[-1]['cameras']} cameras)")
     axes[1].legend()
     mem = results[-1]["median"]["memory_mb"]
@@ -144,15 +175,21 @@ def plot(results: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True)
-    parser.add_argument("--cameras", type=int, nargs="*", default=None, help="camera counts to run (default: the config's)")
+    parser.add_argument(
+        "--cameras", type=int, nargs="*", default=None, help="camera counts to run (default: the config's)"
+    )
     parser.add_argument("--frames", type=int, default=150, help="frames per camera per run")
     parser.add_argument("--duration", type=float, default=None, help="run this many seconds instead (sources loop)")
-    parser.add_argument("--realtime", action="store_true", help="pace sources at their fps (default: lockstep, capacity)")
+    parser.add_argument(
+        "--realtime", action="store_true", help="pace sources at their fps (default: lockstep, capacity)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-warmup", action="store_true")
     parser.add_argument("--endpoint", default="tcp://127.0.0.1:5580")
     parser.add_argument("--out", default="runs/bench/pipeline")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. tracker.kind=botsort")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. tracker.kind=botsort"
+    )
     args = parser.parse_args()
 
     import logging
@@ -183,7 +220,10 @@ def measure(args: argparse.Namespace) -> tuple[list[dict], dict]:
         runs.sort(key=lambda r: r["fps_total"])
         median = runs[len(runs) // 2]
         results.append({"cameras": n, "median": median, "fps_total_runs": [r["fps_total"] for r in runs]})
-        print(f"{n} cameras: {median['fps_total']:.1f} frames/s total over runs {[r['fps_total'] for r in runs]}", flush=True)
+        print(
+            f"{n} cameras: {median['fps_total']:.1f} frames/s total over runs {[r['fps_total'] for r in runs]}",
+            flush=True,
+        )
     return results, raw
 
 
@@ -192,7 +232,9 @@ def write_results(results: list[dict], raw: dict, args: argparse.Namespace) -> N
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {k: v for k, v in vars(args).items()}
-    (out / "bench.json").write_text(json.dumps({"settings": settings, "environment": environment(), "config": raw, "results": results}, indent=1))
+    (out / "bench.json").write_text(
+        json.dumps({"settings": settings, "environment": environment(), "config": raw, "results": results}, indent=1)
+    )
     table = markdown(results)
     (out / "bench.md").write_text(table)
     plot(results, out / "bench.png")

@@ -10,6 +10,7 @@ calls; p50/p95/p99 are per call, images/s is batch / median. Parity is the worst
 to PyTorch FP32 on the same crops. Writes bench.json (device, versions, settings), bench.md and
 bench.png into ``--out``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,9 @@ def make_checkpoint(arch: str, image_size: tuple[int, int], folder: Path) -> Pat
 
     torch.manual_seed(0)
     cfg = ModelConfig(backbone={"name": arch}, image_size=image_size)
-    return save_checkpoint(folder / "bench.pt", build_model(cfg, num_classes=8, num_cameras=1).eval(), cfg, num_cameras=1)
+    return save_checkpoint(
+        folder / "bench.pt", build_model(cfg, num_classes=8, num_cameras=1).eval(), cfg, num_cameras=1
+    )
 
 
 def time_calls(fn, batch: np.ndarray, warmup: int, iters: int, sync=lambda: None) -> np.ndarray:
@@ -84,11 +87,17 @@ def backends(checkpoint: Path, onnx_path: Path, engine_dir: Path):
     except ImportError:
         return
     if cuda:
-        from edge.reid.backends import TensorRTBackend
         from core.model_card import read_onnx_metadata
+        from edge.reid.backends import TensorRTBackend
         from export.tensorrt_engine import BatchProfile, build_engine
 
-        engine = build_engine(onnx_path, engine_dir / "bench.engine", read_onnx_metadata(onnx_path), fp16=True, batch=BatchProfile(1, 16, 32))
+        engine = build_engine(
+            onnx_path,
+            engine_dir / "bench.engine",
+            read_onnx_metadata(onnx_path),
+            fp16=True,
+            batch=BatchProfile(1, 16, 32),
+        )
         trt = TensorRTBackend(str(engine), max_batch=32)
         yield "tensorrt-fp16", lambda x: trt.embed(x).global_, sync, mem
 
@@ -97,14 +106,22 @@ def environment() -> dict:
     import onnxruntime
     import torch
 
-    return {"machine": platform.machine(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=None, help="a training checkpoint (default: a random-init --arch model)")
+    parser.add_argument(
+        "--checkpoint", default=None, help="a training checkpoint (default: a random-init --arch model)"
+    )
     parser.add_argument("--arch", default="tiny-vit")
     parser.add_argument("--image-size", type=int, nargs=2, default=(128, 64))
     parser.add_argument("--batches", type=int, nargs="*", default=[1, 8, 16, 32])
@@ -138,9 +155,18 @@ def measure(args: argparse.Namespace) -> tuple[list[dict], object]:
         for b in args.batches:
             t = time_calls(run, crops[:b], args.warmup, args.iters, sync)
             p50, p95, p99 = np.percentile(t, [50, 95, 99])
-            rows.append({"backend": name, "batch": b, "images_per_s": round(float(b / (p50 / 1000)), 1), "p50_ms": round(float(p50), 2),
-                         "p95_ms": round(float(p95), 2), "p99_ms": round(float(p99), 2), "peak_memory_mb": round(float(mem()), 1),
-                         "min_cosine_vs_fp32": round(cos, 6)})
+            rows.append(
+                {
+                    "backend": name,
+                    "batch": b,
+                    "images_per_s": round(float(b / (p50 / 1000)), 1),
+                    "p50_ms": round(float(p50), 2),
+                    "p95_ms": round(float(p95), 2),
+                    "p99_ms": round(float(p99), 2),
+                    "peak_memory_mb": round(float(mem()), 1),
+                    "min_cosine_vs_fp32": round(cos, 6),
+                }
+            )
             print(" ".join(f"{k} {v}" for k, v in rows[-1].items()), flush=True)
     return rows, meta
 
@@ -149,9 +175,21 @@ def write_results(rows: list[dict], meta, args: argparse.Namespace) -> None:
     """bench.json, bench.md and bench.png into ``args.out``; says where."""
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "bench.json").write_text(json.dumps({"settings": vars(args), "environment": environment(), "model": meta.__dict__, "results": rows}, indent=1, default=str))
-    lines = ["| backend | batch | images/s | p50 ms | p95 ms | p99 ms | peak MB | min cos vs FP32 |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['backend']} | {r['batch']} | {r['images_per_s']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['peak_memory_mb']} | {r['min_cosine_vs_fp32']} |" for r in rows]
+    (out_dir / "bench.json").write_text(
+        json.dumps(
+            {"settings": vars(args), "environment": environment(), "model": meta.__dict__, "results": rows},
+            indent=1,
+            default=str,
+        )
+    )
+    lines = [
+        "| backend | batch | images/s | p50 ms | p95 ms | p99 ms | peak MB | min cos vs FP32 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['backend']} | {r['batch']} | {r['images_per_s']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['peak_memory_mb']} | {r['min_cosine_vs_fp32']} |"
+        for r in rows
+    ]
     (out_dir / "bench.md").write_text("\n".join(lines) + "\n")
     import matplotlib
 
@@ -162,7 +200,12 @@ def write_results(rows: list[dict], meta, args: argparse.Namespace) -> None:
     for name in dict.fromkeys(r["backend"] for r in rows):
         sel = [r for r in rows if r["backend"] == name]
         ax.plot([r["batch"] for r in sel], [r["images_per_s"] for r in sel], "o-", label=name)
-    ax.set(xlabel="batch", ylabel="images / s", title=f"ReID embedding ({meta.input_height}x{meta.input_width})", xscale="log")
+    ax.set(
+        xlabel="batch",
+        ylabel="images / s",
+        title=f"ReID embedding ({meta.input_height}x{meta.input_width})",
+        xscale="log",
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(out_dir / "bench.png", dpi=100)

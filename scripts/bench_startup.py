@@ -9,6 +9,7 @@ it covers imports, model loading, the warm-up and one frame per camera. ``--base
 times another checkout of this project (an older commit) with its own copy of the same camera
 file, side by side. Also counts the modules the run imported. Prints a table and writes JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,14 @@ def time_run(repo: Path, cameras: str) -> tuple[float, float]:
     env = {**os.environ, "PYTHONPATH": str(repo)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "edge.run", *edge_run_args(cameras)], cwd=repo, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge.run", *edge_run_args(cameras)],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     elapsed = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -46,9 +53,17 @@ def time_run(repo: Path, cameras: str) -> tuple[float, float]:
 
 def modules_loaded(repo: Path, cameras: str) -> int:
     """How many modules one start-up imports (what a lean runtime keeps small)."""
-    code = "import atexit, sys; atexit.register(lambda: print('MODULES', len(sys.modules)))\n" + IMPORTS.format(argv=["edge.run", *edge_run_args(cameras)])
-    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
-                          capture_output=True, text=True, timeout=600)
+    code = "import atexit, sys; atexit.register(lambda: print('MODULES', len(sys.modules)))\n" + IMPORTS.format(
+        argv=["edge.run", *edge_run_args(cameras)]
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("MODULES")]
     return int(lines[-1].split()[1]) if lines else -1
 
@@ -64,10 +79,19 @@ def measure(builds: list[tuple[str, Path]], cameras: str, repeats: int) -> list[
     rows = []
     for label, repo in builds:
         wall, cpu = [w for w, _ in runs[label]], [c for _, c in runs[label]]
-        rows.append({"label": label, "repo": str(repo), "commit": commit_of(repo), "wall_s": [round(t, 3) for t in wall],
-                     "cpu_s": [round(t, 3) for t in cpu], "median_wall_s": round(statistics.median(wall), 3),
-                     "min_wall_s": round(min(wall), 3), "median_cpu_s": round(statistics.median(cpu), 3),
-                     "modules": modules_loaded(repo, cameras)})
+        rows.append(
+            {
+                "label": label,
+                "repo": str(repo),
+                "commit": commit_of(repo),
+                "wall_s": [round(t, 3) for t in wall],
+                "cpu_s": [round(t, 3) for t in cpu],
+                "median_wall_s": round(statistics.median(wall), 3),
+                "min_wall_s": round(min(wall), 3),
+                "median_cpu_s": round(statistics.median(cpu), 3),
+                "modules": modules_loaded(repo, cameras),
+            }
+        )
     return rows
 
 
@@ -88,10 +112,14 @@ def main(argv: list[str] | None = None) -> dict:
     builds = [("baseline", Path(args.baseline_repo).resolve())] if args.baseline_repo else []
     rows = measure(builds + [("this checkout", REPO)], args.cameras, args.repeats)
     print(f"start-up to first frame and exit, {args.cameras}, median of {args.repeats} runs")
-    print(f"| {'build':<14} | {'commit':<8} | {'wall s (median)':>15} | {'wall s (min)':>12} | {'CPU s (median)':>14} | {'modules':>7} |")
+    print(
+        f"| {'build':<14} | {'commit':<8} | {'wall s (median)':>15} | {'wall s (min)':>12} | {'CPU s (median)':>14} | {'modules':>7} |"
+    )
     print(f"|{'-' * 16}|{'-' * 10}|{'-' * 16}:|{'-' * 13}:|{'-' * 15}:|{'-' * 8}:|")
     for r in rows:
-        print(f"| {r['label']:<14} | {r['commit']:<8} | {r['median_wall_s']:>15.2f} | {r['min_wall_s']:>12.2f} | {r['median_cpu_s']:>14.2f} | {r['modules']:>7} |")
+        print(
+            f"| {r['label']:<14} | {r['commit']:<8} | {r['median_wall_s']:>15.2f} | {r['min_wall_s']:>12.2f} | {r['median_cpu_s']:>14.2f} | {r['modules']:>7} |"
+        )
     result = {"cameras": args.cameras, "repeats": args.repeats, "python": sys.version.split()[0], "rows": rows}
     out = REPO / args.out
     out.parent.mkdir(parents=True, exist_ok=True)

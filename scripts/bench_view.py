@@ -12,6 +12,7 @@ from a synthetic feed for ``--duration`` seconds, with the page open, and sample
 the view's memory and CPU and the page's DOM size, longest frame gap and the time a click on a
 card takes to show its journey. Prints a table, writes JSON to ``--out``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,11 +48,11 @@ def proc_rss_mb(pid: int) -> float:
 
 
 def open_browser():
+    import tempfile
+
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-
     from test_view_browser import CHROMIUM_FLAGS
-    import tempfile
 
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
@@ -62,7 +63,9 @@ def open_browser():
 
 def click_latency_ms(browser) -> float:
     """Click the first card and time until its journey is shown (ms)."""
-    browser.execute_script("document.getElementById('journey').hidden = true; document.getElementById('journey-title').textContent = ''")
+    browser.execute_script(
+        "document.getElementById('journey').hidden = true; document.getElementById('journey-title').textContent = ''"
+    )
     t = time.perf_counter()
     # clicked inside the page: under a flood, an element found first may be replaced before a WebDriver click lands
     if not browser.execute_script("const c = document.querySelector('.card'); if (c) c.click(); return !!c"):
@@ -75,8 +78,9 @@ def click_latency_ms(browser) -> float:
 
 
 def load(args) -> dict:
-    from edge.view.feed import Feed
     from view_helpers import ViewProcess
+
+    from edge.view.feed import Feed
 
     endpoint = f"tcp://127.0.0.1:{args.port}"
     view = ViewProcess("--events", endpoint)
@@ -94,9 +98,18 @@ def load(args) -> dict:
             time.sleep(1.0)
             gap, nodes, cards, renders = browser.execute_script(FRAME_GAPS)
             cpu, now = proc_cpu_s(pid), time.monotonic()
-            samples.append({"t": round(now - t0, 1), "view_rss_mb": round(proc_rss_mb(pid), 1),
-                            "view_cpu_pct": round(100 * (cpu - last_cpu) / (now - last_t), 1), "max_frame_gap_ms": round(gap, 1),
-                            "dom_nodes": nodes, "cards": cards, "renders": renders, "click_to_journey_ms": round(click_latency_ms(browser), 1)})
+            samples.append(
+                {
+                    "t": round(now - t0, 1),
+                    "view_rss_mb": round(proc_rss_mb(pid), 1),
+                    "view_cpu_pct": round(100 * (cpu - last_cpu) / (now - last_t), 1),
+                    "max_frame_gap_ms": round(gap, 1),
+                    "dom_nodes": nodes,
+                    "cards": cards,
+                    "renders": renders,
+                    "click_to_journey_ms": round(click_latency_ms(browser), 1),
+                }
+            )
             last_cpu, last_t = cpu, now
         latencies = browser.execute_script("return window.viewDebug.latencies")
         state = view.state()
@@ -106,20 +119,40 @@ def load(args) -> dict:
         view.close()
     import numpy as np
 
-    tail = samples[len(samples) // 2:]
-    return {"mode": "load", "rate": args.rate, "duration_s": args.duration, "published": feed.published,
-            "identities_held": state["status"]["identities_held"], "crops_held": state["status"]["crops_held"],
-            "view_rss_mb": {"start": samples[0]["view_rss_mb"], "max": max(s["view_rss_mb"] for s in samples),
-                            "end": samples[-1]["view_rss_mb"], "second_half_growth": round(tail[-1]["view_rss_mb"] - tail[0]["view_rss_mb"], 1)},
-            "view_cpu_pct_mean": round(float(np.mean([s["view_cpu_pct"] for s in samples])), 1),
-            "dom_nodes_max": max(s["dom_nodes"] for s in samples), "cards_max": max(s["cards"] for s in samples),
-            "max_frame_gap_ms": {"p50": float(np.percentile([s["max_frame_gap_ms"] for s in samples], 50)),
-                                 "max": max(s["max_frame_gap_ms"] for s in samples)},
-            "click_to_journey_ms": {"p50": float(np.percentile([s["click_to_journey_ms"] for s in samples], 50)),
-                                    "max": max(s["click_to_journey_ms"] for s in samples)},
-            "publish_to_visible_ms": {"p50": round(1000 * float(np.percentile(latencies, 50)), 1),
-                                      "p95": round(1000 * float(np.percentile(latencies, 95)), 1)} if latencies else None,
-            "counters": state["status"]["counters"], "samples": samples}
+    tail = samples[len(samples) // 2 :]
+    return {
+        "mode": "load",
+        "rate": args.rate,
+        "duration_s": args.duration,
+        "published": feed.published,
+        "identities_held": state["status"]["identities_held"],
+        "crops_held": state["status"]["crops_held"],
+        "view_rss_mb": {
+            "start": samples[0]["view_rss_mb"],
+            "max": max(s["view_rss_mb"] for s in samples),
+            "end": samples[-1]["view_rss_mb"],
+            "second_half_growth": round(tail[-1]["view_rss_mb"] - tail[0]["view_rss_mb"], 1),
+        },
+        "view_cpu_pct_mean": round(float(np.mean([s["view_cpu_pct"] for s in samples])), 1),
+        "dom_nodes_max": max(s["dom_nodes"] for s in samples),
+        "cards_max": max(s["cards"] for s in samples),
+        "max_frame_gap_ms": {
+            "p50": float(np.percentile([s["max_frame_gap_ms"] for s in samples], 50)),
+            "max": max(s["max_frame_gap_ms"] for s in samples),
+        },
+        "click_to_journey_ms": {
+            "p50": float(np.percentile([s["click_to_journey_ms"] for s in samples], 50)),
+            "max": max(s["click_to_journey_ms"] for s in samples),
+        },
+        "publish_to_visible_ms": {
+            "p50": round(1000 * float(np.percentile(latencies, 50)), 1),
+            "p95": round(1000 * float(np.percentile(latencies, 95)), 1),
+        }
+        if latencies
+        else None,
+        "counters": state["status"]["counters"],
+        "samples": samples,
+    }
 
 
 def demo(args) -> dict:
@@ -127,13 +160,30 @@ def demo(args) -> dict:
 
     endpoint = f"tcp://127.0.0.1:{args.port}"
     view = ViewProcess("--events", endpoint)
-    run = subprocess.Popen([sys.executable, "-m", "edge.run", "--cameras", "configs/cams.demo.yaml", f"publisher.endpoint={endpoint}",
-                            "publisher.preview_fps=2", "publisher.crops=true", "outputs.mot_dir=null", "outputs.floor_map=null"],
-                           cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge.run",
+            "--cameras",
+            "configs/cams.demo.yaml",
+            f"publisher.endpoint={endpoint}",
+            "publisher.preview_fps=2",
+            "publisher.crops=true",
+            "outputs.mot_dir=null",
+            "outputs.floor_map=null",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     browser = open_browser()
     try:
         browser.get(view.url)
-        view.wait_for(lambda s: sum(c["frame_seq"] for c in s["cameras"]) >= 6, timeout=120, what="previews from the demo")
+        view.wait_for(
+            lambda s: sum(c["frame_seq"] for c in s["cameras"]) >= 6, timeout=120, what="previews from the demo"
+        )
         pid = view.proc.pid
         cpu0, rss, t0 = proc_cpu_s(pid), [], time.monotonic()
         while time.monotonic() - t0 < args.duration and run.poll() is None:
@@ -159,13 +209,27 @@ def demo(args) -> dict:
         view.close()
     import numpy as np
 
-    return {"mode": "demo", "measured_s": round(elapsed, 1), "view_cpu_pct": round(100 * cpu / elapsed, 1),
-            "view_rss_mb_max": round(max(rss), 1) if rss else None, "identities": len(state["identities"]),
-            "identities_too_short": sum(1 for c in state["identities"] if c["sealed"]),
-            "publish_to_visible_ms": {"n": len(latencies), "p50": round(1000 * float(np.percentile(latencies, 50)), 1),
-                                      "p95": round(1000 * float(np.percentile(latencies, 95)), 1)} if latencies else None,
-            "cameras": {c["id"]: {"frame_seq": c["frame_seq"], "preview_fps": c["preview_fps"], "fps": c["fps"]} for c in state["cameras"]},
-            "counters": state["status"]["counters"], "screenshot": args.screenshot}
+    return {
+        "mode": "demo",
+        "measured_s": round(elapsed, 1),
+        "view_cpu_pct": round(100 * cpu / elapsed, 1),
+        "view_rss_mb_max": round(max(rss), 1) if rss else None,
+        "identities": len(state["identities"]),
+        "identities_too_short": sum(1 for c in state["identities"] if c["sealed"]),
+        "publish_to_visible_ms": {
+            "n": len(latencies),
+            "p50": round(1000 * float(np.percentile(latencies, 50)), 1),
+            "p95": round(1000 * float(np.percentile(latencies, 95)), 1),
+        }
+        if latencies
+        else None,
+        "cameras": {
+            c["id"]: {"frame_seq": c["frame_seq"], "preview_fps": c["preview_fps"], "fps": c["fps"]}
+            for c in state["cameras"]
+        },
+        "counters": state["status"]["counters"],
+        "screenshot": args.screenshot,
+    }
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ side, and the relative cost; writes JSON to ``--out``. ``scripts/bench_pipeline.
 ``--set publisher.preview_fps=2 publisher.crops=true`` gives the end-to-end figure on a quiet
 machine; this one isolates the difference on a busy one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,6 +47,7 @@ def main() -> None:
     cfg = load_edge_config(args.config, [f"publisher.endpoint={args.endpoint}", "outputs.mot_dir=null"])
     pipeline = EdgePipeline(cfg)
     pipeline.warmup()
+
     def reader_for(cam_id: str) -> FrameReader:
         reader = make_reader(next(c.source for c in cfg.cameras if c.id == cam_id))
         reader.open()
@@ -80,19 +82,34 @@ def main() -> None:
     finally:
         sent = pipeline.publisher.sent if pipeline.publisher else 0
         pipeline.close()
-    result = {"config": args.config, "steps": args.steps, "block": args.block, "preview_fps": args.preview_fps, "messages_sent": sent}
+    result = {
+        "config": args.config,
+        "steps": args.steps,
+        "block": args.block,
+        "preview_fps": args.preview_fps,
+        "messages_sent": sent,
+    }
     for name, side in sides.items():
-        result[name] = {"steps": len(side["wall_ms"]), "wall_ms_mean": round(statistics.mean(side["wall_ms"]), 2),
-                        "wall_ms_median": round(statistics.median(side["wall_ms"]), 2),
-                        "cpu_ms_mean": round(statistics.mean(side["cpu_ms"]), 2)}
+        result[name] = {
+            "steps": len(side["wall_ms"]),
+            "wall_ms_mean": round(statistics.mean(side["wall_ms"]), 2),
+            "wall_ms_median": round(statistics.median(side["wall_ms"]), 2),
+            "cpu_ms_mean": round(statistics.mean(side["cpu_ms"]), 2),
+        }
     result["cost_wall_pct"] = round(100 * (result["on"]["wall_ms_mean"] / result["off"]["wall_ms_mean"] - 1), 2)
-    result["cost_wall_median_pct"] = round(100 * (result["on"]["wall_ms_median"] / result["off"]["wall_ms_median"] - 1), 2)
+    result["cost_wall_median_pct"] = round(
+        100 * (result["on"]["wall_ms_median"] / result["off"]["wall_ms_median"] - 1), 2
+    )
     result["cost_cpu_pct"] = round(100 * (result["on"]["cpu_ms_mean"] / result["off"]["cpu_ms_mean"] - 1), 2)
     print("| side | steps | wall ms / step (mean) | wall ms / step (median) | CPU ms / step |\n|---|---|---|---|---|")
     for name in ("off", "on"):
         r = result[name]
-        print(f"| {name} | {r['steps']} | {r['wall_ms_mean']:.1f} | {r['wall_ms_median']:.1f} | {r['cpu_ms_mean']:.1f} |")
-    print(f"cost: wall {result['cost_wall_pct']:+.1f} % (median {result['cost_wall_median_pct']:+.1f} %), CPU {result['cost_cpu_pct']:+.1f} %")
+        print(
+            f"| {name} | {r['steps']} | {r['wall_ms_mean']:.1f} | {r['wall_ms_median']:.1f} | {r['cpu_ms_mean']:.1f} |"
+        )
+    print(
+        f"cost: wall {result['cost_wall_pct']:+.1f} % (median {result['cost_wall_median_pct']:+.1f} %), CPU {result['cost_cpu_pct']:+.1f} %"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

@@ -25,6 +25,7 @@ To tune one, pass ``data.val_ids=0.2`` (a validation split carved from the train
 :mod:`trainer.data.validation`) and read each run's ``eval_val.json``, never the test figures;
 with it the stored matching threshold also comes from the validation split.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,7 +53,10 @@ def train_one(name: str, recipe: str, out: Path, overrides: list[str]) -> dict:
     result = trainer.fit()
     model = trainer.model
     inference_params = sum(p.numel() for p in model.image_encoder.parameters()) + sum(
-        p.numel() for n, p in model.method.named_parameters() if not n.startswith(("attribute_encoder", "tgi", "prompts", "classifier", "necks", "neck")))
+        p.numel()
+        for n, p in model.method.named_parameters()
+        if not n.startswith(("attribute_encoder", "tgi", "prompts", "classifier", "necks", "neck"))
+    )
     return {
         "method": name,
         "recipe": recipe,
@@ -67,7 +71,9 @@ def train_one(name: str, recipe: str, out: Path, overrides: list[str]) -> dict:
 BASELINE_OF = {"agreid": "baseline", "rganet": "baseline", "saga": "baseline", "mscsa_tgi": "baseline_rn"}
 
 
-def per_query_results(checkpoint: str, recipe: str, overrides: list[str], levels: list[float], corruption_seed: int) -> dict[str, dict]:
+def per_query_results(
+    checkpoint: str, recipe: str, overrides: list[str], levels: list[float], corruption_seed: int
+) -> dict[str, dict]:
     """{condition: {"ap": [Q], "r1": [Q]}} for ``clean`` and ``<kind>@<level>``."""
     import torch
     from torch.utils.data import DataLoader
@@ -92,7 +98,11 @@ def per_query_results(checkpoint: str, recipe: str, overrides: list[str], levels
             if kind is None:
                 loader = eval_loader(data.query, cfg)
             else:
-                loader = DataLoader(CorruptedQueries(data.query, transform, kind, level, corruption_seed), batch_size=cfg.eval.batch_size, shuffle=False)
+                loader = DataLoader(
+                    CorruptedQueries(data.query, transform, kind, level, corruption_seed),
+                    batch_size=cfg.eval.batch_size,
+                    shuffle=False,
+                )
             r = evaluate_features(extract_features(model, loader, device, cfg.eval.flip, False), gallery, cfg.eval)
             out[name] = {"ap": (100 * r.per_query_ap).tolist(), "r1": (100 * r.per_query_r1).tolist()}
     return out
@@ -121,14 +131,21 @@ def seed_statistics(per_seed: list[dict], reference: list[dict] | None, boot: in
             values = np.array([s[cond][metric] for s in per_seed])  # [seeds, Q]
             per_seed_means = values.mean(1)
             boot_means = draws(values)
-            row = {"mean": float(per_seed_means.mean()), "std": float(per_seed_means.std(ddof=1)) if n_seeds > 1 else 0.0,
-                   "per_seed": [round(float(v), 2) for v in per_seed_means],
-                   "ci95": [float(np.percentile(boot_means, 2.5)), float(np.percentile(boot_means, 97.5))]}
+            row = {
+                "mean": float(per_seed_means.mean()),
+                "std": float(per_seed_means.std(ddof=1)) if n_seeds > 1 else 0.0,
+                "per_seed": [round(float(v), 2) for v in per_seed_means],
+                "ci95": [float(np.percentile(boot_means, 2.5)), float(np.percentile(boot_means, 97.5))],
+            }
             if reference is not None:
                 diff = values - np.array([s[cond][metric] for s in reference])  # paired by seed and query
                 boot_diff = draws(diff)
                 lo, hi = float(np.percentile(boot_diff, 2.5)), float(np.percentile(boot_diff, 97.5))
-                row["diff_vs_baseline"] = {"mean": float(diff.mean()), "ci95": [lo, hi], "significant": bool(lo > 0 or hi < 0)}
+                row["diff_vs_baseline"] = {
+                    "mean": float(diff.mean()),
+                    "ci95": [lo, hi],
+                    "significant": bool(lo > 0 or hi < 0),
+                }
             stats[cond][name] = row
     return stats
 
@@ -139,15 +156,24 @@ def epoch_budget(recipe: str, overrides: list[str]) -> dict[str, int]:
     from trainer.config import load_train_config
 
     cfg = load_train_config(recipe, overrides)
-    return {"stage1": cfg.stage1.epochs, "stage2": cfg.stage2.epochs, "method_stage": cfg.model.method.frozen_backbone_epochs}
+    return {
+        "stage1": cfg.stage1.epochs,
+        "stage2": cfg.stage2.epochs,
+        "method_stage": cfg.model.method.frozen_backbone_epochs,
+    }
 
 
 def budget_markdown(results: dict) -> str:
-    lines = ["| method | epochs (stage 1 / stage 2 / head on frozen backbone) | train time per seed, mean (s) | per seed (s) |", "|---|---|---|---|"]
+    lines = [
+        "| method | epochs (stage 1 / stage 2 / head on frozen backbone) | train time per seed, mean (s) | per seed (s) |",
+        "|---|---|---|---|",
+    ]
     for name, r in results.items():
         e = r["epochs"]
         per_seed = " / ".join(f"{run['train_seconds']:.0f}" for run in r["runs"])
-        lines.append(f"| {name} | {e['stage1']} / {e['stage2']} / {e['method_stage']} | {r['train_seconds_mean']:.0f} | {per_seed} |")
+        lines.append(
+            f"| {name} | {e['stage1']} / {e['stage2']} / {e['method_stage']} | {r['train_seconds_mean']:.0f} | {per_seed} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -181,7 +207,14 @@ def seeds_plot(results: dict, path: Path) -> None:
             conds = ["clean"] + [c for c in r["stats"] if c.startswith(kind + "@")]
             xs = [0.0] + [float(c.split("@")[1]) for c in conds[1:]]
             rows = [r["stats"][c]["mAP"] for c in conds]
-            ax.errorbar([100 * x for x in xs], [m["mean"] for m in rows], yerr=[m["std"] for m in rows], marker="o", capsize=3, label=name)
+            ax.errorbar(
+                [100 * x for x in xs],
+                [m["mean"] for m in rows],
+                yerr=[m["std"] for m in rows],
+                marker="o",
+                capsize=3,
+                label=name,
+            )
         ax.set_title(f"{kind} (mean ± std over seeds)")
         ax.set_xlabel("query covered (%)")
         ax.grid(True, alpha=0.3)
@@ -228,15 +261,25 @@ def run_seeds(args) -> None:
             row, per_query = trained_run(name, seed, args)
             runs.append(row)
             raw[name].append(per_query)
-        results[name] = {"recipe": RECIPES[name], "runs": runs, "epochs": epoch_budget(RECIPES[name], args.overrides),
-                         "train_seconds_mean": round(sum(r["train_seconds"] for r in runs) / len(runs), 1)}
+        results[name] = {
+            "recipe": RECIPES[name],
+            "runs": runs,
+            "epochs": epoch_budget(RECIPES[name], args.overrides),
+            "train_seconds_mean": round(sum(r["train_seconds"] for r in runs) / len(runs), 1),
+        }
     for name in args.methods:
         ref = BASELINE_OF.get(name)
         results[name]["baseline"] = ref if ref in raw else None
         results[name]["stats"] = seed_statistics(raw[name], raw[ref] if ref in raw else None)
     args.results.mkdir(parents=True, exist_ok=True)
-    meta = {"seeds": args.seeds, "levels": args.levels, "corruption_seed": args.seed, "overrides": args.overrides,
-            "queries": len(next(iter(raw.values()))[0]["clean"]["ap"]), "bootstrap": 2000}
+    meta = {
+        "seeds": args.seeds,
+        "levels": args.levels,
+        "corruption_seed": args.seed,
+        "overrides": args.overrides,
+        "queries": len(next(iter(raw.values()))[0]["clean"]["ap"]),
+        "bootstrap": 2000,
+    }
     (args.results / "methods.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     (args.results / "methods_per_query.json").write_text(json.dumps(raw))  # to recompute any statistic
     table = "\n".join([seeds_markdown(results, "mAP"), seeds_markdown(results, "R1"), budget_markdown(results)])
@@ -246,9 +289,14 @@ def run_seeds(args) -> None:
 
 
 def summary_table(rows: list[dict]) -> str:
-    lines = ["| method | recipe | mAP | R1 | R5 | mINP | image-side params (M) | embedding | train time (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | recipe | mAP | R1 | R5 | mINP | image-side params (M) | embedding | train time (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['method']} | `{r['recipe']}` | {r['mAP']} | {r['R1']} | {r['R5']} | {r['mINP']} | {r['inference_params_M']} | {r['embedding_dim']} | {r['train_seconds']} |")
+        lines.append(
+            f"| {r['method']} | `{r['recipe']}` | {r['mAP']} | {r['R1']} | {r['R5']} | {r['mINP']} | {r['inference_params_M']} | {r['embedding_dim']} | {r['train_seconds']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -257,9 +305,13 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--out", type=Path, default=Path("runs/compare_methods"))
     parser.add_argument("--seed", type=int, default=0, help="corruption seed")
-    parser.add_argument("--seeds", type=int, default=0, help="train each method with seeds 0..N-1 and write statistics to --results")
+    parser.add_argument(
+        "--seeds", type=int, default=0, help="train each method with seeds 0..N-1 and write statistics to --results"
+    )
     parser.add_argument("--results", type=Path, default=Path("docs/results"))
-    parser.add_argument("--levels", type=float, nargs="*", default=[0.0, 0.2, 0.4], help="corruption levels with --seeds")
+    parser.add_argument(
+        "--levels", type=float, nargs="*", default=[0.0, 0.2, 0.4], help="corruption levels with --seeds"
+    )
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE applied to every recipe")
     args = parser.parse_args()
     if args.seeds:

@@ -5,6 +5,7 @@ row by row, global ids up to a renaming (a one-to-one map from A's ids to B's). 
 differs and exits 1 if anything does; the site demo uses it to show that the hub and two nodes
 decided exactly what one process decided on the same frames.
 """
+
 from __future__ import annotations
 
 import sys
@@ -44,8 +45,10 @@ def main(a: str, b: str) -> int:
     if len(set(mapping.values())) != len(mapping):
         print("global ids: two ids of one run are one id of the other")
         bad += 1
-    print(f"{sum(len(rows(A / n)) for n in names)} rows in {len(names)} files, {len(mapping)} global ids: "
-          + ("identical up to id renaming" if not bad else f"{bad} difference(s)"))
+    print(
+        f"{sum(len(rows(A / n)) for n in names)} rows in {len(names)} files, {len(mapping)} global ids: "
+        + ("identical up to id renaming" if not bad else f"{bad} difference(s)")
+    )
     return 1 if bad else 0
 
 

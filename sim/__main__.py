@@ -1,4 +1,5 @@
 """``python -m sim``: write a synthetic scene's ground truth, videos, ReID or YOLO data."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sim", description=__doc__)
     parser.add_argument("what", choices=["mot", "reid", "yolo", "preview", "calibration"])
     parser.add_argument("--scene", default="demo", help=f"one of {sorted(SCENES)}")
-    parser.add_argument("--seed", type=int, nargs="*", default=None, help="override the scene's seed (other people); reid: several seeds go into one dataset")
-    parser.add_argument("--out", required=True, help="output folder (preview: PNG path; calibration: YAML path, with the corridor transitions and their doors)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        nargs="*",
+        default=None,
+        help="override the scene's seed (other people); reid: several seeds go into one dataset",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="output folder (preview: PNG path; calibration: YAML path, with the corridor transitions and their doors)",
+    )
     parser.add_argument("--frames", type=int, default=None, help="mot: only the first N frames")
     parser.add_argument("--images", action="store_true", help="mot: also write img1/*.jpg")
     parser.add_argument("--video", action="store_true", help="mot: also write <camera>.mp4")
@@ -35,13 +46,18 @@ def write(args: argparse.Namespace) -> None:
         for i, seed in enumerate(seeds):
             world = World(resolve_scene(args.scene, **({} if seed is None else {"seed": seed})))
             n_cams = len(world.cameras)
-            writers.write_reid_dataset(world, args.out, every=args.every, pid_offset=i * world.spec.num_identities, camera_offset=i * n_cams)
+            writers.write_reid_dataset(
+                world, args.out, every=args.every, pid_offset=i * world.spec.num_identities, camera_offset=i * n_cams
+            )
         return
     world = World(resolve_scene(args.scene, **({} if seeds[0] is None else {"seed": seeds[0]})))
     if args.what == "mot":
         writers.write_mot_ground_truth(world, args.out, args.frames, images=args.images, video=args.video)
     elif args.what == "calibration":
-        site = {"calibration": writers.floor_calibration(world), "matching": {"transitions": writers.corridor_transitions(world)}}
+        site = {
+            "calibration": writers.floor_calibration(world),
+            "matching": {"transitions": writers.corridor_transitions(world)},
+        }
         Path(args.out).write_text(yaml.dump(site, Dumper=_NoAliases, default_flow_style=None, sort_keys=False))
         print(args.out)
     elif args.what == "yolo":

@@ -10,6 +10,7 @@ bag. Cameras (:class:`CameraLook`) add a colour cast, brightness, blur and noise
 ``bounding_box_test``; names ``<pid>_c<cam>s1_<idx>_00.jpg``), so the Market-1501 parser reads
 it. The multi-camera video world reuses the same appearance model.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,9 @@ TOP_PATTERNS = ("solid", "stripes", "check", "two_tone")
 BOTTOM_KINDS = ("trousers", "shorts", "skirt")
 
 
-def _random_color(rng: np.random.Generator, sat: tuple[float, float] = (0.3, 1.0), val: tuple[float, float] = (0.25, 1.0)) -> Color:
+def _random_color(
+    rng: np.random.Generator, sat: tuple[float, float] = (0.3, 1.0), val: tuple[float, float] = (0.25, 1.0)
+) -> Color:
     hsv = np.uint8([[[rng.integers(0, 180), int(255 * rng.uniform(*sat)), int(255 * rng.uniform(*val))]]])
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
 
@@ -55,7 +58,7 @@ class PersonAppearance:
     height: float  # body height factor, 0.9..1.0
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> "PersonAppearance":
+    def sample(cls, rng: np.random.Generator) -> PersonAppearance:
         skin_tones = [(241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (255, 219, 172)]
         hair_tones = [(20, 20, 20), (90, 60, 30), (160, 120, 60), (200, 180, 120), (120, 120, 120)]
         return cls(
@@ -76,7 +79,9 @@ class PersonAppearance:
         )
 
 
-def render_person(app: PersonAppearance, height: int, width: int, phase: float = 0.0, facing: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def render_person(
+    app: PersonAppearance, height: int, width: int, phase: float = 0.0, facing: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``app`` filling a ``height`` x ``width`` box.
 
     ``phase`` (radians) swings the legs and arms for walking; ``facing`` (+1/-1) mirrors the
@@ -108,10 +113,21 @@ def render_person(app: PersonAppearance, height: int, width: int, phase: float =
         x_hip = cx + side * bw * 0.24
         x_ankle = x_hip + s * width * 0.12
         lower = app.skin if app.bottom_kind in ("shorts", "skirt") else app.bottom
-        draw_poly([(x_hip - leg_w / 2, hip), (x_hip + leg_w / 2, hip), (x_ankle + leg_w / 2, ankle), (x_ankle - leg_w / 2, ankle)], lower)
+        draw_poly(
+            [
+                (x_hip - leg_w / 2, hip),
+                (x_hip + leg_w / 2, hip),
+                (x_ankle + leg_w / 2, ankle),
+                (x_ankle - leg_w / 2, ankle),
+            ],
+            lower,
+        )
         if app.bottom_kind == "shorts":
             xm = (x_hip + x_ankle) / 2
-            draw_poly([(x_hip - leg_w / 2, hip), (x_hip + leg_w / 2, hip), (xm + leg_w / 2, knee), (xm - leg_w / 2, knee)], app.bottom)
+            draw_poly(
+                [(x_hip - leg_w / 2, hip), (x_hip + leg_w / 2, hip), (xm + leg_w / 2, knee), (xm - leg_w / 2, knee)],
+                app.bottom,
+            )
         draw_rect(x_ankle - leg_w * 0.6, ankle - 1, x_ankle + leg_w * 0.7 * facing + leg_w * 0.1, y(1.0), app.shoes)
     if app.bottom_kind == "skirt":
         draw_poly([(cx - bw / 2, hip), (cx + bw / 2, hip), (cx + bw * 0.75, knee), (cx - bw * 0.75, knee)], app.bottom)
@@ -130,25 +146,49 @@ def render_person(app: PersonAppearance, height: int, width: int, phase: float =
         for yy in range(shoulder, hip, step):
             cv2.line(img, (int(x0), yy), (int(x1), yy), app.top_accent, 1)
     elif app.top_pattern == "two_tone":
-        img[shoulder : (shoulder + hip) // 2, int(x0) : int(x1) + 1][mask[shoulder : (shoulder + hip) // 2, int(x0) : int(x1) + 1] > 0] = app.top_accent
+        img[shoulder : (shoulder + hip) // 2, int(x0) : int(x1) + 1][
+            mask[shoulder : (shoulder + hip) // 2, int(x0) : int(x1) + 1] > 0
+        ] = app.top_accent
     # arms swing opposite to the legs
     arm_w = bw * 0.22
     for side, s in ((-1, -swing), (1, swing)):
         xs = cx + side * (bw / 2 + arm_w / 2)
         xh = xs + s * width * 0.08
-        draw_poly([(xs - arm_w / 2, shoulder), (xs + arm_w / 2, shoulder), (xh + arm_w / 2, y(0.5)), (xh - arm_w / 2, y(0.5))], app.top)
+        draw_poly(
+            [
+                (xs - arm_w / 2, shoulder),
+                (xs + arm_w / 2, shoulder),
+                (xh + arm_w / 2, y(0.5)),
+                (xh - arm_w / 2, y(0.5)),
+            ],
+            app.top,
+        )
         draw_rect(xh - arm_w / 2, y(0.5), xh + arm_w / 2, y(0.55), app.skin)
     # head, hair, hat
     head_r = max(2, int(H * 0.085))
     head_c = (int(cx + facing * width * 0.02), y(0.11))
     if app.long_hair:
-        draw_rect(head_c[0] - head_r * 1.1, head_c[1] - head_r, head_c[0] + head_r * 1.1, head_c[1] + head_r * 2.2, app.hair)
+        draw_rect(
+            head_c[0] - head_r * 1.1, head_c[1] - head_r, head_c[0] + head_r * 1.1, head_c[1] + head_r * 2.2, app.hair
+        )
     cv2.circle(img, head_c, head_r, app.skin, -1)
     cv2.circle(mask, head_c, head_r, 1, -1)
     cv2.ellipse(img, head_c, (head_r, head_r), 0, 180, 360, app.hair, -1)
     if app.hat is not None:
-        draw_rect(head_c[0] - head_r * 1.3, head_c[1] - head_r * 0.6, head_c[0] + head_r * 1.3, head_c[1] - head_r * 0.3, app.hat)
-        draw_rect(head_c[0] - head_r * 0.9, head_c[1] - head_r * 1.4, head_c[0] + head_r * 0.9, head_c[1] - head_r * 0.5, app.hat)
+        draw_rect(
+            head_c[0] - head_r * 1.3,
+            head_c[1] - head_r * 0.6,
+            head_c[0] + head_r * 1.3,
+            head_c[1] - head_r * 0.3,
+            app.hat,
+        )
+        draw_rect(
+            head_c[0] - head_r * 0.9,
+            head_c[1] - head_r * 1.4,
+            head_c[0] + head_r * 0.9,
+            head_c[1] - head_r * 0.5,
+            app.hat,
+        )
     if app.bag is not None:
         bx = cx + app.bag_side * facing * (bw / 2 + arm_w * 0.8)
         draw_rect(bx - bw * 0.25, y(0.42), bx + bw * 0.25, y(0.62), app.bag)
@@ -166,7 +206,7 @@ class CameraLook:
     background: Color
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> "CameraLook":
+    def sample(cls, rng: np.random.Generator) -> CameraLook:
         return cls(
             gain=tuple(float(g) for g in rng.uniform(0.8, 1.2, 3)),
             brightness=float(rng.uniform(0.75, 1.2)),
@@ -210,7 +250,9 @@ def textured_background(height: int, width: int, base: Color, rng: np.random.Gen
 OCCLUDER_KINDS = ("pole", "car", "bench", "person")
 
 
-def draw_occluder(canvas: np.ndarray, rng: np.random.Generator, kind: Optional[str] = None, fraction: Optional[float] = None) -> str:
+def draw_occluder(
+    canvas: np.ndarray, rng: np.random.Generator, kind: Optional[str] = None, fraction: Optional[float] = None
+) -> str:
     """Hide part of a crop behind a pole, a car, a bench or another person; returns the kind."""
     H, W = canvas.shape[:2]
     kind = kind or OCCLUDER_KINDS[rng.integers(len(OCCLUDER_KINDS))]
@@ -237,7 +279,9 @@ def draw_occluder(canvas: np.ndarray, rng: np.random.Generator, kind: Optional[s
     return kind
 
 
-def render_crop(app: PersonAppearance, look: CameraLook, height: int, width: int, rng: np.random.Generator, occlude: bool = False) -> np.ndarray:
+def render_crop(
+    app: PersonAppearance, look: CameraLook, height: int, width: int, rng: np.random.Generator, occlude: bool = False
+) -> np.ndarray:
     """One detection-like crop of ``app`` seen by a camera with ``look``."""
     canvas = textured_background(height, width, look.background, rng)
     scale = rng.uniform(0.82, 0.98)
@@ -293,8 +337,14 @@ def write_synthetic_dataset(root: str | Path, spec: SyntheticSpec = SyntheticSpe
                 sub = "query" if is_query else ("bounding_box_test" if is_test else "bounding_box_train")
                 counter += 1
                 name = f"{pid:04d}_c{cam + 1}s1_{counter:06d}_00.jpg"
-                cv2.imwrite(str(root / sub / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    meta = {"spec": asdict(spec), "cameras": [asdict(l) for l in looks], "appearances": [asdict(a) for a in appearances]}
+                cv2.imwrite(
+                    str(root / sub / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95]
+                )
+    meta = {
+        "spec": asdict(spec),
+        "cameras": [asdict(l) for l in looks],
+        "appearances": [asdict(a) for a in appearances],
+    }
     (root / "synthetic.json").write_text(json.dumps(meta, indent=1))
     log.info("wrote synthetic dataset to %s (%d images)", root, counter)
     return root
@@ -307,5 +357,7 @@ def ensure_synthetic_dataset(root: str | Path, spec: SyntheticSpec) -> Path:
     if meta.is_file() and json.loads(meta.read_text()).get("spec") == asdict(spec):
         return root
     if meta.is_file():
-        raise FileExistsError(f"{root} holds a synthetic dataset made from another spec; remove it or choose another data.root")
+        raise FileExistsError(
+            f"{root} holds a synthetic dataset made from another spec; remove it or choose another data.root"
+        )
     return write_synthetic_dataset(root, spec)

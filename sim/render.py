@@ -6,6 +6,7 @@ point) into the frame and into a label map; a person's visibility is the share o
 still showing in the label map (out-of-frame parts count as hidden). Frames come out BGR, as an
 OpenCV capture would give them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,7 +16,6 @@ import cv2
 import numpy as np
 
 from sim.people import PersonAppearance, render_person, textured_background
-
 from sim.scene import PERSON_HEIGHT_M, Camera, Occluder, World
 
 PHASE_STEPS = 8  # gait phases are quantised so sprites can be cached
@@ -32,7 +32,9 @@ class GroundTruthBox:
 
 
 @lru_cache(maxsize=4096)
-def _sprite(app: PersonAppearance, height: int, width: int, phase_step: int, facing: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+def _sprite(
+    app: PersonAppearance, height: int, width: int, phase_step: int, facing: int
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
     rgb, alpha = render_person(app, height, width, phase=2 * np.pi * phase_step / PHASE_STEPS, facing=facing)
     ys, xs = np.nonzero(alpha)
     tight = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1) if len(xs) else (0, 0, width, height)
@@ -122,14 +124,22 @@ class CameraRenderer:
             x1, y1 = min(self.width, x + tight[2]), min(self.height, y + tight[3])
             if vis <= 0 or x1 - x0 < 2 or y1 - y0 < 4:
                 continue
-            boxes.append(GroundTruthBox(walker.pid, (float(x0), float(y0), float(x1), float(y1)), round(vis, 3),
-                                        (float(pos[0]), float(pos[1]))))
+            boxes.append(
+                GroundTruthBox(
+                    walker.pid,
+                    (float(x0), float(y0), float(x1), float(y1)),
+                    round(vis, 3),
+                    (float(pos[0]), float(pos[1])),
+                )
+            )
         if not draw:
             return None, boxes
         rng = np.random.default_rng((self.world.spec.seed, self.index, frame_index + 2))
         return cv2.cvtColor(self.look.apply(canvas, rng), cv2.COLOR_RGB2BGR), boxes
 
-    def _paste(self, canvas: np.ndarray, labels: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, x: int, y: int, label: int) -> None:
+    def _paste(
+        self, canvas: np.ndarray, labels: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, x: int, y: int, label: int
+    ) -> None:
         h, w = alpha.shape
         x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, self.width), min(y + h, self.height)
         if x0 >= x1 or y0 >= y1:

@@ -15,6 +15,7 @@ Paths. Each identity enters at an area's border at some time, walks to a few way
 occasional stop), leaves, and may cross the hidden corridor to the other area and come back
 later. Positions between waypoints are linear in time.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -83,7 +84,9 @@ class WorldSpec:
     stop_prob: float = 0.3
     cross_prob: float = 0.7  # after the first area, walk through the corridor to the other one
     return_prob: float = 0.3  # after the second area, come back to the first
-    scripted: tuple[tuple[tuple[float, float, float], ...], ...] = ()  # per person ((t, x, y), ...) instead of random walks
+    scripted: tuple[
+        tuple[tuple[float, float, float], ...], ...
+    ] = ()  # per person ((t, x, y), ...) instead of random walks
 
     @property
     def num_frames(self) -> int:
@@ -111,12 +114,33 @@ def default_occluders() -> tuple[Occluder, ...]:
 
 
 SCENES: dict[str, WorldSpec] = {
-    "demo": WorldSpec("demo", seed=0, num_identities=20, duration_s=60.0, fps=10.0,
-                      cameras=three_camera_rig(), occluders=default_occluders()),
-    "train": WorldSpec("train", seed=1, num_identities=60, duration_s=120.0, fps=5.0,
-                       cameras=three_camera_rig(), occluders=default_occluders()),
-    "tiny": WorldSpec("tiny", seed=0, num_identities=6, duration_s=12.0, fps=5.0,
-                      cameras=three_camera_rig(), occluders=default_occluders()),
+    "demo": WorldSpec(
+        "demo",
+        seed=0,
+        num_identities=20,
+        duration_s=60.0,
+        fps=10.0,
+        cameras=three_camera_rig(),
+        occluders=default_occluders(),
+    ),
+    "train": WorldSpec(
+        "train",
+        seed=1,
+        num_identities=60,
+        duration_s=120.0,
+        fps=5.0,
+        cameras=three_camera_rig(),
+        occluders=default_occluders(),
+    ),
+    "tiny": WorldSpec(
+        "tiny",
+        seed=0,
+        num_identities=6,
+        duration_s=12.0,
+        fps=5.0,
+        cameras=three_camera_rig(),
+        occluders=default_occluders(),
+    ),
 }
 
 
@@ -196,8 +220,14 @@ class _PathBuilder:
 def _border_point(area: Area, side: str, rng: np.random.Generator) -> np.ndarray:
     y = rng.uniform(area.y0 + 1.0, area.y1 - 1.0)
     x = rng.uniform(area.x0 + 1.0, area.x1 - 1.0)
-    return np.array({"west": (area.x0 - 1.0, y), "east": (area.x1 + 1.0, y),
-                     "south": (x, area.y0 - 1.0), "north": (x, area.y1 + 1.0)}[side])
+    return np.array(
+        {
+            "west": (area.x0 - 1.0, y),
+            "east": (area.x1 + 1.0, y),
+            "south": (x, area.y0 - 1.0),
+            "north": (x, area.y1 + 1.0),
+        }[side]
+    )
 
 
 def _inside_point(area: Area, rng: np.random.Generator) -> np.ndarray:
@@ -216,8 +246,15 @@ def make_walkers(spec: WorldSpec) -> list[Walker]:
     """Identities with their paths, drawn from ``spec.seed`` (or taken from ``spec.scripted``)."""
     rng = np.random.default_rng(spec.seed)
     if spec.scripted:
-        return [Walker(pid, PersonAppearance.sample(rng), np.array([p[0] for p in path], float), np.array([p[1:] for p in path], float))
-                for pid, path in enumerate(spec.scripted, start=1)]
+        return [
+            Walker(
+                pid,
+                PersonAppearance.sample(rng),
+                np.array([p[0] for p in path], float),
+                np.array([p[1:] for p in path], float),
+            )
+            for pid, path in enumerate(spec.scripted, start=1)
+        ]
     walkers = []
     outer = {"A": ("west", "south", "north"), "B": ("east", "south", "north")}
     for pid in range(1, spec.num_identities + 1):
@@ -225,8 +262,9 @@ def make_walkers(spec: WorldSpec) -> list[Walker]:
         first = "A" if rng.random() < 0.6 else "B"
         other = "B" if first == "A" else "A"
         t0 = float(rng.uniform(0.0, 0.55 * spec.duration_s))
-        path = _PathBuilder(_border_point(AREAS[first], outer[first][rng.integers(3)], rng), t0,
-                            float(rng.uniform(*spec.speed_range)))
+        path = _PathBuilder(
+            _border_point(AREAS[first], outer[first][rng.integers(3)], rng), t0, float(rng.uniform(*spec.speed_range))
+        )
         route = [first]
         if rng.random() < spec.cross_prob:
             route.append(other)

@@ -10,18 +10,19 @@ Ground-truth layout (one MOT Challenge sequence per camera)::
 Local ids number the people in the order the camera first sees them; the global id is the
 world's identity, the same in every camera. ``edge.evaluate`` reads exactly this layout.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import cv2
 import numpy as np
 
-from core.progress import progress as progress_bar
-
 from core.mot import mot_row
+from core.progress import progress as progress_bar
 from sim.render import CameraRenderer, GroundTruthBox
 from sim.scene import AREAS, CORRIDOR_DOORS, World
 
@@ -35,8 +36,15 @@ def write_seqinfo(path: Path, name: str, fps: float, length: int, width: int, he
     )
 
 
-def write_mot_ground_truth(world: World, out: str | Path, frames: Optional[int] = None, images: bool = False,
-                           video: bool = False, min_visibility: float = 0.0, progress: bool = True) -> Path:
+def write_mot_ground_truth(
+    world: World,
+    out: str | Path,
+    frames: Optional[int] = None,
+    images: bool = False,
+    video: bool = False,
+    min_visibility: float = 0.0,
+    progress: bool = True,
+) -> Path:
     """Write every camera of ``world`` as a MOT Challenge sequence (see the module docstring)."""
     out = Path(out)
     n_frames = frames or world.spec.num_frames
@@ -76,7 +84,9 @@ def _video_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoW
     return writer
 
 
-def _frames_with_boxes(world: World, every: int, progress: bool, desc: str) -> Iterable[tuple[int, int, np.ndarray, list[GroundTruthBox]]]:
+def _frames_with_boxes(
+    world: World, every: int, progress: bool, desc: str
+) -> Iterable[tuple[int, int, np.ndarray, list[GroundTruthBox]]]:
     renderers = [CameraRenderer(world, i) for i in range(len(world.cameras))]
     for f in progress_bar(range(0, world.spec.num_frames, every), desc, enabled=progress):
         for ci, r in enumerate(renderers):
@@ -84,9 +94,17 @@ def _frames_with_boxes(world: World, every: int, progress: bool, desc: str) -> I
             yield f, ci, image, boxes
 
 
-def write_reid_dataset(world: World, root: str | Path, every: int = 2, test_fraction: float = 0.4,
-                       min_visibility: float = 0.3, holistic_visibility: float = 0.85, progress: bool = True,
-                       pid_offset: int = 0, camera_offset: int = 0) -> Path:
+def write_reid_dataset(
+    world: World,
+    root: str | Path,
+    every: int = 2,
+    test_fraction: float = 0.4,
+    min_visibility: float = 0.3,
+    holistic_visibility: float = 0.85,
+    progress: bool = True,
+    pid_offset: int = 0,
+    camera_offset: int = 0,
+) -> Path:
     """Crops of the world's people in Market-1501 layout, with an occluded query set.
 
     The last ``test_fraction`` of identities are held out. Their crops with visibility below
@@ -115,8 +133,9 @@ def write_reid_dataset(world: World, root: str | Path, every: int = 2, test_frac
     return root
 
 
-def write_yolo_dataset(world: World, root: str | Path, split: str, every: int = 1, min_visibility: float = 0.3,
-                       progress: bool = True) -> Path:
+def write_yolo_dataset(
+    world: World, root: str | Path, split: str, every: int = 1, min_visibility: float = 0.3, progress: bool = True
+) -> Path:
     """Frames and person labels (class 0, normalised centre/size) in Ultralytics layout."""
     root = Path(root)
     (root / "images" / split).mkdir(parents=True, exist_ok=True)
@@ -157,7 +176,9 @@ def corridor_transitions(world: World, min_s: float = 2.0, max_s: float = 30.0, 
             src, dst = a.spec.name, b.spec.name
             if area_of[src] is None or area_of[dst] is None or area_of[src] == area_of[dst]:
                 continue
-            out.append({"from": src, "to": dst, "min_s": min_s, "max_s": max_s, "exit": doors[src], "entry": doors[dst]})
+            out.append(
+                {"from": src, "to": dst, "min_s": min_s, "max_s": max_s, "exit": doors[src], "entry": doors[dst]}
+            )
     return out
 
 
@@ -171,8 +192,12 @@ def _door_polygon(cam, area_name: Optional[str], depth_m: float) -> Optional[lis
         return None
     a = AREAS[area_name]
     x0, x1, y0, y1 = a.x0 - 1.0, a.x1 + 1.0, a.y0 - 1.0, a.y1 + 1.0
-    strip = {"east": (a.x1 - depth_m, y0, x1, y1), "west": (x0, y0, a.x0 + depth_m, y1),
-             "north": (x0, a.y1 - depth_m, x1, y1), "south": (x0, y0, x1, a.y0 + depth_m)}[CORRIDOR_DOORS[area_name]]
+    strip = {
+        "east": (a.x1 - depth_m, y0, x1, y1),
+        "west": (x0, y0, a.x0 + depth_m, y1),
+        "north": (x0, a.y1 - depth_m, x1, y1),
+        "south": (x0, y0, x1, a.y0 + depth_m),
+    }[CORRIDOR_DOORS[area_name]]
     sx0, sy0, sx1, sy1 = strip
     quad = cam.project(np.array([[sx0, sy0], [sx1, sy0], [sx1, sy1], [sx0, sy1]]))
     w, h = cam.spec.width, cam.spec.height

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny synthetic datasets and recipes; markers that skip cleanly."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,9 +22,11 @@ def demo_camera_file(folder: Path, camera: str, detector: str = "", rest: str = 
     """A camera file of one camera (a YAML flow mapping) with the committed demo detector and
     ReID model; ``detector`` adds keys to the detector section, ``rest`` more sections."""
     path = folder / "cams.yaml"
-    path.write_text(f"cameras: [{camera}]\n"
-                    f"detector: {{weights: {DEMO_MODELS / 'detector.pt'}, imgsz: 320{', ' + detector if detector else ''}}}\n"
-                    f"reid: {{model: {DEMO_MODELS / 'reid.onnx'}}}\n{rest}")
+    path.write_text(
+        f"cameras: [{camera}]\n"
+        f"detector: {{weights: {DEMO_MODELS / 'detector.pt'}, imgsz: 320{', ' + detector if detector else ''}}}\n"
+        f"reid: {{model: {DEMO_MODELS / 'reid.onnx'}}}\n{rest}"
+    )
     return path
 
 
@@ -39,15 +42,21 @@ def dev_tool(name: str) -> str:
             return candidate
     found = shutil.which(name)
     if found is None:
-        pytest.fail(f"{name} not found next to {sys.executable} nor on PATH: "
-                    f"the [dev] extra installs it (pip install -e \".[dev]\")", pytrace=False)
+        pytest.fail(
+            f"{name} not found next to {sys.executable} nor on PATH: "
+            f'the [dev] extra installs it (pip install -e ".[dev]")',
+            pytrace=False,
+        )
     return found
 
 
 def pytest_collection_modifyitems(config, items):
     skips = {
         "gpu": (not torch.cuda.is_available(), "needs a CUDA GPU"),
-        "trt": (importlib.util.find_spec("tensorrt") is None or not torch.cuda.is_available(), "needs TensorRT and a GPU"),
+        "trt": (
+            importlib.util.find_spec("tensorrt") is None or not torch.cuda.is_available(),
+            "needs TensorRT and a GPU",
+        ),
         "realdata": (not REALDATA.is_dir(), f"needs {REALDATA}"),
     }
     for item in items:
@@ -62,7 +71,9 @@ def tiny_dataset(tmp_path_factory) -> Path:
     from sim.people import SyntheticSpec, write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("synthetic")
-    spec = SyntheticSpec(num_train_ids=16, num_test_ids=12, num_cameras=3, images_per_id_per_camera=3, height=64, width=32, seed=3)
+    spec = SyntheticSpec(
+        num_train_ids=16, num_test_ids=12, num_cameras=3, images_per_id_per_camera=3, height=64, width=32, seed=3
+    )
     return write_synthetic_dataset(root, spec, progress=False)
 
 
@@ -74,8 +85,19 @@ def tiny_recipe(tmp_path: Path, **sections) -> dict:
         "device": "cpu",
         "checkpoint_every": 1,
         "model": {"backbone": {"name": "tiny-vit"}, "image_size": [64, 32]},
-        "data": {"dataset": "synthetic", "root": str(tmp_path / "data"), "workers": 0,
-                 "synthetic": {"num_train_ids": 12, "num_test_ids": 8, "num_cameras": 3, "images_per_id_per_camera": 2, "height": 64, "width": 32}},
+        "data": {
+            "dataset": "synthetic",
+            "root": str(tmp_path / "data"),
+            "workers": 0,
+            "synthetic": {
+                "num_train_ids": 12,
+                "num_test_ids": 8,
+                "num_cameras": 3,
+                "images_per_id_per_camera": 2,
+                "height": 64,
+                "width": 32,
+            },
+        },
         "stage1": {"epochs": 1, "batch_size": 16, "warmup_epochs": 0, "lr": 0.005},
         "stage2": {"epochs": 2, "batch_size": 16, "warmup_epochs": 0, "lr": 0.0005, "scheduler": "cosine"},
     }

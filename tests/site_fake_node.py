@@ -6,6 +6,7 @@ Every step (0.1 s of scene time, paced in real time unless --fast) the site ids 
 written to ``--out`` (atomically), so a test can read them even after killing the process.
 Person p's appearance is a fixed random unit vector (seed p) of the model's size.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,12 +20,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.embeddings import Embeddings  # noqa: E402
 from edge.identity import TrackletSummary  # noqa: E402
 from edge.site.config import SiteConfig  # noqa: E402
-from edge.wire.curve import CurveClient  # noqa: E402
 from edge.site.node import HubRefused, SiteEngine  # noqa: E402
+from edge.wire.curve import CurveClient  # noqa: E402
 from edge.wire.site_protocol import model_id  # noqa: E402
-from core.embeddings import Embeddings  # noqa: E402
 
 MODEL = Path(__file__).resolve().parents[1] / "edge" / "demo_models" / "reid.onnx"
 
@@ -36,10 +37,10 @@ def person(p: int, dim: int) -> np.ndarray:
 
 def local_engine(dim: int):
     """What edge.run gives a node for hub outages: the identity engine with the model's settings."""
-    from edge.runtime.config import MatchingConfig
+    from core.model_card import read_onnx_metadata
     from edge.identity import IdentityEngine
     from edge.identity.engine import settings_from_config
-    from core.model_card import read_onnx_metadata
+    from edge.runtime.config import MatchingConfig
 
     settings = settings_from_config(MatchingConfig(), read_onnx_metadata(str(MODEL)).similarity, str(MODEL), dim)
     return lambda: IdentityEngine(settings)
@@ -52,7 +53,13 @@ def main() -> None:
     ap.add_argument("--camera", required=True)
     ap.add_argument("--people", type=int, nargs="+", required=True)
     ap.add_argument("--steps", type=int, default=30, help="steps each person is seen, then their tracklet ends")
-    ap.add_argument("--late", type=int, nargs="*", default=[], help="people seen only in the last step (their decisions come during flush)")
+    ap.add_argument(
+        "--late",
+        type=int,
+        nargs="*",
+        default=[],
+        help="people seen only in the last step (their decisions come during flush)",
+    )
     ap.add_argument("--hold", type=float, default=0.0, help="then keep running (heartbeats only) this many seconds")
     ap.add_argument("--first-id", type=int, default=1, help="first local id")
     ap.add_argument("--out", required=True)
@@ -61,18 +68,41 @@ def main() -> None:
     ap.add_argument("--secret-key", default=None)
     ap.add_argument("--server-key", default=None)
     ap.add_argument("--flush-timeout", type=float, default=5.0)
-    ap.add_argument("--local", action="store_true", help="decide with the node's own engine while the hub is away (as edge.run does)")
+    ap.add_argument(
+        "--local",
+        action="store_true",
+        help="decide with the node's own engine while the hub is away (as edge.run does)",
+    )
     args = ap.parse_args()
     curve = CurveClient(secret_key=args.secret_key, server_key=args.server_key) if args.secret_key else None
-    cfg = SiteConfig(node=args.node, hub=args.hub, curve=curve, heartbeat_s=0.2, hub_timeout_s=1.0, flush_timeout_s=args.flush_timeout)
-    engine = SiteEngine(cfg, [args.camera], args.model_id or model_id(MODEL), args.dim, local=local_engine(args.dim) if args.local else None)
+    cfg = SiteConfig(
+        node=args.node,
+        hub=args.hub,
+        curve=curve,
+        heartbeat_s=0.2,
+        hub_timeout_s=1.0,
+        flush_timeout_s=args.flush_timeout,
+    )
+    engine = SiteEngine(
+        cfg,
+        [args.camera],
+        args.model_id or model_id(MODEL),
+        args.dim,
+        local=local_engine(args.dim) if args.local else None,
+    )
     start = time.time()
     first = {p: None for p in args.people}
     box = np.array([10.0, 10.0, 50.0, 120.0])
 
     def dump(extra: dict | None = None) -> None:
-        data = {"ids": {f"{c}/{lid}": gid for (c, lid), gid in engine._ids.items()}, "refused": engine.refused,
-                "connected": engine.connected, "stats": engine.stats, "session": engine.session, **(extra or {})}
+        data = {
+            "ids": {f"{c}/{lid}": gid for (c, lid), gid in engine._ids.items()},
+            "refused": engine.refused,
+            "connected": engine.connected,
+            "stats": engine.stats,
+            "session": engine.session,
+            **(extra or {}),
+        }
         tmp = args.out + ".tmp"
         Path(tmp).write_text(json.dumps(data))
         os.replace(tmp, args.out)
@@ -84,12 +114,38 @@ def main() -> None:
             for i, p in enumerate(args.people):
                 lid = args.first_id + i
                 first[p] = first[p] if first[p] is not None else now
-                summaries.append(TrackletSummary(args.camera, lid, first[p], min(now, start + 0.1 * (args.steps - 1)),
-                                                 Embeddings(person(p, args.dim)[None]), k + 1, float(k + 1), box, box, None, k == args.steps))
+                summaries.append(
+                    TrackletSummary(
+                        args.camera,
+                        lid,
+                        first[p],
+                        min(now, start + 0.1 * (args.steps - 1)),
+                        Embeddings(person(p, args.dim)[None]),
+                        k + 1,
+                        float(k + 1),
+                        box,
+                        box,
+                        None,
+                        k == args.steps,
+                    )
+                )
             if k == args.steps:
                 for i, p in enumerate(args.late):
-                    summaries.append(TrackletSummary(args.camera, args.first_id + len(args.people) + i, now, now,
-                                                     Embeddings(person(p, args.dim)[None]), 1, 1.0, box, box, None, True))
+                    summaries.append(
+                        TrackletSummary(
+                            args.camera,
+                            args.first_id + len(args.people) + i,
+                            now,
+                            now,
+                            Embeddings(person(p, args.dim)[None]),
+                            1,
+                            1.0,
+                            box,
+                            box,
+                            None,
+                            True,
+                        )
+                    )
             engine.update(summaries, now)
             dump()
             time.sleep(max(0.0, now + 0.1 - time.time()))
@@ -99,7 +155,13 @@ def main() -> None:
             dump()
             time.sleep(0.1)
         flushed = [[d.kind, d.global_id, f"{d.key[0]}/{d.key[1]}"] for d in engine.flush() if d.key is not None]
-        dump({"final": {f"{c}/{lid}": gid for (c, lid), gid in engine.take_final()}, "flushed": flushed, "report": engine.report()})
+        dump(
+            {
+                "final": {f"{c}/{lid}": gid for (c, lid), gid in engine.take_final()},
+                "flushed": flushed,
+                "report": engine.report(),
+            }
+        )
     except HubRefused as exc:
         dump()
         print(f"error: {exc}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """One bad image must not end a training run: unreadable files are found when the dataset is
 indexed (refused by default with one line, or left out with data.skip_bad_images), and a file
 that goes bad mid-run is skipped and counted."""
+
 import json
 import shutil
 import subprocess
@@ -8,8 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO, tiny_recipe
+
 from trainer.config import TrainConfig
 from trainer.data.datasets import BadImagesError, check_images, load_dataset
 from trainer.engine.trainer import Trainer
@@ -30,8 +31,9 @@ def market_with_one_corrupt_jpeg(tiny_dataset, tmp_path):
 
 
 def market_recipe(tmp_path, root, **data):
-    return tiny_recipe(tmp_path, data={"dataset": "market1501", "root": str(root), **data},
-                       stage1={"epochs": 1}, stage2={"epochs": 1})
+    return tiny_recipe(
+        tmp_path, data={"dataset": "market1501", "root": str(root), **data}, stage1={"epochs": 1}, stage2={"epochs": 1}
+    )
 
 
 def test_indexing_refuses_unreadable_images_in_one_line(market_with_one_corrupt_jpeg):
@@ -39,7 +41,9 @@ def test_indexing_refuses_unreadable_images_in_one_line(market_with_one_corrupt_
     with pytest.raises(BadImagesError) as info:
         check_images(load_dataset("market1501", root))
     message = str(info.value)
-    assert message.startswith(f"1 unreadable image(s) in Market-1501: {bad} (UnidentifiedImageError: cannot identify image file")
+    assert message.startswith(
+        f"1 unreadable image(s) in Market-1501: {bad} (UnidentifiedImageError: cannot identify image file"
+    )
     assert message.endswith("set data.skip_bad_images=true to leave them out") and "\n" not in message
 
 
@@ -66,12 +70,19 @@ def test_train_cli_refuses_a_corrupt_jpeg_with_one_line_and_exit_code_2(market_w
     root, bad = market_with_one_corrupt_jpeg
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(json.dumps(market_recipe(tmp_path, root)))
-    proc = subprocess.run([sys.executable, "-m", "trainer.train", "--config", str(recipe), "--no-progress"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainer.train", "--config", str(recipe), "--no-progress"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert errors == [f"error: 1 unreadable image(s) in Market-1501: {bad} (UnidentifiedImageError: cannot identify image file "
-                      f"'{bad}'). Remove or replace them, or set data.skip_bad_images=true to leave them out"]
+    assert errors == [
+        f"error: 1 unreadable image(s) in Market-1501: {bad} (UnidentifiedImageError: cannot identify image file "
+        f"'{bad}'). Remove or replace them, or set data.skip_bad_images=true to leave them out"
+    ]
     assert "Traceback" not in proc.stderr and not (tmp_path / "run" / "eval_untrained.json").exists()
 
 

@@ -1,11 +1,12 @@
 """The baseline recipe against the official CLIP-ReID code: schedules, weight decay, erasing,
 the three-feature triplet loss and the RN50 recipe."""
+
 from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import REPO
+
 from trainer.config import Stage1Config, Stage2Config, load_train_config
 from trainer.data.transforms import train_transform
 from trainer.engine.optim import build_optimizer, lr_factor
@@ -43,7 +44,9 @@ def test_cosine_schedule_matches_timm_stepped_with_1_based_epochs():
 
 def test_every_parameter_decays_biases_with_their_own_rate():
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
-    opt = build_optimizer(net.named_parameters(), Stage2Config(weight_decay=5e-4, weight_decay_bias=1e-4, lr=1.0, bias_lr_factor=2.0))
+    opt = build_optimizer(
+        net.named_parameters(), Stage2Config(weight_decay=5e-4, weight_decay_bias=1e-4, lr=1.0, bias_lr_factor=2.0)
+    )
     groups = {n: (g["weight_decay"], g["lr"]) for (n, _), g in zip(net.named_parameters(), opt.param_groups)}
     assert groups["0.weight"] == (5e-4, 1.0)
     assert groups["1.weight"] == (5e-4, 1.0)  # LayerNorm weight: decayed, as the official code
@@ -84,7 +87,11 @@ def test_encoders_return_the_penultimate_feature(backbone, prev_dim):
     from trainer.models import build_model
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig.model_validate({"backbone": {"name": backbone}, "image_size": [64, 32]}), num_classes=3, num_cameras=2).eval()
+    model = build_model(
+        ModelConfig.model_validate({"backbone": {"name": backbone}, "image_size": [64, 32]}),
+        num_classes=3,
+        num_cameras=2,
+    ).eval()
     enc = model.image_encoder
     images = torch.randn(2, 3, 64, 32)
     feats = enc(images)

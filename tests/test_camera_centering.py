@@ -2,14 +2,15 @@
 appearances are compared. Known answers for the running mean with its prior, the direction it must
 move decisions in (two cameras with strong colour casts: raw cosines split one person, centered
 ones join them), the statistics training stores for it and how the engine picks its threshold."""
+
 import numpy as np
 import pytest
 
-from edge.runtime.config import MatchingConfig
+from core.embeddings import Embeddings
 from edge.identity import EngineSettings, IdentityEngine, TrackletSummary
 from edge.identity.centering import CameraCentering
 from edge.identity.engine import settings_from_config
-from core.embeddings import Embeddings
+from edge.runtime.config import MatchingConfig
 
 
 def n(v):
@@ -24,8 +25,19 @@ A2, B2 = n(E[0] + 2 * E[3]), n(E[1] + 2 * E[3])
 
 
 def summary(cam, local, vec, first, last, box=(100, 100, 140, 200)):
-    return TrackletSummary(cam, local, first, last, Embeddings(np.asarray(vec, np.float32)[None]), 5, 5.0,
-                           np.array(box, float), np.array(box, float), None, True)
+    return TrackletSummary(
+        cam,
+        local,
+        first,
+        last,
+        Embeddings(np.asarray(vec, np.float32)[None]),
+        5,
+        5.0,
+        np.array(box, float),
+        np.array(box, float),
+        None,
+        True,
+    )
 
 
 def test_camera_mean_starts_at_the_prior_and_moves_to_the_cameras_own_look():
@@ -48,12 +60,23 @@ def test_centering_removes_a_camera_cast_that_raw_cosines_cannot_see_past():
     in one camera is 0.8: raw matching gives A's cam2 tracklet a new identity. Centered (each
     camera's mean is A+B's middle), A and A are 1 and A and B are -1: two people, one id each."""
     assert float(A1 @ A2) == pytest.approx(0.2) and float(A1 @ B1) == pytest.approx(0.8)
-    tracklets = [summary("cam1", 1, A1, 0, 2), summary("cam1", 2, B1, 0, 2, box=(300, 100, 340, 200)),
-                 summary("cam2", 1, A2, 10, 12), summary("cam2", 2, B2, 10, 12, box=(300, 100, 340, 200))]
+    tracklets = [
+        summary("cam1", 1, A1, 0, 2),
+        summary("cam1", 2, B1, 0, 2, box=(300, 100, 340, 200)),
+        summary("cam2", 1, A2, 10, 12),
+        summary("cam2", 2, B2, 10, 12, box=(300, 100, 340, 200)),
+    ]
     results = {}
     for centering in (False, True):
-        e = IdentityEngine(EngineSettings(threshold=0.5, scale=0.1, centering=centering, center_prior_weight=0.5,
-                                          center_prior=np.zeros(6, np.float32)))
+        e = IdentityEngine(
+            EngineSettings(
+                threshold=0.5,
+                scale=0.1,
+                centering=centering,
+                center_prior_weight=0.5,
+                center_prior=np.zeros(6, np.float32),
+            )
+        )
         e.update(tracklets, 12.0)
         results[centering] = {k: e.global_id(k) for k in [t.key for t in tracklets]}
     raw, centered = results[False], results[True]
@@ -76,8 +99,7 @@ def test_similarity_stats_store_centered_statistics_and_the_mean_look():
     assert np.allclose(s["mean"], (A1 + B1 + A2 + B2) / 4, atol=1e-5)
 
 
-STATS = {"threshold": 0.93, "diff_std": 0.05, "mean": [0.0] * 6,
-         "centered": {"threshold": 0.52, "diff_std": 0.22}}
+STATS = {"threshold": 0.93, "diff_std": 0.05, "mean": [0.0] * 6, "centered": {"threshold": 0.52, "diff_std": 0.22}}
 
 
 def test_engine_takes_the_centered_threshold_when_the_model_has_one():
@@ -94,7 +116,9 @@ def test_engine_takes_the_centered_threshold_when_the_model_has_one():
 def test_centering_asked_for_without_centered_statistics_is_a_clear_error():
     with pytest.raises(ValueError, match="no centered similarity statistics.*matching.centering: false"):
         settings_from_config(MatchingConfig(centering=True), {"threshold": 0.93}, "osnet.onnx")
-    s = settings_from_config(MatchingConfig(centering=True, threshold=0.4), None)  # third-party model, centered threshold
+    s = settings_from_config(
+        MatchingConfig(centering=True, threshold=0.4), None
+    )  # third-party model, centered threshold
     assert s.centering and s.threshold == 0.4 and s.center_prior is None
 
 
@@ -104,8 +128,14 @@ def test_a_restored_engine_keeps_each_cameras_look():
 
     settings = EngineSettings(threshold=0.5, scale=0.1, centering=True, center_prior=np.zeros(6, np.float32))
     a = IdentityEngine(settings)
-    a.update([summary("cam1", 1, A1, 0, 2), summary("cam1", 2, B1, 0, 2, box=(300, 100, 340, 200)),
-              summary("cam2", 1, A2, 10, 12)], 12.0)
+    a.update(
+        [
+            summary("cam1", 1, A1, 0, 2),
+            summary("cam1", 2, B1, 0, 2, box=(300, 100, 340, 200)),
+            summary("cam2", 1, A2, 10, 12),
+        ],
+        12.0,
+    )
     a.flush(12.0)
     state = json.loads(json.dumps(a.centering_state()))
     assert state["cam1"]["n"] == 2 and state["cam2"]["n"] == 1
@@ -130,8 +160,9 @@ def test_a_prior_of_the_wrong_size_is_a_clear_error_at_start():
 
 def test_flickers_do_not_move_a_cameras_mean():
     """Tracklets with fewer crops than min_embeddings count neither live nor final."""
-    e = IdentityEngine(EngineSettings(threshold=0.5, scale=0.1, centering=True, min_embeddings=2,
-                                      center_prior=np.zeros(6, np.float32)))
+    e = IdentityEngine(
+        EngineSettings(threshold=0.5, scale=0.1, centering=True, min_embeddings=2, center_prior=np.zeros(6, np.float32))
+    )
     flicker = TrackletSummary("cam1", 9, 0, 0.1, Embeddings(B1[None]), 1, 1.0, np.zeros(4), np.zeros(4), None, True)
     e.update([summary("cam1", 1, A1, 0, 2), flicker], 2.0)
     assert np.allclose(e.centering.mean("cam1"), A1 / 4)  # A1 with the zero prior at weight 3

@@ -1,29 +1,61 @@
 """Every command-line tool turns its user's mistakes (a missing checkpoint, dataset or config, an
 unknown scene) into one ``error: ...`` line and exit code 2, without a traceback."""
+
 import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 MISSING_CKPT = "/nonexistent/model.pt"
 CASES = {
-    "train: config": (["-m", "trainer.train", "--config", "nowhere.yaml"], f"error: {REPO / 'nowhere.yaml'}: config file not found"),
-    "train: dataset": (["-m", "trainer.train", "--config", "configs/tiny_synthetic.yaml", "data.dataset=market1501", "data.root=/nonexistent"],
-                       "error: dataset root /nonexistent does not exist"),
-    "eval: checkpoint": (["-m", "trainer.eval", "--config", "configs/tiny_synthetic.yaml", "--checkpoint", MISSING_CKPT],
-                         f"error: checkpoint not found: {MISSING_CKPT}"),
-    "robustness: checkpoint": (["-m", "trainer.robustness", "--config", "configs/tiny_synthetic.yaml", "--checkpoint", MISSING_CKPT],
-                               f"error: checkpoint not found: {MISSING_CKPT}"),
-    "export: checkpoint": (["-m", "export", "onnx", "--checkpoint", MISSING_CKPT, "--out", "/nonexistent/x.onnx"],
-                           f"error: checkpoint not found: {MISSING_CKPT}"),
-    "edge.run: config": (["-m", "edge.run", "--cameras", "nowhere.yaml"], f"error: {REPO / 'nowhere.yaml'}: config file not found"),
-    "edge.evaluate: ground truth": (["-m", "edge.evaluate", "--gt", "/nonexistent/gt", "--pred", "/nonexistent/pred"], "error: "),
-    "sim: scene": (["-m", "sim", "mot", "--scene", "nosuch", "--out", "/nonexistent/w"],
-                          "error: unknown synthetic scene 'nosuch'; known: demo, tiny, train"),
-    "bench_reid: checkpoint": (["scripts/bench_reid.py", "--checkpoint", MISSING_CKPT], f"error: checkpoint not found: {MISSING_CKPT}"),
-    "bench_pipeline: config": (["scripts/bench_pipeline.py", "--config", "nowhere.yaml"], f"error: {REPO / 'nowhere.yaml'}: config file not found"),
+    "train: config": (
+        ["-m", "trainer.train", "--config", "nowhere.yaml"],
+        f"error: {REPO / 'nowhere.yaml'}: config file not found",
+    ),
+    "train: dataset": (
+        [
+            "-m",
+            "trainer.train",
+            "--config",
+            "configs/tiny_synthetic.yaml",
+            "data.dataset=market1501",
+            "data.root=/nonexistent",
+        ],
+        "error: dataset root /nonexistent does not exist",
+    ),
+    "eval: checkpoint": (
+        ["-m", "trainer.eval", "--config", "configs/tiny_synthetic.yaml", "--checkpoint", MISSING_CKPT],
+        f"error: checkpoint not found: {MISSING_CKPT}",
+    ),
+    "robustness: checkpoint": (
+        ["-m", "trainer.robustness", "--config", "configs/tiny_synthetic.yaml", "--checkpoint", MISSING_CKPT],
+        f"error: checkpoint not found: {MISSING_CKPT}",
+    ),
+    "export: checkpoint": (
+        ["-m", "export", "onnx", "--checkpoint", MISSING_CKPT, "--out", "/nonexistent/x.onnx"],
+        f"error: checkpoint not found: {MISSING_CKPT}",
+    ),
+    "edge.run: config": (
+        ["-m", "edge.run", "--cameras", "nowhere.yaml"],
+        f"error: {REPO / 'nowhere.yaml'}: config file not found",
+    ),
+    "edge.evaluate: ground truth": (
+        ["-m", "edge.evaluate", "--gt", "/nonexistent/gt", "--pred", "/nonexistent/pred"],
+        "error: ",
+    ),
+    "sim: scene": (
+        ["-m", "sim", "mot", "--scene", "nosuch", "--out", "/nonexistent/w"],
+        "error: unknown synthetic scene 'nosuch'; known: demo, tiny, train",
+    ),
+    "bench_reid: checkpoint": (
+        ["scripts/bench_reid.py", "--checkpoint", MISSING_CKPT],
+        f"error: checkpoint not found: {MISSING_CKPT}",
+    ),
+    "bench_pipeline: config": (
+        ["scripts/bench_pipeline.py", "--config", "nowhere.yaml"],
+        f"error: {REPO / 'nowhere.yaml'}: config file not found",
+    ),
 }
 
 
@@ -38,20 +70,42 @@ def test_cli_error_is_one_line_and_exit_code_2(case):
 
 
 # a module the install lacks, simulated by hiding it from importlib before the entry point runs
-HIDE = ("import importlib.util as u, runpy, sys; real = u.find_spec; "
-        "u.find_spec = lambda name, *a: None if name == {hidden!r} else real(name, *a); "
-        "sys.argv = {argv!r}; runpy.run_module({module!r}, run_name='__main__')")
+HIDE = (
+    "import importlib.util as u, runpy, sys; real = u.find_spec; "
+    "u.find_spec = lambda name, *a: None if name == {hidden!r} else real(name, *a); "
+    "sys.argv = {argv!r}; runpy.run_module({module!r}, run_name='__main__')"
+)
 MISSING_EXTRA = {
-    "edge.run without [edge]": ("ultralytics", "edge.run", ["edge.run", "--cameras", "configs/cams.demo.yaml"],
-                                "error: the edge runtime needs ultralytics, which this install lacks: pip install 'clipreid-edge[edge]'"),
-    "edge.run torch backend without [train]": ("open_clip", "edge.run", ["edge.run", "--cameras", "configs/cams.demo.yaml", "reid.backend=torch"],
-                                               "error: the edge runtime needs open_clip, which this install lacks: pip install 'clipreid-edge[train]'"),
-    "edge.hub without [site]": ("faiss", "edge.hub", ["edge.hub", "--config", "configs/site.demo/hub.yaml"],
-                                "error: the site hub needs faiss, which this install lacks: pip install 'clipreid-edge[site]'"),
-    "train without [train]": ("torch", "trainer.train", ["trainer.train", "--config", "configs/tiny_synthetic.yaml"],
-                              "error: training needs torch, which this install lacks: pip install 'clipreid-edge[train]'"),
-    "export without [train]": ("onnx", "export", ["export", "onnx", "--checkpoint", MISSING_CKPT, "--out", "/nonexistent/x.onnx"],
-                               "error: export onnx needs onnx, which this install lacks: pip install 'clipreid-edge[train]'"),
+    "edge.run without [edge]": (
+        "ultralytics",
+        "edge.run",
+        ["edge.run", "--cameras", "configs/cams.demo.yaml"],
+        "error: the edge runtime needs ultralytics, which this install lacks: pip install 'clipreid-edge[edge]'",
+    ),
+    "edge.run torch backend without [train]": (
+        "open_clip",
+        "edge.run",
+        ["edge.run", "--cameras", "configs/cams.demo.yaml", "reid.backend=torch"],
+        "error: the edge runtime needs open_clip, which this install lacks: pip install 'clipreid-edge[train]'",
+    ),
+    "edge.hub without [site]": (
+        "faiss",
+        "edge.hub",
+        ["edge.hub", "--config", "configs/site.demo/hub.yaml"],
+        "error: the site hub needs faiss, which this install lacks: pip install 'clipreid-edge[site]'",
+    ),
+    "train without [train]": (
+        "torch",
+        "trainer.train",
+        ["trainer.train", "--config", "configs/tiny_synthetic.yaml"],
+        "error: training needs torch, which this install lacks: pip install 'clipreid-edge[train]'",
+    ),
+    "export without [train]": (
+        "onnx",
+        "export",
+        ["export", "onnx", "--checkpoint", MISSING_CKPT, "--out", "/nonexistent/x.onnx"],
+        "error: export onnx needs onnx, which this install lacks: pip install 'clipreid-edge[train]'",
+    ),
 }
 
 

@@ -1,8 +1,8 @@
 import pytest
 import yaml
 
-from trainer.config import TrainConfig, load_train_config
 from core.configio import ConfigError
+from trainer.config import TrainConfig, load_train_config
 
 
 def write(path, data):
@@ -34,7 +34,10 @@ def test_invalid_yaml_and_missing_file(tmp_path):
 
 
 def test_base_inheritance_and_overrides(tmp_path):
-    write(tmp_path / "base.yaml", {"seed": 5, "stage2": {"epochs": 60, "lr": 1e-5}, "model": {"backbone": {"name": "RN50"}}})
+    write(
+        tmp_path / "base.yaml",
+        {"seed": 5, "stage2": {"epochs": 60, "lr": 1e-5}, "model": {"backbone": {"name": "RN50"}}},
+    )
     leaf = write(tmp_path / "leaf.yaml", {"_BASE_": "base.yaml", "stage2": {"lr": 2e-5}})
     cfg = load_train_config(leaf, ["stage2.epochs=7", "model.sie.enabled=true"])
     assert cfg.seed == 5
@@ -66,7 +69,9 @@ def test_every_shipped_recipe_validates(recipe):
 def test_every_shipped_camera_file_validates(camera_file):
     from edge.runtime.config import load_edge_config
 
-    if ("realpair" in camera_file or "mot17" in camera_file) and not (CONFIGS.parents[1] / "shared" / "realdata").is_dir():
+    if ("realpair" in camera_file or "mot17" in camera_file) and not (
+        CONFIGS.parents[1] / "shared" / "realdata"
+    ).is_dir():
         pytest.skip("needs ../shared/realdata")
     cfg = load_edge_config(CONFIGS / camera_file)
     assert cfg.cameras and __import__("pathlib").Path(cfg.detector.weights).exists()

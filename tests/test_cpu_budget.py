@@ -1,4 +1,5 @@
 """The CPU budget: affinity and cgroup quotas (v1 and v2) with known answers, and a real cgroup."""
+
 from __future__ import annotations
 
 import os
@@ -88,7 +89,13 @@ def test_thread_pools_are_left_alone_on_a_process_that_may_use_the_whole_machine
             os.environ.pop(var, None)
         assert limit_threads(CpuBudget(4)) == {}
         assert "OMP_NUM_THREADS" not in os.environ
-        expected = {"OMP_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "cv2": 1, **({"torch": 1} if torch else {})}
+        expected = {
+            "OMP_NUM_THREADS": 1,
+            "OPENBLAS_NUM_THREADS": 1,
+            "MKL_NUM_THREADS": 1,
+            "cv2": 1,
+            **({"torch": 1} if torch else {}),
+        }
         assert limit_threads(CpuBudget(4, quota=1.5)) == expected
         assert os.environ["OMP_NUM_THREADS"] == "1" and cv2.getNumThreads() == 1
     finally:  # the rest of the suite keeps this process's pools
@@ -103,8 +110,10 @@ def _v1_cpu_dir() -> Path:
     return Path("/sys/fs/cgroup/cpu")
 
 
-@pytest.mark.skipif(not (_v1_cpu_dir() / "cpu.cfs_quota_us").exists() or not os.access(_v1_cpu_dir(), os.W_OK),
-                    reason="needs a writable cgroup v1 cpu hierarchy (root on these machines)")
+@pytest.mark.skipif(
+    not (_v1_cpu_dir() / "cpu.cfs_quota_us").exists() or not os.access(_v1_cpu_dir(), os.W_OK),
+    reason="needs a writable cgroup v1 cpu hierarchy (root on these machines)",
+)
 def test_a_process_in_a_real_cgroup_reads_its_quota():
     group = _v1_cpu_dir() / f"clipreid-test-{uuid.uuid4().hex[:8]}"
     try:
@@ -112,9 +121,13 @@ def test_a_process_in_a_real_cgroup_reads_its_quota():
         (group / "cpu.cfs_period_us").write_text("100000")
         (group / "cpu.cfs_quota_us").write_text("40000")
         # the child moves itself into the group before it reads its budget, as a container's process starts in it
-        code = ("import os,sys; open(sys.argv[1]+'/cgroup.procs','w').write(str(os.getpid()));"
-                "from edge.runtime.cpu_budget import read_cpu_budget; b=read_cpu_budget(); print(b.quota, b.threads)")
-        out = subprocess.run([sys.executable, "-c", code, str(group)], capture_output=True, text=True, cwd=REPO, timeout=60)
+        code = (
+            "import os,sys; open(sys.argv[1]+'/cgroup.procs','w').write(str(os.getpid()));"
+            "from edge.runtime.cpu_budget import read_cpu_budget; b=read_cpu_budget(); print(b.quota, b.threads)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(group)], capture_output=True, text=True, cwd=REPO, timeout=60
+        )
         assert out.returncode == 0, out.stderr
         quota, threads = out.stdout.split()
         assert float(quota) == pytest.approx(0.4)
@@ -141,27 +154,46 @@ def test_the_reid_session_is_sized_to_the_quota_and_does_not_spin(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (_v1_cpu_dir() / "cpu.cfs_quota_us").exists() or not os.access(_v1_cpu_dir(), os.W_OK),
-                    reason="needs a writable cgroup v1 cpu hierarchy (root on these machines)")
+@pytest.mark.skipif(
+    not (_v1_cpu_dir() / "cpu.cfs_quota_us").exists() or not os.access(_v1_cpu_dir(), os.W_OK),
+    reason="needs a writable cgroup v1 cpu hierarchy (root on these machines)",
+)
 def test_edge_run_in_a_container_sized_quota_says_so_and_sizes_its_pools(tmp_path):
     from conftest import demo_camera_file
 
-    demo_camera_file(tmp_path, "{id: c1, source: 'synthetic://tiny?camera=cam1', realtime: false}",
-                     rest="publisher: {enabled: false}\noutputs: {mot_dir: null}\nrun: {max_frames: 3}\n")
+    demo_camera_file(
+        tmp_path,
+        "{id: c1, source: 'synthetic://tiny?camera=cam1', realtime: false}",
+        rest="publisher: {enabled: false}\noutputs: {mot_dir: null}\nrun: {max_frames: 3}\n",
+    )
     group = _v1_cpu_dir() / f"clipreid-test-{uuid.uuid4().hex[:8]}"
     try:
         group.mkdir()
         (group / "cpu.cfs_period_us").write_text("100000")
         (group / "cpu.cfs_quota_us").write_text("100000")  # docker run --cpus=1
-        env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        }
         shell = f'echo $$ > "{group}/cgroup.procs" && exec "$@"'
-        out = subprocess.run(["sh", "-c", shell, "sh", sys.executable, "-m", "edge.run", "--cameras", str(tmp_path / "cams.yaml")],
-                             capture_output=True, text=True, cwd=REPO, env=env, timeout=240)
+        out = subprocess.run(
+            ["sh", "-c", shell, "sh", sys.executable, "-m", "edge.run", "--cameras", str(tmp_path / "cams.yaml")],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=240,
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         line = next(x for x in out.stderr.splitlines() if "compute:" in x)
-        assert line.endswith(f"compute: 1 CPU ({CORES} core(s) in affinity, cgroup quota 1 CPU in {line.split(' in ')[-1].split(')')[0]}): "
-                             "1 thread(s) per pool")
-        assert line.split(" in ")[-1].split(")")[0].endswith(f"{group.name}/cpu.cfs_quota_us")  # cpu or cpu,cpuacct mount
+        assert line.endswith(
+            f"compute: 1 CPU ({CORES} core(s) in affinity, cgroup quota 1 CPU in {line.split(' in ')[-1].split(')')[0]}): "
+            "1 thread(s) per pool"
+        )
+        assert (
+            line.split(" in ")[-1].split(")")[0].endswith(f"{group.name}/cpu.cfs_quota_us")
+        )  # cpu or cpu,cpuacct mount
     finally:
         if group.exists():
             group.rmdir()

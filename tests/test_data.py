@@ -4,9 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sim.people import SyntheticSpec, write_synthetic_dataset
 from trainer.data.datasets import DatasetLayoutError, load_dataset
 from trainer.data.sampler import PKBatchSampler
-from sim.people import SyntheticSpec, write_synthetic_dataset
 
 
 def touch(path: Path) -> None:
@@ -22,7 +22,9 @@ def digest(root: Path) -> str:
 
 
 def test_synthetic_is_deterministic_and_seeded(tmp_path):
-    spec = SyntheticSpec(num_train_ids=4, num_test_ids=3, num_cameras=3, images_per_id_per_camera=2, height=48, width=24, seed=7)
+    spec = SyntheticSpec(
+        num_train_ids=4, num_test_ids=3, num_cameras=3, images_per_id_per_camera=2, height=48, width=24, seed=7
+    )
     a = write_synthetic_dataset(tmp_path / "a", spec, progress=False)
     b = write_synthetic_dataset(tmp_path / "b", spec, progress=False)
     c = write_synthetic_dataset(tmp_path / "c", SyntheticSpec(**{**spec.__dict__, "seed": 8}), progress=False)
@@ -42,7 +44,16 @@ def test_synthetic_parses_as_market_layout(tiny_dataset):
 
 
 def test_synthetic_occluded_query_differs_from_clean(tmp_path):
-    base = dict(num_train_ids=2, num_test_ids=3, num_cameras=2, images_per_id_per_camera=2, height=48, width=24, occlusion_prob=0.0, seed=1)
+    base = dict(
+        num_train_ids=2,
+        num_test_ids=3,
+        num_cameras=2,
+        images_per_id_per_camera=2,
+        height=48,
+        width=24,
+        occlusion_prob=0.0,
+        seed=1,
+    )
     clean = write_synthetic_dataset(tmp_path / "clean", SyntheticSpec(**base), progress=False)
     occ = write_synthetic_dataset(tmp_path / "occ", SyntheticSpec(**base, occluded_query=True), progress=False)
     assert digest(clean / "query") != digest(occ / "query")
@@ -74,12 +85,16 @@ def test_duke_and_occluded_duke_layouts(tmp_path):
         assert data.query[0].camid == 7 and data.gallery[0].camid == 0
 
 
-@pytest.mark.parametrize("version,train_dir,test_dir", [("MSMT17_V1", "train", "test"), ("MSMT17_V2", "mask_train_v2", "mask_test_v2")])
+@pytest.mark.parametrize(
+    "version,train_dir,test_dir", [("MSMT17_V1", "train", "test"), ("MSMT17_V2", "mask_train_v2", "mask_test_v2")]
+)
 def test_msmt17_list_files(tmp_path, version, train_dir, test_dir):
     base = tmp_path / version
     (base / train_dir).mkdir(parents=True)
     (base / test_dir).mkdir(parents=True)
-    (base / "list_train.txt").write_text("0000/0000_000_01_0303morning_0015_0.jpg 0\n0001/0001_000_05_0303noon_0015_0.jpg 1\n")
+    (base / "list_train.txt").write_text(
+        "0000/0000_000_01_0303morning_0015_0.jpg 0\n0001/0001_000_05_0303noon_0015_0.jpg 1\n"
+    )
     (base / "list_val.txt").write_text("0002/0002_003_15_0303afternoon_0015_0.jpg 2\n")
     (base / "list_query.txt").write_text("0000/0000_000_03_0303morning_0015_0.jpg 0\n")
     (base / "list_gallery.txt").write_text("0000/0000_001_07_0303morning_0016_0.jpg 0\n")

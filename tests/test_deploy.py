@@ -1,9 +1,9 @@
 """Deployment files pass their linters (no Jetson needed): shellcheck, hadolint, systemd-analyze."""
+
 import shutil
 import subprocess
 
 import pytest
-
 from conftest import REPO, dev_tool
 
 JETSON = REPO / "deploy" / "jetson"

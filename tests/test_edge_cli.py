@@ -1,18 +1,24 @@
 """edge.run's command line as an operator sees it: a start line at once, a final line with each
 camera's frames and fps over the time it ran, and its own errors as one line with exit code 2."""
+
 import subprocess
 import sys
 
 import zmq
-
 from conftest import REPO
-from edge.runtime.stats import PipelineStats
 from test_edge_run import cams_yaml
+
+from edge.runtime.stats import PipelineStats
 
 
 def run_cli(cfg_path, *args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "edge.run", "--cameras", str(cfg_path), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "edge.run", "--cameras", str(cfg_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 def test_fps_of_a_camera_that_ended_early_is_over_its_own_running_time(monkeypatch):
@@ -26,9 +32,11 @@ def test_fps_of_a_camera_that_ended_early_is_over_its_own_running_time(monkeypat
             stats.frame("short", 0.0)
         if t == 5:
             stats.report()  # a stats window in between changes nothing
-    assert stats.per_camera(["dead", "long"]) == {"dead": {"frames": 0, "fps": 0.0, "running_s": 0.0},  # never delivered
-                                                  "long": {"frames": 10, "fps": 1.0, "running_s": 9.0},
-                                                  "short": {"frames": 3, "fps": 1.0, "running_s": 2.0}}
+    assert stats.per_camera(["dead", "long"]) == {
+        "dead": {"frames": 0, "fps": 0.0, "running_s": 0.0},  # never delivered
+        "long": {"frames": 10, "fps": 1.0, "running_s": 9.0},
+        "short": {"frames": 3, "fps": 1.0, "running_s": 2.0},
+    }
 
 
 def test_start_line_then_done_line_with_frames_and_fps_per_camera(tmp_path):
@@ -36,7 +44,10 @@ def test_start_line_then_done_line_with_frames_and_fps_per_camera(tmp_path):
     proc = run_cli(cams_yaml(tmp_path, cams, 56844, run={"max_frames": 12}))
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stderr.splitlines()
-    assert "starting: 2 camera(s) [cam1, cam2], detector " in lines[0] and "publishing on tcp://127.0.0.1:56844" in lines[0]
+    assert (
+        "starting: 2 camera(s) [cam1, cam2], detector " in lines[0]
+        and "publishing on tcp://127.0.0.1:56844" in lines[0]
+    )
     assert lines[0].endswith("until 12 frames per camera")
     done = next(line for line in lines if " done: " in line)
     assert '"cam1": {"frames": 12, "fps": ' in done and '"cam2": {"frames": 12, "fps": ' in done

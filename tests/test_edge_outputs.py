@@ -1,17 +1,18 @@
 """Result outputs of the edge runtime: annotated videos that play back, and outputs that fail
 (a writer that raises, a full disk) switched off and logged once while the run goes on."""
+
 import logging
 import time
 
 import cv2
 import numpy as np
 import pytest
+from test_edge_run import cams_yaml, run_with_subscriber
 
 from edge.runtime.config import load_edge_config
 from edge.runtime.outputs import AnnotatedVideo, GuardedOutput, MotWriter, _colour
 from edge.runtime.pipeline import run_pipeline
 from edge.runtime.tracklets import Tracklet
-from test_edge_run import cams_yaml, run_with_subscriber
 
 
 def frames_in(path) -> tuple[int, tuple[int, int]]:
@@ -70,7 +71,8 @@ def test_guarded_output_logs_once_switches_that_camera_off_and_keeps_the_others(
     assert out.output.calls == ["cam2"] * 3
     assert out.errors() == {"video/cam1": "OSError: [Errno 28] No space left on device"}
     assert [r.getMessage() for r in caplog.records] == [
-        "video output switched off for camera cam1: OSError: [Errno 28] No space left on device"]
+        "video output switched off for camera cam1: OSError: [Errno 28] No space left on device"
+    ]
 
 
 def test_demo_run_writes_a_playable_video_per_camera(tmp_path):

@@ -1,14 +1,15 @@
 """The edge runtime on real footage from ../shared/realdata (skipped when it is absent):
 the two-camera video pair and MOT17 frames as an image-folder source, with the real YOLOv8n
 detector and the third-party OSNet ONNX ReID model."""
+
 import cv2
 import numpy as np
 import pytest
 import yaml
-
 from conftest import REALDATA
-from edge.runtime.config import load_edge_config
+
 from edge.evaluate import evaluate
+from edge.runtime.config import load_edge_config
 from edge.runtime.pipeline import run_pipeline
 
 pytestmark = pytest.mark.realdata
@@ -18,9 +19,18 @@ def real_config(tmp_path, cameras, port):
     pytest.importorskip("openvino", reason="the shared YOLOv8n is an OpenVINO export")
     cfg = {
         "cameras": cameras,
-        "detector": {"weights": str(REALDATA / "weights" / "yolov8n_int8_openvino_model"), "imgsz": 640, "conf": 0.25, "batch": False},
-        "reid": {"backend": "onnxruntime", "model": str(REALDATA / "weights" / "osnet_x0_25_msmt17.onnx"),
-                 "normalization": {"scale": 255.0}, "embed_every": 5},
+        "detector": {
+            "weights": str(REALDATA / "weights" / "yolov8n_int8_openvino_model"),
+            "imgsz": 640,
+            "conf": 0.25,
+            "batch": False,
+        },
+        "reid": {
+            "backend": "onnxruntime",
+            "model": str(REALDATA / "weights" / "osnet_x0_25_msmt17.onnx"),
+            "normalization": {"scale": 255.0},
+            "embed_every": 5,
+        },
         "matching": {"threshold": 0.6},  # a third-party model: no stored threshold
         "publisher": {"endpoint": f"tcp://127.0.0.1:{port}"},
         "outputs": {"mot_dir": str(tmp_path / "mot")},
@@ -32,8 +42,10 @@ def real_config(tmp_path, cameras, port):
 
 def test_two_camera_video_pair_with_yolov8n_and_third_party_osnet(tmp_path):
     video = REALDATA / "samihormi_mc"
-    cams = [{"id": "double", "source": str(video / "Double1.mp4"), "realtime": False},
-            {"id": "single", "source": str(video / "Single1.mp4"), "realtime": False}]
+    cams = [
+        {"id": "double", "source": str(video / "Double1.mp4"), "realtime": False},
+        {"id": "single", "source": str(video / "Single1.mp4"), "realtime": False},
+    ]
     cfg = real_config(tmp_path, cams, 56795)
     cfg.run.max_frames = 40
     report = run_pipeline(cfg)
@@ -49,17 +61,23 @@ def test_annotated_video_of_the_real_pair_plays_back_per_camera(tmp_path):
     from test_edge_outputs import frames_in
 
     video = REALDATA / "samihormi_mc"
-    cams = [{"id": "double", "source": str(video / "Double1.mp4"), "realtime": False},
-            {"id": "single", "source": str(video / "Single1.mp4"), "realtime": False}]
+    cams = [
+        {"id": "double", "source": str(video / "Double1.mp4"), "realtime": False},
+        {"id": "single", "source": str(video / "Single1.mp4"), "realtime": False},
+    ]
     cfg = real_config(tmp_path, cams, 56843)
     cfg.outputs.video_dir = str(tmp_path / "video")
     cfg.run.max_frames = 30
     report = run_pipeline(cfg)
     assert report["processed"] == {"double": 30, "single": 30} and report["output_errors"] == {}
     for cam in ("double", "single"):
-        source, written = (cv2.VideoCapture(str(p)) for p in (video / f"{cam.capitalize()}1.mp4", tmp_path / "video" / f"{cam}.mp4"))
+        source, written = (
+            cv2.VideoCapture(str(p)) for p in (video / f"{cam.capitalize()}1.mp4", tmp_path / "video" / f"{cam}.mp4")
+        )
         size = (int(source.get(cv2.CAP_PROP_FRAME_WIDTH)), int(source.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        assert written.get(cv2.CAP_PROP_FPS) == pytest.approx(source.get(cv2.CAP_PROP_FPS), rel=0.01)  # plays at the source's speed
+        assert written.get(cv2.CAP_PROP_FPS) == pytest.approx(
+            source.get(cv2.CAP_PROP_FPS), rel=0.01
+        )  # plays at the source's speed
         source.release(), written.release()
         assert frames_in(tmp_path / "video" / f"{cam}.mp4") == (30, size)
 
@@ -79,8 +97,10 @@ def test_real_pair_the_man_keeps_his_identity_through_a_tracker_break(tmp_path):
     Single1 tracklet must carry one global id; in Double1 that id is on one person's tracklets
     (his), and Double1's other person (the woman) is never given it."""
     video = REALDATA / "samihormi_mc"
-    cams = [{"id": "double", "source": str(video / "Double1.mp4"), "realtime": False},
-            {"id": "single", "source": str(video / "Single1.mp4"), "realtime": False}]
+    cams = [
+        {"id": "double", "source": str(video / "Double1.mp4"), "realtime": False},
+        {"id": "single", "source": str(video / "Single1.mp4"), "realtime": False},
+    ]
     cfg = real_config(tmp_path, cams, 56797)
     run_pipeline(cfg)
 
@@ -105,5 +125,7 @@ def test_real_pair_the_man_keeps_his_identity_through_a_tracker_break(tmp_path):
     double = global_ids_of_long_tracklets("double")
     assert len(double) >= 2  # the man and the woman
     assert any(ids == {man} for ids in double.values()), f"no Double1 tracklet is the man's ({man}): {double}"
-    assert all(ids == {man} or man not in ids for ids in double.values()), f"a tracklet changed to the man's id: {double}"
+    assert all(ids == {man} or man not in ids for ids in double.values()), (
+        f"a tracklet changed to the man's id: {double}"
+    )
     assert any(man not in ids for ids in double.values()), f"the woman was given the man's id: {double}"

@@ -1,5 +1,6 @@
 """The edge runtime end to end on CPU: synthetic cameras, the committed demo models, a real
 ZeroMQ subscriber, a scripted cross-camera case, a camera that drops, a stalled subscriber."""
+
 import json
 import subprocess
 import sys
@@ -10,14 +11,14 @@ import numpy as np
 import pytest
 import yaml
 import zmq
-
 from conftest import REPO
-from edge.runtime.config import load_edge_config
+
 from edge.evaluate import evaluate
 from edge.listen import decode
+from edge.runtime.config import load_edge_config
 from edge.runtime.pipeline import run_pipeline
-from sim.writers import write_mot_ground_truth
 from sim.scene import World, WorldSpec, register_scene, resolve_scene, three_camera_rig
+from sim.writers import write_mot_ground_truth
 
 DEMO = REPO / "edge" / "demo_models"
 
@@ -26,7 +27,15 @@ def cams_yaml(tmp_path, cameras, port, **sections):
     cfg = {
         "cameras": cameras,
         "detector": {"weights": str(DEMO / "detector.pt"), "imgsz": 320, "conf": 0.4},
-        "tracker": {"kind": "bytetrack", "overrides": {"track_high_thresh": 0.6, "track_low_thresh": 0.4, "new_track_thresh": 0.7, "track_buffer": 20}},
+        "tracker": {
+            "kind": "bytetrack",
+            "overrides": {
+                "track_high_thresh": 0.6,
+                "track_low_thresh": 0.4,
+                "new_track_thresh": 0.7,
+                "track_buffer": 20,
+            },
+        },
         "reid": {"backend": "onnxruntime", "model": str(DEMO / "reid.onnx"), "embed_every": 3, "min_box_height": 16},
         "matching": {"threshold": 0.9, "min_embeddings": 2},
         "publisher": {"endpoint": f"tcp://127.0.0.1:{port}", "snapshot_interval_s": 0.5},
@@ -85,7 +94,10 @@ def ids_the_files_hold(mot, cameras) -> dict:
     ids = {}
     for cam in cameras:
         local = np.loadtxt(mot / f"{cam}.txt", delimiter=",", ndmin=2)
-        glob = {(int(r[0]), *np.round(r[2:6], 2)): int(r[1]) for r in np.loadtxt(mot / f"{cam}.global.txt", delimiter=",", ndmin=2)}
+        glob = {
+            (int(r[0]), *np.round(r[2:6], 2)): int(r[1])
+            for r in np.loadtxt(mot / f"{cam}.global.txt", delimiter=",", ndmin=2)
+        }
         for r in local:
             gid = glob.get((int(r[0]), *np.round(r[2:6], 2)))
             if gid is not None:
@@ -107,7 +119,13 @@ def test_two_camera_run_publishes_well_formed_events_and_scores(tmp_path):
             assert topic == f"track/{header['camera']}" and len(header["bbox"]) == 4 and header["local_id"] >= 1
             assert header["event"] in ("new", "update", "lost", "found", "ended")
         if topic.startswith("identity/"):
-            assert topic == f"identity/{header['global_id']}" and header["event"] in ("new", "assigned", "reassigned", "merged", "expired")
+            assert topic == f"identity/{header['global_id']}" and header["event"] in (
+                "new",
+                "assigned",
+                "reassigned",
+                "merged",
+                "expired",
+            )
     # a subscriber that follows the events ends with the ids the MOT files hold (the end-of-run
     # revision publishes what it decides)
     told = ids_the_events_tell(messages)
@@ -144,7 +162,7 @@ def test_what_the_end_of_run_revision_decides_is_published(tmp_path):
     time.sleep(0.3)
     sub.stop.set()
     sub.join(2)
-    (now, gid), = seen
+    ((now, gid),) = seen
     assert now is not None and now > 0  # flushed with the scene time: the last revision runs
     last = [h for t, h, _ in sub.messages if t == f"identity/{gid}"][-1]
     assert last["event"] == "expired"
@@ -152,11 +170,23 @@ def test_what_the_end_of_run_revision_decides_is_published(tmp_path):
 
 def test_scripted_person_gets_the_same_global_id_in_both_overlapping_cameras(tmp_path):
     walk = tuple((t, 3.0 + 0.8 * t, 3.0 + 0.2 * t) for t in np.arange(0.0, 10.01, 0.5))
-    register_scene(WorldSpec("scripted_pair", seed=4, num_identities=1, duration_s=10.0, fps=5.0,
-                             cameras=three_camera_rig(), scripted=(walk,)))
+    register_scene(
+        WorldSpec(
+            "scripted_pair",
+            seed=4,
+            num_identities=1,
+            duration_s=10.0,
+            fps=5.0,
+            cameras=three_camera_rig(),
+            scripted=(walk,),
+        )
+    )
     cams = [{"id": f"cam{i}", "source": f"synthetic://scripted_pair?camera=cam{i}", "realtime": False} for i in (1, 2)]
     report, messages = run_with_subscriber(cams_yaml(tmp_path, cams, 56791), 56791)
-    ids = {cam: set(np.loadtxt(tmp_path / "mot" / f"{cam}.global.txt", delimiter=",", ndmin=2)[:, 1].astype(int)) for cam in ("cam1", "cam2")}
+    ids = {
+        cam: set(np.loadtxt(tmp_path / "mot" / f"{cam}.global.txt", delimiter=",", ndmin=2)[:, 1].astype(int))
+        for cam in ("cam1", "cam2")
+    }
     assert ids["cam1"] == ids["cam2"] and len(ids["cam1"]) == 1
     assigned = [h for t, h, _ in messages if t.startswith("identity/") and h["event"] == "assigned"]
     assert assigned and set(assigned[-1]["cameras"]) == {"cam1", "cam2"}
@@ -164,7 +194,11 @@ def test_scripted_person_gets_the_same_global_id_in_both_overlapping_cameras(tmp
 
 def test_camera_that_drops_and_comes_back_at_another_size_does_not_stop_the_others(tmp_path):
     cams = [
-        {"id": "flaky", "source": "synthetic://tiny?camera=cam1&fail_after=10&fail_for_s=1.0&reopen_size=320x180", "fps": 10},
+        {
+            "id": "flaky",
+            "source": "synthetic://tiny?camera=cam1&fail_after=10&fail_for_s=1.0&reopen_size=320x180",
+            "fps": 10,
+        },
         {"id": "steady", "source": "synthetic://tiny?camera=cam2", "realtime": False},
     ]
     run = {"max_frames": 30, "duration_s": 60.0, "reconnect_max_s": 0.5}
@@ -193,7 +227,9 @@ def test_subscriber_that_stops_reading_does_not_stall_the_pipeline(tmp_path):
 def test_cli_reports_a_bad_config_in_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("cameras:\n  - {id: a, source: 'synthetic://tiny', fsp: 3}\ndetector: {weights: nowhere.pt}\n")
-    proc = subprocess.run([sys.executable, "-m", "edge.run", "--cameras", str(bad)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge.run", "--cameras", str(bad)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     assert "bad.yaml" in proc.stderr and "cameras.0.fsp: unknown key" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -203,8 +239,13 @@ def test_sigint_stops_the_cli_cleanly_and_flushes_results(tmp_path):
 
     cams = [{"id": "cam1", "source": "synthetic://demo?camera=cam1", "fps": 10}]
     cfg = cams_yaml(tmp_path, cams, 56794)
-    proc = subprocess.Popen([sys.executable, "-m", "edge.run", "--cameras", str(cfg), "--report", str(tmp_path / "report.json")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.run", "--cameras", str(cfg), "--report", str(tmp_path / "report.json")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     deadline = time.time() + 90
     mot = tmp_path / "mot" / "cam1.txt"
     while time.time() < deadline and not (mot.exists() and mot.stat().st_size > 0):
@@ -226,8 +267,19 @@ def test_a_track_cut_as_a_swap_continues_as_a_new_tracklet_with_every_row_writte
         folder = tmp_path / name
         folder.mkdir()
         cams = [{"id": "cam1", "source": "synthetic://tiny?camera=cam1", "realtime": False}]
-        report = run_pipeline(load_edge_config(cams_yaml(folder, cams, 56797, publisher={"enabled": False}, run={"max_frames": 40},
-                                                         reid={"swap_below": below}, matching={"threshold": None})))
+        report = run_pipeline(
+            load_edge_config(
+                cams_yaml(
+                    folder,
+                    cams,
+                    56797,
+                    publisher={"enabled": False},
+                    run={"max_frames": 40},
+                    reid={"swap_below": below},
+                    matching={"threshold": None},
+                )
+            )
+        )
         local = np.loadtxt(folder / "mot" / "cam1.txt", delimiter=",", ndmin=2)
         glob = np.loadtxt(folder / "mot" / "cam1.global.txt", delimiter=",", ndmin=2)
         rows[name] = (len(local), len(set(local[:, 1])), len(glob), report["swaps_cut"])
@@ -247,8 +299,10 @@ def test_the_swap_threshold_comes_with_the_model_unless_configured():
 
     def resolved(configured, stored):
         similarity = {"swap": {"swap_below": stored}} if stored is not None else {}
-        fake = SimpleNamespace(cfg=SimpleNamespace(reid=ReIDConfig(model="m.onnx", swap_below=configured)),
-                               reid=SimpleNamespace(meta=SimpleNamespace(similarity=similarity)))
+        fake = SimpleNamespace(
+            cfg=SimpleNamespace(reid=ReIDConfig(model="m.onnx", swap_below=configured)),
+            reid=SimpleNamespace(meta=SimpleNamespace(similarity=similarity)),
+        )
         return EdgePipeline._swap_below(fake)
 
     assert resolved(0.9, 0.93) == 0.9 and resolved(None, 0.93) == 0.93
@@ -276,18 +330,46 @@ def test_scripted_walk_through_the_corridor_keeps_one_identity_with_the_floor(tm
     the engine gives one global id in all three cameras, and the floor map of the run is drawn."""
     from sim.writers import corridor_transitions, floor_calibration
 
-    walk = ((0.0, 2.0, 3.0), (6.0, 11.0, 3.0), (7.0, 13.0, 3.0), (12.0, 19.0, 3.0), (13.0, 21.0, 3.0), (18.0, 29.0, 2.0), (22.0, 30.0, 2.0))
-    register_scene(WorldSpec("scripted_corridor", seed=6, num_identities=1, duration_s=22.0, fps=5.0,
-                             cameras=three_camera_rig(), scripted=(walk,)))
+    walk = (
+        (0.0, 2.0, 3.0),
+        (6.0, 11.0, 3.0),
+        (7.0, 13.0, 3.0),
+        (12.0, 19.0, 3.0),
+        (13.0, 21.0, 3.0),
+        (18.0, 29.0, 2.0),
+        (22.0, 30.0, 2.0),
+    )
+    register_scene(
+        WorldSpec(
+            "scripted_corridor",
+            seed=6,
+            num_identities=1,
+            duration_s=22.0,
+            fps=5.0,
+            cameras=three_camera_rig(),
+            scripted=(walk,),
+        )
+    )
     world = World(resolve_scene("scripted_corridor"))
-    cams = [{"id": f"cam{i}", "source": f"synthetic://scripted_corridor?camera=cam{i}", "realtime": False} for i in (1, 2, 3)]
-    path = cams_yaml(tmp_path, cams, 56798, matching={"threshold": None, "transitions": corridor_transitions(world)},
-                     outputs={"floor_map": str(tmp_path / "floor.png")})
+    cams = [
+        {"id": f"cam{i}", "source": f"synthetic://scripted_corridor?camera=cam{i}", "realtime": False}
+        for i in (1, 2, 3)
+    ]
+    path = cams_yaml(
+        tmp_path,
+        cams,
+        56798,
+        matching={"threshold": None, "transitions": corridor_transitions(world)},
+        outputs={"floor_map": str(tmp_path / "floor.png")},
+    )
     cfg = yaml.safe_load(path.read_text())
     cfg["calibration"] = floor_calibration(world)
     path.write_text(yaml.safe_dump(cfg))
     report, messages = run_with_subscriber(path, 56798)
-    ids = {cam: set(np.loadtxt(tmp_path / "mot" / f"{cam}.global.txt", delimiter=",", ndmin=2)[:, 1].astype(int)) for cam in ("cam1", "cam2", "cam3")}
+    ids = {
+        cam: set(np.loadtxt(tmp_path / "mot" / f"{cam}.global.txt", delimiter=",", ndmin=2)[:, 1].astype(int))
+        for cam in ("cam1", "cam2", "cam3")
+    }
     assert ids["cam1"] == ids["cam2"] == ids["cam3"] and len(ids["cam1"]) == 1, ids
     assert (tmp_path / "floor.png").stat().st_size > 10000
     for topic, header, _ in messages:
@@ -298,15 +380,20 @@ def test_scripted_walk_through_the_corridor_keeps_one_identity_with_the_floor(tm
 def test_a_camera_whose_capture_crashes_is_restarted_and_the_others_go_on(tmp_path, caplog):
     import logging
 
-    cams = [{"id": "flaky", "source": "synthetic://tiny?camera=cam1&crash_after=6", "fps": 10},
-            {"id": "steady", "source": "synthetic://tiny?camera=cam2", "realtime": False}]
+    cams = [
+        {"id": "flaky", "source": "synthetic://tiny?camera=cam1&crash_after=6", "fps": 10},
+        {"id": "steady", "source": "synthetic://tiny?camera=cam2", "realtime": False},
+    ]
     run = {"max_frames": 30, "duration_s": 12.0, "reconnect_max_s": 1.0}
     with caplog.at_level(logging.WARNING, logger="edge.runtime.watchdog"):
         report = run_pipeline(load_edge_config(cams_yaml(tmp_path, cams, 56799, run=run)))
     assert report["restarts"]["flaky"] >= 1 and report["restarts"]["steady"] == 0
     assert report["processed"]["steady"] == 30 and report["processed"]["flaky"] > 6  # frames after a restart
     messages = [r.getMessage() for r in caplog.records]
-    assert any("camera flaky: capture stopped: RuntimeError: simulated decoder crash after 6 frames; restarting in" in m for m in messages)
+    assert any(
+        "camera flaky: capture stopped: RuntimeError: simulated decoder crash after 6 frames; restarting in" in m
+        for m in messages
+    )
     assert any("camera flaky: capture restarted (restart 1)" in m for m in messages)
 
 
@@ -317,7 +404,13 @@ def test_watchdog_reports_down_cameras_and_backs_off():
 
     class Fake:
         def __init__(self, cam, live, error=None, alive=True):
-            self.cam, self.reader, self.error, self.alive, self.finished = SimpleNamespace(id=cam), SimpleNamespace(live=live), error, alive, not alive
+            self.cam, self.reader, self.error, self.alive, self.finished = (
+                SimpleNamespace(id=cam),
+                SimpleNamespace(live=live),
+                error,
+                alive,
+                not alive,
+            )
             self.reconnects = self.dropped = 0
 
         def is_alive(self):
@@ -330,7 +423,9 @@ def test_watchdog_reports_down_cameras_and_backs_off():
     file_cam = Fake("file", live=False, error="SourceError: gone", alive=False)
     ok = Fake("hall", live=True)
     made = []
-    wd = CaptureWatchdog([dead, file_cam, ok], lambda cam: made.append(cam.id) or Fake(cam.id, live=True), max_backoff_s=2.0)
+    wd = CaptureWatchdog(
+        [dead, file_cam, ok], lambda cam: made.append(cam.id) or Fake(cam.id, live=True), max_backoff_s=2.0
+    )
     t0 = wd._last_frame["door"]
     wd.check(t0 + 0.1)  # noticed: restart after the first backoff (0.5 s)
     assert made == [] and set(wd.down(t0 + 0.1)) == {"door", "file"}

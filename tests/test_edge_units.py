@@ -1,5 +1,6 @@
 """Edge building blocks: config validation, tracklet budget and lifecycle, identity matching,
 per-camera tracker ids, ReID backends (ours and third-party ONNX), the event publisher."""
+
 import json
 import time
 
@@ -8,15 +9,15 @@ import pytest
 import torch
 import zmq
 
-from edge.runtime.config import TrackerConfig, load_edge_config
+from core.configio import ConfigError
 from edge.identity import EngineSettings, IdentityEngine
 from edge.listen import decode
-from edge.wire.publisher import SCHEMA, EventPublisher
 from edge.reid.backends import OnnxRuntimeBackend, TorchBackend, cut_crops
+from edge.runtime.config import TrackerConfig, load_edge_config
 from edge.runtime.tracking import CameraTracker
-from edge.runtime.tracklets import BudgetPolicy, TrackletBook, Tracklet, overlap_fraction
+from edge.runtime.tracklets import BudgetPolicy, Tracklet, TrackletBook, overlap_fraction
 from edge.runtime.types import Detections, Frame, Track
-from core.configio import ConfigError
+from edge.wire.publisher import SCHEMA, EventPublisher
 
 
 def write_cfg(tmp_path, body: str):
@@ -38,28 +39,56 @@ def test_config_resolves_paths_relative_to_the_file(tmp_path):
     assert cfg.detector.weights == str(tmp_path / "det.pt") and cfg.tracker.kind == "bytetrack"
 
 
-@pytest.mark.parametrize("body, message", [
-    (GOOD + "tracker: {kind: sort}\n", "tracker.kind"),
-    (GOOD + "reid: {model: det.pt, batch_sise: 4}\n", "reid.batch_sise: unknown key"),
-    (GOOD.replace("det.pt", "missing.pt"), "detector.weights: file not found"),
-    (GOOD.replace("detector:", "  - {id: a, source: 'synthetic://tiny?camera=cam2'}\ndetector:"), "camera ids must be unique"),
-    (GOOD + "tracker: {kind: bytetrack, reid_features: true}\n", "reid_features needs kind: botsort"),
-    (GOOD + "matching: {transitions: [{from: a, to: zz, max_s: 5}]}\n", "unknown camera 'zz'"),
-    (GOOD + "matching: {transitions: [{from: a, to: b, max_s: 5, exit: [[0, 0], [9, 0]]}]}\n",
-     "matching.transitions.0.exit: Value error, a door is a polygon of at least 3 image points, got 2"),
-    (GOOD + "matching: {transitions: [{from: a, to: b, max_s: 5, entry: [[0, 0], [5, 5], [9, 9]]}]}\n",
-     "matching.transitions.0.entry: Value error, the door polygon encloses no area"),
-    (GOOD.replace('"synthetic://tiny?camera=cam1"', "no/such/video.mp4"), "cameras.0.source: video file or image folder not found"),
-    (GOOD + "reid: {model: det.pt, embed_every: 0}\n", "reid.embed_every"),
-    ("cameras: [\n", "not valid YAML"),
-    (GOOD + "calibration: {zz: {homography: [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}}\n", "calibration.zz: unknown camera 'zz'"),
-    (GOOD + "calibration: {a: {homography: [[1, 2, 3], [2, 4, 6], [0, 0, 1]]}}\n", "calibration.a.homography: homography is not invertible"),
-    (GOOD + "calibration: {a: {image_points: [[0, 0], [1, 1], [2, 2], [3, 3]], floor_points: [[0, 0], [1, 0], [0, 1], [1, 1]]}}\n",
-     "calibration.a.image_points: image_points are collinear"),
-    (GOOD + "calibration: {a: {image_points: [[0, 0], [9, 0], [0, 9]], floor_points: [[0, 0], [1, 0], [0, 1]]}}\n",
-     "calibration.a.image_points: a homography needs at least 4 image/floor point pairs, got 3"),
-    (GOOD + "calibration: {a: {image_points: [[0, 0], [9, 0], [0, 9], [9, 9]]}}\n", "image_points and floor_points come together"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (GOOD + "tracker: {kind: sort}\n", "tracker.kind"),
+        (GOOD + "reid: {model: det.pt, batch_sise: 4}\n", "reid.batch_sise: unknown key"),
+        (GOOD.replace("det.pt", "missing.pt"), "detector.weights: file not found"),
+        (
+            GOOD.replace("detector:", "  - {id: a, source: 'synthetic://tiny?camera=cam2'}\ndetector:"),
+            "camera ids must be unique",
+        ),
+        (GOOD + "tracker: {kind: bytetrack, reid_features: true}\n", "reid_features needs kind: botsort"),
+        (GOOD + "matching: {transitions: [{from: a, to: zz, max_s: 5}]}\n", "unknown camera 'zz'"),
+        (
+            GOOD + "matching: {transitions: [{from: a, to: b, max_s: 5, exit: [[0, 0], [9, 0]]}]}\n",
+            "matching.transitions.0.exit: Value error, a door is a polygon of at least 3 image points, got 2",
+        ),
+        (
+            GOOD + "matching: {transitions: [{from: a, to: b, max_s: 5, entry: [[0, 0], [5, 5], [9, 9]]}]}\n",
+            "matching.transitions.0.entry: Value error, the door polygon encloses no area",
+        ),
+        (
+            GOOD.replace('"synthetic://tiny?camera=cam1"', "no/such/video.mp4"),
+            "cameras.0.source: video file or image folder not found",
+        ),
+        (GOOD + "reid: {model: det.pt, embed_every: 0}\n", "reid.embed_every"),
+        ("cameras: [\n", "not valid YAML"),
+        (
+            GOOD + "calibration: {zz: {homography: [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}}\n",
+            "calibration.zz: unknown camera 'zz'",
+        ),
+        (
+            GOOD + "calibration: {a: {homography: [[1, 2, 3], [2, 4, 6], [0, 0, 1]]}}\n",
+            "calibration.a.homography: homography is not invertible",
+        ),
+        (
+            GOOD
+            + "calibration: {a: {image_points: [[0, 0], [1, 1], [2, 2], [3, 3]], floor_points: [[0, 0], [1, 0], [0, 1], [1, 1]]}}\n",
+            "calibration.a.image_points: image_points are collinear",
+        ),
+        (
+            GOOD
+            + "calibration: {a: {image_points: [[0, 0], [9, 0], [0, 9]], floor_points: [[0, 0], [1, 0], [0, 1]]}}\n",
+            "calibration.a.image_points: a homography needs at least 4 image/floor point pairs, got 3",
+        ),
+        (
+            GOOD + "calibration: {a: {image_points: [[0, 0], [9, 0], [0, 9], [9, 9]]}}\n",
+            "image_points and floor_points come together",
+        ),
+    ],
+)
 def test_bad_configs_name_the_file_and_field(tmp_path, body, message):
     with pytest.raises(ConfigError) as err:
         load_edge_config(write_cfg(tmp_path, body))
@@ -193,8 +222,15 @@ def test_third_party_onnx_gets_size_from_model_and_normalisation_from_config(tmp
     torch.manual_seed(0)
     net = TinyNet().eval()
     path = tmp_path / "osnet_like.onnx"
-    torch.onnx.export(net, torch.zeros(1, 3, 32, 16), str(path), input_names=["images"], output_names=["out"],
-                      dynamic_axes={"images": {0: "b"}, "out": {0: "b"}}, dynamo=False)
+    torch.onnx.export(
+        net,
+        torch.zeros(1, 3, 32, 16),
+        str(path),
+        input_names=["images"],
+        output_names=["out"],
+        dynamic_axes={"images": {0: "b"}, "out": {0: "b"}},
+        dynamo=False,
+    )
     norm = NormalizationConfig(scale=255.0, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     backend = OnnxRuntimeBackend(str(path), normalization=norm, max_batch=2)
     assert backend.input_size == (32, 16) and backend.meta.method == "third_party"
@@ -227,9 +263,9 @@ def test_torch_and_onnxruntime_backends_agree_on_an_exported_model(tmp_path):
 def test_part_based_model_on_the_edge_backends_and_matching(tmp_path):
     """An RGANet export gives part features + confidences on both backends, and tracklets and
     identities carry them into the confidence-weighted similarity."""
+    from core.embeddings import similarity
     from export.onnx_export import export_onnx
     from trainer.config import ModelConfig
-    from core.embeddings import similarity
     from trainer.models import build_model, save_checkpoint
 
     torch.manual_seed(0)
@@ -333,7 +369,6 @@ def test_a_file_camera_pipeline_with_an_onnx_model_loads_no_training_code_or_sim
 
     import cv2
     import yaml
-
     from conftest import REPO
 
     video = cv2.VideoWriter(str(tmp_path / "cam.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
@@ -341,15 +376,22 @@ def test_a_file_camera_pipeline_with_an_onnx_model_loads_no_training_code_or_sim
         video.write(np.zeros((48, 64, 3), np.uint8))
     video.release()
     demo = REPO / "edge" / "demo_models"
-    (tmp_path / "cams.yaml").write_text(yaml.safe_dump({
-        "cameras": [{"id": "door", "source": str(tmp_path / "cam.mp4")}],
-        "detector": {"weights": str(demo / "detector.pt"), "imgsz": 320},
-        "reid": {"backend": "onnxruntime", "model": str(demo / "reid.onnx")},
-        "publisher": {"enabled": False}}))
-    code = ("import sys; from edge.runtime.config import load_edge_config; from edge.runtime.pipeline import EdgePipeline; "
-            f"EdgePipeline(load_edge_config({str(tmp_path / 'cams.yaml')!r})); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('open_clip', 'onnx', 'trackeval', 'timm') "
-            "or m.startswith(('trainer.models', 'trainer.data', 'trainer.engine', 'sim'))))")
+    (tmp_path / "cams.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "cameras": [{"id": "door", "source": str(tmp_path / "cam.mp4")}],
+                "detector": {"weights": str(demo / "detector.pt"), "imgsz": 320},
+                "reid": {"backend": "onnxruntime", "model": str(demo / "reid.onnx")},
+                "publisher": {"enabled": False},
+            }
+        )
+    )
+    code = (
+        "import sys; from edge.runtime.config import load_edge_config; from edge.runtime.pipeline import EdgePipeline; "
+        f"EdgePipeline(load_edge_config({str(tmp_path / 'cams.yaml')!r})); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('open_clip', 'onnx', 'trackeval', 'timm') "
+        "or m.startswith(('trainer.models', 'trainer.data', 'trainer.engine', 'sim'))))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"

@@ -1,11 +1,13 @@
 """Multi-camera tracking evaluation: known answers, and agreement with motmetrics on real MOT17."""
+
 import shutil
 
 import numpy as np
 import pytest
-
 from conftest import REALDATA
-from edge.evaluate import evaluate, main as evaluate_main, true_identities
+
+from edge.evaluate import evaluate, true_identities
+from edge.evaluate import main as evaluate_main
 
 
 def write_rows(path, rows):
@@ -50,8 +52,11 @@ def test_true_identities_give_each_track_the_person_it_follows_most(tmp_path):
     gt, pred = tmp_path / "gt", tmp_path / "pred"
     both = [(f, 7, *p7) for f in range(1, 11)] + [(f, 8, *p8) for f in range(1, 11)]
     make_sequence(gt, "camA", both, both)
-    write_rows(pred / "camA.txt", [(f, 1, *(p7 if f <= 6 else p8)) for f in range(1, 11)]
-               + [(f, 2, *(p8 if f <= 6 else nobody)) for f in range(1, 11)])
+    write_rows(
+        pred / "camA.txt",
+        [(f, 1, *(p7 if f <= 6 else p8)) for f in range(1, 11)]
+        + [(f, 2, *(p8 if f <= 6 else nobody)) for f in range(1, 11)],
+    )
     make_sequence(gt, "camB", [(f, 8, *p8) for f in range(1, 11)], [(f, 8, *p8) for f in range(1, 11)])
     write_rows(pred / "camB.txt", [(f, 5, *p8) for f in range(1, 11)] + [(f, 6, *nobody) for f in range(1, 4)])
     assert true_identities(gt, pred) == {("camA", 1): 7, ("camA", 2): 8, ("camB", 5): 8, ("camB", 6): 9}
@@ -69,7 +74,9 @@ def iou_distance(a, b):
     """1 - IoU for xywh boxes, NaN where IoU < 0.5 (motmetrics' convention for 'no match')."""
     ax0, ay0, ax1, ay1 = a[:, 0:1], a[:, 1:2], a[:, 0:1] + a[:, 2:3], a[:, 1:2] + a[:, 3:4]
     bx0, by0, bx1, by1 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
-    inter = np.clip(np.minimum(ax1, bx1) - np.maximum(ax0, bx0), 0, None) * np.clip(np.minimum(ay1, by1) - np.maximum(ay0, by0), 0, None)
+    inter = np.clip(np.minimum(ax1, bx1) - np.maximum(ax0, bx0), 0, None) * np.clip(
+        np.minimum(ay1, by1) - np.maximum(ay0, by0), 0, None
+    )
     iou = inter / (a[:, 2:3] * a[:, 3:4] + b[:, 2] * b[:, 3] - inter)
     return np.where(iou >= 0.5, 1 - iou, np.nan)
 
@@ -89,7 +96,11 @@ def test_mot17_ground_truth_against_itself_is_perfect(tmp_path):
     result = evaluate(src, pred)
     assert len(result["sequences"]) == 7
     for name, r in result["sequences"].items():
-        assert r["HOTA"] == pytest.approx(100.0) and r["MOTA"] == pytest.approx(100.0) and r["IDF1"] == pytest.approx(100.0), name
+        assert (
+            r["HOTA"] == pytest.approx(100.0)
+            and r["MOTA"] == pytest.approx(100.0)
+            and r["IDF1"] == pytest.approx(100.0)
+        ), name
 
 
 @pytest.mark.realdata

@@ -4,35 +4,50 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO
+
 from core.model_card import read_onnx_metadata
-from export.onnx_export import ExportError, build_graph, export_onnx
 from core.onnx_runner import ort_runner
 from edge.reid.backends import OnnxRuntimeBackend
+from export.onnx_export import ExportError, build_graph, export_onnx
 from export.parity import FP16_MIN_COSINE, FP32_MIN_COSINE, check_backend, person_crops, torch_reference
 from export.tensorrt_engine import BatchProfile
 from trainer.config import ModelConfig
 from trainer.models import build_model, load_checkpoint, save_checkpoint
-
 
 METHOD_OPTIONS = {"saga": {"layer": 3}, "agreid": {"encoder_width": 32, "encoder_layers": 1}}
 
 
 def make_checkpoint(tmp_path, arch="tiny-vit", sie=False, method="baseline"):
     torch.manual_seed(0)
-    cfg = ModelConfig(backbone={"name": arch}, image_size=(64, 32), sie={"enabled": sie}, method={"name": method, method: METHOD_OPTIONS.get(method, {})} if method != "baseline" else {})
+    cfg = ModelConfig(
+        backbone={"name": arch},
+        image_size=(64, 32),
+        sie={"enabled": sie},
+        method={"name": method, method: METHOD_OPTIONS.get(method, {})} if method != "baseline" else {},
+    )
     model = build_model(cfg, num_classes=5, num_cameras=3)
-    with torch.no_grad():  # zero-initialised method layers (MSCSA's restoring convs) would hide the method from the check
+    with (
+        torch.no_grad()
+    ):  # zero-initialised method layers (MSCSA's restoring convs) would hide the method from the check
         for p in model.method.parameters():
             if not p.any():
                 p.normal_(0, 0.05)
     return save_checkpoint(tmp_path / "m.pt", model.eval(), cfg, num_cameras=3)
 
 
-@pytest.fixture(params=[("tiny-vit", False), ("tiny-vit", True), ("tiny-rn", False), ("tiny-vit", False, "agreid"), ("tiny-vit", True, "rganet"),
-                        ("tiny-vit", False, "saga"), ("tiny-rn", False, "mscsa_tgi")],
-                ids=["vit", "vit-sie", "rn", "agreid", "rganet-sie", "saga", "mscsa_tgi"])
+@pytest.fixture(
+    params=[
+        ("tiny-vit", False),
+        ("tiny-vit", True),
+        ("tiny-rn", False),
+        ("tiny-vit", False, "agreid"),
+        ("tiny-vit", True, "rganet"),
+        ("tiny-vit", False, "saga"),
+        ("tiny-rn", False, "mscsa_tgi"),
+    ],
+    ids=["vit", "vit-sie", "rn", "agreid", "rganet-sie", "saga", "mscsa_tgi"],
+)
 def checkpoint(request, tmp_path):
     return make_checkpoint(tmp_path, *request.param)
 
@@ -60,9 +75,20 @@ def test_onnx_parity_dynamic_batch_and_metadata(checkpoint, tmp_path):
         assert reference[1].shape[:2] == reference[2].shape == (12, stored.num_parts)
         assert ((reference[2] >= 0) & (reference[2] <= 1)).all()
     text_side = sum(p.numel() for p in loaded.model.text_encoder.parameters())
-    assert onnx_parameter_count(out) < sum(p.numel() for p in loaded.model.parameters()) - text_side  # no text encoder inside
+    assert (
+        onnx_parameter_count(out) < sum(p.numel() for p in loaded.model.parameters()) - text_side
+    )  # no text encoder inside
     for batch in (1, 5, 12):  # dynamic batch axis
-        report = check_backend(ort_runner(out, ["CPUExecutionProvider"]), reference, stored, images, cameras, "ort", FP32_MIN_COSINE, batch=batch)
+        report = check_backend(
+            ort_runner(out, ["CPUExecutionProvider"]),
+            reference,
+            stored,
+            images,
+            cameras,
+            "ort",
+            FP32_MIN_COSINE,
+            batch=batch,
+        )
         assert report.passed, report
 
 
@@ -106,11 +132,23 @@ def test_bad_inputs_give_clear_errors(tmp_path):
 def test_cli_onnx_and_check(tmp_path):
     checkpoint = make_checkpoint(tmp_path, sie=True)
     out = tmp_path / "cli.onnx"
-    run = lambda *a: subprocess.run([sys.executable, "-m", "export", *a], cwd=REPO, capture_output=True, text=True, timeout=300)  # noqa: E731
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-m", "export", *a], cwd=REPO, capture_output=True, text=True, timeout=300
+    )  # noqa: E731
     proc = run("onnx", "--checkpoint", str(checkpoint), "--out", str(out), "--num-images", "8")
     assert proc.returncode == 0, proc.stderr
     assert "PASS" in proc.stdout and out.is_file()
-    proc = run("check", "--checkpoint", str(checkpoint), "--onnx", str(out), "--num-images", "8", "--json", str(tmp_path / "r.json"))
+    proc = run(
+        "check",
+        "--checkpoint",
+        str(checkpoint),
+        "--onnx",
+        str(out),
+        "--num-images",
+        "8",
+        "--json",
+        str(tmp_path / "r.json"),
+    )
     assert proc.returncode == 0 and "onnxruntime fp32: PASS" in proc.stdout
     proc = run("onnx", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(out))
     assert proc.returncode == 2 and "checkpoint not found" in proc.stderr
@@ -129,7 +167,9 @@ def test_fp16_onnx_keeps_parity_and_halves_the_file(tmp_path, method):
     assert fp16.stat().st_size < 0.6 * fp32.stat().st_size
     images = person_crops(8, 64, 32, seed=3)
     reference = torch_reference(build_graph(load_checkpoint(checkpoint)), images, None)
-    report = check_backend(ort_runner(fp16, ["CPUExecutionProvider"]), reference, meta, images, None, "ort fp16", FP16_MIN_COSINE)
+    report = check_backend(
+        ort_runner(fp16, ["CPUExecutionProvider"]), reference, meta, images, None, "ort fp16", FP16_MIN_COSINE
+    )
     assert report.passed, report
     # the edge backend reads it too (FP16 sessions run without ORT's graph optimiser)
     assert OnnxRuntimeBackend(str(fp16)).embed(images).global_.dtype == np.float32
@@ -138,12 +178,14 @@ def test_fp16_onnx_keeps_parity_and_halves_the_file(tmp_path, method):
 @pytest.mark.trt
 def test_tensorrt_fp16_engine_parity(checkpoint, tmp_path):
     from core.model_card import read_onnx_metadata
-    from export.parity import FP16_MIN_COSINE, feed
     from core.tensorrt_runner import EngineRunner
+    from export.parity import FP16_MIN_COSINE, feed
     from export.tensorrt_engine import build_engine
 
     onnx_path, meta = export_onnx(checkpoint, tmp_path / "m.onnx")
-    engine = build_engine(onnx_path, tmp_path / "m.engine", read_onnx_metadata(onnx_path), fp16=True, batch=BatchProfile(1, 8, 16))
+    engine = build_engine(
+        onnx_path, tmp_path / "m.engine", read_onnx_metadata(onnx_path), fp16=True, batch=BatchProfile(1, 8, 16)
+    )
     images = person_crops(16, 64, 32)
     cameras = np.arange(16) % 3 if meta.camera_input else None
     reference = ort_runner(onnx_path, ["CPUExecutionProvider"])(feed(meta, images, cameras))
@@ -173,17 +215,43 @@ def test_even_head_count_exports_despite_the_fused_attention_fast_path(tmp_path)
     out, meta = export_onnx(ckpt, tmp_path / "m.onnx")
     images = person_crops(4, 64, 32, seed=2)
     reference = torch_reference(build_graph(load_checkpoint(ckpt)), images, None)
-    assert check_backend(ort_runner(out, ["CPUExecutionProvider"]), reference, meta, images, None, "ort", FP32_MIN_COSINE).passed
+    assert check_backend(
+        ort_runner(out, ["CPUExecutionProvider"]), reference, meta, images, None, "ort", FP32_MIN_COSINE
+    ).passed
 
 
 def test_similarity_is_measured_on_a_reid_set_and_stored_in_the_onnx(tmp_path):
     from sim.people import SyntheticSpec, write_synthetic_dataset
 
-    data = write_synthetic_dataset(tmp_path / "data", SyntheticSpec(num_train_ids=4, num_test_ids=6, num_cameras=2, images_per_id_per_camera=6,
-                                                                    height=64, width=32, seed=3), progress=False)
+    data = write_synthetic_dataset(
+        tmp_path / "data",
+        SyntheticSpec(
+            num_train_ids=4, num_test_ids=6, num_cameras=2, images_per_id_per_camera=6, height=64, width=32, seed=3
+        ),
+        progress=False,
+    )
+
     def measure(onnx_path):
-        return subprocess.run([sys.executable, "-m", "export", "similarity", "--onnx", str(onnx_path), "--dataset", "synthetic",
-                               "--root", str(data), "--false-match-rate", "0.05"], capture_output=True, text=True, timeout=300, cwd=REPO)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "export",
+                "similarity",
+                "--onnx",
+                str(onnx_path),
+                "--dataset",
+                "synthetic",
+                "--root",
+                str(data),
+                "--false-match-rate",
+                "0.05",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
+        )
 
     ckpt = make_checkpoint(tmp_path)
     untrained, meta = export_onnx(ckpt, tmp_path / "m.onnx")
@@ -210,8 +278,24 @@ def test_similarity_refuses_a_model_without_metadata(tmp_path, tiny_dataset):
     model = onnx.load(str(export_onnx(make_checkpoint(tmp_path), tmp_path / "m.onnx")[0]))
     del model.metadata_props[:]
     onnx.save(model, str(tmp_path / "bare.onnx"))
-    proc = subprocess.run([sys.executable, "-m", "export", "similarity", "--onnx", str(tmp_path / "bare.onnx"), "--dataset", "synthetic",
-                           "--root", str(tiny_dataset)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "export",
+            "similarity",
+            "--onnx",
+            str(tmp_path / "bare.onnx"),
+            "--dataset",
+            "synthetic",
+            "--root",
+            str(tiny_dataset),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "bare.onnx has no clipreid-edge metadata" in proc.stderr and "set matching.threshold" in proc.stderr
 
@@ -224,8 +308,13 @@ def test_graph_normalises_with_the_mean_and_std_training_used(tmp_path):
 
     imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     cfg = ModelConfig(backbone={"name": "tiny-rn"}, image_size=(64, 32))
-    ckpt = save_checkpoint(tmp_path / "m.pt", build_model(cfg, 3, 1).eval(), cfg, 1,
-                           train_meta={"mean": list(imagenet[0]), "std": list(imagenet[1])})
+    ckpt = save_checkpoint(
+        tmp_path / "m.pt",
+        build_model(cfg, 3, 1).eval(),
+        cfg,
+        1,
+        train_meta={"mean": list(imagenet[0]), "std": list(imagenet[1])},
+    )
     graph = build_graph(load_checkpoint(ckpt))
     crop = person_crops(1, 64, 32)
     ref = test_transform((64, 32), *imagenet)(Image.fromarray(crop[0]))
@@ -248,14 +337,21 @@ def _with_metadata(src, dst, **changes):
     return dst
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"embedding_dim": 999}, "embedding_dim: the metadata says 999, the model returns 320"),
-    ({"num_parts": 4}, "num_parts: the metadata says 4 parts, the model returns no part outputs"),
-    ({"outputs": ["embedding", "part_features", "part_confidence"]}, "outputs: the metadata names ['embedding', 'part_features', 'part_confidence'], the model has ['embedding']"),
-], ids=["embedding_dim", "num_parts", "outputs"])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"embedding_dim": 999}, "embedding_dim: the metadata says 999, the model returns 320"),
+        ({"num_parts": 4}, "num_parts: the metadata says 4 parts, the model returns no part outputs"),
+        (
+            {"outputs": ["embedding", "part_features", "part_confidence"]},
+            "outputs: the metadata names ['embedding', 'part_features', 'part_confidence'], the model has ['embedding']",
+        ),
+    ],
+    ids=["embedding_dim", "num_parts", "outputs"],
+)
 def test_a_model_that_breaks_its_metadata_contract_is_refused_at_load(tmp_path, changes, message):
-    from edge.runtime.config import ReIDConfig
     from edge.reid.backends import ReIDBackendError, build_backend
+    from edge.runtime.config import ReIDConfig
 
     onnx_path, meta = export_onnx(make_checkpoint(tmp_path), tmp_path / "m.onnx")
     assert meta.embedding_dim == 320
@@ -267,8 +363,8 @@ def test_a_model_that_breaks_its_metadata_contract_is_refused_at_load(tmp_path, 
 
 
 def test_part_based_export_states_its_part_width_and_keeps_it(tmp_path):
-    from edge.runtime.config import ReIDConfig
     from edge.reid.backends import build_backend
+    from edge.runtime.config import ReIDConfig
 
     onnx_path, meta = export_onnx(make_checkpoint(tmp_path, "tiny-vit", True, "rganet"), tmp_path / "m.onnx")
     assert meta.num_parts == 4 and meta.part_dim == meta.embedding_dim - 128

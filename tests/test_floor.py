@@ -1,18 +1,19 @@
 """The floor: the world's exact homographies, the calibration helper's known answer and its errors,
 the top-down map of a run, and the readable event lines of ``edge.listen``."""
+
 import subprocess
 import sys
 
 import cv2
 import numpy as np
 import yaml
-
 from conftest import REPO
-from edge.listen import describe
+
 from edge.identity.topology import Transition
-from sim.writers import corridor_transitions, floor_calibration
+from edge.listen import describe
 from sim.render import CameraRenderer
 from sim.scene import World, resolve_scene
+from sim.writers import corridor_transitions, floor_calibration
 
 
 def test_world_homographies_put_ground_truth_feet_where_the_people_stand():
@@ -33,26 +34,45 @@ def test_world_corridor_doors_hold_the_people_who_walk_the_corridor(tmp_path):
     """The demo's doors: a foot at the corridor side of an area is in its cameras' door, a foot in
     the middle of the area or at its far side is not; the calibration export writes them."""
     world = World(resolve_scene("demo"))
-    doors = {(t["from"], t["to"]): Transition.build(t["min_s"], t["max_s"], t["exit"], t["entry"]) for t in corridor_transitions(world)}
+    doors = {
+        (t["from"], t["to"]): Transition.build(t["min_s"], t["max_s"], t["exit"], t["entry"])
+        for t in corridor_transitions(world)
+    }
     assert sorted(doors) == [("cam1", "cam3"), ("cam2", "cam3"), ("cam3", "cam1"), ("cam3", "cam2")]
     cams = {c.spec.name: c for c in world.cameras}
     feet = lambda cam, xy: cams[cam].project(np.array([xy]))[0]  # noqa: E731
-    door = {"cam1": (11.5, 4.0), "cam2": (11.5, 6.0), "cam3": (20.5, 4.0)}  # floor points on each camera's corridor side
+    door = {
+        "cam1": (11.5, 4.0),
+        "cam2": (11.5, 6.0),
+        "cam3": (20.5, 4.0),
+    }  # floor points on each camera's corridor side
     away = {"cam1": (4.0, 4.0), "cam2": (5.0, 6.0), "cam3": (29.0, 4.0)}
     for (src, dst), t in doors.items():
         assert t.through_doors(feet(src, door[src]), feet(dst, door[dst]))
         assert not t.through_doors(feet(src, away[src]), feet(dst, door[dst]))
         assert not t.through_doors(feet(src, door[src]), feet(dst, away[dst]))
-    proc = subprocess.run([sys.executable, "-m", "sim", "calibration", "--scene", "demo", "--out", str(tmp_path / "site.yaml")],
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sim", "calibration", "--scene", "demo", "--out", str(tmp_path / "site.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr
     site = yaml.safe_load((tmp_path / "site.yaml").read_text())
-    assert site["matching"]["transitions"] == corridor_transitions(world) and set(site["calibration"]) == {"cam1", "cam2", "cam3"}
+    assert site["matching"]["transitions"] == corridor_transitions(world) and set(site["calibration"]) == {
+        "cam1",
+        "cam2",
+        "cam3",
+    }
 
 
 def write_cams(tmp_path, calibration):
-    cfg = {"cameras": [{"id": "cam1", "source": "synthetic://tiny?camera=cam1"}],
-           "detector": {"weights": str(REPO / "edge" / "demo_models" / "detector.pt")}, "calibration": calibration}
+    cfg = {
+        "cameras": [{"id": "cam1", "source": "synthetic://tiny?camera=cam1"}],
+        "detector": {"weights": str(REPO / "edge" / "demo_models" / "detector.pt")},
+        "calibration": calibration,
+    }
     path = tmp_path / "cams.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -64,8 +84,13 @@ def test_calibrate_solves_point_pairs_to_the_exact_homography_and_draws_the_grid
     image = world.cameras[0].project(floor)  # where a person would click those floor marks
     cams = write_cams(tmp_path, {"cam1": {"image_points": image.round(3).tolist(), "floor_points": floor.tolist()}})
     out = tmp_path / "grid.png"
-    proc = subprocess.run([sys.executable, "-m", "edge.calibrate", "--cameras", str(cams), "--camera", "cam1", "--out", str(out)],
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge.calibrate", "--cameras", str(cams), "--camera", "cam1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr
     printed = yaml.safe_load(proc.stdout)["calibration"]["cam1"]["homography"]
     exact = np.array(floor_calibration(world)["cam1"]["homography"])
@@ -76,14 +101,39 @@ def test_calibrate_solves_point_pairs_to_the_exact_homography_and_draws_the_grid
 
 def test_calibrate_reports_a_bad_calibration_in_one_line(tmp_path):
     cams = write_cams(tmp_path, {"cam1": {"homography": [[1, 2, 3], [2, 4, 6], [0, 0, 1]]}})
-    proc = subprocess.run([sys.executable, "-m", "edge.calibrate", "--cameras", str(cams), "--camera", "cam1", "--out", str(tmp_path / "x.png")],
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge.calibrate",
+            "--cameras",
+            str(cams),
+            "--camera",
+            "cam1",
+            "--out",
+            str(tmp_path / "x.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "calibration.cam1.homography: homography is not invertible" in proc.stderr
 
 
 def test_listen_describes_revisions_in_words():
-    assert describe("identity/3", {"event": "merged", "global_id": 3, "from": 7, "into": 3, "cameras": ["cam1", "cam3"], "seq": 5}) \
+    assert (
+        describe(
+            "identity/3",
+            {"event": "merged", "global_id": 3, "from": 7, "into": 3, "cameras": ["cam1", "cam3"], "seq": 5},
+        )
         == "#5 identity 7 merged into 3 (seen in cam1, cam3)"
-    assert describe("identity/4", {"event": "reassigned", "global_id": 4, "from": 2, "into": 4, "camera": "cam2", "local_id": 12, "seq": 6}) \
+    )
+    assert (
+        describe(
+            "identity/4",
+            {"event": "reassigned", "global_id": 4, "from": 2, "into": 4, "camera": "cam2", "local_id": 12, "seq": 6},
+        )
         == "#6 cam2/12 moved from identity 2 to 4"
+    )

@@ -1,4 +1,5 @@
 """The compute governor and optical-flow coasting: cadence, adaptation and carried boxes with known answers."""
+
 from __future__ import annotations
 
 import cv2
@@ -15,15 +16,23 @@ def test_a_fixed_cadence_detects_every_kth_frame_of_each_camera():
     assert [g.detect_now("a") for _ in range(7)] == [True, False, False, True, False, False, True]
     assert g.detect_now("b")  # cameras count their own frames
     assert not g.adapt({"a": 0.2, "b": 0.2}, busy=1.0, now=100.0)  # a fixed k never moves
-    assert [every_nth(k) for k in (1, 2, 3, 4, 11, 22)] == ["every frame", "every 2nd frame", "every 3rd frame", "every 4th frame",
-                                                            "every 11th frame", "every 22nd frame"]
+    assert [every_nth(k) for k in (1, 2, 3, 4, 11, 22)] == [
+        "every frame",
+        "every 2nd frame",
+        "every 3rd frame",
+        "every 4th frame",
+        "every 11th frame",
+        "every 22nd frame",
+    ]
 
 
 def test_auto_raises_k_for_a_camera_below_its_rate_up_to_the_limit():
     g = Governor(["a", "b"], detect_every="auto", max_detect_every=3, adapt_every_s=2.0, clock=lambda: 0.0)
     assert g.every == {"a": 1, "b": 1}
     lines = g.adapt({"a": 0.6, "b": 1.0}, busy=1.0, now=2.0)
-    assert g.every == {"a": 2, "b": 1} and lines == ["a: detector on every 2nd frame, boxes carried between by optical flow (processed at 60% of its rate)"]
+    assert g.every == {"a": 2, "b": 1} and lines == [
+        "a: detector on every 2nd frame, boxes carried between by optical flow (processed at 60% of its rate)"
+    ]
     assert g.adapt({"a": 0.6}, busy=1.0, now=3.0) == []  # within the period: the last change is still being measured
     g.adapt({"a": 0.6}, busy=1.0, now=4.0)
     g.adapt({"a": 0.6}, busy=1.0, now=6.0)
@@ -88,14 +97,21 @@ def test_flow_scales_a_growing_box_and_gives_up_on_a_vanished_one():
 def test_a_lockstep_run_detecting_every_third_frame_still_tracks_every_frame(tmp_path):
     """The detector sees a third of the frames; the tracks and the MOT rows cover all of them."""
     from conftest import demo_camera_file
+
     from edge.runtime.config import load_edge_config
     from edge.runtime.pipeline import EdgePipeline, run_pipeline
 
-    demo_camera_file(tmp_path, "{id: cam1, source: 'synthetic://demo?camera=cam1&seed=5', realtime: false}", "conf: 0.4",
-                     f"publisher: {{enabled: false}}\noutputs: {{mot_dir: {tmp_path / 'mot'}}}\nrun: {{max_frames: 90}}\n")
+    demo_camera_file(
+        tmp_path,
+        "{id: cam1, source: 'synthetic://demo?camera=cam1&seed=5', realtime: false}",
+        "conf: 0.4",
+        f"publisher: {{enabled: false}}\noutputs: {{mot_dir: {tmp_path / 'mot'}}}\nrun: {{max_frames: 90}}\n",
+    )
     rows = {}
     for every in (1, 3):
-        cfg = load_edge_config(tmp_path / "cams.yaml", [f"governor.detect_every={every}", f"outputs.mot_dir={tmp_path / f'mot{every}'}"])
+        cfg = load_edge_config(
+            tmp_path / "cams.yaml", [f"governor.detect_every={every}", f"outputs.mot_dir={tmp_path / f'mot{every}'}"]
+        )
         pipeline = EdgePipeline(cfg)
         calls = []
         detect = pipeline.detector
@@ -117,15 +133,25 @@ def test_under_a_quota_the_process_cpu_not_the_idle_looking_loop_says_how_busy_t
     g.every["a"] = 3
     for _ in range(50):
         g.observe(frames=3, detected=1, step_s=0.09, detect_s=0.06)
-    live = LiveControl(g, RateWatch({"a": 10.0}, window_s=5.0, clock=lambda: now[0]), cpus=0.6,
-                       clock=lambda: now[0], cpu_clock=lambda: cpu[0])
+    live = LiveControl(
+        g,
+        RateWatch({"a": 10.0}, window_s=5.0, clock=lambda: now[0]),
+        cpus=0.6,
+        clock=lambda: now[0],
+        cpu_clock=lambda: cpu[0],
+    )
     while now[0] < 12.0:  # every delivered frame processed: the camera keeps its rate
         live.step(["a"], busy_s=0.03)
         now[0] += 0.1
         cpu[0] += 0.055
     assert g.every["a"] == 3 and g.changes == []
-    free = LiveControl(g, RateWatch({"a": 10.0}, window_s=5.0, clock=lambda: now[0]), cpus=2.0,
-                       clock=lambda: now[0], cpu_clock=lambda: cpu[0])
+    free = LiveControl(
+        g,
+        RateWatch({"a": 10.0}, window_s=5.0, clock=lambda: now[0]),
+        cpus=2.0,
+        clock=lambda: now[0],
+        cpu_clock=lambda: cpu[0],
+    )
     while now[0] < 24.0:  # the same use on 2 CPUs: 28 % busy, room to detect more often
         free.step(["a"], busy_s=0.03)
         now[0] += 0.1

@@ -1,16 +1,24 @@
 """The identity engine's rules, each with a known answer: appearance + Hungarian, continuity inside a
 camera, the floor (same place / two people / walking speed), revisions (merge, reassign), finality,
 expiry, the threshold that comes with the model, and calibration errors."""
+
 import numpy as np
 import pytest
 
-from edge.runtime.config import MatchingConfig
-from edge.identity import (CalibrationError, EngineSettings, FloorRules, FloorTrack, IdentityEngine, TrackletSummary,
-                           floor_evidence)
+from core.embeddings import Embeddings
+from edge.identity import (
+    CalibrationError,
+    EngineSettings,
+    FloorRules,
+    FloorTrack,
+    IdentityEngine,
+    TrackletSummary,
+    floor_evidence,
+)
 from edge.identity.engine import FORBIDDEN, cluster_offline, settings_from_config
 from edge.identity.geometry import check_matrix, solve_homography
 from edge.identity.topology import Transition
-from core.embeddings import Embeddings
+from edge.runtime.config import MatchingConfig
 
 
 def unit(*v):
@@ -25,15 +33,28 @@ def with_cos(base, cos, other_axis=1):
     return v
 
 
-def summary(cam, local, vec, first, last, box=(100, 100, 140, 200), end_box=None, floor=None, ended=False, n=3, weight=3.0):
+def summary(
+    cam, local, vec, first, last, box=(100, 100, 140, 200), end_box=None, floor=None, ended=False, n=3, weight=3.0
+):
     emb = None if vec is None else Embeddings(np.asarray(vec, np.float32)[None])
     track = None
     if floor is not None:  # floor: list of (t, x, y)
         track = FloorTrack()
         for t, x, y in floor:
             track.add(t, np.array([x, y]))
-    return TrackletSummary(cam, local, first, last, emb, n, weight, np.array(box, float),
-                           np.array(end_box if end_box is not None else box, float), track, ended)
+    return TrackletSummary(
+        cam,
+        local,
+        first,
+        last,
+        emb,
+        n,
+        weight,
+        np.array(box, float),
+        np.array(end_box if end_box is not None else box, float),
+        track,
+        ended,
+    )
 
 
 def engine(**kw):
@@ -66,7 +87,9 @@ def test_tracker_break_relinks_to_the_same_person_not_to_a_look_alike():
     new_vec = unit(0.82, 0, 0.86)
     for box, expected in (((110, 100, 150, 200), ("cam1", 1)), ((500, 100, 540, 200), ("cam2", 1))):
         e = engine(threshold=0.6)
-        e.update([summary("cam1", 1, unit(1), 0, 5, box=(100, 100, 140, 200)), summary("cam2", 1, unit(0, 0, 1), 0, 5)], 5.0)
+        e.update(
+            [summary("cam1", 1, unit(1), 0, 5, box=(100, 100, 140, 200)), summary("cam2", 1, unit(0, 0, 1), 0, 5)], 5.0
+        )
         out = e.update([summary("cam1", 2, new_vec, 6, 7, box=box)], 7.0)
         assert out[0].kind == "assigned" and out[0].global_id == e.global_id(expected)
 
@@ -105,10 +128,21 @@ def test_appearance_veto_overrides_floor_and_continuity():
     walk = [(t / 10, 5 + t / 10, 3.0) for t in range(60)]  # 0 .. 5.9 s, seen by cam2 throughout
     for veto, cos, expected in ((None, 0.55, "assigned"), (2.0, 0.55, "new"), (2.0, 0.65, "assigned")):
         e = engine(floor_weight=2.0, appearance_veto=veto)
-        e.update([summary("cam1", 1, unit(1), 0, 2.9, floor=walk[:30]), summary("cam2", 1, unit(1), 0, 2.9, floor=walk[:30])], 2.9)
+        e.update(
+            [
+                summary("cam1", 1, unit(1), 0, 2.9, floor=walk[:30]),
+                summary("cam2", 1, unit(1), 0, 2.9, floor=walk[:30]),
+            ],
+            2.9,
+        )
         # cam1's track breaks at 2.9 s; the new cam1 track goes on where cam2 still sees the person
-        out = e.update([summary("cam1", 2, with_cos(unit(1), cos), 3.0, 5.9, box=(105, 100, 145, 200), floor=walk[30:]),
-                        summary("cam2", 1, unit(1), 0, 5.9, floor=walk)], 5.9)
+        out = e.update(
+            [
+                summary("cam1", 2, with_cos(unit(1), cos), 3.0, 5.9, box=(105, 100, 145, 200), floor=walk[30:]),
+                summary("cam2", 1, unit(1), 0, 5.9, floor=walk),
+            ],
+            5.9,
+        )
         out = [d for d in out if d.key == ("cam1", 2)]
         assert out[0].kind == expected, (veto, cos, kinds(out))
 
@@ -148,8 +182,13 @@ def test_two_identities_of_one_person_are_merged_when_evidence_grows():
     out = e.update([summary("cam3", 1, unit(1, -0.5), 20, 25)], 25.0)  # cos 0.6 with the first: new
     assert out[0].kind == "new" and out[0].global_id == 2
     # more evidence: both appearances converge on the same person
-    out = e.update([summary("cam1", 1, unit(1, 0.05), 0, 5, ended=True, weight=30),
-                    summary("cam3", 1, unit(1, -0.05), 20, 27, weight=30)], 27.0)
+    out = e.update(
+        [
+            summary("cam1", 1, unit(1, 0.05), 0, 5, ended=True, weight=30),
+            summary("cam3", 1, unit(1, -0.05), 20, 27, weight=30),
+        ],
+        27.0,
+    )
     assert ("merged", None, 1, 2) in kinds(out)
     assert e.global_id(("cam1", 1)) == e.global_id(("cam3", 1)) == 1 and 2 not in e.identities
 
@@ -161,8 +200,13 @@ def test_the_end_of_a_run_revises_once_more_before_everything_is_final():
         e = engine(threshold=0.9, merge_margin=0.5, revise_every_s=10.0)
         e.update([summary("cam1", 1, unit(1, 0.5), 0, 5, ended=True)], 5.0)
         e.update([summary("cam3", 1, unit(1, -0.5), 20, 25)], 25.0)
-        out = e.update([summary("cam1", 1, unit(1, 0.05), 0, 5, ended=True, weight=30),
-                        summary("cam3", 1, unit(1, -0.05), 20, 27, weight=30, ended=True)], 27.0)
+        out = e.update(
+            [
+                summary("cam1", 1, unit(1, 0.05), 0, 5, ended=True, weight=30),
+                summary("cam3", 1, unit(1, -0.05), 20, 27, weight=30, ended=True),
+            ],
+            27.0,
+        )
         assert "merged" not in [d.kind for d in out]
         last = e.flush(now)
         assert (("merged", None, 1, 2) in kinds(last)) is merged
@@ -176,8 +220,14 @@ def test_overlapping_views_waiting_together_both_join_the_known_person():
     still joins it (not a new identity), while a stranger in that round founds one."""
     e = engine(threshold=0.8)
     e.update([summary("cam3", 1, unit(1), 0, 5, ended=True)], 5.0)
-    out = e.update([summary("cam1", 1, unit(1, 0.1), 20, 22), summary("cam2", 1, unit(1, 0.15), 20, 22),
-                    summary("cam1", 2, unit(0, 0, 1), 20, 22, box=(400, 100, 440, 200))], 22.0)
+    out = e.update(
+        [
+            summary("cam1", 1, unit(1, 0.1), 20, 22),
+            summary("cam2", 1, unit(1, 0.15), 20, 22),
+            summary("cam1", 2, unit(0, 0, 1), 20, 22, box=(400, 100, 440, 200)),
+        ],
+        22.0,
+    )
     assert e.global_id(("cam1", 1)) == e.global_id(("cam2", 1)) == 1
     assert e.global_id(("cam1", 2)) == 2 and sorted(d.kind for d in out) == ["assigned", "assigned", "new"]
 
@@ -229,14 +279,16 @@ def test_the_revision_pass_scores_only_identities_within_reach():
 
     def vec(*head):
         v = np.zeros(dim, np.float32)
-        v[:len(head)] = head
+        v[: len(head)] = head
         return v / np.linalg.norm(v)
 
     e = engine(threshold=0.8, reassign_margin=1.0)
     crowd = rng.normal(size=(300, dim)).astype(np.float32)
     crowd[:, :3] = 0  # strangers: nowhere near persons 1 and 2
     e.update([summary("cam4", 100 + i, v / np.linalg.norm(v), 0, 1, ended=True) for i, v in enumerate(crowd)], 1.0)
-    e.update([summary("cam1", 1, vec(1), 0, 10), summary("cam1", 2, vec(0.6, 0.8), 0, 10, box=(400, 100, 440, 200))], 10.0)
+    e.update(
+        [summary("cam1", 1, vec(1), 0, 10), summary("cam1", 2, vec(0.6, 0.8), 0, 10, box=(400, 100, 440, 200))], 10.0
+    )
     e.update([summary("cam2", 7, vec(1, 0.2), 11, 12)], 12.0)
     person1, person2 = e.global_id(("cam1", 1)), e.global_id(("cam1", 2))
     assert e.global_id(("cam2", 7)) == person1
@@ -280,8 +332,11 @@ def test_gallery_bound_forgets_the_longest_unseen_first():
 
 
 def test_offline_clustering_joins_what_online_split():
-    a = [summary("cam1", 1, unit(1, 0.3), 0, 5, ended=True), summary("cam3", 1, unit(1, -0.3), 20, 25, ended=True),
-         summary("cam1", 2, unit(0, 0, 1), 0, 5, ended=True)]
+    a = [
+        summary("cam1", 1, unit(1, 0.3), 0, 5, ended=True),
+        summary("cam3", 1, unit(1, -0.3), 20, 25, ended=True),
+        summary("cam1", 2, unit(0, 0, 1), 0, 5, ended=True),
+    ]
     ids = cluster_offline(a, EngineSettings(threshold=0.9, scale=0.1, merge_margin=-2.0))
     assert ids[("cam1", 1)] == ids[("cam3", 1)] != ids[("cam1", 2)]
 
@@ -315,11 +370,22 @@ def test_homography_from_point_pairs_recovers_the_true_one():
     assert np.allclose(h.to_floor(img), floor) and np.allclose(h.to_image(floor), img)
 
 
-@pytest.mark.parametrize("img, floor, message", [
-    ([[0, 0], [1, 0], [0, 1]], [[0, 0], [1, 0], [0, 1]], "calibration.cam1: a homography needs at least 4 image/floor point pairs, got 3"),
-    ([[0, 0], [1, 1], [2, 2], [3, 3]], [[0, 0], [1, 0], [0, 1], [1, 1]], "calibration.cam1: image_points are collinear"),
-    ([[0, 0], [1, 0], [0, 1], [1, 1]], [[0, 0], [1, 0]], "calibration.cam1: 4 image points but 2 floor points"),
-])
+@pytest.mark.parametrize(
+    "img, floor, message",
+    [
+        (
+            [[0, 0], [1, 0], [0, 1]],
+            [[0, 0], [1, 0], [0, 1]],
+            "calibration.cam1: a homography needs at least 4 image/floor point pairs, got 3",
+        ),
+        (
+            [[0, 0], [1, 1], [2, 2], [3, 3]],
+            [[0, 0], [1, 0], [0, 1], [1, 1]],
+            "calibration.cam1: image_points are collinear",
+        ),
+        ([[0, 0], [1, 0], [0, 1], [1, 1]], [[0, 0], [1, 0]], "calibration.cam1: 4 image points but 2 floor points"),
+    ],
+)
 def test_bad_point_pairs_are_one_clear_error(img, floor, message):
     with pytest.raises(CalibrationError, match=message.replace(".", r"\.")):
         solve_homography(img, floor, "calibration.cam1")
@@ -354,14 +420,20 @@ def test_cameras_a_transition_apart_never_see_one_identity_at_once():
 
 
 # cam1's door to the corridor is its right edge (x > 500); cam3's door in is its left edge (x < 100)
-DOORS = Transition.build(2.0, 30.0, exit=[[500, 0], [640, 0], [640, 360], [500, 360]], entry=[[0, 0], [100, 0], [100, 360], [0, 360]])
+DOORS = Transition.build(
+    2.0, 30.0, exit=[[500, 0], [640, 0], [640, 360], [500, 360]], entry=[[0, 0], [100, 0], [100, 360], [0, 360]]
+)
 
 
-@pytest.mark.parametrize("left_box, came_box, expected", [
-    ((540, 100, 580, 200), (20, 100, 60, 200), "assigned"),    # out through the door, in through the other
-    ((240, 100, 280, 200), (20, 100, 60, 200), "new"),         # last seen in the middle of cam1: left another way
-    ((540, 100, 580, 200), (300, 100, 340, 200), "new"),       # starts in the middle of cam3: not an arrival
-], ids=["through-the-doors", "left-elsewhere", "not-at-the-entry"])
+@pytest.mark.parametrize(
+    "left_box, came_box, expected",
+    [
+        ((540, 100, 580, 200), (20, 100, 60, 200), "assigned"),  # out through the door, in through the other
+        ((240, 100, 280, 200), (20, 100, 60, 200), "new"),  # last seen in the middle of cam1: left another way
+        ((540, 100, 580, 200), (300, 100, 340, 200), "new"),  # starts in the middle of cam3: not an arrival
+    ],
+    ids=["through-the-doors", "left-elsewhere", "not-at-the-entry"],
+)
 def test_transition_doors_are_evidence_for_and_against(left_box, came_box, expected):
     """Appearance alone is +0.5 (cos 0.85, threshold 0.8, scale 0.1): through the doors +1 more,
     not through them -1, so the same look is a match or a new person; no doors: +1 (the window)."""
@@ -369,15 +441,22 @@ def test_transition_doors_are_evidence_for_and_against(left_box, came_box, expec
     e.update([summary("cam1", 1, unit(1), 0, 1, box=(300, 100, 340, 200), end_box=left_box, ended=True)], 1.0)
     out = e.update([summary("cam3", 1, with_cos(unit(1), 0.85), 6, 7, box=came_box)], 7.0)
     assert out[0].kind == expected
-    assert e.score(e.records[("cam3", 1)], e.identities[1], exclude_self=True) == pytest.approx(0.5 + (1.0 if expected == "assigned" else -1.0))
+    assert e.score(e.records[("cam3", 1)], e.identities[1], exclude_self=True) == pytest.approx(
+        0.5 + (1.0 if expected == "assigned" else -1.0)
+    )
 
 
 def test_doors_prefer_the_look_alike_who_walked_the_corridor():
     """Two look-alikes were in cam1; the one who looks a bit more like the arrival left by the
     street side, the other through the corridor door: the arrival is the second one."""
     e = engine(threshold=0.6, transitions={("cam1", "cam3"): DOORS})
-    e.update([summary("cam1", 1, unit(1), 0, 4, end_box=(100, 100, 140, 200), ended=True),
-              summary("cam1", 2, unit(1, 0.3), 0, 4, box=(200, 100, 240, 200), end_box=(560, 100, 600, 200), ended=True)], 4.0)
+    e.update(
+        [
+            summary("cam1", 1, unit(1), 0, 4, end_box=(100, 100, 140, 200), ended=True),
+            summary("cam1", 2, unit(1, 0.3), 0, 4, box=(200, 100, 240, 200), end_box=(560, 100, 600, 200), ended=True),
+        ],
+        4.0,
+    )
     out = e.update([summary("cam3", 1, unit(1, 0.05), 9, 10, box=(30, 100, 70, 200))], 10.0)
     assert kinds(out) == [("assigned", ("cam3", 1), e.global_id(("cam1", 2)), None)]
 
@@ -393,10 +472,20 @@ def test_doors_survive_the_identity_going_final():
 
 def test_person_appearing_in_two_cameras_at_once_gets_one_identity():
     e = engine()
-    out = e.update([summary("cam1", 1, unit(1, 0.1), 0, 1), summary("cam2", 1, unit(1, 0, 0.1), 0, 1),
-                    summary("cam2", 2, unit(0, 0, 0, 1), 0, 1)], 1.0)
+    out = e.update(
+        [
+            summary("cam1", 1, unit(1, 0.1), 0, 1),
+            summary("cam2", 1, unit(1, 0, 0.1), 0, 1),
+            summary("cam2", 2, unit(0, 0, 0, 1), 0, 1),
+        ],
+        1.0,
+    )
     ids = {d.key: d.global_id for d in out}
-    assert ids[("cam1", 1)] == ids[("cam2", 1)] != ids[("cam2", 2)] and sorted(d.kind for d in out) == ["assigned", "new", "new"]
+    assert ids[("cam1", 1)] == ids[("cam2", 1)] != ids[("cam2", 2)] and sorted(d.kind for d in out) == [
+        "assigned",
+        "new",
+        "new",
+    ]
 
 
 def test_a_short_swapped_fragment_does_not_keep_its_person_out_and_is_moved_out_itself():
@@ -413,7 +502,10 @@ def test_a_short_swapped_fragment_does_not_keep_its_person_out_and_is_moved_out_
     # the other way round, the strong tracklet forbids the weak one as before
     e = engine()
     e.update([summary("cam1", 1, unit(1), 0, 9, weight=6.0)], 9.0)
-    assert e.update([summary("cam1", 2, unit(1), 5, 6, box=(300, 100, 340, 200), ended=True, weight=1.0)], 10.0)[0].kind == "new"
+    assert (
+        e.update([summary("cam1", 2, unit(1), 5, 6, box=(300, 100, 340, 200), ended=True, weight=1.0)], 10.0)[0].kind
+        == "new"
+    )
 
 
 def test_a_tracker_hand_over_overlapping_by_a_frame_still_continues():
@@ -469,7 +561,12 @@ def test_gallery_swap_stats_follow_the_frames_in_market_names():
 
     w = with_cos(unit(1), 0.9, other_axis=2)
     emb = Embeddings(np.stack([w, unit(1), unit(1), unit(1)]))
-    paths = ["g/0001_c1s1_000040_00.jpg", "g/0001_c1s1_000010_00.jpg", "g/0001_c1s1_000020_00.jpg", "g/0001_c1s1_000030_00.jpg"]
+    paths = [
+        "g/0001_c1s1_000040_00.jpg",
+        "g/0001_c1s1_000010_00.jpg",
+        "g/0001_c1s1_000020_00.jpg",
+        "g/0001_c1s1_000030_00.jpg",
+    ]
     s = gallery_swap_stats(emb, np.zeros(4, int), np.zeros(4, int), paths)
     assert s["swap_below"] == pytest.approx(0.9, abs=1e-4) and s["split"] == "gallery tracks, frame order"
     s = gallery_swap_stats(emb, np.zeros(4, int), np.zeros(4, int), ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
@@ -483,7 +580,12 @@ def test_a_person_reclaims_the_identity_a_look_alike_took_while_they_walked_the_
     same time as Q's, is forbidden there and founds a new identity. Once P's tracklet shows it
     fits P's identity far better than Q's did, Q's tracklet leaves and P gets their identity back.
     (P's cam1 tracklet is final by then: it cannot simply move to P's new identity.)"""
-    e = engine(threshold=0.8, revise_every_s=1.0, revision_window_s=5.0, transitions={("cam1", "cam3"): Transition.build(2, 30)})
+    e = engine(
+        threshold=0.8,
+        revise_every_s=1.0,
+        revision_window_s=5.0,
+        transitions={("cam1", "cam3"): Transition.build(2, 30)},
+    )
     e.update([summary("cam1", 1, unit(1), 0, 10, ended=True)], 10.0)
     q = with_cos(unit(1), 0.88, other_axis=2)
     e.update([summary("cam3", 1, q, 14, 16)], 16.0)
@@ -497,7 +599,12 @@ def test_a_person_reclaims_the_identity_a_look_alike_took_while_they_walked_the_
 def test_a_look_alike_who_fits_worse_does_not_take_the_identity_back():
     """The other way round: the identity's cam3 tracklet is the person (e0); the newcomer seen at
     the same time is the look-alike. Nothing moves."""
-    e = engine(threshold=0.8, revise_every_s=1.0, revision_window_s=5.0, transitions={("cam1", "cam3"): Transition.build(2, 30)})
+    e = engine(
+        threshold=0.8,
+        revise_every_s=1.0,
+        revision_window_s=5.0,
+        transitions={("cam1", "cam3"): Transition.build(2, 30)},
+    )
     e.update([summary("cam1", 1, unit(1), 0, 10, ended=True)], 10.0)
     e.update([summary("cam3", 1, unit(1, 0.05), 14, 16)], 16.0)
     e.update([summary("cam3", 2, with_cos(unit(1), 0.88, other_axis=2), 15, 18, box=(400, 100, 440, 200))], 18.0)

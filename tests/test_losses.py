@@ -1,4 +1,5 @@
 """Loss formulas against values computed by hand (CLIP-ReID stage 1 and 2, AG-ReID Eqs. 8 / 14)."""
+
 from __future__ import annotations
 
 import math
@@ -6,9 +7,9 @@ import math
 import pytest
 import torch
 
-from trainer.models import build_model  # noqa: F401  (imports the model before a method module)
 from trainer.losses import batch_hard_triplet, image_to_text_ce, supcon
 from trainer.methods.agreid import attribute_alignment
+from trainer.models import build_model  # noqa: F401  (imports the model before a method module)
 
 
 def test_supcon_against_hand_computed_value():
@@ -27,7 +28,9 @@ def test_supcon_text_to_image_direction_averages_over_all_images_of_the_identity
     # logits (scale 1): [1, 0, 1/sqrt(2)]; the text's positives are images 0 and 2
     lse = math.log(math.e + 1 + math.exp(2**-0.5))
     expected = -((1 - lse) + (2**-0.5 - lse)) / 2
-    assert supcon(texts, images, torch.tensor([4]), torch.tensor([4, 7, 4]), 1.0).item() == pytest.approx(expected, rel=1e-6)
+    assert supcon(texts, images, torch.tensor([4]), torch.tensor([4, 7, 4]), 1.0).item() == pytest.approx(
+        expected, rel=1e-6
+    )
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
@@ -67,8 +70,12 @@ def test_raw_triplet_rewards_collapsing_features_the_centered_one_does_not():
     offset = 10 * torch.randn(16, generator=g)
     raw = [batch_hard_triplet(offset + s * z, pids, 0.3).item() for s in (1.0, 0.1, 0.01)]
     assert raw[0] > 1.0  # every anchor's hardest positive is farther than its hardest negative
-    assert raw[1:] == pytest.approx([0.3 + 0.1 * (raw[0] - 0.3), 0.3 + 0.01 * (raw[0] - 0.3)], abs=1e-3)  # margin + spread * const
-    centered = [batch_hard_triplet(c + s * z, pids, 0.3, centered=True).item() for c in (0, offset) for s in (1.0, 0.1, 0.01)]
+    assert raw[1:] == pytest.approx(
+        [0.3 + 0.1 * (raw[0] - 0.3), 0.3 + 0.01 * (raw[0] - 0.3)], abs=1e-3
+    )  # margin + spread * const
+    centered = [
+        batch_hard_triplet(c + s * z, pids, 0.3, centered=True).item() for c in (0, offset) for s in (1.0, 0.1, 0.01)
+    ]
     assert centered == pytest.approx([centered[0]] * 6, rel=1e-3) and centered[0] > 0.5
 
 
@@ -91,8 +98,13 @@ def test_stage1_attribute_alignment_trains_the_pseudo_labels():
     from trainer.config import ModelConfig
 
     torch.manual_seed(0)
-    cfg = ModelConfig.model_validate({"backbone": {"name": "tiny-vit"}, "image_size": [64, 32],
-                                      "method": {"name": "agreid", "agreid": {"encoder_width": 32, "encoder_layers": 1}}})
+    cfg = ModelConfig.model_validate(
+        {
+            "backbone": {"name": "tiny-vit"},
+            "image_size": [64, 32],
+            "method": {"name": "agreid", "agreid": {"encoder_width": 32, "encoder_layers": 1}},
+        }
+    )
     model = build_model(cfg, num_classes=4, num_cameras=2)
     labels = torch.tensor([0, 2])
     terms = model.method.stage1_losses(model, torch.randn(2, model.image_encoder.proj_dim), labels)

@@ -2,6 +2,7 @@
 is one ``error:`` line naming the file, Ultralytics and FAISS print nothing of their own (no
 settings banner, no pip "AutoUpdate", no loader tracebacks), ``edge.listen`` says what it waits
 for, and the hub's ``stats`` events read as the hub's stats."""
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 from test_site import HubProcess, free_port
 
@@ -32,11 +32,23 @@ def clean_env(tmp_path: Path) -> dict:
 
 
 def edge_run(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
-    args = ["-m", "edge.run", "--cameras", str(DEMO_CAMS), "run.max_frames=2", f"publisher.endpoint=tcp://127.0.0.1:{free_port()}", *overrides]
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=clean_env(tmp_path), capture_output=True, text=True, timeout=180)
+    args = [
+        "-m",
+        "edge.run",
+        "--cameras",
+        str(DEMO_CAMS),
+        "run.max_frames=2",
+        f"publisher.endpoint=tcp://127.0.0.1:{free_port()}",
+        *overrides,
+    ]
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=clean_env(tmp_path), capture_output=True, text=True, timeout=180
+    )
 
 
-@pytest.mark.parametrize("suffix, what", [(".pt", "is not a loadable checkpoint"), (".onnx", "is not a loadable ONNX model")])
+@pytest.mark.parametrize(
+    "suffix, what", [(".pt", "is not a loadable checkpoint"), (".onnx", "is not a loadable ONNX model")]
+)
 def test_a_corrupt_detector_file_is_one_line(tmp_path, suffix, what):
     """Ultralytics raises a TypeError with a second line recommending its own CLI (an .onnx only
     at the first frame): the runtime refuses the file at start in one line naming it."""
@@ -56,21 +68,36 @@ def test_a_missing_openvino_names_the_extra(tmp_path):
     folder = tmp_path / "yolo_openvino_model"
     folder.mkdir()
     (folder / "yolo.xml").write_text("<net/>")
-    argv = ["edge.run", "--cameras", str(DEMO_CAMS), f"detector.weights={folder}", "run.max_frames=2", f"publisher.endpoint=tcp://127.0.0.1:{free_port()}"]
-    code = ("import importlib.util as u, runpy, sys; real = u.find_spec; "
-            "u.find_spec = lambda name, *a: None if name == 'openvino' else real(name, *a); "
-            f"sys.argv = {argv!r}; runpy.run_module('edge.run', run_name='__main__')")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=clean_env(tmp_path), capture_output=True, text=True, timeout=180)
+    argv = [
+        "edge.run",
+        "--cameras",
+        str(DEMO_CAMS),
+        f"detector.weights={folder}",
+        "run.max_frames=2",
+        f"publisher.endpoint=tcp://127.0.0.1:{free_port()}",
+    ]
+    code = (
+        "import importlib.util as u, runpy, sys; real = u.find_spec; "
+        "u.find_spec = lambda name, *a: None if name == 'openvino' else real(name, *a); "
+        f"sys.argv = {argv!r}; runpy.run_module('edge.run', run_name='__main__')"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=clean_env(tmp_path), capture_output=True, text=True, timeout=180
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert errors == [f"error: the openvino detector {folder} needs openvino, which this install lacks: pip install 'clipreid-edge[openvino]'"], proc.stderr[-3000:]
+    assert errors == [
+        f"error: the openvino detector {folder} needs openvino, which this install lacks: pip install 'clipreid-edge[openvino]'"
+    ], proc.stderr[-3000:]
 
 
 def test_loading_the_demo_detector_prints_nothing(tmp_path):
     """First use on a fresh box: Ultralytics would print its 'Creating new Ultralytics Settings'
     banner (and its loading lines) into the product's terminal."""
     code = "from edge.runtime.detector import PersonDetector; d = PersonDetector('edge/demo_models/detector.pt', imgsz=320); print(len(d([])))"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=clean_env(tmp_path), capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=clean_env(tmp_path), capture_output=True, text=True, timeout=180
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (proc.stdout, proc.stderr) == ("0\n", "")
 
@@ -90,7 +117,14 @@ print(calls)
 def test_ultralytics_never_pip_installs_at_run_time(tmp_path):
     """Ultralytics' check_requirements pip-installs whatever it misses (onnx for an .onnx detector
     on an [edge] install, openvino, ...): the product switches that off before importing it."""
-    proc = subprocess.run([sys.executable, "-c", AUTOUPDATE], cwd=REPO, env=clean_env(tmp_path), capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-c", AUTOUPDATE],
+        cwd=REPO,
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "[]", proc.stdout
     assert "AutoUpdate" not in proc.stdout + proc.stderr
@@ -107,11 +141,15 @@ def another_programs_database(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("make, says", [
-    (lambda p: (p.mkdir() or p), "{store} is a directory; store names the hub's SQLite file (e.g. hub.sqlite)"),
-    (not_a_database, "{store} is not an SQLite database (is it the hub's store?)"),
-    (another_programs_database, "{store}: cannot use it as the hub's SQLite store: no such column: gid"),
-], ids=["directory", "text file", "other database"])
+@pytest.mark.parametrize(
+    "make, says",
+    [
+        (lambda p: p.mkdir() or p, "{store} is a directory; store names the hub's SQLite file (e.g. hub.sqlite)"),
+        (not_a_database, "{store} is not an SQLite database (is it the hub's store?)"),
+        (another_programs_database, "{store}: cannot use it as the hub's SQLite store: no such column: gid"),
+    ],
+    ids=["directory", "text file", "other database"],
+)
 def test_a_bad_hub_store_is_one_line_naming_file_and_field(tmp_path, make, says):
     """SQLite says 'unable to open database file' / 'file is not a database' and names nothing;
     FAISS's loader logs a ModuleNotFoundError for each CPU build the wheel lacks. The hub's whole
@@ -119,8 +157,14 @@ def test_a_bad_hub_store_is_one_line_naming_file_and_field(tmp_path, make, says)
     store = make(tmp_path / "hub.sqlite")
     HubProcess(tmp_path, store=str(store))  # writes tmp_path/hub.yaml
     config = tmp_path / "hub.yaml"
-    proc = subprocess.run([sys.executable, "-m", "edge.hub", "--config", str(config)], cwd=REPO, env=clean_env(tmp_path),
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge.hub", "--config", str(config)],
+        cwd=REPO,
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert proc.stderr.splitlines() == [f"error: {config}: store: " + says.format(store=store)], proc.stderr[-3000:]
     assert proc.stdout == ""
@@ -135,8 +179,14 @@ def test_listen_says_what_it_waits_for(tmp_path):
     """A SUB socket connects silently even when nothing publishes there: edge.listen says what it
     listens to at once, and after 10 s of silence that nothing came, and still ends cleanly."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    proc = subprocess.Popen([sys.executable, "-m", "edge.listen", "--endpoint", endpoint, "--topic", "identity", "--topic", "stats"],
-                            cwd=REPO, env=clean_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.listen", "--endpoint", endpoint, "--topic", "identity", "--topic", "stats"],
+        cwd=REPO,
+        env=clean_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert read_line(proc.stderr, 60) == f"listening to {endpoint} for topics identity*, stats*; Ctrl-C stops"
         assert read_line(proc.stderr, 30).startswith(f"nothing from {endpoint} in 10 s: is a publisher running there")
@@ -152,13 +202,32 @@ def test_the_hub_stats_read_as_the_hubs(tmp_path):
     them as a node's (`stats fps[] gallery=0 dropped=None`); it prints the hub's log line."""
     hub = HubProcess(tmp_path).start()
     try:
-        proc = subprocess.run([sys.executable, "-m", "edge.listen", "--endpoint", hub.cfg["publisher"]["endpoint"], "--topic", "stats", "--count", "1"],
-                              cwd=REPO, env=clean_env(tmp_path), capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "edge.listen",
+                "--endpoint",
+                hub.cfg["publisher"]["endpoint"],
+                "--topic",
+                "stats",
+                "--count",
+                "1",
+            ],
+            cwd=REPO,
+            env=clean_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         hub.stop()
     assert proc.returncode == 0, proc.stderr
-    assert re.fullmatch(r"#\d+ hub stats: 0 identities \(exact\), 0 live tracklets, nodes -, summaries 0, published 0, "
-                        r"malformed 0, replayed 0, refused 0\n", proc.stdout), proc.stdout
+    assert re.fullmatch(
+        r"#\d+ hub stats: 0 identities \(exact\), 0 live tracklets, nodes -, summaries 0, published 0, "
+        r"malformed 0, replayed 0, refused 0\n",
+        proc.stdout,
+    ), proc.stdout
     assert "faiss" not in hub.text(), hub.text()  # no loader lines (ModuleNotFoundError ... swigfaiss_avx2)
 
 
@@ -166,7 +235,13 @@ def test_stats_lines_leave_out_what_the_sender_does_not_send():
     from edge.listen import describe
 
     assert describe("stats", {"seq": 3, "fps": {"cam1": 10.0}}) == "#3 stats fps[cam1=10.0]"
-    node = {"seq": 4, "fps": {"cam1": 9.5, "cam2": 10.0}, "gallery": 2, "dropped": {"cam1": 0, "cam2": 3}, "events_dropped": 0}
+    node = {
+        "seq": 4,
+        "fps": {"cam1": 9.5, "cam2": 10.0},
+        "gallery": 2,
+        "dropped": {"cam1": 0, "cam2": 3},
+        "events_dropped": 0,
+    }
     assert describe("stats", node) == "#4 stats fps[cam1=9.5 cam2=10.0] gallery=2 dropped[cam1=0 cam2=3]"
 
 
@@ -187,5 +262,7 @@ def test_a_pt_file_must_be_a_torch_checkpoint_before_it_is_unpickled(tmp_path):
     noise.write_bytes(random.Random(454).randbytes(5000))
     assert checkpoint_problem(str(good)) is None and checkpoint_problem(str(legacy)) is None
     assert checkpoint_problem(str(empty)) == f"detector.weights: {empty} is not a loadable checkpoint — empty"
-    assert checkpoint_problem(str(noise)).startswith(f"detector.weights: {noise} is not a loadable checkpoint — neither")
+    assert checkpoint_problem(str(noise)).startswith(
+        f"detector.weights: {noise} is not a loadable checkpoint — neither"
+    )
     assert checkpoint_problem(str(tmp_path / "model.onnx")) is None

@@ -1,16 +1,16 @@
 """Mechanisms observed on trained tiny models, each as a statistic with a known direction."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_recipe
+
 from trainer.config import TrainConfig
+from trainer.data.loader import eval_loader
 from trainer.engine.trainer import Trainer
 from trainer.eval.evaluate import distance_matrices, extract_features
-from trainer.data.loader import eval_loader
-
 
 
 def fit(tmp_path, model: dict, **sections) -> Trainer:
@@ -37,13 +37,20 @@ def test_tgi_off_changes_the_ranking(tmp_path, monkeypatch):
     from trainer.losses import image_to_text_ce
     from trainer.methods.mscsa_tgi import TextGuidedFusion
 
-    model = {"backbone": {"name": "tiny-rn"}, "image_size": [64, 32],
-             "method": {"name": "mscsa_tgi", "mscsa_tgi": {"tgi_width": 32, "tgi_layers": 1, "tgi_scale_init": 0.5}}}
+    model = {
+        "backbone": {"name": "tiny-rn"},
+        "image_size": [64, 32],
+        "method": {"name": "mscsa_tgi", "mscsa_tgi": {"tgi_width": 32, "tgi_layers": 1, "tgi_scale_init": 0.5}},
+    }
     sections = {"stage1": {"epochs": 1}, "stage2": {"epochs": 3}}
     on_trainer = fit(tmp_path / "on", model, **sections)
     on = ranking(on_trainer)
     with monkeypatch.context() as m:
-        m.setattr(TextGuidedFusion, "forward", lambda self, text, visual: text.float()[None].expand(visual.shape[0], -1, -1) + 0 * self.scale)
+        m.setattr(
+            TextGuidedFusion,
+            "forward",
+            lambda self, text, visual: text.float()[None].expand(visual.shape[0], -1, -1) + 0 * self.scale,
+        )
         noop = [ranking(fit(tmp_path / f"noop{k}", model, **sections)) for k in range(2)]
         # the no-op is TGI off: its i2t loss equals the plain one on a batch
         net, method = on_trainer.model.train(), on_trainer.model.method
@@ -63,10 +70,20 @@ def test_mantel_statistic_on_planted_and_shuffled_structure():
     from trainer.eval.attribute_agreement import attribute_similarity, mantel, pseudo_label_agreement
 
     rng = np.random.default_rng(0)
-    apps = [{"hair": rng.integers(0, 255, 3).tolist(), "top": rng.integers(0, 255, 3).tolist(),
-             "bottom": rng.integers(0, 255, 3).tolist(), "shoes": rng.integers(0, 255, 3).tolist(),
-             "long_hair": bool(i % 2), "top_pattern": "solid", "bottom_kind": ["skirt", "shorts"][i % 2],
-             "bag": None if i % 3 else [1, 2, 3], "hat": None} for i in range(20)]
+    apps = [
+        {
+            "hair": rng.integers(0, 255, 3).tolist(),
+            "top": rng.integers(0, 255, 3).tolist(),
+            "bottom": rng.integers(0, 255, 3).tolist(),
+            "shoes": rng.integers(0, 255, 3).tolist(),
+            "long_hair": bool(i % 2),
+            "top_pattern": "solid",
+            "bottom_kind": ["skirt", "shorts"][i % 2],
+            "bag": None if i % 3 else [1, 2, 3],
+            "hat": None,
+        }
+        for i in range(20)
+    ]
     top = attribute_similarity(apps, "top")
     assert top.shape == (20, 20) and top[0, 0] == 0 and (top <= 0).all()  # minus the RGB distance
     same_kind = attribute_similarity(apps, "bottom_kind")
@@ -95,11 +112,27 @@ def test_agreid_pseudo_labels_learn_the_true_colours(tmp_path):
 
     from trainer.eval.attribute_agreement import pseudo_label_agreement
 
-    model = {"backbone": {"name": "tiny-vit"}, "image_size": [64, 32],
-             "method": {"name": "agreid", "agreid": {"encoder_width": 32, "encoder_layers": 1}}}
-    recipe = tiny_recipe(tmp_path, model=model, stage1={"epochs": 3, "batch_size": 32, "warmup_epochs": 0, "lr": 0.005},
-                         stage2={"epochs": 0, "batch_size": 16},
-                         data={"synthetic": {"num_train_ids": 30, "num_test_ids": 4, "num_cameras": 3, "images_per_id_per_camera": 3, "height": 64, "width": 32}})
+    model = {
+        "backbone": {"name": "tiny-vit"},
+        "image_size": [64, 32],
+        "method": {"name": "agreid", "agreid": {"encoder_width": 32, "encoder_layers": 1}},
+    }
+    recipe = tiny_recipe(
+        tmp_path,
+        model=model,
+        stage1={"epochs": 3, "batch_size": 32, "warmup_epochs": 0, "lr": 0.005},
+        stage2={"epochs": 0, "batch_size": 16},
+        data={
+            "synthetic": {
+                "num_train_ids": 30,
+                "num_test_ids": 4,
+                "num_cameras": 3,
+                "images_per_id_per_camera": 3,
+                "height": 64,
+                "width": 32,
+            }
+        },
+    )
     recipe["data"]["root"] = str(tmp_path / "data")
     trainer = Trainer(TrainConfig.model_validate(recipe), progress=False)
     learner = trainer.model.prompt_learner
@@ -108,7 +141,9 @@ def test_agreid_pseudo_labels_learn_the_true_colours(tmp_path):
     apps = [appearances[pid - 1] for pid in sorted(mapping, key=mapping.get)]
 
     def agreement() -> float:
-        return pseudo_label_agreement(learner.ctx.detach().numpy(), dict(learner.slot_positions), apps, 199)["all"]["colours"]["r"]
+        return pseudo_label_agreement(learner.ctx.detach().numpy(), dict(learner.slot_positions), apps, 199)["all"][
+            "colours"
+        ]["r"]
 
     before = agreement()
     trainer._run_stage1(None)
@@ -120,12 +155,28 @@ def test_agreid_pseudo_labels_learn_the_true_colours(tmp_path):
     import sys
 
     from conftest import REPO
+
     from trainer.models.checkpoint import save_checkpoint
 
     ck = save_checkpoint(tmp_path / "ag.pt", trainer.model, trainer.cfg.model, trainer.data.num_cameras)
     out = tmp_path / "agreement.json"
-    proc = subprocess.run([sys.executable, "scripts/agreid_attributes.py", "--data", str(tmp_path / "data"), str(ck),
-                           "--permutations", "199", "--out", str(out)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "scripts/agreid_attributes.py",
+            "--data",
+            str(tmp_path / "data"),
+            str(ck),
+            "--permutations",
+            "199",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(out.read_text())["results"][str(ck)]["all"]["colours"]["r"] == pytest.approx(after, abs=1e-4)
     assert "Mantel r (p)" in proc.stdout

@@ -3,6 +3,7 @@
 A fifth method is one module with one config class: shown with a toy method registered here,
 in the test, which validates, builds, trains and reloads without any project file edited.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -11,11 +12,11 @@ import sys
 import pytest
 import torch
 import yaml
+from conftest import REPO, tiny_recipe
 from torch import nn
 
-from conftest import REPO, tiny_recipe
-from trainer.config import ModelConfig, TrainConfig, load_train_config
 from core.configio import ConfigError, StrictModel
+from trainer.config import ModelConfig, load_train_config
 from trainer.methods import registry
 
 
@@ -51,9 +52,16 @@ def test_a_fifth_method_is_one_class_and_one_config_section(tmp_path, toy_method
     from trainer.engine.trainer import Trainer
     from trainer.models.checkpoint import load_checkpoint
 
-    recipe = tiny_recipe(tmp_path, model={"backbone": {"name": "tiny-vit"}, "image_size": [64, 32],
-                                          "method": {"name": "toy", "toy": {"scale": 3.0}}},
-                         stage1={"epochs": 1}, stage2={"epochs": 1})
+    recipe = tiny_recipe(
+        tmp_path,
+        model={
+            "backbone": {"name": "tiny-vit"},
+            "image_size": [64, 32],
+            "method": {"name": "toy", "toy": {"scale": 3.0}},
+        },
+        stage1={"epochs": 1},
+        stage2={"epochs": 1},
+    )
     path = tmp_path / "toy.yaml"
     path.write_text(yaml.safe_dump(recipe))
     cfg = load_train_config(path)
@@ -92,10 +100,20 @@ def test_recipes_keep_their_layout_and_errors_name_the_field():
     assert set(dumped) == {"name", "frozen_backbone_epochs", "stage_lr", "stage_warmup_epochs", "lr_factor", "saga"}
     assert ModelConfig.model_validate(cfg.model.model_dump(mode="json")) == cfg.model  # round trip
     assert ModelConfig().method.name == "baseline" and set(ModelConfig().method.model_dump()) == {
-        "name", "frozen_backbone_epochs", "stage_lr", "stage_warmup_epochs", "lr_factor"}
-    with pytest.raises(ConfigError, match=r"model.method: Value error, unknown method 'sagaa'; registered: agreid, baseline, mscsa_tgi, rganet, saga"):
+        "name",
+        "frozen_backbone_epochs",
+        "stage_lr",
+        "stage_warmup_epochs",
+        "lr_factor",
+    }
+    with pytest.raises(
+        ConfigError,
+        match=r"model.method: Value error, unknown method 'sagaa'; registered: agreid, baseline, mscsa_tgi, rganet, saga",
+    ):
         load_train_config(REPO / "configs/methods/saga_vit_market1501.yaml", ["model.method.name=sagaa"])
-    with pytest.raises(ConfigError, match=r"model.method.name is 'rganet' but the recipe also sets the section of saga"):
+    with pytest.raises(
+        ConfigError, match=r"model.method.name is 'rganet' but the recipe also sets the section of saga"
+    ):
         load_train_config(REPO / "configs/methods/saga_vit_market1501.yaml", ["model.method.name=rganet"])
     with pytest.raises(ConfigError, match=r"model.method.saga.blocks: Input should be greater than or equal to 1"):
         load_train_config(REPO / "configs/methods/saga_vit_market1501.yaml", ["model.method.saga.blocks=0"])
@@ -112,13 +130,17 @@ def test_old_checkpoints_with_every_methods_section_still_load(tmp_path):
     cfg = ModelConfig(backbone={"name": "tiny-vit"}, image_size=(64, 32), method={"name": "rganet"})
     path = save_checkpoint(tmp_path / "m.pt", build_model(cfg, 3, 2), cfg, 2)
     payload = torch.load(path, weights_only=True)
-    payload["model_config"]["method"].update({"agreid": {"beta": 0.01}, "saga": {"layer": 9}, "mscsa_tgi": {"tgi": True}})
+    payload["model_config"]["method"].update(
+        {"agreid": {"beta": 0.01}, "saga": {"layer": 9}, "mscsa_tgi": {"tgi": True}}
+    )
     torch.save(payload, path)
     assert load_checkpoint(path).model_config.method.name == "rganet"
 
 
 def test_the_config_imports_no_torch_and_no_method_module():
-    code = ("import sys; from trainer.config import TrainConfig; TrainConfig();"
-            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('trainer.methods.')))")
+    code = (
+        "import sys; from trainer.config import TrainConfig; TrainConfig();"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('trainer.methods.')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert out.strip() == "['trainer.methods.registry']"

@@ -1,11 +1,12 @@
 """The four occlusion-robust methods: their pieces against known answers, and each one trained."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, tiny_recipe
+
 from trainer.config import TrainConfig
 from trainer.engine.trainer import Trainer
 from trainer.methods.agreid import AttributeEncoder, attribute_alignment, noise_mask, noise_threshold, otsu_threshold
@@ -79,7 +80,14 @@ def test_agreid_trains_attribute_losses_and_keeps_the_encoder_out_of_inference(t
     method = trainer.model.method
     assert 0 < method.last_gamma < 1  # Otsu over cosines
     prompt = trainer.model.prompt_learner
-    assert prompt.ctx.shape[1] == 6 and set(prompt.slot_positions) == {"gender", "hair", "upper", "lower", "shoes", "bag"}
+    assert prompt.ctx.shape[1] == 6 and set(prompt.slot_positions) == {
+        "gender",
+        "hair",
+        "upper",
+        "lower",
+        "shoes",
+        "bag",
+    }
     # training-only: inference never calls the attribute encoder
     calls = []
     method.attribute_encoder.register_forward_hook(lambda *a: calls.append(1))
@@ -88,13 +96,24 @@ def test_agreid_trains_attribute_losses_and_keeps_the_encoder_out_of_inference(t
     assert not calls
 
 
-@pytest.mark.parametrize("template,slots", [("clothing", ["upper", "lower", "shoes"]), ("A {gender} person in {upper}.", ["gender", "upper"])])
+@pytest.mark.parametrize(
+    "template,slots",
+    [("clothing", ["upper", "lower", "shoes"]), ("A {gender} person in {upper}.", ["gender", "upper"])],
+)
 def test_attribute_templates_are_selectable(template, slots):
     from trainer.config import ModelConfig
 
-    cfg = ModelConfig.model_validate({**method_model_config("agreid"), "method": {"name": "agreid", "agreid": {**TINY["agreid"], "template": template, "tokens_per_attribute": 2}}})
+    cfg = ModelConfig.model_validate(
+        {
+            **method_model_config("agreid"),
+            "method": {"name": "agreid", "agreid": {**TINY["agreid"], "template": template, "tokens_per_attribute": 2}},
+        }
+    )
     model = build_model(cfg, num_classes=3, num_cameras=2)
-    assert list(model.prompt_learner.slot_positions) == slots and model.prompt_learner.ctx.shape[:2] == (3, 2 * len(slots))
+    assert list(model.prompt_learner.slot_positions) == slots and model.prompt_learner.ctx.shape[:2] == (
+        3,
+        2 * len(slots),
+    )
     assert model.text_features(torch.tensor([0, 2])).shape == (2, model.text_encoder.output_dim)
 
 
@@ -137,7 +156,9 @@ def test_rganet_masks_follow_the_text_prototypes_unless_the_row_prior_is_on(prio
     from trainer.config import ModelConfig
 
     torch.manual_seed(0)
-    cfg = ModelConfig.model_validate({**method_model_config("rganet"), "method": {"name": "rganet", "rganet": {"spatial_prior": prior}}})
+    cfg = ModelConfig.model_validate(
+        {**method_model_config("rganet"), "method": {"name": "rganet", "rganet": {"spatial_prior": prior}}}
+    )
     model = build_model(cfg, num_classes=4, num_cameras=2).eval()
     rg, enc = model.method, model.image_encoder
     feats = enc(torch.randn(2, 3, 64, 32), return_layers=(rg.last_block,))
@@ -157,6 +178,7 @@ def test_rganet_masks_follow_the_text_prototypes_unless_the_row_prior_is_on(prio
 
 def _rganet_rank(rank: int, world: int, init: str, out: str) -> None:
     import torch.distributed as dist
+
     from trainer.config import ModelConfig
 
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
@@ -165,8 +187,13 @@ def _rganet_rank(rank: int, world: int, init: str, out: str) -> None:
     rg = build_model(cfg, num_classes=6, num_cameras=2).method
     g = torch.Generator().manual_seed(10 + rank)
     pids = torch.tensor([0, 0, 1, 1]) + 2 * rank  # rank 0 sees ids 0, 1; rank 1 sees 2, 3
-    rg.indicators(torch.randn(4, 4, rg._dim, generator=g), torch.randn(4, 4, 6, generator=g), torch.randn(4, 6, generator=g), pids)
-    torch.save({k: v.clone() for k, v in rg.state_dict().items() if k in ("centroids", "centroid_seen", "feature_mean")}, f"{out}/{rank}.pt")
+    rg.indicators(
+        torch.randn(4, 4, rg._dim, generator=g), torch.randn(4, 4, 6, generator=g), torch.randn(4, 6, generator=g), pids
+    )
+    torch.save(
+        {k: v.clone() for k, v in rg.state_dict().items() if k in ("centroids", "centroid_seen", "feature_mean")},
+        f"{out}/{rank}.pt",
+    )
     dist.destroy_process_group()
 
 
@@ -250,7 +277,10 @@ def test_saga_head_trains_after_stage2_on_the_frozen_trained_backbone(tmp_path, 
         snapshots[stage] = {n: not torch.equal(before[n], p) for n, p in self.model.named_parameters()}
 
     monkeypatch.setattr(engine.Trainer, "_run_image_stage", spy)
-    model = {**method_model_config("saga"), "method": {"name": "saga", "saga": TINY["saga"], "frozen_backbone_epochs": 1, "stage_lr": 0.001}}
+    model = {
+        **method_model_config("saga"),
+        "method": {"name": "saga", "saga": TINY["saga"], "frozen_backbone_epochs": 1, "stage_lr": 0.001},
+    }
     trainer = train(tmp_path, "saga", stage1={"epochs": 1}, stage2={"epochs": 1}, model=model)
     assert order == [2, "method"]  # stage 2 first, then the head: the release's order
     stage2, head = snapshots[2], snapshots["method"]
@@ -273,7 +303,16 @@ def test_saga_trained_head_has_diverse_anchors_and_peaked_attention(tmp_path):
     unequally."""
     from trainer.data.loader import eval_loader
 
-    model = {**method_model_config("saga"), "method": {"name": "saga", "saga": TINY["saga"], "frozen_backbone_epochs": 6, "stage_lr": 0.002, "stage_warmup_epochs": 0}}
+    model = {
+        **method_model_config("saga"),
+        "method": {
+            "name": "saga",
+            "saga": TINY["saga"],
+            "frozen_backbone_epochs": 6,
+            "stage_lr": 0.002,
+            "stage_warmup_epochs": 0,
+        },
+    }
     # seed 1: with the centered stage-2 triplet seeds 1-3 pass, seed 0 ends at entropy 0.92 (issue 28.4)
     trainer = train(tmp_path, "saga", stage1={"epochs": 2}, stage2={"epochs": 4}, model=model, seed=1)
     net = trainer.model.eval()
@@ -323,7 +362,12 @@ def test_tgi_bound_fuses_the_batch_identities_and_at_most_max_classes():
     from trainer.config import ModelConfig
 
     torch.manual_seed(0)
-    cfg = ModelConfig.model_validate({**method_model_config("mscsa_tgi"), "method": {"name": "mscsa_tgi", "mscsa_tgi": {**TINY["mscsa_tgi"], "max_classes": 4}}})
+    cfg = ModelConfig.model_validate(
+        {
+            **method_model_config("mscsa_tgi"),
+            "method": {"name": "mscsa_tgi", "mscsa_tgi": {**TINY["mscsa_tgi"], "max_classes": 4}},
+        }
+    )
     model = build_model(cfg, num_classes=10, num_cameras=2)
     text = torch.randn(10, model.text_encoder.output_dim)
     model.method.begin_stage2(model, text)
@@ -333,7 +377,11 @@ def test_tgi_bound_fuses_the_batch_identities_and_at_most_max_classes():
     out = model.train()(torch.randn(4, 3, 64, 32), pids=pids)
     logits = out.extras["i2t_logits"]
     assert queries == [4] and logits.shape == (4, 10)
-    plain = model.logit_scale.exp() * torch.nn.functional.normalize(out.proj_feat.float(), dim=-1) @ torch.nn.functional.normalize(text, dim=-1).T
+    plain = (
+        model.logit_scale.exp()
+        * torch.nn.functional.normalize(out.proj_feat.float(), dim=-1)
+        @ torch.nn.functional.normalize(text, dim=-1).T
+    )
     fused = ~torch.isclose(logits, plain, atol=1e-7).all(0)  # columns TGI changed (scale 1e-4: small but nonzero)
     assert fused[[2, 7]].all() and int(fused.sum()) <= 4
     model.method.cfg.max_classes = None
@@ -373,14 +421,19 @@ def test_every_method_returns_the_embedding_contract(method):
     assert emb.global_.shape == (3, model.embedding_dim)
     assert np.allclose(np.linalg.norm(emb.global_, axis=1), 1, atol=1e-5)
     if model.num_parts:
-        assert emb.parts.shape == (3, model.num_parts, model.method.part_dim(model)) and emb.part_conf.shape == (3, model.num_parts)
+        assert emb.parts.shape == (3, model.num_parts, model.method.part_dim(model)) and emb.part_conf.shape == (
+            3,
+            model.num_parts,
+        )
     else:
         assert emb.parts is None
 
 
 @pytest.mark.parametrize("method,backbone", [("rganet", "tiny-rn"), ("saga", "tiny-rn"), ("mscsa_tgi", "tiny-vit")])
 def test_method_on_the_wrong_backbone_is_a_clear_error(tmp_path, method, backbone):
-    recipe = tiny_recipe(tmp_path, model={"backbone": {"name": backbone}, "image_size": [64, 32], "method": {"name": method}})
+    recipe = tiny_recipe(
+        tmp_path, model={"backbone": {"name": backbone}, "image_size": [64, 32], "method": {"name": method}}
+    )
     with pytest.raises(ValueError, match=f"method.name={method} needs"):
         TrainConfig.model_validate(recipe)
 

@@ -122,7 +122,9 @@ def test_similarity_weights_parts_by_shared_visibility():
 
 
 def test_report_writes_json_and_png(tmp_path):
-    r = evaluate_rank(np.array([[0.1, 0.2]]), np.array([1]), np.array([1, 2]), np.array([0]), np.array([1, 1]), max_rank=2)
+    r = evaluate_rank(
+        np.array([[0.1, 0.2]]), np.array([1]), np.array([1, 2]), np.array([0]), np.array([1, 1]), max_rank=2
+    )
     paths = write_report(r, tmp_path, "eval", {"dataset": "toy"})
     data = json.loads(paths["json"].read_text())
     assert data["R1"] == 1.0 and data["dataset"] == "toy" and len(data["cmc"]) == 2
@@ -145,8 +147,8 @@ def test_distance_matrices_rerank_on_duplicate_features(metric):
 
 
 def test_part_similarity_can_be_switched_off():
-    from trainer.config import EvalConfig
     from core.embeddings import Embeddings
+    from trainer.config import EvalConfig
     from trainer.eval.evaluate import distance_matrices
 
     g = np.array([[1.0, 0.0], [0.8, 0.6]])

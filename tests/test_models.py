@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from trainer.config import ModelConfig
-from trainer.models import CheckpointError, PretrainedWeightsError, build_clip, build_model, load_checkpoint, save_checkpoint
+from trainer.models import (
+    CheckpointError,
+    PretrainedWeightsError,
+    build_clip,
+    build_model,
+    load_checkpoint,
+    save_checkpoint,
+)
 from trainer.models.image_encoders import ReIDViT
 from trainer.models.text import tokenize
 
@@ -23,7 +30,13 @@ def test_vit_matches_open_clip_encode_image(arch):
 
 
 def test_vit_b16_reid_shapes_overlap_and_sie():
-    cfg = ModelConfig(backbone={"name": "ViT-B-16"}, image_size=(256, 128), patch_stride=12, sie={"enabled": True}, intermediate_layers=[9])
+    cfg = ModelConfig(
+        backbone={"name": "ViT-B-16"},
+        image_size=(256, 128),
+        patch_stride=12,
+        sie={"enabled": True},
+        intermediate_layers=[9],
+    )
     model = build_model(cfg, num_classes=5, num_cameras=6).eval()
     enc = model.image_encoder
     assert enc.grid == (21, 10)  # (256-16)//12+1, (128-16)//12+1
@@ -54,7 +67,12 @@ def test_rn50_contract_shapes():
     with torch.no_grad():
         out = model(torch.randn(2, 3, 256, 128))
     assert out.global_feat.shape == (2, 2048) and out.proj_feat.shape == (2, 1024)
-    assert [tuple(out.features.maps[i].shape[1:]) for i in (1, 2, 3, 4)] == [(256, 64, 32), (512, 32, 16), (1024, 16, 8), (2048, 16, 8)]
+    assert [tuple(out.features.maps[i].shape[1:]) for i in (1, 2, 3, 4)] == [
+        (256, 64, 32),
+        (512, 32, 16),
+        (1024, 16, 8),
+        (2048, 16, 8),
+    ]
     assert model.embedding_dim == 3072
 
 
@@ -123,7 +141,9 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     cfg = ModelConfig(backbone={"name": "tiny-vit"}, image_size=(64, 32), sie={"enabled": True})
     model = build_model(cfg, 4, 3).eval()
     text = torch.randn(4, 128)
-    path = save_checkpoint(tmp_path / "m.pt", model, cfg, num_cameras=3, text_features=text, train_meta={"dataset": "x"})
+    path = save_checkpoint(
+        tmp_path / "m.pt", model, cfg, num_cameras=3, text_features=text, train_meta={"dataset": "x"}
+    )
     loaded = load_checkpoint(path)
     x, cams = torch.randn(2, 3, 64, 32), torch.tensor([0, 2])
     with torch.no_grad():
@@ -132,7 +152,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     torch.testing.assert_close(loaded.text_features, text)
     emb = loaded.model.embed(x, cams)
     assert emb.global_.shape == (2, 192 + 128)
-    assert abs(float((emb.global_ ** 2).sum(1).mean()) - 1) < 1e-5
+    assert abs(float((emb.global_**2).sum(1).mean()) - 1) < 1e-5
 
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "none.pt")

@@ -1,5 +1,6 @@
 """What a fresh install needs is declared: every third-party module the tests and the product
 import comes from a distribution named in pyproject.toml, and [dev] tools are found."""
+
 from __future__ import annotations
 
 import ast
@@ -10,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, dev_tool
 
 try:
@@ -59,8 +59,13 @@ def imported_modules(files: list[Path]) -> set[str]:
 
 
 def test_every_third_party_import_of_tests_and_product_is_declared():
-    files = [*REPO.glob("tests/*.py"), *REPO.glob("trainer/**/*.py"), *REPO.glob("edge/**/*.py"),
-             *REPO.glob("export/**/*.py"), *REPO.glob("scripts/*.py")]
+    files = [
+        *REPO.glob("tests/*.py"),
+        *REPO.glob("trainer/**/*.py"),
+        *REPO.glob("edge/**/*.py"),
+        *REPO.glob("export/**/*.py"),
+        *REPO.glob("scripts/*.py"),
+    ]
     owners = importlib.metadata.packages_distributions()
     names = declared()
     undeclared = {}
@@ -92,9 +97,18 @@ def test_a_missing_dev_tool_fails_instead_of_skipping():
 
 
 @pytest.mark.skipif(not (REPO / ".git").exists(), reason="not a git checkout")
-@pytest.mark.parametrize("path,ignored", [("model.onnx", True), ("model.engine", True), ("model.engine.json", True),
-                                          ("runs/x/model.pt", True), (".venv-ci/bin/python", True),
-                                          ("edge/demo_models/reid.onnx", False), ("edge/demo_models/detector.pt", False)])
+@pytest.mark.parametrize(
+    "path,ignored",
+    [
+        ("model.onnx", True),
+        ("model.engine", True),
+        ("model.engine.json", True),
+        ("runs/x/model.pt", True),
+        (".venv-ci/bin/python", True),
+        ("edge/demo_models/reid.onnx", False),
+        ("edge/demo_models/detector.pt", False),
+    ],
+)
 def test_exported_artefacts_in_the_repo_root_are_ignored_but_demo_models_are_not(path, ignored):
     proc = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=REPO)
     assert proc.returncode == (0 if ignored else 1)

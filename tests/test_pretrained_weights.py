@@ -16,6 +16,7 @@ the project's real path (``build_model`` -> ``build_clip`` -> ``load_clip_weight
 
 Slow (about a minute on two CPU cores): one full-size model per distinct model section.
 """
+
 from __future__ import annotations
 
 import gc
@@ -24,9 +25,9 @@ from pathlib import Path
 import open_clip
 import pytest
 import torch
+from conftest import REPO
 from open_clip.model import CLIP
 
-from conftest import REPO
 from trainer.config import load_train_config
 from trainer.models.reid import build_model
 from trainer.models.text import SlotPrompts, tokenize
@@ -37,20 +38,30 @@ pytestmark = pytest.mark.slow
 # ``torch.jit.load("ViT-B-16.pt").state_dict()`` / ``RN50.pt``: the file built below must have them.
 OPENAI_LAYOUT = {
     "ViT-B-16": {
-        "visual.conv1.weight": (768, 3, 16, 16), "visual.class_embedding": (768,),
-        "visual.positional_embedding": (197, 768), "visual.proj": (768, 512),
+        "visual.conv1.weight": (768, 3, 16, 16),
+        "visual.class_embedding": (768,),
+        "visual.positional_embedding": (197, 768),
+        "visual.proj": (768, 512),
         "visual.transformer.resblocks.11.attn.in_proj_weight": (2304, 768),
-        "visual.transformer.resblocks.8.mlp.c_fc.weight": (3072, 768), "visual.ln_post.weight": (768,),
-        "token_embedding.weight": (49408, 512), "positional_embedding": (77, 512),
-        "transformer.resblocks.11.mlp.c_proj.weight": (512, 2048), "text_projection": (512, 512),
-        "ln_final.weight": (512,), "logit_scale": (),
+        "visual.transformer.resblocks.8.mlp.c_fc.weight": (3072, 768),
+        "visual.ln_post.weight": (768,),
+        "token_embedding.weight": (49408, 512),
+        "positional_embedding": (77, 512),
+        "transformer.resblocks.11.mlp.c_proj.weight": (512, 2048),
+        "text_projection": (512, 512),
+        "ln_final.weight": (512,),
+        "logit_scale": (),
     },
     "RN50": {
-        "visual.conv1.weight": (32, 3, 3, 3), "visual.bn1.running_mean": (32,),
+        "visual.conv1.weight": (32, 3, 3, 3),
+        "visual.bn1.running_mean": (32,),
         "visual.layer1.0.downsample.0.weight": (256, 64, 1, 1),
         "visual.layer4.2.conv3.weight": (2048, 512, 1, 1),
-        "visual.attnpool.positional_embedding": (50, 2048), "visual.attnpool.c_proj.weight": (1024, 2048),
-        "token_embedding.weight": (49408, 512), "text_projection": (512, 1024), "logit_scale": (),
+        "visual.attnpool.positional_embedding": (50, 2048),
+        "visual.attnpool.c_proj.weight": (1024, 2048),
+        "token_embedding.weight": (49408, 512),
+        "text_projection": (512, 1024),
+        "logit_scale": (),
     },
 }
 OPENAI_EXTRAS = {"input_resolution": 224, "context_length": 77, "vocab_size": 49408}
@@ -70,7 +81,9 @@ def openai_style_weights(arch: str, path: Path) -> dict[str, torch.Tensor]:
         assert tuple(state[key].shape) == shape, f"open_clip's {arch} no longer has OpenAI's layout at {key}"
     pos = state[POS_KEY[arch]]
     side = int(round((pos.shape[0] - 1) ** 0.5))
-    rows, cols = torch.meshgrid(torch.arange(side, dtype=torch.float32), torch.arange(side, dtype=torch.float32), indexing="ij")
+    rows, cols = torch.meshgrid(
+        torch.arange(side, dtype=torch.float32), torch.arange(side, dtype=torch.float32), indexing="ij"
+    )
     pos[1:, 0], pos[1:, 1] = rows.flatten(), cols.flatten()
     state["logit_scale"] = torch.tensor(4.6052)  # log(100), a 0-d tensor as in the archives
     torch.save({**state, **{k: torch.tensor(v) for k, v in OPENAI_EXTRAS.items()}}, path)
@@ -86,9 +99,13 @@ def check_grid(pos: torch.Tensor, grid: tuple[int, int], side: int) -> None:
     """Channel 0 (row index) grows down the rows and is constant along a row; channel 1 the reverse."""
     cells = pos[1:, :2].reshape(grid[0], grid[1], 2)
     row, col = cells[..., 0], cells[..., 1]
-    assert (row.diff(dim=0) > 0).all() and row.std(dim=1).max() < 1e-4, "row index not preserved (rows/columns mixed up?)"
+    assert (row.diff(dim=0) > 0).all() and row.std(dim=1).max() < 1e-4, (
+        "row index not preserved (rows/columns mixed up?)"
+    )
     assert (col.diff(dim=1) > 0).all() and col.std(dim=0).max() < 1e-4, "column index not preserved"
-    assert row[0, 0] < 1 and row[-1, 0] > side - 2 and col[0, 0] < 1.5 and col[0, -1] > side - 2.5, "grid does not span the file's grid"
+    assert row[0, 0] < 1 and row[-1, 0] > side - 2 and col[0, 0] < 1.5 and col[0, -1] > side - 2.5, (
+        "grid does not span the file's grid"
+    )
 
 
 def check_clip_tensors(model, state: dict[str, torch.Tensor]) -> None:
@@ -121,7 +138,9 @@ def check_prompts(model, state: dict[str, torch.Tensor]) -> int:
     count = 0
     for module in model.modules():
         if isinstance(module, SlotPrompts):
-            assert torch.equal(module.base, table[module.tokens]), "prompt words not embedded with the file's token embedding"
+            assert torch.equal(module.base, table[module.tokens]), (
+                "prompt words not embedded with the file's token embedding"
+            )
             count += 1
     return count
 
@@ -131,11 +150,17 @@ def check_saga(model, state: dict[str, torch.Tensor], layer: int) -> None:
     saga = model.method
     for k, phrase in enumerate(saga.cfg.phrases[:3]):
         ids = tokenize([phrase])[0]
-        words = ids[1: int(ids.argmax())]  # the phrase's BPE tokens, without start/end
+        words = ids[1 : int(ids.argmax())]  # the phrase's BPE tokens, without start/end
         emb = table[words]
         # n_ctx (4) tokens sampled from the phrase, or the phrase then its mean, plus 0.01 noise
-        expected = emb[torch.linspace(0, len(emb) - 1, 4).long()] if len(emb) >= 4 else torch.cat([emb, emb.mean(0).expand(4 - len(emb), -1)])
-        assert (saga.prompts.ctx[k] - expected).abs().max() < 0.06, f"SAGA context of {phrase!r} does not start from its tokens"
+        expected = (
+            emb[torch.linspace(0, len(emb) - 1, 4).long()]
+            if len(emb) >= 4
+            else torch.cat([emb, emb.mean(0).expand(4 - len(emb), -1)])
+        )
+        assert (saga.prompts.ctx[k] - expected).abs().max() < 0.06, (
+            f"SAGA context of {phrase!r} does not start from its tokens"
+        )
     block = f"visual.transformer.resblocks.{layer - 1}."
     for refine in saga.blocks:
         assert torch.equal(refine.mlp[0].weight, state[block + "mlp.c_fc.weight"])
@@ -164,7 +189,9 @@ def test_every_full_size_recipe_loads_openai_clip_weights(weight_files):
         cfg = load_train_config(recipe, [f"model.backbone.pretrained={weight_files[arch][0]}"])
         builds.setdefault(cfg.model.model_dump_json() + str(cams), (recipe.name, cfg, cams))
         if recipe.name == "vit_market1501.yaml":  # CLIP-ReID's overlapping patches (OLP)
-            olp = load_train_config(recipe, [f"model.backbone.pretrained={weight_files[arch][0]}", "model.patch_stride=12"])
+            olp = load_train_config(
+                recipe, [f"model.backbone.pretrained={weight_files[arch][0]}", "model.patch_stride=12"]
+            )
             builds[olp.model.model_dump_json()] = (recipe.name + " + patch_stride=12", olp, cams)
     methods = {cfg.model.method.name for _, cfg, _ in builds.values()}
     assert methods == {"baseline", "agreid", "rganet", "saga", "mscsa_tgi"}, methods

@@ -1,12 +1,13 @@
 """Progress output: a live bar on a terminal, a readable line every few seconds elsewhere."""
+
 import io
 import logging
 import subprocess
 import sys
 
+from conftest import REPO
 from tqdm import tqdm
 
-from conftest import REPO
 from core.progress import LogProgress, progress
 
 
@@ -50,7 +51,12 @@ def test_a_terminal_gets_the_live_bar(monkeypatch):
 
 
 def test_a_cli_writing_to_a_pipe_prints_no_bar_fragments(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "sim", "mot", "--scene", "tiny", "--frames", "40", "--out", str(tmp_path)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sim", "mot", "--scene", "tiny", "--frames", "40", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "\r" not in proc.stderr and "it/s" not in proc.stderr

@@ -1,4 +1,5 @@
 """RateWatch: a camera under its rate is named within seconds, once, and its return is said."""
+
 from __future__ import annotations
 
 import logging
@@ -45,7 +46,9 @@ def test_one_warning_while_it_lasts_and_one_line_when_it_is_back(caplog):
         feed(watch, "cam1", 10.0, t, 10.0)
     assert watch.below == {} and watch.warnings == 1
     assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
-    assert caplog.records[-1].getMessage().startswith("cam1 is back at 8.8 of the 10.0 fps it delivers")  # (4 fps + 10 fps) over the window
+    assert (
+        caplog.records[-1].getMessage().startswith("cam1 is back at 8.8 of the 10.0 fps it delivers")
+    )  # (4 fps + 10 fps) over the window
 
 
 def test_warm_up_a_full_rate_and_a_camera_that_stopped_are_not_shortfalls():

@@ -1,13 +1,14 @@
 """Occlusion robustness benchmark: corruptions cover what they say, deterministically, and
 level 0 reproduces the plain evaluation."""
+
 import json
 
 import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import tiny_recipe
+
 from trainer.robustness import main as robustness_main
 from trainer.robustness import mask_image, paste_distractor
 
@@ -46,9 +47,30 @@ def test_level_zero_reproduces_plain_evaluation_and_reports_are_written(tmp_path
     ckpt = save_checkpoint(tmp_path / "m.pt", model, cfg.model, num_cameras=3)
     data = prepare_dataset(cfg.data)
     with torch.no_grad():
-        clean = evaluate_model(model, eval_loader(data.query, cfg), eval_loader(data.gallery, cfg), cfg.eval, torch.device("cpu"), progress=False)
+        clean = evaluate_model(
+            model,
+            eval_loader(data.query, cfg),
+            eval_loader(data.gallery, cfg),
+            cfg.eval,
+            torch.device("cpu"),
+            progress=False,
+        )
     out = tmp_path / "rob"
-    results = robustness_main(["--config", str(cfg_path), "--checkpoint", str(ckpt), "--label", "tiny", "--levels", "0", "0.3", "--out", str(out)])
+    results = robustness_main(
+        [
+            "--config",
+            str(cfg_path),
+            "--checkpoint",
+            str(ckpt),
+            "--label",
+            "tiny",
+            "--levels",
+            "0",
+            "0.3",
+            "--out",
+            str(out),
+        ]
+    )
     for kind in ("mask", "distractor"):
         rows = results["tiny"][kind]
         assert [r["level"] for r in rows] == [0.0, 0.3]

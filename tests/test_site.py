@@ -3,6 +3,7 @@
 Nodes are ``tests/site_fake_node.py`` (the real :class:`edge.site.node.SiteEngine` fed with
 people of fixed appearance) unless a test drives a socket by hand to misbehave.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,9 +40,16 @@ class HubProcess:
     def __init__(self, tmp: Path, **extra):
         self.tmp = tmp
         self.port, self.pub_port = free_port(), free_port()
-        self.cfg = {"bind": f"tcp://127.0.0.1:{self.port}", "reid_model": str(MODEL), "store": str(tmp / "hub.sqlite"),
-                    "publisher": {"endpoint": f"tcp://127.0.0.1:{self.pub_port}", "high_water_mark": 10},
-                    "stats_interval_s": 0.5, "node_timeout_s": 1.0, "heartbeat_s": 0.2, **extra}
+        self.cfg = {
+            "bind": f"tcp://127.0.0.1:{self.port}",
+            "reid_model": str(MODEL),
+            "store": str(tmp / "hub.sqlite"),
+            "publisher": {"endpoint": f"tcp://127.0.0.1:{self.pub_port}", "high_water_mark": 10},
+            "stats_interval_s": 0.5,
+            "node_timeout_s": 1.0,
+            "heartbeat_s": 0.2,
+            **extra,
+        }
         (tmp / "hub.yaml").write_text(yaml.safe_dump(self.cfg))
         self.log = tmp / "hub.log"
         self.proc = None
@@ -50,11 +58,24 @@ class HubProcess:
     def endpoint(self) -> str:
         return self.cfg["bind"]
 
-    def start(self) -> "HubProcess":
+    def start(self) -> HubProcess:
         self.logfile = open(self.log, "a")
         offset = len(self.text())
-        self.proc = subprocess.Popen([sys.executable, "-m", "edge.hub", "--config", str(self.tmp / "hub.yaml"), "--report", str(self.tmp / "report.json")],
-                                     cwd=REPO, env=ENV, stdout=self.logfile, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "edge.hub",
+                "--config",
+                str(self.tmp / "hub.yaml"),
+                "--report",
+                str(self.tmp / "report.json"),
+            ],
+            cwd=REPO,
+            env=ENV,
+            stdout=self.logfile,
+            stderr=subprocess.STDOUT,
+        )
         wait_for(lambda: "hub: session" in self.text()[offset:] or self.proc.poll() is not None, 30, "the hub to start")
         assert self.proc.poll() is None, self.text()
         return self
@@ -81,10 +102,32 @@ def wait_for(cond, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def fake_node(tmp: Path, hub: str, node: str, camera: str, people: list[int], *args: str) -> tuple[subprocess.Popen, Path]:
+def fake_node(
+    tmp: Path, hub: str, node: str, camera: str, people: list[int], *args: str
+) -> tuple[subprocess.Popen, Path]:
     out = tmp / f"{node}.json"
-    proc = subprocess.Popen([sys.executable, str(FAKE), "--hub", hub, "--node", node, "--camera", camera, "--people", *map(str, people),
-                             "--out", str(out), *args], cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(FAKE),
+            "--hub",
+            hub,
+            "--node",
+            node,
+            "--camera",
+            camera,
+            "--people",
+            *map(str, people),
+            "--out",
+            str(out),
+            *args,
+        ],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     return proc, out
 
 
@@ -140,7 +183,11 @@ def test_hub_gives_one_site_id_per_person_across_node_processes(tmp_path):
         events = sub.drain(1.0)
         identity = [h for t, h in events if t.startswith("identity/")]
         assert {(h["node"], h["camera"], h["local_id"]) for h in identity if h["event"] in ("new", "assigned")} == {
-            ("a", "cam1", 1), ("a", "cam1", 2), ("b", "cam2", 1), ("b", "cam2", 2)}
+            ("a", "cam1", 1),
+            ("a", "cam1", 2),
+            ("b", "cam2", 1),
+            ("b", "cam2", 2),
+        }
         assert all("embedding_dim" not in h for h in identity)  # embeddings are off unless asked for
         assert any(t == "stats" for t, _ in events)
     finally:
@@ -184,8 +231,19 @@ def test_model_or_embedding_size_mismatch_is_refused_with_a_clear_error(tmp_path
 
 
 def _hello(sock: zmq.Socket, seq: int, node: str = "raw") -> dict:
-    sock.send_multipart(encode("hello", {"seq": seq, "node": node, "session": "s1", "model_id": model_id(MODEL),
-                                         "embedding_dim": 320, "cameras": ["camX"]}))
+    sock.send_multipart(
+        encode(
+            "hello",
+            {
+                "seq": seq,
+                "node": node,
+                "session": "s1",
+                "model_id": model_id(MODEL),
+                "embedding_dim": 320,
+                "cameras": ["camX"],
+            },
+        )
+    )
     return _expect(sock, "welcome")
 
 
@@ -212,10 +270,43 @@ def test_malformed_and_replayed_messages_are_dropped_and_counted(tmp_path):
         sock.send_multipart(good)  # replayed: same seq
         sock.send_multipart([b"garbage"])
         sock.send_multipart([MAGIC, b"summaries", b"{not json"])
-        sock.send_multipart([MAGIC, b"summaries", json.dumps({"seq": 3, "now": 1.0, "items": [{"camera": "camX", "local_id": 1, "boxes": 0}],
-                                                              "arrays": [["f8", [2, 4]]]}).encode(), b"\x00" * 8])  # 8 bytes, 64 announced
-        sock.send_multipart(encode("summaries", {"seq": 4, "now": 1.0, "items": [{"camera": "elsewhere", "local_id": 1, "first_seen": 0.0,
-                            "last_seen": 1.0, "n": 0, "weight": 0.0, "ended": False, "boxes": 0}]}, [np.zeros((2, 4))]))  # not its camera
+        sock.send_multipart(
+            [
+                MAGIC,
+                b"summaries",
+                json.dumps(
+                    {
+                        "seq": 3,
+                        "now": 1.0,
+                        "items": [{"camera": "camX", "local_id": 1, "boxes": 0}],
+                        "arrays": [["f8", [2, 4]]],
+                    }
+                ).encode(),
+                b"\x00" * 8,
+            ]
+        )  # 8 bytes, 64 announced
+        sock.send_multipart(
+            encode(
+                "summaries",
+                {
+                    "seq": 4,
+                    "now": 1.0,
+                    "items": [
+                        {
+                            "camera": "elsewhere",
+                            "local_id": 1,
+                            "first_seen": 0.0,
+                            "last_seen": 1.0,
+                            "n": 0,
+                            "weight": 0.0,
+                            "ended": False,
+                            "boxes": 0,
+                        }
+                    ],
+                },
+                [np.zeros((2, 4))],
+            )
+        )  # not its camera
         sock.send_multipart(encode("summaries", {"seq": 5, "now": 2.0, "items": []}))
         assert _expect(sock, "ack")["seq"] == 5  # the hub is still serving
     finally:
@@ -228,14 +319,21 @@ def test_malformed_and_replayed_messages_are_dropped_and_counted(tmp_path):
 
 def test_curve_allow_list_refuses_unknown_keys_and_encrypts_events(tmp_path):
     keys = tmp_path / "keys"
-    subprocess.run([sys.executable, "-m", "edge.keys", "--out", str(keys), "hub", "node1", "intruder", "viewer"], cwd=REPO, env=ENV, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "edge.keys", "--out", str(keys), "hub", "node1", "intruder", "viewer"],
+        cwd=REPO,
+        env=ENV,
+        check=True,
+        capture_output=True,
+    )
     allow = tmp_path / "allow"
     allow.mkdir()
     for name in ("node1", "viewer"):
         (allow / f"{name}.key").write_text((keys / f"{name}.key").read_text())
     curve = {"secret_key": str(keys / "hub.key_secret"), "allow": str(allow)}
-    hub = HubProcess(tmp_path, curve=curve, publisher={"endpoint": f"tcp://127.0.0.1:{free_port()}", "curve": curve}).start()
+    hub = HubProcess(
+        tmp_path, curve=curve, publisher={"endpoint": f"tcp://127.0.0.1:{free_port()}", "curve": curve}
+    ).start()
     pub = hub.cfg["publisher"]["endpoint"]
     import zmq.auth
 
@@ -244,20 +342,76 @@ def test_curve_allow_list_refuses_unknown_keys_and_encrypts_events(tmp_path):
     sub = Subscriber(pub, (viewer_pub, viewer_sec, hub_pub))
     plain = Subscriber(pub)  # no keys: gets nothing
     intruder_pub, _ = zmq.auth.load_certificate(keys / "intruder.key")
-    listen = subprocess.Popen([sys.executable, "-m", "edge.listen", "--endpoint", pub, "--topic", "identity", "--count", "1",
-                               "--secret-key", str(keys / "viewer.key_secret"), "--server-key", str(keys / "hub.key")],
-                              cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    listen = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge.listen",
+            "--endpoint",
+            pub,
+            "--topic",
+            "identity",
+            "--count",
+            "1",
+            "--secret-key",
+            str(keys / "viewer.key_secret"),
+            "--server-key",
+            str(keys / "hub.key"),
+        ],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     time.sleep(1.0)  # the listener connects before the first event
     try:
-        bad, bad_out = fake_node(tmp_path, hub.endpoint, "bad", "cam2", [3], "--steps", "10", "--flush-timeout", "0",
-                                 "--secret-key", str(keys / "intruder.key_secret"), "--server-key", str(keys / "hub.key"))
-        ok, ok_out = fake_node(tmp_path, hub.endpoint, "node1", "cam1", [0], "--steps", "10",
-                               "--secret-key", str(keys / "node1.key_secret"), "--server-key", str(keys / "hub.key"))
+        bad, bad_out = fake_node(
+            tmp_path,
+            hub.endpoint,
+            "bad",
+            "cam2",
+            [3],
+            "--steps",
+            "10",
+            "--flush-timeout",
+            "0",
+            "--secret-key",
+            str(keys / "intruder.key_secret"),
+            "--server-key",
+            str(keys / "hub.key"),
+        )
+        ok, ok_out = fake_node(
+            tmp_path,
+            hub.endpoint,
+            "node1",
+            "cam1",
+            [0],
+            "--steps",
+            "10",
+            "--secret-key",
+            str(keys / "node1.key_secret"),
+            "--server-key",
+            str(keys / "hub.key"),
+        )
         finish(ok)
         text = finish(bad)
         # an allow-listed key may not claim another node's name (here the viewer's key as "node2")
-        imp, imp_out = fake_node(tmp_path, hub.endpoint, "node2", "cam2", [3], "--steps", "3", "--flush-timeout", "0",
-                                 "--secret-key", str(keys / "viewer.key_secret"), "--server-key", str(keys / "hub.key"))
+        imp, imp_out = fake_node(
+            tmp_path,
+            hub.endpoint,
+            "node2",
+            "cam2",
+            [3],
+            "--steps",
+            "3",
+            "--flush-timeout",
+            "0",
+            "--secret-key",
+            str(keys / "viewer.key_secret"),
+            "--server-key",
+            str(keys / "hub.key"),
+        )
         finish(imp)
         assert read(imp_out).get("ids", {}) == {}
         assert read(ok_out)["final"] == {"cam1/1": 1}
@@ -275,16 +429,27 @@ def test_curve_allow_list_refuses_unknown_keys_and_encrypts_events(tmp_path):
     kid = intruder_pub.decode()[:8]
     assert f"key {kid} is not on the allow-list" in hub.text()
     assert report["refused_keys"].get(kid, 0) >= 1
-    assert report["nodes"]["node1"]["key"] == zmq.auth.load_certificate(keys / "node1.key")[0].decode()[:8]  # the node's CURVE key id
+    assert (
+        report["nodes"]["node1"]["key"] == zmq.auth.load_certificate(keys / "node1.key")[0].decode()[:8]
+    )  # the node's CURVE key id
 
 
 def test_non_local_bind_without_keys_is_refused(tmp_path):
     hub = HubProcess(tmp_path)
     hub.cfg["bind"] = f"tcp://0.0.0.0:{free_port()}"
     (tmp_path / "hub.yaml").write_text(yaml.safe_dump(hub.cfg))
-    r = subprocess.run([sys.executable, "-m", "edge.hub", "--config", str(tmp_path / "hub.yaml")], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "edge.hub", "--config", str(tmp_path / "hub.yaml")],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2
-    assert "the hub binds tcp://0.0.0.0:" in r.stderr and "without CURVE keys" in r.stderr and "insecure: true" in r.stderr
+    assert (
+        "the hub binds tcp://0.0.0.0:" in r.stderr and "without CURVE keys" in r.stderr and "insecure: true" in r.stderr
+    )
     from edge.wire.publisher import EventPublisher
 
     with pytest.raises(ValueError, match=r"the event publisher binds tcp://\*:\d+ beyond localhost without CURVE keys"):
@@ -293,17 +458,34 @@ def test_non_local_bind_without_keys_is_refused(tmp_path):
 
 
 def test_keys_cli_makes_pairs_and_never_overwrites(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "edge.keys", "--out", str(tmp_path), "hub"], cwd=REPO, env=ENV, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "edge.keys", "--out", str(tmp_path), "hub"],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0 and (tmp_path / "hub.key").exists() and (tmp_path / "hub.key_secret").exists()
     assert oct((tmp_path / "hub.key_secret").stat().st_mode & 0o777) == "0o600"
-    r = subprocess.run([sys.executable, "-m", "edge.keys", "--out", str(tmp_path), "hub"], cwd=REPO, env=ENV, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "edge.keys", "--out", str(tmp_path), "hub"],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "hub.key exists: not overwritten" in r.stderr
 
 
 def test_node_pause_is_a_gap_and_it_resumes_with_its_site_ids(tmp_path):
     hub = HubProcess(tmp_path).start()
-    listener = subprocess.Popen([sys.executable, "-m", "edge.listen", "--endpoint", f"tcp://127.0.0.1:{hub.pub_port}"], cwd=REPO, env=ENV,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "edge.listen", "--endpoint", f"tcp://127.0.0.1:{hub.pub_port}"],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         a, a_out = fake_node(tmp_path, hub.endpoint, "a", "cam1", [0, 1], "--steps", "40")
         before = wait_for(lambda: len(read(a_out).get("ids", {})) == 2 and read(a_out)["ids"], 20, "site ids")
@@ -328,7 +510,9 @@ def test_node_restart_keeps_the_people_s_site_ids(tmp_path):
         before = wait_for(lambda: len(read(a_out).get("ids", {})) == 2 and read(a_out), 20, "site ids")
         a.kill()
         a.wait()
-        a2, a2_out = fake_node(tmp_path, hub.endpoint, "a", "cam1", [1, 0], "--steps", "15")  # same people, new local ids
+        a2, a2_out = fake_node(
+            tmp_path, hub.endpoint, "a", "cam1", [1, 0], "--steps", "15"
+        )  # same people, new local ids
         finish(a2)
         after = read(a2_out)
         assert after["session"] != before["session"]
@@ -352,7 +536,9 @@ def test_hub_restart_reloads_identities_and_nodes_keep_their_ids(tmp_path):
         time.sleep(1.5)  # the node buffers meanwhile
         hub.start()
         assert "hub: reloaded 2 identities and 2 pinned tracklets" in hub.text()
-        b, b_out = fake_node(tmp_path, hub.endpoint, "b", "cam2", [1], "--steps", "10")  # a new node sees person 1 after the restart
+        b, b_out = fake_node(
+            tmp_path, hub.endpoint, "b", "cam2", [1], "--steps", "10"
+        )  # a new node sees person 1 after the restart
         finish(a)
         finish(b)
         after = read(a_out)
@@ -377,13 +563,21 @@ def test_site_demo_two_edge_run_nodes_decide_exactly_as_one_process(tmp_path):
     the same frames; the MOT files (local and global ids) must be identical up to id renaming."""
     import shutil
 
-    r = subprocess.run(["bash", str(REPO / "configs" / "site.demo" / "run.sh"), "30"], cwd=REPO,
-                       env={**ENV, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=400)
+    r = subprocess.run(
+        ["bash", str(REPO / "configs" / "site.demo" / "run.sh"), "30"],
+        cwd=REPO,
+        env={**ENV, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     out = REPO / "runs" / "site_demo"
     try:
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
         assert "identical up to id renaming" in r.stdout
-        site, single = (json.loads((out / p).read_text())["cross_camera"] for p in ("scores.json", "single/scores.json"))
+        site, single = (
+            json.loads((out / p).read_text())["cross_camera"] for p in ("scores.json", "single/scores.json")
+        )
         assert site == single
         hub_log = (out / "hub.log").read_text()
         assert "node node1: session" in hub_log and "node node2: session" in hub_log

@@ -4,6 +4,7 @@ empty), a hub that starts late (the node's provisional ids are mapped onto site 
 ``configs/site.demo/run.sh`` when its hub fails (it stops at once, with the hub's error). The demo
 runs here on free ports with its outputs under the test's tmp_path (``SITE_DEMO_PORTS``,
 ``SITE_DEMO_OUT``): a test never touches the repository's ``runs/site_demo``."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, dev_tool
 from test_site import ENV, HubProcess, Subscriber, free_port, wait_for
 
@@ -34,8 +34,19 @@ def mot_ids(path: Path) -> list[int]:
 def node(tmp: Path, hub: str, *overrides: str) -> tuple[subprocess.Popen, Path, Path]:
     """``edge.run`` on site demo node1 (cam1), its log in a file, outputs under ``tmp``."""
     log, report = tmp / "node.log", tmp / "node.json"  # the hub writes report.json
-    cmd = [sys.executable, "-m", "edge.run", "--cameras", str(NODE1), "--report", str(report), f"site.hub={hub}",
-           f"publisher.endpoint=tcp://127.0.0.1:{free_port()}", f"outputs.mot_dir={tmp / 'mot'}", *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge.run",
+        "--cameras",
+        str(NODE1),
+        "--report",
+        str(report),
+        f"site.hub={hub}",
+        f"publisher.endpoint=tcp://127.0.0.1:{free_port()}",
+        f"outputs.mot_dir={tmp / 'mot'}",
+        *overrides,
+    ]
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=f, stderr=subprocess.STDOUT)
     return proc, log, report
@@ -54,8 +65,13 @@ def test_a_node_whose_hub_never_answers_warns_decides_itself_and_says_so(tmp_pat
     text = log.read_text()
     assert proc.returncode == 0, text[-3000:]
     assert wall < 150, f"{wall:.0f} s: the node sat out the 300 s flush timeout for a hub known to be away"
-    warning = re.search(rf"(\d\d):(\d\d):(\d\d) WARNING .*site: the hub {re.escape(hub)} does not answer \(nothing for ([\d.]+) s\)", text)
-    built = re.search(r"(\d\d):(\d\d):(\d\d) INFO edge.runtime.pipeline: matching:", text)  # just before the site link starts
+    warning = re.search(
+        rf"(\d\d):(\d\d):(\d\d) WARNING .*site: the hub {re.escape(hub)} does not answer \(nothing for ([\d.]+) s\)",
+        text,
+    )
+    built = re.search(
+        r"(\d\d):(\d\d):(\d\d) INFO edge.runtime.pipeline: matching:", text
+    )  # just before the site link starts
     assert warning and built, text[-3000:]
     seconds = lambda m: int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3])  # noqa: E731
     # hub_timeout_s 5: not before it, and soon after on a loaded machine too (its I/O thread shares the CPU with model loading)
@@ -69,7 +85,10 @@ def test_a_node_whose_hub_never_answers_warns_decides_itself_and_says_so(tmp_pat
     assert site["answered"] is False and len(site["hub_outages"]) == 1 and site["hub_outages"][0]["to"] is None
     assert site["rows"] == site["rows_provisional"] == len(global_)
     assert min(global_) >= site["provisional_from"] and site["provisional_ids"] == len(set(global_))
-    assert f"site: the hub {hub} never answered: {len(global_)} of {len(global_)} global MOT rows carry node node1's own provisional ids" in text
+    assert (
+        f"site: the hub {hub} never answered: {len(global_)} of {len(global_)} global MOT rows carry node node1's own provisional ids"
+        in text
+    )
 
 
 @pytest.mark.slow
@@ -79,10 +98,16 @@ def test_a_node_decides_alone_until_a_late_hub_answers_then_gets_site_ids(tmp_pa
     the provisional ones (mapped in the report), and the later rows carry site ids."""
     hub = HubProcess(tmp_path)
     cams = "cameras=[{id: cam1, source: 'synthetic://demo?camera=cam1', fps: 10, realtime: true}]"
-    proc, log, report_path = node(tmp_path, hub.endpoint, cams, "run.max_frames=400", "site.hub_timeout_s=1", "site.flush_timeout_s=30")
-    sub = Subscriber(next(a.split("=", 1)[1] for a in proc.args if a.startswith("publisher.endpoint=")))  # the node's own events
+    proc, log, report_path = node(
+        tmp_path, hub.endpoint, cams, "run.max_frames=400", "site.hub_timeout_s=1", "site.flush_timeout_s=30"
+    )
+    sub = Subscriber(
+        next(a.split("=", 1)[1] for a in proc.args if a.startswith("publisher.endpoint="))
+    )  # the node's own events
     try:
-        provisional = lambda: [h for t, h in sub.drain(0.2) if t.startswith("identity/") and h["global_id"] >= PROVISIONAL]  # noqa: E731
+        provisional = lambda: [
+            h for t, h in sub.drain(0.2) if t.startswith("identity/") and h["global_id"] >= PROVISIONAL
+        ]  # noqa: E731
         wait_for(lambda: provisional() or proc.poll() is not None, 90, "an identity decided by the node alone")
         assert proc.poll() is None, log.read_text()[-3000:]
         hub.start()
@@ -101,7 +126,9 @@ def test_a_node_decides_alone_until_a_late_hub_answers_then_gets_site_ids(tmp_pa
     assert all(s < PROVISIONAL for ids in site["reconciled"].values() for s in ids)
     ids = mot_ids(tmp_path / "mot" / "cam1.global.txt")
     assert site["rows"] == len(ids) and site["rows_provisional"] == sum(i >= PROVISIONAL for i in ids)
-    assert site["rows_provisional"] < len(ids)  # tracklets still live when the hub came back got site ids, and all later ones
+    assert site["rows_provisional"] < len(
+        ids
+    )  # tracklets still live when the hub came back got site ids, and all later ones
     assert hub_report["nodes"]["node1"]["summaries"] > 0
 
 
@@ -119,14 +146,18 @@ def _cmdline(pid: int) -> str:
 
 def _demo_out_state() -> dict[str, int]:
     """What the repository's runs/site_demo holds (a user's demo): names and modification times."""
-    return {str(p.relative_to(DEMO_OUT)): p.stat().st_mtime_ns for p in DEMO_OUT.rglob("*")} if DEMO_OUT.exists() else {}
+    return (
+        {str(p.relative_to(DEMO_OUT)): p.stat().st_mtime_ns for p in DEMO_OUT.rglob("*")} if DEMO_OUT.exists() else {}
+    )
 
 
 def _run_sh(frames: int, out: Path, hub_port: int | None = None) -> subprocess.Popen:
     """run.sh writing under ``out``, on free ports (the hub's ``hub_port`` if given)."""
     ports = [hub_port or free_port(), free_port(), free_port(), free_port()]
     env = {**ENV, "PYTHON": sys.executable, "SITE_DEMO_OUT": str(out), "SITE_DEMO_PORTS": " ".join(map(str, ports))}
-    return subprocess.Popen(["bash", str(RUN_SH), str(frames)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        ["bash", str(RUN_SH), str(frames)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def test_run_sh_stops_at_once_with_the_hub_s_error_when_the_hub_cannot_start(tmp_path):
@@ -155,10 +186,18 @@ def test_run_sh_stops_at_once_with_the_hub_s_error_when_the_hub_cannot_start(tmp
 
 
 def test_run_sh_refuses_ports_that_are_not_four_numbers(tmp_path):
-    run = subprocess.run(["bash", str(RUN_SH), "5"], cwd=REPO, capture_output=True, text=True, timeout=60,
-                         env={**ENV, "PYTHON": sys.executable, "SITE_DEMO_OUT": str(tmp_path / "demo"), "SITE_DEMO_PORTS": "5600 5610"})
-    assert run.returncode == 2 and run.stderr.strip() == ("site demo: SITE_DEMO_PORTS must be four port numbers (hub, hub events, "
-                                                          "node1 events, node2 events), not '5600 5610'"), run.stderr
+    run = subprocess.run(
+        ["bash", str(RUN_SH), "5"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**ENV, "PYTHON": sys.executable, "SITE_DEMO_OUT": str(tmp_path / "demo"), "SITE_DEMO_PORTS": "5600 5610"},
+    )
+    assert run.returncode == 2 and run.stderr.strip() == (
+        "site demo: SITE_DEMO_PORTS must be four port numbers (hub, hub events, "
+        "node1 events, node2 events), not '5600 5610'"
+    ), run.stderr
 
 
 @pytest.mark.slow
@@ -169,8 +208,15 @@ def test_run_sh_stops_at_once_when_the_hub_dies_under_it(tmp_path):
     out_dir = tmp_path / "demo"
     run = _run_sh(400, out_dir)
     try:
-        wait_for(lambda: (out_dir / "hub.log").exists() and all(f"node {n}: session" in (out_dir / "hub.log").read_text()
-                                                                  for n in ("node1", "node2")) or run.poll() is not None, 180, "both nodes")
+        wait_for(
+            lambda: (
+                (out_dir / "hub.log").exists()
+                and all(f"node {n}: session" in (out_dir / "hub.log").read_text() for n in ("node1", "node2"))
+                or run.poll() is not None
+            ),
+            180,
+            "both nodes",
+        )
         assert run.poll() is None, run.communicate()
         kids = _children(run.pid)
         hub = next(p for p in kids if "edge.hub" in _cmdline(p))
@@ -182,7 +228,9 @@ def test_run_sh_stops_at_once_when_the_hub_dies_under_it(tmp_path):
         out, err = run.communicate(timeout=60)
         took = time.monotonic() - killed
         assert run.returncode == 1, out + err
-        assert took < 20, took  # the script polls every 0.2 s and gives the nodes 10 s after SIGTERM; 400 frames take far longer
+        assert took < 20, (
+            took
+        )  # the script polls every 0.2 s and gives the nodes 10 s after SIGTERM; 400 frames take far longer
         assert f"site demo: the hub exited (status 137); the end of {out_dir}/hub.log:" in err
         assert "node node2: session" in err  # the log's end is shown
         assert "No such process" not in err + out and "Terminated" not in err and "Killed" not in err
@@ -207,7 +255,9 @@ def test_tracklets_keep_their_site_ids_through_an_outage_and_new_people_get_prov
     from test_site import fake_node, finish, read
 
     hub = HubProcess(tmp_path).start()
-    a, out = fake_node(tmp_path, hub.endpoint, "a", "cam1", [0, 1], "--steps", "50", "--late", "2", "--local", "--flush-timeout", "300")
+    a, out = fake_node(
+        tmp_path, hub.endpoint, "a", "cam1", [0, 1], "--steps", "50", "--late", "2", "--local", "--flush-timeout", "300"
+    )
     try:
         before = wait_for(lambda: len(read(out).get("ids", {})) == 2 and read(out)["ids"], 30, "site ids")
         hub.stop(signal.SIGKILL)

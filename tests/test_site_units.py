@@ -1,5 +1,6 @@
 """The site's pieces in-process: the engine's candidate seam, the FAISS gallery, the SQLite store,
 the wire format."""
+
 from __future__ import annotations
 
 import threading
@@ -9,12 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.embeddings import Embeddings
 from edge.identity import EngineSettings, FloorTrack, IdentityEngine, TrackletSummary
 from edge.site.gallery import Gallery, candidates_for, exact_neighbours
 from edge.site.node import _merge
-from edge.wire.site_protocol import DimensionError, ProtocolError, WireTracklet, decode, decode_tracklets, encode, encode_tracklets
 from edge.site.store import SCHEMA, Store, TrackletRow
-from core.embeddings import Embeddings
+from edge.wire.site_protocol import (
+    DimensionError,
+    ProtocolError,
+    WireTracklet,
+    decode,
+    decode_tracklets,
+    encode,
+    encode_tracklets,
+)
 
 BOX = np.array([10.0, 10.0, 50.0, 120.0])
 
@@ -36,12 +45,16 @@ def test_candidate_seam_limits_whom_a_tracklet_is_scored_against():
 
     plain = IdentityEngine(settings)
     plain.update(first, 1.0)
-    assert plain.update([later], 6.0)[0].kind == "assigned" and plain.global_id(("cam2", 1)) == plain.global_id(("cam1", 1))
+    assert plain.update([later], 6.0)[0].kind == "assigned" and plain.global_id(("cam2", 1)) == plain.global_id(
+        ("cam1", 1)
+    )
 
     asked = []
+
     def only_second(waiting):  # a gallery that proposes the wrong identity only
         asked.append([s.key for s in waiting])
         return [{2} for _ in waiting]
+
     seam = IdentityEngine(settings, candidates=only_second)
     seam.update(first, 1.0)
     d = seam.update([later], 6.0)
@@ -64,7 +77,9 @@ def test_restore_and_adopt_continue_a_persisted_identity():
     fresh.restore([ident], next_id=5)
     assert fresh.adopt(summary("cam1", 7, vec(9), 2.0, 3.0), 1).kind == "assigned"
     assert fresh.global_id(("cam1", 7)) == 1
-    assert fresh.update([summary("cam2", 1, vec(3), 4.0, 5.0)], 5.0)[0].global_id == 5  # new ids continue after the persisted ones
+    assert (
+        fresh.update([summary("cam2", 1, vec(3), 4.0, 5.0)], 5.0)[0].global_id == 5
+    )  # new ids continue after the persisted ones
     with pytest.raises(RuntimeError, match="fresh engine"):
         fresh.restore([], 1)
 
@@ -99,7 +114,12 @@ def test_store_round_trip_keeps_identities_and_what_the_site_was_told(tmp_path):
     e.flush()
     e._refresh([])
     store = Store(tmp_path / "hub.sqlite")
-    store.save(e.identities.values(), [], [TrackletRow("a", "s1", "cam1", 1, 1, 1, True)], {"next_gid": 2, "bases": {"cam1": 0}})
+    store.save(
+        e.identities.values(),
+        [],
+        [TrackletRow("a", "s1", "cam1", 1, 1, 1, True)],
+        {"next_gid": 2, "bases": {"cam1": 0}},
+    )
     store.close()
     again = Store(tmp_path / "hub.sqlite")
     (ident,) = again.identities()
@@ -145,14 +165,17 @@ def test_coalescing_keeps_the_newest_summary_and_every_floor_sample():
     assert merged[1].floor[:, 0].tolist() == [0.1, 0.2] and merged[2].last_seen == 1.0
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("conf", "x", "'conf' missing or of the wrong type"),
-    ("frame", "x", "'frame' missing or of the wrong type"),
-    ("frame", float("inf"), "'frame' missing or of the wrong type"),
-    ("local_id", 10**30, "'local_id' is out of range"),
-    ("first_seen", float("inf"), "'first_seen' is not finite"),
-    ("weight", -1.0, "negative"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("conf", "x", "'conf' missing or of the wrong type"),
+        ("frame", "x", "'frame' missing or of the wrong type"),
+        ("frame", float("inf"), "'frame' missing or of the wrong type"),
+        ("local_id", 10**30, "'local_id' is out of range"),
+        ("first_seen", float("inf"), "'first_seen' is not finite"),
+        ("weight", -1.0, "negative"),
+    ],
+)
 def test_a_bad_item_field_is_a_protocol_error_never_a_crash(field, value, message):
     """The hub only catches ProtocolError per message: every bad value a node can send must be one."""
     import json
@@ -186,9 +209,10 @@ def test_a_node_sends_to_a_remote_hub_only_encrypted_unless_told_otherwise():
 def test_a_resync_after_a_long_outage_goes_in_chunks_the_hub_accepts():
     """Thousands of unfinished tracklets when the hub comes back: the full state is split into
     messages that each stay within the protocol's limits, every one marked full."""
+    from test_identity_engine import summary
+
     from edge.site.config import SiteConfig
     from edge.site.node import RESYNC_CHUNK, SiteEngine
-    from test_identity_engine import summary
 
     node = SiteEngine(SiteConfig(node="n1", hub="tcp://127.0.0.1:9"), ["cam1"], "m", 4)
     try:
@@ -218,7 +242,10 @@ def test_a_restarted_hub_keeps_sealed_identities_sealed_and_each_cameras_look(tm
     model = Path(__file__).resolve().parents[1] / "edge" / "demo_models" / "reid.onnx"
     dim = 320
     e = IdentityEngine(EngineSettings(threshold=0.5, scale=0.1))
-    e.update([summary("cam1", 1, vec(1, dim), 0.0, 0.1, ended=True), summary("cam1", 2, vec(2, dim), 0.0, 5.0, ended=True)], 5.0)
+    e.update(
+        [summary("cam1", 1, vec(1, dim), 0.0, 0.1, ended=True), summary("cam1", 2, vec(2, dim), 0.0, 5.0, ended=True)],
+        5.0,
+    )
     e.flush()
     e._refresh([])
     e.identities[1].sealed = True
@@ -229,8 +256,14 @@ def test_a_restarted_hub_keeps_sealed_identities_sealed_and_each_cameras_look(tm
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    hub = Hub(HubConfig(bind=f"tcp://127.0.0.1:{port}", reid_model=str(model), store=str(tmp_path / "hub.sqlite"),
-                        publisher={"enabled": False}))
+    hub = Hub(
+        HubConfig(
+            bind=f"tcp://127.0.0.1:{port}",
+            reid_model=str(model),
+            store=str(tmp_path / "hub.sqlite"),
+            publisher={"enabled": False},
+        )
+    )
     try:
         assert hub.engine.identities[1].sealed and not hub.engine.identities[2].sealed
         assert len(hub.gallery) == 1  # the person only
@@ -243,10 +276,13 @@ def test_a_restarted_hub_keeps_sealed_identities_sealed_and_each_cameras_look(tm
 
 def test_a_store_from_before_doors_gains_the_last_box_column(tmp_path):
     import sqlite3
+
     db = sqlite3.connect(tmp_path / "old.sqlite")
     db.executescript(SCHEMA.replace(", last_box TEXT", ""))
-    db.execute("INSERT INTO identities (gid, created, last_seen, last_camera, cameras, spans, past_weight) "
-               "VALUES (7, 0, 1, 'cam1', '[\"cam1\"]', '{}', 0)")
+    db.execute(
+        "INSERT INTO identities (gid, created, last_seen, last_camera, cameras, spans, past_weight) "
+        "VALUES (7, 0, 1, 'cam1', '[\"cam1\"]', '{}', 0)"
+    )
     db.commit()
     db.close()
     (ident,) = Store(tmp_path / "old.sqlite").identities()
@@ -277,8 +313,13 @@ def _driven_node():
     from edge.site.config import SiteConfig
     from edge.site.node import SiteEngine
 
-    node = SiteEngine(SiteConfig(node="n1", hub="tcp://127.0.0.1:9"), ["cam1"], "m", 8,
-                      local=lambda: IdentityEngine(EngineSettings(threshold=0.5, scale=0.1)))
+    node = SiteEngine(
+        SiteConfig(node="n1", hub="tcp://127.0.0.1:9"),
+        ["cam1"],
+        "m",
+        8,
+        local=lambda: IdentityEngine(EngineSettings(threshold=0.5, scale=0.1)),
+    )
     node.close()
     node._lock = _GapLock()
     assert node._handle(encode("welcome", {"hub_session": "h1", "ids": []}), False)
@@ -286,7 +327,9 @@ def _driven_node():
 
 
 def _hub_says(node, welcomed: bool, ids=(), final=()) -> bool:
-    return node._handle(encode("ids", {"ids": [list(i) for i in ids], "final": [list(f) for f in final], "decisions": []}), welcomed)
+    return node._handle(
+        encode("ids", {"ids": [list(i) for i in ids], "final": [list(f) for f in final], "decisions": []}), welcomed
+    )
 
 
 def test_the_hub_s_welcome_ids_are_never_overwritten_by_a_local_decision_in_between():
@@ -320,15 +363,23 @@ def test_ids_and_finals_from_a_stalled_hub_are_ignored_until_it_welcomes_the_nod
     node.update([summary("cam1", 1, vec(1), 0.0, 1.0), summary("cam1", 2, vec(2), 0.0, 1.0)], 1.0)
     _hub_says(node, True, ids=[("cam1", 1, 7), ("cam1", 2, 8)])
     node._hub_away(time.monotonic() - 10)
-    node.update([summary("cam1", 1, vec(1), 0.0, 2.0, ended=True), summary("cam1", 2, vec(2), 0.0, 2.0),
-                 summary("cam1", 3, vec(3), 1.0, 2.0)], 2.0)
+    node.update(
+        [
+            summary("cam1", 1, vec(1), 0.0, 2.0, ended=True),
+            summary("cam1", 2, vec(2), 0.0, 2.0),
+            summary("cam1", 3, vec(3), 1.0, 2.0),
+        ],
+        2.0,
+    )
     provisional = node.global_id(("cam1", 3))
     assert node.is_provisional(provisional)
 
     assert not _hub_says(node, False, ids=[("cam1", 3, 9)], final=[("cam1", 2, 5)])  # late: the stalled hub catching up
     assert node.global_id(("cam1", 2)) == 8 and node.global_id(("cam1", 3)) == provisional
     assert ("cam1", 2) not in dict(node.take_final()) and node.stats["late_ignored"] == 2
-    node.update([summary("cam1", 2, vec(2), 0.0, 3.0, ended=True), summary("cam1", 3, vec(3), 1.0, 3.0, ended=True)], 100.0)
+    node.update(
+        [summary("cam1", 2, vec(2), 0.0, 3.0, ended=True), summary("cam1", 3, vec(3), 1.0, 3.0, ended=True)], 100.0
+    )
     finals = node.take_final()
     assert sorted(finals) == [(("cam1", 1), 7), (("cam1", 2), 8), (("cam1", 3), provisional)]  # each once, decided here
 

@@ -7,6 +7,7 @@ delivered a frame exits 1; SIGINT ends ``edge.run`` within 3 s, even while its m
 
 Real files, real sockets (a silent TCP listener standing in for an RTSP server, an MJPEG-over-HTTP
 server that stalls) and real ``python -m edge.run`` processes."""
+
 import json
 import logging
 import os
@@ -22,11 +23,11 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-
 from conftest import REPO
+
+from core.configio import ConfigError
 from edge.runtime.config import CameraConfig, load_edge_config
 from edge.runtime.sources import CameraCapture, SourceError, make_reader
-from core.configio import ConfigError
 
 DEMO = REPO / "edge" / "demo_models"
 OPENCV_NOISE = ("[ WARN", "[ERROR", "VIDEOIO", "OpenCV(", "moov atom", "@ 0x")
@@ -49,8 +50,13 @@ def cut_in_half(path: Path, out: Path) -> Path:
 
 def cams_file(tmp_path: Path, cameras: list[dict], **sections) -> Path:
     """A camera file for a fast CLI run: the demo detector, no ReID, no publisher."""
-    cfg = {"cameras": cameras, "detector": {"weights": str(DEMO / "detector.pt"), "imgsz": 320, "conf": 0.4},
-           "publisher": {"enabled": False}, "outputs": {"mot_dir": str(tmp_path / "mot")}, "run": {"stats_interval_s": 1}}
+    cfg = {
+        "cameras": cameras,
+        "detector": {"weights": str(DEMO / "detector.pt"), "imgsz": 320, "conf": 0.4},
+        "publisher": {"enabled": False},
+        "outputs": {"mot_dir": str(tmp_path / "mot")},
+        "run": {"stats_interval_s": 1},
+    }
     for key, value in sections.items():
         cfg[key] = {**cfg.get(key, {}), **value}
     path = tmp_path / "cams.yaml"
@@ -71,8 +77,10 @@ def bad_sources(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     broken.mkdir(parents=True)
     (broken / "000001.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     return {
-        "truncated mp4": (cut_in_half(write_video(tmp_path / "whole.mp4"), tmp_path / "cut.mp4"),
-                          "an MP4 without its index (no 'moov' box): truncated, or a recording that was never finished"),
+        "truncated mp4": (
+            cut_in_half(write_video(tmp_path / "whole.mp4"), tmp_path / "cut.mp4"),
+            "an MP4 without its index (no 'moov' box): truncated, or a recording that was never finished",
+        ),
         "text named .mp4": (text, "a text file, not a video"),
         "README.md": (REPO / "README.md", "a text file, not a video"),
         "empty file": (empty, "an empty file (0 bytes)"),
@@ -81,7 +89,10 @@ def bad_sources(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-@pytest.mark.parametrize("case", ["truncated mp4", "text named .mp4", "README.md", "empty file", "folder without images", "undecodable image"])
+@pytest.mark.parametrize(
+    "case",
+    ["truncated mp4", "text named .mp4", "README.md", "empty file", "folder without images", "undecodable image"],
+)
 def test_a_file_or_folder_that_cannot_be_read_is_a_config_error_with_its_reason(tmp_path, case):
     source, reason = bad_sources(tmp_path)[case]
     with pytest.raises(ConfigError) as err:
@@ -101,11 +112,24 @@ def test_a_video_and_an_image_folder_that_decode_are_accepted(tmp_path):
 def test_the_cli_refuses_a_truncated_video_in_one_line_before_loading_any_model(tmp_path):
     video = cut_in_half(write_video(tmp_path / "whole.mp4"), tmp_path / "cut.mp4")
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "edge.run", "--cameras", str(cams_file(tmp_path, [{"id": "door", "source": str(video)}]))],
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge.run",
+            "--cameras",
+            str(cams_file(tmp_path, [{"id": "door", "source": str(video)}])),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert proc.stderr.splitlines() == [f"error: {tmp_path / 'cams.yaml'}: cameras.0.source: an MP4 without its index (no 'moov' box): "
-                                        f"truncated, or a recording that was never finished: {video}"]  # nothing else: no model loaded, no FFmpeg line
+    assert proc.stderr.splitlines() == [
+        f"error: {tmp_path / 'cams.yaml'}: cameras.0.source: an MP4 without its index (no 'moov' box): "
+        f"truncated, or a recording that was never finished: {video}"
+    ]  # nothing else: no model loaded, no FFmpeg line
     assert time.monotonic() - started < 20
 
 
@@ -114,7 +138,10 @@ def unwritable_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "locked"
     folder.mkdir()
     folder.chmod(0o500)
-    if os.access(folder, os.W_OK) and subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+    if (
+        os.access(folder, os.W_OK)
+        and subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0
+    ):
         pytest.skip("running as root without the right to make a folder immutable")
     return folder
 
@@ -123,7 +150,9 @@ def test_an_output_folder_that_cannot_be_written_is_a_config_error_naming_the_fi
     a_file = tmp_path / "taken"
     a_file.write_text("x")
     cams = [{"id": "a", "source": "synthetic://tiny?camera=cam1"}]
-    with pytest.raises(ConfigError, match=rf"cams.yaml: outputs.mot_dir: {a_file} is a file, not a folder: {a_file}/mot$"):
+    with pytest.raises(
+        ConfigError, match=rf"cams.yaml: outputs.mot_dir: {a_file} is a file, not a folder: {a_file}/mot$"
+    ):
         load_edge_config(cams_file(tmp_path, cams, outputs={"mot_dir": str(a_file / "mot")}))
     with pytest.raises(ConfigError, match=r"cams.yaml: outputs.floor_map: is a folder, not a file"):
         load_edge_config(cams_file(tmp_path, cams, outputs={"floor_map": str(tmp_path)}))
@@ -185,7 +214,10 @@ def test_an_rtsp_server_that_accepts_and_never_answers_is_given_up_within_5_s():
         gave_up, error = opened_within(make_reader(url), 5.0)  # OpenCV's own default: 30 s
         assert gave_up, "still waiting for the silent server after 5 s"
         assert 3.5 < time.monotonic() - started < 5.0 and server.accepted
-        assert error == f"cannot open rtsp://admin:***@127.0.0.1:{server.port}/stream1: no answer within 4 s (open timeout)"
+        assert (
+            error
+            == f"cannot open rtsp://admin:***@127.0.0.1:{server.port}/stream1: no answer within 4 s (open timeout)"
+        )
     finally:
         server.close()
 
@@ -195,8 +227,10 @@ def test_a_refused_or_unknown_stream_says_why_at_once():
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
     closed.close()  # nothing listens there
-    for url, reason in ((f"rtsp://127.0.0.1:{port}/x", f"127.0.0.1:{port}: Connection refused"),
-                        ("rtsp://no-such-camera.invalid/x", "unknown host 'no-such-camera.invalid'")):
+    for url, reason in (
+        (f"rtsp://127.0.0.1:{port}/x", f"127.0.0.1:{port}: Connection refused"),
+        ("rtsp://no-such-camera.invalid/x", "unknown host 'no-such-camera.invalid'"),
+    ):
         started = time.monotonic()
         with pytest.raises(SourceError) as err:
             make_reader(url).open()
@@ -258,7 +292,9 @@ def test_every_retry_of_a_missing_usb_camera_is_one_warning_with_the_reason_and_
         capture.join(5)
     warnings = [r.getMessage() for r in caplog.records if r.name == "edge.runtime.sources"]
     assert capture.reconnects >= 4 and len(warnings) in (capture.reconnects, capture.reconnects + 1)
-    assert warnings[0] == f"camera desk: cannot open USB camera {index}: no such device /dev/video{index}; retry 1 in 0.2s"
+    assert (
+        warnings[0] == f"camera desk: cannot open USB camera {index}: no such device /dev/video{index}; retry 1 in 0.2s"
+    )
     assert capture.problem == f"cannot open USB camera {index}: no such device /dev/video{index}"
 
 
@@ -267,8 +303,14 @@ def test_a_watchdog_restart_keeps_the_camera_s_counts():
 
     from edge.runtime.watchdog import CaptureWatchdog
 
-    dead = SimpleNamespace(cam=SimpleNamespace(id="door"), reader=SimpleNamespace(live=True), error="RuntimeError: boom",
-                           reconnects=3, dropped=7, is_alive=lambda: False)
+    dead = SimpleNamespace(
+        cam=SimpleNamespace(id="door"),
+        reader=SimpleNamespace(live=True),
+        error="RuntimeError: boom",
+        reconnects=3,
+        dropped=7,
+        is_alive=lambda: False,
+    )
     fresh = SimpleNamespace(reconnects=0, dropped=0, start=lambda: None)
     wd = CaptureWatchdog([dead], lambda cam: fresh)
     wd.check(0.0)
@@ -291,7 +333,10 @@ def test_a_file_that_ends_before_its_header_says_is_reported_as_truncated(tmp_pa
             new_frame.clear()
         taken += capture.take() is not None
     assert 0 < taken < 40
-    assert f"camera hall: {video} ended after {taken} of the 40 frames its header announces (truncated?)" in caplog.messages
+    assert (
+        f"camera hall: {video} ended after {taken} of the 40 frames its header announces (truncated?)"
+        in caplog.messages
+    )
 
 
 class StderrLines(threading.Thread):
@@ -321,8 +366,13 @@ class StderrLines(threading.Thread):
 
 
 def start_cli(*args: str) -> tuple[subprocess.Popen, StderrLines]:
-    proc = subprocess.Popen([sys.executable, "-m", "edge.run", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.run", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     lines = StderrLines(proc)
     lines.start()
     return proc, lines
@@ -335,8 +385,11 @@ def test_a_run_whose_cameras_never_deliver_warns_once_per_retry_counts_them_and_
     wait for a frame first) and, no camera having delivered a frame, exits 1 naming both."""
     index, server = missing_usb_index(), SilentServer()
     url = f"rtsp://127.0.0.1:{server.port}/stream1"
-    cfg = cams_file(tmp_path, [{"id": "desk", "source": str(index)}, {"id": "door", "source": url}],
-                    run={"duration_s": 6.0, "reconnect_max_s": 0.5})
+    cfg = cams_file(
+        tmp_path,
+        [{"id": "desk", "source": str(index)}, {"id": "door", "source": url}],
+        run={"duration_s": 6.0, "reconnect_max_s": 0.5},
+    )
     try:
         proc, lines = start_cli("--cameras", str(cfg), "--report", str(tmp_path / "report.json"))
         proc.wait(timeout=120)
@@ -348,20 +401,36 @@ def test_a_run_whose_cameras_never_deliver_warns_once_per_retry_counts_them_and_
     assert not [line for line in err if any(noise in line for noise in OPENCV_NOISE)]
     desk = [line for line in err if "camera desk: " in line]
     door = [line for line in err if "camera door: " in line]
-    assert desk and all(f"WARNING edge.runtime.sources: camera desk: cannot open USB camera {index}: no such device /dev/video{index}; retry " in line
-                        for line in desk)
-    assert door and all(f"WARNING edge.runtime.sources: camera door: cannot open {url}: no answer within 4 s (open timeout); retry " in line
-                        for line in door)
+    assert desk and all(
+        f"WARNING edge.runtime.sources: camera desk: cannot open USB camera {index}: no such device /dev/video{index}; retry "
+        in line
+        for line in desk
+    )
+    assert door and all(
+        f"WARNING edge.runtime.sources: camera door: cannot open {url}: no answer within 4 s (open timeout); retry "
+        in line
+        for line in door
+    )
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["reconnects"]["desk"] >= len(desk) - 1 >= 3 and report["reconnects"]["door"] >= 1
-    assert err[-1] == (f"error: no camera delivered a frame (desk: cannot open USB camera {index}: no such device /dev/video{index}; "
-                       f"door: cannot open {url}: no answer within 4 s (open timeout))")
+    assert err[-1] == (
+        f"error: no camera delivered a frame (desk: cannot open USB camera {index}: no such device /dev/video{index}; "
+        f"door: cannot open {url}: no answer within 4 s (open timeout))"
+    )
 
 
 def demo_cli(tmp_path: Path, *overrides: str) -> tuple[subprocess.Popen, StderrLines]:
-    return start_cli("--cameras", str(REPO / "configs" / "cams.demo.yaml"), "--report", str(tmp_path / "report.json"),
-                     "publisher.enabled=false", f"outputs.mot_dir={tmp_path / 'mot'}", f"outputs.floor_map={tmp_path / 'floor.png'}",
-                     "run.stats_interval_s=1", *overrides)
+    return start_cli(
+        "--cameras",
+        str(REPO / "configs" / "cams.demo.yaml"),
+        "--report",
+        str(tmp_path / "report.json"),
+        "publisher.enabled=false",
+        f"outputs.mot_dir={tmp_path / 'mot'}",
+        f"outputs.floor_map={tmp_path / 'floor.png'}",
+        "run.stats_interval_s=1",
+        *overrides,
+    )
 
 
 def stop_and_time(proc: subprocess.Popen) -> float:
@@ -380,7 +449,10 @@ def test_sigint_while_the_models_load_ends_the_run_within_3_s(tmp_path):
     took = stop_and_time(proc)
     lines.join(5)
     assert took < 3.0, f"{took:.1f} s from SIGINT to exit"
-    assert proc.returncode == 1 and lines.text()[-1] == "error: stopped by SIGINT while loading, before any camera delivered a frame"
+    assert (
+        proc.returncode == 1
+        and lines.text()[-1] == "error: stopped by SIGINT while loading, before any camera delivered a frame"
+    )
     assert not any("Traceback" in line for line in lines.text())
 
 
@@ -399,9 +471,11 @@ def test_sigint_after_the_first_frames_ends_the_run_within_3_s_with_results_flus
 def test_a_second_sigint_ends_a_run_that_is_still_flushing_at_once():
     """After loading, the first signal asks for a clean stop and flush; a second one (a site node
     waiting for its hub's final ids, say) ends the process at once, exit 1, with one line."""
-    code = ("import os, signal, time\nfrom edge.run import SignalStop\nfrom core.cli import setup_console_logging\n"
-            "setup_console_logging()\ns = SignalStop(); s.loaded()\nos.kill(os.getpid(), signal.SIGINT); time.sleep(0.2)\n"
-            "assert s.event.is_set()\nos.kill(os.getpid(), signal.SIGINT); time.sleep(10)\nprint('not reached')\n")
+    code = (
+        "import os, signal, time\nfrom edge.run import SignalStop\nfrom core.cli import setup_console_logging\n"
+        "setup_console_logging()\ns = SignalStop(); s.loaded()\nos.kill(os.getpid(), signal.SIGINT); time.sleep(0.2)\n"
+        "assert s.event.is_set()\nos.kill(os.getpid(), signal.SIGINT); time.sleep(10)\nprint('not reached')\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert proc.returncode == 1 and "not reached" not in proc.stdout
     assert proc.stderr.strip().splitlines()[-1].endswith("second SIGINT: ending now, results not flushed")

@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 import yaml
-
 from conftest import REPO, tiny_recipe
+
 from trainer.config import TrainConfig
 from trainer.engine import stages
 from trainer.engine.trainer import Trainer
@@ -23,12 +23,22 @@ def run_cli(*args, env=None, timeout=300):
 def test_tiny_training_learns_and_eval_cli_reproduces(tmp_path):
     """The README demo recipe: stage 1 + stage 2 on CPU, mAP at least doubles; trainer.eval agrees."""
     out, data = tmp_path / "run", tmp_path / "data"
-    stdout = run_cli("-m", "trainer.train", "--config", "configs/tiny_synthetic.yaml", "--no-progress", f"output_dir={out}", f"data.root={data}")
+    stdout = run_cli(
+        "-m",
+        "trainer.train",
+        "--config",
+        "configs/tiny_synthetic.yaml",
+        "--no-progress",
+        f"output_dir={out}",
+        f"data.root={data}",
+    )
     assert "checkpoint:" in stdout
     report = json.loads((out / "eval.json").read_text())
     untrained = json.loads((out / "eval_untrained.json").read_text())
     assert report["mAP"] >= 2 * untrained["mAP"], (untrained["mAP"], report["mAP"])
-    assert report["mAP"] > 0.25  # 0.346 measured (docs/training.md); 0.168 when the raw-feature triplet collapsed the embeddings
+    assert (
+        report["mAP"] > 0.25
+    )  # 0.346 measured (docs/training.md); 0.168 when the raw-feature triplet collapsed the embeddings
     assert (out / "eval_cmc.png").is_file() and (out / "model.pt").is_file()
     # the same/different-person statistics and the matching threshold travel with the model
     from core.model_card import read_onnx_metadata
@@ -38,20 +48,53 @@ def test_tiny_training_learns_and_eval_cli_reproduces(tmp_path):
     assert stats["same_mean"] > stats["diff_mean"] and stats["diff_mean"] < stats["threshold"] <= 1.0
     assert stats["diff_mean"] < 0.9  # not collapsed onto one direction (0.99998 with the raw triplet); 0.395 measured
     assert stats["false_match_rate"] == 0.01 and stats["pairs_same"] > 0
-    run_cli("-m", "export", "onnx", "--checkpoint", str(out / "model.pt"), "--out", str(tmp_path / "m.onnx"), "--num-images", "4")
+    run_cli(
+        "-m",
+        "export",
+        "onnx",
+        "--checkpoint",
+        str(out / "model.pt"),
+        "--out",
+        str(tmp_path / "m.onnx"),
+        "--num-images",
+        "4",
+    )
     assert read_onnx_metadata(tmp_path / "m.onnx").similarity == stats
     log_rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert [r["stage"] for r in log_rows].count(2) == TrainConfig.model_validate(yaml.safe_load((REPO / "configs/tiny_synthetic.yaml").read_text())).stage2.epochs
+    assert [r["stage"] for r in log_rows].count(2) == TrainConfig.model_validate(
+        yaml.safe_load((REPO / "configs/tiny_synthetic.yaml").read_text())
+    ).stage2.epochs
 
-    stdout = run_cli("-m", "trainer.eval", "--config", "configs/tiny_synthetic.yaml", "--checkpoint", str(out / "model.pt"), "--out", str(tmp_path / "again"), "--no-progress", f"data.root={data}")
+    stdout = run_cli(
+        "-m",
+        "trainer.eval",
+        "--config",
+        "configs/tiny_synthetic.yaml",
+        "--checkpoint",
+        str(out / "model.pt"),
+        "--out",
+        str(tmp_path / "again"),
+        "--no-progress",
+        f"data.root={data}",
+    )
     again = json.loads((tmp_path / "again" / "eval.json").read_text())
     assert again["mAP"] == pytest.approx(report["mAP"], abs=1e-6)
     assert "mAP" in stdout
 
     # another setting writes beside the training run's report under its own name
     before = (out / "eval.json").read_bytes()
-    stdout = run_cli("-m", "trainer.eval", "--config", "configs/tiny_synthetic.yaml", "--checkpoint", str(out / "model.pt"), "--no-progress",
-                     f"data.root={data}", "eval.flip=true", "eval.rerank=true")
+    stdout = run_cli(
+        "-m",
+        "trainer.eval",
+        "--config",
+        "configs/tiny_synthetic.yaml",
+        "--checkpoint",
+        str(out / "model.pt"),
+        "--no-progress",
+        f"data.root={data}",
+        "eval.flip=true",
+        "eval.rerank=true",
+    )
     assert (out / "eval.json").read_bytes() == before
     assert json.loads((out / "eval_flip_rerank.json").read_text())["eval"]["rerank"] is True
     assert f"report: {out / 'eval_flip_rerank.json'}, {out / 'eval_flip_rerank_cmc.png'}" in stdout
@@ -92,8 +135,11 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, stage, epoch):
 
 def test_resume_inside_the_method_stage_continues_exactly(tmp_path, monkeypatch):
     """SAGA's frozen-backbone stage runs after stage 2; a cut there resumes exactly."""
-    model = {"backbone": {"name": "tiny-vit"}, "image_size": [64, 32],
-             "method": {"name": "saga", "frozen_backbone_epochs": 2, "saga": {"layer": 3, "heads": 4}}}
+    model = {
+        "backbone": {"name": "tiny-vit"},
+        "image_size": [64, 32],
+        "method": {"name": "saga", "frozen_backbone_epochs": 2, "saga": {"layer": 3, "heads": 4}},
+    }
     recipe = tiny_recipe(tmp_path, model=model, stage1={"epochs": 1}, stage2={"epochs": 1})
     full = Trainer(TrainConfig.model_validate({**recipe, "output_dir": str(tmp_path / "full")}), progress=False).fit()
     cfg = TrainConfig.model_validate({**recipe, "output_dir": str(tmp_path / "cut")})
@@ -117,16 +163,36 @@ def test_resume_inside_the_method_stage_continues_exactly(tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", [{}, {"name": "rganet"}, {"name": "mscsa_tgi", "mscsa_tgi": {"tgi_width": 32, "tgi_layers": 1}}], ids=["baseline", "rganet", "mscsa_tgi"])
+@pytest.mark.parametrize(
+    "method",
+    [{}, {"name": "rganet"}, {"name": "mscsa_tgi", "mscsa_tgi": {"tgi_width": 32, "tgi_layers": 1}}],
+    ids=["baseline", "rganet", "mscsa_tgi"],
+)
 def test_two_process_ddp_on_cpu_keeps_ranks_in_sync(tmp_path, method):
     """Methods included: their modules run inside the wrapped forward, so DDP syncs them too."""
     backbone = "tiny-rn" if method.get("name") == "mscsa_tgi" else "tiny-vit"
-    recipe = tiny_recipe(tmp_path, stage1={"epochs": 2, "batch_size": 8}, stage2={"epochs": 2, "batch_size": 8},
-                         model={"backbone": {"name": backbone}, "image_size": [64, 32], "method": method})
+    recipe = tiny_recipe(
+        tmp_path,
+        stage1={"epochs": 2, "batch_size": 8},
+        stage2={"epochs": 2, "batch_size": 8},
+        model={"backbone": {"name": backbone}, "image_size": [64, 32], "method": method},
+    )
     cfg_path = tmp_path / "ddp.yaml"
     cfg_path.write_text(yaml.safe_dump(recipe))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run_cli("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "trainer.train", "--config", str(cfg_path), "--no-progress", env=env)
+    run_cli(
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "trainer.train",
+        "--config",
+        str(cfg_path),
+        "--no-progress",
+        env=env,
+    )
     report = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert report["world_size"] == 2
     checksums = report["rank_checksums"]

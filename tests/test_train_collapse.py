@@ -1,12 +1,13 @@
 """Issue 28.4: the stage-2 triplet no longer collapses the embeddings, and a model whose
 same/different-person statistics do not separate stores no matching threshold."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_recipe
+
 from core.embeddings import Embeddings
 from trainer.eval.similarity_stats import COSINE_RESOLUTION, NoSeparation, similarity_stats
 
@@ -84,11 +85,15 @@ def test_stage2_keeps_different_people_apart_where_the_raw_triplet_collapsed_the
     def train(space: str) -> tuple[float, float, Trainer, dict]:
         """(same-person, different-person) mean cosine of the gallery's embeddings after training,
         the trainer and the checkpoint's training metadata."""
-        recipe = tiny_recipe(tmp_path / space, stage1={"epochs": 2}, stage2={"epochs": 8, "triplet_space": space}, eval_initial=False)
+        recipe = tiny_recipe(
+            tmp_path / space, stage1={"epochs": 2}, stage2={"epochs": 8, "triplet_space": space}, eval_initial=False
+        )
         recipe["data"]["root"] = str(data)
         trainer = Trainer(TrainConfig.model_validate(recipe), progress=False)
         meta = load_checkpoint(trainer.fit().checkpoint).train_meta
-        emb, pids, _ = extract_features(trainer.model, eval_loader(trainer.data.gallery, trainer.cfg), trainer.rt.device, progress=False)
+        emb, pids, _ = extract_features(
+            trainer.model, eval_loader(trainer.data.gallery, trainer.cfg), trainer.rt.device, progress=False
+        )
         cos = emb.global_ @ emb.global_.T
         same = (pids[:, None] == pids[None, :]) & ~np.eye(len(pids), dtype=bool)
         return float(cos[same].mean()), float(cos[pids[:, None] != pids[None, :]].mean()), trainer, meta

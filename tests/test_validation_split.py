@@ -1,13 +1,12 @@
 """The validation split is carved from training identities: disjoint from test and from training.
 
 The session's synthetic set is read as Market-1501 (its layout), so it is not regenerated."""
+
 from __future__ import annotations
 
-import json
-
 import pytest
-
 from conftest import tiny_recipe
+
 from trainer.config import DataConfig, TrainConfig
 from trainer.data.datasets import load_dataset
 from trainer.data.loader import prepare_dataset

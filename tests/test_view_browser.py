@@ -7,6 +7,7 @@ recording of a real ``edge.run`` demo (``tests/data/demo_run.jsonl.gz``) replaye
 A missing Chromium fails this test: CI installs it (``.ci/run``). ``VIEW_SCREENSHOT=docs/view.png``
 saves the screenshot that README shows.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,20 +18,33 @@ import time
 
 import numpy as np
 import pytest
-
-from edge.view.feed import Feed
 from view_helpers import ViewProcess
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--window-size=1400,1000")
+from edge.view.feed import Feed
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+)
 
 
 def find_browser() -> tuple[str, str]:
     chromium = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-    driver = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None)
+    driver = shutil.which("chromedriver") or (
+        "/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None
+    )
     if chromium is None or driver is None:
-        pytest.fail("headless Chromium and chromedriver are needed (apt-get install chromium chromium-driver; .ci/run does it)",
-                    pytrace=False)
+        pytest.fail(
+            "headless Chromium and chromedriver are needed (apt-get install chromium chromium-driver; .ci/run does it)",
+            pytrace=False,
+        )
     return chromium, driver
 
 
@@ -40,7 +54,7 @@ def browser():
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        pytest.fail("selenium is missing: pip install -e \".[dev]\"", pytrace=False)
+        pytest.fail('selenium is missing: pip install -e ".[dev]"', pytrace=False)
     chromium, driver = find_browser()
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
@@ -85,22 +99,36 @@ def test_operator_page_shows_cameras_people_journeys_merges_and_keeps_up(browser
         # camera tiles: one per camera, images that load and change, boxes drawn over them
         wait(lambda: len(browser.find_elements("css selector", ".tile")) == 3, what="three camera tiles")
         first = wait(lambda: browser.execute_script(TILE_PIXELS, "cam1"), what="a loaded preview")
-        changed = wait(lambda: (p := browser.execute_script(TILE_PIXELS, "cam1")) is not None and p != first and p, what="a new preview")
+        changed = wait(
+            lambda: (p := browser.execute_script(TILE_PIXELS, "cam1")) is not None and p != first and p,
+            what="a new preview",
+        )
         assert np.abs(np.asarray(changed, int) - np.asarray(first, int)).max() > 50  # the moving marker moved
-        wait(lambda: browser.find_elements("css selector", '.tile[data-camera="cam2"] svg rect'), what="boxes on a tile")
+        wait(
+            lambda: browser.find_elements("css selector", '.tile[data-camera="cam2"] svg rect'), what="boxes on a tile"
+        )
         label = browser.find_element("css selector", '.tile[data-camera="cam2"] svg text').get_attribute("textContent")
         assert re.fullmatch(r"#\d+", label)  # the person's global id (the local track id is in the box's tooltip)
 
         # identity cards with their crops loaded
         wait(lambda: len(browser.find_elements("css selector", ".card")) >= 6, what="identity cards")
-        crops = wait(lambda: [c for c in browser.find_elements("css selector", ".card img")
-                              if browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", c)],
-                     what="crops in cards")
+        crops = wait(
+            lambda: [
+                c
+                for c in browser.find_elements("css selector", ".card img")
+                if browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", c)
+            ],
+            what="crops in cards",
+        )
         assert len(crops) >= 3
 
         # a card opens the person's journey: two cameras, in order, with crops and a floor track
         # clicked inside the page: a card re-rendered between finding and clicking it would be stale
-        gid = int(browser.execute_script("const c = document.querySelector(\".card[data-live='1']\"); c.click(); return c.dataset.gid"))
+        gid = int(
+            browser.execute_script(
+                "const c = document.querySelector(\".card[data-live='1']\"); c.click(); return c.dataset.gid"
+            )
+        )
         steps = wait(lambda: browser.find_elements("css selector", "#journey-steps li"), what="the journey")
         assert len({s.get_attribute("data-camera") for s in steps}) >= 2
         assert browser.find_element("id", "journey-title").text == f"#{gid}"
@@ -109,19 +137,40 @@ def test_operator_page_shows_cameras_people_journeys_merges_and_keeps_up(browser
         assert browser.find_elements("css selector", "#floor polyline")
 
         # a merge updates both cards
-        live = browser.execute_script("return [...document.querySelectorAll(\".card[data-live='1']\")].slice(0, 2).map(c => +c.dataset.gid)")
+        live = browser.execute_script(
+            "return [...document.querySelectorAll(\".card[data-live='1']\")].slice(0, 2).map(c => +c.dataset.gid)"
+        )
         into, source = sorted(live)
         assert not browser.find_elements("css selector", f".card[data-gid='{source}'] .merged-into")
-        feed.publisher.publish(f"identity/{into}", {"event": "merged", "global_id": into, "from": source, "into": into,
-                                                    "cameras": ["cam1", "cam2", "cam3"], "last_seen": time.time()})
-        note = wait(lambda: browser.find_elements("css selector", f".card[data-gid='{source}'] .merged-into"), what="the merged card")
+        feed.publisher.publish(
+            f"identity/{into}",
+            {
+                "event": "merged",
+                "global_id": into,
+                "from": source,
+                "into": into,
+                "cameras": ["cam1", "cam2", "cam3"],
+                "last_seen": time.time(),
+            },
+        )
+        note = wait(
+            lambda: browser.find_elements("css selector", f".card[data-gid='{source}'] .merged-into"),
+            what="the merged card",
+        )
         assert note[0].text == f"merged into #{into}"
-        wait(lambda: f"#{source} merged into this" in browser.find_element("css selector", f".card[data-gid='{into}']").text,
-             what="the surviving card noting the merge")
+        wait(
+            lambda: (
+                f"#{source} merged into this" in browser.find_element("css selector", f".card[data-gid='{into}']").text
+            ),
+            what="the surviving card noting the merge",
+        )
 
         # a camera that stops: its tile says since when
         feed.paused_cameras.add("cam3")
-        badge = wait(lambda: browser.find_elements("css selector", '.tile[data-camera="cam3"] .down-badge'), what="the down badge")
+        badge = wait(
+            lambda: browser.find_elements("css selector", '.tile[data-camera="cam3"] .down-badge'),
+            what="the down badge",
+        )
         assert re.fullmatch(r"down since \d\d:\d\d:\d\d", badge[0].text)
         assert not browser.find_elements("css selector", '.tile[data-camera="cam1"] .down-badge')
 
@@ -133,7 +182,9 @@ def test_operator_page_shows_cameras_people_journeys_merges_and_keeps_up(browser
         latencies = browser.execute_script("return window.viewDebug.latencies")
         assert len(latencies) >= 20
         p95 = float(np.percentile(latencies, 95))
-        print(f"publish -> visible: p50 {np.percentile(latencies, 50) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms over {len(latencies)} cards")
+        print(
+            f"publish -> visible: p50 {np.percentile(latencies, 50) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms over {len(latencies)} cards"
+        )
         assert p95 < 1.0
 
         if os.environ.get("VIEW_SCREENSHOT"):
@@ -141,7 +192,9 @@ def test_operator_page_shows_cameras_people_journeys_merges_and_keeps_up(browser
 
         # another schema version: a banner; the publisher going away: "disconnected since"
         feed.publisher.publish("identity/1", {"event": "new", "global_id": 1, "version": 99})
-        banner = wait(lambda: (b := browser.find_element("id", "banner")).is_displayed() and b, what="the schema banner")
+        banner = wait(
+            lambda: (b := browser.find_element("id", "banner")).is_displayed() and b, what="the schema banner"
+        )
         assert "version 99" in banner.text
         feed.close()
         wait(lambda: "disconnected since" in browser.find_element("id", "connection").text, what="disconnected since")
@@ -177,13 +230,20 @@ def test_a_recorded_run_replays_in_the_page(browser, tmp_path):
         browser.get(view.url)
         wait(lambda: "replay" in browser.find_element("id", "connection").text, what="the replay badge")
         first = wait(lambda: browser.execute_script(TILE_PIXELS, "cam2"), what="a replayed preview")
-        wait(lambda: (p := browser.execute_script(TILE_PIXELS, "cam2")) is not None and p != first, what="the next replayed preview")
+        wait(
+            lambda: (p := browser.execute_script(TILE_PIXELS, "cam2")) is not None and p != first,
+            what="the next replayed preview",
+        )
         wait(lambda: browser.find_elements("css selector", ".card .merged-into"), what="a replayed merge")
         wait(lambda: browser.find_elements("css selector", ".card:not(.merged) img"), what="a card with a crop")
         browser.execute_script("document.querySelector('.card:not(.merged) img').closest('.card').click()")
         steps = wait(lambda: browser.find_elements("css selector", "#journey-steps li"), what="the journey")
         assert len({s.get_attribute("data-camera") for s in steps}) >= 2
-        wait(lambda: "replay finished" in browser.find_element("id", "connection").text, timeout=30, what="the end of the replay")
+        wait(
+            lambda: "replay finished" in browser.find_element("id", "connection").text,
+            timeout=30,
+            what="the end of the replay",
+        )
     finally:
         view.close()
 
@@ -198,18 +258,31 @@ def test_a_real_demo_run_replays_in_the_page(browser):
     try:
         browser.get(view.url)
         first = wait(lambda: browser.execute_script(TILE_PIXELS, "cam1"), what="a preview of cam1")
-        wait(lambda: (p := browser.execute_script(TILE_PIXELS, "cam1")) is not None and p != first, what="cam1's next preview")
-        assert {t.get_attribute("data-camera") for t in browser.find_elements("css selector", ".tile[data-camera]")} >= {"cam1", "cam2", "cam3"}
+        wait(
+            lambda: (p := browser.execute_script(TILE_PIXELS, "cam1")) is not None and p != first,
+            what="cam1's next preview",
+        )
+        assert {
+            t.get_attribute("data-camera") for t in browser.find_elements("css selector", ".tile[data-camera]")
+        } >= {"cam1", "cam2", "cam3"}
         wait(lambda: browser.find_elements("css selector", ".card .merged-into"), timeout=30, what="the run's merge")
-        gids = wait(lambda: browser.execute_script(
-            "return [...document.querySelectorAll('.card:not(.merged)')].filter(c => c.querySelector('img')).map(c => c.dataset.gid)"),
-            what="cards with crops")
+        gids = wait(
+            lambda: browser.execute_script(
+                "return [...document.querySelectorAll('.card:not(.merged)')].filter(c => c.querySelector('img')).map(c => c.dataset.gid)"
+            ),
+            what="cards with crops",
+        )
         journeys = []
         for gid in gids[:8]:  # the cards re-render as events arrive: click by id, read the journey in one go
-            browser.execute_script("const c = document.querySelector(`.card[data-gid=\"${arguments[0]}\"]`); if (c) c.click();", gid)
-            cams = wait(lambda: browser.execute_script(
-                "const s = [...document.querySelectorAll('#journey-steps li')]; return s.length ? s.map(li => li.dataset.camera) : null"),
-                what="a journey")
+            browser.execute_script(
+                'const c = document.querySelector(`.card[data-gid="${arguments[0]}"]`); if (c) c.click();', gid
+            )
+            cams = wait(
+                lambda: browser.execute_script(
+                    "const s = [...document.querySelectorAll('#journey-steps li')]; return s.length ? s.map(li => li.dataset.camera) : null"
+                ),
+                what="a journey",
+            )
             journeys.append(set(cams))
             if len(journeys[-1]) >= 2:
                 break

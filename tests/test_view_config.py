@@ -1,11 +1,12 @@
 """The view's settings: who may look (localhost, token, insecure), the YAML file, --bind."""
+
 from __future__ import annotations
 
 import pytest
 
+from core.configio import ConfigError
 from edge.view.__main__ import parse_bind
 from edge.view.config import TOKEN_ENV, check_access, load_view_config, read_token
-from core.configio import ConfigError
 
 
 def test_bind_forms():

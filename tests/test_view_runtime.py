@@ -1,4 +1,5 @@
 """What the runtime publishes for the view: preview frames and identity crops, off by default."""
+
 from __future__ import annotations
 
 import json
@@ -8,11 +9,11 @@ import time
 import cv2
 import numpy as np
 import zmq
-
-from edge.runtime.config import load_edge_config
-from edge.listen import decode, jpeg_part
-from edge.runtime.pipeline import run_pipeline
 from test_edge_run import cams_yaml
+
+from edge.listen import decode, jpeg_part
+from edge.runtime.config import load_edge_config
+from edge.runtime.pipeline import run_pipeline
 
 
 class RawSubscriber(threading.Thread):

@@ -1,5 +1,6 @@
 """``python -m edge.view`` as a real process, fed by a real publisher: access rules, the API, the
 event stream, a publisher that goes away and comes back, record and replay, CURVE."""
+
 from __future__ import annotations
 
 import json
@@ -11,17 +12,23 @@ import urllib.request
 
 import pytest
 import zmq
-
 from conftest import REPO
-from edge.view.feed import Feed
 from view_helpers import ViewProcess
+
+from edge.view.feed import Feed
 
 TOKEN = "correct-horse-battery-staple-42"
 
 
 def run_view(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edge.view", *args], cwd=REPO, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "edge.view", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+    )
 
 
 def test_non_local_address_needs_a_token_or_insecure():
@@ -60,8 +67,14 @@ def test_live_events_reach_the_api_stream_and_images_and_the_view_survives_the_p
     feed = Feed(endpoint, rate=20, preview_fps=4).start()
     view = ViewProcess("--events", endpoint)
     try:
-        state = view.wait_for(lambda s: len(s["identities"]) >= 4 and len(s["cameras"]) == 3
-                              and s["status"]["connection"]["state"] == "connected", what="identities and cameras")
+        state = view.wait_for(
+            lambda s: (
+                len(s["identities"]) >= 4
+                and len(s["cameras"]) == 3
+                and s["status"]["connection"]["state"] == "connected"
+            ),
+            what="identities and cameras",
+        )
         card = next(c for c in state["identities"] if c["crop"])
         status, jpeg, headers = view.get(f"crop/{card['crop']}")
         assert status == 200 and headers["content-type"] == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
@@ -85,8 +98,12 @@ def test_live_events_reach_the_api_stream_and_images_and_the_view_survives_the_p
         assert gone["status"]["connection"]["since"] > time.time() - 30
         received = gone["status"]["counters"]["received"]
         feed = Feed(endpoint, rate=20, preview_fps=4).start()  # the publisher comes back: the view reconnects by itself
-        back = view.wait_for(lambda s: s["status"]["connection"]["state"] == "connected"
-                             and s["status"]["counters"]["received"] > received + 5, what="reconnection")
+        back = view.wait_for(
+            lambda s: (
+                s["status"]["connection"]["state"] == "connected" and s["status"]["counters"]["received"] > received + 5
+            ),
+            what="reconnection",
+        )
         assert back["status"]["counters"]["publisher_restarts"] == 1  # its sequence numbers started again
     finally:
         feed.close()
@@ -96,8 +113,22 @@ def test_live_events_reach_the_api_stream_and_images_and_the_view_survives_the_p
 def test_recording_replays_the_same_identities_at_the_chosen_speed(tmp_path):
     endpoint = "tcp://127.0.0.1:56432"
     record = tmp_path / "run.jsonl"
-    listener = subprocess.Popen([sys.executable, "-m", "edge.listen", "--endpoint", endpoint, "--record", str(record), "--quiet",
-                                 "--count", "150"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    listener = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge.listen",
+            "--endpoint",
+            endpoint,
+            "--record",
+            str(record),
+            "--quiet",
+            "--count",
+            "150",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     time.sleep(1.5)  # the listener connects before the publisher starts
     feed = Feed(endpoint, rate=30, preview_fps=4).start()
     try:
@@ -110,7 +141,9 @@ def test_recording_replays_the_same_identities_at_the_chosen_speed(tmp_path):
     span = times[-1] - times[0]
     live = ViewProcess("--replay", str(record), "--speed", "1000")
     try:
-        done = live.wait_for(lambda s: s["status"]["connection"]["state"] == "replay finished", what="end of the replay")
+        done = live.wait_for(
+            lambda s: s["status"]["connection"]["state"] == "replay finished", what="end of the replay"
+        )
     finally:
         live.close()
     assert done["status"]["counters"]["received"] == 150 and done["status"]["mode"] == "replay"
@@ -144,10 +177,22 @@ def test_curve_publisher_is_read_with_the_views_own_key(tmp_path):
     pub.setsockopt(zmq.LINGER, 0)
     pub.bind("tcp://127.0.0.1:56433")
     # the publisher's .key file, as edge.listen takes it (the Z85 text works too: below)
-    view = ViewProcess("--events", "tcp://127.0.0.1:56433", "--server-key", server_public_file, "--key-file", client_secret_file)
+    view = ViewProcess(
+        "--events", "tcp://127.0.0.1:56433", "--server-key", server_public_file, "--key-file", client_secret_file
+    )
     try:
-        header = {"schema": "clipreid-edge.events", "version": 2, "seq": 1, "event": "new", "global_id": 8, "cameras": ["cam1"],
-                  "camera": "cam1", "local_id": 1, "capture_ts": 5.0, "last_seen": 5.0}
+        header = {
+            "schema": "clipreid-edge.events",
+            "version": 2,
+            "seq": 1,
+            "event": "new",
+            "global_id": 8,
+            "cameras": ["cam1"],
+            "camera": "cam1",
+            "local_id": 1,
+            "capture_ts": 5.0,
+            "last_seen": 5.0,
+        }
         deadline = time.monotonic() + 20
         while not view.state()["identities"]:
             assert time.monotonic() < deadline, view.state()

@@ -1,4 +1,5 @@
 """The view's state: identities, sightings, merges, reassignments, cameras, bounds, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,9 @@ import numpy as np
 import pytest
 
 from edge.runtime.preview import PreviewClock, crop_jpeg, preview_jpeg
+from edge.view.state import Limits, ViewState
 from edge.wire.publisher import SCHEMA, SCHEMA_VERSION
 from edge.wire.recording import RecordingWriter, read_recording
-from edge.view.state import Limits, ViewState
 
 
 class Clock:
@@ -21,16 +22,34 @@ class Clock:
         return self.t
 
 
-def msg(topic: str, seq: int, jpeg: bytes | None = None, schema: str = SCHEMA, version: int = SCHEMA_VERSION, **fields) -> list[bytes]:
+def msg(
+    topic: str, seq: int, jpeg: bytes | None = None, schema: str = SCHEMA, version: int = SCHEMA_VERSION, **fields
+) -> list[bytes]:
     header = {"schema": schema, "version": version, "seq": seq, "publish_ts": 1000.0 + seq, **fields}
     if jpeg is not None:
         header["jpeg_bytes"] = len(jpeg)
     return [topic.encode(), json.dumps(header).encode()] + ([jpeg] if jpeg is not None else [])
 
 
-def sighting(kind: str, gid: int, camera: str, local_id: int, ts: float, seq: int, jpeg: bytes | None = None, **extra) -> list[bytes]:
-    return msg(f"identity/{gid}", seq, jpeg, event=kind, global_id=gid, cameras=[camera], last_seen=ts, camera=camera,
-               local_id=local_id, bbox=[0, 0, 10, 20], score=0.9, capture_ts=ts, frame=int(ts), **extra)
+def sighting(
+    kind: str, gid: int, camera: str, local_id: int, ts: float, seq: int, jpeg: bytes | None = None, **extra
+) -> list[bytes]:
+    return msg(
+        f"identity/{gid}",
+        seq,
+        jpeg,
+        event=kind,
+        global_id=gid,
+        cameras=[camera],
+        last_seen=ts,
+        camera=camera,
+        local_id=local_id,
+        bbox=[0, 0, 10, 20],
+        score=0.9,
+        capture_ts=ts,
+        frame=int(ts),
+        **extra,
+    )
 
 
 JPEG = crop_jpeg(np.full((100, 50, 3), 128, np.uint8), [0, 0, 50, 100], 64, 10000)
@@ -39,10 +58,32 @@ JPEG = crop_jpeg(np.full((100, 50, 3), 128, np.uint8), [0, 0, 50, 100], 64, 1000
 def test_journey_across_cameras_in_time_order_with_crops_and_floor_track():
     state = ViewState(clock=Clock())
     assert state.ingest(sighting("new", 5, "cam1", 7, 10.0, 1, JPEG))
-    assert state.ingest(msg("track/cam1", 2, event="update", camera="cam1", local_id=7, global_id=5, bbox=[0, 0, 1, 1],
-                            capture_ts=14.0, floor=[1.0, 2.0]))
-    assert state.ingest(msg("track/cam1", 3, event="ended", camera="cam1", local_id=7, global_id=5, bbox=[0, 0, 1, 1],
-                            capture_ts=15.0, floor=[1.5, 2.5]))
+    assert state.ingest(
+        msg(
+            "track/cam1",
+            2,
+            event="update",
+            camera="cam1",
+            local_id=7,
+            global_id=5,
+            bbox=[0, 0, 1, 1],
+            capture_ts=14.0,
+            floor=[1.0, 2.0],
+        )
+    )
+    assert state.ingest(
+        msg(
+            "track/cam1",
+            3,
+            event="ended",
+            camera="cam1",
+            local_id=7,
+            global_id=5,
+            bbox=[0, 0, 1, 1],
+            capture_ts=15.0,
+            floor=[1.5, 2.5],
+        )
+    )
     assert state.ingest(sighting("assigned", 5, "cam3", 2, 30.0, 4, JPEG))
     j = state.journey(5)
     assert [(s["camera"], s["local_id"]) for s in j["sightings"]] == [("cam1", 7), ("cam3", 2)]
@@ -61,14 +102,26 @@ def test_merge_marks_the_absorbed_card_and_moves_its_sightings():
     state.ingest(sighting("new", 3, "cam1", 1, 10.0, 1, JPEG))
     state.ingest(sighting("new", 9, "cam2", 4, 11.0, 2, JPEG))
     before = state.version
-    state.ingest(msg("identity/3", 3, event="merged", global_id=3, cameras=["cam1", "cam2"], last_seen=11.0, **{"from": 9, "into": 3}))
+    state.ingest(
+        msg(
+            "identity/3",
+            3,
+            event="merged",
+            global_id=3,
+            cameras=["cam1", "cam2"],
+            last_seen=11.0,
+            **{"from": 9, "into": 3},
+        )
+    )
     changed = {c["global_id"]: c for c in state.delta(before)["identities"]}
     assert set(changed) == {3, 9}  # both cards are pushed to the page
     assert changed[9]["merged_into"] == 3 and changed[9]["active_until"] == 0.0
     assert changed[3]["merged_from"] == [9] and changed[3]["cameras"] == ["cam1", "cam2"]
     assert [(s["camera"], s["local_id"]) for s in state.journey(3)["sightings"]] == [("cam1", 1), ("cam2", 4)]
     # later track events of the moved tracklet land on the surviving identity
-    state.ingest(msg("track/cam2", 4, event="update", camera="cam2", local_id=4, global_id=3, bbox=[0, 0, 1, 1], capture_ts=20.0))
+    state.ingest(
+        msg("track/cam2", 4, event="update", camera="cam2", local_id=4, global_id=3, bbox=[0, 0, 1, 1], capture_ts=20.0)
+    )
     assert state.journey(3)["card"]["last_seen"] == 20.0
 
 
@@ -97,7 +150,9 @@ def test_live_until_the_tracklets_end_or_go_quiet_then_expired():
     state = ViewState(Limits(live_s=5.0), clock=clock)
     state.ingest(sighting("new", 1, "cam1", 1, 10.0, 1))
     assert state.journey(1)["card"]["active_until"] == clock.t + 5.0
-    state.ingest(msg("track/cam1", 2, event="ended", camera="cam1", local_id=1, global_id=1, bbox=[0, 0, 1, 1], capture_ts=11.0))
+    state.ingest(
+        msg("track/cam1", 2, event="ended", camera="cam1", local_id=1, global_id=1, bbox=[0, 0, 1, 1], capture_ts=11.0)
+    )
     assert state.journey(1)["card"]["active_until"] == 0.0
     state.ingest(msg("identity/1", 3, event="expired", global_id=1, cameras=["cam1"]))
     assert state.journey(1)["card"]["expired"] is True
@@ -109,11 +164,24 @@ def test_bounded_identities_sightings_crops_and_a_full_refresh_after_forgetting(
     for gid in range(1, 31):
         for cam in range(6):
             seq += 1
-            state.ingest(sighting("new" if cam == 0 else "assigned", gid, f"cam{cam}", gid, float(gid * 10 + cam), seq, JPEG))
+            state.ingest(
+                sighting("new" if cam == 0 else "assigned", gid, f"cam{cam}", gid, float(gid * 10 + cam), seq, JPEG)
+            )
     for i in range(10):
         seq += 1
-        state.ingest(msg("track/cam5", seq, event="update", camera="cam5", local_id=30, global_id=30, bbox=[0, 0, 1, 1],
-                         capture_ts=400.0 + i, floor=[float(i), 0.0]))
+        state.ingest(
+            msg(
+                "track/cam5",
+                seq,
+                event="update",
+                camera="cam5",
+                local_id=30,
+                global_id=30,
+                bbox=[0, 0, 1, 1],
+                capture_ts=400.0 + i,
+                floor=[float(i), 0.0],
+            )
+        )
     assert sorted(state.identities) == list(range(21, 31))  # the longest-untouched forgotten first
     assert all(len(i.sightings) == 3 for i in state.identities.values())
     assert [s["camera"] for s in state.journey(30)["sightings"]] == ["cam3", "cam4", "cam5"]  # the newest kept
@@ -144,7 +212,9 @@ def test_another_schema_version_sets_a_banner_logs_once_and_is_dropped(caplog):
     state = ViewState(clock=Clock())
     with caplog.at_level(logging.ERROR):
         for seq in range(1, 4):
-            assert not state.ingest(sighting("new", seq, "cam1", seq, 1.0, seq)[:1] + msg("identity/1", seq, version=99, event="new")[1:])
+            assert not state.ingest(
+                sighting("new", seq, "cam1", seq, 1.0, seq)[:1] + msg("identity/1", seq, version=99, event="new")[1:]
+            )
     assert state.counters["foreign"] == 3 and not state.identities
     assert "version 99" in state.full()["status"]["schema_problem"]
     assert len([r for r in caplog.records if "version 99" in r.message]) == 1
@@ -164,14 +234,35 @@ def test_cameras_previews_fps_and_down_since():
     jpeg, _ = preview_jpeg(np.zeros((360, 640, 3), np.uint8), 320, 70)
     for i in range(5):
         clock.t = 100.0 + 0.5 * i
-        state.ingest(msg("frame/cam1", i + 1, jpeg, event="frame", camera="cam1", frame=i, capture_ts=clock.t, width=320,
-                         height=180, boxes=[[1, 2, 30, 60, 7, 5]]))
+        state.ingest(
+            msg(
+                "frame/cam1",
+                i + 1,
+                jpeg,
+                event="frame",
+                camera="cam1",
+                frame=i,
+                capture_ts=clock.t,
+                width=320,
+                height=180,
+                boxes=[[1, 2, 30, 60, 7, 5]],
+            )
+        )
     cam = state.full()["cameras"][0]
     assert cam["frame_seq"] == 5 and cam["preview_fps"] == 2.0 and cam["down_since"] is None
     assert cam["frame"]["boxes"] == [[1, 2, 30, 60, 7, 5]] and state.frame("cam1") == jpeg
     clock.t = 110.0  # previews stopped 8 s ago
     assert state.full()["cameras"][0]["down_since"] == 102.0
-    state.ingest(msg("stats", 6, event="stats", fps={"cam2": 10.0}, down={"cam2": 4.0}, latency_ms={"detect": {"p50": 1, "p99": 2}}))
+    state.ingest(
+        msg(
+            "stats",
+            6,
+            event="stats",
+            fps={"cam2": 10.0},
+            down={"cam2": 4.0},
+            latency_ms={"detect": {"p50": 1, "p99": 2}},
+        )
+    )
     cams = {c["id"]: c for c in state.full()["cameras"]}
     assert cams["cam2"]["down_since"] == 106.0 and cams["cam2"]["fps"] == 10.0
     assert state.full()["status"]["stats"]["latency_ms"]["detect"]["p99"] == 2
@@ -179,19 +270,44 @@ def test_cameras_previews_fps_and_down_since():
 
 def test_a_camera_behind_its_rate_and_the_governors_cadence_reach_its_tile():
     state = ViewState(clock=Clock())
-    state.ingest(msg("stats", 1, event="stats", fps={"cam1": 3.4, "cam2": 10.0}, down={},
-                     below_rate={"cam1": {"fps": 3.4, "rate": 10.0, "share": 0.34}}, detect_every={"cam1": 3, "cam2": 1}))
+    state.ingest(
+        msg(
+            "stats",
+            1,
+            event="stats",
+            fps={"cam1": 3.4, "cam2": 10.0},
+            down={},
+            below_rate={"cam1": {"fps": 3.4, "rate": 10.0, "share": 0.34}},
+            detect_every={"cam1": 3, "cam2": 1},
+        )
+    )
     cams = {c["id"]: c for c in state.full()["cameras"]}
     assert cams["cam1"]["behind"] == {"fps": 3.4, "rate": 10.0, "share": 0.34} and cams["cam1"]["detect_every"] == 3
     assert cams["cam2"]["behind"] is None and cams["cam2"]["detect_every"] == 1
-    state.ingest(msg("stats", 2, event="stats", fps={"cam1": 10.0, "cam2": 10.0}, down={}, below_rate={}, detect_every={"cam1": 2, "cam2": 1}))
+    state.ingest(
+        msg(
+            "stats",
+            2,
+            event="stats",
+            fps={"cam1": 10.0, "cam2": 10.0},
+            down={},
+            below_rate={},
+            detect_every={"cam1": 2, "cam2": 1},
+        )
+    )
     assert {c["id"]: c["behind"] for c in state.full()["cameras"]} == {"cam1": None, "cam2": None}  # back at its rate
 
 
 def test_snapshot_teaches_a_late_joiner_the_identities_it_missed():
     state = ViewState(clock=Clock())
-    state.ingest(msg("snapshot", 1, event="snapshot", identities=[{"global_id": 4, "cameras": ["cam1", "cam2"], "last_seen": 50.0,
-                                                                   "live": [["cam2", 3]]}]))
+    state.ingest(
+        msg(
+            "snapshot",
+            1,
+            event="snapshot",
+            identities=[{"global_id": 4, "cameras": ["cam1", "cam2"], "last_seen": 50.0, "live": [["cam2", 3]]}],
+        )
+    )
     card = state.journey(4)["card"]
     assert card["cameras"] == ["cam1", "cam2"] and card["last_seen"] == 50.0 and card["active_until"] > 0
 
@@ -229,17 +345,43 @@ def test_crops_are_bounded_in_bytes_and_previews_rate_limited():
 
 def test_a_tracklet_seen_before_its_identity_keeps_its_span_floor_and_end_and_a_moved_crop_shows_on_its_new_card():
     state = ViewState(clock=Clock())
-    state.ingest(msg("track/cam2", 1, event="new", camera="cam2", local_id=5, global_id=None, bbox=[0, 0, 1, 1], capture_ts=11.0,
-                     floor=[1.0, 1.0]))
-    state.ingest(msg("track/cam2", 1, event="ended", camera="cam2", local_id=5, global_id=None, bbox=[0, 0, 1, 1], capture_ts=13.5,
-                     floor=[2.0, 1.0]))
+    state.ingest(
+        msg(
+            "track/cam2",
+            1,
+            event="new",
+            camera="cam2",
+            local_id=5,
+            global_id=None,
+            bbox=[0, 0, 1, 1],
+            capture_ts=11.0,
+            floor=[1.0, 1.0],
+        )
+    )
+    state.ingest(
+        msg(
+            "track/cam2",
+            1,
+            event="ended",
+            camera="cam2",
+            local_id=5,
+            global_id=None,
+            bbox=[0, 0, 1, 1],
+            capture_ts=13.5,
+            floor=[2.0, 1.0],
+        )
+    )
     assert not state.identities  # nothing to show before the identity event
     state.ingest(sighting("new", 6, "cam2", 5, 13.0, 2))  # the engine decided after the tracklet ended
     s = state.journey(6)["sightings"][0]
-    assert s["ended"] is True and (s["first_ts"], s["last_ts"]) == (11.0, 13.5) and s["floor"] == [[1.0, 1.0], [2.0, 1.0]]
+    assert (
+        s["ended"] is True and (s["first_ts"], s["last_ts"]) == (11.0, 13.5) and s["floor"] == [[1.0, 1.0], [2.0, 1.0]]
+    )
     assert state.journey(6)["card"]["active_until"] == 0.0
     state.ingest(sighting("new", 7, "cam1", 1, 20.0, 3, JPEG))
-    state.ingest(sighting("reassigned", 30, "cam1", 1, 21.0, 4, **{"from": 7, "into": 30}))  # into a new identity, no crop sent
+    state.ingest(
+        sighting("reassigned", 30, "cam1", 1, 21.0, 4, **{"from": 7, "into": 30})
+    )  # into a new identity, no crop sent
     assert state.journey(30)["card"]["crop"] == state.journey(7)["card"]["crop"] is not None
 
 

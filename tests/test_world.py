@@ -1,11 +1,12 @@
 """The synthetic multi-camera world: determinism, geometry, ground truth and exports."""
+
 import numpy as np
 import pytest
 
 from edge.runtime.sources import SourceError, SyntheticReader
-from sim.writers import write_mot_ground_truth, write_reid_dataset
 from sim.render import CameraRenderer
 from sim.scene import World, resolve_scene
+from sim.writers import write_mot_ground_truth, write_reid_dataset
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,12 @@ def test_person_in_the_overlap_is_seen_by_both_cameras_at_its_ground_point():
 
 def test_visibility_accounts_for_occluders_and_other_people():
     world = World(resolve_scene("demo"))
-    vis = [b.visibility for cam in range(3) for f in range(0, 600, 5) for b in CameraRenderer(world, cam).render(f, draw=False)[1]]
+    vis = [
+        b.visibility
+        for cam in range(3)
+        for f in range(0, 600, 5)
+        for b in CameraRenderer(world, cam).render(f, draw=False)[1]
+    ]
     assert min(vis) < 0.5 and max(vis) == 1.0 and np.mean(np.array(vis) < 0.9) > 0.02
 
 
@@ -112,7 +118,11 @@ def test_several_seeds_share_one_reid_dataset_as_distinct_people_and_cameras(tmp
     from sim.__main__ import main as world_main
 
     world_main(["reid", "--scene", "tiny", "--seed", "0", "3", "--out", str(tmp_path / "reid"), "--every", "4"])
-    names = [p.name for sub in ("bounding_box_train", "query", "bounding_box_test") for p in (tmp_path / "reid" / sub).iterdir()]
+    names = [
+        p.name
+        for sub in ("bounding_box_train", "query", "bounding_box_test")
+        for p in (tmp_path / "reid" / sub).iterdir()
+    ]
     pids = {int(n[:4]) for n in names}
     cams = {int(n.split("_c")[1].split("s")[0]) for n in names}
     assert max(pids) > 6 and min(pids) <= 6  # the second seed's people are numbered after the first's

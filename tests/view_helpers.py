@@ -1,4 +1,5 @@
 """Helpers for the view's tests: start ``python -m edge.view`` as a real process, read its API."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from conftest import REPO
 
@@ -18,8 +20,14 @@ class ViewProcess:
 
     def __init__(self, *args: str, env: Optional[dict] = None, bind: str = "127.0.0.1:0", timeout: float = 30.0):
         environ = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "edge.view", *args, "--bind", bind], cwd=REPO, env=environ,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge.view", *args, "--bind", bind],
+            cwd=REPO,
+            env=environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + timeout
         line = ""
         while time.monotonic() < deadline:

@@ -21,13 +21,20 @@ stage 2 while the spread of the features fell from 7 to 0.1 around a constant of
 different people ended at cosine 0.9999. Centered and normalised, the distances ignore a common
 offset and the overall scale, so the only way down is to separate identities.
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 
-def supcon(anchors: torch.Tensor, contrast: torch.Tensor, anchor_labels: torch.Tensor, contrast_labels: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+def supcon(
+    anchors: torch.Tensor,
+    contrast: torch.Tensor,
+    anchor_labels: torch.Tensor,
+    contrast_labels: torch.Tensor,
+    scale: torch.Tensor | float,
+) -> torch.Tensor:
     """Supervised contrastive loss: each anchor's log-softmax over ``contrast``, averaged over its positives.
 
     anchors [N, D], contrast [M, D] (normalised inside), labels [N] / [M]. With images as anchors
@@ -45,7 +52,9 @@ def centered_unit(features: torch.Tensor) -> torch.Tensor:
     return F.normalize(features - features.mean(dim=0, keepdim=True), dim=1)
 
 
-def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor, margin: float = 0.3, centered: bool = False) -> torch.Tensor:
+def batch_hard_triplet(
+    features: torch.Tensor, labels: torch.Tensor, margin: float = 0.3, centered: bool = False
+) -> torch.Tensor:
     """Hardest positive vs hardest negative Euclidean distance per anchor (Hermans et al.);
     ``centered``: between :func:`centered_unit` features (why: the module docstring)."""
     if centered:
@@ -61,7 +70,13 @@ def id_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float =
     return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
 
 
-def image_to_text_ce(image_feats: torch.Tensor, text_feats: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor | float, label_smoothing: float = 0.1) -> torch.Tensor:
+def image_to_text_ce(
+    image_feats: torch.Tensor,
+    text_feats: torch.Tensor,
+    labels: torch.Tensor,
+    scale: torch.Tensor | float,
+    label_smoothing: float = 0.1,
+) -> torch.Tensor:
     """Stage-2 L_i2tce: each image classified against the text features of *all* identities."""
     logits = scale * F.normalize(image_feats, dim=1) @ F.normalize(text_feats, dim=1).T
     return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)

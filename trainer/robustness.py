@@ -15,12 +15,13 @@ Which variant, where, and which distractor are drawn from ``--seed`` and the que
 a run is reproducible and every checkpoint sees the very same corrupted queries. Writes
 ``robustness.json``, ``robustness.md`` and ``robustness.png`` (one curve per checkpoint).
 """
+
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -100,8 +101,16 @@ class CorruptedQueries(ImageDataset):
         return self.transform(Image.fromarray(img)), s.pid, s.camid, index
 
 
-def robustness_curves(model, cfg, data, device, levels: Sequence[float] = LEVELS, kinds: Sequence[str] = KINDS,
-                      seed: int = 0, progress: bool = False) -> dict[str, list[dict]]:
+def robustness_curves(
+    model,
+    cfg,
+    data,
+    device,
+    levels: Sequence[float] = LEVELS,
+    kinds: Sequence[str] = KINDS,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, list[dict]]:
     """{kind: [{level, mAP, R1, R5, mINP}, ...]} with the gallery embedded once."""
     import torch
     from torch.utils.data import DataLoader
@@ -117,9 +126,23 @@ def robustness_curves(model, cfg, data, device, levels: Sequence[float] = LEVELS
         for kind in kinds:
             out[kind] = []
             for level in levels:
-                loader = DataLoader(CorruptedQueries(data.query, transform, kind, level, seed), batch_size=cfg.eval.batch_size, shuffle=False)
-                r = evaluate_features(extract_features(model, loader, device, cfg.eval.flip, progress), gallery, cfg.eval)
-                out[kind].append({"level": level, "mAP": 100 * r.mAP, "R1": 100 * r.rank(1), "R5": 100 * r.rank(5), "mINP": 100 * r.mINP})
+                loader = DataLoader(
+                    CorruptedQueries(data.query, transform, kind, level, seed),
+                    batch_size=cfg.eval.batch_size,
+                    shuffle=False,
+                )
+                r = evaluate_features(
+                    extract_features(model, loader, device, cfg.eval.flip, progress), gallery, cfg.eval
+                )
+                out[kind].append(
+                    {
+                        "level": level,
+                        "mAP": 100 * r.mAP,
+                        "R1": 100 * r.rank(1),
+                        "R5": 100 * r.rank(5),
+                        "mINP": 100 * r.mINP,
+                    }
+                )
     return out
 
 
@@ -145,7 +168,7 @@ def plot(results: dict[str, dict[str, list[dict]]], path: Path) -> Path:
         for label, curves in results.items():
             rows = curves[kind]
             x = [100 * r["level"] for r in rows]
-            line, = ax.plot(x, [r["mAP"] for r in rows], "o-", label=f"{label} mAP")
+            (line,) = ax.plot(x, [r["mAP"] for r in rows], "o-", label=f"{label} mAP")
             ax.plot(x, [r["R1"] for r in rows], "s--", color=line.get_color(), alpha=0.6, label=f"{label} R1")
         ax.set(xlabel="query area corrupted (%)", ylabel="%", title=f"{kind}", ylim=(0, 100))
         ax.grid(alpha=0.3)
@@ -157,7 +180,9 @@ def plot(results: dict[str, dict[str, list[dict]]], path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m trainer.robustness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.robustness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", required=True, help="recipe whose dataset and eval settings are used")
     parser.add_argument("--checkpoint", action="append", required=True, help="repeat to compare models")
     parser.add_argument("--label", action="append", default=None, help="one per checkpoint (default: file stem)")
@@ -169,8 +194,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     from core.cli import fail, setup_console_logging
-    from trainer.config import load_train_config
     from core.configio import ConfigError
+    from trainer.config import load_train_config
     from trainer.data.datasets import DatasetLayoutError
     from trainer.data.loader import prepare_dataset
     from trainer.engine.runtime import pick_device
@@ -193,12 +218,19 @@ def main(argv: list[str] | None = None) -> dict:
         for label, ckpt in zip(labels, args.checkpoint):
             loaded = load_checkpoint(ckpt, device)
             cfg.model = loaded.model_config
-            results[label] = robustness_curves(loaded.model, cfg, data, device, args.levels, args.kinds, args.seed, progress=True)
+            results[label] = robustness_curves(
+                loaded.model, cfg, data, device, args.levels, args.kinds, args.seed, progress=True
+            )
     except (ConfigError, DatasetLayoutError, CheckpointError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"config": args.config, "checkpoints": dict(zip(labels, args.checkpoint)), "seed": args.seed, "dataset": data.name}
+    meta = {
+        "config": args.config,
+        "checkpoints": dict(zip(labels, args.checkpoint)),
+        "seed": args.seed,
+        "dataset": data.name,
+    }
     (out / "robustness.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     table = markdown(results)
     (out / "robustness.md").write_text(table)

@@ -6,9 +6,21 @@ ways between cameras (time windows, doors); ``centering.py`` each camera's mean 
 ``records.py`` holds the plain data going in and out. No sockets, threads or files: the single-box runtime and a site
 hub feed the same engine.
 """
+
 from edge.identity.engine import EngineSettings, Identity, IdentityEngine
 from edge.identity.geometry import CalibrationError, FloorRules, FloorTrack, Homography, floor_evidence, homography_from
 from edge.identity.records import Decision, TrackletSummary
 
-__all__ = ["CalibrationError", "Decision", "EngineSettings", "FloorRules", "FloorTrack", "Homography", "Identity",
-           "IdentityEngine", "TrackletSummary", "floor_evidence", "homography_from"]
+__all__ = [
+    "CalibrationError",
+    "Decision",
+    "EngineSettings",
+    "FloorRules",
+    "FloorTrack",
+    "Homography",
+    "Identity",
+    "IdentityEngine",
+    "TrackletSummary",
+    "floor_evidence",
+    "homography_from",
+]

@@ -20,14 +20,15 @@ Memory is one running sum per camera (final tracklets) plus the live tracklets t
 Similarities of centered appearances live on another scale than raw cosines: the threshold and
 scale come from the same statistics measured on centered pseudo-tracklets (``similarity.centered``).
 """
+
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from collections.abc import Iterable
+from typing import Optional
 
 import numpy as np
 
 from core.embeddings import Embeddings
-
 from edge.identity.records import TrackletSummary
 
 
@@ -54,17 +55,24 @@ class CameraCentering:
 
     def state(self) -> dict:
         """The final tracklets' sums per camera, as JSON-able data (a site hub persists them)."""
-        return {cam: {"sum": g.tolist(), "parts": None if p is None else p.tolist(), "n": n} for cam, (g, p, n) in self._sums.items()}
+        return {
+            cam: {"sum": g.tolist(), "parts": None if p is None else p.tolist(), "n": n}
+            for cam, (g, p, n) in self._sums.items()
+        }
 
     def load(self, state: dict) -> None:
         """Continue from :meth:`state` (a restarted hub keeps each camera's look)."""
         for cam, v in state.items():
             g = np.asarray(v["sum"], np.float32)
             if g.shape != self.prior.shape:
-                raise ValueError(f"centering state for {cam}: {g.size} values, the model's appearances {self.prior.size}")
+                raise ValueError(
+                    f"centering state for {cam}: {g.size} values, the model's appearances {self.prior.size}"
+                )
             parts = None if v.get("parts") is None else np.asarray(v["parts"], np.float32)
             if parts is not None and self.prior_parts is not None and parts.shape != self.prior_parts.shape:
-                raise ValueError(f"centering state for {cam}: parts {parts.shape}, the model's {self.prior_parts.shape}")
+                raise ValueError(
+                    f"centering state for {cam}: parts {parts.shape}, the model's {self.prior_parts.shape}"
+                )
             self._sums[cam] = (g, parts, int(v["n"]))
 
     def refresh(self, live: Iterable[TrackletSummary]) -> None:
@@ -79,7 +87,9 @@ class CameraCentering:
             mean_g = (g + k * self.prior) / (n + k)
             mean_p = None
             if p is not None:
-                prior_p = self.prior_parts if self.prior_parts is not None and self.prior_parts.shape == p.shape else 0.0
+                prior_p = (
+                    self.prior_parts if self.prior_parts is not None and self.prior_parts.shape == p.shape else 0.0
+                )
                 mean_p = (p + k * prior_p) / (n + k)
             self._means[cam] = (mean_g, mean_p)
 
@@ -93,5 +103,9 @@ class CameraCentering:
         g = appearance.global_ - mean_g[None]
         if appearance.parts is None:
             return Embeddings.normalized(g)
-        parts = appearance.parts if mean_p is None or mean_p.shape != appearance.parts.shape[1:] else appearance.parts - mean_p[None]
+        parts = (
+            appearance.parts
+            if mean_p is None or mean_p.shape != appearance.parts.shape[1:]
+            else appearance.parts - mean_p[None]
+        )
         return Embeddings.normalized(g, parts, appearance.part_conf)

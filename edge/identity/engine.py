@@ -30,18 +30,19 @@ by the window, ``max_identities`` and the identities' time to live.
 
 Same inputs, same decisions: everything runs on the scene clock the caller passes in.
 """
+
 from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable, Optional
+from typing import Optional
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from core.embeddings import Embeddings, similarity, weighted_mean
-
 from edge.identity.centering import CameraCentering
 from edge.identity.geometry import FloorRules, FloorTrack, floor_evidence, foot_point
 from edge.identity.records import Decision, Key, TrackletSummary
@@ -82,8 +83,9 @@ class EngineSettings:
     center_prior_weight: float = 3.0
 
 
-def settings_from_config(cfg, model_similarity: Optional[dict], model_name: str = "the ReID model",
-                         embedding_dim: Optional[int] = None) -> EngineSettings:
+def settings_from_config(
+    cfg, model_similarity: Optional[dict], model_name: str = "the ReID model", embedding_dim: Optional[int] = None
+) -> EngineSettings:
     """Engine settings from ``matching`` (an :class:`edge.runtime.config.MatchingConfig`) and the model's stored
     similarity statistics. The threshold is the config's, else the model's; neither is an error.
 
@@ -94,12 +96,16 @@ def settings_from_config(cfg, model_similarity: Optional[dict], model_name: str 
     centering = cfg.centering if cfg.centering is not None else ("centered" in stats and cfg.threshold is None)
     if centering and cfg.enabled:
         if "centered" not in stats and cfg.threshold is None:
-            raise ValueError(f"{model_name} has no centered similarity statistics: set matching.threshold for centered "
-                             "appearances, or matching.centering: false (or store them: python -m export similarity)")
+            raise ValueError(
+                f"{model_name} has no centered similarity statistics: set matching.threshold for centered "
+                "appearances, or matching.centering: false (or store them: python -m export similarity)"
+            )
         stats = stats.get("centered", {})
     threshold = cfg.threshold if cfg.threshold is not None else stats.get("threshold")
     if threshold is None and cfg.enabled:
-        raise ValueError(f"{model_name} has no stored matching threshold (third-party or older export): set matching.threshold")
+        raise ValueError(
+            f"{model_name} has no stored matching threshold (third-party or older export): set matching.threshold"
+        )
     prior = _array((model_similarity or {}).get("mean")) if centering else None
     if prior is not None and (prior.ndim != 1 or (embedding_dim and prior.size != embedding_dim)):
         raise ValueError(f"{model_name}: similarity.mean has {prior.size} values, its embeddings {embedding_dim}")
@@ -107,15 +113,27 @@ def settings_from_config(cfg, model_similarity: Optional[dict], model_name: str 
     if scale is None:  # one unit of evidence = one standard deviation of different-person cosines
         scale = float(stats["diff_std"]) if stats.get("diff_std", 0) > 0 else 0.1
     return EngineSettings(
-        threshold=float(threshold if threshold is not None else 1.0), scale=scale, enabled=cfg.enabled,
-        min_embeddings=cfg.min_embeddings, identity_ttl_s=cfg.identity_ttl_s, max_identities=cfg.max_identities,
-        revision_window_s=cfg.revision_window_s, revise_every_s=cfg.revise_every_s, relink_max_gap_s=cfg.relink_max_gap_s,
-        relink_bonus=cfg.relink_bonus, floor_weight=cfg.floor_weight, transition_bonus=cfg.transition_bonus,
-        appearance_veto=cfg.appearance_veto, merge_margin=cfg.merge_margin,
-        reassign_margin=cfg.reassign_margin, transitions={(t.src, t.dst): Transition.build(t.min_s, t.max_s, t.exit, t.entry) for t in cfg.transitions},
+        threshold=float(threshold if threshold is not None else 1.0),
+        scale=scale,
+        enabled=cfg.enabled,
+        min_embeddings=cfg.min_embeddings,
+        identity_ttl_s=cfg.identity_ttl_s,
+        max_identities=cfg.max_identities,
+        revision_window_s=cfg.revision_window_s,
+        revise_every_s=cfg.revise_every_s,
+        relink_max_gap_s=cfg.relink_max_gap_s,
+        relink_bonus=cfg.relink_bonus,
+        floor_weight=cfg.floor_weight,
+        transition_bonus=cfg.transition_bonus,
+        appearance_veto=cfg.appearance_veto,
+        merge_margin=cfg.merge_margin,
+        reassign_margin=cfg.reassign_margin,
+        transitions={(t.src, t.dst): Transition.build(t.min_s, t.max_s, t.exit, t.entry) for t in cfg.transitions},
         floor=FloorRules(near_m=cfg.same_place_m, far_m=cfg.different_place_m, max_speed_mps=cfg.max_speed_mps),
-        centering=bool(centering and cfg.enabled), center_prior=prior,
-        center_prior_parts=_array((model_similarity or {}).get("part_mean")), center_prior_weight=cfg.centering_prior_weight,
+        centering=bool(centering and cfg.enabled),
+        center_prior=prior,
+        center_prior_parts=_array((model_similarity or {}).get("part_mean")),
+        center_prior_weight=cfg.centering_prior_weight,
     )
 
 
@@ -134,7 +152,9 @@ class Identity:
     cameras: set[str] = field(default_factory=set)
     last_box: Optional[np.ndarray] = None  # xyxy where it was last seen, in last_camera's image
     members: set[Key] = field(default_factory=set)
-    spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # final tracklets' (first, last) per camera
+    spans: dict[str, list[tuple[float, float]]] = field(
+        default_factory=dict
+    )  # final tracklets' (first, last) per camera
     past: Optional[Embeddings] = None  # appearance of the final tracklets
     past_weight: float = 0.0
     past_floor: Optional[FloorTrack] = None  # floor track of the latest final tracklet
@@ -329,7 +349,9 @@ class IdentityEngine:
             self.centering = CameraCentering(prior, self.cfg.center_prior_weight, self.cfg.center_prior_parts)
             if self._centering_state:
                 self.centering.load(self._centering_state)
-        self.centering.refresh(s for s in self.records.values() if s.n_embeddings >= self.cfg.min_embeddings)  # no flickers
+        self.centering.refresh(
+            s for s in self.records.values() if s.n_embeddings >= self.cfg.min_embeddings
+        )  # no flickers
 
     def centering_state(self) -> dict:
         """What :meth:`restore` needs to keep each camera's look (empty without centering)."""
@@ -358,7 +380,9 @@ class IdentityEngine:
             if ident.past is not None:
                 items.append(ident.past)
                 weights.append(max(ident.past_weight, 1e-3))
-            self._appearance_cache[cache_key] = weighted_mean(Embeddings.concat(items), np.array(weights)) if items else None
+            self._appearance_cache[cache_key] = (
+                weighted_mean(Embeddings.concat(items), np.array(weights)) if items else None
+            )
         return self._appearance_cache[cache_key]
 
     def score(self, s: TrackletSummary, ident: Identity, exclude_self: bool = False) -> float:
@@ -394,15 +418,20 @@ class IdentityEngine:
         not through the doors (a detector can miss somebody at a door, so this is evidence, not a
         rule), 0 without a declared transition."""
         for o in others:
-            if o.camera == s.camera and _overlap(o.first_seen, o.last_seen, s.first_seen, s.last_seen) \
-                    and not (self._continues(s, o) or self._continues(o, s)) and o.weight >= WEAKER * s.weight:
+            if (
+                o.camera == s.camera
+                and _overlap(o.first_seen, o.last_seen, s.first_seen, s.last_seen)
+                and not (self._continues(s, o) or self._continues(o, s))
+                and o.weight >= WEAKER * s.weight
+            ):
                 return None  # one camera saw both at once (beyond a tracker's hand-over): two people
         if any(_overlap(f, last, s.first_seen, s.last_seen) for f, last in ident.spans.get(s.camera, ())):
             return None
         if not self.cfg.transitions:
             return 0.0
-        if any(self._too_soon(o.camera, o.first_seen, o.last_seen, s) for o in others) or \
-                any(self._too_soon(camera, f, last, s) for camera, spans in ident.spans.items() for f, last in spans):
+        if any(self._too_soon(o.camera, o.first_seen, o.last_seen, s) for o in others) or any(
+            self._too_soon(camera, f, last, s) for camera, spans in ident.spans.items() for f, last in spans
+        ):
             return None  # e.g. seen in two cameras a corridor apart at once
         before = [(o.last_seen, o.camera, o.last_box) for o in others if o.last_seen < s.first_seen]
         if not others and ident.last_seen < s.first_seen:
@@ -476,7 +505,11 @@ class IdentityEngine:
             if len(ident.members) < 2:
                 continue
             for key in sorted(ident.members, key=lambda k: self.records[k].weight):
-                if key in ident.members and len(ident.members) > 1 and self.score(self.records[key], ident, True) <= FORBIDDEN:
+                if (
+                    key in ident.members
+                    and len(ident.members) > 1
+                    and self.score(self.records[key], ident, True) <= FORBIDDEN
+                ):
                     out.append(self._move(key, now, allow_new=True))
         return [d for d in out if d is not None]
 
@@ -568,8 +601,12 @@ class IdentityEngine:
         for camera, spans in b.spans.items():  # b's final tracklets against a's, same camera
             if any(_overlap(f1, l1, f2, l2) for f1, l1 in spans for f2, l2 in a.spans.get(camera, ())):
                 return FORBIDDEN
-            if any(_overlap(f, last, self.records[k].first_seen, self.records[k].last_seen)
-                   for f, last in spans for k in a.members if self.records[k].camera == camera):
+            if any(
+                _overlap(f, last, self.records[k].first_seen, self.records[k].last_seen)
+                for f, last in spans
+                for k in a.members
+                if self.records[k].camera == camera
+            ):
                 return FORBIDDEN
         evidence = self._appearance_evidence(float(similarity(app_b, app_a)[0, 0]))
         if evidence <= FORBIDDEN:
@@ -623,7 +660,9 @@ class IdentityEngine:
             fit_b = self.merge_score(rest, ident_b)
             if fit_b < self.cfg.merge_margin:
                 continue
-            group = Identity(next(self._scratch_ids), ident_a.created, ident_a.last_seen, ident_a.last_camera, members=keys)
+            group = Identity(
+                next(self._scratch_ids), ident_a.created, ident_a.last_seen, ident_a.last_camera, members=keys
+            )
             gain = fit_b - max(self.merge_score(rest, group), 0.0)
             if gain >= best_gain:
                 best, best_gain = (a, b, keys), gain
@@ -688,11 +727,15 @@ class IdentityEngine:
         self._appearance_cache.clear()
 
     @staticmethod
-    def _fold_past(ident: Identity, appearance: Embeddings, weight: float, floor: Optional[FloorTrack], last_seen: float) -> None:
+    def _fold_past(
+        ident: Identity, appearance: Embeddings, weight: float, floor: Optional[FloorTrack], last_seen: float
+    ) -> None:
         if ident.past is None:
             ident.past, ident.past_weight = appearance, weight
         else:
-            ident.past = weighted_mean(Embeddings.concat([ident.past, appearance]), np.array([ident.past_weight, weight]))
+            ident.past = weighted_mean(
+                Embeddings.concat([ident.past, appearance]), np.array([ident.past_weight, weight])
+            )
             ident.past_weight += weight
         if floor is not None and len(floor) and (ident.past_floor is None or floor.last[0] >= ident.past_floor.last[0]):
             ident.past_floor = floor

@@ -9,12 +9,14 @@ a bonus (same place, same time) or nothing to say.
 A calibration is either a 3x3 matrix or >= 4 image/floor point pairs, solved with OpenCV's
 ``findHomography`` (RANSAC); :func:`solve_homography` checks it and reports the reprojection error.
 """
+
 from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -56,8 +58,13 @@ def check_matrix(matrix: Sequence[Sequence[float]], where: str) -> Homography:
     return Homography(H / H[2, 2] if abs(H[2, 2]) > 1e-12 else H)
 
 
-def solve_homography(image_points: Sequence[Sequence[float]], floor_points: Sequence[Sequence[float]], where: str,
-                     ransac_m: float = 0.5, max_error_m: float = 1.0) -> Homography:
+def solve_homography(
+    image_points: Sequence[Sequence[float]],
+    floor_points: Sequence[Sequence[float]],
+    where: str,
+    ransac_m: float = 0.5,
+    max_error_m: float = 1.0,
+) -> Homography:
     """Image -> floor homography from >= 4 point pairs (OpenCV ``findHomography`` with RANSAC).
 
     Refused with one line naming ``where`` when there are fewer than 4 pairs, when the points are
@@ -78,7 +85,9 @@ def solve_homography(image_points: Sequence[Sequence[float]], floor_points: Sequ
     hom = check_matrix(H, where)
     error = float(np.linalg.norm(hom.to_floor(img) - flr, axis=1).mean())
     if error > max_error_m:
-        raise CalibrationError(f"{where}: reprojection error {error:.2f} m is above {max_error_m} m: check the point pairs")
+        raise CalibrationError(
+            f"{where}: reprojection error {error:.2f} m is above {max_error_m} m: check the point pairs"
+        )
     return Homography(hom.H, error)
 
 
@@ -119,7 +128,10 @@ class FloorTrack:
         """(times [N], points [N, 2]), built once per new sample: the revision pass compares
         the same tracks many times."""
         if self._arrays is None:
-            self._arrays = (np.fromiter(self.times, float, len(self.times)), np.array(self.points, float).reshape(-1, 2))
+            self._arrays = (
+                np.fromiter(self.times, float, len(self.times)),
+                np.array(self.points, float).reshape(-1, 2),
+            )
         return self._arrays
 
     @property

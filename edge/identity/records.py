@@ -3,6 +3,7 @@
 Plain data, no behaviour beyond small views, so the same engine can be fed by the single-box
 runtime (from its :class:`~edge.runtime.tracklets.Tracklet` objects) or by a site hub (from messages).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +12,6 @@ from typing import Optional
 import numpy as np
 
 from core.embeddings import Embeddings
-
 from edge.identity.geometry import FloorTrack
 
 Key = tuple[str, int]  # (camera, local id)

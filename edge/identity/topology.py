@@ -11,10 +11,12 @@ the corridor, so the time window alone no longer favours a look-alike for that i
 window is a rule; the doors are evidence (the engine's ``transition_bonus`` for and against),
 since a detector can miss somebody at the door and pick them up a few metres further.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -30,7 +32,9 @@ class Transition:
     entry: Optional[np.ndarray] = None  # [N, 2] polygon in the to-camera's image (pixels)
 
     @classmethod
-    def build(cls, min_s: float, max_s: float, exit: Optional[Sequence] = None, entry: Optional[Sequence] = None) -> "Transition":
+    def build(
+        cls, min_s: float, max_s: float, exit: Optional[Sequence] = None, entry: Optional[Sequence] = None
+    ) -> Transition:
         polygon = lambda p: None if p is None else np.asarray(p, np.float32).reshape(-1, 2)  # noqa: E731
         return cls(float(min_s), float(max_s), polygon(exit), polygon(entry))
 

@@ -6,6 +6,7 @@ layout and whether normalisation is baked into the graph; third-party ONNX model
 ``reid.input_size``) and the normalisation from ``reid.normalization``. Crops are cut and resized
 once, here, for all backends, so they agree on what the model sees.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,9 +16,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from core.model_card import ModelMetadata, metadata_from_props
 from core.embeddings import Embeddings
-
+from core.model_card import ModelMetadata, metadata_from_props
 from edge.runtime.config import NormalizationConfig, ReIDConfig
 
 log = logging.getLogger(__name__)
@@ -38,17 +38,30 @@ def cut_crops(image: np.ndarray, boxes: np.ndarray, height: int, width: int) -> 
     return out
 
 
-def third_party_metadata(input_name: str, shape: list, norm: NormalizationConfig, input_size: Optional[tuple[int, int]], source: str) -> ModelMetadata:
+def third_party_metadata(
+    input_name: str, shape: list, norm: NormalizationConfig, input_size: Optional[tuple[int, int]], source: str
+) -> ModelMetadata:
     """Metadata for an ONNX model that has none: NCHW float input, normalisation from config."""
     h, w = (shape[2], shape[3]) if len(shape) == 4 else (None, None)
     if input_size is not None:
         h, w = input_size
     if not isinstance(h, int) or not isinstance(w, int):
-        raise ReIDBackendError(f"{source}: input {input_name} has no fixed height/width {shape}; set reid.input_size: [h, w]")
-    return ModelMetadata(input_name=input_name, input_height=h, input_width=w, layout="NCHW", dtype="float32",
-                         color_order=norm.color_order, mean=list(norm.mean) if norm.mean else None,
-                         std=list(norm.std) if norm.std else None,
-                         normalization="mean_std" if norm.mean else "scale_255", method="third_party", source=source)
+        raise ReIDBackendError(
+            f"{source}: input {input_name} has no fixed height/width {shape}; set reid.input_size: [h, w]"
+        )
+    return ModelMetadata(
+        input_name=input_name,
+        input_height=h,
+        input_width=w,
+        layout="NCHW",
+        dtype="float32",
+        color_order=norm.color_order,
+        mean=list(norm.mean) if norm.mean else None,
+        std=list(norm.std) if norm.std else None,
+        normalization="mean_std" if norm.mean else "scale_255",
+        method="third_party",
+        source=source,
+    )
 
 
 def to_model_input(crops: np.ndarray, meta: ModelMetadata, scale: float = 255.0) -> np.ndarray:
@@ -90,7 +103,9 @@ class ReIDBackend:
                 inputs[self.meta.camera_input] = np.asarray(cams, np.int64)
             outputs = self._split(self._run(inputs), len(x))
             # our exports are normalised inside the graph (checked at load); third-party graphs are not
-            chunks.append(Embeddings.normalized(*outputs) if self.meta.method == "third_party" else Embeddings(*outputs))
+            chunks.append(
+                Embeddings.normalized(*outputs) if self.meta.method == "third_party" else Embeddings(*outputs)
+            )
         return Embeddings.concat(chunks)
 
     def _run(self, inputs: dict[str, np.ndarray]):
@@ -135,13 +150,17 @@ def contract_problems(meta: ModelMetadata, outs: list[np.ndarray]) -> list[str]:
     if not third_party:
         norms = np.linalg.norm(emb.astype(np.float64), axis=1)
         if np.abs(norms - 1.0).max() > 1e-2:
-            return [f"normalization: the exported graph must return L2-normalised embeddings, norms are {np.round(norms, 3).tolist()}"]
+            return [
+                f"normalization: the exported graph must return L2-normalised embeddings, norms are {np.round(norms, 3).tolist()}"
+            ]
     if meta.num_parts:
         if len(outs) < 3:
             return [f"num_parts: the metadata says {meta.num_parts} parts, the model returns no part outputs"]
         parts, conf = outs[1], outs[2]
         if parts.ndim != 3 or parts.shape[1] != meta.num_parts or conf.shape != (2, meta.num_parts):
-            return [f"num_parts: the metadata says {meta.num_parts}, the model returns parts {list(parts.shape)} and confidences {list(conf.shape)}"]
+            return [
+                f"num_parts: the metadata says {meta.num_parts}, the model returns parts {list(parts.shape)} and confidences {list(conf.shape)}"
+            ]
         if meta.part_dim and parts.shape[2] != meta.part_dim:
             return [f"part_dim: the metadata says {meta.part_dim}, the model returns {parts.shape[2]}"]
     return []
@@ -150,20 +169,30 @@ def contract_problems(meta: ModelMetadata, outs: list[np.ndarray]) -> list[str]:
 class OnnxRuntimeBackend(ReIDBackend):
     name = "onnxruntime"
 
-    def __init__(self, path: str, device: str = "cpu", max_batch: int = 16, normalization: NormalizationConfig = NormalizationConfig(),
-                 input_size: Optional[tuple[int, int]] = None, threads: int = 0):
+    def __init__(
+        self,
+        path: str,
+        device: str = "cpu",
+        max_batch: int = 16,
+        normalization: NormalizationConfig = NormalizationConfig(),
+        input_size: Optional[tuple[int, int]] = None,
+        threads: int = 0,
+    ):
         from core.onnx_runner import ort_session
-
         from edge.runtime.cpu_budget import session_threads
 
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+        providers = (
+            ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+        )
         self.threads, spin = session_threads(threads)  # sized to the CPUs this process may use, not the host's cores
         try:
             self.session = ort_session(path, providers, self.threads, spin)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
             raise ReIDBackendError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
         first = self.session.get_inputs()[0]
-        self.meta = metadata_from_props(self.session.get_modelmeta().custom_metadata_map) or third_party_metadata(first.name, list(first.shape), normalization, input_size, path)
+        self.meta = metadata_from_props(self.session.get_modelmeta().custom_metadata_map) or third_party_metadata(
+            first.name, list(first.shape), normalization, input_size, path
+        )
         self.scale = normalization.scale
         self.max_batch = max_batch
         names = [o.name for o in self.session.get_outputs()]
@@ -172,7 +201,9 @@ class OnnxRuntimeBackend(ReIDBackend):
         else:
             missing = [n for n in self.meta.outputs if n not in names]
             if missing:
-                raise ReIDBackendError(f"{path}: outputs: the metadata names {self.meta.outputs}, the model has {names}")
+                raise ReIDBackendError(
+                    f"{path}: outputs: the metadata names {self.meta.outputs}, the model has {names}"
+                )
             self.outputs = list(self.meta.outputs)
         out_dim = self.session.get_outputs()[0].shape[-1]
         if not self.meta.embedding_dim and isinstance(out_dim, int):
@@ -218,7 +249,9 @@ class TensorRTBackend(ReIDBackend):
 
         self.runner = EngineRunner(path)
         if self.runner.metadata is None:
-            raise ReIDBackendError(f"{path}: no metadata sidecar {path}.json next to the engine (written by python -m export trt)")
+            raise ReIDBackendError(
+                f"{path}: no metadata sidecar {path}.json next to the engine (written by python -m export trt)"
+            )
         self.meta = self.runner.metadata
         self.max_batch = min(max_batch, int(self.runner.batch_range[1]))
 
@@ -231,7 +264,9 @@ def build_backend(cfg: ReIDConfig) -> ReIDBackend:
     if not Path(cfg.model).exists():
         raise ReIDBackendError(f"ReID model not found: {cfg.model}")
     if cfg.backend == "onnxruntime":
-        backend: ReIDBackend = OnnxRuntimeBackend(cfg.model, cfg.device, cfg.batch_size, cfg.normalization, cfg.input_size)
+        backend: ReIDBackend = OnnxRuntimeBackend(
+            cfg.model, cfg.device, cfg.batch_size, cfg.normalization, cfg.input_size
+        )
     elif cfg.backend == "torch":
         backend = TorchBackend(cfg.model, cfg.device, cfg.batch_size)
     else:

@@ -14,6 +14,7 @@ or written, and measures two limits per setting:
 The capacity is the smaller. Against what the cameras ask for (the sum of their rates), it
 prints what fits at full quality and what the governor buys.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,8 +54,13 @@ class CapacityRow:
         return min(self.loop_fps, cpus / self.cpu_per_frame if self.cpu_per_frame > 0 else self.loop_fps)
 
     def as_dict(self, cpus: float) -> dict:
-        return {"detect_every": self.every, "frames": self.frames, "loop_fps": round(self.loop_fps, 2),
-                "cpu_ms_per_frame": round(1000 * self.cpu_per_frame, 2), "capacity_fps": round(self.capacity(cpus), 2)}
+        return {
+            "detect_every": self.every,
+            "frames": self.frames,
+            "loop_fps": round(self.loop_fps, 2),
+            "cpu_ms_per_frame": round(1000 * self.cpu_per_frame, 2),
+            "capacity_fps": round(self.capacity(cpus), 2),
+        }
 
 
 def measure_capacity(cfg: EdgeConfig, seconds: float = 15.0, settings: tuple[int, ...] = SETTINGS) -> list[CapacityRow]:
@@ -79,8 +85,13 @@ def measure_capacity(cfg: EdgeConfig, seconds: float = 15.0, settings: tuple[int
         cpu = time.process_time()  # every thread of the process: capture, decoding, inference pools
         report = run_pipeline(run_cfg, pipeline=pipeline)
         row = CapacityRow(every, sum(report.get("processed", {}).values()), step["s"], time.process_time() - cpu)
-        log.info("capacity: detector on %s: %d frames, %.1f frames/s in the loop, %.1f ms CPU per frame",
-                 every_nth(every), row.frames, row.loop_fps, 1000 * row.cpu_per_frame)
+        log.info(
+            "capacity: detector on %s: %d frames, %.1f frames/s in the loop, %.1f ms CPU per frame",
+            every_nth(every),
+            row.frames,
+            row.loop_fps,
+            1000 * row.cpu_per_frame,
+        )
         rows.append(row)
     return rows
 
@@ -105,13 +116,23 @@ def capacity_report(cfg: EdgeConfig, rows: list[CapacityRow], budget: Optional[C
     cpus = budget.cpus
     rates = {c.id: float(c.fps or 0) for c in cfg.cameras}
     asked = sum(rates.values())
-    lines = [f"capacity of this box, {budget.describe()}:",
-             "| detector on | loop frames/s | CPU ms per frame | frames/s within the CPU budget |",
-             "|---|---:|---:|---:|"]
+    lines = [
+        f"capacity of this box, {budget.describe()}:",
+        "| detector on | loop frames/s | CPU ms per frame | frames/s within the CPU budget |",
+        "|---|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {every_nth(r.every)} | {r.loop_fps:.1f} | {1000 * r.cpu_per_frame:.1f} | {r.capacity(cpus):.1f} |")
+        lines.append(
+            f"| {every_nth(r.every)} | {r.loop_fps:.1f} | {1000 * r.cpu_per_frame:.1f} | {r.capacity(cpus):.1f} |"
+        )
     lines += verdict(rows, rates, cpus)
-    data = {"cpus": cpus, "budget": budget.describe(), "asked_fps": asked, "cameras": rates, "rows": [r.as_dict(cpus) for r in rows]}
+    data = {
+        "cpus": cpus,
+        "budget": budget.describe(),
+        "asked_fps": asked,
+        "cameras": rates,
+        "rows": [r.as_dict(cpus) for r in rows],
+    }
     return "\n".join(lines), data
 
 
@@ -122,23 +143,33 @@ def verdict(rows: list[CapacityRow], rates: dict[str, float], cpus: float) -> li
     full = rows[0].capacity(cpus)
     asked = sum(rates.values())
     if not asked:
-        return [f"at full quality this box takes {full:.1f} frames/s in all (the cameras set no fps: give each its rate to compare)"]
+        return [
+            f"at full quality this box takes {full:.1f} frames/s in all (the cameras set no fps: give each its rate to compare)"
+        ]
     n = len(rates)
     out = [f"your {n} camera(s) ask for {asked:.1f} frames/s ({', '.join(f'{c} {r:g}' for c, r in rates.items())})."]
     if full >= asked:
-        out.append(f"at full quality (detector on every frame) this box takes {full:.1f}: all of them, with {full / asked - 1:.0%} to spare.")
+        out.append(
+            f"at full quality (detector on every frame) this box takes {full:.1f}: all of them, with {full / asked - 1:.0%} to spare."
+        )
         return out
     share = full / asked
     per_camera = max(rates.values())
-    out.append(f"at full quality it takes {full:.1f} ({share:.0%}): {int(round(full, 1) // per_camera)} camera(s) at {per_camera:g} fps, "
-               f"or all of them at {share * per_camera:.1f} fps.")
+    out.append(
+        f"at full quality it takes {full:.1f} ({share:.0%}): {int(round(full, 1) // per_camera)} camera(s) at {per_camera:g} fps, "
+        f"or all of them at {share * per_camera:.1f} fps."
+    )
     for r in rows[1:]:
         cap = r.capacity(cpus)
         if cap >= asked:
-            out.append(f"with the detector on {every_nth(r.every)} (governor.detect_every: {r.every}; auto chooses it when needed) "
-                       f"it takes {cap:.1f}: all of them.")
+            out.append(
+                f"with the detector on {every_nth(r.every)} (governor.detect_every: {r.every}; auto chooses it when needed) "
+                f"it takes {cap:.1f}: all of them."
+            )
             return out
     best = rows[-1]
-    out.append(f"even with the detector on {every_nth(best.every)} it takes {best.capacity(cpus):.1f}: fewer cameras, lower rates "
-               f"or more compute.")
+    out.append(
+        f"even with the detector on {every_nth(best.every)} it takes {best.capacity(cpus):.1f}: fewer cameras, lower rates "
+        f"or more compute."
+    )
     return out

@@ -13,6 +13,7 @@ see every frame, and the detector's next boxes land next to the tracks they belo
 A box whose points can't be followed (occluded, left the image, too few points agree) is not
 carried: its track goes lost for that frame, as a missed detection would.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,7 +51,11 @@ class FlowCarrier:
         points = np.concatenate([self._grid(b) for b in boxes]).reshape(-1, 1, 2)
         nxt, st, _ = cv2.calcOpticalFlowPyrLK(prev, cur, points, None, **LK_PARAMS)
         back, st_back, _ = cv2.calcOpticalFlowPyrLK(cur, prev, nxt, None, **LK_PARAMS)
-        good = (st.ravel() == 1) & (st_back.ravel() == 1) & (np.linalg.norm((back - points).reshape(-1, 2), axis=1) <= self.fb_max_px)
+        good = (
+            (st.ravel() == 1)
+            & (st_back.ravel() == 1)
+            & (np.linalg.norm((back - points).reshape(-1, 2), axis=1) <= self.fb_max_px)
+        )
         per_box = self.grid * self.grid
         p0, p1 = points.reshape(-1, 2), nxt.reshape(-1, 2)
         h, w = cur.shape[:2]

@@ -4,6 +4,7 @@ Relative paths in the file are resolved against the file's folder, so a config a
 can move together. A wrong key, type or missing file is one :class:`ConfigError` naming the
 file and the dotted field (the same loader as the training recipes).
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,6 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from core.configio import ConfigError, StrictModel, load_config
-
 from edge.identity.geometry import CalibrationError, homography_from
 from edge.wire.curve import CurveServer
 
@@ -24,13 +24,25 @@ STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
 
 class CameraConfig(StrictModel):
     id: str = Field(description="camera name used in topics, events and output files")
-    source: str = Field(description="video file, image folder, rtsp/http URL, USB index ('0') or synthetic://scene?camera=N")
+    source: str = Field(
+        description="video file, image folder, rtsp/http URL, USB index ('0') or synthetic://scene?camera=N"
+    )
     fps: Optional[float] = Field(None, gt=0, description="target frames per second (None: the source's own rate)")
     resize: Optional[tuple[int, int]] = Field(None, description="[width, height] every frame is resized to")
-    realtime: bool = Field(True, description="files/synthetic: pace at fps and drop late frames; False: every frame, as fast as the pipeline goes")
+    realtime: bool = Field(
+        True,
+        description="files/synthetic: pace at fps and drop late frames; False: every frame, as fast as the pipeline goes",
+    )
     loop: bool = Field(False, description="files/synthetic: start again at the end")
-    sie_index: Optional[int] = Field(None, ge=0, description="camera index fed to SIE models (default: position in this list)")
-    timeout_s: float = Field(4.0, gt=0, le=60, description="streams (rtsp/http): give up opening, or waiting for a frame, after this long, then reconnect")
+    sie_index: Optional[int] = Field(
+        None, ge=0, description="camera index fed to SIE models (default: position in this list)"
+    )
+    timeout_s: float = Field(
+        4.0,
+        gt=0,
+        le=60,
+        description="streams (rtsp/http): give up opening, or waiting for a frame, after this long, then reconnect",
+    )
 
     @property
     def is_stream(self) -> bool:
@@ -41,7 +53,9 @@ class CameraConfig(StrictModel):
 class DetectorConfig(StrictModel):
     weights: str = Field(description="Ultralytics weights: .pt, .onnx, .engine or an *_openvino_model folder")
     imgsz: int = Field(640, ge=32, le=4096)
-    conf: float = Field(0.25, ge=0.0, le=1.0, description="lowest confidence passed to the tracker (ByteTrack uses low ones too)")
+    conf: float = Field(
+        0.25, ge=0.0, le=1.0, description="lowest confidence passed to the tracker (ByteTrack uses low ones too)"
+    )
     iou: float = Field(0.7, gt=0.0, le=1.0, description="NMS IoU")
     device: str = Field("cpu", description="cpu, cuda, cuda:0, ...")
     half: bool = Field(False, description="FP16 inference (GPU only)")
@@ -51,14 +65,24 @@ class DetectorConfig(StrictModel):
 
 class TrackerConfig(StrictModel):
     kind: Literal["bytetrack", "botsort"] = "bytetrack"
-    config: Optional[str] = Field(None, description="Ultralytics tracker yaml (default: the one shipped with Ultralytics)")
-    overrides: dict[str, float | int | bool | str] = Field(default_factory=dict, description="keys of the tracker yaml to change")
-    reid_features: bool = Field(False, description="botsort: associate with our ReID embeddings (embeds every detection every frame)")
-    lost_s: Optional[float] = Field(None, gt=0, description="seconds of media time a lost track is kept for (default: the yaml's "
-                                                             "track_buffer frames at the camera's rate)")
+    config: Optional[str] = Field(
+        None, description="Ultralytics tracker yaml (default: the one shipped with Ultralytics)"
+    )
+    overrides: dict[str, float | int | bool | str] = Field(
+        default_factory=dict, description="keys of the tracker yaml to change"
+    )
+    reid_features: bool = Field(
+        False, description="botsort: associate with our ReID embeddings (embeds every detection every frame)"
+    )
+    lost_s: Optional[float] = Field(
+        None,
+        gt=0,
+        description="seconds of media time a lost track is kept for (default: the yaml's "
+        "track_buffer frames at the camera's rate)",
+    )
 
     @model_validator(mode="after")
-    def _reid_needs_botsort(self) -> "TrackerConfig":
+    def _reid_needs_botsort(self) -> TrackerConfig:
         if self.reid_features and self.kind != "botsort":
             raise ValueError("reid_features needs kind: botsort (ByteTrack has no appearance term)")
         return self
@@ -78,16 +102,30 @@ class ReIDConfig(StrictModel):
     model: str = Field(description="ONNX file, checkpoint .pt (torch) or engine (tensorrt)")
     device: str = Field("cpu", description="torch backend / onnxruntime provider choice: cpu or cuda")
     batch_size: int = Field(16, ge=1, le=512, description="largest batch per call; bigger batches are split")
-    input_size: Optional[tuple[int, int]] = Field(None, description="[height, width] for third-party models with a dynamic input")
+    input_size: Optional[tuple[int, int]] = Field(
+        None, description="[height, width] for third-party models with a dynamic input"
+    )
     normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
-    embed_every_s: float = Field(1.0, gt=0, description="re-embed a track at most every this many seconds of media time (the same budget at any processed rate)")
-    embed_every: Optional[int] = Field(None, ge=1, description="older form: every N frames at the camera's rate (converted to embed_every_s)")
-    better_crop: float = Field(1.25, ge=1.0, description="re-embed early when crop quality beats the last one by this factor")
+    embed_every_s: float = Field(
+        1.0,
+        gt=0,
+        description="re-embed a track at most every this many seconds of media time (the same budget at any processed rate)",
+    )
+    embed_every: Optional[int] = Field(
+        None, ge=1, description="older form: every N frames at the camera's rate (converted to embed_every_s)"
+    )
+    better_crop: float = Field(
+        1.25, ge=1.0, description="re-embed early when crop quality beats the last one by this factor"
+    )
     min_box_height: int = Field(24, ge=1, description="crops smaller than this are not embedded")
-    max_overlap: float = Field(0.6, ge=0.0, le=1.0, description="crops covered more than this by other boxes are not embedded")
+    max_overlap: float = Field(
+        0.6, ge=0.0, le=1.0, description="crops covered more than this by other boxes are not embedded"
+    )
     swap_below: Union[float, bool, None] = Field(
-        None, description="cut a track whose new crops look like someone else: cosine to its tracklet's mean below this "
-                          "twice in a row (null: the model's stored value, off without one; false: off)")
+        None,
+        description="cut a track whose new crops look like someone else: cosine to its tracklet's mean below this "
+        "twice in a row (null: the model's stored value, off without one; false: off)",
+    )
 
     @field_validator("swap_below", mode="before")
     @classmethod
@@ -107,11 +145,17 @@ class TransitionWindow(StrictModel):
     src: str = Field(alias="from")
     dst: str = Field(alias="to")
     min_s: float = Field(0.0, ge=0)
-    max_s: float = Field(description="a tracklet in dst can match an identity last seen in src only within [min_s, max_s]")
-    exit: Optional[list[tuple[float, float]]] = Field(None, description="the door out: polygon in src's image (pixels) where "
-                                                      "people leave towards dst; a last sighting elsewhere is not this transition")
-    entry: Optional[list[tuple[float, float]]] = Field(None, description="the door in: polygon in dst's image (pixels) where "
-                                                       "people arriving from src first appear")
+    max_s: float = Field(
+        description="a tracklet in dst can match an identity last seen in src only within [min_s, max_s]"
+    )
+    exit: Optional[list[tuple[float, float]]] = Field(
+        None,
+        description="the door out: polygon in src's image (pixels) where "
+        "people leave towards dst; a last sighting elsewhere is not this transition",
+    )
+    entry: Optional[list[tuple[float, float]]] = Field(
+        None, description="the door in: polygon in dst's image (pixels) where people arriving from src first appear"
+    )
 
     @field_validator("exit", "entry")
     @classmethod
@@ -129,31 +173,67 @@ class MatchingConfig(StrictModel):
     """The identity engine (``edge/identity``): thresholds, evidence weights, the revision window."""
 
     enabled: bool = Field(True, description="False: every tracklet founds its own identity (for comparisons)")
-    threshold: Optional[float] = Field(None, ge=-1.0, le=1.0, description="cosine at which appearance alone is neutral; None: the model's stored threshold (required for models without one)")
-    scale: Optional[float] = Field(None, gt=0, description="cosine units per unit of evidence; None: the model's different-person cosine std, else 0.1")
+    threshold: Optional[float] = Field(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description="cosine at which appearance alone is neutral; None: the model's stored threshold (required for models without one)",
+    )
+    scale: Optional[float] = Field(
+        None,
+        gt=0,
+        description="cosine units per unit of evidence; None: the model's different-person cosine std, else 0.1",
+    )
     min_embeddings: int = Field(2, ge=1, description="evidence a tracklet needs before it is matched")
     identity_ttl_s: float = Field(300.0, gt=0, description="identities unseen this long are forgotten")
-    max_identities: int = Field(10000, ge=1, description="gallery bound: past it the longest-unseen identities are forgotten first")
-    revision_window_s: float = Field(30.0, ge=0, description="decisions about tracklets seen within this window may still change (merge, reassign)")
+    max_identities: int = Field(
+        10000, ge=1, description="gallery bound: past it the longest-unseen identities are forgotten first"
+    )
+    revision_window_s: float = Field(
+        30.0, ge=0, description="decisions about tracklets seen within this window may still change (merge, reassign)"
+    )
     revise_every_s: float = Field(1.0, gt=0, description="period of the revision pass (scene time)")
-    relink_max_gap_s: float = Field(2.0, ge=0, description="a new tracklet starting this soon after one of the same camera was last seen, near it, continues it")
-    relink_bonus: float = Field(1.0, ge=0, description="evidence (in scale units) for continuing a same-camera tracklet")
-    floor_weight: float = Field(2.0, ge=0, description="evidence (in scale units) for standing at the same floor position at the same time")
-    transition_bonus: float = Field(1.0, ge=0, description="evidence (in scale units) for arriving within a configured transition window")
-    appearance_veto: Optional[float] = Field(None, gt=0, description="appearance this many scale units below the threshold forbids a "
-                                             "match whatever the floor, continuity or transitions say (None: off)")
+    relink_max_gap_s: float = Field(
+        2.0,
+        ge=0,
+        description="a new tracklet starting this soon after one of the same camera was last seen, near it, continues it",
+    )
+    relink_bonus: float = Field(
+        1.0, ge=0, description="evidence (in scale units) for continuing a same-camera tracklet"
+    )
+    floor_weight: float = Field(
+        2.0, ge=0, description="evidence (in scale units) for standing at the same floor position at the same time"
+    )
+    transition_bonus: float = Field(
+        1.0, ge=0, description="evidence (in scale units) for arriving within a configured transition window"
+    )
+    appearance_veto: Optional[float] = Field(
+        None,
+        gt=0,
+        description="appearance this many scale units below the threshold forbids a "
+        "match whatever the floor, continuity or transitions say (None: off)",
+    )
     merge_margin: float = Field(0.5, description="score two identities need to be merged")
-    reassign_margin: float = Field(1.0, ge=0, description="a tracklet moves when another identity fits it this much better")
+    reassign_margin: float = Field(
+        1.0, ge=0, description="a tracklet moves when another identity fits it this much better"
+    )
     same_place_m: float = Field(0.8, gt=0, description="floor distance at the same time that counts as the same place")
     different_place_m: float = Field(2.0, gt=0, description="floor distance at the same time that means two people")
     max_speed_mps: float = Field(3.0, gt=0, description="nobody walks faster between two sightings")
-    transitions: list[TransitionWindow] = Field(default_factory=list, description="optional camera-to-camera time windows")
-    centering: Optional[bool] = Field(None, description="compare appearances with each camera's mean look taken out; None: on when "
-                                      "the model stores centered statistics and no threshold is configured")
-    centering_prior_weight: float = Field(3.0, gt=0, description="the model's mean look counts as this many tracklets in each camera's mean")
+    transitions: list[TransitionWindow] = Field(
+        default_factory=list, description="optional camera-to-camera time windows"
+    )
+    centering: Optional[bool] = Field(
+        None,
+        description="compare appearances with each camera's mean look taken out; None: on when "
+        "the model stores centered statistics and no threshold is configured",
+    )
+    centering_prior_weight: float = Field(
+        3.0, gt=0, description="the model's mean look counts as this many tracklets in each camera's mean"
+    )
 
     @model_validator(mode="after")
-    def _places_ordered(self) -> "MatchingConfig":
+    def _places_ordered(self) -> MatchingConfig:
         if self.same_place_m >= self.different_place_m:
             raise ValueError("same_place_m must be below different_place_m")
         return self
@@ -164,10 +244,12 @@ class CalibrationConfig(StrictModel):
 
     homography: Optional[list[list[float]]] = Field(None, description="3x3 image -> floor matrix (row-major)")
     image_points: Optional[list[tuple[float, float]]] = Field(None, description="pixels [[u, v], ...] of floor points")
-    floor_points: Optional[list[tuple[float, float]]] = Field(None, description="the same points on the floor, metres [[x, y], ...]")
+    floor_points: Optional[list[tuple[float, float]]] = Field(
+        None, description="the same points on the floor, metres [[x, y], ...]"
+    )
 
     @model_validator(mode="after")
-    def _one_way(self) -> "CalibrationConfig":
+    def _one_way(self) -> CalibrationConfig:
         if (self.homography is None) == (self.image_points is None and self.floor_points is None):
             raise ValueError("give either homography or image_points + floor_points")
         if self.homography is None and (self.image_points is None or self.floor_points is None):
@@ -182,20 +264,32 @@ class PublisherConfig(StrictModel):
     update_interval_s: float = Field(1.0, ge=0, description="rate limit of 'update' events per track")
     snapshot_interval_s: float = Field(5.0, gt=0, description="period of the identities snapshot for late subscribers")
     send_embeddings: bool = Field(False, description="add the identity embedding as a float16 frame to identity events")
-    curve: Optional[CurveServer] = Field(None, description="CURVE keys and subscriber allow-list (required to bind beyond localhost)")
+    curve: Optional[CurveServer] = Field(
+        None, description="CURVE keys and subscriber allow-list (required to bind beyond localhost)"
+    )
     insecure: bool = Field(False, description="allow binding beyond localhost without CURVE (events in clear text)")
-    preview_fps: float = Field(0.0, ge=0, le=30, description="frame/<camera> preview JPEGs per second per camera for edge.view (0: off)")
+    preview_fps: float = Field(
+        0.0, ge=0, le=30, description="frame/<camera> preview JPEGs per second per camera for edge.view (0: off)"
+    )
     preview_width: int = Field(320, ge=32, le=1920, description="preview width in pixels (never upscaled)")
     preview_quality: int = Field(70, ge=10, le=95, description="preview JPEG quality")
-    crops: bool = Field(False, description="attach a JPEG crop of the tracklet to identity new/assigned events (for edge.view)")
+    crops: bool = Field(
+        False, description="attach a JPEG crop of the tracklet to identity new/assigned events (for edge.view)"
+    )
     crop_height: int = Field(128, ge=16, le=512, description="crop height in pixels (never upscaled)")
-    crop_max_bytes: int = Field(16000, ge=1000, le=200000, description="a crop is re-encoded smaller until it fits, else left out")
+    crop_max_bytes: int = Field(
+        16000, ge=1000, le=200000, description="a crop is re-encoded smaller until it fits, else left out"
+    )
 
 
 class OutputConfig(StrictModel):
-    mot_dir: Optional[str] = Field(None, description="write <camera>.txt (local ids) and <camera>.global.txt (MOT format)")
+    mot_dir: Optional[str] = Field(
+        None, description="write <camera>.txt (local ids) and <camera>.global.txt (MOT format)"
+    )
     video_dir: Optional[str] = Field(None, description="write an annotated <camera>.mp4")
-    floor_map: Optional[str] = Field(None, description="write a top-down PNG of the tracks on the floor (calibrated cameras)")
+    floor_map: Optional[str] = Field(
+        None, description="write a top-down PNG of the tracks on the floor (calibrated cameras)"
+    )
 
 
 class RunConfig(StrictModel):
@@ -208,8 +302,11 @@ class RunConfig(StrictModel):
 class GovernorConfig(StrictModel):
     """What the runtime may skip when it can't keep up (edge/runtime/governor.py, docs/edge.md)."""
 
-    detect_every: Union[Literal["auto"], int] = Field("auto", description="run the detector on every N-th frame of a camera, "
-                                                         "boxes carried between by optical flow; auto: 1 while the box keeps up, more when it can't")
+    detect_every: Union[Literal["auto"], int] = Field(
+        "auto",
+        description="run the detector on every N-th frame of a camera, "
+        "boxes carried between by optical flow; auto: 1 while the box keeps up, more when it can't",
+    )
     max_detect_every: int = Field(4, ge=1, le=30, description="auto never goes beyond this")
 
     @field_validator("detect_every")
@@ -226,12 +323,16 @@ class EdgeConfig(StrictModel):
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     reid: Optional[ReIDConfig] = Field(None, description="None: tracking only, every tracklet its own identity")
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
-    calibration: dict[str, CalibrationConfig] = Field(default_factory=dict, description="per camera id: image -> floor homography (optional)")
+    calibration: dict[str, CalibrationConfig] = Field(
+        default_factory=dict, description="per camera id: image -> floor homography (optional)"
+    )
     publisher: PublisherConfig = Field(default_factory=PublisherConfig)
     outputs: OutputConfig = Field(default_factory=OutputConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     governor: GovernorConfig = Field(default_factory=GovernorConfig)
-    site: Optional["SiteConfig"] = Field(None, description="send tracklets to a site hub instead of matching locally (edge/site)")
+    site: Optional[SiteConfig] = Field(
+        None, description="send tracklets to a site hub instead of matching locally (edge/site)"
+    )
 
     @field_validator("cameras")
     @classmethod
@@ -317,7 +418,9 @@ def load_edge_config(path: str | Path, overrides: list[str] | tuple[str, ...] = 
     for i, t in enumerate(cfg.matching.transitions):
         for end in (t.src, t.dst):
             if end not in known:
-                raise ConfigError(f"{path}: matching.transitions.{i}: unknown camera {end!r} (cameras: {sorted(known)})")
+                raise ConfigError(
+                    f"{path}: matching.transitions.{i}: unknown camera {end!r} (cameras: {sorted(known)})"
+                )
     for cam_id, calibration in cfg.calibration.items():
         if cam_id not in known:
             raise ConfigError(f"{path}: calibration.{cam_id}: unknown camera {cam_id!r} (cameras: {sorted(known)})")

@@ -11,6 +11,7 @@ hierarchy up to the root (a parent's limit binds its children too).
 Threads are the budget rounded down, at least one, as Go's ``automaxprocs`` does: a pool of two on
 a 1.5-CPU quota still spends half of each period throttled.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,7 +54,11 @@ class CpuBudget:
         return self.limited or self.affinity < (os.cpu_count() or self.affinity)
 
     def describe(self) -> str:
-        quota = f", cgroup quota {self.quota:g} CPU in {self.quota_source}" if self.quota is not None else ", no cgroup quota"
+        quota = (
+            f", cgroup quota {self.quota:g} CPU in {self.quota_source}"
+            if self.quota is not None
+            else ", no cgroup quota"
+        )
         pools = f"{self.threads} thread(s) per pool" if self.restricted else "the libraries' own thread pools"
         return f"{self.cpus:g} CPU ({self.affinity} core(s) in affinity{quota}): {pools}"
 

@@ -6,18 +6,18 @@ through the extras: ``core/extras.py``), no DNS probe for being online, no setti
 Each is only a default: set ``YOLO_AUTOINSTALL``, ``YOLO_OFFLINE`` or ``YOLO_VERBOSE`` in the
 environment to have Ultralytics' own behaviour back.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from core.extras import DETECTOR_FORMATS, require
-
 from edge.runtime.config import DetectorConfig
 from edge.runtime.types import Detections
 
@@ -47,7 +47,9 @@ def load_error(weights: str, exc: BaseException) -> DetectorError:
     reason = first.replace("ERROR", "", 1).lstrip(" ❌️\ufe0f") if first.startswith("ERROR") else first
     if str(weights) in reason:
         return DetectorError(f"detector.weights: {reason}")
-    return DetectorError(f"detector {weights}: Ultralytics cannot load or run it ({type(exc).__name__}{': ' + reason if reason else ''})")
+    return DetectorError(
+        f"detector {weights}: Ultralytics cannot load or run it ({type(exc).__name__}{': ' + reason if reason else ''})"
+    )
 
 
 LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a"  # torch.save before 1.6: a pickle opening with its magic number
@@ -79,8 +81,17 @@ class PersonDetector:
     (corrupt, truncated, another task) is refused at start with one line instead of a trace from
     the first frame."""
 
-    def __init__(self, weights: str, imgsz: int = 640, conf: float = 0.25, iou: float = 0.7, device: str = "cpu",
-                 half: bool = False, classes: Sequence[int] = (0,), batch: bool = True):
+    def __init__(
+        self,
+        weights: str,
+        imgsz: int = 640,
+        conf: float = 0.25,
+        iou: float = 0.7,
+        device: str = "cpu",
+        half: bool = False,
+        classes: Sequence[int] = (0,),
+        batch: bool = True,
+    ):
         fmt = weights_format(weights)
         if fmt in DETECTOR_FORMATS:
             require(f"the {fmt} detector {weights}", DETECTOR_FORMATS[fmt])
@@ -103,7 +114,7 @@ class PersonDetector:
             raise load_error(weights, exc) from exc
 
     @classmethod
-    def from_config(cls, cfg: DetectorConfig) -> "PersonDetector":
+    def from_config(cls, cfg: DetectorConfig) -> PersonDetector:
         return cls(cfg.weights, cfg.imgsz, cfg.conf, cfg.iou, cfg.device, cfg.half, cfg.classes, cfg.batch)
 
     def __call__(self, images: list[np.ndarray]) -> list[Detections]:

@@ -1,5 +1,6 @@
 """Pictures of the floor: the grid drawn into a camera frame (to check a calibration by eye) and a
 top-down map of where people went across cameras (one colour per global id)."""
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,13 @@ def visible_floor(h: Homography, width: int, height: int, top: float = 0.3) -> O
     return q[:, :2] / q[:, 2:3]
 
 
-def draw_floor_grid(image: np.ndarray, h: Homography, step_m: float = 1.0, extent: Optional[tuple[float, float, float, float]] = None,
-                    points: Optional[tuple[np.ndarray, np.ndarray]] = None) -> np.ndarray:
+def draw_floor_grid(
+    image: np.ndarray,
+    h: Homography,
+    step_m: float = 1.0,
+    extent: Optional[tuple[float, float, float, float]] = None,
+    points: Optional[tuple[np.ndarray, np.ndarray]] = None,
+) -> np.ndarray:
     """The floor grid every ``step_m`` metres drawn into ``image`` (BGR); labelled every 2 steps.
     ``points``: (image points, floor points) of a point-pair calibration, drawn as circles (clicked)
     and crosses (where the homography puts the floor points)."""
@@ -41,7 +47,9 @@ def draw_floor_grid(image: np.ndarray, h: Homography, step_m: float = 1.0, exten
     if extent is None:
         poly = visible_floor(h, W, H)
         if poly is None:
-            raise ValueError("the calibration maps no part of the image's lower half onto the floor: check its direction (image -> floor)")
+            raise ValueError(
+                "the calibration maps no part of the image's lower half onto the floor: check its direction (image -> floor)"
+            )
         (x0, y0), (x1, y1) = poly.min(0), poly.max(0)
     else:
         x0, y0, x1, y1 = extent
@@ -55,7 +63,9 @@ def draw_floor_grid(image: np.ndarray, h: Homography, step_m: float = 1.0, exten
         for y in ys[::2]:
             u, v = h.to_image(np.array([[x, y]]))[0]
             if 0 <= u < W and 0 <= v < H:
-                cv2.putText(canvas, f"{x:g},{y:g}", (int(u) + 2, int(v) - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1)
+                cv2.putText(
+                    canvas, f"{x:g},{y:g}", (int(u) + 2, int(v) - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1
+                )
     if points is not None:
         img_pts, floor_pts = points
         for (u, v), (pu, pv) in zip(np.asarray(img_pts, float), h.to_image(np.asarray(floor_pts, float))):

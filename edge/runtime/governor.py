@@ -14,11 +14,13 @@ a detection and of the rest of a frame) predicts the load at k - 1, and k comes 
 load leaves a margin. Lockstep
 runs (every frame, as fast as the box goes) keep k = 1 unless it is fixed: they are never behind.
 """
+
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Callable, Optional, Union
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Optional, Union
 
 if TYPE_CHECKING:
     from edge.runtime.rate_watch import RateWatch
@@ -31,8 +33,14 @@ AUTO = "auto"
 class Governor:
     """Per-camera detection cadence (see the module docstring)."""
 
-    def __init__(self, cameras: list[str], detect_every: Union[int, str] = 1, max_detect_every: int = 4,
-                 adapt_every_s: float = 2.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        cameras: list[str],
+        detect_every: Union[int, str] = 1,
+        max_detect_every: int = 4,
+        adapt_every_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.auto = detect_every == AUTO
         start = 1 if self.auto else int(detect_every)
         self.max_every = max(int(max_detect_every), start)
@@ -129,9 +137,15 @@ class LiveControl:
     loop alone looks idle while decoding threads exhaust the quota; lowering k then would only
     move the throttling (measured: k oscillating between 1 and 4 under a 0.6-CPU quota)."""
 
-    def __init__(self, governor: Governor, watch: "RateWatch", delivered: Optional[Callable[[], dict[str, int]]] = None,
-                 cpus: Optional[float] = None, clock: Callable[[], float] = time.monotonic,
-                 cpu_clock: Callable[[], float] = time.process_time):
+    def __init__(
+        self,
+        governor: Governor,
+        watch: RateWatch,
+        delivered: Optional[Callable[[], dict[str, int]]] = None,
+        cpus: Optional[float] = None,
+        clock: Callable[[], float] = time.monotonic,
+        cpu_clock: Callable[[], float] = time.process_time,
+    ):
         self.governor, self.watch, self.clock, self.cpu_clock = governor, watch, clock, cpu_clock
         self.delivered, self.cpus = delivered, cpus
         self._busy, self._since, self._cpu_since = 0.0, clock(), cpu_clock()
@@ -160,5 +174,9 @@ class LiveControl:
             self._busy, self._since, self._cpu_since = 0.0, now, cpu
 
     def report(self) -> dict:
-        return {"detect_every": self.governor.report(), "below_rate": self.watch.report(),
-                "rate_warnings": self.watch.warnings, "governor_changes": len(self.governor.changes)}
+        return {
+            "detect_every": self.governor.report(),
+            "below_rate": self.watch.report(),
+            "rate_warnings": self.watch.warnings,
+            "governor_changes": len(self.governor.changes),
+        }

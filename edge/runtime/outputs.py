@@ -15,13 +15,14 @@ Outputs are extras: :class:`GuardedOutput` wraps one, so that a failure (a write
 open, a full disk) is logged once with the camera and the reason and switches that output off
 for that camera, while detection, tracking, matching and publishing go on.
 """
+
 from __future__ import annotations
 
 import heapq
 import logging
 import zlib
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import cv2
 import numpy as np
@@ -55,7 +56,9 @@ class MotWriter:
         self.local = {c: open(self.folder / f"{c}.txt", "w") for c in camera_ids}
         self.global_ = {c: open(self.folder / f"{c}.global.txt", "w") for c in camera_ids}
         self._written: dict[str, dict[int, set[int]]] = {c: {} for c in camera_ids}  # camera -> frame -> global ids
-        self._buffer: dict[str, list] = {c: [] for c in camera_ids}  # camera -> heap of (frame, global id, seq, xyxy, conf)
+        self._buffer: dict[str, list] = {
+            c: [] for c in camera_ids
+        }  # camera -> heap of (frame, global id, seq, xyxy, conf)
         self._waiting: dict[int, Tracklet] = {}  # id(tracklet) -> tracklet with rows not yet final
         self._seq = 0
 
@@ -139,7 +142,9 @@ class AnnotatedVideo:
         self._origin: dict[str, float] = {}  # camera -> media time of slot 0
         self._last: dict[str, np.ndarray] = {}  # camera -> last frame written (held over gaps)
 
-    def write(self, camera_id: str, image: np.ndarray, tracklets: list[Tracklet], media_ts: Optional[float] = None) -> None:
+    def write(
+        self, camera_id: str, image: np.ndarray, tracklets: list[Tracklet], media_ts: Optional[float] = None
+    ) -> None:
         """Draw the boxes and write the frame at ``media_ts`` (seconds; None: the next slot)."""
         canvas = image.copy()
         for t in tracklets:
@@ -185,7 +190,9 @@ class AnnotatedVideo:
         if camera_id not in self.writers:
             h, w = canvas.shape[:2]
             path = self.folder / f"{camera_id}.mp4"
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps.get(camera_id, self.default_fps), (w, h))
+            writer = cv2.VideoWriter(
+                str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps.get(camera_id, self.default_fps), (w, h)
+            )
             if not writer.isOpened():
                 raise OSError(f"cannot open a video writer for {path} ({w}x{h})")
             self.writers[camera_id] = (writer, (w, h))
@@ -232,7 +239,9 @@ class GuardedOutput:
         return {f"{self.name}/{camera}": reason for camera, reason in self.failed.items()}
 
 
-def open_outputs(cfg: EdgeConfig, frame_rates: Optional[dict[str, float]] = None) -> tuple[Optional[GuardedOutput], Optional[GuardedOutput]]:
+def open_outputs(
+    cfg: EdgeConfig, frame_rates: Optional[dict[str, float]] = None
+) -> tuple[Optional[GuardedOutput], Optional[GuardedOutput]]:
     """The MOT files and annotated videos a config asks for, each guarded (None where not asked);
     videos play at each camera's configured or measured rate. Opening them fails loudly (a bad
     folder is a config mistake); writing them later does not."""

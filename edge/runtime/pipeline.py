@@ -4,45 +4,51 @@
 (:meth:`process`); :func:`run_pipeline` drives it from the capture threads until the sources end,
 a frame/time limit is reached or ``stop`` is set (SIGINT/SIGTERM in ``edge.run``).
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
 from core.embeddings import Embeddings
-
-from edge.runtime.coasting import FlowCarrier, to_gray
-from edge.runtime.config import EdgeConfig
-from edge.runtime.detector import PersonDetector
-from edge.runtime.cpu_budget import read_cpu_budget
-from edge.runtime.floor_map import FloorMap
-from edge.runtime.governor import Governor, LiveControl
 from edge.identity import Decision, IdentityEngine, homography_from
 from edge.identity.engine import settings_from_config
+from edge.reid.backends import ReIDBackend, build_backend
+from edge.runtime.coasting import FlowCarrier, to_gray
+from edge.runtime.config import EdgeConfig
+from edge.runtime.cpu_budget import read_cpu_budget
+from edge.runtime.detector import PersonDetector
+from edge.runtime.floor_map import FloorMap
+from edge.runtime.governor import Governor, LiveControl
 from edge.runtime.outputs import open_outputs
 from edge.runtime.preview import PreviewClock, crop_region, downscale, encode_jpeg, fit_jpeg
-from edge.wire.publisher import EventPublisher, decision_event, track_event
 from edge.runtime.rate_watch import RateWatch
-from edge.reid.backends import ReIDBackend, build_backend
 from edge.runtime.sources import CameraCapture
 from edge.runtime.stats import PipelineStats, format_report
 from edge.runtime.tracking import CameraTracker
 from edge.runtime.tracklets import ACTIVE, BudgetPolicy, EmbedRequest, Tracklet, TrackletBook
-from edge.runtime.watchdog import CaptureWatchdog
 from edge.runtime.types import Detections, Frame
+from edge.runtime.watchdog import CaptureWatchdog
+from edge.wire.publisher import EventPublisher, decision_event, track_event
 
 log = logging.getLogger(__name__)
 
 
 class EdgePipeline:
-    def __init__(self, cfg: EdgeConfig, frame_rates: Optional[dict[str, float]] = None,
-                 detector: Optional[PersonDetector] = None, reid: Optional[ReIDBackend] = None):
+    def __init__(
+        self,
+        cfg: EdgeConfig,
+        frame_rates: Optional[dict[str, float]] = None,
+        detector: Optional[PersonDetector] = None,
+        reid: Optional[ReIDBackend] = None,
+    ):
         self.cfg = cfg
         self.detector = detector or PersonDetector.from_config(cfg.detector)
         self.reid = reid if reid is not None else (build_backend(cfg.reid) if cfg.reid else None)
@@ -52,27 +58,42 @@ class EdgePipeline:
             raise ValueError("tracker.reid_features needs a reid section")
         g = cfg.governor
         # BoT-SORT with our features embeds every detection: nothing to carry between detections
-        self.governor = Governor([c.id for c in cfg.cameras], 1 if cfg.tracker.reid_features else g.detect_every, g.max_detect_every)
+        self.governor = Governor(
+            [c.id for c in cfg.cameras], 1 if cfg.tracker.reid_features else g.detect_every, g.max_detect_every
+        )
         self.flow = FlowCarrier()
         self._gray: dict[str, np.ndarray] = {}  # each camera's last processed frame, grey: where carried boxes start
         self._detect_s = 0.0  # the last step's detector time
-        policies = {c.id: self._budget_policy(rates.get(c.id) or c.fps or 30.0) for c in cfg.cameras} if self.reid is not None else {}
+        policies = (
+            {c.id: self._budget_policy(rates.get(c.id) or c.fps or 30.0) for c in cfg.cameras}
+            if self.reid is not None
+            else {}
+        )
         self.homographies = {cam: homography_from(cal, f"calibration.{cam}") for cam, cal in cfg.calibration.items()}
-        self.books = {c.id: TrackletBook(c.id, self.trackers[c.id].lost_s, policies.get(c.id), self.homographies.get(c.id))
-                      for c in cfg.cameras}
+        self.books = {
+            c.id: TrackletBook(c.id, self.trackers[c.id].lost_s, policies.get(c.id), self.homographies.get(c.id))
+            for c in cfg.cameras
+        }
         self.sie = {c.id: (c.sie_index if c.sie_index is not None else i) for i, c in enumerate(cfg.cameras)}
         settings = self._engine_settings()
         self.engine = IdentityEngine(settings)
         self.swap_below = self._swap_below()
-        self.site_rows = [0, 0]  # a site node's global MOT rows: all, with provisional ids (decided while the hub was away)
-        if cfg.site is not None:  # a site node: the hub's engine decides, over every node's cameras; its own while the hub is away
+        self.site_rows = [
+            0,
+            0,
+        ]  # a site node's global MOT rows: all, with provisional ids (decided while the hub was away)
+        if (
+            cfg.site is not None
+        ):  # a site node: the hub's engine decides, over every node's cameras; its own while the hub is away
             from edge.site.node import site_engine
 
             self.engine = site_engine(cfg, self.reid, self._describe, local=partial(IdentityEngine, settings))
         self._closing: dict[tuple[str, int], Tracklet] = {}  # ended tracklets whose identity may still change
         self.stats = PipelineStats()
         p = cfg.publisher
-        self.publisher = EventPublisher(p.endpoint, p.high_water_mark, curve=p.curve, insecure=p.insecure) if p.enabled else None
+        self.publisher = (
+            EventPublisher(p.endpoint, p.high_water_mark, curve=p.curve, insecure=p.insecure) if p.enabled else None
+        )
         self.previews = PreviewClock(p.preview_fps)
         self.mot, self.video = open_outputs(cfg, frame_rates)
         self.floor_map: Optional[FloorMap] = None
@@ -94,12 +115,22 @@ class EdgePipeline:
 
     def _engine_settings(self):
         if self.reid is None:  # tracking only: every tracklet its own identity, at once
-            return replace(settings_from_config(self.cfg.matching.model_copy(update={"enabled": False}), None), min_embeddings=0)
+            return replace(
+                settings_from_config(self.cfg.matching.model_copy(update={"enabled": False}), None), min_embeddings=0
+            )
         stats = getattr(self.reid.meta, "similarity", None)
-        settings = settings_from_config(self.cfg.matching, stats, self.cfg.reid.model, getattr(self.reid.meta, "embedding_dim", None))
+        settings = settings_from_config(
+            self.cfg.matching, stats, self.cfg.reid.model, getattr(self.reid.meta, "embedding_dim", None)
+        )
         source = "config" if self.cfg.matching.threshold is not None else "model metadata"
-        log.info("matching: %s threshold %.3f (%s), scale %.3f, %d calibrated camera(s)", "camera-centered" if settings.centering else "raw cosine",
-                 settings.threshold, source, settings.scale, len(self.homographies))
+        log.info(
+            "matching: %s threshold %.3f (%s), scale %.3f, %d calibrated camera(s)",
+            "camera-centered" if settings.centering else "raw cosine",
+            settings.threshold,
+            source,
+            settings.scale,
+            len(self.homographies),
+        )
         return settings
 
     def _swap_below(self) -> Optional[float]:
@@ -131,7 +162,11 @@ class EdgePipeline:
         if self.floor_map is not None:
             for f in frames:  # the map draws each calibrated camera's view at its frame size
                 if f.camera_id in self.homographies and f.camera_id not in self.floor_map.cameras:
-                    self.floor_map.cameras[f.camera_id] = (self.homographies[f.camera_id], f.image.shape[1], f.image.shape[0])
+                    self.floor_map.cameras[f.camera_id] = (
+                        self.homographies[f.camera_id],
+                        f.image.shape[1],
+                        f.image.shape[0],
+                    )
         for f in frames:
             self.stats.stage("decode", f.decode_s)
         t0 = time.perf_counter()
@@ -145,7 +180,9 @@ class EdgePipeline:
         requests: list[tuple[Frame, EmbedRequest]] = []
         for frame, dets, fresh in zip(frames, detections, detected):
             feats = det_feats.get(frame.camera_id)
-            tracks = self.trackers[frame.camera_id].update(dets, frame.image, feats.global_ if feats else None, frame.timestamp)
+            tracks = self.trackers[frame.camera_id].update(
+                dets, frame.image, feats.global_ if feats else None, frame.timestamp
+            )
             evs, reqs = self.books[frame.camera_id].update(tracks, frame, embed=fresh)
             events += [(e, t, frame.timestamp) for e, t in evs]
             if feats:  # BoT-SORT already embedded every detection: reuse, do not embed twice
@@ -226,10 +263,14 @@ class EdgePipeline:
         t = req.tracklet
         parts = (None, None) if crop.parts is None else (crop.parts[0], crop.part_conf[0])
         if t.offer(crop.global_[0], req.quality, *parts, swap_below=self.swap_below):
-            self.trackers[t.camera_id].split(t.local_id)  # the tracker gave this id to someone else: a new tracklet from the next frame on
+            self.trackers[t.camera_id].split(
+                t.local_id
+            )  # the tracker gave this id to someone else: a new tracklet from the next frame on
             self.stats.swaps += 1
 
-    def _match(self, events: list[tuple[str, Tracklet, float]], now: float) -> list[tuple[str, dict, Optional[np.ndarray]]]:
+    def _match(
+        self, events: list[tuple[str, Tracklet, float]], now: float
+    ) -> list[tuple[str, dict, Optional[np.ndarray]]]:
         """Feed the identity engine this step's tracklets; sync global ids; turn decisions into events."""
         ended = [t for e, t, _ in events if e == "ended"]
         live = [t for book in self.books.values() for t in book.tracklets.values()]
@@ -279,7 +320,9 @@ class EdgePipeline:
     def _publish(self, frames: list[Frame], events, identity_events) -> None:
         by_camera = {f.camera_id: f for f in frames}
         for camera_id, frame in by_camera.items():
-            active = [t for t in self.books[camera_id].tracklets.values() if t.state == ACTIVE and t.last_frame == frame.index]
+            active = [
+                t for t in self.books[camera_id].tracklets.values() if t.state == ACTIVE and t.last_frame == frame.index
+            ]
             if self.mot is not None:
                 for t in active:
                     self.mot.call(camera_id, "row", t, frame.index)
@@ -327,16 +370,36 @@ class EdgePipeline:
             if not self.previews.due(camera_id, now):
                 continue
             small, scale = downscale(frame.image, p.preview_width)
-            boxes = [[*(round(float(v) * scale, 1) for v in t.xyxy), t.local_id, t.global_id]
-                     for t in self.books[camera_id].tracklets.values() if t.state == ACTIVE and t.last_frame == frame.index]
-            self.publisher.publish(f"frame/{camera_id}", {
-                "event": "frame", "camera": camera_id, "frame": frame.index, "capture_ts": frame.timestamp,
-                "width": small.shape[1], "height": small.shape[0], "scale": round(scale, 5), "boxes": boxes},
-                jpeg=partial(encode_jpeg, small, p.preview_quality))
+            boxes = [
+                [*(round(float(v) * scale, 1) for v in t.xyxy), t.local_id, t.global_id]
+                for t in self.books[camera_id].tracklets.values()
+                if t.state == ACTIVE and t.last_frame == frame.index
+            ]
+            self.publisher.publish(
+                f"frame/{camera_id}",
+                {
+                    "event": "frame",
+                    "camera": camera_id,
+                    "frame": frame.index,
+                    "capture_ts": frame.timestamp,
+                    "width": small.shape[1],
+                    "height": small.shape[0],
+                    "scale": round(scale, 5),
+                    "boxes": boxes,
+                },
+                jpeg=partial(encode_jpeg, small, p.preview_quality),
+            )
 
     def snapshot(self) -> list[dict]:
-        return [{"global_id": i.global_id, "cameras": sorted(i.cameras), "last_seen": i.last_seen,
-                 "live": [[c, lid] for c, lid in sorted(i.members)]} for i in self.engine.identities.values()]
+        return [
+            {
+                "global_id": i.global_id,
+                "cameras": sorted(i.cameras),
+                "last_seen": i.last_seen,
+                "live": [[c, lid] for c, lid in sorted(i.members)],
+            }
+            for i in self.engine.identities.values()
+        ]
 
     def close(self) -> None:
         """End every tracklet (so it gets an identity and its rows are written), then close outputs."""
@@ -363,14 +426,21 @@ class EdgePipeline:
                 log.error("output floor_map: %s: %s", type(exc).__name__, exc)
 
 
-def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeline: Optional[EdgePipeline] = None,
-                 on_loaded: Optional[Callable[[], None]] = None) -> dict:
+def run_pipeline(
+    cfg: EdgeConfig,
+    stop: Optional[threading.Event] = None,
+    pipeline: Optional[EdgePipeline] = None,
+    on_loaded: Optional[Callable[[], None]] = None,
+) -> dict:
     """Capture from every camera and process until the sources end, a limit is hit or ``stop``.
     ``on_loaded`` is called once the models are loaded, before the cameras start (``edge.run``: from
     then on a signal stops the loop and flushes, before it ends the load at once)."""
     stop = stop or threading.Event()
     new_frame = threading.Event()
-    epoch = cfg.site.epoch if (cfg.site and cfg.site.epoch is not None) else time.time()  # one scene clock for every file/synthetic camera
+    epoch = (
+        cfg.site.epoch if (cfg.site and cfg.site.epoch is not None) else time.time()
+    )  # one scene clock for every file/synthetic camera
+
     def capture(cam) -> CameraCapture:
         return CameraCapture(cam, new_frame, stop, cfg.run.reconnect_max_s, epoch=epoch)
 
@@ -387,8 +457,16 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
     counts = {c.cam.id: 0 for c in captures}
     report: dict = {}
     lockstep = all(not c.cam.realtime and not c.reader.live for c in captures)
-    live = None if lockstep else LiveControl(pipeline.governor, RateWatch(rates), lambda: {c.cam.id: c.read_count for c in captures},
-                                             read_cpu_budget().cpus)  # lockstep is never behind
+    live = (
+        None
+        if lockstep
+        else LiveControl(
+            pipeline.governor,
+            RateWatch(rates),
+            lambda: {c.cam.id: c.read_count for c in captures},
+            read_cpu_budget().cpus,
+        )
+    )  # lockstep is never behind
     try:
         while not stop.is_set():
             if cfg.run.duration_s and time.monotonic() - started >= cfg.run.duration_s:
@@ -402,7 +480,9 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
             if cfg.run.max_frames:
                 frames = [f for f in frames if counts[f.camera_id] < cfg.run.max_frames]
             if not frames:
-                done = all(c.finished and not watchdog.will_restart(c) for c in captures) or (cfg.run.max_frames and all(n >= cfg.run.max_frames for n in counts.values()))
+                done = all(c.finished and not watchdog.will_restart(c) for c in captures) or (
+                    cfg.run.max_frames and all(n >= cfg.run.max_frames for n in counts.values())
+                )
                 if done:
                     break
                 new_frame.wait(0.05)
@@ -422,12 +502,16 @@ def run_pipeline(cfg: EdgeConfig, stop: Optional[threading.Event] = None, pipeli
                 log.info("%s", format_report(report))
     finally:
         stop.set()
-        deadline = time.monotonic() + 1.0  # a capture blocked in a stream's open/read (up to its timeout_s) is a daemon left behind
+        deadline = (
+            time.monotonic() + 1.0
+        )  # a capture blocked in a stream's open/read (up to its timeout_s) is a daemon left behind
         for c in captures:
             c.join(timeout=max(0.0, deadline - time.monotonic()))
         report = _stats(pipeline, captures, watchdog, live)
         report["processed"] = counts
-        report["errors"] = {c.cam.id: c.error or c.problem for c in captures if c.error or c.problem}  # problem: a live camera down at the end
+        report["errors"] = {
+            c.cam.id: c.error or c.problem for c in captures if c.error or c.problem
+        }  # problem: a live camera down at the end
         report["cameras"] = pipeline.stats.per_camera(list(counts))
         pipeline.close()  # a site node may wait here for the hub's final ids
         report["output_errors"] = pipeline.output_errors()
@@ -470,18 +554,22 @@ def _one_frame_each(captures: list[CameraCapture], new_frame: threading.Event, s
     return [got[c.cam.id] for c in captures if c.cam.id in got]
 
 
-def _stats(pipeline: EdgePipeline, captures: list[CameraCapture], watchdog: CaptureWatchdog, live: Optional[LiveControl] = None) -> dict:
+def _stats(
+    pipeline: EdgePipeline, captures: list[CameraCapture], watchdog: CaptureWatchdog, live: Optional[LiveControl] = None
+) -> dict:
     pub = pipeline.publisher
-    report = pipeline.stats.report({
-        "dropped": {c.cam.id: c.dropped for c in captures},
-        "reconnects": {c.cam.id: c.reconnects for c in captures},
-        "down": watchdog.down(),
-        "restarts": dict(watchdog.restarts),
-        "gallery": len(pipeline.engine),
-        "events_dropped": pub.dropped if pub else 0,
-        "images_dropped": pub.images_dropped if pub else 0,
-        **(live.report() if live is not None else {"detect_every": pipeline.governor.report(), "below_rate": {}}),
-    })
+    report = pipeline.stats.report(
+        {
+            "dropped": {c.cam.id: c.dropped for c in captures},
+            "reconnects": {c.cam.id: c.reconnects for c in captures},
+            "down": watchdog.down(),
+            "restarts": dict(watchdog.restarts),
+            "gallery": len(pipeline.engine),
+            "events_dropped": pub.dropped if pub else 0,
+            "images_dropped": pub.images_dropped if pub else 0,
+            **(live.report() if live is not None else {"detect_every": pipeline.governor.report(), "below_rate": {}}),
+        }
+    )
     if pub is not None:
         pub.publish("stats", {"event": "stats", **report})
     return report

@@ -8,6 +8,7 @@ quality until it fits, and left out when it cannot. The pipeline only cuts and d
 small copy); the JPEG encoding runs on the publisher thread (:meth:`EventPublisher.publish`
 takes a function for the image).
 """
+
 from __future__ import annotations
 
 from typing import Optional

@@ -11,13 +11,15 @@ The share is against what the camera *delivers*, not its nominal rate: a stream 
 30 fps that sends 25 is not a box falling behind. Until delivery has been measured over a window
 (or when nobody reports it), the configured rate stands in.
 """
+
 from __future__ import annotations
 
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +49,21 @@ class RateWatch:
     shortfall) and while frames still arrive (a camera that is down is the watchdog's to report).
     """
 
-    def __init__(self, rates: dict[str, float], window_s: float = 5.0, tolerance: float = 0.8,
-                 check_every_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        rates: dict[str, float],
+        window_s: float = 5.0,
+        tolerance: float = 0.8,
+        check_every_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.rates = {cam: float(r) for cam, r in rates.items() if r and r > 0}
         self.window_s, self.tolerance, self.check_every_s = window_s, tolerance, check_every_s
         self.clock = clock
         self._times: dict[str, deque[float]] = {cam: deque() for cam in self.rates}
-        self._reads: dict[str, deque[tuple[float, int]]] = {cam: deque() for cam in self.rates}  # (time, frames delivered so far)
+        self._reads: dict[str, deque[tuple[float, int]]] = {
+            cam: deque() for cam in self.rates
+        }  # (time, frames delivered so far)
         self._first: dict[str, float] = {}
         self._last_check = -float("inf")
         self.below: dict[str, Shortfall] = {}  # cameras under their rate now
@@ -91,8 +101,10 @@ class RateWatch:
             if short is None:
                 continue
             if short.share < self.tolerance and cam not in self.below:
-                lines.append(f"{cam} is processed at {short.fps:.1f} of the {short.rate:.1f} fps it delivers ({short.share:.0%}): the box "
-                             f"can't keep up and frames are skipped, identities may fragment (docs/edge.md, 'When the box can't keep up')")
+                lines.append(
+                    f"{cam} is processed at {short.fps:.1f} of the {short.rate:.1f} fps it delivers ({short.share:.0%}): the box "
+                    f"can't keep up and frames are skipped, identities may fragment (docs/edge.md, 'When the box can't keep up')"
+                )
                 log.warning("%s", lines[-1])
                 self.warnings += 1
             elif short.share >= self.tolerance and cam in self.below:

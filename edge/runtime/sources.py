@@ -15,6 +15,7 @@ folders are probed when the config is loaded (:func:`why_unreadable`), before an
 With ``realtime: false`` a file or synthetic camera instead hands over every frame and waits for
 the pipeline (lockstep), which is what evaluation against ground truth needs.
 """
+
 from __future__ import annotations
 
 import logging
@@ -100,8 +101,9 @@ class VideoReader:
             cap = cv2.VideoCapture(int(self.source), cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY)
         elif self.stream:
             ms = int(self.timeout_s * 1000)
-            cap = cv2.VideoCapture(self.source, cv2.CAP_FFMPEG,
-                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+            cap = cv2.VideoCapture(
+                self.source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+            )
         else:
             cap = cv2.VideoCapture(self.source)
         if not cap.isOpened():
@@ -129,7 +131,11 @@ class VideoReader:
         if self.stream and time.monotonic() - started >= 0.9 * self.timeout_s:
             self.problem = f"no frame within {self.timeout_s:g} s (read timeout)"
         elif self.live:
-            self.problem = "the stream ended or the connection dropped" if self.stream else "the camera stopped delivering frames (unplugged?)"
+            self.problem = (
+                "the stream ended or the connection dropped"
+                if self.stream
+                else "the camera stopped delivering frames (unplugged?)"
+            )
         return None
 
     def close(self) -> None:
@@ -362,8 +368,15 @@ def make_reader(source: str, timeout_s: float = 4.0) -> FrameReader:
 class CameraCapture(threading.Thread):
     """One camera's capture loop; the pipeline calls :meth:`take` for the newest frame."""
 
-    def __init__(self, cam: CameraConfig, new_frame: threading.Event, stop: threading.Event,
-                 reconnect_max_s: float = 10.0, reader: Optional[FrameReader] = None, epoch: Optional[float] = None):
+    def __init__(
+        self,
+        cam: CameraConfig,
+        new_frame: threading.Event,
+        stop: threading.Event,
+        reconnect_max_s: float = 10.0,
+        reader: Optional[FrameReader] = None,
+        epoch: Optional[float] = None,
+    ):
         super().__init__(name=f"capture-{cam.id}", daemon=True)
         self.epoch = time.time() if epoch is None else epoch  # scene time of a file's first frame
         self.cam = cam
@@ -412,8 +425,13 @@ class CameraCapture(threading.Thread):
         recording interrupted): say so, since the camera simply ends."""
         expected = self.reader.frame_count
         if expected and frames < 0.9 * expected:
-            log.warning("camera %s: %s ended after %d of the %d frames its header announces (truncated?)",
-                        self.cam.id, self.cam.source, frames, expected)
+            log.warning(
+                "camera %s: %s ended after %d of the %d frames its header announces (truncated?)",
+                self.cam.id,
+                self.cam.source,
+                frames,
+                expected,
+            )
 
     @property
     def rate(self) -> float:

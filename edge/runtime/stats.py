@@ -1,9 +1,11 @@
 """Running statistics of the pipeline: fps per camera, per-stage latency, drops, gallery size."""
+
 from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -70,13 +72,22 @@ class PipelineStats:
 def percentiles(values) -> dict[str, float]:
     a = np.fromiter(values, float)
     p50, p95, p99 = np.percentile(a, [50, 95, 99])
-    return {"p50": round(float(p50), 2), "p95": round(float(p95), 2), "p99": round(float(p99), 2), "mean": round(float(a.mean()), 2)}
+    return {
+        "p50": round(float(p50), 2),
+        "p95": round(float(p95), 2),
+        "p99": round(float(p99), 2),
+        "mean": round(float(a.mean()), 2),
+    }
 
 
 def format_report(r: dict[str, Any]) -> str:
     fps = " ".join(f"{cam}={v:.1f}" for cam, v in r["fps"].items())
     lat = " ".join(f"{k}={v['p50']:.1f}" for k, v in r["latency_ms"].items())
-    extra = " ".join(f"{k}={v}" for k, v in r.items() if k in ("dropped", "gallery", "reconnects", "events_dropped")
-                     or (k in ("down", "restarts") and any(v.values() if isinstance(v, dict) else [v]))
-                     or (k == "detect_every" and any(n > 1 for n in v.values())))
+    extra = " ".join(
+        f"{k}={v}"
+        for k, v in r.items()
+        if k in ("dropped", "gallery", "reconnects", "events_dropped")
+        or (k in ("down", "restarts") and any(v.values() if isinstance(v, dict) else [v]))
+        or (k == "detect_every" and any(n > 1 for n in v.values()))
+    )
     return f"fps[{fps}] p50ms[{lat}] {extra}"

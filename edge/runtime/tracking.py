@@ -4,6 +4,7 @@ We feed their ``update`` with our own detections and translate their ids into pe
 ids from an allocator this object owns: no camera can reset or reuse another camera's ids,
 whatever the Ultralytics version does with its class-level counters.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -18,14 +19,16 @@ from edge.runtime.types import Detections, Track
 
 def tracker_args(cfg: TrackerConfig):
     """The tracker's namespace: its yaml (ours or Ultralytics' default) with overrides applied."""
-    from ultralytics.utils import IterableSimpleNamespace, YAML
+    from ultralytics.utils import YAML, IterableSimpleNamespace
     from ultralytics.utils.checks import check_yaml
 
     path = cfg.config or check_yaml(f"{cfg.kind}.yaml")
     data = YAML.load(Path(path))
     unknown = set(cfg.overrides) - set(data)
     if unknown:
-        raise ValueError(f"tracker.overrides: unknown key(s) {sorted(unknown)} for {Path(path).name}; known: {sorted(data)}")
+        raise ValueError(
+            f"tracker.overrides: unknown key(s) {sorted(unknown)} for {Path(path).name}; known: {sorted(data)}"
+        )
     data.update(cfg.overrides)
     data["tracker_type"] = cfg.kind
     if cfg.kind == "botsort":
@@ -89,10 +92,18 @@ class CameraTracker:
         tracks = list(self.tracker.tracked_stracks)
         if not tracks:
             return Detections.empty()
-        return Detections(np.array([t.xyxy for t in tracks], np.float32).reshape(-1, 4), np.array([t.score for t in tracks], np.float32))
+        return Detections(
+            np.array([t.xyxy for t in tracks], np.float32).reshape(-1, 4),
+            np.array([t.score for t in tracks], np.float32),
+        )
 
-    def update(self, dets: Detections, image: Optional[np.ndarray] = None, feats: Optional[np.ndarray] = None,
-               timestamp: Optional[float] = None) -> list[Track]:
+    def update(
+        self,
+        dets: Detections,
+        image: Optional[np.ndarray] = None,
+        feats: Optional[np.ndarray] = None,
+        timestamp: Optional[float] = None,
+    ) -> list[Track]:
         self._observe(timestamp)
         rows = self.tracker.update(dets, image, feats=feats if self.uses_features else None)
         tracks = []

@@ -8,6 +8,7 @@ every ``embed_every_s`` seconds of media time, or earlier when a clearly better 
 processes a third of its frames would otherwise embed a third as often, and tracklets would end
 "too short to match" (2 crops took 1.1 s at 10 fps and 3.3 s at 3 fps).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,7 +17,6 @@ from typing import Optional
 import numpy as np
 
 from core.embeddings import Embeddings
-
 from edge.identity.geometry import FloorTrack, Homography, foot_point
 from edge.identity.records import TrackletSummary
 from edge.runtime.types import Frame, Track
@@ -77,9 +77,19 @@ class Tracklet:
 
     def summary(self) -> TrackletSummary:
         """What the identity engine needs to know of this tracklet now."""
-        return TrackletSummary(self.camera_id, self.local_id, self.first_seen, self.last_seen, self.appearance(),
-                               self.n_embeddings, self.weight, self.first_xyxy if self.first_xyxy is not None else self.xyxy,
-                               self.xyxy, self.floor, self.state == ENDED)
+        return TrackletSummary(
+            self.camera_id,
+            self.local_id,
+            self.first_seen,
+            self.last_seen,
+            self.appearance(),
+            self.n_embeddings,
+            self.weight,
+            self.first_xyxy if self.first_xyxy is not None else self.xyxy,
+            self.xyxy,
+            self.floor,
+            self.state == ENDED,
+        )
 
     def appearance(self) -> Optional[Embeddings]:
         """The tracklet's appearance as one row of :class:`Embeddings` (with parts when it has them)."""
@@ -89,7 +99,9 @@ class Tracklet:
             if self._part_sum is None:
                 emb = Embeddings.normalized(self.embedding[None])
             else:
-                emb = Embeddings.normalized(self.embedding[None], self._part_sum[None], (self._conf_sum / max(self.weight, 1e-12))[None])
+                emb = Embeddings.normalized(
+                    self.embedding[None], self._part_sum[None], (self._conf_sum / max(self.weight, 1e-12))[None]
+                )
             self._appearance = (self.n_embeddings, emb)
         return self._appearance[1]
 
@@ -105,8 +117,14 @@ class Tracklet:
         self._unlike += 1
         return self._unlike >= in_a_row
 
-    def offer(self, vector: np.ndarray, quality: float, parts: Optional[np.ndarray] = None,
-              part_conf: Optional[np.ndarray] = None, swap_below: Optional[float] = None) -> bool:
+    def offer(
+        self,
+        vector: np.ndarray,
+        quality: float,
+        parts: Optional[np.ndarray] = None,
+        part_conf: Optional[np.ndarray] = None,
+        swap_below: Optional[float] = None,
+    ) -> bool:
         """Take one crop's embedding, unless it looks like someone else. With ``swap_below``, an
         active tracklet keeps a crop below that cosine to its mean out of the mean until the next
         one tells whether it was a swap; True when it was (:meth:`looks_swapped`): the caller cuts
@@ -119,12 +137,22 @@ class Tracklet:
         self.add_embedding(vector, quality, parts, part_conf)
         return False
 
-    def add_embedding(self, vector: np.ndarray, quality: float, parts: Optional[np.ndarray] = None, part_conf: Optional[np.ndarray] = None) -> None:
+    def add_embedding(
+        self,
+        vector: np.ndarray,
+        quality: float,
+        parts: Optional[np.ndarray] = None,
+        part_conf: Optional[np.ndarray] = None,
+    ) -> None:
         """Fold one L2-normalised embedding into the running quality-weighted mean; part
         features (part-based models) fold per part, weighted by quality x part confidence."""
         if parts is not None:
-            self._part_sum = (self._part_sum if self._part_sum is not None else 0) + quality * part_conf[:, None] * parts
-            self._conf_sum = (self._conf_sum if self._conf_sum is not None else 0) + quality * np.asarray(part_conf, np.float32)
+            self._part_sum = (self._part_sum if self._part_sum is not None else 0) + quality * part_conf[
+                :, None
+            ] * parts
+            self._conf_sum = (self._conf_sum if self._conf_sum is not None else 0) + quality * np.asarray(
+                part_conf, np.float32
+            )
         v = np.asarray(vector, np.float32).ravel()
         total = self.embedding * self.weight if self.embedding is not None else np.zeros_like(v)
         self.weight += quality
@@ -162,28 +190,49 @@ class BudgetPolicy:
 class TrackletBook:
     """The tracklets of one camera. ``update`` returns (events, embedding requests)."""
 
-    def __init__(self, camera_id: str, lost_s: float, policy: Optional[BudgetPolicy] = None,
-                 homography: Optional[Homography] = None):
+    def __init__(
+        self,
+        camera_id: str,
+        lost_s: float,
+        policy: Optional[BudgetPolicy] = None,
+        homography: Optional[Homography] = None,
+    ):
         self.camera_id = camera_id
         self.lost_s = lost_s  # a lost tracklet ends after this much media time unseen (the tracker's buffer)
         self.policy = policy
         self.homography = homography
         self.tracklets: dict[int, Tracklet] = {}
 
-    def update(self, tracks: list[Track], frame: Frame, embed: bool = True) -> tuple[list[tuple[str, Tracklet]], list[EmbedRequest]]:
+    def update(
+        self, tracks: list[Track], frame: Frame, embed: bool = True
+    ) -> tuple[list[tuple[str, Tracklet]], list[EmbedRequest]]:
         """This frame's tracks -> lifecycle events and the crops worth embedding. ``embed=False``
         on frames whose boxes were carried, not detected: their crops are estimates."""
         events: list[tuple[str, Tracklet]] = []
         requests: list[EmbedRequest] = []
         boxes = np.array([t.xyxy for t in tracks], np.float32).reshape(-1, 4)
         overlaps = overlap_fraction(boxes)
-        floor = self.homography.to_floor(np.array([foot_point(b) for b in boxes]).reshape(-1, 2)) if self.homography else None
+        floor = (
+            self.homography.to_floor(np.array([foot_point(b) for b in boxes]).reshape(-1, 2))
+            if self.homography
+            else None
+        )
         seen = set()
         for i, (track, overlap) in enumerate(zip(tracks, overlaps)):
             t = self.tracklets.get(track.local_id)
             if t is None:
-                t = Tracklet(self.camera_id, track.local_id, frame.timestamp, frame.timestamp, frame.index, frame.index, track.xyxy, track.conf,
-                             first_xyxy=np.asarray(track.xyxy, np.float32).copy(), floor=FloorTrack() if floor is not None else None)
+                t = Tracklet(
+                    self.camera_id,
+                    track.local_id,
+                    frame.timestamp,
+                    frame.timestamp,
+                    frame.index,
+                    frame.index,
+                    track.xyxy,
+                    track.conf,
+                    first_xyxy=np.asarray(track.xyxy, np.float32).copy(),
+                    floor=FloorTrack() if floor is not None else None,
+                )
                 self.tracklets[track.local_id] = t
                 events.append(("new", t))
             elif t.state == LOST:

@@ -1,4 +1,5 @@
 """Plain data passed between the edge stages (numpy inside, no behaviour beyond views)."""
+
 from __future__ import annotations
 
 import time
@@ -37,13 +38,13 @@ class Detections:
     conf: np.ndarray
 
     @classmethod
-    def empty(cls) -> "Detections":
+    def empty(cls) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
 
     def __len__(self) -> int:
         return len(self.conf)
 
-    def __getitem__(self, index) -> "Detections":
+    def __getitem__(self, index) -> Detections:
         return Detections(self.xyxy[index].reshape(-1, 4), np.atleast_1d(self.conf[index]))
 
     @property

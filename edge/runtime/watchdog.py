@@ -6,11 +6,13 @@ what that loop cannot catch: an exception that ended the thread (a decoder crash
 and synthetic cameras are not restarted (they would start again from their first frame); they
 are reported down instead.
 """
+
 from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from edge.runtime.config import CameraConfig
 from edge.runtime.sources import CameraCapture
@@ -23,7 +25,12 @@ SILENT_AFTER_S = 2.0  # a live camera with no frame for this long is down
 class CaptureWatchdog:
     """Owns the list of capture threads (replaced in place on a restart) and their health."""
 
-    def __init__(self, captures: list[CameraCapture], restart: Callable[[CameraConfig], CameraCapture], max_backoff_s: float = 10.0):
+    def __init__(
+        self,
+        captures: list[CameraCapture],
+        restart: Callable[[CameraConfig], CameraCapture],
+        max_backoff_s: float = 10.0,
+    ):
         self.captures = captures
         self.restart = restart
         self.max_backoff_s = max_backoff_s
@@ -54,12 +61,21 @@ class CaptureWatchdog:
                 self._dead_since[cam] = now
                 self._backoff[cam] = self._backoff.get(cam, 0.5)
                 self._next_try[cam] = now + self._backoff[cam]
-                log.error("camera %s: capture stopped: %s%s", cam, c.error,
-                          f"; restarting in {self._backoff[cam]:.1f}s" if c.reader.live else " (not a live stream: not restarted)")
+                log.error(
+                    "camera %s: capture stopped: %s%s",
+                    cam,
+                    c.error,
+                    f"; restarting in {self._backoff[cam]:.1f}s"
+                    if c.reader.live
+                    else " (not a live stream: not restarted)",
+                )
             if not c.reader.live or now < self._next_try[cam]:
                 continue
             self.captures[i] = replacement = self.restart(c.cam)
-            replacement.reconnects, replacement.dropped = c.reconnects, c.dropped  # the camera's counts go on across restarts
+            replacement.reconnects, replacement.dropped = (
+                c.reconnects,
+                c.dropped,
+            )  # the camera's counts go on across restarts
             replacement.start()
             self.restarts[cam] += 1
             self._backoff[cam] = min(2 * self._backoff[cam], self.max_backoff_s)

@@ -6,11 +6,13 @@ of them searched) trained on the gallery at that moment and retrained when it ha
 Vectors are L2-normalised, so inner product is cosine. The gallery only *proposes* candidates:
 the identity engine scores them with every rule (``IdentityEngine(candidates=...)``).
 """
+
 from __future__ import annotations
 
 import logging
 import math
-from typing import Iterable, Optional
+from collections.abc import Iterable
+from typing import Optional
 
 import numpy as np
 
@@ -89,7 +91,11 @@ class Gallery:
             nlist = max(1, int(math.sqrt(len(ids))))
             quantizer = faiss.IndexFlatIP(self.dim)
             ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            train = vectors if len(vectors) <= 64 * nlist else vectors[np.random.default_rng(0).choice(len(vectors), 64 * nlist, replace=False)]  # 39..256 per list is what FAISS asks
+            train = (
+                vectors
+                if len(vectors) <= 64 * nlist
+                else vectors[np.random.default_rng(0).choice(len(vectors), 64 * nlist, replace=False)]
+            )  # 39..256 per list is what FAISS asks
             ivf.train(train)
             ivf.nprobe = min(self.nprobe, nlist)
             ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # remove/replace by id
@@ -113,7 +119,12 @@ class Gallery:
                 size = invlists.list_size(lst)
                 if size:
                     ids_parts.append(faiss.rev_swig_ptr(invlists.get_ids(lst), size).copy())
-                    vec_parts.append(faiss.rev_swig_ptr(invlists.get_codes(lst), size * self.dim * 4).view(np.float32).reshape(size, self.dim).copy())
+                    vec_parts.append(
+                        faiss.rev_swig_ptr(invlists.get_codes(lst), size * self.dim * 4)
+                        .view(np.float32)
+                        .reshape(size, self.dim)
+                        .copy()
+                    )
             ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int64)
             vectors = np.concatenate(vec_parts) if vec_parts else np.zeros((0, self.dim), np.float32)
         return ids, np.ascontiguousarray(vectors, np.float32)

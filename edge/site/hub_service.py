@@ -16,6 +16,7 @@ at the PUB socket's high-water mark instead of stalling the hub.
 
 One thread: a poll loop over the ROUTER socket, with the publisher's own sender thread.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,13 +33,22 @@ import zmq
 
 from edge.identity import Decision, FloorTrack, IdentityEngine, TrackletSummary
 from edge.identity.engine import settings_from_config
-from edge.wire.publisher import EventPublisher, decision_event
 from edge.site.config import HubConfig
 from edge.site.gallery import Gallery, candidates_for
-from edge.wire.curve import Guard, allow_list_names, check_bind, key_id
-from edge.wire.site_protocol import NODE_KINDS, model_id, DimensionError, ProtocolError, WireTracklet, decode, decode_tracklets, encode
 from edge.site.report import summary_line
 from edge.site.store import Store, StoreError, TrackletRow, store_error
+from edge.wire.curve import Guard, allow_list_names, check_bind, key_id
+from edge.wire.publisher import EventPublisher, decision_event
+from edge.wire.site_protocol import (
+    NODE_KINDS,
+    DimensionError,
+    ProtocolError,
+    WireTracklet,
+    decode,
+    decode_tracklets,
+    encode,
+    model_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +102,19 @@ class HubTracklet:
 
     def summary(self) -> TrackletSummary:
         w = self.wire
-        return TrackletSummary(self.camera, self.engine_id, w.first_seen, w.last_seen, self.appearance if w.n_embeddings else None,
-                               w.n_embeddings, w.weight, w.first_box, w.last_box, self.floor, w.ended)
+        return TrackletSummary(
+            self.camera,
+            self.engine_id,
+            w.first_seen,
+            w.last_seen,
+            self.appearance if w.n_embeddings else None,
+            w.n_embeddings,
+            w.weight,
+            w.first_box,
+            w.last_box,
+            self.floor,
+            w.ended,
+        )
 
 
 @dataclass
@@ -146,7 +167,11 @@ class Hub:
             self.close()
             raise RuntimeError(f"cannot bind the hub to {cfg.bind}: {exc}") from exc
         p = cfg.publisher
-        self.publisher = EventPublisher(p.endpoint, p.high_water_mark, curve=p.curve, insecure=p.insecure, guard=self.guard) if p.enabled else None
+        self.publisher = (
+            EventPublisher(p.endpoint, p.high_water_mark, curve=p.curve, insecure=p.insecure, guard=self.guard)
+            if p.enabled
+            else None
+        )
         self.nodes: dict[str, NodeState] = {}
         self.tracklets: dict[tuple[str, str, str, int], HubTracklet] = {}  # (node, session, camera, local id)
         self.by_engine_key: dict[tuple[str, int], HubTracklet] = {}
@@ -194,22 +219,41 @@ class Hub:
             self.gallery.upsert([g for g, _ in vectors], np.stack([v for _, v in vectors]))
         self._next_gid = int(meta.get("next_gid", 1))
         if identities:
-            log.info("hub: reloaded %d identities and %d pinned tracklets from %s", len(identities), len(self._pinned), self.cfg.store)
+            log.info(
+                "hub: reloaded %d identities and %d pinned tracklets from %s",
+                len(identities),
+                len(self._pinned),
+                self.cfg.store,
+            )
 
-    def _persist(self, decisions: list[Decision], finals: list[tuple[tuple[str, int], int]], touched_tracklets: list[HubTracklet]) -> None:
+    def _persist(
+        self, decisions: list[Decision], finals: list[tuple[tuple[str, int], int]], touched_tracklets: list[HubTracklet]
+    ) -> None:
         touched = {d.global_id for d in decisions} | {d.previous for d in decisions if d.previous is not None}
         touched |= set(self.engine.assignment.values()) | {gid for _, gid in finals}
         alive = [self.engine.identities[g] for g in sorted(touched) if g in self.engine.identities]
         removed = [g for g in touched if g not in self.engine.identities]
-        vec = [(i.global_id, i.embedding) for i in alive if i.embedding is not None and not i.sealed]  # nothing joins a sealed one
+        vec = [
+            (i.global_id, i.embedding) for i in alive if i.embedding is not None and not i.sealed
+        ]  # nothing joins a sealed one
         self.gallery.remove(removed)
         if vec:
             self.gallery.upsert([g for g, _ in vec], np.stack([v for _, v in vec]))
         if self.store is None:
             return
         final_keys = {k for k, _ in finals}
-        rows = [TrackletRow(t.node, t.session, t.camera, t.local_id, t.engine_id, self.engine.global_id((t.camera, t.engine_id)) or t.told,
-                            (t.camera, t.engine_id) in final_keys) for t in touched_tracklets]
+        rows = [
+            TrackletRow(
+                t.node,
+                t.session,
+                t.camera,
+                t.local_id,
+                t.engine_id,
+                self.engine.global_id((t.camera, t.engine_id)) or t.told,
+                (t.camera, t.engine_id) in final_keys,
+            )
+            for t in touched_tracklets
+        ]
         next_gid = max([self._next_gid, *(d.global_id + 1 for d in decisions)])
         self._next_gid = next_gid
         meta: dict[str, object] = {"next_gid": next_gid, "bases": self.bases}
@@ -268,7 +312,9 @@ class Hub:
                 return
             if seq <= node.last_seq:
                 self.counters["replayed"] += 1
-                log.warning("node %s: message %d dropped (replayed or duplicate; last was %d)", node.name, seq, node.last_seq)
+                log.warning(
+                    "node %s: message %d dropped (replayed or duplicate; last was %d)", node.name, seq, node.last_seq
+                )
                 return
             node.last_seq = seq
             self._heard(node)
@@ -304,21 +350,36 @@ class Hub:
     def _hello(self, routing_id: bytes, h: dict, user: Optional[str]) -> None:
         name, session = h.get("node"), h.get("session")
         cameras = h.get("cameras")
-        if not isinstance(name, str) or not isinstance(session, str) or not isinstance(cameras, list) or not all(isinstance(c, str) for c in cameras):
+        if (
+            not isinstance(name, str)
+            or not isinstance(session, str)
+            or not isinstance(cameras, list)
+            or not all(isinstance(c, str) for c in cameras)
+        ):
             raise ProtocolError("hello needs node, session and cameras")
         if self.key_names and self.key_names.get(user or "") != name:
-            return self._refuse(routing_id, name, f"node {name!r} connected with the key of {self.key_names.get(user or '')!r}: "
-                                                   "a node's name is its key file's name in the allow-list")
+            return self._refuse(
+                routing_id,
+                name,
+                f"node {name!r} connected with the key of {self.key_names.get(user or '')!r}: "
+                "a node's name is its key file's name in the allow-list",
+            )
         if self.cfg.lockstep and name not in self.cfg.lockstep:  # its steps would wait forever
-            return self._refuse(routing_id, name, f"node {name!r} is not one of this lockstep site's nodes {self.cfg.lockstep}")
+            return self._refuse(
+                routing_id, name, f"node {name!r} is not one of this lockstep site's nodes {self.cfg.lockstep}"
+            )
         if h.get("model_id") != self.model_id:
             return self._refuse(routing_id, name, f"model {h.get('model_id')!r}, the hub's is {self.model_id!r}")
         if h.get("embedding_dim") != self.dim:
-            return self._refuse(routing_id, name, f"embedding size {h.get('embedding_dim')}, the hub's model gives {self.dim}")
+            return self._refuse(
+                routing_id, name, f"embedding size {h.get('embedding_dim')}, the hub's model gives {self.dim}"
+            )
         owner = {c: n.name for n in self.nodes.values() if n.name != name for c in n.cameras}
         taken = sorted(c for c in cameras if c in owner)
         if taken:
-            return self._refuse(routing_id, name, f"cameras {taken} belong to another node ({', '.join(owner[c] for c in taken)})")
+            return self._refuse(
+                routing_id, name, f"cameras {taken} belong to another node ({', '.join(owner[c] for c in taken)})"
+            )
         old = self.nodes.get(name)
         if old is not None and old.session == session:
             if h["seq"] <= old.last_seq:
@@ -336,8 +397,14 @@ class Hub:
             self.nodes[name] = state
             for cam in cameras:  # a new session's local ids start again: put them above every id seen
                 self.bases[cam] = self.max_engine_id[cam] if cam in self.bases or self.max_engine_id[cam] else 0
-            log.info("node %s: session %s, cameras %s%s", name, session, cameras, f", key {state.key}" if state.key else "")
-        ids = [[t.camera, t.local_id, t.told] for k, t in self.tracklets.items() if k[0] == name and k[1] == session and t.told is not None]
+            log.info(
+                "node %s: session %s, cameras %s%s", name, session, cameras, f", key {state.key}" if state.key else ""
+            )
+        ids = [
+            [t.camera, t.local_id, t.told]
+            for k, t in self.tracklets.items()
+            if k[0] == name and k[1] == session and t.told is not None
+        ]
         ids += [[cam, lid, gid] for (n, s, cam, lid), gid in self._pinned.items() if n == name and s == session]
         self._send(routing_id, "welcome", {"hub_session": self.session, "ids": ids})
 
@@ -393,13 +460,19 @@ class Hub:
         for now, items in steps:
             self._update(now, items)
         names = self.cfg.lockstep or list(self.nodes)
-        all_done = bool(names) and all((n := self.nodes.get(name)) is not None and n.finished and not n.pending for name in names)
+        all_done = bool(names) and all(
+            (n := self.nodes.get(name)) is not None and n.finished and not n.pending for name in names
+        )
         if all_done and self.engine.records:
-            last = self.engine.flush(self._now)  # every node said bye: everything is final, as at the end of a single run
+            last = self.engine.flush(
+                self._now
+            )  # every node said bye: everything is final, as at the end of a single run
             self._update(self._now, [], flushed=last)
         return len(steps)
 
-    def _update(self, now: float, items: list[tuple[NodeState, WireTracklet, bool]], flushed: Optional[list[Decision]] = None) -> None:
+    def _update(
+        self, now: float, items: list[tuple[NodeState, WireTracklet, bool]], flushed: Optional[list[Decision]] = None
+    ) -> None:
         t0 = time.perf_counter()
         touched: list[HubTracklet] = list(self._dirty)
         self._dirty = []
@@ -423,18 +496,29 @@ class Hub:
         if np.isfinite(now):
             self._now = max(self._now, now)
         unique = list({id(t): t for t in touched}.values())
-        decisions = adopted + (flushed if flushed is not None else self.engine.update([t.summary() for t in unique], self._now))
+        decisions = adopted + (
+            flushed if flushed is not None else self.engine.update([t.summary() for t in unique], self._now)
+        )
         finals = self.engine.take_final()
         self.counters["steps"] += 1
         self.counters["match_ms_total"] += (time.perf_counter() - t0) * 1000
-        changed = [t for t in self.by_engine_key.values() if t.told != self.engine.global_id((t.camera, t.engine_id)) and self.engine.global_id((t.camera, t.engine_id)) is not None]
+        changed = [
+            t
+            for t in self.by_engine_key.values()
+            if t.told != self.engine.global_id((t.camera, t.engine_id))
+            and self.engine.global_id((t.camera, t.engine_id)) is not None
+        ]
         for t in changed:
             t.told = self.engine.global_id((t.camera, t.engine_id))
         final_t = [(self.by_engine_key.get(k), gid) for k, gid in finals]
         for t, gid in final_t:
             if t is not None:
                 t.told = gid
-        self._persist(decisions, finals, list({id(t): t for t in (*unique, *changed, *(t for t, _ in final_t if t is not None))}.values()))
+        self._persist(
+            decisions,
+            finals,
+            list({id(t): t for t in (*unique, *changed, *(t for t, _ in final_t if t is not None))}.values()),
+        )
         self._tell_nodes(decisions, changed, final_t)
         self._publish(decisions)
         for t, _ in final_t:  # final: the hub forgets the tracklet (its identity keeps the evidence)
@@ -453,9 +537,17 @@ class Hub:
             t = self.by_engine_key.get(d.key) if d.key is not None else None
             if t is not None:
                 ident = self.engine.identities.get(d.global_id)
-                per_node[t.node]["decisions"].append({"kind": d.kind, "global_id": d.global_id, "camera": t.camera, "local_id": t.local_id,
-                                                      "previous": d.previous, "cameras": sorted(ident.cameras) if ident else list(d.cameras),
-                                                      "last_seen": ident.last_seen if ident else t.last_seen})
+                per_node[t.node]["decisions"].append(
+                    {
+                        "kind": d.kind,
+                        "global_id": d.global_id,
+                        "camera": t.camera,
+                        "local_id": t.local_id,
+                        "previous": d.previous,
+                        "cameras": sorted(ident.cameras) if ident else list(d.cameras),
+                        "last_seen": ident.last_seen if ident else t.last_seen,
+                    }
+                )
         for name, body in per_node.items():
             node = self.nodes.get(name)
             if node is not None:
@@ -496,12 +588,31 @@ class Hub:
         c = self.counters
         refused_keys = dict(self.node_allow.refused) if self.node_allow else {}
         return {
-            "hub_session": self.session, "gallery": len(self.engine), "index": self.gallery.kind, "live_tracklets": len(self.engine.records),
-            "nodes": {n.name: {"session": n.session, "key": n.key, "cameras": n.cameras, "connected": n.away_since is None and not n.finished,
-                               "finished": n.finished, "last_heard_s": round(now - n.last_heard, 2), "gaps": n.gaps, "summaries": n.summaries}
-                      for n in self.nodes.values()},
-            "summaries": c["summaries"], "steps": c["steps"], "malformed": c["malformed"], "replayed": c["replayed"],
-            "refused": c["refused"], "refusals": dict(self.refusals), "refused_keys": refused_keys, "published": c["published"],
+            "hub_session": self.session,
+            "gallery": len(self.engine),
+            "index": self.gallery.kind,
+            "live_tracklets": len(self.engine.records),
+            "nodes": {
+                n.name: {
+                    "session": n.session,
+                    "key": n.key,
+                    "cameras": n.cameras,
+                    "connected": n.away_since is None and not n.finished,
+                    "finished": n.finished,
+                    "last_heard_s": round(now - n.last_heard, 2),
+                    "gaps": n.gaps,
+                    "summaries": n.summaries,
+                }
+                for n in self.nodes.values()
+            },
+            "summaries": c["summaries"],
+            "steps": c["steps"],
+            "malformed": c["malformed"],
+            "replayed": c["replayed"],
+            "refused": c["refused"],
+            "refusals": dict(self.refusals),
+            "refused_keys": refused_keys,
+            "published": c["published"],
             "events_dropped": self.publisher.dropped if self.publisher else 0,
             "match_ms_mean": round(c["match_ms_total"] / max(c["steps"], 1), 3),
         }
@@ -518,8 +629,16 @@ class Hub:
         self.housekeeping()
 
     def run(self, stop: threading.Event) -> dict:
-        log.info("hub: session %s, nodes on %s%s, events on %s, model %s (%d-d), %d identities", self.session, self.cfg.bind,
-                 " (CURVE)" if self.cfg.curve else "", self.publisher.endpoint if self.publisher else "off", self.model_id, self.dim, len(self.engine))
+        log.info(
+            "hub: session %s, nodes on %s%s, events on %s, model %s (%d-d), %d identities",
+            self.session,
+            self.cfg.bind,
+            " (CURVE)" if self.cfg.curve else "",
+            self.publisher.endpoint if self.publisher else "off",
+            self.model_id,
+            self.dim,
+            len(self.engine),
+        )
         try:
             while not stop.is_set():
                 self.poll_once()

@@ -20,6 +20,7 @@ Ids and finals from the hub that come while the node is not welcomed (a stalled 
 are ignored, so a tracklet is never finalised by both sides. Outages (from, to, seconds) are in
 the report.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,9 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import zmq
@@ -79,9 +81,16 @@ def _merge(older: list[WireTracklet], newer: list[WireTracklet]) -> list[WireTra
 class SiteEngine:
     """The node side of the site (see the module docstring)."""
 
-    def __init__(self, cfg: SiteConfig, cameras: list[str], model_id: str, embedding_dim: int,
-                 describe: Optional[Callable[[Key], tuple[float, int]]] = None, context: Optional[zmq.Context] = None,
-                 local: Optional[Callable[[], IdentityEngine]] = None):
+    def __init__(
+        self,
+        cfg: SiteConfig,
+        cameras: list[str],
+        model_id: str,
+        embedding_dim: int,
+        describe: Optional[Callable[[Key], tuple[float, int]]] = None,
+        context: Optional[zmq.Context] = None,
+        local: Optional[Callable[[], IdentityEngine]] = None,
+    ):
         """``local``: makes a fresh identity engine with the node's settings, used while the hub is
         away; without it the node only buffers (its tracklets get no global id meanwhile)."""
         self.cfg = cfg
@@ -104,8 +113,17 @@ class SiteEngine:
         self.refused: Optional[str] = None
         self.hub_session: Optional[str] = None
         self.connected = False
-        self.stats = {"sent": 0, "coalesced": 0, "dropped": 0, "resyncs": 0, "hub_gaps": 0, "local_decisions": 0,
-                      "provisional_ids": 0, "unreconciled_dropped": 0, "late_ignored": 0}
+        self.stats = {
+            "sent": 0,
+            "coalesced": 0,
+            "dropped": 0,
+            "resyncs": 0,
+            "hub_gaps": 0,
+            "local_decisions": 0,
+            "provisional_ids": 0,
+            "unreconciled_dropped": 0,
+            "late_ignored": 0,
+        }
         self._bye = False
         self._local_factory = local
         self._local: Optional[IdentityEngine] = None  # deciding here while the hub is away
@@ -114,10 +132,14 @@ class SiteEngine:
         self._away = False
         self.answered = False  # the hub welcomed this node at least once
         self._outages: list[list[Optional[float]]] = []  # [from, to] (wall clock; to None: still away)
-        self._reconcile: dict[Key, tuple[TrackletSummary, int]] = {}  # final here (id given), not yet decided by the hub
+        self._reconcile: dict[
+            Key, tuple[TrackletSummary, int]
+        ] = {}  # final here (id given), not yet decided by the hub
         self.reconciled: dict[int, set[int]] = {}  # provisional id -> the site ids the hub gave its tracklets
         # keys are read here, on the caller's thread, so a bad key file stops edge.run with one line
-        self._keys = None if cfg.curve is None else (load_secret(cfg.curve.secret_key), load_public(cfg.curve.server_key))
+        self._keys = (
+            None if cfg.curve is None else (load_secret(cfg.curve.secret_key), load_public(cfg.curve.server_key))
+        )
         self._routing_id = f"{cfg.node}.{uuid.uuid4().hex}".encode()  # never published (stats show the session)
         self._thread = threading.Thread(target=self._loop, name="site-node", daemon=True)
         self._thread.start()
@@ -164,8 +186,15 @@ class SiteEngine:
             waiting = self._waiting()
             away = self._away
         if waiting and not away and self.cfg.flush_timeout_s > 0:
-            log.info("site: waiting up to %.0f s for the hub %s: the final ids of %d tracklet(s)%s", self.cfg.flush_timeout_s, self.cfg.hub,
-                     waiting, "" if self.connected else f" (it has not answered yet; away after {self.cfg.hub_timeout_s:g} s without an answer)")
+            log.info(
+                "site: waiting up to %.0f s for the hub %s: the final ids of %d tracklet(s)%s",
+                self.cfg.flush_timeout_s,
+                self.cfg.hub,
+                waiting,
+                ""
+                if self.connected
+                else f" (it has not answered yet; away after {self.cfg.hub_timeout_s:g} s without an answer)",
+            )
         deadline = time.monotonic() + self.cfg.flush_timeout_s
         while time.monotonic() < deadline and not self.refused:
             with self._lock:
@@ -179,13 +208,24 @@ class SiteEngine:
             left = [k for k, s in self.records.items() if s.ended]
             if left and self._local_factory is not None:
                 if not self._away:
-                    log.warning("site: %d tracklet(s) without a final id from the hub %s after %.0f s: decided here (a site id given "
-                                "stays, the others get provisional ids)", len(left), self.cfg.hub, self.cfg.flush_timeout_s)
+                    log.warning(
+                        "site: %d tracklet(s) without a final id from the hub %s after %.0f s: decided here (a site id given "
+                        "stays, the others get provisional ids)",
+                        len(left),
+                        self.cfg.hub,
+                        self.cfg.flush_timeout_s,
+                    )
                 self._finish_locally(self._now if now is None else now)
             elif left:
                 kept = [(k, self._ids[k]) for k in left if k in self._ids]
-                log.warning("site: %d tracklet(s) without a final id from the hub %s after %.0f s: %d keep their last site id, %d get none",
-                            len(left), self.cfg.hub, self.cfg.flush_timeout_s, len(kept), len(left) - len(kept))
+                log.warning(
+                    "site: %d tracklet(s) without a final id from the hub %s after %.0f s: %d keep their last site id, %d get none",
+                    len(left),
+                    self.cfg.hub,
+                    self.cfg.flush_timeout_s,
+                    len(kept),
+                    len(left) - len(kept),
+                )
                 self._final += kept
                 for k in left:
                     self.records.pop(k, None)
@@ -200,12 +240,25 @@ class SiteEngine:
     def report(self) -> dict:
         """What the run report shows of the site link: the hub's outages and the provisional ids."""
         with self._lock:
-            outages = [{"from": _iso(a), "to": None if b is None else _iso(b), "seconds": round((time.time() if b is None else b) - a, 1)}
-                       for a, b in self._outages]
-            return {"node": self.cfg.node, "hub": self.cfg.hub, "answered": self.answered, "connected": self.connected,
-                    "hub_outages": outages, "provisional_from": self.local_base,
-                    "reconciled": {str(k): sorted(v) for k, v in sorted(self.reconciled.items())},
-                    "unreconciled": len(self._reconcile), **self.stats}
+            outages = [
+                {
+                    "from": _iso(a),
+                    "to": None if b is None else _iso(b),
+                    "seconds": round((time.time() if b is None else b) - a, 1),
+                }
+                for a, b in self._outages
+            ]
+            return {
+                "node": self.cfg.node,
+                "hub": self.cfg.hub,
+                "answered": self.answered,
+                "connected": self.connected,
+                "hub_outages": outages,
+                "provisional_from": self.local_base,
+                "reconciled": {str(k): sorted(v) for k, v in sorted(self.reconciled.items())},
+                "unreconciled": len(self._reconcile),
+                **self.stats,
+            }
 
     def close(self, timeout: float = 2.0) -> None:
         self._stop.set()
@@ -226,8 +279,21 @@ class SiteEngine:
         appearance = s.appearance if s.n_embeddings != n_sent else None
         self._sent[s.key] = (s.n_embeddings, floor_sent)
         conf, frame = self.describe(s.key) if self.describe else (0.0, 0)
-        return WireTracklet(s.camera, s.local_id, s.first_seen, s.last_seen, s.n_embeddings, s.weight, s.first_box, s.last_box,
-                            s.ended, conf, frame, appearance, floor)
+        return WireTracklet(
+            s.camera,
+            s.local_id,
+            s.first_seen,
+            s.last_seen,
+            s.n_embeddings,
+            s.weight,
+            s.first_box,
+            s.last_box,
+            s.ended,
+            conf,
+            frame,
+            appearance,
+            floor,
+        )
 
     def _bound(self) -> None:
         while self._queued > self.cfg.buffer and len(self._outbox) > 1:
@@ -255,7 +321,7 @@ class SiteEngine:
         items = [self._wire(s, full=True) for s in self.records.values()]
         items += [self._wire(s, full=True, track=False) for s, _ in self._reconcile.values()]
         for start in range(0, max(len(items), 1), RESYNC_CHUNK):  # one message stays within the protocol's array limit
-            self._outbox.append((self._now, items[start:start + RESYNC_CHUNK], True))
+            self._outbox.append((self._now, items[start : start + RESYNC_CHUNK], True))
         self._queued = len(items)
         self.stats["resyncs"] += 1
 
@@ -267,11 +333,20 @@ class SiteEngine:
             self.connected = False
             self._outages.append([time.time() - (time.monotonic() - since), None])
             self.stats["hub_gaps"] += 1
-        meanwhile = (f"node {self.cfg.node} decides identities itself meanwhile (provisional ids from {self.local_base}, "
-                     "mapped onto site ids when it is back)" if self._local_factory is not None
-                     else "its tracklets get no global id meanwhile")
-        log.warning("site: the hub %s %s (nothing for %.1f s): %s; up to %d summaries are kept for it", self.cfg.hub,
-                    "stopped answering" if self.answered else "does not answer", time.monotonic() - since, meanwhile, self.cfg.buffer)
+        meanwhile = (
+            f"node {self.cfg.node} decides identities itself meanwhile (provisional ids from {self.local_base}, "
+            "mapped onto site ids when it is back)"
+            if self._local_factory is not None
+            else "its tracklets get no global id meanwhile"
+        )
+        log.warning(
+            "site: the hub %s %s (nothing for %.1f s): %s; up to %d summaries are kept for it",
+            self.cfg.hub,
+            "stopped answering" if self.answered else "does not answer",
+            time.monotonic() - since,
+            meanwhile,
+            self.cfg.buffer,
+        )
 
     def _welcome(self, ids: list) -> None:
         """Welcomed: the hub's ids for our tracklets, the outage (if any) ends, everything the hub
@@ -289,8 +364,14 @@ class SiteEngine:
         if self._away:
             self._outages[-1][1] = time.time()
             lasted = self._outages[-1][1] - self._outages[-1][0]
-            log.info("site: the hub %s answers again after %.1f s: resending %d tracklet(s) and %d decided here meanwhile, for "
-                     "its site ids", self.cfg.hub, lasted, len(self.records), len(self._reconcile))
+            log.info(
+                "site: the hub %s answers again after %.1f s: resending %d tracklet(s) and %d decided here meanwhile, for "
+                "its site ids",
+                self.cfg.hub,
+                lasted,
+                len(self.records),
+                len(self._reconcile),
+            )
         self._away = False
         self._local = None
         self.connected = self.answered = True
@@ -310,8 +391,16 @@ class SiteEngine:
         for gid in sorted(set(told.values())):
             members = [self.records[k] for k, g in told.items() if g == gid]
             last = max(members, key=lambda m: m.last_seen)
-            identities.append(Identity(gid, min(m.first_seen for m in members), last.last_seen, last.camera, {m.camera for m in members},
-                                       last_box=last.last_box))
+            identities.append(
+                Identity(
+                    gid,
+                    min(m.first_seen for m in members),
+                    last.last_seen,
+                    last.camera,
+                    {m.camera for m in members},
+                    last_box=last.last_box,
+                )
+            )
         engine.restore(identities, self._next_local)
         for key, gid in told.items():
             engine.adopt(self.records[key], gid)
@@ -327,7 +416,10 @@ class SiteEngine:
             if d.kind in ("new", "reassigned") and d.global_id >= self._next_local:
                 self._next_local = d.global_id + 1
                 self.stats["provisional_ids"] += 1
-            ident, mine = engine.identities.get(d.global_id), self.identities.setdefault(d.global_id, NodeIdentity(d.global_id))
+            ident, mine = (
+                engine.identities.get(d.global_id),
+                self.identities.setdefault(d.global_id, NodeIdentity(d.global_id)),
+            )
             if ident is not None:
                 mine.cameras |= ident.cameras
                 mine.last_seen = max(mine.last_seen, ident.last_seen)
@@ -411,8 +503,19 @@ class SiteEngine:
                 now = time.monotonic()
                 if not welcomed and now - last_hello >= self.cfg.heartbeat_s:
                     seq += 1
-                    if send(encode("hello", {"seq": seq, "node": self.cfg.node, "session": self.session, "model_id": self.model_id,
-                                             "embedding_dim": self.dim, "cameras": self.cameras})):
+                    if send(
+                        encode(
+                            "hello",
+                            {
+                                "seq": seq,
+                                "node": self.cfg.node,
+                                "session": self.session,
+                                "model_id": self.model_id,
+                                "embedding_dim": self.dim,
+                                "cameras": self.cameras,
+                            },
+                        )
+                    ):
                         last_hello = now
                 if welcomed:
                     while True:
@@ -447,8 +550,11 @@ class SiteEngine:
                     self._hub_away(trying_since)
                 if monitor.poll(0):
                     event = recv_monitor_message(monitor)
-                    log.error("site: the hub %s refused our CURVE handshake (event %s): is this node's key on its allow-list?",
-                              self.cfg.hub, event["event"])
+                    log.error(
+                        "site: the hub %s refused our CURVE handshake (event %s): is this node's key on its allow-list?",
+                        self.cfg.hub,
+                        event["event"],
+                    )
                 if sock.poll(20):
                     while True:
                         try:
@@ -461,7 +567,11 @@ class SiteEngine:
                             if was and not welcomed:  # a restarted hub: hello again
                                 trying_since = last_heard
                         except (KeyError, TypeError, ValueError) as exc:  # a message of the right kind with bad fields
-                            log.warning("site: dropped a malformed %s message from the hub: %s", frames[1][:16] if len(frames) > 1 else b"?", exc)
+                            log.warning(
+                                "site: dropped a malformed %s message from the hub: %s",
+                                frames[1][:16] if len(frames) > 1 else b"?",
+                                exc,
+                            )
         finally:
             sock.disable_monitor()
             monitor.close(0)
@@ -508,8 +618,11 @@ class SiteEngine:
         with self._lock:
             self.stats["late_ignored"] += dropped
         if dropped:
-            log.info("site: ignored %d id(s) from the hub %s that came while it was away (it gets our state again when it answers)",
-                     dropped, self.cfg.hub)
+            log.info(
+                "site: ignored %d id(s) from the hub %s that came while it was away (it gets our state again when it answers)",
+                dropped,
+                self.cfg.hub,
+            )
 
     def _apply(self, h: dict) -> None:
         for cam, lid, gid in h.get("ids", []):
@@ -518,7 +631,15 @@ class SiteEngine:
             ident = self.identities.setdefault(d["global_id"], NodeIdentity(d["global_id"]))
             ident.cameras |= set(d.get("cameras", []))
             ident.last_seen = max(ident.last_seen, float(d.get("last_seen") or 0.0))
-            self._decisions.append(Decision(d["kind"], d["global_id"], (d["camera"], d["local_id"]), d.get("previous"), tuple(d.get("cameras", []))))
+            self._decisions.append(
+                Decision(
+                    d["kind"],
+                    d["global_id"],
+                    (d["camera"], d["local_id"]),
+                    d.get("previous"),
+                    tuple(d.get("cameras", [])),
+                )
+            )
         for cam, lid, gid in h.get("final", []):
             key = (cam, lid)
             kept = self._reconcile.pop(key, None)
@@ -536,13 +657,19 @@ def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
-def site_engine(cfg, reid, describe: Optional[Callable[[Key], tuple[float, int]]] = None,
-                local: Optional[Callable[[], IdentityEngine]] = None) -> SiteEngine:
+def site_engine(
+    cfg,
+    reid,
+    describe: Optional[Callable[[Key], tuple[float, int]]] = None,
+    local: Optional[Callable[[], IdentityEngine]] = None,
+) -> SiteEngine:
     """The node side for an :class:`~edge.runtime.config.EdgeConfig` with a ``site:`` section; ``local``
     makes the engine that decides while the hub is away."""
     if reid is None:
         raise ValueError("site: a node needs a reid section (the hub matches appearance)")
-    return SiteEngine(cfg.site, [c.id for c in cfg.cameras], model_id(cfg.reid.model), reid.meta.embedding_dim, describe, local=local)
+    return SiteEngine(
+        cfg.site, [c.id for c in cfg.cameras], model_id(cfg.reid.model), reid.meta.embedding_dim, describe, local=local
+    )
 
 
 def outage_line(site: dict, rows: int, provisional_rows: int) -> Optional[str]:
@@ -557,6 +684,8 @@ def outage_line(site: dict, rows: int, provisional_rows: int) -> Optional[str]:
     else:
         what = f"was away {len(outages)} time(s), {sum(o['seconds'] for o in outages):.0f} s in all"
     mapped = sum(len(v) for v in site["reconciled"].values())
-    return (f"site: the hub {site['hub']} {what}: {provisional_rows} of {rows} global MOT rows carry node {site['node']}'s own "
-            f"provisional ids (from {site['provisional_from']}), not site ids; {site['provisional_ids']} provisional id(s), "
-            f"{len(site['reconciled'])} mapped onto {mapped} site id(s) since (report: site)")
+    return (
+        f"site: the hub {site['hub']} {what}: {provisional_rows} of {rows} global MOT rows carry node {site['node']}'s own "
+        f"provisional ids (from {site['provisional_from']}), not site ids; {site['provisional_ids']} provisional id(s), "
+        f"{len(site['reconciled'])} mapped onto {mapped} site id(s) since (report: site)"
+    )

@@ -7,18 +7,19 @@ last told; counters (next global id, per-camera engine id bases). Live tracklets
 kept: nodes resend it when they find a new hub session. Each engine step is one transaction,
 committed *before* the step's events are published, so nothing the site was told is lost.
 """
+
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import numpy as np
 
 from core.embeddings import Embeddings
-
 from edge.identity import FloorTrack, Identity
 
 SCHEMA = """
@@ -55,8 +56,8 @@ def _unblob(b: Optional[bytes]) -> Optional[np.ndarray]:
     if b is None:
         return None
     n = int.from_bytes(b[:4], "little")
-    dtype, shape = json.loads(b[4:4 + n])
-    return np.frombuffer(b[4 + n:], np.dtype(dtype)).reshape(shape).copy()
+    dtype, shape = json.loads(b[4 : 4 + n])
+    return np.frombuffer(b[4 + n :], np.dtype(dtype)).reshape(shape).copy()
 
 
 def _pack_embeddings(e: Optional[Embeddings]) -> Optional[bytes]:
@@ -74,13 +75,13 @@ def _unpack_embeddings(b: Optional[bytes]) -> Optional[Embeddings]:
     if b is None:
         return None
     n = int.from_bytes(b[:4], "little")
-    meta = json.loads(b[4:4 + n])
-    flat = _unblob(b[4 + n:])
+    meta = json.loads(b[4 : 4 + n])
+    flat = _unblob(b[4 + n :])
     d = meta["dim"]
     if meta["parts"] is None:
         return Embeddings(flat[:, :d])
     p, dp = meta["parts"]
-    return Embeddings(flat[:, :d], flat[:, d:d + p * dp].reshape(-1, p, dp), flat[:, d + p * dp:])
+    return Embeddings(flat[:, :d], flat[:, d : d + p * dp].reshape(-1, p, dp), flat[:, d + p * dp :])
 
 
 class StoreError(RuntimeError):
@@ -130,8 +131,13 @@ class Store:
             self.db.close()
 
     # --- writing --------------------------------------------------------------------------
-    def save(self, identities: Iterable[Identity], removed: Iterable[int], tracklets: Iterable[TrackletRow],
-             meta: dict[str, object]) -> None:
+    def save(
+        self,
+        identities: Iterable[Identity],
+        removed: Iterable[int],
+        tracklets: Iterable[TrackletRow],
+        meta: dict[str, object],
+    ) -> None:
         """One engine step in one transaction."""
         rows = []
         for i in identities:
@@ -139,26 +145,60 @@ class Store:
             if i.past_floor is not None and len(i.past_floor):
                 t, p = i.past_floor.arrays()
                 floor = _blob(np.column_stack([t, p]))
-            rows.append((i.global_id, i.created, i.last_seen, i.last_camera, json.dumps(sorted(i.cameras)),
-                         json.dumps({c: [list(s) for s in spans] for c, spans in i.spans.items()}), i.past_weight,
-                         _pack_embeddings(i.past), _blob(None if i.embedding is None else np.asarray(i.embedding, np.float32)), floor,
-                         None if i.last_box is None else json.dumps([float(v) for v in i.last_box])))
+            rows.append(
+                (
+                    i.global_id,
+                    i.created,
+                    i.last_seen,
+                    i.last_camera,
+                    json.dumps(sorted(i.cameras)),
+                    json.dumps({c: [list(s) for s in spans] for c, spans in i.spans.items()}),
+                    i.past_weight,
+                    _pack_embeddings(i.past),
+                    _blob(None if i.embedding is None else np.asarray(i.embedding, np.float32)),
+                    floor,
+                    None if i.last_box is None else json.dumps([float(v) for v in i.last_box]),
+                )
+            )
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany("INSERT OR REPLACE INTO identities VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
             self.db.executemany("DELETE FROM identities WHERE gid = ?", [(int(g),) for g in removed])
-            self.db.executemany("INSERT OR REPLACE INTO tracklets VALUES (?,?,?,?,?,?,?)",
-                                [(t.node, t.session, t.camera, t.local_id, t.engine_id, t.site_id, int(t.final)) for t in tracklets])
-            self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
+            self.db.executemany(
+                "INSERT OR REPLACE INTO tracklets VALUES (?,?,?,?,?,?,?)",
+                [(t.node, t.session, t.camera, t.local_id, t.engine_id, t.site_id, int(t.final)) for t in tracklets],
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()]
+            )
 
     # --- reading --------------------------------------------------------------------------
     def identities(self) -> list[Identity]:
         out = []
-        for gid, created, last_seen, last_camera, cameras, spans, past_weight, past, emb, floor, last_box in self.db.execute(
-                "SELECT gid, created, last_seen, last_camera, cameras, spans, past_weight, past, embedding, floor, last_box "
-                "FROM identities ORDER BY gid"):
-            ident = Identity(gid, created, last_seen, last_camera, set(json.loads(cameras)),
-                             last_box=None if last_box is None else np.array(json.loads(last_box), float))
+        for (
+            gid,
+            created,
+            last_seen,
+            last_camera,
+            cameras,
+            spans,
+            past_weight,
+            past,
+            emb,
+            floor,
+            last_box,
+        ) in self.db.execute(
+            "SELECT gid, created, last_seen, last_camera, cameras, spans, past_weight, past, embedding, floor, last_box "
+            "FROM identities ORDER BY gid"
+        ):
+            ident = Identity(
+                gid,
+                created,
+                last_seen,
+                last_camera,
+                set(json.loads(cameras)),
+                last_box=None if last_box is None else np.array(json.loads(last_box), float),
+            )
             ident.spans = {c: [tuple(s) for s in v] for c, v in json.loads(spans).items()}
             ident.past, ident.past_weight = _unpack_embeddings(past), past_weight
             e = _unblob(emb)
@@ -172,8 +212,10 @@ class Store:
         return out
 
     def tracklets(self) -> list[TrackletRow]:
-        return [TrackletRow(n, s, c, lid, eid, sid, bool(fin)) for n, s, c, lid, eid, sid, fin in
-                self.db.execute("SELECT * FROM tracklets")]
+        return [
+            TrackletRow(n, s, c, lid, eid, sid, bool(fin))
+            for n, s, c, lid, eid, sid, fin in self.db.execute("SELECT * FROM tracklets")
+        ]
 
     def meta(self) -> dict[str, object]:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}

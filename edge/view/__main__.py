@@ -5,6 +5,7 @@ a page on http://127.0.0.1:8080: camera tiles, one card per person, their journe
 cameras, merges and reassignments, and the runtime's stats. ``--replay FILE`` serves a
 recording (``python -m edge.listen --record FILE``) instead. Needs the ``[view]`` extra.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,6 @@ import threading
 
 from core.cli import fail, setup_console_logging
 from core.configio import ConfigError
-
 from edge.view.config import ViewConfig, check_access, load_view_config, read_token
 
 log = logging.getLogger("edge.view")
@@ -36,15 +36,26 @@ def parse_bind(value: str) -> tuple[str, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m edge.view", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m edge.view", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", default=None, help="publisher endpoint (default tcp://127.0.0.1:5555)")
     parser.add_argument("--replay", default=None, metavar="FILE", help="serve a recording instead of live events")
     parser.add_argument("--speed", type=float, default=None, help="replay speed (default 1: as recorded)")
-    parser.add_argument("--bind", default=None, help="HOST:PORT the page is served on (default 127.0.0.1:8080; port 0: any free one)")
+    parser.add_argument(
+        "--bind", default=None, help="HOST:PORT the page is served on (default 127.0.0.1:8080; port 0: any free one)"
+    )
     parser.add_argument("--config", default=None, help="YAML file with the same settings (see edge/view/config.py)")
     parser.add_argument("--token-file", default=None, help="file holding the access token (else $CLIPREID_VIEW_TOKEN)")
-    parser.add_argument("--insecure", action="store_true", default=None, help="non-local address without a token (behind an authenticating proxy only)")
-    parser.add_argument("--server-key", default=None, help="CURVE: the publisher's public .key file (or its 40-character Z85 key)")
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="non-local address without a token (behind an authenticating proxy only)",
+    )
+    parser.add_argument(
+        "--server-key", default=None, help="CURVE: the publisher's public .key file (or its 40-character Z85 key)"
+    )
     parser.add_argument("--key-file", default=None, help="CURVE: this view's secret certificate file")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -52,9 +63,20 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     try:
         host, port = parse_bind(args.bind) if args.bind else (None, None)
-        cfg = load_view_config(args.config, {"events": args.events, "replay": args.replay, "speed": args.speed, "host": host,
-                                             "port": port, "token_file": args.token_file, "insecure": args.insecure,
-                                             "server_key": args.server_key, "key_file": args.key_file})
+        cfg = load_view_config(
+            args.config,
+            {
+                "events": args.events,
+                "replay": args.replay,
+                "speed": args.speed,
+                "host": host,
+                "port": port,
+                "token_file": args.token_file,
+                "insecure": args.insecure,
+                "server_key": args.server_key,
+                "key_file": args.key_file,
+            },
+        )
         token = read_token(cfg)
         check_access(cfg, token)
     except ConfigError as exc:
@@ -69,13 +91,18 @@ def serve(cfg: ViewConfig, token: str | None) -> None:
         import uvicorn
 
         from edge.view.server import build_app
-        from edge.view.subscribers import CurveError, LiveSource, ReplaySource, curve_client_keys
         from edge.view.state import Limits, ViewState
+        from edge.view.subscribers import CurveError, LiveSource, ReplaySource, curve_client_keys
     except ImportError as exc:
-        fail(f"the view needs the [view] extra: pip install -e \".[view]\" ({exc.name} is missing)")
+        fail(f'the view needs the [view] extra: pip install -e ".[view]" ({exc.name} is missing)')
 
-    limits = Limits(max_identities=cfg.max_identities, sightings_per_identity=cfg.sightings_per_identity,
-                    max_crop_bytes=int(cfg.max_crop_mb * 1024 * 1024), live_s=cfg.live_s, stale_s=cfg.stale_s)
+    limits = Limits(
+        max_identities=cfg.max_identities,
+        sightings_per_identity=cfg.sightings_per_identity,
+        max_crop_bytes=int(cfg.max_crop_mb * 1024 * 1024),
+        live_s=cfg.live_s,
+        stale_s=cfg.stale_s,
+    )
     state = ViewState(limits)
     stop = threading.Event()
     try:

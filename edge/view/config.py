@@ -3,6 +3,7 @@ names, flags winning. Who may look is decided here: crops and previews are biome
 the view binds to localhost by default, and on any other address it needs an access token, or
 ``insecure: true`` (a TLS-terminating proxy that authenticates in front of it, see README).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -24,17 +25,25 @@ class ViewConfig(StrictModel):
     host: str = Field("127.0.0.1", description="address the page is served on")
     port: int = Field(8080, ge=0, le=65535, description="port (0: any free one, printed at start)")
     token_file: Optional[str] = Field(None, description=f"file holding the access token (else ${TOKEN_ENV})")
-    insecure: bool = Field(False, description="serve a non-local address without a token (only behind an authenticating proxy)")
-    server_key: Optional[str] = Field(None, description="CURVE: the publisher's public .key file, or its 40-character Z85 key")
-    key_file: Optional[str] = Field(None, description="CURVE: this view's secret certificate (zmq.auth.create_certificates)")
-    max_identities: int = Field(500, ge=1, le=100000, description="identities held (the longest untouched are forgotten first)")
+    insecure: bool = Field(
+        False, description="serve a non-local address without a token (only behind an authenticating proxy)"
+    )
+    server_key: Optional[str] = Field(
+        None, description="CURVE: the publisher's public .key file, or its 40-character Z85 key"
+    )
+    key_file: Optional[str] = Field(
+        None, description="CURVE: this view's secret certificate (zmq.auth.create_certificates)"
+    )
+    max_identities: int = Field(
+        500, ge=1, le=100000, description="identities held (the longest untouched are forgotten first)"
+    )
     sightings_per_identity: int = Field(20, ge=1, le=1000, description="newest sightings kept per identity")
     max_crop_mb: float = Field(32.0, gt=0, le=4096, description="memory for crops (the oldest are dropped first)")
     live_s: float = Field(10.0, gt=0, description="an identity with an open tracklet seen this recently is live")
     stale_s: float = Field(15.0, gt=0, description="a camera whose previews stopped this long shows 'down since'")
 
     @model_validator(mode="after")
-    def _curve_pair(self) -> "ViewConfig":
+    def _curve_pair(self) -> ViewConfig:
         if self.key_file and not self.server_key:
             raise ValueError("key_file needs server_key (the publisher's public key)")
         return self
@@ -57,7 +66,9 @@ def read_token(cfg: ViewConfig) -> Optional[str]:
             raise ConfigError(f"token_file not found: {path}")
         token = path.read_text().strip().splitlines()[0].strip() if path.read_text().strip() else ""
         if len(token) < 16:
-            raise ConfigError(f"{path}: the access token must be at least 16 characters (e.g. python -c 'import secrets; print(secrets.token_urlsafe())')")
+            raise ConfigError(
+                f"{path}: the access token must be at least 16 characters (e.g. python -c 'import secrets; print(secrets.token_urlsafe())')"
+            )
         return token
     token = os.environ.get(TOKEN_ENV, "").strip()
     if token and len(token) < 16:
@@ -68,8 +79,10 @@ def read_token(cfg: ViewConfig) -> Optional[str]:
 def check_access(cfg: ViewConfig, token: Optional[str]) -> None:
     """Refuse to serve biometric data on a non-local address without a token or ``insecure``."""
     if not cfg.is_local and token is None and not cfg.insecure:
-        raise ConfigError(f"refusing to serve {cfg.host}:{cfg.port} without an access token: set ${TOKEN_ENV} or "
-                          f"token_file, or put an authenticating TLS proxy in front and set insecure: true (README)")
+        raise ConfigError(
+            f"refusing to serve {cfg.host}:{cfg.port} without an access token: set ${TOKEN_ENV} or "
+            f"token_file, or put an authenticating TLS proxy in front and set insecure: true (README)"
+        )
 
 
 def load_view_config(path: Optional[str], overrides: dict) -> ViewConfig:

@@ -7,6 +7,7 @@ coloured figure: a ``new`` identity in one camera (with its crop), track updates
 positions, then an ``assigned`` sighting in a second camera; every ``merge_every`` people, the
 newest identity is merged into the one before it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,11 +29,13 @@ def person_colour(gid: int) -> tuple[int, int, int]:
     return tuple(int(v) for v in rng.integers(40, 255, 3))
 
 
-def draw_scene(camera: str, t: float, people: dict[int, tuple[float, float, float, float]], size=(640, 360)) -> np.ndarray:
+def draw_scene(
+    camera: str, t: float, people: dict[int, tuple[float, float, float, float]], size=(640, 360)
+) -> np.ndarray:
     """A camera image: floor, a moving marker (so consecutive previews differ) and the people."""
     w, h = size
     img = np.full((h, w, 3), 60, np.uint8)
-    img[h // 2:] = (70, 90, 80)
+    img[h // 2 :] = (70, 90, 80)
     x = int((t * 80) % w)
     cv2.circle(img, (x, 30), 12, (0, 200, 255), -1)
     cv2.putText(img, f"{camera} {t:.1f}", (10, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1)
@@ -45,8 +48,16 @@ def draw_scene(camera: str, t: float, people: dict[int, tuple[float, float, floa
 class Feed:
     """Publishes on ``endpoint``: ``rate`` identity events per second, previews at ``preview_fps``."""
 
-    def __init__(self, endpoint: str, rate: float = 2.0, preview_fps: float = 2.0, merge_every: int = 5,
-                 cameras: tuple[str, ...] = CAMERAS, crops: bool = True, stats_every_s: float = 1.0):
+    def __init__(
+        self,
+        endpoint: str,
+        rate: float = 2.0,
+        preview_fps: float = 2.0,
+        merge_every: int = 5,
+        cameras: tuple[str, ...] = CAMERAS,
+        crops: bool = True,
+        stats_every_s: float = 1.0,
+    ):
         self.publisher = EventPublisher(endpoint, high_water_mark=100000)
         self.rate, self.preview_fps, self.merge_every = rate, preview_fps, merge_every
         self.cameras, self.crops, self.stats_every_s = cameras, crops, stats_every_s
@@ -58,7 +69,7 @@ class Feed:
         self.paused_cameras: set[str] = set()
         self._thread: Optional[threading.Thread] = None
 
-    def start(self) -> "Feed":
+    def start(self) -> Feed:
         self._thread = threading.Thread(target=self.run, name="feed", daemon=True)
         self._thread.start()
         return self
@@ -81,12 +92,33 @@ class Feed:
         if self.crops:
             img = draw_scene(camera, now, {gid: box})
             jpeg = crop_jpeg(img, box, 128, 16000)
-        header = {"event": kind, "global_id": gid, "cameras": cameras, "last_seen": now, "camera": camera,
-                  "local_id": local, "bbox": list(box), "score": 0.9, "capture_ts": now, "frame": int(now * 10)}
+        header = {
+            "event": kind,
+            "global_id": gid,
+            "cameras": cameras,
+            "last_seen": now,
+            "camera": camera,
+            "local_id": local,
+            "bbox": list(box),
+            "score": 0.9,
+            "capture_ts": now,
+            "frame": int(now * 10),
+        }
         self.publisher.publish(f"identity/{gid}", header, jpeg=jpeg)
-        self.publisher.publish(f"track/{camera}", {"event": "update", "camera": camera, "local_id": local, "global_id": gid,
-                                                  "bbox": list(box), "score": 0.9, "capture_ts": now, "frame": int(now * 10),
-                                                  "floor": [floor[0], floor[1]]})
+        self.publisher.publish(
+            f"track/{camera}",
+            {
+                "event": "update",
+                "camera": camera,
+                "local_id": local,
+                "global_id": gid,
+                "bbox": list(box),
+                "score": 0.9,
+                "capture_ts": now,
+                "frame": int(now * 10),
+                "floor": [floor[0], floor[1]],
+            },
+        )
         self.published["identity"] += 1
 
     def person(self, now: float) -> None:
@@ -98,8 +130,17 @@ class Feed:
         self._identity("new", gid, first, now, [first])
         self._identity("assigned", gid, second, now + 0.01, sorted({first, second}))
         if self.merge_every and gid % self.merge_every == 0 and gid > 1:
-            self.publisher.publish(f"identity/{gid - 1}", {"event": "merged", "global_id": gid - 1, "from": gid, "into": gid - 1,
-                                                         "cameras": sorted(set(self.cameras)), "last_seen": now})
+            self.publisher.publish(
+                f"identity/{gid - 1}",
+                {
+                    "event": "merged",
+                    "global_id": gid - 1,
+                    "from": gid,
+                    "into": gid - 1,
+                    "cameras": sorted(set(self.cameras)),
+                    "last_seen": now,
+                },
+            )
             self.published["merged"] += 1
 
     def frames(self, now: float) -> None:
@@ -108,19 +149,45 @@ class Feed:
                 continue
             people = {gid: box for gid, (box, _, _) in self.visible[camera].items()}
             jpeg, scale = preview_jpeg(draw_scene(camera, now, people), 320, 70)
-            boxes = [[*(round(v * scale, 1) for v in box), local, gid] for gid, (box, local, _) in self.visible[camera].items()]
-            self.publisher.publish(f"frame/{camera}", {"event": "frame", "camera": camera, "frame": int(now * 10), "capture_ts": now,
-                                                       "width": 320, "height": 180, "scale": scale, "boxes": boxes}, jpeg=jpeg)
+            boxes = [
+                [*(round(v * scale, 1) for v in box), local, gid]
+                for gid, (box, local, _) in self.visible[camera].items()
+            ]
+            self.publisher.publish(
+                f"frame/{camera}",
+                {
+                    "event": "frame",
+                    "camera": camera,
+                    "frame": int(now * 10),
+                    "capture_ts": now,
+                    "width": 320,
+                    "height": 180,
+                    "scale": scale,
+                    "boxes": boxes,
+                },
+                jpeg=jpeg,
+            )
             self.published["frame"] += 1
 
     def stats(self, now: float) -> None:
-        lat = {s: {"p50": 1.0 + i, "p95": 2.0 + i, "p99": 3.0 + i, "mean": 1.5 + i}
-               for i, s in enumerate(("decode", "detect", "track", "embed", "match", "publish"))}
+        lat = {
+            s: {"p50": 1.0 + i, "p95": 2.0 + i, "p99": 3.0 + i, "mean": 1.5 + i}
+            for i, s in enumerate(("decode", "detect", "track", "embed", "match", "publish"))
+        }
         down = {c: 30.0 for c in self.paused_cameras}
-        self.publisher.publish("stats", {"event": "stats", "fps": {c: 10.0 for c in self.cameras if c not in self.paused_cameras},
-                                         "latency_ms": lat, "end_to_end_ms": {"p50": 40.0, "p95": 60.0, "p99": 80.0, "mean": 45.0},
-                                         "dropped": {c: 0 for c in self.cameras}, "down": down, "events_dropped": self.publisher.dropped,
-                                         "gallery": self.next_gid - 1})
+        self.publisher.publish(
+            "stats",
+            {
+                "event": "stats",
+                "fps": {c: 10.0 for c in self.cameras if c not in self.paused_cameras},
+                "latency_ms": lat,
+                "end_to_end_ms": {"p50": 40.0, "p95": 60.0, "p99": 80.0, "mean": 45.0},
+                "dropped": {c: 0 for c in self.cameras},
+                "down": down,
+                "events_dropped": self.publisher.dropped,
+                "gallery": self.next_gid - 1,
+            },
+        )
 
     def run(self) -> None:
         t0 = time.monotonic()

@@ -11,14 +11,16 @@ Access: with a token, every request needs it, as ``Authorization: Bearer <token>
 ``view_token`` cookie, or once as ``?token=`` (which sets the cookie, so a bookmarked link opens
 the page and its image and event requests carry the cookie).
 """
+
 from __future__ import annotations
 
 import asyncio
 import hmac
 import json
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from importlib.resources import files
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
@@ -54,23 +56,33 @@ class TokenGate:
         if self._ok(auth[7:] if auth.lower().startswith("bearer ") else None) or self._ok(cookies.get(COOKIE)):
             return await self.app(scope, receive, send)
         if self._ok(query):
+
             async def send_with_cookie(message):
                 if message["type"] == "http.response.start":
                     message.setdefault("headers", [])
                     message["headers"] = list(message["headers"]) + [
-                        (b"set-cookie", f"{COOKIE}={query}; HttpOnly; SameSite=Strict; Path=/".encode())]
+                        (b"set-cookie", f"{COOKIE}={query}; HttpOnly; SameSite=Strict; Path=/".encode())
+                    ]
                 await send(message)
+
             return await self.app(scope, receive, send_with_cookie)
-        response = PlainTextResponse("access token required: open the link with ?token=... (see python -m edge.view --help)\n", 401)
+        response = PlainTextResponse(
+            "access token required: open the link with ?token=... (see python -m edge.view --help)\n", 401
+        )
         await response(scope, receive, send)
 
 
 LOCAL_HOSTS = ["localhost", "127.0.0.1"]
 
 
-def build_app(state: ViewState, token: Optional[str] = None, push_interval_s: float = 0.1,
-              on_start: Optional[Callable[[], None]] = None, on_stop: Optional[Callable[[], None]] = None,
-              local_only: bool = False):
+def build_app(
+    state: ViewState,
+    token: Optional[str] = None,
+    push_interval_s: float = 0.1,
+    on_start: Optional[Callable[[], None]] = None,
+    on_stop: Optional[Callable[[], None]] = None,
+    local_only: bool = False,
+):
     """The ASGI app over ``state``; ``on_start`` / ``on_stop`` start and stop its message source.
 
     ``local_only`` (a view bound to localhost without a token): requests must name localhost in
@@ -99,7 +111,9 @@ def build_app(state: ViewState, token: Optional[str] = None, push_interval_s: fl
     async def api_identity(request: Request) -> Response:
         journey = state.journey(request.path_params["gid"])
         if journey is None:
-            return JSONResponse({"error": f"identity {request.path_params['gid']} is not held (never seen, or forgotten)"}, 404)
+            return JSONResponse(
+                {"error": f"identity {request.path_params['gid']} is not held (never seen, or forgotten)"}, 404
+            )
         return JSONResponse(journey)
 
     async def frame(request: Request) -> Response:
@@ -129,8 +143,9 @@ def build_app(state: ViewState, token: Optional[str] = None, push_interval_s: fl
                     quiet = 0.0
                     yield _sse(payload)
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        )
 
     routes = [
         Route("/", index),

@@ -16,6 +16,7 @@ malformed one is dropped and counted. Times shown are the publisher's (scene tim
 ``first_seen`` / ``last_seen``, ``publish_ts`` for latency); ``clock`` is the view's own (wall
 time live, the recorded time in a replay) and decides what is live and what is down.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from edge.wire.publisher import SCHEMA, SCHEMA_VERSION
 
@@ -59,8 +61,15 @@ class Sighting:
     floor: deque = field(default_factory=deque)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"camera": self.camera, "local_id": self.local_id, "first_ts": self.first_ts, "last_ts": self.last_ts,
-                "crop": self.crop, "ended": self.ended, "floor": [list(p) for p in self.floor]}
+        return {
+            "camera": self.camera,
+            "local_id": self.local_id,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+            "crop": self.crop,
+            "ended": self.ended,
+            "floor": [list(p) for p in self.floor],
+        }
 
 
 @dataclass
@@ -88,11 +97,22 @@ class Identity:
         return max(open_touches) + live_s if open_touches else 0.0
 
     def card(self, live_s: float) -> dict[str, Any]:
-        return {"global_id": self.global_id, "first_seen": self.first_seen, "last_seen": self.last_seen,
-                "cameras": list(self.cameras), "crop": self.crop, "merged_into": self.merged_into,
-                "merged_from": list(self.merged_from), "expired": self.expired, "sealed": self.sealed, "notes": list(self.notes),
-                "sightings": len(self.sightings), "active_until": self.active_until(live_s),
-                "publish_ts": self.publish_ts, "last_event": self.last_event}
+        return {
+            "global_id": self.global_id,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "cameras": list(self.cameras),
+            "crop": self.crop,
+            "merged_into": self.merged_into,
+            "merged_from": list(self.merged_from),
+            "expired": self.expired,
+            "sealed": self.sealed,
+            "notes": list(self.notes),
+            "sightings": len(self.sightings),
+            "active_until": self.active_until(live_s),
+            "publish_ts": self.publish_ts,
+            "last_event": self.last_event,
+        }
 
 
 @dataclass
@@ -105,7 +125,9 @@ class Camera:
     preview_times: deque = field(default_factory=lambda: deque(maxlen=10))
     fps: Optional[float] = None  # the runtime's figure (stats event)
     down_for_s: Optional[float] = None  # the runtime's figure (stats event)
-    behind: Optional[dict] = None  # processed below its rate: {fps, rate, share} (stats event, edge/runtime/rate_watch.py)
+    behind: Optional[dict] = (
+        None  # processed below its rate: {fps, rate, share} (stats event, edge/runtime/rate_watch.py)
+    )
     detect_every: Optional[int] = None  # the governor's k: the detector on every k-th frame (stats event)
     stats_at: Optional[float] = None
     version: int = 0
@@ -119,12 +141,12 @@ class ViewState:
         self.clock = clock
         self._lock = threading.Lock()
         self.version = 0
-        self.identities: "OrderedDict[int, Identity]" = OrderedDict()  # least recently touched first
+        self.identities: OrderedDict[int, Identity] = OrderedDict()  # least recently touched first
         self.where: dict[tuple[str, int], int] = {}  # tracklet -> identity holding its sighting
-        self.crops: "OrderedDict[int, bytes]" = OrderedDict()
+        self.crops: OrderedDict[int, bytes] = OrderedDict()
         self._crop_bytes = 0
         self._next_crop = 1
-        self.cameras: "OrderedDict[str, Camera]" = OrderedDict()
+        self.cameras: OrderedDict[str, Camera] = OrderedDict()
         self.stats: dict[str, Any] = {}
         self.counters = {"received": 0, "malformed": 0, "foreign": 0, "seq_gaps": 0, "publisher_restarts": 0}
         self.schema_problem: Optional[str] = None
@@ -138,15 +160,18 @@ class ViewState:
         self._removed_horizon = 0  # versions at or below this may have lost removals from the deque
         # tracklets seen before they had an identity (the engine decides after a few embeddings):
         # their time span, floor track and end wait here for the identity event
-        self._pending: "OrderedDict[tuple[str, int], Sighting]" = OrderedDict()
+        self._pending: OrderedDict[tuple[str, int], Sighting] = OrderedDict()
         self.mode = "live"
 
     # --- input ------------------------------------------------------------------------------
     def set_connection(self, state: str, endpoint: Optional[str] = None, since: Optional[float] = None) -> None:
         """``connected`` / ``disconnected`` / ``connecting`` / ``replay`` / ``replay finished``."""
         with self._lock:
-            self.connection = {"state": state, "since": self.clock() if since is None else since,
-                               "endpoint": endpoint or self.connection.get("endpoint")}
+            self.connection = {
+                "state": state,
+                "since": self.clock() if since is None else since,
+                "endpoint": endpoint or self.connection.get("endpoint"),
+            }
             self._bump()
 
     def ingest(self, parts: list[bytes]) -> bool:
@@ -195,8 +220,10 @@ class ViewState:
         key = (str(header.get("schema")), str(header.get("version")))
         if key not in self._foreign_seen:
             self._foreign_seen.add(key)
-            self.schema_problem = (f"the publisher sends {key[0]} version {key[1]}; this view reads {SCHEMA} "
-                                   f"version {', '.join(map(str, SUPPORTED_VERSIONS))}: those messages are dropped")
+            self.schema_problem = (
+                f"the publisher sends {key[0]} version {key[1]}; this view reads {SCHEMA} "
+                f"version {', '.join(map(str, SUPPORTED_VERSIONS))}: those messages are dropped"
+            )
             log.error("%s", self.schema_problem)
         self._bump()
 
@@ -399,8 +426,18 @@ class ViewState:
         cam.preview_times.append(cam.frame_at)
 
     def _stats(self, h: dict) -> None:
-        keep = ("latency_ms", "end_to_end_ms", "dropped", "events_dropped", "gallery", "reconnects", "restarts",
-                "frames", "embedded", "publish_ts")
+        keep = (
+            "latency_ms",
+            "end_to_end_ms",
+            "dropped",
+            "events_dropped",
+            "gallery",
+            "reconnects",
+            "restarts",
+            "frames",
+            "embedded",
+            "publish_ts",
+        )
         self.stats = {k: h.get(k) for k in keep if k in h}
         now = self.clock()
         down, behind, every = h.get("down") or {}, h.get("below_rate") or {}, h.get("detect_every") or {}
@@ -421,25 +458,49 @@ class ViewState:
             down_since = cam.frame_at  # previews stopped: down since the last one
         t = cam.preview_times
         preview_fps = (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else None
-        return {"id": cam.id, "frame_seq": cam.frame_seq, "frame": cam.header, "fps": cam.fps,
-                "preview_fps": round(preview_fps, 2) if preview_fps else None, "down_since": down_since,
-                "behind": cam.behind, "detect_every": cam.detect_every}
+        return {
+            "id": cam.id,
+            "frame_seq": cam.frame_seq,
+            "frame": cam.header,
+            "fps": cam.fps,
+            "preview_fps": round(preview_fps, 2) if preview_fps else None,
+            "down_since": down_since,
+            "behind": cam.behind,
+            "detect_every": cam.detect_every,
+        }
 
     def _status(self, now: float) -> dict[str, Any]:
         silent_since = None
-        if self.connection["state"] == "connected" and self.last_message_at is not None and now - self.last_message_at > self.limits.stale_s:
+        if (
+            self.connection["state"] == "connected"
+            and self.last_message_at is not None
+            and now - self.last_message_at > self.limits.stale_s
+        ):
             silent_since = self.last_message_at
-        return {"clock": now, "mode": self.mode, "connection": dict(self.connection), "silent_since": silent_since,
-                "schema_problem": self.schema_problem, "counters": dict(self.counters), "stats": dict(self.stats),
-                "crops_held": len(self.crops), "crop_bytes": self._crop_bytes, "identities_held": len(self.identities)}
+        return {
+            "clock": now,
+            "mode": self.mode,
+            "connection": dict(self.connection),
+            "silent_since": silent_since,
+            "schema_problem": self.schema_problem,
+            "counters": dict(self.counters),
+            "stats": dict(self.stats),
+            "crops_held": len(self.crops),
+            "crop_bytes": self._crop_bytes,
+            "identities_held": len(self.identities),
+        }
 
     def full(self) -> dict[str, Any]:
         """Everything the page shows: every card, camera and the status."""
         with self._lock:
             now = self.clock()
-            return {"version": self.version, "full": True,
-                    "identities": [i.card(self.limits.live_s) for i in self.identities.values()],
-                    "cameras": [self._camera_view(c, now) for c in self.cameras.values()], "status": self._status(now)}
+            return {
+                "version": self.version,
+                "full": True,
+                "identities": [i.card(self.limits.live_s) for i in self.identities.values()],
+                "cameras": [self._camera_view(c, now) for c in self.cameras.values()],
+                "status": self._status(now),
+            }
 
     def delta(self, since: int) -> dict[str, Any]:
         """What changed after version ``since``: changed cards, forgotten ids, cameras, the
@@ -449,9 +510,14 @@ class ViewState:
         with self._lock:
             now = self.clock()
             removed = [gid for v, gid in self._removed if v > since and gid not in self.identities]
-            return {"version": self.version, "full": False, "removed": removed,
-                    "identities": [i.card(self.limits.live_s) for i in self.identities.values() if i.version > since],
-                    "cameras": [self._camera_view(c, now) for c in self.cameras.values()], "status": self._status(now)}
+            return {
+                "version": self.version,
+                "full": False,
+                "removed": removed,
+                "identities": [i.card(self.limits.live_s) for i in self.identities.values() if i.version > since],
+                "cameras": [self._camera_view(c, now) for c in self.cameras.values()],
+                "status": self._status(now),
+            }
 
     def journey(self, gid: int) -> Optional[dict[str, Any]]:
         """One identity's card and its sightings in order (camera, time span, crop, floor track)."""

@@ -6,6 +6,7 @@ the socket's monitor, so the page can say "disconnected since ..." the moment th
 away and "connected" again when it comes back. With CURVE (``server_key``), the view connects as
 a client with its own key pair (a ZeroMQ certificate file).
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,9 +18,9 @@ from typing import Optional
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from edge.wire.recording import read_recording
-from edge.wire.curve import KeyFileError, load_public, load_secret
 from edge.view.state import ViewState
+from edge.wire.curve import KeyFileError, load_public, load_secret
+from edge.wire.recording import read_recording
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,9 @@ def curve_client_keys(server_key: str, key_file: Optional[str]) -> tuple[bytes, 
             raise CurveError(str(exc)) from None
     server = server_key.encode() if isinstance(server_key, str) else server_key
     if len(server) != 40:
-        raise CurveError(f"server_key must be the publisher's 40-character Z85 public key, got {len(server)} characters")
+        raise CurveError(
+            f"server_key must be the publisher's 40-character Z85 public key, got {len(server)} characters"
+        )
     if key_file is None:
         public, secret = zmq.curve_keypair()
         return public, secret, server
@@ -60,8 +63,14 @@ def curve_client_keys(server_key: str, key_file: Optional[str]) -> tuple[bytes, 
 class LiveSource(threading.Thread):
     """SUB socket connected to ``endpoint``; every message into ``state``."""
 
-    def __init__(self, state: ViewState, endpoint: str, stop: threading.Event,
-                 curve: Optional[tuple[bytes, bytes, bytes]] = None, reconnect_max_s: float = 2.0):
+    def __init__(
+        self,
+        state: ViewState,
+        endpoint: str,
+        stop: threading.Event,
+        curve: Optional[tuple[bytes, bytes, bytes]] = None,
+        reconnect_max_s: float = 2.0,
+    ):
         super().__init__(name="view-subscriber", daemon=True)
         self.state, self.endpoint, self.stop = state, endpoint, stop
         self.context = zmq.Context.instance()
@@ -73,11 +82,19 @@ class LiveSource(threading.Thread):
         self.curve = curve is not None
         if curve is not None:
             public, secret, server = curve
-            self.socket.curve_publickey, self.socket.curve_secretkey, self.socket.curve_serverkey = public, secret, server
+            self.socket.curve_publickey, self.socket.curve_secretkey, self.socket.curve_serverkey = (
+                public,
+                secret,
+                server,
+            )
         self.socket.setsockopt_string(zmq.SUBSCRIBE, "")
-        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
-                                                      | zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                                                      | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        self.monitor = self.socket.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED
+            | zmq.EVENT_DISCONNECTED
+            | zmq.EVENT_CONNECTED
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        )
         try:
             self.socket.connect(endpoint)
         except zmq.ZMQError as exc:
@@ -116,7 +133,9 @@ class LiveSource(threading.Thread):
                 log.warning("publisher at %s went away; reconnecting", self.endpoint)
                 self.state.set_connection("disconnected")
         elif kind in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
-            log.error("CURVE handshake with %s failed (wrong server key, or this view's key is not allowed)", self.endpoint)
+            log.error(
+                "CURVE handshake with %s failed (wrong server key, or this view's key is not allowed)", self.endpoint
+            )
             self.state.set_connection("refused")
 
     def _close(self) -> None:

@@ -6,6 +6,7 @@ of ``*.key`` files made by ``python -m edge.keys``). One :class:`zmq.auth.thread
 per context answers ZAP requests; each socket names its own allow-list with a ZAP domain. A
 refused client is logged with its key id (the first 8 characters of its z85 public key).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -57,7 +58,9 @@ def load_secret(path: str | Path) -> tuple[bytes, bytes]:
     except (OSError, ValueError) as exc:
         raise KeyFileError(f"{p}: not a readable CURVE secret key file ({exc})") from None
     if secret is None:
-        raise KeyFileError(f"{p}: a public key file; this needs its secret one (the .key_secret file made by python -m edge.keys)")
+        raise KeyFileError(
+            f"{p}: a public key file; this needs its secret one (the .key_secret file made by python -m edge.keys)"
+        )
     return public, secret
 
 
@@ -110,8 +113,10 @@ def check_bind(endpoint: str, secured: bool, insecure: bool, what: str) -> None:
     if secured or is_local(endpoint):
         return
     if not insecure:
-        raise ValueError(f"{what} binds {endpoint} beyond localhost without CURVE keys: "
-                         f"configure curve (python -m edge.keys) or set insecure: true explicitly")
+        raise ValueError(
+            f"{what} binds {endpoint} beyond localhost without CURVE keys: "
+            f"configure curve (python -m edge.keys) or set insecure: true explicitly"
+        )
     log.warning("%s binds %s beyond localhost WITHOUT encryption or authentication (insecure: true)", what, endpoint)
 
 

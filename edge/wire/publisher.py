@@ -15,6 +15,7 @@ The pipeline never waits for subscribers: messages go through a bounded queue (o
 to one publisher thread, and the socket's send high-water mark drops messages for subscribers
 that do not keep up instead of blocking. One ZeroMQ context per process, ``linger=0`` on close.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,8 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import numpy as np
 import zmq
@@ -36,9 +38,17 @@ SCHEMA_VERSION = 2
 def track_event(event: str, t, capture_ts: float) -> dict[str, Any]:
     """Header fields for a tracklet event (new / found / update / lost / ended)."""
     x0, y0, x1, y1 = (round(float(v), 1) for v in t.xyxy)
-    return {"event": event, "camera": t.camera_id, "local_id": t.local_id, "global_id": t.global_id,
-            "bbox": [x0, y0, x1, y1], "score": round(float(t.conf), 3), "capture_ts": capture_ts,
-            "frame": t.last_frame, **floor_field(t)}
+    return {
+        "event": event,
+        "camera": t.camera_id,
+        "local_id": t.local_id,
+        "global_id": t.global_id,
+        "bbox": [x0, y0, x1, y1],
+        "score": round(float(t.conf), 3),
+        "capture_ts": capture_ts,
+        "frame": t.last_frame,
+        **floor_field(t),
+    }
 
 
 def floor_field(t) -> dict[str, Any]:
@@ -82,8 +92,16 @@ def decision_event(d, ident=None, t=None) -> dict[str, Any]:
 class EventPublisher:
     """Bind a PUB socket and send from a background thread; :meth:`publish` never blocks."""
 
-    def __init__(self, endpoint: str, high_water_mark: int = 1000, queue_size: int = 10000,
-                 curve=None, insecure: bool = False, guard=None, max_pending_images: int = 16):
+    def __init__(
+        self,
+        endpoint: str,
+        high_water_mark: int = 1000,
+        queue_size: int = 10000,
+        curve=None,
+        insecure: bool = False,
+        guard=None,
+        max_pending_images: int = 16,
+    ):
         """``curve`` (:class:`edge.wire.curve.CurveServer`): encrypt, and let in only the allow-listed
         subscribers; without it a bind beyond localhost is refused unless ``insecure``. ``guard``: the
         process's :class:`edge.wire.curve.Guard` (one ZAP authenticator per context).
@@ -121,8 +139,13 @@ class EventPublisher:
         self._thread = threading.Thread(target=self._loop, name="publisher", daemon=True)
         self._thread.start()
 
-    def publish(self, topic: str, header: dict[str, Any], embedding: Optional[np.ndarray] = None,
-                jpeg: Optional[bytes | Callable[[], Optional[bytes]]] = None) -> None:
+    def publish(
+        self,
+        topic: str,
+        header: dict[str, Any],
+        embedding: Optional[np.ndarray] = None,
+        jpeg: Optional[bytes | Callable[[], Optional[bytes]]] = None,
+    ) -> None:
         """Queue one message. ``jpeg`` may be a function returning the JPEG (or None to leave it
         out): it then runs on the publisher thread, off the pipeline's path (previews, crops)."""
         header = {"schema": SCHEMA, "version": SCHEMA_VERSION, **header}

@@ -6,14 +6,16 @@ A recording is JSON lines, one received message per line: ``{"t": <receive time,
 version, even malformed ones), so a replay shows exactly what a live subscriber saw. A file
 name ending in ``.gz`` is gzip-compressed.
 """
+
 from __future__ import annotations
 
 import base64
 import gzip
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,18 @@ def read_recording(path: str | Path) -> Iterator[tuple[float, list[bytes]]]:
         while True:
             try:
                 line = next(f, None)
-            except (EOFError, OSError, UnicodeDecodeError) as exc:  # a .gz cut short by a killed recorder, or bytes that are not text
-                log.warning("%s: ends early after line %d (%s: %s); the messages before it are kept", path, n, type(exc).__name__, exc)
+            except (
+                EOFError,
+                OSError,
+                UnicodeDecodeError,
+            ) as exc:  # a .gz cut short by a killed recorder, or bytes that are not text
+                log.warning(
+                    "%s: ends early after line %d (%s: %s); the messages before it are kept",
+                    path,
+                    n,
+                    type(exc).__name__,
+                    exc,
+                )
                 return
             if line is None:
                 return

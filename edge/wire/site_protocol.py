@@ -18,6 +18,7 @@ session), ``refused`` (``reason``), ``ack`` (``seq``), ``ids`` (``ids``: ``[came
 site_id]`` that changed, ``final``: the same for tracklets whose id is final, ``decisions``: the
 identity decisions about this node's tracklets), ``heartbeat``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -110,7 +111,9 @@ def decode(frames: list[bytes], kinds: tuple[str, ...]) -> Message:
         raise ProtocolError("header is not a JSON object")
     desc = header.pop("arrays", [])
     if not isinstance(desc, list) or len(desc) != len(frames) - 3 or len(desc) > MAX_ARRAYS:
-        raise ProtocolError(f"header describes {len(desc) if isinstance(desc, list) else '?'} arrays, message has {len(frames) - 3}")
+        raise ProtocolError(
+            f"header describes {len(desc) if isinstance(desc, list) else '?'} arrays, message has {len(frames) - 3}"
+        )
     arrays = []
     for d, raw in zip(desc, frames[3:]):
         try:
@@ -141,15 +144,24 @@ def encode_tracklets(seq: int, now: float, items: list[WireTracklet]) -> list[by
     rows = []
     for t in items:
         app = t.appearance
-        rows.append({
-            "camera": t.camera, "local_id": int(t.local_id), "first_seen": float(t.first_seen), "last_seen": float(t.last_seen),
-            "n": int(t.n_embeddings), "weight": float(t.weight), "ended": bool(t.ended), "conf": float(t.conf), "frame": int(t.frame),
-            "boxes": add(np.stack([np.asarray(t.first_box, np.float64), np.asarray(t.last_box, np.float64)])),
-            "app": add(None if app is None else app.global_.astype(np.float32)),
-            "parts": add(None if app is None or app.parts is None else app.parts.astype(np.float32)),
-            "part_conf": add(None if app is None or app.part_conf is None else app.part_conf.astype(np.float32)),
-            "floor": add(None if t.floor is None or not len(t.floor) else np.asarray(t.floor, np.float64)),
-        })
+        rows.append(
+            {
+                "camera": t.camera,
+                "local_id": int(t.local_id),
+                "first_seen": float(t.first_seen),
+                "last_seen": float(t.last_seen),
+                "n": int(t.n_embeddings),
+                "weight": float(t.weight),
+                "ended": bool(t.ended),
+                "conf": float(t.conf),
+                "frame": int(t.frame),
+                "boxes": add(np.stack([np.asarray(t.first_box, np.float64), np.asarray(t.last_box, np.float64)])),
+                "app": add(None if app is None else app.global_.astype(np.float32)),
+                "parts": add(None if app is None or app.parts is None else app.parts.astype(np.float32)),
+                "part_conf": add(None if app is None or app.part_conf is None else app.part_conf.astype(np.float32)),
+                "floor": add(None if t.floor is None or not len(t.floor) else np.asarray(t.floor, np.float64)),
+            }
+        )
     return encode("summaries", {"seq": seq, "now": float(now), "items": rows}, arrays)
 
 
@@ -190,7 +202,12 @@ def decode_tracklets(msg: Message, embedding_dim: int) -> tuple[float, list[Wire
     ``embedding_dim`` is a :class:`DimensionError`."""
     h = msg.header
     now, rows = h.get("now"), h.get("items")
-    if not isinstance(now, (int, float)) or isinstance(now, bool) or not math.isfinite(now) or not isinstance(rows, list):
+    if (
+        not isinstance(now, (int, float))
+        or isinstance(now, bool)
+        or not math.isfinite(now)
+        or not isinstance(rows, list)
+    ):
         raise ProtocolError("summaries need a finite 'now' and a list of 'items'")
     out = []
     for row in rows:
@@ -211,15 +228,30 @@ def decode_tracklets(msg: Message, embedding_dim: int) -> tuple[float, list[Wire
         if not camera or len(camera) > 200:
             raise ProtocolError("camera name empty or too long")
         try:  # what arrives over the network is normalised here, whatever the sender did
-            appearance = None if g is None else Embeddings.normalized(g.copy(), None if parts is None else parts.copy(),
-                                                                      None if part_conf is None else part_conf.copy())
+            appearance = (
+                None
+                if g is None
+                else Embeddings.normalized(
+                    g.copy(), None if parts is None else parts.copy(), None if part_conf is None else part_conf.copy()
+                )
+            )
         except ValueError as exc:
             raise ProtocolError(f"bad appearance: {exc}") from None
-        t = WireTracklet(camera, _field(row, "local_id", int), float(_field(row, "first_seen", (int, float))),
-                         float(_field(row, "last_seen", (int, float))), _field(row, "n", int), float(_field(row, "weight", (int, float))),
-                         boxes[0].copy(), boxes[1].copy(), _field(row, "ended", bool), float(_optional_field(row, "conf", (int, float), 0.0)),
-                         _optional_field(row, "frame", int, 0),
-                         appearance, None if floor is None else floor.copy())
+        t = WireTracklet(
+            camera,
+            _field(row, "local_id", int),
+            float(_field(row, "first_seen", (int, float))),
+            float(_field(row, "last_seen", (int, float))),
+            _field(row, "n", int),
+            float(_field(row, "weight", (int, float))),
+            boxes[0].copy(),
+            boxes[1].copy(),
+            _field(row, "ended", bool),
+            float(_optional_field(row, "conf", (int, float), 0.0)),
+            _optional_field(row, "frame", int, 0),
+            appearance,
+            None if floor is None else floor.copy(),
+        )
         if t.local_id < 0 or t.n_embeddings < 0 or t.last_seen < t.first_seen or t.weight < 0:
             raise ProtocolError(f"item {camera}/{t.local_id}: negative id/count or last_seen before first_seen")
         out.append(t)

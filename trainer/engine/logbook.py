@@ -1,4 +1,5 @@
 """Per-epoch training log: one CSV row and one JSON line per epoch, in the run folder."""
+
 from __future__ import annotations
 
 import csv

@@ -2,10 +2,12 @@
 official CLIP-ReID code: every parameter decays, biases with ``weight_decay_bias`` (official:
 equal to ``weight_decay``), norms like weights; schedules are stepped at the start of each epoch,
 so 0-based epoch ``i`` runs at scheduler time ``t = i + 1``."""
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
+from typing import Optional
 
 import torch
 from torch import nn
@@ -13,7 +15,11 @@ from torch import nn
 from trainer.config import OptimConfig
 
 
-def build_optimizer(named_params: Iterable[tuple[str, nn.Parameter]], cfg: OptimConfig, lr_factor: Optional[Callable[[nn.Parameter], float]] = None) -> torch.optim.Optimizer:
+def build_optimizer(
+    named_params: Iterable[tuple[str, nn.Parameter]],
+    cfg: OptimConfig,
+    lr_factor: Optional[Callable[[nn.Parameter], float]] = None,
+) -> torch.optim.Optimizer:
     """One group per parameter; ``lr_factor(param)`` scales a parameter's learning rate (a
     method's new modules learn faster than the pretrained backbone)."""
     groups = []

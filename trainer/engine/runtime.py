@@ -1,4 +1,5 @@
 """Process-level plumbing: device, torchrun/DDP setup, seeding, RNG snapshots."""
+
 from __future__ import annotations
 
 import logging

@@ -15,6 +15,7 @@ by default, ``stage2.triplet_space``: raw ones collapse, see :mod:`trainer.losse
 plus the method's stage-2 terms; a method may replace the i2t logits (TGI's fused text targets).
 The same epoch function runs a method's frozen-backbone stage, with only its modules trainable.
 """
+
 from __future__ import annotations
 
 from contextlib import nullcontext
@@ -24,12 +25,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from core.progress import progress as progress_bar
 from trainer.config import Stage1Config, Stage2Config
 from trainer.engine.runtime import Runtime
 from trainer.losses import batch_hard_triplet, id_loss, image_to_text_ce, supcon
 from trainer.models.image_encoders import ImageFeatures
 from trainer.models.reid import CLIPReID
-from core.progress import progress as progress_bar
 
 
 class Stage1Head(nn.Module):
@@ -40,7 +41,13 @@ class Stage1Head(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, labels: torch.Tensor, image_feats: Optional[torch.Tensor] = None, images: Optional[torch.Tensor] = None, camids: Optional[torch.Tensor] = None):
+    def forward(
+        self,
+        labels: torch.Tensor,
+        image_feats: Optional[torch.Tensor] = None,
+        images: Optional[torch.Tensor] = None,
+        camids: Optional[torch.Tensor] = None,
+    ):
         if images is not None:
             image_feats = self.model.image_encoder(images, camids).proj_feat.float()
         text = self.model.text_features(labels).float()
@@ -68,17 +75,27 @@ def freeze_for_stage(model: CLIPReID, stage: int | str) -> None:
 
 
 @torch.no_grad()
-def cache_image_features(model: CLIPReID, loader: DataLoader, device: torch.device, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def cache_image_features(
+    model: CLIPReID, loader: DataLoader, device: torch.device, progress: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Projected features [N, E] and labels [N] of every training image (eval transform)."""
     model.eval()
     feats, labels = [], []
-    for images, pids, camids, _ in progress_bar(loader, "stage 1: caching image features", enabled=progress, leave=False):
+    for images, pids, camids, _ in progress_bar(
+        loader, "stage 1: caching image features", enabled=progress, leave=False
+    ):
         feats.append(model.image_encoder(images.to(device), camids.to(device)).proj_feat.float().cpu())
         labels.append(pids)
     return torch.cat(feats), torch.cat(labels)
 
 
-def _step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler], params: list[nn.Parameter], grad_clip: Optional[float]) -> None:
+def _step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: Optional[torch.amp.GradScaler],
+    params: list[nn.Parameter],
+    grad_clip: Optional[float],
+) -> None:
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -98,7 +115,9 @@ def _bar(iterable, total: int, desc: str, enabled: bool):
     return progress_bar(iterable, desc, total, enabled, leave=False)
 
 
-def _cached_batches(features: torch.Tensor, labels: torch.Tensor, cfg: Stage1Config, rt: Runtime, epoch: int, seed: int) -> list[dict]:
+def _cached_batches(
+    features: torch.Tensor, labels: torch.Tensor, cfg: Stage1Config, rt: Runtime, epoch: int, seed: int
+) -> list[dict]:
     gen = torch.Generator().manual_seed(seed * 100003 + epoch)
     order = torch.randperm(len(labels), generator=gen)
     batches = [b for b in order.split(cfg.batch_size) if len(b) > 1]
@@ -147,7 +166,9 @@ def stage1_epoch(
     return {k: v / max(1, total) for k, v in totals.items()}
 
 
-def _i2t_loss(out, text_features: torch.Tensor, pids: torch.Tensor, scale: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+def _i2t_loss(
+    out, text_features: torch.Tensor, pids: torch.Tensor, scale: torch.Tensor, label_smoothing: float
+) -> torch.Tensor:
     """Image-to-text CE against all identities' text features, or the method's own logits (TGI)."""
     if "i2t_logits" in out.extras:
         return id_loss(out.extras["i2t_logits"].float(), pids, label_smoothing)
@@ -189,8 +210,12 @@ def stage2_epoch(
         with amp:
             out = net(images, camids, pids=pids)
             parts = {
-                "id": cfg.id_weight * (id_loss(out.logits, pids, cfg.label_smoothing) + id_loss(out.proj_logits, pids, cfg.label_smoothing)),
-                "triplet": cfg.triplet_weight * stage2_triplet(out.features, pids, cfg.margin, cfg.triplet_space == "centered"),
+                "id": cfg.id_weight
+                * (
+                    id_loss(out.logits, pids, cfg.label_smoothing) + id_loss(out.proj_logits, pids, cfg.label_smoothing)
+                ),
+                "triplet": cfg.triplet_weight
+                * stage2_triplet(out.features, pids, cfg.margin, cfg.triplet_space == "centered"),
                 "i2t": cfg.i2t_weight * _i2t_loss(out, text_features, pids, scale, cfg.label_smoothing),
                 **model.method.stage2_losses(out, pids, cfg),
             }

@@ -12,6 +12,7 @@ Run folder (``cfg.output_dir``)::
 ``resume=True`` continues exactly where ``last.state.pt`` left off: same batches, same
 augmentations, same weights as an uninterrupted run.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,14 +26,32 @@ import torch
 import yaml
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from core.embeddings import Embeddings
 from trainer.config import TrainConfig
 from trainer.data.datasets import ReIDData
 from trainer.data.loader import ReadFailures, eval_loader, pk_loader, prepare_dataset
 from trainer.engine.logbook import EpochLog
 from trainer.engine.optim import build_optimizer, build_scheduler
-from trainer.engine.runtime import Runtime, gather_objects, parameter_checksum, rng_state, seed_everything, set_rng_state, setup_runtime, shutdown_runtime
-from trainer.engine.stages import STAGE_IMAGE, STAGE_METHOD, STAGE_PROMPTS, Stage1Head, cache_image_features, freeze_for_stage, stage1_epoch, stage2_epoch
-from core.embeddings import Embeddings
+from trainer.engine.runtime import (
+    Runtime,
+    gather_objects,
+    parameter_checksum,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    setup_runtime,
+    shutdown_runtime,
+)
+from trainer.engine.stages import (
+    STAGE_IMAGE,
+    STAGE_METHOD,
+    STAGE_PROMPTS,
+    Stage1Head,
+    cache_image_features,
+    freeze_for_stage,
+    stage1_epoch,
+    stage2_epoch,
+)
 from trainer.eval.evaluate import evaluate_features, extract_features, format_result, write_report
 from trainer.eval.similarity_stats import gallery_swap_stats, similarity_stats
 from trainer.models.checkpoint import save_checkpoint
@@ -84,7 +103,9 @@ class Trainer:
         self.read_failures = ReadFailures()  # images that went bad after indexing: skipped, counted
         seed_everything(cfg.seed)
         self.data = self._prepare_data()
-        self.model: CLIPReID = build_model(cfg.model, self.data.num_train_pids, self.data.num_cameras).to(self.rt.device)
+        self.model: CLIPReID = build_model(cfg.model, self.data.num_train_pids, self.data.num_cameras).to(
+            self.rt.device
+        )
 
     def _prepare_data(self) -> ReIDData:
         if self.rt.is_main:
@@ -144,9 +165,13 @@ class Trainer:
         freeze_for_stage(self.model, STAGE_PROMPTS)
         if self.model.method.stage1_needs_images:
             k = cfg.data.num_instances
-            data = pk_loader(self.data.train, cfg, max(k, cfg.stage1.batch_size // k * k), rt.rank, rt.world_size, self.read_failures)
+            data = pk_loader(
+                self.data.train, cfg, max(k, cfg.stage1.batch_size // k * k), rt.rank, rt.world_size, self.read_failures
+            )
         else:
-            data = cache_image_features(self.model, eval_loader(self.data.train, cfg, failures=self.read_failures), rt.device, self.progress)
+            data = cache_image_features(
+                self.model, eval_loader(self.data.train, cfg, failures=self.read_failures), rt.device, self.progress
+            )
         head = _wrap(Stage1Head(self.model), rt)
         optimizer = build_optimizer(self._trainable(), cfg.stage1)
         scheduler = build_scheduler(optimizer, cfg.stage1)
@@ -174,7 +199,16 @@ class Trainer:
         cosine to 1 % of ``method.stage_lr``), the stage-2 losses and optimiser otherwise."""
         m, s2 = self.cfg.model.method, self.cfg.stage2
         lr = m.stage_lr if m.stage_lr is not None else s2.lr * m.lr_factor
-        return s2.model_copy(update={"epochs": epochs, "lr": lr, "scheduler": "cosine", "warmup_epochs": m.stage_warmup_epochs, "warmup_factor": 0.1, "min_lr": 0.01 * lr})
+        return s2.model_copy(
+            update={
+                "epochs": epochs,
+                "lr": lr,
+                "scheduler": "cosine",
+                "warmup_epochs": m.stage_warmup_epochs,
+                "warmup_factor": 0.1,
+                "min_lr": 0.01 * lr,
+            }
+        )
 
     def _run_image_stage(self, stage: int | str, resume: Optional[dict], text_features: torch.Tensor) -> None:
         """Stage 2, or the method's frozen-backbone stage after it (same epoch loop, only the
@@ -184,7 +218,11 @@ class Trainer:
         if epochs == 0:
             return
         if stage == STAGE_METHOD and not self.model.method.stage2_parameters():
-            log.warning("method.frozen_backbone_epochs=%d ignored: method %s has no modules of its own to train", epochs, self.model.method.name)
+            log.warning(
+                "method.frozen_backbone_epochs=%d ignored: method %s has no modules of its own to train",
+                epochs,
+                self.model.method.name,
+            )
             return
         freeze_for_stage(self.model, stage)
         if stage == STAGE_IMAGE:
@@ -203,13 +241,31 @@ class Trainer:
         desc = "stage 2" if stage == STAGE_IMAGE else "method stage (frozen backbone)"
         for epoch in range(start, epochs):
             t0 = time.time()
-            stats = stage2_epoch(net, self.model, loader, text_features.to(rt.device), optimizer, scaler, stage_cfg, rt, epoch, self.progress, desc)
+            stats = stage2_epoch(
+                net,
+                self.model,
+                loader,
+                text_features.to(rt.device),
+                optimizer,
+                scaler,
+                stage_cfg,
+                rt,
+                epoch,
+                self.progress,
+                desc,
+            )
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             self._log_epoch(stage, epoch, lr, stats, time.time() - t0)
             if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == epochs:
                 self._save_state(stage, epoch + 1, optimizer, scheduler, scaler)
-            if stage == STAGE_IMAGE and cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < epochs and rt.is_main:
+            if (
+                stage == STAGE_IMAGE
+                and cfg.eval_every
+                and (epoch + 1) % cfg.eval_every == 0
+                and epoch + 1 < epochs
+                and rt.is_main
+            ):
                 log.info(format_result(self.evaluate(), f"stage 2 epoch {epoch + 1}"))
 
     def _log_epoch(self, stage: int | str, epoch: int, lr: float, stats: dict[str, float], seconds: float) -> None:
@@ -221,11 +277,17 @@ class Trainer:
 
     def _skipped_images(self) -> dict:
         """For the run report: files left out when indexing, reads that failed during the run."""
-        skipped = {"left_out_at_start": len(self.data.skipped), "files": self.data.skipped[:100],
-                   "failed_reads_during_run": self.read_failures.count}
+        skipped = {
+            "left_out_at_start": len(self.data.skipped),
+            "files": self.data.skipped[:100],
+            "failed_reads_during_run": self.read_failures.count,
+        }
         if self.data.skipped or self.read_failures.count:
-            log.warning("images skipped: %d left out at start, %d failed reads during the run",
-                        len(self.data.skipped), self.read_failures.count)
+            log.warning(
+                "images skipped: %d left out at start, %d failed reads during the run",
+                len(self.data.skipped),
+                self.read_failures.count,
+            )
         return skipped
 
     # ---- public ------------------------------------------------------------------------
@@ -235,18 +297,34 @@ class Trainer:
         same/different-person similarity statistics (None when no identity is seen in two cameras)."""
         if split not in ("test", "val"):
             raise ValueError(f"split must be test or val, got {split!r}")
-        query, gallery = (self.data.query, self.data.gallery) if split == "test" else (self.data.val_query, self.data.val_gallery)
+        query, gallery = (
+            (self.data.query, self.data.gallery) if split == "test" else (self.data.val_query, self.data.val_gallery)
+        )
         if not query:
             raise ValueError(f"no {split} split: set data.val_ids to carve one from the training identities")
-        q = extract_features(self.model, eval_loader(query, self.cfg, failures=self.read_failures), self.rt.device, self.cfg.eval.flip, self.progress)
-        g = extract_features(self.model, eval_loader(gallery, self.cfg, failures=self.read_failures), self.rt.device, self.cfg.eval.flip, self.progress)
+        q = extract_features(
+            self.model,
+            eval_loader(query, self.cfg, failures=self.read_failures),
+            self.rt.device,
+            self.cfg.eval.flip,
+            self.progress,
+        )
+        g = extract_features(
+            self.model,
+            eval_loader(gallery, self.cfg, failures=self.read_failures),
+            self.rt.device,
+            self.cfg.eval.flip,
+            self.progress,
+        )
         result = evaluate_features(q, g, self.cfg.eval)
         if not with_similarity:
             return result
         emb, pids, cams = Embeddings.concat([q[0], g[0]]), np.concatenate([q[1], g[1]]), np.concatenate([q[2], g[2]])
         try:
             stats = similarity_stats(emb, pids, cams, self.cfg.eval.false_match_rate)
-            swap = gallery_swap_stats(g[0], g[1], g[2], [s.path for s in gallery]) if len(g[1]) == len(gallery) else None
+            swap = (
+                gallery_swap_stats(g[0], g[1], g[2], [s.path for s in gallery]) if len(g[1]) == len(gallery) else None
+            )
             if swap is not None:
                 stats["swap"] = swap
         except ValueError as exc:
@@ -284,20 +362,34 @@ class Trainer:
                 log.info(format_result(val, "validation"))
                 write_report(val, self.out, "eval_val")
                 result.val_metrics = val.as_dict()
-            meta = {"dataset": self.data.name, "stage1_epochs": cfg.stage1.epochs, "stage2_epochs": cfg.stage2.epochs, "world_size": rt.world_size, "rank_checksums": result.rank_checksums,
-                    "skipped_images": self._skipped_images(),
-                    "method_stage_epochs": cfg.model.method.frozen_backbone_epochs,
-                    "mean": list(cfg.data.mean), "std": list(cfg.data.std)}  # export must normalise as training did (RN50: ImageNet)
+            meta = {
+                "dataset": self.data.name,
+                "stage1_epochs": cfg.stage1.epochs,
+                "stage2_epochs": cfg.stage2.epochs,
+                "world_size": rt.world_size,
+                "rank_checksums": result.rank_checksums,
+                "skipped_images": self._skipped_images(),
+                "method_stage_epochs": cfg.model.method.frozen_backbone_epochs,
+                "mean": list(cfg.data.mean),
+                "std": list(cfg.data.std),
+            }  # export must normalise as training did (RN50: ImageNet)
             if self.data.val_query:  # which identities were held out: training labels depend on it
                 meta["val_split"] = {"val_ids": cfg.data.val_ids, "val_seed": cfg.data.val_seed}
             if stats is not None:
                 meta["similarity"] = {**stats, "split": "val" if val is not None else "test"}
-                log.info("matching threshold %.4f at false-match rate %.2f (same %.3f, different %.3f)", stats["threshold"],
-                         stats["false_match_rate"], stats["same_mean"], stats["diff_mean"])
+                log.info(
+                    "matching threshold %.4f at false-match rate %.2f (same %.3f, different %.3f)",
+                    stats["threshold"],
+                    stats["false_match_rate"],
+                    stats["same_mean"],
+                    stats["diff_mean"],
+                )
             write_report(final, self.out, "eval", meta)
             result.metrics = final.as_dict()
             meta["metrics"] = {k: result.metrics[k] for k in ("mAP", "R1", "R5", "R10", "mINP")}
-            result.checkpoint = save_checkpoint(self.out / CHECKPOINT_FILE, self.model, cfg.model, self.data.num_cameras, text_features, meta)
+            result.checkpoint = save_checkpoint(
+                self.out / CHECKPOINT_FILE, self.model, cfg.model, self.data.num_cameras, text_features, meta
+            )
             log.info("checkpoint: %s", result.checkpoint)
         shutdown_runtime(rt)
         return result

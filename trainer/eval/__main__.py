@@ -5,14 +5,15 @@ settings, prints CMC/mAP/mINP and writes ``<name>.json`` + ``<name>_cmc.png``. T
 says how it was evaluated, so a training run's own ``eval.json`` is not overwritten by another
 setting: ``eval`` (as in training), ``eval_flip``, ``eval_rerank`` or ``eval_flip_rerank``.
 """
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 from core.cli import fail, setup_console_logging
-from trainer.config import load_train_config
 from core.configio import ConfigError
+from trainer.config import load_train_config
 from trainer.data.datasets import DatasetLayoutError
 from trainer.models.checkpoint import CheckpointError
 
@@ -22,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--out", help="report folder (default: beside the checkpoint)")
-    parser.add_argument("--name", default=None, help="report file stem (default: eval[_flip][_rerank], from the eval settings)")
+    parser.add_argument(
+        "--name", default=None, help="report file stem (default: eval[_flip][_rerank], from the eval settings)"
+    )
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE, e.g. eval.rerank=true eval.flip=true")
     args = parser.parse_args(argv)
@@ -41,11 +44,23 @@ def main(argv: list[str] | None = None) -> int:
         cfg.model = loaded.model_config  # the checkpoint's architecture wins over the recipe's
         data = prepare_dataset(cfg.data)
         with torch.no_grad():
-            result = evaluate_model(loaded.model, eval_loader(data.query, cfg), eval_loader(data.gallery, cfg), cfg.eval, device, not args.no_progress)
+            result = evaluate_model(
+                loaded.model,
+                eval_loader(data.query, cfg),
+                eval_loader(data.gallery, cfg),
+                cfg.eval,
+                device,
+                not args.no_progress,
+            )
     except (ConfigError, DatasetLayoutError, CheckpointError, FileNotFoundError) as exc:
         fail(str(exc))
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
-    paths = write_report(result, out, args.name or report_name(cfg.eval.flip, cfg.eval.rerank), {"dataset": data.name, "checkpoint": str(args.checkpoint), "eval": cfg.eval.model_dump()})
+    paths = write_report(
+        result,
+        out,
+        args.name or report_name(cfg.eval.flip, cfg.eval.rerank),
+        {"dataset": data.name, "checkpoint": str(args.checkpoint), "eval": cfg.eval.model_dump()},
+    )
     print(format_result(result, data.name))
     print(f"report: {paths['json']}, {paths['png']}")
     return 0

@@ -9,9 +9,11 @@ identities' pseudo-labels are (cosine) and how alike their true attribute is (mi
 distance for colours, 1/0 for equal/different categories), with a one-sided permutation p-value
 that relabels identities at random (chance: r around 0).
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
@@ -62,8 +64,13 @@ def mantel(a: np.ndarray, b: np.ndarray, permutations: int = 999, seed: int = 0)
     return observed, float((1 + (null >= observed).sum()) / (1 + permutations))
 
 
-def pseudo_label_agreement(tokens: np.ndarray, slots: dict[str, list[int]], appearances: Sequence[dict[str, Any]],
-                           permutations: int = 999, seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
+def pseudo_label_agreement(
+    tokens: np.ndarray,
+    slots: dict[str, list[int]],
+    appearances: Sequence[dict[str, Any]],
+    permutations: int = 999,
+    seed: int = 0,
+) -> dict[str, dict[str, dict[str, float]]]:
     """``tokens`` [C, T, W] learned attribute tokens (row c: training label c, whose true
     appearance is ``appearances[c]``); ``slots`` slot -> token columns (``slot_positions`` order).
 
@@ -75,7 +82,7 @@ def pseudo_label_agreement(tokens: np.ndarray, slots: dict[str, list[int]], appe
     start = 0
     groups = {}
     for slot, positions in slots.items():
-        groups[slot] = tokens[:, start: start + len(positions)]
+        groups[slot] = tokens[:, start : start + len(positions)]
         start += len(positions)
     groups["all"] = tokens
     truths = {attr: attribute_similarity(appearances, attr) for attr in ATTRIBUTES}

@@ -1,4 +1,5 @@
 """Evaluating a model on a dataset's query/gallery split, and writing the report."""
+
 from __future__ import annotations
 
 import json
@@ -14,17 +15,19 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from trainer.config import EvalConfig  # noqa: E402
 from core.embeddings import Embeddings, distance  # noqa: E402
+from core.progress import progress as progress_bar  # noqa: E402
+from trainer.config import EvalConfig  # noqa: E402
 from trainer.eval.metrics import RankResult, evaluate_rank  # noqa: E402
 from trainer.eval.rerank import re_ranking  # noqa: E402
-from core.progress import progress as progress_bar  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def extract_features(model: torch.nn.Module, loader: DataLoader, device: torch.device, flip: bool = False, progress: bool = True) -> tuple[Embeddings, np.ndarray, np.ndarray]:
+def extract_features(
+    model: torch.nn.Module, loader: DataLoader, device: torch.device, flip: bool = False, progress: bool = True
+) -> tuple[Embeddings, np.ndarray, np.ndarray]:
     """-> (embeddings of N images, pids [N], camids [N]); ``flip`` averages with the mirror image.
 
     Part-based methods' part features and confidences come along, so ranking uses the same
@@ -60,8 +63,10 @@ def distance_matrices(q: Embeddings | np.ndarray, g: Embeddings | np.ndarray, cf
     if cfg.distance == "cosine":
         pair = distance
     else:
+
         def pair(a: Embeddings, b: Embeddings) -> np.ndarray:
             return squared_euclidean(a.global_, b.global_)
+
     qg = pair(q, g)
     if not cfg.rerank:
         return qg
@@ -73,7 +78,14 @@ def evaluate_features(q: tuple, g: tuple, cfg: EvalConfig) -> RankResult:
     return evaluate_rank(distance_matrices(qf, gf, cfg), qp, gp, qc, gc, cfg.max_rank)
 
 
-def evaluate_model(model: torch.nn.Module, query_loader: DataLoader, gallery_loader: DataLoader, cfg: EvalConfig, device: torch.device, progress: bool = True) -> RankResult:
+def evaluate_model(
+    model: torch.nn.Module,
+    query_loader: DataLoader,
+    gallery_loader: DataLoader,
+    cfg: EvalConfig,
+    device: torch.device,
+    progress: bool = True,
+) -> RankResult:
     q = extract_features(model, query_loader, device, cfg.flip, progress)
     g = extract_features(model, gallery_loader, device, cfg.flip, progress)
     return evaluate_features(q, g, cfg)
@@ -99,7 +111,9 @@ def plot_cmc(curves: dict[str, np.ndarray], path: Path, title: str = "CMC") -> P
     return path
 
 
-def write_report(result: RankResult, out_dir: Path, name: str = "eval", meta: Optional[dict[str, Any]] = None) -> dict[str, Path]:
+def write_report(
+    result: RankResult, out_dir: Path, name: str = "eval", meta: Optional[dict[str, Any]] = None
+) -> dict[str, Path]:
     """``<name>.json`` (all metrics + meta) and ``<name>_cmc.png`` in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {**result.as_dict(), **(meta or {})}

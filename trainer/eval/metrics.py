@@ -8,11 +8,12 @@ and counted in :attr:`RankResult.num_skipped`.
 Ties: the gallery is ordered with a *stable* sort of the distances, so equal distances keep
 gallery order. This is deterministic; a different tie-break can change metrics on tied inputs.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Optional
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -69,7 +70,9 @@ def evaluate_rank(
             continue
         hits = matches.cumsum()
         cmc = np.minimum(hits, 1.0)
-        cmc_sum += cmc[:max_rank] if len(cmc) >= max_rank else np.pad(cmc, (0, max_rank - len(cmc)), constant_values=1.0)
+        cmc_sum += (
+            cmc[:max_rank] if len(cmc) >= max_rank else np.pad(cmc, (0, max_rank - len(cmc)), constant_values=1.0)
+        )
         ranks = np.flatnonzero(matches)  # 0-based positions of the true matches
         precision_at_hits = hits[ranks] / (ranks + 1.0)
         aps.append(precision_at_hits.mean())
@@ -78,5 +81,12 @@ def evaluate_rank(
     num_valid = len(aps)
     if num_valid == 0:
         raise ValueError("no query has a true match in the gallery (after same-camera filtering)")
-    return RankResult(cmc_sum / num_valid, float(np.mean(aps)), float(np.mean(inps)), num_valid, num_q - num_valid,
-                      np.asarray(aps), np.asarray(r1s))
+    return RankResult(
+        cmc_sum / num_valid,
+        float(np.mean(aps)),
+        float(np.mean(inps)),
+        num_valid,
+        num_q - num_valid,
+        np.asarray(aps),
+        np.asarray(r1s),
+    )

@@ -11,6 +11,7 @@ so ``lambda_value = 1`` returns the row-normalised original distances and ``0`` 
 k-reciprocal Jaccard distances. Defaults k1=20, k2=6, lambda=0.3 (CLIP-ReID used 50/15/0.3).
 Memory is O((Q+G)^2): meant for benchmark-sized sets, not million-image galleries.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -17,16 +17,17 @@ more than the cosine error the deployed runtime may add (:data:`COSINE_RESOLUTIO
 whose embeddings have collapsed (different people at cosine 0.9999) gets
 :class:`NoSeparation`, one line that says so, and nothing is stored.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
 from core.embeddings import Embeddings, similarity, weighted_mean
-
 
 _FRAME = re.compile(r"_c\d+s\d+_(\d+)_")
 
@@ -40,7 +41,9 @@ class NoSeparation(ValueError):
     """Same- and different-person similarities that do not separate: there is no threshold to store."""
 
 
-def check_separation(same: np.ndarray, diff: np.ndarray, threshold: float, false_match_rate: float, label: str = "") -> None:
+def check_separation(
+    same: np.ndarray, diff: np.ndarray, threshold: float, false_match_rate: float, label: str = ""
+) -> None:
     """Raise :class:`NoSeparation` unless ``threshold`` (+ the runtime's cosine error) accepts a
     larger share of the ``same``-person cosines than the ``false_match_rate`` of ``diff`` it admits."""
     accepted = float((same >= threshold + COSINE_RESOLUTION).mean())
@@ -50,16 +53,19 @@ def check_separation(same: np.ndarray, diff: np.ndarray, threshold: float, false
         f"{label}same- and different-person cosines do not separate (same {same.mean():.5f} ± {same.std():.5f}, "
         f"different {diff.mean():.5f} ± {diff.std():.5f}): the threshold {threshold:.5f} at false-match rate {false_match_rate:g} "
         f"accepts {100 * accepted:.1f} % of same-person pairs by more than the runtime's cosine error {COSINE_RESOLUTION:g}; "
-        "no matching threshold stored (retrain, or set matching.threshold)")
+        "no matching threshold stored (retrain, or set matching.threshold)"
+    )
 
 
-def pseudo_tracklets(emb: Embeddings, pids: np.ndarray, camids: np.ndarray, crops_per_tracklet: int) -> tuple[Embeddings, np.ndarray, np.ndarray]:
+def pseudo_tracklets(
+    emb: Embeddings, pids: np.ndarray, camids: np.ndarray, crops_per_tracklet: int
+) -> tuple[Embeddings, np.ndarray, np.ndarray]:
     """Means of up to ``crops_per_tracklet`` crops of one identity in one camera."""
     rows, out_pid, out_cam = [], [], []
     for pid, cam in sorted({(int(p), int(c)) for p, c in zip(pids, camids)}):
         idx = np.flatnonzero((pids == pid) & (camids == cam))
         for start in range(0, len(idx), crops_per_tracklet):
-            chunk = idx[start:start + crops_per_tracklet]
+            chunk = idx[start : start + crops_per_tracklet]
             rows.append(weighted_mean(emb[chunk], np.ones(len(chunk))))
             out_pid.append(pid)
             out_cam.append(cam)
@@ -90,15 +96,20 @@ def _pair_stats(t: Embeddings, tp: np.ndarray, tc: np.ndarray, false_match_rate:
     threshold = float(np.quantile(diff, 1.0 - false_match_rate))
     check_separation(same, diff, threshold, false_match_rate, label)
     return {
-        "same_mean": round(float(same.mean()), 5), "same_std": round(float(same.std()), 5),
-        "diff_mean": round(float(diff.mean()), 5), "diff_std": round(float(diff.std()), 5),
-        "threshold": round(threshold, 5), "true_match_rate": round(float((same >= threshold).mean()), 4),
-        "pairs_same": int(len(same)), "pairs_diff": int(len(diff)),
+        "same_mean": round(float(same.mean()), 5),
+        "same_std": round(float(same.std()), 5),
+        "diff_mean": round(float(diff.mean()), 5),
+        "diff_std": round(float(diff.std()), 5),
+        "threshold": round(threshold, 5),
+        "true_match_rate": round(float((same >= threshold).mean()), 4),
+        "pairs_same": int(len(same)),
+        "pairs_diff": int(len(diff)),
     }
 
 
-def similarity_stats(emb: Embeddings, pids: np.ndarray, camids: np.ndarray, false_match_rate: float = 0.01,
-                     crops_per_tracklet: int = 4) -> dict:
+def similarity_stats(
+    emb: Embeddings, pids: np.ndarray, camids: np.ndarray, false_match_rate: float = 0.01, crops_per_tracklet: int = 4
+) -> dict:
     """Cross-camera same/different-person cosine statistics of pseudo-tracklets and the threshold
     at ``false_match_rate``; ``true_match_rate`` is the share of same-person pairs it accepts.
 
@@ -108,8 +119,11 @@ def similarity_stats(emb: Embeddings, pids: np.ndarray, camids: np.ndarray, fals
     keep = pids >= 0
     t, tp, tc = pseudo_tracklets(emb[np.flatnonzero(keep)], pids[keep], camids[keep], crops_per_tracklet)
     out = _pair_stats(t, tp, tc, false_match_rate)
-    out.update(false_match_rate=false_match_rate, crops_per_tracklet=crops_per_tracklet,
-               split="evaluation query+gallery, cross-camera pseudo-tracklet pairs")
+    out.update(
+        false_match_rate=false_match_rate,
+        crops_per_tracklet=crops_per_tracklet,
+        split="evaluation query+gallery, cross-camera pseudo-tracklet pairs",
+    )
     out["centered"] = _pair_stats(camera_centered(t, tc), tp, tc, false_match_rate, "camera-centered: ")
     out["mean"] = [round(float(v), 5) for v in t.global_.mean(0)]
     if t.parts is not None:
@@ -117,8 +131,15 @@ def similarity_stats(emb: Embeddings, pids: np.ndarray, camids: np.ndarray, fals
     return out
 
 
-def swap_stats(vectors: np.ndarray, pids: np.ndarray, camids: np.ndarray, order: Optional[np.ndarray] = None,
-               false_cut: float = 0.001, history: int = 3, seed: int = 0) -> dict:
+def swap_stats(
+    vectors: np.ndarray,
+    pids: np.ndarray,
+    camids: np.ndarray,
+    order: Optional[np.ndarray] = None,
+    false_cut: float = 0.001,
+    history: int = 3,
+    seed: int = 0,
+) -> dict:
     """The cosine below which a new crop no longer looks like its own track (``swap_below``).
 
     Each identity's crops in one camera, in ``order`` (frame numbers; else as given), act as a
@@ -147,8 +168,11 @@ def swap_stats(vectors: np.ndarray, pids: np.ndarray, camids: np.ndarray, order:
     same_a, other_a = np.array(same), np.array(other)
     threshold = float(np.quantile(same_a, false_cut))
     return {
-        "swap_below": round(threshold, 4), "false_cut": false_cut, "crops": len(same),
-        "same_p1": round(float(np.percentile(same_a, 1)), 4), "same_p50": round(float(np.median(same_a)), 4),
+        "swap_below": round(threshold, 4),
+        "false_cut": false_cut,
+        "crops": len(same),
+        "same_p1": round(float(np.percentile(same_a, 1)), 4),
+        "same_p50": round(float(np.median(same_a)), 4),
         "other_p50": round(float(np.median(other_a)), 4) if len(other) else None,
         "other_below": round(float((other_a < threshold).mean()), 4) if len(other) else None,
     }

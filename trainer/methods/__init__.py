@@ -14,6 +14,7 @@ Each module registers its method class and config section (:mod:`trainer.methods
 a new method is one new module here, nothing else. This package imports no torch until a
 method is built, so ``trainer.config`` stays light.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -29,7 +30,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["MethodConfig", "build_method", "method_entry", "method_names", "register_method"]
 
 
-def build_method(cfg: "ModelConfig", image_encoder: "nn.Module", text_encoder: "nn.Module", num_classes: int) -> "Method":
+def build_method(
+    cfg: ModelConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int
+) -> Method:
     """The method module a recipe names; ``build_model`` calls its ``setup`` once the model exists."""
     entry = method_entry(cfg.method.name)
     section = getattr(cfg.method, entry.name) if entry.section is not None else None

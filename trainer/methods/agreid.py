@@ -22,6 +22,7 @@ next to r learnable attribute queries, 4 pre-norm self-attention layers of width
 ratio 3 (2.9 M parameters at ViT-B/16 size, the paper's ~2.8 M), and writes the r tokens in the
 text encoder's token-embedding width.
 """
+
 from __future__ import annotations
 
 import re
@@ -84,11 +85,22 @@ def noise_mask(cosines: torch.Tensor, gamma: float) -> torch.Tensor:
 class AttributeEncoder(nn.Module):
     """Image feature [B, E] -> r predicted attribute tokens [B, r, W] (training only)."""
 
-    def __init__(self, in_dim: int, token_dim: int, num_tokens: int, width: int = 256, layers: int = 4, heads: int = 4, mlp_ratio: float = 3.0) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        token_dim: int,
+        num_tokens: int,
+        width: int = 256,
+        layers: int = 4,
+        heads: int = 4,
+        mlp_ratio: float = 3.0,
+    ) -> None:
         super().__init__()
         self.inp = nn.Linear(in_dim, width)
         self.queries = nn.Parameter(torch.randn(num_tokens, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, int(width * mlp_ratio), dropout=0.0, batch_first=True, norm_first=True, activation="gelu")
+        layer = nn.TransformerEncoderLayer(
+            width, heads, int(width * mlp_ratio), dropout=0.0, batch_first=True, norm_first=True, activation="gelu"
+        )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, token_dim)
@@ -124,11 +136,17 @@ ATTRIBUTE_TEMPLATES = {
 class AGReIDConfig(StrictModel):
     """AG-ReID: attribute prompts, attribute encoder, noise-masked attribute guidance."""
 
-    template: str = Field("full", description=f"a built-in template ({', '.join(ATTRIBUTE_TEMPLATES)}) or a template text with {{slot}} markers")
+    template: str = Field(
+        "full",
+        description=f"a built-in template ({', '.join(ATTRIBUTE_TEMPLATES)}) or a template text with {{slot}} markers",
+    )
     tokens_per_attribute: int = Field(1, ge=1, le=4, description="learnable tokens in each attribute slot")
     lambda_attr: float = Field(1.0, ge=0, description="stage 1: weight of L_attrA")
     beta: float = Field(0.01, ge=0, description="stage 2: weight of L_attrG")
-    gamma: str | float = Field("otsu", description="noise-mask threshold: otsu, p50, p75, p90, or a number (-1 keeps every pair: holistic data)")
+    gamma: str | float = Field(
+        "otsu",
+        description="noise-mask threshold: otsu, p50, p75, p90, or a number (-1 keeps every pair: holistic data)",
+    )
     encoder_layers: int = Field(4, ge=1, description="self-attention layers of the attribute encoder")
     encoder_width: int = Field(256, ge=16)
     encoder_heads: int = Field(4, ge=1)
@@ -138,18 +156,22 @@ class AGReIDConfig(StrictModel):
         return ATTRIBUTE_TEMPLATES.get(self.template, self.template)
 
     @model_validator(mode="after")
-    def _check(self) -> "AGReIDConfig":
+    def _check(self) -> AGReIDConfig:
         if isinstance(self.gamma, str) and self.gamma not in ("otsu", "p50", "p75", "p90"):
             raise ValueError(f"gamma must be otsu, p50, p75, p90 or a number, got {self.gamma!r}")
         if "{" not in self.template_text():
-            raise ValueError(f"attribute template {self.template!r} is neither built in ({list(ATTRIBUTE_TEMPLATES)}) nor has {{slot}} markers")
+            raise ValueError(
+                f"attribute template {self.template!r} is neither built in ({list(ATTRIBUTE_TEMPLATES)}) nor has {{slot}} markers"
+            )
         return self
 
 
 @register_method("agreid", AGReIDConfig)
 class AGReID(Method):
     @classmethod
-    def build(cls, section: AGReIDConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int) -> "AGReID":
+    def build(
+        cls, section: AGReIDConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int
+    ) -> AGReID:
         return cls(section, image_encoder.proj_dim, text_encoder.width)
 
     def __init__(self, cfg: AGReIDConfig, proj_dim: int, token_dim: int) -> None:
@@ -157,12 +179,22 @@ class AGReID(Method):
         self.cfg = cfg
         self.slots = {name: cfg.tokens_per_attribute for name in re.findall(r"\{(\w+)\}", cfg.template_text())}
         self.num_tokens = sum(self.slots.values())
-        self.attribute_encoder = AttributeEncoder(proj_dim, token_dim, self.num_tokens, cfg.encoder_width, cfg.encoder_layers, cfg.encoder_heads, cfg.encoder_mlp_ratio)
+        self.attribute_encoder = AttributeEncoder(
+            proj_dim,
+            token_dim,
+            self.num_tokens,
+            cfg.encoder_width,
+            cfg.encoder_layers,
+            cfg.encoder_heads,
+            cfg.encoder_mlp_ratio,
+        )
         self.register_buffer("pseudo_labels", torch.zeros(0), persistent=False)
         self.last_gamma = float("nan")
 
-    def setup(self, model: "CLIPReID") -> None:
-        model.prompt_learner = PromptLearner(model.text_encoder, model.num_classes, self.cfg.template_text(), slots=self.slots)
+    def setup(self, model: CLIPReID) -> None:
+        model.prompt_learner = PromptLearner(
+            model.text_encoder, model.num_classes, self.cfg.template_text(), slots=self.slots
+        )
 
     def stage1_parameters(self) -> list[nn.Parameter]:
         return list(self.attribute_encoder.parameters())
@@ -170,20 +202,24 @@ class AGReID(Method):
     def stage2_parameters(self) -> list[nn.Parameter]:
         return []  # the attribute encoder is a fixed guide in stage 2
 
-    def stage1_losses(self, model: "CLIPReID", image_feats: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def stage1_losses(
+        self, model: CLIPReID, image_feats: torch.Tensor, labels: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         pred = self.attribute_encoder(image_feats)
         target = model.prompt_learner.ctx[labels].float()  # Eq. 9 trains the tokens too
         return {"attrA": self.cfg.lambda_attr * attribute_alignment(pred, target)}
 
-    def begin_stage2(self, model: "CLIPReID", text_features: torch.Tensor) -> None:
+    def begin_stage2(self, model: CLIPReID, text_features: torch.Tensor) -> None:
         self.pseudo_labels = model.prompt_learner.ctx.detach().float().clone()
 
-    def forward_train(self, model: "CLIPReID", feats: ImageFeatures, pids: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+    def forward_train(
+        self, model: CLIPReID, feats: ImageFeatures, pids: Optional[torch.Tensor] = None
+    ) -> dict[str, torch.Tensor]:
         if not self.training or self.pseudo_labels.numel() == 0:
             return {}
         return {"attr_pred": self.attribute_encoder(feats.proj_feat)}
 
-    def stage2_losses(self, out: "ReIDOutput", pids: torch.Tensor, cfg: "Stage2Config") -> dict[str, torch.Tensor]:
+    def stage2_losses(self, out: ReIDOutput, pids: torch.Tensor, cfg: Stage2Config) -> dict[str, torch.Tensor]:
         if "attr_pred" not in out.extras:
             return {}
         pred, target = out.extras["attr_pred"].float(), self.pseudo_labels[pids]

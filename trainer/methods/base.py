@@ -15,6 +15,7 @@ the baseline's behaviour, and a method overrides only what it changes:
 - :meth:`infer` is the inference contract: the embedding (and, for part-based methods, part
   features and confidences) that evaluation, export and the edge consume.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,8 +29,8 @@ from torch import nn
 from trainer.methods.registry import register_method
 
 if TYPE_CHECKING:  # pragma: no cover
-    from trainer.models.image_encoders import ImageFeatures
     from trainer.config import Stage2Config
+    from trainer.models.image_encoders import ImageFeatures
     from trainer.models.reid import CLIPReID, ReIDOutput
 
 
@@ -44,22 +45,28 @@ class Inference:
     parts: Optional[torch.Tensor] = None
     part_conf: Optional[torch.Tensor] = None
 
-    def averaged_with(self, other: "Inference") -> "Inference":
+    def averaged_with(self, other: Inference) -> Inference:
         """Element-wise mean (test-time flip averaging)."""
+
         def mean(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
             return None if a is None else (a + b) / 2
 
-        return Inference(mean(self.embedding, other.embedding), mean(self.parts, other.parts), mean(self.part_conf, other.part_conf))
+        return Inference(
+            mean(self.embedding, other.embedding), mean(self.parts, other.parts), mean(self.part_conf, other.part_conf)
+        )
 
-    def normalized(self) -> "Inference":
+    def normalized(self) -> Inference:
         """The embedding contract's unit vectors, in float32: the one place a model's outputs are
         L2-normalised. The torch path (:func:`trainer.models.reid.to_embeddings`) and the exported
         graph (:class:`export.wrapper.EmbeddingGraph`) both call it, so ONNX, TensorRT and PyTorch
         return the same vectors and nothing downstream normalises them again."""
+
         def unit(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
             return None if t is None else F.normalize(t.float(), dim=-1)
 
-        return Inference(unit(self.embedding), unit(self.parts), None if self.part_conf is None else self.part_conf.float())
+        return Inference(
+            unit(self.embedding), unit(self.parts), None if self.part_conf is None else self.part_conf.float()
+        )
 
 
 @register_method("baseline")
@@ -75,12 +82,12 @@ class Method(nn.Module):
     num_parts = 0
 
     @classmethod
-    def build(cls, section: Any, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int) -> "Method":
+    def build(cls, section: Any, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int) -> Method:
         """The method for a recipe: ``section`` is its config section (None for a method without
         one), built before the prompt learner exists (``setup`` follows)."""
         return cls()
 
-    def setup(self, model: "CLIPReID") -> None:
+    def setup(self, model: CLIPReID) -> None:
         """Called once by ``build_model`` after the baseline is built."""
 
     def train_layers(self) -> tuple[int, ...]:
@@ -107,27 +114,31 @@ class Method(nn.Module):
         """Own parameters that never train (BNNeck biases)."""
         return {name for name, _ in self.named_parameters() if re.search(r"(^|\.)necks?(\.\d+)?\.bias$", name)}
 
-    def begin_stage2(self, model: "CLIPReID", text_features: torch.Tensor) -> None:
+    def begin_stage2(self, model: CLIPReID, text_features: torch.Tensor) -> None:
         """Called with the frozen stage-1 text features [C, E] before stage 2 starts."""
 
-    def begin_method_stage(self, model: "CLIPReID") -> None:
+    def begin_method_stage(self, model: CLIPReID) -> None:
         """Called before the method's frozen-backbone stage (after stage 2), also on resume."""
 
-    def forward_train(self, model: "CLIPReID", feats: ImageFeatures, pids: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+    def forward_train(
+        self, model: CLIPReID, feats: ImageFeatures, pids: Optional[torch.Tensor] = None
+    ) -> dict[str, torch.Tensor]:
         """``pids`` [B]: the batch's identities when the method needs them inside the forward."""
         return {}
 
-    def stage1_losses(self, model: "CLIPReID", image_feats: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def stage1_losses(
+        self, model: CLIPReID, image_feats: torch.Tensor, labels: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         return {}
 
-    def stage2_losses(self, out: "ReIDOutput", pids: torch.Tensor, cfg: "Stage2Config") -> dict[str, torch.Tensor]:
+    def stage2_losses(self, out: ReIDOutput, pids: torch.Tensor, cfg: Stage2Config) -> dict[str, torch.Tensor]:
         return {}
 
-    def infer(self, model: "CLIPReID", feats: ImageFeatures) -> Inference:
+    def infer(self, model: CLIPReID, feats: ImageFeatures) -> Inference:
         return Inference(torch.cat([feats.global_feat, feats.proj_feat], dim=1))
 
-    def embedding_dim(self, model: "CLIPReID") -> int:
+    def embedding_dim(self, model: CLIPReID) -> int:
         return model.image_encoder.feature_dim + model.image_encoder.proj_dim
 
-    def part_dim(self, model: "CLIPReID") -> int:
+    def part_dim(self, model: CLIPReID) -> int:
         return 0

@@ -25,6 +25,7 @@ it: with more identities than that, a batch fuses its own identities plus unifor
 others up to the bound (the rest keep their plain text logits), so the cost is O(B * S^2). The
 paper fuses all; None (the default) does too.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
@@ -83,11 +84,21 @@ class MSCSABlock(nn.Module):
 class TextGuidedFusion(nn.Module):
     """Text features [C, E] + visual map [B, Cv, H, W] -> per-image fused text features [B, C, E]."""
 
-    def __init__(self, text_dim: int, visual_dim: int, width: int = 256, layers: int = 3, heads: int = 4, scale_init: float = 1e-4) -> None:
+    def __init__(
+        self,
+        text_dim: int,
+        visual_dim: int,
+        width: int = 256,
+        layers: int = 3,
+        heads: int = 4,
+        scale_init: float = 1e-4,
+    ) -> None:
         super().__init__()
         self.text_in = nn.Linear(text_dim, width)
         self.memory_in = nn.Sequential(nn.LayerNorm(visual_dim), nn.Linear(visual_dim, width))
-        layer = nn.TransformerDecoderLayer(width, heads, 4 * width, dropout=0.0, batch_first=True, norm_first=True, activation="gelu")
+        layer = nn.TransformerDecoderLayer(
+            width, heads, 4 * width, dropout=0.0, batch_first=True, norm_first=True, activation="gelu"
+        )
         self.decoder = nn.TransformerDecoder(layer, layers)
         self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, text_dim))
         self.scale = nn.Parameter(torch.tensor(float(scale_init)))
@@ -108,8 +119,14 @@ class MSCSATGIConfig(StrictModel):
     tgi_layers: int = Field(3, ge=1)
     tgi_heads: int = Field(4, ge=1)
     tgi_width: int = Field(256, ge=8)
-    tgi_scale_init: float = Field(1e-4, ge=0, description="initial scale of the decoder's residual (tiny: keep the text prior)")
-    max_classes: Optional[int] = Field(None, ge=2, description="TGI fuses at most this many identities per batch (the batch's own + drawn others); None: all, as the paper (cost ~ C^2)")
+    tgi_scale_init: float = Field(
+        1e-4, ge=0, description="initial scale of the decoder's residual (tiny: keep the text prior)"
+    )
+    max_classes: Optional[int] = Field(
+        None,
+        ge=2,
+        description="TGI fuses at most this many identities per batch (the batch's own + drawn others); None: all, as the paper (cost ~ C^2)",
+    )
 
 
 @register_method("mscsa_tgi", MSCSATGIConfig, backbone="resnet")
@@ -117,7 +134,9 @@ class MSCSATGI(Method):
     stage1_needs_images = True
 
     @classmethod
-    def build(cls, section: MSCSATGIConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int) -> "MSCSATGI":
+    def build(
+        cls, section: MSCSATGIConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int
+    ) -> MSCSATGI:
         return cls(section, image_encoder, text_encoder.output_dim)
 
     def __init__(self, cfg: MSCSATGIConfig, encoder: nn.Module, text_dim: int) -> None:
@@ -131,10 +150,14 @@ class MSCSATGI(Method):
         low, high = encoder.stage_input_channels(), encoder.stage_channels()
         # a plain dict: the blocks are registered in the image encoder (setup), not twice
         self.blocks = {s: MSCSABlock(low[s - 1], high[s - 1], STAGE_STRIDES[s], cfg.reduction) for s in cfg.stages}
-        self.tgi = TextGuidedFusion(text_dim, high[2], cfg.tgi_width, cfg.tgi_layers, cfg.tgi_heads, cfg.tgi_scale_init) if cfg.tgi else None
+        self.tgi = (
+            TextGuidedFusion(text_dim, high[2], cfg.tgi_width, cfg.tgi_layers, cfg.tgi_heads, cfg.tgi_scale_init)
+            if cfg.tgi
+            else None
+        )
         self.register_buffer("text_features", torch.zeros(0), persistent=False)
 
-    def setup(self, model: "CLIPReID") -> None:
+    def setup(self, model: CLIPReID) -> None:
         for stage, block in self.blocks.items():
             model.image_encoder.aggregators[str(stage)] = block  # owned by the encoder: exported with it
 
@@ -150,7 +173,7 @@ class MSCSATGI(Method):
     def train_layers(self) -> tuple[int, ...]:
         return (3,) if self.tgi is not None else ()
 
-    def begin_stage2(self, model: "CLIPReID", text_features: torch.Tensor) -> None:
+    def begin_stage2(self, model: CLIPReID, text_features: torch.Tensor) -> None:
         self.text_features = text_features.detach().float().clone()
 
     def fused_classes(self, pids: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -166,7 +189,9 @@ class MSCSATGI(Method):
         others = others[torch.randperm(len(others), device=own.device)[: max(0, limit - len(own))]]
         return torch.cat([own, others]).sort().values
 
-    def forward_train(self, model: "CLIPReID", feats: ImageFeatures, pids: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+    def forward_train(
+        self, model: CLIPReID, feats: ImageFeatures, pids: Optional[torch.Tensor] = None
+    ) -> dict[str, torch.Tensor]:
         if self.tgi is None or not self.training or self.text_features.numel() == 0:
             return {}
         scale = model.logit_scale.exp().detach()
@@ -182,7 +207,14 @@ class MSCSATGI(Method):
         return {"i2t_logits": logits.index_copy(1, chosen, fused_logits)}
 
 
-def tgi_step_seconds(classes: int, batch: int = 8, text_dim: int = 1024, visual_dim: int = 1024, grid: tuple[int, int] = (16, 8), repeats: int = 2) -> float:
+def tgi_step_seconds(
+    classes: int,
+    batch: int = 8,
+    text_dim: int = 1024,
+    visual_dim: int = 1024,
+    grid: tuple[int, int] = (16, 8),
+    repeats: int = 2,
+) -> float:
     """Seconds of one TGI forward + backward at the RN50 full-size shapes (stage-3 map 16 x 8,
     1024 channels, 1024-d text), for measuring how the cost grows with the identities fused."""
     import time

@@ -24,12 +24,14 @@ field (``model.method.agreid.gamma``). Method modules are found by importing eve
 this package the first time an unknown name is asked for, so this module (and
 ``trainer.config``) import no torch.
 """
+
 from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import Field, create_model
 
@@ -47,10 +49,20 @@ class MethodConfig(StrictModel):
     requires_backbone: ClassVar[Backbone] = None
 
     name: str = Field("baseline", description="method plugged into the baseline (a registered name, trainer.methods)")
-    frozen_backbone_epochs: int = Field(0, ge=0, description="epochs that train only the method's modules on the frozen, trained backbone, after stage 2 (SAGA's stage 3)")
-    stage_lr: Optional[float] = Field(None, gt=0, description="learning rate of that stage (SAGA release: 3.5e-4); None: stage2.lr x lr_factor")
-    stage_warmup_epochs: int = Field(5, ge=0, description="linear warm-up (from 0.1) of that stage; cosine decay to 1 % after it")
-    lr_factor: float = Field(10.0, gt=0, description="stage-2 learning-rate multiplier of the method's new modules (they start from scratch)")
+    frozen_backbone_epochs: int = Field(
+        0,
+        ge=0,
+        description="epochs that train only the method's modules on the frozen, trained backbone, after stage 2 (SAGA's stage 3)",
+    )
+    stage_lr: Optional[float] = Field(
+        None, gt=0, description="learning rate of that stage (SAGA release: 3.5e-4); None: stage2.lr x lr_factor"
+    )
+    stage_warmup_epochs: int = Field(
+        5, ge=0, description="linear warm-up (from 0.1) of that stage; cosine decay to 1 % after it"
+    )
+    lr_factor: float = Field(
+        10.0, gt=0, description="stage-2 learning-rate multiplier of the method's new modules (they start from scratch)"
+    )
 
 
 @dataclass(frozen=True)
@@ -65,7 +77,9 @@ _CONFIGS: dict[str, type[MethodConfig]] = {}
 _METHODS: dict[str, MethodEntry] = {}
 
 
-def method_config_class(name: str, section: Optional[type[StrictModel]] = None, backbone: Backbone = None) -> type[MethodConfig]:
+def method_config_class(
+    name: str, section: Optional[type[StrictModel]] = None, backbone: Backbone = None
+) -> type[MethodConfig]:
     """The config class of method ``name`` (created once): ``name`` fixed to it, its section
     (if any) under the field ``name``, defaulting to the section's defaults."""
     existing = _CONFIGS.get(name)
@@ -78,7 +92,12 @@ def method_config_class(name: str, section: Optional[type[StrictModel]] = None, 
     fields: dict[str, Any] = {"name": (Literal[name], name)}
     if section is not None:
         fields[name] = (section, Field(default_factory=section, description=f"{name}'s own settings"))
-    cls = create_model(f"{name.title().replace('_', '')}MethodConfig", __base__=MethodConfig, __module__=getattr(section, "__module__", __name__), **fields)
+    cls = create_model(
+        f"{name.title().replace('_', '')}MethodConfig",
+        __base__=MethodConfig,
+        __module__=getattr(section, "__module__", __name__),
+        **fields,
+    )
     cls.requires_backbone = backbone
     _CONFIGS[name] = cls
     return cls
@@ -87,12 +106,17 @@ def method_config_class(name: str, section: Optional[type[StrictModel]] = None, 
 BaselineConfig = method_config_class("baseline")  # the default: importable without torch
 
 
-def register_method(name: str, section: Optional[type[StrictModel]] = None, backbone: Backbone = None) -> Callable[[type], type]:
+def register_method(
+    name: str, section: Optional[type[StrictModel]] = None, backbone: Backbone = None
+) -> Callable[[type], type]:
     """Class decorator: make the Method subclass available as ``model.method.name = name``."""
+
     def decorate(method_cls: type) -> type:
         config = method_config_class(name, section, backbone)
         if name in _METHODS and _METHODS[name].method.__qualname__ != method_cls.__qualname__:
-            raise ValueError(f"method {name!r} is already registered by {_METHODS[name].method.__module__}.{_METHODS[name].method.__qualname__}")
+            raise ValueError(
+                f"method {name!r} is already registered by {_METHODS[name].method.__module__}.{_METHODS[name].method.__qualname__}"
+            )
         method_cls.name = name
         _METHODS[name] = MethodEntry(name, method_cls, config, section)
         return method_cls
@@ -132,6 +156,8 @@ def parse_method_config(value: Any) -> Any:
     config = _CONFIGS.get(name) or method_entry(name).config
     others = sorted(k for k in value if k != name and k in _CONFIGS)
     if others:
-        raise ValueError(f"model.method.name is {name!r} but the recipe also sets the section of {', '.join(others)}; "
-                         f"remove it or set model.method.name={others[0]}")
+        raise ValueError(
+            f"model.method.name is {name!r} but the recipe also sets the section of {', '.join(others)}; "
+            f"remove it or set model.method.name={others[0]}"
+        )
     return config.model_validate(value)

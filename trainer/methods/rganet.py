@@ -39,6 +39,7 @@ baseline global feature plus the region features and confidences, and
 :func:`core.embeddings.similarity` weighs each region's cosine by the product of the two
 images' confidences, so a region counts only where both images show it.
 """
+
 from __future__ import annotations
 
 import math
@@ -107,20 +108,32 @@ class RGANetConfig(StrictModel):
     """RGANet: body regions from text prototypes, each with a confidence."""
 
     regions: list[str] = Field(default_factory=lambda: ["head", "upper body", "lower body", "feet"], min_length=1)
-    template: str = Field("A photo of the {ctx} {region} of a person.", description="{ctx}: shared learnable tokens; {region}: the region phrase")
+    template: str = Field(
+        "A photo of the {ctx} {region} of a person.",
+        description="{ctx}: shared learnable tokens; {region}: the region phrase",
+    )
     n_ctx: int = Field(4, ge=1)
     temperature: float = Field(0.1, gt=0, description="softmax temperature of patch-to-prototype similarity")
-    spatial_prior: bool = Field(False, description="add a learnable per-row bias (regions ordered top to bottom) to the mask logits; for random-init text only (tiny models): with it, regions are stripes whatever the text prototypes say")
+    spatial_prior: bool = Field(
+        False,
+        description="add a learnable per-row bias (regions ordered top to bottom) to the mask logits; for random-init text only (tiny models): with it, regions are stripes whatever the text prototypes say",
+    )
     region_id_weight: float = Field(0.25, ge=0, description="weight of each region's ID loss")
-    region_triplet_weight: float = Field(1.0, ge=0, description="weight of the regions' batch-hard triplet loss (mean over regions)")
+    region_triplet_weight: float = Field(
+        1.0, ge=0, description="weight of the regions' batch-hard triplet loss (mean over regions)"
+    )
     confidence_weight: float = Field(1.0, ge=0, description="weight of the region-assessment regression loss")
-    centroid_momentum: float = Field(0.9, ge=0, lt=1, description="EMA of per-identity region centroids (invariance indicator)")
+    centroid_momentum: float = Field(
+        0.9, ge=0, lt=1, description="EMA of per-identity region centroids (invariance indicator)"
+    )
 
 
 @register_method("rganet", RGANetConfig, backbone="vit")
 class RGANet(Method):
     @classmethod
-    def build(cls, section: RGANetConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int) -> "RGANet":
+    def build(
+        cls, section: RGANetConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int
+    ) -> RGANet:
         return cls(section, image_encoder, num_classes)
 
     def __init__(self, cfg: RGANetConfig, encoder: nn.Module, num_classes: int) -> None:
@@ -147,10 +160,15 @@ class RGANet(Method):
         self._dim = dim
         self.prompts: Optional[SharedContextPrompts] = None
 
-    def setup(self, model: "CLIPReID") -> None:
-        self.prompts = SharedContextPrompts(model.text_encoder, self.cfg.template.replace("{region}", "{phrase}"), [*self.cfg.regions, "background"], self.cfg.n_ctx)
+    def setup(self, model: CLIPReID) -> None:
+        self.prompts = SharedContextPrompts(
+            model.text_encoder,
+            self.cfg.template.replace("{region}", "{phrase}"),
+            [*self.cfg.regions, "background"],
+            self.cfg.n_ctx,
+        )
 
-    def prototypes(self, model: "CLIPReID") -> torch.Tensor:
+    def prototypes(self, model: CLIPReID) -> torch.Tensor:
         """[R + 1, E] normalised region (+ background) prototypes (constants in eval mode)."""
         return F.normalize(self.prompts(model.text_encoder).float(), dim=-1)
 
@@ -162,7 +180,7 @@ class RGANet(Method):
     def frozen_parameter_names(self) -> set[str]:
         return super().frozen_parameter_names() | (set() if self.cfg.spatial_prior else {"prior"})
 
-    def regions(self, model: "CLIPReID", feats: ImageFeatures) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def regions(self, model: CLIPReID, feats: ImageFeatures) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> region features [B, R, C], patch share per region [B, R], soft masks [B, N, R + 1]."""
         enc = model.image_encoder
         patches = enc.ln_post(feats.tokens[self.last_block][:, 1:])
@@ -175,24 +193,36 @@ class RGANet(Method):
         feats_r = torch.einsum("bnr,bnc->brc", body, patches.float()) / body.sum(1)[..., None].clamp(min=1e-6)
         return feats_r, body.mean(1), masks
 
-    def forward_train(self, model: "CLIPReID", feats: ImageFeatures, pids: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+    def forward_train(
+        self, model: CLIPReID, feats: ImageFeatures, pids: Optional[torch.Tensor] = None
+    ) -> dict[str, torch.Tensor]:
         if not self.training:
             return {}
         region_feats, share, _ = self.regions(model, feats)
         with torch.no_grad():
             m = self.cfg.centroid_momentum
             self.share_mean.mul_(m).add_((1 - m) * gather_ranks(share.float()).mean(0))
-        logits = torch.stack([fc(bn(region_feats[:, r])) for r, (bn, fc) in enumerate(zip(self.necks, self.classifiers))], dim=1)
-        return {"region_feats": region_feats, "region_logits": logits, "region_quality": self.assessor(region_feats - self.feature_mean, share), "region_share": share}
+        logits = torch.stack(
+            [fc(bn(region_feats[:, r])) for r, (bn, fc) in enumerate(zip(self.necks, self.classifiers))], dim=1
+        )
+        return {
+            "region_feats": region_feats,
+            "region_logits": logits,
+            "region_quality": self.assessor(region_feats - self.feature_mean, share),
+            "region_share": share,
+        }
 
     def confidence(self, quality: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
         visibility = (share / self.share_mean.clamp(min=1e-6)).clamp(0, 1)
         return quality * visibility
 
     @torch.no_grad()
-    def indicators(self, region_feats: torch.Tensor, logits: torch.Tensor, global_logits: torch.Tensor, pids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def indicators(
+        self, region_feats: torch.Tensor, logits: torch.Tensor, global_logits: torch.Tensor, pids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(discrimination, invariance) [B, R] in [0, 1]; updates the running centroids from the
         batches of every rank (:func:`gather_ranks`)."""
+
         def log_p_true(lg: torch.Tensor) -> torch.Tensor:
             logp = torch.log_softmax(lg.float(), dim=-1)
             return logp.gather(-1, pids.view(-1, *([1] * (lg.dim() - 1))).expand(*lg.shape[:-1], 1)).squeeze(-1)
@@ -204,14 +234,20 @@ class RGANet(Method):
         all_feats, all_pids = gather_ranks(feats), gather_ranks(pids)
         m = self.cfg.centroid_momentum
         batch_mean = all_feats.mean(0)
-        self.feature_mean.copy_(torch.where(self.centroid_seen.any(), m * self.feature_mean + (1 - m) * batch_mean, batch_mean))
+        self.feature_mean.copy_(
+            torch.where(self.centroid_seen.any(), m * self.feature_mean + (1 - m) * batch_mean, batch_mean)
+        )
         centred = F.normalize(feats - self.feature_mean, dim=-1)  # the part every image shares says nothing of identity
         known = self.centroid_seen.nonzero().squeeze(1)
         if len(known) > 1:
             # cosine to the own identity's centroid beyond the average identity's: a feature every
             # identity shares (an occluder, a blank) is consistent with all of them, i.e. with none
             cos = torch.einsum("brc,krc->brk", centred, F.normalize(self.centroids[known], dim=-1))
-            own = torch.where(self.centroid_seen[pids][:, None], (centred * F.normalize(self.centroids[pids], dim=-1)).sum(-1), cos.max(-1).values)
+            own = torch.where(
+                self.centroid_seen[pids][:, None],
+                (centred * F.normalize(self.centroids[pids], dim=-1)).sum(-1),
+                cos.max(-1).values,
+            )
             others = cos.mean(-1)
             invariance = ((own - others) / (1 - others).clamp(min=1e-6)).clamp(0, 1)
         else:
@@ -223,7 +259,7 @@ class RGANet(Method):
             self.centroid_seen[pid] = True
         return discrimination, invariance
 
-    def stage2_losses(self, out: "ReIDOutput", pids: torch.Tensor, cfg: "Stage2Config") -> dict[str, torch.Tensor]:
+    def stage2_losses(self, out: ReIDOutput, pids: torch.Tensor, cfg: Stage2Config) -> dict[str, torch.Tensor]:
         if "region_logits" not in out.extras:
             return {}
         x = out.extras
@@ -231,21 +267,31 @@ class RGANet(Method):
         quality = x["region_quality"].float()
         conf = self.confidence(quality.detach(), x["region_share"].detach())
         weight = conf / conf.mean().clamp(min=1e-6)
-        per_region = torch.stack([
-            F.cross_entropy(x["region_logits"][:, r].float(), pids, label_smoothing=cfg.label_smoothing, reduction="none")
-            for r in range(self.num_parts)
-        ], dim=1)
-        triplet = torch.stack([batch_hard_triplet(x["region_feats"][:, r].float(), pids, cfg.margin) for r in range(self.num_parts)]).mean()
+        per_region = torch.stack(
+            [
+                F.cross_entropy(
+                    x["region_logits"][:, r].float(), pids, label_smoothing=cfg.label_smoothing, reduction="none"
+                )
+                for r in range(self.num_parts)
+            ],
+            dim=1,
+        )
+        triplet = torch.stack(
+            [batch_hard_triplet(x["region_feats"][:, r].float(), pids, cfg.margin) for r in range(self.num_parts)]
+        ).mean()
         return {
             "region_triplet": self.cfg.region_triplet_weight * triplet,
             "region_id": self.cfg.region_id_weight * (weight * per_region).mean(),
-            "region_conf": self.cfg.confidence_weight * F.binary_cross_entropy(quality.clamp(1e-6, 1 - 1e-6), disc * inv),
+            "region_conf": self.cfg.confidence_weight
+            * F.binary_cross_entropy(quality.clamp(1e-6, 1 - 1e-6), disc * inv),
         }
 
-    def infer(self, model: "CLIPReID", feats: ImageFeatures) -> Inference:
+    def infer(self, model: CLIPReID, feats: ImageFeatures) -> Inference:
         region_feats, share, _ = self.regions(model, feats)
         base = torch.cat([feats.global_feat, feats.proj_feat], dim=1)
-        return Inference(base, region_feats, self.confidence(self.assessor(region_feats - self.feature_mean, share), share))
+        return Inference(
+            base, region_feats, self.confidence(self.assessor(region_feats - self.feature_mean, share), share)
+        )
 
-    def part_dim(self, model: "CLIPReID") -> int:
+    def part_dim(self, model: CLIPReID) -> int:
         return self._dim

@@ -24,6 +24,7 @@ paper is silent; docs/methods.md lists every component).
   of two fused features is ``sum_i w_i cos_i / sum_i w_i``, the weighted mean of the per-part
   cosines (local 88.9 %, [CLS] 8.9 %, projection 2.2 %), as the release's ``w ** 0.5`` scaling.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
@@ -106,30 +107,65 @@ class RefinementBlock(nn.Module):
 
 
 SAGA_PHRASES = (
-    "head", "hair", "face", "neck", "shoulders", "arms", "hands", "torso",
-    "waist", "legs", "knees", "feet", "shirt", "jacket", "coat", "dress",
-    "trousers", "shorts", "skirt", "shoes", "backpack", "handbag", "hat", "glasses",
+    "head",
+    "hair",
+    "face",
+    "neck",
+    "shoulders",
+    "arms",
+    "hands",
+    "torso",
+    "waist",
+    "legs",
+    "knees",
+    "feet",
+    "shirt",
+    "jacket",
+    "coat",
+    "dress",
+    "trousers",
+    "shorts",
+    "skirt",
+    "shoes",
+    "backpack",
+    "handbag",
+    "hat",
+    "glasses",
 )
 
 
 class SAGAConfig(StrictModel):
     """SAGA-ReID: intermediate patch tokens refined against text-space anchors, local aggregation."""
 
-    layer: int = Field(9, ge=1, description="ViT block whose patch tokens are refined (1-based); the refinement blocks start as a copy of it")
-    phrases: list[str] = Field(default_factory=lambda: list(SAGA_PHRASES), min_length=2, description="one text anchor per phrase")
-    template: str = Field("{ctx} {phrase} person.", description="anchor prompt; {ctx}: the anchor's own learnable tokens")
-    n_ctx: int = Field(4, ge=1, description="learnable context tokens per anchor (initialised from the phrase's tokens)")
+    layer: int = Field(
+        9,
+        ge=1,
+        description="ViT block whose patch tokens are refined (1-based); the refinement blocks start as a copy of it",
+    )
+    phrases: list[str] = Field(
+        default_factory=lambda: list(SAGA_PHRASES), min_length=2, description="one text anchor per phrase"
+    )
+    template: str = Field(
+        "{ctx} {phrase} person.", description="anchor prompt; {ctx}: the anchor's own learnable tokens"
+    )
+    n_ctx: int = Field(
+        4, ge=1, description="learnable context tokens per anchor (initialised from the phrase's tokens)"
+    )
     domain_anchors: int = Field(3, ge=0, description="anchors generated per image from its mean patch token")
     blocks: int = Field(2, ge=1, description="cross-attention refinement blocks")
     heads: int = Field(8, ge=1)
-    lambda_div: float = Field(0.05, ge=0, description="weight of the anchor-diversity loss (mean squared cosine between text anchors)")
-    fusion_weights: tuple[float, float, float] = Field((2.0, 0.2, 0.05), description="local aggregate, [CLS], projected feature: each part's share of the fused cosine")
+    lambda_div: float = Field(
+        0.05, ge=0, description="weight of the anchor-diversity loss (mean squared cosine between text anchors)"
+    )
+    fusion_weights: tuple[float, float, float] = Field(
+        (2.0, 0.2, 0.05), description="local aggregate, [CLS], projected feature: each part's share of the fused cosine"
+    )
 
 
 @register_method("saga", SAGAConfig, backbone="vit")
 class SAGA(Method):
     @classmethod
-    def build(cls, section: SAGAConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int) -> "SAGA":
+    def build(cls, section: SAGAConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int) -> SAGA:
         return cls(section, image_encoder, text_encoder.output_dim, num_classes)
 
     def __init__(self, cfg: SAGAConfig, encoder: nn.Module, text_dim: int, num_classes: int) -> None:
@@ -144,7 +180,9 @@ class SAGA(Method):
         self.anchor_map = nn.Linear(text_dim, dim, bias=False)
         nn.init.xavier_uniform_(self.anchor_map.weight)
         self.domain = DomainAnchors(dim, cfg.domain_anchors) if cfg.domain_anchors else None
-        self.blocks = nn.ModuleList(RefinementBlock(dim, cfg.heads, clip_block.mlp.c_fc.out_features) for _ in range(cfg.blocks))
+        self.blocks = nn.ModuleList(
+            RefinementBlock(dim, cfg.heads, clip_block.mlp.c_fc.out_features) for _ in range(cfg.blocks)
+        )
         for block in self.blocks:
             block.init_from_clip_block(clip_block)
         self.neck = nn.BatchNorm1d(dim)
@@ -155,10 +193,12 @@ class SAGA(Method):
         self.prompts: Optional[SharedContextPrompts] = None
         self.head_active = False  # the head trains after stage 2 (begin_method_stage)
 
-    def setup(self, model: "CLIPReID") -> None:
-        self.prompts = SharedContextPrompts(model.text_encoder, self.cfg.template, self.cfg.phrases, self.cfg.n_ctx, per_phrase=True)
+    def setup(self, model: CLIPReID) -> None:
+        self.prompts = SharedContextPrompts(
+            model.text_encoder, self.cfg.template, self.cfg.phrases, self.cfg.n_ctx, per_phrase=True
+        )
 
-    def text_anchors(self, model: "CLIPReID") -> torch.Tensor:
+    def text_anchors(self, model: CLIPReID) -> torch.Tensor:
         """[K, C] phrase anchors in the visual width (the text side is a constant in eval mode)."""
         return self.anchor_map(self.prompts(model.text_encoder).float())
 
@@ -168,10 +208,12 @@ class SAGA(Method):
     def inference_layers(self) -> tuple[int, ...]:
         return (self.cfg.layer,)
 
-    def begin_method_stage(self, model: "CLIPReID") -> None:
+    def begin_method_stage(self, model: CLIPReID) -> None:
         self.head_active = True
 
-    def aggregate(self, model: "CLIPReID", feats: ImageFeatures, text_anchors: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def aggregate(
+        self, model: CLIPReID, feats: ImageFeatures, text_anchors: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> (local identity feature [B, C], patch weights [B, N] summing to 1 per image,
         last block's attention [B, N, K + M] of each patch over the anchors)."""
         x = feats.tokens[self.cfg.layer][:, 1:].float()
@@ -185,14 +227,16 @@ class SAGA(Method):
         weights = weights / weights.sum(1, keepdim=True).clamp(min=1e-6)
         return (weights[..., None] * x).sum(1), weights, attn
 
-    def forward_train(self, model: "CLIPReID", feats: ImageFeatures, pids: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+    def forward_train(
+        self, model: CLIPReID, feats: ImageFeatures, pids: Optional[torch.Tensor] = None
+    ) -> dict[str, torch.Tensor]:
         if not (self.training and self.head_active):
             return {}
         text = self.text_anchors(model)
         local, _, _ = self.aggregate(model, feats, text)
         return {"local": local, "local_logits": self.classifier(self.neck(local)), "text_anchors": text}
 
-    def stage2_losses(self, out: "ReIDOutput", pids: torch.Tensor, cfg: "Stage2Config") -> dict[str, torch.Tensor]:
+    def stage2_losses(self, out: ReIDOutput, pids: torch.Tensor, cfg: Stage2Config) -> dict[str, torch.Tensor]:
         if "local" not in out.extras:
             return {}
         return {
@@ -201,9 +245,9 @@ class SAGA(Method):
             "anchor_div": self.cfg.lambda_div * anchor_diversity(out.extras["text_anchors"]),
         }
 
-    def infer(self, model: "CLIPReID", feats: ImageFeatures) -> Inference:
+    def infer(self, model: CLIPReID, feats: ImageFeatures) -> Inference:
         local, _, _ = self.aggregate(model, feats)
         return Inference(fuse([local, feats.global_feat, feats.proj_feat], self.cfg.fusion_weights))
 
-    def embedding_dim(self, model: "CLIPReID") -> int:
+    def embedding_dim(self, model: CLIPReID) -> int:
         return sum(self._dims)

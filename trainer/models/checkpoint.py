@@ -14,6 +14,7 @@ A checkpoint is a ``torch.save``'d dict::
 Resumable training state (optimizer, scheduler, RNG) lives in a separate ``*.state.pt`` file
 written next to it by the engine, so deployable checkpoints stay small.
 """
+
 from __future__ import annotations
 
 import logging
@@ -87,7 +88,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"{path}: not a clipreid-edge checkpoint, missing keys {missing}")
     if payload["format_version"] > CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path}: format_version {payload['format_version']} is newer than this code ({CHECKPOINT_VERSION})")
+        raise CheckpointError(
+            f"{path}: format_version {payload['format_version']} is newer than this code ({CHECKPOINT_VERSION})"
+        )
     return payload
 
 

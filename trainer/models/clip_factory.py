@@ -5,6 +5,7 @@ JSON files bundled in ``trainer/models/configs`` (``tiny-vit``, ``tiny-rn``) for
 demos. Weights are never downloaded: ``pretrained`` is a path to an OpenAI TorchScript archive
 (``ViT-B-16.pt``, ``RN50.pt``) or an open_clip state dict (``.pt``/``.bin``/``.safetensors``).
 """
+
 from __future__ import annotations
 
 import json

@@ -14,10 +14,12 @@ Both encoders reuse open_clip's modules (and so its weights) and return :class:`
 
 The ReID test feature is ``cat(global_feat, proj_feat)`` (768 + 512 for ViT-B/16).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -187,7 +189,9 @@ class ReIDResNet(nn.Module):
             if i == 3:
                 prev = x.mean(dim=(2, 3))
         global_feat = x.mean(dim=(2, 3))
-        return ImageFeatures(global_feat=global_feat, proj_feat=self.body.attnpool(x), maps=maps, grid=self.grid, prev_feat=prev)
+        return ImageFeatures(
+            global_feat=global_feat, proj_feat=self.body.attnpool(x), maps=maps, grid=self.grid, prev_feat=prev
+        )
 
     def stage_input_channels(self) -> list[int]:
         return [stage[0].conv1.in_channels for stage in self.stages]

@@ -12,17 +12,19 @@ features and confidences for part-based methods); the baseline's embedding is
 ``cat(global_feat, proj_feat)`` before BNNeck. :meth:`CLIPReID.embed` wraps it into
 :class:`core.embeddings.Embeddings`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from open_clip.modified_resnet import ModifiedResNet
 from torch import nn
 
-from trainer.config import ModelConfig
 from core.embeddings import Embeddings
+from trainer.config import ModelConfig
 from trainer.methods import build_method
 from trainer.methods.base import Inference, Method
 from trainer.models.clip_factory import build_clip
@@ -61,7 +63,14 @@ def _classifier(dim: int, num_classes: int) -> nn.Linear:
 
 
 class CLIPReID(nn.Module):
-    def __init__(self, image_encoder: nn.Module, text_encoder: TextEncoder, prompt_learner: PromptLearner, logit_scale: nn.Parameter, method: Optional[Method] = None) -> None:
+    def __init__(
+        self,
+        image_encoder: nn.Module,
+        text_encoder: TextEncoder,
+        prompt_learner: PromptLearner,
+        logit_scale: nn.Parameter,
+        method: Optional[Method] = None,
+    ) -> None:
         super().__init__()
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
@@ -87,7 +96,13 @@ class CLIPReID(nn.Module):
     def num_parts(self) -> int:
         return self.method.num_parts
 
-    def forward(self, images: torch.Tensor, camids: Optional[torch.Tensor] = None, return_layers: Sequence[int] = (), pids: Optional[torch.Tensor] = None) -> ReIDOutput:
+    def forward(
+        self,
+        images: torch.Tensor,
+        camids: Optional[torch.Tensor] = None,
+        return_layers: Sequence[int] = (),
+        pids: Optional[torch.Tensor] = None,
+    ) -> ReIDOutput:
         layers = tuple(sorted(set(return_layers) | set(self.return_layers) | set(self.method.train_layers())))
         feats = self.image_encoder(images, camids, layers)
         logits = self.classifier(self.bottleneck(feats.global_feat))
@@ -129,6 +144,7 @@ class CLIPReID(nn.Module):
 
 def to_embeddings(result: Inference) -> Embeddings:
     """Torch inference outputs -> the numpy :class:`Embeddings` contract (normalised)."""
+
     def numpy(t: Optional[torch.Tensor]):
         return None if t is None else t.detach().float().cpu().numpy()
 
@@ -158,7 +174,13 @@ def build_model(cfg: ModelConfig, num_classes: int, num_cameras: int, load_pretr
     text_encoder = TextEncoder(clip)
     image_encoder = build_image_encoder(clip.visual, cfg, num_cameras)
     prompts = PromptLearner(text_encoder, num_classes, cfg.prompt_template, cfg.n_ctx)
-    model = CLIPReID(image_encoder, text_encoder, prompts, clip.logit_scale, build_method(cfg, image_encoder, text_encoder, num_classes))
+    model = CLIPReID(
+        image_encoder,
+        text_encoder,
+        prompts,
+        clip.logit_scale,
+        build_method(cfg, image_encoder, text_encoder, num_classes),
+    )
     model.return_layers = tuple(cfg.intermediate_layers)
     model.method.setup(model)
     return model

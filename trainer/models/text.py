@@ -1,4 +1,5 @@
 """CLIP's text encoder fed with prompt embeddings, and CLIP-ReID's identity prompt learner."""
+
 from __future__ import annotations
 
 import re
@@ -72,7 +73,9 @@ def fill_template(template: str, slots: dict[str, int]) -> tuple[str, dict[str, 
     missing = [n for n in slots if n not in names]
     unknown = [n for n in names if n not in slots]
     if missing or unknown:
-        raise ValueError(f"prompt template {template!r}: slots {unknown} have no token count, slots {missing} are missing")
+        raise ValueError(
+            f"prompt template {template!r}: slots {unknown} have no token count, slots {missing} are missing"
+        )
     text, positions = template, {}
     for name in names:
         before = text.split("{" + name + "}")[0]
@@ -104,14 +107,18 @@ class SlotPrompts(nn.Module):
         With a single prompt text (P = 1) it is repeated N times; otherwise N must equal P.
         """
         n, many = vectors.shape[0], self.base.shape[0]
-        rows = torch.arange(n, device=self.base.device) if many > 1 else torch.zeros(n, dtype=torch.long, device=self.base.device)
+        rows = (
+            torch.arange(n, device=self.base.device)
+            if many > 1
+            else torch.zeros(n, dtype=torch.long, device=self.base.device)
+        )
         prompts = self.base[rows].clone()
         prompts[torch.arange(n, device=rows.device)[:, None], self.positions[rows]] = vectors.to(prompts.dtype)
         return prompts, self.tokens[rows]
 
 
 class PromptLearner(nn.Module):
-    """"A photo of a X X X X person." with ``n_ctx`` learnable tokens per identity (CLIP-ReID).
+    """ "A photo of a X X X X person." with ``n_ctx`` learnable tokens per identity (CLIP-ReID).
 
     The template may hold several named slots (AG-ReID's attribute prompts:
     ``"A photo of a {gender} person with {hair} hair"``); ``slots`` gives each one's token count
@@ -119,7 +126,14 @@ class PromptLearner(nn.Module):
     ``ctx`` trains (stage 1); the fixed words are embedded once.
     """
 
-    def __init__(self, text_encoder: TextEncoder, num_classes: int, template: str = "A photo of a {ctx} person.", n_ctx: int = 4, slots: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        text_encoder: TextEncoder,
+        num_classes: int,
+        template: str = "A photo of a {ctx} person.",
+        n_ctx: int = 4,
+        slots: dict[str, int] | None = None,
+    ) -> None:
         super().__init__()
         slots = slots or {"ctx": n_ctx}
         text, positions = fill_template(template, slots)
@@ -155,7 +169,7 @@ def phrase_token_init(text_encoder: TextEncoder, phrases: list[str], n_ctx: int)
             out[k] = emb[torch.linspace(0, len(emb) - 1, n_ctx).long()]
         else:
             out[k, : len(emb)] = emb
-            out[k, len(emb):] = emb.mean(0)
+            out[k, len(emb) :] = emb.mean(0)
     return out
 
 
@@ -173,7 +187,9 @@ class SharedContextPrompts(nn.Module):
     (and the exported graph) never runs the text encoder. ``train()`` drops the cache.
     """
 
-    def __init__(self, text_encoder: TextEncoder, template: str, phrases: list[str], n_ctx: int, per_phrase: bool = False) -> None:
+    def __init__(
+        self, text_encoder: TextEncoder, template: str, phrases: list[str], n_ctx: int, per_phrase: bool = False
+    ) -> None:
         super().__init__()
         if "{phrase}" not in template:
             raise ValueError(f"prompt template {template!r} needs a {{phrase}} slot")
@@ -192,7 +208,7 @@ class SharedContextPrompts(nn.Module):
         self.phrases = list(phrases)
         self._cached: torch.Tensor | None = None
 
-    def train(self, mode: bool = True) -> "SharedContextPrompts":
+    def train(self, mode: bool = True) -> SharedContextPrompts:
         if mode:
             self._cached = None
         return super().train(mode)
