@@ -27,7 +27,8 @@ log = logging.getLogger("edge.calibrate")
 
 
 def first_frame(source: str) -> np.ndarray:
-    from edge.runtime.sources import SourceError, make_reader
+    from edge.runtime.readers import make_reader
+    from edge.runtime.source_diagnosis import SourceError
 
     try:
         reader = make_reader(source)

@@ -26,7 +26,7 @@ from core.configio import ConfigError
 from core.extras import EDGE_RUNTIME, TRAINING, MissingExtra, require
 from edge.runtime.config import EdgeConfig, load_edge_config
 from edge.runtime.cpu_budget import limit_threads, read_cpu_budget
-from edge.runtime.sources import quiet_opencv
+from edge.runtime.source_diagnosis import quiet_opencv
 
 log = logging.getLogger("edge.run")
 

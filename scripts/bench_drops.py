@@ -71,7 +71,7 @@ def filtered_ground_truth(gt: Path, kept: dict[str, set[int]], out: Path) -> Pat
 
 def run_one(base, seed: int, pattern: str, mode: str, out: Path) -> dict:
     from edge.runtime.pipeline import EdgePipeline
-    from edge.runtime.sources import SyntheticReader
+    from edge.runtime.synthetic_source import SyntheticReader
 
     gt = ground_truth(seed, out)
     run_dir = out / f"seed{seed}" / mode / pattern.replace(":", "_")

@@ -41,7 +41,7 @@ def main() -> None:
     from edge.runtime.config import load_edge_config
     from edge.runtime.pipeline import EdgePipeline
     from edge.runtime.preview import PreviewClock
-    from edge.runtime.sources import FrameReader, make_reader
+    from edge.runtime.readers import FrameReader, make_reader
     from edge.runtime.types import Frame
 
     cfg = load_edge_config(args.config, [f"publisher.endpoint={args.endpoint}", "outputs.mot_dir=null"])

@@ -65,8 +65,8 @@ def test_guarded_output_logs_once_switches_that_camera_off_and_keeps_the_others(
     out = GuardedOutput("video", Flaky())
     with caplog.at_level(logging.ERROR, logger="edge.runtime.outputs"):
         for _ in range(3):
-            out.call("cam1", "write", "cam1")
-            out.call("cam2", "write", "cam2")
+            out.call("cam1", out.output.write, "cam1")
+            out.call("cam2", out.output.write, "cam2")
         out.close()
     assert out.output.calls == ["cam2"] * 3
     assert out.errors() == {"video/cam1": "OSError: [Errno 28] No space left on device"}

@@ -27,7 +27,9 @@ from conftest import REPO
 
 from core.configio import ConfigError
 from edge.runtime.config import CameraConfig, load_edge_config
-from edge.runtime.sources import CameraCapture, SourceError, make_reader
+from edge.runtime.readers import make_reader
+from edge.runtime.source_diagnosis import SourceError
+from edge.runtime.sources import CameraCapture
 
 DEMO = REPO / "edge" / "demo_models"
 OPENCV_NOISE = ("[ WARN", "[ERROR", "VIDEOIO", "OpenCV(", "moov atom", "@ 0x")
@@ -402,7 +404,8 @@ def test_a_run_whose_cameras_never_deliver_warns_once_per_retry_counts_them_and_
     desk = [line for line in err if "camera desk: " in line]
     door = [line for line in err if "camera door: " in line]
     assert desk and all(
-        f"WARNING edge.runtime.sources: camera desk: cannot open USB camera {index}: no such device /dev/video{index}; retry "
+        f"WARNING edge.runtime.sources: camera desk: cannot open USB camera {index}: "
+        f"no such device /dev/video{index}; retry "
         in line
         for line in desk
     )

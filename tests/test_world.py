@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from edge.runtime.sources import SourceError, SyntheticReader
+from edge.runtime.source_diagnosis import SourceError
+from edge.runtime.synthetic_source import SyntheticReader
 from sim.render import CameraRenderer
 from sim.scene import World, resolve_scene
 from sim.writers import write_mot_ground_truth, write_reid_dataset

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from core.configio import ConfigError, StrictModel, load_config
 from edge.identity.geometry import CalibrationError, homography_from
+from edge.runtime.source_diagnosis import why_unreadable
 from edge.wire.curve import CurveServer
 
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
@@ -364,8 +365,6 @@ def _check_exists(path: Optional[str], field: str, file: Path, what: str = "file
 def _check_source(source: str, field: str, file: Path) -> None:
     """A video file or image folder that cannot be read is a config error, found before any
     model loads (streams and USB cameras may come up later: they are retried at run time)."""
-    from edge.runtime.sources import why_unreadable  # sources imports this module
-
     reason = why_unreadable(source)
     if reason is not None:
         raise ConfigError(f"{file}: {field}: {reason}: {source}")

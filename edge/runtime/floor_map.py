@@ -20,7 +20,8 @@ MAX_TRACKS = 5000  # tracklets kept for the run's map
 def id_colour(key: int) -> tuple[int, int, int]:
     """A stable BGR colour for a (non-negative) id."""
     rng = np.random.default_rng(abs(int(key)))
-    return tuple(int(c) for c in rng.integers(60, 255, 3))
+    blue, green, red = (int(c) for c in rng.integers(60, 255, 3))
+    return blue, green, red
 
 
 def visible_floor(h: Homography, width: int, height: int, top: float = 0.3) -> Optional[np.ndarray]:
@@ -48,16 +49,17 @@ def draw_floor_grid(
         poly = visible_floor(h, W, H)
         if poly is None:
             raise ValueError(
-                "the calibration maps no part of the image's lower half onto the floor: check its direction (image -> floor)"
+                "the calibration maps no part of the image's lower half onto the floor: "
+                "check its direction (image -> floor)"
             )
         (x0, y0), (x1, y1) = poly.min(0), poly.max(0)
     else:
         x0, y0, x1, y1 = extent
     xs = np.arange(np.floor(x0 / step_m) * step_m, x1 + 1e-9, step_m)
     ys = np.arange(np.floor(y0 / step_m) * step_m, y1 + 1e-9, step_m)
-    for k, x in enumerate(xs):
+    for x in xs:
         _polyline(canvas, h, np.c_[np.full(50, x), np.linspace(y0, y1, 50)], (0, 200, 255))
-    for k, y in enumerate(ys):
+    for y in ys:
         _polyline(canvas, h, np.c_[np.linspace(x0, x1, 50), np.full(50, y)], (0, 255, 120))
     for x in xs[::2]:
         for y in ys[::2]:
@@ -105,8 +107,9 @@ class FloorMap:
             if poly is not None:
                 ax.fill(poly[:, 0], poly[:, 1], alpha=0.08)
                 ax.plot(*np.r_[poly, poly[:1]].T, lw=0.8, color="grey")
-                ax.text(*poly[:2].mean(0), cam, fontsize=8, color="grey", ha="center", va="top")
-        for gid, cam, pts in self.tracks:
+                x, y = poly[:2].mean(0)
+                ax.text(x, y, cam, fontsize=8, color="grey", ha="center", va="top")
+        for gid, _camera, pts in self.tracks:
             b, g, r = id_colour(gid)
             ax.plot(pts[:, 0], pts[:, 1], lw=1.2, color=(r / 255, g / 255, b / 255))
             ax.text(pts[-1, 0], pts[-1, 1], str(gid), fontsize=6)

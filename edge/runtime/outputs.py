@@ -21,8 +21,9 @@ from __future__ import annotations
 import heapq
 import logging
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Generic, Optional, ParamSpec, Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -118,7 +119,8 @@ class MotWriter:
 def _colour(kind: str, ident: int) -> tuple[int, int, int]:
     """A stable colour per id; ``kind`` ("global" / "local") keeps the two id spaces apart."""
     rng = np.random.default_rng(zlib.crc32(f"{kind}:{ident}".encode()))
-    return tuple(int(c) for c in rng.integers(60, 255, 3))
+    blue, green, red = (int(c) for c in rng.integers(60, 255, 3))
+    return blue, green, red
 
 
 class AnnotatedVideo:
@@ -162,8 +164,9 @@ class AnnotatedVideo:
         if repeats < 0:
             return
         last = self._last.get(camera_id)
-        for _ in range(repeats if last is not None else 0):
-            writer.write(last)
+        if last is not None:
+            for _ in range(repeats):
+                writer.write(last)
         writer.write(canvas)
         self._last[camera_id] = canvas
         self.written[camera_id] = self.written.get(camera_id, 0) + (repeats if last is not None else 0) + 1
@@ -191,7 +194,7 @@ class AnnotatedVideo:
             h, w = canvas.shape[:2]
             path = self.folder / f"{camera_id}.mp4"
             writer = cv2.VideoWriter(
-                str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps.get(camera_id, self.default_fps), (w, h)
+                str(path), cv2.VideoWriter.fourcc(*"mp4v"), self.fps.get(camera_id, self.default_fps), (w, h)
             )
             if not writer.isOpened():
                 raise OSError(f"cannot open a video writer for {path} ({w}x{h})")
@@ -203,21 +206,30 @@ class AnnotatedVideo:
             writer.release()
 
 
-class GuardedOutput:
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+OutputT = TypeVar("OutputT", bound=Closable)
+P = ParamSpec("P")
+
+
+class GuardedOutput(Generic[OutputT]):
     """One result output whose failures are contained: the first failure for a camera is logged
     once (output, camera, reason) and later calls for that camera are skipped."""
 
-    def __init__(self, name: str, output: Any):
+    def __init__(self, name: str, output: OutputT):
         self.name = name
         self.output = output
         self.failed: dict[str, str] = {}  # camera (or ALL_CAMERAS) -> reason
 
-    def call(self, camera_id: str, method: str, *args: Any) -> None:
-        """``output.<method>(*args)`` unless this camera's output is already off."""
+    def call(self, camera_id: str, method: Callable[P, object], *args: P.args, **kwargs: P.kwargs) -> None:
+        """``method(*args, **kwargs)``, one of the output's methods (``mot.call(cam, mot.output.row,
+        t, frame)``), unless this camera's output is already off."""
         if camera_id in self.failed or ALL_CAMERAS in self.failed:
             return
         try:
-            getattr(self.output, method)(*args)
+            method(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - any failure of an extra output is contained
             self._switch_off(camera_id, exc)
 
@@ -241,7 +253,7 @@ class GuardedOutput:
 
 def open_outputs(
     cfg: EdgeConfig, frame_rates: Optional[dict[str, float]] = None
-) -> tuple[Optional[GuardedOutput], Optional[GuardedOutput]]:
+) -> tuple[Optional[GuardedOutput[MotWriter]], Optional[GuardedOutput[AnnotatedVideo]]]:
     """The MOT files and annotated videos a config asks for, each guarded (None where not asked);
     videos play at each camera's configured or measured rate. Opening them fails loudly (a bad
     folder is a config mistake); writing them later does not."""

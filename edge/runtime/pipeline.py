@@ -20,7 +20,8 @@ import numpy as np
 from core.embeddings import Embeddings
 from edge.identity import Decision, IdentityEngine, homography_from
 from edge.identity.engine import settings_from_config
-from edge.reid.backends import ReIDBackend, build_backend
+from edge.reid.base import ReIDBackend
+from edge.reid.factory import build_backend
 from edge.runtime.coasting import FlowCarrier, to_gray
 from edge.runtime.config import EdgeConfig
 from edge.runtime.cpu_budget import read_cpu_budget
@@ -311,7 +312,7 @@ class EdgePipeline:
                 self.site_rows[0] += len(t.pending_rows)
                 self.site_rows[1] += len(t.pending_rows) if self.engine.is_provisional(gid) else 0
             if self.mot is not None:
-                self.mot.call(t.camera_id, "flush", t)
+                self.mot.call(t.camera_id, self.mot.output.flush, t)
             if self.final_log is not None:
                 self.final_log.append(t.summary())
             if self.floor_map is not None and t.floor is not None and len(t.floor):
@@ -325,9 +326,9 @@ class EdgePipeline:
             ]
             if self.mot is not None:
                 for t in active:
-                    self.mot.call(camera_id, "row", t, frame.index)
+                    self.mot.call(camera_id, self.mot.output.row, t, frame.index)
             if self.video is not None:
-                self.video.call(camera_id, "write", camera_id, frame.image, active, frame.timestamp)
+                self.video.call(camera_id, self.video.output.write, camera_id, frame.image, active, frame.timestamp)
         if self.publisher is None:
             return
         now = time.time()
