@@ -62,7 +62,8 @@ def backends(checkpoint: Path, onnx_path: Path, engine_dir: Path):
     """(name, run(crops) -> embeddings, sync, peak-memory reader) for what this machine has."""
     import torch
 
-    from edge.reid.backends import OnnxRuntimeBackend, TorchBackend
+    from edge.reid.onnxruntime_backend import OnnxRuntimeBackend
+    from edge.reid.torch_backend import TorchBackend
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
@@ -88,7 +89,7 @@ def backends(checkpoint: Path, onnx_path: Path, engine_dir: Path):
         return
     if cuda:
         from core.model_card import read_onnx_metadata
-        from edge.reid.backends import TensorRTBackend
+        from edge.reid.tensorrt_backend import TensorRTBackend
         from export.tensorrt_engine import BatchProfile, build_engine
 
         engine = build_engine(

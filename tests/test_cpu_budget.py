@@ -139,7 +139,7 @@ def test_a_process_in_a_real_cgroup_reads_its_quota():
 
 def test_the_reid_session_is_sized_to_the_quota_and_does_not_spin(monkeypatch):
     import edge.runtime.cpu_budget as cpu_budget
-    from edge.reid.backends import OnnxRuntimeBackend
+    from edge.reid.onnxruntime_backend import OnnxRuntimeBackend
 
     monkeypatch.setattr(cpu_budget, "read_cpu_budget", lambda: CpuBudget(affinity=8, quota=1.0))
     backend = OnnxRuntimeBackend(str(REPO / "edge" / "demo_models" / "reid.onnx"))

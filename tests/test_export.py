@@ -8,7 +8,7 @@ from conftest import REPO
 
 from core.model_card import read_onnx_metadata
 from core.onnx_runner import ort_runner
-from edge.reid.backends import OnnxRuntimeBackend
+from edge.reid.onnxruntime_backend import OnnxRuntimeBackend
 from export.onnx_export import ExportError, build_graph, export_onnx
 from export.parity import FP16_MIN_COSINE, FP32_MIN_COSINE, check_backend, person_crops, torch_reference
 from export.tensorrt_engine import BatchProfile
@@ -350,7 +350,8 @@ def _with_metadata(src, dst, **changes):
     ids=["embedding_dim", "num_parts", "outputs"],
 )
 def test_a_model_that_breaks_its_metadata_contract_is_refused_at_load(tmp_path, changes, message):
-    from edge.reid.backends import ReIDBackendError, build_backend
+    from edge.reid.base import ReIDBackendError
+    from edge.reid.factory import build_backend
     from edge.runtime.config import ReIDConfig
 
     onnx_path, meta = export_onnx(make_checkpoint(tmp_path), tmp_path / "m.onnx")
@@ -363,7 +364,7 @@ def test_a_model_that_breaks_its_metadata_contract_is_refused_at_load(tmp_path, 
 
 
 def test_part_based_export_states_its_part_width_and_keeps_it(tmp_path):
-    from edge.reid.backends import build_backend
+    from edge.reid.factory import build_backend
     from edge.runtime.config import ReIDConfig
 
     onnx_path, meta = export_onnx(make_checkpoint(tmp_path, "tiny-vit", True, "rganet"), tmp_path / "m.onnx")
