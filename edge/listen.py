@@ -4,6 +4,7 @@ By default each event is one readable line (``identity 7 merged into 3``, ``cam1
 identity 5 to 3``, ...); ``--json`` prints the topic and the raw JSON header instead.
 ``--record FILE`` also writes every raw message with its receive time (:mod:`edge.wire.recording`),
 for ``python -m edge.view --replay FILE``; ``--quiet`` prints nothing while recording.
+Messages are read by the schema's one decoder, :func:`edge.wire.events.decode`.
 """
 
 from __future__ import annotations
@@ -14,26 +15,23 @@ import signal
 import sys
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import zmq
 
 from edge.site.report import summary_line
+from edge.wire.events import decode as decode_event
+from edge.wire.events import problem
 
 NUDGE_S = 10.0  # nothing received for this long: say once what might be wrong
 
 
 def decode(parts: list[bytes]) -> tuple[str, dict, np.ndarray | None]:
-    """A multipart event -> (topic, header, embedding or None)."""
-    topic = parts[0].decode()
-    header = json.loads(parts[1])
-    embedding = np.frombuffer(parts[2], "<f2") if len(parts) > 2 and "embedding_dim" in header else None
-    return topic, header, embedding
-
-
-def jpeg_part(parts: list[bytes], header: dict) -> bytes | None:
-    """The JPEG attached to a message (preview frame or identity crop), or None."""
-    return parts[-1] if "jpeg_bytes" in header and len(parts) > 2 else None
+    """A multipart event -> (topic, header, embedding or None), for scripts that want the three
+    (:func:`edge.wire.events.decode` gives the whole :class:`~edge.wire.events.Event`)."""
+    event = decode_event(parts)
+    return event.topic, event.header, event.embedding
 
 
 def describe(topic: str, h: dict) -> str:
@@ -41,13 +39,15 @@ def describe(topic: str, h: dict) -> str:
     kind, gid = h.get("event"), h.get("global_id")
     where = f"{h['camera']}/{h['local_id']}" if "camera" in h and "local_id" in h else ""
     if topic.startswith("identity/"):
-        text = {
+        seen_in = ", ".join(h.get("cameras", []))
+        texts: dict[Any, str] = {  # keyed by whatever JSON value ``event`` holds
             "new": f"identity {gid} new: {where}",
-            "assigned": f"identity {gid} <- {where} (seen in {', '.join(h.get('cameras', []))})",
-            "merged": f"identity {h.get('from')} merged into {h.get('into')} (seen in {', '.join(h.get('cameras', []))})",
+            "assigned": f"identity {gid} <- {where} (seen in {seen_in})",
+            "merged": f"identity {h.get('from')} merged into {h.get('into')} (seen in {seen_in})",
             "reassigned": f"{where} moved from identity {h.get('from')} to {h.get('into')}",
-            "expired": f"identity {gid} expired (was in {', '.join(h.get('cameras', []))})",
-        }.get(kind, f"identity {gid} {kind}")
+            "expired": f"identity {gid} expired (was in {seen_in})",
+        }
+        text = texts.get(kind, f"identity {gid} {kind}")
     elif topic.startswith("track/"):
         text = f"track {where} {kind} -> identity {gid if gid is not None else '?'}"
     elif topic == "stats":
@@ -79,12 +79,11 @@ def node_stats(h: dict) -> str:
 def readable(parts: list[bytes], raw_json: bool) -> str:
     """The printed line for one message; a malformed one says so instead of stopping the listener."""
     try:
-        topic, header, emb = decode(parts)
-        if not isinstance(header, dict):
-            raise ValueError("the header is not a JSON object")
-        line = f"{topic} {json.dumps(header)}" if raw_json else describe(topic, header)
-    except (UnicodeDecodeError, ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
-        return f"malformed message ({type(exc).__name__}: {exc})"
+        event = decode_event(parts)
+        emb = event.embedding
+        line = f"{event.topic} {json.dumps(event.header)}" if raw_json else describe(event.topic, event.header)
+    except (ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
+        return f"malformed message ({problem(exc)})"
     extra = f" embedding[{len(emb)}]" if emb is not None else ""
     return f"{line}{extra}"
 
@@ -127,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         except OSError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
-    context = zmq.Context.instance()
+    context: zmq.Context = zmq.Context.instance()
     sock = context.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     if args.secret_key or args.server_key:

@@ -11,9 +11,9 @@ import numpy as np
 import zmq
 from test_edge_run import cams_yaml
 
-from edge.listen import decode, jpeg_part
 from edge.runtime.config import load_edge_config
 from edge.runtime.pipeline import run_pipeline
+from edge.wire.events import decode
 
 
 class RawSubscriber(threading.Thread):
@@ -49,7 +49,8 @@ def run(tmp_path, port: int, **publisher) -> tuple[dict, list[list[bytes]]]:
 
 def test_previews_and_crops_are_published_when_on_and_absent_by_default(tmp_path):
     report, messages = run(tmp_path / "on", 56451, preview_fps=4, crops=True, crop_height=64, crop_max_bytes=6000)
-    frames = [(h, jpeg_part(m, h)) for m in messages for t, h, _ in [decode(m)] if t.startswith("frame/")]
+    events = [decode(m) for m in messages]
+    frames = [(e.header, e.jpeg) for e in events if e.family == "frame"]
     per_camera = {cam: [f for f in frames if f[0]["camera"] == cam] for cam in ("cam1", "cam2")}
     for cam, items in per_camera.items():
         assert 2 <= len(items) <= 4 * report["elapsed_s"] + 2, (cam, len(items), report["elapsed_s"])  # rate-limited
@@ -60,7 +61,7 @@ def test_previews_and_crops_are_published_when_on_and_absent_by_default(tmp_path
             for x0, y0, x1, y1, local_id, _gid in h["boxes"]:
                 assert 0 <= x0 < x1 <= h["width"] + 1 and 0 <= y0 < y1 <= h["height"] + 1 and local_id >= 1
     assert any(h["boxes"] for h, _ in frames)
-    identity = [(h, jpeg_part(m, h)) for m in messages for t, h, _ in [decode(m)] if t.startswith("identity/")]
+    identity = [(e.header, e.jpeg) for e in events if e.family == "identity"]
     cropped = [(h, j) for h, j in identity if j is not None]
     assert cropped and all(h["event"] in ("new", "assigned") for h, _ in cropped)
     for h, jpeg in cropped:

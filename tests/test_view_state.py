@@ -10,7 +10,7 @@ import pytest
 
 from edge.runtime.preview import PreviewClock, crop_jpeg, preview_jpeg
 from edge.view.state import Limits, ViewState
-from edge.wire.publisher import SCHEMA, SCHEMA_VERSION
+from edge.wire.events import SCHEMA, SCHEMA_VERSION
 from edge.wire.recording import RecordingWriter, read_recording
 
 

@@ -1,11 +1,11 @@
-"""Identity events over ZeroMQ PUB (schema ``clipreid-edge.events`` version 2).
+"""Identity events over ZeroMQ PUB (schema ``clipreid-edge.events`` version 2): the socket and its queue.
 
 Every message is multipart:
 
 1. topic (UTF-8): ``track/<camera>``, ``identity/<global_id>``, ``snapshot`` or ``stats``
    (subscribers filter by prefix: ``identity``, ``track/cam1`` ...);
 2. header (UTF-8 JSON): ``schema``, ``version``, ``seq`` (per publisher, gaps mean drops),
-   ``publish_ts`` and the event's own fields (see :func:`track_event` and README);
+   ``publish_ts`` and the event's own fields (built by :mod:`edge.wire.events`, see docs/events.md);
 3. optional: the identity embedding as raw little-endian float16 (``embedding_dim`` in header);
 4. optional, last: a JPEG (``jpeg_bytes`` in header): the preview of ``frame/<camera>`` messages,
    or the tracklet's crop on identity ``new`` / ``assigned`` (both off by default, see
@@ -29,64 +29,18 @@ from typing import Any, Optional
 import numpy as np
 import zmq
 
+from edge.wire.events import SCHEMA, SCHEMA_VERSION, decision_event, track_event
+
+# The builders moved to edge.wire.events; these names stay importable from here for the callers
+# that still use them (edge/runtime/pipeline.py, edge/site/hub_service.py, tests/test_camera_centering.py).
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "EventPublisher", "decision_event", "track_event"]
+
 log = logging.getLogger(__name__)
 
-SCHEMA = "clipreid-edge.events"
-SCHEMA_VERSION = 2
-
-
-def track_event(event: str, t, capture_ts: float) -> dict[str, Any]:
-    """Header fields for a tracklet event (new / found / update / lost / ended)."""
-    x0, y0, x1, y1 = (round(float(v), 1) for v in t.xyxy)
-    return {
-        "event": event,
-        "camera": t.camera_id,
-        "local_id": t.local_id,
-        "global_id": t.global_id,
-        "bbox": [x0, y0, x1, y1],
-        "score": round(float(t.conf), 3),
-        "capture_ts": capture_ts,
-        "frame": t.last_frame,
-        **floor_field(t),
-    }
-
-
-def floor_field(t) -> dict[str, Any]:
-    """``{"floor": [x, y]}``: the tracklet's latest floor position in metres (calibrated cameras)."""
-    if getattr(t, "floor", None) is None or not len(t.floor):
-        return {}
-    x, y = t.floor.points[-1]
-    return {"floor": [round(float(x), 2), round(float(y), 2)]}
-
-
-def decision_event(d, ident=None, t=None) -> dict[str, Any]:
-    """Header fields for an identity event, from an identity engine :class:`~edge.identity.Decision`.
-
-    ``new`` / ``assigned``: tracklet ``t`` founded / joined ``global_id``; ``merged``: identity
-    ``from`` is the same person as ``into`` (= ``global_id``) and is folded into it; ``reassigned``:
-    tracklet (``camera``, ``local_id``) moved ``from`` one identity ``into`` another; ``expired``:
-    ``global_id`` unseen for the time to live. A new identity was founded by ``t`` alone, so its
-    ``cameras`` is ``t``'s camera even when other tracklets joined it in the same round (they get
-    their own ``assigned`` events). ``ident`` is the identity as it stands now (None once gone).
-    """
-    if d.kind == "new" and t is not None:
-        cameras = [t.camera_id]
-    else:
-        cameras = sorted(ident.cameras) if ident is not None else list(d.cameras)
-    out: dict[str, Any] = {"event": d.kind, "global_id": d.global_id, "cameras": cameras}
-    last_seen = ident.last_seen if ident is not None else (t.last_seen if t is not None else None)
-    if last_seen is not None:
-        out["last_seen"] = last_seen
-    if d.kind == "new" and getattr(ident, "sealed", False):
-        out["sealed"] = True  # founded by a tracklet too short to match: nothing will join it
-    if d.kind in ("merged", "reassigned"):
-        out["from"], out["into"] = d.previous, d.global_id
-    if d.key is not None:
-        out.update(camera=d.key[0], local_id=d.key[1])
-    if t is not None and d.kind != "merged":
-        x0, y0, x1, y1 = (round(float(v), 1) for v in t.xyxy)
-        out.update(bbox=[x0, y0, x1, y1], score=round(float(t.conf), 3), capture_ts=t.last_seen, frame=t.last_frame)
-    return out
+JpegMaker = Callable[[], Optional[bytes]]  # a JPEG made on the publisher thread (None: leave it out)
+Part = bytes | JpegMaker
+# a queued message: topic frame, header, payload parts, and whether it holds an image
+Queued = tuple[list[bytes], dict[str, Any], list[Part], bool]
 
 
 class EventPublisher:
@@ -111,7 +65,7 @@ class EventPublisher:
         from edge.wire.curve import Guard, check_bind
 
         check_bind(endpoint, curve is not None, insecure, "the event publisher")
-        self.context = zmq.Context.instance()
+        self.context: zmq.Context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.PUB)
         self.socket.setsockopt(zmq.SNDHWM, high_water_mark)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -128,7 +82,7 @@ class EventPublisher:
                 self.guard.stop()
             raise RuntimeError(f"cannot bind the event publisher to {endpoint}: {exc}") from exc
         self.endpoint = endpoint
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[Queued] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self.seq = 0
         self.sent = self.dropped = 0
@@ -144,13 +98,13 @@ class EventPublisher:
         topic: str,
         header: dict[str, Any],
         embedding: Optional[np.ndarray] = None,
-        jpeg: Optional[bytes | Callable[[], Optional[bytes]]] = None,
+        jpeg: Optional[bytes | JpegMaker] = None,
     ) -> None:
         """Queue one message. ``jpeg`` may be a function returning the JPEG (or None to leave it
         out): it then runs on the publisher thread, off the pipeline's path (previews, crops)."""
         header = {"schema": SCHEMA, "version": SCHEMA_VERSION, **header}
         frames = [topic.encode()]
-        payload = []
+        payload: list[Part] = []
         if embedding is not None:
             header["embedding_dim"] = int(np.asarray(embedding).size)
             payload.append(np.asarray(embedding, "<f2").tobytes())
@@ -163,7 +117,7 @@ class EventPublisher:
             if not callable(jpeg):
                 header["jpeg_bytes"] = len(jpeg)
             payload.append(jpeg)
-        item = (frames, header, payload, jpeg is not None)
+        item: Queued = (frames, header, payload, jpeg is not None)
         while True:
             try:
                 self._queue.put_nowait(item)
@@ -175,7 +129,7 @@ class EventPublisher:
                 except queue.Empty:
                     pass
 
-    def _taken(self, item: tuple) -> tuple:
+    def _taken(self, item: Queued) -> Queued:
         """An item leaves the queue (sent or dropped): an image frees its place."""
         if item[3]:
             with self._images_lock:
@@ -188,8 +142,9 @@ class EventPublisher:
                 frames, header, payload, _ = self._taken(self._queue.get(timeout=0.1))
             except queue.Empty:
                 continue
-            if payload and callable(payload[-1]):
-                payload = self._encode(header, payload)
+            last = payload[-1] if payload else None
+            if callable(last):
+                payload = self._encode(header, payload[:-1], last)
             self.seq += 1
             header["seq"] = self.seq
             header["publish_ts"] = time.time()
@@ -204,16 +159,18 @@ class EventPublisher:
                 log.error("publish failed on %s: %s", self.endpoint, exc)
 
     @staticmethod
-    def _encode(header: dict[str, Any], payload: list) -> list:
+    def _encode(header: dict[str, Any], head: list[Part], make: JpegMaker) -> list[Part]:
+        """The payload with the JPEG ``make`` returns last (``jpeg_bytes`` in the header), or
+        without it when it gives None or fails."""
         try:
-            jpeg = payload[-1]()
+            jpeg = make()
         except Exception as exc:  # noqa: BLE001 - an image must not stop the events
             log.error("JPEG for %s failed: %s: %s", header.get("event"), type(exc).__name__, exc)
             jpeg = None
         if jpeg is None:
-            return payload[:-1]
+            return head
         header["jpeg_bytes"] = len(jpeg)
-        return payload[:-1] + [jpeg]
+        return head + [jpeg]
 
     def close(self, timeout: float = 2.0) -> None:
         self._stop.set()

@@ -15,15 +15,15 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 log = logging.getLogger(__name__)
 
 
-def _open(path: str | Path, mode: str) -> IO[str]:
+def _open(path: str | Path, mode: Literal["r", "w"]) -> IO[str]:
     path = Path(path)
     if path.suffix == ".gz":
-        return gzip.open(path, mode + "t", encoding="utf-8")
+        return gzip.open(path, "rt" if mode == "r" else "wt", encoding="utf-8")
     return open(path, mode, encoding="utf-8")
 
 
@@ -36,13 +36,11 @@ class RecordingWriter:
             self._file = _open(self.path, "w")
         except OSError as exc:
             raise OSError(f"cannot write the recording {self.path}: {exc.strerror or exc}") from None
-        self.count = 0
 
     def write(self, parts: list[bytes], received: float) -> None:
         line = {"t": round(received, 6), "parts": [base64.b64encode(p).decode("ascii") for p in parts]}
         self._file.write(json.dumps(line) + "\n")
         self._file.flush()
-        self.count += 1
 
     def close(self) -> None:
         self._file.close()
@@ -60,11 +58,8 @@ def read_recording(path: str | Path) -> Iterator[tuple[float, list[bytes]]]:
         while True:
             try:
                 line = next(f, None)
-            except (
-                EOFError,
-                OSError,
-                UnicodeDecodeError,
-            ) as exc:  # a .gz cut short by a killed recorder, or bytes that are not text
+            # a .gz cut short by a killed recorder, or bytes that are not text
+            except (EOFError, OSError, UnicodeDecodeError) as exc:
                 log.warning(
                     "%s: ends early after line %d (%s: %s); the messages before it are kept",
                     path,
