@@ -10,9 +10,11 @@ tool imports nothing from the product: it parses every ``.py`` file of the top-l
 - each package's and module's summary from its docstring (the first sentence of its first
   paragraph), so the words live next to the code they describe;
 - every import, collapsed to packages (``edge`` to its rooms: ``edge.runtime``, ``edge.identity``,
-  ...), drawn as a Mermaid graph. Arrows against the layer rule (``core < sim < trainer <
-  export``; ``edge`` stands on ``core`` alone) are dashed and labelled: the declared exceptions
-  with their reason, any other one as breaking the rule;
+  ...), drawn as a Mermaid graph. The rule is the one ``lint-imports`` enforces: the ``layers``
+  and ``forbidden`` contracts of import-linter in ``pyproject.toml``, read from there so that the
+  picture and the check cannot disagree. An arrow one of them forbids is dashed and labelled with
+  the importing modules: a declared exception where the contract's ``ignore_imports`` allows it,
+  a break of the contract otherwise;
 - the module import cycles at import time (imports inside functions and ``TYPE_CHECKING`` blocks
   run later or never, so they cannot form one).
 
@@ -26,12 +28,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib
 import re
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = Path("docs") / "architecture.md"
@@ -41,18 +45,72 @@ END = "<!-- END GENERATED -->"
 
 # Top-level folders that hold code but are not the product.
 NOT_PRODUCT = frozenset({"tests", "scripts", "docs", "configs", "deploy", "runs", "data", "build", "dist"})
-# The layer rule: each package may import the ones before it, never one after it.
-LAYERS = ("core", "sim", "trainer", "export")
-# Packages outside the chain and what they may import besides themselves.
-STANDS_ON = {"edge": frozenset({"core"})}
 # Packages drawn room by room (their subpackages), the rest as one box each.
 SPLIT = frozenset({"edge"})
-# Imports the layer rule allows by name: (importing module pattern, imported package, reason).
-DECLARED = (
-    ("edge.reid.*", "trainer", "torch backend"),
-    ("edge.reid.*", "export", "torch backend"),
-    ("edge.runtime.*", "sim", "synthetic:// reader"),
-)
+
+
+def pattern(module_expression: str) -> re.Pattern[str]:
+    """import-linter's module wildcards: ``*`` one name, ``**`` one or more names."""
+    parts = [
+        r"[^.]+(?:\.[^.]+)*" if p == "**" else "[^.]+" if p == "*" else re.escape(p)
+        for p in module_expression.split(".")
+    ]
+    return re.compile(r"\.".join(parts))
+
+
+def within(module: str, packages: Sequence[str]) -> str | None:
+    """The one of ``packages`` that ``module`` is or is inside, if any."""
+    return next((p for p in packages if module == p or module.startswith(p + ".")), None)
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A ``layers`` or ``forbidden`` contract of import-linter: which direct imports it forbids."""
+
+    name: str
+    layers: tuple[str, ...] = ()  # highest first, as import-linter lists them
+    sources: tuple[str, ...] = ()
+    forbidden: tuple[str, ...] = ()
+    ignored: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = ()
+
+    @classmethod
+    def from_toml(cls, table: dict[str, Any]) -> Contract | None:
+        ignored = []
+        for line in table.get("ignore_imports", []):
+            importer, _, imported = (side.strip() for side in line.partition("->"))
+            ignored.append((pattern(importer), pattern(imported)))
+        fields: dict[str, Any] = {"name": table.get("name", table.get("type", "")), "ignored": tuple(ignored)}
+        if table.get("type") == "layers":
+            return cls(layers=tuple(table.get("layers", [])), **fields)
+        if table.get("type") == "forbidden":
+            sources, forbidden = table.get("source_modules", []), table.get("forbidden_modules", [])
+            return cls(sources=tuple(sources), forbidden=tuple(forbidden), **fields)
+        return None  # other kinds (acyclic_siblings, ...) say nothing about an arrow
+
+    def forbids(self, importer: str, imported: str) -> bool:
+        if self.layers:
+            high, low = within(importer, self.layers), within(imported, self.layers)
+            broken = high is not None and low is not None and self.layers.index(low) < self.layers.index(high)
+        else:
+            broken = within(importer, self.sources) is not None and within(imported, self.forbidden) is not None
+        return broken
+
+    def allows_by_name(self, importer: str, imported: str) -> bool:
+        return any(a.fullmatch(importer) and b.fullmatch(imported) for a, b in self.ignored)
+
+
+def contracts(root: Path) -> list[Contract]:
+    """The arrow-level contracts of ``[tool.importlinter]`` in ``root/pyproject.toml``, in order."""
+    path = root / "pyproject.toml"
+    try:
+        toml = importlib.import_module("tomllib")
+    except ModuleNotFoundError:  # Python 3.10 has no TOML reader in its standard library: no rule drawn
+        return []
+    if not path.is_file():
+        return []
+    tables = toml.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("importlinter", {})
+    found = [Contract.from_toml(table) for table in tables.get("contracts", [])]
+    return [c for c in found if c is not None]
 
 
 @dataclass
@@ -86,15 +144,16 @@ def summary(doc: str | None) -> str:
     return first.replace("|", "\\|")
 
 
-def top_level_packages(root: Path) -> list[str]:
-    """Folders at the root with an ``__init__.py``, in layer order and then by name."""
+def top_level_packages(root: Path, rules: list[Contract]) -> list[str]:
+    """Folders at the root with an ``__init__.py``: layers from the bottom up, then the rest by name."""
     found = [
         p.name
         for p in root.iterdir()
         if p.is_dir() and (p / "__init__.py").is_file() and p.name not in NOT_PRODUCT and not p.name.startswith(".")
     ]
-    rank = {name: i for i, name in enumerate(LAYERS)}
-    return sorted(found, key=lambda n: (rank.get(n, len(LAYERS)), n))
+    layered = [name for c in rules for name in reversed(c.layers)]
+    rank = {name: layered.index(name) for name in layered}
+    return sorted(found, key=lambda n: (rank.get(n, len(rank)), n))
 
 
 def walk_package(folder: Path) -> list[Path]:
@@ -161,11 +220,11 @@ def raw_imports(tree: ast.Module, package: str) -> list[tuple[str, bool]]:
     return found
 
 
-def scan(root: Path) -> dict[str, Module]:
+def scan(root: Path, rules: list[Contract]) -> dict[str, Module]:
     """Every module of the product packages under ``root``, with its first-party imports resolved."""
     modules: dict[str, Module] = {}
     trees: dict[str, ast.Module] = {}
-    for top in top_level_packages(root):
+    for top in top_level_packages(root, rules):
         for path in walk_package(root / top):
             name, is_package = module_name(root, path)
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
@@ -200,28 +259,21 @@ def node_of(module: str, modules: dict[str, Module]) -> str:
     return parts[0]
 
 
-def rule_break(importer: str, imported_top: str) -> str | None:
-    """Why an import from ``importer`` into package ``imported_top`` is against the rule, or None."""
-    top = importer.split(".")[0]
-    if top == imported_top:
-        return None
-    if top in LAYERS and imported_top in LAYERS:
-        return None if LAYERS.index(imported_top) < LAYERS.index(top) else "breaks the layer rule"
-    if imported_top in STANDS_ON.get(top, frozenset()):
-        return None
-    for pattern, target, reason in DECLARED:
-        if target == imported_top and fnmatchcase(importer, pattern):
-            return f"{reason} (declared)"
-    if top not in LAYERS and top not in STANDS_ON:
-        return "outside the layer rule"
-    return "breaks the layer rule"
+def rule_break(importer: str, imported: str, rules: list[Contract]) -> str | None:
+    """How the import of ``imported`` by ``importer`` stands against the contracts: None if none
+    forbids it, a declared exception if each one that does allows it by name, else the first break."""
+    against = [(n, c) for n, c in enumerate(rules, 1) if c.forbids(importer, imported)]
+    broken = [n for n, c in against if not c.allows_by_name(importer, imported)]
+    if broken:
+        return f"breaks contract {broken[0]}"
+    return "declared exception" if against else None
 
 
 def node_id(node: str) -> str:
     return node.replace(".", "_")
 
 
-def mermaid(modules: dict[str, Module]) -> list[str]:
+def mermaid(modules: dict[str, Module], rules: list[Contract]) -> list[str]:
     nodes = sorted({node_of(m, modules) for m in modules}, key=lambda n: list(modules).index(n))
     solid: set[tuple[str, str]] = set()
     dashed: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
@@ -231,7 +283,7 @@ def mermaid(modules: dict[str, Module]) -> list[str]:
             dst = node_of(target, modules)
             if src == dst:
                 continue
-            why = rule_break(name, target.split(".")[0])
+            why = rule_break(name, target, rules)
             if why is None:
                 solid.add((src, dst))
             else:
@@ -289,21 +341,26 @@ def import_cycles(modules: dict[str, Module]) -> list[list[str]]:
     return sorted(cycles)
 
 
-def render(modules: dict[str, Module]) -> str:
+def render(modules: dict[str, Module], rules: list[Contract]) -> str:
     packages = [m for m in modules.values() if m.is_package]
+    split = ", ".join(f"`{p}`" for p in sorted(SPLIT))
     out = [
         BEGIN,
         "",
         "## Packages and their imports",
         "",
-        "Each box is a package (`edge` room by room); an arrow is an import, from the importing package",
-        "to the imported one. Solid arrows follow the layer rule (`core < sim < trainer < export`; `edge`",
-        "stands on `core` alone); dashed arrows go against it, labelled with the importing modules: the",
-        "declared exceptions with their reason, any other one as breaking the rule.",
-        "",
-        *mermaid(modules),
-        "",
+        f"Each box is a package ({split} room by room); an arrow is an import, from the importing package",
+        "to the imported one, wherever in a module it is made.",
     ]
+    if rules:
+        out += [
+            "Dashed arrows go against one of the import contracts of `pyproject.toml` (`lint-imports`",
+            "checks them), labelled with the importing modules: *declared exception* where the contract",
+            "names the import in its `ignore_imports`, *breaks contract N* otherwise.",
+            "",
+            *(f"{n}. {c.name}" for n, c in enumerate(rules, 1)),
+        ]
+    out += ["", *mermaid(modules, rules), ""]
     cycles = import_cycles(modules)
     if cycles:
         out.append("Import cycles at import time (modules that import each other):")
@@ -363,9 +420,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root: Path = args.root.resolve()
     doc: Path = args.doc or root / DOC
-    modules = scan(root)
+    rules = contracts(root)
+    modules = scan(root, rules)
     current = doc.read_text(encoding="utf-8") if doc.is_file() else None
-    wanted = splice(current, render(modules))
+    wanted = splice(current, render(modules, rules))
     shown = doc.relative_to(root) if doc.is_relative_to(root) else doc
     if args.check:
         if current != wanted:

@@ -55,6 +55,29 @@ FAKE = {
     ),
     "edge/identity/rules.py": '"""The rules."""\nfrom edge.identity import engine\n',
     "tests/test_x.py": "import edge.run\n",
+    "pyproject.toml": textwrap.dedent(
+        """\
+        [tool.importlinter]
+        root_packages = ["core", "sim", "trainer", "edge"]
+
+        [[tool.importlinter.contracts]]
+        name = "Layers"
+        type = "layers"
+        layers = ["trainer", "sim", "core"]
+
+        [[tool.importlinter.contracts]]
+        name = "The edge runs no training"
+        type = "forbidden"
+        source_modules = ["edge"]
+        forbidden_modules = ["trainer", "sim"]
+        ignore_imports = ["edge.runtime.** -> sim.**"]
+
+        [[tool.importlinter.contracts]]
+        name = "No cycles"
+        type = "acyclic_siblings"
+        ancestors = ["edge"]
+        """
+    ),
 }
 PROSE_HEAD = "# Architecture\n\nHand-written: `core/vectors.py` holds `core.vectors.similarity`.\n\n"
 PROSE_TAIL = "\n## Why\n\nThe loop lives in `edge.runtime.loop`.\n"
@@ -102,8 +125,9 @@ def test_the_picture_draws_imports_between_packages_and_rooms(tree: Path) -> Non
     for arrow in ("sim --> core", "trainer --> sim", "edge --> edge_runtime", "edge_runtime --> core"):
         assert f"\n  {arrow}\n" in text
     assert "edge_identity --> edge_runtime" in text, "an import inside a function is still an arrow"
-    assert 'edge_runtime -.->|"synthetic:// reader (declared): edge.runtime.synthetic"| sim' in text
-    assert 'edge_identity -.->|"breaks the layer rule: edge.identity.engine"| trainer' in text
+    assert 'edge_runtime -.->|"declared exception: edge.runtime.synthetic"| sim' in text
+    assert 'edge_identity -.->|"breaks contract 2: edge.identity.engine"| trainer' in text
+    assert "\n1. Layers\n2. The edge runs no training\n\n" in text, "the contracts are listed, numbered"
     assert "edge_runtime --> sim" not in text and "edge_identity --> trainer" not in text
 
 
@@ -124,7 +148,7 @@ def test_cycles_at_import_time_are_named_and_lazy_imports_are_not(tree: Path) ->
             ("core/vectors.py", '"""Vectors, said otherwise."""\n\ndef similarity():\n    pass\n'), id="docstring"
         ),
         pytest.param(("edge/site/__init__.py", '"""The site."""\n'), id="a room added"),
-        pytest.param(("sim/render.py", '"""Drawing the world, e.g. a camera."""\nimport edge.run\n'), id="an import"),
+        pytest.param(("sim/render.py", '"""Drawing the world, e.g. a camera."""\nimport trainer\n'), id="an import"),
     ],
 )
 def test_the_check_fails_in_one_line_when_the_tree_changes(tree: Path, change: tuple[str, str]) -> None:
@@ -147,3 +171,11 @@ def test_the_check_fails_when_the_prose_names_what_the_tree_lacks(tree: Path) ->
     (tree / "core/vectors.py").write_text('"""Vectors and their similarity."""\n\ndef cosine():\n    pass\n')
     tool("--root", tree)
     assert "core.vectors.similarity" in tool("--root", tree, "--check").stderr
+
+
+def test_the_layers_contract_orders_the_packages_and_dashes_an_upward_import(tree: Path) -> None:
+    (tree / "sim/render.py").write_text('"""Drawing."""\nimport trainer.models\n')
+    tool("--root", tree)
+    text = doc(tree)
+    assert 'sim -.->|"breaks contract 1: sim.render"| trainer' in text
+    assert text.index('core["core"]') < text.index('sim["sim"]') < text.index('trainer["trainer"]')
