@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from edge.runtime.preview import PreviewClock, crop_jpeg, preview_jpeg
-from edge.view.state import Limits, ViewState
+from edge.view.config import Limits
+from edge.view.state import ViewState
 from edge.wire.events import SCHEMA, SCHEMA_VERSION
 from edge.wire.recording import RecordingWriter, read_recording
 
@@ -182,16 +183,16 @@ def test_bounded_identities_sightings_crops_and_a_full_refresh_after_forgetting(
                 floor=[float(i), 0.0],
             )
         )
-    assert sorted(state.identities) == list(range(21, 31))  # the longest-untouched forgotten first
-    assert all(len(i.sightings) == 3 for i in state.identities.values())
+    assert sorted(state.identity_book.identities) == list(range(21, 31))  # the longest-untouched forgotten first
+    assert all(len(i.sightings) == 3 for i in state.identity_book.identities.values())
     assert [s["camera"] for s in state.journey(30)["sightings"]] == ["cam3", "cam4", "cam5"]  # the newest kept
     assert len(state.journey(30)["sightings"][-1]["floor"]) == 4
     assert len(state.crops) == 5
-    assert len(state.where) <= 10 * 3  # no index entries left behind by forgotten sightings
+    assert len(state.identity_book.where) <= 10 * 3  # no index entries left behind by forgotten sightings
     delta = state.delta(1)  # the page drops forgotten cards by id, no full refresh needed
     assert delta["full"] is False and sorted(delta["removed"]) == list(range(1, 21))
     assert state.delta(state.version)["removed"] == []
-    state._removed_horizon = 5  # what the deque no longer covers gets the full state
+    state.identity_book.removed_horizon = 5  # what the deque no longer covers gets the full state
     assert state.delta(1)["full"] is True and state.delta(5)["full"] is False
 
 
@@ -215,7 +216,7 @@ def test_another_schema_version_sets_a_banner_logs_once_and_is_dropped(caplog):
             assert not state.ingest(
                 sighting("new", seq, "cam1", seq, 1.0, seq)[:1] + msg("identity/1", seq, version=99, event="new")[1:]
             )
-    assert state.counters["foreign"] == 3 and not state.identities
+    assert state.counters["foreign"] == 3 and not state.identity_book.identities
     assert "version 99" in state.full()["status"]["schema_problem"]
     assert len([r for r in caplog.records if "version 99" in r.message]) == 1
 
@@ -371,7 +372,7 @@ def test_a_tracklet_seen_before_its_identity_keeps_its_span_floor_and_end_and_a_
             floor=[2.0, 1.0],
         )
     )
-    assert not state.identities  # nothing to show before the identity event
+    assert not state.identity_book.identities  # nothing to show before the identity event
     state.ingest(sighting("new", 6, "cam2", 5, 13.0, 2))  # the engine decided after the tracklet ended
     s = state.journey(6)["sightings"][0]
     assert (

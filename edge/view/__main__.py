@@ -91,19 +91,12 @@ def serve(cfg: ViewConfig, token: str | None) -> None:
         import uvicorn
 
         from edge.view.server import build_app
-        from edge.view.state import Limits, ViewState
+        from edge.view.state import ViewState
         from edge.view.subscribers import CurveError, LiveSource, ReplaySource, curve_client_keys
     except ImportError as exc:
         fail(f'the view needs the [view] extra: pip install -e ".[view]" ({exc.name} is missing)')
 
-    limits = Limits(
-        max_identities=cfg.max_identities,
-        sightings_per_identity=cfg.sightings_per_identity,
-        max_crop_bytes=int(cfg.max_crop_mb * 1024 * 1024),
-        live_s=cfg.live_s,
-        stale_s=cfg.stale_s,
-    )
-    state = ViewState(limits)
+    state = ViewState(cfg.limits())
     stop = threading.Event()
     try:
         if cfg.replay:

@@ -2,12 +2,17 @@
 names, flags winning. Who may look is decided here: crops and previews are biometric data, so
 the view binds to localhost by default, and on any other address it needs an access token, or
 ``insecure: true`` (a TLS-terminating proxy that authenticates in front of it, see README).
+
+:class:`Limits` bounds what the view holds (:mod:`edge.view.state`); its defaults are the only
+ones: the settings an operator may change take theirs from it, and :meth:`ViewConfig.limits`
+hands them over.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -16,6 +21,23 @@ from pydantic import Field, model_validator
 from core.configio import ConfigError, StrictModel, load_config
 
 TOKEN_ENV = "CLIPREID_VIEW_TOKEN"
+MB = 1024 * 1024
+
+
+@dataclass
+class Limits:
+    """What the view's state holds at most, and when it calls something live or down."""
+
+    max_identities: int = 500
+    sightings_per_identity: int = 20
+    floor_points: int = 60
+    notes_per_identity: int = 8
+    max_crops: int = 3000
+    max_crop_bytes: int = 32 * MB
+    max_cameras: int = 64
+    max_pending: int = 2000  # tracklets seen before their identity event, waiting for it
+    live_s: float = 10.0  # an identity with an open tracklet touched this recently is live
+    stale_s: float = 15.0  # a camera whose previews stopped this long is down; a silent publisher is flagged
 
 
 class ViewConfig(StrictModel):
@@ -35,18 +57,39 @@ class ViewConfig(StrictModel):
         None, description="CURVE: this view's secret certificate (zmq.auth.create_certificates)"
     )
     max_identities: int = Field(
-        500, ge=1, le=100000, description="identities held (the longest untouched are forgotten first)"
+        Limits.max_identities,
+        ge=1,
+        le=100000,
+        description="identities held (the longest untouched are forgotten first)",
     )
-    sightings_per_identity: int = Field(20, ge=1, le=1000, description="newest sightings kept per identity")
-    max_crop_mb: float = Field(32.0, gt=0, le=4096, description="memory for crops (the oldest are dropped first)")
-    live_s: float = Field(10.0, gt=0, description="an identity with an open tracklet seen this recently is live")
-    stale_s: float = Field(15.0, gt=0, description="a camera whose previews stopped this long shows 'down since'")
+    sightings_per_identity: int = Field(
+        Limits.sightings_per_identity, ge=1, le=1000, description="newest sightings kept per identity"
+    )
+    max_crop_mb: float = Field(
+        Limits.max_crop_bytes / MB, gt=0, le=4096, description="memory for crops (the oldest are dropped first)"
+    )
+    live_s: float = Field(
+        Limits.live_s, gt=0, description="an identity with an open tracklet seen this recently is live"
+    )
+    stale_s: float = Field(
+        Limits.stale_s, gt=0, description="a camera whose previews stopped this long shows 'down since'"
+    )
 
     @model_validator(mode="after")
     def _curve_pair(self) -> ViewConfig:
         if self.key_file and not self.server_key:
             raise ValueError("key_file needs server_key (the publisher's public key)")
         return self
+
+    def limits(self) -> Limits:
+        """The state's bounds: these settings, the others at their defaults."""
+        return Limits(
+            max_identities=self.max_identities,
+            sightings_per_identity=self.sightings_per_identity,
+            max_crop_bytes=int(self.max_crop_mb * MB),
+            live_s=self.live_s,
+            stale_s=self.stale_s,
+        )
 
     @property
     def is_local(self) -> bool:
@@ -67,7 +110,8 @@ def read_token(cfg: ViewConfig) -> Optional[str]:
         token = path.read_text().strip().splitlines()[0].strip() if path.read_text().strip() else ""
         if len(token) < 16:
             raise ConfigError(
-                f"{path}: the access token must be at least 16 characters (e.g. python -c 'import secrets; print(secrets.token_urlsafe())')"
+                f"{path}: the access token must be at least 16 characters "
+                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe())')"
             )
         return token
     token = os.environ.get(TOKEN_ENV, "").strip()
