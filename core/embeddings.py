@@ -67,7 +67,7 @@ class Embeddings:
 
     def __getitem__(self, index) -> Embeddings:
         idx = np.atleast_1d(np.arange(len(self))[index])
-        if self.parts is None:
+        if self.parts is None or self.part_conf is None:  # both or neither (__post_init__)
             return Embeddings(self.global_[idx])
         return Embeddings(self.global_[idx], self.parts[idx], self.part_conf[idx])
 
@@ -78,7 +78,13 @@ class Embeddings:
         g = np.concatenate([e.global_ for e in items])
         if items[0].parts is None:
             return Embeddings(g)
-        return Embeddings(g, np.concatenate([e.parts for e in items]), np.concatenate([e.part_conf for e in items]))
+        parts, confs = [], []
+        for e in items:
+            if e.parts is None or e.part_conf is None:
+                raise ValueError("cannot concatenate embeddings with parts and without")
+            parts.append(e.parts)
+            confs.append(e.part_conf)
+        return Embeddings(g, np.concatenate(parts), np.concatenate(confs))
 
 
 def weighted_mean(items: Embeddings, weights: np.ndarray) -> Embeddings:
@@ -87,7 +93,7 @@ def weighted_mean(items: Embeddings, weights: np.ndarray) -> Embeddings:
     was visible), with the part confidences' weighted mean."""
     w = np.asarray(weights, np.float32)
     g = (w[:, None] * items.global_).sum(0, keepdims=True)
-    if items.parts is None:
+    if items.parts is None or items.part_conf is None:  # both or neither (__post_init__)
         return Embeddings.normalized(g)
     pw = w[:, None] * items.part_conf  # [N, P]
     parts = (pw[..., None] * items.parts).sum(0, keepdims=True)
@@ -103,7 +109,7 @@ def similarity(a: Embeddings, b: Embeddings) -> np.ndarray:
     ``(cos_g + sum_p w_p cos_p) / (1 + sum_p w_p)``.
     """
     sim = a.global_ @ b.global_.T
-    if a.parts is None or b.parts is None:
+    if a.parts is None or b.parts is None or a.part_conf is None or b.part_conf is None:
         return sim
     part_sim = np.einsum("ipd,jpd->ijp", a.parts, b.parts)
     weight = a.part_conf[:, None, :] * b.part_conf[None, :, :]

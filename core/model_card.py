@@ -3,6 +3,11 @@
 Written by export into the ONNX ``metadata_props`` (key ``clipreid_edge``, one JSON string) and
 into the TensorRT engine's sidecar ``<engine>.json``; read by every edge backend instead of
 guessing. Third-party models without it get the same fields from configuration.
+
+The card's ``similarity`` statistics (measured by training or ``python -m export similarity``,
+read by the identity settings and the track-swap cut) are typed here as :class:`TypedDict` s, so
+the JSON on disk stays a plain nested object while the type checker knows every key its writers
+(``trainer.eval.similarity_stats``) and readers spell.
 """
 
 from __future__ import annotations
@@ -10,10 +15,56 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, TypedDict
 
 METADATA_KEY = "clipreid_edge"
 METADATA_VERSION = 1
+
+
+class PairStatistics(TypedDict):
+    """Cosines of cross-camera pseudo-tracklet pairs and the threshold that only the false-match
+    rate of different-person pairs reaches (``trainer.eval.similarity_stats``)."""
+
+    same_mean: float
+    same_std: float
+    diff_mean: float
+    diff_std: float  # the identity engine's unit of evidence
+    threshold: float
+    true_match_rate: float  # share of same-person pairs the threshold accepts
+    pairs_same: int
+    pairs_diff: int
+
+
+class _SwapRequired(TypedDict):
+    swap_below: float  # the cosine under which a crop no longer looks like its own track
+    false_cut: float
+    crops: int
+    same_p1: float
+    same_p50: float
+    other_p50: Optional[float]
+    other_below: Optional[float]  # share of another person's crops the cut catches
+
+
+class SwapStatistics(_SwapRequired, total=False):
+    """How unlike its own track a crop of the same person can look (``similarity.swap``)."""
+
+    split: str
+
+
+class _SimilarityRequired(PairStatistics):
+    false_match_rate: float
+    crops_per_tracklet: int
+    split: str  # what was measured: "val", "test" or the set ``export similarity`` read
+
+
+class SimilarityStatistics(_SimilarityRequired, total=False):
+    """The card's ``similarity``: raw-cosine pair statistics at the top level; the keys below came
+    later, so older exports may lack them."""
+
+    centered: PairStatistics  # the same after camera centering (the edge's centered matching)
+    mean: list[float]  # the split's mean pseudo-tracklet: the prior of a camera's look
+    part_mean: list[list[float]]  # the same per part (part-based methods)
+    swap: SwapStatistics
 
 
 @dataclass
@@ -36,8 +87,8 @@ class ModelMetadata:
     num_cameras: int = 0
     precision: str = "fp32"
     # same-/different-person cosine statistics measured at training time and the matching
-    # threshold they give: {same_mean, same_std, diff_mean, diff_std, threshold, false_match_rate, ...}
-    similarity: Optional[dict] = None
+    # threshold they give (None: third-party model, or none measured)
+    similarity: Optional[SimilarityStatistics] = None
     version: int = METADATA_VERSION
     source: str = ""
 

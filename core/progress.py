@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from typing import Any, Optional
 
 from tqdm import tqdm
@@ -29,7 +29,7 @@ class LogProgress:
     def __init__(self, iterable: Iterable, desc: str, total: Optional[int], interval: float) -> None:
         self.iterable = iterable
         self.desc = desc
-        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+        self.total = total if total is not None else (len(iterable) if isinstance(iterable, Sized) else None)
         self.interval = interval
         self.postfix = ""
 

@@ -9,6 +9,7 @@ exporter's job (``export/tensorrt_engine.py``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import SupportsInt
 
 import numpy as np
 
@@ -62,7 +63,8 @@ class EngineRunner:
         batch = len(next(iter(inputs.values())))
         if not self.batch_range[0] <= batch <= self.batch_range[1]:
             raise ValueError(
-                f"batch {batch} is outside the engine's profile {self.batch_range[0]}..{self.batch_range[1]} ({self.path})"
+                f"batch {batch} is outside the engine's profile "
+                f"{self.batch_range[0]}..{self.batch_range[1]} ({self.path})"
             )
         for name in self.inputs:
             host = np.ascontiguousarray(inputs[name], dtype=self.trt.nptype(self.engine.get_tensor_dtype(name)))
@@ -140,7 +142,7 @@ class _PyCudaIO:
         self.context.push()
         self.stream = cuda.Stream()
         self.stream_handle = self.stream.handle
-        self.device: dict[str, tuple[object, int]] = {}  # name -> (allocation, bytes)
+        self.device: dict[str, tuple[SupportsInt, int]] = {}  # name -> (allocation, bytes)
         self.hosts: dict[str, np.ndarray] = {}
 
     def _buffer(self, name: str, nbytes: int) -> int:

@@ -71,7 +71,8 @@ def cmd_onnx(args) -> int:
     out, meta = export_onnx(args.checkpoint, args.out, args.opset, args.fp16)
     _, report = _onnx_report(Path(args.checkpoint), out, args)
     print(
-        f"wrote {out}  ({meta.precision}, input uint8 NHWC {meta.input_height}x{meta.input_width}, embedding {meta.embedding_dim}, camera input: {meta.camera_input or 'none'})"
+        f"wrote {out}  ({meta.precision}, input uint8 NHWC {meta.input_height}x{meta.input_width}, "
+        f"embedding {meta.embedding_dim}, camera input: {meta.camera_input or 'none'})"
     )
     print(report)
     return 0 if report.passed else 1
@@ -198,7 +199,6 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ExportError, CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
         fail(str(exc))
-    return 1
 
 
 if __name__ == "__main__":

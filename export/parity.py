@@ -46,6 +46,14 @@ class ParityReport:
         )
 
 
+def read_bgr(path: Path) -> np.ndarray:
+    """The BGR image at ``path``; a file OpenCV cannot decode is an error, named."""
+    image = cv2.imread(str(path))
+    if image is None:
+        raise ValueError(f"{path}: not an image OpenCV can decode")
+    return image
+
+
 def person_crops(n: int, height: int, width: int, seed: int = 0, folder: Optional[Path] = None) -> np.ndarray:
     """uint8 [n, H, W, 3] RGB crops: images from ``folder`` if given, else synthetic people."""
     if folder is not None:
@@ -53,9 +61,7 @@ def person_crops(n: int, height: int, width: int, seed: int = 0, folder: Optiona
         if not paths:
             raise FileNotFoundError(f"no images in {folder}")
         crops = [
-            cv2.resize(
-                cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB), (width, height), interpolation=cv2.INTER_LINEAR
-            )
+            cv2.resize(cv2.cvtColor(read_bgr(p), cv2.COLOR_BGR2RGB), (width, height), interpolation=cv2.INTER_LINEAR)
             for p in paths
         ]
         return np.stack(crops)

@@ -17,30 +17,31 @@ import numpy as np
 import onnx
 
 from core.embeddings import Embeddings
-from core.model_card import METADATA_KEY, read_onnx_metadata
+from core.model_card import METADATA_KEY, ModelMetadata, SimilarityStatistics, read_onnx_metadata
 from core.onnx_runner import ort_runner
-from export.parity import feed
+from export.parity import feed, read_bgr
 from trainer.eval.similarity_stats import gallery_swap_stats, similarity_stats
 
 log = logging.getLogger(__name__)
 
 
-def embed_files(onnx_path: Path, files: list[Path], cameras: np.ndarray, batch: int = 64) -> Embeddings:
-    """Every image file through the ONNX model (uint8 RGB crops at the model's input size)."""
-    meta = read_onnx_metadata(onnx_path)
+def embed_files(
+    onnx_path: Path, meta: ModelMetadata, files: list[Path], cameras: np.ndarray, batch: int = 64
+) -> Embeddings:
+    """Every image file through the ONNX model (uint8 RGB crops at the input size of its ``meta``)."""
     run = ort_runner(onnx_path, ["CPUExecutionProvider"])
     rows = []
     for start in range(0, len(files), batch):
         chunk = files[start : start + batch]
-        images = np.stack(
-            [cv2.resize(cv2.imread(str(f)), (meta.input_width, meta.input_height))[..., ::-1] for f in chunk]
-        )
+        images = np.stack([cv2.resize(read_bgr(f), (meta.input_width, meta.input_height))[..., ::-1] for f in chunk])
         outs = run(feed(meta, np.ascontiguousarray(images), cameras[start : start + batch] % max(1, meta.num_cameras)))
         rows.append(Embeddings(outs[0], outs[1], outs[2]) if meta.num_parts and len(outs) >= 3 else Embeddings(outs[0]))
     return Embeddings.concat(rows)
 
 
-def store_similarity(onnx_path: str | Path, dataset: str, root: str | Path, false_match_rate: float = 0.01) -> dict:
+def store_similarity(
+    onnx_path: str | Path, dataset: str, root: str | Path, false_match_rate: float = 0.01
+) -> SimilarityStatistics:
     """Measure on the set's query + gallery and write ``similarity`` into the ONNX metadata."""
     from trainer.data.datasets import load_dataset
 
@@ -54,7 +55,7 @@ def store_similarity(onnx_path: str | Path, dataset: str, root: str | Path, fals
     data = load_dataset(dataset, root)
     samples = [*data.query, *data.gallery]
     cams = np.array([s.camid for s in samples])
-    emb = embed_files(onnx_path, [Path(s.path) for s in samples], cams)
+    emb = embed_files(onnx_path, meta, [Path(s.path) for s in samples], cams)
     pids = np.array([s.pid for s in samples])
     stats = similarity_stats(emb, pids, cams, false_match_rate)
     stats["split"] = f"{dataset} {Path(root).name} query+gallery, cross-camera pseudo-tracklet pairs"
@@ -75,6 +76,6 @@ def store_similarity(onnx_path: str | Path, dataset: str, root: str | Path, fals
         false_match_rate,
         stats["same_mean"],
         stats["diff_mean"],
-        stats.get("swap", {}).get("swap_below"),
+        swap["swap_below"] if swap is not None else None,
     )
     return stats

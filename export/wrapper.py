@@ -21,6 +21,9 @@ from trainer.models.reid import CLIPReID
 
 
 class EmbeddingGraph(nn.Module):
+    mean: torch.Tensor  # buffers (register_buffer): pixel mean/std scaled to uint8
+    std: torch.Tensor
+
     def __init__(self, model: CLIPReID, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
         self.model = model.eval()

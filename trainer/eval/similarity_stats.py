@@ -28,6 +28,7 @@ from typing import Optional
 import numpy as np
 
 from core.embeddings import Embeddings, similarity, weighted_mean
+from core.model_card import PairStatistics, SimilarityStatistics, SwapStatistics
 
 _FRAME = re.compile(r"_c\d+s\d+_(\d+)_")
 
@@ -50,9 +51,11 @@ def check_separation(
     if accepted > false_match_rate:
         return
     raise NoSeparation(
-        f"{label}same- and different-person cosines do not separate (same {same.mean():.5f} ± {same.std():.5f}, "
-        f"different {diff.mean():.5f} ± {diff.std():.5f}): the threshold {threshold:.5f} at false-match rate {false_match_rate:g} "
-        f"accepts {100 * accepted:.1f} % of same-person pairs by more than the runtime's cosine error {COSINE_RESOLUTION:g}; "
+        f"{label}same- and different-person cosines do not separate "
+        f"(same {same.mean():.5f} ± {same.std():.5f}, different {diff.mean():.5f} ± {diff.std():.5f}): "
+        f"the threshold {threshold:.5f} at false-match rate {false_match_rate:g} "
+        f"accepts {100 * accepted:.1f} % of same-person pairs "
+        f"by more than the runtime's cosine error {COSINE_RESOLUTION:g}; "
         "no matching threshold stored (retrain, or set matching.threshold)"
     )
 
@@ -85,7 +88,9 @@ def camera_centered(t: Embeddings, camids: np.ndarray) -> Embeddings:
     return Embeddings.normalized(g, parts, t.part_conf)
 
 
-def _pair_stats(t: Embeddings, tp: np.ndarray, tc: np.ndarray, false_match_rate: float, label: str = "") -> dict:
+def _pair_stats(
+    t: Embeddings, tp: np.ndarray, tc: np.ndarray, false_match_rate: float, label: str = ""
+) -> PairStatistics:
     sim = similarity(t, t)
     cross = tc[:, None] != tc[None, :]
     same_id = tp[:, None] == tp[None, :]
@@ -109,7 +114,7 @@ def _pair_stats(t: Embeddings, tp: np.ndarray, tc: np.ndarray, false_match_rate:
 
 def similarity_stats(
     emb: Embeddings, pids: np.ndarray, camids: np.ndarray, false_match_rate: float = 0.01, crops_per_tracklet: int = 4
-) -> dict:
+) -> SimilarityStatistics:
     """Cross-camera same/different-person cosine statistics of pseudo-tracklets and the threshold
     at ``false_match_rate``; ``true_match_rate`` is the share of same-person pairs it accepts.
 
@@ -118,12 +123,12 @@ def similarity_stats(
     :class:`NoSeparation` when either set of statistics does not separate same from different."""
     keep = pids >= 0
     t, tp, tc = pseudo_tracklets(emb[np.flatnonzero(keep)], pids[keep], camids[keep], crops_per_tracklet)
-    out = _pair_stats(t, tp, tc, false_match_rate)
-    out.update(
-        false_match_rate=false_match_rate,
-        crops_per_tracklet=crops_per_tracklet,
-        split="evaluation query+gallery, cross-camera pseudo-tracklet pairs",
-    )
+    out: SimilarityStatistics = {
+        **_pair_stats(t, tp, tc, false_match_rate),
+        "false_match_rate": false_match_rate,
+        "crops_per_tracklet": crops_per_tracklet,
+        "split": "evaluation query+gallery, cross-camera pseudo-tracklet pairs",
+    }
     out["centered"] = _pair_stats(camera_centered(t, tc), tp, tc, false_match_rate, "camera-centered: ")
     out["mean"] = [round(float(v), 5) for v in t.global_.mean(0)]
     if t.parts is not None:
@@ -139,7 +144,7 @@ def swap_stats(
     false_cut: float = 0.001,
     history: int = 3,
     seed: int = 0,
-) -> dict:
+) -> SwapStatistics:
     """The cosine below which a new crop no longer looks like its own track (``swap_below``).
 
     Each identity's crops in one camera, in ``order`` (frame numbers; else as given), act as a
@@ -178,13 +183,16 @@ def swap_stats(
     }
 
 
-def gallery_swap_stats(emb: Embeddings, pids: np.ndarray, camids: np.ndarray, paths: Sequence[str]) -> Optional[dict]:
+def gallery_swap_stats(
+    emb: Embeddings, pids: np.ndarray, camids: np.ndarray, paths: Sequence[str]
+) -> Optional[SwapStatistics]:
     """:func:`swap_stats` of a gallery (whole tracks of crops; a benchmark's queries are picked,
     often occluded, crops), in frame order for Market-style names
     (``<pid>_c<cam>s<seq>_<frame>_<n>.jpg``), else in file order; None when no identity has enough
     crops in one camera."""
     frames = [_FRAME.search(Path(p).name) for p in paths]
-    order = np.array([int(m.group(1)) for m in frames]) if frames and all(frames) else None
+    named = [m for m in frames if m is not None]
+    order = np.array([int(m.group(1)) for m in named]) if frames and len(named) == len(frames) else None
     keep = pids >= 0
     try:
         stats = swap_stats(emb.global_[keep], pids[keep], camids[keep], None if order is None else order[keep])
