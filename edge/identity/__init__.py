@@ -10,6 +10,7 @@ hub feed the same engine.
 from edge.identity.engine import EngineSettings, Identity, IdentityEngine
 from edge.identity.geometry import CalibrationError, FloorRules, FloorTrack, Homography, floor_evidence, homography_from
 from edge.identity.records import Decision, TrackletSummary
+from edge.identity.service import IdentityService, IdentityView
 
 __all__ = [
     "CalibrationError",
@@ -20,6 +21,8 @@ __all__ = [
     "Homography",
     "Identity",
     "IdentityEngine",
+    "IdentityService",
+    "IdentityView",
     "TrackletSummary",
     "floor_evidence",
     "homography_from",

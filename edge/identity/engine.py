@@ -37,7 +37,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -236,6 +236,18 @@ class IdentityEngine:
 
     def global_id(self, key: Key) -> Optional[int]:
         return self.assignment.get(key)
+
+    # --- the rest of the service the pipeline sees (service.py): nothing to do on a single box --
+    def is_provisional(self, gid: int) -> bool:
+        """Never: this engine's ids are the only ids (a site node's may be provisional)."""
+        return False
+
+    def report(self) -> dict[str, Any]:
+        """Nothing beyond the gallery size the run report already shows (a site node reports its link)."""
+        return {}
+
+    def close(self) -> None:
+        """Nothing to release: no link, no thread (a site node closes its link to the hub)."""
 
     # --- assignment of waiting tracklets ----------------------------------------------------
     def _ready(self, s: TrackletSummary) -> bool:
