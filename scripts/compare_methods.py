@@ -20,7 +20,9 @@ seed and query) with its interval; a difference counts as significant only when 
 excludes 0. Per-query results go to ``methods_per_query.json``. Each finished (method, seed)
 run is recorded in ``<out>/seed<s>/<method>/compare_run.json`` and reused when the same command
 runs again: a run cut short resumes, and disjoint ``--methods`` groups may train side by side
-into one ``--out`` before one call with every method writes the statistics. No hyper-parameter is tuned here: every recipe is used as it is.
+into one ``--out`` before one call with every method writes the statistics
+(:func:`trainer.eval.seed_stats.seed_statistics`). No hyper-parameter is tuned here: every
+recipe is used as it is.
 To tune one, pass ``data.val_ids=0.2`` (a validation split carved from the training identities,
 :mod:`trainer.data.validation`) and read each run's ``eval_val.json``, never the test figures;
 with it the stored matching threshold also comes from the validation split.
@@ -32,6 +34,8 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+from trainer.eval.seed_stats import seed_statistics
 
 RECIPES = {
     "baseline": "configs/tiny_synthetic.yaml",
@@ -108,48 +112,6 @@ def per_query_results(
     return out
 
 
-def seed_statistics(per_seed: list[dict], reference: list[dict] | None, boot: int = 2000, rng_seed: int = 0) -> dict:
-    """Per condition and metric: mean +- std over seeds and a 95 % bootstrap interval; with
-    ``reference`` (the baseline trained with the same seeds, evaluated on the same queries) the
-    paired difference and its interval. The bootstrap is hierarchical: each draw resamples the
-    seeds and, independently, the queries, so the interval covers both training noise and the
-    choice of queries. A difference is significant when its interval excludes 0."""
-    import numpy as np
-
-    rng = np.random.default_rng(rng_seed)
-    n_seeds, n_queries = len(per_seed), len(per_seed[0]["clean"]["ap"])
-    seed_idx = rng.integers(0, n_seeds, size=(boot, n_seeds))
-    query_idx = rng.integers(0, n_queries, size=(boot, n_queries))
-
-    def draws(values: np.ndarray) -> np.ndarray:  # [seeds, Q] -> [boot] resampled grand means
-        return np.array([values[s][:, q].mean() for s, q in zip(seed_idx, query_idx)])
-
-    stats = {}
-    for cond in per_seed[0]:
-        stats[cond] = {}
-        for metric, name in (("ap", "mAP"), ("r1", "R1")):
-            values = np.array([s[cond][metric] for s in per_seed])  # [seeds, Q]
-            per_seed_means = values.mean(1)
-            boot_means = draws(values)
-            row = {
-                "mean": float(per_seed_means.mean()),
-                "std": float(per_seed_means.std(ddof=1)) if n_seeds > 1 else 0.0,
-                "per_seed": [round(float(v), 2) for v in per_seed_means],
-                "ci95": [float(np.percentile(boot_means, 2.5)), float(np.percentile(boot_means, 97.5))],
-            }
-            if reference is not None:
-                diff = values - np.array([s[cond][metric] for s in reference])  # paired by seed and query
-                boot_diff = draws(diff)
-                lo, hi = float(np.percentile(boot_diff, 2.5)), float(np.percentile(boot_diff, 97.5))
-                row["diff_vs_baseline"] = {
-                    "mean": float(diff.mean()),
-                    "ci95": [lo, hi],
-                    "significant": bool(lo > 0 or hi < 0),
-                }
-            stats[cond][name] = row
-    return stats
-
-
 def epoch_budget(recipe: str, overrides: list[str]) -> dict[str, int]:
     """Epochs a recipe trains for (stage 1, stage 2, the method's frozen-backbone stage), so the
     comparison states each method's budget next to its wall time."""
@@ -165,14 +127,16 @@ def epoch_budget(recipe: str, overrides: list[str]) -> dict[str, int]:
 
 def budget_markdown(results: dict) -> str:
     lines = [
-        "| method | epochs (stage 1 / stage 2 / head on frozen backbone) | train time per seed, mean (s) | per seed (s) |",
+        "| method | epochs (stage 1 / stage 2 / head on frozen backbone) "
+        "| train time per seed, mean (s) | per seed (s) |",
         "|---|---|---|---|",
     ]
     for name, r in results.items():
         e = r["epochs"]
         per_seed = " / ".join(f"{run['train_seconds']:.0f}" for run in r["runs"])
         lines.append(
-            f"| {name} | {e['stage1']} / {e['stage2']} / {e['method_stage']} | {r['train_seconds_mean']:.0f} | {per_seed} |"
+            f"| {name} | {e['stage1']} / {e['stage2']} / {e['method_stage']} "
+            f"| {r['train_seconds_mean']:.0f} | {per_seed} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -295,7 +259,8 @@ def summary_table(rows: list[dict]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['method']} | `{r['recipe']}` | {r['mAP']} | {r['R1']} | {r['R5']} | {r['mINP']} | {r['inference_params_M']} | {r['embedding_dim']} | {r['train_seconds']} |"
+            f"| {r['method']} | `{r['recipe']}` | {r['mAP']} | {r['R1']} | {r['R5']} | {r['mINP']} "
+            f"| {r['inference_params_M']} | {r['embedding_dim']} | {r['train_seconds']} |"
         )
     return "\n".join(lines) + "\n"
 
