@@ -2,6 +2,7 @@
 
     python scripts/architecture.py            # rewrite the generated part of docs/architecture.md
     python scripts/architecture.py --check    # exit 1 with one line if the file is stale
+    python scripts/architecture.py --names docs/*.md README.md   # modules other pages name that are gone
 
 A floor plan written by hand rots as soon as a module moves; this one is read from the code. The
 tool imports nothing from the product: it parses every ``.py`` file of the top-level packages with
@@ -417,11 +418,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale instead of writing it")
     parser.add_argument("--root", type=Path, default=ROOT, help="the repository to read (default: this one)")
     parser.add_argument("--doc", type=Path, default=None, help=f"the document (default: ROOT/{DOC})")
+    parser.add_argument(
+        "--names", type=Path, nargs="+", help="only list what these Markdown files name that the tree lacks"
+    )
     args = parser.parse_args(argv)
     root: Path = args.root.resolve()
     doc: Path = args.doc or root / DOC
     rules = contracts(root)
     modules = scan(root, rules)
+    if args.names:
+        stale = {page: stale_names(page.read_text(encoding="utf-8"), modules, root) for page in args.names}
+        for page, missing in stale.items():
+            if missing:
+                print(f"{page} names what the tree lacks: {', '.join(missing)}")
+        return 1 if any(stale.values()) else 0
     current = doc.read_text(encoding="utf-8") if doc.is_file() else None
     wanted = splice(current, render(modules, rules))
     shown = doc.relative_to(root) if doc.is_relative_to(root) else doc

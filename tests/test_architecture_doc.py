@@ -179,3 +179,15 @@ def test_the_layers_contract_orders_the_packages_and_dashes_an_upward_import(tre
     text = doc(tree)
     assert 'sim -.->|"breaks contract 1: sim.render"| trainer' in text
     assert text.index('core["core"]') < text.index('sim["sim"]') < text.index('trainer["trainer"]')
+
+
+def test_names_lists_what_other_pages_name_that_the_tree_lacks(tree: Path) -> None:
+    page = tree / "docs" / "edge.md"
+    page.write_text(
+        "The loop: `edge.runtime.loop`, `core/vectors.py`; gone: `edge/runtime/old.py`, `core.vectors.cos`.\n"
+    )
+    result = tool("--root", tree, "--names", page)
+    assert result.returncode == 1
+    assert result.stdout.strip() == f"{page} names what the tree lacks: core.vectors.cos, edge/runtime/old.py"
+    page.write_text("The loop: `edge.runtime.loop`.\n")
+    assert tool("--root", tree, "--names", page).returncode == 0
