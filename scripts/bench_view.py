@@ -24,14 +24,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path.insert(0, str(REPO))
 
 FRAME_GAPS = """
 if (!window.__gaps) { window.__gaps = {max: 0, last: performance.now()};
-  const loop = (t) => { const g = window.__gaps; g.max = Math.max(g.max, t - g.last); g.last = t; requestAnimationFrame(loop); };
+  const loop = (t) => {
+    const g = window.__gaps; g.max = Math.max(g.max, t - g.last); g.last = t; requestAnimationFrame(loop);
+  };
   requestAnimationFrame(loop); }
 const g = window.__gaps; const m = g.max; g.max = 0;
-return [m, document.getElementsByTagName('*').length, document.querySelectorAll('.card').length, window.viewDebug.renders];
+return [m, document.getElementsByTagName('*').length, document.querySelectorAll('.card').length,
+        window.viewDebug.renders];
 """
 
 
@@ -52,11 +55,12 @@ def open_browser():
 
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from test_view_browser import CHROMIUM_FLAGS
+
+    from edge.view.process import HEADLESS_CHROMIUM_FLAGS
 
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tempfile.mkdtemp(prefix='view-bench-')}"):
+    for flag in (*HEADLESS_CHROMIUM_FLAGS, f"--user-data-dir={tempfile.mkdtemp(prefix='view-bench-')}"):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
@@ -78,9 +82,8 @@ def click_latency_ms(browser) -> float:
 
 
 def load(args) -> dict:
-    from view_helpers import ViewProcess
-
     from edge.view.feed import Feed
+    from edge.view.process import ViewProcess
 
     endpoint = f"tcp://127.0.0.1:{args.port}"
     view = ViewProcess("--events", endpoint)
@@ -156,7 +159,7 @@ def load(args) -> dict:
 
 
 def demo(args) -> dict:
-    from view_helpers import ViewProcess
+    from edge.view.process import ViewProcess
 
     endpoint = f"tcp://127.0.0.1:{args.port}"
     view = ViewProcess("--events", endpoint)

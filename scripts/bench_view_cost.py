@@ -62,7 +62,7 @@ def main() -> None:
             on = (step // args.block) % 2 == 1
             if step % args.block == 0:
                 pipeline.cfg.publisher.crops = on
-                pipeline.previews = PreviewClock(args.preview_fps if on else 0.0)
+                pipeline.broadcast.previews = PreviewClock(args.preview_fps if on else 0.0)
             frames = []
             for cam, reader in readers.items():
                 t = time.perf_counter()
@@ -108,7 +108,8 @@ def main() -> None:
             f"| {name} | {r['steps']} | {r['wall_ms_mean']:.1f} | {r['wall_ms_median']:.1f} | {r['cpu_ms_mean']:.1f} |"
         )
     print(
-        f"cost: wall {result['cost_wall_pct']:+.1f} % (median {result['cost_wall_median_pct']:+.1f} %), CPU {result['cost_cpu_pct']:+.1f} %"
+        f"cost: wall {result['cost_wall_pct']:+.1f} % (median {result['cost_wall_median_pct']:+.1f} %), "
+        f"CPU {result['cost_cpu_pct']:+.1f} %"
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

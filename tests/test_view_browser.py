@@ -18,21 +18,9 @@ import time
 
 import numpy as np
 import pytest
-from view_helpers import ViewProcess
 
 from edge.view.feed import Feed
-
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1400,1000",
-)
+from edge.view.process import HEADLESS_CHROMIUM_FLAGS, ViewProcess
 
 
 def find_browser() -> tuple[str, str]:
@@ -59,7 +47,7 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     profile = tempfile.mkdtemp(prefix="view-chromium-")
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+    for flag in (*HEADLESS_CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
     drv = webdriver.Chrome(service=Service(driver), options=options)
     drv.set_page_load_timeout(30)
@@ -183,7 +171,8 @@ def test_operator_page_shows_cameras_people_journeys_merges_and_keeps_up(browser
         assert len(latencies) >= 20
         p95 = float(np.percentile(latencies, 95))
         print(
-            f"publish -> visible: p50 {np.percentile(latencies, 50) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms over {len(latencies)} cards"
+            f"publish -> visible: p50 {np.percentile(latencies, 50) * 1000:.0f} ms, "
+            f"p95 {p95 * 1000:.0f} ms over {len(latencies)} cards"
         )
         assert p95 < 1.0
 
@@ -268,7 +257,8 @@ def test_a_real_demo_run_replays_in_the_page(browser):
         wait(lambda: browser.find_elements("css selector", ".card .merged-into"), timeout=30, what="the run's merge")
         gids = wait(
             lambda: browser.execute_script(
-                "return [...document.querySelectorAll('.card:not(.merged)')].filter(c => c.querySelector('img')).map(c => c.dataset.gid)"
+                "return [...document.querySelectorAll('.card:not(.merged)')]"
+                ".filter(c => c.querySelector('img')).map(c => c.dataset.gid)"
             ),
             what="cards with crops",
         )
@@ -279,7 +269,8 @@ def test_a_real_demo_run_replays_in_the_page(browser):
             )
             cams = wait(
                 lambda: browser.execute_script(
-                    "const s = [...document.querySelectorAll('#journey-steps li')]; return s.length ? s.map(li => li.dataset.camera) : null"
+                    "const s = [...document.querySelectorAll('#journey-steps li')]; "
+                    "return s.length ? s.map(li => li.dataset.camera) : null"
                 ),
                 what="a journey",
             )

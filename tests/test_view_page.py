@@ -15,11 +15,11 @@ import tempfile
 import time
 
 import pytest
-from test_view_browser import CHROMIUM_FLAGS, find_browser, wait
-from view_helpers import ViewProcess
+from test_view_browser import find_browser, wait
 
 from edge.runtime.preview import crop_jpeg, preview_jpeg
 from edge.view.feed import draw_scene
+from edge.view.process import HEADLESS_CHROMIUM_FLAGS, ViewProcess
 from edge.wire.publisher import EventPublisher
 
 ENDPOINT = "tcp://127.0.0.1:56451"
@@ -151,7 +151,7 @@ def page():
         chromium, driver = find_browser()
         options = webdriver.ChromeOptions()
         options.binary_location = chromium
-        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tempfile.mkdtemp(prefix='view-page-')}"):
+        for flag in (*HEADLESS_CHROMIUM_FLAGS, f"--user-data-dir={tempfile.mkdtemp(prefix='view-page-')}"):
             options.add_argument(flag)
         p.browser = webdriver.Chrome(service=Service(driver), options=options)
         p.browser.set_page_load_timeout(30)
@@ -177,7 +177,8 @@ def test_a_page_opened_after_a_backlog_measures_only_what_arrives_after_it(page)
     assert js(page, "return window.viewDebug.latencies") == []
     assert "no new events" in js(
         page,
-        "return [...document.querySelectorAll('#counters dt')].find(d => d.textContent.startsWith('publish →')).nextSibling.textContent",
+        "return [...document.querySelectorAll('#counters dt')]"
+        ".find(d => d.textContent.startsWith('publish →')).nextSibling.textContent",
     )
     page.identity("assigned", 2, "cam3", 20)
     page.identity("new", 6, "cam2", 21)
@@ -196,18 +197,21 @@ def test_boxes_say_what_they_mean_and_bunched_labels_do_not_overlap(page):
     assert sorted(labels) == ["#1", "#2", "#3", "#4"]
     dashed = js(
         page,
-        f"return [...document.querySelectorAll('{tile} svg rect.box')].map(r => [r.dataset.local, getComputedStyle(r).strokeDasharray])",
+        f"return [...document.querySelectorAll('{tile} svg rect.box')]"
+        ".map(r => [r.dataset.local, getComputedStyle(r).strokeDasharray])",
     )
     assert {lid for lid, dash in dashed if dash not in ("none", "")} == {"8", "9"}
     legend = page.browser.find_element("id", "legend").text
     assert "#12" in legend and "not decided yet" in legend and "no box" in legend
     rects = js(
         page,
-        f"return [...document.querySelectorAll('{tile} svg text')].map(t => {{ const r = t.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }})",
+        f"return [...document.querySelectorAll('{tile} svg text')]"
+        ".map(t => { const r = t.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })",
     )
     tile_rect = js(
         page,
-        f"const r = document.querySelector('{tile} .view').getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]",
+        f"const r = document.querySelector('{tile} .view').getBoundingClientRect(); "
+        "return [r.left, r.top, r.right, r.bottom]",
     )
     for i, a in enumerate(rects):
         assert (
@@ -236,7 +240,8 @@ def test_flickers_are_hidden_behind_a_toggle_and_no_card_shows_a_black_square(pa
         black = js(
             page,
             """return [...document.querySelectorAll('.card, .card *')].filter(e => {
-            const s = getComputedStyle(e); return s.backgroundColor === 'rgb(0, 0, 0)' && e.getBoundingClientRect().width > 4; }).length""",
+            const s = getComputedStyle(e);
+            return s.backgroundColor === 'rgb(0, 0, 0)' && e.getBoundingClientRect().width > 4; }).length""",
         )
         assert black == 0
         assert len(page.browser.find_elements("css selector", ".card .noimg")) == 1 + len(SEALED)
@@ -250,7 +255,9 @@ def test_camera_tiles_fill_their_row(page):
     row = js(page, "return document.getElementById('cameras').getBoundingClientRect().width")
     used = js(
         page,
-        "const t = [...document.querySelectorAll('.tile')]; return Math.max(...t.map(e => e.getBoundingClientRect().right)) - Math.min(...t.map(e => e.getBoundingClientRect().left))",
+        "const t = [...document.querySelectorAll('.tile')]; "
+        "return Math.max(...t.map(e => e.getBoundingClientRect().right)) "
+        "- Math.min(...t.map(e => e.getBoundingClientRect().left))",
     )
     assert used >= 0.9 * row, (used, row)
 
@@ -267,8 +274,11 @@ def test_the_journey_covers_nothing_and_its_floor_labels_stay_inside(page):
     assert page.browser.find_element("id", "floor").is_displayed()
     boxes = js(
         page,
-        """const r = (id) => { const b = document.getElementById(id).getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]; };
-        return {journey: r('journey'), stats: r('stats-section'), people: r('people-section'), cameras: r('cameras-section'), width: innerWidth};""",
+        """const r = (id) => {
+          const b = document.getElementById(id).getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom];
+        };
+        return {journey: r('journey'), stats: r('stats-section'), people: r('people-section'),
+                cameras: r('cameras-section'), width: innerWidth};""",
     )
     j = boxes["journey"]
     assert j[2] > j[0] and j[2] <= boxes["width"]
@@ -277,7 +287,8 @@ def test_the_journey_covers_nothing_and_its_floor_labels_stay_inside(page):
         assert min(j[2], o[2]) <= max(j[0], o[0]) or min(j[3], o[3]) <= max(j[1], o[1]), (other, boxes)
     texts = js(
         page,
-        "return [...document.querySelectorAll('#floor text')].map(t => { const b = t.getBBox(); return [t.textContent, b.x, b.y, b.x + b.width, b.y + b.height]; })",
+        "return [...document.querySelectorAll('#floor text')].map(t => { "
+        "const b = t.getBBox(); return [t.textContent, b.x, b.y, b.x + b.width, b.y + b.height]; })",
     )
     assert {"1", "2", "cam1", "cam2"} <= {t[0] for t in texts}
     for name, x0, y0, x1, y1 in texts:

@@ -11,8 +11,8 @@ import numpy as np
 import zmq
 from test_edge_run import cams_yaml
 
+from edge.runtime.capture_loop import run_pipeline
 from edge.runtime.config import load_edge_config
-from edge.runtime.pipeline import run_pipeline
 from edge.wire.events import decode
 
 

@@ -13,9 +13,9 @@ import urllib.request
 import pytest
 import zmq
 from conftest import REPO
-from view_helpers import ViewProcess
 
 from edge.view.feed import Feed
+from edge.view.process import ViewProcess
 
 TOKEN = "correct-horse-battery-staple-42"
 

@@ -26,7 +26,8 @@ CAMERAS = ("cam1", "cam2", "cam3")
 
 def person_colour(gid: int) -> tuple[int, int, int]:
     rng = np.random.default_rng(gid)
-    return tuple(int(v) for v in rng.integers(40, 255, 3))
+    b, g, r = (int(v) for v in rng.integers(40, 255, 3))
+    return b, g, r
 
 
 def draw_scene(

@@ -29,7 +29,7 @@ class CurveError(ValueError):
     """A CURVE key or certificate that cannot be used."""
 
 
-def curve_client_keys(server_key: str, key_file: Optional[str]) -> tuple[bytes, bytes, bytes]:
+def curve_client_keys(server_key: str | bytes, key_file: Optional[str]) -> tuple[bytes, bytes, bytes]:
     """(client public, client secret, server public) for a CURVE client socket.
 
     ``key_file`` is a ZeroMQ secret certificate (``zmq.auth.create_certificates``); without
@@ -37,12 +37,13 @@ def curve_client_keys(server_key: str, key_file: Optional[str]) -> tuple[bytes, 
     """
     if not zmq.has("curve"):
         raise CurveError("this libzmq has no CURVE support")
-    if isinstance(server_key, str) and len(server_key) != 40 and Path(server_key).is_file():
+    key = server_key
+    if isinstance(key, str) and len(key) != 40 and Path(key).is_file():
         try:  # the publisher's .key file, as edge.listen and the site take it
-            server_key = load_public(server_key)
+            key = load_public(key)
         except KeyFileError as exc:
             raise CurveError(str(exc)) from None
-    server = server_key.encode() if isinstance(server_key, str) else server_key
+    server = key.encode() if isinstance(key, str) else key
     if len(server) != 40:
         raise CurveError(
             f"server_key must be the publisher's 40-character Z85 public key, got {len(server)} characters"
@@ -73,7 +74,7 @@ class LiveSource(threading.Thread):
     ):
         super().__init__(name="view-subscriber", daemon=True)
         self.state, self.endpoint, self.stop = state, endpoint, stop
-        self.context = zmq.Context.instance()
+        self.context: zmq.Context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.RCVHWM, 10000)
