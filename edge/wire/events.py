@@ -33,7 +33,6 @@ TrackKind = Literal["new", "found", "update", "lost", "ended"]
 # ``event`` of an ``identity/<global_id>`` message: a decision of the identity engine.
 IdentityKind = Literal["new", "assigned", "merged", "reassigned", "expired"]
 
-FAMILIES: tuple[Family, ...] = get_args(Family)
 TRACK_KINDS: tuple[TrackKind, ...] = get_args(TrackKind)
 IDENTITY_KINDS: tuple[IdentityKind, ...] = get_args(IdentityKind)
 
@@ -217,7 +216,7 @@ class Event:
 
     @property
     def family(self) -> str:
-        """The topic's family (one of :data:`FAMILIES` for this schema; others are ignored)."""
+        """The topic's family (a :data:`Family` of this schema; readers ignore others)."""
         return self.topic.split("/", 1)[0]
 
     @property
