@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> dict:
         image = cv2.imread(args.image) if args.image else first_frame(cam.source)
         if image is None:
             raise ValueError(f"cannot read image {args.image}")
-        points = (calibration.image_points, calibration.floor_points) if calibration.image_points else None
+        clicked, floor = calibration.image_points, calibration.floor_points  # they come together
+        points = (clicked, floor) if clicked and floor else None
         canvas = draw_floor_grid(image, h, args.grid, points=points)
     except (ConfigError, CalibrationError, ValueError) as exc:
         fail(str(exc))

@@ -24,7 +24,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -175,7 +175,8 @@ def evaluate(gt_dir: str | Path, pred_dir: str | Path, sequences: Optional[list[
     if not names:
         raise FileNotFoundError(f"no MOT sequences (<name>/gt/gt.txt) under {gt_dir}")
     hota, clear, ident = _metrics()
-    per_seq, raw = {}, {"HOTA": {}, "CLEAR": {}, "Identity": {}}
+    per_seq: dict[str, Any] = {}
+    raw: dict[str, dict[str, Any]] = {"HOTA": {}, "CLEAR": {}, "Identity": {}}
     global_parts = []
     for name in names:
         seq_dir = gt_dir / name
@@ -266,7 +267,7 @@ def _raw_ids(gt: Sequence, pred: Sequence, length: Optional[int]) -> dict:
     """Like :func:`trackeval_data` but keeping the original (global) ids for concatenation."""
     T = length or max(gt.length, pred.length)
     empty = (np.zeros(0, int), np.zeros((0, 4)), np.zeros(0, int))
-    out = {"gt_ids_raw": [], "tracker_ids_raw": [], "similarity_scores": []}
+    out: dict[str, list[Any]] = {"gt_ids_raw": [], "tracker_ids_raw": [], "similarity_scores": []}
     for f in range(1, T + 1):
         g_id, g_box, _ = gt.frames.get(f, empty)
         p_id, p_box, _ = pred.frames.get(f, empty)

@@ -122,7 +122,7 @@ def _load_and_run(args: argparse.Namespace, stop: SignalStop) -> dict:
     budget = read_cpu_budget()  # before PyTorch, BLAS and OpenMP load: they size their pools once
     limit_threads(budget)
     log.info("compute: %s", budget.describe())
-    from edge.runtime.pipeline import run_pipeline
+    from edge.runtime.capture_loop import run_pipeline
 
     try:
         if args.capacity:

@@ -98,7 +98,8 @@ def write_relabelled(mot: Path, assignment: dict, out: Path) -> Path:
 
 
 def run_one(base: EdgeConfig, seed: int, mode: str, out: Path) -> dict:
-    from edge.runtime.pipeline import EdgePipeline, run_pipeline
+    from edge.runtime.capture_loop import run_pipeline
+    from edge.runtime.pipeline import EdgePipeline
 
     gt = ground_truth(seed, out)
     mot = out / f"seed{seed}" / mode / "mot"

@@ -57,7 +57,7 @@ def camera_set(base: list[dict], n: int) -> list[dict]:
 
 def one_run(raw: dict, cfg_path: Path, n_cams: int, args) -> dict:
     from edge.runtime.config import load_edge_config
-    from edge.runtime.pipeline import run_pipeline
+    from edge.runtime.capture_loop import run_pipeline
 
     data = dict(raw)
     data["cameras"] = [

@@ -188,7 +188,8 @@ def test_edge_run_in_a_container_sized_quota_says_so_and_sizes_its_pools(tmp_pat
         assert out.returncode == 0, out.stderr[-2000:]
         line = next(x for x in out.stderr.splitlines() if "compute:" in x)
         assert line.endswith(
-            f"compute: 1 CPU ({CORES} core(s) in affinity, cgroup quota 1 CPU in {line.split(' in ')[-1].split(')')[0]}): "
+            f"compute: 1 CPU ({CORES} core(s) in affinity, "
+            f"cgroup quota 1 CPU in {line.split(' in ')[-1].split(')')[0]}): "
             "1 thread(s) per pool"
         )
         assert (

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from test_edge_run import cams_yaml, run_with_subscriber
 
+from edge.runtime.capture_loop import run_pipeline
 from edge.runtime.config import load_edge_config
 from edge.runtime.outputs import AnnotatedVideo, GuardedOutput, MotWriter, _colour
-from edge.runtime.pipeline import run_pipeline
 from edge.runtime.tracklets import Tracklet
 
 

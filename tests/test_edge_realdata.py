@@ -9,8 +9,8 @@ import yaml
 from conftest import REALDATA
 
 from edge.evaluate import evaluate
+from edge.runtime.capture_loop import run_pipeline
 from edge.runtime.config import load_edge_config
-from edge.runtime.pipeline import run_pipeline
 
 pytestmark = pytest.mark.realdata
 

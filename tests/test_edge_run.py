@@ -15,8 +15,8 @@ from conftest import REPO
 
 from edge.evaluate import evaluate
 from edge.listen import decode
+from edge.runtime.capture_loop import run_pipeline
 from edge.runtime.config import load_edge_config
-from edge.runtime.pipeline import run_pipeline
 from sim.scene import World, WorldSpec, register_scene, resolve_scene, three_camera_rig
 from sim.writers import write_mot_ground_truth
 
@@ -294,16 +294,13 @@ def test_the_swap_threshold_comes_with_the_model_unless_configured():
     false is off whatever the model says."""
     from types import SimpleNamespace
 
+    from edge.runtime.build import swap_below
     from edge.runtime.config import ReIDConfig
-    from edge.runtime.pipeline import EdgePipeline
 
     def resolved(configured, stored):
         similarity = {"swap": {"swap_below": stored}} if stored is not None else {}
-        fake = SimpleNamespace(
-            cfg=SimpleNamespace(reid=ReIDConfig(model="m.onnx", swap_below=configured)),
-            reid=SimpleNamespace(meta=SimpleNamespace(similarity=similarity)),
-        )
-        return EdgePipeline._swap_below(fake)
+        cfg = SimpleNamespace(reid=ReIDConfig(model="m.onnx", swap_below=configured))
+        return swap_below(cfg, SimpleNamespace(meta=SimpleNamespace(similarity=similarity)))
 
     assert resolved(0.9, 0.93) == 0.9 and resolved(None, 0.93) == 0.93
     assert resolved(None, None) is None and resolved(False, 0.93) is None

@@ -76,8 +76,8 @@ def test_config_resolves_paths_relative_to_the_file(tmp_path):
             "calibration.a.homography: homography is not invertible",
         ),
         (
-            GOOD
-            + "calibration: {a: {image_points: [[0, 0], [1, 1], [2, 2], [3, 3]], floor_points: [[0, 0], [1, 0], [0, 1], [1, 1]]}}\n",
+            GOOD + "calibration: {a: {image_points: [[0, 0], [1, 1], [2, 2], [3, 3]], "
+            "floor_points: [[0, 0], [1, 0], [0, 1], [1, 1]]}}\n",
             "calibration.a.image_points: image_points are collinear",
         ),
         (
@@ -107,7 +107,9 @@ def frame(i, cam="a"):
 
 
 def test_embedding_budget_new_then_every_n_seconds_or_better_crop():
-    book = TrackletBook("a", lost_s=2.0, policy=BudgetPolicy(embed_every_s=5, better_crop=1.5, min_box_height=10, max_overlap=0.6))
+    book = TrackletBook(
+        "a", lost_s=2.0, policy=BudgetPolicy(embed_every_s=5, better_crop=1.5, min_box_height=10, max_overlap=0.6)
+    )
     small = Track("a", 1, np.array([0, 0, 20, 40], np.float32), 0.5)
     asked = []
     for i in range(1, 12):
@@ -127,7 +129,9 @@ def test_embedding_budget_new_then_every_n_seconds_or_better_crop():
 
 def test_the_embedding_budget_is_media_time_so_sparse_frames_embed_as_often():
     """At a third of the frames a track still gets a crop every second, not every 10 of its frames."""
-    book = TrackletBook("a", lost_s=2.0, policy=BudgetPolicy(embed_every_s=1.0, better_crop=1.25, min_box_height=10, max_overlap=0.6))
+    book = TrackletBook(
+        "a", lost_s=2.0, policy=BudgetPolicy(embed_every_s=1.0, better_crop=1.25, min_box_height=10, max_overlap=0.6)
+    )
     track = Track("a", 1, np.array([0, 0, 20, 40], np.float32), 0.5)
     embedded_at = []
     for i in range(0, 30, 3):  # a 10 fps camera of which every 3rd frame is processed: 0.3 s apart

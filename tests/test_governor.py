@@ -98,8 +98,9 @@ def test_a_lockstep_run_detecting_every_third_frame_still_tracks_every_frame(tmp
     """The detector sees a third of the frames; the tracks and the MOT rows cover all of them."""
     from conftest import demo_camera_file
 
+    from edge.runtime.capture_loop import run_pipeline
     from edge.runtime.config import load_edge_config
-    from edge.runtime.pipeline import EdgePipeline, run_pipeline
+    from edge.runtime.pipeline import EdgePipeline
 
     demo_camera_file(
         tmp_path,
@@ -115,7 +116,12 @@ def test_a_lockstep_run_detecting_every_third_frame_still_tracks_every_frame(tmp
         pipeline = EdgePipeline(cfg)
         calls = []
         detect = pipeline.detector
-        pipeline.detector = lambda images: calls.append(len(images)) or detect(images)  # noqa: E731
+
+        def counting(images, calls=calls, detect=detect):
+            calls.append(len(images))
+            return detect(images)
+
+        pipeline.detector = counting
         report = run_pipeline(cfg, pipeline=pipeline)
         frames = [int(line.split(",")[0]) for line in (tmp_path / f"mot{every}" / "cam1.txt").read_text().splitlines()]
         rows[every] = frames

@@ -87,14 +87,18 @@ def test_a_missing_openvino_names_the_extra(tmp_path):
     assert proc.returncode == 2, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [
-        f"error: the openvino detector {folder} needs openvino, which this install lacks: pip install 'clipreid-edge[openvino]'"
+        f"error: the openvino detector {folder} needs openvino, which this install lacks: "
+        "pip install 'clipreid-edge[openvino]'"
     ], proc.stderr[-3000:]
 
 
 def test_loading_the_demo_detector_prints_nothing(tmp_path):
     """First use on a fresh box: Ultralytics would print its 'Creating new Ultralytics Settings'
     banner (and its loading lines) into the product's terminal."""
-    code = "from edge.runtime.detector import PersonDetector; d = PersonDetector('edge/demo_models/detector.pt', imgsz=320); print(len(d([])))"
+    code = (
+        "from edge.runtime.detector import PersonDetector; "
+        "d = PersonDetector('edge/demo_models/detector.pt', imgsz=320); print(len(d([])))"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env=clean_env(tmp_path), capture_output=True, text=True, timeout=180
     )

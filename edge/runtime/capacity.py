@@ -25,6 +25,7 @@ from typing import Optional
 from edge.runtime.config import EdgeConfig
 from edge.runtime.cpu_budget import CpuBudget, read_cpu_budget
 from edge.runtime.governor import every_nth
+from edge.runtime.types import Frame
 
 log = logging.getLogger(__name__)
 
@@ -65,26 +66,28 @@ class CapacityRow:
 
 def measure_capacity(cfg: EdgeConfig, seconds: float = 15.0, settings: tuple[int, ...] = SETTINGS) -> list[CapacityRow]:
     """Run the camera file for ``seconds`` per setting (models loaded once) and measure each."""
-    from edge.runtime.pipeline import EdgePipeline, run_pipeline
+    from edge.runtime.capture_loop import run_pipeline
+    from edge.runtime.pipeline import EdgePipeline
+
+    class TimedPipeline(EdgePipeline):
+        """The pipeline, with the time its steps take summed: the loop's own limit."""
+
+        step_s = 0.0
+
+        def process(self, frames: list[Frame]) -> None:
+            t = time.perf_counter()
+            super().process(frames)
+            self.step_s += time.perf_counter() - t
 
     rows, models = [], None
     for every in settings:
         run_cfg = _bench_config(cfg, seconds, every)
-        pipeline = EdgePipeline(run_cfg, detector=models[0] if models else None, reid=models[1] if models else None)
+        pipeline = TimedPipeline(run_cfg, detector=models[0] if models else None, reid=models[1] if models else None)
         models = (pipeline.detector, pipeline.reid)
-        step = {"s": 0.0}
-        process = pipeline.process
-
-        def timed(frames, process=process, step=step):
-            t = time.perf_counter()
-            process(frames)
-            step["s"] += time.perf_counter() - t
-
-        pipeline.process = timed
         pipeline.warmup()
         cpu = time.process_time()  # every thread of the process: capture, decoding, inference pools
         report = run_pipeline(run_cfg, pipeline=pipeline)
-        row = CapacityRow(every, sum(report.get("processed", {}).values()), step["s"], time.process_time() - cpu)
+        row = CapacityRow(every, sum(report.get("processed", {}).values()), pipeline.step_s, time.process_time() - cpu)
         log.info(
             "capacity: detector on %s: %d frames, %.1f frames/s in the loop, %.1f ms CPU per frame",
             every_nth(every),
@@ -144,32 +147,37 @@ def verdict(rows: list[CapacityRow], rates: dict[str, float], cpus: float) -> li
     asked = sum(rates.values())
     if not asked:
         return [
-            f"at full quality this box takes {full:.1f} frames/s in all (the cameras set no fps: give each its rate to compare)"
+            f"at full quality this box takes {full:.1f} frames/s in all "
+            "(the cameras set no fps: give each its rate to compare)"
         ]
     n = len(rates)
     out = [f"your {n} camera(s) ask for {asked:.1f} frames/s ({', '.join(f'{c} {r:g}' for c, r in rates.items())})."]
     if full >= asked:
         out.append(
-            f"at full quality (detector on every frame) this box takes {full:.1f}: all of them, with {full / asked - 1:.0%} to spare."
+            f"at full quality (detector on every frame) this box takes {full:.1f}: "
+            f"all of them, with {full / asked - 1:.0%} to spare."
         )
         return out
     share = full / asked
     per_camera = max(rates.values())
     out.append(
-        f"at full quality it takes {full:.1f} ({share:.0%}): {int(round(full, 1) // per_camera)} camera(s) at {per_camera:g} fps, "
+        f"at full quality it takes {full:.1f} ({share:.0%}): "
+        f"{int(round(full, 1) // per_camera)} camera(s) at {per_camera:g} fps, "
         f"or all of them at {share * per_camera:.1f} fps."
     )
     for r in rows[1:]:
         cap = r.capacity(cpus)
         if cap >= asked:
             out.append(
-                f"with the detector on {every_nth(r.every)} (governor.detect_every: {r.every}; auto chooses it when needed) "
+                f"with the detector on {every_nth(r.every)} "
+                f"(governor.detect_every: {r.every}; auto chooses it when needed) "
                 f"it takes {cap:.1f}: all of them."
             )
             return out
     best = rows[-1]
     out.append(
-        f"even with the detector on {every_nth(best.every)} it takes {best.capacity(cpus):.1f}: fewer cameras, lower rates "
+        f"even with the detector on {every_nth(best.every)} it takes {best.capacity(cpus):.1f}: "
+        "fewer cameras, lower rates "
         f"or more compute."
     )
     return out

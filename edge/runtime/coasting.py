@@ -28,6 +28,13 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 
 
+def _lucas_kanade(prev: np.ndarray, cur: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pyramidal Lucas-Kanade: where ``points`` [N, 1, 2] of ``prev`` are in ``cur``, and which were found."""
+    # OpenCV's stubs lack the nextPts=None (allocate the output) its API documents and this relies on
+    nxt, status, _ = cv2.calcOpticalFlowPyrLK(prev, cur, points, None, **LK_PARAMS)  # type: ignore[call-overload]
+    return nxt, status
+
+
 @dataclass
 class FlowCarrier:
     """Moves boxes from one grey frame to the next (see the module docstring).
@@ -49,8 +56,8 @@ class FlowCarrier:
         if not len(boxes):
             return moved, ok
         points = np.concatenate([self._grid(b) for b in boxes]).reshape(-1, 1, 2)
-        nxt, st, _ = cv2.calcOpticalFlowPyrLK(prev, cur, points, None, **LK_PARAMS)
-        back, st_back, _ = cv2.calcOpticalFlowPyrLK(cur, prev, nxt, None, **LK_PARAMS)
+        nxt, st = _lucas_kanade(prev, cur, points)
+        back, st_back = _lucas_kanade(cur, prev, nxt)
         good = (
             (st.ravel() == 1)
             & (st_back.ravel() == 1)

@@ -14,6 +14,7 @@ import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,11 +41,14 @@ def weights_format(weights: str) -> str:
     return path.suffix.lstrip(".").lower()
 
 
+ULTRALYTICS_DECORATION = " ❌️\ufe0f"  # the characters before the reason of Ultralytics' ERROR line
+
+
 def load_error(weights: str, exc: BaseException) -> DetectorError:
     """Ultralytics' load failure as one line: its first line without the ``ERROR ❌️`` decoration
     (its second line recommends its own CLI and models, which is not what this runtime runs)."""
     first = next((line for line in str(exc).splitlines() if line.strip()), "")
-    reason = first.replace("ERROR", "", 1).lstrip(" ❌️\ufe0f") if first.startswith("ERROR") else first
+    reason = first.replace("ERROR", "", 1).lstrip(ULTRALYTICS_DECORATION) if first.startswith("ERROR") else first
     if str(weights) in reason:
         return DetectorError(f"detector.weights: {reason}")
     return DetectorError(
@@ -102,7 +106,9 @@ class PersonDetector:
             raise DetectorError(problem)
         from ultralytics import YOLO
 
-        self.kwargs = dict(imgsz=imgsz, conf=conf, iou=iou, device=device, classes=list(classes), verbose=False)
+        self.kwargs: dict[str, Any] = dict(
+            imgsz=imgsz, conf=conf, iou=iou, device=device, classes=list(classes), verbose=False
+        )
         if half:  # newer Ultralytics warn on every call when half is passed at all
             self.kwargs["half"] = True
         self.batch = batch
@@ -121,12 +127,14 @@ class PersonDetector:
         """BGR images -> one :class:`Detections` per image."""
         if not images:
             return []
-        if self.batch:
-            results = self.model.predict(images, **self.kwargs)
-        else:
-            results = [self.model.predict(img, **self.kwargs)[0] for img in images]
+        results = self._predict(images) if self.batch else [self._predict(img)[0] for img in images]
         out = []
         for r in results:
             boxes = r.boxes.cpu().numpy()
             out.append(Detections(boxes.xyxy.astype(np.float32), boxes.conf.astype(np.float32)))
         return out
+
+    def _predict(self, source: np.ndarray | list[np.ndarray]) -> list[Any]:
+        """Ultralytics' Results, one per image (its annotations also allow tensors and a stream,
+        which ``predict`` gives for other arguments than ours)."""
+        return list(self.model.predict(source, **self.kwargs))

@@ -9,6 +9,7 @@ from typing import Optional
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 from edge.identity.geometry import Homography
 
@@ -38,7 +39,7 @@ def draw_floor_grid(
     h: Homography,
     step_m: float = 1.0,
     extent: Optional[tuple[float, float, float, float]] = None,
-    points: Optional[tuple[np.ndarray, np.ndarray]] = None,
+    points: Optional[tuple[ArrayLike, ArrayLike]] = None,
 ) -> np.ndarray:
     """The floor grid every ``step_m`` metres drawn into ``image`` (BGR); labelled every 2 steps.
     ``points``: (image points, floor points) of a point-pair calibration, drawn as circles (clicked)

@@ -45,7 +45,8 @@ class Governor:
         start = 1 if self.auto else int(detect_every)
         self.max_every = max(int(max_detect_every), start)
         self.every = {cam: start for cam in cameras}
-        self._since = {cam: None for cam in cameras}  # frames since the camera's last detection (None: never)
+        # frames since the camera's last detection (None: never)
+        self._since: dict[str, Optional[int]] = {cam: None for cam in cameras}
         self.adapt_every_s, self.clock = adapt_every_s, clock
         self._last_adapt = clock()
         self.changes: list[tuple[float, str, int]] = []  # (time, camera, new k): counted in the run report
@@ -57,9 +58,11 @@ class Governor:
     def detect_now(self, camera: str) -> bool:
         """True when this frame of ``camera`` gets the detector; counts the frame either way."""
         since = self._since.get(camera)
-        due = since is None or since + 1 >= self.every.get(camera, 1)
-        self._since[camera] = 0 if due else since + 1
-        return due
+        if since is not None and since + 1 < self.every.get(camera, 1):
+            self._since[camera] = since + 1
+            return False
+        self._since[camera] = 0
+        return True
 
     def observe(self, frames: int, detected: int, step_s: float, detect_s: float) -> None:
         """One step's cost: ``frames`` processed in ``step_s``, ``detected`` of them through the

@@ -102,8 +102,9 @@ class RateWatch:
                 continue
             if short.share < self.tolerance and cam not in self.below:
                 lines.append(
-                    f"{cam} is processed at {short.fps:.1f} of the {short.rate:.1f} fps it delivers ({short.share:.0%}): the box "
-                    f"can't keep up and frames are skipped, identities may fragment (docs/edge.md, 'When the box can't keep up')"
+                    f"{cam} is processed at {short.fps:.1f} of the {short.rate:.1f} fps it delivers "
+                    f"({short.share:.0%}): the box can't keep up and frames are skipped, identities may fragment "
+                    "(docs/edge.md, 'When the box can't keep up')"
                 )
                 log.warning("%s", lines[-1])
                 self.warnings += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -47,7 +47,9 @@ class CameraTracker:
 
         self.camera_id = camera_id
         self.args = tracker_args(cfg)
-        cls = BOTSORT if cfg.kind == "botsort" else BYTETracker
+        # Any: Ultralytics releases differ (the frame rate as an argument or in args; max_time_lost)
+        cls: Any = BOTSORT if cfg.kind == "botsort" else BYTETracker
+        self.tracker: Any
         try:
             self.tracker = cls(self.args, frame_rate=int(round(frame_rate)))
         except TypeError:  # newer releases take the frame rate from args

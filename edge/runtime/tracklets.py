@@ -19,6 +19,7 @@ import numpy as np
 from core.embeddings import Embeddings
 from edge.identity.geometry import FloorTrack, Homography, foot_point
 from edge.identity.records import TrackletSummary
+from edge.runtime.config import ReIDConfig
 from edge.runtime.types import Frame, Track
 
 ACTIVE, LOST, ENDED = "active", "lost", "ended"
@@ -96,7 +97,7 @@ class Tracklet:
         if self.embedding is None:
             return None
         if self._appearance is None or self._appearance[0] != self.n_embeddings:  # rebuilt only after new evidence
-            if self._part_sum is None:
+            if self._part_sum is None or self._conf_sum is None:  # no parts (they come together)
                 emb = Embeddings.normalized(self.embedding[None])
             else:
                 emb = Embeddings.normalized(
@@ -147,6 +148,8 @@ class Tracklet:
         """Fold one L2-normalised embedding into the running quality-weighted mean; part
         features (part-based models) fold per part, weighted by quality x part confidence."""
         if parts is not None:
+            if part_conf is None:
+                raise ValueError("parts and part_conf come together")
             self._part_sum = (self._part_sum if self._part_sum is not None else 0) + quality * part_conf[
                 :, None
             ] * parts
@@ -172,10 +175,20 @@ class EmbedRequest:
 
 @dataclass
 class BudgetPolicy:
-    embed_every_s: float = 1.0
-    better_crop: float = 1.25
-    min_box_height: int = 24
-    max_overlap: float = 0.6
+    """When a tracklet's crop is worth an embedding. The values (and their defaults) are the
+    ``reid:`` section's (:class:`~edge.runtime.config.ReIDConfig`): :meth:`from_config`."""
+
+    embed_every_s: float
+    better_crop: float
+    min_box_height: int
+    max_overlap: float
+
+    @classmethod
+    def from_config(cls, reid: ReIDConfig, fps: float) -> BudgetPolicy:
+        """A camera's budget in seconds of media time (``reid.embed_every`` in frames is the
+        older form, read at the camera's rate ``fps``)."""
+        every = reid.embed_every / fps if reid.embed_every else reid.embed_every_s
+        return cls(every, reid.better_crop, reid.min_box_height, reid.max_overlap)
 
     def wants(self, t: Tracklet, height: float, overlap: float, quality: float) -> bool:
         if height < self.min_box_height or overlap > self.max_overlap:
@@ -239,7 +252,7 @@ class TrackletBook:
                 events.append(("found", t))
             t.state = ACTIVE
             t.xyxy, t.conf, t.last_seen, t.last_frame = track.xyxy, track.conf, frame.timestamp, frame.index
-            if floor is not None:
+            if floor is not None and t.floor is not None:  # a calibrated camera's tracklets all have one
                 t.floor.add(frame.timestamp, floor[i])
             seen.add(track.local_id)
             if self.policy is not None and embed:
