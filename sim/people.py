@@ -31,11 +31,17 @@ TOP_PATTERNS = ("solid", "stripes", "check", "two_tone")
 BOTTOM_KINDS = ("trousers", "shorts", "skirt")
 
 
+def _three(values: np.ndarray) -> tuple[float, float, float]:
+    a, b, c = values
+    return float(a), float(b), float(c)
+
+
 def _random_color(
     rng: np.random.Generator, sat: tuple[float, float] = (0.3, 1.0), val: tuple[float, float] = (0.25, 1.0)
 ) -> Color:
-    hsv = np.uint8([[[rng.integers(0, 180), int(255 * rng.uniform(*sat)), int(255 * rng.uniform(*val))]]])
-    return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+    hsv = np.array([[[rng.integers(0, 180), int(255 * rng.uniform(*sat)), int(255 * rng.uniform(*val))]]], np.uint8)
+    r, g, b = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0]
+    return int(r), int(g), int(b)
 
 
 @dataclass(frozen=True)
@@ -208,7 +214,7 @@ class CameraLook:
     @classmethod
     def sample(cls, rng: np.random.Generator) -> CameraLook:
         return cls(
-            gain=tuple(float(g) for g in rng.uniform(0.8, 1.2, 3)),
+            gain=_three(rng.uniform(0.8, 1.2, 3)),
             brightness=float(rng.uniform(0.75, 1.2)),
             blur_sigma=float(rng.uniform(0.0, 1.0)),
             noise_std=float(rng.uniform(2.0, 8.0)),
@@ -216,7 +222,7 @@ class CameraLook:
         )
 
     def apply(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        out = img.astype(np.float32) * np.array(self.gain, np.float32) * self.brightness
+        out: np.ndarray = img.astype(np.float32) * np.array(self.gain, np.float32) * self.brightness
         if self.blur_sigma > 0.3:
             out = cv2.GaussianBlur(out, (0, 0), self.blur_sigma)
         out += rng.normal(0.0, self.noise_std, out.shape).astype(np.float32)
@@ -342,7 +348,7 @@ def write_synthetic_dataset(root: str | Path, spec: SyntheticSpec = SyntheticSpe
                 )
     meta = {
         "spec": asdict(spec),
-        "cameras": [asdict(l) for l in looks],
+        "cameras": [asdict(look) for look in looks],
         "appearances": [asdict(a) for a in appearances],
     }
     (root / "synthetic.json").write_text(json.dumps(meta, indent=1))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, Literal, Optional, overload
 
 import cv2
 import numpy as np
@@ -51,16 +52,16 @@ class CameraRenderer:
         self.look = world.looks[camera_index]
         self.width, self.height = self.camera.spec.width, self.camera.spec.height
         self.background = self._background()
-        self._occluders = [self._occluder_shape(o) for o in world.spec.occluders]
-        self._occluders = [o for o in self._occluders if o is not None]
+        shapes = [self._occluder_shape(o) for o in world.spec.occluders]
+        self._occluders = [o for o in shapes if o is not None]
 
     def _background(self) -> np.ndarray:
         rng = np.random.default_rng((self.world.spec.seed, self.index, 1))
         wall = textured_background(self.height, self.width, self.look.background, rng)
         floor_colour = tuple(int(c * 0.8) for c in self.look.background[::-1])
-        quad = self.camera.project(np.float64(self.camera.spec.ground_quad)).astype(np.int32)
+        quad = self.camera.project(np.array(self.camera.spec.ground_quad, np.float64)).astype(np.int32)
         cv2.fillPoly(wall, [quad], floor_colour)
-        g = np.float64(self.camera.spec.ground_quad)
+        g = np.array(self.camera.spec.ground_quad, np.float64)
         x0, y0 = g.min(0)
         x1, y1 = g.max(0)
         for x in np.arange(np.ceil(x0 / 2) * 2, x1 + 1e-6, 2.0):  # floor tiles every 2 m
@@ -86,12 +87,18 @@ class CameraRenderer:
         colour = {"pole": (70, 70, 80), "car": (160, 40, 40), "bench": (120, 80, 40)}.get(occ.kind, (100, 100, 100))
         return float(bottom), poly, colour
 
-    def render(self, frame_index: int, draw: bool = True) -> tuple[np.ndarray | None, list[GroundTruthBox]]:
+    @overload
+    def render(self, frame_index: int, draw: Literal[True] = True) -> tuple[np.ndarray, list[GroundTruthBox]]: ...
+
+    @overload
+    def render(self, frame_index: int, draw: bool) -> tuple[Optional[np.ndarray], list[GroundTruthBox]]: ...
+
+    def render(self, frame_index: int, draw: bool = True) -> tuple[Optional[np.ndarray], list[GroundTruthBox]]:
         """The BGR frame (None when ``draw`` is False) and its ground-truth boxes."""
         t = frame_index / self.world.spec.fps
         canvas = self.background.copy()
         labels = np.zeros((self.height, self.width), np.int16)
-        items = []  # (foot row, kind, payload)
+        items: list[tuple[float, int, Any]] = []  # (foot row, kind, payload: (polygon, colour) or person number)
         for row, poly, colour in self._occluders:
             items.append((row, 0, (poly, colour)))
         people = []
@@ -118,7 +125,7 @@ class CameraRenderer:
                 self._paste(canvas, labels, rgb, alpha, x, y, payload)
         counts = np.bincount(labels.ravel().clip(0), minlength=len(people) + 1)
         boxes = []
-        for k, (walker, pos, rgb, alpha, tight, x, y) in enumerate(people, start=1):
+        for k, (walker, pos, _rgb, alpha, tight, x, y) in enumerate(people, start=1):
             vis = float(counts[k] / max(1, alpha.sum()))
             x0, y0 = max(0, x + tight[0]), max(0, y + tight[1])
             x1, y1 = min(self.width, x + tight[2]), min(self.height, y + tight[3])

@@ -149,10 +149,10 @@ class Camera:
 
     def __init__(self, spec: CameraSpec):
         self.spec = spec
-        img = np.float32([[u * spec.width, v * spec.height] for u, v in spec.image_quad])
-        self.H = cv2.getPerspectiveTransform(np.float32(spec.ground_quad), img).astype(np.float64)
+        img = np.array([[u * spec.width, v * spec.height] for u, v in spec.image_quad], np.float32)
+        self.H = cv2.getPerspectiveTransform(np.array(spec.ground_quad, np.float32), img).astype(np.float64)
         self.H_inv = np.linalg.inv(self.H)
-        g = np.float64(spec.ground_quad)
+        g = np.array(spec.ground_quad, np.float64)
         right = g[1] - g[0]
         self._right = right / np.linalg.norm(right)  # ground direction of the image's x axis
 
@@ -172,7 +172,7 @@ class Camera:
 
     def sees(self, point: tuple[float, float]) -> bool:
         """True when the ground point lies inside the camera's ground quad."""
-        quad = np.float32(self.spec.ground_quad)
+        quad = np.array(self.spec.ground_quad, np.float32)
         return cv2.pointPolygonTest(quad, (float(point[0]), float(point[1])), False) >= 0
 
 

@@ -66,6 +66,8 @@ def write_mot_ground_truth(
                     local = local_ids.setdefault(b.pid, len(local_ids) + 1)
                     gt.write(mot_row(f + 1, local, b.xyxy, 1.0, b.visibility))
                     gt_global.write(mot_row(f + 1, b.pid, b.xyxy, 1.0, b.visibility))
+                if image is None:  # drawn only when images or video are written
+                    continue
                 if images:
                     cv2.imwrite(str(seq / "img1" / f"{f + 1:06d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
                 if writer is not None:
@@ -78,7 +80,7 @@ def write_mot_ground_truth(
 
 
 def _video_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {path} (no mp4v encoder in this build?)")
     return writer
@@ -201,7 +203,7 @@ def _door_polygon(cam, area_name: Optional[str], depth_m: float) -> Optional[lis
     sx0, sy0, sx1, sy1 = strip
     quad = cam.project(np.array([[sx0, sy0], [sx1, sy0], [sx1, sy1], [sx0, sy1]]))
     w, h = cam.spec.width, cam.spec.height
-    frame = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    frame = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
     area, clipped = cv2.intersectConvexConvex(cv2.convexHull(quad.astype(np.float32)), frame)
     if area <= 0 or clipped is None:
         return None

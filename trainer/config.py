@@ -100,7 +100,8 @@ class DataConfig(StrictModel):
         0.0,
         ge=0,
         lt=1,
-        description="share of training identities held out as a validation query/gallery (trainer.data.validation): tune hyper-parameters and the matching threshold there, never on test; 0: none",
+        description="share of training identities held out as a validation query/gallery (trainer.data.validation): "
+        "tune hyper-parameters and the matching threshold there, never on test; 0: none",
     )
     val_seed: int = Field(0, description="which training identities the validation split draws")
 
@@ -153,7 +154,8 @@ class Stage2Config(OptimConfig):
     margin: float = Field(0.3, ge=0, description="triplet margin")
     triplet_space: Literal["centered", "raw"] = Field(
         "centered",
-        description="features the triplet compares: batch-centered and L2-normalised (centered; raw features collapse, see trainer.losses) or raw (the official code)",
+        description="features the triplet compares: batch-centered and L2-normalised (centered; raw features "
+        "collapse, see trainer.losses) or raw (the official code)",
     )
 
 
@@ -163,7 +165,8 @@ class EvalConfig(StrictModel):
     rerank: bool = Field(False, description="k-reciprocal re-ranking")
     use_parts: bool = Field(
         True,
-        description="part-based methods: confidence-weighted part similarity next to the global one (false: global only)",
+        description="part-based methods: confidence-weighted part similarity next to the global one (false: global "
+        "only)",
     )
     k1: int = Field(20, ge=1)
     k2: int = Field(6, ge=1)

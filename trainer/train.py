@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"untrained: mAP {100 * result.initial_metrics['mAP']:.1f}  R1 {100 * result.initial_metrics['R1']:.1f}"
             )
         print(
-            f"trained:   mAP {100 * m['mAP']:.1f}  R1 {100 * m['R1']:.1f}  R5 {100 * m['R5']:.1f}  R10 {100 * m['R10']:.1f}  mINP {100 * m['mINP']:.1f}"
+            f"trained:   mAP {100 * m['mAP']:.1f}  R1 {100 * m['R1']:.1f}  R5 {100 * m['R5']:.1f}  R10 "
+            f"{100 * m['R10']:.1f}  mINP {100 * m['mINP']:.1f}"
         )
         print(f"report:    {cfg.output_dir}/eval.json, {cfg.output_dir}/eval_cmc.png")
     return 0

@@ -30,10 +30,12 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["MethodConfig", "build_method", "method_entry", "method_names", "register_method"]
 
 
-def build_method(
-    cfg: ModelConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int
-) -> Method:
+def build_method(cfg: ModelConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int) -> Method:
     """The method module a recipe names; ``build_model`` calls its ``setup`` once the model exists."""
+    from trainer.methods.base import Method  # at run time: method_entry has imported torch already
+
     entry = method_entry(cfg.method.name)
+    if not issubclass(entry.method, Method):  # register_method decorates Method subclasses only
+        raise TypeError(f"method {entry.name!r}: {entry.method.__qualname__} is not a Method subclass")
     section = getattr(cfg.method, entry.name) if entry.section is not None else None
     return entry.method.build(section, image_encoder, text_encoder, num_classes)

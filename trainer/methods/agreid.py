@@ -127,9 +127,14 @@ def attribute_alignment(pred: torch.Tensor, target: torch.Tensor, mask: torch.Te
 
 # AG-ReID prompt-attribute templates; ``{slot}`` marks an identity's learnable attribute tokens.
 ATTRIBUTE_TEMPLATES = {
-    "full": "A photo of a {gender} person with {hair} hair, wearing {upper} on top, {lower} below and {shoes} shoes, carrying {bag}.",
+    "full": (
+        "A photo of a {gender} person with {hair} hair, wearing {upper} on top, {lower} below and {shoes} shoes, "
+        "carrying {bag}."
+    ),
     "clothing": "A photo of a person wearing {upper} on top, {lower} below and {shoes} shoes.",
-    "occlusion": "A photo of a {gender} person with {hair} hair, wearing {upper} and {lower}, partly hidden, carrying {bag}.",
+    "occlusion": (
+        "A photo of a {gender} person with {hair} hair, wearing {upper} and {lower}, partly hidden, carrying {bag}."
+    ),
 }
 
 
@@ -161,7 +166,8 @@ class AGReIDConfig(StrictModel):
             raise ValueError(f"gamma must be otsu, p50, p75, p90 or a number, got {self.gamma!r}")
         if "{" not in self.template_text():
             raise ValueError(
-                f"attribute template {self.template!r} is neither built in ({list(ATTRIBUTE_TEMPLATES)}) nor has {{slot}} markers"
+                f"attribute template {self.template!r} is neither built in ({list(ATTRIBUTE_TEMPLATES)}) nor has "
+                f"{{slot}} markers"
             )
         return self
 

@@ -125,7 +125,8 @@ class MSCSATGIConfig(StrictModel):
     max_classes: Optional[int] = Field(
         None,
         ge=2,
-        description="TGI fuses at most this many identities per batch (the batch's own + drawn others); None: all, as the paper (cost ~ C^2)",
+        description="TGI fuses at most this many identities per batch (the batch's own + drawn others); None: all, "
+        "as the paper (cost ~ C^2)",
     )
 
 

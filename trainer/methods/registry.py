@@ -31,7 +31,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional, Protocol, TypeVar
 
 from pydantic import Field, create_model
 
@@ -52,7 +52,8 @@ class MethodConfig(StrictModel):
     frozen_backbone_epochs: int = Field(
         0,
         ge=0,
-        description="epochs that train only the method's modules on the frozen, trained backbone, after stage 2 (SAGA's stage 3)",
+        description="epochs that train only the method's modules on the frozen, trained backbone, after stage 2 "
+        "(SAGA's stage 3)",
     )
     stage_lr: Optional[float] = Field(
         None, gt=0, description="learning rate of that stage (SAGA release: 3.5e-4); None: stage2.lr x lr_factor"
@@ -106,17 +107,26 @@ def method_config_class(
 BaselineConfig = method_config_class("baseline")  # the default: importable without torch
 
 
+class _Named(Protocol):
+    """What the decorator writes on a Method subclass (this module imports no torch, so it does
+    not name :class:`~trainer.methods.base.Method` itself)."""
+
+    name: ClassVar[str]
+
+
+_MethodClass = TypeVar("_MethodClass", bound=type[_Named])
+
+
 def register_method(
     name: str, section: Optional[type[StrictModel]] = None, backbone: Backbone = None
-) -> Callable[[type], type]:
+) -> Callable[[_MethodClass], _MethodClass]:
     """Class decorator: make the Method subclass available as ``model.method.name = name``."""
 
-    def decorate(method_cls: type) -> type:
+    def decorate(method_cls: _MethodClass) -> _MethodClass:
         config = method_config_class(name, section, backbone)
         if name in _METHODS and _METHODS[name].method.__qualname__ != method_cls.__qualname__:
-            raise ValueError(
-                f"method {name!r} is already registered by {_METHODS[name].method.__module__}.{_METHODS[name].method.__qualname__}"
-            )
+            known = _METHODS[name].method
+            raise ValueError(f"method {name!r} is already registered by {known.__module__}.{known.__qualname__}")
         method_cls.name = name
         _METHODS[name] = MethodEntry(name, method_cls, config, section)
         return method_cls

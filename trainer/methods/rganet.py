@@ -116,7 +116,8 @@ class RGANetConfig(StrictModel):
     temperature: float = Field(0.1, gt=0, description="softmax temperature of patch-to-prototype similarity")
     spatial_prior: bool = Field(
         False,
-        description="add a learnable per-row bias (regions ordered top to bottom) to the mask logits; for random-init text only (tiny models): with it, regions are stripes whatever the text prototypes say",
+        description="add a learnable per-row bias (regions ordered top to bottom) to the mask logits; for "
+        "random-init text only (tiny models): with it, regions are stripes whatever the text prototypes say",
     )
     region_id_weight: float = Field(0.25, ge=0, description="weight of each region's ID loss")
     region_triplet_weight: float = Field(
