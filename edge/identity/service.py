@@ -42,6 +42,11 @@ class IdentityView(Protocol):
         """Its global appearance [D] as events carry it (None: not known here)."""
         ...
 
+    @property
+    def sealed(self) -> bool:
+        """Founded by a tracklet too short to match: nothing will join it (its ``new`` event says so)."""
+        ...
+
 
 class IdentityService(Protocol):
     """Tracklet summaries in, identity decisions out, on the scene clock the caller passes in."""
