@@ -48,9 +48,10 @@ class CameraCapture(threading.Thread):
         self._cond = threading.Condition()
         self._latest: Optional[Frame] = None
         self.finished = False
-        self.read_count = self.dropped = self.reconnects = 0  # reconnects: every open attempt after the first
+        # read_count: frames delivered (the governor's measure of a camera's rate); dropped: overwritten
+        # before the pipeline took them; reconnects: every open attempt after the first
+        self.read_count = self.dropped = self.reconnects = 0
         self._opens = 0
-        self.decode_seconds = 0.0
         self.error: Optional[str] = None  # why the capture ended (a file that cannot be read, a crash)
         self.problem: Optional[str] = None  # why a live source delivers nothing now (cleared by its next frame)
 
@@ -169,7 +170,6 @@ class CameraCapture(threading.Thread):
             if self.cam.resize:
                 image = cv2.resize(image, tuple(self.cam.resize), interpolation=cv2.INTER_AREA)
             decode = time.perf_counter() - start
-            self.decode_seconds += decode
             self.read_count += 1
             self.problem = None
             self._deliver(Frame(self.cam.id, index, self._scene_time(index), image, decode))

@@ -9,8 +9,6 @@ from typing import Any
 
 import numpy as np
 
-STAGES = ("decode", "detect", "track", "embed", "match", "publish")
-
 
 class PipelineStats:
     """Per-stage latencies (ms, a sliding window) and frame counters since the last report."""
