@@ -3,6 +3,11 @@
 Relative paths in the file are resolved against the file's folder, so a config and its models
 can move together. A wrong key, type or missing file is one :class:`ConfigError` naming the
 file and the dotted field (the same loader as the training recipes).
+
+One module over 400 lines on purpose: it is the reference of the camera file, one class per
+section in the file's order, each key with its type, bounds, default and description, so a user
+(and ``docs/edge.md``) reads every key in one place; :func:`load_edge_config` after them resolves
+the paths and probes the sources. Most of its lines are those descriptions.
 """
 
 from __future__ import annotations
@@ -20,8 +25,6 @@ from edge.identity.geometry import CalibrationError, homography_from
 from edge.runtime.source_diagnosis import why_unreadable
 from edge.wire.curve import CurveServer
 
-STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
-
 
 class CameraConfig(StrictModel):
     id: str = Field(description="camera name used in topics, events and output files")
@@ -32,7 +35,8 @@ class CameraConfig(StrictModel):
     resize: Optional[tuple[int, int]] = Field(None, description="[width, height] every frame is resized to")
     realtime: bool = Field(
         True,
-        description="files/synthetic: pace at fps and drop late frames; False: every frame, as fast as the pipeline goes",
+        description="files/synthetic: pace at fps and drop late frames; "
+        "False: every frame, as fast as the pipeline goes",
     )
     loop: bool = Field(False, description="files/synthetic: start again at the end")
     sie_index: Optional[int] = Field(
@@ -44,11 +48,6 @@ class CameraConfig(StrictModel):
         le=60,
         description="streams (rtsp/http): give up opening, or waiting for a frame, after this long, then reconnect",
     )
-
-    @property
-    def is_stream(self) -> bool:
-        s = self.source
-        return s.startswith(STREAM_PREFIXES) or s.isdigit()
 
 
 class DetectorConfig(StrictModel):
@@ -110,7 +109,8 @@ class ReIDConfig(StrictModel):
     embed_every_s: float = Field(
         1.0,
         gt=0,
-        description="re-embed a track at most every this many seconds of media time (the same budget at any processed rate)",
+        description="re-embed a track at most every this many seconds of media time "
+        "(the same budget at any processed rate)",
     )
     embed_every: Optional[int] = Field(
         None, ge=1, description="older form: every N frames at the camera's rate (converted to embed_every_s)"
@@ -351,7 +351,12 @@ EdgeConfig.model_rebuild()
 
 
 def _resolve(base: Path, value: Optional[str]) -> Optional[str]:
-    if value is None or "://" in value or value.isdigit():
+    return None if value is None else _resolve_path(base, value)
+
+
+def _resolve_path(base: Path, value: str) -> str:
+    """A path relative to ``base`` made absolute; URLs and USB indices as they are."""
+    if "://" in value or value.isdigit():
         return value
     p = Path(value).expanduser()
     return str(p if p.is_absolute() else (base / p).resolve())
@@ -403,15 +408,15 @@ def load_edge_config(path: str | Path, overrides: list[str] | tuple[str, ...] = 
         return Path.cwd() if field in overridden else file_base
 
     for i, cam in enumerate(cfg.cameras):
-        cam.source = _resolve(file_base, cam.source)
+        cam.source = _resolve_path(file_base, cam.source)
         if "://" not in cam.source and not cam.source.isdigit():  # a URL or USB index is tried at run time
             _check_source(cam.source, f"cameras.{i}.source", path)
-    cfg.detector.weights = _resolve(base_for("detector.weights"), cfg.detector.weights)
+    cfg.detector.weights = _resolve_path(base_for("detector.weights"), cfg.detector.weights)
     _check_exists(cfg.detector.weights, "detector.weights", path)
     cfg.tracker.config = _resolve(base_for("tracker.config"), cfg.tracker.config)
     _check_exists(cfg.tracker.config, "tracker.config", path)
     if cfg.reid is not None:
-        cfg.reid.model = _resolve(base_for("reid.model"), cfg.reid.model)
+        cfg.reid.model = _resolve_path(base_for("reid.model"), cfg.reid.model)
         _check_exists(cfg.reid.model, "reid.model", path)
     known = {c.id for c in cfg.cameras}
     for i, t in enumerate(cfg.matching.transitions):
