@@ -16,7 +16,7 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
 import cv2
 import numpy as np
@@ -48,7 +48,7 @@ class Homography:
         return q[:, :2] / q[:, 2:3]
 
 
-def check_matrix(matrix: Sequence[Sequence[float]], where: str) -> Homography:
+def check_matrix(matrix: Union[Sequence[Sequence[float]], np.ndarray], where: str) -> Homography:
     """A given 3x3 image -> floor matrix, refused when it cannot be inverted."""
     H = np.asarray(matrix, np.float64)
     if H.shape != (3, 3):

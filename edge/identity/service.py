@@ -20,7 +20,7 @@ from edge.identity.records import Decision, Key, TrackletSummary
 
 class IdentityView(Protocol):
     """What the pipeline reads of one identity (its events, its snapshot): the engine's
-    :class:`~edge.identity.engine.Identity` or a node's ``NodeIdentity``. Read-only properties, so
+    :class:`~edge.identity.records.Identity` or a node's ``NodeIdentity``. Read-only properties, so
     that plain dataclass fields satisfy them."""
 
     @property
