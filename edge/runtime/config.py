@@ -21,7 +21,8 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from core.configio import ConfigError, StrictModel, load_config
-from edge.identity.geometry import CalibrationError, homography_from
+from edge.identity.geometry import CalibrationError, FloorRules, homography_from
+from edge.identity.settings import EngineSettings
 from edge.runtime.source_diagnosis import why_unreadable
 from edge.wire.curve import CurveServer
 
@@ -171,56 +172,88 @@ class TransitionWindow(StrictModel):
 
 
 class MatchingConfig(StrictModel):
-    """The identity engine (``edge/identity``): thresholds, evidence weights, the revision window."""
+    """The identity engine (``edge/identity``): thresholds, evidence weights, the revision window.
 
-    enabled: bool = Field(True, description="False: every tracklet founds its own identity (for comparisons)")
+    Each default is the engine's own (:class:`~edge.identity.settings.EngineSettings`, the floor's
+    :class:`~edge.identity.geometry.FloorRules`): one source, read here."""
+
+    enabled: bool = Field(
+        EngineSettings.enabled, description="False: every tracklet founds its own identity (for comparisons)"
+    )
     threshold: Optional[float] = Field(
         None,
         ge=-1.0,
         le=1.0,
-        description="cosine at which appearance alone is neutral; None: the model's stored threshold (required for models without one)",
+        description="cosine at which appearance alone is neutral; None: the model's stored threshold "
+        "(required for models without one)",
     )
     scale: Optional[float] = Field(
         None,
         gt=0,
-        description="cosine units per unit of evidence; None: the model's different-person cosine std, else 0.1",
+        description="cosine units per unit of evidence; None: the model's different-person cosine std, "
+        f"else {EngineSettings.scale:g}",
     )
-    min_embeddings: int = Field(2, ge=1, description="evidence a tracklet needs before it is matched")
-    identity_ttl_s: float = Field(300.0, gt=0, description="identities unseen this long are forgotten")
+    min_embeddings: int = Field(
+        EngineSettings.min_embeddings, ge=1, description="evidence a tracklet needs before it is matched"
+    )
+    identity_ttl_s: float = Field(
+        EngineSettings.identity_ttl_s, gt=0, description="identities unseen this long are forgotten"
+    )
     max_identities: int = Field(
-        10000, ge=1, description="gallery bound: past it the longest-unseen identities are forgotten first"
+        EngineSettings.max_identities,
+        ge=1,
+        description="gallery bound: past it the longest-unseen identities are forgotten first",
     )
     revision_window_s: float = Field(
-        30.0, ge=0, description="decisions about tracklets seen within this window may still change (merge, reassign)"
-    )
-    revise_every_s: float = Field(1.0, gt=0, description="period of the revision pass (scene time)")
-    relink_max_gap_s: float = Field(
-        2.0,
+        EngineSettings.revision_window_s,
         ge=0,
-        description="a new tracklet starting this soon after one of the same camera was last seen, near it, continues it",
+        description="decisions about tracklets seen within this window may still change (merge, reassign)",
+    )
+    revise_every_s: float = Field(
+        EngineSettings.revise_every_s, gt=0, description="period of the revision pass (scene time)"
+    )
+    relink_max_gap_s: float = Field(
+        EngineSettings.relink_max_gap_s,
+        ge=0,
+        description="a new tracklet starting this soon after one of the same camera was last seen, "
+        "near it, continues it",
     )
     relink_bonus: float = Field(
-        1.0, ge=0, description="evidence (in scale units) for continuing a same-camera tracklet"
+        EngineSettings.relink_bonus,
+        ge=0,
+        description="evidence (in scale units) for continuing a same-camera tracklet",
     )
     floor_weight: float = Field(
-        2.0, ge=0, description="evidence (in scale units) for standing at the same floor position at the same time"
+        EngineSettings.floor_weight,
+        ge=0,
+        description="evidence (in scale units) for standing at the same floor position at the same time",
     )
     transition_bonus: float = Field(
-        1.0, ge=0, description="evidence (in scale units) for arriving within a configured transition window"
+        EngineSettings.transition_bonus,
+        ge=0,
+        description="evidence (in scale units) for arriving within a configured transition window",
     )
     appearance_veto: Optional[float] = Field(
-        None,
+        EngineSettings.appearance_veto,
         gt=0,
         description="appearance this many scale units below the threshold forbids a "
         "match whatever the floor, continuity or transitions say (None: off)",
     )
-    merge_margin: float = Field(0.5, description="score two identities need to be merged")
+    merge_margin: float = Field(EngineSettings.merge_margin, description="score two identities need to be merged")
     reassign_margin: float = Field(
-        1.0, ge=0, description="a tracklet moves when another identity fits it this much better"
+        EngineSettings.reassign_margin,
+        ge=0,
+        description="a tracklet moves when another identity fits it this much better",
     )
-    same_place_m: float = Field(0.8, gt=0, description="floor distance at the same time that counts as the same place")
-    different_place_m: float = Field(2.0, gt=0, description="floor distance at the same time that means two people")
-    max_speed_mps: float = Field(3.0, gt=0, description="nobody walks faster between two sightings")
+    same_place_m: float = Field(
+        FloorRules.near_m, gt=0, description="floor distance at the same time that counts as the same place"
+    )
+    different_place_m: float = Field(
+        FloorRules.far_m, gt=0, description="floor distance at the same time that means two people"
+    )
+    max_speed_mps: float = Field(
+        FloorRules.max_speed_mps, gt=0, description="nobody walks faster between two sightings"
+    )
     transitions: list[TransitionWindow] = Field(
         default_factory=list, description="optional camera-to-camera time windows"
     )
@@ -230,7 +263,9 @@ class MatchingConfig(StrictModel):
         "the model stores centered statistics and no threshold is configured",
     )
     centering_prior_weight: float = Field(
-        3.0, gt=0, description="the model's mean look counts as this many tracklets in each camera's mean"
+        EngineSettings.center_prior_weight,
+        gt=0,
+        description="the model's mean look counts as this many tracklets in each camera's mean",
     )
 
     @model_validator(mode="after")
