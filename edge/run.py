@@ -23,9 +23,9 @@ import threading
 
 from core.cli import fail, setup_console_logging
 from core.configio import ConfigError
+from core.cpu_budget import limit_threads, read_cpu_budget
 from core.extras import EDGE_RUNTIME, TRAINING, MissingExtra, require
 from edge.runtime.config import EdgeConfig, load_edge_config
-from edge.runtime.cpu_budget import limit_threads, read_cpu_budget
 from edge.runtime.source_diagnosis import quiet_opencv
 
 log = logging.getLogger("edge.run")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.runtime.cpu_budget import CpuBudget, limit_threads, read_cpu_budget, session_threads
+from core.cpu_budget import CpuBudget, limit_threads, read_cpu_budget, session_threads
 
 REPO = Path(__file__).resolve().parents[1]
 CORES = len(os.sched_getaffinity(0))
@@ -123,7 +123,7 @@ def test_a_process_in_a_real_cgroup_reads_its_quota():
         # the child moves itself into the group before it reads its budget, as a container's process starts in it
         code = (
             "import os,sys; open(sys.argv[1]+'/cgroup.procs','w').write(str(os.getpid()));"
-            "from edge.runtime.cpu_budget import read_cpu_budget; b=read_cpu_budget(); print(b.quota, b.threads)"
+            "from core.cpu_budget import read_cpu_budget; b=read_cpu_budget(); print(b.quota, b.threads)"
         )
         out = subprocess.run(
             [sys.executable, "-c", code, str(group)], capture_output=True, text=True, cwd=REPO, timeout=60
@@ -138,7 +138,7 @@ def test_a_process_in_a_real_cgroup_reads_its_quota():
 
 
 def test_the_reid_session_is_sized_to_the_quota_and_does_not_spin(monkeypatch):
-    import edge.runtime.cpu_budget as cpu_budget
+    import core.cpu_budget as cpu_budget
     from edge.reid.onnxruntime_backend import OnnxRuntimeBackend
 
     monkeypatch.setattr(cpu_budget, "read_cpu_budget", lambda: CpuBudget(affinity=8, quota=1.0))

@@ -294,8 +294,8 @@ def test_the_swap_threshold_comes_with_the_model_unless_configured():
     false is off whatever the model says."""
     from types import SimpleNamespace
 
+    from edge.reid.config import ReIDConfig
     from edge.runtime.build import swap_below
-    from edge.runtime.config import ReIDConfig
 
     def resolved(configured, stored):
         similarity = {"swap": {"swap_below": stored}} if stored is not None else {}

@@ -223,7 +223,7 @@ class TinyNet(torch.nn.Module):
 
 
 def test_third_party_onnx_gets_size_from_model_and_normalisation_from_config(tmp_path):
-    from edge.runtime.config import NormalizationConfig
+    from edge.reid.config import NormalizationConfig
 
     torch.manual_seed(0)
     net = TinyNet().eval()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge.reid.base import ReIDBackend, ReIDBackendError
-from edge.runtime.config import ReIDConfig
+from edge.reid.config import ReIDConfig
 
 
 def build_backend(cfg: ReIDConfig) -> ReIDBackend:

@@ -14,7 +14,7 @@ import numpy as np
 
 from core.model_card import ModelMetadata, metadata_from_props
 from edge.reid.base import ReIDBackend, ReIDBackendError
-from edge.runtime.config import NormalizationConfig
+from edge.reid.config import NormalizationConfig
 
 
 def third_party_metadata(
@@ -58,8 +58,8 @@ class OnnxRuntimeBackend(ReIDBackend):
         input_size: Optional[tuple[int, int]] = None,
         threads: int = 0,
     ):
+        from core.cpu_budget import session_threads
         from core.onnx_runner import ort_session
-        from edge.runtime.cpu_budget import session_threads
 
         providers = (
             ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]

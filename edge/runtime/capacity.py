@@ -9,7 +9,7 @@ or written, and measures two limits per setting:
 * the loop: frames per second the pipeline gets through when it never waits (the sum of its step
   times), which bounds a single box whatever its cores;
 * the CPU: CPU seconds the whole process (capture and decoding threads included) spends per
-  frame, against the CPUs it may use (:mod:`edge.runtime.cpu_budget`).
+  frame, against the CPUs it may use (:mod:`core.cpu_budget`).
 
 The capacity is the smaller. Against what the cameras ask for (the sum of their rates), it
 prints what fits at full quality and what the governor buys.
@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+from core.cpu_budget import CpuBudget, read_cpu_budget
 from edge.runtime.config import EdgeConfig
-from edge.runtime.cpu_budget import CpuBudget, read_cpu_budget
 from edge.runtime.governor import every_nth
 from edge.runtime.types import Frame
 

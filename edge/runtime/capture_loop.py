@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Optional
 
+from core.cpu_budget import read_cpu_budget
 from edge.runtime.config import CameraConfig, EdgeConfig
-from edge.runtime.cpu_budget import read_cpu_budget
 from edge.runtime.governor import LiveControl
 from edge.runtime.pipeline import EdgePipeline
 from edge.runtime.rate_watch import RateWatch

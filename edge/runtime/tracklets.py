@@ -19,7 +19,7 @@ import numpy as np
 from core.embeddings import Embeddings
 from edge.identity.geometry import FloorTrack, Homography, foot_point
 from edge.identity.records import TrackletSummary
-from edge.runtime.config import ReIDConfig
+from edge.reid.config import ReIDConfig
 from edge.runtime.types import Frame, Track
 
 ACTIVE, LOST, ENDED = "active", "lost", "ended"
