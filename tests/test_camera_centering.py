@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 from core.embeddings import Embeddings
-from edge.identity import EngineSettings, IdentityEngine, TrackletSummary
+from edge.identity import EngineSettings, IdentityEngine, TrackletSummary, settings_from_config
 from edge.identity.centering import CameraCentering
-from edge.identity.engine import settings_from_config
 from edge.runtime.config import MatchingConfig
 
 

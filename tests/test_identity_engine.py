@@ -2,6 +2,8 @@
 camera, the floor (same place / two people / walking speed), revisions (merge, reassign), finality,
 expiry, the threshold that comes with the model, and calibration errors."""
 
+import typing
+
 import numpy as np
 import pytest
 
@@ -13,10 +15,13 @@ from edge.identity import (
     FloorTrack,
     IdentityEngine,
     TrackletSummary,
+    cluster_offline,
     floor_evidence,
+    settings_from_config,
 )
-from edge.identity.engine import FORBIDDEN, cluster_offline, settings_from_config
 from edge.identity.geometry import check_matrix, solve_homography
+from edge.identity.records import DecisionKind
+from edge.identity.rules import FORBIDDEN
 from edge.identity.topology import Transition
 from edge.runtime.config import MatchingConfig
 
@@ -610,3 +615,9 @@ def test_a_look_alike_who_fits_worse_does_not_take_the_identity_back():
     e.update([summary("cam3", 2, with_cos(unit(1), 0.88, other_axis=2), 15, 18, box=(400, 100, 440, 200))], 18.0)
     out = e.update([], 19.0) + e.update([], 20.0)
     assert e.global_id(("cam3", 1)) == 1 and e.global_id(("cam3", 2)) == 2 and not out
+
+
+def test_decision_kinds_are_the_wire_strings():
+    """A decision's kind is the identity event's ``event`` field: listeners and the view match on
+    these exact strings."""
+    assert typing.get_args(DecisionKind) == ("new", "assigned", "merged", "reassigned", "expired")
