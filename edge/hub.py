@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. bind=tcp://*:5600")
     args = parser.parse_args(argv)
     setup_console_logging()
-    from edge.site.config import load_hub_config
+    from edge.site.hub_config import load_hub_config
     from edge.wire.curve import KeyFileError
 
     try:

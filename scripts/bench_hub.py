@@ -90,8 +90,9 @@ def bench_search(n: int, dim: int, queries: int, nprobe: int, rng: np.random.Gen
 
 def bench_hub(n_past: int, steps: int, rng: np.random.Generator) -> dict:
     """Summaries per second through Hub._update (engine, candidates, SQLite, gallery)."""
-    from edge.site.config import HubConfig
-    from edge.site.hub_service import Hub, NodeState
+    from edge.site.hub_config import HubConfig
+    from edge.site.hub_service import Hub
+    from edge.site.sessions import NodeState
     from edge.wire.site_protocol import WireTracklet
 
     tmp = tempfile.mkdtemp()
@@ -167,14 +168,16 @@ def main() -> None:
     rng = np.random.default_rng(0)
     search = []
     print(
-        f"{'identities':>10} {'dim':>4} {'exact p50/p99 ms':>18} {'ivf p50/p99 ms':>16} {'recall@1':>8} {'recall@10':>9}  build s (exact/ivf)"
+        f"{'identities':>10} {'dim':>4} {'exact p50/p99 ms':>18} {'ivf p50/p99 ms':>16} "
+        f"{'recall@1':>8} {'recall@10':>9}  build s (exact/ivf)"
     )
     for n in args.sizes:
         dim = args.dim_1m if n >= 1_000_000 else args.dim
         r = bench_search(n, dim, args.queries if n < 1_000_000 else args.queries // 3, args.nprobe, rng)
         search.append(r)
         print(
-            f"{n:>10} {dim:>4} {r['exact_ms']['p50']:>8.3f} / {r['exact_ms']['p99']:<7.3f} {r['ivf_ms']['p50']:>7.3f} / {r['ivf_ms']['p99']:<6.3f} "
+            f"{n:>10} {dim:>4} {r['exact_ms']['p50']:>8.3f} / {r['exact_ms']['p99']:<7.3f} "
+            f"{r['ivf_ms']['p50']:>7.3f} / {r['ivf_ms']['p99']:<6.3f} "
             f"{r['recall@1']:>8.3f} {r['recall@10']:>9.3f}  {r['build_s']['exact']}/{r['build_s']['ivf']}",
             flush=True,
         )

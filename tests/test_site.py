@@ -563,15 +563,16 @@ def test_site_demo_two_edge_run_nodes_decide_exactly_as_one_process(tmp_path):
     the same frames; the MOT files (local and global ids) must be identical up to id renaming."""
     import shutil
 
+    out = tmp_path / "site_demo"  # its own folder and free ports: runs beside another demo
+    ports = " ".join(str(free_port()) for _ in range(4))
     r = subprocess.run(
         ["bash", str(REPO / "configs" / "site.demo" / "run.sh"), "30"],
         cwd=REPO,
-        env={**ENV, "PYTHON": sys.executable},
+        env={**ENV, "PYTHON": sys.executable, "SITE_DEMO_OUT": str(out), "SITE_DEMO_PORTS": ports},
         capture_output=True,
         text=True,
         timeout=400,
     )
-    out = REPO / "runs" / "site_demo"
     try:
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
         assert "identical up to id renaming" in r.stdout

@@ -13,7 +13,7 @@ import pytest
 from core.embeddings import Embeddings
 from edge.identity import EngineSettings, FloorTrack, IdentityEngine, TrackletSummary
 from edge.site.gallery import Gallery, candidates_for, exact_neighbours
-from edge.site.node import _merge
+from edge.site.outbox import merge_steps
 from edge.site.store import SCHEMA, Store, TrackletRow
 from edge.wire.site_protocol import (
     DimensionError,
@@ -160,7 +160,7 @@ def test_wire_round_trip_and_bad_messages():
 def test_coalescing_keeps_the_newest_summary_and_every_floor_sample():
     older = [wire(1, Embeddings(vec(1)[None]), np.array([[0.1, 0.0, 0.0]]), last=1.0), wire(2, last=1.0)]
     newer = [wire(1, None, np.array([[0.2, 1.0, 1.0]]), last=2.0)]
-    merged = {w.local_id: w for w in _merge(older, newer)}
+    merged = {w.local_id: w for w in merge_steps(older, newer)}
     assert merged[1].last_seen == 2.0 and merged[1].appearance is not None
     assert merged[1].floor[:, 0].tolist() == [0.1, 0.2] and merged[2].last_seen == 1.0
 
@@ -212,7 +212,8 @@ def test_a_resync_after_a_long_outage_goes_in_chunks_the_hub_accepts():
     from test_identity_engine import summary
 
     from edge.site.config import SiteConfig
-    from edge.site.node import RESYNC_CHUNK, SiteEngine
+    from edge.site.node import SiteEngine
+    from edge.site.outbox import RESYNC_CHUNK
 
     node = SiteEngine(SiteConfig(node="n1", hub="tcp://127.0.0.1:9"), ["cam1"], "m", 4)
     try:
@@ -221,7 +222,7 @@ def test_a_resync_after_a_long_outage_goes_in_chunks_the_hub_accepts():
             node.records[s.key] = s
         with node._lock:  # as on a welcome
             node._resync()
-        chunks = list(node._outbox)
+        chunks = list(node.outbox)
     finally:
         node.close()
     assert [len(items) for _, items, _ in chunks] == [RESYNC_CHUNK, RESYNC_CHUNK, 500]
@@ -236,7 +237,7 @@ def test_a_restarted_hub_keeps_sealed_identities_sealed_and_each_cameras_look(tm
     restarted hub keeps 1 sealed and out of its gallery, and continues cam1's mean from the store."""
     import socket
 
-    from edge.site.config import HubConfig
+    from edge.site.hub_config import HubConfig
     from edge.site.hub_service import Hub
 
     model = Path(__file__).resolve().parents[1] / "edge" / "demo_models" / "reid.onnx"
@@ -350,7 +351,7 @@ def test_the_hub_s_welcome_ids_are_never_overwritten_by_a_local_decision_in_betw
     assert node._lock.between is None  # the update ran
     assert node.global_id(("cam1", 1)) == 7 and node.global_id(("cam1", 2)) == 8
     assert node.report()["reconciled"] == {str(provisional): [8]} and node.report()["hub_outages"][0]["to"] is not None
-    resent = [(w.camera, w.local_id) for _, items, full in node._outbox if full for w in items]
+    resent = [(w.camera, w.local_id) for _, items, full in node.outbox if full for w in items]
     assert sorted(resent) == [("cam1", 1), ("cam1", 2)]
 
 
@@ -384,7 +385,7 @@ def test_ids_and_finals_from_a_stalled_hub_are_ignored_until_it_welcomes_the_nod
     assert sorted(finals) == [(("cam1", 1), 7), (("cam1", 2), 8), (("cam1", 3), provisional)]  # each once, decided here
 
     assert node._handle(encode("welcome", {"hub_session": "h1", "ids": []}), False)
-    resent = sorted((w.camera, w.local_id) for _, items, full in node._outbox if full for w in items)
+    resent = sorted((w.camera, w.local_id) for _, items, full in node.outbox if full for w in items)
     assert resent == [("cam1", 1), ("cam1", 2), ("cam1", 3)]  # all of them, for the hub's site ids
     _hub_says(node, True, final=[("cam1", 1, 7), ("cam1", 2, 8), ("cam1", 3, 9)])
     assert node.take_final() == []  # final here already: no second final

@@ -1,17 +1,20 @@
-"""Site configuration: the ``site:`` section of a node's camera file and the hub's YAML.
+"""Site configuration of a node: the ``site:`` section of its camera file.
 
-Relative paths are resolved against the file that names them (as in the camera file).
+It imports nothing of the camera file's own model (:mod:`edge.runtime.config`, which holds this
+section); the hub's YAML, which reuses the runtime's matching and publisher sections, is
+:mod:`edge.site.hub_config`. Relative paths are resolved against the file that names them (as in
+the camera file).
 """
 
 from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from pydantic import Field, model_validator
 
-from core.configio import ConfigError, StrictModel, load_config
+from core.configio import ConfigError, StrictModel
 from edge.wire.curve import CurveClient, CurveServer, is_local
 
 LOCAL_ID_STRIDE = 1_000_000_000  # provisional ids: 10^9 .. 10^12, hub ids count from 1
@@ -67,69 +70,18 @@ class SiteConfig(StrictModel):
         return self
 
 
-# below SiteConfig: edge.runtime.config imports SiteConfig from here while this module may still be loading
-from edge.runtime.config import MatchingConfig, PublisherConfig  # noqa: E402
-
-
-class HubConfig(StrictModel):
-    """``python -m edge.hub --config hub.yaml``."""
-
-    bind: str = Field("tcp://127.0.0.1:5600", description="ROUTER endpoint the nodes connect to")
-    curve: Optional[CurveServer] = Field(None, description="CURVE for the nodes' endpoint")
-    insecure: bool = Field(False, description="allow a non-local bind without CURVE")
-    reid_model: str = Field(description="the site's ReID model (ONNX): its id, embedding size and matching threshold")
-    matching: MatchingConfig = Field(default_factory=MatchingConfig)
-    publisher: PublisherConfig = Field(default_factory=lambda: PublisherConfig(endpoint="tcp://127.0.0.1:5610"))
-    store: Optional[str] = Field(
-        "hub.sqlite", description="SQLite file identities and galleries persist to (None: memory only)"
-    )
-    heartbeat_s: float = Field(1.0, gt=0, description="period of heartbeats to the nodes")
-    node_timeout_s: float = Field(5.0, gt=0, description="no word from a node this long: a gap, reported in stats")
-    stats_interval_s: float = Field(5.0, gt=0, description="period of the stats log line and event")
-    lockstep: list[str] = Field(
-        default_factory=list,
-        description="file/synthetic sites: wait for these nodes' step at each scene time (same decisions as one process)",
-    )
-    gallery_k: int = Field(
-        64, ge=1, description="identities the FAISS gallery proposes per tracklet (plus the active ones)"
-    )
-    gallery_exact_below: int = Field(
-        2000,
-        ge=1,
-        description="below this many identities, every identity is a candidate (exactly the single-process engine)",
-    )
-    gallery_approximate_above: int = Field(
-        50000, ge=1, description="past this many identities, an approximate (IVF) index instead of exact inner product"
-    )
-
-
-def _resolve(base: Path, value: Optional[str]) -> Optional[str]:
-    if value is None:
-        return None
+def resolve_file(base: Path, value: str) -> str:
+    """A path from a config file, made absolute against ``base`` (the file's folder)."""
     p = Path(value).expanduser()
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
-def resolve_curve(curve, base: Path, where: str) -> None:
+def resolve_curve(curve: Union[CurveClient, CurveServer, None], base: Path, where: str) -> None:
     """Paths of a CURVE section resolved against ``base``; every file must exist."""
     if curve is None:
         return
     for name in type(curve).model_fields:
-        value = _resolve(base, getattr(curve, name))
+        value = resolve_file(base, getattr(curve, name))
         if not Path(value).exists():
             raise ConfigError(f"{where}.curve.{name}: not found: {value}")
         setattr(curve, name, value)
-
-
-def load_hub_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> HubConfig:
-    path = Path(path)
-    cfg = load_config(HubConfig, path, overrides)
-    base = path.resolve().parent
-    cfg.reid_model = _resolve(base, cfg.reid_model)
-    if not Path(cfg.reid_model).exists():
-        raise ConfigError(f"{path}: reid_model: file not found: {cfg.reid_model}")
-    resolve_curve(cfg.curve, base, f"{path}: curve")
-    resolve_curve(cfg.publisher.curve, base, f"{path}: publisher")
-    if cfg.store not in (None, ":memory:"):
-        cfg.store = _resolve(base, cfg.store)
-    return cfg

@@ -143,9 +143,10 @@ def exact_neighbours(gallery: Gallery, queries: np.ndarray, k: int) -> np.ndarra
 def candidates_for(gallery: Gallery, appearance: list[Optional[np.ndarray]], k: int) -> list[set[int]]:
     """Per query vector (or None), the ids of its ``k`` nearest identities."""
     out: list[set[int]] = [set() for _ in appearance]
-    rows = [i for i, a in enumerate(appearance) if a is not None]
+    given = [(i, a) for i, a in enumerate(appearance) if a is not None]
+    rows = [i for i, _ in given]
     if rows:
-        _, ids = gallery.search(np.stack([appearance[i] for i in rows]), k)
+        _, ids = gallery.search(np.stack([a for _, a in given]), k)
         for r, found in zip(rows, ids):
             out[r] = {int(g) for g in found if g >= 0}
     return out

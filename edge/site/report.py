@@ -1,7 +1,7 @@
 """The hub's stats as one readable line: the hub's log and ``python -m edge.listen`` both print it.
 
-Kept apart from :mod:`edge.site.hub_service` so a listener does not import FAISS and the identity engine
-to describe a ``stats`` event.
+Kept apart from :mod:`edge.site.hub_service` so a listener does not import FAISS and the identity
+engine to describe a ``stats`` event.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ def summary_line(report: dict) -> str:
     )
     dropped = report.get("events_dropped") or 0
     return (
-        f"{report['gallery']} identities ({report['index']}), {report['live_tracklets']} live tracklets, nodes {nodes or '-'}, "
-        f"summaries {report['summaries']}, published {report['published']}{f' (dropped {dropped})' if dropped else ''}, "
+        f"{report['gallery']} identities ({report['index']}), {report['live_tracklets']} live tracklets, "
+        f"nodes {nodes or '-'}, "
+        f"summaries {report['summaries']}, published {report['published']}"
+        f"{f' (dropped {dropped})' if dropped else ''}, "
         f"malformed {report['malformed']}, replayed {report['replayed']}, "
         f"refused {report['refused']}{' keys ' + str(report['refused_keys']) if report['refused_keys'] else ''}"
     )

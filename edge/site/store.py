@@ -1,11 +1,12 @@
 """The hub's memory across restarts: identities and what the site was told, in SQLite (WAL).
 
 What is kept: every identity's final-tracklet summary (appearance with parts, weight, time spans
-per camera, last floor track, where it was last seen, cameras, times) and its current event embedding; for every tracklet
-the hub has heard of, its node, node session, camera, node-local id, engine id and the site id
-last told; counters (next global id, per-camera engine id bases). Live tracklets' evidence is not
-kept: nodes resend it when they find a new hub session. Each engine step is one transaction,
-committed *before* the step's events are published, so nothing the site was told is lost.
+per camera, last floor track, where it was last seen, cameras, times) and its current event
+embedding; for every tracklet the hub has heard of, its node, node session, camera, node-local
+id, engine id and the site id last told; counters (next global id, per-camera engine id bases).
+Live tracklets' evidence is not kept: nodes resend it when they find a new hub session. Each
+engine step is one transaction, committed *before* the step's events are published, so nothing
+the site was told is lost.
 """
 
 from __future__ import annotations
@@ -44,31 +45,36 @@ class TrackletRow:
     final: bool = False
 
 
-def _blob(a: Optional[np.ndarray]) -> Optional[bytes]:
-    if a is None:
-        return None
+def _array_bytes(a: np.ndarray) -> bytes:
+    """An array as bytes: a JSON header ([dtype, shape]) after its length, then the raw data."""
     a = np.ascontiguousarray(a)
     header = json.dumps([a.dtype.str, list(a.shape)]).encode()
     return len(header).to_bytes(4, "little") + header + a.tobytes()
 
 
-def _unblob(b: Optional[bytes]) -> Optional[np.ndarray]:
-    if b is None:
-        return None
+def _bytes_array(b: bytes) -> np.ndarray:
     n = int.from_bytes(b[:4], "little")
     dtype, shape = json.loads(b[4 : 4 + n])
     return np.frombuffer(b[4 + n :], np.dtype(dtype)).reshape(shape).copy()
+
+
+def _blob(a: Optional[np.ndarray]) -> Optional[bytes]:
+    return None if a is None else _array_bytes(a)
+
+
+def _unblob(b: Optional[bytes]) -> Optional[np.ndarray]:
+    return None if b is None else _bytes_array(b)
 
 
 def _pack_embeddings(e: Optional[Embeddings]) -> Optional[bytes]:
     if e is None:
         return None
     parts = [e.global_]
-    if e.parts is not None:
+    if e.parts is not None and e.part_conf is not None:  # they come together
         parts += [e.parts.reshape(len(e), -1), e.part_conf]
     flat = np.concatenate([p.reshape(len(e), -1).astype(np.float32) for p in parts], axis=1)
     meta = json.dumps({"dim": e.dim, "parts": None if e.parts is None else list(e.parts.shape[1:])}).encode()
-    return len(meta).to_bytes(4, "little") + meta + _blob(flat)
+    return len(meta).to_bytes(4, "little") + meta + _array_bytes(flat)
 
 
 def _unpack_embeddings(b: Optional[bytes]) -> Optional[Embeddings]:
@@ -76,7 +82,7 @@ def _unpack_embeddings(b: Optional[bytes]) -> Optional[Embeddings]:
         return None
     n = int.from_bytes(b[:4], "little")
     meta = json.loads(b[4 : 4 + n])
-    flat = _unblob(b[4 + n :])
+    flat = _bytes_array(b[4 + n :])
     d = meta["dim"]
     if meta["parts"] is None:
         return Embeddings(flat[:, :d])
@@ -98,37 +104,42 @@ def store_error(path: str, exc: BaseException) -> StoreError:
     return StoreError(f"store: {path}: cannot use it as the hub's SQLite store: {exc}")
 
 
+def _connect(path: str) -> sqlite3.Connection:
+    """The store's connection, in WAL mode with the hub's tables; what cannot be opened raises
+    :class:`StoreError` (whatever was opened closed)."""
+    db: Optional[sqlite3.Connection] = None
+    try:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if path != ":memory:" and mode.lower() != "wal":
+            raise StoreError(f"store: {path}: SQLite refused WAL mode ({mode})")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(identities)")}
+        if "last_box" not in columns:  # a store written before transitions had doors
+            db.execute("ALTER TABLE identities ADD COLUMN last_box TEXT")
+        return db
+    except (OSError, sqlite3.Error) as exc:
+        if db is not None:
+            db.close()
+        raise store_error(path, exc) from exc
+    except StoreError:
+        if db is not None:
+            db.close()
+        raise
+
+
 class Store:
     """One SQLite file in WAL mode (readers never block the hub; a crash loses no committed step)."""
 
     def __init__(self, path: str | Path):
         self.path = str(path)
-        self.db: Optional[sqlite3.Connection] = None
-        try:
-            self._open()
-        except (OSError, sqlite3.Error) as exc:
-            self.close()
-            raise store_error(self.path, exc) from exc
-        except StoreError:
-            self.close()
-            raise
-
-    def _open(self) -> None:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if self.path != ":memory:" and mode.lower() != "wal":
-            raise StoreError(f"store: {self.path}: SQLite refused WAL mode ({mode})")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(identities)")}
-        if "last_box" not in columns:  # a store written before transitions had doors
-            self.db.execute("ALTER TABLE identities ADD COLUMN last_box TEXT")
+        self.db = _connect(self.path)
 
     def close(self) -> None:
-        if self.db is not None:
-            self.db.close()
+        self.db.close()
 
     # --- writing --------------------------------------------------------------------------
     def save(
@@ -188,8 +199,8 @@ class Store:
             floor,
             last_box,
         ) in self.db.execute(
-            "SELECT gid, created, last_seen, last_camera, cameras, spans, past_weight, past, embedding, floor, last_box "
-            "FROM identities ORDER BY gid"
+            "SELECT gid, created, last_seen, last_camera, cameras, spans, past_weight, past, embedding, floor, "
+            "last_box FROM identities ORDER BY gid"
         ):
             ident = Identity(
                 gid,

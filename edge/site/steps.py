@@ -1,0 +1,60 @@
+"""When the hub's engine steps, and over what: free running or in lockstep.
+
+Free running (a live site), every step takes everything the nodes sent since the last one. In
+lockstep (``lockstep:`` in the hub's YAML: a site of file or synthetic cameras), the hub waits for
+one step of every listed node (or its bye) and runs them as one engine step at the latest of
+their scene times, so the site decides exactly as one process over all the cameras would.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from edge.site.sessions import NodeState
+from edge.wire.site_protocol import WireTracklet
+
+Batch = list[tuple[NodeState, WireTracklet, bool]]  # (node, summary, full: from a resync)
+
+
+def take_steps(nodes: dict[str, NodeState], lockstep: list[str], dirty: bool) -> list[tuple[float, Batch]]:
+    """Batches ready for the engine: everything received (free running; a step even without
+    summaries when ``dirty`` tracklets wait), or one step of each lockstep node once all of them
+    have sent it (or said bye)."""
+    steps: list[tuple[float, Batch]] = []
+    if not lockstep:
+        items: Batch = []
+        now = -np.inf
+        for n in nodes.values():
+            while n.pending:
+                t, batch, full = n.pending.popleft()
+                now = max(now, t)
+                items += [(n, w, full) for w in batch]
+        if items or dirty:
+            steps.append((now, items))
+        return steps
+    while True:
+        found = [nodes.get(name) for name in lockstep]
+        members = [m for m in found if m is not None]
+        if len(members) < len(found) or any(not m.pending and not m.finished for m in members):
+            return steps
+        if all(not m.pending for m in members):
+            return steps
+        items, now = [], -np.inf
+        for m in members:
+            if m.pending:
+                t, batch, full = m.pending.popleft()
+                now = max(now, t)
+                items += [(m, w, full) for w in batch]
+        steps.append((now, items))
+
+
+def all_done(nodes: dict[str, NodeState], lockstep: list[str]) -> bool:
+    """Every node (every lockstep node) said bye and has nothing left for the engine."""
+    names = lockstep or list(nodes)
+
+    def done(n: Optional[NodeState]) -> bool:
+        return n is not None and n.finished and not n.pending
+
+    return bool(names) and all(done(nodes.get(name)) for name in names)
