@@ -16,6 +16,11 @@ def rows(path: Path) -> list[list[str]]:
     return [line.split(",") for line in path.read_text().splitlines() if line.strip()]
 
 
+def _row_order(r: list[str]) -> tuple[int, float, float]:
+    """Frame, then box: the two runs' writers may order a frame's rows differently."""
+    return (int(r[0]), float(r[2]), float(r[3]))
+
+
 def main(a: str, b: str) -> int:
     A, B = Path(a), Path(b)
     names = sorted(p.name for p in A.glob("*.txt"))
@@ -26,8 +31,7 @@ def main(a: str, b: str) -> int:
     bad = 0
     for name in names:
         ra, rb = rows(A / name), rows(B / name)
-        key = lambda r: (int(r[0]), float(r[2]), float(r[3]))  # frame, box: the writers' order may differ
-        ra, rb = sorted(ra, key=key), sorted(rb, key=key)
+        ra, rb = sorted(ra, key=_row_order), sorted(rb, key=_row_order)
         if len(ra) != len(rb):
             print(f"{name}: {len(ra)} rows vs {len(rb)}")
             bad += 1

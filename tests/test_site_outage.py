@@ -74,7 +74,8 @@ def test_a_node_whose_hub_never_answers_warns_decides_itself_and_says_so(tmp_pat
     )  # just before the site link starts
     assert warning and built, text[-3000:]
     seconds = lambda m: int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3])  # noqa: E731
-    # hub_timeout_s 5: not before it, and soon after on a loaded machine too (its I/O thread shares the CPU with model loading)
+    # hub_timeout_s 5: not before it, and soon after on a loaded machine too (its I/O thread shares the CPU
+    # with model loading)
     assert 5.0 <= float(warning[4]) <= 5 + 10, warning[0]
     assert seconds(warning) - seconds(built) <= 5 + 10, (warning[0], built[0])
     assert text.index(warning[0]) < text.index("INFO edge.run: done:")  # during the run, not after it
@@ -86,8 +87,8 @@ def test_a_node_whose_hub_never_answers_warns_decides_itself_and_says_so(tmp_pat
     assert site["rows"] == site["rows_provisional"] == len(global_)
     assert min(global_) >= site["provisional_from"] and site["provisional_ids"] == len(set(global_))
     assert (
-        f"site: the hub {hub} never answered: {len(global_)} of {len(global_)} global MOT rows carry node node1's own provisional ids"
-        in text
+        f"site: the hub {hub} never answered: {len(global_)} of {len(global_)} global MOT rows carry "
+        "node node1's own provisional ids" in text
     )
 
 
@@ -105,9 +106,10 @@ def test_a_node_decides_alone_until_a_late_hub_answers_then_gets_site_ids(tmp_pa
         next(a.split("=", 1)[1] for a in proc.args if a.startswith("publisher.endpoint="))
     )  # the node's own events
     try:
-        provisional = lambda: [
-            h for t, h in sub.drain(0.2) if t.startswith("identity/") and h["global_id"] >= PROVISIONAL
-        ]  # noqa: E731
+
+        def provisional():
+            return [h for t, h in sub.drain(0.2) if t.startswith("identity/") and h["global_id"] >= PROVISIONAL]
+
         wait_for(lambda: provisional() or proc.poll() is not None, 90, "an identity decided by the node alone")
         assert proc.poll() is None, log.read_text()[-3000:]
         hub.start()

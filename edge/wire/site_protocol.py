@@ -220,7 +220,10 @@ def decode_tracklets(msg: Message, embedding_dim: int) -> tuple[float, list[Wire
         if g is not None and g.shape[1] != embedding_dim:
             raise DimensionError(f"embedding size {g.shape[1]}, the hub's model gives {embedding_dim}")
         parts = _array(msg.arrays, row.get("parts", -1), lambda s: len(s) == 3 and s[0] == 1)
-        part_conf = _array(msg.arrays, row.get("part_conf", -1), lambda s: parts is not None and s == parts.shape[:2])
+        part_shape = None if parts is None else parts.shape[:2]  # bound below: the check runs in this iteration
+        part_conf = _array(
+            msg.arrays, row.get("part_conf", -1), lambda s, expected=part_shape: expected is not None and s == expected
+        )
         floor = _array(msg.arrays, row.get("floor", -1), lambda s: len(s) == 2 and s[1] == 3)
         if (parts is None) != (part_conf is None) or (parts is not None and g is None):
             raise ProtocolError("parts come with their confidences and a global appearance")
