@@ -25,6 +25,7 @@ from edge.identity.geometry import CalibrationError, FloorRules, homography_from
 from edge.identity.settings import EngineSettings
 from edge.reid.config import ReIDConfig
 from edge.runtime.source_diagnosis import why_unreadable
+from edge.site.config import SiteConfig, resolve_curve
 from edge.wire.curve import CurveServer
 
 
@@ -327,8 +328,6 @@ class EdgeConfig(StrictModel):
         return cameras
 
 
-from edge.site.config import SiteConfig  # noqa: E402 - the site section reuses the classes above
-
 EdgeConfig.model_rebuild()
 
 
@@ -417,8 +416,6 @@ def load_edge_config(path: str | Path, overrides: list[str] | tuple[str, ...] = 
     for key in ("mot_dir", "video_dir", "floor_map"):
         setattr(cfg.outputs, key, _resolve(base_for(f"outputs.{key}"), getattr(cfg.outputs, key)))
         _check_writable(getattr(cfg.outputs, key), f"outputs.{key}", path, folder=key != "floor_map")
-    from edge.site.config import resolve_curve
-
     resolve_curve(cfg.publisher.curve, file_base, f"{path}: publisher")
     if cfg.site is not None:
         resolve_curve(cfg.site.curve, file_base, f"{path}: site")
