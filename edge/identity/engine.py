@@ -37,7 +37,8 @@ from edge.identity.rules import FORBIDDEN
 from edge.identity.settings import EngineSettings, settings_from_config
 from edge.identity.state import Candidates
 
-__all__ = [  # the names callers import from here (Identity, settings_from_config live elsewhere now)
+# Importable from here as before the split (callers use edge.identity.engine for these names).
+__all__ = [
     "FORBIDDEN",
     "Candidates",
     "EngineSettings",
@@ -49,14 +50,13 @@ __all__ = [  # the names callers import from here (Identity, settings_from_confi
 
 
 class IdentityEngine(Revision):
-    """Cross-camera identities from tracklet summaries. See the module docstring for the rules.
+    """Cross-camera identities from tracklet summaries: when to assign, revise, finalise and expire
+    (the module docstring); the rules are ``rules.py``'s, the steps ``state.py``'s and ``revision.py``'s.
 
     Satisfies :class:`~edge.identity.service.IdentityService` (what the edge pipeline calls)."""
 
     def __init__(self, settings: EngineSettings, candidates: Optional[Candidates] = None):
-        """``candidates``: optional nearest-identity search (a site hub's FAISS gallery): given
-        tracklets, the global ids worth scoring for each, or None for "every identity". Without it
-        every identity is scored (the single-box runtime)."""
+        """``candidates``: which identities to score (see :class:`~edge.identity.state.EngineState`)."""
         super().__init__(settings, candidates)
         self._last_revision = -np.inf
 

@@ -76,9 +76,8 @@ class Identity:
     cameras: set[str] = field(default_factory=set)
     last_box: Optional[np.ndarray] = None  # xyxy where it was last seen, in last_camera's image
     members: set[Key] = field(default_factory=set)
-    spans: dict[str, list[tuple[float, float]]] = field(
-        default_factory=dict
-    )  # final tracklets' (first, last) per camera
+    # final tracklets' (first, last) per camera
+    spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     past: Optional[Embeddings] = None  # appearance of the final tracklets
     past_weight: float = 0.0
     past_floor: Optional[FloorTrack] = None  # floor track of the latest final tracklet
