@@ -17,10 +17,10 @@ from typing import Any, Optional
 import numpy as np
 
 from edge.identity.records import Key
-from edge.runtime.config import PublisherConfig
 from edge.runtime.preview import PreviewClock, crop_region, downscale, encode_jpeg, fit_jpeg
 from edge.runtime.tracklets import ACTIVE, Tracklet, TrackletBook
 from edge.runtime.types import Frame
+from edge.wire.config import PublisherConfig
 from edge.wire.publisher import EventPublisher, track_event
 
 TrackEvent = tuple[str, Tracklet, float]  # (kind, tracklet, capture time)

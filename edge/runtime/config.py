@@ -7,7 +7,8 @@ file and the dotted field (the same loader as the training recipes).
 It is the reference of the camera file, one class per section in the file's order, each key
 with its type, bounds, default and description; :func:`load_edge_config` after them resolves the
 paths and probes the sources. Sections that a package below the runtime reads live with it:
-``reid:`` in :mod:`edge.reid.config` (the backends read it), ``site:`` in :mod:`edge.site.config`.
+``reid:`` in :mod:`edge.reid.config` (the backends read it), ``publisher:`` in
+:mod:`edge.wire.config` (the site hub's file has one too), ``site:`` in :mod:`edge.site.config`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from edge.identity.settings import EngineSettings
 from edge.reid.config import ReIDConfig
 from edge.runtime.source_diagnosis import why_unreadable
 from edge.site.config import SiteConfig, resolve_curve
-from edge.wire.curve import CurveServer
+from edge.wire.config import PublisherConfig
 
 
 class CameraConfig(StrictModel):
@@ -239,31 +240,6 @@ class CalibrationConfig(StrictModel):
         if self.homography is None and (self.image_points is None or self.floor_points is None):
             raise ValueError("image_points and floor_points come together")
         return self
-
-
-class PublisherConfig(StrictModel):
-    enabled: bool = True
-    endpoint: str = Field("tcp://127.0.0.1:5555", description="ZeroMQ PUB bind address")
-    high_water_mark: int = Field(1000, ge=1, description="messages queued per subscriber before the oldest are dropped")
-    update_interval_s: float = Field(1.0, ge=0, description="rate limit of 'update' events per track")
-    snapshot_interval_s: float = Field(5.0, gt=0, description="period of the identities snapshot for late subscribers")
-    send_embeddings: bool = Field(False, description="add the identity embedding as a float16 frame to identity events")
-    curve: Optional[CurveServer] = Field(
-        None, description="CURVE keys and subscriber allow-list (required to bind beyond localhost)"
-    )
-    insecure: bool = Field(False, description="allow binding beyond localhost without CURVE (events in clear text)")
-    preview_fps: float = Field(
-        0.0, ge=0, le=30, description="frame/<camera> preview JPEGs per second per camera for edge.view (0: off)"
-    )
-    preview_width: int = Field(320, ge=32, le=1920, description="preview width in pixels (never upscaled)")
-    preview_quality: int = Field(70, ge=10, le=95, description="preview JPEG quality")
-    crops: bool = Field(
-        False, description="attach a JPEG crop of the tracklet to identity new/assigned events (for edge.view)"
-    )
-    crop_height: int = Field(128, ge=16, le=512, description="crop height in pixels (never upscaled)")
-    crop_max_bytes: int = Field(
-        16000, ge=1000, le=200000, description="a crop is re-encoded smaller until it fits, else left out"
-    )
 
 
 class OutputConfig(StrictModel):
