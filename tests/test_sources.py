@@ -405,8 +405,7 @@ def test_a_run_whose_cameras_never_deliver_warns_once_per_retry_counts_them_and_
     door = [line for line in err if "camera door: " in line]
     assert desk and all(
         f"WARNING edge.runtime.sources: camera desk: cannot open USB camera {index}: "
-        f"no such device /dev/video{index}; retry "
-        in line
+        f"no such device /dev/video{index}; retry " in line
         for line in desk
     )
     assert door and all(
