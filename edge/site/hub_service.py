@@ -61,15 +61,15 @@ class Hub:
         self.gallery = Gallery(self.dim, cfg.gallery_approximate_above)
         self.engine = IdentityEngine(settings, candidates=self._candidates)
         self.session = uuid.uuid4().hex[:12]
-        self.context = context or zmq.Context.instance()
+        context = context or zmq.Context.instance()
         check_bind(cfg.bind, cfg.curve is not None, cfg.insecure, "the hub")
-        self.guard = Guard(self.context)
+        self.guard = Guard(context)
         self.mirror = Mirror()
         # malformed, replayed, refused, unknown_sender, summaries, published, steps, match_ms_total
         self.counters: defaultdict[str, float] = defaultdict(int)
         try:
             self.sessions = Sessions(
-                cfg, self.context, self.guard, self.session, self.model_id, self.dim, self.mirror, self.counters
+                cfg, context, self.guard, self.session, self.model_id, self.dim, self.mirror, self.counters
             )
         except RuntimeError:  # the bind failed (the ROUTER socket is closed)
             self.guard.stop()

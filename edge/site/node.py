@@ -55,11 +55,8 @@ class SiteEngine(NodeIds):
         """``local``: makes a fresh identity engine with the node's settings, used while the hub is
         away; without it the node only buffers (its tracklets get no global id meanwhile)."""
         super().__init__(cfg, local)
-        self.cameras = list(cameras)
-        self.model_id, self.dim = model_id, int(embedding_dim)
         self.describe = describe  # key -> (detection score, frame index) for the hub's events
         self.session = uuid.uuid4().hex[:12]
-        self.context = context or zmq.Context.instance()
         self.outbox = Outbox()
         self.refused: Optional[str] = None
         self.hub_session: Optional[str] = None
@@ -69,12 +66,14 @@ class SiteEngine(NodeIds):
         hello = {
             "node": cfg.node,
             "session": self.session,
-            "model_id": self.model_id,
-            "embedding_dim": self.dim,
-            "cameras": self.cameras,
+            "model_id": model_id,
+            "embedding_dim": int(embedding_dim),
+            "cameras": list(cameras),
         }
         routing_id = f"{cfg.node}.{uuid.uuid4().hex}".encode()  # never published (stats show the session)
-        self.link = HubLink(cfg, self.context, hello, keys, routing_id, self._lock, self.outbox, self)
+        self.link = HubLink(
+            cfg, context or zmq.Context.instance(), hello, keys, routing_id, self._lock, self.outbox, self
+        )
         self.link.start()
 
     # --- what the pipeline calls (IdentityService) ------------------------------------------------
