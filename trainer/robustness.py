@@ -62,7 +62,7 @@ def paste_distractor(img: np.ndarray, other: np.ndarray, fraction: float, rng: n
     w = int(round(fraction * W))
     if w <= 0:
         return out
-    strip = np.asarray(Image.fromarray(other).resize((w, H), Image.BILINEAR))
+    strip = np.asarray(Image.fromarray(other).resize((w, H), Image.Resampling.BILINEAR))
     if rng.random() < 0.5:
         out[:, :w] = strip
     else:

@@ -19,7 +19,7 @@ The same epoch function runs a method's frozen-backbone stage, with only its mod
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 from torch import nn
@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from core.progress import progress as progress_bar
 from trainer.config import Stage1Config, Stage2Config
+from trainer.data.sampler import PKBatchSampler
 from trainer.engine.runtime import Runtime
 from trainer.losses import batch_hard_triplet, id_loss, image_to_text_ce, supcon
 from trainer.models.image_encoders import ImageFeatures
@@ -50,6 +51,8 @@ class Stage1Head(nn.Module):
     ):
         if images is not None:
             image_feats = self.model.image_encoder(images, camids).proj_feat.float()
+        if image_feats is None:
+            raise ValueError("stage 1 needs images or their cached features")
         text = self.model.text_features(labels).float()
         return image_feats, text, self.model.method.stage1_losses(self.model, image_feats, labels)
 
@@ -125,8 +128,16 @@ def _cached_batches(
     return [{"labels": labels[idx], "image_feats": features[idx]} for idx in batches]
 
 
+def _start_epoch(loader: DataLoader, epoch: int) -> None:
+    """Reshuffle the loader's identity batches for ``epoch`` (same order on every rank)."""
+    sampler = loader.batch_sampler
+    if not isinstance(sampler, PKBatchSampler):
+        raise TypeError(f"training batches come from a PKBatchSampler (pk_loader), not {type(sampler).__name__}")
+    sampler.set_epoch(epoch)
+
+
 def _image_batches(loader: DataLoader, epoch: int):
-    loader.batch_sampler.set_epoch(epoch)
+    _start_epoch(loader, epoch)
     for images, pids, camids, _ in loader:
         yield {"labels": pids, "images": images, "camids": camids}
 
@@ -180,7 +191,8 @@ def stage2_triplet(feats: ImageFeatures, pids: torch.Tensor, margin: float, cent
     CLIP-ReID ``[img_feature_last, img_feature, img_feature_proj]``), each batch-centered and
     L2-normalised unless ``centered`` is False (the official raw features)."""
     chosen = [f for f in (feats.prev_feat, feats.global_feat, feats.proj_feat) if f is not None]
-    return sum(batch_hard_triplet(f.float(), pids, margin, centered) for f in chosen)
+    # a sum of tensors (``chosen`` always holds global_feat): mypy's sum() type adds its int start
+    return cast(torch.Tensor, sum(batch_hard_triplet(f.float(), pids, margin, centered) for f in chosen))
 
 
 def stage2_epoch(
@@ -198,7 +210,7 @@ def stage2_epoch(
 ) -> dict[str, float]:
     """``net`` is ``model`` or its DDP wrapper; the method adds its terms (``stage2_losses``)."""
     net.train()
-    loader.batch_sampler.set_epoch(epoch)
+    _start_epoch(loader, epoch)
     params = [p for p in model.parameters() if p.requires_grad]
     scale = model.logit_scale.exp().detach()
     use_amp = scaler is not None
@@ -219,7 +231,7 @@ def stage2_epoch(
                 "i2t": cfg.i2t_weight * _i2t_loss(out, text_features, pids, scale, cfg.label_smoothing),
                 **model.method.stage2_losses(out, pids, cfg),
             }
-            loss = sum(parts.values())
+            loss = cast(torch.Tensor, sum(parts.values()))  # of tensors (mypy's sum() type adds its int start)
         _step(loss, optimizer, scaler, params, cfg.grad_clip)
         for k, v in {"loss": loss, **parts}.items():
             totals[k] = totals.get(k, 0.0) + v.item()

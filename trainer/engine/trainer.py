@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import yaml
 from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
 
 from core.embeddings import Embeddings
 from trainer.config import TrainConfig
@@ -121,7 +122,7 @@ class Trainer:
         return data
 
     # ---- state -------------------------------------------------------------------------
-    def _save_state(self, stage: int, next_epoch: int, optimizer, scheduler, scaler) -> None:
+    def _save_state(self, stage: int | str, next_epoch: int, optimizer, scheduler, scaler) -> None:
         rngs = gather_objects(self.rt, rng_state())
         if not self.rt.is_main:
             return
@@ -163,6 +164,7 @@ class Trainer:
         if cfg.stage1.epochs == 0:
             return
         freeze_for_stage(self.model, STAGE_PROMPTS)
+        data: tuple[torch.Tensor, torch.Tensor] | DataLoader  # cached features, or images when the method needs them
         if self.model.method.stage1_needs_images:
             k = cfg.data.num_instances
             data = pk_loader(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import matplotlib
 
@@ -21,12 +21,15 @@ from trainer.config import EvalConfig  # noqa: E402
 from trainer.eval.metrics import RankResult, evaluate_rank  # noqa: E402
 from trainer.eval.rerank import re_ranking  # noqa: E402
 
+if TYPE_CHECKING:
+    from trainer.models.reid import CLIPReID
+
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
 def extract_features(
-    model: torch.nn.Module, loader: DataLoader, device: torch.device, flip: bool = False, progress: bool = True
+    model: CLIPReID, loader: DataLoader, device: torch.device, flip: bool = False, progress: bool = True
 ) -> tuple[Embeddings, np.ndarray, np.ndarray]:
     """-> (embeddings of N images, pids [N], camids [N]); ``flip`` averages with the mirror image.
 
@@ -79,7 +82,7 @@ def evaluate_features(q: tuple, g: tuple, cfg: EvalConfig) -> RankResult:
 
 
 def evaluate_model(
-    model: torch.nn.Module,
+    model: CLIPReID,
     query_loader: DataLoader,
     gallery_loader: DataLoader,
     cfg: EvalConfig,

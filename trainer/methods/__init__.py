@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING
 from trainer.methods.registry import MethodConfig, method_entry, method_names, register_method
 
 if TYPE_CHECKING:  # pragma: no cover
-    from torch import nn
-
     from trainer.config import ModelConfig
     from trainer.methods.base import Method
+    from trainer.models.image_encoders import ImageEncoder
+    from trainer.models.text import TextEncoder
 
 __all__ = ["MethodConfig", "build_method", "method_entry", "method_names", "register_method"]
 
 
-def build_method(cfg: ModelConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int) -> Method:
+def build_method(cfg: ModelConfig, image_encoder: ImageEncoder, text_encoder: TextEncoder, num_classes: int) -> Method:
     """The method module a recipe names; ``build_model`` calls its ``setup`` once the model exists."""
     from trainer.methods.base import Method  # at run time: method_entry has imported torch already
 

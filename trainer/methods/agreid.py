@@ -36,8 +36,8 @@ from torch import nn
 from core.configio import StrictModel
 from trainer.methods.base import Method
 from trainer.methods.registry import register_method
-from trainer.models.image_encoders import ImageFeatures
-from trainer.models.text import PromptLearner
+from trainer.models.image_encoders import ImageEncoder, ImageFeatures
+from trainer.models.text import PromptLearner, TextEncoder
 
 if TYPE_CHECKING:  # pragma: no cover
     from trainer.config import Stage2Config
@@ -176,7 +176,7 @@ class AGReIDConfig(StrictModel):
 class AGReID(Method):
     @classmethod
     def build(
-        cls, section: AGReIDConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int
+        cls, section: AGReIDConfig, image_encoder: ImageEncoder, text_encoder: TextEncoder, num_classes: int
     ) -> AGReID:
         return cls(section, image_encoder.proj_dim, text_encoder.width)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +30,9 @@ from trainer.methods.registry import register_method
 
 if TYPE_CHECKING:  # pragma: no cover
     from trainer.config import Stage2Config
-    from trainer.models.image_encoders import ImageFeatures
+    from trainer.models.image_encoders import ImageEncoder, ImageFeatures
     from trainer.models.reid import CLIPReID, ReIDOutput
+    from trainer.models.text import TextEncoder
 
 
 @dataclass
@@ -49,10 +50,10 @@ class Inference:
         """Element-wise mean (test-time flip averaging)."""
 
         def mean(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-            return None if a is None else (a + b) / 2
+            return None if a is None or b is None else (a + b) / 2  # one model: both or neither
 
         return Inference(
-            mean(self.embedding, other.embedding), mean(self.parts, other.parts), mean(self.part_conf, other.part_conf)
+            (self.embedding + other.embedding) / 2, mean(self.parts, other.parts), mean(self.part_conf, other.part_conf)
         )
 
     def normalized(self) -> Inference:
@@ -65,7 +66,9 @@ class Inference:
             return None if t is None else F.normalize(t.float(), dim=-1)
 
         return Inference(
-            unit(self.embedding), unit(self.parts), None if self.part_conf is None else self.part_conf.float()
+            F.normalize(self.embedding.float(), dim=-1),
+            unit(self.parts),
+            None if self.part_conf is None else self.part_conf.float(),
         )
 
 
@@ -77,12 +80,12 @@ class Method(nn.Module):
     (which sets ``name``) and overrides :meth:`build` and the hooks it changes.
     """
 
-    name = "baseline"
+    name: ClassVar[str] = "baseline"
     stage1_needs_images = False  # True: stage 1 runs the image encoder (its method modules train)
     num_parts = 0
 
     @classmethod
-    def build(cls, section: Any, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int) -> Method:
+    def build(cls, section: Any, image_encoder: ImageEncoder, text_encoder: TextEncoder, num_classes: int) -> Method:
         """The method for a recipe: ``section`` is its config section (None for a method without
         one), built before the prompt learner exists (``setup`` follows)."""
         return cls()

@@ -38,10 +38,11 @@ from torch import nn
 from core.configio import StrictModel
 from trainer.methods.base import Method
 from trainer.methods.registry import register_method
-from trainer.models.image_encoders import ImageFeatures, ReIDResNet
+from trainer.models.image_encoders import ImageEncoder, ImageFeatures, ReIDResNet
 
 if TYPE_CHECKING:  # pragma: no cover
     from trainer.models.reid import CLIPReID
+    from trainer.models.text import TextEncoder
 
 STAGE_STRIDES = {1: 1, 2: 2, 3: 2}
 
@@ -62,7 +63,8 @@ class MSCSABlock(nn.Module):
         self.s_out = nn.Conv2d(c, high_channels, 1)
         for conv in (self.c_out, self.s_out):
             nn.init.zeros_(conv.weight)
-            nn.init.zeros_(conv.bias)
+            if conv.bias is not None:  # Conv2d's default: it has one
+                nn.init.zeros_(conv.bias)
 
     @staticmethod
     def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -136,7 +138,7 @@ class MSCSATGI(Method):
 
     @classmethod
     def build(
-        cls, section: MSCSATGIConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int
+        cls, section: MSCSATGIConfig, image_encoder: ImageEncoder, text_encoder: TextEncoder, num_classes: int
     ) -> MSCSATGI:
         return cls(section, image_encoder, text_encoder.output_dim)
 
@@ -159,8 +161,11 @@ class MSCSATGI(Method):
         self.register_buffer("text_features", torch.zeros(0), persistent=False)
 
     def setup(self, model: CLIPReID) -> None:
+        encoder = model.image_encoder
+        if not isinstance(encoder, ReIDResNet):  # refused at construction
+            raise TypeError("MSCSA aggregates ResNet stages: use a ResNet backbone")
         for stage, block in self.blocks.items():
-            model.image_encoder.aggregators[str(stage)] = block  # owned by the encoder: exported with it
+            encoder.aggregators[str(stage)] = block  # owned by the encoder: exported with it
 
     def stage1_parameters(self) -> list[nn.Parameter]:
         return [p for block in self.blocks.values() for p in block.parameters()]

@@ -55,8 +55,8 @@ from core.configio import StrictModel
 from trainer.losses import batch_hard_triplet
 from trainer.methods.base import Inference, Method
 from trainer.methods.registry import register_method
-from trainer.models.image_encoders import ImageFeatures, ReIDViT
-from trainer.models.text import SharedContextPrompts
+from trainer.models.image_encoders import ImageEncoder, ImageFeatures, ReIDViT
+from trainer.models.text import SharedContextPrompts, TextEncoder
 
 if TYPE_CHECKING:  # pragma: no cover
     from trainer.config import Stage2Config
@@ -131,9 +131,14 @@ class RGANetConfig(StrictModel):
 
 @register_method("rganet", RGANetConfig, backbone="vit")
 class RGANet(Method):
+    centroids: torch.Tensor  # buffers (register_buffer): per-identity region centroids, ...
+    centroid_seen: torch.Tensor  # ... whether each identity has one yet,
+    feature_mean: torch.Tensor  # ... the running mean region feature
+    share_mean: torch.Tensor  # ... and the running mean patch share per region
+
     @classmethod
     def build(
-        cls, section: RGANetConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int
+        cls, section: RGANetConfig, image_encoder: ImageEncoder, text_encoder: TextEncoder, num_classes: int
     ) -> RGANet:
         return cls(section, image_encoder, num_classes)
 
@@ -150,9 +155,10 @@ class RGANet(Method):
         self.necks = nn.ModuleList(nn.BatchNorm1d(dim) for _ in cfg.regions)
         for bn in self.necks:
             bn.bias.requires_grad_(False)
-        self.classifiers = nn.ModuleList(nn.Linear(dim, num_classes, bias=False) for _ in cfg.regions)
-        for fc in self.classifiers:
+        classifiers = [nn.Linear(dim, num_classes, bias=False) for _ in cfg.regions]
+        for fc in classifiers:
             nn.init.normal_(fc.weight, std=0.001)
+        self.classifiers = nn.ModuleList(classifiers)
         self.assessor = RegionAssessor(dim, self.num_parts)
         self.register_buffer("centroids", torch.zeros(num_classes, self.num_parts, dim))
         self.register_buffer("centroid_seen", torch.zeros(num_classes, dtype=torch.bool))
@@ -171,6 +177,8 @@ class RGANet(Method):
 
     def prototypes(self, model: CLIPReID) -> torch.Tensor:
         """[R + 1, E] normalised region (+ background) prototypes (constants in eval mode)."""
+        if self.prompts is None:
+            raise RuntimeError("RGANet.setup(model) has not run: no region prompts yet")
         return F.normalize(self.prompts(model.text_encoder).float(), dim=-1)
 
     def train_layers(self) -> tuple[int, ...]:
@@ -184,6 +192,8 @@ class RGANet(Method):
     def regions(self, model: CLIPReID, feats: ImageFeatures) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> region features [B, R, C], patch share per region [B, R], soft masks [B, N, R + 1]."""
         enc = model.image_encoder
+        if not isinstance(enc, ReIDViT):  # refused at construction
+            raise TypeError("RGANet reads patch tokens: use a ViT backbone")
         patches = enc.ln_post(feats.tokens[self.last_block][:, 1:])
         dense = F.normalize((patches @ enc.proj).float(), dim=-1)
         logits = dense @ self.prototypes(model).T / self.cfg.temperature

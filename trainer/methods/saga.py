@@ -38,10 +38,13 @@ from core.configio import StrictModel
 from trainer.losses import batch_hard_triplet, id_loss
 from trainer.methods.base import Inference, Method
 from trainer.methods.registry import register_method
-from trainer.models.image_encoders import ImageFeatures, ReIDViT
-from trainer.models.text import SharedContextPrompts
+from trainer.models.image_encoders import ImageEncoder, ImageFeatures, ReIDViT
+from trainer.models.text import SharedContextPrompts, TextEncoder
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:
+    from open_clip.transformer import ResidualAttentionBlock
+
+    # pragma: no cover
     from trainer.config import Stage2Config
     from trainer.models.reid import CLIPReID, ReIDOutput
 
@@ -87,7 +90,7 @@ class RefinementBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_width), nn.GELU(), nn.Linear(mlp_width, dim))
 
     @torch.no_grad()
-    def init_from_clip_block(self, block: nn.Module) -> None:
+    def init_from_clip_block(self, block: ResidualAttentionBlock) -> None:
         """Copy a CLIP ``ResidualAttentionBlock``'s attention, norms and MLP (release: block 9)."""
         self.attn.in_proj_weight.copy_(block.attn.in_proj_weight)
         self.attn.in_proj_bias.copy_(block.attn.in_proj_bias)
@@ -165,7 +168,9 @@ class SAGAConfig(StrictModel):
 @register_method("saga", SAGAConfig, backbone="vit")
 class SAGA(Method):
     @classmethod
-    def build(cls, section: SAGAConfig, image_encoder: nn.Module, text_encoder: nn.Module, num_classes: int) -> SAGA:
+    def build(
+        cls, section: SAGAConfig, image_encoder: ImageEncoder, text_encoder: TextEncoder, num_classes: int
+    ) -> SAGA:
         return cls(section, image_encoder, text_encoder.output_dim, num_classes)
 
     def __init__(self, cfg: SAGAConfig, encoder: nn.Module, text_dim: int, num_classes: int) -> None:
@@ -180,11 +185,10 @@ class SAGA(Method):
         self.anchor_map = nn.Linear(text_dim, dim, bias=False)
         nn.init.xavier_uniform_(self.anchor_map.weight)
         self.domain = DomainAnchors(dim, cfg.domain_anchors) if cfg.domain_anchors else None
-        self.blocks = nn.ModuleList(
-            RefinementBlock(dim, cfg.heads, clip_block.mlp.c_fc.out_features) for _ in range(cfg.blocks)
-        )
-        for block in self.blocks:
+        blocks = [RefinementBlock(dim, cfg.heads, clip_block.mlp.c_fc.out_features) for _ in range(cfg.blocks)]
+        for block in blocks:
             block.init_from_clip_block(clip_block)
+        self.blocks = nn.ModuleList(blocks)
         self.neck = nn.BatchNorm1d(dim)
         self.neck.bias.requires_grad_(False)
         self.classifier = nn.Linear(dim, num_classes, bias=False)
@@ -200,6 +204,8 @@ class SAGA(Method):
 
     def text_anchors(self, model: CLIPReID) -> torch.Tensor:
         """[K, C] phrase anchors in the visual width (the text side is a constant in eval mode)."""
+        if self.prompts is None:
+            raise RuntimeError("SAGA.setup(model) has not run: no phrase prompts yet")
         return self.anchor_map(self.prompts(model.text_encoder).float())
 
     def train_layers(self) -> tuple[int, ...]:

@@ -63,6 +63,7 @@ def read_clip_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a CLIP weights file, whichever of the usual formats it is in."""
     if not path.is_file():
         raise PretrainedWeightsError(f"pretrained weights not found: {path}")
+    state: object  # whatever the file holds; checked to be a state dict below
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

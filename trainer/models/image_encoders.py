@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -167,11 +167,12 @@ class ReIDResNet(nn.Module):
         self.aggregators = nn.ModuleDict()  # stage index -> module(before, after); MSCSA fills it
 
     @property
-    def stages(self) -> list[nn.Module]:
+    def stages(self) -> list[nn.Sequential]:
         return [self.body.layer1, self.body.layer2, self.body.layer3, self.body.layer4]
 
     def stage_channels(self) -> list[int]:
-        return [stage[-1].conv3.out_channels for stage in self.stages]
+        last: list[Any] = [stage[-1] for stage in self.stages]  # open_clip Bottlenecks (untyped)
+        return [block.conv3.out_channels for block in last]
 
     def forward(
         self, images: torch.Tensor, camids: Optional[torch.Tensor] = None, return_layers: Sequence[int] = ()
@@ -194,10 +195,16 @@ class ReIDResNet(nn.Module):
         )
 
     def stage_input_channels(self) -> list[int]:
-        return [stage[0].conv1.in_channels for stage in self.stages]
+        first: list[Any] = [stage[0] for stage in self.stages]  # open_clip Bottlenecks (untyped)
+        return [block.conv1.in_channels for block in first]
 
     def stage_forward(self, index: int, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """One ResNet stage, then its aggregator (MSCSA) over the maps before and after it, if any."""
         y = stage(x)
         key = str(index)
         return self.aggregators[key](x, y) if key in self.aggregators else y
+
+
+# The image encoders a model may have: what methods, export and evaluation can rely on
+# (``feature_dim``, ``proj_dim``, ``grid``, forward -> ImageFeatures)
+ImageEncoder = Union[ReIDViT, ReIDResNet]

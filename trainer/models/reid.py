@@ -28,7 +28,7 @@ from trainer.config import ModelConfig
 from trainer.methods import build_method
 from trainer.methods.base import Inference, Method
 from trainer.models.clip_factory import build_clip
-from trainer.models.image_encoders import ImageFeatures, ReIDResNet, ReIDViT
+from trainer.models.image_encoders import ImageEncoder, ImageFeatures, ReIDResNet, ReIDViT
 from trainer.models.text import PromptLearner, TextEncoder
 
 
@@ -65,7 +65,7 @@ def _classifier(dim: int, num_classes: int) -> nn.Linear:
 class CLIPReID(nn.Module):
     def __init__(
         self,
-        image_encoder: nn.Module,
+        image_encoder: ImageEncoder,
         text_encoder: TextEncoder,
         prompt_learner: PromptLearner,
         logit_scale: nn.Parameter,
@@ -152,7 +152,7 @@ def to_embeddings(result: Inference) -> Embeddings:
     return Embeddings(numpy(unit.embedding), numpy(unit.parts), numpy(unit.part_conf))
 
 
-def build_image_encoder(visual: nn.Module, cfg: ModelConfig, num_cameras: int) -> nn.Module:
+def build_image_encoder(visual: nn.Module, cfg: ModelConfig, num_cameras: int) -> ImageEncoder:
     if isinstance(visual, ModifiedResNet):
         if cfg.sie.enabled:
             raise ValueError("SIE (camera embedding) is only defined for ViT backbones")

@@ -92,6 +92,10 @@ class SlotPrompts(nn.Module):
     S slot positions of each; :meth:`fill` writes learnable vectors there.
     """
 
+    tokens: torch.Tensor  # buffers (register_buffer)
+    base: torch.Tensor
+    positions: torch.Tensor
+
     def __init__(self, text_encoder: TextEncoder, texts: list[str], positions: list[list[int]]) -> None:
         super().__init__()
         tokens = tokenize(texts, text_encoder.context_length)
