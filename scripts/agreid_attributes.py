@@ -1,6 +1,7 @@
 """Do trained AG-ReID models' pseudo-labels agree with the synthetic people's true attributes?
 
-    python scripts/agreid_attributes.py --data DATA_ROOT CHECKPOINT [CHECKPOINT ...] [--out docs/results/agreid_attributes.json]
+    python scripts/agreid_attributes.py --data DATA_ROOT CHECKPOINT [CHECKPOINT ...]
+           [--out docs/results/agreid_attributes.json]
 
 ``DATA_ROOT``: the generated synthetic dataset the checkpoints trained on (it holds
 ``synthetic.json``, the true appearances). For every checkpoint and every pseudo-label group

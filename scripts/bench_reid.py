@@ -188,7 +188,8 @@ def write_results(rows: list[dict], meta, args: argparse.Namespace) -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['backend']} | {r['batch']} | {r['images_per_s']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['peak_memory_mb']} | {r['min_cosine_vs_fp32']} |"
+        f"| {r['backend']} | {r['batch']} | {r['images_per_s']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
+        f"{r['peak_memory_mb']} | {r['min_cosine_vs_fp32']} |"
         for r in rows
     ]
     (out_dir / "bench.md").write_text("\n".join(lines) + "\n")

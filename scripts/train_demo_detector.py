@@ -95,7 +95,8 @@ def main() -> None:
     shutil.copy(best, out / "detector.pt")
     card = {
         "model": "YOLOv8 scale p (configs/yolo/demo-detector.yaml), 1 class: person",
-        "trained_on": f"synthetic world scene 'train', seeds {args.seeds[0]}-{args.seeds[1]} (60 s each, rigs at scale 1/0.75/0.5), "
+        "trained_on": f"synthetic world scene 'train', seeds {args.seeds[0]}-{args.seeds[1]} "
+        "(60 s each, rigs at scale 1/0.75/0.5), "
         f"every {args.every}th frame of 3 cameras",
         "validated_on": "synthetic world scene 'demo' (seed 0, people unseen in training), every 20th frame",
         "epochs": args.epochs,
@@ -106,7 +107,8 @@ def main() -> None:
         "val_mAP50_95": round(float(metrics.box.map), 4),
         "val_precision": round(float(metrics.box.mp), 4),
         "val_recall": round(float(metrics.box.mr), 4),
-        "command": f"python scripts/train_demo_detector.py --epochs {args.epochs} --seeds {args.seeds[0]} {args.seeds[1]} "
+        "command": "python scripts/train_demo_detector.py "
+        f"--epochs {args.epochs} --seeds {args.seeds[0]} {args.seeds[1]} "
         f"--every {args.every}" + (f" --init {args.init}" if args.init else ""),
     }
     if previous:

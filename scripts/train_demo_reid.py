@@ -78,13 +78,16 @@ def main() -> None:
     untrained = json.loads((run_dir / "eval_untrained.json").read_text())
     card = {
         "model": "tiny CLIP-ReID (tiny-vit, 128x64 input, random init), exported image encoder",
-        "trained_on": "synthetic world scene 'train', seeds 1-3 (3 casts, 3 camera looks), 108 identities x 3 cameras (configs/demo_world_reid.yaml)",
-        "evaluated_on": "72 held-out identities of those seeds; every query occluded (visibility < 0.85), Occluded-Duke style",
+        "trained_on": "synthetic world scene 'train', seeds 1-3 (3 casts, 3 camera looks), "
+        "108 identities x 3 cameras (configs/demo_world_reid.yaml)",
+        "evaluated_on": "72 held-out identities of those seeds; every query occluded (visibility < 0.85), "
+        "Occluded-Duke style",
         "similarity": {
             **read_onnx_metadata(out / "reid.onnx").similarity,
             "mean": "320 values in the ONNX metadata: the prior of each camera's mean look",
         },
-        "similarity_command": f"python -m export similarity --onnx {os.path.relpath(out / 'reid.onnx', ROOT)} --dataset market1501 --root data/world_reid_multi",
+        "similarity_command": f"python -m export similarity --onnx {os.path.relpath(out / 'reid.onnx', ROOT)} "
+        "--dataset market1501 --root data/world_reid_multi",
         "metrics_percent": {
             k: round(100 * float(metrics[k]), 1) for k in ("mAP", "R1", "R5", "R10", "mINP") if k in metrics
         },

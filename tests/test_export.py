@@ -132,9 +132,12 @@ def test_bad_inputs_give_clear_errors(tmp_path):
 def test_cli_onnx_and_check(tmp_path):
     checkpoint = make_checkpoint(tmp_path, sie=True)
     out = tmp_path / "cli.onnx"
-    run = lambda *a: subprocess.run(
-        [sys.executable, "-m", "export", *a], cwd=REPO, capture_output=True, text=True, timeout=300
-    )  # noqa: E731
+
+    def run(*a: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "export", *a], cwd=REPO, capture_output=True, text=True, timeout=300
+        )
+
     proc = run("onnx", "--checkpoint", str(checkpoint), "--out", str(out), "--num-images", "8")
     assert proc.returncode == 0, proc.stderr
     assert "PASS" in proc.stdout and out.is_file()
@@ -344,7 +347,8 @@ def _with_metadata(src, dst, **changes):
         ({"num_parts": 4}, "num_parts: the metadata says 4 parts, the model returns no part outputs"),
         (
             {"outputs": ["embedding", "part_features", "part_confidence"]},
-            "outputs: the metadata names ['embedding', 'part_features', 'part_confidence'], the model has ['embedding']",
+            "outputs: the metadata names ['embedding', 'part_features', 'part_confidence'], the model has "
+            "['embedding']",
         ),
     ],
     ids=["embedding_dim", "num_parts", "outputs"],

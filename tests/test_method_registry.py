@@ -108,7 +108,8 @@ def test_recipes_keep_their_layout_and_errors_name_the_field():
     }
     with pytest.raises(
         ConfigError,
-        match=r"model.method: Value error, unknown method 'sagaa'; registered: agreid, baseline, mscsa_tgi, rganet, saga",
+        match=r"model.method: Value error, unknown method 'sagaa'; "
+        r"registered: agreid, baseline, mscsa_tgi, rganet, saga",
     ):
         load_train_config(REPO / "configs/methods/saga_vit_market1501.yaml", ["model.method.name=sagaa"])
     with pytest.raises(
