@@ -323,12 +323,12 @@ def _driven_node():
     )
     node.close()
     node._lock = _GapLock()
-    assert node._handle(encode("welcome", {"hub_session": "h1", "ids": []}), False)
+    assert node.receive(encode("welcome", {"hub_session": "h1", "ids": []}), False)
     return node
 
 
 def _hub_says(node, welcomed: bool, ids=(), final=()) -> bool:
-    return node._handle(
+    return node.receive(
         encode("ids", {"ids": [list(i) for i in ids], "final": [list(f) for f in final], "decisions": []}), welcomed
     )
 
@@ -341,13 +341,13 @@ def test_the_hub_s_welcome_ids_are_never_overwritten_by_a_local_decision_in_betw
     node = _driven_node()
     node.update([summary("cam1", 1, vec(1), 0.0, 1.0)], 1.0)
     _hub_says(node, True, ids=[("cam1", 1, 7)])
-    node._hub_away(time.monotonic() - 10)
+    node.hub_away(time.monotonic() - 10)
     node.update([summary("cam1", 1, vec(1), 0.0, 2.0), summary("cam1", 2, vec(2), 1.0, 2.0)], 2.0)
     provisional = node.global_id(("cam1", 2))
     assert node.global_id(("cam1", 1)) == 7 and node.is_provisional(provisional)
 
     node._lock.between = lambda: node.update([summary("cam1", 2, vec(2), 1.0, 3.0)], 3.0)
-    assert node._handle(encode("welcome", {"hub_session": "h1", "ids": [["cam1", 1, 7], ["cam1", 2, 8]]}), False)
+    assert node.receive(encode("welcome", {"hub_session": "h1", "ids": [["cam1", 1, 7], ["cam1", 2, 8]]}), False)
     assert node._lock.between is None  # the update ran
     assert node.global_id(("cam1", 1)) == 7 and node.global_id(("cam1", 2)) == 8
     assert node.report()["reconciled"] == {str(provisional): [8]} and node.report()["hub_outages"][0]["to"] is not None
@@ -363,7 +363,7 @@ def test_ids_and_finals_from_a_stalled_hub_are_ignored_until_it_welcomes_the_nod
     node = _driven_node()
     node.update([summary("cam1", 1, vec(1), 0.0, 1.0), summary("cam1", 2, vec(2), 0.0, 1.0)], 1.0)
     _hub_says(node, True, ids=[("cam1", 1, 7), ("cam1", 2, 8)])
-    node._hub_away(time.monotonic() - 10)
+    node.hub_away(time.monotonic() - 10)
     node.update(
         [
             summary("cam1", 1, vec(1), 0.0, 2.0, ended=True),
@@ -384,7 +384,7 @@ def test_ids_and_finals_from_a_stalled_hub_are_ignored_until_it_welcomes_the_nod
     finals = node.take_final()
     assert sorted(finals) == [(("cam1", 1), 7), (("cam1", 2), 8), (("cam1", 3), provisional)]  # each once, decided here
 
-    assert node._handle(encode("welcome", {"hub_session": "h1", "ids": []}), False)
+    assert node.receive(encode("welcome", {"hub_session": "h1", "ids": []}), False)
     resent = sorted((w.camera, w.local_id) for _, items, full in node.outbox if full for w in items)
     assert resent == [("cam1", 1), ("cam1", 2), ("cam1", 3)]  # all of them, for the hub's site ids
     _hub_says(node, True, final=[("cam1", 1, 7), ("cam1", 2, 8), ("cam1", 3, 9)])

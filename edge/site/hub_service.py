@@ -28,7 +28,7 @@ import numpy as np
 import zmq
 
 from edge.identity import Decision, IdentityEngine, TrackletSummary
-from edge.identity.engine import settings_from_config
+from edge.identity.settings import settings_from_config
 from edge.site.fanout import node_messages, publish_decisions
 from edge.site.gallery import Gallery, candidates_for
 from edge.site.hub_config import HubConfig
@@ -123,6 +123,8 @@ class Hub:
         return len(steps)
 
     def _update(self, now: float, items: Batch, flushed: Optional[list[Decision]] = None) -> None:
+        """One engine step over ``items`` (or, at the end, the engine's ``flushed`` decisions): the
+        mirror absorbs the summaries, the engine decides, the step is committed, then told."""
         t0 = time.perf_counter()
         engine, mirror = self.engine, self.mirror
         touched: list[HubTracklet] = mirror.take_dirty()
@@ -187,6 +189,7 @@ class Hub:
                 self.publisher.publish("stats", {"event": "stats", **report})
 
     def stats(self) -> dict:
+        """The hub's stats: its log line, the ``stats`` event and the ``--report`` file."""
         now = time.monotonic()
         c = self.counters
         allow = self.sessions.node_allow

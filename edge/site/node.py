@@ -173,7 +173,7 @@ class SiteEngine(NodeIds):
     def close(self, timeout: float = 2.0) -> None:
         self.link.close(timeout)
 
-    # --- what the link reads and calls (LinkOwner) ---------------------------------------------------
+    # --- what the link reads (LinkOwner; it also calls hub_away and receive) --------------------------
     @property
     def scene_now(self) -> float:
         return self._now
@@ -181,12 +181,6 @@ class SiteEngine(NodeIds):
     @property
     def away(self) -> bool:
         return self._away
-
-    def hub_away(self, since: float) -> None:
-        self._hub_away(since)
-
-    def receive(self, frames: list[bytes], welcomed: bool) -> bool:
-        return self._handle(frames, welcomed)
 
     # --- summaries on the wire ------------------------------------------------------------------
     def _wire(self, s: TrackletSummary, full: bool = False, track: bool = True) -> WireTracklet:
@@ -239,7 +233,8 @@ class SiteEngine(NodeIds):
             self._resync()
 
     # --- messages from the hub (I/O thread) -----------------------------------------------------------
-    def _handle(self, frames: list[bytes], welcomed: bool) -> bool:
+    def receive(self, frames: list[bytes], welcomed: bool) -> bool:
+        """One message from the hub (the link's thread); returns whether the node is welcomed now."""
         try:
             msg = decode(frames, HUB_KINDS)
         except ValueError as exc:

@@ -116,7 +116,7 @@ class NodeIds:
         return out
 
     # --- the hub away and back (I/O thread); deciding here meanwhile (pipeline thread, under the lock)
-    def _hub_away(self, since: float) -> None:
+    def hub_away(self, since: float) -> None:
         """No answer from the hub since ``since`` (monotonic): say so once, start an outage."""
         with self._lock:
             self._away = True
