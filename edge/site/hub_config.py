@@ -1,7 +1,8 @@
 """``python -m edge.hub --config hub.yaml``: the hub's configuration.
 
-Its ``matching`` and ``publisher`` sections are the camera file's (:mod:`edge.runtime.config`),
-so one site matches as one process would. Relative paths are resolved against the YAML's folder.
+Its ``matching`` and ``publisher`` sections are the camera file's (``MatchingConfig`` of
+:mod:`edge.runtime.config`, ``PublisherConfig`` of :mod:`edge.wire.config`), so one site matches
+as one process would. Relative paths are resolved against the YAML's folder.
 """
 
 from __future__ import annotations
