@@ -7,12 +7,12 @@ import pytest
 import torch
 from conftest import REPO
 
+from trainer.clip.image_encoders import ImageFeatures
 from trainer.config import Stage1Config, Stage2Config, load_train_config
 from trainer.data.transforms import train_transform
 from trainer.engine.optim import build_optimizer, lr_factor
 from trainer.engine.stages import stage2_triplet
 from trainer.losses import batch_hard_triplet
-from trainer.models.image_encoders import ImageFeatures
 
 
 def test_step_schedule_matches_warmup_multistep_stepped_before_each_epoch():

@@ -3,6 +3,8 @@ import copy
 import pytest
 import torch
 
+from trainer.clip.image_encoders import ReIDViT
+from trainer.clip.text import tokenize
 from trainer.config import ModelConfig
 from trainer.models import (
     CheckpointError,
@@ -12,8 +14,6 @@ from trainer.models import (
     load_checkpoint,
     save_checkpoint,
 )
-from trainer.models.image_encoders import ReIDViT
-from trainer.models.text import tokenize
 
 
 @pytest.mark.parametrize("arch", ["tiny-vit", "ViT-B-16"])

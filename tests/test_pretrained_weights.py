@@ -28,9 +28,9 @@ import torch
 from conftest import REPO
 from open_clip.model import CLIP
 
+from trainer.clip.text import SlotPrompts, tokenize
 from trainer.config import load_train_config
 from trainer.models.reid import build_model
-from trainer.models.text import SlotPrompts, tokenize
 
 pytestmark = pytest.mark.slow
 

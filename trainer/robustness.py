@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
     from trainer.config import load_train_config
     from trainer.data.datasets import DatasetLayoutError
     from trainer.data.loader import prepare_dataset
-    from trainer.engine.runtime import pick_device
+    from trainer.devices import pick_device
     from trainer.models.checkpoint import CheckpointError, load_checkpoint
 
     setup_console_logging()

@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         require("training", TRAINING)
     except MissingExtra as exc:
         fail(str(exc))
+    from trainer.clip.factory import PretrainedWeightsError
     from trainer.data.datasets import DatasetLayoutError
-    from trainer.models.clip_factory import PretrainedWeightsError
 
     try:
         cfg = load_train_config(args.config, args.overrides)

@@ -1,4 +1,4 @@
-"""Process-level plumbing: device, torchrun/DDP setup, seeding, RNG snapshots."""
+"""Process-level plumbing: torchrun/DDP setup, seeding, RNG snapshots (the device: :mod:`trainer.devices`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from trainer.devices import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +33,6 @@ class Runtime:
     @property
     def amp_device(self) -> str:
         return self.device.type
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    return device
 
 
 def setup_runtime(device_name: str) -> Runtime:

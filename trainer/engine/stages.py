@@ -26,11 +26,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from core.progress import progress as progress_bar
+from trainer.clip.image_encoders import ImageFeatures
 from trainer.config import Stage1Config, Stage2Config
 from trainer.data.sampler import PKBatchSampler
 from trainer.engine.runtime import Runtime
 from trainer.losses import batch_hard_triplet, id_loss, image_to_text_ce, supcon
-from trainer.models.image_encoders import ImageFeatures
 from trainer.models.reid import CLIPReID
 
 

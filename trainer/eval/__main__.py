@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         from trainer.data.loader import eval_loader, prepare_dataset
-        from trainer.engine.runtime import pick_device
+        from trainer.devices import pick_device
         from trainer.eval.evaluate import evaluate_model, format_result, write_report
         from trainer.models.checkpoint import load_checkpoint
 

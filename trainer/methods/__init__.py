@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 from trainer.methods.registry import MethodConfig, method_entry, method_names, register_method
 
 if TYPE_CHECKING:  # pragma: no cover
+    from trainer.clip.image_encoders import ImageEncoder
+    from trainer.clip.text import TextEncoder
     from trainer.config import ModelConfig
     from trainer.methods.base import Method
-    from trainer.models.image_encoders import ImageEncoder
-    from trainer.models.text import TextEncoder
 
 __all__ = ["MethodConfig", "build_method", "method_entry", "method_names", "register_method"]
 

@@ -34,10 +34,10 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from core.configio import StrictModel
+from trainer.clip.image_encoders import ImageEncoder, ImageFeatures
+from trainer.clip.text import PromptLearner, TextEncoder
 from trainer.methods.base import Method
 from trainer.methods.registry import register_method
-from trainer.models.image_encoders import ImageEncoder, ImageFeatures
-from trainer.models.text import PromptLearner, TextEncoder
 
 if TYPE_CHECKING:  # pragma: no cover
     from trainer.config import Stage2Config

@@ -29,10 +29,10 @@ from torch import nn
 from trainer.methods.registry import register_method
 
 if TYPE_CHECKING:  # pragma: no cover
+    from trainer.clip.image_encoders import ImageEncoder, ImageFeatures
+    from trainer.clip.text import TextEncoder
     from trainer.config import Stage2Config
-    from trainer.models.image_encoders import ImageEncoder, ImageFeatures
     from trainer.models.reid import CLIPReID, ReIDOutput
-    from trainer.models.text import TextEncoder
 
 
 @dataclass

@@ -36,13 +36,13 @@ from pydantic import Field
 from torch import nn
 
 from core.configio import StrictModel
+from trainer.clip.image_encoders import ImageEncoder, ImageFeatures, ReIDResNet
 from trainer.methods.base import Method
 from trainer.methods.registry import register_method
-from trainer.models.image_encoders import ImageEncoder, ImageFeatures, ReIDResNet
 
 if TYPE_CHECKING:  # pragma: no cover
+    from trainer.clip.text import TextEncoder
     from trainer.models.reid import CLIPReID
-    from trainer.models.text import TextEncoder
 
 STAGE_STRIDES = {1: 1, 2: 2, 3: 2}
 

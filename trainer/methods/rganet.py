@@ -52,11 +52,11 @@ from pydantic import Field
 from torch import nn
 
 from core.configio import StrictModel
+from trainer.clip.image_encoders import ImageEncoder, ImageFeatures, ReIDViT
+from trainer.clip.text import SharedContextPrompts, TextEncoder
 from trainer.losses import batch_hard_triplet
 from trainer.methods.base import Inference, Method
 from trainer.methods.registry import register_method
-from trainer.models.image_encoders import ImageEncoder, ImageFeatures, ReIDViT
-from trainer.models.text import SharedContextPrompts, TextEncoder
 
 if TYPE_CHECKING:  # pragma: no cover
     from trainer.config import Stage2Config

@@ -24,12 +24,12 @@ from open_clip.modified_resnet import ModifiedResNet
 from torch import nn
 
 from core.embeddings import Embeddings
+from trainer.clip.factory import build_clip
+from trainer.clip.image_encoders import ImageEncoder, ImageFeatures, ReIDResNet, ReIDViT
+from trainer.clip.text import PromptLearner, TextEncoder
 from trainer.config import ModelConfig
 from trainer.methods import build_method
 from trainer.methods.base import Inference, Method
-from trainer.models.clip_factory import build_clip
-from trainer.models.image_encoders import ImageEncoder, ImageFeatures, ReIDResNet, ReIDViT
-from trainer.models.text import PromptLearner, TextEncoder
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Building CLIP through open_clip and loading its pretrained weights from a local file.
 
 Architectures come from open_clip's own configs (``ViT-B-16``, ``RN50``, ...) or from the small
-JSON files bundled in ``trainer/models/configs`` (``tiny-vit``, ``tiny-rn``) for tests and CPU
+JSON files bundled in ``trainer/clip/configs`` (``tiny-vit``, ``tiny-rn``) for tests and CPU
 demos. Weights are never downloaded: ``pretrained`` is a path to an OpenAI TorchScript archive
 (``ViT-B-16.pt``, ``RN50.pt``) or an open_clip state dict (``.pt``/``.bin``/``.safetensors``).
 """
