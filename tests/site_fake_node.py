@@ -39,8 +39,8 @@ def local_engine(dim: int):
     """What edge.run gives a node for hub outages: the identity engine with the model's settings."""
     from core.model_card import read_onnx_metadata
     from edge.identity import IdentityEngine
+    from edge.identity.config import MatchingConfig
     from edge.identity.engine import settings_from_config
-    from edge.runtime.config import MatchingConfig
 
     settings = settings_from_config(MatchingConfig(), read_onnx_metadata(str(MODEL)).similarity, str(MODEL), dim)
     return lambda: IdentityEngine(settings)

@@ -9,7 +9,7 @@ import pytest
 from core.embeddings import Embeddings
 from edge.identity import EngineSettings, IdentityEngine, TrackletSummary, settings_from_config
 from edge.identity.centering import CameraCentering
-from edge.runtime.config import MatchingConfig
+from edge.identity.config import MatchingConfig
 
 
 def n(v):

@@ -19,11 +19,11 @@ from edge.identity import (
     floor_evidence,
     settings_from_config,
 )
+from edge.identity.config import MatchingConfig
 from edge.identity.geometry import check_matrix, solve_homography
 from edge.identity.records import DecisionKind
 from edge.identity.rules import FORBIDDEN
 from edge.identity.topology import Transition
-from edge.runtime.config import MatchingConfig
 
 
 def unit(*v):

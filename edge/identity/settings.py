@@ -1,7 +1,7 @@
 """Everything the identity engine decides with, and how a config and a model's statistics give it.
 
 :class:`EngineSettings` is the one place each default lives: the ``matching`` section of a camera
-file (:class:`edge.runtime.config.MatchingConfig`) reads its field defaults from here, so a default
+file (:class:`edge.identity.config.MatchingConfig`) reads its field defaults from here, so a default
 changed here changes both (see that class for what each setting means to a user).
 """
 
@@ -17,12 +17,12 @@ from edge.identity.geometry import FloorRules
 from edge.identity.topology import Transition
 
 if TYPE_CHECKING:
-    from edge.runtime.config import MatchingConfig
+    from edge.identity.config import MatchingConfig
 
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """Everything the engine decides with (see :class:`edge.runtime.config.MatchingConfig` for each)."""
+    """Everything the engine decides with (see :class:`edge.identity.config.MatchingConfig` for each)."""
 
     threshold: float
     scale: float = 0.1
@@ -53,7 +53,7 @@ def settings_from_config(
     model_name: str = "the ReID model",
     embedding_dim: Optional[int] = None,
 ) -> EngineSettings:
-    """Engine settings from ``matching`` (an :class:`edge.runtime.config.MatchingConfig`) and the model's stored
+    """Engine settings from ``matching`` (an :class:`edge.identity.config.MatchingConfig`) and the model's stored
     similarity statistics. The threshold is the config's, else the model's; neither is an error.
 
     Camera centering is on when the model carries centered statistics (``similarity.centered``)

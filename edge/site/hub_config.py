@@ -13,7 +13,7 @@ from typing import Optional
 from pydantic import Field
 
 from core.configio import ConfigError, StrictModel, load_config
-from edge.runtime.config import MatchingConfig
+from edge.identity.config import MatchingConfig
 from edge.site.config import resolve_curve, resolve_file
 from edge.wire.config import PublisherConfig
 from edge.wire.curve import CurveServer
