@@ -481,3 +481,91 @@ def test_a_second_sigint_ends_a_run_that_is_still_flushing_at_once():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert proc.returncode == 1 and "not reached" not in proc.stdout
     assert proc.stderr.strip().splitlines()[-1].endswith("second SIGINT: ending now, results not flushed")
+
+
+class CountingReader:
+    """A file-like reader whose image holds its frame number; counts grabs and decodes."""
+
+    live = False
+    frame_count = None
+    problem = None
+
+    def __init__(self, frames: int, fps: float):
+        self.frames, self.fps = frames, fps
+        self.position = self.grabs = self.decodes = 0
+        self.closed = False
+
+    def open(self) -> None:
+        self.position, self.closed = 0, False
+
+    def grab(self) -> bool:
+        if self.position >= self.frames:
+            return False
+        self.position += 1
+        self.grabs += 1
+        return True
+
+    def retrieve(self):
+        if self.closed:  # like OpenCV after release()
+            return None
+        self.decodes += 1
+        return np.full((4, 4, 3), self.position - 1, np.uint8)
+
+    def read(self):
+        return self.retrieve() if self.grab() else None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def capture_of(reader: CountingReader, **cam) -> tuple[CameraCapture, threading.Event]:
+    stop = threading.Event()
+    capture = CameraCapture(CameraConfig(id="hall", source="file.mp4", **cam), threading.Event(), stop, reader=reader)
+    return capture, stop
+
+
+def test_a_camera_played_in_real_time_decodes_only_the_frames_the_pipeline_takes():
+    """A pipeline that keeps one frame in several no longer pays for decoding the others: the
+    thread grabs each frame at its time and the image is made when taken (the right one)."""
+    reader = CountingReader(frames=60, fps=200.0)
+    capture, stop = capture_of(reader, realtime=True)
+    capture.start()
+    taken = []
+    while not capture.finished:
+        time.sleep(0.03)
+        frame = capture.take()
+        if frame is not None:
+            taken.append(frame)
+    capture.join(5)
+    last = capture.take()
+    taken += [last] if last is not None else []
+    assert reader.grabs == 60 and 0 < len(taken) < 30
+    assert reader.decodes == len(taken)
+    assert all(int(f.image[0, 0, 0]) == f.index - 1 for f in taken)  # each image is its own frame's
+    assert [f.index for f in taken] == sorted({f.index for f in taken})
+    assert capture.dropped == 60 - len(taken)
+
+
+def test_frames_a_camera_s_fps_strides_over_are_grabbed_never_decoded():
+    reader = CountingReader(frames=30, fps=30.0)
+    capture, stop = capture_of(reader, realtime=False, fps=10)
+    capture.start()
+    taken = []
+    while not (capture.finished and capture._latest is None):
+        frame = capture.take()
+        if frame is not None:
+            taken.append(frame)
+        time.sleep(0.001)
+    capture.join(5)
+    assert [f.index for f in taken] == list(range(1, 31, 3))
+    assert reader.decodes == 10 and reader.grabs == 30
+
+
+def test_a_grabbed_frame_is_decoded_before_its_reader_closes():
+    """The last frame of a file played in real time, taken only after the file ended."""
+    reader = CountingReader(frames=3, fps=100.0)
+    capture, stop = capture_of(reader, realtime=True)
+    capture.start()
+    capture.join(5)
+    frame = capture.take()
+    assert reader.closed and frame is not None and frame.index == 3 and int(frame.image[0, 0, 0]) == 2

@@ -49,7 +49,14 @@ class FrameReader(Protocol):
 
     def open(self) -> None: ...
 
-    def read(self) -> Optional[np.ndarray]: ...
+    def read(self) -> Optional[np.ndarray]:
+        """The next frame, decoded (None: no frame, see :attr:`problem`)."""
+
+    def grab(self) -> bool:
+        """Move past the next frame without decoding it into an image (False: no frame)."""
+
+    def retrieve(self) -> Optional[np.ndarray]:
+        """The image of the frame the last :meth:`grab` moved past."""
 
     def close(self) -> None: ...
 
@@ -106,6 +113,23 @@ class VideoReader:
         ok, image = self.cap.read() if self.cap is not None else (False, None)
         if ok:
             return image
+        self._explain_missing(started)
+        return None
+
+    def grab(self) -> bool:
+        """OpenCV's ``grab``: the frame is demuxed (and, for FFmpeg, decoded) but not converted to
+        BGR nor copied out; a frame nobody will look at costs no more than that."""
+        started = time.monotonic()
+        if self.cap is not None and self.cap.grab():
+            return True
+        self._explain_missing(started)
+        return False
+
+    def retrieve(self) -> Optional[np.ndarray]:
+        ok, image = self.cap.retrieve() if self.cap is not None else (False, None)
+        return image if ok else None
+
+    def _explain_missing(self, started: float) -> None:
         if self.stream and time.monotonic() - started >= 0.9 * self.timeout_s:
             self.problem = f"no frame within {self.timeout_s:g} s (read timeout)"
         elif self.live:
@@ -114,7 +138,6 @@ class VideoReader:
                 if self.stream
                 else "the camera stopped delivering frames (unplugged?)"
             )
-        return None
 
     def close(self) -> None:
         if self.cap is not None:
@@ -147,10 +170,16 @@ class ImageFolderReader:
                     self.fps = float(line.split("=", 1)[1])
 
     def read(self) -> Optional[np.ndarray]:
+        return self.retrieve() if self.grab() else None
+
+    def grab(self) -> bool:
         if self.position >= len(self.files):
-            return None
-        image = cv2.imread(str(self.files[self.position]))
+            return False
         self.position += 1
+        return True
+
+    def retrieve(self) -> Optional[np.ndarray]:
+        image = cv2.imread(str(self.files[self.position - 1]))
         if image is None:
             raise SourceError(f"unreadable image {self.files[self.position - 1]}")
         return image

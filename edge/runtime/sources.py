@@ -8,6 +8,13 @@ with its reason); files end (or loop).
 
 With ``realtime: false`` a file or synthetic camera instead hands over every frame and waits for
 the pipeline (lockstep), which is what evaluation against ground truth needs.
+
+A file or synthetic camera played in real time is decoded on demand: the thread only *grabs* each
+frame at its time (a synthetic camera renders nothing, a video is demuxed but not converted) and
+the image is made when the pipeline takes it, so a pipeline that keeps one frame in three pays for
+one in three. Frames a camera's ``fps`` strides over are only grabbed, in every mode. Streams and
+USB cameras keep decoding in the thread: their decoder must see every frame anyway, and a read may
+wait seconds for the network, which the pipeline must never wait on.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Optional
+from dataclasses import dataclass
+from typing import Optional, Union
 
 import cv2
 
@@ -25,6 +33,14 @@ from edge.runtime.source_diagnosis import SourceError
 from edge.runtime.types import Frame
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Grabbed:
+    """A frame grabbed and not decoded yet: its image is made when the pipeline takes it."""
+
+    index: int
+    scene_time: float
 
 
 class CameraCapture(threading.Thread):
@@ -46,7 +62,10 @@ class CameraCapture(threading.Thread):
         self.new_frame, self.stop = new_frame, stop
         self.reconnect_max_s = reconnect_max_s
         self._cond = threading.Condition()
-        self._latest: Optional[Frame] = None
+        self._latest: Union[Frame, Grabbed, None] = None
+        self._reader_lock = threading.Lock()  # a grab and the retrieve of what it grabbed never interleave
+        self.on_demand = cam.realtime and not self.reader.live  # decode on take (see the module's docstring)
+        self._next_due = 0.0  # when a file or synthetic camera played in real time has its next frame
         self.finished = False
         # read_count: frames delivered (the governor's measure of a camera's rate); dropped: overwritten
         # before the pipeline took them; reconnects: every open attempt after the first
@@ -56,10 +75,27 @@ class CameraCapture(threading.Thread):
         self.problem: Optional[str] = None  # why a live source delivers nothing now (cleared by its next frame)
 
     def take(self) -> Optional[Frame]:
-        with self._cond:
-            frame, self._latest = self._latest, None
-            self._cond.notify_all()
-        return frame
+        """The newest frame not taken yet (None if none came since), decoded now if it was only grabbed."""
+        if not self.on_demand:
+            with self._cond:
+                frame, self._latest = self._latest, None
+                self._cond.notify_all()
+            assert not isinstance(frame, Grabbed)
+            return frame
+        with self._reader_lock:  # the reader stays on the frame taken until it is decoded
+            with self._cond:
+                item, self._latest = self._latest, None
+                self._cond.notify_all()
+            return self._decode(item) if isinstance(item, Grabbed) else item
+
+    def _decode(self, grabbed: Grabbed) -> Optional[Frame]:
+        start = time.perf_counter()
+        image = self.reader.retrieve()
+        if image is None:
+            return None
+        if self.cam.resize:
+            image = cv2.resize(image, tuple(self.cam.resize), interpolation=cv2.INTER_AREA)
+        return Frame(self.cam.id, grabbed.index, grabbed.scene_time, image, time.perf_counter() - start)
 
     def _open_with_backoff(self) -> bool:
         """Open the reader; a live source is retried with exponential backoff until ``stop``,
@@ -117,7 +153,7 @@ class CameraCapture(threading.Thread):
             return time.time()
         return self.epoch + (index - 1) / rate
 
-    def _deliver(self, frame: Frame) -> None:
+    def _deliver(self, frame: Union[Frame, Grabbed]) -> None:
         with self._cond:
             if not self.cam.realtime and not self.reader.live:
                 while self._latest is not None and not self.stop.is_set():
@@ -134,7 +170,10 @@ class CameraCapture(threading.Thread):
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("camera %s stopped", self.cam.id)
         finally:
-            self.reader.close()
+            with self._reader_lock:
+                if isinstance(self._latest, Grabbed):  # decoded before the reader closes under it
+                    self._latest = self._decode(self._latest)
+                self.reader.close()
             self.finished = True
             self.new_frame.set()
 
@@ -143,11 +182,18 @@ class CameraCapture(threading.Thread):
             return
         stride, index = self._stride(), 0
         period = stride / self.reader.fps if self.reader.fps else (1.0 / self.cam.fps if self.cam.fps else 0.0)
-        next_due = time.monotonic()
+        self._next_due = time.monotonic()
         while not self.stop.is_set():
             start = time.perf_counter()
-            image = self.reader.read()
-            if image is None:
+            wanted = index % stride == 0  # frames the camera's fps strides over are only grabbed
+            if wanted and not self.on_demand:
+                image = self.reader.read()
+                got = image is not None
+            else:
+                with self._reader_lock:
+                    got = self.reader.grab()
+                image = None
+            if not got:
                 if self.stop.is_set():
                     return
                 if self.reader.live:
@@ -160,19 +206,28 @@ class CameraCapture(threading.Thread):
                     continue
                 self._warn_if_cut_short(index)
                 if self.cam.loop:
-                    self.reader.close()
-                    self.reader.open()
+                    with self._reader_lock:
+                        self.reader.close()
+                        self.reader.open()
                     continue
                 return
             index += 1
-            if (index - 1) % stride:
+            if not wanted:
                 continue
-            if self.cam.resize:
-                image = cv2.resize(image, tuple(self.cam.resize), interpolation=cv2.INTER_AREA)
-            decode = time.perf_counter() - start
             self.read_count += 1
             self.problem = None
-            self._deliver(Frame(self.cam.id, index, self._scene_time(index), image, decode))
-            if self.cam.realtime and not self.reader.live and period:
-                next_due += period
-                self.stop.wait(max(0.0, next_due - time.monotonic()))
+            if self.on_demand:  # decoded when taken
+                self._deliver(Grabbed(index, self._scene_time(index)))
+                self._pace(period)
+                continue
+            assert image is not None  # read() gave it (got)
+            if self.cam.resize:
+                image = cv2.resize(image, tuple(self.cam.resize), interpolation=cv2.INTER_AREA)
+            self._deliver(Frame(self.cam.id, index, self._scene_time(index), image, time.perf_counter() - start))
+            self._pace(period)
+
+    def _pace(self, period: float) -> None:
+        """A file or synthetic camera played in real time waits for its next frame's time."""
+        if self.cam.realtime and not self.reader.live and period:
+            self._next_due += period
+            self.stop.wait(max(0.0, self._next_due - time.monotonic()))

@@ -67,17 +67,25 @@ class SyntheticReader:
         self._clock = time.monotonic() - self.position / self.fps
 
     def read(self) -> Optional[np.ndarray]:
+        return self.retrieve() if self.grab() else None
+
+    def grab(self) -> bool:
+        """The next frame's turn, without rendering it (rendering is the costly part: ~15 ms)."""
         if self.fail_after is not None and self.position >= self.fail_after and self._failed_at is None:
             self._failed_at = time.monotonic()
-            return None
+            return False
         if self.position >= self.length:
-            return None
+            return False
         if self.crash_after is not None and self.position >= self.crash_after:
             raise RuntimeError(f"simulated decoder crash after {self.crash_after} frames")
         if self.live:  # a live camera delivers at its own rate, whatever the reader does
             time.sleep(max(0.0, self._clock + self.position / self.fps - time.monotonic()))
-        image, _ = self.renderer.render(self.position)
         self.position += 1
+        return True
+
+    def retrieve(self) -> Optional[np.ndarray]:
+        """The frame the last :meth:`grab` passed, rendered."""
+        image, _ = self.renderer.render(self.position - 1)
         return (
             image if image is None or self.size is None else cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         )
