@@ -45,7 +45,6 @@ class EngineRunner:
         self.trt = trt
         self.path = Path(engine_path)
         self.io = _PyCudaIO() if _pick_buffers(buffers) == "pycuda" else _TorchIO()
-        self.buffers = self.io.name
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
@@ -92,8 +91,6 @@ def _pick_buffers(buffers: str) -> str:
 class _TorchIO:
     """Device buffers as PyTorch CUDA tensors on a PyTorch stream."""
 
-    name = "torch"
-
     def __init__(self) -> None:
         import torch
 
@@ -128,8 +125,6 @@ class _PyCudaIO:
     Uses the device's primary context, the one the CUDA runtime (and so TensorRT) uses.
     Buffers are kept per tensor and reallocated only when a batch needs more room.
     """
-
-    name = "pycuda"
 
     def __init__(self) -> None:
         import pycuda.driver as cuda

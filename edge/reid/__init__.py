@@ -6,6 +6,6 @@ the model. One backend per file behind one base (:mod:`edge.reid.base`):
   and ``export``);
 - :mod:`edge.reid.tensorrt_backend`: TensorRT engines built by ``python -m export trt``.
 
-:func:`edge.reid.factory.build_backend` loads the configured one and refuses a model that
-does not keep its metadata's contract.
+:func:`edge.reid.factory.build_backend` loads the one the camera file's ``reid:`` section
+(:mod:`edge.reid.config`) names and refuses a model that does not keep its metadata's contract.
 """

@@ -10,8 +10,6 @@ import torch
 from open_clip.model import CLIP
 from torch import nn
 
-CTX_SLOT = "{ctx}"
-
 
 class TextEncoder(nn.Module):
     """CLIP text transformer that takes token *embeddings* instead of token ids.
