@@ -9,7 +9,7 @@ import torch
 
 from trainer.losses import batch_hard_triplet, image_to_text_ce, supcon
 from trainer.methods.agreid import attribute_alignment
-from trainer.models import build_model  # noqa: F401  (imports the model before a method module)
+from trainer.models import build_model
 
 
 def test_supcon_against_hand_computed_value():
