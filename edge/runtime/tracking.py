@@ -41,6 +41,8 @@ def tracker_args(cfg: TrackerConfig):
 class CameraTracker:
     """One camera's tracker. ``update`` returns the confirmed tracks of this frame."""
 
+    MAX_GAP_STEPS = 30  # a longer gap (a camera down) is not extrapolated: the track is lost anyway
+
     def __init__(self, camera_id: str, cfg: TrackerConfig, frame_rate: float = 30.0):
         from ultralytics.trackers.bot_sort import BOTSORT
         from ultralytics.trackers.byte_tracker import BYTETracker
@@ -59,6 +61,7 @@ class CameraTracker:
         # skipped, the buffer in calls is re-derived from the measured interval between updates
         self.lost_s = float(cfg.lost_s) if cfg.lost_s else int(self.args.track_buffer) / max(frame_rate, 1e-6)
         self._interval = 1.0 / max(frame_rate, 1e-6)
+        self._frame_s = 1.0 / max(frame_rate, 1e-6)  # the camera's own frame interval: one Kalman step
         self._last_ts: Optional[float] = None
         self._set_buffer()
         self._ids: dict[int, int] = {}
@@ -66,6 +69,20 @@ class CameraTracker:
 
     def _set_buffer(self) -> None:
         self.tracker.max_frames_lost = self.tracker.max_time_lost = max(1, round(self.lost_s / self._interval))
+
+    def _steps_since(self, timestamp: Optional[float]) -> int:
+        """Camera frames since the last update (1 when every frame is processed)."""
+        if timestamp is None or self._last_ts is None or timestamp <= self._last_ts:
+            return 1
+        return max(1, round((timestamp - self._last_ts) / self._frame_s))
+
+    def _predict_over_gap(self, steps: int) -> None:
+        """The frames nobody processed still happened: the motion model steps over each of them, so
+        its velocity stays per camera frame and a box is looked for where the person is now (the
+        tracker itself predicts one step per update, whatever the time since the last one)."""
+        pool = [*self.tracker.tracked_stracks, *self.tracker.lost_stracks]
+        for _ in range(min(steps, self.MAX_GAP_STEPS) - 1):
+            self.tracker.multi_predict(pool)
 
     def _observe(self, timestamp: Optional[float]) -> None:
         """A running mean of the media time between updates (the camera's processed rate)."""
@@ -106,6 +123,7 @@ class CameraTracker:
         feats: Optional[np.ndarray] = None,
         timestamp: Optional[float] = None,
     ) -> list[Track]:
+        self._predict_over_gap(self._steps_since(timestamp))
         self._observe(timestamp)
         rows = self.tracker.update(dets, image, feats=feats if self.uses_features else None)
         tracks = []
