@@ -484,14 +484,16 @@ def test_a_second_sigint_ends_a_run_that_is_still_flushing_at_once():
 
 
 class CountingReader:
-    """A file-like reader whose image holds its frame number; counts grabs and decodes."""
+    """A video-like reader whose image holds its frame number: a frame can be retrieved only until
+    the next grab (as OpenCV's ``grab``/``retrieve``); counts grabs and decodes. ``grab_s`` makes
+    each grab take that long (a slow demuxer)."""
 
     live = False
     frame_count = None
     problem = None
 
-    def __init__(self, frames: int, fps: float):
-        self.frames, self.fps = frames, fps
+    def __init__(self, frames: int, fps: float, grab_s: float = 0.0):
+        self.frames, self.fps, self.grab_s = frames, fps, grab_s
         self.position = self.grabs = self.decodes = 0
         self.closed = False
 
@@ -501,18 +503,19 @@ class CountingReader:
     def grab(self) -> bool:
         if self.position >= self.frames:
             return False
+        time.sleep(self.grab_s)
         self.position += 1
         self.grabs += 1
         return True
 
-    def retrieve(self):
-        if self.closed:  # like OpenCV after release()
+    def retrieve(self, position: int):
+        if self.closed or position != self.position:  # like OpenCV after release() or a later grab
             return None
         self.decodes += 1
         return np.full((4, 4, 3), self.position - 1, np.uint8)
 
     def read(self):
-        return self.retrieve() if self.grab() else None
+        return self.retrieve(self.position) if self.grab() else None
 
     def close(self) -> None:
         self.closed = True
@@ -569,3 +572,21 @@ def test_a_grabbed_frame_is_decoded_before_its_reader_closes():
     capture.join(5)
     frame = capture.take()
     assert reader.closed and frame is not None and frame.index == 3 and int(frame.image[0, 0, 0]) == 2
+
+
+def test_a_frame_taken_while_the_thread_grabs_past_it_is_never_another_frame_s_image():
+    """Frames strided over are grabbed right before the next one: a take in between must not get
+    the later frame's pixels under the earlier frame's number (it gets nothing, counted dropped)."""
+    reader = CountingReader(frames=80, fps=200.0, grab_s=0.004)
+    capture, stop = capture_of(reader, realtime=True, fps=50)
+    capture.start()
+    taken = []
+    while not capture.finished:
+        frame = capture.take()
+        if frame is not None:
+            taken.append(frame)
+        time.sleep(0.0015)
+    capture.join(5)
+    assert len(taken) >= 5
+    assert all(int(f.image[0, 0, 0]) == f.index - 1 for f in taken)
+    assert all(f.index % 4 == 1 for f in taken)  # stride 4: frames 1, 5, 9, ...

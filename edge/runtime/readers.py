@@ -52,11 +52,16 @@ class FrameReader(Protocol):
     def read(self) -> Optional[np.ndarray]:
         """The next frame, decoded (None: no frame, see :attr:`problem`)."""
 
+    @property
+    def position(self) -> int:
+        """Frames read or grabbed since :meth:`open` (the last one's number)."""
+
     def grab(self) -> bool:
         """Move past the next frame without decoding it into an image (False: no frame)."""
 
-    def retrieve(self) -> Optional[np.ndarray]:
-        """The image of the frame the last :meth:`grab` moved past."""
+    def retrieve(self, position: int) -> Optional[np.ndarray]:
+        """The image of frame ``position`` if the reader can still give it (None if not): a video
+        only the frame its last grab moved past, an image folder or a synthetic camera any."""
 
     def close(self) -> None: ...
 
@@ -76,6 +81,7 @@ class VideoReader:
         self.live = self.usb or self.stream
         self.timeout_s = timeout_s
         self.cap: Optional[cv2.VideoCapture] = None
+        self.position = 0
         self.fps: Optional[float] = None
         self.frame_count: Optional[int] = None  # a file's length as its header says (for a truncation warning)
         self.problem: Optional[str] = None  # why the last read gave no frame
@@ -96,6 +102,7 @@ class VideoReader:
             what = f"USB camera {self.source}" if self.usb else redact(self.source)
             raise SourceError(f"cannot open {what}: {self._why_not_opened(time.monotonic() - started)}")
         self.cap = cap
+        self.position = 0
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and fps > 0 and fps < 1000 else None
         count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
@@ -112,6 +119,7 @@ class VideoReader:
         started = time.monotonic()
         ok, image = self.cap.read() if self.cap is not None else (False, None)
         if ok:
+            self.position += 1
             return image
         self._explain_missing(started)
         return None
@@ -121,12 +129,15 @@ class VideoReader:
         BGR nor copied out; a frame nobody will look at costs no more than that."""
         started = time.monotonic()
         if self.cap is not None and self.cap.grab():
+            self.position += 1
             return True
         self._explain_missing(started)
         return False
 
-    def retrieve(self) -> Optional[np.ndarray]:
-        ok, image = self.cap.retrieve() if self.cap is not None else (False, None)
+    def retrieve(self, position: int) -> Optional[np.ndarray]:
+        if self.cap is None or position != self.position:  # grabbed past it: that frame is gone
+            return None
+        ok, image = self.cap.retrieve()
         return image if ok else None
 
     def _explain_missing(self, started: float) -> None:
@@ -170,7 +181,7 @@ class ImageFolderReader:
                     self.fps = float(line.split("=", 1)[1])
 
     def read(self) -> Optional[np.ndarray]:
-        return self.retrieve() if self.grab() else None
+        return self.retrieve(self.position) if self.grab() else None
 
     def grab(self) -> bool:
         if self.position >= len(self.files):
@@ -178,10 +189,10 @@ class ImageFolderReader:
         self.position += 1
         return True
 
-    def retrieve(self) -> Optional[np.ndarray]:
-        image = cv2.imread(str(self.files[self.position - 1]))
+    def retrieve(self, position: int) -> Optional[np.ndarray]:
+        image = cv2.imread(str(self.files[position - 1]))
         if image is None:
-            raise SourceError(f"unreadable image {self.files[self.position - 1]}")
+            raise SourceError(f"unreadable image {self.files[position - 1]}")
         return image
 
     def close(self) -> None:

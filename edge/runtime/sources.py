@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 class Grabbed:
     """A frame grabbed and not decoded yet: its image is made when the pipeline takes it."""
 
-    index: int
+    index: int  # the capture's count (the frame's number in its MOT rows)
+    position: int  # the reader's, to retrieve it by
     scene_time: float
 
 
@@ -90,8 +91,10 @@ class CameraCapture(threading.Thread):
 
     def _decode(self, grabbed: Grabbed) -> Optional[Frame]:
         start = time.perf_counter()
-        image = self.reader.retrieve()
-        if image is None:
+        image = self.reader.retrieve(grabbed.position)
+        if image is None:  # a video grabbed past it before it was taken: dropped after all
+            with self._cond:
+                self.dropped += 1
             return None
         if self.cam.resize:
             image = cv2.resize(image, tuple(self.cam.resize), interpolation=cv2.INTER_AREA)
@@ -207,6 +210,7 @@ class CameraCapture(threading.Thread):
                 self._warn_if_cut_short(index)
                 if self.cam.loop:
                     with self._reader_lock:
+                        self._drop_grabbed()  # its position means another frame in the next pass
                         self.reader.close()
                         self.reader.open()
                     continue
@@ -217,7 +221,7 @@ class CameraCapture(threading.Thread):
             self.read_count += 1
             self.problem = None
             if self.on_demand:  # decoded when taken
-                self._deliver(Grabbed(index, self._scene_time(index)))
+                self._deliver(Grabbed(index, self.reader.position, self._scene_time(index)))
                 self._pace(period)
                 continue
             assert image is not None  # read() gave it (got)
@@ -225,6 +229,12 @@ class CameraCapture(threading.Thread):
                 image = cv2.resize(image, tuple(self.cam.resize), interpolation=cv2.INTER_AREA)
             self._deliver(Frame(self.cam.id, index, self._scene_time(index), image, time.perf_counter() - start))
             self._pace(period)
+
+    def _drop_grabbed(self) -> None:
+        with self._cond:
+            if isinstance(self._latest, Grabbed):
+                self._latest = None
+                self.dropped += 1
 
     def _pace(self, period: float) -> None:
         """A file or synthetic camera played in real time waits for its next frame's time."""

@@ -67,7 +67,7 @@ class SyntheticReader:
         self._clock = time.monotonic() - self.position / self.fps
 
     def read(self) -> Optional[np.ndarray]:
-        return self.retrieve() if self.grab() else None
+        return self.retrieve(self.position) if self.grab() else None
 
     def grab(self) -> bool:
         """The next frame's turn, without rendering it (rendering is the costly part: ~15 ms)."""
@@ -83,9 +83,9 @@ class SyntheticReader:
         self.position += 1
         return True
 
-    def retrieve(self) -> Optional[np.ndarray]:
-        """The frame the last :meth:`grab` passed, rendered."""
-        image, _ = self.renderer.render(self.position - 1)
+    def retrieve(self, position: int) -> Optional[np.ndarray]:
+        """Frame ``position`` (1: the first), rendered: any frame, the world is a function of time."""
+        image, _ = self.renderer.render(position - 1)
         return (
             image if image is None or self.size is None else cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         )
