@@ -1,6 +1,7 @@
 """Where identities break when frames are lost: the demo in lockstep with chosen frames left out.
 
-    python scripts/bench_drops.py --seeds 5 11 --patterns all stride:2 stride:3 random:0.64 random:0.35 --out runs/bench/drops
+    python scripts/bench_drops.py --seeds 5 11 \
+        --patterns all stride:2 stride:3 random:0.64 random:0.35 --out runs/bench/drops
 
 A box that can't keep up processes only some frames. Which frames it loses is a choice (evenly
 spaced, as a governor would) or an accident (the latest-frame capture slots: irregular gaps).
@@ -125,16 +126,15 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         groups.setdefault((r["pattern"], r["mode"]), []).append(r)
     for (pattern, mode), sel in groups.items():
-
-        def mean(key: str) -> float:
-            return statistics.mean(r[key] for r in sel)
-
-        def sd(key: str) -> float:
-            return statistics.stdev(r[key] for r in sel) if len(sel) > 1 else 0.0
-
+        mean = {
+            k: statistics.mean(r[k] for r in sel)
+            for k in ("kept_share", "IDF1", "IDF1_kept", "ids_pred", "ids_true", "sealed")
+        }
+        sd = {k: statistics.stdev(r[k] for r in sel) if len(sel) > 1 else 0.0 for k in ("IDF1", "IDF1_kept")}
         lines.append(
-            f"| {pattern} | {mode} | {len(sel)} | {mean('kept_share'):.0%} | {mean('IDF1'):.1f} ± {sd('IDF1'):.1f} | "
-            f"{mean('IDF1_kept'):.1f} ± {sd('IDF1_kept'):.1f} | {mean('ids_pred'):.0f} / {mean('ids_true'):.0f} | {mean('sealed'):.0f} |"
+            f"| {pattern} | {mode} | {len(sel)} | {mean['kept_share']:.0%} | {mean['IDF1']:.1f} ± {sd['IDF1']:.1f} | "
+            f"{mean['IDF1_kept']:.1f} ± {sd['IDF1_kept']:.1f} | {mean['ids_pred']:.0f} / {mean['ids_true']:.0f} | "
+            f"{mean['sealed']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
                 r = run_one(base, seed, pattern, mode, out)
                 rows.append(r)
                 print(
-                    f"seed {seed} {mode} {pattern}: kept {r['kept_share']:.0%}, IDF1 {r['IDF1']:.1f}, kept-frames IDF1 {r['IDF1_kept']:.1f}, "
+                    f"seed {seed} {mode} {pattern}: kept {r['kept_share']:.0%}, IDF1 {r['IDF1']:.1f}, "
+                    f"kept-frames IDF1 {r['IDF1_kept']:.1f}, "
                     f"{r['ids_pred']}/{r['ids_true']} ids, {r['sealed']} sealed ({r['seconds']} s)",
                     flush=True,
                 )

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"|{'-' * 12}|{'-' * 17}:|{'-' * 19}:|{'-' * 9}:|")
     for r in rows:
         print(
-            f"| .[{r['extra']}]{' ' * (6 - len(r['extra']))} | {r['total_mb']:>16} | {r['without_torch_mb']:>18} | {len(r['packages']):>8} |"
+            f"| .[{r['extra']}]{' ' * (6 - len(r['extra']))} | {r['total_mb']:>16} | "
+            f"{r['without_torch_mb']:>18} | {len(r['packages']):>8} |"
         )
     for a in rows:
         for b in rows:

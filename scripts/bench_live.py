@@ -181,7 +181,8 @@ def markdown(rows: list[dict]) -> str:
         )
     for setting, m in summary(rows).items():
         lines.append(
-            f"| **{setting}** | mean of {m['n']} | **{m['IDF1']:.1f}** ± {m['IDF1_std']:.1f} | {m['ids_pred']:.0f} / {m['ids_true']:.0f} | "
+            f"| **{setting}** | mean of {m['n']} | **{m['IDF1']:.1f}** ± {m['IDF1_std']:.1f} | "
+            f"{m['ids_pred']:.0f} / {m['ids_true']:.0f} | "
             f"{m['fps_per_camera']:.1f} | |"
         )
     return "\n".join(lines)

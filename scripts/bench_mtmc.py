@@ -130,7 +130,8 @@ def run_one(base: EdgeConfig, seed: int, mode: str, out: Path) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| seed | mode | cross-camera IDF1 | IDP | IDR | ids found / true | HOTA per camera | offline IDF1 (ids) | true ids IDF1 |",
+        "| seed | mode | cross-camera IDF1 | IDP | IDR | ids found / true | HOTA per camera | offline IDF1 (ids) "
+        "| true ids IDF1 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -138,7 +139,8 @@ def markdown(rows: list[dict]) -> str:
         hota = " / ".join(f"{v:.1f}" for v in o["HOTA"].values())
         lines.append(
             f"| {r['seed']} | {r['mode']} | {o['IDF1']:.1f} | {o['IDP']:.1f} | {o['IDR']:.1f} | "
-            f"{o['ids_pred']} / {o['ids_true']} | {hota} | {f['IDF1']:.1f} ({f['ids_pred']}) | {r['true_ids']['IDF1']:.1f} |"
+            f"{o['ids_pred']} / {o['ids_true']} | {hota} | {f['IDF1']:.1f} ({f['ids_pred']}) | "
+            f"{r['true_ids']['IDF1']:.1f} |"
         )
     for mode in sorted({r["mode"] for r in rows}):
         sel = [r for r in rows if r["mode"] == mode]
@@ -188,8 +190,10 @@ def main(argv: list[str] | None = None) -> dict:
             row = run_one(base, seed, mode, out)
             rows.append(row)
             print(
-                f"seed {seed} {mode}: IDF1 {row['online']['IDF1']:.1f} ({row['online']['ids_pred']}/{row['online']['ids_true']} ids), "
-                f"offline {row['offline']['IDF1']:.1f}, true ids {row['true_ids']['IDF1']:.1f}, {row['fps_per_camera']} fps/camera",
+                f"seed {seed} {mode}: IDF1 {row['online']['IDF1']:.1f} "
+                f"({row['online']['ids_pred']}/{row['online']['ids_true']} ids), "
+                f"offline {row['offline']['IDF1']:.1f}, true ids {row['true_ids']['IDF1']:.1f}, "
+                f"{row['fps_per_camera']} fps/camera",
                 flush=True,
             )
     result = {"config": args.config, "overrides": args.overrides, "seeds": args.seeds, "runs": rows}

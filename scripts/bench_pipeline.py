@@ -56,8 +56,8 @@ def camera_set(base: list[dict], n: int) -> list[dict]:
 
 
 def one_run(raw: dict, cfg_path: Path, n_cams: int, args) -> dict:
-    from edge.runtime.config import load_edge_config
     from edge.runtime.capture_loop import run_pipeline
+    from edge.runtime.config import load_edge_config
 
     data = dict(raw)
     data["cameras"] = [
