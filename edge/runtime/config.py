@@ -23,6 +23,7 @@ from core.configio import ConfigError, StrictModel, load_config
 from edge.identity.config import MatchingConfig
 from edge.identity.geometry import CalibrationError, homography_from
 from edge.reid.config import ReIDConfig
+from edge.runtime.governor import MAX_DETECT_EVERY
 from edge.runtime.source_diagnosis import why_unreadable
 from edge.site.config import SiteConfig, resolve_curve
 from edge.wire.config import PublisherConfig
@@ -133,7 +134,7 @@ class GovernorConfig(StrictModel):
         description="run the detector on every N-th frame of a camera, "
         "boxes carried between by optical flow; auto: 1 while the box keeps up, more when it can't",
     )
-    max_detect_every: int = Field(4, ge=1, le=30, description="auto never goes beyond this")
+    max_detect_every: int = Field(MAX_DETECT_EVERY, ge=1, le=30, description="auto never goes beyond this")
 
     @field_validator("detect_every")
     @classmethod

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_DETECT_EVERY = 4  # the default ceiling of detect_every: auto (governor.max_detect_every)
+
 AUTO = "auto"
 
 
@@ -37,7 +39,7 @@ class Governor:
         self,
         cameras: list[str],
         detect_every: Union[int, str] = 1,
-        max_detect_every: int = 4,
+        max_detect_every: int = MAX_DETECT_EVERY,
         adapt_every_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ):

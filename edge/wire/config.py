@@ -13,12 +13,15 @@ from pydantic import Field
 
 from core.configio import StrictModel
 from edge.wire.curve import CurveServer
+from edge.wire.publisher import HIGH_WATER_MARK
 
 
 class PublisherConfig(StrictModel):
     enabled: bool = True
     endpoint: str = Field("tcp://127.0.0.1:5555", description="ZeroMQ PUB bind address")
-    high_water_mark: int = Field(1000, ge=1, description="messages queued per subscriber before the oldest are dropped")
+    high_water_mark: int = Field(
+        HIGH_WATER_MARK, ge=1, description="messages queued per subscriber before the oldest are dropped"
+    )
     update_interval_s: float = Field(1.0, ge=0, description="rate limit of 'update' events per track")
     snapshot_interval_s: float = Field(5.0, gt=0, description="period of the identities snapshot for late subscribers")
     send_embeddings: bool = Field(False, description="add the identity embedding as a float16 frame to identity events")

@@ -37,6 +37,8 @@ __all__ = ["SCHEMA", "SCHEMA_VERSION", "EventPublisher", "decision_event", "trac
 
 log = logging.getLogger(__name__)
 
+HIGH_WATER_MARK = 1000  # messages queued per subscriber (publisher.high_water_mark)
+
 JpegMaker = Callable[[], Optional[bytes]]  # a JPEG made on the publisher thread (None: leave it out)
 Part = bytes | JpegMaker
 # a queued message: topic frame, header, payload parts, and whether it holds an image
@@ -49,7 +51,7 @@ class EventPublisher:
     def __init__(
         self,
         endpoint: str,
-        high_water_mark: int = 1000,
+        high_water_mark: int = HIGH_WATER_MARK,
         queue_size: int = 10000,
         curve=None,
         insecure: bool = False,
