@@ -18,7 +18,11 @@ try:
 except ModuleNotFoundError:  # Python 3.10: pytest itself depends on tomli there
     import tomli as tomllib
 
-LOCAL = {"conftest", "trainer", "edge", "export", "scripts"}
+PACKAGES = [
+    p.rstrip("*")
+    for p in tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+]
+LOCAL = {"conftest", "scripts", *PACKAGES}
 # imported only behind an optional backend or a GPU; the extra that brings it is named here
 OPTIONAL = {"tensorrt": "trt", "pycuda": "trt", "openvino": "openvino", "tomli": "pytest's own (Python 3.10)"}
 
@@ -61,9 +65,7 @@ def imported_modules(files: list[Path]) -> set[str]:
 def test_every_third_party_import_of_tests_and_product_is_declared():
     files = [
         *REPO.glob("tests/*.py"),
-        *REPO.glob("trainer/**/*.py"),
-        *REPO.glob("edge/**/*.py"),
-        *REPO.glob("export/**/*.py"),
+        *(f for package in PACKAGES for f in REPO.glob(f"{package}/**/*.py")),
         *REPO.glob("scripts/*.py"),
     ]
     owners = importlib.metadata.packages_distributions()
