@@ -23,6 +23,9 @@ Only the text between the two ``GENERATED`` markers is rewritten; the hand-writt
 (the why: data flow, where a concept lives, contracts) is kept verbatim. ``--check`` also fails
 when that prose names a module, a ``.py`` path or a module-level name that the tree no longer has,
 so the hand-written half cannot silently point at a module that moved.
+
+One file of standard library only (hence its length): it runs from a bare checkout, before the
+product or its dependencies are installed.
 """
 
 from __future__ import annotations
