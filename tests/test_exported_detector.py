@@ -125,3 +125,49 @@ def test_the_shared_openvino_yolo_gives_ultralytics_boxes_on_mot17_frames():
     ours = ExportedDetector(str(OPENVINO_YOLO), "openvino")(images)
     reference = ultralytics_boxes(str(OPENVINO_YOLO), images, 640)
     assert sum(assert_same_boxes(o, r) for o, r in zip(ours, reference)) >= 40
+
+
+@pytest.mark.slow
+def test_edge_run_with_the_exported_backend_writes_the_same_tracks_as_through_ultralytics(tmp_path):
+    """``detector.backend: exported`` on the demo detector's ONNX: the same MOT rows, frame for
+    frame, as Ultralytics running that very file (lockstep, two cameras)."""
+    import subprocess
+    import sys
+
+    from conftest import demo_camera_file
+    from test_site import free_port
+    from ultralytics import YOLO
+
+    pytest.importorskip("onnx")
+    shutil.copy(REPO / "edge" / "demo_models" / "detector.pt", tmp_path / "detector.pt")
+    onnx_path = YOLO(str(tmp_path / "detector.pt")).export(format="onnx", imgsz=320, batch=1, dynamic=False)
+    outputs = {}
+    for backend in ("ultralytics", "exported"):
+        folder = tmp_path / backend
+        folder.mkdir()
+        cameras = (
+            "{id: c1, source: 'synthetic://demo?camera=cam1&frames=120', realtime: false}, "
+            "{id: c2, source: 'synthetic://demo?camera=cam2&frames=120', realtime: false}"
+        )
+        demo_camera_file(folder, cameras, rest=f"outputs: {{mot_dir: {folder / 'mot'}}}\n")
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "edge.run",
+                "--cameras",
+                str(folder / "cams.yaml"),
+                f"detector.weights={onnx_path}",
+                f"detector.backend={backend}",
+                "detector.batch=false",
+                f"publisher.endpoint=tcp://127.0.0.1:{free_port()}",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        outputs[backend] = {p.name: p.read_text() for p in sorted((folder / "mot").glob("*.txt"))}
+    assert outputs["exported"] == outputs["ultralytics"]
+    assert sum(len(text.splitlines()) for text in outputs["exported"].values()) > 20

@@ -64,6 +64,11 @@ class DetectorConfig(StrictModel):
     half: bool = Field(False, description="FP16 inference (GPU only)")
     classes: list[int] = Field(default_factory=lambda: [0], description="class ids kept (COCO person = 0)")
     batch: bool = Field(True, description="one call for the frames of all cameras (False for single-batch engines)")
+    backend: Literal["ultralytics", "exported"] = Field(
+        "ultralytics",
+        description="exported: run an .onnx file or OpenVINO folder directly (ONNX Runtime / OpenVINO, "
+        "no PyTorch in the loop; edge/runtime/exported_detector.py)",
+    )
 
 
 class TrackerConfig(StrictModel):

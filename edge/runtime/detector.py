@@ -14,7 +14,7 @@ import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -76,6 +76,30 @@ def checkpoint_problem(weights: str) -> str | None:
         return None
     what = "empty" if not head else "neither the zip archive torch.save writes nor its older pickle"
     return f"detector.weights: {weights} is not a loadable checkpoint — {what}"
+
+
+class Detector(Protocol):
+    """What the pipeline calls: BGR images in, one :class:`Detections` per image out."""
+
+    def __call__(self, images: list[np.ndarray]) -> list[Detections]: ...
+
+
+def build_detector(cfg: DetectorConfig) -> Detector:
+    """The detector a camera file asks for: Ultralytics (any format it loads), or the exported
+    file run directly (``detector.backend: exported``), with threads sized to the process's CPUs."""
+    if cfg.backend == "ultralytics":
+        return PersonDetector.from_config(cfg)
+    from core.cpu_budget import session_threads
+    from edge.runtime.exported_detector import ExportedDetector, ExportedDetectorError
+
+    fmt = weights_format(cfg.weights)
+    if fmt in DETECTOR_FORMATS:
+        require(f"the {fmt} detector {cfg.weights}", DETECTOR_FORMATS[fmt])
+    threads, spin = session_threads()
+    try:
+        return ExportedDetector(cfg.weights, fmt, cfg.conf, cfg.iou, cfg.classes, threads, spin)
+    except ExportedDetectorError as exc:
+        raise DetectorError(str(exc)) from None
 
 
 class PersonDetector:

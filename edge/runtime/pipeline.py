@@ -25,7 +25,7 @@ from edge.runtime import build
 from edge.runtime.broadcast import Broadcaster, IdentityMessage, TrackEvent
 from edge.runtime.coasting import FlowCarrier, to_gray
 from edge.runtime.config import EdgeConfig
-from edge.runtime.detector import PersonDetector
+from edge.runtime.detector import Detector, build_detector
 from edge.runtime.floor_map import FloorMap
 from edge.runtime.governor import Governor
 from edge.runtime.outputs import open_outputs
@@ -43,11 +43,11 @@ class EdgePipeline:
         self,
         cfg: EdgeConfig,
         frame_rates: Optional[dict[str, float]] = None,
-        detector: Optional[PersonDetector] = None,
+        detector: Optional[Detector] = None,
         reid: Optional[ReIDBackend] = None,
     ):
         self.cfg = cfg
-        self.detector = detector or PersonDetector.from_config(cfg.detector)
+        self.detector = detector or build_detector(cfg.detector)
         self.reid = reid if reid is not None else (build_backend(cfg.reid) if cfg.reid else None)
         rates = frame_rates or {}
         self.trackers = {c.id: CameraTracker(c.id, cfg.tracker, rates.get(c.id) or c.fps or 30.0) for c in cfg.cameras}
