@@ -10,9 +10,13 @@ from __future__ import annotations
 import importlib.util
 
 # what each entry point needs, as (importable module, extra that installs it)
-EDGE_RUNTIME = (("ultralytics", "edge"), ("onnxruntime", "edge"), ("zmq", "edge"), ("lap", "edge"))
+EDGE_RUNTIME = (("onnxruntime", "edge"), ("zmq", "edge"))
+TRACKING = (("trackers", "edge"),)
+# Ultralytics on the edge: its detector backend (.pt, its engines) and its trackers (BoT-SORT)
+ULTRALYTICS = (("ultralytics", "ultralytics"), ("lap", "ultralytics"))
 TRAINING = (("torch", "train"), ("open_clip", "train"), ("safetensors", "train"))
 EXPORT = TRAINING + (("onnx", "train"), ("onnxruntime", "train"))
+DETECTOR_EXPORT = (("ultralytics", "train"),)
 ENGINE_BUILD = (("tensorrt", "trt"), ("onnxruntime", "edge"))
 # detector weights whose runtime is not in [edge] (Ultralytics would pip-install it at run time)
 DETECTOR_FORMATS = {"openvino": (("openvino", "openvino"),), "engine": (("tensorrt", "trt"),)}

@@ -24,8 +24,8 @@ import threading
 from core.cli import fail, setup_console_logging
 from core.configio import ConfigError
 from core.cpu_budget import limit_threads, read_cpu_budget
-from core.extras import EDGE_RUNTIME, TRAINING, MissingExtra, require
-from edge.runtime.config import EdgeConfig, load_edge_config
+from core.extras import EDGE_RUNTIME, TRACKING, TRAINING, ULTRALYTICS, MissingExtra, require
+from edge.runtime.config import ULTRALYTICS_TRACKERS, EdgeConfig, load_edge_config
 from edge.runtime.source_diagnosis import quiet_opencv
 
 log = logging.getLogger("edge.run")
@@ -106,6 +106,18 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+def runtime_needs(cfg: EdgeConfig) -> tuple[tuple[str, str], ...]:
+    """The modules this camera file needs, each with the extra that installs it."""
+    ultralytics = cfg.detector.runs_on() == "ultralytics" or cfg.tracker.kind in ULTRALYTICS_TRACKERS
+    torch_reid = cfg.reid is not None and cfg.reid.backend == "torch"
+    return (
+        EDGE_RUNTIME
+        + (ULTRALYTICS if ultralytics else ())
+        + (TRACKING if cfg.tracker.kind not in ULTRALYTICS_TRACKERS else ())
+        + (TRAINING if torch_reid else ())
+    )
+
+
 def _load_and_run(args: argparse.Namespace, stop: SignalStop) -> dict:
     try:
         cfg = load_edge_config(args.cameras, args.overrides)
@@ -113,10 +125,7 @@ def _load_and_run(args: argparse.Namespace, stop: SignalStop) -> dict:
         fail(str(exc))
     log.info("%s", start_line(cfg))
     try:
-        require(
-            "the edge runtime",
-            EDGE_RUNTIME + (TRAINING if cfg.reid is not None and cfg.reid.backend == "torch" else ()),
-        )
+        require("the edge runtime", runtime_needs(cfg))
     except MissingExtra as exc:
         fail(str(exc))
     budget = read_cpu_budget()  # before PyTorch, BLAS and OpenMP load: they size their pools once

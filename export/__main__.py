@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from core.cli import fail, setup_console_logging
-from core.extras import ENGINE_BUILD, EXPORT, MissingExtra, require
+from core.extras import DETECTOR_EXPORT, ENGINE_BUILD, EXPORT, MissingExtra, require
 
 
 def _parity_images(meta, args):
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     setup_console_logging()
-    needs = {"trt": ENGINE_BUILD, "detector": (("ultralytics", "edge"),)}.get(args.command, EXPORT)
+    needs = {"trt": ENGINE_BUILD, "detector": DETECTOR_EXPORT}.get(args.command, EXPORT)
     try:
         require(f"export {args.command}", needs)
     except MissingExtra as exc:

@@ -8,7 +8,8 @@ many sizes). Many seeds matter more than many frames: each seed brings three new
 (colour gain, brightness, blur, sensor noise), and a detector that saw few of them misses people
 in a dark, noisy camera it never met;
 the held-out validation frames come from the ``demo`` scene the edge demo runs on (seed 0). The architecture is
-YOLOv8 at a smaller scale (configs/yolo/demo-detector.yaml). Writes ``detector.pt`` and
+YOLOv8 at a smaller scale (configs/yolo/demo-detector.yaml). Writes ``detector.pt``, its ONNX
+export ``detector.onnx`` (what the edge runs: ``python -m export detector --format onnx``) and
 ``detector.json`` (how it was made, what it scores) into ``--out``.
 """
 
@@ -93,6 +94,10 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(best, out / "detector.pt")
+    # what the edge runs (no PyTorch there): the ONNX export, dynamic batch, metadata inside
+    from export.detector import export_detector
+
+    export_detector(out / "detector.pt", "onnx", False, args.imgsz, batch=4)  # writes out/detector.onnx
     card = {
         "model": "YOLOv8 scale p (configs/yolo/demo-detector.yaml), 1 class: person",
         "trained_on": f"synthetic world scene 'train', seeds {args.seeds[0]}-{args.seeds[1]} "

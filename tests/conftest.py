@@ -24,7 +24,7 @@ def demo_camera_file(folder: Path, camera: str, detector: str = "", rest: str = 
     path = folder / "cams.yaml"
     path.write_text(
         f"cameras: [{camera}]\n"
-        f"detector: {{weights: {DEMO_MODELS / 'detector.pt'}, imgsz: 320{', ' + detector if detector else ''}}}\n"
+        f"detector: {{weights: {DEMO_MODELS / 'detector.onnx'}, imgsz: 320{', ' + detector if detector else ''}}}\n"
         f"reid: {{model: {DEMO_MODELS / 'reid.onnx'}}}\n{rest}"
     )
     return path

@@ -54,7 +54,7 @@ def test_bench_pipeline_writes_json_markdown_and_plot(tmp_path):
     demo = REPO / "edge" / "demo_models"
     cfg = {
         "cameras": [{"id": "c1", "source": "synthetic://tiny?camera=cam1"}],
-        "detector": {"weights": str(demo / "detector.pt"), "imgsz": 320},
+        "detector": {"weights": str(demo / "detector.onnx"), "imgsz": 320},
         "reid": {"model": str(demo / "reid.onnx")},
     }
     path = tmp_path / "cams.yaml"
@@ -209,7 +209,7 @@ def test_bench_startup_times_edge_run_and_writes_json(tmp_path):
     demo = REPO / "edge" / "demo_models"
     cfg = {
         "cameras": [{"id": "c1", "source": "synthetic://tiny?camera=cam1", "realtime": False}],
-        "detector": {"weights": str(demo / "detector.pt"), "imgsz": 320},
+        "detector": {"weights": str(demo / "detector.onnx"), "imgsz": 320},
         "reid": {"model": str(demo / "reid.onnx")},
     }
     (tmp_path / "cams.yaml").write_text(yaml.safe_dump(cfg))

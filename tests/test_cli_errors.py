@@ -77,10 +77,22 @@ HIDE = (
 )
 MISSING_EXTRA = {
     "edge.run without [edge]": (
-        "ultralytics",
+        "trackers",
         "edge.run",
         ["edge.run", "--cameras", "configs/cams.demo.yaml"],
-        "error: the edge runtime needs ultralytics, which this install lacks: pip install 'clipreid-edge[edge]'",
+        "error: the edge runtime needs trackers, which this install lacks: pip install 'clipreid-edge[edge]'",
+    ),
+    "edge.run, .pt detector, without [ultralytics]": (
+        "ultralytics",
+        "edge.run",
+        ["edge.run", "--cameras", "configs/cams.demo.yaml", "detector.weights=../edge/demo_models/detector.pt"],
+        "error: the edge runtime needs ultralytics, which this install lacks: pip install 'clipreid-edge[ultralytics]'",
+    ),
+    "edge.run, botsort, without [ultralytics]": (
+        "lap",
+        "edge.run",
+        ["edge.run", "--cameras", "configs/cams.demo.yaml", "tracker.kind=botsort"],
+        "error: the edge runtime needs lap, which this install lacks: pip install 'clipreid-edge[ultralytics]'",
     ),
     "edge.run torch backend without [train]": (
         "open_clip",

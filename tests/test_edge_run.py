@@ -26,16 +26,8 @@ DEMO = REPO / "edge" / "demo_models"
 def cams_yaml(tmp_path, cameras, port, **sections):
     cfg = {
         "cameras": cameras,
-        "detector": {"weights": str(DEMO / "detector.pt"), "imgsz": 320, "conf": 0.4},
-        "tracker": {
-            "kind": "bytetrack",
-            "overrides": {
-                "track_high_thresh": 0.6,
-                "track_low_thresh": 0.4,
-                "new_track_thresh": 0.7,
-                "track_buffer": 20,
-            },
-        },
+        "detector": {"weights": str(DEMO / "detector.onnx"), "imgsz": 320, "conf": 0.4},
+        "tracker": {"kind": "bytetrack", "high_score": 0.6, "low_score": 0.4, "new_track_score": 0.7, "lost_s": 2.0},
         "reid": {"backend": "onnxruntime", "model": str(DEMO / "reid.onnx"), "embed_every": 3, "min_box_height": 16},
         "matching": {"threshold": 0.9, "min_embeddings": 2},
         "publisher": {"endpoint": f"tcp://127.0.0.1:{port}", "snapshot_interval_s": 0.5},

@@ -70,7 +70,7 @@ def test_world_corridor_doors_hold_the_people_who_walk_the_corridor(tmp_path):
 def write_cams(tmp_path, calibration):
     cfg = {
         "cameras": [{"id": "cam1", "source": "synthetic://tiny?camera=cam1"}],
-        "detector": {"weights": str(REPO / "edge" / "demo_models" / "detector.pt")},
+        "detector": {"weights": str(REPO / "edge" / "demo_models" / "detector.onnx")},
         "calibration": calibration,
     }
     path = tmp_path / "cams.yaml"

@@ -109,6 +109,7 @@ def test_a_missing_dev_tool_fails_instead_of_skipping():
         (".venv-ci/bin/python", True),
         ("edge/demo_models/reid.onnx", False),
         ("edge/demo_models/detector.pt", False),
+        ("edge/demo_models/detector.onnx", False),
     ],
 )
 def test_exported_artefacts_in_the_repo_root_are_ignored_but_demo_models_are_not(path, ignored):
@@ -119,7 +120,10 @@ def test_exported_artefacts_in_the_repo_root_are_ignored_but_demo_models_are_not
 def test_the_edge_install_carries_no_training_stack():
     """``.[edge]`` (and the Jetson's ``.[trt]`` on top of it) is the runtime only; ``.[all]`` is both halves."""
     edge, trt, train, everything = declared(("edge",)), declared(("trt",)), declared(("train",)), declared(("all",))
-    assert {"onnxruntime", "ultralytics", "pyzmq", "lap"} <= edge
+    ultralytics = declared(("ultralytics",))
+    assert {"onnxruntime", "trackers", "pyzmq", "opencv-python"} <= edge
+    assert not {"torch", "torchvision", "ultralytics", "opencv-python-headless", "lap"} & edge
     assert not {"open-clip-torch", "onnx", "trackeval", "safetensors", "timm"} & edge
-    assert edge <= trt and not {"open-clip-torch", "onnx", "trackeval"} & trt
-    assert edge | train == everything
+    assert edge <= trt and not {"torch", "ultralytics", "open-clip-torch", "onnx", "trackeval"} & trt
+    assert {"ultralytics", "lap"} <= ultralytics and edge <= ultralytics
+    assert edge | train | ultralytics == everything

@@ -54,7 +54,7 @@ def cams_file(tmp_path: Path, cameras: list[dict], **sections) -> Path:
     """A camera file for a fast CLI run: the demo detector, no ReID, no publisher."""
     cfg = {
         "cameras": cameras,
-        "detector": {"weights": str(DEMO / "detector.pt"), "imgsz": 320, "conf": 0.4},
+        "detector": {"weights": str(DEMO / "detector.onnx"), "imgsz": 320, "conf": 0.4},
         "publisher": {"enabled": False},
         "outputs": {"mot_dir": str(tmp_path / "mot")},
         "run": {"stats_interval_s": 1},

@@ -64,35 +64,72 @@ class DetectorConfig(StrictModel):
     half: bool = Field(False, description="FP16 inference (GPU only)")
     classes: list[int] = Field(default_factory=lambda: [0], description="class ids kept (COCO person = 0)")
     batch: bool = Field(True, description="one call for the frames of all cameras (False for single-batch engines)")
-    backend: Literal["ultralytics", "exported"] = Field(
-        "ultralytics",
+    backend: Literal["auto", "ultralytics", "exported"] = Field(
+        "auto",
         description="exported: run an .onnx file or OpenVINO folder directly (ONNX Runtime / OpenVINO, "
-        "no PyTorch in the loop; edge/runtime/exported_detector.py)",
+        "no PyTorch; edge/runtime/exported_detector.py); ultralytics: any format Ultralytics loads "
+        "(the [ultralytics] extra); auto: exported for .onnx and OpenVINO, else ultralytics",
     )
+
+    def runs_on(self) -> Literal["ultralytics", "exported"]:
+        """The backend that runs these weights (``auto`` resolved by the file's format)."""
+        if self.backend != "auto":
+            return self.backend
+        return "exported" if weights_format(self.weights) in EXPORTED_FORMATS else "ultralytics"
+
+
+EXPORTED_FORMATS = ("onnx", "openvino")
+
+
+def weights_format(weights: str) -> str:
+    """``openvino`` for an OpenVINO export (``*_openvino_model`` folder or its ``.xml``), else the suffix."""
+    path = Path(weights)
+    if path.name.endswith("_openvino_model") or path.suffix == ".xml" or (path.is_dir() and any(path.glob("*.xml"))):
+        return "openvino"
+    return path.suffix.lstrip(".").lower()
+
+
+ULTRALYTICS_TRACKERS = ("ultralytics-bytetrack", "botsort")
 
 
 class TrackerConfig(StrictModel):
-    kind: Literal["bytetrack", "botsort"] = "bytetrack"
-    config: Optional[str] = Field(
-        None, description="Ultralytics tracker yaml (default: the one shipped with Ultralytics)"
+    """One tracker per camera. ``bytetrack`` is Roboflow's ``trackers`` (no PyTorch: the edge
+    install); ``ultralytics-bytetrack`` and ``botsort`` are Ultralytics' (the ``[ultralytics]``
+    extra). The typed thresholds mean the same for both; the defaults are Ultralytics'
+    bytetrack.yaml."""
+
+    kind: Literal["bytetrack", "ultralytics-bytetrack", "botsort"] = "bytetrack"
+    high_score: float = Field(
+        0.25, ge=0, le=1, description="detections at or above it are matched first and may start tracks"
     )
+    low_score: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="detections between it and high_score only keep existing tracks (ByteTrack's second stage)",
+    )
+    new_track_score: float = Field(0.25, ge=0, le=1, description="lowest score that starts a new track")
+    min_iou: float = Field(0.2, gt=0, lt=1, description="lowest IoU between a track's predicted box and a detection")
+    lost_s: float = Field(1.0, gt=0, description="seconds of media time a lost track is kept for")
+    config: Optional[str] = Field(None, description="ultralytics kinds: the tracker yaml (default: Ultralytics' own)")
     overrides: dict[str, float | int | bool | str] = Field(
-        default_factory=dict, description="keys of the tracker yaml to change"
+        default_factory=dict, description="ultralytics kinds: keys of their tracker yaml to change"
     )
     reid_features: bool = Field(
         False, description="botsort: associate with our ReID embeddings (embeds every detection every frame)"
     )
-    lost_s: Optional[float] = Field(
-        None,
-        gt=0,
-        description="seconds of media time a lost track is kept for (default: the yaml's "
-        "track_buffer frames at the camera's rate)",
-    )
 
     @model_validator(mode="after")
-    def _reid_needs_botsort(self) -> TrackerConfig:
+    def _kind_options(self) -> TrackerConfig:
         if self.reid_features and self.kind != "botsort":
             raise ValueError("reid_features needs kind: botsort (ByteTrack has no appearance term)")
+        if self.kind not in ULTRALYTICS_TRACKERS and (self.config or self.overrides):
+            raise ValueError(
+                "config and overrides are Ultralytics tracker yaml: use kind: ultralytics-bytetrack or botsort, "
+                "or the fields high_score, low_score, new_track_score, min_iou, lost_s"
+            )
+        if "track_buffer" in self.overrides:
+            raise ValueError("overrides.track_buffer counts frames: set lost_s (seconds of media time) instead")
         return self
 
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from core.extras import DETECTOR_FORMATS, require
-from edge.runtime.config import DetectorConfig
+from edge.runtime.config import DetectorConfig, weights_format
 from edge.runtime.types import Detections
 
 ULTRALYTICS_ENV = {"YOLO_AUTOINSTALL": "False", "YOLO_OFFLINE": "True", "YOLO_VERBOSE": "False"}
@@ -31,14 +31,6 @@ log = logging.getLogger(__name__)
 
 class DetectorError(RuntimeError):
     """Detector weights Ultralytics cannot load or run; the message is one line naming the file."""
-
-
-def weights_format(weights: str) -> str:
-    """``openvino`` for an OpenVINO export (``*_openvino_model`` folder or its ``.xml``), else the suffix."""
-    path = Path(weights)
-    if path.name.endswith("_openvino_model") or path.suffix == ".xml" or (path.is_dir() and any(path.glob("*.xml"))):
-        return "openvino"
-    return path.suffix.lstrip(".").lower()
 
 
 ULTRALYTICS_DECORATION = " ❌️\ufe0f"  # the characters before the reason of Ultralytics' ERROR line
@@ -86,8 +78,9 @@ class Detector(Protocol):
 
 def build_detector(cfg: DetectorConfig) -> Detector:
     """The detector a camera file asks for: Ultralytics (any format it loads), or the exported
-    file run directly (``detector.backend: exported``), with threads sized to the process's CPUs."""
-    if cfg.backend == "ultralytics":
+    file run directly (``detector.backend: exported``, or ``auto`` for .onnx and OpenVINO), with
+    threads sized to the process's CPUs."""
+    if cfg.runs_on() == "ultralytics":
         return PersonDetector.from_config(cfg)
     from core.cpu_budget import session_threads
     from edge.runtime.exported_detector import ExportedDetector, ExportedDetectorError
