@@ -4,6 +4,7 @@ onnx      checkpoint -> ONNX (dynamic batch, uint8 NHWC input, metadata), parity
 check     print the parity report of an ONNX model (and optionally an engine) vs PyTorch
 trt       ONNX -> TensorRT engine (+ sidecar JSON), parity-checked against ONNX Runtime
 detector  Ultralytics YOLO weights -> TensorRT engine / ONNX via Ultralytics' exporter
+detector-engine  an exported detector ONNX -> TensorRT engine + its card, on the device, no PyTorch
 similarity  measure same/different-person similarity on a ReID set; store it and the matching threshold in the ONNX
 """
 
@@ -115,6 +116,27 @@ def cmd_trt(args) -> int:
     return 0
 
 
+def cmd_detector_engine(args) -> int:
+    from export.detector_engine import build_detector_engine
+    from export.tensorrt_engine import BatchProfile
+
+    engine, report = build_detector_engine(
+        args.onnx,
+        args.out,
+        args.fp16,
+        BatchProfile.parse(args.batch),
+        args.workspace_gb,
+        Path(args.images) if args.images else None,
+        args.conf,
+    )
+    print(f"parity against ONNX Runtime: {report}")
+    if not report.passed:
+        print("parity failed: engine removed", file=sys.stderr)
+        return 1
+    print(f"wrote {engine} (+ {engine}.detector.json)")
+    return 0
+
+
 def cmd_detector(args) -> int:
     from export.detector import export_detector
 
@@ -176,6 +198,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device")
     p.set_defaults(func=cmd_detector)
 
+    p = sub.add_parser("detector-engine", help="exported detector ONNX -> TensorRT engine + card, no PyTorch")
+    p.add_argument("--onnx", required=True, help="python -m export detector --format onnx wrote it")
+    p.add_argument("--out", required=True)
+    p.add_argument("--fp16", action="store_true")
+    p.add_argument("--batch", default="1:4:8", help="MIN:OPT:MAX batch (a fixed-batch ONNX keeps its own)")
+    p.add_argument("--workspace-gb", type=float, default=2.0)
+    p.add_argument("--images", help="folder of .jpg/.png frames for the parity check (default: demo frames)")
+    p.add_argument("--conf", type=float, default=0.25, help="candidates compared: ONNX Runtime score >= conf")
+    p.set_defaults(func=cmd_detector_engine)
+
     p = sub.add_parser(
         "similarity", help="store same/different-person similarity and the matching threshold in an ONNX"
     )
@@ -187,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     setup_console_logging()
-    needs = {"trt": ENGINE_BUILD, "detector": DETECTOR_EXPORT}.get(args.command, EXPORT)
+    needs = {"trt": ENGINE_BUILD, "detector-engine": ENGINE_BUILD, "detector": DETECTOR_EXPORT}.get(
+        args.command, EXPORT
+    )
     try:
         require(f"export {args.command}", needs)
     except MissingExtra as exc:

@@ -76,7 +76,23 @@ def build_engine(
     workspace_gb: float = 2.0,
     timing_cache: Optional[str | Path] = None,
 ) -> Path:
-    """Build and serialise an engine; writes ``<out>.json`` (metadata) beside it."""
+    """Build and serialise a ReID engine; writes ``<out>.json`` (metadata) beside it."""
+    out = Path(out)
+    out.write_bytes(serialize_engine(onnx_path, fp16, batch, workspace_gb, timing_cache))
+    meta.precision = "fp16" if fp16 else "fp32"
+    meta.write_sidecar(out)
+    return out
+
+
+def serialize_engine(
+    onnx_path: str | Path,
+    fp16: bool = True,
+    batch: BatchProfile = BatchProfile(),
+    workspace_gb: float = 2.0,
+    timing_cache: Optional[str | Path] = None,
+) -> bytes:
+    """The engine of an ONNX model with a dynamic batch: FP16 with the precision-sensitive layers
+    pinned to FP32 (or FP32), one optimisation profile over ``batch``; updates ``timing_cache``."""
     trt = _trt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -103,10 +119,6 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}")
-    out = Path(out)
-    out.write_bytes(bytes(serialized))
     if cache_path:
         cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
-    meta.precision = "fp16" if fp16 else "fp32"
-    meta.write_sidecar(out)
-    return out
+    return bytes(serialized)

@@ -68,14 +68,18 @@ class DetectorConfig(StrictModel):
         "auto",
         description="exported: run an .onnx file or OpenVINO folder directly (ONNX Runtime / OpenVINO, "
         "no PyTorch; edge/runtime/exported_detector.py); ultralytics: any format Ultralytics loads "
-        "(the [ultralytics] extra); auto: exported for .onnx and OpenVINO, else ultralytics",
+        "(the [ultralytics] extra); auto: exported for .onnx, OpenVINO and engines built by "
+        "python -m export detector-engine, else ultralytics",
     )
 
     def runs_on(self) -> Literal["ultralytics", "exported"]:
         """The backend that runs these weights (``auto`` resolved by the file's format)."""
         if self.backend != "auto":
             return self.backend
-        return "exported" if weights_format(self.weights) in EXPORTED_FORMATS else "ultralytics"
+        fmt = weights_format(self.weights)
+        if fmt == "engine":  # ours carries its card beside it; Ultralytics' engines carry theirs inside
+            return "exported" if Path(self.weights + ".detector.json").is_file() else "ultralytics"
+        return "exported" if fmt in EXPORTED_FORMATS else "ultralytics"
 
 
 EXPORTED_FORMATS = ("onnx", "openvino")

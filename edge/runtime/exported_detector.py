@@ -10,14 +10,13 @@ predictions on the same file (``tests/test_exported_detector.py``).
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from core.detector_card import DetectorCard, DetectorCardError, onnx_metadata_value, read_sidecar
 from edge.runtime.types import Detections
 from edge.runtime.yolo_decode import decode, to_input
 
@@ -26,47 +25,29 @@ class ExportedDetectorError(RuntimeError):
     """The file is not an exported YOLO detector this runtime can run; one line naming it."""
 
 
-@dataclass(frozen=True)
-class DetectorCard:
-    """What an exported detector says about itself (Ultralytics' export metadata)."""
-
-    imgsz: tuple[int, int]
-    names: dict[int, str]
-    batch: int  # the fixed batch of the export; 0 when dynamic
-    end2end: bool = False
-
-    @classmethod
-    def from_mapping(cls, meta: dict, source: str) -> DetectorCard:
-        """From the parsed metadata; a missing ``imgsz`` or ``names`` is an error naming ``source``."""
-        if "imgsz" not in meta or "names" not in meta:
-            raise ExportedDetectorError(
-                f"{source}: no Ultralytics export metadata (imgsz, names): export it with python -m export detector"
-            )
-        imgsz = meta["imgsz"]
-        size = (int(imgsz[0]), int(imgsz[-1])) if isinstance(imgsz, (list, tuple)) else (int(imgsz), int(imgsz))
-        args = meta.get("args") or {}
-        dynamic = bool(meta.get("dynamic", args.get("dynamic", False)))
-        batch = 0 if dynamic else int(meta.get("batch", args.get("batch", 1)))
-        names = {int(k): str(v) for k, v in meta["names"].items()}
-        end2end = bool(meta.get("end2end", False)) or bool(args.get("nms", False))
-        return cls(size, names, batch, end2end)
-
-
-def _literal(text: str) -> object:
-    """An ONNX metadata value as Ultralytics writes it (``str()`` of a Python value)."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
 def _onnx_model(path: Path, threads: int, spin: bool) -> tuple[Callable[[np.ndarray], np.ndarray], DetectorCard]:
     from core.onnx_runner import ort_session
 
     session = ort_session(path, ["CPUExecutionProvider"], threads=threads, spin=spin)
-    meta = {k: _literal(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
+    meta = {k: onnx_metadata_value(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
     name = session.get_inputs()[0].name
     return (lambda x: session.run(None, {name: x})[0]), DetectorCard.from_mapping(meta, str(path))
+
+
+def _tensorrt_model(path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], DetectorCard]:
+    """An engine ``python -m export detector-engine`` built on this device, with its card beside it;
+    device buffers from pycuda (no PyTorch)."""
+    from core.tensorrt_runner import EngineRunner
+
+    card = read_sidecar(path)
+    if card is None:
+        raise ExportedDetectorError(
+            f"detector.weights: {path}: no {path.name}.detector.json beside it: build it with "
+            "python -m export detector-engine (or run an Ultralytics engine with detector.backend: ultralytics)"
+        )
+    runner = EngineRunner(path)
+    name = runner.inputs[0]
+    return (lambda x: runner({name: x})[0]), card
 
 
 def _openvino_model(path: Path, threads: int) -> tuple[Callable[[np.ndarray], np.ndarray], DetectorCard]:
@@ -97,23 +78,33 @@ class ExportedDetector:
         spin: bool = True,
     ):
         path = Path(weights)
-        if fmt == "onnx":
-            self.run, self.card = _onnx_model(path, threads, spin)
-        elif fmt == "openvino":
-            self.run, self.card = _openvino_model(path, threads)
-        else:
-            raise ExportedDetectorError(f"detector.weights: {weights}: a {fmt!r} file needs the Ultralytics backend")
+        try:
+            self.run, self.card = self._load(path, fmt, threads, spin)
+        except DetectorCardError as exc:
+            raise ExportedDetectorError(str(exc)) from None
         if self.card.end2end:
             raise ExportedDetectorError(
                 f"detector.weights: {weights}: exported with NMS inside (end2end); export it without nms=True"
             )
         self.conf, self.iou, self.classes = conf, iou, tuple(classes)
 
+    @staticmethod
+    def _load(
+        path: Path, fmt: str, threads: int, spin: bool
+    ) -> tuple[Callable[[np.ndarray], np.ndarray], DetectorCard]:
+        if fmt == "onnx":
+            return _onnx_model(path, threads, spin)
+        if fmt == "openvino":
+            return _openvino_model(path, threads)
+        if fmt == "engine":
+            return _tensorrt_model(path)
+        raise ExportedDetectorError(f"detector.weights: {path}: a {fmt!r} file needs the Ultralytics backend")
+
     def __call__(self, images: list[np.ndarray]) -> list[Detections]:
         """BGR images -> one :class:`Detections` per image (batched when the export allows)."""
         if not images:
             return []
-        step = self.card.batch or len(images)
+        step = self.card.batch or min(len(images), self.card.max_batch or len(images))
         out: list[Detections] = []
         for start in range(0, len(images), step):
             chunk = images[start : start + step]
