@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import cv2
 import numpy as np
-import torch
 
 from core.model_card import ModelMetadata
+
+if TYPE_CHECKING:  # torch only for the PyTorch reference: an engine checked against ONNX Runtime on a
+    import torch  # Jetson needs no PyTorch
 
 FP32_MIN_COSINE = 0.9999
 FP16_MIN_COSINE = 0.999
@@ -112,6 +114,8 @@ def feed(meta: ModelMetadata, images: np.ndarray, cameras: Optional[np.ndarray])
 
 
 def torch_reference(graph: torch.nn.Module, images: np.ndarray, cameras: Optional[np.ndarray]) -> list[np.ndarray]:
+    import torch
+
     with torch.no_grad():
         cam = torch.from_numpy(cameras.astype(np.int64)) if cameras is not None else None
         return [t.numpy() for t in as_tensors(graph(torch.from_numpy(images), cam))]
