@@ -35,7 +35,7 @@ import statistics
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -105,9 +105,9 @@ def busy_loops(n: int, core: int = 0) -> list[subprocess.Popen]:
     return [subprocess.Popen(["taskset", "-c", str(core), *loop]) for _ in range(n)]
 
 
-def run_setting(setting: str, camera_file: Path, report: Path, log: Path) -> int:
-    """Run edge.run on ``camera_file`` under ``setting``; returns its exit status."""
-    cmd = [sys.executable, "-m", "edge.run", "--cameras", str(camera_file), "--report", str(report)]
+def run_setting(setting: str, camera_file: Path, report: Path, log: Path, overrides: Sequence[str] = ()) -> int:
+    """Run edge.run on ``camera_file`` (with ``overrides``) under ``setting``; returns its exit status."""
+    cmd = [sys.executable, "-m", "edge.run", "--cameras", str(camera_file), "--report", str(report), *overrides]
     kind, _, value = setting.partition(":")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with open(log, "w") as out:

@@ -58,10 +58,8 @@ def test_the_ultralytics_tracker_is_the_one_that_brings_it():
 def test_building_and_checking_engines_imports_no_torch():
     """On a Jetson the engines are built where they run, from ONNX files, without PyTorch:
     ``export trt`` (ReID, parity against ONNX Runtime) and ``export detector-engine``."""
-    code = (
-        "import sys, export.__main__, export.tensorrt_engine, export.detector_engine, export.parity, "
-        "core.tensorrt_runner; print(sorted({m.split('.')[0] for m in sys.modules} & set(%r)))" % (FORBIDDEN,)
-    )
+    modules = "export.__main__, export.tensorrt_engine, export.detector_engine, export.parity, core.tensorrt_runner"
+    code = f"import sys, {modules}; print(sorted({{m.split('.')[0] for m in sys.modules}} & set({FORBIDDEN!r})))"
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]"
