@@ -226,12 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         require(f"export {args.command}", needs)
     except MissingExtra as exc:
         fail(str(exc))
-    from export.onnx_export import ExportError
-    from trainer.models.checkpoint import CheckpointError
-
+    onnx_in = getattr(args, "onnx", None)
+    if onnx_in is not None and not Path(onnx_in).is_file():
+        fail(f"--onnx {onnx_in}: file not found")
     try:
         return args.func(args)
-    except (ExportError, CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # ExportError, CheckpointError: RuntimeErrors
         fail(str(exc))
 
 

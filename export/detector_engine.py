@@ -101,8 +101,11 @@ def build_detector_engine(
     card = onnx_card(onnx_path)
     if card.batch:  # a fixed-batch export: the engine takes exactly that batch
         batch = BatchProfile(card.batch, card.batch, card.batch)
+    elif batch.min != 1:
+        profile = f"{batch.min}:{batch.opt}:{batch.max}"
+        raise ValueError(f"batch {profile}: a detector engine takes any number of cameras from 1 (MIN 1)")
     out = Path(out)
-    out.write_bytes(serialize_engine(onnx_path, fp16, batch, workspace_gb))
+    out.write_bytes(serialize_engine(onnx_path, fp16, batch, workspace_gb, input_shape=(3, *card.imgsz)))
     write_sidecar(out, replace(card, batch=card.batch, max_batch=batch.max))
     frames = check_frames(card.imgsz, card.batch or min(batch.max, 4), images)
     session = ort_session(Path(onnx_path), ["CPUExecutionProvider"])

@@ -90,9 +90,12 @@ def serialize_engine(
     batch: BatchProfile = BatchProfile(),
     workspace_gb: float = 2.0,
     timing_cache: Optional[str | Path] = None,
+    input_shape: Optional[tuple[int, ...]] = None,
 ) -> bytes:
     """The engine of an ONNX model with a dynamic batch: FP16 with the precision-sensitive layers
-    pinned to FP32 (or FP32), one optimisation profile over ``batch``; updates ``timing_cache``."""
+    pinned to FP32 (or FP32), one optimisation profile over ``batch``; updates ``timing_cache``.
+    ``input_shape`` (the input's shape after the batch) fixes the other dimensions an export left
+    dynamic (Ultralytics' ``dynamic=True`` also frees height and width)."""
     trt = _trt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -110,7 +113,9 @@ def serialize_engine(
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
-        rest = tuple(tensor.shape)[1:]
+        rest = tuple(input_shape) if input_shape is not None else tuple(tensor.shape)[1:]
+        if any(d < 0 for d in rest):
+            raise ValueError(f"{onnx_path}: input {tensor.name} has dynamic dimensions {rest}: give the input shape")
         profile.set_shape(tensor.name, (batch.min, *rest), (batch.opt, *rest), (batch.max, *rest))
     config.add_optimization_profile(profile)
     cache_path = Path(timing_cache) if timing_cache else None

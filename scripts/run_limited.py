@@ -8,7 +8,7 @@
 The settings are :mod:`bench_live`'s (``full``, ``quota:X`` in a cgroup made for the run, ``pin``,
 ``busy:N``); the camera file's overrides follow it. For footage without a world's ground truth
 (the real pair), so the outputs are looked at rather than scored: ``edge.run``'s report and log
-land in ``--out``, its MOT files where the overrides put them (``outputs.mot_dir=...``). Prints
+land in ``--out``, its MOT files in ``--out``/mot unless an override puts them elsewhere. Prints
 the frames processed and dropped per camera, the rate warnings and, per camera, how many rows
 each global id has.
 """
@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    overrides = [*args.overrides, f"outputs.mot_dir={out / 'mot'}"]
+    mot_dir = next((Path(o.split("=", 1)[1]) for o in args.overrides if o.startswith("outputs.mot_dir=")), out / "mot")
+    overrides = [*args.overrides] if mot_dir != out / "mot" else [*args.overrides, f"outputs.mot_dir={mot_dir}"]
     code = run_setting(args.setting, Path(args.cameras).resolve(), out / "report.json", out / "edge.log", overrides)
     report = json.loads((out / "report.json").read_text()) if (out / "report.json").is_file() else {}
     result = {
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
         "dropped": report.get("dropped"),
         "rate_warnings": report.get("rate_warnings"),
         "detect_every": report.get("detect_every"),
-        "rows_per_global_id": global_rows(out / "mot"),
+        "rows_per_global_id": global_rows(mot_dir),
     }
     (out / "result.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
@@ -65,4 +66,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main()["exit"])

@@ -42,3 +42,16 @@ def test_live_boxes_include_a_new_unconfirmed_track_with_its_detection_s_score()
     assert tracker.update(frame((10, 10, 50, 100, 0.9)), timestamp=0.0) == []  # confirms on its second frame
     live = tracker.live_boxes()
     assert len(live) == 1 and np.allclose(live.xyxy, [[10, 10, 50, 100]], atol=0.5) and live.conf[0] == np.float32(0.9)
+
+
+def test_a_clock_that_steps_back_does_not_stop_tracking():
+    """A live camera's wall clock stepped back 5 s (NTP): the person keeps the track, no warnings."""
+    import warnings
+
+    tracker = CameraTracker("cam", CFG, frame_rate=10.0)
+    person = (10, 10, 50, 100, 0.9)
+    stamps = [100.0 + t / 10 for t in range(5)] + [95.5 + t / 10 for t in range(10)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ids = [[tr.local_id for tr in tracker.update(frame(person), timestamp=ts)] for ts in stamps]
+    assert ids[1:] == [[1]] * (len(stamps) - 1)

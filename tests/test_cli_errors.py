@@ -85,7 +85,7 @@ MISSING_EXTRA = {
     "edge.run, .pt detector, without [ultralytics]": (
         "ultralytics",
         "edge.run",
-        ["edge.run", "--cameras", "configs/cams.demo.yaml", "detector.weights=../edge/demo_models/detector.pt"],
+        ["edge.run", "--cameras", "configs/cams.demo.yaml", "detector.weights=edge/demo_models/detector.pt"],
         "error: the edge runtime needs ultralytics, which this install lacks: pip install 'clipreid-edge[ultralytics]'",
     ),
     "edge.run, botsort, without [ultralytics]": (

@@ -139,3 +139,15 @@ def test_the_demo_detector_as_an_fp16_engine_finds_the_onnx_boxes(tmp_path):
     ):
         assert len(a) == len(b)
         np.testing.assert_allclose(a.xyxy, b.xyxy, atol=2.0)
+
+
+def test_batch_false_runs_one_frame_per_call(tmp_path, monkeypatch):
+    engine = tmp_path / "detector.engine"
+    engine.write_bytes(b"x")
+    write_sidecar(engine, replace(onnx_card(DEMO_ONNX), max_batch=8))
+    runners: list[OnnxAsEngine] = []
+    monkeypatch.setattr(
+        core.tensorrt_runner, "EngineRunner", lambda p: runners.append(OnnxAsEngine(p, 8)) or runners[-1]
+    )
+    ExportedDetector(str(engine), "engine", batch=False)(demo_frames(3))
+    assert runners[0].batches == [1, 1, 1]

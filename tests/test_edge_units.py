@@ -3,6 +3,7 @@ per-camera tracker ids, ReID backends (ours and third-party ONNX), the event pub
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,6 +60,10 @@ def test_config_resolves_paths_relative_to_the_file(tmp_path):
         (
             GOOD + "tracker: {kind: botsort, overrides: {track_buffer: 20}}\n",
             "overrides.track_buffer counts frames: set lost_s (seconds of media time) instead",
+        ),
+        (
+            GOOD + "tracker: {kind: botsort, overrides: {track_high_thresh: 0.5, gmc_method: sparseOptFlow}}\n",
+            "overrides ['track_high_thresh']: set high_score instead (the same for every tracker kind)",
         ),
         (GOOD + "matching: {transitions: [{from: a, to: zz, max_s: 5}]}\n", "unknown camera 'zz'"),
         (
@@ -202,12 +207,13 @@ def test_split_gives_the_tracker_s_track_a_new_local_id_from_the_next_frame_on()
     assert after == {(10.0, 10.0, 50.0, 100.0): 3, (200.0, 10.0, 240.0, 100.0): 2}
 
 
-def test_each_camera_allocates_its_own_track_ids():
+@pytest.mark.parametrize("kind", ["bytetrack", "ultralytics-bytetrack"])
+def test_each_camera_allocates_its_own_track_ids(kind):
     dets = Detections(np.array([[10, 10, 50, 100], [200, 10, 240, 100]], np.float32), np.array([0.9, 0.8], np.float32))
-    t1, t2 = CameraTracker("a", TrackerConfig()), CameraTracker("b", TrackerConfig(kind="botsort"))
+    t1, t2 = CameraTracker("a", TrackerConfig(kind=kind)), CameraTracker("b", TrackerConfig(kind="botsort"))
     for _ in range(3):
         ids1 = sorted(t.local_id for t in t1.update(dets))
-    t2b = CameraTracker("c", TrackerConfig())  # created later: must not continue another camera's counter
+    t2b = CameraTracker("c", TrackerConfig(kind=kind))  # created later: must not continue another camera's counter
     for _ in range(3):
         ids2 = sorted(t.local_id for t in t2.update(dets))
         ids3 = sorted(t.local_id for t in t2b.update(dets))
@@ -439,3 +445,20 @@ def test_a_lost_track_is_kept_for_seconds_whatever_the_processed_rate(kind, kept
         events, _ = book.update([], Frame("a", i + 1, i / 10, np.zeros((10, 10, 3), np.uint8)))
         ends += [round(i / 10, 1) for e, _ in events if e == "ended"]
     assert ends == [2.1]
+
+
+def test_ultralytics_yaml_gets_the_typed_thresholds_set_and_keeps_its_own_otherwise(tmp_path):
+    from edge.runtime.ultralytics_tracking import tracker_args
+
+    defaults = tracker_args(TrackerConfig(kind="ultralytics-bytetrack", high_score=0.6, min_iou=0.3))
+    assert (defaults.track_high_thresh, defaults.track_low_thresh, defaults.match_thresh) == (0.6, 0.1, 0.7)
+    own = tmp_path / "mine.yaml"
+    own.write_text(Path(defaults_yaml()).read_text().replace("track_low_thresh: 0.1", "track_low_thresh: 0.05"))
+    mine = tracker_args(TrackerConfig(kind="ultralytics-bytetrack", config=str(own), high_score=0.6))
+    assert (mine.track_high_thresh, mine.track_low_thresh) == (0.6, 0.05)  # its own low, the file's high
+
+
+def defaults_yaml() -> str:
+    from ultralytics.utils.checks import check_yaml
+
+    return str(check_yaml("bytetrack.yaml"))

@@ -83,8 +83,12 @@ def test_every_third_party_import_of_tests_and_product_is_declared():
 def test_ci_installs_and_tests_exactly_as_the_readme_says():
     ci = (REPO / ".ci" / "run").read_text()
     readme = (REPO / "README.md").read_text()
-    install = re.search(r'-m pip install --quiet (-e "\.\[[a-z,]+\]")', ci).group(1)
-    assert f"pip install {install} && python -m pytest -q" in readme
+    tests = re.search(r'"\$venv/bin/python" -m pip install --quiet (-e "\.\[[a-z,]+\]")', ci).group(1)
+    assert f"pip install {tests} && python -m pytest -q" in readme
+    # README's first command, in a venv of its own: the runtime alone, and the demo runs
+    edge = re.search(r'\.venv-edge/bin/python -m pip install --quiet (-e "\.\[[a-z,]+\]")', ci).group(1)
+    assert f"pip install {edge} && python -m edge.run --cameras configs/cams.demo.yaml" in readme
+    assert ".venv-edge/bin/python scripts/check_edge_install.py" in ci
     assert "-m venv" in ci and 'exec "$venv/bin/python" -m pytest -q' in ci
 
 

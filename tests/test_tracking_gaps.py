@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from edge.runtime.config import TrackerConfig
 from edge.runtime.tracking import CameraTracker
@@ -18,8 +19,11 @@ def box_at(frame: int) -> Detections:
     return Detections(np.array([[x, 200.0, x + WIDTH, 260.0]], np.float32), np.array([0.9], np.float32))
 
 
-def ids_over(frames: list[int]) -> list[int]:
-    tracker = CameraTracker("cam", TrackerConfig(kind="bytetrack"), frame_rate=FPS)
+KINDS = ["bytetrack", "ultralytics-bytetrack"]
+
+
+def ids_over(frames: list[int], kind: str) -> list[int]:
+    tracker = CameraTracker("cam", TrackerConfig(kind=kind), frame_rate=FPS)
     ids = []
     for f in frames:
         tracks = tracker.update(box_at(f), timestamp=f / FPS)
@@ -27,12 +31,14 @@ def ids_over(frames: list[int]) -> list[int]:
     return ids
 
 
-def test_a_person_keeps_the_track_over_frames_the_box_could_not_process():
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_person_keeps_the_track_over_frames_the_box_could_not_process(kind):
     """Four frames skipped: the person moved 4 x 8 px, further than the 20 px box is wide. One
     Kalman step per update would look for them 24 px behind (IoU 0) and start a new track."""
-    ids = ids_over([1, 2, 3, 4, 5, 6, 10, 11, 12])
+    ids = ids_over([1, 2, 3, 4, 5, 6, 10, 11, 12], kind)
     assert len(ids) >= 7 and set(ids) == {ids[0]}
 
 
-def test_every_frame_processed_is_one_track():
-    assert set(ids_over(list(range(1, 13)))) == {1}
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_frame_processed_is_one_track(kind):
+    assert set(ids_over(list(range(1, 13)), kind)) == {1}

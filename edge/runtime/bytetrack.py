@@ -51,6 +51,23 @@ class RoboflowByteTrack:
         )
         self.tracker.maximum_time_without_update = self.lost_s  # exactly, not rounded to 1/30 s
         self._last = Detections.empty()
+        self._frame_s = 1.0 / max(frame_rate, 1e-6)
+        self._offset = 0.0  # added to the camera's clock after it stepped back
+        self._last_ts: Optional[float] = None
+
+    def _media_time(self, timestamp: Optional[float]) -> Optional[float]:
+        """The timestamp the library sees: strictly increasing. A live source stamps frames with the
+        wall clock, which can step back (an NTP correction, a Jetson without a real-time clock); the
+        library would then skip every update, with a warning each, until the clock caught up. After
+        a step back the time goes on one frame later than the last, and from there at the clock's pace."""
+        if timestamp is None:
+            return None
+        t = timestamp + self._offset
+        if self._last_ts is not None and t <= self._last_ts:
+            self._offset += self._last_ts + self._frame_s - t
+            t = timestamp + self._offset
+        self._last_ts = t
+        return t
 
     def update(
         self,
@@ -68,7 +85,7 @@ class RoboflowByteTrack:
             confidence=dets.conf[keep].astype(np.float32),
             data={"index": keep},  # the rows of ``dets``: the library reorders its output
         )
-        out = self.tracker.update(given, timestamp=timestamp)
+        out = self.tracker.update(given, timestamp=self._media_time(timestamp))
         ids = np.asarray(out.tracker_id if out.tracker_id is not None else [], np.int64)
         confirmed = np.flatnonzero(ids >= 0)
         if not len(confirmed):

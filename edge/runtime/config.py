@@ -20,6 +20,7 @@ from typing import Literal, Optional, Union
 from pydantic import Field, field_validator, model_validator
 
 from core.configio import ConfigError, StrictModel, load_config
+from core.detector_card import sidecar_path
 from edge.identity.config import MatchingConfig
 from edge.identity.geometry import CalibrationError, homography_from
 from edge.reid.config import ReIDConfig
@@ -78,7 +79,7 @@ class DetectorConfig(StrictModel):
             return self.backend
         fmt = weights_format(self.weights)
         if fmt == "engine":  # ours carries its card beside it; Ultralytics' engines carry theirs inside
-            return "exported" if Path(self.weights + ".detector.json").is_file() else "ultralytics"
+            return "exported" if sidecar_path(self.weights).is_file() else "ultralytics"
         return "exported" if fmt in EXPORTED_FORMATS else "ultralytics"
 
 
@@ -94,6 +95,13 @@ def weights_format(weights: str) -> str:
 
 
 ULTRALYTICS_TRACKERS = ("ultralytics-bytetrack", "botsort")
+# our typed thresholds and the Ultralytics tracker yaml keys they set (min_iou is 1 - match_thresh)
+TYPED_THRESHOLDS = {
+    "high_score": "track_high_thresh",
+    "low_score": "track_low_thresh",
+    "new_track_score": "new_track_thresh",
+    "min_iou": "match_thresh",
+}
 
 
 class TrackerConfig(StrictModel):
@@ -134,7 +142,18 @@ class TrackerConfig(StrictModel):
             )
         if "track_buffer" in self.overrides:
             raise ValueError("overrides.track_buffer counts frames: set lost_s (seconds of media time) instead")
+        typed = sorted(set(self.overrides) & set(TYPED_THRESHOLDS.values()))
+        if typed:
+            fields = ", ".join(k for k, v in TYPED_THRESHOLDS.items() if v in typed)
+            raise ValueError(f"overrides {typed}: set {fields} instead (the same for every tracker kind)")
         return self
+
+    def yaml_thresholds(self) -> dict[str, float]:
+        """The typed thresholds as Ultralytics' yaml keys: those set in the camera file, or all of
+        them when no yaml of one's own is given (the defaults are Ultralytics' own)."""
+        given = self.model_fields_set if self.config else set(TYPED_THRESHOLDS)
+        values = {f: (1.0 - self.min_iou if f == "min_iou" else getattr(self, f)) for f in TYPED_THRESHOLDS}
+        return {TYPED_THRESHOLDS[f]: v for f, v in values.items() if f in given}
 
 
 class CalibrationConfig(StrictModel):

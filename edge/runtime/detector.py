@@ -87,10 +87,12 @@ def build_detector(cfg: DetectorConfig) -> Detector:
 
     fmt = weights_format(cfg.weights)
     if fmt in DETECTOR_FORMATS:
-        require(f"the {fmt} detector {cfg.weights}", DETECTOR_FORMATS[fmt])
+        # our engine's device buffers come from pycuda (Ultralytics' own engines use PyTorch's)
+        needs = DETECTOR_FORMATS[fmt] + ((("pycuda", "trt"),) if fmt == "engine" else ())
+        require(f"the {fmt} detector {cfg.weights}", needs)
     threads, spin = session_threads()
     try:
-        return ExportedDetector(cfg.weights, fmt, cfg.conf, cfg.iou, cfg.classes, threads, spin)
+        return ExportedDetector(cfg.weights, fmt, cfg.conf, cfg.iou, cfg.classes, threads, spin, cfg.batch)
     except ExportedDetectorError as exc:
         raise DetectorError(str(exc)) from None
 

@@ -76,6 +76,7 @@ class ExportedDetector:
         classes: Sequence[int] = (0,),
         threads: int = 0,
         spin: bool = True,
+        batch: bool = True,
     ):
         path = Path(weights)
         try:
@@ -86,7 +87,7 @@ class ExportedDetector:
             raise ExportedDetectorError(
                 f"detector.weights: {weights}: exported with NMS inside (end2end); export it without nms=True"
             )
-        self.conf, self.iou, self.classes = conf, iou, tuple(classes)
+        self.conf, self.iou, self.classes, self.batch = conf, iou, tuple(classes), batch
 
     @staticmethod
     def _load(
@@ -101,10 +102,11 @@ class ExportedDetector:
         raise ExportedDetectorError(f"detector.weights: {path}: a {fmt!r} file needs the Ultralytics backend")
 
     def __call__(self, images: list[np.ndarray]) -> list[Detections]:
-        """BGR images -> one :class:`Detections` per image (batched when the export allows)."""
+        """BGR images -> one :class:`Detections` per image (batched when the export and
+        ``detector.batch`` allow)."""
         if not images:
             return []
-        step = self.card.batch or min(len(images), self.card.max_batch or len(images))
+        step = self.card.batch or (min(len(images), self.card.max_batch or len(images)) if self.batch else 1)
         out: list[Detections] = []
         for start in range(0, len(images), step):
             chunk = images[start : start + step]

@@ -22,8 +22,8 @@ from edge.runtime.types import Detections
 
 
 def tracker_args(cfg: TrackerConfig):
-    """The tracker's namespace: its yaml (ours or Ultralytics' default), the typed thresholds, then
-    ``overrides``."""
+    """The tracker's namespace: its yaml (one's own or Ultralytics' default), the typed thresholds
+    (with a yaml of one's own, only those the camera file sets), then ``overrides``."""
     from ultralytics.utils import YAML, IterableSimpleNamespace
     from ultralytics.utils.checks import check_yaml
 
@@ -35,12 +35,7 @@ def tracker_args(cfg: TrackerConfig):
         raise ValueError(
             f"tracker.overrides: unknown key(s) {sorted(unknown)} for {Path(path).name}; known: {sorted(data)}"
         )
-    data.update(
-        track_high_thresh=cfg.high_score,
-        track_low_thresh=cfg.low_score,
-        new_track_thresh=cfg.new_track_score,
-        match_thresh=1.0 - cfg.min_iou,
-    )
+    data.update(cfg.yaml_thresholds())
     data.update(cfg.overrides)
     data["tracker_type"] = kind
     if kind == "botsort":
