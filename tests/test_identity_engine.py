@@ -251,6 +251,29 @@ def test_a_flicker_gets_an_identity_nothing_joins():
     assert dict(e.take_final())[("cam3", 9)] == 2
 
 
+def test_a_short_fragment_that_continues_a_track_in_its_camera_joins_that_identity():
+    """The box can't keep up: the tracker lost the person and found them again for a moment, too
+    briefly for a second crop. Picking up where their track ended (same camera, 0.4 s later, a
+    few pixels on) it joins their identity; a fragment elsewhere in the image, or one that two
+    identities' tracks could have led to, founds a sealed identity as before."""
+    e = engine(threshold=0.8, min_embeddings=2)
+    e.update([summary("cam1", 1, unit(1), 0, 5, box=(100, 100, 140, 200), ended=True, n=5)], 5.0)
+    out = e.update([summary("cam1", 2, None, 5.4, 6.0, box=(106, 100, 146, 200), n=0, ended=True)], 6.0)
+    assert kinds(out) == [("assigned", ("cam1", 2), 1, None)] and not e.identities[1].sealed
+    out = e.update([summary("cam1", 3, None, 6.4, 7.0, box=(500, 100, 540, 200), n=1, ended=True)], 7.0)
+    assert kinds(out) == [("new", ("cam1", 3), 2, None)] and e.identities[2].sealed
+    two = engine(threshold=0.8, min_embeddings=2)
+    two.update(
+        [
+            summary("cam1", 1, unit(1), 0, 5, box=(100, 100, 140, 200), ended=True, n=5),
+            summary("cam1", 2, unit(0, 1), 0, 5, box=(112, 100, 152, 200), ended=True, n=5),
+        ],
+        5.0,
+    )
+    out = two.update([summary("cam1", 3, None, 5.4, 6.0, box=(106, 100, 146, 200), n=1, ended=True)], 6.0)
+    assert kinds(out) == [("new", ("cam1", 3), 3, None)]  # either person could have been it
+
+
 def test_wrongly_assigned_tracklet_is_reassigned():
     e = engine(threshold=0.8, reassign_margin=1.0)
     e.update([summary("cam1", 1, unit(1), 0, 10), summary("cam1", 2, unit(0, 0, 1), 0, 10)], 10.0)

@@ -4,7 +4,8 @@ A tracklet that has gathered ``min_embeddings`` crops (or ended) is *waiting*: e
 :meth:`IdentityEngine.update` assigns the waiting ones to the identities they fit best (one
 tracklet per identity and round, Hungarian assignment on the score), joins the rest to an identity
 of the same round they fit, and founds a new identity for each that fits none. A tracklet that
-ended too short to match founds a *sealed* identity that nothing joins.
+ended too short to match joins the one identity whose tracklet it continues in the same camera (a
+tracker break), else founds a *sealed* identity that nothing joins.
 
 The score and the hard rules that forbid a pair outright are in ``rules.py`` (the formula in its
 docstring); appearances are compared camera-centered when the model carries centered statistics
@@ -134,7 +135,9 @@ class IdentityEngine(Revision):
         # pull others in or block a merge
         short = [s for s in waiting if s.appearance is None or s.n_embeddings < self.cfg.min_embeddings]
         waiting = [s for s in waiting if s.appearance is not None and s.n_embeddings >= self.cfg.min_embeddings]
-        out += [self._found(s, now, sealed=True) for s in short]
+        for s in short:
+            continued = self._continued_identity(s)
+            out.append(self._attach(s, continued, "assigned") if continued else self._found(s, now, sealed=True))
         idents = self._candidate_identities(waiting)
         matched: set[int] = set()
         joined: list[Identity] = []  # identities that took a tracklet in this round
@@ -160,6 +163,21 @@ class IdentityEngine(Revision):
                 out.append(self._found(s, now))
                 founded.append(self.identities[out[-1].global_id])
         return out
+
+    def _continued_identity(self, s: TrackletSummary) -> Optional[Identity]:
+        """The one identity whose tracklet ``s`` picks up in the same camera (a tracker break: it
+        started where and soon after that one was last seen, ``Rules.continues``) and no hard rule
+        forbids, or None. A fragment too short to match by appearance joins by that geometry alone:
+        when the box can't keep up, the tracker loses people often and the pieces are short."""
+        found = []
+        for ident in self.identities.values():
+            others = [self.records[k] for k in ident.members if k in self.records]
+            if not any(self.rules.continues(s, o) for o in others):
+                continue
+            if self.rules.time_evidence(s, ident, others) is None or self.rules.floor(s, ident, others)[0]:
+                continue
+            found.append(ident)
+        return found[0] if len(found) == 1 else None
 
     # --- restoring a persisted state (site hub restart) --------------------------------------
     def restore(self, identities: Iterable[Identity], next_id: int, centering: Optional[dict] = None) -> None:

@@ -44,13 +44,19 @@ class Revision(EngineState):
             if len(ident.members) < 2:
                 continue
             for key in sorted(ident.members, key=lambda k: self.records[k].weight):
-                if (
-                    key in ident.members
-                    and len(ident.members) > 1
-                    and self.score(self.records[key], ident, True) <= FORBIDDEN
-                ):
+                if key in ident.members and len(ident.members) > 1 and self._conflicts(key, ident):
                     out.append(self._move(key, now, allow_new=True))
         return [d for d in out if d is not None]
+
+    def _conflicts(self, key: Key, ident: Identity) -> bool:
+        """Whether ``key`` may not stay in ``ident``. Without appearance on one side (a fragment that
+        joined by continuing a track in its camera, or the track it continued) only the hard rules
+        can say so: a missing look is no evidence against."""
+        s = self.records[key]
+        if s.appearance is None or self.appearance(ident, without=key) is None:
+            others = [self.records[k] for k in ident.members if k != key]
+            return self.rules.time_evidence(s, ident, others) is None or self.rules.floor(s, ident, others)[0]
+        return self.score(s, ident, True) <= FORBIDDEN
 
     def _reassign(self, now: float) -> list[Decision]:
         out = []
@@ -60,6 +66,8 @@ class Revision(EngineState):
             s = self.records.get(key)
             ident = self.identities[self.assignment[key]]
             if s is None or s.appearance is None or len(ident.members) + (ident.past is not None) < 2:
+                continue
+            if self.appearance(ident, without=key) is None:  # its other members have no look to doubt it by
                 continue
             own = self.score(s, ident, exclude_self=True)  # another identity must beat it by the margin
             d = self._move(key, now, allow_new=own < -2 * self.cfg.reassign_margin, beat=own + self.cfg.reassign_margin)
