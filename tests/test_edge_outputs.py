@@ -179,10 +179,10 @@ def test_global_rows_come_sorted_by_frame_whatever_order_tracklets_become_final(
 def test_a_run_that_drops_frames_writes_video_at_media_time_and_sorted_global_rows(tmp_path, monkeypatch):
     """A real-time synthetic camera and a detector slower than the frame rate: frames are dropped
     and the video still lasts as long as the media span processed; .global.txt sorted by frame."""
-    from edge.runtime.detector import PersonDetector
+    from edge.runtime.exported_detector import ExportedDetector
     from edge.runtime.pipeline import EdgePipeline
 
-    detect = PersonDetector.__call__
+    detect = ExportedDetector.__call__
 
     def slow(self, images):
         time.sleep(0.45)  # the tiny scene runs at 5 fps: about one frame in two or three is processed
@@ -195,7 +195,7 @@ def test_a_run_that_drops_frames_writes_video_at_media_time_and_sorted_global_ro
         seen.extend(f.timestamp for f in frames)
         return process(self, frames)
 
-    monkeypatch.setattr(PersonDetector, "__call__", slow)
+    monkeypatch.setattr(ExportedDetector, "__call__", slow)
     monkeypatch.setattr(EdgePipeline, "process", spy)
     cams = [{"id": "cam1", "source": "synthetic://tiny?camera=cam1", "realtime": True}]
     cfg = cams_yaml(tmp_path, cams, 56843, outputs={"video_dir": str(tmp_path / "video")}, run={"max_frames": 10})

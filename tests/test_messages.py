@@ -50,8 +50,9 @@ def edge_run(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     "suffix, what", [(".pt", "is not a loadable checkpoint"), (".onnx", "is not a loadable ONNX model")]
 )
 def test_a_corrupt_detector_file_is_one_line(tmp_path, suffix, what):
-    """Ultralytics raises a TypeError with a second line recommending its own CLI (an .onnx only
-    at the first frame): the runtime refuses the file at start in one line naming it."""
+    """Ultralytics raises a TypeError with a second line recommending its own CLI, ONNX Runtime an
+    InvalidProtobuf with its error codes: the runtime refuses the file at start in one line naming it
+    (a .pt through Ultralytics, an .onnx through the exported backend)."""
     weights = tmp_path / f"detector{suffix}"
     weights.write_bytes(random.Random(454).randbytes(5000))  # unpickled, these bytes asked for a MemoryError
     proc = edge_run(tmp_path, f"detector.weights={weights}")

@@ -28,7 +28,13 @@ class ExportedDetectorError(RuntimeError):
 def _onnx_model(path: Path, threads: int, spin: bool) -> tuple[Callable[[np.ndarray], np.ndarray], DetectorCard]:
     from core.onnx_runner import ort_session
 
-    session = ort_session(path, ["CPUExecutionProvider"], threads=threads, spin=spin)
+    try:
+        session = ort_session(path, ["CPUExecutionProvider"], threads=threads, spin=spin)
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime's own classes (InvalidProtobuf, Fail, ...)
+        reason = next(iter(str(exc).splitlines()), "").split(" : ")[-1].strip()
+        raise ExportedDetectorError(
+            f"detector.weights: {path} is not a loadable ONNX model ({type(exc).__name__}: {reason})"
+        ) from None
     meta = {k: onnx_metadata_value(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
     name = session.get_inputs()[0].name
     return (lambda x: session.run(None, {name: x})[0]), DetectorCard.from_mapping(meta, str(path))
