@@ -205,8 +205,10 @@ def summary(rows: list[dict]) -> dict[str, dict]:
 
 
 def plot(rows: list[dict], path: Path, curves: Optional[dict[str, list[dict]]] = None) -> Optional[Path]:
-    """IDF1 against the CPU quota (mean ± std over seeds), one curve per run in ``curves``
-    (label -> rows; default: these rows); other settings as dashed lines."""
+    """Cross-camera IDF1 (left) and global ids (right) against the CPU quota, mean ± std over seeds,
+    one curve per run in ``curves`` (label -> rows; default: these rows). The other settings (a
+    pinned core, busy loops, all of the machine) stand beside the quota axis as labelled points;
+    the right panel marks 1.5x the true number of people, the issue's bound."""
     try:
         import matplotlib
 
@@ -214,30 +216,49 @@ def plot(rows: list[dict], path: Path, curves: Optional[dict[str, list[dict]]] =
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, run_rows in (curves or {"CPU quota": rows}).items():
+    fig, (ax, ids) = plt.subplots(1, 2, figsize=(11, 4.2))
+    runs = curves or {"CPU quota": rows}
+    others = sorted({s for r in runs.values() for s in summary(r) if not s.startswith("quota:")})
+    spot = {s: 1.2 + 0.15 * i for i, s in enumerate(others)}  # beside the quota axis
+    for n, (label, run_rows) in enumerate(runs.items()):
         m = summary(run_rows)
         quotas = sorted((float(s.split(":")[1]), v) for s, v in m.items() if s.startswith("quota:"))
-        if quotas:
-            ax.errorbar(
-                [q for q, _ in quotas],
-                [v["IDF1"] for _, v in quotas],
-                yerr=[v["IDF1_std"] for _, v in quotas],
+        shift = 0.012 * (n - (len(runs) - 1) / 2)  # runs side by side, not on top of each other
+        for axis, key, err in ((ax, "IDF1", "IDF1_std"), (ids, "ids_pred", None)):
+            line = axis.errorbar(
+                [q + shift for q, _ in quotas],
+                [v[key] for _, v in quotas],
+                yerr=[v[err] for _, v in quotas] if err else None,
                 marker="o",
                 capsize=3,
                 label=label,
             )
-        for setting, v in m.items():
-            if not setting.startswith("quota:"):
-                ax.axhline(v["IDF1"], linestyle="--", linewidth=1, color="grey")
-                ax.annotate(f"{setting}, {label}", (0.21, v["IDF1"]), fontsize=8, va="bottom")
-    ax.set_xlim(0.2, 1.05)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_xlabel("CPUs the run may use (cgroup quota)")
-    ax.set_ylabel("cross-camera IDF1")
+            for s in others:
+                if s in m:
+                    axis.errorbar(
+                        spot[s] + shift,
+                        m[s][key],
+                        yerr=m[s][err] if err else None,
+                        marker="s",
+                        capsize=3,
+                        color=line[0].get_color(),
+                    )
+    true = max((v["ids_true"] for r in runs.values() for v in summary(r).values()), default=0)
+    if true:
+        ids.axhline(1.5 * true, linestyle="--", color="grey", linewidth=1)
+        ids.annotate(f"1.5x the {true} people", (0.22, 1.5 * true), fontsize=8, va="bottom")
+    ticks = [0.25, 0.4, 0.6, 1.0, *spot.values()]
+    for axis in (ax, ids):
+        axis.set_xticks(ticks, ["0.25", "0.4", "0.6", "1.0", *others], fontsize=8)
+        axis.set_xlim(0.15, max(ticks) + 0.12)
+        axis.set_xlabel("CPUs the run may use (cgroup quota); other settings")
+        axis.grid(alpha=0.3)
     ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.set_title(f"demo live, {len({r['seed'] for r in rows})} seed(s)")
+    ax.set_ylabel("cross-camera IDF1")
+    ax.legend(loc="lower right", fontsize=8)
+    ids.set_ylim(0, None)
+    ids.set_ylabel("global ids found")
+    fig.suptitle(f"demo live, {len({r['seed'] for r in rows})} seed(s)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
