@@ -130,6 +130,7 @@ def main() -> None:
                     )
                 )
             if k == args.steps:
+                late_box = box + np.array([300.0, 0.0, 300.0, 0.0])  # elsewhere: nobody's track it continues
                 for i, p in enumerate(args.late):
                     summaries.append(
                         TrackletSummary(
@@ -140,8 +141,8 @@ def main() -> None:
                             Embeddings(person(p, args.dim)[None]),
                             1,
                             1.0,
-                            box,
-                            box,
+                            late_box,
+                            late_box,
                             None,
                             True,
                         )

@@ -262,6 +262,9 @@ def test_a_short_fragment_that_continues_a_track_in_its_camera_joins_that_identi
     assert kinds(out) == [("assigned", ("cam1", 2), 1, None)] and not e.identities[1].sealed
     out = e.update([summary("cam1", 3, None, 6.4, 7.0, box=(500, 100, 540, 200), n=1, ended=True)], 7.0)
     assert kinds(out) == [("new", ("cam1", 3), 2, None)] and e.identities[2].sealed
+    # someone else steps in where the person left: one crop is too few to match by, not to refuse
+    out = e.update([summary("cam1", 4, unit(0, 0, 1), 6.3, 6.6, box=(110, 100, 150, 200), n=1, ended=True)], 7.0)
+    assert kinds(out) == [("new", ("cam1", 4), 3, None)] and e.identities[3].sealed
     two = engine(threshold=0.8, min_embeddings=2)
     two.update(
         [
