@@ -22,16 +22,6 @@ from edge.runtime.types import Detections
 LIBRARY_BUFFER_FPS = 30.0  # trackers counts ``lost_track_buffer`` in frames at 30 fps
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` [N, 4] with every box in ``b`` [M, 4] (xyxy)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 class RoboflowByteTrack:
     """One camera's ByteTrack. ``update`` returns rows ``[x1, y1, x2, y2, id, score, det_index]``
     of the confirmed tracks matched in this frame."""
@@ -103,5 +93,7 @@ class RoboflowByteTrack:
         if not live or not len(self._last):
             return Detections.empty()
         boxes = np.array([t.get_state_bbox() for t in live], np.float32).reshape(-1, 4)
-        scores = self._last.conf[iou_matrix(boxes, self._last.xyxy).argmax(1)]
+        from trackers.utils.iou import IoU  # the library's own overlap, as its association uses
+
+        scores = self._last.conf[IoU().compute(boxes, self._last.xyxy).argmax(1)]
         return Detections(boxes, scores.astype(np.float32))
