@@ -68,7 +68,12 @@ def seed_camera_file(
     for section, key in (("detector", "weights"), ("reid", "model")):
         if data.get(section) and data[section].get(key):
             data[section][key] = str((base / data[section][key]).resolve())
-    data["outputs"] = {"mot_dir": str((out / "mot").resolve()), "video_dir": None, "floor_map": None}
+    data["outputs"] = {
+        "mot_dir": str((out / "mot").resolve()),
+        "video_dir": None,
+        "floor_map": None,
+        "tracklet_log": str((out / "tracklets.jsonl.gz").resolve()),  # scripts/replay_tracklet_log.py replays it
+    }
     data.setdefault("publisher", {})["endpoint"] = f"tcp://127.0.0.1:{port}"
     data.setdefault("run", {})["stats_interval_s"] = 5
     if duration_s:

@@ -6,8 +6,14 @@ For every seed of the demo world (same cameras, other people) and every mode, th
 lockstep on all frames (``configs/cams.demo_eval.yaml`` with the seed set), then
 ``edge.evaluate`` scores its MOT files against the world's ground truth. Modes:
 
-* ``appearance``: the identity engine without floor calibration;
+* ``appearance``: the identity engine without floor calibration (the camera file's transitions);
 * ``floor``: with the world's exact camera homographies (ground-plane fusion);
+* ``nothing``: no calibration and no transitions: appearance alone, what a site gives unconfigured;
+* ``learned``: no calibration, the transitions ``python -m edge.topology learn`` learned from a run
+  of ``--learn-seed`` in ``nothing`` mode (the same site on another day, other people);
+* ``learned_floor``: the learned transitions with the exact homographies;
+* ``clicked``: homographies as a person makes them: from 4-8 floor marks per camera clicked with
+  ``--click-noise`` px of error (seeded), solved by ``findHomography`` as ``edge.calibrate`` does;
 * ``offline`` (per mode): the same run's tracklets clustered at the end under the same rules,
   with hindsight: what deciding online costs;
 * ``true ids`` (per mode): the same run's tracks each given the person they follow most
@@ -22,22 +28,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Optional
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge.evaluate import evaluate, true_identities  # noqa: E402
+from edge.identity.config import TransitionWindow  # noqa: E402
 from edge.identity.engine import cluster_offline  # noqa: E402
 from edge.runtime.config import EdgeConfig, load_edge_config  # noqa: E402
+from edge.site.tracklet_log import final_summaries  # noqa: E402
 from sim.scene import World, resolve_scene  # noqa: E402
 from sim.writers import floor_calibration, write_mot_ground_truth  # noqa: E402
 
-MODES = ("appearance", "floor")
+MODES = ("appearance", "floor", "nothing", "learned", "learned_floor", "clicked")
+CLICK_NOISE_PX = 3.0
+LEARN_SEED = 31  # the learning recording's seed: neither tuned on nor reported
 
 
 def ground_truth(seed: int, out: Path) -> Path:
@@ -47,14 +59,31 @@ def ground_truth(seed: int, out: Path) -> Path:
     return gt
 
 
-def seed_config(base: EdgeConfig, seed: int, mode: str, mot_dir: Path) -> EdgeConfig:
+def seed_config(
+    base: EdgeConfig,
+    seed: int,
+    mode: str,
+    mot_dir: Path,
+    learned: Optional[list[TransitionWindow]] = None,
+    click_noise: float = CLICK_NOISE_PX,
+) -> EdgeConfig:
     cfg = base.model_copy(deep=True)
     for cam in cfg.cameras:
         cam.source = f"{cam.source.split('&seed=')[0]}&seed={seed}"
         cam.realtime = False
-    cfg.calibration = {} if mode == "appearance" else base.calibration or _exact_calibration(cfg, seed)
+    floor = mode in ("floor", "learned_floor")
+    cfg.calibration = (base.calibration or _exact_calibration(cfg, seed)) if floor else {}
+    if mode == "clicked":
+        cfg.calibration = clicked_calibration(cfg, seed, click_noise)
+    if mode == "nothing":
+        cfg.matching.transitions = []
+    elif mode.startswith("learned"):
+        if learned is None:
+            raise ValueError(f"mode {mode} needs the learned transitions")
+        cfg.matching.transitions = learned
     cfg.publisher.enabled = False
     cfg.outputs.mot_dir, cfg.outputs.video_dir, cfg.outputs.floor_map = str(mot_dir), None, None
+    cfg.outputs.tracklet_log = str(mot_dir.parent / "tracklets.jsonl.gz")
     return cfg
 
 
@@ -63,6 +92,29 @@ def _exact_calibration(cfg: EdgeConfig, seed: int) -> dict:
 
     exact = floor_calibration(World(resolve_scene("demo", seed=seed)))
     return {c.id: CalibrationConfig(**exact[c.id]) for c in cfg.cameras if c.id in exact}
+
+
+def clicked_calibration(cfg: EdgeConfig, seed: int, noise_px: float) -> dict:
+    """Each camera calibrated as an installer does it: 4-8 marks on the visible floor, their floor
+    coordinates exact (a tape measure), their image points clicked with ``noise_px`` of error."""
+    from edge.runtime.config import CalibrationConfig
+
+    world = World(resolve_scene("demo", seed=seed))
+    rng = np.random.default_rng(1000 + seed)
+    out = {}
+    for cam in world.cameras:
+        if cam.spec.name not in {c.id for c in cfg.cameras}:
+            continue
+        quad = np.asarray(cam.spec.ground_quad, np.float64)
+        k = int(rng.integers(4, 9))
+        u, v = rng.uniform(0.1, 0.9, size=(2, k))  # inside the visible floor, not on its edge
+        floor = ((1 - u) * (1 - v))[:, None] * quad[0] + (u * (1 - v))[:, None] * quad[1]
+        floor += (u * v)[:, None] * quad[2] + ((1 - u) * v)[:, None] * quad[3]
+        image = cam.project(floor) + rng.normal(scale=noise_px, size=(k, 2))
+        out[cam.spec.name] = CalibrationConfig(
+            image_points=image.round(1).tolist(), floor_points=floor.round(3).tolist()
+        )
+    return out
 
 
 def score(gt: Path, mot: Path) -> dict:
@@ -97,22 +149,27 @@ def write_relabelled(mot: Path, assignment: dict, out: Path) -> Path:
     return out
 
 
-def run_one(base: EdgeConfig, seed: int, mode: str, out: Path) -> dict:
+def run_one(
+    base: EdgeConfig,
+    seed: int,
+    mode: str,
+    out: Path,
+    learned: Optional[list[TransitionWindow]] = None,
+    click_noise: float = CLICK_NOISE_PX,
+) -> dict:
     from edge.runtime.capture_loop import run_pipeline
     from edge.runtime.pipeline import EdgePipeline
 
     gt = ground_truth(seed, out)
     mot = out / f"seed{seed}" / mode / "mot"
-    cfg = seed_config(base, seed, mode, mot)
+    cfg = seed_config(base, seed, mode, mot, learned, click_noise)
     pipeline = EdgePipeline(cfg, {c.id: 10.0 for c in cfg.cameras})
-    pipeline.final_log = []
     started = time.perf_counter()
     report = run_pipeline(cfg, pipeline=pipeline)
     seconds = time.perf_counter() - started
     online = score(gt, mot)
-    with open(mot.parent / "tracklets.pkl", "wb") as f:  # every final tracklet summary, for offline study
-        pickle.dump(pipeline.final_log, f)
-    offline_ids = cluster_offline(pipeline.final_log, pipeline.engine.cfg)
+    assert cfg.outputs.tracklet_log is not None  # every summary the engine was given, for offline study
+    offline_ids = cluster_offline(final_summaries(cfg.outputs.tracklet_log), pipeline.engine.cfg)
     offline = score(gt, write_relabelled(mot, offline_ids, out / f"seed{seed}" / mode / "offline"))
     truth = score(gt, write_relabelled(mot, true_identities(gt, mot), out / f"seed{seed}" / mode / "true_ids"))
     frames = sum(report.get("processed", {}).values())
@@ -154,6 +211,28 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def learn_site(base: EdgeConfig, seed: int, out: Path) -> list[TransitionWindow]:
+    """Run ``seed`` in ``nothing`` mode and learn the site's transitions from its tracklet log, as
+    ``python -m edge.topology learn`` does (the site file and picture land in ``out/learned``)."""
+    from edge.runtime.capture_loop import run_pipeline
+    from edge.runtime.pipeline import EdgePipeline
+    from edge.topology.evidence import sightings
+    from edge.topology.links import learn_topology
+    from edge.topology.picture import draw_topology
+    from edge.topology.site_file import evidence_lines, write_site_file
+
+    mot = out / "learned" / f"seed{seed}" / "mot"
+    cfg = seed_config(base, seed, "nothing", mot)
+    pipeline = EdgePipeline(cfg, {c.id: 10.0 for c in cfg.cameras})
+    run_pipeline(cfg, pipeline=pipeline)
+    assert cfg.outputs.tracklet_log is not None
+    topology = learn_topology(sightings(final_summaries(cfg.outputs.tracklet_log), pipeline.engine.cfg))
+    write_site_file(topology, out / "learned" / "site.yaml", None, cfg.outputs.tracklet_log)
+    draw_topology(topology, [c.id for c in cfg.cameras], out / "learned" / "site.png")
+    print("\n".join(evidence_lines(topology)), flush=True)
+    return [TransitionWindow(**t) for t in topology.transitions()]
+
+
 def prepare(args: argparse.Namespace) -> tuple[Path, EdgeConfig]:
     """The output folder (made) and the camera file with its overrides and ``--frames`` applied."""
     out = Path(args.out)
@@ -179,15 +258,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--frames", type=int, default=None, help="only the first N frames of each camera (smoke runs)")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench" / "mtmc"))
+    parser.add_argument("--learn-seed", type=int, default=LEARN_SEED, help="the learned modes' learning recording")
+    parser.add_argument("--click-noise", type=float, default=CLICK_NOISE_PX, help="px of error of clicked points")
     parser.add_argument(
         "overrides", nargs="*", help="KEY=VALUE overrides of the camera file, e.g. matching.merge_margin=1"
     )
     args = parser.parse_args(argv)
     out, base = prepare(args)
+    learned = learn_site(base, args.learn_seed, out) if any(m.startswith("learned") for m in args.modes) else None
     rows = []
     for seed in args.seeds:
         for mode in args.modes:
-            row = run_one(base, seed, mode, out)
+            row = run_one(base, seed, mode, out, learned, args.click_noise)
             rows.append(row)
             print(
                 f"seed {seed} {mode}: IDF1 {row['online']['IDF1']:.1f} "
@@ -197,6 +279,8 @@ def main(argv: list[str] | None = None) -> dict:
                 flush=True,
             )
     result = {"config": args.config, "overrides": args.overrides, "seeds": args.seeds, "runs": rows}
+    if learned is not None:
+        result["learned"] = {"seed": args.learn_seed, "transitions": [t.model_dump(by_alias=True) for t in learned]}
     write_results(out, result, markdown(rows))
     return result
 

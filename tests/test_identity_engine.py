@@ -277,6 +277,41 @@ def test_a_short_fragment_that_continues_a_track_in_its_camera_joins_that_identi
     assert kinds(out) == [("new", ("cam1", 3), 3, None)]  # either person could have been it
 
 
+def test_a_short_fragment_takes_the_identity_of_the_track_that_picks_it_up():
+    """The tracker lost a known person (identity 1, seen in cam2) and found them again in cam1 for a
+    moment: too briefly to match, so the fragment founds a sealed identity. Their next track picks up
+    where the fragment ended and joins identity 1 by appearance; at the revision the fragment folds
+    into identity 1 too. A fragment picked up by a track that clearly looks like someone else, or
+    that two tracks could continue, stays sealed."""
+    e = engine(threshold=0.8, min_embeddings=2)
+    e.update([summary("cam2", 1, unit(1), 0, 5, ended=True, n=5)], 5.0)
+    out = e.update([summary("cam1", 1, unit(1, 0.1), 8.0, 8.4, box=(100, 100, 140, 200), n=1, ended=True)], 8.5)
+    assert kinds(out) == [("new", ("cam1", 1), 2, None)] and e.identities[2].sealed
+    out = e.update([summary("cam1", 2, unit(1, 0.05), 8.8, 10.0, box=(108, 100, 148, 200), n=4)], 10.0)
+    assert ("assigned", ("cam1", 2), 1, None) in kinds(out) and ("merged", None, 1, 2) in kinds(out)
+    assert e.global_id(("cam1", 1)) == 1 and 2 not in e.identities
+
+    other = engine(threshold=0.8, min_embeddings=2)
+    other.update([summary("cam2", 1, unit(1), 0, 5, ended=True, n=5)], 5.0)
+    other.update([summary("cam1", 1, unit(0, 0, 1), 8.0, 8.4, box=(100, 100, 140, 200), n=1, ended=True)], 8.5)
+    out = other.update([summary("cam1", 2, unit(1, 0.05), 8.8, 10.0, box=(108, 100, 148, 200), n=4)], 10.0)
+    assert "merged" not in [d.kind for d in out] and other.global_id(("cam1", 1)) == 2  # its one crop is someone else
+
+    two = engine(threshold=0.8, min_embeddings=2)
+    two.update(
+        [summary("cam2", 1, unit(1), 0, 5, ended=True, n=5), summary("cam2", 2, unit(0, 1), 0, 5, ended=True, n=5)], 5.0
+    )
+    two.update([summary("cam1", 1, None, 8.0, 8.4, box=(100, 100, 140, 200), n=0, ended=True)], 8.5)
+    out = two.update(
+        [
+            summary("cam1", 2, unit(1), 8.8, 10.0, box=(108, 100, 148, 200), n=4),
+            summary("cam1", 3, unit(0, 1), 8.7, 10.0, box=(96, 100, 136, 200), n=4),
+        ],
+        10.0,
+    )
+    assert "merged" not in [d.kind for d in out] and two.identities[two.global_id(("cam1", 1))].sealed
+
+
 def test_wrongly_assigned_tracklet_is_reassigned():
     e = engine(threshold=0.8, reassign_margin=1.0)
     e.update([summary("cam1", 1, unit(1), 0, 10), summary("cam1", 2, unit(0, 0, 1), 0, 10)], 10.0)

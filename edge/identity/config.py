@@ -6,7 +6,7 @@ built from it by :func:`~edge.identity.settings.settings_from_config`.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Literal, Optional, Union
 
 import cv2
 import numpy as np
@@ -45,6 +45,22 @@ class TransitionWindow(StrictModel):
         return points
 
 
+class SiteThresholdConfig(StrictModel):
+    """Where the threshold comes from when neither the config nor the model gives one
+    (``threshold: site``, or a model without stored statistics): this site's footage
+    (``edge/identity/site_similarity.py``)."""
+
+    store: Optional[str] = Field(
+        "site_similarity.json",
+        description="where the learned statistics are kept for the next start (relative to the camera "
+        "file; null: not kept)",
+    )
+    false_match_rate: float = Field(
+        0.01, gt=0, lt=0.5, description="share of different-person pairs the threshold admits"
+    )
+    min_pairs: int = Field(300, ge=10, description="different-person pairs gathered before the threshold is set")
+
+
 class MatchingConfig(StrictModel):
     """The identity engine (``edge/identity``): thresholds, evidence weights, the revision window.
 
@@ -54,12 +70,13 @@ class MatchingConfig(StrictModel):
     enabled: bool = Field(
         EngineSettings.enabled, description="False: every tracklet founds its own identity (for comparisons)"
     )
-    threshold: Optional[float] = Field(
+    threshold: Union[Annotated[float, Field(ge=-1.0, le=1.0)], Literal["site"], None] = Field(
         None,
-        ge=-1.0,
-        le=1.0,
-        description="cosine at which appearance alone is neutral; None: the model's stored threshold "
-        "(required for models without one)",
+        description="cosine at which appearance alone is neutral; None: the model's stored threshold, "
+        "else this site's (learned from its footage); 'site': this site's even if the model has one",
+    )
+    site_threshold: SiteThresholdConfig = Field(
+        default_factory=SiteThresholdConfig, description="learning the threshold from this site's footage"
     )
     scale: Optional[float] = Field(
         None,

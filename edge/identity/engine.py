@@ -32,14 +32,11 @@ from typing import Any, Optional
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from core.embeddings import similarity
 from edge.identity.records import Decision, Identity, Key, TrackletSummary
 from edge.identity.revision import Revision
 from edge.identity.rules import FORBIDDEN
 from edge.identity.settings import EngineSettings, settings_from_config
 from edge.identity.state import Candidates
-
-SHORT_VETO = 2.0  # scale units below the threshold at which a short fragment's look refuses a continuation
 
 # Importable from here as before the split (callers use edge.identity.engine for these names).
 __all__ = [
@@ -174,25 +171,12 @@ class IdentityEngine(Revision):
         when the box can't keep up, the tracker loses people often and the pieces are short."""
         found = []
         for ident in self.identities.values():
-            others = [self.records[k] for k in ident.members if k in self.records]
+            others = [self.records[k] for k in sorted(ident.members) if k in self.records]
             if not any(self.rules.continues(s, o) for o in others):
                 continue
-            if self.rules.time_evidence(s, ident, others) is None or self.rules.floor(s, ident, others)[0]:
-                continue
-            if self._looks_unlike(s, ident):
-                continue
-            found.append(ident)
+            if not self._refuses(s, ident):
+                found.append(ident)
         return found[0] if len(found) == 1 else None
-
-    def _looks_unlike(self, s: TrackletSummary, ident: Identity) -> bool:
-        """The fragment's one or two crops are too few to match by, but enough to refuse: clearly
-        another person (more than SHORT_VETO scale units below the threshold) stepping in where
-        somebody left does not take their identity."""
-        app = self.appearance(ident)
-        if s.appearance is None or app is None:
-            return False
-        cos = float(similarity(self._look(s, s.appearance), app)[0, 0])
-        return (cos - self.cfg.threshold) / self.cfg.scale < -SHORT_VETO
 
     # --- restoring a persisted state (site hub restart) --------------------------------------
     def restore(self, identities: Iterable[Identity], next_id: int, centering: Optional[dict] = None) -> None:
@@ -240,7 +224,7 @@ class IdentityEngine(Revision):
             ident = self.identities.get(gid)
             if ident is None:
                 continue
-            for key in ident.members:
+            for key in sorted(ident.members):
                 s = self.records[key]
                 if s.last_seen > ident.last_seen:
                     ident.last_seen, ident.last_camera, ident.last_box = s.last_seen, s.camera, s.last_box

@@ -9,7 +9,9 @@ Every ``revise_every_s`` the engine (``engine.py``) runs one pass, in this order
 3. merge two identities whose tracklets fit each other by ``merge_margin`` (best pair first):
    ``merged``;
 4. give an identity back to the person a look-alike took it from (:meth:`Revision._reclaim`):
-   ``reassigned`` then ``merged``.
+   ``reassigned`` then ``merged``;
+5. fold a sealed identity (a fragment too short to match) into the one identity whose tracklet
+   picks up where the fragment ended in its camera (:meth:`Revision._absorb_sealed`): ``merged``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from edge.identity.state import EngineState
 
 log = logging.getLogger("edge.identity.engine")  # the engine's logger, as before the split
 
+SHORT_VETO = 2.0  # scale units below the threshold at which a short fragment's look refuses a continuation
+
 
 class Revision(EngineState):
     """The revision pass over an :class:`~edge.identity.state.EngineState`."""
@@ -35,6 +39,7 @@ class Revision(EngineState):
         out += self._reassign(now)
         out += self._merge()
         out += self._reclaim(now)
+        out += self._absorb_sealed()
         return out
 
     def _resolve_conflicts(self, now: float) -> list[Decision]:
@@ -43,7 +48,7 @@ class Revision(EngineState):
         for ident in list(self.identities.values()):
             if len(ident.members) < 2:
                 continue
-            for key in sorted(ident.members, key=lambda k: self.records[k].weight):
+            for key in sorted(ident.members, key=lambda k: (self.records[k].weight, k)):
                 if key in ident.members and len(ident.members) > 1 and self._conflicts(key, ident):
                     out.append(self._move(key, now, allow_new=True))
         return [d for d in out if d is not None]
@@ -54,7 +59,7 @@ class Revision(EngineState):
         can say so: a missing look is no evidence against."""
         s = self.records[key]
         if s.appearance is None or self.appearance(ident, without=key) is None:
-            others = [self.records[k] for k in ident.members if k != key]
+            others = [self.records[k] for k in sorted(ident.members) if k != key]
             return self.rules.time_evidence(s, ident, others) is None or self.rules.floor(s, ident, others)[0]
         return self.score(s, ident, True) <= FORBIDDEN
 
@@ -185,3 +190,43 @@ class Revision(EngineState):
             if gain >= best_gain:
                 best, best_gain = (a, b, keys), gain
         return best
+
+    # --- short fragments and the track that follows them -----------------------------------
+    def _absorb_sealed(self) -> list[Decision]:
+        """A fragment too short to match founded a sealed identity; when the person's next track
+        in that camera (picking up where the fragment ended, ``Rules.continues``) has joined an
+        identity, the fragment is that person too. The engine's assignment only looks backwards
+        (a fragment joins the track it continues, :meth:`~edge.identity.engine.IdentityEngine.
+        _continued_identity`); this looks forwards. One continuing identity only, and no hard rule
+        or clearly different look against it."""
+        out: list[Decision] = []
+        owner = {k: g for g, i in self.identities.items() if not i.sealed for k in i.members}
+        for gid in sorted(g for g, i in self.identities.items() if i.sealed and i.members):
+            sealed = self.identities[gid]
+            pieces = [self.records[k] for k in sorted(sealed.members)]
+            heirs = {owner[k] for k in owner if any(self.rules.continues(self.records[k], p) for p in pieces)}
+            if len(heirs) != 1:
+                continue
+            heir = self.identities[next(iter(heirs))]
+            if any(self._refuses(p, heir) for p in pieces) or self.rules.spans_clash(heir, sealed, []):
+                continue
+            out.append(self._fold(gid, heir.global_id))
+            owner.update({p.key: heir.global_id for p in pieces})
+        return out
+
+    def _refuses(self, s: TrackletSummary, ident: Identity) -> bool:
+        """Whether a hard rule or a clearly different look keeps fragment ``s`` out of ``ident``."""
+        others = [self.records[k] for k in sorted(ident.members) if k != s.key]
+        if self.rules.time_evidence(s, ident, others) is None or self.rules.floor(s, ident, others)[0]:
+            return True
+        return self._looks_unlike(s, ident)
+
+    def _looks_unlike(self, s: TrackletSummary, ident: Identity) -> bool:
+        """The fragment's one or two crops are too few to match by, but enough to refuse: clearly
+        another person (more than SHORT_VETO scale units below the threshold) stepping in where
+        somebody left does not take their identity."""
+        app = self.appearance(ident)
+        if s.appearance is None or app is None:
+            return False
+        cos = float(similarity(self._look(s, s.appearance), app)[0, 0])
+        return (cos - self.cfg.threshold) / self.cfg.scale < -SHORT_VETO

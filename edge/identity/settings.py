@@ -54,12 +54,15 @@ def settings_from_config(
     embedding_dim: Optional[int] = None,
 ) -> EngineSettings:
     """Engine settings from ``matching`` (an :class:`edge.identity.config.MatchingConfig`) and the model's stored
-    similarity statistics. The threshold is the config's, else the model's; neither is an error.
+    similarity statistics (or a site's, ``site_similarity.py``). The threshold is the config's, else
+    the statistics'; neither is an error.
 
     Camera centering is on when the model carries centered statistics (``similarity.centered``)
     and no threshold is configured, unless ``matching.centering`` says otherwise; its threshold
     and scale are then the centered ones, since centered cosines live on another scale."""
     stats = model_similarity or {}
+    if cfg.threshold == "site" and cfg.centering:
+        raise ValueError("matching.threshold: site learns raw cosines: matching.centering must be off")
     centering = cfg.centering if cfg.centering is not None else ("centered" in stats and cfg.threshold is None)
     if centering and cfg.enabled:
         if "centered" not in stats and cfg.threshold is None:
@@ -68,7 +71,7 @@ def settings_from_config(
                 "appearances, or matching.centering: false (or store them: python -m export similarity)"
             )
         stats = stats.get("centered", {})
-    threshold = cfg.threshold if cfg.threshold is not None else stats.get("threshold")
+    threshold = cfg.threshold if isinstance(cfg.threshold, float) else stats.get("threshold")
     if threshold is None and cfg.enabled:
         raise ValueError(
             f"{model_name} has no stored matching threshold (third-party or older export): set matching.threshold"

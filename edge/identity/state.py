@@ -186,7 +186,7 @@ class EngineState:
         cache_key = (ident.global_id, without)
         if cache_key not in self._appearance_cache:
             items, weights = [], []
-            for key in ident.members:
+            for key in sorted(ident.members):
                 s = self.records[key]
                 if key != without and s.appearance is not None:
                     items.append(self._look(s, s.appearance))
@@ -202,7 +202,7 @@ class EngineState:
     # --- the score (rules.py has the formula and the hard rules) -----------------------------
     def score(self, s: TrackletSummary, ident: Identity, exclude_self: bool = False) -> float:
         """How well tracklet ``s`` fits ``ident`` (>= 0: enough to join); FORBIDDEN when a hard rule says no."""
-        others = [self.records[k] for k in ident.members if k != s.key]
+        others = [self.records[k] for k in sorted(ident.members) if k != s.key]
         transition = self.rules.time_evidence(s, ident, others)
         if transition is None:
             return FORBIDDEN
@@ -224,9 +224,9 @@ class EngineState:
         if app_a is None or app_b is None:
             return FORBIDDEN
         floor, relink = [], 0.0
-        for key in b.members:
+        others = [self.records[k] for k in sorted(a.members)]
+        for key in sorted(b.members):
             s = self.records[key]
-            others = [self.records[k] for k in a.members]
             if self.rules.time_evidence(s, a, others) is None:
                 return FORBIDDEN
             forbidden, support = self.rules.floor(s, a, others)
@@ -235,9 +235,18 @@ class EngineState:
             floor.append(support)
             if self.rules.relinks(s, others):
                 relink = self.cfg.relink_bonus
-        if self.rules.spans_clash(a, b, [self.records[k] for k in a.members]):  # b's final tracklets, same camera
+        if self.rules.spans_clash(a, b, others):  # b's final tracklets, same camera
             return FORBIDDEN
         evidence = self.rules.appearance_evidence(float(similarity(app_b, app_a)[0, 0]))
         if evidence <= FORBIDDEN:
             return FORBIDDEN
         return evidence + relink + self.cfg.floor_weight * (max(floor) if floor else 0.0)
+
+
+def compared_looks(summaries: Iterable[TrackletSummary], settings: EngineSettings) -> dict[Key, Embeddings]:
+    """The appearances an engine with ``settings`` would compare for these tracklets (camera-centered
+    over them when the settings say so), by key; tracklets without an appearance are left out."""
+    state = EngineState(settings)
+    state.records = {s.key: s for s in summaries}
+    state._refresh_centering()
+    return {k: look for k, s in state.records.items() if (look := state.look(s)) is not None}

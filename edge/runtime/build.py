@@ -1,8 +1,8 @@
 """Construction from the camera file: what :class:`~edge.runtime.pipeline.EdgePipeline` is made of
 that the config and the model card decide together.
 
-- the identity engine's settings: the threshold and scale from ``matching`` or else the model's
-  stored similarity statistics (:func:`engine_settings`);
+- the identity engine's settings: the threshold and scale from ``matching``, else the model's
+  stored similarity statistics, else this site's (:func:`engine_settings`, :func:`threshold_source`);
 - the cosine that cuts a swapped track (:func:`swap_below`);
 - the identity service (:func:`identity_service`): the box's own :class:`IdentityEngine`, or under
   ``site:`` the node's link to the site hub, which makes its own engine for the time the hub is
@@ -15,12 +15,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 from typing import Optional
 
 from edge.identity import IdentityEngine
 from edge.identity.engine import EngineSettings, settings_from_config
 from edge.identity.records import Key
 from edge.identity.service import IdentityService
+from edge.identity.site_similarity import SiteSimilarity, load_statistics, store_statistics
+from edge.identity.threshold_learning import ThresholdLearning
 from edge.reid.base import ReIDBackend
 from edge.runtime.config import EdgeConfig
 
@@ -31,13 +34,22 @@ log = logging.getLogger("edge.runtime.pipeline")
 def engine_settings(cfg: EdgeConfig, reid: Optional[ReIDBackend], calibrated: int) -> EngineSettings:
     """The identity engine's settings for this config and model (``calibrated``: how many cameras
     have a floor calibration, for the log line). Without a ReID model every tracklet is its own
-    identity, at once."""
+    identity, at once. The threshold is the config's, else the model's stored one, else this
+    site's (stored by an earlier run, :func:`site_similarity`); while it is still to be learned the
+    settings carry a placeholder that :class:`~edge.identity.threshold_learning.ThresholdLearning`
+    replaces."""
     if reid is None:
         return replace(settings_from_config(cfg.matching.model_copy(update={"enabled": False}), None), min_embeddings=0)
     assert cfg.reid is not None  # the backend was built from it
-    stats = getattr(reid.meta, "similarity", None)
+    source, stats = threshold_source(cfg, reid)
+    if source == "this site (to learn)":
+        stats = {"threshold": 1.0, "diff_std": 1.0}  # the placeholder: nothing is decided with it
     settings = settings_from_config(cfg.matching, stats, cfg.reid.model, getattr(reid.meta, "embedding_dim", None))
-    source = "config" if cfg.matching.threshold is not None else "model metadata"
+    if source == "this site (to learn)":
+        log.info(
+            "matching: the threshold will be learned from this site's footage, %d calibrated camera(s)", calibrated
+        )
+        return settings
     log.info(
         "matching: %s threshold %.3f (%s), scale %.3f, %d calibrated camera(s)",
         "camera-centered" if settings.centering else "raw cosine",
@@ -47,6 +59,44 @@ def engine_settings(cfg: EdgeConfig, reid: Optional[ReIDBackend], calibrated: in
         calibrated,
     )
     return settings
+
+
+def threshold_source(cfg: EdgeConfig, reid: ReIDBackend) -> tuple[str, Optional[dict]]:
+    """Where the threshold comes from, and the statistics that carry it: ``config``, ``model
+    metadata``, ``this site (<store>)`` (learned before) or ``this site (to learn)``."""
+    model_stats = getattr(reid.meta, "similarity", None)
+    m = cfg.matching
+    if isinstance(m.threshold, float) or not m.enabled:
+        return "config", model_stats
+    if m.threshold is None and (model_stats or {}).get("threshold") is not None:
+        return "model metadata", model_stats
+    if cfg.site is not None:
+        raise ValueError(
+            "matching: a site node needs a threshold (the model's or matching.threshold): learn this site's "
+            "on a single box first (matching.threshold: site) and copy the number"
+        )
+    store = m.site_threshold.store
+    record = load_statistics(Path(store), model_id(cfg)) if store else None
+    if record is not None:
+        return f"this site ({store}, {record.get('measured', '?')})", record["statistics"]
+    return "this site (to learn)", None
+
+
+def site_similarity(cfg: EdgeConfig, reid: Optional[ReIDBackend]) -> Optional[SiteSimilarity]:
+    """The statistics to gather when the threshold is to be learned from this site's footage, else None."""
+    if reid is None or threshold_source(cfg, reid)[0] != "this site (to learn)":
+        return None
+    st = cfg.matching.site_threshold
+    log.info("matching: no threshold from the config or the model: learning it from this site's footage")
+    return SiteSimilarity(st.false_match_rate, st.min_pairs)
+
+
+def model_id(cfg: EdgeConfig) -> str:
+    """The ReID model's name and content hash (what stored site statistics belong to)."""
+    from edge.wire.site_protocol import model_id as file_id
+
+    assert cfg.reid is not None
+    return file_id(cfg.reid.model)
 
 
 def swap_below(cfg: EdgeConfig, reid: Optional[ReIDBackend]) -> Optional[float]:
@@ -68,10 +118,19 @@ def identity_service(
     reid: Optional[ReIDBackend],
     settings: EngineSettings,
     describe: Callable[[Key], tuple[float, int]],
+    learning: Optional[SiteSimilarity] = None,
 ) -> IdentityService:
     """Who decides the identities: this box's engine, or under ``site:`` the site hub (over every
     node's cameras), with an engine of this box's own while the hub is away. ``describe`` gives a
-    tracklet's detection score and frame (what the hub's events show)."""
+    tracklet's detection score and frame (what the hub's events show). With ``learning`` (the
+    threshold is this site's, still to be learned) the box's engine waits for it."""
+    if learning is not None:
+        store = cfg.matching.site_threshold.store
+        keep = None
+        if store:
+            rate = cfg.matching.site_threshold.false_match_rate
+            keep = lambda stats: store_statistics(Path(store), stats, model_id(cfg), rate)  # noqa: E731
+        return ThresholdLearning(settings, learning, cfg.matching.scale, keep)
     if cfg.site is None:
         return IdentityEngine(settings)
     from edge.site.node import site_engine  # a site node only: ZeroMQ and the hub protocol

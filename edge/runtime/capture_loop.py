@@ -120,6 +120,8 @@ def run_pipeline(
         report["elapsed_s"] = round(time.monotonic() - started, 2)
         if cfg.site is not None:
             _site_report(pipeline, report)
+        else:
+            report.update(pipeline.engine.report())  # a threshold learned from the site says so
     return report
 
 

@@ -182,6 +182,11 @@ class OutputConfig(StrictModel):
     floor_map: Optional[str] = Field(
         None, description="write a top-down PNG of the tracks on the floor (calibrated cameras)"
     )
+    tracklet_log: Optional[str] = Field(
+        None,
+        description="write every tracklet summary the identity engine is given (JSON lines, .gz "
+        "compressed): what python -m edge.topology learn learns the site from",
+    )
 
 
 class RunConfig(StrictModel):
@@ -321,9 +326,11 @@ def load_edge_config(path: str | Path, overrides: list[str] | tuple[str, ...] = 
             homography_from(calibration, f"calibration.{cam_id}")
         except CalibrationError as exc:
             raise ConfigError(f"{path}: {exc}") from None
-    for key in ("mot_dir", "video_dir", "floor_map"):
+    store = cfg.matching.site_threshold.store
+    cfg.matching.site_threshold.store = _resolve(base_for("matching.site_threshold.store"), store)
+    for key in ("mot_dir", "video_dir", "floor_map", "tracklet_log"):
         setattr(cfg.outputs, key, _resolve(base_for(f"outputs.{key}"), getattr(cfg.outputs, key)))
-        _check_writable(getattr(cfg.outputs, key), f"outputs.{key}", path, folder=key != "floor_map")
+        _check_writable(getattr(cfg.outputs, key), f"outputs.{key}", path, folder=key in ("mot_dir", "video_dir"))
     resolve_curve(cfg.publisher.curve, file_base, f"{path}: publisher")
     if cfg.site is not None:
         resolve_curve(cfg.site.curve, file_base, f"{path}: site")

@@ -23,7 +23,7 @@ import logging
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Generic, Optional, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Optional, ParamSpec, Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -31,6 +31,10 @@ import numpy as np
 from core.mot import mot_row
 from edge.runtime.config import EdgeConfig
 from edge.runtime.tracklets import Tracklet
+
+if TYPE_CHECKING:
+    from edge.reid.base import ReIDBackend
+    from edge.site.tracklet_log import TrackletLogWriter
 
 log = logging.getLogger(__name__)
 
@@ -262,3 +266,14 @@ def open_outputs(
     fps = {c.id: c.fps or (frame_rates or {}).get(c.id) or 10.0 for c in cfg.cameras}
     video = GuardedOutput("video", AnnotatedVideo(o.video_dir, fps)) if o.video_dir else None
     return mot, video
+
+
+def open_tracklet_log(cfg: EdgeConfig, reid: Optional[ReIDBackend]) -> Optional[GuardedOutput[TrackletLogWriter]]:
+    """The tracklet log a config asks for (``outputs.tracklet_log``), guarded like the others."""
+    if not cfg.outputs.tracklet_log:
+        return None
+    from edge.site.tracklet_log import TrackletLogWriter  # the site protocol's format
+
+    dim = reid.meta.embedding_dim if reid is not None else 0
+    writer = TrackletLogWriter(cfg.outputs.tracklet_log, [c.id for c in cfg.cameras], dim)
+    return GuardedOutput("tracklet_log", writer)

@@ -18,7 +18,7 @@ import numpy as np
 
 from core.embeddings import Embeddings
 from edge.identity import Decision, homography_from
-from edge.identity.records import Key, TrackletSummary
+from edge.identity.records import Key
 from edge.reid.base import ReIDBackend
 from edge.reid.factory import build_backend
 from edge.runtime import build
@@ -28,7 +28,7 @@ from edge.runtime.config import EdgeConfig
 from edge.runtime.detector import Detector, build_detector
 from edge.runtime.floor_map import FloorMap
 from edge.runtime.governor import Governor
-from edge.runtime.outputs import open_outputs
+from edge.runtime.outputs import ALL_CAMERAS, open_outputs, open_tracklet_log
 from edge.runtime.stats import PipelineStats
 from edge.runtime.tracking import CameraTracker
 from edge.runtime.tracklets import ACTIVE, BudgetPolicy, EmbedRequest, Tracklet, TrackletBook
@@ -74,7 +74,8 @@ class EdgePipeline:
         self.sie = {c.id: (c.sie_index if c.sie_index is not None else i) for i, c in enumerate(cfg.cameras)}
         settings = build.engine_settings(cfg, self.reid, len(self.homographies))
         self.swap_below = build.swap_below(cfg, self.reid)
-        self.engine = build.identity_service(cfg, self.reid, settings, self._describe)
+        self.site_similarity = build.site_similarity(cfg, self.reid)  # None unless the threshold is to be learned
+        self.engine = build.identity_service(cfg, self.reid, settings, self._describe, self.site_similarity)
         # a site node's global MOT rows: all, and those with provisional ids (decided while the hub was away)
         self.site_rows = [0, 0]
         self._closing: dict[Key, Tracklet] = {}  # ended tracklets whose identity may still change
@@ -87,7 +88,7 @@ class EdgePipeline:
         elif cfg.outputs.floor_map:
             log.warning("outputs.floor_map is set but no camera has a calibration: no floor map is drawn")
         self._now = 0.0  # scene clock: the newest frame time processed
-        self.final_log: Optional[list[TrackletSummary]] = None  # set to a list to keep every final summary
+        self.tracklet_log = open_tracklet_log(cfg, self.reid)
 
     @property
     def publisher(self) -> Optional[EventPublisher]:
@@ -222,6 +223,8 @@ class EdgePipeline:
     def _absorb(self, req: EmbedRequest, crop: Embeddings, now: float) -> None:
         """One crop's embedding (one row, with parts for part-based models) into its tracklet."""
         t = req.tracklet
+        if self.site_similarity is not None:
+            self.site_similarity.add_crop(t.key, t.camera_id, crop)
         parts = part_conf = None
         if crop.parts is not None and crop.part_conf is not None:  # they come together
             parts, part_conf = crop.parts[0], crop.part_conf[0]
@@ -236,10 +239,15 @@ class EdgePipeline:
         live = [t for book in self.books.values() for t in book.tracklets.values()]
         for t in ended:
             self._closing[t.key] = t
+            if self.site_similarity is not None:
+                self.site_similarity.end(t.key)
             self.trackers[t.camera_id].forget(t.local_id)
             if self.broadcast is not None:
                 self.broadcast.forget(t.key)
-        decisions = self.engine.update([t.summary() for t in (*live, *ended)], now)
+        summaries = [t.summary() for t in (*live, *ended)]
+        if self.tracklet_log is not None:
+            self.tracklet_log.call(ALL_CAMERAS, self.tracklet_log.output.write, now, summaries)
+        decisions = self.engine.update(summaries, now)
         for t in (*live, *self._closing.values()):
             t.global_id = self.engine.global_id(t.key)
         out = [self._decision_message(d) for d in decisions]
@@ -273,8 +281,6 @@ class EdgePipeline:
                 self.site_rows[1] += len(t.pending_rows) if self.engine.is_provisional(gid) else 0
             if self.mot is not None:
                 self.mot.call(t.camera_id, self.mot.output.flush, t)
-            if self.final_log is not None:
-                self.final_log.append(t.summary())
             if self.floor_map is not None and t.floor is not None and len(t.floor):
                 self.floor_map.add(gid, t.camera_id, t.floor.arrays()[1])
 
@@ -317,6 +323,8 @@ class EdgePipeline:
             self.mot.close()
         if self.video is not None:
             self.video.close()
+        if self.tracklet_log is not None:
+            self.tracklet_log.close()
         if self.floor_map is not None:
             try:
                 self.floor_map.write()

@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Optional
 
-import numpy as np
 import zmq
 
 from edge.identity import Decision, IdentityEngine, TrackletSummary
@@ -31,6 +30,7 @@ from edge.site.node_ids import Key, NodeIds
 from edge.site.outbox import Outbox
 from edge.wire.curve import load_public, load_secret
 from edge.wire.site_protocol import HUB_KINDS, WireTracklet, decode, model_id
+from edge.wire.summary_stream import SummaryStream
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ class SiteEngine(NodeIds):
         self.describe = describe  # key -> (detection score, frame index) for the hub's events
         self.session = uuid.uuid4().hex[:12]
         self.outbox = Outbox()
+        self._stream = SummaryStream()
+        self._sent = self._stream.sent  # what the hub has (NodeIds forgets final tracklets in it)
         self.refused: Optional[str] = None
         self.hub_session: Optional[str] = None
         self.bye_pending = False
@@ -186,32 +188,7 @@ class SiteEngine(NodeIds):
     def _wire(self, s: TrackletSummary, full: bool = False, track: bool = True) -> WireTracklet:
         if track:  # a tracklet decided here and already final is sent, not tracked
             self.records[s.key] = s
-        n_sent, floor_sent = (-1, -np.inf) if full else self._sent.get(s.key, (-1, -np.inf))
-        floor = None
-        if s.floor is not None and len(s.floor):
-            times, points = s.floor.arrays()
-            new = times > floor_sent
-            if new.any():
-                floor = np.column_stack([times[new], points[new]])
-                floor_sent = float(times[-1])
-        appearance = s.appearance if s.n_embeddings != n_sent else None
-        self._sent[s.key] = (s.n_embeddings, floor_sent)
-        conf, frame = self.describe(s.key) if self.describe else (0.0, 0)
-        return WireTracklet(
-            s.camera,
-            s.local_id,
-            s.first_seen,
-            s.last_seen,
-            s.n_embeddings,
-            s.weight,
-            s.first_box,
-            s.last_box,
-            s.ended,
-            conf,
-            frame,
-            appearance,
-            floor,
-        )
+        return self._stream.wire(s, self.describe, full)
 
     def _resync(self) -> None:
         """The hub (re)welcomed us: it gets the latest full state of every unfinished tracklet

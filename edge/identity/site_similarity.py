@@ -1,0 +1,119 @@
+"""The matching threshold from the site's own footage, for a ReID model that comes without one.
+
+A third-party model (an OSNet ONNX) has no stored similarity statistics, and a hand-set
+``matching.threshold`` is a guess. The footage says what the model does here, without labels:
+
+* crops of one tracklet are one person: each tracklet's crops are cut into pseudo-tracklets of
+  ``crops_per_tracklet`` crops (as ``trainer.eval.similarity_stats`` cuts a labelled split), and
+  two consecutive ones of a tracklet are a *same-person* pair;
+* tracklets seen at the same time in one camera are different people (one camera never shows one
+  person twice): a pseudo-tracklet completed while another tracklet of its camera is live pairs
+  with that one's latest as a *different-person* pair. Crops are only taken of boxes others do not
+  overlap (``reid.max_overlap``), so two tracks on one person give no pair.
+
+The threshold is the cosine that only ``false_match_rate`` of the different-person pairs reach and
+the engine's scale their standard deviation (:func:`core.pair_statistics.pair_statistics`, the
+trainer's rule). Same-camera different-person pairs look more alike than cross-camera ones (same
+light, same background), so the threshold errs towards keeping people apart; the same-person pairs
+(same camera, seconds apart) only check that the two separate. The statistics are stored
+(``matching.site_threshold.store``) with the model they were measured for, so the next start reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from core.embeddings import Embeddings, similarity, weighted_mean
+from core.model_card import PairStatistics
+from core.pair_statistics import pair_statistics
+from edge.identity.records import Key
+
+log = logging.getLogger("edge.identity.site_similarity")
+
+MIN_SAME = 20  # same-person pairs needed besides the different-person ones
+
+
+@dataclass
+class _Track:
+    camera: str
+    crops: list[Embeddings] = field(default_factory=list)  # the pseudo-tracklet being filled
+    last: Optional[Embeddings] = None  # the latest complete pseudo-tracklet
+
+
+class SiteSimilarity:
+    """Same/different-person cosines gathered crop by crop (see the module docstring)."""
+
+    def __init__(self, false_match_rate: float = 0.01, min_pairs: int = 300, crops_per_tracklet: int = 4):
+        self.false_match_rate = false_match_rate
+        self.min_pairs = min_pairs
+        self.crops_per_tracklet = crops_per_tracklet
+        self.tracks: dict[Key, _Track] = {}
+        self.same: list[float] = []
+        self.diff: list[float] = []
+
+    def add_crop(self, key: Key, camera: str, crop: Embeddings) -> None:
+        """One crop (one row) of live tracklet ``key``."""
+        track = self.tracks.setdefault(key, _Track(camera))
+        track.crops.append(crop)
+        if len(track.crops) < self.crops_per_tracklet:
+            return
+        pseudo = weighted_mean(Embeddings.concat(track.crops), np.ones(len(track.crops)))
+        track.crops = []
+        if track.last is not None:
+            self.same.append(_cos(pseudo, track.last))
+        for other_key, other in self.tracks.items():
+            if other_key != key and other.camera == camera and other.last is not None:
+                self.diff.append(_cos(pseudo, other.last))
+        track.last = pseudo
+
+    def end(self, key: Key) -> None:
+        """Tracklet ``key`` ended: it is no longer seen beside the others."""
+        self.tracks.pop(key, None)
+
+    @property
+    def ready(self) -> bool:
+        return len(self.diff) >= self.min_pairs and len(self.same) >= MIN_SAME
+
+    def progress(self) -> str:
+        return (
+            f"{len(self.diff)}/{self.min_pairs} different-person pairs, {len(self.same)}/{MIN_SAME} same-person pairs"
+        )
+
+    def statistics(self) -> PairStatistics:
+        """The statistics and threshold of what was gathered (:class:`~core.pair_statistics.NoSeparation`
+        when they do not separate; ValueError with no pair of one kind)."""
+        return pair_statistics(np.array(self.same), np.array(self.diff), self.false_match_rate, "this site's ")
+
+
+def store_statistics(path: Path, stats: PairStatistics, model: str, false_match_rate: float) -> None:
+    """Keep the site's statistics for the next start, with the model they belong to."""
+    record = {"model_id": model, "false_match_rate": false_match_rate, "measured": time.strftime("%Y-%m-%d %H:%M")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**record, "statistics": stats}, indent=1))
+
+
+def load_statistics(path: Path, model: str) -> Optional[dict[str, Any]]:
+    """The stored statistics for ``model`` (None: no file, or measured for another model, said in a log line)."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        stats = record["statistics"]
+        float(stats["threshold"]), float(stats["diff_std"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a site similarity file ({exc})") from None
+    if record.get("model_id") != model:
+        log.warning("%s: measured for %s, not %s: learning this model's again", path, record.get("model_id"), model)
+        return None
+    return record
+
+
+def _cos(a: Embeddings, b: Embeddings) -> float:
+    return float(similarity(a, b)[0, 0])

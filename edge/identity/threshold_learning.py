@@ -1,0 +1,131 @@
+"""The identity service while the site's own threshold is being learned (``site_similarity.py``).
+
+Until the footage has given enough same- and different-person pairs there is no threshold to
+decide with, so nothing is decided: each step's summaries are kept. Once the statistics are in,
+an :class:`~edge.identity.engine.IdentityEngine` with the learned threshold and scale is made and
+the kept steps are replayed into it (the engine is deterministic: the decisions are the ones it
+would have made from the start with that threshold), and from then on it decides as usual. The
+first identities therefore come in a burst after the learning time, with every tracklet seen
+meanwhile. A run that ends before then learns from what it has; with no pair at all every
+tracklet keeps an identity of its own, said in a warning: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import Any, Optional
+
+from core.model_card import PairStatistics
+from edge.identity.engine import IdentityEngine
+from edge.identity.records import Decision, Identity, Key, TrackletSummary
+from edge.identity.settings import EngineSettings
+from edge.identity.site_similarity import SiteSimilarity
+
+log = logging.getLogger("edge.identity.site_similarity")
+
+PROGRESS_EVERY_S = 10.0  # scene seconds between "still learning" lines
+
+
+class ThresholdLearning:
+    """Satisfies :class:`~edge.identity.service.IdentityService`; decides nothing until the site's
+    threshold is learned, then everything it kept (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        similarity: SiteSimilarity,
+        scale: Optional[float] = None,
+        learned: Optional[Callable[[PairStatistics], None]] = None,
+    ):
+        """``settings``: the engine's, but for threshold and scale; ``scale``: a configured scale
+        (else the learned different-person spread); ``learned``: told the statistics once (to store them)."""
+        self.settings = settings
+        self.similarity = similarity
+        self.scale = scale
+        self.learned = learned
+        self.engine: Optional[IdentityEngine] = None
+        self.statistics: Optional[PairStatistics] = None
+        self._pending: list[tuple[float, list[TrackletSummary]]] = []
+        self._said = -float("inf")
+        self._refused: Optional[str] = None
+
+    @property
+    def identities(self) -> Mapping[int, Identity]:
+        return self.engine.identities if self.engine is not None else {}
+
+    def __len__(self) -> int:
+        return len(self.identities)
+
+    def update(self, summaries: Iterable[TrackletSummary], now: float) -> list[Decision]:
+        if self.engine is not None:
+            return self.engine.update(summaries, now)
+        self._pending.append((now, list(summaries)))
+        if self.similarity.ready:
+            try:
+                return self._start(self.similarity.statistics())
+            except ValueError as exc:  # the pairs do not separate: say it once, keep gathering
+                if self._refused is None:
+                    log.error("matching: no threshold from this site's footage: %s", exc)
+                self._refused = str(exc)
+        if now - self._said >= PROGRESS_EVERY_S:
+            self._said = now
+            log.info("matching: learning the threshold from this site's footage: %s", self.similarity.progress())
+        return []
+
+    def _start(self, stats: Optional[PairStatistics]) -> list[Decision]:
+        if stats is None:
+            self.engine = IdentityEngine(replace(self.settings, enabled=False))
+        else:
+            scale = self.scale if self.scale is not None else max(float(stats["diff_std"]), 1e-6)
+            self.engine = IdentityEngine(replace(self.settings, threshold=float(stats["threshold"]), scale=scale))
+            self.statistics = stats
+            log.info(
+                "matching: threshold %.3f, scale %.3f learned from this site's footage (%d different-person "
+                "pairs at %.3f ± %.3f, %d same-person at %.3f ± %.3f; %.1f %% of them accepted)",
+                stats["threshold"], scale, stats["pairs_diff"], stats["diff_mean"], stats["diff_std"],
+                stats["pairs_same"], stats["same_mean"], stats["same_std"], 100 * stats["true_match_rate"],
+            )  # fmt: skip
+            if self.learned is not None:
+                self.learned(stats)
+        out: list[Decision] = []
+        for now, step in self._pending:
+            out += self.engine.update(step, now)
+        self._pending = []
+        return out
+
+    def global_id(self, key: Key) -> Optional[int]:
+        return self.engine.global_id(key) if self.engine is not None else None
+
+    def take_final(self) -> list[tuple[Key, int]]:
+        return self.engine.take_final() if self.engine is not None else []
+
+    def flush(self, now: Optional[float] = None) -> list[Decision]:
+        """The run ends: learn from what there is (warning that it is little), else decide nothing
+        across tracklets (each its own identity, warning), then the engine's flush."""
+        out: list[Decision] = []
+        if self.engine is None:
+            try:
+                stats: Optional[PairStatistics] = self.similarity.statistics()
+                log.warning(
+                    "matching: the run ended before enough pairs (%s): threshold from what there is",
+                    self.similarity.progress(),
+                )
+            except ValueError as exc:
+                stats = None
+                log.warning("matching: no threshold learned (%s): every tracklet keeps an identity of its own", exc)
+            out = self._start(stats)
+        assert self.engine is not None
+        return out + self.engine.flush(now)
+
+    def is_provisional(self, gid: int) -> bool:
+        return False
+
+    def report(self) -> dict[str, Any]:
+        if self.statistics is not None:
+            return {"threshold": {"from": "this site's footage", **self.statistics}}
+        return {"threshold": {"from": "this site's footage", "learning": self.similarity.progress()}}
+
+    def close(self) -> None:
+        """Nothing held."""

@@ -1,0 +1,74 @@
+"""The topology learned from sightings with a known answer: 40 people walk from camera A to camera
+B in 6-10 s, leaving A through its right edge and coming into B at its left; camera C sees what A
+sees. The learner finds the A -> B link, a window that holds every walk, doors around where people
+left and came in (and not elsewhere), C overlapping A, and writes a camera file the loader takes;
+too little evidence gives no link."""
+
+import numpy as np
+import yaml
+
+from core.embeddings import Embeddings
+from edge.identity import EngineSettings, TrackletSummary
+from edge.identity.config import TransitionWindow
+from edge.identity.topology import inside
+from edge.topology.evidence import sightings
+from edge.topology.links import learn_topology
+from edge.topology.site_file import write_site_file
+
+
+def tracklet(cam, local, look, first, last, first_box, last_box):
+    return TrackletSummary(
+        cam, local, first, last, Embeddings.normalized(look[None].copy()), 6, 6.0,
+        np.array(first_box, float), np.array(last_box, float), None, True,
+    )  # fmt: skip
+
+
+def walks(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    out, gaps = [], []
+    for p in range(n):
+        look = rng.normal(size=64)
+        t0 = 20.0 * p
+        seen = lambda look=look: look + rng.normal(scale=0.05, size=64)  # noqa: E731
+        ex, ey = rng.uniform(560, 620), rng.uniform(280, 320)  # A's right edge
+        out.append(tracklet("A", p, seen(), t0, t0 + 5, (100, 100, 140, 200), (ex - 20, ey - 100, ex + 20, ey)))
+        out.append(tracklet("C", p, seen(), t0 + 0.5, t0 + 4, (300, 100, 340, 200), (320, 120, 360, 220)))
+        gap = rng.uniform(6, 10)
+        gaps.append(gap)
+        nx, ny = rng.uniform(20, 60), rng.uniform(330, 370)  # B's left edge
+        out.append(
+            tracklet(
+                "B", p, seen(), t0 + 5 + gap, t0 + 12 + gap, (nx - 20, ny - 100, nx + 20, ny), (300, 100, 340, 200)
+            )
+        )
+    return out, np.array(gaps)
+
+
+def test_a_known_walk_gives_its_link_window_doors_and_overlap(tmp_path):
+    tracklets, gaps = walks()
+    topology = learn_topology(sightings(tracklets, EngineSettings(threshold=0.5, scale=0.1)))
+    assert [(k.src, k.dst) for k in topology.links] == [("A", "B")]
+    link = topology.links[0]
+    assert link.walks == 40 and set(topology.overlaps) == {("A", "C")}
+    assert link.min_s <= gaps.min() and link.max_s >= gaps.max() and link.min_s >= 2.0 and link.max_s <= 20.0
+    assert abs(link.transit_s[1] - np.median(gaps)) < 0.5
+    assert link.exit is not None and link.entry is not None
+    assert inside(link.exit.astype(np.float32), np.array([590.0, 300.0]))
+    assert not inside(link.exit.astype(np.float32), np.array([100.0, 300.0]))
+    assert inside(link.entry.astype(np.float32), np.array([40.0, 350.0]))
+    assert not inside(link.entry.astype(np.float32), np.array([400.0, 350.0]))
+
+    out = write_site_file(topology, tmp_path / "site.yaml", None, "a test")
+    text = out.read_text()
+    assert "A -> B: 40 walks" in text and "A ~ C: overlapping views" in text
+    windows = [TransitionWindow(**t) for t in yaml.safe_load(text)["matching"]["transitions"]]
+    assert [(w.src, w.dst) for w in windows] == [("A", "B")] and windows[0].exit is not None
+
+
+def test_too_few_walks_or_unsure_looks_give_no_link():
+    tracklets, _ = walks(n=4)
+    topology = learn_topology(sightings(tracklets, EngineSettings(threshold=0.5, scale=0.1)))
+    assert topology.links == [] and topology.untrusted == {("A", "B"): 4}
+    # the same walks, but a threshold the looks are not far above: nothing is confident enough
+    tracklets, _ = walks()
+    assert sightings(tracklets, EngineSettings(threshold=0.9, scale=0.1)) == []
