@@ -41,6 +41,13 @@ from edge.identity.settings import EngineSettings
 FORBIDDEN = -1e9
 WEAKER = 0.5  # a same-time tracklet with less than this share of the evidence does not block: it is moved out
 HANDOVER_S = 0.25  # a tracker break can show old and new track together this long, at the same place
+# how far (in body heights) a track that continues another may start from where that one was last
+# seen: this much at once, plus this much per second of gap. A box that processes a few frames a
+# second sees people move by half a body height between two of them (chosen on the tuning seeds'
+# live logs at a quarter CPU, scripts/replay_tracklet_log.py: 0.25 + 0.5/s left 29.6 ids for 20
+# people, 0.5 + 0.5/s 27.4, 0.75 + 1.0/s 27.0; IDF1 79.7, 80.0, 80.1)
+CONTINUE_AT_ONCE = 0.5
+CONTINUE_PER_S = 0.5
 
 
 def overlap(a0: float, a1: float, b0: float, b1: float) -> bool:
@@ -141,7 +148,7 @@ class Rules:
         a, b = np.asarray(earlier.last_box, float), np.asarray(later.first_box, float)
         height = max(a[3] - a[1], b[3] - b[1], 1.0)
         moved = float(np.hypot((a[0] + a[2] - b[0] - b[2]) / 2, (a[3] - b[3])))
-        return moved <= height * (0.25 + 0.5 * gap)  # half a body height per second: a walk, not a stranger
+        return moved <= height * (CONTINUE_AT_ONCE + CONTINUE_PER_S * gap)  # a walk, not a stranger
 
     def relinks(self, s: TrackletSummary, others: list[TrackletSummary]) -> bool:
         """Does ``s`` continue one of ``others``, or one of them continue ``s`` (the relink bonus)?"""
