@@ -9,8 +9,9 @@ lockstep on all frames (``configs/cams.demo_eval.yaml`` with the seed set), then
 * ``appearance``: the identity engine without floor calibration (the camera file's transitions);
 * ``floor``: with the world's exact camera homographies (ground-plane fusion);
 * ``nothing``: no calibration and no transitions: appearance alone, what a site gives unconfigured;
-* ``learned``: no calibration, the transitions ``python -m edge.topology learn`` learned from a run
-  of ``--learn-seed`` in ``nothing`` mode (the same site on another day, other people);
+* ``learned``: everything ``python -m edge.topology learn`` learned from a run
+  of ``--learn-seed`` in ``nothing`` mode (the same site on another day, other people: five minutes
+  of it, 100 people): transitions with doors, and the overlapping cameras' shared ground plane;
 * ``learned_floor``: the learned transitions with the exact homographies;
 * ``clicked``: homographies as a person makes them: from 4-8 floor marks per camera clicked with
   ``--click-noise`` px of error (seeded), solved by ``findHomography`` as ``edge.calibrate`` does;
@@ -42,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from edge.evaluate import evaluate, true_identities  # noqa: E402
 from edge.identity.config import TransitionWindow  # noqa: E402
 from edge.identity.engine import cluster_offline  # noqa: E402
-from edge.runtime.config import EdgeConfig, load_edge_config  # noqa: E402
+from edge.runtime.config import CalibrationConfig, EdgeConfig, load_edge_config  # noqa: E402
 from edge.site.tracklet_log import final_summaries  # noqa: E402
 from sim.scene import World, resolve_scene  # noqa: E402
 from sim.writers import floor_calibration, write_mot_ground_truth  # noqa: E402
@@ -50,6 +51,7 @@ from sim.writers import floor_calibration, write_mot_ground_truth  # noqa: E402
 MODES = ("appearance", "floor", "nothing", "learned", "learned_floor", "clicked")
 CLICK_NOISE_PX = 3.0
 LEARN_SEED = 31  # the learning recording's seed: neither tuned on nor reported
+LEARN_MINUTES = 5  # its length (the demo's 20 people a minute): one demo minute holds too few walks
 
 
 def ground_truth(seed: int, out: Path) -> Path:
@@ -64,7 +66,7 @@ def seed_config(
     seed: int,
     mode: str,
     mot_dir: Path,
-    learned: Optional[list[TransitionWindow]] = None,
+    learned: Optional[tuple[list[TransitionWindow], dict]] = None,
     click_noise: float = CLICK_NOISE_PX,
 ) -> EdgeConfig:
     cfg = base.model_copy(deep=True)
@@ -80,7 +82,9 @@ def seed_config(
     elif mode.startswith("learned"):
         if learned is None:
             raise ValueError(f"mode {mode} needs the learned transitions")
-        cfg.matching.transitions = learned
+        cfg.matching.transitions = learned[0]
+        if mode == "learned":  # the overlapping cameras' learned plane instead of the floor plan
+            cfg.calibration = dict(learned[1])
     cfg.publisher.enabled = False
     cfg.outputs.mot_dir, cfg.outputs.video_dir, cfg.outputs.floor_map = str(mot_dir), None, None
     cfg.outputs.tracklet_log = str(mot_dir.parent / "tracklets.jsonl.gz")
@@ -88,7 +92,6 @@ def seed_config(
 
 
 def _exact_calibration(cfg: EdgeConfig, seed: int) -> dict:
-    from edge.runtime.config import CalibrationConfig
 
     exact = floor_calibration(World(resolve_scene("demo", seed=seed)))
     return {c.id: CalibrationConfig(**exact[c.id]) for c in cfg.cameras if c.id in exact}
@@ -97,7 +100,6 @@ def _exact_calibration(cfg: EdgeConfig, seed: int) -> dict:
 def clicked_calibration(cfg: EdgeConfig, seed: int, noise_px: float) -> dict:
     """Each camera calibrated as an installer does it: 4-8 marks on the visible floor, their floor
     coordinates exact (a tape measure), their image points clicked with ``noise_px`` of error."""
-    from edge.runtime.config import CalibrationConfig
 
     world = World(resolve_scene("demo", seed=seed))
     rng = np.random.default_rng(1000 + seed)
@@ -154,7 +156,7 @@ def run_one(
     seed: int,
     mode: str,
     out: Path,
-    learned: Optional[list[TransitionWindow]] = None,
+    learned: Optional[tuple[list[TransitionWindow], dict]] = None,
     click_noise: float = CLICK_NOISE_PX,
 ) -> dict:
     from edge.runtime.capture_loop import run_pipeline
@@ -211,26 +213,30 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def learn_site(base: EdgeConfig, seed: int, out: Path) -> list[TransitionWindow]:
+def learn_demo_site(base: EdgeConfig, seed: int, out: Path) -> tuple[list[TransitionWindow], dict]:
     """Run ``seed`` in ``nothing`` mode and learn the site's transitions from its tracklet log, as
-    ``python -m edge.topology learn`` does (the site file and picture land in ``out/learned``)."""
+    ``python -m edge.topology learn`` does (the site file and picture land in ``out/learned``).
+    Returns the transitions and the overlapping cameras' calibration."""
     from edge.runtime.capture_loop import run_pipeline
     from edge.runtime.pipeline import EdgePipeline
-    from edge.topology.evidence import sightings
-    from edge.topology.links import learn_topology
+    from edge.topology.learn import learn_site
     from edge.topology.picture import draw_topology
     from edge.topology.site_file import evidence_lines, write_site_file
 
     mot = out / "learned" / f"seed{seed}" / "mot"
     cfg = seed_config(base, seed, "nothing", mot)
+    for cam in cfg.cameras:  # a longer day: as many people a minute, over LEARN_MINUTES
+        cam.source += f"&duration_s={60 * LEARN_MINUTES}&people={20 * LEARN_MINUTES}"
     pipeline = EdgePipeline(cfg, {c.id: 10.0 for c in cfg.cameras})
     run_pipeline(cfg, pipeline=pipeline)
     assert cfg.outputs.tracklet_log is not None
-    topology = learn_topology(sightings(final_summaries(cfg.outputs.tracklet_log), pipeline.engine.cfg))
+    widths = {cam.spec.name: float(cam.spec.width) for cam in World(resolve_scene("demo")).cameras}
+    topology = learn_site(cfg.outputs.tracklet_log, pipeline.engine.cfg, widths=widths)
     write_site_file(topology, out / "learned" / "site.yaml", None, cfg.outputs.tracklet_log)
     draw_topology(topology, [c.id for c in cfg.cameras], out / "learned" / "site.png")
     print("\n".join(evidence_lines(topology)), flush=True)
-    return [TransitionWindow(**t) for t in topology.transitions()]
+    calibration = {c: CalibrationConfig(**e) for c, e in topology.calibration_entries().items()}
+    return [TransitionWindow(**t) for t in topology.transitions()], calibration
 
 
 def prepare(args: argparse.Namespace) -> tuple[Path, EdgeConfig]:
@@ -265,7 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     args = parser.parse_args(argv)
     out, base = prepare(args)
-    learned = learn_site(base, args.learn_seed, out) if any(m.startswith("learned") for m in args.modes) else None
+    learned = learn_demo_site(base, args.learn_seed, out) if any(m.startswith("learned") for m in args.modes) else None
     rows = []
     for seed in args.seeds:
         for mode in args.modes:
@@ -280,7 +286,12 @@ def main(argv: list[str] | None = None) -> dict:
             )
     result = {"config": args.config, "overrides": args.overrides, "seeds": args.seeds, "runs": rows}
     if learned is not None:
-        result["learned"] = {"seed": args.learn_seed, "transitions": [t.model_dump(by_alias=True) for t in learned]}
+        result["learned"] = {
+            "seed": args.learn_seed,
+            "minutes": LEARN_MINUTES,
+            "transitions": [t.model_dump(by_alias=True) for t in learned[0]],
+            "calibration": {c: k.model_dump() for c, k in learned[1].items()},
+        }
     write_results(out, result, markdown(rows))
     return result
 

@@ -22,8 +22,9 @@ from sim.scene import World, resolve_scene
 class SyntheticReader:
     """Frames of a synthetic world camera: ``synthetic://<scene>?camera=<name|index>``.
 
-    Extra query keys: ``seed`` (other people), ``frames`` (stop early), ``live=1`` (behave like a
-    stream: failures reconnect), and ``fail_after=N&fail_for_s=S`` to simulate a camera that
+    Extra query keys: ``seed`` (other people), ``duration_s`` and ``people`` (a longer day of the
+    same site: as many people a minute with ``people`` scaled alike), ``frames`` (stop early),
+    ``live=1`` (behave like a stream: failures reconnect), and ``fail_after=N&fail_for_s=S`` to simulate a camera that
     drops after N frames and refuses to reopen for S seconds (for testing reconnection);
     ``reopen_size=WxH`` makes it come back at another resolution; ``crash_after=N`` raises after N
     frames (a decoder crash that ends the capture thread, for testing the watchdog).
@@ -33,8 +34,16 @@ class SyntheticReader:
         parsed = urlparse(url)
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         scene = parsed.netloc or parsed.path.strip("/")
-        overrides = {"seed": int(query["seed"])} if "seed" in query else {}
         try:
+            overrides = {
+                field: kind(query[key])
+                for key, field, kind in (
+                    ("seed", "seed", int),
+                    ("duration_s", "duration_s", float),
+                    ("people", "num_identities", int),
+                )
+                if key in query
+            }
             world = World(resolve_scene(scene, **overrides))
             index = world.camera(query.get("camera", "0"))
         except ValueError as exc:

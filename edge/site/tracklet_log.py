@@ -9,14 +9,16 @@ naming the cameras and the embedding size.
 
 Two readers: :func:`replay_steps` gives back the engine's input step by step (feeding it to a fresh
 engine with the run's settings makes the run's decisions again: the engine is deterministic), and
-:func:`final_summaries` gives each tracklet as it ended (what ``python -m edge.topology learn``
-learns the site from).
+:func:`final_summaries` gives each tracklet as it ended and :func:`image_tracks` where it stood
+over time (what ``python -m edge.topology learn`` learns the site from).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+import numpy as np
 
 from edge.identity.records import Key, TrackletSummary
 from edge.site.mirror import Mirror
@@ -84,3 +86,17 @@ def final_summaries(path: str | Path) -> list[TrackletSummary]:
         for s in step:
             last[s.key] = s
     return sorted(last.values(), key=lambda s: (s.first_seen, s.key))
+
+
+def image_tracks(path: str | Path) -> dict[Key, np.ndarray]:
+    """Where each tracklet stood in its image over time: ``[N, 4]`` rows of (time, foot x, foot y,
+    box height) in pixels, one per step it was seen in (from each step's last box)."""
+    rows: dict[Key, list[tuple[float, float, float, float]]] = {}
+    for _, step in replay_steps(path):
+        for s in step:
+            track = rows.setdefault(s.key, [])
+            if track and track[-1][0] >= s.last_seen:
+                continue
+            x0, y0, x1, y1 = (float(v) for v in s.last_box)
+            track.append((s.last_seen, (x0 + x1) / 2.0, y1, y1 - y0))
+    return {k: np.array(v, np.float64) for k, v in rows.items()}

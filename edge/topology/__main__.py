@@ -45,8 +45,8 @@ def learn_command(args: argparse.Namespace) -> dict:
     from edge.runtime.build import engine_settings
     from edge.runtime.config import load_edge_config
     from edge.site.tracklet_log import final_summaries
-    from edge.topology.evidence import sightings
-    from edge.topology.links import MIN_EVIDENCE, learn_topology
+    from edge.topology.learn import learn_site
+    from edge.topology.links import MIN_EVIDENCE
     from edge.topology.picture import draw_topology
     from edge.topology.site_file import evidence_lines, write_site_file
 
@@ -62,12 +62,12 @@ def learn_command(args: argparse.Namespace) -> dict:
     unknown = sorted({s.camera for s in tracklets} - set(cameras))
     if unknown:
         fail(f"{args.log}: cameras {unknown} are not in {args.cameras} (cameras: {cameras})")
-    found = sightings(tracklets, settings)
-    topology = learn_topology(found, args.min_evidence or MIN_EVIDENCE)
+    frames = {} if args.no_frames else _first_frames(cfg)
+    widths = {cam: float(frame.shape[1]) for cam, frame in frames.items()}
+    topology = learn_site(args.log, settings, args.min_evidence or MIN_EVIDENCE, widths)
     out = Path(args.out)
     write_site_file(topology, out, Path(args.cameras), str(args.log))
     picture = Path(args.picture) if args.picture else out.with_suffix(".png")
-    frames = {} if args.no_frames else _first_frames(cfg)
     draw_topology(topology, cameras, picture, frames)
     for line in evidence_lines(topology):
         print(line)

@@ -46,6 +46,11 @@ class Topology:
     overlaps: dict[tuple[str, str], int]  # camera pair (sorted) -> sightings at once
     untrusted: dict[tuple[str, str], int]  # walks too few to trust: (src, dst) -> count
     sightings: int
+    calibration: dict[str, np.ndarray] = field(default_factory=dict)  # overlapping cameras' shared plane
+
+    def calibration_entries(self) -> dict[str, dict]:
+        """The ``calibration`` entries of the shared plane (as the camera file reads them)."""
+        return {c: {"homography": [[float(f"{v:.9g}") for v in row] for row in H]} for c, H in self.calibration.items()}
 
     def link(self, src: str, dst: str) -> Optional[Link]:
         return next((k for k in self.links if (k.src, k.dst) == (src, dst)), None)

@@ -25,6 +25,11 @@ def evidence_lines(topology: Topology) -> list[str]:
         )
     for (a, b), n in sorted(topology.overlaps.items()):
         lines.append(f"{a} ~ {b}: overlapping views ({n} sightings at once): no transition between them")
+    if topology.calibration:
+        lines.append(
+            f"{', '.join(sorted(topology.calibration))}: one ground plane learned from the people they see at "
+            "once (approximate metres, depth from an assumed 60 degree view): floor fusion between them"
+        )
     for (a, b), n in sorted(topology.untrusted.items()):
         lines.append(f"{a} -> {b}: {n} walks, too few to trust (no transition)")
     return lines
@@ -39,6 +44,8 @@ def write_site_file(topology: Topology, out: Path, base: Optional[Path], source:
     if base is not None:
         data["_BASE_"] = os.path.relpath(base.resolve(), out.resolve().parent)
     data["matching"] = {"transitions": topology.transitions()}
+    if topology.calibration:
+        data["calibration"] = topology.calibration_entries()
     text = "".join(f"# {line}\n" for line in head) + yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
     out.write_text(text)
     return out
