@@ -6,6 +6,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 import yaml
 from conftest import REPO
 
@@ -137,3 +138,39 @@ def test_listen_describes_revisions_in_words():
         )
         == "#6 cam2/12 moved from identity 2 to 4"
     )
+
+
+def test_floor_gates_widen_with_the_calibrations_error():
+    """Two tracks 2.5 m apart at the same time are two people through exact calibrations (far_m
+    2 m); through two clicked ones each 0.5 m off they may be one (1.5 m after the errors), and the
+    walking-speed rule gives the same allowance."""
+    from edge.identity.geometry import FloorRules, FloorTrack, floor_evidence
+
+    def track(x, error, times=(0.0, 0.5, 1.0, 1.5)):
+        t = FloorTrack(error_m=error)
+        for s in times:
+            t.add(s, np.array([x, 0.0]))
+        return t
+
+    rules = FloorRules()
+    assert floor_evidence(track(0.0, 0.0), track(2.5, 0.0), rules) == (True, -1.0)
+    forbidden, support = floor_evidence(track(0.0, 0.5), track(2.5, 0.5), rules)
+    assert not forbidden and -1.0 < support < 1.0
+    later = (10.0, 10.5)  # 8.5 s later, 30 m away: 3 m/s * 8.5 s + 1.5 m slack = 27 m allowed
+    assert floor_evidence(track(0.0, 0.0), track(30.0, 0.0, later), rules)[0]
+    assert not floor_evidence(track(0.0, 2.0), track(30.0, 2.0, later), rules)[0]
+
+
+def test_a_clicked_calibration_says_how_far_off_its_floor_may_be():
+    """Four clicked points fit a homography exactly, whatever their error: the floor error is then
+    what 3 px of clicking make where the points are (here 1 px = 2 cm); with more points, and
+    a point 0.5 m off, the reprojection error is larger and counts."""
+    from edge.identity.geometry import CLICK_ERROR_PX, solve_homography
+
+    image = [[100, 100], [500, 100], [500, 400], [100, 400]]
+    floor = [[x * 0.02, y * 0.02] for x, y in image]
+    h = solve_homography(image, floor, "test")
+    assert h.reprojection_error_m == pytest.approx(0.0, abs=1e-9)
+    assert h.floor_error_m == pytest.approx(CLICK_ERROR_PX * 0.02, rel=1e-6)
+    more = solve_homography(image + [[300, 250]], floor + [[6.0 + 0.5, 5.0]], "test", ransac_m=5.0)
+    assert more.floor_error_m == more.reprojection_error_m > CLICK_ERROR_PX * 0.02

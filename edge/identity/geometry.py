@@ -23,6 +23,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+CLICK_ERROR_PX = 3.0  # how far off a person clicks a floor mark in an image
+
 
 class CalibrationError(ValueError):
     """A homography that cannot map image points to the floor."""
@@ -34,6 +36,9 @@ class Homography:
 
     H: np.ndarray  # [3, 3]
     reprojection_error_m: float = 0.0  # mean floor error over the calibration points (0 for a given matrix)
+    # how far off a floor position may be (metres): the reprojection error, or for few points what
+    # CLICK_ERROR_PX of clicking error makes at the points (4 points fit exactly, whatever their error)
+    floor_error_m: float = 0.0
 
     def to_floor(self, points: np.ndarray) -> np.ndarray:
         """Image points [N, 2] -> floor points [N, 2] (metres)."""
@@ -88,7 +93,14 @@ def solve_homography(
         raise CalibrationError(
             f"{where}: reprojection error {error:.2f} m is above {max_error_m} m: check the point pairs"
         )
-    return Homography(hom.H, error)
+    return Homography(hom.H, error, max(error, CLICK_ERROR_PX * _metres_per_pixel(hom, img.mean(0))))
+
+
+def _metres_per_pixel(hom: Homography, at: np.ndarray) -> float:
+    """Floor metres one image pixel spans around image point ``at`` (the mean of both directions)."""
+    p = np.array([at, at + [1.0, 0.0], at + [0.0, 1.0]])
+    f = hom.to_floor(p)
+    return float((np.linalg.norm(f[1] - f[0]) + np.linalg.norm(f[2] - f[0])) / 2.0)
 
 
 def _collinear(points: np.ndarray) -> bool:
@@ -108,6 +120,7 @@ class FloorTrack:
     """Timed floor positions of one tracklet (the most recent ``maxlen`` samples)."""
 
     maxlen: int = 600
+    error_m: float = 0.0  # how far off its positions may be: its camera's calibration (Homography.floor_error_m)
     times: deque = field(default_factory=deque)
     points: deque = field(default_factory=deque)
 
@@ -161,7 +174,9 @@ def floor_evidence(a: FloorTrack, b: FloorTrack, rules: FloorRules) -> tuple[boo
 
     Overlapping in time: the median distance at common times decides: <= near_m gives +1, beyond
     far_m forbids, in between it falls linearly from +1 to -1. Apart in time: a gap walked faster
-    than ``max_speed_mps`` forbids; otherwise there is nothing to say (0).
+    than ``max_speed_mps`` forbids; otherwise there is nothing to say (0). Every distance is widened
+    by the two tracks' calibration errors (``error_m``): one person seen through two calibrations
+    clicked by hand stands up to their sum apart.
     """
     if not len(a) or not len(b):
         return False, 0.0
@@ -173,7 +188,7 @@ def floor_evidence(a: FloorTrack, b: FloorTrack, rules: FloorRules) -> tuple[boo
         if common.sum() >= rules.min_common:
             t = ta[common]
             other = np.c_[np.interp(t, tb, pb[:, 0]), np.interp(t, tb, pb[:, 1])]
-            d = float(np.median(np.linalg.norm(pa[common] - other, axis=1)))
+            d = float(np.median(np.linalg.norm(pa[common] - other, axis=1))) - (a.error_m + b.error_m)
             if d >= rules.far_m:
                 return True, -1.0
             if d <= rules.near_m:
@@ -183,7 +198,7 @@ def floor_evidence(a: FloorTrack, b: FloorTrack, rules: FloorRules) -> tuple[boo
     (t_end, p_end), (t_start, p_start) = (a.last, b.first) if ta[-1] < tb[0] else (b.last, a.first)
     gap = max(t_start - t_end, 1e-3)
     walked = float(np.linalg.norm(p_start - p_end))
-    return walked > rules.max_speed_mps * gap + rules.slack_m, 0.0
+    return walked > rules.max_speed_mps * gap + rules.slack_m + a.error_m + b.error_m, 0.0
 
 
 def homography_from(calibration, where: str) -> Homography:

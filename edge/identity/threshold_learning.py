@@ -6,8 +6,9 @@ an :class:`~edge.identity.engine.IdentityEngine` with the learned threshold and 
 the kept steps are replayed into it (the engine is deterministic: the decisions are the ones it
 would have made from the start with that threshold), and from then on it decides as usual. The
 first identities therefore come in a burst after the learning time, with every tracklet seen
-meanwhile. A run that ends before then learns from what it has; with no pair at all every
-tracklet keeps an identity of its own, said in a warning: nothing is lost.
+meanwhile. A run that ends before then learns from what it has (and does not keep it: the next
+start learns again); with no pair at all every tracklet keeps an identity of its own, said in a
+warning: nothing is lost.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from edge.identity.site_similarity import SiteSimilarity
 log = logging.getLogger("edge.identity.site_similarity")
 
 PROGRESS_EVERY_S = 10.0  # scene seconds between "still learning" lines
+MIN_PAIRS_FOR_SCALE = 30  # fewer different-person pairs do not measure their spread: the default scale then
 
 
 class ThresholdLearning:
@@ -78,7 +80,9 @@ class ThresholdLearning:
         if stats is None:
             self.engine = IdentityEngine(replace(self.settings, enabled=False))
         else:
-            scale = self.scale if self.scale is not None else max(float(stats["diff_std"]), 1e-6)
+            scale = self.scale if self.scale is not None else float(stats["diff_std"])
+            if self.scale is None and stats["pairs_diff"] < MIN_PAIRS_FOR_SCALE:
+                scale = EngineSettings.scale
             self.engine = IdentityEngine(replace(self.settings, threshold=float(stats["threshold"]), scale=scale))
             self.statistics = stats
             log.info(
@@ -87,7 +91,7 @@ class ThresholdLearning:
                 stats["threshold"], scale, stats["pairs_diff"], stats["diff_mean"], stats["diff_std"],
                 stats["pairs_same"], stats["same_mean"], stats["same_std"], 100 * stats["true_match_rate"],
             )  # fmt: skip
-            if self.learned is not None:
+            if self.learned is not None and self.similarity.ready:  # a threshold from too few pairs is not kept
                 self.learned(stats)
         out: list[Decision] = []
         for now, step in self._pending:
@@ -109,7 +113,8 @@ class ThresholdLearning:
             try:
                 stats: Optional[PairStatistics] = self.similarity.statistics()
                 log.warning(
-                    "matching: the run ended before enough pairs (%s): threshold from what there is",
+                    "matching: the run ended before enough pairs (%s): threshold from what there is, "
+                    "not kept for the next start",
                     self.similarity.progress(),
                 )
             except ValueError as exc:

@@ -244,7 +244,9 @@ class TrackletBook:
                     track.xyxy,
                     track.conf,
                     first_xyxy=np.asarray(track.xyxy, np.float32).copy(),
-                    floor=FloorTrack() if floor is not None else None,
+                    floor=FloorTrack(error_m=self.homography.floor_error_m)
+                    if self.homography and floor is not None
+                    else None,
                 )
                 self.tracklets[track.local_id] = t
                 events.append(("new", t))
