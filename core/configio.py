@@ -4,7 +4,8 @@ Shared by the training recipes and the edge camera files, so both give the same 
 one message that names the file and the dotted field, never a half-configured run.
 
 Recipes may inherit: a top-level ``_BASE_: other.yaml`` (path relative to the file) is loaded
-first and the file's own keys are merged over it, recursively (the fast-reid convention).
+first and the file's own keys are merged over it, recursively (the fast-reid convention); a
+relative path a value names is relative to the file that sets it (:func:`defining_file`).
 Command-line overrides ``KEY=VALUE`` (dotted keys, VALUE parsed as YAML) are applied last.
 """
 
@@ -69,6 +70,20 @@ def load_yaml_tree(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, 
         return data
     base = load_yaml_tree(path.parent / base_ref, (*_seen, path))
     return deep_merge(base, data)
+
+
+def defining_file(path: str | Path, dotted: str) -> Path:
+    """The file of ``path``'s ``_BASE_`` chain whose own keys set ``dotted`` (the file itself when
+    none does): where a relative path in that value is relative to."""
+    path = Path(path).resolve()
+    data = _read_yaml(path)
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            base_ref = data.get(BASE_KEY)
+            return defining_file(path.parent / base_ref, dotted) if base_ref is not None else path
+        node = node[part]
+    return path
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:

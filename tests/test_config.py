@@ -75,3 +75,35 @@ def test_every_shipped_camera_file_validates(camera_file):
         pytest.skip("needs ../shared/realdata")
     cfg = load_edge_config(CONFIGS / camera_file)
     assert cfg.cameras and __import__("pathlib").Path(cfg.detector.weights).exists()
+
+
+def test_a_relative_path_is_relative_to_the_file_that_sets_it(tmp_path):
+    """A camera file learned elsewhere (``_BASE_: ../configs/cams.yaml``) finds the base's models
+    and videos where the base names them, and its own outputs beside itself."""
+    import shutil
+
+    from conftest import REPO
+
+    from edge.runtime.config import load_edge_config
+
+    configs = tmp_path / "configs"
+    (configs / "models").mkdir(parents=True)
+    for name in ("detector.onnx", "reid.onnx"):
+        shutil.copy(REPO / "edge" / "demo_models" / name, configs / "models" / name)
+    (configs / "cams.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "cameras": [{"id": "cam1", "source": "synthetic://tiny?camera=cam1"}],
+                "detector": {"weights": "models/detector.onnx"},
+                "reid": {"model": "models/reid.onnx"},
+                "outputs": {"mot_dir": "mot"},
+            }
+        )
+    )
+    site = tmp_path / "learned" / "site.yaml"
+    site.parent.mkdir()
+    site.write_text(yaml.safe_dump({"_BASE_": "../configs/cams.yaml", "outputs": {"tracklet_log": "day.jsonl.gz"}}))
+    cfg = load_edge_config(site)
+    assert cfg.detector.weights == str(configs / "models" / "detector.onnx")
+    assert cfg.reid is not None and cfg.reid.model == str(configs / "models" / "reid.onnx")
+    assert cfg.outputs.mot_dir == str(configs / "mot") and cfg.outputs.tracklet_log == str(site.parent / "day.jsonl.gz")

@@ -72,3 +72,35 @@ def test_too_few_walks_or_unsure_looks_give_no_link():
     # the same walks, but a threshold the looks are not far above: nothing is confident enough
     tracklets, _ = walks()
     assert sightings(tracklets, EngineSettings(threshold=0.9, scale=0.1)) == []
+
+
+def test_the_command_learns_from_a_run_s_log_and_writes_a_camera_file_and_picture(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from test_edge_run import cams_yaml
+
+    from edge.runtime.capture_loop import run_pipeline
+    from edge.runtime.config import load_edge_config
+
+    cams = [{"id": f"cam{i}", "source": f"synthetic://demo?camera=cam{i}", "realtime": False} for i in (1, 2, 3)]
+    log = tmp_path / "day.jsonl.gz"
+    path = cams_yaml(
+        tmp_path, cams, 56803, publisher={"enabled": False}, run={"max_frames": 60},
+        outputs={"tracklet_log": str(log)}, matching={"threshold": None},
+    )  # fmt: skip
+    run_pipeline(load_edge_config(path))
+    out = tmp_path / "site" / "site.yaml"
+    command = [sys.executable, "-m", "edge.topology", "learn", "--log", str(log), "--cameras", str(path)]
+    done = subprocess.run(
+        [*command, "--out", str(out), "--min-evidence", "1"], capture_output=True, text=True, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr
+    assert "confident sightings" in done.stdout and out.with_suffix(".png").stat().st_size > 20000
+    cfg = load_edge_config(out)  # the base's models and cameras, found from the learned file's folder
+    assert [c.id for c in cfg.cameras] == ["cam1", "cam2", "cam3"]
+    other = tmp_path / "other.yaml"
+    other.write_text(path.read_text().replace("cam3", "door"))
+    bad = subprocess.run([*command[:-1], str(other), "--out", str(out)], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "cameras ['cam3'] are not in" in bad.stderr.strip().splitlines()[-1]

@@ -96,7 +96,11 @@ def test_the_engine_decides_the_same_whatever_python_s_hash_seed():
     outs = {
         subprocess.run(
             [sys.executable, "-c", DECIDE],
-            capture_output=True, text=True, check=True, cwd=REPO, env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
         ).stdout  # fmt: skip
         for seed in (1, 2, 3, 4)
     }

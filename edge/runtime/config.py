@@ -19,7 +19,7 @@ from typing import Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from core.configio import ConfigError, StrictModel, load_config
+from core.configio import ConfigError, StrictModel, defining_file, load_config
 from core.detector_card import sidecar_path
 from edge.identity.config import MatchingConfig
 from edge.identity.geometry import CalibrationError, homography_from
@@ -290,19 +290,19 @@ def load_edge_config(path: str | Path, overrides: list[str] | tuple[str, ...] = 
     """Read and validate a camera file; every path it names must exist, every video file or
     image folder must decode, every output folder must be writable.
 
-    Paths in the file are relative to the file; paths given as command-line overrides are
-    relative to the current directory, as a shell user expects.
+    Paths in the file are relative to the file that sets them (the file itself or one of its
+    ``_BASE_`` chain); paths given as command-line overrides are relative to the current
+    directory, as a shell user expects.
     """
     path = Path(path)
     cfg = load_config(EdgeConfig, path, overrides)
     overridden = {item.split("=", 1)[0].strip() for item in overrides}
-    file_base = path.resolve().parent
 
     def base_for(field: str) -> Path:
-        return Path.cwd() if field in overridden else file_base
+        return Path.cwd() if field in overridden else defining_file(path, field).parent
 
     for i, cam in enumerate(cfg.cameras):
-        cam.source = _resolve_path(file_base, cam.source)
+        cam.source = _resolve_path(base_for("cameras"), cam.source)
         if "://" not in cam.source and not cam.source.isdigit():  # a URL or USB index is tried at run time
             _check_source(cam.source, f"cameras.{i}.source", path)
     cfg.detector.weights = _resolve_path(base_for("detector.weights"), cfg.detector.weights)
@@ -331,7 +331,7 @@ def load_edge_config(path: str | Path, overrides: list[str] | tuple[str, ...] = 
     for key in ("mot_dir", "video_dir", "floor_map", "tracklet_log"):
         setattr(cfg.outputs, key, _resolve(base_for(f"outputs.{key}"), getattr(cfg.outputs, key)))
         _check_writable(getattr(cfg.outputs, key), f"outputs.{key}", path, folder=key in ("mot_dir", "video_dir"))
-    resolve_curve(cfg.publisher.curve, file_base, f"{path}: publisher")
+    resolve_curve(cfg.publisher.curve, base_for("publisher.curve"), f"{path}: publisher")
     if cfg.site is not None:
-        resolve_curve(cfg.site.curve, file_base, f"{path}: site")
+        resolve_curve(cfg.site.curve, base_for("site.curve"), f"{path}: site")
     return cfg

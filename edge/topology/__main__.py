@@ -65,6 +65,13 @@ def learn_command(args: argparse.Namespace) -> dict:
     frames = {} if args.no_frames else _first_frames(cfg)
     widths = {cam: float(frame.shape[1]) for cam, frame in frames.items()}
     topology = learn_site(args.log, settings, args.min_evidence or MIN_EVIDENCE, widths)
+    if cfg.calibration and topology.calibration:  # one floor per site: the given one
+        log.info(
+            "%s has a floor calibration: the learned plane of %s is not written",
+            args.cameras,
+            sorted(topology.calibration),
+        )
+        topology.calibration = {}
     out = Path(args.out)
     write_site_file(topology, out, Path(args.cameras), str(args.log))
     picture = Path(args.picture) if args.picture else out.with_suffix(".png")

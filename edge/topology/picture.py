@@ -43,7 +43,8 @@ def _graph(ax, topology: Topology, cameras: list[str]) -> None:
         if one in pos and other in pos:
             ax.plot(*zip(pos[one], pos[other]), "--", color="tab:blue", lw=2)
             mid = (pos[one] + pos[other]) / 2
-            ax.text(*mid, f"overlap\n{count} at once", color="tab:blue", ha="center", va="center", fontsize=9)
+            side = np.array([-(pos[other] - pos[one])[1], (pos[other] - pos[one])[0]]) * 0.18
+            ax.text(*(mid - side), f"overlap\n{count} at once", color="tab:blue", ha="center", va="center", fontsize=9)
     for k in topology.links:
         if k.src not in pos or k.dst not in pos:
             continue
@@ -56,7 +57,8 @@ def _graph(ax, topology: Topology, cameras: list[str]) -> None:
             arrowprops={"arrowstyle": "-|>", "color": "tab:red", "lw": 1.8},
         )
         label = f"{k.min_s:g}-{k.max_s:g} s\n({k.walks} walks, median {k.transit_s[1]:g} s)"
-        ax.text(*((a + b) / 2 + normal * 4), label, color="tab:red", ha="center", va="center", fontsize=8)
+        at = a * 0.7 + b * 0.3 + normal * 3.5  # beside its own arrow, near its start
+        ax.text(*at, label, color="tab:red", ha="center", va="center", fontsize=8)
     for cam, p in pos.items():
         ax.add_patch(_box(p))
         ax.text(*p, cam, ha="center", va="center", fontsize=12, weight="bold")
@@ -85,6 +87,9 @@ def _camera(ax, topology: Topology, cam: str, frame: Optional[np.ndarray]) -> No
             _door(ax, k.entry, k.entries, "tab:green", f"from {k.src}")
     if frame is None:
         ax.invert_yaxis()
+    else:  # doors may reach past the image edge: show the image
+        ax.set_xlim(0, frame.shape[1])
+        ax.set_ylim(frame.shape[0], 0)
     ax.set_title(cam)
     ax.set_aspect("equal")
     ax.tick_params(labelsize=7)
