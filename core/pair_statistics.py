@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.embeddings import Embeddings
 from core.model_card import PairStatistics
 
 # How far a deployed embedding's cosines may move: the FP16 export's parity tolerance
@@ -61,3 +62,17 @@ def pair_statistics(same: np.ndarray, diff: np.ndarray, false_match_rate: float,
         "pairs_same": int(len(same)),
         "pairs_diff": int(len(diff)),
     }
+
+
+def camera_centered(t: Embeddings, camids: np.ndarray) -> Embeddings:
+    """Each camera's mean pseudo-tracklet taken out, re-normalised: what the edge compares when
+    camera centering is on (``edge.identity.centering``; there the mean is learnt as the scene
+    runs). The trainer's statistics and a site's (``edge.identity.site_similarity``) both center so."""
+    g = t.global_.copy()
+    parts = None if t.parts is None else t.parts.copy()
+    for cam in np.unique(camids):
+        rows = camids == cam
+        g[rows] -= g[rows].mean(0)
+        if parts is not None:
+            parts[rows] -= parts[rows].mean(0)
+    return Embeddings.normalized(g, parts, t.part_conf)

@@ -12,7 +12,10 @@ lockstep on all frames (``configs/cams.demo_eval.yaml`` with the seed set), then
 * ``learned``: everything ``python -m edge.topology learn`` learned from a run
   of ``--learn-seed`` in ``nothing`` mode (the same site on another day, other people: five minutes
   of it, 100 people): transitions with doors, and the overlapping cameras' shared ground plane;
+* ``learned_transitions``: the learned transitions and doors alone (no plane, no calibration);
 * ``learned_floor``: the learned transitions with the exact homographies;
+* ``site_threshold``: ``appearance`` with the model's stored statistics ignored: the threshold
+  learned from the run's own footage (``matching.threshold: site``);
 * ``clicked``: homographies as a person makes them: from 4-8 floor marks per camera clicked with
   ``--click-noise`` px of error (seeded), solved by ``findHomography`` as ``edge.calibrate`` does;
 * ``offline`` (per mode): the same run's tracklets clustered at the end under the same rules,
@@ -32,6 +35,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -48,7 +52,16 @@ from edge.site.tracklet_log import final_summaries  # noqa: E402
 from sim.scene import World, resolve_scene  # noqa: E402
 from sim.writers import floor_calibration, write_mot_ground_truth  # noqa: E402
 
-MODES = ("appearance", "floor", "nothing", "learned", "learned_floor", "clicked")
+MODES = (
+    "appearance",
+    "floor",
+    "nothing",
+    "learned",
+    "learned_transitions",
+    "learned_floor",
+    "clicked",
+    "site_threshold",
+)
 CLICK_NOISE_PX = 3.0
 LEARN_SEED = 31  # the learning recording's seed: neither tuned on nor reported
 LEARN_MINUTES = 5  # its length (the demo's 20 people a minute): one demo minute holds too few walks
@@ -61,14 +74,15 @@ def ground_truth(seed: int, out: Path) -> Path:
     return gt
 
 
-def seed_config(
-    base: EdgeConfig,
-    seed: int,
-    mode: str,
-    mot_dir: Path,
-    learned: Optional[tuple[list[TransitionWindow], dict]] = None,
-    click_noise: float = CLICK_NOISE_PX,
-) -> EdgeConfig:
+@dataclass
+class ModeInputs:
+    """What some modes need besides the seed: the learned site, the clicking error."""
+
+    learned: Optional[tuple[list[TransitionWindow], dict]] = None  # transitions, calibration
+    click_noise: float = CLICK_NOISE_PX
+
+
+def seed_config(base: EdgeConfig, seed: int, mode: str, mot_dir: Path, inputs: ModeInputs = ModeInputs()) -> EdgeConfig:
     cfg = base.model_copy(deep=True)
     for cam in cfg.cameras:
         cam.source = f"{cam.source.split('&seed=')[0]}&seed={seed}"
@@ -76,10 +90,14 @@ def seed_config(
     floor = mode in ("floor", "learned_floor")
     cfg.calibration = (base.calibration or _exact_calibration(cfg, seed)) if floor else {}
     if mode == "clicked":
-        cfg.calibration = clicked_calibration(cfg, seed, click_noise)
+        cfg.calibration = clicked_calibration(cfg, seed, inputs.click_noise)
+    if mode == "site_threshold":
+        cfg.matching.threshold = "site"
+        cfg.matching.site_threshold.store = str(mot_dir.parent / "site_similarity.json")
     if mode == "nothing":
         cfg.matching.transitions = []
     elif mode.startswith("learned"):
+        learned = inputs.learned
         if learned is None:
             raise ValueError(f"mode {mode} needs the learned transitions")
         cfg.matching.transitions = learned[0]
@@ -151,20 +169,13 @@ def write_relabelled(mot: Path, assignment: dict, out: Path) -> Path:
     return out
 
 
-def run_one(
-    base: EdgeConfig,
-    seed: int,
-    mode: str,
-    out: Path,
-    learned: Optional[tuple[list[TransitionWindow], dict]] = None,
-    click_noise: float = CLICK_NOISE_PX,
-) -> dict:
+def run_one(base: EdgeConfig, seed: int, mode: str, out: Path, inputs: ModeInputs = ModeInputs()) -> dict:
     from edge.runtime.capture_loop import run_pipeline
     from edge.runtime.pipeline import EdgePipeline
 
     gt = ground_truth(seed, out)
     mot = out / f"seed{seed}" / mode / "mot"
-    cfg = seed_config(base, seed, mode, mot, learned, click_noise)
+    cfg = seed_config(base, seed, mode, mot, inputs)
     pipeline = EdgePipeline(cfg, {c.id: 10.0 for c in cfg.cameras})
     started = time.perf_counter()
     report = run_pipeline(cfg, pipeline=pipeline)
@@ -184,6 +195,7 @@ def run_one(
         "seconds": round(seconds, 1),
         "fps_per_camera": round(frames / max(seconds, 1e-6) / max(len(cfg.cameras), 1), 1),
         "match_ms": report.get("latency_ms", {}).get("match", {}),
+        **({"threshold": report["threshold"]} if "threshold" in report else {}),
     }
 
 
@@ -275,7 +287,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for seed in args.seeds:
         for mode in args.modes:
-            row = run_one(base, seed, mode, out, learned, args.click_noise)
+            row = run_one(base, seed, mode, out, ModeInputs(learned, args.click_noise))
             rows.append(row)
             print(
                 f"seed {seed} {mode}: IDF1 {row['online']['IDF1']:.1f} "

@@ -71,7 +71,8 @@ def summary(key, look, first, last, ended=False, n=3):
 def test_nothing_is_decided_until_the_threshold_is_learned_then_what_an_engine_with_it_decides(caplog):
     crops, looks = scene()
     settings = EngineSettings(threshold=1.0, min_embeddings=2)
-    service = ThresholdLearning(settings, SiteSimilarity(min_pairs=60), learned=(told := []).append)
+    raw = lambda stats: EngineSettings(threshold=stats["threshold"], scale=stats["diff_std"], min_embeddings=2)  # noqa: E731
+    service = ThresholdLearning(settings, SiteSimilarity(min_pairs=60), raw, learned=(told := []).append)
     steps, out, first_decision = [], [], None
     caplog.set_level(logging.INFO, logger="edge.identity.site_similarity")
     for i, (t, key, cam, p, c) in enumerate(crops):
@@ -92,7 +93,8 @@ def test_nothing_is_decided_until_the_threshold_is_learned_then_what_an_engine_w
 
 
 def test_a_run_that_ends_before_any_pair_keeps_every_tracklet_apart(caplog):
-    service = ThresholdLearning(EngineSettings(threshold=1.0, min_embeddings=1), SiteSimilarity())
+    settings = EngineSettings(threshold=1.0, min_embeddings=1)
+    service = ThresholdLearning(settings, SiteSimilarity(), lambda stats: settings)
     look = Embeddings.normalized(np.ones((1, DIM), np.float32))
     assert (
         service.update([summary(("a", 1), look, 0, 1, ended=True), summary(("b", 1), look, 2, 3, ended=True)], 3) == []
@@ -112,7 +114,8 @@ def test_a_demo_run_learns_the_threshold_stores_it_and_the_next_start_reads_it(t
     report = run_pipeline(load_edge_config(path))
     kept = json.loads(store.read_text())
     assert kept["model_id"].startswith("reid.onnx:") and kept["statistics"]["pairs_diff"] >= 30
-    assert "learned from this site's footage" in caplog.text
+    assert "camera-centered threshold" in caplog.text and "learned from this site's footage" in caplog.text
+    assert set(kept["statistics"]["centered"]) >= {"threshold", "diff_std"} and len(kept["statistics"]["mean"]) > 0
     rows = [
         r.split(",")
         for cam in ("cam1", "cam2", "cam3")

@@ -61,11 +61,10 @@ def settings_from_config(
     and no threshold is configured, unless ``matching.centering`` says otherwise; its threshold
     and scale are then the centered ones, since centered cosines live on another scale."""
     stats = model_similarity or {}
-    if cfg.threshold == "site" and cfg.centering:
-        raise ValueError("matching.threshold: site learns raw cosines: matching.centering must be off")
-    centering = cfg.centering if cfg.centering is not None else ("centered" in stats and cfg.threshold is None)
+    given = isinstance(cfg.threshold, float)  # else the statistics' (the model's, or a site's for "site")
+    centering = cfg.centering if cfg.centering is not None else ("centered" in stats and not given)
     if centering and cfg.enabled:
-        if "centered" not in stats and cfg.threshold is None:
+        if "centered" not in stats and not given:
             raise ValueError(
                 f"{model_name} has no centered similarity statistics: set matching.threshold for centered "
                 "appearances, or matching.centering: false (or store them: python -m export similarity)"

@@ -31,8 +31,8 @@ from typing import Any, Optional
 import numpy as np
 
 from core.embeddings import Embeddings, similarity, weighted_mean
-from core.model_card import PairStatistics
-from core.pair_statistics import pair_statistics
+from core.model_card import PairStatistics, SimilarityStatistics
+from core.pair_statistics import camera_centered, pair_statistics
 from edge.identity.records import Key
 
 log = logging.getLogger("edge.identity.site_similarity")
@@ -44,19 +44,21 @@ MIN_SAME = 20  # same-person pairs needed besides the different-person ones
 class _Track:
     camera: str
     crops: list[Embeddings] = field(default_factory=list)  # the pseudo-tracklet being filled
-    last: Optional[Embeddings] = None  # the latest complete pseudo-tracklet
+    last: Optional[int] = None  # index of its latest complete pseudo-tracklet
 
 
 class SiteSimilarity:
-    """Same/different-person cosines gathered crop by crop (see the module docstring)."""
+    """Same/different-person pairs of pseudo-tracklets gathered crop by crop (see the module docstring)."""
 
     def __init__(self, false_match_rate: float = 0.01, min_pairs: int = 300, crops_per_tracklet: int = 4):
         self.false_match_rate = false_match_rate
         self.min_pairs = min_pairs
         self.crops_per_tracklet = crops_per_tracklet
         self.tracks: dict[Key, _Track] = {}
-        self.same: list[float] = []
-        self.diff: list[float] = []
+        self.pseudo: list[Embeddings] = []  # every complete pseudo-tracklet
+        self.cameras: list[str] = []  # and its camera
+        self.same: list[tuple[int, int]] = []  # pairs of indices into pseudo
+        self.diff: list[tuple[int, int]] = []
 
     def add_crop(self, key: Key, camera: str, crop: Embeddings) -> None:
         """One crop (one row) of live tracklet ``key``."""
@@ -64,14 +66,16 @@ class SiteSimilarity:
         track.crops.append(crop)
         if len(track.crops) < self.crops_per_tracklet:
             return
-        pseudo = weighted_mean(Embeddings.concat(track.crops), np.ones(len(track.crops)))
+        self.pseudo.append(weighted_mean(Embeddings.concat(track.crops), np.ones(len(track.crops))))
+        self.cameras.append(camera)
+        index = len(self.pseudo) - 1
         track.crops = []
         if track.last is not None:
-            self.same.append(_cos(pseudo, track.last))
+            self.same.append((track.last, index))
         for other_key, other in self.tracks.items():
             if other_key != key and other.camera == camera and other.last is not None:
-                self.diff.append(_cos(pseudo, other.last))
-        track.last = pseudo
+                self.diff.append((other.last, index))
+        track.last = index
 
     def end(self, key: Key) -> None:
         """Tracklet ``key`` ended: it is no longer seen beside the others."""
@@ -86,13 +90,33 @@ class SiteSimilarity:
             f"{len(self.diff)}/{self.min_pairs} different-person pairs, {len(self.same)}/{MIN_SAME} same-person pairs"
         )
 
-    def statistics(self) -> PairStatistics:
-        """The statistics and threshold of what was gathered (:class:`~core.pair_statistics.NoSeparation`
-        when they do not separate; ValueError with no pair of one kind)."""
-        return pair_statistics(np.array(self.same), np.array(self.diff), self.false_match_rate, "this site's ")
+    def statistics(self) -> SimilarityStatistics:
+        """What was gathered, as a model card's ``similarity``: raw-cosine statistics and threshold,
+        ``centered`` the same with each camera's mean pseudo-tracklet taken out (what the engine's
+        camera centering compares), ``mean`` the mean pseudo-tracklet (its prior). Raises
+        :class:`~core.pair_statistics.NoSeparation` when they do not separate, ValueError with no
+        pair of one kind."""
+        if not self.same or not self.diff:
+            raise ValueError(f"no pairs of one kind yet ({self.progress()})")
+        looks = Embeddings.concat(self.pseudo)
+        cams = np.array(self.cameras)
+        out: SimilarityStatistics = {
+            **self._pairs(looks, "this site's "),
+            "false_match_rate": self.false_match_rate,
+            "crops_per_tracklet": self.crops_per_tracklet,
+            "split": "this site's footage: pseudo-tracklets of one tracklet (same), of one camera at once (different)",
+        }
+        out["centered"] = self._pairs(camera_centered(looks, cams), "this site's camera-centered ")
+        out["mean"] = [round(float(v), 5) for v in looks.global_.mean(0)]
+        return out
+
+    def _pairs(self, looks: Embeddings, label: str) -> PairStatistics:
+        same = [_cos(looks[i], looks[j]) for i, j in self.same]
+        diff = [_cos(looks[i], looks[j]) for i, j in self.diff]
+        return pair_statistics(np.array(same), np.array(diff), self.false_match_rate, label)
 
 
-def store_statistics(path: Path, stats: PairStatistics, model: str, false_match_rate: float) -> None:
+def store_statistics(path: Path, stats: SimilarityStatistics, model: str, false_match_rate: float) -> None:
     """Keep the site's statistics for the next start, with the model they belong to."""
     record = {"model_id": model, "false_match_rate": false_match_rate, "measured": time.strftime("%Y-%m-%d %H:%M")}
     path.parent.mkdir(parents=True, exist_ok=True)

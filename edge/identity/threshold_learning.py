@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Optional
 
-from core.model_card import PairStatistics
+from core.model_card import PairStatistics, SimilarityStatistics
 from edge.identity.engine import IdentityEngine
 from edge.identity.records import Decision, Identity, Key, TrackletSummary
 from edge.identity.settings import EngineSettings
@@ -38,20 +38,26 @@ class ThresholdLearning:
         self,
         settings: EngineSettings,
         similarity: SiteSimilarity,
-        scale: Optional[float] = None,
-        learned: Optional[Callable[[PairStatistics], None]] = None,
+        settings_for: Callable[[SimilarityStatistics], EngineSettings],
+        learned: Optional[Callable[[SimilarityStatistics], None]] = None,
     ):
-        """``settings``: the engine's, but for threshold and scale; ``scale``: a configured scale
-        (else the learned different-person spread); ``learned``: told the statistics once (to store them)."""
+        """``settings``: the engine's with a placeholder threshold; ``settings_for``: the engine's
+        settings from learned statistics (as from a model's: camera-centered when the config
+        allows); ``learned``: told the statistics once (to store them)."""
         self.settings = settings
         self.similarity = similarity
-        self.scale = scale
+        self.settings_for = settings_for
         self.learned = learned
         self.engine: Optional[IdentityEngine] = None
-        self.statistics: Optional[PairStatistics] = None
+        self.statistics: Optional[SimilarityStatistics] = None
         self._pending: list[tuple[float, list[TrackletSummary]]] = []
         self._said = -float("inf")
         self._refused: Optional[str] = None
+
+    @property
+    def cfg(self) -> EngineSettings:
+        """The settings decided with: the learned ones once learned (else the placeholder's)."""
+        return self.engine.cfg if self.engine is not None else self.settings
 
     @property
     def identities(self) -> Mapping[int, Identity]:
@@ -76,20 +82,22 @@ class ThresholdLearning:
             log.info("matching: learning the threshold from this site's footage: %s", self.similarity.progress())
         return []
 
-    def _start(self, stats: Optional[PairStatistics]) -> list[Decision]:
+    def _start(self, stats: Optional[SimilarityStatistics]) -> list[Decision]:
         if stats is None:
             self.engine = IdentityEngine(replace(self.settings, enabled=False))
         else:
-            scale = self.scale if self.scale is not None else float(stats["diff_std"])
-            if self.scale is None and stats["pairs_diff"] < MIN_PAIRS_FOR_SCALE:
-                scale = EngineSettings.scale
-            self.engine = IdentityEngine(replace(self.settings, threshold=float(stats["threshold"]), scale=scale))
+            settings = self.settings_for(stats)
+            if stats["pairs_diff"] < MIN_PAIRS_FOR_SCALE:  # a spread from a handful of pairs is no unit
+                settings = replace(settings, scale=EngineSettings.scale)
+            self.engine = IdentityEngine(settings)
             self.statistics = stats
+            used: PairStatistics = stats.get("centered", stats) if settings.centering else stats
             log.info(
-                "matching: threshold %.3f, scale %.3f learned from this site's footage (%d different-person "
+                "matching: %s threshold %.3f, scale %.3f learned from this site's footage (%d different-person "
                 "pairs at %.3f ± %.3f, %d same-person at %.3f ± %.3f; %.1f %% of them accepted)",
-                stats["threshold"], scale, stats["pairs_diff"], stats["diff_mean"], stats["diff_std"],
-                stats["pairs_same"], stats["same_mean"], stats["same_std"], 100 * stats["true_match_rate"],
+                "camera-centered" if settings.centering else "raw cosine", settings.threshold, settings.scale,
+                used["pairs_diff"], used["diff_mean"], used["diff_std"], used["pairs_same"], used["same_mean"],
+                used["same_std"], 100 * used["true_match_rate"],
             )  # fmt: skip
             if self.learned is not None and self.similarity.ready:  # a threshold from too few pairs is not kept
                 self.learned(stats)
@@ -111,7 +119,7 @@ class ThresholdLearning:
         out: list[Decision] = []
         if self.engine is None:
             try:
-                stats: Optional[PairStatistics] = self.similarity.statistics()
+                stats: Optional[SimilarityStatistics] = self.similarity.statistics()
                 log.warning(
                     "matching: the run ended before enough pairs (%s): threshold from what there is, "
                     "not kept for the next start",
@@ -129,7 +137,8 @@ class ThresholdLearning:
 
     def report(self) -> dict[str, Any]:
         if self.statistics is not None:
-            return {"threshold": {"from": "this site's footage", **self.statistics}}
+            stats = {k: v for k, v in self.statistics.items() if k != "mean"}  # the 256 numbers stay in the store
+            return {"threshold": {"from": "this site's footage", **stats}}
         return {"threshold": {"from": "this site's footage", "learning": self.similarity.progress()}}
 
     def close(self) -> None:

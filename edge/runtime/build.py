@@ -130,7 +130,10 @@ def identity_service(
         if store:
             rate = cfg.matching.site_threshold.false_match_rate
             keep = lambda stats: store_statistics(Path(store), stats, model_id(cfg), rate)  # noqa: E731
-        return ThresholdLearning(settings, learning, cfg.matching.scale, keep)
+        assert cfg.reid is not None and reid is not None  # learning needs a model
+        dim = getattr(reid.meta, "embedding_dim", None)
+        settings_for = partial(settings_from_config, cfg.matching, model_name=cfg.reid.model, embedding_dim=dim)
+        return ThresholdLearning(settings, learning, settings_for, keep)
     if cfg.site is None:
         return IdentityEngine(settings)
     from edge.site.node import site_engine  # a site node only: ZeroMQ and the hub protocol

@@ -101,4 +101,12 @@ def _door(ax, polygon: Optional[np.ndarray], points: np.ndarray, colour: str, la
     if polygon is not None:
         closed = np.vstack([polygon, polygon[:1]])
         ax.plot(closed[:, 0], closed[:, 1], color=colour, lw=1.5)
-        ax.text(*polygon.mean(0), label, color=colour, fontsize=8, ha="center", weight="bold")
+        ax.text(
+            *polygon.mean(0),
+            label,
+            color=colour,
+            fontsize=8,
+            ha="center",
+            weight="bold",
+            bbox={"fc": "white", "alpha": 0.6, "lw": 0},
+        )

@@ -27,9 +27,9 @@ import numpy as np
 
 from core.embeddings import Embeddings, similarity, weighted_mean
 from core.model_card import PairStatistics, SimilarityStatistics, SwapStatistics
-from core.pair_statistics import COSINE_RESOLUTION, NoSeparation, check_separation, pair_statistics
+from core.pair_statistics import COSINE_RESOLUTION, NoSeparation, camera_centered, check_separation, pair_statistics
 
-__all__ = ["COSINE_RESOLUTION", "NoSeparation", "check_separation", "similarity_stats", "swap_stats"]
+__all__ = ["COSINE_RESOLUTION", "NoSeparation", "camera_centered", "check_separation", "similarity_stats", "swap_stats"]
 
 _FRAME = re.compile(r"_c\d+s\d+_(\d+)_")
 
@@ -47,19 +47,6 @@ def pseudo_tracklets(
             out_pid.append(pid)
             out_cam.append(cam)
     return Embeddings.concat(rows), np.array(out_pid), np.array(out_cam)
-
-
-def camera_centered(t: Embeddings, camids: np.ndarray) -> Embeddings:
-    """Each camera's mean pseudo-tracklet taken out, re-normalised: what the edge compares when
-    camera centering is on (``edge.identity.centering``; there the mean is learnt as the scene runs)."""
-    g = t.global_.copy()
-    parts = None if t.parts is None else t.parts.copy()
-    for cam in np.unique(camids):
-        rows = camids == cam
-        g[rows] -= g[rows].mean(0)
-        if parts is not None:
-            parts[rows] -= parts[rows].mean(0)
-    return Embeddings.normalized(g, parts, t.part_conf)
 
 
 def _pair_stats(
