@@ -117,7 +117,10 @@ def _exact_calibration(cfg: EdgeConfig, seed: int) -> dict:
 
 def clicked_calibration(cfg: EdgeConfig, seed: int, noise_px: float) -> dict:
     """Each camera calibrated as an installer does it: 4-8 marks on the visible floor, their floor
-    coordinates exact (a tape measure), their image points clicked with ``noise_px`` of error."""
+    coordinates exact (a tape measure), their image points clicked with ``noise_px`` of error. A
+    set that ``edge.calibrate`` refuses (reprojection error above 1 m) is clicked again, as an
+    installer would."""
+    from edge.identity.geometry import CalibrationError, solve_homography
 
     world = World(resolve_scene("demo", seed=seed))
     rng = np.random.default_rng(1000 + seed)
@@ -126,14 +129,18 @@ def clicked_calibration(cfg: EdgeConfig, seed: int, noise_px: float) -> dict:
         if cam.spec.name not in {c.id for c in cfg.cameras}:
             continue
         quad = np.asarray(cam.spec.ground_quad, np.float64)
-        k = int(rng.integers(4, 9))
-        u, v = rng.uniform(0.1, 0.9, size=(2, k))  # inside the visible floor, not on its edge
-        floor = ((1 - u) * (1 - v))[:, None] * quad[0] + (u * (1 - v))[:, None] * quad[1]
-        floor += (u * v)[:, None] * quad[2] + ((1 - u) * v)[:, None] * quad[3]
-        image = cam.project(floor) + rng.normal(scale=noise_px, size=(k, 2))
-        out[cam.spec.name] = CalibrationConfig(
-            image_points=image.round(1).tolist(), floor_points=floor.round(3).tolist()
-        )
+        for _ in range(100):
+            k = int(rng.integers(4, 9))
+            u, v = rng.uniform(0.1, 0.9, size=(2, k))  # inside the visible floor, not on its edge
+            floor = ((1 - u) * (1 - v))[:, None] * quad[0] + (u * (1 - v))[:, None] * quad[1]
+            floor += (u * v)[:, None] * quad[2] + ((1 - u) * v)[:, None] * quad[3]
+            image = (cam.project(floor) + rng.normal(scale=noise_px, size=(k, 2))).round(1)
+            try:
+                solve_homography(image, floor.round(3), cam.spec.name)
+            except CalibrationError:
+                continue
+            out[cam.spec.name] = CalibrationConfig(image_points=image.tolist(), floor_points=floor.round(3).tolist())
+            break
     return out
 
 
