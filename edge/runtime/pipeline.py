@@ -223,8 +223,6 @@ class EdgePipeline:
     def _absorb(self, req: EmbedRequest, crop: Embeddings, now: float) -> None:
         """One crop's embedding (one row, with parts for part-based models) into its tracklet."""
         t = req.tracklet
-        if self.site_similarity is not None:
-            self.site_similarity.add_crop(t.key, t.camera_id, crop)
         parts = part_conf = None
         if crop.parts is not None and crop.part_conf is not None:  # they come together
             parts, part_conf = crop.parts[0], crop.part_conf[0]
@@ -232,6 +230,8 @@ class EdgePipeline:
             # the tracker gave this id to someone else: a new tracklet from the next frame on
             self.trackers[t.camera_id].split(t.local_id)
             self.stats.swaps += 1
+        elif self.site_similarity is not None:  # a crop of someone else is no same-person evidence
+            self.site_similarity.add_crop(t.key, t.camera_id, crop)
 
     def _match(self, events: list[TrackEvent], now: float) -> list[IdentityMessage]:
         """Feed the identity engine this step's tracklets; sync global ids; turn decisions into events."""
