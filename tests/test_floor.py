@@ -174,4 +174,4 @@ def test_a_clicked_calibration_says_how_far_off_its_floor_may_be():
     assert spread.reprojection_error_m == pytest.approx(0.0, abs=1e-9)
     assert CLICK_ERROR_PX * 0.02 * 0.5 < spread.floor_error_m < CLICK_ERROR_PX * 0.02 * 5
     more = solve_homography(image + [[300, 250]], floor + [[6.0 + 0.5, 5.0]], "test", ransac_m=5.0)
-    assert more.floor_error_m >= more.reprojection_error_m > spread.floor_error_m
+    assert more.floor_error_m >= more.reprojection_error_m > 0.1  # the mis-click is seen
