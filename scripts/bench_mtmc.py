@@ -16,6 +16,8 @@ lockstep on all frames (``configs/cams.demo_eval.yaml`` with the seed set), then
 * ``learned_floor``: the learned transitions with the exact homographies;
 * ``site_threshold``: ``appearance`` with the model's stored statistics ignored: the threshold
   learned from the run's own footage (``matching.threshold: site``);
+* ``nothing_given``: ``learned`` with the threshold learned too, on the same learning day
+  (``matching.threshold: site``; the model's stored statistics ignored): nothing hand-given;
 * ``clicked``: homographies as a person makes them: from 4-8 floor marks per camera clicked with
   ``--click-noise`` px of error (seeded), solved by ``findHomography`` as ``edge.calibrate`` does;
 * ``offline`` (per mode): the same run's tracklets clustered at the end under the same rules,
@@ -61,6 +63,7 @@ MODES = (
     "learned_floor",
     "clicked",
     "site_threshold",
+    "nothing_given",
 )
 CLICK_NOISE_PX = 3.0
 LEARN_SEED = 31  # the learning recording's seed: neither tuned on nor reported
@@ -80,6 +83,8 @@ class ModeInputs:
 
     learned: Optional[tuple[list[TransitionWindow], dict]] = None  # transitions, calibration
     click_noise: float = CLICK_NOISE_PX
+    learned_site: Optional[tuple[list[TransitionWindow], dict]] = None  # the same, learned with the site's threshold
+    site_store: Optional[Path] = None  # that threshold
 
 
 def seed_config(base: EdgeConfig, seed: int, mode: str, mot_dir: Path, inputs: ModeInputs = ModeInputs()) -> EdgeConfig:
@@ -91,6 +96,11 @@ def seed_config(base: EdgeConfig, seed: int, mode: str, mot_dir: Path, inputs: M
     cfg.calibration = (base.calibration or _exact_calibration(cfg, seed)) if floor else {}
     if mode == "clicked":
         cfg.calibration = clicked_calibration(cfg, seed, inputs.click_noise)
+    if mode == "nothing_given":  # topology, plane and threshold all learned on the learning day
+        assert inputs.learned_site is not None and inputs.site_store is not None
+        cfg.matching.transitions, cfg.calibration = inputs.learned_site[0], dict(inputs.learned_site[1])
+        cfg.matching.threshold = "site"
+        cfg.matching.site_threshold.store = str(inputs.site_store)
     if mode == "site_threshold":
         cfg.matching.threshold = "site"
         cfg.matching.site_threshold.store = str(mot_dir.parent / "site_similarity.json")
@@ -232,18 +242,26 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def learn_demo_site(base: EdgeConfig, seed: int, out: Path) -> tuple[list[TransitionWindow], dict]:
+def learn_demo_site(
+    base: EdgeConfig, seed: int, out: Path, site_threshold: bool = False
+) -> tuple[list[TransitionWindow], dict]:
     """Run ``seed`` in ``nothing`` mode and learn the site's transitions from its tracklet log, as
     ``python -m edge.topology learn`` does (the site file and picture land in ``out/learned``).
-    Returns the transitions and the overlapping cameras' calibration."""
+    Returns the transitions and the overlapping cameras' calibration. With ``site_threshold`` the
+    run also learns the threshold from its footage (kept in ``out/learned_site``, what
+    ``nothing_given`` runs start from) and the topology is judged with it."""
     from edge.runtime.capture_loop import run_pipeline
     from edge.runtime.pipeline import EdgePipeline
     from edge.topology.learn import learn_site
     from edge.topology.picture import draw_topology
     from edge.topology.site_file import evidence_lines, write_site_file
 
-    mot = out / "learned" / f"seed{seed}" / "mot"
+    folder = out / ("learned_site" if site_threshold else "learned")
+    mot = folder / f"seed{seed}" / "mot"
     cfg = seed_config(base, seed, "nothing", mot)
+    if site_threshold:
+        cfg.matching.threshold = "site"
+        cfg.matching.site_threshold.store = str(folder / "site_similarity.json")
     for cam in cfg.cameras:  # a longer day: as many people a minute, over LEARN_MINUTES
         cam.source += f"&duration_s={60 * LEARN_MINUTES}&people={20 * LEARN_MINUTES}"
     pipeline = EdgePipeline(cfg, {c.id: 10.0 for c in cfg.cameras})
@@ -251,8 +269,8 @@ def learn_demo_site(base: EdgeConfig, seed: int, out: Path) -> tuple[list[Transi
     assert cfg.outputs.tracklet_log is not None
     widths = {cam.spec.name: float(cam.spec.width) for cam in World(resolve_scene("demo")).cameras}
     topology = learn_site(cfg.outputs.tracklet_log, pipeline.engine.cfg, widths=widths)
-    write_site_file(topology, out / "learned" / "site.yaml", None, cfg.outputs.tracklet_log)
-    draw_topology(topology, [c.id for c in cfg.cameras], out / "learned" / "site.png")
+    write_site_file(topology, folder / "site.yaml", None, cfg.outputs.tracklet_log)
+    draw_topology(topology, [c.id for c in cfg.cameras], folder / "site.png")
     print("\n".join(evidence_lines(topology)), flush=True)
     calibration = {c: CalibrationConfig(**e) for c, e in topology.calibration_entries().items()}
     return [TransitionWindow(**t) for t in topology.transitions()], calibration
@@ -291,10 +309,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     out, base = prepare(args)
     learned = learn_demo_site(base, args.learn_seed, out) if any(m.startswith("learned") for m in args.modes) else None
+    learned_site = learn_demo_site(base, args.learn_seed, out, True) if "nothing_given" in args.modes else None
     rows = []
     for seed in args.seeds:
         for mode in args.modes:
-            row = run_one(base, seed, mode, out, ModeInputs(learned, args.click_noise))
+            inputs = ModeInputs(learned, args.click_noise, learned_site, out / "learned_site" / "site_similarity.json")
+            row = run_one(base, seed, mode, out, inputs)
             rows.append(row)
             print(
                 f"seed {seed} {mode}: IDF1 {row['online']['IDF1']:.1f} "
