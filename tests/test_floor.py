@@ -147,9 +147,9 @@ def test_floor_gates_widen_with_the_calibrations_error():
     from edge.identity.geometry import FloorRules, FloorTrack, floor_evidence
 
     def track(x, error, times=(0.0, 0.5, 1.0, 1.5)):
-        t = FloorTrack(error_m=error)
+        t = FloorTrack()
         for s in times:
-            t.add(s, np.array([x, 0.0]))
+            t.add(s, np.array([x, 0.0]), error)
         return t
 
     rules = FloorRules()
@@ -163,9 +163,9 @@ def test_floor_gates_widen_with_the_calibrations_error():
 
 def test_a_clicked_calibration_says_how_far_off_its_floor_may_be():
     """Four clicked points fit a homography exactly, whatever their error: the floor error then
-    comes from what 3 px of clicking make of the fit around the marks (here 1 px = 2 cm, so a few
-    centimetres to some decimetres); a fifth point 0.5 m off makes the reprojection error large,
-    and it counts."""
+    comes from what 3 px of clicking make of the fit (here 1 px = 2 cm: a few centimetres to some
+    decimetres around the marks), and it grows far from them, where the fit swings; a fifth point
+    0.5 m off makes the reprojection error large, and it counts."""
     from edge.identity.geometry import CLICK_ERROR_PX, solve_homography
 
     image = [[100, 100], [500, 100], [500, 400], [100, 400]]
@@ -173,5 +173,7 @@ def test_a_clicked_calibration_says_how_far_off_its_floor_may_be():
     spread = solve_homography(image, floor, "test")
     assert spread.reprojection_error_m == pytest.approx(0.0, abs=1e-9)
     assert CLICK_ERROR_PX * 0.02 * 0.5 < spread.floor_error_m < CLICK_ERROR_PX * 0.02 * 5
+    near, far = spread.floor_error_at(np.array([[300.0, 250.0], [3000.0, 2500.0]]))
+    assert near <= spread.floor_error_m < far
     more = solve_homography(image + [[300, 250]], floor + [[6.0 + 0.5, 5.0]], "test", ransac_m=5.0)
     assert more.floor_error_m >= more.reprojection_error_m > 0.1  # the mis-click is seen

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Union
 
 import cv2
@@ -36,15 +36,34 @@ class Homography:
 
     H: np.ndarray  # [3, 3]
     reprojection_error_m: float = 0.0  # mean floor error over the calibration points (0 for a given matrix)
-    # how far off a floor position may be (metres): the reprojection error, or what CLICK_ERROR_PX of
-    # clicking error makes of the fit around the points (4 points fit exactly, whatever their error)
+    # how far off a floor position may be (metres) around the calibration points: the reprojection
+    # error, or what CLICK_ERROR_PX of clicking error makes of the fit there (4 points fit exactly,
+    # whatever their error); floor_error_at() says it for any image point
     floor_error_m: float = 0.0
+    draws: Optional[np.ndarray] = field(
+        default=None, repr=False, compare=False
+    )  # [K, 3, 3] refits under clicking noise
 
     def to_floor(self, points: np.ndarray) -> np.ndarray:
         """Image points [N, 2] -> floor points [N, 2] (metres)."""
         p = np.asarray(points, np.float64).reshape(-1, 2)
         q = np.c_[p, np.ones(len(p))] @ self.H.T
         return q[:, :2] / q[:, 2:3]
+
+    def floor_error_at(self, points: np.ndarray) -> np.ndarray:
+        """How far off the floor positions of image points [N, 2] may be (metres, [N]): the 90th
+        percentile of how far the refits under clicking noise put them, at least the reprojection
+        error. Far from the marks a fit of a few clicked points swings by metres: the floor rules
+        then give those positions that much room. 0 for a given matrix."""
+        p = np.asarray(points, np.float64).reshape(-1, 2)
+        if self.draws is None or not len(p):
+            return np.full(len(p), self.reprojection_error_m)
+        q = np.c_[p, np.ones(len(p))]
+        ref = self.to_floor(p)
+        moved = np.einsum("kij,nj->kni", self.draws, q)
+        moved = moved[..., :2] / moved[..., 2:3]
+        spread = np.percentile(np.linalg.norm(moved - ref[None], axis=2), 90, axis=0)
+        return np.maximum(spread, self.reprojection_error_m)
 
     def to_image(self, points: np.ndarray) -> np.ndarray:
         """Floor points [N, 2] -> image points [N, 2]."""
@@ -93,25 +112,21 @@ def solve_homography(
         raise CalibrationError(
             f"{where}: reprojection error {error:.2f} m is above {max_error_m} m: check the point pairs"
         )
-    return Homography(hom.H, error, max(error, clicking_error_m(hom, img, flr)))
+    solved = Homography(hom.H, error, draws=clicking_draws(img, flr))
+    outline = img.mean(0) + 1.5 * (img - img.mean(0))  # around the marks, where people walk too
+    return replace(solved, floor_error_m=float(solved.floor_error_at(outline).max()))
 
 
-def clicking_error_m(hom: Homography, image: np.ndarray, floor: np.ndarray, draws: int = 30) -> float:
-    """How far off the floor may be where people stand, from clicking error alone: the fit redone
-    with ``CLICK_ERROR_PX`` of noise on the clicked points (seeded: the same points, the same
-    answer), compared with it at the points' outline grown by half (people walk beyond the marks);
-    the 90th percentile of the differences. Points bunched in one corner of the floor give a fit that
-    swings far away from them, and a large error."""
+def clicking_draws(image: np.ndarray, floor: np.ndarray, draws: int = 30) -> np.ndarray:
+    """The fit redone ``draws`` times with ``CLICK_ERROR_PX`` of noise on the clicked image points
+    (seeded: the same points, the same answer): how the homography may swing, [K, 3, 3]."""
     rng = np.random.default_rng(0)
-    outline = image.mean(0) + 1.5 * (image - image.mean(0))
-    ref = hom.to_floor(outline)
-    moved = []
+    out = []
     for _ in range(draws):
         H, _ = cv2.findHomography(image + rng.normal(scale=CLICK_ERROR_PX, size=image.shape), floor, 0)
-        if H is None or not np.isfinite(H).all():
-            continue
-        moved.append(np.linalg.norm(Homography(H).to_floor(outline) - ref, axis=1))
-    return float(np.percentile(np.concatenate(moved), 90)) if moved else float("inf")
+        if H is not None and np.isfinite(H).all() and abs(H[2, 2]) > 1e-12:
+            out.append(H / H[2, 2])
+    return np.array(out).reshape(-1, 3, 3)
 
 
 def _collinear(points: np.ndarray) -> bool:
@@ -131,19 +146,29 @@ class FloorTrack:
     """Timed floor positions of one tracklet (the most recent ``maxlen`` samples)."""
 
     maxlen: int = 600
-    error_m: float = 0.0  # how far off its positions may be: its camera's calibration (Homography.floor_error_m)
     times: deque = field(default_factory=deque)
     points: deque = field(default_factory=deque)
+    errors: deque = field(default_factory=deque)  # how far off each position may be (Homography.floor_error_at)
 
     _arrays: Optional[tuple[np.ndarray, np.ndarray]] = field(default=None, repr=False, compare=False)
+    _errors: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
-    def add(self, t: float, xy: np.ndarray) -> None:
+    def add(self, t: float, xy: np.ndarray, error: float = 0.0) -> None:
         self.times.append(float(t))
         self.points.append((float(xy[0]), float(xy[1])))
+        self.errors.append(float(error))
         while len(self.times) > self.maxlen:
             self.times.popleft()
             self.points.popleft()
+            self.errors.popleft()
         self._arrays = None
+        self._errors = None
+
+    def error_array(self) -> np.ndarray:
+        """The positions' errors [N] (metres), as :meth:`arrays` orders them."""
+        if self._errors is None:
+            self._errors = np.fromiter(self.errors, float, len(self.errors))
+        return self._errors
 
     def __len__(self) -> int:
         return len(self.times)
@@ -185,9 +210,9 @@ def floor_evidence(a: FloorTrack, b: FloorTrack, rules: FloorRules) -> tuple[boo
 
     Overlapping in time: the median distance at common times decides: <= near_m gives +1, beyond
     far_m forbids, in between it falls linearly from +1 to -1. Apart in time: a gap walked faster
-    than ``max_speed_mps`` forbids; otherwise there is nothing to say (0). Every distance is widened
-    by the two tracks' calibration errors (``error_m``): one person seen through two calibrations
-    clicked by hand stands up to their sum apart.
+    than ``max_speed_mps`` forbids; otherwise there is nothing to say (0). Every distance is less
+    the two positions' calibration errors (``FloorTrack.errors``): one person seen through two
+    calibrations clicked by hand stands up to their sum apart.
     """
     if not len(a) or not len(b):
         return False, 0.0
@@ -199,17 +224,20 @@ def floor_evidence(a: FloorTrack, b: FloorTrack, rules: FloorRules) -> tuple[boo
         if common.sum() >= rules.min_common:
             t = ta[common]
             other = np.c_[np.interp(t, tb, pb[:, 0]), np.interp(t, tb, pb[:, 1])]
-            d = float(np.median(np.linalg.norm(pa[common] - other, axis=1))) - (a.error_m + b.error_m)
+            room = a.error_array()[common] + np.interp(t, tb, b.error_array())
+            d = float(np.median(np.linalg.norm(pa[common] - other, axis=1) - room))
             if d >= rules.far_m:
                 return True, -1.0
             if d <= rules.near_m:
                 return False, 1.0
             return False, float(1.0 - 2.0 * (d - rules.near_m) / (rules.far_m - rules.near_m))
         return False, 0.0
-    (t_end, p_end), (t_start, p_start) = (a.last, b.first) if ta[-1] < tb[0] else (b.last, a.first)
+    first, second = (a, b) if ta[-1] < tb[0] else (b, a)
+    (t_end, p_end), (t_start, p_start) = first.last, second.first
     gap = max(t_start - t_end, 1e-3)
     walked = float(np.linalg.norm(p_start - p_end))
-    return walked > rules.max_speed_mps * gap + rules.slack_m + a.error_m + b.error_m, 0.0
+    room = first.errors[-1] + second.errors[0]
+    return walked > rules.max_speed_mps * gap + rules.slack_m + room, 0.0
 
 
 def homography_from(calibration, where: str) -> Homography:

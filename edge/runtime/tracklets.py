@@ -225,11 +225,9 @@ class TrackletBook:
         requests: list[EmbedRequest] = []
         boxes = np.array([t.xyxy for t in tracks], np.float32).reshape(-1, 4)
         overlaps = overlap_fraction(boxes)
-        floor = (
-            self.homography.to_floor(np.array([foot_point(b) for b in boxes]).reshape(-1, 2))
-            if self.homography
-            else None
-        )
+        feet = np.array([foot_point(b) for b in boxes]).reshape(-1, 2)
+        floor = self.homography.to_floor(feet) if self.homography else None
+        floor_error = self.homography.floor_error_at(feet) if self.homography else None
         seen = set()
         for i, (track, overlap) in enumerate(zip(tracks, overlaps)):
             t = self.tracklets.get(track.local_id)
@@ -244,9 +242,7 @@ class TrackletBook:
                     track.xyxy,
                     track.conf,
                     first_xyxy=np.asarray(track.xyxy, np.float32).copy(),
-                    floor=FloorTrack(error_m=self.homography.floor_error_m)
-                    if self.homography and floor is not None
-                    else None,
+                    floor=FloorTrack() if floor is not None else None,
                 )
                 self.tracklets[track.local_id] = t
                 events.append(("new", t))
@@ -255,7 +251,7 @@ class TrackletBook:
             t.state = ACTIVE
             t.xyxy, t.conf, t.last_seen, t.last_frame = track.xyxy, track.conf, frame.timestamp, frame.index
             if floor is not None and t.floor is not None:  # a calibrated camera's tracklets all have one
-                t.floor.add(frame.timestamp, floor[i])
+                t.floor.add(frame.timestamp, floor[i], float(floor_error[i]) if floor_error is not None else 0.0)
             seen.add(track.local_id)
             if self.policy is not None and embed:
                 height = float(track.xyxy[3] - track.xyxy[1])
