@@ -75,8 +75,16 @@ def main(argv: list[str] | None = None) -> dict:
     cv2.imwrite(args.out, canvas)
     matrix = [[float(f"{v:.9g}") for v in row] for row in (h.H / h.H[2, 2])]
     print(yaml.safe_dump({"calibration": {args.camera: {"homography": matrix}}}, default_flow_style=None).strip())
-    print(f"# reprojection error {h.reprojection_error_m:.3f} m; grid drawn into {args.out}")
-    return {"homography": matrix, "reprojection_error_m": h.reprojection_error_m, "png": args.out}
+    print(
+        f"# reprojection error {h.reprojection_error_m:.3f} m, floor error near the marks {h.floor_error_m:.2f} m "
+        f"(3 px of clicking); grid drawn into {args.out}"
+    )
+    return {
+        "homography": matrix,
+        "reprojection_error_m": h.reprojection_error_m,
+        "floor_error_m": h.floor_error_m,
+        "png": args.out,
+    }
 
 
 if __name__ == "__main__":
