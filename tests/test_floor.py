@@ -166,7 +166,7 @@ def test_a_clicked_calibration_says_how_far_off_its_floor_may_be():
     comes from what 3 px of clicking make of the fit (here 1 px = 2 cm: a few centimetres to some
     decimetres around the marks), and it grows far from them, where the fit swings; a fifth point
     0.5 m off makes the reprojection error large, and it counts."""
-    from edge.identity.geometry import CLICK_ERROR_PX, solve_homography
+    from edge.identity.geometry import CLICK_ERROR_PX, CalibrationError, solve_homography
 
     image = [[100, 100], [500, 100], [500, 400], [100, 400]]
     floor = [[x * 0.02, y * 0.02] for x, y in image]
@@ -175,5 +175,8 @@ def test_a_clicked_calibration_says_how_far_off_its_floor_may_be():
     assert CLICK_ERROR_PX * 0.02 * 0.5 < spread.floor_error_m < CLICK_ERROR_PX * 0.02 * 5
     near, far = spread.floor_error_at(np.array([[300.0, 250.0], [3000.0, 2500.0]]))
     assert near <= spread.floor_error_m < far
+    corner = [[100, 100], [112, 100], [112, 109], [100, 109]]  # four marks bunched in a 12 px corner
+    with pytest.raises(CalibrationError, match=r"test: 3 px of clicking error moves the floor by .* spread the marks"):
+        solve_homography(corner, [[x * 0.05, y * 0.05] for x, y in corner], "test")
     more = solve_homography(image + [[300, 250]], floor + [[6.0 + 0.5, 5.0]], "test", ransac_m=5.0)
     assert more.floor_error_m >= more.reprojection_error_m > 0.1  # the mis-click is seen

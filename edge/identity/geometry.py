@@ -92,7 +92,8 @@ def solve_homography(
     """Image -> floor homography from >= 4 point pairs (OpenCV ``findHomography`` with RANSAC).
 
     Refused with one line naming ``where`` when there are fewer than 4 pairs, when the points are
-    (nearly) collinear, or when the mean reprojection error exceeds ``max_error_m``.
+    (nearly) collinear, when the mean reprojection error exceeds ``max_error_m``, or when clicking
+    error alone would move the floor by more than that around the points (marks bunched together).
     """
     img = np.asarray(image_points, np.float64).reshape(-1, 2)
     flr = np.asarray(floor_points, np.float64).reshape(-1, 2)
@@ -114,7 +115,13 @@ def solve_homography(
         )
     solved = Homography(hom.H, error, draws=clicking_draws(img, flr))
     outline = img.mean(0) + 1.5 * (img - img.mean(0))  # around the marks, where people walk too
-    return replace(solved, floor_error_m=float(solved.floor_error_at(outline).max()))
+    swing = float(solved.floor_error_at(outline).max())
+    if swing > max_error_m:  # the floor rules (0.8 m same place, 2 m two people) could say nothing
+        raise CalibrationError(
+            f"{where}: {CLICK_ERROR_PX:g} px of clicking error moves the floor by {swing:.2f} m around these "
+            f"points (above {max_error_m} m): spread the marks over the floor the camera sees"
+        )
+    return replace(solved, floor_error_m=swing)
 
 
 def clicking_draws(image: np.ndarray, floor: np.ndarray, draws: int = 30) -> np.ndarray:
