@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Optional, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -76,12 +76,17 @@ def defining_file(path: str | Path, dotted: str) -> Path:
     """The file of ``path``'s ``_BASE_`` chain whose own keys set ``dotted`` (the file itself when
     none does): where a relative path in that value is relative to."""
     path = Path(path).resolve()
+    return _setting_file(path, dotted) or path
+
+
+def _setting_file(path: Path, dotted: str) -> Optional[Path]:
+    """The file of ``path``'s chain whose own keys set ``dotted``, or None when none does."""
     data = _read_yaml(path)
     node: Any = data
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
             base_ref = data.get(BASE_KEY)
-            return defining_file(path.parent / base_ref, dotted) if base_ref is not None else path
+            return _setting_file((path.parent / base_ref).resolve(), dotted) if base_ref is not None else None
         node = node[part]
     return path
 

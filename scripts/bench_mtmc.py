@@ -101,9 +101,10 @@ def seed_config(base: EdgeConfig, seed: int, mode: str, mot_dir: Path, inputs: M
         cfg.matching.transitions, cfg.calibration = inputs.learned_site[0], dict(inputs.learned_site[1])
         cfg.matching.threshold = "site"
         cfg.matching.site_threshold.store = str(inputs.site_store)
-    if mode == "site_threshold":
+    if mode == "site_threshold":  # learned from this run's own footage: an earlier run's is not read
         cfg.matching.threshold = "site"
         cfg.matching.site_threshold.store = str(mot_dir.parent / "site_similarity.json")
+        Path(cfg.matching.site_threshold.store).unlink(missing_ok=True)
     if mode == "nothing":
         cfg.matching.transitions = []
     elif mode.startswith("learned"):
@@ -262,6 +263,7 @@ def learn_demo_site(
     if site_threshold:
         cfg.matching.threshold = "site"
         cfg.matching.site_threshold.store = str(folder / "site_similarity.json")
+        Path(cfg.matching.site_threshold.store).unlink(missing_ok=True)  # learned on this day, not an earlier
     for cam in cfg.cameras:  # a longer day: as many people a minute, over LEARN_MINUTES
         cam.source += f"&duration_s={60 * LEARN_MINUTES}&people={20 * LEARN_MINUTES}"
     pipeline = EdgePipeline(cfg, {c.id: 10.0 for c in cfg.cameras})

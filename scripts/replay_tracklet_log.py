@@ -28,7 +28,7 @@ from bench_mtmc import score, write_relabelled  # noqa: E402
 
 from edge.identity import IdentityEngine  # noqa: E402
 from edge.reid.factory import build_backend  # noqa: E402
-from edge.runtime.build import engine_settings  # noqa: E402
+from edge.runtime.build import TO_LEARN, engine_settings, threshold_source  # noqa: E402
 from edge.runtime.config import load_edge_config  # noqa: E402
 from edge.site.tracklet_log import replay_steps  # noqa: E402
 
@@ -37,7 +37,10 @@ def replay(run: Path, overrides: list[str]) -> dict:
     """The final identity of every tracklet when the log is replayed through this checkout's engine."""
     cfg = load_edge_config(run / "cams.yaml", overrides)
     assert cfg.reid is not None
-    engine = IdentityEngine(engine_settings(cfg, build_backend(cfg.reid), len(cfg.calibration)))
+    reid = build_backend(cfg.reid)
+    if threshold_source(cfg, reid)[0] == TO_LEARN:
+        raise SystemExit(f"{run / 'cams.yaml'}: no threshold to replay with (learned from the site, not stored)")
+    engine = IdentityEngine(engine_settings(cfg, reid, len(cfg.calibration)))
     final, now = {}, 0.0
     for now, step in replay_steps(run / "tracklets.jsonl.gz"):
         engine.update(step, now)

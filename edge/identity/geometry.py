@@ -124,16 +124,17 @@ def solve_homography(
     return replace(solved, floor_error_m=swing)
 
 
-def clicking_draws(image: np.ndarray, floor: np.ndarray, draws: int = 30) -> np.ndarray:
+def clicking_draws(image: np.ndarray, floor: np.ndarray, draws: int = 30) -> Optional[np.ndarray]:
     """The fit redone ``draws`` times with ``CLICK_ERROR_PX`` of noise on the clicked image points
-    (seeded: the same points, the same answer): how the homography may swing, [K, 3, 3]."""
+    (seeded: the same points, the same answer): how the homography may swing, [K, 3, 3] (None
+    when no refit succeeds)."""
     rng = np.random.default_rng(0)
     out = []
     for _ in range(draws):
         H, _ = cv2.findHomography(image + rng.normal(scale=CLICK_ERROR_PX, size=image.shape), floor, 0)
         if H is not None and np.isfinite(H).all() and abs(H[2, 2]) > 1e-12:
             out.append(H / H[2, 2])
-    return np.array(out).reshape(-1, 3, 3)
+    return np.array(out).reshape(-1, 3, 3) if out else None
 
 
 def _collinear(points: np.ndarray) -> bool:

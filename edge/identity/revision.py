@@ -208,7 +208,9 @@ class Revision(EngineState):
             if len(heirs) != 1:
                 continue
             heir = self.identities[next(iter(heirs))]
-            if any(self._refuses(p, heir) for p in pieces) or self.rules.spans_clash(heir, sealed, []):
+            if any(self._refuses(p, heir) for p in pieces) or self.rules.spans_clash(
+                heir, sealed, [self.records[k] for k in sorted(heir.members)]
+            ):
                 continue
             out.append(self._fold(gid, heir.global_id))
             owner.update({p.key: heir.global_id for p in pieces})

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,9 +60,17 @@ class SiteSimilarity:
         self.cameras: list[str] = []  # and its camera
         self.same: list[tuple[int, int]] = []  # pairs of indices into pseudo
         self.diff: list[tuple[int, int]] = []
+        self.closed = False
+
+    def close(self) -> None:
+        """The threshold is set: gather nothing more and let what was gathered go."""
+        self.closed = True
+        self.tracks, self.pseudo, self.cameras = {}, [], []
 
     def add_crop(self, key: Key, camera: str, crop: Embeddings) -> None:
-        """One crop (one row) of live tracklet ``key``."""
+        """One crop (one row) of live tracklet ``key`` (nothing once :meth:`close` d)."""
+        if self.closed:
+            return
         track = self.tracks.setdefault(key, _Track(camera))
         track.crops.append(crop)
         if len(track.crops) < self.crops_per_tracklet:
@@ -111,16 +120,23 @@ class SiteSimilarity:
         return out
 
     def _pairs(self, looks: Embeddings, label: str) -> PairStatistics:
-        same = [_cos(looks[i], looks[j]) for i, j in self.same]
-        diff = [_cos(looks[i], looks[j]) for i, j in self.diff]
-        return pair_statistics(np.array(same), np.array(diff), self.false_match_rate, label)
+        sim = similarity(looks, looks)
+        same, diff = np.array(self.same), np.array(self.diff)
+        return pair_statistics(sim[same[:, 0], same[:, 1]], sim[diff[:, 0], diff[:, 1]], self.false_match_rate, label)
 
 
 def store_statistics(path: Path, stats: SimilarityStatistics, model: str, false_match_rate: float) -> None:
     """Keep the site's statistics for the next start, with the model they belong to."""
     record = {"model_id": model, "false_match_rate": false_match_rate, "measured": time.strftime("%Y-%m-%d %H:%M")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**record, "statistics": stats}, indent=1))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps({**record, "statistics": stats}, indent=1))
+        os.replace(partial, path)  # a run killed mid-write leaves the old file, not half a new one
+    except OSError as exc:
+        log.error(
+            "matching: the learned statistics could not be kept in %s (%s): the next start learns again", path, exc
+        )
 
 
 def load_statistics(path: Path, model: str) -> Optional[dict[str, Any]]:
@@ -137,7 +153,3 @@ def load_statistics(path: Path, model: str) -> Optional[dict[str, Any]]:
         log.warning("%s: measured for %s, not %s: learning this model's again", path, record.get("model_id"), model)
         return None
     return record
-
-
-def _cos(a: Embeddings, b: Embeddings) -> float:
-    return float(similarity(a, b)[0, 0])

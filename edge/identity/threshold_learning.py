@@ -4,7 +4,9 @@ Until the footage has given enough same- and different-person pairs there is no 
 decide with, so nothing is decided: each step's summaries are kept. Once the statistics are in,
 an :class:`~edge.identity.engine.IdentityEngine` with the learned threshold and scale is made and
 the kept steps are replayed into it (the engine is deterministic: the decisions are the ones it
-would have made from the start with that threshold), and from then on it decides as usual. The
+would have made from the start with that threshold, but for the floor tracks, which are the live
+tracklets' own and show a kept step the samples that came after it), and from then on it decides
+as usual. The
 first identities therefore come in a burst after the learning time, with every tracklet seen
 meanwhile. A run that ends before then learns from what it has (and does not keep it: the next
 start learns again); with no pair at all every tracklet keeps an identity of its own, said in a
@@ -53,6 +55,7 @@ class ThresholdLearning:
         self._pending: list[tuple[float, list[TrackletSummary]]] = []
         self._said = -float("inf")
         self._refused: Optional[str] = None
+        self._retry_at = 0  # different-person pairs before the statistics are computed (again)
 
     @property
     def cfg(self) -> EngineSettings:
@@ -70,13 +73,14 @@ class ThresholdLearning:
         if self.engine is not None:
             return self.engine.update(summaries, now)
         self._pending.append((now, list(summaries)))
-        if self.similarity.ready:
+        if self.similarity.ready and len(self.similarity.diff) >= self._retry_at:
             try:
                 return self._start(self.similarity.statistics())
-            except ValueError as exc:  # the pairs do not separate: say it once, keep gathering
+            except ValueError as exc:  # the pairs do not separate: say it once, try again with a quarter more
                 if self._refused is None:
                     log.error("matching: no threshold from this site's footage: %s", exc)
                 self._refused = str(exc)
+                self._retry_at = int(1.25 * len(self.similarity.diff)) + 1
         if now - self._said >= PROGRESS_EVERY_S:
             self._said = now
             log.info("matching: learning the threshold from this site's footage: %s", self.similarity.progress())
@@ -101,6 +105,7 @@ class ThresholdLearning:
             )  # fmt: skip
             if self.learned is not None and self.similarity.ready:  # a threshold from too few pairs is not kept
                 self.learned(stats)
+        self.similarity.close()
         out: list[Decision] = []
         for now, step in self._pending:
             out += self.engine.update(step, now)

@@ -27,6 +27,8 @@ from edge.identity.threshold_learning import ThresholdLearning
 from edge.reid.base import ReIDBackend
 from edge.runtime.config import EdgeConfig
 
+TO_LEARN = "this site (to learn)"  # threshold_source(): no threshold yet, this site's footage will give it
+
 # The lines below have always been logged as the pipeline's: operators and tests read them so.
 log = logging.getLogger("edge.runtime.pipeline")
 
@@ -42,10 +44,11 @@ def engine_settings(cfg: EdgeConfig, reid: Optional[ReIDBackend], calibrated: in
         return replace(settings_from_config(cfg.matching.model_copy(update={"enabled": False}), None), min_embeddings=0)
     assert cfg.reid is not None  # the backend was built from it
     source, stats = threshold_source(cfg, reid)
-    if source == "this site (to learn)":
-        stats = {"threshold": 1.0, "diff_std": 1.0}  # the placeholder: nothing is decided with it
+    if source == TO_LEARN:
+        placeholder = {"threshold": 1.0, "diff_std": 1.0}  # nothing is decided with it
+        stats = {**placeholder, "centered": placeholder}
     settings = settings_from_config(cfg.matching, stats, cfg.reid.model, getattr(reid.meta, "embedding_dim", None))
-    if source == "this site (to learn)":
+    if source == TO_LEARN:
         log.info(
             "matching: the threshold will be learned from this site's footage, %d calibrated camera(s)", calibrated
         )
@@ -79,12 +82,12 @@ def threshold_source(cfg: EdgeConfig, reid: ReIDBackend) -> tuple[str, Optional[
     record = load_statistics(Path(store), model_id(cfg)) if store else None
     if record is not None:
         return f"this site ({store}, {record.get('measured', '?')})", record["statistics"]
-    return "this site (to learn)", None
+    return TO_LEARN, None
 
 
 def site_similarity(cfg: EdgeConfig, reid: Optional[ReIDBackend]) -> Optional[SiteSimilarity]:
     """The statistics to gather when the threshold is to be learned from this site's footage, else None."""
-    if reid is None or threshold_source(cfg, reid)[0] != "this site (to learn)":
+    if reid is None or threshold_source(cfg, reid)[0] != TO_LEARN:
         return None
     st = cfg.matching.site_threshold
     log.info("matching: no threshold from the config or the model: learning it from this site's footage")

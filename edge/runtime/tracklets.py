@@ -225,9 +225,10 @@ class TrackletBook:
         requests: list[EmbedRequest] = []
         boxes = np.array([t.xyxy for t in tracks], np.float32).reshape(-1, 4)
         overlaps = overlap_fraction(boxes)
-        feet = np.array([foot_point(b) for b in boxes]).reshape(-1, 2)
-        floor = self.homography.to_floor(feet) if self.homography else None
-        floor_error = self.homography.floor_error_at(feet) if self.homography else None
+        floor = floor_error = None
+        if self.homography:
+            feet = np.array([foot_point(b) for b in boxes]).reshape(-1, 2)
+            floor, floor_error = self.homography.to_floor(feet), self.homography.floor_error_at(feet)
         seen = set()
         for i, (track, overlap) in enumerate(zip(tracks, overlaps)):
             t = self.tracklets.get(track.local_id)
@@ -250,8 +251,8 @@ class TrackletBook:
                 events.append(("found", t))
             t.state = ACTIVE
             t.xyxy, t.conf, t.last_seen, t.last_frame = track.xyxy, track.conf, frame.timestamp, frame.index
-            if floor is not None and t.floor is not None:  # a calibrated camera's tracklets all have one
-                t.floor.add(frame.timestamp, floor[i], float(floor_error[i]) if floor_error is not None else 0.0)
+            if floor is not None and floor_error is not None and t.floor is not None:  # calibrated: all have one
+                t.floor.add(frame.timestamp, floor[i], float(floor_error[i]))
             seen.add(track.local_id)
             if self.policy is not None and embed:
                 height = float(track.xyxy[3] - track.xyxy[1])

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.identity.geometry import foot_point
 from edge.identity.records import Key, TrackletSummary
 from edge.site.mirror import Mirror
 from edge.wire.recording import RecordingWriter, read_recording
@@ -41,9 +42,7 @@ class TrackletLogWriter:
 
     def write(self, now: float, summaries: Iterable[TrackletSummary]) -> None:
         summaries = list(summaries)
-        items = [self._stream.wire(s) for s in summaries]
-        if not items:
-            return
+        items = [self._stream.wire(s) for s in summaries]  # a step with none is kept: the engine revises on it
         self._seq += 1
         self._recording.write(encode_tracklets(self._seq, now, items), now)
         for s in summaries:
@@ -97,6 +96,6 @@ def image_tracks(path: str | Path) -> dict[Key, np.ndarray]:
             track = rows.setdefault(s.key, [])
             if track and track[-1][0] >= s.last_seen:
                 continue
-            x0, y0, x1, y1 = (float(v) for v in s.last_box)
-            track.append((s.last_seen, (x0 + x1) / 2.0, y1, y1 - y0))
+            x, y = foot_point(s.last_box)
+            track.append((s.last_seen, float(x), float(y), float(s.last_box[3] - s.last_box[1])))
     return {k: np.array(v, np.float64) for k, v in rows.items()}

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def learn_command(args: argparse.Namespace) -> dict:
     from edge.reid.factory import build_backend
-    from edge.runtime.build import engine_settings
+    from edge.runtime.build import TO_LEARN, engine_settings, threshold_source
     from edge.runtime.config import load_edge_config
     from edge.site.tracklet_log import final_summaries
     from edge.topology.learn import learn_site
@@ -54,7 +54,13 @@ def learn_command(args: argparse.Namespace) -> dict:
         cfg = load_edge_config(args.cameras)
         if cfg.reid is None:
             raise ValueError(f"{args.cameras}: no reid section: the topology is learned from appearances")
-        settings = engine_settings(cfg, build_backend(cfg.reid), 0)
+        reid = build_backend(cfg.reid)
+        if threshold_source(cfg, reid)[0] == TO_LEARN:
+            raise ValueError(
+                f"{args.cameras}: no threshold yet (the model stores none and this site's is not learned): "
+                "run edge.run on the site once to learn it, or set matching.threshold"
+            )
+        settings = engine_settings(cfg, reid, 0)
         tracklets = final_summaries(args.log)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         fail(str(exc))
