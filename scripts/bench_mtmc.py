@@ -18,6 +18,8 @@ lockstep on all frames (``configs/cams.demo_eval.yaml`` with the seed set), then
   learned from the run's own footage (``matching.threshold: site``);
 * ``nothing_given``: ``learned`` with the threshold learned too, on the same learning day
   (``matching.threshold: site``; the model's stored statistics ignored): nothing hand-given;
+* ``online``: ``nothing``, and the topology learned while the engine runs (``matching.learn_topology``
+  every 60 s, matched with as it changes): meant for long days (``--minutes``), where walks come in;
 * ``clicked``: homographies as a person makes them: from 4-8 floor marks per camera clicked with
   ``--click-noise`` px of error (seeded), solved by ``findHomography`` as ``edge.calibrate`` does;
 * ``offline`` (per mode): the same run's tracklets clustered at the end under the same rules,
@@ -27,6 +29,7 @@ lockstep on all frames (``configs/cams.demo_eval.yaml`` with the seed set), then
   so the gap to it is what association loses, and what it misses is what tracking loses.
 
 Prints a table per seed and the means, and writes ``bench.json`` and ``bench.md`` into ``--out``.
+``--minutes M`` makes every seed a longer day of the same site (20 people a minute, as the demo).
 Seeds 5 and 11 were used to tune the engine; report others.
 """
 
@@ -64,16 +67,28 @@ MODES = (
     "clicked",
     "site_threshold",
     "nothing_given",
+    "online",
 )
 CLICK_NOISE_PX = 3.0
 LEARN_SEED = 31  # the learning recording's seed: neither tuned on nor reported
 LEARN_MINUTES = 5  # its length (the demo's 20 people a minute): one demo minute holds too few walks
+ONLINE_EVERY_S = 60.0  # the online mode learns its topology this often
 
 
-def ground_truth(seed: int, out: Path) -> Path:
-    gt = out / f"gt_seed{seed}"
+def day(minutes: Optional[int]) -> dict:
+    """The demo world's fields for a day of ``minutes`` (as many people a minute); {}: the demo's own."""
+    return {} if minutes is None else {"duration_s": 60.0 * minutes, "num_identities": 20 * minutes}
+
+
+def day_query(minutes: Optional[int]) -> str:
+    """The same as synthetic source query keys."""
+    return "" if minutes is None else f"&duration_s={60 * minutes}&people={20 * minutes}"
+
+
+def ground_truth(seed: int, out: Path, minutes: Optional[int] = None) -> Path:
+    gt = out / (f"gt_seed{seed}" + (f"_{minutes}min" if minutes else ""))
     if not (gt / "cam1" / "gt" / "gt_global.txt").is_file():
-        write_mot_ground_truth(World(resolve_scene("demo", seed=seed)), gt, progress=False)
+        write_mot_ground_truth(World(resolve_scene("demo", seed=seed, **day(minutes))), gt, progress=False)
     return gt
 
 
@@ -85,12 +100,13 @@ class ModeInputs:
     click_noise: float = CLICK_NOISE_PX
     learned_site: Optional[tuple[list[TransitionWindow], dict]] = None  # the same, learned with the site's threshold
     site_store: Optional[Path] = None  # that threshold
+    minutes: Optional[int] = None  # each seed a day this long (None: the demo's own)
 
 
 def seed_config(base: EdgeConfig, seed: int, mode: str, mot_dir: Path, inputs: ModeInputs = ModeInputs()) -> EdgeConfig:
     cfg = base.model_copy(deep=True)
     for cam in cfg.cameras:
-        cam.source = f"{cam.source.split('&seed=')[0]}&seed={seed}"
+        cam.source = f"{cam.source.split('&seed=')[0]}&seed={seed}{day_query(inputs.minutes)}"
         cam.realtime = False
     floor = mode in ("floor", "learned_floor")
     cfg.calibration = (base.calibration or _exact_calibration(cfg, seed)) if floor else {}
@@ -105,8 +121,11 @@ def seed_config(base: EdgeConfig, seed: int, mode: str, mot_dir: Path, inputs: M
         cfg.matching.threshold = "site"
         cfg.matching.site_threshold.store = str(mot_dir.parent / "site_similarity.json")
         Path(cfg.matching.site_threshold.store).unlink(missing_ok=True)
-    if mode == "nothing":
+    if mode in ("nothing", "online"):
         cfg.matching.transitions = []
+    if mode == "online":
+        learn = cfg.matching.learn_topology
+        learn.enabled, learn.every_s, learn.out = True, ONLINE_EVERY_S, str(mot_dir.parent / "site.learned.yaml")
     elif mode.startswith("learned"):
         learned = inputs.learned
         if learned is None:
@@ -191,7 +210,7 @@ def run_one(base: EdgeConfig, seed: int, mode: str, out: Path, inputs: ModeInput
     from edge.runtime.capture_loop import run_pipeline
     from edge.runtime.pipeline import EdgePipeline
 
-    gt = ground_truth(seed, out)
+    gt = ground_truth(seed, out, inputs.minutes)
     mot = out / f"seed{seed}" / mode / "mot"
     cfg = seed_config(base, seed, mode, mot, inputs)
     pipeline = EdgePipeline(cfg, {c.id: 10.0 for c in cfg.cameras})
@@ -214,6 +233,7 @@ def run_one(base: EdgeConfig, seed: int, mode: str, out: Path, inputs: ModeInput
         "fps_per_camera": round(frames / max(seconds, 1e-6) / max(len(cfg.cameras), 1), 1),
         "match_ms": report.get("latency_ms", {}).get("match", {}),
         **({"threshold": report["threshold"]} if "threshold" in report else {}),
+        **({"topology": report["topology"]} if "topology" in report else {}),
     }
 
 
@@ -265,7 +285,7 @@ def learn_demo_site(
         cfg.matching.site_threshold.store = str(folder / "site_similarity.json")
         Path(cfg.matching.site_threshold.store).unlink(missing_ok=True)  # learned on this day, not an earlier
     for cam in cfg.cameras:  # a longer day: as many people a minute, over LEARN_MINUTES
-        cam.source += f"&duration_s={60 * LEARN_MINUTES}&people={20 * LEARN_MINUTES}"
+        cam.source += day_query(LEARN_MINUTES)
     pipeline = EdgePipeline(cfg, {c.id: 10.0 for c in cfg.cameras})
     run_pipeline(cfg, pipeline=pipeline)
     assert cfg.outputs.tracklet_log is not None
@@ -305,6 +325,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench" / "mtmc"))
     parser.add_argument("--learn-seed", type=int, default=LEARN_SEED, help="the learned modes' learning recording")
     parser.add_argument("--click-noise", type=float, default=CLICK_NOISE_PX, help="px of error of clicked points")
+    parser.add_argument("--minutes", type=int, default=None, help="each seed a day this long (20 people a minute)")
     parser.add_argument(
         "overrides", nargs="*", help="KEY=VALUE overrides of the camera file, e.g. matching.merge_margin=1"
     )
@@ -315,7 +336,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for seed in args.seeds:
         for mode in args.modes:
-            inputs = ModeInputs(learned, args.click_noise, learned_site, out / "learned_site" / "site_similarity.json")
+            site_store = out / "learned_site" / "site_similarity.json"
+            inputs = ModeInputs(learned, args.click_noise, learned_site, site_store, args.minutes)
             row = run_one(base, seed, mode, out, inputs)
             rows.append(row)
             print(
@@ -325,7 +347,8 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{row['fps_per_camera']} fps/camera",
                 flush=True,
             )
-    result = {"config": args.config, "overrides": args.overrides, "seeds": args.seeds, "runs": rows}
+    result = {"config": args.config, "overrides": args.overrides, "seeds": args.seeds, "minutes": args.minutes}
+    result["runs"] = rows
     if learned is not None:
         result["learned"] = {
             "seed": args.learn_seed,

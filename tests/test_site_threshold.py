@@ -38,11 +38,16 @@ def scene(seed=0, people=24, seconds=60):
     return sorted(out, key=lambda r: (r[0], r[1])), looks
 
 
+def beside(crops, t, key, cam):
+    """The other tracklets of ``cam`` with a crop (a box) at time ``t``."""
+    return [k for s, k, c, _, _ in crops if s == t and c == cam and k != key]
+
+
 def test_the_threshold_is_the_different_person_quantile_of_pseudo_tracklets():
     crops, _ = scene()
     site = SiteSimilarity(false_match_rate=0.05, min_pairs=50)
-    for _, key, cam, _, c in crops:
-        site.add_crop(key, cam, c)
+    for t, key, cam, _, c in crops:
+        site.add_crop(key, cam, c, beside(crops, t, key, cam))
     assert site.ready, site.progress()
     stats = site.statistics()
     # the same pseudo-tracklets built with the labels: every pair of people of one camera at once
@@ -61,6 +66,26 @@ def test_the_threshold_is_the_different_person_quantile_of_pseudo_tracklets():
     assert stats["true_match_rate"] > 0.95
 
 
+def test_a_lost_track_and_the_new_track_on_its_person_are_no_different_person_pair():
+    """The tracker keeps a lost track live a few seconds; the new track that picks its person up
+    is seen with it, but not in one frame: no pair (it would be a same-person one among the
+    different-person cosines, at the top of them)."""
+    rng = np.random.default_rng(1)
+    look, other = rng.normal(size=(2, DIM)) / np.sqrt(DIM)
+    site = SiteSimilarity(min_pairs=1)
+    for t in range(8):  # track 1 on the person, track 2 on someone else, in the same frames
+        site.add_crop(("cam", 1), "cam", crop(look, rng), [("cam", 2)])
+        site.add_crop(("cam", 2), "cam", crop(other, rng), [("cam", 1)])
+    pairs = len(site.diff)
+    assert pairs > 0
+    for t in range(8):  # track 1 lost (not ended: no end()), track 3 picks its person up beside track 2
+        site.add_crop(("cam", 3), "cam", crop(look, rng), [("cam", 2)])
+        site.add_crop(("cam", 2), "cam", crop(other, rng), [("cam", 3)])
+    keys = {i: k for k, tr in site.tracks.items() for i in [tr.last]}
+    assert all(keys.get(a) != ("cam", 1) and keys.get(b) != ("cam", 1) for a, b in site.diff[pairs:])
+    assert len(site.diff) > pairs  # track 3 and track 2 do pair
+
+
 def summary(key, look, first, last, ended=False, n=3):
     return TrackletSummary(
         key[0], key[1], first, last, look, n, float(n),
@@ -76,7 +101,7 @@ def test_nothing_is_decided_until_the_threshold_is_learned_then_what_an_engine_w
     steps, out, first_decision = [], [], None
     caplog.set_level(logging.INFO, logger="edge.identity.site_similarity")
     for i, (t, key, cam, p, c) in enumerate(crops):
-        service.similarity.add_crop(key, cam, c)
+        service.similarity.add_crop(key, cam, c, beside(crops, t, key, cam))
         step = [summary((f"cam{2 + p % 2}", p), c, t - 1, t)]  # each person later seen elsewhere too
         steps.append((t, step))
         decided = service.update(step, t)

@@ -143,3 +143,53 @@ def test_a_known_cross_view_homography_and_ground_plane_are_recovered():
     floor = floor[:, :2] / floor[:, 2:]
     assert np.allclose(floor[:, 0], X, atol=0.05) and np.allclose(floor[:, 1], Z, rtol=0.01)
     assert ground_plane(np.column_stack([np.zeros(300), u, v, 200 - 0.1 * v]), width) is None  # taller up: no plane
+
+
+def test_while_running_the_link_is_learned_said_written_and_used_and_a_moved_window_said(tmp_path, caplog):
+    """Tracklets end one by one in scene time; the watch learns every 60 s. The A -> B link comes
+    once five walks are in, a line says so, the camera file is written and the engine decides with
+    it; walks that later take 20-30 s move the window, and that is said too."""
+    import logging
+
+    from edge.identity import IdentityEngine
+    from edge.identity.settings import transitions_from
+    from edge.topology.watch import TopologyWatch
+
+    settings = EngineSettings(threshold=0.5, scale=0.1)
+    early, _ = walks(n=20)
+    late, _ = walks(n=30, seed=1)
+    for s in late:  # the same walks 400 s later, taking 14 s longer to B
+        shift = 400.0 + (14.0 if s.camera == "B" else 0.0)
+        s.first_seen += shift
+        s.last_seen += shift
+    watch = TopologyWatch(every_s=60.0, out=tmp_path / "site.learned.yaml")
+    engine = IdentityEngine(settings)
+    caplog.set_level(logging.INFO, logger="edge.topology")
+    learned_at = []
+    for s in sorted(early + late, key=lambda s: s.last_seen):
+        watch.add([s])
+        topology = watch.step(s.last_seen, settings)
+        if topology is not None:
+            learned_at.append(s.last_seen)
+            engine.use_transitions(transitions_from(TransitionWindow(**t) for t in topology.transitions()))
+    assert "A -> B linked" in caplog.text and "A ~ C overlap" in caplog.text
+    assert "A -> B window now" in caplog.text, watch.said
+    assert learned_at[0] < 400 and len(learned_at) >= 2  # learned from the first walks, then changed
+    window = engine.cfg.transitions[("A", "B")]  # the engine decides with the latest: 20-24 s walks fit
+    assert window.min_s <= 20.0 and window.max_s >= 24.0 and engine.rules.cfg is engine.cfg
+    written = yaml.safe_load((tmp_path / "site.learned.yaml").read_text())
+    assert [t["from"] + t["to"] for t in written["matching"]["transitions"]] == ["AB"]
+    assert watch.report()["links"][0]["max_s"] == written["matching"]["transitions"][0]["max_s"]
+
+
+def test_a_site_node_learns_no_topology_said_in_one_line(tmp_path):
+    import pytest
+    from test_edge_run import cams_yaml
+
+    from core.configio import ConfigError
+    from edge.runtime.config import load_edge_config
+
+    cams = [{"id": "cam1", "source": "synthetic://demo?camera=cam1", "realtime": False}]
+    path = cams_yaml(tmp_path, cams, 56811, site={"node": "n1", "hub": "tcp://127.0.0.1:56812"})
+    with pytest.raises(ConfigError, match="a site node does not match; learn the topology on the hub"):
+        load_edge_config(path, ["matching.learn_topology.enabled=true"])

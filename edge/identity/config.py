@@ -61,6 +61,26 @@ class SiteThresholdConfig(StrictModel):
     min_pairs: int = Field(300, ge=10, description="different-person pairs gathered before the threshold is set")
 
 
+class TopologyLearningConfig(StrictModel):
+    """The camera topology learned while the engine runs (``edge/topology/watch.py``): from the
+    tracklets it has seen end, every ``every_s`` scene seconds, as ``python -m edge.topology learn``
+    learns it from a recording."""
+
+    enabled: bool = Field(False, description="keep learning the topology while the engine runs")
+    every_s: float = Field(300.0, gt=0, description="scene seconds between two learnings")
+    min_evidence: int = Field(5, ge=1, description="walks before a link is trusted")
+    keep: int = Field(5000, ge=10, description="the latest ended tracklets learned from")
+    use: bool = Field(
+        True,
+        description="match with the learned transitions when the camera file gives none (else only said and written)",
+    )
+    out: Optional[str] = Field(
+        "site.learned.yaml",
+        description="camera file rewritten when the learned topology changes (relative to the camera file; "
+        "null: not written)",
+    )
+
+
 class MatchingConfig(StrictModel):
     """The identity engine (``edge/identity``): thresholds, evidence weights, the revision window.
 
@@ -77,6 +97,9 @@ class MatchingConfig(StrictModel):
     )
     site_threshold: SiteThresholdConfig = Field(
         default_factory=SiteThresholdConfig, description="learning the threshold from this site's footage"
+    )
+    learn_topology: TopologyLearningConfig = Field(
+        default_factory=TopologyLearningConfig, description="learning the camera topology while the engine runs"
     )
     scale: Optional[float] = Field(
         None,

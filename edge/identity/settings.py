@@ -7,7 +7,7 @@ changed here changes both (see that class for what each setting means to a user)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -17,7 +17,7 @@ from edge.identity.geometry import FloorRules
 from edge.identity.topology import Transition
 
 if TYPE_CHECKING:
-    from edge.identity.config import MatchingConfig
+    from edge.identity.config import MatchingConfig, TransitionWindow
 
 
 @dataclass(frozen=True)
@@ -97,13 +97,18 @@ def settings_from_config(
         appearance_veto=cfg.appearance_veto,
         merge_margin=cfg.merge_margin,
         reassign_margin=cfg.reassign_margin,
-        transitions={(t.src, t.dst): Transition.build(t.min_s, t.max_s, t.exit, t.entry) for t in cfg.transitions},
+        transitions=transitions_from(cfg.transitions),
         floor=FloorRules(near_m=cfg.same_place_m, far_m=cfg.different_place_m, max_speed_mps=cfg.max_speed_mps),
         centering=bool(centering and cfg.enabled),
         center_prior=prior,
         center_prior_parts=_array((model_similarity or {}).get("part_mean")),
         center_prior_weight=cfg.centering_prior_weight,
     )
+
+
+def transitions_from(windows: Iterable[TransitionWindow]) -> dict[tuple[str, str], Transition]:
+    """The engine's transitions from the camera file's ``matching.transitions`` entries."""
+    return {(t.src, t.dst): Transition.build(t.min_s, t.max_s, t.exit, t.entry) for t in windows}
 
 
 def _array(values: Any) -> Optional[np.ndarray]:

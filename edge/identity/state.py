@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Optional
 
 import numpy as np
@@ -24,6 +25,7 @@ from edge.identity.geometry import FloorTrack
 from edge.identity.records import Decision, DecisionKind, Identity, Key, TrackletSummary
 from edge.identity.rules import FORBIDDEN, Rules
 from edge.identity.settings import EngineSettings
+from edge.identity.topology import Transition
 
 MAX_SPANS = 8  # final tracklets' time spans remembered per identity and camera
 
@@ -55,6 +57,12 @@ class EngineState:
 
     def __len__(self) -> int:
         return len(self.identities)
+
+    def use_transitions(self, transitions: dict[tuple[str, str], Transition]) -> None:
+        """Decide from now on with these camera transitions (a topology learned while running,
+        ``edge/topology/watch.py``); what was decided stands."""
+        self.cfg = replace(self.cfg, transitions=transitions)
+        self.rules = Rules(self.cfg)
 
     def _candidate_identities(self, waiting: list[TrackletSummary]) -> list[Identity]:
         """Identities worth scoring for ``waiting``: all of them, or what ``candidates`` proposes

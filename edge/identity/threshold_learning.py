@@ -25,6 +25,7 @@ from edge.identity.engine import IdentityEngine
 from edge.identity.records import Decision, Identity, Key, TrackletSummary
 from edge.identity.settings import EngineSettings
 from edge.identity.site_similarity import SiteSimilarity
+from edge.identity.topology import Transition
 
 log = logging.getLogger("edge.identity.site_similarity")
 
@@ -111,6 +112,11 @@ class ThresholdLearning:
             out += self.engine.update(step, now)
         self._pending = []
         return out
+
+    def use_transitions(self, transitions: dict[tuple[str, str], Transition]) -> None:
+        """The learned engine's (a topology is only learned once the threshold is)."""
+        assert self.engine is not None, "the topology is learned with a threshold"
+        self.engine.use_transitions(transitions)
 
     def global_id(self, key: Key) -> Optional[int]:
         return self.engine.global_id(key) if self.engine is not None else None

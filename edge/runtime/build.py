@@ -26,6 +26,7 @@ from edge.identity.site_similarity import SiteSimilarity, load_statistics, store
 from edge.identity.threshold_learning import ThresholdLearning
 from edge.reid.base import ReIDBackend
 from edge.runtime.config import EdgeConfig
+from edge.topology.watch import TopologyWatch
 
 TO_LEARN = "this site (to learn)"  # threshold_source(): no threshold yet, this site's footage will give it
 
@@ -92,6 +93,22 @@ def site_similarity(cfg: EdgeConfig, reid: Optional[ReIDBackend]) -> Optional[Si
     st = cfg.matching.site_threshold
     log.info("matching: no threshold from the config or the model: learning it from this site's footage")
     return SiteSimilarity(st.false_match_rate, st.min_pairs)
+
+
+def topology_watch(cfg: EdgeConfig, reid: Optional[ReIDBackend]) -> Optional[TopologyWatch]:
+    """The topology learned while the engine runs (``matching.learn_topology``), else None."""
+    learn = cfg.matching.learn_topology
+    if not learn.enabled or reid is None:
+        return None
+    live = any(c.realtime for c in cfg.cameras)  # a lockstep run learns in its step: the same each time
+    use = learn.use and not cfg.matching.transitions
+    log.info(
+        "topology: learned every %g s from the latest %d ended tracklets%s%s", learn.every_s, learn.keep,
+        ", matched with" if use else " (the camera file's transitions are matched with)",
+        f", written to {learn.out}" if learn.out else "",
+    )  # fmt: skip
+    out = Path(learn.out) if learn.out else None
+    return TopologyWatch(learn.every_s, learn.min_evidence, learn.keep, out, cfg.file, background=live)
 
 
 def model_id(cfg: EdgeConfig) -> str:

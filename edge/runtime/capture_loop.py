@@ -122,6 +122,8 @@ def run_pipeline(
             _site_report(pipeline, report)
         else:
             report.update(pipeline.engine.report())  # a threshold learned from the site says so
+            if pipeline.topology_watch is not None:
+                report["topology"] = pipeline.topology_watch.report()
     return report
 
 

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from core.configio import ConfigError, StrictModel, defining_file, load_config
 from core.detector_card import sidecar_path
@@ -230,6 +230,12 @@ class EdgeConfig(StrictModel):
     site: Optional[SiteConfig] = Field(
         None, description="send tracklets to a site hub instead of matching locally (edge/site)"
     )
+    _file: Optional[Path] = PrivateAttr(None)  # the camera file it was read from (a learned file's _BASE_)
+
+    @property
+    def file(self) -> Optional[Path]:
+        """The camera file this config was read from (None: built in code)."""
+        return self._file
 
     @field_validator("cameras")
     @classmethod
@@ -326,8 +332,18 @@ def load_edge_config(path: str | Path, overrides: list[str] | tuple[str, ...] = 
             homography_from(calibration, f"calibration.{cam_id}")
         except CalibrationError as exc:
             raise ConfigError(f"{path}: {exc}") from None
+    cfg._file = path
     store = cfg.matching.site_threshold.store
     cfg.matching.site_threshold.store = _resolve(base_for("matching.site_threshold.store"), store)
+    learned = cfg.matching.learn_topology
+    if learned.enabled:
+        if cfg.site is not None:
+            raise ConfigError(
+                f"{path}: matching.learn_topology: a site node does not match; learn the topology on the hub "
+                "or from a recording (python -m edge.topology learn)"
+            )
+        learned.out = _resolve(base_for("matching.learn_topology.out"), learned.out)
+        _check_writable(learned.out, "matching.learn_topology.out", path, folder=False)
     for key in ("mot_dir", "video_dir", "floor_map", "tracklet_log"):
         setattr(cfg.outputs, key, _resolve(base_for(f"outputs.{key}"), getattr(cfg.outputs, key)))
         _check_writable(getattr(cfg.outputs, key), f"outputs.{key}", path, folder=key in ("mot_dir", "video_dir"))

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Optional
+from typing import Optional, Union, cast
 
 import numpy as np
 
 from core.embeddings import Embeddings
 from edge.identity import Decision, homography_from
-from edge.identity.records import Key
+from edge.identity.config import TransitionWindow
+from edge.identity.engine import IdentityEngine
+from edge.identity.records import Key, TrackletSummary
+from edge.identity.settings import transitions_from
+from edge.identity.threshold_learning import ThresholdLearning
 from edge.reid.base import ReIDBackend
 from edge.reid.factory import build_backend
 from edge.runtime import build
@@ -76,6 +80,8 @@ class EdgePipeline:
         self.swap_below = build.swap_below(cfg, self.reid)
         self.site_similarity = build.site_similarity(cfg, self.reid)  # None unless the threshold is to be learned
         self.engine = build.identity_service(cfg, self.reid, settings, self._describe, self.site_similarity)
+        self.topology_watch = build.topology_watch(cfg, self.reid)  # None unless learned while running
+        self.use_learned_topology = cfg.matching.learn_topology.use and not cfg.matching.transitions
         # a site node's global MOT rows: all, and those with provisional ids (decided while the hub was away)
         self.site_rows = [0, 0]
         self._closing: dict[Key, Tracklet] = {}  # ended tracklets whose identity may still change
@@ -231,7 +237,8 @@ class EdgePipeline:
             self.trackers[t.camera_id].split(t.local_id)
             self.stats.swaps += 1
         elif self.site_similarity is not None:  # a crop of someone else is no same-person evidence
-            self.site_similarity.add_crop(t.key, t.camera_id, crop)
+            beside = [o.key for o in self.books[t.camera_id].tracklets.values() if o.last_seen == now and o is not t]
+            self.site_similarity.add_crop(t.key, t.camera_id, crop, beside)
 
     def _match(self, events: list[TrackEvent], now: float) -> list[IdentityMessage]:
         """Feed the identity engine this step's tracklets; sync global ids; turn decisions into events."""
@@ -248,11 +255,24 @@ class EdgePipeline:
         if self.tracklet_log is not None:
             self.tracklet_log.call(ALL_CAMERAS, self.tracklet_log.output.write, now, summaries)
         decisions = self.engine.update(summaries, now)
+        if self.topology_watch is not None:
+            self._learn_topology(summaries[len(live) :], now)
         for t in (*live, *self._closing.values()):
             t.global_id = self.engine.global_id(t.key)
         out = [self._decision_message(d) for d in decisions]
         self._write_final()
         return out
+
+    def _learn_topology(self, ended: list[TrackletSummary], now: float) -> None:
+        """Ended tracklets to the topology watch; a learned topology that changed to the engine."""
+        assert self.topology_watch is not None
+        self.topology_watch.add(ended)
+        engine = cast(Union[IdentityEngine, ThresholdLearning], self.engine)  # a site node learns none
+        if isinstance(engine, ThresholdLearning) and engine.engine is None:
+            return  # nothing is confident before there is a threshold
+        learned = self.topology_watch.step(now, engine.cfg)
+        if learned is not None and self.use_learned_topology:
+            engine.use_transitions(transitions_from(TransitionWindow.model_validate(t) for t in learned.transitions()))
 
     def _describe(self, key: Key) -> tuple[float, int]:
         """Detection score and frame of a tracklet (what the site hub's events show)."""
@@ -317,6 +337,8 @@ class EdgePipeline:
         identity_events += [self._decision_message(d) for d in self.engine.flush(self._now)]
         self._write_final()
         self.engine.close()  # a site node's link to the hub
+        if self.topology_watch is not None:
+            self.topology_watch.close()
         if self.broadcast is not None:
             self.broadcast.close(events, identity_events)
         if self.mot is not None:
