@@ -73,12 +73,12 @@ def test_a_lost_track_and_the_new_track_on_its_person_are_no_different_person_pa
     rng = np.random.default_rng(1)
     look, other = rng.normal(size=(2, DIM)) / np.sqrt(DIM)
     site = SiteSimilarity(min_pairs=1)
-    for t in range(8):  # track 1 on the person, track 2 on someone else, in the same frames
+    for _ in range(8):  # track 1 on the person, track 2 on someone else, in the same frames
         site.add_crop(("cam", 1), "cam", crop(look, rng), [("cam", 2)])
         site.add_crop(("cam", 2), "cam", crop(other, rng), [("cam", 1)])
     pairs = len(site.diff)
     assert pairs > 0
-    for t in range(8):  # track 1 lost (not ended: no end()), track 3 picks its person up beside track 2
+    for _ in range(8):  # track 1 lost (not ended: no end()), track 3 picks its person up beside track 2
         site.add_crop(("cam", 3), "cam", crop(look, rng), [("cam", 2)])
         site.add_crop(("cam", 2), "cam", crop(other, rng), [("cam", 3)])
     keys = {i: k for k, tr in site.tracks.items() for i in [tr.last]}
