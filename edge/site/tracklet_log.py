@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -53,28 +54,56 @@ class TrackletLogWriter:
         self._recording.close()
 
 
-def replay_steps(path: str | Path) -> Iterator[tuple[float, list[TrackletSummary]]]:
-    """``(scene time, summaries)`` of every logged step, rebuilt as the engine was given them."""
-    mirror = Mirror()
-    dim = None
-    for _, parts in read_recording(path):
-        try:
-            if dim is None:
-                hello = decode(parts, ("hello",))
-                dim = int(hello.header["embedding_dim"])
-                mirror.new_session(list(hello.header["cameras"]))
-                continue
-            now, items = decode_tracklets(decode(parts, ("summaries",)), dim)
-        except (ProtocolError, KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: not a tracklet log ({exc})") from None
+class StepReader:
+    """Summaries messages in, the engine's steps out: one mirror over every node session's tracklets
+    (a tracklet log's one, or a region stream's many). Each session starts with its ``hello``; a
+    message whose ``seq`` is not above its session's last is a duplicate and gives no step."""
+
+    def __init__(self) -> None:
+        self.mirror = Mirror()
+        self.dims: dict[tuple[str, str], int] = {}
+        self.last_seq: dict[tuple[str, str], int] = {}
+
+    def read(self, parts: list[bytes], node: str, session: str) -> Optional[tuple[float, list[TrackletSummary]]]:
+        """``(scene time, summaries)`` of a ``summaries`` message, None for a ``hello``, ``bye`` or a
+        duplicate; :class:`ProtocolError` for what is not the site protocol or comes before its hello."""
+        msg = decode(parts, ("hello", "summaries", "bye"))
+        if msg.kind == "hello":
+            self.dims[(node, session)] = int(msg.header["embedding_dim"])
+            self.mirror.new_session(list(msg.header["cameras"]))
+            return None
+        dim = self.dims.get((node, session))
+        if dim is None:
+            raise ProtocolError(f"{msg.kind} of node {node} session {session} before its hello")
+        if msg.kind == "bye":
+            return None
+        seq = msg.header.get("seq")
+        if not isinstance(seq, int) or seq <= self.last_seq.get((node, session), 0):
+            return None
+        self.last_seq[(node, session)] = seq
+        now, items = decode_tracklets(msg, dim)
         step = []
         for w in items:
-            t, _ = mirror.absorb(*LOG_SESSION, w, False)
+            t, _ = self.mirror.absorb(node, session, w, False)
             step.append(t.summary())
             if w.ended:
-                mirror.forget(t)
-        yield now, step
-    if dim is None:
+                self.mirror.forget(t)
+        return now, step
+
+
+def replay_steps(path: str | Path) -> Iterator[tuple[float, list[TrackletSummary]]]:
+    """``(scene time, summaries)`` of every logged step, rebuilt as the engine was given them."""
+    reader = StepReader()
+    for _, parts in read_recording(path):
+        try:
+            step = reader.read(parts, *LOG_SESSION)
+            if not reader.dims:
+                raise ProtocolError("the first message is no hello")
+        except (ProtocolError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: not a tracklet log ({exc})") from None
+        if step is not None:
+            yield step
+    if not reader.dims:
         raise ValueError(f"{path}: empty tracklet log")
 
 

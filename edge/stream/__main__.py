@@ -1,0 +1,138 @@
+"""``python -m edge.stream server | hub | publish``: the site on NATS JetStream (docs/site.md).
+
+    python -m edge.stream server --store runs/nats [--cluster 3] [--port 4222]
+    python -m edge.stream hub --config hub.yaml --region hall --servers nats://127.0.0.1:4222 [--name hub-a]
+    python -m edge.stream publish --log day1.jsonl.gz --region hall --node node1 --servers nats://127.0.0.1:4222
+
+``server`` runs the real nats-server binary (one, or a cluster on loopback) until Ctrl-C.
+``hub`` runs a region's hub (the active one, or a standby when another holds the lease) with the
+hub YAML's model and matching. ``publish`` sends a tracklet log (``outputs.tracklet_log``) into a
+region's stream as a node would, at the pace it was recorded (``--pace``) or at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import socket
+import sys
+import time
+import uuid
+
+from core.cli import fail, setup_console_logging, stop_on_signals
+
+log = logging.getLogger("edge.stream")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="python -m edge.stream", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    server = sub.add_parser("server", help="run nats-server (JetStream) on loopback")
+    server.add_argument("--store", required=True, help="folder for the streams' files")
+    server.add_argument("--port", type=int, default=4222)
+    server.add_argument("--cluster", type=int, default=1, help="servers in the cluster (ports --port, +1, ...)")
+    hub = sub.add_parser("hub", help="a region's hub (active or standby)")
+    hub.add_argument("--config", required=True, help="hub YAML (reid_model, matching; see configs/site.demo/hub.yaml)")
+    _stream_args(hub)
+    hub.add_argument("--name", default=None, help="this hub's name (default: host and a random suffix)")
+    hub.add_argument("--lease-s", type=float, default=None, help="an active hub silent this long is replaced (2)")
+    hub.add_argument("--report", default=None, help="write the final stats as JSON here")
+    publish = sub.add_parser("publish", help="send a tracklet log into a region's stream as a node")
+    publish.add_argument("--log", required=True, help="a tracklet log (outputs.tracklet_log of edge.run)")
+    publish.add_argument("--node", required=True, help="the node's name")
+    publish.add_argument("--pace", type=float, default=0.0, help="seconds between messages (0: at once)")
+    _stream_args(publish)
+    args = parser.parse_args(argv)
+    setup_console_logging()
+    return {"server": _server, "hub": _hub, "publish": _publish}[args.command](args)
+
+
+def _stream_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--region", required=True, help="the region (cameras people walk between)")
+    p.add_argument("--servers", required=True, help="comma-separated NATS URLs")
+    p.add_argument("--replicas", type=int, default=1, help="copies of each stream (3 on a 3-server cluster)")
+
+
+def _server(args: argparse.Namespace) -> dict:
+    from edge.stream.server import NatsServer, ServerError, cluster
+
+    servers = cluster(args.cluster, args.port, args.store) if args.cluster > 1 else [NatsServer(args.port, args.store)]
+    stop = stop_on_signals()
+    try:
+        for s in servers:
+            s.start()
+    except ServerError as exc:
+        for s in servers:
+            s.stop()
+        fail(str(exc))
+    print("nats-server with JetStream: " + ",".join(s.url for s in servers), flush=True)
+    stop.wait()
+    for s in servers:
+        s.stop()
+    return {"servers": [s.url for s in servers]}
+
+
+def _hub(args: argparse.Namespace) -> dict:
+    from core.configio import ConfigError
+    from core.model_card import read_onnx_metadata
+    from edge.identity.settings import settings_from_config
+    from edge.site.hub_config import load_hub_config
+    from edge.stream.names import Region
+    from edge.stream.region_hub import LEASE_S, RegionHub
+
+    try:
+        cfg = load_hub_config(args.config)
+        region = Region(args.region)
+    except (ConfigError, ValueError) as exc:
+        fail(str(exc))
+    meta = read_onnx_metadata(cfg.reid_model)
+    if meta is None or not meta.embedding_dim:
+        fail(f"{cfg.reid_model}: no clipreid-edge metadata (embedding size unknown)")
+    settings = settings_from_config(cfg.matching, meta.similarity, cfg.reid_model, int(meta.embedding_dim))
+    name = args.name or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    hub = RegionHub(args.servers.split(","), region, settings, name, args.lease_s or LEASE_S, args.replicas)
+    report = hub.run(stop_on_signals())
+    log.info("stream: hub %s stopped: %s", name, json.dumps(report))
+    if args.report:
+        with open(args.report, "w") as f:
+            json.dump(report, f, indent=1)
+    return report
+
+
+def _publish(args: argparse.Namespace) -> dict:
+    from edge.stream.names import Region
+    from edge.stream.publisher import SummaryPublisher
+    from edge.wire.recording import read_recording
+
+    try:
+        region = Region(args.region)
+        messages = [parts for _, parts in read_recording(args.log)]
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    publisher = SummaryPublisher(
+        args.servers.split(","), region, args.node, uuid.uuid4().hex[:12], replicas=args.replicas
+    )
+    stop = stop_on_signals()
+    for i, parts in enumerate(messages):
+        if stop.is_set():
+            break
+        publisher.send(parts)
+        if args.pace:
+            time.sleep(args.pace)
+        if i % 200 == 0:
+            log.info("stream: %d/%d messages sent, %s", i, len(messages), json.dumps(publisher.stats()))
+    done = publisher.flush(timeout_s=600.0)
+    stats = publisher.stats()
+    publisher.close(timeout_s=0.0)
+    print(json.dumps({"messages": len(messages), **stats}), flush=True)
+    if not done:
+        fail(f"{stats['buffered']} messages not in the stream after 10 minutes")
+    return stats
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

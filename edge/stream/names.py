@@ -1,0 +1,43 @@
+"""Where a region's messages live: its streams, subjects and lease.
+
+A region is a set of cameras people walk between (a site may have several, each with its own
+hub). Its summaries stream holds every node's summaries messages (subject per node), its decision
+stream the decisions its active hub published (one message per engine step that decided
+something, or ended tracklets). The lease bucket holds one key per region: the active hub's name,
+kept alive by the hub and gone when it stops renewing it (the bucket's time to live).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+LEASE_BUCKET = "clipreid_leases"
+NODE_HEADER = "Clipreid-Node"  # the node and its session (a restarted node starts a new one)
+SESSION_HEADER = "Clipreid-Session"
+STEP_HEADER = "Clipreid-Step"  # on a decision message: the summaries stream position it decided at
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"region {self.name!r}: letters, digits, '-' and '_' only")
+
+    @property
+    def summaries_stream(self) -> str:
+        return f"CLIPREID_{self.name.upper().replace('-', '_')}_SUMMARIES"
+
+    @property
+    def decisions_stream(self) -> str:
+        return f"CLIPREID_{self.name.upper().replace('-', '_')}_DECISIONS"
+
+    def summaries_subject(self, node: str = "*") -> str:
+        return f"clipreid.{self.name}.summaries.{node}"
+
+    @property
+    def decisions_subject(self) -> str:
+        return f"clipreid.{self.name}.decisions"

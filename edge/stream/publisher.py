@@ -1,0 +1,159 @@
+"""A node's summaries messages into its region's stream: nothing lost, nothing twice.
+
+Each message gets an id (node, session, its number) that the server remembers for the stream's
+duplicate window, and a region hub drops a message whose site-protocol ``seq`` it already had
+(:class:`~edge.site.tracklet_log.StepReader`), so a message sent again after a lost
+acknowledgement is stored and decided once. Messages wait in a bounded buffer, in order, until the
+stream has acknowledged them: while the link is down the node keeps running (its own engine
+decides, ``edge/site/node.py``) and the buffer fills; when it is back they go out in order. A
+buffer that reaches ``max_buffered`` drops its oldest message and counts it (a node cut off longer
+than the bound allows loses its oldest summaries, said in its stats).
+
+Callers are synchronous (the edge pipeline); the NATS client runs on its own asyncio thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, Optional
+
+from edge.stream.frames import pack
+from edge.stream.names import NODE_HEADER, SESSION_HEADER, Region
+from edge.stream.streams import connect, ensure_streams
+
+log = logging.getLogger("edge.stream")
+
+MAX_BUFFERED = 200_000  # ~33 minutes of a node sending 100 messages a second
+RETRY_S = 0.25
+
+
+class SummaryPublisher:
+    """``send(frames)`` queues one site-protocol message for the region's stream (see the module docstring)."""
+
+    def __init__(
+        self,
+        servers: list[str],
+        region: Region,
+        node: str,
+        session: str,
+        max_buffered: int = MAX_BUFFERED,
+        replicas: int = 1,
+    ):
+        self.servers, self.region, self.node, self.session = servers, region, node, session
+        self.replicas = replicas
+        self.max_buffered = max_buffered
+        self._buffer: deque[tuple[int, bytes]] = deque()
+        self._lock = threading.Lock()
+        self._count = 0
+        self.sent = self.dropped = self.duplicates = 0
+        self.down_since: Optional[float] = time.monotonic()  # not connected yet
+        self.outages = 0
+        self._wake: Optional[asyncio.Event] = None
+        self._stopping = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._run(),), daemon=True)
+        self._thread.start()
+
+    def send(self, frames: list[bytes]) -> None:
+        with self._lock:
+            self._count += 1
+            self._buffer.append((self._count, pack(frames)))
+            if len(self._buffer) > self.max_buffered:
+                self._buffer.popleft()
+                self.dropped += 1
+        if self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every message sent so far is in the stream (False: still some after ``timeout_s``)."""
+        deadline = time.monotonic() + timeout_s
+        while self._buffer and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not self._buffer
+
+    def stats(self) -> dict[str, Any]:
+        down = None if self.down_since is None else round(time.monotonic() - self.down_since, 1)
+        return {
+            "sent": self.sent,
+            "buffered": self.buffered,
+            "dropped": self.dropped,
+            "duplicates": self.duplicates,
+            "link_down_s": down,
+            "outages": self.outages,
+        }
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Send what is buffered (up to ``timeout_s``), then disconnect."""
+        self.flush(timeout_s)
+        self._stopping = True
+        if self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+        self._thread.join(timeout=5)
+
+    async def _run(self) -> None:
+        self._wake = asyncio.Event()
+        nc = await connect(self.servers, f"{self.node} publisher", self._link_down)  # up: once a publish is acked
+        js = nc.jetstream()
+        await self._retry(lambda: ensure_streams(js, self.region, self.replicas))
+        self._link_up_now()
+        subject = self.region.summaries_subject(self.node)
+        while not self._stopping:
+            if not self._buffer:
+                self._wake.clear()
+                if not self._buffer:
+                    await self._wake.wait()
+                continue
+            number, payload = self._buffer[0]
+            headers = {
+                "Nats-Msg-Id": f"{self.node}-{self.session}-{number}",
+                NODE_HEADER: self.node,
+                SESSION_HEADER: self.session,
+            }
+            try:
+                ack = await js.publish(subject, payload, timeout=2.0, headers=headers)
+            except Exception as exc:  # noqa: BLE001 - timeout, no responders, reconnecting: keep it and retry
+                self._link_down_now(exc)
+                await asyncio.sleep(RETRY_S)
+                continue
+            self._link_up_now()
+            with self._lock:
+                if self._buffer and self._buffer[0][0] == number:
+                    self._buffer.popleft()
+            self.sent += 1
+            self.duplicates += int(bool(ack.duplicate))
+        await nc.close()
+
+    async def _retry(self, make: Any) -> None:
+        while True:
+            try:
+                await make()
+                return
+            except Exception as exc:  # noqa: BLE001 - the cluster may still be electing its leader
+                self._link_down_now(exc)
+                await asyncio.sleep(RETRY_S)
+
+    async def _link_down(self) -> None:
+        self._link_down_now("disconnected")
+
+    def _link_down_now(self, why: object) -> None:
+        if self.down_since is None and not self._stopping:
+            self.down_since = time.monotonic()
+            self.outages += 1
+            log.warning("stream: node %s cannot reach region %s (%s): buffering", self.node, self.region.name, why)
+
+    def _link_up_now(self) -> None:
+        if self.down_since is not None:
+            if self.outages:
+                log.info(
+                    "stream: node %s reaches region %s again after %.1f s; %d messages to send",
+                    self.node, self.region.name, time.monotonic() - self.down_since, self.buffered,
+                )  # fmt: skip
+            self.down_since = None

@@ -1,0 +1,221 @@
+"""A region's hub on its stream: the unchanged identity engine, one active hub, hot standbys.
+
+Every hub of a region reads the region's summaries stream from its start, in the stream's one
+order (an ordered consumer), one engine step per message, exactly as a tracklet log is replayed
+(:class:`~edge.site.tracklet_log.StepReader`). The engine is deterministic, so every hub makes
+the same decisions at the same stream position. The hub that holds the region's lease (a key in
+the lease bucket, created only when absent and renewed every third of its time to live) publishes
+each step's decisions to the region's decision stream, with the step's stream position as the
+message id, and the others keep theirs for a while. When the active hub stops (killed, its machine
+gone, cut off), its key expires and a standby creates it: it reads the position of the last
+decision published and publishes its own from the next one on. The server drops a second message
+with an id it has, so nothing is published twice even when two hubs overlap for a moment, and
+nothing is lost: the standby computed every step itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, Optional
+
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import NotFoundError
+
+from edge.identity import Decision, IdentityEngine
+from edge.identity.records import Key
+from edge.identity.settings import EngineSettings
+from edge.site.tracklet_log import StepReader
+from edge.stream.frames import unpack
+from edge.stream.names import NODE_HEADER, SESSION_HEADER, STEP_HEADER, Region
+from edge.stream.streams import connect, ensure_streams, lease_bucket
+from edge.wire.site_protocol import ProtocolError
+
+log = logging.getLogger("edge.stream")
+
+LEASE_S = 2.0  # an active hub silent this long is replaced (failover within about this plus a second)
+STATS_EVERY_S = 5.0
+KEEP_STEPS = 100_000  # decided steps a standby keeps to publish should it take over
+
+
+def decision_message(region: Region, step: int, now: float, decisions: list[Decision], final: list) -> bytes:
+    """One step's decisions as the decision stream carries them (JSON)."""
+    body = {
+        "region": region.name,
+        "step": step,
+        "now": now,
+        "decisions": [
+            {"kind": d.kind, "global_id": d.global_id, "key": list(d.key) if d.key else None, "previous": d.previous}
+            for d in decisions
+        ],
+        "final": [[c, int(i), int(g)] for (c, i), g in final],
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class RegionHub:
+    """See the module docstring. ``run(stop)`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        servers: list[str],
+        region: Region,
+        settings: EngineSettings,
+        name: str,
+        lease_s: float = LEASE_S,
+        replicas: int = 1,
+    ):
+        self.servers, self.region, self.name = servers, region, name
+        self.lease_s, self.replicas = lease_s, replicas
+        self.engine = IdentityEngine(settings)
+        self.reader = StepReader()
+        self.leader = False
+        self.position = 0  # the last stream position decided
+        self.published_upto = 0  # the last step the region's decision stream has (as far as this hub knows)
+        self.recent: deque[tuple[int, bytes]] = deque(maxlen=KEEP_STEPS)  # decided steps not known published
+        self.counters = {"steps": 0, "published": 0, "malformed": 0, "takeovers": 0, "lost_lease": 0}
+        self._revision = 0
+        self._renewed = 0.0
+        self._next_try = 0.0
+
+    # --- one step -----------------------------------------------------------------------------
+    def decide(self, position: int, parts: list[bytes], node: str, session: str) -> Optional[bytes]:
+        """The engine step of the message at ``position``: its decision message, None when it
+        decided nothing (or was no step)."""
+        self.position = position
+        try:
+            step = self.reader.read(parts, node, session)
+        except (ProtocolError, KeyError, TypeError, ValueError) as exc:
+            self.counters["malformed"] += 1
+            log.warning("stream: message %d of node %s is not a summaries message (%s): skipped", position, node, exc)
+            return None
+        if step is None:
+            return None
+        now, summaries = step
+        self.counters["steps"] += 1
+        decisions = self.engine.update(summaries, now)
+        final: list[tuple[Key, int]] = self.engine.take_final()
+        if not decisions and not final:
+            return None
+        return decision_message(self.region, position, now, decisions, final)
+
+    # --- the loop -----------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> dict[str, Any]:
+        asyncio.run(self._run(stop))
+        return self.stats()
+
+    async def _run(self, stop: threading.Event) -> None:
+        nc = await connect(self.servers, f"hub {self.name}")
+        js = nc.jetstream()
+        kv = await self._retry(lambda: self._setup(js))
+        sub = await js.subscribe(self.region.summaries_subject(), ordered_consumer=True)
+        log.info(
+            "stream: hub %s reads region %s from the start (%s)", self.name, self.region.name, ",".join(self.servers)
+        )
+        stats_at = time.monotonic()
+        while not stop.is_set():
+            await self._lease(js, kv)
+            if time.monotonic() - stats_at >= STATS_EVERY_S:
+                stats_at = time.monotonic()
+                log.info("stream: hub %s: %s", self.name, json.dumps(self.stats()))
+            try:
+                msg = await sub.next_msg(timeout=0.05)
+            except NatsTimeout:
+                continue
+            headers = msg.headers or {}
+            try:
+                parts = unpack(msg.data)
+            except ValueError:
+                parts = []
+            out = self.decide(
+                msg.metadata.sequence.stream, parts, headers.get(NODE_HEADER, "?"), headers.get(SESSION_HEADER, "?")
+            )
+            if out is not None:
+                self.recent.append((self.position, out))
+                if self.leader:
+                    await self._publish_recent(js)
+        if self.leader:  # hand over at once rather than after the lease runs out
+            try:
+                await kv.delete(self.region.name)
+            except Exception:  # noqa: BLE001 - the key expires by itself
+                pass
+        await nc.close()
+
+    async def _setup(self, js: Any) -> Any:
+        await ensure_streams(js, self.region, self.replicas)
+        return await lease_bucket(js, self.lease_s, self.replicas)
+
+    async def _retry(self, make: Any) -> Any:
+        while True:
+            try:
+                return await make()
+            except Exception as exc:  # noqa: BLE001 - a cluster still electing its leader
+                log.debug("stream: not ready yet (%s)", exc)
+                await asyncio.sleep(0.25)
+
+    # --- the lease ----------------------------------------------------------------------------
+    async def _lease(self, js: Any, kv: Any) -> None:
+        now = time.monotonic()
+        if self.leader:
+            if now - self._renewed < self.lease_s / 3:
+                return
+            try:
+                self._revision = await kv.update(self.region.name, self.name.encode(), last=self._revision)
+                self._renewed = now
+            except Exception as exc:  # noqa: BLE001 - taken over or unreachable: stop publishing
+                self.leader = False
+                self.counters["lost_lease"] += 1
+                log.warning("stream: hub %s lost region %s's lease (%s): standing by", self.name, self.region.name, exc)
+            return
+        if now < self._next_try:
+            return
+        self._next_try = now + 0.25
+        try:
+            self._revision = await kv.create(self.region.name, self.name.encode())
+        except Exception:  # noqa: BLE001 - another hub holds it (or the servers are away)
+            return
+        self.leader, self._renewed = True, now
+        self.counters["takeovers"] += 1
+        self.published_upto = await self._last_published(js)
+        log.info(
+            "stream: hub %s is region %s's active hub at position %d (decisions published up to %d)",
+            self.name, self.region.name, self.position, self.published_upto,
+        )  # fmt: skip
+        await self._publish_recent(js)
+
+    async def _last_published(self, js: Any) -> int:
+        try:
+            last = await js.get_last_msg(self.region.decisions_stream, self.region.decisions_subject)
+        except NotFoundError:
+            return 0
+        return int((last.headers or {}).get(STEP_HEADER, 0))
+
+    async def _publish_recent(self, js: Any) -> None:
+        """Publish the decided steps after the last published one, in order (a failure leaves them for the next try)."""
+        while self.recent and self.leader:
+            step, body = self.recent[0]
+            if step > self.published_upto:
+                headers = {"Nats-Msg-Id": f"{self.region.name}-{step}", STEP_HEADER: str(step)}
+                try:
+                    await js.publish(self.region.decisions_subject, body, timeout=2.0, headers=headers)
+                except Exception as exc:  # noqa: BLE001 - the servers are away: the step waits
+                    log.warning("stream: hub %s could not publish step %d (%s)", self.name, step, exc)
+                    return
+                self.published_upto = step
+                self.counters["published"] += 1
+            self.recent.popleft()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "hub": self.name,
+            "region": self.region.name,
+            "active": self.leader,
+            "position": self.position,
+            "published_upto": self.published_upto,
+            "identities": len(self.engine.identities),
+            **self.counters,
+        }

