@@ -131,7 +131,8 @@ def lease_holder(url):
 
 def hub_process(tmp_path, url, name):
     hub_yaml = tmp_path / "hub.yaml"
-    hub_yaml.write_text(yaml.safe_dump({"reid_model": str(DEMO / "reid.onnx"), "store": None, "matching": MATCHING}))
+    hub = {"reid_model": str(DEMO / "reid.onnx"), "store": None, "matching": MATCHING, "publisher": {"enabled": False}}
+    hub_yaml.write_text(yaml.safe_dump(hub))
     cmd = [sys.executable, "-m", "edge.stream", "hub", "--config", str(hub_yaml), "--region", "hall"]
     cmd += ["--servers", url, "--name", name]
     env = {**os.environ, "PYTHONHASHSEED": str(len(name) * 7 + ord(name[-1]))}  # hubs agree whatever their hash seed
@@ -248,3 +249,50 @@ def test_a_node_whose_server_is_down_keeps_its_messages_and_sends_each_once_when
     finally:
         publisher.close(0)
         server.stop()
+
+
+def test_an_edge_node_publishes_its_summaries_and_the_active_hub_tells_zeromq_subscribers(tmp_path):
+    """``edge.run`` with a ``stream:`` section (a real process) publishes what its engine is given;
+    the region hub decides from it what one engine decides from the node's own tracklet log, and
+    its identity events reach a ZeroMQ subscriber as the single hub's do."""
+    import zmq
+
+    from edge.wire.publisher import EventPublisher
+
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        events_port = free_port()
+        events = EventPublisher(f"tcp://127.0.0.1:{events_port}")
+        sub = zmq.Context.instance().socket(zmq.SUB)
+        sub.connect(f"tcp://127.0.0.1:{events_port}")
+        sub.setsockopt(zmq.SUBSCRIBE, b"identity/")
+        hub = RegionHub([server.url], Region("hall"), settings(), "hub-a", events=events)
+        stop = threading.Event()
+        thread = threading.Thread(target=hub.run, args=(stop,), daemon=True)
+        thread.start()
+        cams = [{"id": f"cam{i}", "source": f"synthetic://demo?camera=cam{i}", "realtime": False} for i in (1, 2, 3)]
+        path = cams_yaml(
+            tmp_path, cams, free_port(), publisher={"enabled": False}, run={"max_frames": 120},
+            outputs={"tracklet_log": str(tmp_path / "node.jsonl.gz")}, matching={"threshold": None},
+        )  # fmt: skip
+        cfg = yaml.safe_load(path.read_text())
+        cfg["stream"] = {"servers": [server.url], "region": "hall", "node": "node1"}
+        path.write_text(yaml.safe_dump(cfg))
+        report = tmp_path / "report.json"
+        run = subprocess.run(
+            [sys.executable, "-m", "edge.run", "--cameras", str(path), "--report", str(report)],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+        stats = json.loads(report.read_text())["stream"]
+        assert stats["buffered"] == 0 and stats["dropped"] == 0 and stats["sent"] > 50
+        expected = reference([parts for _, parts in read_recording(tmp_path / "node.jsonl.gz")])
+        try:
+            wait_for(lambda: hub.published_upto == max(expected), 30, "the hub decided the node's run")
+            assert_each_step_once(published(server.url, Region("hall")), expected)
+            assert sub.poll(5000), "no identity event reached the subscriber"
+            topic, header = sub.recv_multipart()[:2]
+            assert topic.startswith(b"identity/") and json.loads(header)["event"] in ("new", "assigned", "merged")
+        finally:
+            stop.set()
+            thread.join(10)
+            sub.close(0)

@@ -124,6 +124,8 @@ def run_pipeline(
             report.update(pipeline.engine.report())  # a threshold learned from the site says so
             if pipeline.topology_watch is not None:
                 report["topology"] = pipeline.topology_watch.report()
+        if pipeline.stream is not None:
+            report["stream"] = pipeline.stream.report()
     return report
 
 

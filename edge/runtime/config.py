@@ -27,6 +27,7 @@ from edge.reid.config import ReIDConfig
 from edge.runtime.governor import MAX_DETECT_EVERY
 from edge.runtime.source_diagnosis import why_unreadable
 from edge.site.config import SiteConfig, resolve_curve
+from edge.stream.config import StreamConfig
 from edge.wire.config import PublisherConfig
 
 
@@ -229,6 +230,9 @@ class EdgeConfig(StrictModel):
     governor: GovernorConfig = Field(default_factory=GovernorConfig)
     site: Optional[SiteConfig] = Field(
         None, description="send tracklets to a site hub instead of matching locally (edge/site)"
+    )
+    stream: Optional[StreamConfig] = Field(
+        None, description="also publish the tracklet summaries to a region's stream (edge/stream)"
     )
     _file: Optional[Path] = PrivateAttr(None)  # the camera file it was read from (a learned file's _BASE_)
 

@@ -35,6 +35,7 @@ from edge.runtime.tracklets import Tracklet
 if TYPE_CHECKING:
     from edge.reid.base import ReIDBackend
     from edge.site.tracklet_log import TrackletLogWriter
+    from edge.stream.node_stream import StreamOutput
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +267,15 @@ def open_outputs(
     fps = {c.id: c.fps or (frame_rates or {}).get(c.id) or 10.0 for c in cfg.cameras}
     video = GuardedOutput("video", AnnotatedVideo(o.video_dir, fps)) if o.video_dir else None
     return mot, video
+
+
+def open_stream(cfg: EdgeConfig, reid: Optional[ReIDBackend]) -> Optional[StreamOutput]:
+    """The region stream a config publishes its summaries to (``stream:``), else None."""
+    if cfg.stream is None or reid is None:
+        return None
+    from edge.stream.node_stream import StreamOutput  # NATS only for a node that streams
+
+    return StreamOutput(cfg.stream, [c.id for c in cfg.cameras], reid.meta.embedding_dim)
 
 
 def open_tracklet_log(cfg: EdgeConfig, reid: Optional[ReIDBackend]) -> Optional[GuardedOutput[TrackletLogWriter]]:

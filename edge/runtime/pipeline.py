@@ -32,7 +32,7 @@ from edge.runtime.config import EdgeConfig
 from edge.runtime.detector import Detector, build_detector
 from edge.runtime.floor_map import FloorMap
 from edge.runtime.governor import Governor
-from edge.runtime.outputs import ALL_CAMERAS, open_outputs, open_tracklet_log
+from edge.runtime.outputs import ALL_CAMERAS, open_outputs, open_stream, open_tracklet_log
 from edge.runtime.stats import PipelineStats
 from edge.runtime.tracking import CameraTracker
 from edge.runtime.tracklets import ACTIVE, BudgetPolicy, EmbedRequest, Tracklet, TrackletBook
@@ -95,6 +95,7 @@ class EdgePipeline:
             log.warning("outputs.floor_map is set but no camera has a calibration: no floor map is drawn")
         self._now = 0.0  # scene clock: the newest frame time processed
         self.tracklet_log = open_tracklet_log(cfg, self.reid)
+        self.stream = open_stream(cfg, self.reid)  # the region's stream, when this node publishes to one
 
     @property
     def publisher(self) -> Optional[EventPublisher]:
@@ -254,6 +255,8 @@ class EdgePipeline:
         summaries = [t.summary() for t in (*live, *ended)]
         if self.tracklet_log is not None:
             self.tracklet_log.call(ALL_CAMERAS, self.tracklet_log.output.write, now, summaries)
+        if self.stream is not None:
+            self.stream.write(now, summaries)
         decisions = self.engine.update(summaries, now)
         if self.topology_watch is not None:
             self._learn_topology(summaries[len(live) :], now)
@@ -339,6 +342,8 @@ class EdgePipeline:
         self.engine.close()  # a site node's link to the hub
         if self.topology_watch is not None:
             self.topology_watch.close()
+        if self.stream is not None:
+            self.stream.close()
         if self.broadcast is not None:
             self.broadcast.close(events, identity_events)
         if self.mot is not None:

@@ -15,7 +15,7 @@ over time (what ``python -m edge.topology learn`` learns the site from).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -31,24 +31,40 @@ from edge.wire.summary_stream import SummaryStream
 LOG_SESSION = ("log", "log")  # the mirror's (node, session) for a log: one node, one session
 
 
-class TrackletLogWriter:
-    """Appends each step's summaries to a log (flushed per step: a killed run keeps what it did)."""
+class SummaryWriter:
+    """Each step's summaries as site-protocol messages (a ``hello`` first) into ``sink(parts, now)``:
+    a tracklet log's file, or a region's stream (``edge/stream/publisher.py``)."""
 
-    def __init__(self, path: str | Path, cameras: list[str], embedding_dim: int):
-        self._recording = RecordingWriter(path)
+    def __init__(
+        self,
+        sink: Callable[[list[bytes], float], None],
+        cameras: list[str],
+        embedding_dim: int,
+        node: str = "log",
+        session: str = "log",
+    ):
+        self._sink = sink
         self._stream = SummaryStream()
         self._seq = 0
-        hello = {"node": "log", "session": "log", "cameras": list(cameras), "embedding_dim": int(embedding_dim)}
-        self._recording.write(encode("hello", hello), 0.0)
+        hello = {"node": node, "session": session, "cameras": list(cameras), "embedding_dim": int(embedding_dim)}
+        sink(encode("hello", hello), 0.0)
 
     def write(self, now: float, summaries: Iterable[TrackletSummary]) -> None:
         summaries = list(summaries)
         items = [self._stream.wire(s) for s in summaries]  # a step with none is kept: the engine revises on it
         self._seq += 1
-        self._recording.write(encode_tracklets(self._seq, now, items), now)
+        self._sink(encode_tracklets(self._seq, now, items), now)
         for s in summaries:
             if s.ended:  # the next summary of this key would be a new tracklet's
                 self._stream.sent.pop(s.key, None)
+
+
+class TrackletLogWriter(SummaryWriter):
+    """Appends each step's summaries to a log (flushed per step: a killed run keeps what it did)."""
+
+    def __init__(self, path: str | Path, cameras: list[str], embedding_dim: int):
+        self._recording = RecordingWriter(path)
+        super().__init__(self._recording.write, cameras, embedding_dim)
 
     def close(self) -> None:
         self._recording.close()

@@ -82,6 +82,7 @@ def _hub(args: argparse.Namespace) -> dict:
     from edge.site.hub_config import load_hub_config
     from edge.stream.names import Region
     from edge.stream.region_hub import LEASE_S, RegionHub
+    from edge.wire.publisher import EventPublisher
 
     try:
         cfg = load_hub_config(args.config)
@@ -93,7 +94,9 @@ def _hub(args: argparse.Namespace) -> dict:
         fail(f"{cfg.reid_model}: no clipreid-edge metadata (embedding size unknown)")
     settings = settings_from_config(cfg.matching, meta.similarity, cfg.reid_model, int(meta.embedding_dim))
     name = args.name or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
-    hub = RegionHub(args.servers.split(","), region, settings, name, args.lease_s or LEASE_S, args.replicas)
+    p = cfg.publisher
+    events = EventPublisher(p.endpoint, p.high_water_mark, curve=p.curve, insecure=p.insecure) if p.enabled else None
+    hub = RegionHub(args.servers.split(","), region, settings, name, args.lease_s or LEASE_S, args.replicas, events)
     report = hub.run(stop_on_signals())
     log.info("stream: hub %s stopped: %s", name, json.dumps(report))
     if args.report:

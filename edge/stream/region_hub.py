@@ -29,10 +29,12 @@ from nats.js.errors import NotFoundError
 from edge.identity import Decision, IdentityEngine
 from edge.identity.records import Key
 from edge.identity.settings import EngineSettings
+from edge.site.fanout import publish_decisions
 from edge.site.tracklet_log import StepReader
 from edge.stream.frames import unpack
 from edge.stream.names import NODE_HEADER, SESSION_HEADER, STEP_HEADER, Region
 from edge.stream.streams import connect, ensure_streams, lease_bucket
+from edge.wire.publisher import EventPublisher
 from edge.wire.site_protocol import ProtocolError
 
 log = logging.getLogger("edge.stream")
@@ -68,8 +70,12 @@ class RegionHub:
         name: str,
         lease_s: float = LEASE_S,
         replicas: int = 1,
+        events: Optional[EventPublisher] = None,
     ):
+        """``events``: the ZeroMQ publisher subscribers (the view, ``edge.listen``) read the active
+        hub's identity events on, as from ``edge.hub``."""
         self.servers, self.region, self.name = servers, region, name
+        self.events = events
         self.lease_s, self.replicas = lease_s, replicas
         self.engine = IdentityEngine(settings)
         self.reader = StepReader()
@@ -144,6 +150,8 @@ class RegionHub:
             except Exception:  # noqa: BLE001 - the key expires by itself
                 pass
         await nc.close()
+        if self.events is not None:
+            self.events.close()
 
     async def _setup(self, js: Any) -> Any:
         await ensure_streams(js, self.region, self.replicas)
@@ -207,7 +215,19 @@ class RegionHub:
                     return
                 self.published_upto = step
                 self.counters["published"] += 1
+                if self.events is not None:
+                    self._tell_subscribers(body)
             self.recent.popleft()
+
+    def _tell_subscribers(self, body: bytes) -> None:
+        """A published step's decisions as identity events (the identities as they stand now)."""
+        assert self.events is not None
+        step = json.loads(body)
+        decisions = [
+            Decision(d["kind"], d["global_id"], tuple(d["key"]) if d["key"] else None, d["previous"])
+            for d in step["decisions"]
+        ]
+        publish_decisions(self.events, decisions, self.reader.mirror.by_engine_key, self.engine.identities, False)
 
     def stats(self) -> dict[str, Any]:
         return {
