@@ -16,6 +16,7 @@ LEASE_BUCKET = "clipreid_leases"
 NODE_HEADER = "Clipreid-Node"  # the node and its session (a restarted node starts a new one)
 SESSION_HEADER = "Clipreid-Session"
 STEP_HEADER = "Clipreid-Step"  # on a decision message: the summaries stream position it decided at
+HUB_HEADER = "Clipreid-Hub"  # and the hub that published it
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 

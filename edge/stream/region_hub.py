@@ -32,7 +32,7 @@ from edge.identity.settings import EngineSettings
 from edge.site.fanout import publish_decisions
 from edge.site.tracklet_log import StepReader
 from edge.stream.frames import unpack
-from edge.stream.names import NODE_HEADER, SESSION_HEADER, STEP_HEADER, Region
+from edge.stream.names import HUB_HEADER, NODE_HEADER, SESSION_HEADER, STEP_HEADER, Region
 from edge.stream.streams import connect, ensure_streams, lease_bucket
 from edge.wire.publisher import EventPublisher
 from edge.wire.site_protocol import ProtocolError
@@ -84,6 +84,7 @@ class RegionHub:
         self.published_upto = 0  # the last step the region's decision stream has (as far as this hub knows)
         self.recent: deque[tuple[int, bytes]] = deque(maxlen=KEEP_STEPS)  # decided steps not known published
         self.counters = {"steps": 0, "published": 0, "malformed": 0, "takeovers": 0, "lost_lease": 0}
+        self.read_span: list[float] = []  # wall clock of the first and the last message read (throughput)
         self._revision = 0
         self._renewed = 0.0
         self._next_try = 0.0
@@ -93,6 +94,9 @@ class RegionHub:
         """The engine step of the message at ``position``: its decision message, None when it
         decided nothing (or was no step)."""
         self.position = position
+        self.read_span[1:] = [time.time()]
+        if len(self.read_span) == 1:
+            self.read_span.insert(0, self.read_span[0])
         try:
             step = self.reader.read(parts, node, session)
         except (ProtocolError, KeyError, TypeError, ValueError) as exc:
@@ -207,7 +211,7 @@ class RegionHub:
         while self.recent and self.leader:
             step, body = self.recent[0]
             if step > self.published_upto:
-                headers = {"Nats-Msg-Id": f"{self.region.name}-{step}", STEP_HEADER: str(step)}
+                headers = {"Nats-Msg-Id": f"{self.region.name}-{step}", STEP_HEADER: str(step), HUB_HEADER: self.name}
                 try:
                     await js.publish(self.region.decisions_subject, body, timeout=2.0, headers=headers)
                 except Exception as exc:  # noqa: BLE001 - the servers are away: the step waits
@@ -237,5 +241,6 @@ class RegionHub:
             "position": self.position,
             "published_upto": self.published_upto,
             "identities": len(self.engine.identities),
+            "read_span": [round(t, 3) for t in self.read_span],
             **self.counters,
         }
