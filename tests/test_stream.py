@@ -296,3 +296,15 @@ def test_an_edge_node_publishes_its_summaries_and_the_active_hub_tells_zeromq_su
             stop.set()
             thread.join(10)
             sub.close(0)
+
+
+def test_the_demo_starts_its_own_server_and_hubs_and_survives_a_killed_hub(tmp_path):
+    """``python -m edge.stream demo``: nothing to install or start first; hub-a is killed midway
+    and hub-b carries on, no step published twice, every message the node sent in the stream."""
+    cmd = [sys.executable, "-m", "edge.stream", "demo", "--frames", "150", "--kill-after", "4"]
+    run = subprocess.run([*cmd, "--out", str(tmp_path / "demo")], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads((tmp_path / "demo" / "demo.json").read_text())
+    assert result["published_twice"] == 0 and result["by_hub"]["hub-a"] > 0 and result["by_hub"]["hub-b"] > 0
+    assert result["summaries_in_stream"] == result["node_stream"]["sent"] > 100
+    assert result["takeover_s"] <= 5.0 and "hub-a SIGKILLed" in run.stdout

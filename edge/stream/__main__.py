@@ -3,6 +3,7 @@
     python -m edge.stream server --store runs/nats [--cluster 3] [--port 4222]
     python -m edge.stream hub --config hub.yaml --region hall --servers nats://127.0.0.1:4222 [--name hub-a]
     python -m edge.stream publish --log day1.jsonl.gz --region hall --node node1 --servers nats://127.0.0.1:4222
+    python -m edge.stream demo [--frames 300]     # all of it on this machine, one hub killed midway
 
 ``server`` runs the real nats-server binary (one, or a cluster on loopback) until Ctrl-C.
 ``hub`` runs a region's hub (the active one, or a standby when another holds the lease) with the
@@ -40,14 +41,30 @@ def main(argv: list[str] | None = None) -> dict:
     hub.add_argument("--name", default=None, help="this hub's name (default: host and a random suffix)")
     hub.add_argument("--lease-s", type=float, default=None, help="an active hub silent this long is replaced (2)")
     hub.add_argument("--report", default=None, help="write the final stats as JSON here")
+    hub.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the hub YAML, e.g. publisher.endpoint=...")
     publish = sub.add_parser("publish", help="send a tracklet log into a region's stream as a node")
     publish.add_argument("--log", required=True, help="a tracklet log (outputs.tracklet_log of edge.run)")
     publish.add_argument("--node", required=True, help="the node's name")
     publish.add_argument("--pace", type=float, default=0.0, help="seconds between messages (0: at once)")
     _stream_args(publish)
+    demo = sub.add_parser("demo", help="a local server, two hubs (one killed midway) and a demo node")
+    demo.add_argument("--out", default="runs/stream_demo", help="logs and the server's files (replaced)")
+    demo.add_argument("--frames", type=int, default=None, help="frames per camera (default: all)")
+    demo.add_argument("--kill-after", type=int, default=20, help="hub-a is killed once this many steps are published")
     args = parser.parse_args(argv)
     setup_console_logging()
-    return {"server": _server, "hub": _hub, "publish": _publish}[args.command](args)
+    return {"server": _server, "hub": _hub, "publish": _publish, "demo": _demo}[args.command](args)
+
+
+def _demo(args: argparse.Namespace) -> dict:
+    from pathlib import Path
+
+    from edge.stream.demo import run_demo
+
+    try:
+        return run_demo(Path(args.out), args.frames, args.kill_after)
+    except (TimeoutError, RuntimeError) as exc:
+        fail(str(exc))
 
 
 def _stream_args(p: argparse.ArgumentParser) -> None:
@@ -85,7 +102,7 @@ def _hub(args: argparse.Namespace) -> dict:
     from edge.wire.publisher import EventPublisher
 
     try:
-        cfg = load_hub_config(args.config)
+        cfg = load_hub_config(args.config, args.overrides)
         region = Region(args.region)
     except (ConfigError, ValueError) as exc:
         fail(str(exc))
