@@ -27,7 +27,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,17 +45,11 @@ from edge.identity.settings import settings_from_config  # noqa: E402
 from edge.stream.names import HUB_HEADER, LEASE_BUCKET, STEP_HEADER, Region  # noqa: E402
 from edge.stream.publisher import SummaryPublisher  # noqa: E402
 from edge.stream.region_hub import RegionHub  # noqa: E402
-from edge.stream.server import NatsServer  # noqa: E402
+from edge.stream.server import NatsServer, free_port  # noqa: E402
 from edge.wire.recording import read_recording  # noqa: E402
 
 DEMO = ROOT / "edge" / "demo_models"
 MATCHING = {"min_embeddings": 2}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def node_log(out: Path, frames: int) -> list[list[bytes]]:

@@ -23,7 +23,7 @@ import yaml
 from test_edge_run import DEMO, cams_yaml
 
 pytest.importorskip("nats")
-from edge.stream.server import NatsServer, ServerError, cluster, nats_server_binary  # noqa: E402
+from edge.stream.server import NatsServer, ServerError, cluster, free_port, nats_server_binary  # noqa: E402
 
 try:
     nats_server_binary()
@@ -41,12 +41,6 @@ from edge.stream.region_hub import RegionHub  # noqa: E402
 from edge.wire.recording import read_recording  # noqa: E402
 
 MATCHING = {"min_embeddings": 2}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def free_base(size):
@@ -308,3 +302,28 @@ def test_the_demo_starts_its_own_server_and_hubs_and_survives_a_killed_hub(tmp_p
     assert result["published_twice"] == 0 and result["by_hub"]["hub-a"] > 0 and result["by_hub"]["hub-b"] > 0
     assert result["summaries_in_stream"] == result["node_stream"]["sent"] > 100
     assert result["takeover_s"] <= 5.0 and "hub-a SIGKILLed" in run.stdout
+
+
+def test_a_message_sent_again_with_its_id_is_stored_once(tmp_path, node_log):
+    """What makes a node's retry after a lost acknowledgement harmless: the region's stream keeps
+    one copy of a message id (its duplicate window), and says the second was a duplicate."""
+    from edge.stream.frames import pack
+    from edge.stream.streams import ensure_streams
+
+    async def twice(url):
+        import nats
+
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        region = Region("hall")
+        await ensure_streams(js, region)
+        await ensure_streams(js, region, keep_s=86400.0)  # made already, with another setting: used as it is
+        headers = {"Nats-Msg-Id": "node1-s1-1"}
+        first = await js.publish(region.summaries_subject("node1"), pack(node_log[0]), headers=headers)
+        again = await js.publish(region.summaries_subject("node1"), pack(node_log[0]), headers=headers)
+        stored = (await js.stream_info(region.summaries_stream)).state.messages
+        await nc.close()
+        return bool(first.duplicate), bool(again.duplicate), stored
+
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        assert asyncio.run(twice(server.url)) == (False, True, 1)

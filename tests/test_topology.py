@@ -193,3 +193,29 @@ def test_a_site_node_learns_no_topology_said_in_one_line(tmp_path):
     path = cams_yaml(tmp_path, cams, 56811, site={"node": "n1", "hub": "tcp://127.0.0.1:56812"})
     with pytest.raises(ConfigError, match="a site node does not match; learn the topology on the hub"):
         load_edge_config(path, ["matching.learn_topology.enabled=true"])
+
+
+def test_a_demo_run_learns_its_topology_while_running_and_reports_it(tmp_path):
+    """The pipeline's wiring: ended tracklets reach the watch, it learns every ``every_s`` of scene
+    time (in the step: a lockstep run), the report carries what it learned and the camera file is
+    written when a link comes."""
+    from test_edge_run import cams_yaml
+
+    from edge.runtime.capture_loop import run_pipeline
+    from edge.runtime.config import load_edge_config
+
+    cams = [{"id": f"cam{i}", "source": f"synthetic://demo?camera=cam{i}", "realtime": False} for i in (1, 2, 3)]
+    path = cams_yaml(tmp_path, cams, 56813, publisher={"enabled": False}, run={"max_frames": 300})
+    learned = tmp_path / "site.learned.yaml"
+    overrides = ["matching.threshold=null", "matching.learn_topology.enabled=true", "matching.learn_topology.every_s=5"]
+    overrides += ["matching.learn_topology.min_evidence=1", f"matching.learn_topology.out={learned}"]
+    cfg = load_edge_config(path, overrides)
+    report = run_pipeline(cfg)
+    topology = report["topology"]
+    assert topology["learnings"] >= 4  # 30 s of scene, every 5 s
+    assert "cam1 ~ cam2 overlap" in " ".join(topology["changes"])  # the demo's two overlapping cameras
+    written = yaml.safe_load(learned.read_text())
+    assert {(t["from"], t["to"]) for t in written["matching"]["transitions"]} == {
+        (k["from"], k["to"]) for k in topology["links"]
+    }
+    assert written["_BASE_"] == "cams.yaml" and "cam1 ~ cam2: overlapping views" in learned.read_text()

@@ -105,3 +105,38 @@ def test_the_engine_decides_the_same_whatever_python_s_hash_seed():
         for seed in (1, 2, 3, 4)
     }
     assert len(outs) == 1 and "[1, 1, 1, 1, 1, 1, 1, 1]" in outs.pop()
+
+
+def test_the_step_reader_drops_duplicates_ends_a_restarted_node_s_tracklets_and_refuses_another_model():
+    """What a region hub reads from a stream: a message sent twice gives one step, a hello sent
+    twice changes nothing, a node's new session ends the old one's live tracklets in the next step,
+    a node announcing another embedding size (another model) or another node's camera is refused."""
+    import numpy as np
+
+    from core.embeddings import Embeddings
+    from edge.site.tracklet_log import StepReader
+    from edge.wire.site_protocol import ProtocolError, WireTracklet, encode, encode_tracklets
+
+    def hello(node, session, cams=("cam1",), dim=8):
+        return encode("hello", {"node": node, "session": session, "cameras": list(cams), "embedding_dim": dim})
+
+    def summaries(seq, local_id, ended=False):
+        box = np.array([0, 0, 10, 20.0])
+        look = Embeddings.normalized(np.ones((1, 8), np.float32))
+        w = WireTracklet("cam1", local_id, 1.0, 2.0, 3, 3.0, box, box, ended, 0.9, 1, look)
+        return encode_tracklets(seq, 2.0 + seq, [w])
+
+    reader = StepReader(embedding_dim=8)
+    assert reader.read(hello("n1", "a"), "n1", "a") is None
+    assert len(reader.read(summaries(1, 5), "n1", "a")[1]) == 1
+    assert reader.read(summaries(1, 5), "n1", "a") is None  # the same message again
+    assert reader.read(hello("n1", "a"), "n1", "a") is None and reader.mirror.bases == {"cam1": 0}
+    reader.read(hello("n1", "b"), "n1", "b")  # the node restarted: session a's tracklet 5 ends
+    step = reader.read(summaries(1, 1), "n1", "b")[1]
+    assert [(s.local_id, s.ended) for s in step] == [(5, True), (6, False)]  # 6: b's id 1 above a's ids
+    with pytest.raises(ProtocolError, match="16-d embeddings"):
+        reader.read(hello("n2", "c", ("cam2",), dim=16), "n2", "c")
+    with pytest.raises(ProtocolError, match="without an accepted hello"):
+        reader.read(summaries(1, 1), "n2", "c")
+    with pytest.raises(ProtocolError, match=r"cameras \['cam1'\] are another node's"):
+        reader.read(hello("n3", "d"), "n3", "d")

@@ -108,7 +108,7 @@ def topology_watch(cfg: EdgeConfig, reid: Optional[ReIDBackend]) -> Optional[Top
         f", written to {learn.out}" if learn.out else "",
     )  # fmt: skip
     out = Path(learn.out) if learn.out else None
-    return TopologyWatch(learn.every_s, learn.min_evidence, learn.keep, out, cfg.file, background=live)
+    return TopologyWatch(learn.every_s, learn.min_evidence, learn.keep, out, cfg.file, background=live, apply=use)
 
 
 def model_id(cfg: EdgeConfig) -> str:

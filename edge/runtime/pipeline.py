@@ -81,7 +81,6 @@ class EdgePipeline:
         self.site_similarity = build.site_similarity(cfg, self.reid)  # None unless the threshold is to be learned
         self.engine = build.identity_service(cfg, self.reid, settings, self._describe, self.site_similarity)
         self.topology_watch = build.topology_watch(cfg, self.reid)  # None unless learned while running
-        self.use_learned_topology = cfg.matching.learn_topology.use and not cfg.matching.transitions
         # a site node's global MOT rows: all, and those with provisional ids (decided while the hub was away)
         self.site_rows = [0, 0]
         self._closing: dict[Key, Tracklet] = {}  # ended tracklets whose identity may still change
@@ -274,7 +273,7 @@ class EdgePipeline:
         if isinstance(engine, ThresholdLearning) and engine.engine is None:
             return  # nothing is confident before there is a threshold
         learned = self.topology_watch.step(now, engine.cfg)
-        if learned is not None and self.use_learned_topology:
+        if learned is not None and self.topology_watch.apply:
             engine.use_transitions(transitions_from(TransitionWindow.model_validate(t) for t in learned.transitions()))
 
     def _describe(self, key: Key) -> tuple[float, int]:

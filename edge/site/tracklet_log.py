@@ -72,25 +72,31 @@ class TrackletLogWriter(SummaryWriter):
 
 class StepReader:
     """Summaries messages in, the engine's steps out: one mirror over every node session's tracklets
-    (a tracklet log's one, or a region stream's many). Each session starts with its ``hello``; a
-    message whose ``seq`` is not above its session's last is a duplicate and gives no step."""
+    (a tracklet log's one, or a region stream's many). Each session starts with its ``hello`` (a
+    second one is ignored); a node's new session ends its old session's live tracklets (in the next
+    step, as the hub does for a node that restarted); a message whose ``seq`` is not above its
+    session's last is a duplicate and gives no step. ``embedding_dim``: the size every hello must
+    announce (a node running another model is refused, its messages with it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, embedding_dim: Optional[int] = None) -> None:
         self.mirror = Mirror()
+        self.embedding_dim = embedding_dim
         self.dims: dict[tuple[str, str], int] = {}
         self.last_seq: dict[tuple[str, str], int] = {}
+        self.sessions: dict[str, str] = {}  # node -> its latest session
+        self.owners: dict[str, str] = {}  # camera -> the node that sends it
 
     def read(self, parts: list[bytes], node: str, session: str) -> Optional[tuple[float, list[TrackletSummary]]]:
         """``(scene time, summaries)`` of a ``summaries`` message, None for a ``hello``, ``bye`` or a
-        duplicate; :class:`ProtocolError` for what is not the site protocol or comes before its hello."""
+        duplicate; :class:`ProtocolError` for what is not the site protocol, comes before its hello
+        or belongs to a refused one."""
         msg = decode(parts, ("hello", "summaries", "bye"))
         if msg.kind == "hello":
-            self.dims[(node, session)] = int(msg.header["embedding_dim"])
-            self.mirror.new_session(list(msg.header["cameras"]))
+            self._hello(msg.header, node, session)
             return None
         dim = self.dims.get((node, session))
         if dim is None:
-            raise ProtocolError(f"{msg.kind} of node {node} session {session} before its hello")
+            raise ProtocolError(f"{msg.kind} of node {node} session {session} without an accepted hello")
         if msg.kind == "bye":
             return None
         seq = msg.header.get("seq")
@@ -98,13 +104,33 @@ class StepReader:
             return None
         self.last_seq[(node, session)] = seq
         now, items = decode_tracklets(msg, dim)
-        step = []
+        ended_elsewhere = self.mirror.take_dirty()  # an earlier session's tracklets, ended
+        step = [t.summary() for t in ended_elsewhere]
+        for t in ended_elsewhere:
+            self.mirror.forget(t)
         for w in items:
             t, _ = self.mirror.absorb(node, session, w, False)
             step.append(t.summary())
             if w.ended:
                 self.mirror.forget(t)
         return now, step
+
+    def _hello(self, header: dict, node: str, session: str) -> None:
+        if (node, session) in self.dims:
+            return  # sent again (a retry after a lost acknowledgement)
+        dim, cameras = int(header["embedding_dim"]), [str(c) for c in header["cameras"]]
+        if self.embedding_dim is not None and dim != self.embedding_dim:
+            raise ProtocolError(f"node {node}: {dim}-d embeddings, this hub's model makes {self.embedding_dim}-d")
+        taken = sorted(c for c in cameras if self.owners.get(c, node) != node)
+        if taken:
+            raise ProtocolError(f"node {node}: cameras {taken} are another node's ({self.owners[taken[0]]})")
+        old = self.sessions.get(node)
+        if old is not None:
+            self.mirror.end_session(node, old)
+        self.sessions[node] = session
+        self.owners.update({c: node for c in cameras})
+        self.dims[(node, session)] = dim
+        self.mirror.new_session(cameras)
 
 
 def replay_steps(path: str | Path) -> Iterator[tuple[float, list[TrackletSummary]]]:

@@ -113,7 +113,8 @@ def _hub(args: argparse.Namespace) -> dict:
     name = args.name or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     p = cfg.publisher
     events = EventPublisher(p.endpoint, p.high_water_mark, curve=p.curve, insecure=p.insecure) if p.enabled else None
-    hub = RegionHub(args.servers.split(","), region, settings, name, args.lease_s or LEASE_S, args.replicas, events)
+    servers, lease_s = args.servers.split(","), args.lease_s or LEASE_S
+    hub = RegionHub(servers, region, settings, name, lease_s, args.replicas, events, int(meta.embedding_dim))
     report = hub.run(stop_on_signals())
     log.info("stream: hub %s stopped: %s", name, json.dumps(report))
     if args.report:

@@ -13,7 +13,6 @@ import asyncio
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,16 +20,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edge.stream.names import HUB_HEADER, LEASE_BUCKET, STEP_HEADER, Region
-from edge.stream.server import NatsServer
+from edge.stream.server import NatsServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = Region("demo")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _look(url: str) -> dict[str, Any]:
@@ -60,8 +53,9 @@ async def _look(url: str) -> dict[str, Any]:
 def _hub(url: str, name: str, out: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "edge.stream", "hub", "--config", str(ROOT / "configs" / "site.demo" / "hub.yaml")]
     cmd += ["--region", REGION.name, "--servers", url, "--name", name, "--report", str(out / f"{name}.json")]
-    cmd += [f"publisher.endpoint=tcp://127.0.0.1:{_free_port()}", "store=null"]
-    return subprocess.Popen(cmd, stdout=open(out / f"{name}.log", "w"), stderr=subprocess.STDOUT)
+    cmd += [f"publisher.endpoint=tcp://127.0.0.1:{free_port()}", "store=null"]
+    with open(out / f"{name}.log", "w") as log_file:  # the child keeps its own descriptor
+        return subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
 
 
 def _wait(condition, timeout_s: float, what: str) -> float:
@@ -77,7 +71,7 @@ def run_demo(out: Path, frames: Optional[int], kill_after: int = 20) -> dict[str
     """See the module docstring; hub-a is killed once ``kill_after`` steps are published."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    server = NatsServer(_free_port(), out / "nats").start()
+    server = NatsServer(free_port(), out / "nats").start()
     procs: list[subprocess.Popen] = []
     try:
         print(f"nats-server (JetStream) on {server.url}, files in {out / 'nats'}", flush=True)
@@ -91,7 +85,8 @@ def run_demo(out: Path, frames: Optional[int], kill_after: int = 20) -> dict[str
         cmd = [sys.executable, "-m", "edge.run", "--cameras", str(ROOT / "configs" / "cams.demo_eval.yaml")]
         cmd += ["--report", str(out / "node.json"), stream, "publisher.enabled=false", f"outputs.mot_dir={out / 'mot'}"]
         cmd += [f"run.max_frames={frames}"] if frames else []
-        node = subprocess.Popen(cmd, stdout=open(out / "node.log", "w"), stderr=subprocess.STDOUT)
+        with open(out / "node.log", "w") as log_file:
+            node = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
         procs.append(node)
         _wait(
             lambda: len(asyncio.run(_look(server.url))["decisions"]) >= kill_after or node.poll() is not None,
@@ -117,7 +112,10 @@ def run_demo(out: Path, frames: Optional[int], kill_after: int = 20) -> dict[str
         _wait(settled, 120, "the hubs deciding the node's run")
         seen = asyncio.run(_look(server.url))
         b.send_signal(signal.SIGTERM)
-        b.wait(20)
+        try:
+            b.wait(20)
+        except subprocess.TimeoutExpired:
+            pass  # killed below
     finally:
         for p in procs:
             if p.poll() is None:

@@ -6,8 +6,10 @@ duplicate window, and a region hub drops a message whose site-protocol ``seq`` i
 acknowledgement is stored and decided once. Messages wait in a bounded buffer, in order, until the
 stream has acknowledged them: while the link is down the node keeps running (its own engine
 decides, ``edge/site/node.py``) and the buffer fills; when it is back they go out in order. A
-buffer that reaches ``max_buffered`` drops its oldest message and counts it (a node cut off longer
-than the bound allows loses its oldest summaries, said in its stats).
+buffer that reaches ``max_buffered`` drops its oldest message but the session's ``hello`` and
+counts it (a node cut off longer than the bound allows loses its oldest summaries, said in its
+stats; an appearance that changed in a dropped message reaches the hub with the next change). The
+buffer is in memory: a node that restarts while cut off loses what it held.
 
 Callers are synchronous (the edge pipeline); the NATS client runs on its own asyncio thread.
 """
@@ -50,7 +52,7 @@ class SummaryPublisher:
         self._lock = threading.Lock()
         self._count = 0
         self.sent = self.dropped = self.duplicates = 0
-        self.down_since: Optional[float] = time.monotonic()  # not connected yet
+        self.down_since: Optional[float] = None  # the link is down since (None: up, or not tried yet)
         self.outages = 0
         self._wake: Optional[asyncio.Event] = None
         self._stopping = False
@@ -63,7 +65,10 @@ class SummaryPublisher:
             self._count += 1
             self._buffer.append((self._count, pack(frames)))
             if len(self._buffer) > self.max_buffered:
-                self._buffer.popleft()
+                head = self._buffer.popleft()
+                if head[0] == 1:  # the session's hello: without it the hub can read none of the others
+                    self._buffer.popleft()
+                    self._buffer.appendleft(head)
                 self.dropped += 1
         if self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
@@ -73,7 +78,8 @@ class SummaryPublisher:
         return len(self._buffer)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Wait until every message sent so far is in the stream (False: still some after ``timeout_s``)."""
+        """Wait until the buffer is empty: every message sent so far is in the stream but the
+        ``dropped`` ones (False: still some after ``timeout_s``)."""
         deadline = time.monotonic() + timeout_s
         while self._buffer and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -100,8 +106,11 @@ class SummaryPublisher:
 
     async def _run(self) -> None:
         self._wake = asyncio.Event()
-        nc = await connect(self.servers, f"{self.node} publisher", self._link_down)  # up: once a publish is acked
-        js = nc.jetstream()
+        stopping = lambda: self._stopping  # noqa: E731
+        nc = await connect(self.servers, f"{self.node} publisher", self._link_down, give_up=stopping)
+        if nc is None:  # closed before any server answered
+            return
+        js = nc.jetstream()  # the link is up once a publish is acknowledged
         await self._retry(lambda: ensure_streams(js, self.region, self.replicas))
         self._link_up_now()
         subject = self.region.summaries_subject(self.node)
@@ -132,7 +141,7 @@ class SummaryPublisher:
         await nc.close()
 
     async def _retry(self, make: Any) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await make()
                 return

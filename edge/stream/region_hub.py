@@ -41,6 +41,7 @@ log = logging.getLogger("edge.stream")
 
 LEASE_S = 2.0  # an active hub silent this long is replaced (failover within about this plus a second)
 STATS_EVERY_S = 5.0
+PUBLISH_TIMEOUT_S = 0.5  # well inside a lease renewal (a third of LEASE_S): a slow publish does not let it lapse
 KEEP_STEPS = 100_000  # decided steps a standby keeps to publish should it take over
 
 
@@ -71,19 +72,23 @@ class RegionHub:
         lease_s: float = LEASE_S,
         replicas: int = 1,
         events: Optional[EventPublisher] = None,
+        embedding_dim: Optional[int] = None,
     ):
         """``events``: the ZeroMQ publisher subscribers (the view, ``edge.listen``) read the active
-        hub's identity events on, as from ``edge.hub``."""
+        hub's identity events on, as from ``edge.hub``; ``embedding_dim``: its model's (a node with
+        another model is refused)."""
         self.servers, self.region, self.name = servers, region, name
         self.events = events
         self.lease_s, self.replicas = lease_s, replicas
         self.engine = IdentityEngine(settings)
-        self.reader = StepReader()
+        self.reader = StepReader(embedding_dim)
         self.leader = False
         self.position = 0  # the last stream position decided
         self.published_upto = 0  # the last step the region's decision stream has (as far as this hub knows)
         self.recent: deque[tuple[int, bytes]] = deque(maxlen=KEEP_STEPS)  # decided steps not known published
-        self.counters = {"steps": 0, "published": 0, "malformed": 0, "takeovers": 0, "lost_lease": 0}
+        self.counters = {"steps": 0, "published": 0, "malformed": 0, "failed_steps": 0, "takeovers": 0, "lost_lease": 0}
+        self.now = -float("inf")  # the region's scene clock: the latest time any message carried
+        self._refused: set[tuple[str, str]] = set()  # sessions a skipped message was said for
         self.read_span: list[float] = []  # wall clock of the first and the last message read (throughput)
         self._revision = 0
         self._renewed = 0.0
@@ -101,17 +106,24 @@ class RegionHub:
             step = self.reader.read(parts, node, session)
         except (ProtocolError, KeyError, TypeError, ValueError) as exc:
             self.counters["malformed"] += 1
-            log.warning("stream: message %d of node %s is not a summaries message (%s): skipped", position, node, exc)
+            said = (node, session) in self._refused
+            self._refused.add((node, session))
+            (log.debug if said else log.warning)("stream: message %d of node %s skipped: %s", position, node, exc)
             return None
         if step is None:
             return None
-        now, summaries = step
+        self.now = max(self.now, step[0])  # a node replaying its buffer after an outage sends older times
         self.counters["steps"] += 1
-        decisions = self.engine.update(summaries, now)
+        try:
+            decisions = self.engine.update(step[1], self.now)
+        except Exception:  # every hub fails at this very message: dying would stop the region for good
+            self.counters["failed_steps"] += 1
+            log.exception("stream: the engine failed at message %d of node %s: its decisions are lost", position, node)
+            return None
         final: list[tuple[Key, int]] = self.engine.take_final()
         if not decisions and not final:
             return None
-        return decision_message(self.region, position, now, decisions, final)
+        return decision_message(self.region, position, self.now, decisions, final)
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> dict[str, Any]:
@@ -122,7 +134,7 @@ class RegionHub:
         nc = await connect(self.servers, f"hub {self.name}")
         js = nc.jetstream()
         kv = await self._retry(lambda: self._setup(js))
-        sub = await js.subscribe(self.region.summaries_subject(), ordered_consumer=True)
+        sub = await self._retry(lambda: js.subscribe(self.region.summaries_subject(), ordered_consumer=True))
         log.info(
             "stream: hub %s reads region %s from the start (%s)", self.name, self.region.name, ",".join(self.servers)
         )
@@ -135,6 +147,8 @@ class RegionHub:
             try:
                 msg = await sub.next_msg(timeout=0.05)
             except NatsTimeout:
+                if self.leader and self.recent:  # a publish that failed: try again while the stream is quiet
+                    await self._publish_recent(js)
                 continue
             headers = msg.headers or {}
             try:
@@ -148,9 +162,9 @@ class RegionHub:
                 self.recent.append((self.position, out))
                 if self.leader:
                     await self._publish_recent(js)
-        if self.leader:  # hand over at once rather than after the lease runs out
+        if self.leader:  # hand over at once rather than after the lease runs out (only a lease still ours)
             try:
-                await kv.delete(self.region.name)
+                await kv.delete(self.region.name, last=self._revision)
             except Exception:  # noqa: BLE001 - the key expires by itself
                 pass
         await nc.close()
@@ -190,9 +204,18 @@ class RegionHub:
             self._revision = await kv.create(self.region.name, self.name.encode())
         except Exception:  # noqa: BLE001 - another hub holds it (or the servers are away)
             return
+        try:
+            published_upto = await self._last_published(js)
+        except Exception as exc:  # noqa: BLE001 - not knowing what was published, publishing could repeat it
+            log.warning("stream: hub %s could not read the last published step (%s): lease given back", self.name, exc)
+            try:
+                await kv.delete(self.region.name, last=self._revision)
+            except Exception:  # noqa: BLE001 - it expires by itself
+                pass
+            return
         self.leader, self._renewed = True, now
         self.counters["takeovers"] += 1
-        self.published_upto = await self._last_published(js)
+        self.published_upto = published_upto
         log.info(
             "stream: hub %s is region %s's active hub at position %d (decisions published up to %d)",
             self.name, self.region.name, self.position, self.published_upto,
@@ -213,13 +236,15 @@ class RegionHub:
             if step > self.published_upto:
                 headers = {"Nats-Msg-Id": f"{self.region.name}-{step}", STEP_HEADER: str(step), HUB_HEADER: self.name}
                 try:
-                    await js.publish(self.region.decisions_subject, body, timeout=2.0, headers=headers)
+                    ack = await js.publish(
+                        self.region.decisions_subject, body, timeout=PUBLISH_TIMEOUT_S, headers=headers
+                    )
                 except Exception as exc:  # noqa: BLE001 - the servers are away: the step waits
                     log.warning("stream: hub %s could not publish step %d (%s)", self.name, step, exc)
                     return
                 self.published_upto = step
                 self.counters["published"] += 1
-                if self.events is not None:
+                if self.events is not None and not ack.duplicate:  # another hub told the subscribers
                     self._tell_subscribers(body)
             self.recent.popleft()
 

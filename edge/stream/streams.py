@@ -4,17 +4,21 @@ node and hub of a region ensures them, whichever starts first)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
-from nats.js.errors import BucketNotFoundError
+from nats.js.errors import BadRequestError, BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from edge.stream.names import LEASE_BUCKET, Region
 
+log = logging.getLogger("edge.stream")
+
+STREAM_NAME_IN_USE = 10058  # JetStream's error code: a stream of that name exists with another configuration
 DUPLICATE_WINDOW_S = 3600.0  # a message sent again within this is stored once (the server remembers its id)
 DAY_S = 86400.0
 
@@ -24,9 +28,12 @@ async def connect(
     name: str,
     disconnected: Callable[[], Awaitable[None]] | None = None,
     reconnected: Callable[[], Awaitable[None]] | None = None,
+    give_up: Callable[[], bool] = lambda: False,
 ) -> Any:
-    """A client that reconnects forever (and keeps trying to connect at all until a server answers)."""
-    while True:
+    """A client that reconnects forever (and keeps trying to connect at all until a server answers,
+    saying so once)."""
+    said = False
+    while not give_up():
         try:
             return await nats.connect(
                 servers,
@@ -37,8 +44,12 @@ async def connect(
                 disconnected_cb=disconnected,
                 reconnected_cb=reconnected,
             )
-        except Exception:  # noqa: BLE001 - no server yet: try again
+        except Exception as exc:  # noqa: BLE001 - no server yet: try again
+            if not said:
+                log.warning("stream: %s cannot reach %s yet (%s): trying again", name, ",".join(servers), exc)
+                said = True
             await asyncio.sleep(0.25)
+    return None
 
 
 async def ensure_streams(js: JetStreamContext, region: Region, replicas: int = 1, keep_s: float = 7 * DAY_S) -> None:
@@ -47,16 +58,24 @@ async def ensure_streams(js: JetStreamContext, region: Region, replicas: int = 1
         (region.summaries_stream, region.summaries_subject()),
         (region.decisions_stream, region.decisions_subject),
     ):
-        await js.add_stream(
-            StreamConfig(
-                name=name,
-                subjects=[subject],
-                storage=StorageType.FILE,
-                num_replicas=replicas,
-                duplicate_window=DUPLICATE_WINDOW_S,
-                max_age=keep_s,
-            )
+        config = StreamConfig(
+            name=name,
+            subjects=[subject],
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            duplicate_window=min(DUPLICATE_WINDOW_S, keep_s),
+            max_age=keep_s,
         )
+        try:
+            await js.add_stream(config)
+        except BadRequestError as exc:
+            if exc.err_code != STREAM_NAME_IN_USE:
+                raise
+            have = (await js.stream_info(name)).config  # made by another node or hub, otherwise: use it as it is
+            if have.num_replicas != replicas:
+                log.warning(
+                    "stream %s has %s replicas, not the %d asked for: kept as it is", name, have.num_replicas, replicas
+                )
 
 
 async def lease_bucket(js: JetStreamContext, lease_s: float, replicas: int = 1) -> KeyValue:

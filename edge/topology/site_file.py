@@ -47,5 +47,7 @@ def write_site_file(topology: Topology, out: Path, base: Optional[Path], source:
     if topology.calibration:
         data["calibration"] = topology.calibration_entries()
     text = "".join(f"# {line}\n" for line in head) + yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
-    out.write_text(text)
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, out)  # a reader (or a crash mid-write) never sees half a file
     return out

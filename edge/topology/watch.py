@@ -4,8 +4,8 @@
 learn the same from the tracklets it has seen end. Every ``every_s`` scene seconds the latest
 ``keep`` ended tracklets go through the same steps (confident sightings, ``evidence.py``; links,
 windows, doors and overlaps, ``links.py``). A topology that differs from the one in use in what a
-user would notice (a link or an overlap found or gone, a window moved by more than a quarter or
-:data:`WINDOW_SLACK_S`) is said in a log line per change, written as a camera file (``out``) and,
+user would notice (a link or an overlap found or gone, a window bound moved by more than a quarter
+and more than :data:`WINDOW_SLACK_S`) is said in a log line per change, written as a camera file (``out``) and,
 with ``use`` and no transitions in the camera file, handed to the engine, which decides with it
 from then on; smaller wobbles of a re-learned window are not (decisions do not flicker with
 each learning). A shared ground plane needs where each tracklet stood over time, which only the
@@ -18,11 +18,11 @@ frames do not wait); in a lockstep run it runs in the step, so the run decides t
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from edge.identity.records import TrackletSummary
 from edge.identity.settings import EngineSettings
@@ -82,9 +82,12 @@ class TopologyWatch:
         out: Optional[Path] = None,
         base: Optional[Path] = None,
         background: bool = False,
+        apply: bool = False,
     ):
         """``out``: camera file to (re)write on a change, ``_BASE_`` ``base`` (the run's camera
-        file); ``background``: learn on a worker thread (a live run)."""
+        file); ``background``: learn on a worker thread (a live run); ``apply``: the engine is to
+        decide with what is learned (the camera file gives no transitions and ``use`` is on)."""
+        self.apply = apply
         self.every_s = every_s
         self.min_evidence = min_evidence
         self.out, self.base = out, base
@@ -93,8 +96,9 @@ class TopologyWatch:
         self.said: list[str] = []  # every change said, in order
         self.learnings = 0
         self._next_at: Optional[float] = None
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="topology") if background else None
-        self._job: Optional[Future[Topology]] = None
+        self.background = background
+        self._job: Optional[threading.Thread] = None
+        self._result: list[Any] = []  # the worker's topology, or the exception it raised
 
     def add(self, ended: Iterable[TrackletSummary]) -> None:
         """Tracklets that ended (their final summaries)."""
@@ -104,22 +108,33 @@ class TopologyWatch:
         """The newly learned topology when it changed since the last one in use, else None;
         ``settings``: the engine's (its threshold judges what is confident)."""
         if self._job is not None:
-            if not self._job.done():
+            if self._job.is_alive():
                 return None
-            job, self._job = self._job, None
-            return self._take(job.result(), now)
+            self._job = None
+            return self._take(self._result.pop(), now)
         if self._next_at is None:
             self._next_at = now + self.every_s
         if now < self._next_at:
             return None
         self._next_at = now + self.every_s
         tracklets = list(self.tracklets)
-        if self._pool is not None:
-            self._job = self._pool.submit(learn_from, tracklets, settings, self.min_evidence)
+        if self.background:  # a daemon: a run that ends mid-learning does not wait for it
+            self._job = threading.Thread(target=self._learn, args=(tracklets, settings), daemon=True, name="topology")
+            self._job.start()
             return None
-        return self._take(learn_from(tracklets, settings, self.min_evidence), now)
+        self._learn(tracklets, settings)
+        return self._take(self._result.pop(), now)
 
-    def _take(self, topology: Topology, now: float) -> Optional[Topology]:
+    def _learn(self, tracklets: list[TrackletSummary], settings: EngineSettings) -> None:
+        try:
+            self._result.append(learn_from(tracklets, settings, self.min_evidence))
+        except Exception as exc:  # noqa: BLE001 - a learning that fails must not stop the run
+            self._result.append(exc)
+
+    def _take(self, topology: Topology | Exception, now: float) -> Optional[Topology]:
+        if isinstance(topology, Exception):
+            log.error("topology at %.0f s: learning failed (%s): the topology in use stays", now, topology)
+            return None
         self.learnings += 1
         said = changes(self.current, topology)
         if not said:
@@ -134,7 +149,12 @@ class TopologyWatch:
         self.said += said
         self.current = topology
         if self.out is not None:
-            write_site_file(topology, self.out, self.base, f"the tracklets of a running engine ({len(self.tracklets)})")
+            try:
+                write_site_file(
+                    topology, self.out, self.base, f"a running engine's latest {len(self.tracklets)} tracklets"
+                )
+            except OSError as exc:
+                log.error("topology: %s not written (%s)", self.out, exc)
         return topology
 
     def report(self) -> dict:
@@ -144,5 +164,4 @@ class TopologyWatch:
         return {"learnings": self.learnings, "links": windows, "changes": self.said}
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        """Nothing to wait for: a learning still running is a daemon thread."""
