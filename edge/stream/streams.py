@@ -43,6 +43,7 @@ async def connect(
                 connect_timeout=1.0,
                 disconnected_cb=disconnected,
                 reconnected_cb=reconnected,
+                error_cb=_quiet,
             )
         except Exception as exc:  # noqa: BLE001 - no server yet: try again
             if not said:
@@ -50,6 +51,12 @@ async def connect(
                 said = True
             await asyncio.sleep(0.25)
     return None
+
+
+async def _quiet(exc: Exception) -> None:
+    """The client's errors while it reconnects (a traceback per attempt otherwise): the publisher
+    and the hub say what matters (the link down, back, a publish that failed)."""
+    log.debug("stream: client error: %s", exc)
 
 
 async def ensure_streams(js: JetStreamContext, region: Region, replicas: int = 1, keep_s: float = 7 * DAY_S) -> None:
