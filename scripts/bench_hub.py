@@ -10,7 +10,9 @@
    recall@10 against exact search.
 2. *Hub throughput*: the hub's engine step (decode done, engine update, FAISS candidates, SQLite
    commit, gallery update) fed with synthetic tracklet summaries from 4 cameras, 24 live
-   tracklets at a time, with a gallery of N past identities; summaries per second sustained.
+   tracklets at a time, with a gallery of N past identities (alive: last seen within the time
+   to live); summaries per second sustained. The same through a stream region hub's step
+   (decoding the message included), scoring every identity and with the FAISS candidates.
 
 Prints a table and writes JSON (``--out``).
 """
@@ -88,57 +90,67 @@ def bench_search(n: int, dim: int, queries: int, nprobe: int, rng: np.random.Gen
     return out
 
 
+def past_identities(n_past: int, dim: int, rng: np.random.Generator) -> tuple[list[Identity], np.ndarray]:
+    """``n_past`` identities, each last seen within the time to live of the first step (1000 s):
+    alive, as a busy site's past identities are (until 2026-12-02 they were last seen at 0 s and
+    all expired at the first step, so the hub's cost with them was mostly that expiry)."""
+    past = clustered(n_past, dim, rng)
+    idents = []
+    for g in range(n_past):
+        seen = 1000.0 - 250.0 * (g + 1) / n_past
+        ident = Identity(g + 1, seen - 5.0, seen, "cam1", {"cam1"})
+        ident.past, ident.past_weight, ident.embedding = Embeddings(past[g][None]), 3.0, past[g]
+        idents.append(ident)
+    return idents, past
+
+
+CAMS = ["cam1", "cam2", "cam3", "cam4"]
+
+
+def workload(past: np.ndarray, steps: int, rng: np.random.Generator):
+    """Per step ``(now, items)``: 4 cameras, 24 live tracklets at a time, each ~3 s, half of them
+    a past identity seen again (``items``: the site protocol's ``WireTracklet``)."""
+    from edge.wire.site_protocol import WireTracklet
+
+    live = {}  # (camera, local id) -> (vector, first_seen, last step)
+    next_lid = {c: 1 for c in CAMS}
+    box = np.array([10.0, 10.0, 50.0, 120.0])
+    for k in range(steps):
+        now = 1000.0 + 0.1 * k
+        while len(live) < 24:  # people come and go: each tracklet lives ~3 s
+            c = CAMS[rng.integers(0, 4)]
+            v = past[rng.integers(0, len(past))] if rng.random() < 0.5 else clustered(1, past.shape[1], rng)[0]
+            live[(c, next_lid[c])] = (v, now, k + int(rng.integers(20, 40)))
+            next_lid[c] += 1
+        items = []
+        for (c, lid), (v, first, end) in list(live.items()):
+            ended = k >= end
+            items.append(WireTracklet(c, lid, first, now, k, float(k), box, box, ended, 0.9, k, Embeddings(v[None])))
+            if ended:
+                del live[(c, lid)]
+        yield now, items
+
+
 def bench_hub(n_past: int, steps: int, rng: np.random.Generator) -> dict:
     """Summaries per second through Hub._update (engine, candidates, SQLite, gallery)."""
     from edge.site.hub_config import HubConfig
     from edge.site.hub_service import Hub
     from edge.site.sessions import NodeState
-    from edge.wire.site_protocol import WireTracklet
 
     tmp = tempfile.mkdtemp()
     cfg = HubConfig(
         bind="tcp://127.0.0.1:0", reid_model=str(MODEL), store=f"{tmp}/hub.sqlite", publisher={"enabled": False}
     )
     hub = Hub(cfg)
-    dim = hub.dim
-    past = clustered(n_past, dim, rng)
-    idents = []
-    for g in range(n_past):
-        ident = Identity(g + 1, 0.0, 0.0, "cam1", {"cam1"})
-        ident.past, ident.past_weight, ident.embedding = Embeddings(past[g][None]), 3.0, past[g]
-        idents.append(ident)
+    idents, past = past_identities(n_past, hub.dim, rng)
     hub.engine.restore(idents, n_past + 1)
     hub.gallery.upsert(range(1, n_past + 1), past)
-    cams = ["cam1", "cam2", "cam3", "cam4"]
-    nodes = {c: NodeState(f"n{c}", "s", b"x", cameras=[c]) for c in cams}
-    live = {}  # (camera, local id) -> (vector, first_seen)
-    next_lid = {c: 1 for c in cams}
-    box = np.array([10.0, 10.0, 50.0, 120.0])
+    nodes = {c: NodeState(f"n{c}", "s", b"x", cameras=[c]) for c in CAMS}
     sent, t_total = 0, 0.0
-    for k in range(steps):
-        now = 1000.0 + 0.1 * k
-        while len(live) < 24:  # people come and go: each tracklet lives ~3 s
-            c = cams[rng.integers(0, 4)]
-            live[(c, next_lid[c])] = (
-                past[rng.integers(0, n_past)] if rng.random() < 0.5 else clustered(1, dim, rng)[0],
-                now,
-                k + int(rng.integers(20, 40)),
-            )
-            next_lid[c] += 1
-        items = []
-        for (c, lid), (v, first, end) in list(live.items()):
-            ended = k >= end
-            items.append(
-                (
-                    nodes[c],
-                    WireTracklet(c, lid, first, now, k, float(k), box, box, ended, 0.9, k, Embeddings(v[None])),
-                    False,
-                )
-            )
-            if ended:
-                del live[(c, lid)]
+    for now, items in workload(past, steps, rng):
+        batch = [(nodes[w.camera], w, False) for w in items]
         t0 = time.perf_counter()
-        hub._update(now, items)
+        hub._update(now, batch)
         t_total += time.perf_counter() - t0
         sent += len(items)
     hub.close()
@@ -149,6 +161,43 @@ def bench_hub(n_past: int, steps: int, rng: np.random.Generator) -> dict:
         "summaries_per_s": round(sent / t_total, 1),
         "ms_per_step": round(1000 * t_total / steps, 2),
         "gallery_after": len(hub.engine),
+    }
+
+
+def bench_region_hub(n_past: int, steps: int, rng: np.random.Generator, search: bool = True) -> dict:
+    """The same through a stream region hub's step (decode, engine, FAISS candidates when
+    ``search``, gallery; no network: what one message costs the hub)."""
+    from core.model_card import read_onnx_metadata
+    from edge.identity.config import MatchingConfig
+    from edge.identity.settings import settings_from_config
+    from edge.stream.names import Region
+    from edge.stream.region_hub import GallerySettings, RegionHub
+    from edge.wire.site_protocol import encode, encode_tracklets
+
+    meta = read_onnx_metadata(MODEL)
+    assert meta is not None and meta.embedding_dim
+    dim = int(meta.embedding_dim)
+    settings = settings_from_config(MatchingConfig(), meta.similarity, str(MODEL), dim)
+    gallery = GallerySettings() if search else None
+    hub = RegionHub([], Region("bench"), settings, "bench", embedding_dim=dim, gallery=gallery)
+    idents, past = past_identities(n_past, dim, rng)
+    hub.engine.restore(idents, n_past + 1)
+    if hub.gallery is not None:
+        hub.gallery.upsert(range(1, n_past + 1), past)
+    hub.decide(1, encode("hello", {"node": "n", "session": "s", "cameras": CAMS, "embedding_dim": dim}), "n", "s")
+    sent, t_total = 0, 0.0
+    for k, (now, items) in enumerate(workload(past, steps, rng), start=1):
+        parts = encode_tracklets(k, now, items)
+        t0 = time.perf_counter()
+        hub.decide(k + 1, parts, "n", "s")
+        t_total += time.perf_counter() - t0
+        sent += len(items)
+    return {
+        "past_identities": n_past,
+        "search": search,
+        "steps": steps,
+        "summaries_per_s": round(sent / t_total, 1),
+        "ms_per_step": round(1000 * t_total / steps, 2),
     }
 
 
@@ -164,6 +213,7 @@ def main() -> None:
     ap.add_argument("--hub-past", type=int, nargs="+", default=[1000, 10000])
     ap.add_argument("--hub-steps", type=int, default=300)
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench" / "hub.json"))
+    ap.add_argument("--hub-only", action="store_true", help="only the hub's throughput (no gallery search sizes)")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     search = []
@@ -171,7 +221,7 @@ def main() -> None:
         f"{'identities':>10} {'dim':>4} {'exact p50/p99 ms':>18} {'ivf p50/p99 ms':>16} "
         f"{'recall@1':>8} {'recall@10':>9}  build s (exact/ivf)"
     )
-    for n in args.sizes:
+    for n in [] if args.hub_only else args.sizes:
         dim = args.dim_1m if n >= 1_000_000 else args.dim
         r = bench_search(n, dim, args.queries if n < 1_000_000 else args.queries // 3, args.nprobe, rng)
         search.append(r)
@@ -181,15 +231,21 @@ def main() -> None:
             f"{r['recall@1']:>8.3f} {r['recall@10']:>9.3f}  {r['build_s']['exact']}/{r['build_s']['ivf']}",
             flush=True,
         )
-    hub = []
-    print(f"\n{'past identities':>15} {'summaries/s':>12} {'ms/step':>8}")
+    hub, region = [], []
+    print(f"\n{'hub':>22} {'past identities':>15} {'summaries/s':>12} {'ms/step':>8}")
     for n in args.hub_past:
         r = bench_hub(n, args.hub_steps, rng)
         hub.append(r)
-        print(f"{n:>15} {r['summaries_per_s']:>12} {r['ms_per_step']:>8}", flush=True)
+        print(f"{'edge.hub':>22} {n:>15} {r['summaries_per_s']:>12} {r['ms_per_step']:>8}", flush=True)
+        for search in (False, True):
+            r = bench_region_hub(n, args.hub_steps, rng, search)
+            region.append(r)
+            name = "stream, FAISS" if search else "stream, score all"
+            print(f"{name:>22} {n:>15} {r['summaries_per_s']:>12} {r['ms_per_step']:>8}", flush=True)
     out = {
         "search": search,
         "hub": hub,
+        "region_hub": region,
         "machine": {
             "cpus": __import__("os").cpu_count(),
             "python": platform.python_version(),

@@ -327,3 +327,22 @@ def test_a_message_sent_again_with_its_id_is_stored_once(tmp_path, node_log):
 
     with NatsServer(free_port(), tmp_path / "store") as server:
         assert asyncio.run(twice(server.url)) == (False, True, 1)
+
+
+def test_a_region_hub_searching_its_gallery_decides_as_one_scoring_every_identity(node_log):
+    """With FAISS proposing the nearest identities from the first one on (``exact_below`` 1) and a
+    gallery smaller than ``k``, every identity is proposed: the decisions are the reference's, so
+    the gallery follows the engine (merges, expiries) step by step."""
+    from edge.stream.region_hub import GallerySettings
+
+    meta = read_onnx_metadata(str(DEMO / "reid.onnx"))
+    hub = RegionHub(
+        [], Region("hall"), settings(), "search", embedding_dim=int(meta.embedding_dim),
+        gallery=GallerySettings(exact_below=1, k=64),
+    )  # fmt: skip
+    got = {}
+    for position, parts in enumerate(node_log, start=1):
+        body = hub.decide(position, parts, "node1", "s1")
+        if body is not None:
+            got[position] = json.loads(body)
+    assert got == reference(node_log) and len(hub.gallery) > 0

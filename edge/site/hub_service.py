@@ -30,9 +30,10 @@ import zmq
 from edge.identity import Decision, IdentityEngine, TrackletSummary
 from edge.identity.settings import settings_from_config
 from edge.site.fanout import node_messages, publish_decisions
-from edge.site.gallery import Gallery, candidates_for
+from edge.site.gallery import Gallery
 from edge.site.hub_config import HubConfig
 from edge.site.mirror import HubTracklet, Mirror
+from edge.site.nearest import nearest_candidates
 from edge.site.persistence import Persistence
 from edge.site.report import summary_line
 from edge.site.sessions import Sessions
@@ -101,14 +102,8 @@ class Hub:
 
     # --- the gallery seam -------------------------------------------------------------------
     def _candidates(self, waiting: list[TrackletSummary]) -> Optional[list[Iterable[int]]]:
-        """The engine's nearest-identity seam: what the gallery proposes per tracklet, plus the
-        identities active now (None: score every identity)."""
-        if len(self.engine.identities) < self.cfg.gallery_exact_below:
-            return None  # small site: every identity, exactly as one process would
-        active = set(self.engine.assignment.values())
-        looks = [self.engine.look(s) for s in waiting]  # what the engine compares (camera-centered when on)
-        found = candidates_for(self.gallery, [None if a is None else a.global_[0] for a in looks], self.cfg.gallery_k)
-        return [ids | active for ids in found]
+        """The engine's nearest-identity seam (``edge/site/nearest.py``)."""
+        return nearest_candidates(self.engine, self.gallery, waiting, self.cfg.gallery_exact_below, self.cfg.gallery_k)
 
     # --- engine steps -----------------------------------------------------------------------
     def step(self) -> int:

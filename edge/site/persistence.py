@@ -11,14 +11,13 @@ cameras' engine id bases and, for tracklets not final when the hub stopped, the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Optional
 
-import numpy as np
-
-from edge.identity import Decision, Identity, IdentityEngine
+from edge.identity import Decision, IdentityEngine
 from edge.site.gallery import Gallery
 from edge.site.mirror import HubTracklet, Mirror
+from edge.site.nearest import follow_engine, index_identities
 from edge.site.store import Store, TrackletRow
 
 log = logging.getLogger("edge.site.hub_service")  # the hub's log lines keep their logger name
@@ -52,7 +51,7 @@ class Persistence:
             mirror.max_engine_id[row.camera] = max(mirror.max_engine_id[row.camera], row.engine_id)
             if row.site_id is not None and not row.final:
                 mirror.pinned[(row.node, row.session, row.camera, row.local_id)] = row.site_id
-        self._index(identities)
+        index_identities(self.gallery, identities)
         self.next_gid = int(meta.get("next_gid", 1))
         if identities:
             log.info(
@@ -63,12 +62,6 @@ class Persistence:
             )
         return len(identities)
 
-    def _index(self, identities: Iterable[Identity]) -> None:
-        """Identities' vectors into the gallery (nothing joins a sealed one)."""
-        vectors = [(i.global_id, i.embedding) for i in identities if i.embedding is not None and not i.sealed]
-        if vectors:
-            self.gallery.upsert([g for g, _ in vectors], np.stack([v for _, v in vectors]))
-
     def save(
         self,
         decisions: list[Decision],
@@ -78,12 +71,7 @@ class Persistence:
     ) -> None:
         """After a step: the gallery follows it, then (with a store) one transaction."""
         engine = self.engine
-        touched = {d.global_id for d in decisions} | {d.previous for d in decisions if d.previous is not None}
-        touched |= set(engine.assignment.values()) | {gid for _, gid in finals}
-        alive = [engine.identities[g] for g in sorted(touched) if g in engine.identities]
-        removed = [g for g in touched if g not in engine.identities]
-        self.gallery.remove(removed)
-        self._index(alive)
+        alive, removed = follow_engine(self.gallery, engine, decisions, finals)
         if self.store is None:
             return
         final_keys = {k for k, _ in finals}

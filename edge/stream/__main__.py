@@ -98,7 +98,7 @@ def _hub(args: argparse.Namespace) -> dict:
     from edge.identity.settings import settings_from_config
     from edge.site.hub_config import load_hub_config
     from edge.stream.names import Region
-    from edge.stream.region_hub import LEASE_S, RegionHub
+    from edge.stream.region_hub import LEASE_S, GallerySettings, RegionHub
     from edge.wire.publisher import EventPublisher
 
     try:
@@ -114,7 +114,8 @@ def _hub(args: argparse.Namespace) -> dict:
     p = cfg.publisher
     events = EventPublisher(p.endpoint, p.high_water_mark, curve=p.curve, insecure=p.insecure) if p.enabled else None
     servers, lease_s = args.servers.split(","), args.lease_s or LEASE_S
-    hub = RegionHub(servers, region, settings, name, lease_s, args.replicas, events, int(meta.embedding_dim))
+    gallery = GallerySettings(cfg.gallery_exact_below, cfg.gallery_k, cfg.gallery_approximate_above)
+    hub = RegionHub(servers, region, settings, name, lease_s, args.replicas, events, int(meta.embedding_dim), gallery)
     report = hub.run(stop_on_signals())
     log.info("stream: hub %s stopped: %s", name, json.dumps(report))
     if args.report:

@@ -2,6 +2,8 @@
 
 The node keeps deciding its own identities (its MOT files and events, as a single box); the
 region's hubs decide the site's from every node's summaries (``python -m edge.stream hub``).
+Only this module is imported by the runtime's config: the NATS client comes with the ``site``
+extra and is loaded only by a node that streams.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from core.configio import StrictModel
-from edge.stream.publisher import MAX_BUFFERED
+
+MAX_BUFFERED = 200_000  # ~33 minutes of a node sending 100 messages a second
 
 
 class StreamConfig(StrictModel):

@@ -23,13 +23,13 @@ import time
 from collections import deque
 from typing import Any, Optional
 
+from edge.stream.config import MAX_BUFFERED
 from edge.stream.frames import pack
 from edge.stream.names import NODE_HEADER, SESSION_HEADER, Region
 from edge.stream.streams import connect, ensure_streams
 
 log = logging.getLogger("edge.stream")
 
-MAX_BUFFERED = 200_000  # ~33 minutes of a node sending 100 messages a second
 RETRY_S = 0.25
 
 

@@ -21,15 +21,19 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import NotFoundError
 
 from edge.identity import Decision, IdentityEngine
-from edge.identity.records import Key
+from edge.identity.records import Key, TrackletSummary
 from edge.identity.settings import EngineSettings
 from edge.site.fanout import publish_decisions
+from edge.site.gallery import Gallery
+from edge.site.nearest import follow_engine, nearest_candidates
 from edge.site.tracklet_log import StepReader
 from edge.stream.frames import unpack
 from edge.stream.names import HUB_HEADER, NODE_HEADER, SESSION_HEADER, STEP_HEADER, Region
@@ -43,6 +47,16 @@ LEASE_S = 2.0  # an active hub silent this long is replaced (failover within abo
 STATS_EVERY_S = 5.0
 PUBLISH_TIMEOUT_S = 0.5  # well inside a lease renewal (a third of LEASE_S): a slow publish does not let it lapse
 KEEP_STEPS = 100_000  # decided steps a standby keeps to publish should it take over
+
+
+@dataclass(frozen=True)
+class GallerySettings:
+    """The hub YAML's ``gallery_*``: exact scoring below ``exact_below`` identities, else the ``k``
+    nearest; an approximate index past ``approximate_above``."""
+
+    exact_below: int = 2000
+    k: int = 64
+    approximate_above: int = 50000
 
 
 def decision_message(region: Region, step: int, now: float, decisions: list[Decision], final: list) -> bytes:
@@ -73,14 +87,20 @@ class RegionHub:
         replicas: int = 1,
         events: Optional[EventPublisher] = None,
         embedding_dim: Optional[int] = None,
+        gallery: Optional[GallerySettings] = None,
     ):
         """``events``: the ZeroMQ publisher subscribers (the view, ``edge.listen``) read the active
         hub's identity events on, as from ``edge.hub``; ``embedding_dim``: its model's (a node with
-        another model is refused)."""
+        another model is refused); ``gallery``: past identities searched with FAISS (as ``edge.hub``
+        does: ``edge/site/nearest.py``) rather than each scored (needs ``embedding_dim``)."""
         self.servers, self.region, self.name = servers, region, name
         self.events = events
         self.lease_s, self.replicas = lease_s, replicas
-        self.engine = IdentityEngine(settings)
+        self.gallery: Optional[Gallery] = None
+        self.search = gallery
+        if gallery is not None and embedding_dim is not None:
+            self.gallery = Gallery(embedding_dim, gallery.approximate_above)
+        self.engine = IdentityEngine(settings, candidates=self._candidates if self.gallery is not None else None)
         self.reader = StepReader(embedding_dim)
         self.leader = False
         self.position = 0  # the last stream position decided
@@ -121,9 +141,15 @@ class RegionHub:
             log.exception("stream: the engine failed at message %d of node %s: its decisions are lost", position, node)
             return None
         final: list[tuple[Key, int]] = self.engine.take_final()
+        if self.gallery is not None:
+            follow_engine(self.gallery, self.engine, decisions, final)
         if not decisions and not final:
             return None
         return decision_message(self.region, position, self.now, decisions, final)
+
+    def _candidates(self, waiting: list[TrackletSummary]) -> Optional[list[Iterable[int]]]:
+        assert self.gallery is not None and self.search is not None
+        return nearest_candidates(self.engine, self.gallery, waiting, self.search.exact_below, self.search.k)
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> dict[str, Any]:
