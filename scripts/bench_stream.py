@@ -67,13 +67,7 @@ def reference(messages: list[list[bytes]], region: Region) -> dict[int, dict]:
     meta = read_onnx_metadata(str(DEMO / "reid.onnx"))
     assert meta is not None
     settings = settings_from_config(MatchingConfig(**MATCHING), meta.similarity, "reid.onnx", int(meta.embedding_dim))
-    hub = RegionHub([], region, settings, "reference")
-    out = {}
-    for position, parts in enumerate(messages, start=1):
-        body = hub.decide(position, parts, "node1", "s1")
-        if body is not None:
-            out[position] = json.loads(body)
-    return out
+    return RegionHub([], region, settings, "reference").decide_all(messages, "node1", "s1")
 
 
 async def _published(url: str, region: Region, full: bool = False) -> list:

@@ -78,13 +78,7 @@ def settings():
 
 def reference(messages):
     """Stream position -> the decision message a region hub must publish there (one node, positions 1..N)."""
-    hub = RegionHub([], Region("hall"), settings(), "reference")
-    out = {}
-    for position, parts in enumerate(messages, start=1):
-        body = hub.decide(position, parts, "node1", "s1")
-        if body is not None:
-            out[position] = json.loads(body)
-    return out
+    return RegionHub([], Region("hall"), settings(), "reference").decide_all(messages, "node1", "s1")
 
 
 def published(url, region):
@@ -340,9 +334,4 @@ def test_a_region_hub_searching_its_gallery_decides_as_one_scoring_every_identit
         [], Region("hall"), settings(), "search", embedding_dim=int(meta.embedding_dim),
         gallery=GallerySettings(exact_below=1, k=64),
     )  # fmt: skip
-    got = {}
-    for position, parts in enumerate(node_log, start=1):
-        body = hub.decide(position, parts, "node1", "s1")
-        if body is not None:
-            got[position] = json.loads(body)
-    assert got == reference(node_log) and len(hub.gallery) > 0
+    assert hub.decide_all(node_log, "node1", "s1") == reference(node_log) and len(hub.gallery) > 0

@@ -147,6 +147,16 @@ class RegionHub:
             return None
         return decision_message(self.region, position, self.now, decisions, final)
 
+    def decide_all(self, messages: list[list[bytes]], node: str, session: str) -> dict[int, dict]:
+        """Each decision message (as JSON) by position, for a stream holding just ``messages`` of one
+        node session from position 1: what an active hub publishes for it (a reference to compare with)."""
+        out = {}
+        for position, parts in enumerate(messages, start=1):
+            body = self.decide(position, parts, node, session)
+            if body is not None:
+                out[position] = json.loads(body)
+        return out
+
     def _candidates(self, waiting: list[TrackletSummary]) -> Optional[list[Iterable[int]]]:
         assert self.gallery is not None and self.search is not None
         return nearest_candidates(self.engine, self.gallery, waiting, self.search.exact_below, self.search.k)
