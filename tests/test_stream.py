@@ -335,3 +335,48 @@ def test_a_region_hub_searching_its_gallery_decides_as_one_scoring_every_identit
         gallery=GallerySettings(exact_below=1, k=64),
     )  # fmt: skip
     assert hub.decide_all(node_log, "node1", "s1") == reference(node_log) and len(hub.gallery) > 0
+
+
+def test_a_slow_subscriber_and_a_restarted_node_do_not_hold_the_hub_up(tmp_path, node_log):
+    """Two faults of the issue's list on a real server: a ZeroMQ subscriber that never reads (the
+    hub's events go past it, the decision stream stays whole), and a node that restarts halfway (a
+    new session: its old session's live tracklets end, its new ones get engine ids above them, and
+    every message of both sessions is decided)."""
+    import zmq
+
+    from edge.wire.publisher import EventPublisher
+
+    events_port = free_port()
+    events = EventPublisher(f"tcp://127.0.0.1:{events_port}", high_water_mark=2)
+    slow = zmq.Context.instance().socket(zmq.SUB)
+    slow.setsockopt(zmq.RCVHWM, 2)
+    slow.connect(f"tcp://127.0.0.1:{events_port}")
+    slow.setsockopt(zmq.SUBSCRIBE, b"")  # and never reads
+    half = len(node_log) // 2
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        hub = RegionHub([server.url], Region("hall"), settings(), "hub-a", events=events)
+        stop = threading.Event()
+        thread = threading.Thread(target=hub.run, args=(stop,), daemon=True)
+        thread.start()
+        first = SummaryPublisher([server.url], Region("hall"), "node1", "s1")
+        for parts in node_log[:half]:
+            first.send(parts)
+        assert first.flush(30)
+        first.close(0)  # the node stops mid-run ...
+        again = SummaryPublisher([server.url], Region("hall"), "node1", "s2")  # ... and starts again
+        for parts in node_log:
+            again.send(parts)
+        assert again.flush(30)
+        again.close(0)
+        try:
+            wait_for(lambda: hub.position == half + len(node_log), 60, "every message of both sessions read")
+            live = [k for k in hub.reader.mirror.tracklets if k[1] == "s1"]
+            assert live == []  # the first session's tracklets ended when the second began
+            assert hub.counters["malformed"] == 0 and hub.counters["failed_steps"] == 0
+            wait_for(lambda: not hub.recent, 10, "every decided step published")
+            steps = [s for s, _ in published(server.url, Region("hall"))]
+            assert steps == sorted(set(steps)) and len(steps) == hub.counters["published"] > 20
+        finally:
+            stop.set()
+            thread.join(10)
+            slow.close(0)
