@@ -380,3 +380,29 @@ def test_a_slow_subscriber_and_a_restarted_node_do_not_hold_the_hub_up(tmp_path,
             stop.set()
             thread.join(10)
             slow.close(0)
+
+
+def test_a_node_says_while_its_region_has_no_active_hub(tmp_path, node_log, caplog):
+    """The hub outage visible where the node runs: no hub for the grace time is a warning and
+    ``hub_away_s`` in the node's stats while it lasts; a hub that comes (holds the lease) ends it."""
+    import logging
+
+    from edge.stream.hub_watch import GRACE_S
+
+    caplog.set_level(logging.INFO, logger="edge.stream")
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        publisher = SummaryPublisher([server.url], Region("hall"), "node1", "s1")
+        for parts in node_log[:20]:
+            publisher.send(parts)
+        assert publisher.flush(10)
+        wait_for(lambda: publisher.stats()["hub_away_s"] is not None, GRACE_S + 5, "the outage said")
+        assert "region hall has no active hub" in caplog.text and publisher.stats()["hub_outages"] == 1
+        hub, stop, thread = run_hub_thread(server.url)
+        try:
+            wait_for(lambda: publisher.stats()["hub_away_s"] is None, 10, "the hub seen")
+            assert "region hall has an active hub again (hub-" in caplog.text
+            assert publisher.stats()["hub_outages"] == 1
+        finally:
+            stop.set()
+            thread.join(10)
+            publisher.close(0)

@@ -97,8 +97,8 @@ def _hub(args: argparse.Namespace) -> dict:
     from core.model_card import read_onnx_metadata
     from edge.identity.settings import settings_from_config
     from edge.site.hub_config import load_hub_config
-    from edge.stream.names import Region
-    from edge.stream.region_hub import LEASE_S, GallerySettings, RegionHub
+    from edge.stream.names import LEASE_S, Region
+    from edge.stream.region_hub import GallerySettings, RegionHub
     from edge.wire.publisher import EventPublisher
 
     try:

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 LEASE_BUCKET = "clipreid_leases"
+LEASE_S = 2.0  # an active hub silent this long is replaced (failover within about this plus a second)
 NODE_HEADER = "Clipreid-Node"  # the node and its session (a restarted node starts a new one)
 SESSION_HEADER = "Clipreid-Session"
 STEP_HEADER = "Clipreid-Step"  # on a decision message: the summaries stream position it decided at

@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 from edge.stream.config import MAX_BUFFERED
 from edge.stream.frames import pack
+from edge.stream.hub_watch import HubWatch
 from edge.stream.names import NODE_HEADER, SESSION_HEADER, Region
 from edge.stream.streams import connect, ensure_streams
 
@@ -54,6 +55,7 @@ class SummaryPublisher:
         self.sent = self.dropped = self.duplicates = 0
         self.down_since: Optional[float] = None  # the link is down since (None: up, or not tried yet)
         self.outages = 0
+        self.hub_watch = HubWatch(region, node)
         self._wake: Optional[asyncio.Event] = None
         self._stopping = False
         self._loop = asyncio.new_event_loop()
@@ -94,6 +96,7 @@ class SummaryPublisher:
             "duplicates": self.duplicates,
             "link_down_s": down,
             "outages": self.outages,
+            **self.hub_watch.stats(),
         }
 
     def close(self, timeout_s: float = 10.0) -> None:
@@ -111,6 +114,7 @@ class SummaryPublisher:
         if nc is None:  # closed before any server answered
             return
         js = nc.jetstream()  # the link is up once a publish is acknowledged
+        watching = asyncio.ensure_future(self.hub_watch.run(js, stopping))
         await self._retry(lambda: ensure_streams(js, self.region, self.replicas))
         self._link_up_now()
         subject = self.region.summaries_subject(self.node)
@@ -138,6 +142,7 @@ class SummaryPublisher:
                     self._buffer.popleft()
             self.sent += 1
             self.duplicates += int(bool(ack.duplicate))
+        await watching
         await nc.close()
 
     async def _retry(self, make: Any) -> None:

@@ -36,14 +36,13 @@ from edge.site.gallery import Gallery
 from edge.site.nearest import follow_engine, nearest_candidates
 from edge.site.tracklet_log import StepReader
 from edge.stream.frames import unpack
-from edge.stream.names import HUB_HEADER, NODE_HEADER, SESSION_HEADER, STEP_HEADER, Region
+from edge.stream.names import HUB_HEADER, LEASE_S, NODE_HEADER, SESSION_HEADER, STEP_HEADER, Region
 from edge.stream.streams import connect, ensure_streams, lease_bucket
 from edge.wire.publisher import EventPublisher
 from edge.wire.site_protocol import ProtocolError
 
 log = logging.getLogger("edge.stream")
 
-LEASE_S = 2.0  # an active hub silent this long is replaced (failover within about this plus a second)
 STATS_EVERY_S = 5.0
 PUBLISH_TIMEOUT_S = 0.5  # well inside a lease renewal (a third of LEASE_S): a slow publish does not let it lapse
 KEEP_STEPS = 100_000  # decided steps a standby keeps to publish should it take over

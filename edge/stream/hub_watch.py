@@ -1,0 +1,69 @@
+"""A node's view of its region's hubs: is one of them active (holding the region's lease)?
+
+A node that streams keeps deciding its own identities whatever the hubs do, and what it sends
+waits in the stream while no hub reads it; but the site's identities stop meanwhile, so the node
+says so: a warning when its region has had no active hub for :data:`GRACE_S`, a line when one is
+back, and ``hub_away_s`` / ``hub_outages`` in its stats (the run report's ``stream``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Optional
+
+from edge.stream.names import LEASE_BUCKET, LEASE_S, Region
+
+log = logging.getLogger("edge.stream")
+
+GRACE_S = 2 * LEASE_S  # a standby takes over within a lease: longer without one is an outage
+CHECK_EVERY_S = 0.5
+
+
+class HubWatch:
+    """Reads the region's lease key every :data:`CHECK_EVERY_S` (see the module docstring)."""
+
+    def __init__(self, region: Region, node: str):
+        self.region, self.node = region, node
+        self.away_since: Optional[float] = None  # no holder seen since (monotonic)
+        self.said = False  # the outage was announced
+        self.outages = 0
+
+    async def run(self, js: Any, stopping: Callable[[], bool]) -> None:
+        self.away_since = time.monotonic()  # none seen yet: counts from the start
+        kv = None
+        while not stopping():
+            holder = None
+            try:
+                kv = kv or await js.key_value(LEASE_BUCKET)
+                entry = await kv.get(self.region.name)
+                holder = entry.value.decode() if entry.value else None
+            except Exception:  # noqa: BLE001 - no bucket, no key, or the servers away: no hub seen
+                pass
+            self.seen(holder, time.monotonic())
+            await asyncio.sleep(CHECK_EVERY_S)
+
+    def seen(self, holder: Optional[str], now: float) -> None:
+        if holder:
+            if self.said:
+                log.info(
+                    "stream: region %s has an active hub again (%s) after %.1f s", self.region.name, holder,
+                    now - (self.away_since or now),
+                )  # fmt: skip
+            self.away_since, self.said = None, False
+            return
+        if self.away_since is None:
+            self.away_since = now
+        if not self.said and now - self.away_since >= GRACE_S:
+            self.said = True
+            self.outages += 1
+            log.warning(
+                "stream: region %s has no active hub (%.0f s): node %s keeps deciding its own ids and its "
+                "summaries wait in the stream", self.region.name, now - self.away_since, self.node,
+            )  # fmt: skip
+
+    def stats(self) -> dict[str, Any]:
+        away = None if not self.said or self.away_since is None else round(time.monotonic() - self.away_since, 1)
+        return {"hub_away_s": away, "hub_outages": self.outages}
