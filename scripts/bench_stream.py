@@ -143,7 +143,7 @@ def failover(out: Path, messages: list[list[bytes]], trial: int) -> dict:
         a = hub_process(folder, server.url, "hub-a", region.name)
         wait_for(lambda: asyncio.run(_lease_holder(server.url, region)) == "hub-a", 60)
         b = hub_process(folder, server.url, "hub-b", region.name)
-        publisher = SummaryPublisher([server.url], region, "node1", f"s{trial}")
+        publisher = SummaryPublisher([server.url], region, "node1", "s1")  # the reference's session
         try:
             for i, parts in enumerate(messages):
                 publisher.send(parts)

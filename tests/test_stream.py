@@ -76,9 +76,10 @@ def settings():
     return settings_from_config(MatchingConfig(**MATCHING), meta.similarity, "reid.onnx", int(meta.embedding_dim))
 
 
-def reference(messages):
-    """Stream position -> the decision message a region hub must publish there (one node, positions 1..N)."""
-    return RegionHub([], Region("hall"), settings(), "reference").decide_all(messages, "node1", "s1")
+def reference(messages, session="s1"):
+    """Stream position -> the decision message a region hub must publish there (node1's ``session``
+    alone in the stream, positions 1..N)."""
+    return RegionHub([], Region("hall"), settings(), "reference").decide_all(messages, "node1", session)
 
 
 def published(url, region):
@@ -273,10 +274,15 @@ def test_an_edge_node_publishes_its_summaries_and_the_active_hub_tells_zeromq_su
         assert run.returncode == 0, run.stderr[-2000:]
         stats = json.loads(report.read_text())["stream"]
         assert stats["buffered"] == 0 and stats["dropped"] == 0 and stats["sent"] > 50
-        expected = reference([parts for _, parts in read_recording(tmp_path / "node.jsonl.gz")])
+        expected = reference([parts for _, parts in read_recording(tmp_path / "node.jsonl.gz")], stats["session"])
         try:
             wait_for(lambda: hub.published_upto == max(expected), 30, "the hub decided the node's run")
-            assert_each_step_once(published(server.url, Region("hall")), expected)
+            got = published(server.url, Region("hall"))
+            assert_each_step_once(got, expected)
+            named = [d for _, body in got for d in body["decisions"] if d["key"] is not None]
+            assert named and all(d["node"] == "node1" and isinstance(d["local_id"], int) for d in named)
+            run_ids = {(c, int(lid)) for c, lid in (d["key"] for d in named)}  # one node session: the same ids
+            assert run_ids == {(d["key"][0], d["local_id"]) for d in named}
             assert sub.poll(5000), "no identity event reached the subscriber"
             topic, header = sub.recv_multipart()[:2]
             assert topic.startswith(b"identity/") and json.loads(header)["event"] in ("new", "assigned", "merged")

@@ -84,6 +84,7 @@ class StepReader:
         self.dims: dict[tuple[str, str], int] = {}
         self.last_seq: dict[tuple[str, str], int] = {}
         self.sessions: dict[str, str] = {}  # node -> its latest session
+        self.origin: dict[Key, tuple[str, str, int]] = {}  # engine key -> (node, session, the node's local id)
         self.owners: dict[str, str] = {}  # camera -> the node that sends it
 
     def read(self, parts: list[bytes], node: str, session: str) -> Optional[tuple[float, list[TrackletSummary]]]:
@@ -110,6 +111,7 @@ class StepReader:
             self.mirror.forget(t)
         for w in items:
             t, _ = self.mirror.absorb(node, session, w, False)
+            self.origin[(t.camera, t.engine_id)] = (node, session, t.local_id)
             step.append(t.summary())
             if w.ended:
                 self.mirror.forget(t)

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -58,17 +58,37 @@ class GallerySettings:
     approximate_above: int = 50000
 
 
-def decision_message(region: Region, step: int, now: float, decisions: list[Decision], final: list) -> bytes:
-    """One step's decisions as the decision stream carries them (JSON)."""
+def decision_message(
+    region: Region,
+    step: int,
+    now: float,
+    decisions: list[Decision],
+    final: list[tuple[Key, int]],
+    origin: Mapping[Key, tuple[str, str, int]],
+) -> bytes:
+    """One step's decisions as the decision stream carries them (JSON): each names the engine key
+    and, through ``origin``, the node, its session and the node's own local id (what a subscriber
+    or the node itself maps the site id onto)."""
+
+    def node_of(key: Optional[Key]) -> dict[str, Any]:
+        found = origin.get(key) if key is not None else None
+        return {} if found is None else {"node": found[0], "session": found[1], "local_id": found[2]}
+
     body = {
         "region": region.name,
         "step": step,
         "now": now,
         "decisions": [
-            {"kind": d.kind, "global_id": d.global_id, "key": list(d.key) if d.key else None, "previous": d.previous}
+            {
+                "kind": d.kind,
+                "global_id": d.global_id,
+                "key": list(d.key) if d.key else None,
+                "previous": d.previous,
+                **node_of(d.key),
+            }
             for d in decisions
         ],
-        "final": [[c, int(i), int(g)] for (c, i), g in final],
+        "final": [{"key": [c, int(i)], "global_id": int(g), **node_of((c, i))} for (c, i), g in final],
     }
     return json.dumps(body, separators=(",", ":")).encode()
 
@@ -144,7 +164,10 @@ class RegionHub:
             follow_engine(self.gallery, self.engine, decisions, final)
         if not decisions and not final:
             return None
-        return decision_message(self.region, position, self.now, decisions, final)
+        body = decision_message(self.region, position, self.now, decisions, final, self.reader.origin)
+        for key, _ in final:  # final: nothing more is decided about it
+            self.reader.origin.pop(key, None)
+        return body
 
     def decide_all(self, messages: list[list[bytes]], node: str, session: str) -> dict[int, dict]:
         """Each decision message (as JSON) by position, for a stream holding just ``messages`` of one
