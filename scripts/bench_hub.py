@@ -105,6 +105,7 @@ def past_identities(n_past: int, dim: int, rng: np.random.Generator) -> tuple[li
 
 
 CAMS = ["cam1", "cam2", "cam3", "cam4"]
+KEEP_ABOVE = 10_000  # room above the past identities for the ones the run founds
 
 
 def workload(past: np.ndarray, steps: int, rng: np.random.Generator):
@@ -139,7 +140,11 @@ def bench_hub(n_past: int, steps: int, rng: np.random.Generator) -> dict:
 
     tmp = tempfile.mkdtemp()
     cfg = HubConfig(
-        bind="tcp://127.0.0.1:0", reid_model=str(MODEL), store=f"{tmp}/hub.sqlite", publisher={"enabled": False}
+        bind="tcp://127.0.0.1:0",
+        reid_model=str(MODEL),
+        store=f"{tmp}/hub.sqlite",
+        publisher={"enabled": False},
+        matching={"max_identities": n_past + KEEP_ABOVE},  # the default bound (10 000) would drop the rest
     )
     hub = Hub(cfg)
     idents, past = past_identities(n_past, hub.dim, rng)
@@ -177,7 +182,9 @@ def bench_region_hub(n_past: int, steps: int, rng: np.random.Generator, search: 
     meta = read_onnx_metadata(MODEL)
     assert meta is not None and meta.embedding_dim
     dim = int(meta.embedding_dim)
-    settings = settings_from_config(MatchingConfig(), meta.similarity, str(MODEL), dim)
+    settings = settings_from_config(
+        MatchingConfig(max_identities=n_past + KEEP_ABOVE), meta.similarity, str(MODEL), dim
+    )
     gallery = GallerySettings() if search else None
     hub = RegionHub([], Region("bench"), settings, "bench", embedding_dim=dim, gallery=gallery)
     idents, past = past_identities(n_past, dim, rng)
@@ -195,6 +202,7 @@ def bench_region_hub(n_past: int, steps: int, rng: np.random.Generator, search: 
     return {
         "past_identities": n_past,
         "search": search,
+        "gallery_after": len(hub.engine),
         "steps": steps,
         "summaries_per_s": round(sent / t_total, 1),
         "ms_per_step": round(1000 * t_total / steps, 2),
@@ -233,14 +241,14 @@ def main() -> None:
         )
     hub, region = [], []
     print(f"\n{'hub':>22} {'past identities':>15} {'summaries/s':>12} {'ms/step':>8}")
-    for n in args.hub_past:
-        r = bench_hub(n, args.hub_steps, rng)
+    for n in args.hub_past:  # each column on the same data: the generator seeded per size
+        r = bench_hub(n, args.hub_steps, np.random.default_rng(n))
         hub.append(r)
         print(f"{'edge.hub':>22} {n:>15} {r['summaries_per_s']:>12} {r['ms_per_step']:>8}", flush=True)
-        for search in (False, True):
-            r = bench_region_hub(n, args.hub_steps, rng, search)
+        for with_gallery in (False, True):
+            r = bench_region_hub(n, args.hub_steps, np.random.default_rng(n), with_gallery)
             region.append(r)
-            name = "stream, FAISS" if search else "stream, score all"
+            name = "stream, FAISS" if with_gallery else "stream, score all"
             print(f"{name:>22} {n:>15} {r['summaries_per_s']:>12} {r['ms_per_step']:>8}", flush=True)
     out = {
         "search": search,

@@ -331,8 +331,8 @@ def test_a_message_sent_again_with_its_id_is_stored_once(tmp_path, node_log):
 
 def test_a_region_hub_searching_its_gallery_decides_as_one_scoring_every_identity(node_log):
     """With FAISS proposing the nearest identities from the first one on (``exact_below`` 1) and a
-    gallery smaller than ``k``, every identity is proposed: the decisions are the reference's, so
-    the gallery follows the engine (merges, expiries) step by step."""
+    gallery smaller than ``k``, every identity is proposed: the decisions are the reference's; and
+    after every step the gallery holds exactly the engine's identities (merges, expiries followed)."""
     from edge.stream.region_hub import GallerySettings
 
     meta = read_onnx_metadata(str(DEMO / "reid.onnx"))
@@ -340,14 +340,21 @@ def test_a_region_hub_searching_its_gallery_decides_as_one_scoring_every_identit
         [], Region("hall"), settings(), "search", embedding_dim=int(meta.embedding_dim),
         gallery=GallerySettings(exact_below=1, k=64),
     )  # fmt: skip
-    assert hub.decide_all(node_log, "node1", "s1") == reference(node_log) and len(hub.gallery) > 0
+    got = {}
+    for position, parts in enumerate(node_log, start=1):
+        body = hub.decide(position, parts, "node1", "s1")
+        if body is not None:
+            got[position] = json.loads(body)
+        indexed = {int(g) for g in hub.gallery._contents()[0]}  # after every step: the engine's identities
+        assert indexed == {g for g, i in hub.engine.identities.items() if i.embedding is not None and not i.sealed}
+    assert got == reference(node_log) and len(hub.gallery) > 0
 
 
 def test_a_slow_subscriber_and_a_restarted_node_do_not_hold_the_hub_up(tmp_path, node_log):
     """Two faults of the issue's list on a real server: a ZeroMQ subscriber that never reads (the
     hub's events go past it, the decision stream stays whole), and a node that restarts halfway (a
-    new session: its old session's live tracklets end, its new ones get engine ids above them, and
-    every message of both sessions is decided)."""
+    new session: its old session's live tracklets end and every message of both sessions is
+    decided)."""
     import zmq
 
     from edge.wire.publisher import EventPublisher

@@ -2,7 +2,8 @@
 
 A node that streams keeps deciding its own identities whatever the hubs do, and what it sends
 waits in the stream while no hub reads it; but the site's identities stop meanwhile, so the node
-says so: a warning when its region has had no active hub for :data:`GRACE_S`, a line when one is
+says so: a warning when its region has had no active hub for two leases (the lease bucket's time
+to live, :data:`GRACE_S` until it is read), a line when one is
 back, and ``hub_away_s`` / ``hub_outages`` in its stats (the run report's ``stream``).
 """
 
@@ -20,6 +21,7 @@ log = logging.getLogger("edge.stream")
 
 GRACE_S = 2 * LEASE_S  # a standby takes over within a lease: longer without one is an outage
 CHECK_EVERY_S = 0.5
+READ_TIMEOUT_S = 1.0  # a lookup the servers do not answer counts as no hub seen (and never holds a close up)
 
 
 class HubWatch:
@@ -27,18 +29,22 @@ class HubWatch:
 
     def __init__(self, region: Region, node: str):
         self.region, self.node = region, node
+        self.grace_s = GRACE_S  # two of the lease bucket's time to live, once read
         self.away_since: Optional[float] = None  # no holder seen since (monotonic)
         self.said = False  # the outage was announced
         self.outages = 0
 
     async def run(self, js: Any, stopping: Callable[[], bool]) -> None:
         self.away_since = time.monotonic()  # none seen yet: counts from the start
-        kv = None
+        kv: Any = None
         while not stopping():
             holder = None
             try:
-                kv = kv or await js.key_value(LEASE_BUCKET)
-                entry = await kv.get(self.region.name)
+                if kv is None:
+                    kv = await asyncio.wait_for(js.key_value(LEASE_BUCKET), READ_TIMEOUT_S)
+                    ttl = (await asyncio.wait_for(kv.status(), READ_TIMEOUT_S)).ttl
+                    self.grace_s = 2 * float(ttl) if ttl else GRACE_S  # the hubs' own lease
+                entry = await asyncio.wait_for(kv.get(self.region.name), READ_TIMEOUT_S)
                 holder = entry.value.decode() if entry.value else None
             except Exception:  # noqa: BLE001 - no bucket, no key, or the servers away: no hub seen
                 pass
@@ -56,7 +62,7 @@ class HubWatch:
             return
         if self.away_since is None:
             self.away_since = now
-        if not self.said and now - self.away_since >= GRACE_S:
+        if not self.said and now - self.away_since >= self.grace_s:
             self.said = True
             self.outages += 1
             log.warning(

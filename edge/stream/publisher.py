@@ -142,8 +142,12 @@ class SummaryPublisher:
                     self._buffer.popleft()
             self.sent += 1
             self.duplicates += int(bool(ack.duplicate))
-        await watching
-        await nc.close()
+        watching.cancel()
+        try:
+            await watching
+            await nc.close()
+        except (asyncio.CancelledError, OSError):  # a server gone while closing: nothing left to send
+            pass
 
     async def _retry(self, make: Any) -> None:
         while not self._stopping:

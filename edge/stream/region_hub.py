@@ -225,7 +225,11 @@ class RegionHub:
                 await kv.delete(self.region.name, last=self._revision)
             except Exception:  # noqa: BLE001 - the key expires by itself
                 pass
-        await nc.close()
+        try:
+            await sub.unsubscribe()
+            await nc.close()
+        except Exception:  # noqa: BLE001 - the servers gone meanwhile: nothing left to say to them
+            pass
         if self.events is not None:
             self.events.close()
 
