@@ -118,12 +118,12 @@ def lease_holder(url):
     return asyncio.run(read())
 
 
-def hub_process(tmp_path, url, name):
+def hub_process(tmp_path, url, name, *options):
     hub_yaml = tmp_path / "hub.yaml"
     hub = {"reid_model": str(DEMO / "reid.onnx"), "store": None, "matching": MATCHING, "publisher": {"enabled": False}}
     hub_yaml.write_text(yaml.safe_dump(hub))
     cmd = [sys.executable, "-m", "edge.stream", "hub", "--config", str(hub_yaml), "--region", "hall"]
-    cmd += ["--servers", url, "--name", name]
+    cmd += ["--servers", url, "--name", name, *options]
     env = {**os.environ, "PYTHONHASHSEED": str(len(name) * 7 + ord(name[-1]))}  # hubs agree whatever their hash seed
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
 

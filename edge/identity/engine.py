@@ -24,7 +24,6 @@ Same inputs, same decisions: everything runs on the scene clock the caller passe
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any, Optional
@@ -36,7 +35,7 @@ from edge.identity.records import Decision, Identity, Key, TrackletSummary
 from edge.identity.revision import Revision
 from edge.identity.rules import FORBIDDEN
 from edge.identity.settings import EngineSettings, settings_from_config
-from edge.identity.state import Candidates
+from edge.identity.state import Candidates, Count
 
 # Importable from here as before the split (callers use edge.identity.engine for these names).
 __all__ = [
@@ -188,7 +187,7 @@ class IdentityEngine(Revision):
         for ident in sorted(identities, key=lambda i: i.global_id):
             ident.members = set()
             self.identities[ident.global_id] = ident
-        self._ids = itertools.count(max([next_id, *(i + 1 for i in self.identities)]))
+        self._ids = Count(max([next_id, *(i + 1 for i in self.identities)]))
 
     def adopt(self, s: TrackletSummary, global_id: int) -> Optional[Decision]:
         """Attach a tracklet the site was already told belongs to ``global_id`` (after a restart);

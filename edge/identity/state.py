@@ -32,6 +32,19 @@ MAX_SPANS = 8  # final tracklets' time spans remembered per identity and camera
 Candidates = Callable[[list[TrackletSummary]], Optional[list[Iterable[int]]]]
 
 
+class Count:
+    """``itertools.count`` that pickles on every Python (a hub checkpoints the whole state:
+    ``edge/stream/checkpoint.py``; pickling itertools objects is gone from Python 3.14)."""
+
+    def __init__(self, start: int = 0, step: int = 1):
+        self.value, self.step = start, step
+
+    def __next__(self) -> int:
+        value = self.value
+        self.value += self.step
+        return value
+
+
 class EngineState:
     """Identities and their tracklets, with the steps that change them and the score that compares them."""
 
@@ -46,9 +59,9 @@ class EngineState:
         self.records: dict[Key, TrackletSummary] = {}
         self.assignment: dict[Key, int] = {}
         self._joined: dict[Key, int] = {}  # when each tracklet joined its identity (newest is doubted first)
-        self._order = itertools.count()
-        self._scratch_ids = itertools.count(-1, -1)  # ids of identities built only to be scored
-        self._ids = itertools.count(1)
+        self._order = Count()
+        self._scratch_ids = Count(-1, -1)  # ids of identities built only to be scored
+        self._ids = Count(1)
         self._final: list[tuple[Key, int]] = []
         self._appearance_cache: dict[tuple[int, Optional[Key]], Optional[Embeddings]] = {}
         self.centering: Optional[CameraCentering] = None  # built at the first appearance (its size)
@@ -57,6 +70,13 @@ class EngineState:
 
     def __len__(self) -> int:
         return len(self.identities)
+
+    def __getstate__(self) -> dict:
+        """The state without its ``candidates`` search (its owner's: a loader gives its own) and
+        without the appearance cache (rebuilt on demand): what a hub's checkpoint keeps."""
+        state = self.__dict__.copy()
+        state["candidates"], state["_appearance_cache"] = None, {}
+        return state
 
     def use_transitions(self, transitions: dict[tuple[str, str], Transition]) -> None:
         """Decide from now on with these camera transitions (a topology learned while running,

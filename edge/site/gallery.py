@@ -50,6 +50,19 @@ class Gallery:
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
+    def __getstate__(self) -> dict:
+        """Pickled with its index as FAISS writes it: the same vectors in the same order, so a
+        hub loaded from a checkpoint breaks ties among candidates as the one that wrote it."""
+        state = self.__dict__.copy()
+        state["_index"] = faiss.serialize_index(self._index)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        index = faiss.deserialize_index(state.pop("_index"))
+        if isinstance(index, faiss.IndexIVF):
+            index.nprobe = min(state["nprobe"], index.nlist)  # a search setting: not in the file
+        self.__dict__.update(state, _index=index)
+
     @property
     def kind(self) -> str:
         return "ivf" if self.approximate else "exact"

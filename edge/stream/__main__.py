@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> dict:
     _stream_args(hub)
     hub.add_argument("--name", default=None, help="this hub's name (default: host and a random suffix)")
     hub.add_argument("--lease-s", type=float, default=None, help="an active hub silent this long is replaced (2)")
+    hub.add_argument(
+        "--checkpoint-every", type=float, default=30.0,
+        help="seconds between the active hub's checkpoints, what a starting hub continues from (0: never)",
+    )  # fmt: skip
     hub.add_argument("--report", default=None, help="write the final stats as JSON here")
     hub.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the hub YAML, e.g. publisher.endpoint=...")
     publish = sub.add_parser("publish", help="send a tracklet log into a region's stream as a node")
@@ -115,7 +119,10 @@ def _hub(args: argparse.Namespace) -> dict:
     events = EventPublisher(p.endpoint, p.high_water_mark, curve=p.curve, insecure=p.insecure) if p.enabled else None
     servers, lease_s = args.servers.split(","), args.lease_s or LEASE_S
     gallery = GallerySettings(cfg.gallery_exact_below, cfg.gallery_k, cfg.gallery_approximate_above)
-    hub = RegionHub(servers, region, settings, name, lease_s, args.replicas, events, int(meta.embedding_dim), gallery)
+    hub = RegionHub(
+        servers, region, settings, name, lease_s, args.replicas, events, int(meta.embedding_dim), gallery,
+        args.checkpoint_every,
+    )  # fmt: skip
     report = hub.run(stop_on_signals())
     log.info("stream: hub %s stopped: %s", name, json.dumps(report))
     if args.report:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from edge.identity import Decision, IdentityEngine
@@ -35,6 +36,7 @@ from edge.site.fanout import publish_decisions
 from edge.site.gallery import Gallery
 from edge.site.nearest import follow_engine, nearest_candidates
 from edge.site.tracklet_log import StepReader
+from edge.stream.checkpoint import HubState, checkpoint_store, dump, fingerprint, read_checkpoint
 from edge.stream.frames import unpack
 from edge.stream.names import HUB_HEADER, LEASE_S, NODE_HEADER, SESSION_HEADER, STEP_HEADER, Region
 from edge.stream.streams import connect, ensure_streams, lease_bucket
@@ -107,11 +109,15 @@ class RegionHub:
         events: Optional[EventPublisher] = None,
         embedding_dim: Optional[int] = None,
         gallery: Optional[GallerySettings] = None,
+        checkpoint_every_s: float = 30.0,
     ):
         """``events``: the ZeroMQ publisher subscribers (the view, ``edge.listen``) read the active
         hub's identity events on, as from ``edge.hub``; ``embedding_dim``: its model's (a node with
         another model is refused); ``gallery``: past identities searched with FAISS (as ``edge.hub``
-        does: ``edge/site/nearest.py``) rather than each scored (needs ``embedding_dim``)."""
+        does: ``edge/site/nearest.py``) rather than each scored (needs ``embedding_dim``);
+        ``checkpoint_every_s``: how often the active hub writes its state to the checkpoint store
+        (``edge/stream/checkpoint.py``), what a hub that starts continues from (0: never; a hub
+        then reads the region from its start)."""
         self.servers, self.region, self.name = servers, region, name
         self.events = events
         self.lease_s, self.replicas = lease_s, replicas
@@ -125,13 +131,20 @@ class RegionHub:
         self.position = 0  # the last stream position decided
         self.published_upto = 0  # the last step the region's decision stream has (as far as this hub knows)
         self.recent: deque[tuple[int, bytes]] = deque(maxlen=KEEP_STEPS)  # decided steps not known published
-        self.counters = {"steps": 0, "published": 0, "malformed": 0, "failed_steps": 0, "takeovers": 0, "lost_lease": 0}
+        self.counters = dict.fromkeys(
+            ("steps", "published", "malformed", "failed_steps", "takeovers", "lost_lease", "checkpoints"), 0
+        )
         self.now = -float("inf")  # the region's scene clock: the latest time any message carried
         self._refused: set[tuple[str, str]] = set()  # sessions a skipped message was said for
         self.read_span: list[float] = []  # wall clock of the first and the last message read (throughput)
         self._revision = 0
         self._renewed = 0.0
         self._next_try = 0.0
+        self.fingerprint = fingerprint(settings, embedding_dim, gallery)
+        self.checkpoint_every_s = checkpoint_every_s
+        self.checkpointed = 0  # the position of the last checkpoint written or loaded
+        self._checkpoint_at = time.monotonic()
+        self._saving: Optional[asyncio.Task] = None
 
     # --- one step -----------------------------------------------------------------------------
     def decide(self, position: int, parts: list[bytes], node: str, session: str) -> Optional[bytes]:
@@ -179,6 +192,18 @@ class RegionHub:
                 out[position] = json.loads(body)
         return out
 
+    # --- the state a checkpoint keeps ---------------------------------------------------------
+    def state(self) -> HubState:
+        """What this hub decides from, after the message at :attr:`position`."""
+        return HubState(self.position, self.now, self.engine, self.reader, self.gallery)
+
+    def load(self, state: HubState) -> None:
+        """Continue from ``state`` (read the stream from ``state.position + 1``)."""
+        self.position, self.now, self.engine, self.reader = state.position, state.now, state.engine, state.reader
+        self.gallery = state.gallery
+        self.engine.candidates = self._candidates if self.gallery is not None else None
+        self.checkpointed = state.position
+
     def _candidates(self, waiting: list[TrackletSummary]) -> Optional[list[Iterable[int]]]:
         assert self.gallery is not None and self.search is not None
         return nearest_candidates(self.engine, self.gallery, waiting, self.search.exact_below, self.search.k)
@@ -191,14 +216,17 @@ class RegionHub:
     async def _run(self, stop: threading.Event) -> None:
         nc = await connect(self.servers, f"hub {self.name}")
         js = nc.jetstream()
-        kv = await self._retry(lambda: self._setup(js))
-        sub = await self._retry(lambda: js.subscribe(self.region.summaries_subject(), ordered_consumer=True))
+        kv, store = await self._retry(lambda: self._setup(js))
+        start = await self._resume(js, store)
+        sub = await self._retry(lambda: self._subscribe(js, start))
         log.info(
-            "stream: hub %s reads region %s from the start (%s)", self.name, self.region.name, ",".join(self.servers)
-        )
+            "stream: hub %s reads region %s from position %d (%s)",
+            self.name, self.region.name, start, ",".join(self.servers),
+        )  # fmt: skip
         stats_at = time.monotonic()
         while not stop.is_set():
             await self._lease(js, kv)
+            self._maybe_checkpoint(store)
             if time.monotonic() - stats_at >= STATS_EVERY_S:
                 stats_at = time.monotonic()
                 log.info("stream: hub %s: %s", self.name, json.dumps(self.stats()))
@@ -221,6 +249,7 @@ class RegionHub:
                 if self.leader:
                     await self._publish_recent(js)
         if self.leader:  # hand over at once rather than after the lease runs out (only a lease still ours)
+            await self._last_checkpoint(store)
             try:
                 await kv.delete(self.region.name, last=self._revision)
             except Exception:  # noqa: BLE001 - the key expires by itself
@@ -233,9 +262,78 @@ class RegionHub:
         if self.events is not None:
             self.events.close()
 
-    async def _setup(self, js: Any) -> Any:
+    async def _setup(self, js: Any) -> tuple[Any, Any]:
         await ensure_streams(js, self.region, self.replicas)
-        return await lease_bucket(js, self.lease_s, self.replicas)
+        return await lease_bucket(js, self.lease_s, self.replicas), await checkpoint_store(js, self.replicas)
+
+    async def _subscribe(self, js: Any, start: int) -> Any:
+        if start <= 1:
+            return await js.subscribe(self.region.summaries_subject(), ordered_consumer=True)
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
+        return await js.subscribe(self.region.summaries_subject(), ordered_consumer=True, config=config)
+
+    # --- checkpoints --------------------------------------------------------------------------
+    async def _resume(self, js: Any, store: Any) -> int:
+        """Load the region's checkpoint when there is one this hub may use: the position to read from."""
+        if self.checkpoint_every_s <= 0:
+            return 1
+        state = await self._retry(lambda: read_checkpoint(store, self.region, self.fingerprint))
+        if state is None:
+            return 1
+        kept = (await self._retry(lambda: js.stream_info(self.region.summaries_stream))).state
+        if kept.last_seq < state.position:
+            log.warning(
+                "stream: region %s's checkpoint is at position %d but its stream ends at %d (a stream made anew?): "
+                "reading from the start", self.region.name, state.position, kept.last_seq,
+            )  # fmt: skip
+            return 1
+        if kept.first_seq > state.position + 1:
+            log.warning(
+                "stream: region %s's messages %d-%d after its checkpoint are gone (past the stream's age): "
+                "decisions may differ from the hub that wrote it", self.region.name, state.position + 1,
+                kept.first_seq - 1,
+            )  # fmt: skip
+        self.load(state)
+        log.info(
+            "stream: hub %s continues region %s from its checkpoint at position %d (%d identities)",
+            self.name, self.region.name, state.position, len(self.engine.identities),
+        )  # fmt: skip
+        return state.position + 1
+
+    def _maybe_checkpoint(self, store: Any) -> None:
+        """The active hub, every ``checkpoint_every_s``: its state, once every decided step is published
+        (so a hub that continues from it has nothing older to publish), written in the background."""
+        due = time.monotonic() - self._checkpoint_at >= self.checkpoint_every_s > 0
+        if not (due and self.leader and not self.recent and self.position > self.checkpointed):
+            return
+        if self._saving is not None and not self._saving.done():
+            return
+        self._checkpoint_at = time.monotonic()
+        blob = dump(self.region, self.state(), self.fingerprint)  # now, between two steps
+        self._saving = asyncio.ensure_future(self._save(store, blob, self.position))
+
+    async def _save(self, store: Any, blob: bytes, position: int) -> None:
+        started = time.monotonic()
+        try:
+            await store.put(self.region.name, blob)
+        except Exception as exc:  # noqa: BLE001 - the servers away: the next one will do
+            log.warning("stream: hub %s could not write its checkpoint at position %d (%s)", self.name, position, exc)
+            return
+        self.checkpointed = max(self.checkpointed, position)
+        self.counters["checkpoints"] += 1
+        log.info(
+            "stream: hub %s wrote region %s's checkpoint at position %d (%.1f MB, %.2f s)",
+            self.name, self.region.name, position, len(blob) / 1e6, time.monotonic() - started,
+        )  # fmt: skip
+
+    async def _last_checkpoint(self, store: Any) -> None:
+        """On a clean stop of the active hub: its state as it ends, so its successor replays nothing."""
+        if self._saving is not None and not self._saving.done():
+            await asyncio.wait([self._saving], timeout=5.0)
+        self._checkpoint_at = -float("inf")
+        self._maybe_checkpoint(store)
+        if self._saving is not None and not self._saving.done():
+            await asyncio.wait([self._saving], timeout=5.0)
 
     async def _retry(self, make: Any) -> Any:
         while True:
@@ -327,6 +425,7 @@ class RegionHub:
             "active": self.leader,
             "position": self.position,
             "published_upto": self.published_upto,
+            "checkpointed": self.checkpointed,
             "identities": len(self.engine.identities),
             "read_span": [round(t, 3) for t in self.read_span],
             **self.counters,

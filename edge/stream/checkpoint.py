@@ -1,0 +1,120 @@
+"""A region hub's checkpoint: its whole deterministic state at a stream position.
+
+The engine (identities, live tracklets, camera centering, id counters), the stream's reader (the
+nodes' sessions, their tracklets under engine keys, the last sequence number of each), the
+region's scene clock and the FAISS gallery, as they stand after the message at ``position``.
+A hub that loads it and reads the summaries stream from ``position + 1`` makes the decisions the
+hub that wrote it would have made (``tests/test_stream_checkpoint.py``), so a hub that starts
+(a restart, a new machine, a cold standby) replays from the checkpoint, not from the stream's
+start: what it replays is bounded by how often the active hub writes one.
+
+Stored in a JetStream object store (``clipreid_checkpoints``, one object per region, replicated
+like the streams). Format: one JSON line (format, region, position, the settings' fingerprint)
+then the state pickled. Loading unpickles only this project's classes, numpy's and plain Python
+containers (:class:`_StateUnpickler`): a checkpoint is state, never code. A checkpoint written
+with other matching or gallery settings, or that this code cannot load, is not used (said in a
+log line): the hub reads the region from its start instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import pickle
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from edge.stream.names import Region
+
+log = logging.getLogger("edge.stream")
+
+CHECKPOINT_BUCKET = "clipreid_checkpoints"
+FORMAT = 1
+_SAFE_MODULES = ("edge.", "core.", "numpy", "collections", "copyreg")
+_SAFE_BUILTINS = {"set", "frozenset", "dict", "list", "tuple", "int", "float", "complex", "bool", "str", "bytes"}
+
+
+@dataclass
+class HubState:
+    """What a region hub decides from (``RegionHub.state``/``RegionHub.load``)."""
+
+    position: int  # the last summaries stream position decided
+    now: float  # the region's scene clock
+    engine: Any  # IdentityEngine (its candidates search dropped: the loader sets its own)
+    reader: Any  # StepReader
+    gallery: Any  # Gallery or None
+
+
+def fingerprint(*settings: Any) -> str:
+    """The settings a checkpoint's decisions depend on (matching, embedding size, gallery), hashed:
+    a hub started with other ones must not continue from it."""
+    return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
+
+
+def dump(region: Region, state: HubState, settings_fingerprint: str) -> bytes:
+    head = {"format": FORMAT, "region": region.name, "position": state.position, "fingerprint": settings_fingerprint}
+    return json.dumps(head).encode() + b"\n" + pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load(data: bytes, region: Region, settings_fingerprint: str) -> Optional[HubState]:
+    """The state in ``data``, or None (said why) when this hub must not or cannot continue from it."""
+    line, _, body = data.partition(b"\n")
+    try:
+        head = json.loads(line)
+    except ValueError:
+        log.warning("stream: region %s's checkpoint is not one (no header): reading from the start", region.name)
+        return None
+    if head.get("format") != FORMAT or head.get("region") != region.name:
+        log.warning("stream: region %s's checkpoint has format %s of region %s: not used", region.name,
+                    head.get("format"), head.get("region"))  # fmt: skip
+        return None
+    if head.get("fingerprint") != settings_fingerprint:
+        log.warning(
+            "stream: region %s's checkpoint (position %s) was written with other matching or gallery settings: "
+            "this hub reads the region from the start",
+            region.name, head.get("position"),
+        )  # fmt: skip
+        return None
+    try:
+        state = _StateUnpickler(io.BytesIO(body)).load()
+    except Exception as exc:  # noqa: BLE001 - another code version, a truncated object: replay instead
+        log.warning("stream: region %s's checkpoint cannot be loaded (%s): reading from the start", region.name, exc)
+        return None
+    if not isinstance(state, HubState):
+        log.warning("stream: region %s's checkpoint holds a %s: not used", region.name, type(state).__name__)
+        return None
+    return state
+
+
+class _StateUnpickler(pickle.Unpickler):
+    """Only this project's classes, numpy and plain containers: a checkpoint cannot name a function to run."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module == "builtins" and name in _SAFE_BUILTINS) or module.startswith(_SAFE_MODULES):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not state")
+
+
+async def checkpoint_store(js: Any, replicas: int = 1) -> Any:
+    """The checkpoints' object store (made on first use)."""
+    from nats.js.api import ObjectStoreConfig, StorageType
+    from nats.js.errors import BucketNotFoundError
+
+    try:
+        return await js.object_store(CHECKPOINT_BUCKET)
+    except BucketNotFoundError:
+        config = ObjectStoreConfig(bucket=CHECKPOINT_BUCKET, replicas=replicas, storage=StorageType.FILE)
+        return await js.create_object_store(CHECKPOINT_BUCKET, config=config)
+
+
+async def read_checkpoint(store: Any, region: Region, settings_fingerprint: str) -> Optional[HubState]:
+    """The region's latest checkpoint, None when it has none (or one this hub must not use)."""
+    from nats.js.errors import NotFoundError
+
+    try:
+        found = await store.get(region.name)
+    except NotFoundError:  # none yet (or deleted)
+        return None
+    return load(found.data, region, settings_fingerprint)

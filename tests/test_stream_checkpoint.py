@@ -1,0 +1,138 @@
+"""A region hub's checkpoint: a hub that continues from one decides what the hub that wrote it
+would have (in this process, at several positions, with and without the FAISS gallery; and with
+real processes: the active hub SIGKILLed after a checkpoint, a new hub started cold under another
+hash seed replays only what came after it); a checkpoint of other settings or naming code is not used."""
+
+import asyncio
+import json
+import pickle
+import signal
+import time
+
+import pytest
+from test_stream import hub_process, lease_holder, node_log, published, reference, settings, wait_for  # noqa: F401
+
+from core.model_card import read_onnx_metadata
+from edge.stream.checkpoint import CHECKPOINT_BUCKET, dump, load
+from edge.stream.names import Region
+from edge.stream.publisher import SummaryPublisher
+from edge.stream.region_hub import GallerySettings, RegionHub
+from edge.stream.server import NatsServer, free_port
+
+from test_edge_run import DEMO
+
+HALL = Region("hall")
+
+
+def make_hub(name, search):
+    if not search:
+        return RegionHub([], HALL, settings(), name)
+    meta = read_onnx_metadata(str(DEMO / "reid.onnx"))
+    few = GallerySettings(exact_below=1, k=3)  # FAISS decides which identities are scored
+    return RegionHub([], HALL, settings(), name, embedding_dim=int(meta.embedding_dim), gallery=few)
+
+
+def decide(hub, messages, first):
+    out = {}
+    for position, parts in enumerate(messages, start=first):
+        body = hub.decide(position, parts, "node1", "s1")
+        if body is not None:
+            out[position] = json.loads(body)
+    return out
+
+
+@pytest.mark.parametrize("search", [False, True], ids=["every-identity", "faiss-k3"])
+def test_a_hub_continuing_from_a_checkpoint_decides_what_the_writer_would_have(node_log, search):
+    whole = decide(make_hub("whole", search), node_log, 1)
+    assert len(whole) > 20
+    for cut in (len(node_log) // 4, len(node_log) // 2, 3 * len(node_log) // 4):
+        writer = make_hub("writer", search)
+        before = decide(writer, node_log[:cut], 1)
+        blob = dump(HALL, writer.state(), writer.fingerprint)
+        reader = make_hub("reader", search)
+        state = load(blob, HALL, reader.fingerprint)
+        assert state is not None and state.position == cut
+        reader.load(state)
+        after = decide(reader, node_log[cut:], cut + 1)
+        assert {**before, **after} == whole, f"decisions differ after a checkpoint at {cut}"
+        assert (reader.gallery is not None) == search
+
+
+def test_a_checkpoint_of_other_settings_or_naming_code_is_not_used(node_log, caplog):
+    hub = make_hub("writer", False)
+    decide(hub, node_log[:50], 1)
+    blob = dump(HALL, hub.state(), hub.fingerprint)
+    assert load(blob, HALL, "another-fingerprint") is None
+    assert "written with other matching or gallery settings" in caplog.text
+    assert load(blob, Region("yard"), hub.fingerprint) is None
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    head, _, _ = blob.partition(b"\n")
+    assert load(head + b"\n" + pickle.dumps(Evil()), HALL, hub.fingerprint) is None
+    assert "builtins.print is not state" in caplog.text
+    assert load(b"garbage", HALL, hub.fingerprint) is None
+
+
+def checkpoint_position(url):
+    """The position in the region's stored checkpoint (0: none)."""
+
+    async def read():
+        import nats
+
+        nc = await nats.connect(url)
+        try:
+            store = await nc.jetstream().object_store(CHECKPOINT_BUCKET)
+            found = await store.get("hall")
+            return json.loads(found.data.partition(b"\n")[0])["position"]
+        except Exception:  # noqa: BLE001 - none yet
+            return 0
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
+def test_a_hub_started_after_the_active_one_was_killed_continues_from_its_checkpoint(tmp_path, node_log):
+    """hub-a decides the first half and checkpoints; SIGKILL; the rest is published with no hub;
+    hub-b starts cold (another hash seed): it loads the checkpoint, reads only what follows it, and
+    the decision stream holds every step exactly once, as the reference."""
+    expected = reference(node_log)
+    half = len(node_log) // 2
+    report = tmp_path / "hub-b.json"
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        a = hub_process(tmp_path, server.url, "hub-a", "--checkpoint-every", "0.2")
+        wait_for(lambda: lease_holder(server.url) == "hub-a", 30, "hub-a active")
+        publisher = SummaryPublisher([server.url], HALL, "node1", "s1")
+        b = None
+        try:
+            for parts in node_log[:half]:
+                publisher.send(parts)
+            assert publisher.flush(10)
+            wait_for(lambda: checkpoint_position(server.url) == half, 30, "hub-a's checkpoint at the half")
+            a.send_signal(signal.SIGKILL)
+            a.wait(10)
+            for parts in node_log[half:]:
+                publisher.send(parts)
+            assert publisher.flush(10)
+            b = hub_process(tmp_path, server.url, "hub-bb", "--report", str(report))
+            last = max(expected)
+            wait_for(lambda: (published(server.url, HALL) or [(0,)])[-1][0] == last, 60, "every step decided")
+            time.sleep(0.5)
+            got = published(server.url, HALL)
+        finally:
+            publisher.close(0)
+            a.kill()
+            if b is not None:
+                b.send_signal(signal.SIGTERM)
+                out, _ = b.communicate(timeout=20)
+    steps = [s for s, _ in got]
+    assert steps == sorted(set(steps)) == sorted(expected), "a step lost or published twice"
+    assert all(body == expected[s] for s, body in got)
+    assert f"continues region hall from its checkpoint at position {half}" in out
+    stats = json.loads(report.read_text())
+    assert stats["position"] == len(node_log)
+    assert stats["steps"] <= len(node_log) - half  # it read what came after the checkpoint, not the stream's start
+    assert stats["checkpointed"] == len(node_log)  # its clean stop wrote the end
