@@ -92,7 +92,7 @@ def published(url, region):
         js = nc.jetstream()
         info = await js.stream_info(region.decisions_stream)
         out = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        for seq in range(info.state.first_seq, info.state.last_seq + 1 if info.state.messages else 0):
             msg = await js.get_msg(region.decisions_stream, seq)
             out.append((int(msg.headers[STEP_HEADER]), json.loads(msg.data)))
         await nc.close()
@@ -240,10 +240,42 @@ def test_a_node_whose_server_is_down_keeps_its_messages_and_sends_each_once_when
         server.stop()
 
 
+def stream_node(tmp_path, url, frames=120):
+    """``edge.run`` as a process on the three demo cameras (lockstep), streaming to region hall as
+    node1: its report and its global MOT rows (camera -> the file's lines)."""
+    cams = [{"id": f"cam{i}", "source": f"synthetic://demo?camera=cam{i}", "realtime": False} for i in (1, 2, 3)]
+    path = cams_yaml(
+        tmp_path, cams, free_port(), publisher={"enabled": False}, run={"max_frames": frames},
+        outputs={"tracklet_log": str(tmp_path / "node.jsonl.gz")}, matching={"threshold": None},
+    )  # fmt: skip
+    cfg = yaml.safe_load(path.read_text())
+    cfg["stream"] = {"servers": [url], "region": "hall", "node": "node1"}
+    path.write_text(yaml.safe_dump(cfg))
+    report = tmp_path / "report.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "edge.run", "--cameras", str(path), "--report", str(report)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = {c["id"]: (tmp_path / "mot" / f"{c['id']}.global.txt").read_text().splitlines() for c in cams}
+    return json.loads(report.read_text()), rows, run.stderr
+
+
+def final_ids(got, session):
+    """camera -> the site ids the decision stream made final for node1's tracklets of ``session``."""
+    out = {}
+    for _, body in got:
+        for f in body["final"]:
+            if f.get("node") == "node1" and f.get("session") == session:
+                out.setdefault(f["key"][0], set()).add(f["global_id"])
+    return out
+
+
 def test_an_edge_node_publishes_its_summaries_and_the_active_hub_tells_zeromq_subscribers(tmp_path):
     """``edge.run`` with a ``stream:`` section (a real process) publishes what its engine is given;
-    the region hub decides from it what one engine decides from the node's own tracklet log, and
-    its identity events reach a ZeroMQ subscriber as the single hub's do."""
+    the region hub decides from it what one engine decides from the node's own tracklet log, its
+    identity events reach a ZeroMQ subscriber as the single hub's do, and the node's global MOT
+    rows carry the site ids the decision stream made final (site_ids, the default)."""
     import zmq
 
     from edge.wire.publisher import EventPublisher
@@ -258,21 +290,8 @@ def test_an_edge_node_publishes_its_summaries_and_the_active_hub_tells_zeromq_su
         stop = threading.Event()
         thread = threading.Thread(target=hub.run, args=(stop,), daemon=True)
         thread.start()
-        cams = [{"id": f"cam{i}", "source": f"synthetic://demo?camera=cam{i}", "realtime": False} for i in (1, 2, 3)]
-        path = cams_yaml(
-            tmp_path, cams, free_port(), publisher={"enabled": False}, run={"max_frames": 120},
-            outputs={"tracklet_log": str(tmp_path / "node.jsonl.gz")}, matching={"threshold": None},
-        )  # fmt: skip
-        cfg = yaml.safe_load(path.read_text())
-        cfg["stream"] = {"servers": [server.url], "region": "hall", "node": "node1"}
-        path.write_text(yaml.safe_dump(cfg))
-        report = tmp_path / "report.json"
-        run = subprocess.run(
-            [sys.executable, "-m", "edge.run", "--cameras", str(path), "--report", str(report)],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert run.returncode == 0, run.stderr[-2000:]
-        stats = json.loads(report.read_text())["stream"]
+        full, rows, _ = stream_node(tmp_path, server.url)
+        stats = full["stream"]
         assert stats["buffered"] == 0 and stats["dropped"] == 0 and stats["sent"] > 50
         expected = reference([parts for _, parts in read_recording(tmp_path / "node.jsonl.gz")], stats["session"])
         try:
@@ -290,6 +309,53 @@ def test_an_edge_node_publishes_its_summaries_and_the_active_hub_tells_zeromq_su
             stop.set()
             thread.join(10)
             sub.close(0)
+    site = full["site"]
+    assert site["answered"] and site["hub_outages"] == [] and site["provisional_ids"] == 0
+    finals = final_ids(got, stats["session"])
+    mot = {cam: {int(line.split(",")[1]) for line in lines} for cam, lines in rows.items()}
+    assert sum(map(len, mot.values())) > 3
+    assert mot == {cam: finals.get(cam, set()) for cam in mot}, "the node's global rows are not the site's final ids"
+
+
+def test_a_streaming_node_s_mot_files_are_the_same_when_its_active_hub_is_killed_midway(tmp_path):
+    """The node run above twice: once with one hub, once with two hub processes (another hash seed
+    each) and the active one SIGKILLed while the node runs. The standby decides the same, so the
+    node's global MOT files are the same, row for row."""
+    with NatsServer(free_port(), tmp_path / "ref" / "store") as server:
+        hub, stop, thread = run_hub_thread(server.url)
+        (tmp_path / "ref").mkdir(exist_ok=True)
+        _, expected, _ = stream_node(tmp_path / "ref", server.url)
+        stop.set()
+        thread.join(10)
+    run = tmp_path / "fault"
+    run.mkdir()
+    with NatsServer(free_port(), run / "store") as server:
+        a = hub_process(run, server.url, "hub-a")
+        wait_for(lambda: lease_holder(server.url) == "hub-a", 30, "hub-a active")
+        b = hub_process(run, server.url, "hub-b")
+        killed = []
+
+        def kill_midway():
+            wait_for(lambda: len(published(server.url, Region("hall"))) >= 10, 120, "hub-a deciding")
+            a.send_signal(signal.SIGKILL)
+            killed.append(time.monotonic())
+
+        killer = threading.Thread(target=kill_midway, daemon=True)
+        killer.start()
+        try:
+            report, rows, _ = stream_node(run, server.url)
+            node_done = time.monotonic()
+            killer.join(5)
+            a.wait(5)
+        finally:
+            a.kill()
+            b.send_signal(signal.SIGTERM)
+            out, _ = b.communicate(timeout=20)
+    assert a.returncode == -signal.SIGKILL and killed[0] < node_done - 2, "hub-a was not killed while the node ran"
+    assert "hub-b is region hall's active hub" in out
+    assert report["site"]["answered"] and report["site"]["provisional_ids"] == 0
+    assert sum(map(len, rows.values())) > 50
+    assert rows == expected
 
 
 def test_the_demo_starts_its_own_server_and_hubs_and_survives_a_killed_hub(tmp_path):

@@ -98,6 +98,14 @@ class IdentityEngine(Revision):
         self._refresh(out)
         return out
 
+    def finalise(self, keys: Iterable[Key]) -> None:
+        """Make these ended tracklets final now, without waiting for the revision window (their
+        node said it stops: no evidence about them will come); reported by :meth:`take_final`."""
+        for key in keys:
+            s = self.records.get(key)
+            if s is not None and s.ended:
+                self._make_final(key)
+
     def take_final(self) -> list[tuple[Key, int]]:
         """Tracklets whose identity will not change any more, since the last call."""
         out, self._final = self._final, []

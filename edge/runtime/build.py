@@ -74,7 +74,7 @@ def threshold_source(cfg: EdgeConfig, reid: ReIDBackend) -> tuple[str, Optional[
         return "config", model_stats
     if m.threshold is None and (model_stats or {}).get("threshold") is not None:
         return "model metadata", model_stats
-    if cfg.site is not None:
+    if cfg.site is not None or (cfg.stream is not None and cfg.stream.site_ids):
         raise ValueError(
             "matching: a site node needs a threshold (the model's or matching.threshold): learn this site's "
             "on a single box first (matching.threshold: site) and copy the number"
@@ -141,7 +141,8 @@ def identity_service(
     learning: Optional[SiteSimilarity] = None,
 ) -> IdentityService:
     """Who decides the identities: this box's engine, or under ``site:`` the site hub (over every
-    node's cameras), with an engine of this box's own while the hub is away. ``describe`` gives a
+    node's cameras), or under ``stream:`` the region's hubs (``site_ids``, the default), each with
+    an engine of this box's own while the hub is away. ``describe`` gives a
     tracklet's detection score and frame (what the hub's events show). With ``learning`` (the
     threshold is this site's, still to be learned) the box's engine waits for it."""
     if learning is not None:
@@ -154,6 +155,11 @@ def identity_service(
         dim = getattr(reid.meta, "embedding_dim", None)
         settings_for = partial(settings_from_config, cfg.matching, model_name=cfg.reid.model, embedding_dim=dim)
         return ThresholdLearning(settings, learning, settings_for, keep)
+    if cfg.stream is not None and cfg.stream.site_ids and reid is not None:
+        from edge.stream.site_ids import StreamSiteIds  # a streaming node only: NATS
+
+        cameras = [c.id for c in cfg.cameras]
+        return StreamSiteIds(cfg.stream, cameras, reid.meta.embedding_dim, local=partial(IdentityEngine, settings))
     if cfg.site is None:
         return IdentityEngine(settings)
     from edge.site.node import site_engine  # a site node only: ZeroMQ and the hub protocol

@@ -118,14 +118,15 @@ def run_pipeline(
         pipeline.close()  # a site node may wait here for the hub's final ids
         report["output_errors"] = pipeline.output_errors()
         report["elapsed_s"] = round(time.monotonic() - started, 2)
-        if cfg.site is not None:
+        if cfg.site is not None or (cfg.stream is not None and cfg.stream.site_ids):
             _site_report(pipeline, report)
         else:
             report.update(pipeline.engine.report())  # a threshold learned from the site says so
             if pipeline.topology_watch is not None:
                 report["topology"] = pipeline.topology_watch.report()
-        if pipeline.stream is not None:
-            report["stream"] = pipeline.stream.report()
+        stream = pipeline.stream or getattr(pipeline.engine, "output", None)  # with site ids the engine publishes
+        if stream is not None:
+            report["stream"] = stream.report()
     return report
 
 

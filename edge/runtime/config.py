@@ -341,7 +341,7 @@ def load_edge_config(path: str | Path, overrides: list[str] | tuple[str, ...] = 
     cfg.matching.site_threshold.store = _resolve(base_for("matching.site_threshold.store"), store)
     learned = cfg.matching.learn_topology
     if learned.enabled:
-        if cfg.site is not None:
+        if cfg.site is not None or (cfg.stream is not None and cfg.stream.site_ids):
             raise ConfigError(
                 f"{path}: matching.learn_topology: a site node does not match; learn the topology on the hub "
                 "or from a recording (python -m edge.topology learn)"

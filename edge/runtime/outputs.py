@@ -271,7 +271,7 @@ def open_outputs(
 
 def open_stream(cfg: EdgeConfig, reid: Optional[ReIDBackend]) -> Optional[StreamOutput]:
     """The region stream a config publishes its summaries to (``stream:``), else None."""
-    if cfg.stream is None or reid is None:
+    if cfg.stream is None or reid is None or cfg.stream.site_ids:  # with site ids the identity service publishes
         return None
     from edge.stream.node_stream import StreamOutput  # NATS only for a node that streams
 

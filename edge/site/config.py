@@ -20,6 +20,14 @@ from edge.wire.curve import CurveClient, CurveServer, is_local
 LOCAL_ID_STRIDE = 1_000_000_000  # provisional ids: 10^9 .. 10^12, hub ids count from 1
 
 
+def local_id_base(node: str, local_ids_from: Optional[int] = None) -> int:
+    """Where a node's provisional ids start: far above any id a hub counts to (10^9), and per node
+    name (crc32), so two nodes deciding on their own meanwhile rarely share a range."""
+    if local_ids_from is not None:
+        return local_ids_from
+    return LOCAL_ID_STRIDE * (1 + zlib.crc32(node.encode()) % 1000)
+
+
 class SiteConfig(StrictModel):
     """``site:`` in a node's camera file: send tracklet summaries to a hub instead of matching locally."""
 
@@ -52,11 +60,7 @@ class SiteConfig(StrictModel):
     )
 
     def local_id_base(self) -> int:
-        """Where this node's provisional ids start: far above any id a hub counts to (10^9), and
-        per node name (crc32), so two nodes deciding on their own meanwhile rarely share a range."""
-        if self.local_ids_from is not None:
-            return self.local_ids_from
-        return LOCAL_ID_STRIDE * (1 + zlib.crc32(self.node.encode()) % 1000)
+        return local_id_base(self.node, self.local_ids_from)
 
     @model_validator(mode="after")
     def _encrypted_beyond_localhost(self) -> SiteConfig:

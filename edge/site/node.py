@@ -16,10 +16,9 @@ the hub decides from then on.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any, Optional
+from typing import Optional
 
 import zmq
 
@@ -96,81 +95,13 @@ class SiteEngine(NodeIds):
         return out
 
     def flush(self, now: Optional[float] = None) -> list[Decision]:
-        """End of the run: say bye and wait (``flush_timeout_s``) for the hub's final ids, saying
-        so. A hub that is away (or goes away meanwhile) is not waited for: the node's own engine
-        decides what is left (provisional ids); without one, tracklets keep their last site id."""
+        """End of the run: say bye, then wait for the hub's final ids (:meth:`NodeIds.flush`)."""
         with self._lock:
             self.bye_pending = True
-            waiting = self._waiting()
-            away = self._away
-        if waiting and not away and self.cfg.flush_timeout_s > 0:
-            log.info(
-                "site: waiting up to %.0f s for the hub %s: the final ids of %d tracklet(s)%s",
-                self.cfg.flush_timeout_s,
-                self.cfg.hub,
-                waiting,
-                ""
-                if self.connected
-                else f" (it has not answered yet; away after {self.cfg.hub_timeout_s:g} s without an answer)",
-            )
-        deadline = time.monotonic() + self.cfg.flush_timeout_s
-        while time.monotonic() < deadline and not self.refused:
-            with self._lock:
-                if self._away and self._local_factory is not None:
-                    break
-                waiting = self._waiting()
-            if not waiting:
-                break
-            time.sleep(0.05)
-        with self._lock:
-            left = [k for k, s in self.records.items() if s.ended]
-            if left and self._local_factory is not None:
-                if not self._away:
-                    log.warning(
-                        "site: %d tracklet(s) without a final id from the hub %s after %.0f s: "
-                        "decided here (a site id given stays, the others get provisional ids)",
-                        len(left),
-                        self.cfg.hub,
-                        self.cfg.flush_timeout_s,
-                    )
-                self._finish_locally(self._now if now is None else now)
-            elif left:
-                kept = [(k, self._ids[k]) for k in left if k in self._ids]
-                log.warning(
-                    "site: %d tracklet(s) without a final id from the hub %s after %.0f s: "
-                    "%d keep their last site id, %d get none",
-                    len(left),
-                    self.cfg.hub,
-                    self.cfg.flush_timeout_s,
-                    len(kept),
-                    len(left) - len(kept),
-                )
-                self._final += kept
-                for k in left:
-                    self.records.pop(k, None)
-            out, self._decisions = self._decisions, []
-        return out  # the hub's decisions that came while waiting (or the node's own)
+        return super().flush(now)
 
-    def _waiting(self) -> int:
-        """Tracklets whose final id from the hub the end of the run waits for: the ended ones, and
-        (while it is there) those decided here during an outage, for the report's mapping."""
-        return sum(1 for s in self.records.values() if s.ended) + (len(self._reconcile) if self.connected else 0)
-
-    def report(self) -> dict[str, Any]:
-        """What the run report shows of the site link: the hub's outages and the provisional ids."""
-        with self._lock:
-            outages = [o.row() for o in self._outages]
-            return {
-                "node": self.cfg.node,
-                "hub": self.cfg.hub,
-                "answered": self.answered,
-                "connected": self.connected,
-                "hub_outages": outages,
-                "provisional_from": self.local_base,
-                "reconciled": {str(k): sorted(v) for k, v in sorted(self.reconciled.items())},
-                "unreconciled": len(self._reconcile),
-                **self.stats,
-            }
+    def _stop_waiting(self) -> bool:
+        return bool(self.refused)
 
     def close(self, timeout: float = 2.0) -> None:
         self.link.close(timeout)

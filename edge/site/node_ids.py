@@ -21,16 +21,37 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 import numpy as np
 
 from edge.identity import Decision, Identity, IdentityEngine, TrackletSummary
-from edge.site.config import SiteConfig
 
 log = logging.getLogger("edge.site.node")  # the node's log lines keep their logger name
 
 Key = tuple[str, int]
+
+
+class IdsConfig(Protocol):
+    """What :class:`NodeIds` reads of its node's configuration (``site:`` and ``stream:`` both have it)."""
+
+    @property
+    def node(self) -> str: ...
+
+    @property
+    def hub(self) -> str:
+        """How log lines name the hub (its endpoint, or the region whose hub it is)."""
+
+    @property
+    def buffer(self) -> int: ...
+
+    @property
+    def flush_timeout_s(self) -> float: ...
+
+    @property
+    def hub_timeout_s(self) -> float: ...
+
+    def local_id_base(self) -> int: ...
 
 
 @dataclass
@@ -64,7 +85,7 @@ class Outage:
 class NodeIds:
     """The node's ids and the tracklets they are for (see the module docstring)."""
 
-    def __init__(self, cfg: SiteConfig, local: Optional[Callable[[], IdentityEngine]] = None):
+    def __init__(self, cfg: IdsConfig, local: Optional[Callable[[], IdentityEngine]] = None):
         """``local``: makes a fresh identity engine with the node's settings, used while the hub is
         away; without it the node only buffers (its tracklets get no global id meanwhile)."""
         self.cfg = cfg
@@ -114,6 +135,86 @@ class NodeIds:
         with self._lock:
             out, self._final = self._final, []
         return out
+
+    def flush(self, now: Optional[float] = None) -> list[Decision]:
+        """End of the run: wait (``flush_timeout_s``) for the hub's final ids, saying so. A hub that
+        is away (or goes away meanwhile) is not waited for: the node's own engine
+        decides what is left (provisional ids); without one, tracklets keep their last site id."""
+        with self._lock:
+            waiting = self._waiting()
+            away = self._away
+        if waiting and not away and self.cfg.flush_timeout_s > 0:
+            log.info(
+                "site: waiting up to %.0f s for the hub %s: the final ids of %d tracklet(s)%s",
+                self.cfg.flush_timeout_s,
+                self.cfg.hub,
+                waiting,
+                ""
+                if self.connected
+                else f" (it has not answered yet; away after {self.cfg.hub_timeout_s:g} s without an answer)",
+            )
+        deadline = time.monotonic() + self.cfg.flush_timeout_s
+        while time.monotonic() < deadline and not self._stop_waiting():
+            with self._lock:
+                if self._away and self._local_factory is not None:
+                    break
+                waiting = self._waiting()
+            if not waiting:
+                break
+            time.sleep(0.05)
+        with self._lock:
+            left = [k for k, s in self.records.items() if s.ended]
+            if left and self._local_factory is not None:
+                if not self._away:
+                    log.warning(
+                        "site: %d tracklet(s) without a final id from the hub %s after %.0f s: "
+                        "decided here (a site id given stays, the others get provisional ids)",
+                        len(left),
+                        self.cfg.hub,
+                        self.cfg.flush_timeout_s,
+                    )
+                self._finish_locally(self._now if now is None else now)
+            elif left:
+                kept = [(k, self._ids[k]) for k in left if k in self._ids]
+                log.warning(
+                    "site: %d tracklet(s) without a final id from the hub %s after %.0f s: "
+                    "%d keep their last site id, %d get none",
+                    len(left),
+                    self.cfg.hub,
+                    self.cfg.flush_timeout_s,
+                    len(kept),
+                    len(left) - len(kept),
+                )
+                self._final += kept
+                for k in left:
+                    self.records.pop(k, None)
+            out, self._decisions = self._decisions, []
+        return out  # the hub's decisions that came while waiting (or the node's own)
+
+    def _stop_waiting(self) -> bool:
+        """Whether the end of the run stops waiting for the hub at once (a node the hub refused)."""
+        return False
+
+    def _waiting(self) -> int:
+        """Tracklets whose final id from the hub the end of the run waits for: the ended ones, and
+        (while it is there) those decided here during an outage, for the report's mapping."""
+        return sum(1 for s in self.records.values() if s.ended) + (len(self._reconcile) if self.connected else 0)
+
+    def report(self) -> dict[str, Any]:
+        """What the run report shows of the site link: the hub's outages and the provisional ids."""
+        with self._lock:
+            outages = [o.row() for o in self._outages]
+            return {
+                "node": self.cfg.node,
+                "hub": self.cfg.hub,
+                "answered": self.answered,
+                "connected": self.connected,
+                "hub_outages": outages,
+                "provisional_from": self.local_base,
+                "reconciled": {str(k): sorted(v) for k, v in sorted(self.reconciled.items())},
+                "unreconciled": len(self._reconcile),
+                **self.stats,
+            }
 
     # --- the hub away and back (I/O thread); deciding here meanwhile (pipeline thread, under the lock)
     def hub_away(self, since: float) -> None:

@@ -46,6 +46,8 @@ class SummaryWriter:
         self._sink = sink
         self._stream = SummaryStream()
         self._seq = 0
+        self.last_now = 0.0
+        self.said_bye = False
         hello = {"node": node, "session": session, "cameras": list(cameras), "embedding_dim": int(embedding_dim)}
         sink(encode("hello", hello), 0.0)
 
@@ -53,10 +55,18 @@ class SummaryWriter:
         summaries = list(summaries)
         items = [self._stream.wire(s) for s in summaries]  # a step with none is kept: the engine revises on it
         self._seq += 1
+        self.last_now = now
         self._sink(encode_tracklets(self._seq, now, items), now)
         for s in summaries:
             if s.ended:  # the next summary of this key would be a new tracklet's
                 self._stream.sent.pop(s.key, None)
+
+    def bye(self) -> None:
+        """The session ends (once): a hub makes its ended tracklets final rather than wait for the
+        revision window, which a region's clock may never pass again."""
+        if not self.said_bye:
+            self.said_bye = True
+            self._sink(encode("bye", {"seq": self._seq + 1}), self.last_now)
 
 
 class TrackletLogWriter(SummaryWriter):
@@ -67,6 +77,7 @@ class TrackletLogWriter(SummaryWriter):
         super().__init__(self._recording.write, cameras, embedding_dim)
 
     def close(self) -> None:
+        self.bye()
         self._recording.close()
 
 
@@ -86,6 +97,8 @@ class StepReader:
         self.sessions: dict[str, str] = {}  # node -> its latest session
         self.origin: dict[Key, tuple[str, str, int]] = {}  # engine key -> (node, session, the node's local id)
         self.owners: dict[str, str] = {}  # camera -> the node that sends it
+        self.byes: list[tuple[str, str]] = []  # sessions that said bye, not yet taken (take_byes)
+        self._gone: set[tuple[str, str]] = set()
 
     def read(self, parts: list[bytes], node: str, session: str) -> Optional[tuple[float, list[TrackletSummary]]]:
         """``(scene time, summaries)`` of a ``summaries`` message, None for a ``hello``, ``bye`` or a
@@ -99,6 +112,9 @@ class StepReader:
         if dim is None:
             raise ProtocolError(f"{msg.kind} of node {node} session {session} without an accepted hello")
         if msg.kind == "bye":
+            if (node, session) not in self._gone:
+                self._gone.add((node, session))
+                self.byes.append((node, session))
             return None
         seq = msg.header.get("seq")
         if not isinstance(seq, int) or seq <= self.last_seq.get((node, session), 0):
@@ -116,6 +132,11 @@ class StepReader:
             if w.ended:
                 self.mirror.forget(t)
         return now, step
+
+    def take_byes(self) -> list[tuple[str, str]]:
+        """The sessions that said bye since the last call."""
+        out, self.byes = self.byes, []
+        return out
 
     def _hello(self, header: dict, node: str, session: str) -> None:
         if (node, session) in self.dims:

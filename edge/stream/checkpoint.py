@@ -45,6 +45,7 @@ class HubState:
     engine: Any  # IdentityEngine (its candidates search dropped: the loader sets its own)
     reader: Any  # StepReader
     gallery: Any  # Gallery or None
+    told: dict  # engine key -> the site id the decision stream last gave it
 
 
 def fingerprint(*settings: Any) -> str:

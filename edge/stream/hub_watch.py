@@ -27,8 +27,13 @@ READ_TIMEOUT_S = 1.0  # a lookup the servers do not answer counts as no hub seen
 class HubWatch:
     """Reads the region's lease key every :data:`CHECK_EVERY_S` (see the module docstring)."""
 
-    def __init__(self, region: Region, node: str):
+    def __init__(self, region: Region, node: str, on_change: Optional[Callable[[bool, float], None]] = None):
+        """``on_change(away, since)``: called (on the watch's loop) when the region's hub is found away
+        (after the grace; ``since``: monotonic, when none was seen first) and when one holds the
+        lease again or for the first time."""
         self.region, self.node = region, node
+        self.on_change = on_change
+        self.seen_one = False
         self.grace_s = GRACE_S  # two of the lease bucket's time to live, once read
         self.away_since: Optional[float] = None  # no holder seen since (monotonic)
         self.said = False  # the outage was announced
@@ -53,6 +58,9 @@ class HubWatch:
 
     def seen(self, holder: Optional[str], now: float) -> None:
         if holder:
+            if (self.said or not self.seen_one) and self.on_change is not None:
+                self.on_change(False, now)
+            self.seen_one = True
             if self.said:
                 log.info(
                     "stream: region %s has an active hub again (%s) after %.1f s", self.region.name, holder,
@@ -65,6 +73,8 @@ class HubWatch:
         if not self.said and now - self.away_since >= self.grace_s:
             self.said = True
             self.outages += 1
+            if self.on_change is not None:
+                self.on_change(True, self.away_since)
             log.warning(
                 "stream: region %s has no active hub (%.0f s): node %s keeps deciding its own ids and its "
                 "summaries wait in the stream", self.region.name, now - self.away_since, self.node,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Optional
 
 from edge.identity.records import TrackletSummary
 from edge.site.tracklet_log import SummaryWriter
@@ -23,10 +23,17 @@ CLOSE_WAIT_S = 10.0  # at the end, how long the run waits for the stream to take
 class StreamOutput:
     """``write(now, summaries)`` each step; ``close()`` sends what is left (see the module docstring)."""
 
-    def __init__(self, cfg: StreamConfig, cameras: list[str], embedding_dim: int):
+    def __init__(
+        self,
+        cfg: StreamConfig,
+        cameras: list[str],
+        embedding_dim: int,
+        on_hub: Optional[Callable[[bool, float], None]] = None,
+    ):
+        """``on_hub(away, since)``: the region's hub found away or back (``edge/stream/hub_watch.py``)."""
         self.session = uuid.uuid4().hex[:12]
         self.publisher = SummaryPublisher(
-            cfg.servers, Region(cfg.region), cfg.node, self.session, cfg.max_buffered, cfg.replicas
+            cfg.servers, Region(cfg.region), cfg.node, self.session, cfg.max_buffered, cfg.replicas, on_hub
         )
         self.writer = SummaryWriter(
             lambda parts, now: self.publisher.send(parts), cameras, embedding_dim, cfg.node, self.session
@@ -46,6 +53,7 @@ class StreamOutput:
         return {"session": self.session, **self.publisher.stats()}
 
     def close(self) -> None:
+        self.writer.bye()  # the hub makes this session's tracklets final (if site ids did not say it already)
         self.publisher.close(CLOSE_WAIT_S)
         left = self.publisher.buffered
         if left:

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Optional
 
 from edge.stream.config import MAX_BUFFERED
@@ -45,7 +46,9 @@ class SummaryPublisher:
         session: str,
         max_buffered: int = MAX_BUFFERED,
         replicas: int = 1,
+        on_hub: Optional[Callable[[bool, float], None]] = None,
     ):
+        """``on_hub(away, since)``: the region's hub found away or back (:class:`HubWatch`)."""
         self.servers, self.region, self.node, self.session = servers, region, node, session
         self.replicas = replicas
         self.max_buffered = max_buffered
@@ -55,7 +58,7 @@ class SummaryPublisher:
         self.sent = self.dropped = self.duplicates = 0
         self.down_since: Optional[float] = None  # the link is down since (None: up, or not tried yet)
         self.outages = 0
-        self.hub_watch = HubWatch(region, node)
+        self.hub_watch = HubWatch(region, node, on_hub)
         self._wake: Optional[asyncio.Event] = None
         self._stopping = False
         self._loop = asyncio.new_event_loop()

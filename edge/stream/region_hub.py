@@ -29,7 +29,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from edge.identity import Decision, IdentityEngine
+from edge.identity import Decision, Identity, IdentityEngine
 from edge.identity.records import Key, TrackletSummary
 from edge.identity.settings import EngineSettings
 from edge.site.fanout import publish_decisions
@@ -67,14 +67,22 @@ def decision_message(
     decisions: list[Decision],
     final: list[tuple[Key, int]],
     origin: Mapping[Key, tuple[str, str, int]],
+    ids: Optional[list[tuple[Key, int]]] = None,
+    identities: Optional[Mapping[int, Identity]] = None,
 ) -> bytes:
     """One step's decisions as the decision stream carries them (JSON): each names the engine key
     and, through ``origin``, the node, its session and the node's own local id (what a subscriber
-    or the node itself maps the site id onto)."""
+    or the node itself maps the site id onto). ``ids``: every tracklet whose site id this step
+    changed (a merge moves tracklets no decision names), ``final``: those that will not change again;
+    with ``identities``, each decision says its identity's cameras and when it was last seen."""
 
     def node_of(key: Optional[Key]) -> dict[str, Any]:
         found = origin.get(key) if key is not None else None
         return {} if found is None else {"node": found[0], "session": found[1], "local_id": found[2]}
+
+    def seen(gid: int) -> dict[str, Any]:
+        found = identities.get(gid) if identities is not None else None
+        return {} if found is None else {"cameras": sorted(found.cameras), "last_seen": found.last_seen}
 
     body = {
         "region": region.name,
@@ -87,9 +95,11 @@ def decision_message(
                 "key": list(d.key) if d.key else None,
                 "previous": d.previous,
                 **node_of(d.key),
+                **seen(d.global_id),
             }
             for d in decisions
         ],
+        "ids": [{"key": [c, int(i)], "global_id": int(g), **node_of((c, i))} for (c, i), g in ids or []],
         "final": [{"key": [c, int(i)], "global_id": int(g), **node_of((c, i))} for (c, i), g in final],
     }
     return json.dumps(body, separators=(",", ":")).encode()
@@ -129,6 +139,7 @@ class RegionHub:
         self.reader = StepReader(embedding_dim)
         self.leader = False
         self.position = 0  # the last stream position decided
+        self.told: dict[Key, int] = {}  # the site id the decision stream last gave each tracklet not final
         self.published_upto = 0  # the last step the region's decision stream has (as far as this hub knows)
         self.recent: deque[tuple[int, bytes]] = deque(maxlen=KEEP_STEPS)  # decided steps not known published
         self.counters = dict.fromkeys(
@@ -163,7 +174,7 @@ class RegionHub:
             (log.debug if said else log.warning)("stream: message %d of node %s skipped: %s", position, node, exc)
             return None
         if step is None:
-            return None
+            return self._session_ends(self.reader.take_byes(), position)
         self.now = max(self.now, step[0])  # a node replaying its buffer after an outage sends older times
         self.counters["steps"] += 1
         try:
@@ -175,12 +186,43 @@ class RegionHub:
         final: list[tuple[Key, int]] = self.engine.take_final()
         if self.gallery is not None:
             follow_engine(self.gallery, self.engine, decisions, final)
-        if not decisions and not final:
+        ids = self._changed_ids()
+        if not decisions and not final and not ids:
             return None
-        body = decision_message(self.region, position, self.now, decisions, final, self.reader.origin)
-        for key, _ in final:  # final: nothing more is decided about it
-            self.reader.origin.pop(key, None)
+        return self._message(position, decisions, final, ids)
+
+    def _session_ends(self, byes: list[tuple[str, str]], position: int) -> Optional[bytes]:
+        """A node session said bye: its ended tracklets are final now (its decision message), None
+        when it had none left."""
+        keys = [k for k, (node, session, _) in self.reader.origin.items() if (node, session) in set(byes)]
+        self.engine.finalise(keys)
+        final = self.engine.take_final()
+        if not final:
+            return None
+        if self.gallery is not None:
+            follow_engine(self.gallery, self.engine, [], final)
+        return self._message(position, [], final, [])
+
+    def _message(
+        self, position: int, decisions: list[Decision], final: list[tuple[Key, int]], ids: list[tuple[Key, int]]
+    ) -> bytes:
+        """The step's decision message; the final tracklets forgotten (nothing more is decided about them)."""
+        origin = self.reader.origin
+        body = decision_message(self.region, position, self.now, decisions, final, origin, ids, self.engine.identities)
+        for key, _ in final:
+            origin.pop(key, None)
+            self.told.pop(key, None)
         return body
+
+    def _changed_ids(self) -> list[tuple[Key, int]]:
+        """Tracklets whose site id is not the one the decision stream last gave them."""
+        changed = []
+        for key in self.reader.origin:
+            gid = self.engine.global_id(key)
+            if gid is not None and self.told.get(key) != gid:
+                self.told[key] = gid
+                changed.append((key, gid))
+        return changed
 
     def decide_all(self, messages: list[list[bytes]], node: str, session: str) -> dict[int, dict]:
         """Each decision message (as JSON) by position, for a stream holding just ``messages`` of one
@@ -195,12 +237,12 @@ class RegionHub:
     # --- the state a checkpoint keeps ---------------------------------------------------------
     def state(self) -> HubState:
         """What this hub decides from, after the message at :attr:`position`."""
-        return HubState(self.position, self.now, self.engine, self.reader, self.gallery)
+        return HubState(self.position, self.now, self.engine, self.reader, self.gallery, self.told)
 
     def load(self, state: HubState) -> None:
         """Continue from ``state`` (read the stream from ``state.position + 1``)."""
         self.position, self.now, self.engine, self.reader = state.position, state.now, state.engine, state.reader
-        self.gallery = state.gallery
+        self.gallery, self.told = state.gallery, state.told
         self.engine.candidates = self._candidates if self.gallery is not None else None
         self.checkpointed = state.position
 

@@ -1,0 +1,170 @@
+"""A streaming node's site ids: the region's decisions, back onto the node's own tracklets.
+
+The node publishes its summaries to the region's stream (:class:`~edge.stream.node_stream.StreamOutput`)
+and follows the region's decision stream (:class:`DecisionFollower`): each decision message names
+the node, its session and its own local id for every tracklet it decided, re-labelled (``ids``) or
+made final, so the node's MOT files and events carry the site's ids, as a ZeroMQ site node's do
+(``edge/site/node.py``). What a node does with them is :class:`~edge.site.node_ids.NodeIds`', shared
+with that node: while the region has no active hub (no lease holder for two leases) it decides with
+its own engine and provisional ids, and maps each onto the site id the hub gives when one is back.
+
+Nothing has to be sent again when a hub comes back, unlike the ZeroMQ site: every summary is in
+the stream, the hub that takes over decides every one of them in order, and the follower reads
+every decision message published since the node started, so each tracklet gets its site id and
+its final id from the hub in the end (the end of a run waits ``flush_timeout_s`` for the finals).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Optional
+
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from edge.identity import Decision, IdentityEngine, TrackletSummary
+from edge.site.node_ids import NodeIds
+from edge.stream.config import StreamConfig
+from edge.stream.names import Region
+from edge.stream.node_stream import StreamOutput
+from edge.stream.streams import connect
+
+log = logging.getLogger("edge.stream")
+
+CLOCK_SLACK_S = 60.0  # decisions are read from this long before the node started (the servers' clock may differ)
+RETRY_S = 0.25
+
+
+class DecisionFollower:
+    """Every decision message of a region published since ``since`` (wall clock), each body to
+    ``deliver`` on this follower's own thread; messages not naming ``session`` are skipped unread."""
+
+    def __init__(self, servers: list[str], region: Region, session: str, since: float, deliver: Callable[[dict], None]):
+        self.servers, self.region, self.session, self.since = servers, region, session, since
+        self.deliver = deliver
+        self.read = 0
+        self._stopping = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._run(),), daemon=True)
+        self._thread.start()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self._stopping = True
+        self._thread.join(timeout_s)
+
+    async def _run(self) -> None:
+        stopping = lambda: self._stopping  # noqa: E731
+        nc = await connect(self.servers, f"{self.session} decisions", give_up=stopping)
+        if nc is None:
+            return
+        js = nc.jetstream()
+        start = datetime.datetime.fromtimestamp(self.since - CLOCK_SLACK_S, datetime.timezone.utc)
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start)
+        sub = None
+        while sub is None and not self._stopping:
+            try:
+                sub = await js.subscribe(self.region.decisions_subject, ordered_consumer=True, config=config)
+            except Exception as exc:  # noqa: BLE001 - no stream yet (no node or hub made it), servers away
+                log.debug("stream: decisions of region %s not readable yet (%s)", self.region.name, exc)
+                await asyncio.sleep(RETRY_S)
+        mine = self.session.encode()
+        while sub is not None and not self._stopping:
+            try:
+                msg = await sub.next_msg(timeout=0.2)
+            except NatsTimeout:
+                continue
+            self.read += 1
+            if mine in msg.data:
+                try:
+                    self.deliver(json.loads(msg.data))
+                except Exception:  # noqa: BLE001 - one bad message must not stop the node's ids
+                    log.exception("stream: a decision message of region %s could not be applied", self.region.name)
+        try:
+            await nc.close()
+        except Exception:  # noqa: BLE001 - the servers gone meanwhile
+            pass
+
+
+class StreamSiteIds(NodeIds):
+    """The identity service of a node with ``stream: {site_ids: true}`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        cfg: StreamConfig,
+        cameras: list[str],
+        embedding_dim: int,
+        local: Optional[Callable[[], IdentityEngine]] = None,
+        since: Optional[float] = None,
+    ):
+        """``local``: the node's own engine while no hub decides; ``since``: the wall clock this
+        node's decisions can be no older than (now)."""
+        super().__init__(cfg, local)
+        self.output = StreamOutput(cfg, cameras, embedding_dim, self._on_hub)
+        self.session = self.output.session
+        self.follower = DecisionFollower(
+            cfg.servers, Region(cfg.region), self.session, time.time() if since is None else since, self._receive
+        )
+
+    # --- what the pipeline calls (IdentityService) ------------------------------------------------
+    def update(self, summaries: Iterable[TrackletSummary], now: float) -> list[Decision]:
+        """Publish the changed tracklets; return the region's decisions about them received since
+        (or, while no hub decides, the node's own)."""
+        summaries = list(summaries)
+        self.output.write(now, summaries)
+        with self._lock:
+            self._now = max(self._now, now)
+            for s in summaries:
+                self.records[s.key] = s
+            if self._away and self._local_factory is not None:
+                self._decide_locally(summaries, now)
+            out, self._decisions = self._decisions, []
+        return out
+
+    def flush(self, now: Optional[float] = None) -> list[Decision]:
+        """End of the run: a bye after the last summaries (the hub makes this session's tracklets
+        final), everything into the stream, then the hub's final ids (:meth:`NodeIds.flush`)."""
+        self.output.writer.bye()
+        self.output.publisher.flush(self.cfg.flush_timeout_s)
+        return super().flush(now)
+
+    def report(self) -> dict[str, Any]:
+        return {**super().report(), "decision_messages": self.follower.read}
+
+    def close(self) -> None:
+        self.output.close()
+        self.follower.close()
+
+    # --- the region's hub and its decisions (the publisher's and the follower's threads) ------------
+    def _on_hub(self, away: bool, since: float) -> None:
+        if away:
+            self.hub_away(since)
+        else:
+            with self._lock:
+                self._hub_back()
+
+    def _receive(self, body: dict) -> None:
+        """One decision message: what it says of this node session's tracklets, applied."""
+        node, session = self.cfg.node, self.session
+
+        def ours(items: list[dict]) -> list[dict]:
+            return [e for e in items if e.get("node") == node and e.get("session") == session]
+
+        h = {
+            "ids": [[e["key"][0], e["local_id"], e["global_id"]] for e in ours(body.get("ids", []))],
+            "decisions": [
+                {**e, "camera": e["key"][0], "local_id": e["local_id"]} for e in ours(body.get("decisions", []))
+            ],
+            "final": [[e["key"][0], e["local_id"], e["global_id"]] for e in ours(body.get("final", []))],
+        }
+        if not (h["ids"] or h["decisions"] or h["final"]):
+            return
+        with self._lock:
+            if not self.connected:  # a hub decides again (the lease may not have been read yet)
+                self._hub_back()
+            self._apply(h)
