@@ -107,3 +107,25 @@ def tiny_recipe(tmp_path: Path, **sections) -> dict:
         else:
             recipe[key] = value
     return recipe
+
+
+@pytest.fixture(scope="session")
+def node_log(tmp_path_factory) -> list:
+    """A demo run's tracklet log (200 frames of the three demo cameras): what one node sends to a
+    region's stream (tests/test_stream*.py)."""
+    from test_edge_run import cams_yaml
+
+    from edge.runtime.capture_loop import run_pipeline
+    from edge.runtime.config import load_edge_config
+    from edge.stream.server import free_port
+    from edge.wire.recording import read_recording
+
+    tmp = tmp_path_factory.mktemp("node")
+    cams = [{"id": f"cam{i}", "source": f"synthetic://demo?camera=cam{i}", "realtime": False} for i in (1, 2, 3)]
+    log_path = tmp / "node.jsonl.gz"
+    path = cams_yaml(
+        tmp, cams, free_port(), publisher={"enabled": False}, run={"max_frames": 200},
+        outputs={"tracklet_log": str(log_path)}, matching={"threshold": None},
+    )  # fmt: skip
+    run_pipeline(load_edge_config(path))
+    return [parts for _, parts in read_recording(log_path)]

@@ -10,7 +10,8 @@ import signal
 import time
 
 import pytest
-from test_stream import hub_process, lease_holder, node_log, published, reference, settings, wait_for  # noqa: F401
+from test_edge_run import DEMO
+from test_stream import hub_process, lease_holder, published, reference, settings, wait_for
 
 from core.model_card import read_onnx_metadata
 from edge.stream.checkpoint import CHECKPOINT_BUCKET, dump, load
@@ -18,8 +19,6 @@ from edge.stream.names import Region
 from edge.stream.publisher import SummaryPublisher
 from edge.stream.region_hub import GallerySettings, RegionHub
 from edge.stream.server import NatsServer, free_port
-
-from test_edge_run import DEMO
 
 HALL = Region("hall")
 

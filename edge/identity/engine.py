@@ -196,6 +196,31 @@ class IdentityEngine(Revision):
             ident.members = set()
             self.identities[ident.global_id] = ident
         self._ids = Count(max([next_id, *(i + 1 for i in self.identities)]))
+        self._first_id = self._ids.value
+
+    def welcome(self, ident: Identity) -> bool:
+        """A person another engine handed over (a neighbouring region's hub, ``edge/stream/handover.py``):
+        an identity without tracklets here, as last seen there, that this engine's tracklets can
+        join (through the transitions from its last camera). One already here (a second hand-over)
+        takes the newer sighting and folds the appearance in. False when ``ident``'s id is one this
+        engine founded itself (id ranges that overlap): refused."""
+        have = self.identities.get(ident.global_id)
+        if have is None:
+            if self._first_id <= ident.global_id < self._ids.value:
+                return False
+            self._welcomed.add(ident.global_id)
+            self.identities[ident.global_id] = replace(ident, members=set())
+            self._appearance_cache.clear()
+            return True
+        if ident.global_id not in self._welcomed:
+            return False
+        have.cameras |= ident.cameras
+        if ident.past is not None:
+            self._fold_past(have, ident.past, ident.past_weight, ident.past_floor, ident.last_seen)
+        if ident.last_seen > have.last_seen:
+            have.last_seen, have.last_camera, have.last_box = ident.last_seen, ident.last_camera, ident.last_box
+        self._appearance_cache.clear()
+        return True
 
     def adopt(self, s: TrackletSummary, global_id: int) -> Optional[Decision]:
         """Attach a tracklet the site was already told belongs to ``global_id`` (after a restart);

@@ -62,6 +62,8 @@ class EngineState:
         self._order = Count()
         self._scratch_ids = Count(-1, -1)  # ids of identities built only to be scored
         self._ids = Count(1)
+        self._first_id = 1  # this engine founds ids from here (a region's range: IdentityEngine.restore)
+        self._welcomed: set[int] = set()  # ids handed over by another engine (IdentityEngine.welcome)
         self._final: list[tuple[Key, int]] = []
         self._appearance_cache: dict[tuple[int, Optional[Key]], Optional[Embeddings]] = {}
         self.centering: Optional[CameraCentering] = None  # built at the first appearance (its size)
@@ -95,7 +97,10 @@ class EngineState:
 
     # --- membership -------------------------------------------------------------------------
     def _found(self, s: TrackletSummary, now: float, sealed: bool = False) -> Decision:
-        ident = Identity(next(self._ids), now, s.last_seen, s.camera, last_box=s.last_box, sealed=sealed)
+        gid = next(self._ids)
+        while gid in self.identities:  # handed over from another engine whose range this one reached
+            gid = next(self._ids)
+        ident = Identity(gid, now, s.last_seen, s.camera, last_box=s.last_box, sealed=sealed)
         self.identities[ident.global_id] = ident
         self._attach(s, ident, "new")
         return Decision("new", ident.global_id, s.key)

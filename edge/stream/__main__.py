@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> dict:
         "--checkpoint-every", type=float, default=30.0,
         help="seconds between the active hub's checkpoints, what a starting hub continues from (0: never)",
     )  # fmt: skip
+    hub.add_argument(
+        "--hand-over", action="append", default=[], metavar="REGION:CAMERA[,CAMERA]",
+        help="people leaving through these cameras are handed to that region's hubs (repeat per region)",
+    )  # fmt: skip
+    hub.add_argument("--id-base", type=int, default=0, help="this region's ids start above this (ranges apart)")
     hub.add_argument("--report", default=None, help="write the final stats as JSON here")
     hub.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the hub YAML, e.g. publisher.endpoint=...")
     publish = sub.add_parser("publish", help="send a tracklet log into a region's stream as a node")
@@ -101,6 +106,7 @@ def _hub(args: argparse.Namespace) -> dict:
     from core.model_card import read_onnx_metadata
     from edge.identity.settings import settings_from_config
     from edge.site.hub_config import load_hub_config
+    from edge.stream.handover import parse_hand_over
     from edge.stream.names import LEASE_S, Region
     from edge.stream.region_hub import GallerySettings, RegionHub
     from edge.wire.publisher import EventPublisher
@@ -108,8 +114,11 @@ def _hub(args: argparse.Namespace) -> dict:
     try:
         cfg = load_hub_config(args.config, args.overrides)
         region = Region(args.region)
+        hand_over = parse_hand_over(args.hand_over)
     except (ConfigError, ValueError) as exc:
         fail(str(exc))
+    if hand_over and not args.id_base:
+        fail("--hand-over needs --id-base: each region founds ids in its own range (e.g. 1000000 apart)")
     meta = read_onnx_metadata(cfg.reid_model)
     if meta is None or not meta.embedding_dim:
         fail(f"{cfg.reid_model}: no clipreid-edge metadata (embedding size unknown)")
@@ -121,7 +130,7 @@ def _hub(args: argparse.Namespace) -> dict:
     gallery = GallerySettings(cfg.gallery_exact_below, cfg.gallery_k, cfg.gallery_approximate_above)
     hub = RegionHub(
         servers, region, settings, name, lease_s, args.replicas, events, int(meta.embedding_dim), gallery,
-        args.checkpoint_every,
+        args.checkpoint_every, hand_over, args.id_base,
     )  # fmt: skip
     report = hub.run(stop_on_signals())
     log.info("stream: hub %s stopped: %s", name, json.dumps(report))

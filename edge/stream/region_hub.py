@@ -34,11 +34,12 @@ from edge.identity.records import Key, TrackletSummary
 from edge.identity.settings import EngineSettings
 from edge.site.fanout import publish_decisions
 from edge.site.gallery import Gallery
-from edge.site.nearest import follow_engine, nearest_candidates
+from edge.site.nearest import follow_engine, index_identities, nearest_candidates
 from edge.site.tracklet_log import StepReader
 from edge.stream.checkpoint import HubState, checkpoint_store, dump, fingerprint, read_checkpoint
-from edge.stream.frames import unpack
-from edge.stream.names import HUB_HEADER, LEASE_S, NODE_HEADER, SESSION_HEADER, STEP_HEADER, Region
+from edge.stream.frames import pack, unpack
+from edge.stream.handover import Outgoing, handover_message, read_handover
+from edge.stream.names import HANDOVER_HEADER, HUB_HEADER, LEASE_S, NODE_HEADER, SESSION_HEADER, STEP_HEADER, Region
 from edge.stream.streams import connect, ensure_streams, lease_bucket
 from edge.wire.publisher import EventPublisher
 from edge.wire.site_protocol import ProtocolError
@@ -69,6 +70,7 @@ def decision_message(
     origin: Mapping[Key, tuple[str, str, int]],
     ids: Optional[list[tuple[Key, int]]] = None,
     identities: Optional[Mapping[int, Identity]] = None,
+    handed_over: Optional[list[Outgoing]] = None,
 ) -> bytes:
     """One step's decisions as the decision stream carries them (JSON): each names the engine key
     and, through ``origin``, the node, its session and the node's own local id (what a subscriber
@@ -100,6 +102,7 @@ def decision_message(
             for d in decisions
         ],
         "ids": [{"key": [c, int(i)], "global_id": int(g), **node_of((c, i))} for (c, i), g in ids or []],
+        "handed_over": [{"region": o.region, "message": o.msg_id} for o in handed_over or []],
         "final": [{"key": [c, int(i)], "global_id": int(g), **node_of((c, i))} for (c, i), g in final],
     }
     return json.dumps(body, separators=(",", ":")).encode()
@@ -120,6 +123,8 @@ class RegionHub:
         embedding_dim: Optional[int] = None,
         gallery: Optional[GallerySettings] = None,
         checkpoint_every_s: float = 30.0,
+        hand_over: Optional[Mapping[str, str]] = None,
+        id_base: int = 0,
     ):
         """``events``: the ZeroMQ publisher subscribers (the view, ``edge.listen``) read the active
         hub's identity events on, as from ``edge.hub``; ``embedding_dim``: its model's (a node with
@@ -127,7 +132,9 @@ class RegionHub:
         does: ``edge/site/nearest.py``) rather than each scored (needs ``embedding_dim``);
         ``checkpoint_every_s``: how often the active hub writes its state to the checkpoint store
         (``edge/stream/checkpoint.py``), what a hub that starts continues from (0: never; a hub
-        then reads the region from its start)."""
+        then reads the region from its start); ``hand_over``: boundary camera -> the region a
+        person leaving through it is handed to (``edge/stream/handover.py``); ``id_base``: this
+        region's ids start above it (regions that hand over need ranges apart)."""
         self.servers, self.region, self.name = servers, region, name
         self.events = events
         self.lease_s, self.replicas = lease_s, replicas
@@ -136,14 +143,31 @@ class RegionHub:
         if gallery is not None and embedding_dim is not None:
             self.gallery = Gallery(embedding_dim, gallery.approximate_above)
         self.engine = IdentityEngine(settings, candidates=self._candidates if self.gallery is not None else None)
+        if id_base:
+            self.engine.restore([], id_base + 1)
+        self.hand_over = dict(hand_over or {})
+        self._outgoing: list[Outgoing] = []  # the hand-overs of the step just decided
         self.reader = StepReader(embedding_dim)
         self.leader = False
         self.position = 0  # the last stream position decided
         self.told: dict[Key, int] = {}  # the site id the decision stream last gave each tracklet not final
         self.published_upto = 0  # the last step the region's decision stream has (as far as this hub knows)
-        self.recent: deque[tuple[int, bytes]] = deque(maxlen=KEEP_STEPS)  # decided steps not known published
+        # decided steps not known published, each with its hand-overs
+        self.recent: deque[tuple[int, bytes, list[Outgoing]]] = deque(maxlen=KEEP_STEPS)
         self.counters = dict.fromkeys(
-            ("steps", "published", "malformed", "failed_steps", "takeovers", "lost_lease", "checkpoints"), 0
+            (
+                "steps",
+                "published",
+                "malformed",
+                "failed_steps",
+                "takeovers",
+                "lost_lease",
+                "checkpoints",
+                "handed_over",
+                "handed_in",
+                "handovers_refused",
+            ),
+            0,
         )
         self.now = -float("inf")  # the region's scene clock: the latest time any message carried
         self._refused: set[tuple[str, str]] = set()  # sessions a skipped message was said for
@@ -151,7 +175,7 @@ class RegionHub:
         self._revision = 0
         self._renewed = 0.0
         self._next_try = 0.0
-        self.fingerprint = fingerprint(settings, embedding_dim, gallery)
+        self.fingerprint = fingerprint(settings, embedding_dim, gallery, sorted(self.hand_over.items()), id_base)
         self.checkpoint_every_s = checkpoint_every_s
         self.checkpointed = 0  # the position of the last checkpoint written or loaded
         self._checkpoint_at = time.monotonic()
@@ -162,6 +186,7 @@ class RegionHub:
         """The engine step of the message at ``position``: its decision message, None when it
         decided nothing (or was no step)."""
         self.position = position
+        self._outgoing = []
         self.read_span[1:] = [time.time()]
         if len(self.read_span) == 1:
             self.read_span.insert(0, self.read_span[0])
@@ -187,7 +212,8 @@ class RegionHub:
         if self.gallery is not None:
             follow_engine(self.gallery, self.engine, decisions, final)
         ids = self._changed_ids()
-        if not decisions and not final and not ids:
+        self._outgoing = self._hand_overs(position, step[1])
+        if not decisions and not final and not ids and not self._outgoing:
             return None
         return self._message(position, decisions, final, ids)
 
@@ -208,11 +234,59 @@ class RegionHub:
     ) -> bytes:
         """The step's decision message; the final tracklets forgotten (nothing more is decided about them)."""
         origin = self.reader.origin
-        body = decision_message(self.region, position, self.now, decisions, final, origin, ids, self.engine.identities)
+        body = decision_message(
+            self.region, position, self.now, decisions, final, origin, ids, self.engine.identities, self._outgoing
+        )
         for key, _ in final:
             origin.pop(key, None)
             self.told.pop(key, None)
         return body
+
+    def _hand_overs(self, position: int, summaries: list[TrackletSummary]) -> list[Outgoing]:
+        """The identities of the tracklets that ended at a boundary camera this step, for the regions
+        those cameras lead to."""
+        out = []
+        for s in summaries:
+            region = self.hand_over.get(s.camera)
+            gid = self.engine.global_id(s.key) if region is not None and s.ended else None
+            ident = self.engine.identities.get(gid) if gid is not None else None
+            if region is None or ident is None or ident.sealed:
+                continue
+            members = [self.engine.records[k].weight for k in ident.members if k in self.engine.records]
+            parts = handover_message(
+                self.region.name, ident, self.engine.appearance(ident), ident.past_weight + sum(members)
+            )
+            out.append(Outgoing(region, f"{self.region.name}-handover-{position}-{gid}-{region}", parts))
+            self.counters["handed_over"] += 1
+        return out
+
+    def welcome(self, position: int, parts: list[bytes]) -> None:
+        """A person handed over by a neighbouring region (a message of this region's stream): an
+        identity of this engine from now on, which its tracklets may join."""
+        self.position = position
+        try:
+            source, ident = read_handover(parts)
+        except (ProtocolError, KeyError, TypeError, ValueError) as exc:
+            self.counters["malformed"] += 1
+            log.warning("stream: hand-over at message %d skipped: %s", position, exc)
+            return
+        if not self.engine.welcome(ident):
+            self.counters["handovers_refused"] += 1
+            log.warning(
+                "stream: region %s handed over id %d, one region %s founded itself: give each region its own "
+                "id range (--id-base)", source, ident.global_id, self.region.name,
+            )  # fmt: skip
+            return
+        self.counters["handed_in"] += 1
+        if self.gallery is not None:
+            index_identities(self.gallery, [self.engine.identities[ident.global_id]])
+
+    def take(self, position: int, parts: list[bytes], headers: Mapping[str, str]) -> Optional[bytes]:
+        """One message of the region's stream: a node's (:meth:`decide`) or a hand-over (:meth:`welcome`)."""
+        if HANDOVER_HEADER in headers:
+            self.welcome(position, parts)
+            return None
+        return self.decide(position, parts, headers.get(NODE_HEADER, "?"), headers.get(SESSION_HEADER, "?"))
 
     def _changed_ids(self) -> list[tuple[Key, int]]:
         """Tracklets whose site id is not the one the decision stream last gave them."""
@@ -278,16 +352,13 @@ class RegionHub:
                 if self.leader and self.recent:  # a publish that failed: try again while the stream is quiet
                     await self._publish_recent(js)
                 continue
-            headers = msg.headers or {}
             try:
                 parts = unpack(msg.data)
             except ValueError:
                 parts = []
-            out = self.decide(
-                msg.metadata.sequence.stream, parts, headers.get(NODE_HEADER, "?"), headers.get(SESSION_HEADER, "?")
-            )
+            out = self.take(msg.metadata.sequence.stream, parts, msg.headers or {})
             if out is not None:
-                self.recent.append((self.position, out))
+                self.recent.append((self.position, out, self._outgoing))
                 if self.leader:
                     await self._publish_recent(js)
         if self.leader:  # hand over at once rather than after the lease runs out (only a lease still ours)
@@ -305,7 +376,8 @@ class RegionHub:
             self.events.close()
 
     async def _setup(self, js: Any) -> tuple[Any, Any]:
-        await ensure_streams(js, self.region, self.replicas)
+        for name in sorted({self.region.name, *self.hand_over.values()}):  # a neighbour's, to hand over into
+            await ensure_streams(js, Region(name), self.replicas)
         return await lease_bucket(js, self.lease_s, self.replicas), await checkpoint_store(js, self.replicas)
 
     async def _subscribe(self, js: Any, start: int) -> Any:
@@ -434,8 +506,10 @@ class RegionHub:
     async def _publish_recent(self, js: Any) -> None:
         """Publish the decided steps after the last published one, in order (a failure leaves them for the next try)."""
         while self.recent and self.leader:
-            step, body = self.recent[0]
+            step, body, outgoing = self.recent[0]
             if step > self.published_upto:
+                if not await self._publish_hand_overs(js, outgoing):
+                    return
                 headers = {"Nats-Msg-Id": f"{self.region.name}-{step}", STEP_HEADER: str(step), HUB_HEADER: self.name}
                 try:
                     ack = await js.publish(
@@ -449,6 +523,18 @@ class RegionHub:
                 if self.events is not None and not ack.duplicate:  # another hub told the subscribers
                     self._tell_subscribers(body)
             self.recent.popleft()
+
+    async def _publish_hand_overs(self, js: Any, outgoing: list[Outgoing]) -> bool:
+        """A step's hand-overs into their regions' streams, before its decision message (False: try again)."""
+        for o in outgoing:
+            headers = {"Nats-Msg-Id": o.msg_id, HANDOVER_HEADER: self.region.name}
+            subject = Region(o.region).summaries_subject(f"from-{self.region.name}")
+            try:
+                await js.publish(subject, pack(o.parts), timeout=PUBLISH_TIMEOUT_S, headers=headers)
+            except Exception as exc:  # noqa: BLE001 - the servers away, or the region's stream not made yet
+                log.warning("stream: hub %s could not hand %s over (%s)", self.name, o.msg_id, exc)
+                return False
+        return True
 
     def _tell_subscribers(self, body: bytes) -> None:
         """A published step's decisions as identity events (the identities as they stand now)."""
