@@ -21,7 +21,7 @@ from edge.identity import (
 )
 from edge.identity.config import MatchingConfig
 from edge.identity.geometry import check_matrix, solve_homography
-from edge.identity.records import DecisionKind
+from edge.identity.records import DecisionKind, Identity
 from edge.identity.rules import FORBIDDEN
 from edge.identity.topology import Transition
 
@@ -395,6 +395,33 @@ def test_gallery_bound_forgets_the_longest_unseen_first():
     for i, vec in enumerate([unit(1), unit(0, 1), unit(0, 0, 1)]):
         e.update([summary(f"cam{i}", 1, vec, i, i + 0.5, ended=True)], i + 1.0)
     assert sorted(e.identities) == [2, 3]
+
+
+def test_expiry_from_the_idle_heap_misses_no_identity_and_forgets_the_oldest_first():
+    """Many people come, go, return and are handed in: after every step no identity without
+    tracklets is past its time to live, the bound holds, and what the bound forgets is older than
+    what it keeps (what scanning every identity each step gave)."""
+    rng = np.random.default_rng(3)
+    e = engine(revision_window_s=2.0, identity_ttl_s=15.0, max_identities=12, threshold=0.95)
+    looks = [unit(*rng.normal(size=4)) for _ in range(30)]
+    local, expired = 0, []
+    for step in range(200):
+        now = float(step)
+        batch = []
+        for _ in range(int(rng.integers(0, 3))):
+            local += 1
+            person = int(rng.integers(0, 30))
+            batch.append(summary(f"cam{local % 3}", local, looks[person], now - 1.5, now, ended=True))
+        if step % 37 == 5:  # a neighbour's person, idle here from the start
+            e.welcome(Identity(10_000 + step, now, now - 3.0, "camX", {"camX"}, past=Embeddings(looks[0][None])))
+        out = e.update(batch, now)
+        gone = [d for d in out if d.kind == "expired"]
+        kept_idle = [i for i in e.identities.values() if not i.members]
+        assert all(now - i.last_seen <= 15.0 for i in kept_idle), f"step {step}: an idle identity outlived its ttl"
+        assert len(e.identities) <= 12 + len([i for i in e.identities.values() if i.members])
+        expired += gone
+        assert not ({d.global_id for d in gone} & set(e.identities))
+    assert len(expired) > 20 and any(d.global_id >= 10_000 for d in expired)
 
 
 def test_offline_clustering_joins_what_online_split():

@@ -24,7 +24,8 @@ Same inputs, same decisions: everything runs on the scene clock the caller passe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import heapq
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any, Optional
 
@@ -195,6 +196,7 @@ class IdentityEngine(Revision):
         for ident in sorted(identities, key=lambda i: i.global_id):
             ident.members = set()
             self.identities[ident.global_id] = ident
+            self._note_idle(ident)
         self._ids = Count(max([next_id, *(i + 1 for i in self.identities)]))
         self._first_id = self._ids.value
 
@@ -210,6 +212,7 @@ class IdentityEngine(Revision):
                 return False
             self._welcomed.add(ident.global_id)
             self.identities[ident.global_id] = replace(ident, members=set())
+            self._note_idle(self.identities[ident.global_id])
             self._appearance_cache.clear()
             return True
         if ident.global_id not in self._welcomed:
@@ -219,6 +222,7 @@ class IdentityEngine(Revision):
             self._fold_past(have, ident.past, ident.past_weight, ident.past_floor, ident.last_seen)
         if ident.last_seen > have.last_seen:
             have.last_seen, have.last_camera, have.last_box = ident.last_seen, ident.last_camera, ident.last_box
+            self._note_idle(have)
         self._appearance_cache.clear()
         return True
 
@@ -239,15 +243,29 @@ class IdentityEngine(Revision):
             self._make_final(key)
 
     def _expire(self, now: float) -> list[Decision]:
-        idle = [i for i in self.identities.values() if not i.members]
-        gone = [i for i in idle if now - i.last_seen > self.cfg.identity_ttl_s]
-        extra = len(self.identities) - len(gone) - self.cfg.max_identities
+        """Identities without tracklets unseen for the time to live, and past ``max_identities`` the
+        longest unseen of the others: forgotten. Reads the idle heap, oldest first, so a step costs
+        what expires, not the gallery's size."""
+        gone = self._pop_idle(lambda last: now - last > self.cfg.identity_ttl_s)
+        extra = len(self.identities) - self.cfg.max_identities
         if extra > 0:  # over the gallery bound: forget the longest unseen first
-            rest = sorted((i for i in idle if i not in gone), key=lambda i: i.last_seen)
-            gone += rest[:extra]
-        for ident in gone:
-            del self.identities[ident.global_id]
+            gone += self._pop_idle(lambda last: True, extra)
         return [Decision("expired", i.global_id, cameras=tuple(sorted(i.cameras))) for i in gone]
+
+    def _pop_idle(self, due: Callable[[float], bool], most: Optional[int] = None) -> list[Identity]:
+        """Remove and return idle identities, oldest sighting first, while ``due`` says so (up to ``most``)."""
+        gone: list[Identity] = []
+        while self._idle and (most is None or len(gone) < most) and due(self._idle[0][0]):
+            last, gid = heapq.heappop(self._idle)
+            ident = self.identities.get(gid)
+            if ident is None or ident.members:
+                continue  # gone already, or back in use (it is pushed again when idle)
+            if ident.last_seen != last:
+                heapq.heappush(self._idle, (ident.last_seen, gid))  # seen since: where it belongs now
+                continue
+            del self.identities[gid]
+            gone.append(ident)
+        return gone
 
     def _refresh(self, decisions: list[Decision]) -> None:
         """Keep each touched identity's last seen time and event embedding current."""

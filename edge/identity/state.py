@@ -12,6 +12,7 @@ mean look is learnt from the tracklets it shows and taken out before any cosine.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -64,6 +65,9 @@ class EngineState:
         self._ids = Count(1)
         self._first_id = 1  # this engine founds ids from here (a region's range: IdentityEngine.restore)
         self._welcomed: set[int] = set()  # ids handed over by another engine (IdentityEngine.welcome)
+        # (last seen, id) of identities that were left without tracklets: expiry reads the oldest
+        # first instead of every identity each step (entries go stale; expiry checks each it pops)
+        self._idle: list[tuple[float, int]] = []
         self._final: list[tuple[Key, int]] = []
         self._appearance_cache: dict[tuple[int, Optional[Key]], Optional[Embeddings]] = {}
         self.centering: Optional[CameraCentering] = None  # built at the first appearance (its size)
@@ -118,6 +122,7 @@ class EngineState:
     def _detach(self, key: Key) -> Identity:
         ident = self.identities[self.assignment.pop(key)]
         ident.members.discard(key)
+        self._note_idle(ident)
         self._appearance_cache.clear()
         return ident
 
@@ -160,6 +165,12 @@ class EngineState:
         self._looks.pop(key, None)
         self._final.append((key, gid))
         self._appearance_cache.clear()
+        self._note_idle(ident)
+
+    def _note_idle(self, ident: Identity) -> None:
+        """An identity without tracklets now (or one that came without): a candidate for expiry."""
+        if not ident.members:
+            heapq.heappush(self._idle, (ident.last_seen, ident.global_id))
 
     @staticmethod
     def _fold_past(
