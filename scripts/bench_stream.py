@@ -1,6 +1,7 @@
 """The site on NATS JetStream, measured with real servers and real hub processes on loopback.
 
     python scripts/bench_stream.py --out runs/bench/stream [--trials 5] [--outage-messages 60000]
+    python scripts/bench_stream.py --out runs/bench/stream_cp --only checkpoints [--checkpoint-past 3000 10000 30000]
 
 1. **Failover**: one server, hub A (active) and hub B (standby) as processes, a recorded node (a
    demo run's tracklet log) published at 100 messages a second; A is SIGKILLed halfway. Measured:
@@ -14,8 +15,17 @@
 3. **Regions in parallel**: the log published into 1 and then 4 regions' streams; 1 and 4 hub
    processes read theirs at once; summaries messages per second, each and together (on this
    machine's cores: every hub runs its own engine).
+4. **Checkpoints** (``edge/stream/checkpoint.py``): in this process, a region hub with
+   ``--checkpoint-past`` N past identities (``scripts/bench_hub.py``'s synthetic ones, FAISS gallery)
+   after a few synthetic steps: its checkpoint's size, the time to write it (``dump``: the hub's
+   loop waits for it) and to load it, the time to put it into and get it from a real server's
+   object store, and whether a hub loaded from it then decides what the writer decides over more
+   steps. With real processes: hub A decides the whole recorded node with ``--checkpoint-every 1``
+   and is stopped (SIGTERM: it writes its last checkpoint); hub B starts: seconds until it says it
+   continues from the checkpoint and until it is at the stream's last position; hub C
+   (``--checkpoint-every 0``) reads the region from its start: seconds until it is there.
 
-Prints a table and writes ``stream.json`` into ``--out``.
+``--only`` runs some of them. Prints a table and writes ``stream.json`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -30,10 +40,12 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,9 +54,10 @@ sys.path.insert(0, str(ROOT))
 from core.model_card import read_onnx_metadata  # noqa: E402
 from edge.identity.config import MatchingConfig  # noqa: E402
 from edge.identity.settings import settings_from_config  # noqa: E402
+from edge.stream.checkpoint import CHECKPOINT_BUCKET, checkpoint_store, dump, load  # noqa: E402
 from edge.stream.names import HUB_HEADER, LEASE_BUCKET, STEP_HEADER, Region  # noqa: E402
 from edge.stream.publisher import SummaryPublisher  # noqa: E402
-from edge.stream.region_hub import RegionHub  # noqa: E402
+from edge.stream.region_hub import GallerySettings, RegionHub  # noqa: E402
 from edge.stream.server import NatsServer, free_port  # noqa: E402
 from edge.wire.recording import read_recording  # noqa: E402
 
@@ -114,13 +127,15 @@ async def _stream_messages(url: str, stream: str) -> int:
     return int(info.state.messages)
 
 
-def hub_process(out: Path, url: str, name: str, region: str) -> subprocess.Popen:
+def hub_process(
+    out: Path, url: str, name: str, region: str, *extra: str, stderr: int = subprocess.DEVNULL
+) -> subprocess.Popen:
     hub_yaml = out / "hub.yaml"
     hub = {"reid_model": str(DEMO / "reid.onnx"), "store": None, "matching": MATCHING, "publisher": {"enabled": False}}
     hub_yaml.write_text(yaml.safe_dump(hub))
     cmd = [sys.executable, "-m", "edge.stream", "hub", "--config", str(hub_yaml), "--region", region]
-    cmd += ["--servers", url, "--name", name, "--report", str(out / f"{name}.json")]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd += ["--servers", url, "--name", name, "--report", str(out / f"{name}.json"), *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
 
 
 def wait_for(condition, timeout_s: float) -> float:
@@ -250,6 +265,223 @@ def regions(out: Path, messages: list[list[bytes]], counts: tuple[int, ...] = (1
     return rows
 
 
+def checkpoint_sizes(out: Path, past_counts: list[int], steps: int = 30, after: int = 60) -> list[dict]:
+    """In this process: a region hub with ``n`` past identities decides ``steps`` synthetic steps,
+    its checkpoint is written, loaded into a fresh hub, put into and got from a real server's
+    object store; writer and loaded hub then decide ``after`` more steps, which must agree."""
+    from bench_hub import CAMS, KEEP_ABOVE, MODEL, past_identities, workload
+
+    from edge.wire.site_protocol import encode, encode_tracklets
+
+    meta = read_onnx_metadata(str(MODEL))
+    assert meta is not None and meta.embedding_dim
+    dim, region = int(meta.embedding_dim), Region("bench")
+    rows = []
+    folder = out / "checkpoint_sizes"
+    shutil.rmtree(folder, ignore_errors=True)
+    with NatsServer(free_port(), folder / "store") as server:
+        for n in past_counts:
+            rng = np.random.default_rng(n)
+            matching = MatchingConfig(max_identities=n + KEEP_ABOVE)
+            settings = settings_from_config(matching, meta.similarity, str(MODEL), dim)
+
+            def make(name: str, settings=settings) -> RegionHub:
+                return RegionHub([], region, settings, name, embedding_dim=dim, gallery=GallerySettings())
+
+            writer = make("writer")
+            idents, past = past_identities(n, dim, rng)
+            writer.engine.restore(idents, n + 1)
+            writer.gallery.upsert(range(1, n + 1), past)
+            hello = encode("hello", {"node": "n", "session": "s", "cameras": CAMS, "embedding_dim": dim})
+            made = enumerate(workload(past, steps + after, rng), start=1)
+            log = [hello] + [encode_tracklets(k, now, items) for k, (now, items) in made]
+            for position, parts in enumerate(log[: steps + 1], start=1):
+                writer.decide(position, parts, "n", "s")
+            t0 = time.perf_counter()
+            blob = dump(region, writer.state(), writer.fingerprint)
+            dump_s = time.perf_counter() - t0
+            put_s, got = asyncio.run(_put_get(server.url, region, blob))
+            reader = make("reader")
+            t0 = time.perf_counter()
+            state = load(got, region, reader.fingerprint)
+            assert state is not None, "the checkpoint was not loaded"
+            reader.load(state)
+            load_s = time.perf_counter() - t0
+            same, compared = got == blob, 0
+            for position, parts in enumerate(log[steps + 1 :], start=steps + 2):
+                a, b = writer.decide(position, parts, "n", "s"), reader.decide(position, parts, "n", "s")
+                same = same and (a is None) == (b is None) and (a is None or json.loads(a) == json.loads(b))
+                compared += a is not None
+            rows.append(
+                {
+                    "past_identities": n,
+                    "identities": len(writer.engine.identities),
+                    "position": state.position,
+                    "mb": round(len(blob) / 1e6, 1),
+                    "dump_s": round(dump_s, 3),
+                    "load_s": round(load_s, 3),
+                    "store_put_s": round(put_s[0], 3),
+                    "store_get_s": round(put_s[1], 3),
+                    "store_get_writeinto_s": round(put_s[2], 3),
+                    "steps_after": after,
+                    "decisions_compared": compared,
+                    "same_decisions": bool(same),
+                }
+            )
+            print(f"checkpoint {n}: {rows[-1]}", flush=True)
+            del writer, reader, state, blob, got
+    shutil.rmtree(folder, ignore_errors=True)  # the object store's files: big, measured
+    assert all(r["same_decisions"] for r in rows), "a hub loaded from a checkpoint decided otherwise"
+    return rows
+
+
+async def _put_get(url: str, region: Region, blob: bytes) -> tuple[tuple[float, float, float], bytes]:
+    """Seconds to put ``blob`` into the checkpoints' object store and to get it back (as the hub
+    does: ``read_checkpoint``; and into a buffer, ``writeinto``: nats-py's plain ``get`` joins the
+    chunks with ``bytes +=``), and what came back."""
+    import io
+
+    import nats
+
+    nc = await nats.connect(url)
+    store = await checkpoint_store(nc.jetstream())
+    t0 = time.perf_counter()
+    await store.put(region.name, blob)
+    put_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    got = (await store.get(region.name)).data
+    get_s = time.perf_counter() - t0
+    t0, into = time.perf_counter(), io.BytesIO()
+    await store.get(region.name, writeinto=into)
+    into_s = time.perf_counter() - t0
+    assert into.getvalue() == got
+    await nc.close()
+    return (put_s, get_s, into_s), got
+
+
+async def _checkpoint_position(url: str, region: Region) -> int:
+    """The position of the region's stored checkpoint (0: none)."""
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        found = await (await nc.jetstream().object_store(CHECKPOINT_BUCKET)).get(region.name)
+        return int(json.loads(found.data.partition(b"\n")[0])["position"])
+    except Exception:  # noqa: BLE001 - none yet
+        return 0
+    finally:
+        await nc.close()
+
+
+async def _last_seq(url: str, stream: str) -> int:
+    import nats
+
+    nc = await nats.connect(url)
+    info = await nc.jetstream().stream_info(stream)
+    await nc.close()
+    return int(info.state.last_seq)
+
+
+class HubLog:
+    """A hub process whose log lines are read as they come, each with the wall clock it came at."""
+
+    def __init__(self, folder: Path, url: str, name: str, region: str, *extra: str):
+        self.name, self.report = name, folder / f"{name}.json"
+        self.started = time.time()
+        self.proc = hub_process(folder, url, name, region, *extra, stderr=subprocess.PIPE)
+        self.lines: list[tuple[float, str]] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append((time.time(), line.rstrip("\n")))
+
+    def when(self, text: str) -> float | None:
+        """Seconds from the start until the first line holding ``text`` (None: not yet)."""
+        return next((at - self.started for at, line in list(self.lines) if text in line), None)
+
+    def position(self) -> int:
+        """The position in the hub's latest stats line (every few seconds; -1: none yet)."""
+        mark = f"stream: hub {self.name}: "
+        stats = [line.split(mark, 1)[1] for _, line in list(self.lines) if mark in line]
+        return int(json.loads(stats[-1])["position"]) if stats else -1
+
+    def stop(self) -> dict:
+        """SIGTERM, then its report."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+        self._reader.join(5)
+        return json.loads(self.report.read_text())
+
+    def caught_up_s(self, report: dict) -> float:
+        """Seconds from the start until it was at its last position: the last message it read, or
+        (nothing left to read) when it subscribed after its checkpoint."""
+        ready = self.when("reads region")
+        assert ready is not None
+        return max(ready, report["read_span"][1] - self.started if report["read_span"] else 0.0)
+
+
+def restart(out: Path, messages: list[list[bytes]]) -> dict:
+    """Hub A decides the whole log with checkpoints and stops cleanly; hub B continues from its
+    checkpoint; hub C (no checkpoints) reads the region from its start."""
+    region = Region("hall")
+    last_step = max(reference_steps(messages))
+    folder = out / "checkpoints"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    found = "continues region hall from its checkpoint at position"
+    with NatsServer(free_port(), folder / "store") as server:
+        publisher = SummaryPublisher([server.url], region, "node1", "s1")
+        for parts in messages:
+            publisher.send(parts)
+        publisher.flush(120)
+        publisher.close(0)
+        last = asyncio.run(_last_seq(server.url, region.summaries_stream))
+        hubs = []
+        try:
+            a = HubLog(folder, server.url, "hub-a", region.name, "--checkpoint-every", "1")
+            hubs.append(a)
+            wait_for(lambda: (asyncio.run(_published(server.url, region)) or [(0, 0)])[-1][0] == last_step, 300)
+            wait_for(lambda: asyncio.run(_checkpoint_position(server.url, region)) == last, 60)
+            report_a = a.stop()
+            checkpoint_at = asyncio.run(_checkpoint_position(server.url, region))
+            b = HubLog(folder, server.url, "hub-b", region.name, "--checkpoint-every", "1")
+            hubs.append(b)
+            wait_for(lambda: b.when(found) is not None, 120)
+            continues_s = b.when(found)
+            wait_for(lambda: b.position() == last, 120)
+            report_b = b.stop()
+            c = HubLog(folder, server.url, "hub-c", region.name, "--checkpoint-every", "0")
+            hubs.append(c)
+            wait_for(lambda: c.position() == last, 300)
+            report_c = c.stop()
+            got = asyncio.run(_published(server.url, region))
+        finally:
+            for h in hubs:
+                h.proc.kill()
+    assert report_b["position"] == report_c["position"] == last, (report_b, report_c)
+    assert c.when(found) is None
+    steps = [s for s, _ in got]
+    return {
+        "stream_position": last,
+        "checkpoint_position": checkpoint_at,
+        "writer_checkpoints": report_a["checkpoints"],
+        "from_checkpoint": {
+            "continues_s": round(continues_s, 2),
+            "caught_up_s": round(b.caught_up_s(report_b), 2),
+            "steps_decided": report_b["steps"],
+        },
+        "from_start": {
+            "started_reading_s": round(c.when("reads region") or 0.0, 2),
+            "caught_up_s": round(c.caught_up_s(report_c), 2),
+            "steps_decided": report_c["steps"],
+        },
+        "decisions_twice": len(steps) - len(set(steps)),
+    }
+
+
 _REFERENCE_STEPS: list[int] = []
 
 
@@ -259,55 +491,94 @@ def reference_steps(messages: list[list[bytes]]) -> list[int]:
     return _REFERENCE_STEPS
 
 
+PARTS = ("failover", "outage", "regions", "checkpoints")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench" / "stream"))
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--frames", type=int, default=600, help="frames per camera of the recorded node (lockstep)")
     parser.add_argument("--outage-messages", type=int, default=60000)
+    parser.add_argument(
+        "--checkpoint-past", type=int, nargs="+", default=[3000, 10000, 30000],
+        help="past identities of the hubs whose checkpoints are measured in this process",
+    )  # fmt: skip
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these measurements")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     messages = node_log(out, args.frames)
     print(f"recorded node: {len(messages)} messages", flush=True)
-    trials = []
-    for t in range(args.trials):
-        trials.append(failover(out, messages, t))
-        print(f"failover {t}: {trials[-1]}", flush=True)
-    cut = outage(out, messages, args.outage_messages)
-    print(f"outage: {cut}", flush=True)
-    parallel = regions(out, messages)
-    print(f"regions: {parallel}", flush=True)
-    result = {
+    result: dict = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "messages": len(messages),
-        "failover": trials,
-        "failover_summary": {
+        "command": "python " + " ".join([sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
+    }
+    if "failover" in args.only:
+        trials = []
+        for t in range(args.trials):
+            trials.append(failover(out, messages, t))
+            print(f"failover {t}: {trials[-1]}", flush=True)
+        result["failover"] = trials
+        result["failover_summary"] = {
             "takeover_s_mean": round(statistics.mean(t["takeover_s"] for t in trials), 2),
             "takeover_s_max": max(t["takeover_s"] for t in trials),
             "first_publish_s_max": max(t["first_publish_s"] for t in trials),
             "lost": sum(t["lost"] for t in trials),
             "twice": sum(t["twice"] for t in trials),
             "different": sum(t["different"] for t in trials),
-        },
-        "outage": cut,
-        "regions": parallel,
-        "speedup_4_regions": round(parallel[-1]["per_s"] / parallel[0]["per_s"], 2),
-    }
+        }
+    if "outage" in args.only:
+        result["outage"] = outage(out, messages, args.outage_messages)
+        print(f"outage: {result['outage']}", flush=True)
+    if "regions" in args.only:
+        parallel = regions(out, messages)
+        print(f"regions: {parallel}", flush=True)
+        result["regions"] = parallel
+        result["speedup_4_regions"] = round(parallel[-1]["per_s"] / parallel[0]["per_s"], 2)
+    if "checkpoints" in args.only:
+        result["checkpoints"] = checkpoint_sizes(out, args.checkpoint_past)
+        result["restart"] = restart(out, messages)
+        print(f"restart: {result['restart']}", flush=True)
     (out / "stream.json").write_text(json.dumps(result, indent=1))
-    s = result["failover_summary"]
-    print("| measure | value |\n|---|---|")
-    took = f"{s['takeover_s_mean']} / {s['takeover_s_max']} s"
-    print(f"| failover: lease taken over after the kill (mean / max of {len(trials)}) | {took} |")
-    print(f"| failover: first step published by the standby (max) | {s['first_publish_s_max']} s |")
-    print(f"| failover: steps lost / twice / different | {s['lost']} / {s['twice']} / {s['different']} |")
-    lost = f"{cut['lost']} / {cut['twice']}, {cut['catch_up_s']} s"
-    print(f"| node cut off, {cut['messages_during_outage']} messages: lost / twice, catch-up | {lost} |")
-    for r in parallel:
-        print(f"| {r['regions']} region hub(s) reading at once | {r['per_s']} messages/s |")
-    print(f"| speed-up with 4 regions ({os.cpu_count()} CPUs) | {result['speedup_4_regions']}x |")
+    print_table(result)
     print(f"wrote {out / 'stream.json'}")
     return result
+
+
+def print_table(result: dict) -> None:
+    print("| measure | value |\n|---|---|")
+    if "failover" in result:
+        s, n = result["failover_summary"], len(result["failover"])
+        took = f"{s['takeover_s_mean']} / {s['takeover_s_max']} s"
+        print(f"| failover: lease taken over after the kill (mean / max of {n}) | {took} |")
+        print(f"| failover: first step published by the standby (max) | {s['first_publish_s_max']} s |")
+        print(f"| failover: steps lost / twice / different | {s['lost']} / {s['twice']} / {s['different']} |")
+    if "outage" in result:
+        cut = result["outage"]
+        lost = f"{cut['lost']} / {cut['twice']}, {cut['catch_up_s']} s"
+        print(f"| node cut off, {cut['messages_during_outage']} messages: lost / twice, catch-up | {lost} |")
+    if "regions" in result:
+        for r in result["regions"]:
+            print(f"| {r['regions']} region hub(s) reading at once | {r['per_s']} messages/s |")
+        print(f"| speed-up with 4 regions ({os.cpu_count()} CPUs) | {result['speedup_4_regions']}x |")
+    for c in result.get("checkpoints", []):
+        n = c["past_identities"]
+        value = f"{c['mb']} MB, {c['dump_s']} s / {c['load_s']} s"
+        print(f"| checkpoint, {n} past identities: size, dump / load | {value} |")
+        value = f"{c['store_put_s']} s / {c['store_get_s']} s / {c['store_get_writeinto_s']} s"
+        print(f"| checkpoint, {n} past identities: object store put / get / get into a buffer | {value} |")
+        value = f"{c['same_decisions']} ({c['decisions_compared']} decision messages)"
+        print(f"| checkpoint, {n} past identities: loaded hub decides as the writer | {value} |")
+    if "restart" in result:
+        r = result["restart"]
+        b, c = r["from_checkpoint"], r["from_start"]
+        at = f"position {r['checkpoint_position']} of {r['stream_position']}"
+        value = f"{b['continues_s']} s / {b['caught_up_s']} s ({b['steps_decided']} steps decided)"
+        print(f"| hub started after a clean stop, checkpoint at {at}: continues / caught up | {value} |")
+        value = f"{c['caught_up_s']} s ({c['steps_decided']} steps decided; reading from {c['started_reading_s']} s)"
+        print(f"| hub started with no checkpoint (reads from the start): caught up | {value} |")
 
 
 if __name__ == "__main__":

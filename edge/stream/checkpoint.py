@@ -114,8 +114,9 @@ async def read_checkpoint(store: Any, region: Region, settings_fingerprint: str)
     """The region's latest checkpoint, None when it has none (or one this hub must not use)."""
     from nats.js.errors import NotFoundError
 
+    into = io.BytesIO()  # the client's own buffer grows by concatenation: quadratic in the size
     try:
-        found = await store.get(region.name)
+        await store.get(region.name, writeinto=into)  # the chunks' digest is checked
     except NotFoundError:  # none yet (or deleted)
         return None
-    return load(found.data, region, settings_fingerprint)
+    return load(into.getvalue(), region, settings_fingerprint)

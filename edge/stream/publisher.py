@@ -148,8 +148,11 @@ class SummaryPublisher:
         watching.cancel()
         try:
             await watching
+        except asyncio.CancelledError:
+            pass
+        try:  # the client's own tasks end here, not with the loop (else "Event loop is closed" at exit)
             await nc.close()
-        except (asyncio.CancelledError, OSError):  # a server gone while closing: nothing left to send
+        except Exception:  # noqa: BLE001 - a server gone while closing: nothing left to send
             pass
 
     async def _retry(self, make: Any) -> None:

@@ -180,6 +180,7 @@ class RegionHub:
         self.checkpointed = 0  # the position of the last checkpoint written or loaded
         self._checkpoint_at = time.monotonic()
         self._saving: Optional[asyncio.Task] = None
+        self._dumping = False
 
     # --- one step -----------------------------------------------------------------------------
     def decide(self, position: int, parts: list[bytes], node: str, session: str) -> Optional[bytes]:
@@ -343,6 +344,9 @@ class RegionHub:
         while not stop.is_set():
             await self._lease(js, kv)
             self._maybe_checkpoint(store)
+            if self._dumping:  # the state is being pickled: decide nothing until it is (the lease is kept)
+                await asyncio.sleep(0.02)
+                continue
             if time.monotonic() - stats_at >= STATS_EVERY_S:
                 stats_at = time.monotonic()
                 log.info("stream: hub %s: %s", self.name, json.dumps(self.stats()))
@@ -423,11 +427,15 @@ class RegionHub:
         if self._saving is not None and not self._saving.done():
             return
         self._checkpoint_at = time.monotonic()
-        blob = dump(self.region, self.state(), self.fingerprint)  # now, between two steps
-        self._saving = asyncio.ensure_future(self._save(store, blob, self.position))
+        self._dumping = True  # the loop decides nothing until the state is pickled (a second at 30 000 identities)
+        self._saving = asyncio.ensure_future(self._save(store, self.position))
 
-    async def _save(self, store: Any, blob: bytes, position: int) -> None:
+    async def _save(self, store: Any, position: int) -> None:
         started = time.monotonic()
+        try:
+            blob = await asyncio.to_thread(dump, self.region, self.state(), self.fingerprint)
+        finally:
+            self._dumping = False
         try:
             await store.put(self.region.name, blob)
         except Exception as exc:  # noqa: BLE001 - the servers away: the next one will do
