@@ -224,9 +224,10 @@ def test_a_node_whose_server_is_down_keeps_its_messages_and_sends_each_once_when
         server.stop()
 
 
-def stream_node(tmp_path, url, frames=120):
+def stream_node(tmp_path, url, frames=120, meanwhile=None):
     """``edge.run`` as a process on the three demo cameras (lockstep), streaming to region hall as
-    node1: its report and its global MOT rows (camera -> the file's lines)."""
+    node1: its report, its global MOT rows (camera -> the file's lines) and its log.
+    ``meanwhile(log_path)`` runs on a thread while the node runs."""
     cams = [{"id": f"cam{i}", "source": f"synthetic://demo?camera=cam{i}", "realtime": False} for i in (1, 2, 3)]
     path = cams_yaml(
         tmp_path, cams, free_port(), publisher={"enabled": False}, run={"max_frames": frames},
@@ -235,14 +236,59 @@ def stream_node(tmp_path, url, frames=120):
     cfg = yaml.safe_load(path.read_text())
     cfg["stream"] = {"servers": [url], "region": "hall", "node": "node1"}
     path.write_text(yaml.safe_dump(cfg))
-    report = tmp_path / "report.json"
-    run = subprocess.run(
-        [sys.executable, "-m", "edge.run", "--cameras", str(path), "--report", str(report)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
+    report, log_path = tmp_path / "report.json", tmp_path / "node.log"
+    with open(log_path, "w") as log:
+        node = subprocess.Popen(
+            [sys.executable, "-m", "edge.run", "--cameras", str(path), "--report", str(report)],
+            stdout=log, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        helper = threading.Thread(target=meanwhile, args=(log_path,), daemon=True) if meanwhile else None
+        if helper is not None:
+            helper.start()
+        node.wait(timeout=300)
+        if helper is not None:
+            helper.join(60)
+    text = log_path.read_text()
+    assert node.returncode == 0, text[-2000:]
     rows = {c["id"]: (tmp_path / "mot" / f"{c['id']}.global.txt").read_text().splitlines() for c in cams}
-    return json.loads(report.read_text()), rows, run.stderr
+    return json.loads(report.read_text()), rows, text
+
+
+def summaries_in(url):
+    """Messages in region hall's summaries stream."""
+
+    async def read():
+        import nats
+
+        nc = await nats.connect(url)
+        info = await nc.jetstream().stream_info(Region("hall").summaries_stream)
+        await nc.close()
+        return info.state.messages
+
+    return asyncio.run(read())
+
+
+def test_a_streaming_node_decides_alone_while_its_region_has_no_hub_and_maps_its_ids_when_one_comes(tmp_path):
+    """No hub when the node starts: it says so, decides with provisional ids; a hub starts midway,
+    reads everything from the stream, and the node maps its provisional ids onto the site's."""
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        started = []
+
+        def hub_after_the_warning(log_path):
+            wait_for(lambda: "has no active hub" in log_path.read_text(), 120, "the node's warning")
+            started.append(run_hub_thread(server.url))
+
+        try:
+            report, rows, text = stream_node(tmp_path, server.url, frames=200, meanwhile=hub_after_the_warning)
+        finally:
+            for _, stop, thread in started:
+                stop.set()
+                thread.join(10)
+    site = report["site"]
+    assert len(site["hub_outages"]) == 1 and site["hub_outages"][0]["to"] is not None, site
+    assert site["provisional_ids"] > 0 and site["reconciled"] and site["unreconciled"] == 0, site
+    assert "has an active hub again" in text and "provisional id" in text
+    assert sum(map(len, rows.values())) > 50
 
 
 def final_ids(got, session):
@@ -319,23 +365,20 @@ def test_a_streaming_node_s_mot_files_are_the_same_when_its_active_hub_is_killed
         b = hub_process(run, server.url, "hub-b")
         killed = []
 
-        def kill_midway():
+        def kill_midway(_log):
             wait_for(lambda: len(published(server.url, Region("hall"))) >= 5, 120, "hub-a deciding")
             a.send_signal(signal.SIGKILL)
-            killed.append(time.monotonic())
+            killed.append(summaries_in(server.url))  # how far the node had come
 
-        killer = threading.Thread(target=kill_midway, daemon=True)
-        killer.start()
         try:
-            report, rows, _ = stream_node(run, server.url, frames=200)
-            node_done = time.monotonic()
-            killer.join(5)
+            report, rows, _ = stream_node(run, server.url, frames=200, meanwhile=kill_midway)
             a.wait(5)
+            sent = summaries_in(server.url)
         finally:
             a.kill()
             b.send_signal(signal.SIGTERM)
             out, _ = b.communicate(timeout=20)
-    assert a.returncode == -signal.SIGKILL and killed[0] < node_done - 2, "hub-a was not killed while the node ran"
+    assert a.returncode == -signal.SIGKILL and killed[0] < sent / 2, f"hub-a killed at {killed} of {sent} messages"
     assert "hub-b is region hall's active hub" in out
     assert report["site"]["answered"] and report["site"]["provisional_ids"] == 0
     assert sum(map(len, rows.values())) > 50

@@ -72,7 +72,14 @@ def test_a_checkpoint_of_other_settings_or_naming_code_is_not_used(node_log, cap
     head, _, _ = blob.partition(b"\n")
     assert load(head + b"\n" + pickle.dumps(Evil()), HALL, hub.fingerprint) is None
     assert "builtins.print is not state" in caplog.text
+    # a function reached through a module this project imports it into, by a dotted name or not
+    for name in (b"pickle.loads", b"pickle", b"dump"):
+        crafted = b"\x80\x04c" + b"edge.stream.checkpoint\n" + name + b"\n."
+        assert load(head + b"\n" + crafted, HALL, hub.fingerprint) is None
+        assert f"edge.stream.checkpoint.{name.decode()} is not state" in caplog.text
     assert load(b"garbage", HALL, hub.fingerprint) is None
+    assert load(blob, HALL, hub.fingerprint, stream_made="2026-12-02 another stream") is None
+    assert "not of the one made" in caplog.text
 
 
 def checkpoint_position(url):
@@ -135,3 +142,29 @@ def test_a_hub_started_after_the_active_one_was_killed_continues_from_its_checkp
     assert stats["position"] == len(node_log)
     assert stats["steps"] <= len(node_log) - half  # it read what came after the checkpoint, not the stream's start
     assert stats["checkpointed"] == len(node_log)  # its clean stop wrote the end
+
+
+def test_a_checkpoint_keeps_transitions_and_identities_handed_over():
+    """A yard hub that welcomed hall's person, checkpointed before the person arrives, decides as
+    the one that never stopped: the person keeps hall's id."""
+    from test_stream_handover import HANDOVER_HEADER, node_messages, run_hall, yard_steps
+    from test_stream_handover import settings as handover_settings
+
+    _, handed, ids = run_hall()
+    messages = [(o.parts, {HANDOVER_HEADER: "hall"}) for o in handed]
+    messages += [(p, {"Clipreid-Node": "yardnode", "Clipreid-Session": "s1"}) for p in node_messages(
+        "yardnode", ["cam3"], yard_steps(8.0))]  # fmt: skip
+
+    def yard():
+        return RegionHub([], Region("yard"), handover_settings(), "yard", id_base=2_000_000)
+
+    first = yard()
+    for position, (parts, headers) in enumerate(messages[:2], start=1):
+        first.take(position, parts, headers)
+    second = yard()
+    state = load(dump(Region("yard"), first.state(), first.fingerprint), Region("yard"), second.fingerprint)
+    assert state is not None and state.engine.cfg.transitions
+    second.load(state)
+    for position, (parts, headers) in enumerate(messages[2:], start=3):
+        second.take(position, parts, headers)
+    assert second.engine.global_id(("cam3", 1)) == ids[("cam1", 1)]

@@ -186,3 +186,17 @@ def test_two_region_hubs_hand_over_through_the_yard_s_stream(tmp_path):
     assert in_stream == ["hall"], "the hand-over is not in yard's stream exactly once"
     assert hubs[0].stats()["handed_over"] == 1 and hubs[1].stats()["handed_in"] == 1
     assert json.dumps(hubs[1].stats())  # the stats stay JSON
+
+
+def test_a_node_with_both_a_zeromq_hub_and_site_ids_from_a_stream_is_refused_in_one_line(tmp_path):
+    from test_edge_run import cams_yaml
+
+    from core.configio import ConfigError
+    from edge.runtime.config import load_edge_config
+
+    cams = [{"id": "cam1", "source": "synthetic://demo?camera=cam1", "realtime": False}]
+    stream = {"servers": ["nats://127.0.0.1:4222"], "region": "hall", "node": "n1"}
+    path = cams_yaml(tmp_path, cams, free_port(), site={"node": "n1", "hub": "tcp://127.0.0.1:56812"}, stream=stream)
+    with pytest.raises(ConfigError, match="site: and stream: both give this node site ids: choose one"):
+        load_edge_config(path)
+    assert load_edge_config(path, ["stream.site_ids=false"]).site_node  # only publishing: the ZeroMQ hub decides

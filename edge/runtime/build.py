@@ -74,7 +74,7 @@ def threshold_source(cfg: EdgeConfig, reid: ReIDBackend) -> tuple[str, Optional[
         return "config", model_stats
     if m.threshold is None and (model_stats or {}).get("threshold") is not None:
         return "model metadata", model_stats
-    if cfg.site is not None or (cfg.stream is not None and cfg.stream.site_ids):
+    if cfg.site_node:
         raise ValueError(
             "matching: a site node needs a threshold (the model's or matching.threshold): learn this site's "
             "on a single box first (matching.threshold: site) and copy the number"

@@ -118,7 +118,7 @@ def run_pipeline(
         pipeline.close()  # a site node may wait here for the hub's final ids
         report["output_errors"] = pipeline.output_errors()
         report["elapsed_s"] = round(time.monotonic() - started, 2)
-        if cfg.site is not None or (cfg.stream is not None and cfg.stream.site_ids):
+        if cfg.site_node:
             _site_report(pipeline, report)
         else:
             report.update(pipeline.engine.report())  # a threshold learned from the site says so

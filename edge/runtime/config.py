@@ -232,7 +232,7 @@ class EdgeConfig(StrictModel):
         None, description="send tracklets to a site hub instead of matching locally (edge/site)"
     )
     stream: Optional[StreamConfig] = Field(
-        None, description="also publish the tracklet summaries to a region's stream (edge/stream)"
+        None, description="publish the tracklet summaries to a region's stream, its site ids back (edge/stream)"
     )
     _file: Optional[Path] = PrivateAttr(None)  # the camera file it was read from (a learned file's _BASE_)
 
@@ -240,6 +240,21 @@ class EdgeConfig(StrictModel):
     def file(self) -> Optional[Path]:
         """The camera file this config was read from (None: built in code)."""
         return self._file
+
+    @property
+    def site_node(self) -> bool:
+        """Whether a site decides this node's global ids: a ZeroMQ hub (``site:``) or a region's
+        hubs (``stream:`` with ``site_ids``)."""
+        return self.site is not None or (self.stream is not None and self.stream.site_ids)
+
+    @model_validator(mode="after")
+    def _one_site(self) -> EdgeConfig:
+        if self.site is not None and self.stream is not None and self.stream.site_ids:
+            raise ValueError(
+                "site: and stream: both give this node site ids: choose one (a ZeroMQ hub, or a region's "
+                "stream), or set stream.site_ids: false to only publish to the stream"
+            )
+        return self
 
     @field_validator("cameras")
     @classmethod
@@ -341,7 +356,7 @@ def load_edge_config(path: str | Path, overrides: list[str] | tuple[str, ...] = 
     cfg.matching.site_threshold.store = _resolve(base_for("matching.site_threshold.store"), store)
     learned = cfg.matching.learn_topology
     if learned.enabled:
-        if cfg.site is not None or (cfg.stream is not None and cfg.stream.site_ids):
+        if cfg.site_node:
             raise ConfigError(
                 f"{path}: matching.learn_topology: a site node does not match; learn the topology on the hub "
                 "or from a recording (python -m edge.topology learn)"

@@ -298,7 +298,7 @@ class EdgePipeline:
             if t is None:
                 continue
             t.global_id = gid
-            if self.cfg.site is not None:
+            if self.cfg.site_node:
                 self.site_rows[0] += len(t.pending_rows)
                 self.site_rows[1] += len(t.pending_rows) if self.engine.is_provisional(gid) else 0
             if self.mot is not None:

@@ -110,6 +110,7 @@ def _hub(args: argparse.Namespace) -> dict:
     from edge.stream.names import LEASE_S, Region
     from edge.stream.region_hub import GallerySettings, RegionHub
     from edge.wire.publisher import EventPublisher
+    from edge.wire.site_protocol import model_id
 
     try:
         cfg = load_hub_config(args.config, args.overrides)
@@ -130,7 +131,7 @@ def _hub(args: argparse.Namespace) -> dict:
     gallery = GallerySettings(cfg.gallery_exact_below, cfg.gallery_k, cfg.gallery_approximate_above)
     hub = RegionHub(
         servers, region, settings, name, lease_s, args.replicas, events, int(meta.embedding_dim), gallery,
-        args.checkpoint_every, hand_over, args.id_base,
+        args.checkpoint_every, hand_over, args.id_base, model_id(cfg.reid_model),
     )  # fmt: skip
     report = hub.run(stop_on_signals())
     log.info("stream: hub %s stopped: %s", name, json.dumps(report))

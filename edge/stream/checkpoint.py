@@ -9,15 +9,18 @@ hub that wrote it would have made (``tests/test_stream_checkpoint.py``), so a hu
 start: what it replays is bounded by how often the active hub writes one.
 
 Stored in a JetStream object store (``clipreid_checkpoints``, one object per region, replicated
-like the streams). Format: one JSON line (format, region, position, the settings' fingerprint)
-then the state pickled. Loading unpickles only this project's classes, numpy's and plain Python
-containers (:class:`_StateUnpickler`): a checkpoint is state, never code. A checkpoint written
-with other matching or gallery settings, or that this code cannot load, is not used (said in a
-log line): the hub reads the region from its start instead.
+like the streams). Format: one JSON line (format, region, position, the settings' fingerprint,
+when the region's summaries stream was made) then the state pickled. Loading unpickles only the
+classes a hub's state is made of, numpy's arrays and plain containers, by exact name
+(:class:`_StateUnpickler`): a checkpoint is state, never code. A checkpoint written with other
+matching, gallery, hand-over or model settings, for another incarnation of the stream, or that
+this code cannot load, is not used (said in a log line): the hub reads the region from its start
+instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -32,8 +35,31 @@ log = logging.getLogger("edge.stream")
 
 CHECKPOINT_BUCKET = "clipreid_checkpoints"
 FORMAT = 1
-_SAFE_MODULES = ("edge.", "core.", "numpy", "collections", "copyreg")
-_SAFE_BUILTINS = {"set", "frozenset", "dict", "list", "tuple", "int", "float", "complex", "bool", "str", "bytes"}
+READ_TIMEOUT_S = 120.0  # reading a checkpoint that the active hub replaces meanwhile may never end
+_STATE = {  # module -> the names a hub's state is pickled with (tests/test_stream_checkpoint.py loads them all)
+    "builtins": {"set", "frozenset", "dict", "list", "tuple", "int", "float", "complex", "bool", "str", "bytes"},
+    "collections": {"defaultdict", "OrderedDict", "deque"},
+    "copyreg": {"_reconstructor"},
+    "numpy": {"dtype", "ndarray"},
+    "numpy._core.numeric": {"_frombuffer"},
+    "numpy.core.numeric": {"_frombuffer"},
+    "numpy._core.multiarray": {"_reconstruct", "scalar"},
+    "numpy.core.multiarray": {"_reconstruct", "scalar"},
+    "core.embeddings": {"Embeddings"},
+    "edge.identity.centering": {"CameraCentering"},
+    "edge.identity.engine": {"IdentityEngine"},
+    "edge.identity.geometry": {"FloorRules", "FloorTrack"},
+    "edge.identity.records": {"Identity", "TrackletSummary", "Decision"},
+    "edge.identity.rules": {"Rules"},
+    "edge.identity.settings": {"EngineSettings"},
+    "edge.identity.state": {"Count"},
+    "edge.identity.topology": {"Transition"},
+    "edge.site.gallery": {"Gallery"},
+    "edge.site.mirror": {"Mirror", "HubTracklet"},
+    "edge.site.tracklet_log": {"StepReader"},
+    "edge.stream.checkpoint": {"HubState"},
+    "edge.wire.site_protocol": {"WireTracklet"},
+}
 
 
 @dataclass
@@ -54,12 +80,16 @@ def fingerprint(*settings: Any) -> str:
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
 
 
-def dump(region: Region, state: HubState, settings_fingerprint: str) -> bytes:
-    head = {"format": FORMAT, "region": region.name, "position": state.position, "fingerprint": settings_fingerprint}
+def dump(region: Region, state: HubState, settings_fingerprint: str, stream_made: str = "") -> bytes:
+    """``stream_made``: when the region's summaries stream was made (a checkpoint of a stream made anew is no use)."""
+    head = {
+        "format": FORMAT, "region": region.name, "position": state.position, "fingerprint": settings_fingerprint,
+        "stream": stream_made,
+    }  # fmt: skip
     return json.dumps(head).encode() + b"\n" + pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def load(data: bytes, region: Region, settings_fingerprint: str) -> Optional[HubState]:
+def load(data: bytes, region: Region, settings_fingerprint: str, stream_made: str = "") -> Optional[HubState]:
     """The state in ``data``, or None (said why) when this hub must not or cannot continue from it."""
     line, _, body = data.partition(b"\n")
     try:
@@ -70,6 +100,12 @@ def load(data: bytes, region: Region, settings_fingerprint: str) -> Optional[Hub
     if head.get("format") != FORMAT or head.get("region") != region.name:
         log.warning("stream: region %s's checkpoint has format %s of region %s: not used", region.name,
                     head.get("format"), head.get("region"))  # fmt: skip
+        return None
+    if head.get("stream", "") != stream_made:
+        log.warning(
+            "stream: region %s's checkpoint is of its stream made %s, not of the one made %s: reading from the start",
+            region.name, head.get("stream") or "?", stream_made or "?",
+        )  # fmt: skip
         return None
     if head.get("fingerprint") != settings_fingerprint:
         log.warning(
@@ -93,7 +129,7 @@ class _StateUnpickler(pickle.Unpickler):
     """Only this project's classes, numpy and plain containers: a checkpoint cannot name a function to run."""
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module == "builtins" and name in _SAFE_BUILTINS) or module.startswith(_SAFE_MODULES):
+        if name in _STATE.get(module, ()):
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"{module}.{name} is not state")
 
@@ -110,13 +146,25 @@ async def checkpoint_store(js: Any, replicas: int = 1) -> Any:
         return await js.create_object_store(CHECKPOINT_BUCKET, config=config)
 
 
-async def read_checkpoint(store: Any, region: Region, settings_fingerprint: str) -> Optional[HubState]:
-    """The region's latest checkpoint, None when it has none (or one this hub must not use)."""
+async def read_checkpoint(
+    store: Any, region: Region, settings_fingerprint: str, stream_made: str = "", tries: int = 3
+) -> Optional[HubState]:
+    """The region's latest checkpoint, None when it has none, one this hub must not use, or none
+    could be read in ``tries`` (each bounded: a read that the active hub's next write overlaps may
+    never end; a digest that does not match is tried again)."""
     from nats.js.errors import NotFoundError
 
-    into = io.BytesIO()  # the client's own buffer grows by concatenation: quadratic in the size
-    try:
-        await store.get(region.name, writeinto=into)  # the chunks' digest is checked
-    except NotFoundError:  # none yet (or deleted)
-        return None
-    return load(into.getvalue(), region, settings_fingerprint)
+    for attempt in range(1, tries + 1):
+        into = io.BytesIO()  # the client's own buffer grows by concatenation: quadratic in the size
+        try:
+            await asyncio.wait_for(store.get(region.name, writeinto=into), READ_TIMEOUT_S)
+        except NotFoundError:  # none yet (or deleted)
+            return None
+        except Exception as exc:  # noqa: BLE001 - a timeout, a digest mismatch, the servers away
+            log.warning("stream: region %s's checkpoint not read (try %d of %d): %s", region.name, attempt, tries,
+                        exc or type(exc).__name__)  # fmt: skip
+            await asyncio.sleep(1.0)
+            continue
+        return load(into.getvalue(), region, settings_fingerprint, stream_made)
+    log.warning("stream: region %s's checkpoint could not be read: reading the region from its start", region.name)
+    return None

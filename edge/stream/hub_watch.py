@@ -39,12 +39,17 @@ class HubWatch:
         self.said = False  # the outage was announced
         self.outages = 0
 
-    async def run(self, js: Any, stopping: Callable[[], bool]) -> None:
+    async def run(self, get_js: Callable[[], Any], stopping: Callable[[], bool]) -> None:
+        """Until ``stopping()``; ``get_js()``: the JetStream context, None while no server answers
+        (no hub seen: a node whose servers are down from its start is told so too)."""
         self.away_since = time.monotonic()  # none seen yet: counts from the start
         kv: Any = None
         while not stopping():
             holder = None
+            js = get_js()
             try:
+                if js is None:
+                    raise ConnectionError("no server yet")
                 if kv is None:
                     kv = await asyncio.wait_for(js.key_value(LEASE_BUCKET), READ_TIMEOUT_S)
                     ttl = (await asyncio.wait_for(kv.status(), READ_TIMEOUT_S)).ttl

@@ -113,11 +113,18 @@ class SummaryPublisher:
     async def _run(self) -> None:
         self._wake = asyncio.Event()
         stopping = lambda: self._stopping  # noqa: E731
+        found: list[Any] = []  # the JetStream context once a server answers (the hub watch runs from the start)
+        watching = asyncio.ensure_future(self.hub_watch.run(lambda: found[0] if found else None, stopping))
         nc = await connect(self.servers, f"{self.node} publisher", self._link_down, give_up=stopping)
         if nc is None:  # closed before any server answered
+            watching.cancel()
+            try:
+                await watching
+            except asyncio.CancelledError:
+                pass
             return
         js = nc.jetstream()  # the link is up once a publish is acknowledged
-        watching = asyncio.ensure_future(self.hub_watch.run(js, stopping))
+        found.append(js)
         await self._retry(lambda: ensure_streams(js, self.region, self.replicas))
         self._link_up_now()
         subject = self.region.summaries_subject(self.node)

@@ -125,6 +125,7 @@ class RegionHub:
         checkpoint_every_s: float = 30.0,
         hand_over: Optional[Mapping[str, str]] = None,
         id_base: int = 0,
+        model_id: str = "",
     ):
         """``events``: the ZeroMQ publisher subscribers (the view, ``edge.listen``) read the active
         hub's identity events on, as from ``edge.hub``; ``embedding_dim``: its model's (a node with
@@ -134,7 +135,8 @@ class RegionHub:
         (``edge/stream/checkpoint.py``), what a hub that starts continues from (0: never; a hub
         then reads the region from its start); ``hand_over``: boundary camera -> the region a
         person leaving through it is handed to (``edge/stream/handover.py``); ``id_base``: this
-        region's ids start above it (regions that hand over need ranges apart)."""
+        region's ids start above it (regions that hand over need ranges apart); ``model_id``: the
+        ReID model's (a checkpoint made with another model is not used)."""
         self.servers, self.region, self.name = servers, region, name
         self.events = events
         self.lease_s, self.replicas = lease_s, replicas
@@ -175,12 +177,15 @@ class RegionHub:
         self._revision = 0
         self._renewed = 0.0
         self._next_try = 0.0
-        self.fingerprint = fingerprint(settings, embedding_dim, gallery, sorted(self.hand_over.items()), id_base)
+        self.fingerprint = fingerprint(
+            settings, embedding_dim, gallery, sorted(self.hand_over.items()), id_base, model_id
+        )
         self.checkpoint_every_s = checkpoint_every_s
         self.checkpointed = 0  # the position of the last checkpoint written or loaded
         self._checkpoint_at = time.monotonic()
         self._saving: Optional[asyncio.Task] = None
         self._dumping = False
+        self._stream_made = ""  # when the region's summaries stream was made (a checkpoint names it)
 
     # --- one step -----------------------------------------------------------------------------
     def decide(self, position: int, parts: list[bytes], node: str, session: str) -> Optional[bytes]:
@@ -395,10 +400,12 @@ class RegionHub:
         """Load the region's checkpoint when there is one this hub may use: the position to read from."""
         if self.checkpoint_every_s <= 0:
             return 1
-        state = await self._retry(lambda: read_checkpoint(store, self.region, self.fingerprint))
+        info = await self._retry(lambda: js.stream_info(self.region.summaries_stream))
+        self._stream_made = str(info.created or "")
+        state = await read_checkpoint(store, self.region, self.fingerprint, self._stream_made)
         if state is None:
             return 1
-        kept = (await self._retry(lambda: js.stream_info(self.region.summaries_stream))).state
+        kept = info.state
         if kept.last_seq < state.position:
             log.warning(
                 "stream: region %s's checkpoint is at position %d but its stream ends at %d (a stream made anew?): "
@@ -433,7 +440,7 @@ class RegionHub:
     async def _save(self, store: Any, position: int) -> None:
         started = time.monotonic()
         try:
-            blob = await asyncio.to_thread(dump, self.region, self.state(), self.fingerprint)
+            blob = await asyncio.to_thread(dump, self.region, self.state(), self.fingerprint, self._stream_made)
         finally:
             self._dumping = False
         try:

@@ -105,6 +105,7 @@ class StreamSiteIds(NodeIds):
         """``local``: the node's own engine while no hub decides; ``since``: the wall clock this
         node's decisions can be no older than (now)."""
         super().__init__(cfg, local)
+        self._held: list[dict] = []  # the hub's decisions that came while this node decided alone
         self.output = StreamOutput(cfg, cameras, embedding_dim, self._on_hub)
         self.session = self.output.session
         self.follower = DecisionFollower(
@@ -116,14 +117,14 @@ class StreamSiteIds(NodeIds):
         """Publish the changed tracklets; return the region's decisions about them received since
         (or, while no hub decides, the node's own)."""
         summaries = list(summaries)
-        self.output.write(now, summaries)
-        with self._lock:
+        with self._lock:  # recorded before it is published: the hub's final cannot come first
             self._now = max(self._now, now)
             for s in summaries:
                 self.records[s.key] = s
             if self._away and self._local_factory is not None:
                 self._decide_locally(summaries, now)
             out, self._decisions = self._decisions, []
+        self.output.write(now, summaries)
         return out
 
     def flush(self, now: Optional[float] = None) -> list[Decision]:
@@ -142,11 +143,16 @@ class StreamSiteIds(NodeIds):
 
     # --- the region's hub and its decisions (the publisher's and the follower's threads) ------------
     def _on_hub(self, away: bool, since: float) -> None:
+        """The region's lease says whether a hub decides (it alone ends an outage: decisions that
+        come meanwhile, a backlog from a hub that died, wait until it does)."""
         if away:
             self.hub_away(since)
-        else:
-            with self._lock:
-                self._hub_back()
+            return
+        with self._lock:
+            self._hub_back()
+            for h in self._held:
+                self._apply(h)
+            self._held.clear()
 
     def _receive(self, body: dict) -> None:
         """One decision message: what it says of this node session's tracklets, applied."""
@@ -165,6 +171,9 @@ class StreamSiteIds(NodeIds):
         if not (h["ids"] or h["decisions"] or h["final"]):
             return
         with self._lock:
-            if not self.connected:  # a hub decides again (the lease may not have been read yet)
-                self._hub_back()
-            self._apply(h)
+            if self._away:  # deciding here: the hub's ids wait until the lease says a hub is back
+                self._held.append(h)
+            else:
+                if not self.connected:  # the first decisions may come before the lease is read
+                    self._hub_back()
+                self._apply(h)
