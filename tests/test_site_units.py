@@ -104,6 +104,33 @@ def test_gallery_replaces_removes_and_switches_to_ivf_with_high_recall():
     assert candidates_for(g, [None, data[10]], 3)[0] == set() and 11 in candidates_for(g, [None, data[10]], 3)[1]
 
 
+def test_the_exact_gallery_rewrites_rows_in_place_and_searches_as_brute_force_after_any_changes():
+    """400 steps of replacements and removals (ids repeated within a step, removed ones coming
+    back): after each, the gallery holds exactly the live ids, its best match is brute force's,
+    and a pickled copy searches the same."""
+    import pickle
+
+    rng = np.random.default_rng(1)
+    g, truth = Gallery(8), {}
+    for _ in range(400):
+        ids = rng.integers(0, 60, size=rng.integers(0, 5))
+        vectors = rng.normal(size=(len(ids), 8))
+        gone = [int(x) for x in rng.integers(0, 60, size=rng.integers(0, 3)) if int(x) not in set(ids.tolist())]
+        g.upsert(ids, vectors, gone)
+        truth.update({int(i): v / np.linalg.norm(v) for i, v in zip(ids, vectors)})
+        for x in gone:
+            truth.pop(x, None)
+        assert len(g) == len(truth) and g.kind == "exact"
+        if truth:
+            q = rng.normal(size=8)
+            keys = list(truth)
+            found = g.search(q, len(truth))[1][0]
+            assert set(found) == set(keys) and found[0] == keys[int(np.argmax(np.stack(list(truth.values())) @ q))]
+    copy = pickle.loads(pickle.dumps(g))
+    q = rng.normal(size=(3, 8))
+    assert (copy.search(q, 5)[1] == g.search(q, 5)[1]).all()
+
+
 def test_store_round_trip_keeps_identities_and_what_the_site_was_told(tmp_path):
     e = IdentityEngine(EngineSettings(threshold=0.5, scale=0.1))
     floor = FloorTrack()

@@ -66,23 +66,28 @@ def reference(messages, session="s1"):
     return RegionHub([], Region("hall"), settings(), "reference").decide_all(messages, "node1", session)
 
 
-def published(url, region):
-    """Every decision message on the region's decision stream, in order: [(step header, body)]."""
+def stream_messages(url, stream):
+    """Every message stored in ``stream``, in order: [(headers, data)]."""
 
     async def read():
         import nats
 
         nc = await nats.connect(url)
         js = nc.jetstream()
-        info = await js.stream_info(region.decisions_stream)
+        info = await js.stream_info(stream)
         out = []
         for seq in range(info.state.first_seq, info.state.last_seq + 1 if info.state.messages else 0):
-            msg = await js.get_msg(region.decisions_stream, seq)
-            out.append((int(msg.headers[STEP_HEADER]), json.loads(msg.data)))
+            msg = await js.get_msg(stream, seq)
+            out.append((msg.headers or {}, msg.data))
         await nc.close()
         return out
 
     return asyncio.run(read())
+
+
+def published(url, region):
+    """Every decision message on the region's decision stream, in order: [(step header, body)]."""
+    return [(int(h[STEP_HEADER]), json.loads(data)) for h, data in stream_messages(url, region.decisions_stream)]
 
 
 def lease_holder(url):
@@ -256,16 +261,7 @@ def stream_node(tmp_path, url, frames=120, meanwhile=None):
 
 def summaries_in(url):
     """Messages in region hall's summaries stream."""
-
-    async def read():
-        import nats
-
-        nc = await nats.connect(url)
-        info = await nc.jetstream().stream_info(Region("hall").summaries_stream)
-        await nc.close()
-        return info.state.messages
-
-    return asyncio.run(read())
+    return len(stream_messages(url, Region("hall").summaries_stream))
 
 
 def test_a_streaming_node_decides_alone_while_its_region_has_no_hub_and_maps_its_ids_when_one_comes(tmp_path):

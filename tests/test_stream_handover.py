@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("nats")
-from test_stream import published, wait_for  # noqa: E402
+from test_stream import published, stream_messages, wait_for  # noqa: E402
 
 from core.embeddings import Embeddings  # noqa: E402
 from edge.identity import EngineSettings, TrackletSummary  # noqa: E402
@@ -126,23 +126,7 @@ def test_an_id_of_the_receiving_region_s_own_range_is_refused(caplog):
 
 def hand_overs_in(url, region):
     """The HANDOVER header of each hand-over in ``region``'s summaries stream."""
-    import asyncio
-
-    import nats
-
-    async def read():
-        nc = await nats.connect(url)
-        js = nc.jetstream()
-        info = await js.stream_info(region.summaries_stream)
-        out = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            msg = await js.get_msg(region.summaries_stream, seq)
-            if msg.headers and HANDOVER_HEADER in msg.headers:
-                out.append(msg.headers[HANDOVER_HEADER])
-        await nc.close()
-        return out
-
-    return asyncio.run(read())
+    return [h[HANDOVER_HEADER] for h, _ in stream_messages(url, region.summaries_stream) if HANDOVER_HEADER in h]
 
 
 def yard_decided(url):

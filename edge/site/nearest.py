@@ -31,11 +31,12 @@ def nearest_candidates(
     return [ids | active for ids in found]
 
 
-def index_identities(gallery: Gallery, identities: Iterable[Identity]) -> None:
-    """Identities' vectors into the gallery (nothing joins a sealed one)."""
+def index_identities(gallery: Gallery, identities: Iterable[Identity], gone: Sequence[int] = ()) -> None:
+    """Identities' vectors into the gallery (nothing joins a sealed one), ``gone`` out of it."""
     vectors = [(i.global_id, i.embedding) for i in identities if i.embedding is not None and not i.sealed]
-    if vectors:
-        gallery.upsert([g for g, _ in vectors], np.stack([v for _, v in vectors]))
+    if vectors or gone:
+        stacked = np.stack([v for _, v in vectors]) if vectors else np.zeros((0, gallery.dim), np.float32)
+        gallery.upsert([g for g, _ in vectors], stacked, gone)
 
 
 def follow_engine(
@@ -47,6 +48,5 @@ def follow_engine(
     touched |= set(engine.assignment.values()) | {gid for _, gid in finals}
     alive = [engine.identities[g] for g in sorted(touched) if g in engine.identities]
     removed = [g for g in touched if g not in engine.identities]
-    gallery.remove(removed)
-    index_identities(gallery, alive)
+    index_identities(gallery, alive, removed)
     return alive, removed

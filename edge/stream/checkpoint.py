@@ -54,7 +54,7 @@ _STATE = {  # module -> the names a hub's state is pickled with (tests/test_stre
     "edge.identity.settings": {"EngineSettings"},
     "edge.identity.state": {"Count"},
     "edge.identity.topology": {"Transition"},
-    "edge.site.gallery": {"Gallery"},
+    "edge.site.gallery": {"Gallery", "ExactRows"},
     "edge.site.mirror": {"Mirror", "HubTracklet"},
     "edge.site.tracklet_log": {"StepReader"},
     "edge.stream.checkpoint": {"HubState"},
