@@ -176,7 +176,7 @@ def bench_region_hub(n_past: int, steps: int, rng: np.random.Generator, search: 
     from edge.identity.config import MatchingConfig
     from edge.identity.settings import settings_from_config
     from edge.stream.names import Region
-    from edge.stream.region_hub import GallerySettings, RegionHub
+    from edge.stream.region_steps import GallerySettings, RegionSteps
     from edge.wire.site_protocol import encode, encode_tracklets
 
     meta = read_onnx_metadata(MODEL)
@@ -186,7 +186,7 @@ def bench_region_hub(n_past: int, steps: int, rng: np.random.Generator, search: 
         MatchingConfig(max_identities=n_past + KEEP_ABOVE), meta.similarity, str(MODEL), dim
     )
     gallery = GallerySettings() if search else None
-    hub = RegionHub([], Region("bench"), settings, "bench", embedding_dim=dim, gallery=gallery)
+    hub = RegionSteps(Region("bench"), settings, embedding_dim=dim, gallery=gallery)
     idents, past = past_identities(n_past, dim, rng)
     hub.engine.restore(idents, n_past + 1)
     if hub.gallery is not None:

@@ -57,7 +57,7 @@ from edge.identity.settings import settings_from_config  # noqa: E402
 from edge.stream.checkpoint import CHECKPOINT_BUCKET, checkpoint_store, dump, load  # noqa: E402
 from edge.stream.names import HUB_HEADER, LEASE_BUCKET, STEP_HEADER, Region  # noqa: E402
 from edge.stream.publisher import SummaryPublisher  # noqa: E402
-from edge.stream.region_hub import GallerySettings, RegionHub  # noqa: E402
+from edge.stream.region_steps import GallerySettings, RegionSteps  # noqa: E402
 from edge.stream.server import NatsServer, free_port  # noqa: E402
 from edge.wire.recording import read_recording  # noqa: E402
 
@@ -80,7 +80,7 @@ def reference(messages: list[list[bytes]], region: Region) -> dict[int, dict]:
     meta = read_onnx_metadata(str(DEMO / "reid.onnx"))
     assert meta is not None
     settings = settings_from_config(MatchingConfig(**MATCHING), meta.similarity, "reid.onnx", int(meta.embedding_dim))
-    return RegionHub([], region, settings, "reference").decide_all(messages, "node1", "s1")
+    return RegionSteps(region, settings).decide_all(messages, "node1", "s1")
 
 
 async def _published(url: str, region: Region, full: bool = False) -> list:
@@ -285,8 +285,8 @@ def checkpoint_sizes(out: Path, past_counts: list[int], steps: int = 30, after: 
             matching = MatchingConfig(max_identities=n + KEEP_ABOVE)
             settings = settings_from_config(matching, meta.similarity, str(MODEL), dim)
 
-            def make(name: str, settings=settings) -> RegionHub:
-                return RegionHub([], region, settings, name, embedding_dim=dim, gallery=GallerySettings())
+            def make(name: str, settings=settings) -> RegionSteps:
+                return RegionSteps(region, settings, embedding_dim=dim, gallery=GallerySettings())
 
             writer = make("writer")
             idents, past = past_identities(n, dim, rng)

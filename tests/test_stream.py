@@ -36,6 +36,7 @@ from edge.identity.settings import settings_from_config  # noqa: E402
 from edge.stream.names import LEASE_BUCKET, STEP_HEADER, Region  # noqa: E402
 from edge.stream.publisher import SummaryPublisher  # noqa: E402
 from edge.stream.region_hub import RegionHub  # noqa: E402
+from edge.stream.region_steps import RegionSteps  # noqa: E402
 from edge.wire.recording import read_recording  # noqa: E402
 
 MATCHING = {"min_embeddings": 2}
@@ -63,7 +64,7 @@ def settings():
 def reference(messages, session="s1"):
     """Stream position -> the decision message a region hub must publish there (node1's ``session``
     alone in the stream, positions 1..N)."""
-    return RegionHub([], Region("hall"), settings(), "reference").decide_all(messages, "node1", session)
+    return RegionSteps(Region("hall"), settings()).decide_all(messages, "node1", session)
 
 
 def stream_messages(url, stream):
@@ -422,11 +423,10 @@ def test_a_region_hub_searching_its_gallery_decides_as_one_scoring_every_identit
     """With FAISS proposing the nearest identities from the first one on (``exact_below`` 1) and a
     gallery smaller than ``k``, every identity is proposed: the decisions are the reference's; and
     after every step the gallery holds exactly the engine's identities (merges, expiries followed)."""
-    from edge.stream.region_hub import GallerySettings
+    from edge.stream.region_steps import GallerySettings
 
     meta = read_onnx_metadata(str(DEMO / "reid.onnx"))
-    hub = RegionHub(
-        [], Region("hall"), settings(), "search", embedding_dim=int(meta.embedding_dim),
+    hub = RegionSteps(Region("hall"), settings(), embedding_dim=int(meta.embedding_dim),
         gallery=GallerySettings(exact_below=1, k=64),
     )  # fmt: skip
     got = {}
@@ -472,9 +472,9 @@ def test_a_slow_subscriber_and_a_restarted_node_do_not_hold_the_hub_up(tmp_path,
         again.close(0)
         try:
             wait_for(lambda: hub.position == half + len(node_log), 60, "every message of both sessions read")
-            live = [k for k in hub.reader.mirror.tracklets if k[1] == "s1"]
+            live = [k for k in hub.steps.reader.mirror.tracklets if k[1] == "s1"]
             assert live == []  # the first session's tracklets ended when the second began
-            assert hub.counters["malformed"] == 0 and hub.counters["failed_steps"] == 0
+            assert hub.stats()["malformed"] == 0 and hub.stats()["failed_steps"] == 0
             wait_for(lambda: not hub.recent, 10, "every decided step published")
             steps = [s for s, _ in published(server.url, Region("hall"))]
             assert steps == sorted(set(steps)) and len(steps) == hub.counters["published"] > 20

@@ -17,7 +17,7 @@ from core.model_card import read_onnx_metadata
 from edge.stream.checkpoint import CHECKPOINT_BUCKET, dump, load
 from edge.stream.names import Region
 from edge.stream.publisher import SummaryPublisher
-from edge.stream.region_hub import GallerySettings, RegionHub
+from edge.stream.region_steps import GallerySettings, RegionSteps
 from edge.stream.server import NatsServer, free_port
 
 HALL = Region("hall")
@@ -25,10 +25,10 @@ HALL = Region("hall")
 
 def make_hub(name, search):
     if not search:
-        return RegionHub([], HALL, settings(), name)
+        return RegionSteps(HALL, settings())
     meta = read_onnx_metadata(str(DEMO / "reid.onnx"))
     few = GallerySettings(exact_below=1, k=3)  # FAISS decides which identities are scored
-    return RegionHub([], HALL, settings(), name, embedding_dim=int(meta.embedding_dim), gallery=few)
+    return RegionSteps(HALL, settings(), embedding_dim=int(meta.embedding_dim), gallery=few)
 
 
 def decide(hub, messages, first):
@@ -156,7 +156,7 @@ def test_a_checkpoint_keeps_transitions_and_identities_handed_over():
         "yardnode", ["cam3"], yard_steps(8.0))]  # fmt: skip
 
     def yard():
-        return RegionHub([], Region("yard"), handover_settings(), "yard", id_base=2_000_000)
+        return RegionSteps(Region("yard"), handover_settings(), id_base=2_000_000)
 
     first = yard()
     for position, (parts, headers) in enumerate(messages[:2], start=1):

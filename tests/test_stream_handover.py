@@ -20,6 +20,7 @@ from edge.stream.handover import handover_message, parse_hand_over, read_handove
 from edge.stream.names import HANDOVER_HEADER, NODE_HEADER, SESSION_HEADER, Region  # noqa: E402
 from edge.stream.publisher import SummaryPublisher  # noqa: E402
 from edge.stream.region_hub import RegionHub  # noqa: E402
+from edge.stream.region_steps import RegionSteps  # noqa: E402
 from edge.stream.server import NatsServer, free_port  # noqa: E402
 
 HALL, YARD = 1_000_000, 2_000_000  # the regions' id bases
@@ -68,11 +69,11 @@ def yard_steps(arrives):
 
 
 def run_hall():
-    hall = RegionHub([], Region("hall"), settings(), "hall-hub", hand_over={"cam1": "yard"}, id_base=HALL)
+    hall = RegionSteps(Region("hall"), settings(), hand_over={"cam1": "yard"}, id_base=HALL)
     handed, ids = [], {}
     for position, parts in enumerate(node_messages("hallnode", ["cam1", "cam2"], hall_steps()), start=1):
         hall.take(position, parts, {NODE_HEADER: "hallnode", SESSION_HEADER: "s1"})
-        handed += hall._outgoing
+        handed += hall.outgoing
         ids.update({k: hall.engine.global_id(k) for k in hall.engine.assignment})
     return hall, handed, ids
 
@@ -80,7 +81,7 @@ def run_hall():
 def run_yard(handed, arrives=8.0):
     """Yard's stream: the hand-overs first (they were sent when P left), then the yard node; the
     yard ids of P and R."""
-    yard = RegionHub([], Region("yard"), settings(), "yard-hub", id_base=YARD)
+    yard = RegionSteps(Region("yard"), settings(), id_base=YARD)
     position = 0
     for o in handed:
         position += 1
@@ -111,7 +112,7 @@ def test_a_hand_over_joins_only_within_the_transition_window():
 
 
 def test_an_id_of_the_receiving_region_s_own_range_is_refused(caplog):
-    yard = RegionHub([], Region("yard"), settings(), "yard-hub", id_base=YARD)
+    yard = RegionSteps(Region("yard"), settings(), id_base=YARD)
     for position, parts in enumerate(node_messages("yardnode", ["cam3"], yard_steps(8.0)), start=1):
         yard.take(position, parts, {NODE_HEADER: "yardnode", SESSION_HEADER: "s1"})
     own = yard.engine.global_id(("cam3", 1))
@@ -152,7 +153,7 @@ def test_two_region_hubs_hand_over_through_the_yard_s_stream(tmp_path):
         try:
             for parts in node_messages("hallnode", ["cam1", "cam2"], hall_steps()):
                 hall_node.send(parts)
-            wait_for(lambda: hubs[1].counters["handed_in"] == 1, 30, "yard welcomed P")
+            wait_for(lambda: hubs[1].stats()["handed_in"] == 1, 30, "yard welcomed P")
             for parts in node_messages("yardnode", ["cam3"], yard_steps(8.0)):
                 yard_node.send(parts)
             assert yard_node.flush(10)

@@ -108,7 +108,8 @@ def _hub(args: argparse.Namespace) -> dict:
     from edge.site.hub_config import load_hub_config
     from edge.stream.handover import parse_hand_over
     from edge.stream.names import LEASE_S, Region
-    from edge.stream.region_hub import GallerySettings, RegionHub
+    from edge.stream.region_hub import RegionHub
+    from edge.stream.region_steps import GallerySettings
     from edge.wire.publisher import EventPublisher
     from edge.wire.site_protocol import model_id
 

@@ -64,7 +64,7 @@ _STATE = {  # module -> the names a hub's state is pickled with (tests/test_stre
 
 @dataclass
 class HubState:
-    """What a region hub decides from (``RegionHub.state``/``RegionHub.load``)."""
+    """What a region hub decides from (``RegionSteps.state``/``RegionSteps.load``)."""
 
     position: int  # the last summaries stream position decided
     now: float  # the region's scene clock

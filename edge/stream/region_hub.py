@@ -1,8 +1,8 @@
 """A region's hub on its stream: the unchanged identity engine, one active hub, hot standbys.
 
-Every hub of a region reads the region's summaries stream from its start, in the stream's one
-order (an ordered consumer), one engine step per message, exactly as a tracklet log is replayed
-(:class:`~edge.site.tracklet_log.StepReader`). The engine is deterministic, so every hub makes
+Every hub of a region reads the region's summaries stream (from its start, or from the last
+checkpoint), in the stream's one order (an ordered consumer), one engine step per message
+(:class:`~edge.stream.region_steps.RegionSteps`, where the steps are). The engine is deterministic, so every hub makes
 the same decisions at the same stream position. The hub that holds the region's lease (a key in
 the lease bucket, created only when absent and renewed every third of its time to live) publishes
 each step's decisions to the region's decision stream, with the step's stream position as the
@@ -21,91 +21,29 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Optional
 
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from edge.identity import Decision, Identity, IdentityEngine
-from edge.identity.records import Key, TrackletSummary
+from edge.identity import Decision, IdentityEngine
 from edge.identity.settings import EngineSettings
 from edge.site.fanout import publish_decisions
-from edge.site.gallery import Gallery
-from edge.site.nearest import follow_engine, index_identities, nearest_candidates
-from edge.site.tracklet_log import StepReader
-from edge.stream.checkpoint import HubState, checkpoint_store, dump, fingerprint, read_checkpoint
+from edge.stream.checkpoint import checkpoint_store, dump, read_checkpoint
 from edge.stream.frames import pack, unpack
-from edge.stream.handover import Outgoing, handover_message, read_handover
-from edge.stream.names import HANDOVER_HEADER, HUB_HEADER, LEASE_S, NODE_HEADER, SESSION_HEADER, STEP_HEADER, Region
+from edge.stream.handover import Outgoing
+from edge.stream.names import HANDOVER_HEADER, HUB_HEADER, LEASE_S, STEP_HEADER, Region
+from edge.stream.region_steps import GallerySettings, RegionSteps
 from edge.stream.streams import connect, ensure_streams, lease_bucket
 from edge.wire.publisher import EventPublisher
-from edge.wire.site_protocol import ProtocolError
 
 log = logging.getLogger("edge.stream")
 
 STATS_EVERY_S = 5.0
 PUBLISH_TIMEOUT_S = 0.5  # well inside a lease renewal (a third of LEASE_S): a slow publish does not let it lapse
 KEEP_STEPS = 100_000  # decided steps a standby keeps to publish should it take over
-
-
-@dataclass(frozen=True)
-class GallerySettings:
-    """The hub YAML's ``gallery_*``: exact scoring below ``exact_below`` identities, else the ``k``
-    nearest; an approximate index past ``approximate_above``."""
-
-    exact_below: int = 2000
-    k: int = 64
-    approximate_above: int = 50000
-
-
-def decision_message(
-    region: Region,
-    step: int,
-    now: float,
-    decisions: list[Decision],
-    final: list[tuple[Key, int]],
-    origin: Mapping[Key, tuple[str, str, int]],
-    ids: Optional[list[tuple[Key, int]]] = None,
-    identities: Optional[Mapping[int, Identity]] = None,
-    handed_over: Optional[list[Outgoing]] = None,
-) -> bytes:
-    """One step's decisions as the decision stream carries them (JSON): each names the engine key
-    and, through ``origin``, the node, its session and the node's own local id (what a subscriber
-    or the node itself maps the site id onto). ``ids``: every tracklet whose site id this step
-    changed (a merge moves tracklets no decision names), ``final``: those that will not change again;
-    with ``identities``, each decision says its identity's cameras and when it was last seen."""
-
-    def node_of(key: Optional[Key]) -> dict[str, Any]:
-        found = origin.get(key) if key is not None else None
-        return {} if found is None else {"node": found[0], "session": found[1], "local_id": found[2]}
-
-    def seen(gid: int) -> dict[str, Any]:
-        found = identities.get(gid) if identities is not None else None
-        return {} if found is None else {"cameras": sorted(found.cameras), "last_seen": found.last_seen}
-
-    body = {
-        "region": region.name,
-        "step": step,
-        "now": now,
-        "decisions": [
-            {
-                "kind": d.kind,
-                "global_id": d.global_id,
-                "key": list(d.key) if d.key else None,
-                "previous": d.previous,
-                **node_of(d.key),
-                **seen(d.global_id),
-            }
-            for d in decisions
-        ],
-        "ids": [{"key": [c, int(i)], "global_id": int(g), **node_of((c, i))} for (c, i), g in ids or []],
-        "handed_over": [{"region": o.region, "message": o.msg_id} for o in handed_over or []],
-        "final": [{"key": [c, int(i)], "global_id": int(g), **node_of((c, i))} for (c, i), g in final],
-    }
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class RegionHub:
@@ -128,58 +66,23 @@ class RegionHub:
         model_id: str = "",
     ):
         """``events``: the ZeroMQ publisher subscribers (the view, ``edge.listen``) read the active
-        hub's identity events on, as from ``edge.hub``; ``embedding_dim``: its model's (a node with
-        another model is refused); ``gallery``: past identities searched with FAISS (as ``edge.hub``
-        does: ``edge/site/nearest.py``) rather than each scored (needs ``embedding_dim``);
-        ``checkpoint_every_s``: how often the active hub writes its state to the checkpoint store
-        (``edge/stream/checkpoint.py``), what a hub that starts continues from (0: never; a hub
-        then reads the region from its start); ``hand_over``: boundary camera -> the region a
-        person leaving through it is handed to (``edge/stream/handover.py``); ``id_base``: this
-        region's ids start above it (regions that hand over need ranges apart); ``model_id``: the
-        ReID model's (a checkpoint made with another model is not used)."""
+        hub's identity events on, as from ``edge.hub``; ``checkpoint_every_s``: how often the
+        active hub writes its state to the checkpoint store (``edge/stream/checkpoint.py``), what a
+        hub that starts continues from (0: never; a hub then reads the region from its start);
+        ``embedding_dim``, ``gallery``, ``hand_over``, ``id_base``, ``model_id``: its steps'
+        (:class:`~edge.stream.region_steps.RegionSteps`)."""
         self.servers, self.region, self.name = servers, region, name
         self.events = events
         self.lease_s, self.replicas = lease_s, replicas
-        self.gallery: Optional[Gallery] = None
-        self.search = gallery
-        if gallery is not None and embedding_dim is not None:
-            self.gallery = Gallery(embedding_dim, gallery.approximate_above)
-        self.engine = IdentityEngine(settings, candidates=self._candidates if self.gallery is not None else None)
-        if id_base:
-            self.engine.restore([], id_base + 1)
-        self.hand_over = dict(hand_over or {})
-        self._outgoing: list[Outgoing] = []  # the hand-overs of the step just decided
-        self.reader = StepReader(embedding_dim)
+        self.steps = RegionSteps(region, settings, embedding_dim, gallery, hand_over, id_base, model_id)
         self.leader = False
-        self.position = 0  # the last stream position decided
-        self.told: dict[Key, int] = {}  # the site id the decision stream last gave each tracklet not final
         self.published_upto = 0  # the last step the region's decision stream has (as far as this hub knows)
         # decided steps not known published, each with its hand-overs
         self.recent: deque[tuple[int, bytes, list[Outgoing]]] = deque(maxlen=KEEP_STEPS)
-        self.counters = dict.fromkeys(
-            (
-                "steps",
-                "published",
-                "malformed",
-                "failed_steps",
-                "takeovers",
-                "lost_lease",
-                "checkpoints",
-                "handed_over",
-                "handed_in",
-                "handovers_refused",
-            ),
-            0,
-        )
-        self.now = -float("inf")  # the region's scene clock: the latest time any message carried
-        self._refused: set[tuple[str, str]] = set()  # sessions a skipped message was said for
-        self.read_span: list[float] = []  # wall clock of the first and the last message read (throughput)
+        self.counters = dict.fromkeys(("published", "takeovers", "lost_lease", "checkpoints"), 0)
         self._revision = 0
         self._renewed = 0.0
         self._next_try = 0.0
-        self.fingerprint = fingerprint(
-            settings, embedding_dim, gallery, sorted(self.hand_over.items()), id_base, model_id
-        )
         self.checkpoint_every_s = checkpoint_every_s
         self.checkpointed = 0  # the position of the last checkpoint written or loaded
         self._checkpoint_at = time.monotonic()
@@ -187,148 +90,13 @@ class RegionHub:
         self._dumping = False
         self._stream_made = ""  # when the region's summaries stream was made (a checkpoint names it)
 
-    # --- one step -----------------------------------------------------------------------------
-    def decide(self, position: int, parts: list[bytes], node: str, session: str) -> Optional[bytes]:
-        """The engine step of the message at ``position``: its decision message, None when it
-        decided nothing (or was no step)."""
-        self.position = position
-        self._outgoing = []
-        self.read_span[1:] = [time.time()]
-        if len(self.read_span) == 1:
-            self.read_span.insert(0, self.read_span[0])
-        try:
-            step = self.reader.read(parts, node, session)
-        except (ProtocolError, KeyError, TypeError, ValueError) as exc:
-            self.counters["malformed"] += 1
-            said = (node, session) in self._refused
-            self._refused.add((node, session))
-            (log.debug if said else log.warning)("stream: message %d of node %s skipped: %s", position, node, exc)
-            return None
-        if step is None:
-            return self._session_ends(self.reader.take_byes(), position)
-        self.now = max(self.now, step[0])  # a node replaying its buffer after an outage sends older times
-        self.counters["steps"] += 1
-        try:
-            decisions = self.engine.update(step[1], self.now)
-        except Exception:  # every hub fails at this very message: dying would stop the region for good
-            self.counters["failed_steps"] += 1
-            log.exception("stream: the engine failed at message %d of node %s: its decisions are lost", position, node)
-            return None
-        final: list[tuple[Key, int]] = self.engine.take_final()
-        if self.gallery is not None:
-            follow_engine(self.gallery, self.engine, decisions, final)
-        ids = self._changed_ids()
-        self._outgoing = self._hand_overs(position, step[1])
-        if not decisions and not final and not ids and not self._outgoing:
-            return None
-        return self._message(position, decisions, final, ids)
+    @property
+    def engine(self) -> IdentityEngine:
+        return self.steps.engine
 
-    def _session_ends(self, byes: list[tuple[str, str]], position: int) -> Optional[bytes]:
-        """A node session said bye: its ended tracklets are final now (its decision message), None
-        when it had none left."""
-        keys = [k for k, (node, session, _) in self.reader.origin.items() if (node, session) in set(byes)]
-        self.engine.finalise(keys)
-        final = self.engine.take_final()
-        if not final:
-            return None
-        if self.gallery is not None:
-            follow_engine(self.gallery, self.engine, [], final)
-        return self._message(position, [], final, [])
-
-    def _message(
-        self, position: int, decisions: list[Decision], final: list[tuple[Key, int]], ids: list[tuple[Key, int]]
-    ) -> bytes:
-        """The step's decision message; the final tracklets forgotten (nothing more is decided about them)."""
-        origin = self.reader.origin
-        body = decision_message(
-            self.region, position, self.now, decisions, final, origin, ids, self.engine.identities, self._outgoing
-        )
-        for key, _ in final:
-            origin.pop(key, None)
-            self.told.pop(key, None)
-        return body
-
-    def _hand_overs(self, position: int, summaries: list[TrackletSummary]) -> list[Outgoing]:
-        """The identities of the tracklets that ended at a boundary camera this step, for the regions
-        those cameras lead to."""
-        out = []
-        for s in summaries:
-            region = self.hand_over.get(s.camera)
-            gid = self.engine.global_id(s.key) if region is not None and s.ended else None
-            ident = self.engine.identities.get(gid) if gid is not None else None
-            if region is None or ident is None or ident.sealed:
-                continue
-            members = [self.engine.records[k].weight for k in ident.members if k in self.engine.records]
-            parts = handover_message(
-                self.region.name, ident, self.engine.appearance(ident), ident.past_weight + sum(members)
-            )
-            out.append(Outgoing(region, f"{self.region.name}-handover-{position}-{gid}-{region}", parts))
-            self.counters["handed_over"] += 1
-        return out
-
-    def welcome(self, position: int, parts: list[bytes]) -> None:
-        """A person handed over by a neighbouring region (a message of this region's stream): an
-        identity of this engine from now on, which its tracklets may join."""
-        self.position = position
-        try:
-            source, ident = read_handover(parts)
-        except (ProtocolError, KeyError, TypeError, ValueError) as exc:
-            self.counters["malformed"] += 1
-            log.warning("stream: hand-over at message %d skipped: %s", position, exc)
-            return
-        if not self.engine.welcome(ident):
-            self.counters["handovers_refused"] += 1
-            log.warning(
-                "stream: region %s handed over id %d, one region %s founded itself: give each region its own "
-                "id range (--id-base)", source, ident.global_id, self.region.name,
-            )  # fmt: skip
-            return
-        self.counters["handed_in"] += 1
-        if self.gallery is not None:
-            index_identities(self.gallery, [self.engine.identities[ident.global_id]])
-
-    def take(self, position: int, parts: list[bytes], headers: Mapping[str, str]) -> Optional[bytes]:
-        """One message of the region's stream: a node's (:meth:`decide`) or a hand-over (:meth:`welcome`)."""
-        if HANDOVER_HEADER in headers:
-            self.welcome(position, parts)
-            return None
-        return self.decide(position, parts, headers.get(NODE_HEADER, "?"), headers.get(SESSION_HEADER, "?"))
-
-    def _changed_ids(self) -> list[tuple[Key, int]]:
-        """Tracklets whose site id is not the one the decision stream last gave them."""
-        changed = []
-        for key in self.reader.origin:
-            gid = self.engine.global_id(key)
-            if gid is not None and self.told.get(key) != gid:
-                self.told[key] = gid
-                changed.append((key, gid))
-        return changed
-
-    def decide_all(self, messages: list[list[bytes]], node: str, session: str) -> dict[int, dict]:
-        """Each decision message (as JSON) by position, for a stream holding just ``messages`` of one
-        node session from position 1: what an active hub publishes for it (a reference to compare with)."""
-        out = {}
-        for position, parts in enumerate(messages, start=1):
-            body = self.decide(position, parts, node, session)
-            if body is not None:
-                out[position] = json.loads(body)
-        return out
-
-    # --- the state a checkpoint keeps ---------------------------------------------------------
-    def state(self) -> HubState:
-        """What this hub decides from, after the message at :attr:`position`."""
-        return HubState(self.position, self.now, self.engine, self.reader, self.gallery, self.told)
-
-    def load(self, state: HubState) -> None:
-        """Continue from ``state`` (read the stream from ``state.position + 1``)."""
-        self.position, self.now, self.engine, self.reader = state.position, state.now, state.engine, state.reader
-        self.gallery, self.told = state.gallery, state.told
-        self.engine.candidates = self._candidates if self.gallery is not None else None
-        self.checkpointed = state.position
-
-    def _candidates(self, waiting: list[TrackletSummary]) -> Optional[list[Iterable[int]]]:
-        assert self.gallery is not None and self.search is not None
-        return nearest_candidates(self.engine, self.gallery, waiting, self.search.exact_below, self.search.k)
+    @property
+    def position(self) -> int:
+        return self.steps.position
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> dict[str, Any]:
@@ -365,9 +133,9 @@ class RegionHub:
                 parts = unpack(msg.data)
             except ValueError:
                 parts = []
-            out = self.take(msg.metadata.sequence.stream, parts, msg.headers or {})
+            out = self.steps.take(msg.metadata.sequence.stream, parts, msg.headers or {})
             if out is not None:
-                self.recent.append((self.position, out, self._outgoing))
+                self.recent.append((self.position, out, self.steps.outgoing))
                 if self.leader:
                     await self._publish_recent(js)
         if self.leader:  # hand over at once rather than after the lease runs out (only a lease still ours)
@@ -385,7 +153,7 @@ class RegionHub:
             self.events.close()
 
     async def _setup(self, js: Any) -> tuple[Any, Any]:
-        for name in sorted({self.region.name, *self.hand_over.values()}):  # a neighbour's, to hand over into
+        for name in sorted({self.region.name, *self.steps.hand_over.values()}):  # a neighbour's, to hand over into
             await ensure_streams(js, Region(name), self.replicas)
         return await lease_bucket(js, self.lease_s, self.replicas), await checkpoint_store(js, self.replicas)
 
@@ -402,7 +170,7 @@ class RegionHub:
             return 1
         info = await self._retry(lambda: js.stream_info(self.region.summaries_stream))
         self._stream_made = str(info.created or "")
-        state = await read_checkpoint(store, self.region, self.fingerprint, self._stream_made)
+        state = await read_checkpoint(store, self.region, self.steps.fingerprint, self._stream_made)
         if state is None:
             return 1
         kept = info.state
@@ -418,7 +186,8 @@ class RegionHub:
                 "decisions may differ from the hub that wrote it", self.region.name, state.position + 1,
                 kept.first_seq - 1,
             )  # fmt: skip
-        self.load(state)
+        self.steps.load(state)
+        self.checkpointed = state.position
         log.info(
             "stream: hub %s continues region %s from its checkpoint at position %d (%d identities)",
             self.name, self.region.name, state.position, len(self.engine.identities),
@@ -440,7 +209,8 @@ class RegionHub:
     async def _save(self, store: Any, position: int) -> None:
         started = time.monotonic()
         try:
-            blob = await asyncio.to_thread(dump, self.region, self.state(), self.fingerprint, self._stream_made)
+            steps = self.steps
+            blob = await asyncio.to_thread(dump, self.region, steps.state(), steps.fingerprint, self._stream_made)
         finally:
             self._dumping = False
         try:
@@ -559,7 +329,8 @@ class RegionHub:
             Decision(d["kind"], d["global_id"], tuple(d["key"]) if d["key"] else None, d["previous"])
             for d in step["decisions"]
         ]
-        publish_decisions(self.events, decisions, self.reader.mirror.by_engine_key, self.engine.identities, False)
+        by_key = self.steps.reader.mirror.by_engine_key
+        publish_decisions(self.events, decisions, by_key, self.engine.identities, False)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -570,6 +341,7 @@ class RegionHub:
             "published_upto": self.published_upto,
             "checkpointed": self.checkpointed,
             "identities": len(self.engine.identities),
-            "read_span": [round(t, 3) for t in self.read_span],
+            "read_span": [round(t, 3) for t in self.steps.read_span],
+            **self.steps.counters,
             **self.counters,
         }
