@@ -230,7 +230,7 @@ def test_a_node_whose_server_is_down_keeps_its_messages_and_sends_each_once_when
         server.stop()
 
 
-def stream_node(tmp_path, url, frames=120, meanwhile=None):
+def stream_node(tmp_path, url, frames=120, meanwhile=None, replicas=1):
     """``edge.run`` as a process on the three demo cameras (lockstep), streaming to region hall as
     node1: its report, its global MOT rows (camera -> the file's lines) and its log.
     ``meanwhile(log_path)`` runs on a thread while the node runs."""
@@ -240,7 +240,9 @@ def stream_node(tmp_path, url, frames=120, meanwhile=None):
         outputs={"tracklet_log": str(tmp_path / "node.jsonl.gz")}, matching={"threshold": None},
     )  # fmt: skip
     cfg = yaml.safe_load(path.read_text())
-    cfg["stream"] = {"servers": [url], "region": "hall", "node": "node1"}
+    cfg["stream"] = {"servers": url if isinstance(url, list) else [url], "region": "hall", "node": "node1"}
+    cfg["stream"]["replicas"] = replicas
+    cfg["stream"]["flush_timeout_s"] = 40.0  # a cluster that lost a server elects new stream leaders first
     path.write_text(yaml.safe_dump(cfg))
     report, log_path = tmp_path / "report.json", tmp_path / "node.log"
     with open(log_path, "w") as log:
@@ -258,6 +260,48 @@ def stream_node(tmp_path, url, frames=120, meanwhile=None):
     assert node.returncode == 0, text[-2000:]
     rows = {c["id"]: (tmp_path / "mot" / f"{c['id']}.global.txt").read_text().splitlines() for c in cams}
     return json.loads(report.read_text()), rows, text
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="known bug (issue 33): in about 1 run of 3 the node gets no final ids after the first server's "
+    "kill (its decision follower or the hub's reader stalls after the cluster elects new stream leaders)",
+)
+def test_a_streaming_node_s_mot_files_are_the_same_when_a_server_of_three_is_killed_midway(tmp_path, fault_free_rows):
+    """A three-server cluster (streams replicated 3 times), the hub on the third server, the node
+    given all three; the first server SIGKILLed while the node runs: the node's global MOT files
+    are the fault-free run's, row for row."""
+    servers = cluster(3, free_base(3), tmp_path / "cluster")
+    for s in servers:
+        s.start()
+    urls = [s.url for s in servers]
+
+    killed = []
+
+    def sent_so_far():
+        try:
+            return summaries_in(urls[2])
+        except Exception:  # noqa: BLE001 - the stream not made yet
+            return 0
+
+    def kill_first(_log):
+        wait_for(lambda: sent_so_far() >= 40, 120, "the node sending")
+        killed.append(sent_so_far())  # how far the node had come
+        servers[0].kill()
+
+    hub, stop, thread = run_hub_thread(urls[2], replicas=3)
+    try:
+        wait_for(lambda: hub.leader, 60, "the hub active (a cluster's streams take a while to make)")
+        report, rows, _ = stream_node(tmp_path, urls, frames=200, meanwhile=kill_first, replicas=3)
+        sent = summaries_in(urls[2])
+    finally:
+        stop.set()
+        thread.join(10)
+        for s in servers:
+            s.stop()
+    assert killed and killed[0] < sent - 30, f"the server was killed at {killed} of {sent} messages"
+    assert report["site"]["provisional_ids"] == 0 and report["stream"]["dropped"] == 0
+    assert rows == fault_free_rows
 
 
 def summaries_in(url):
@@ -344,16 +388,24 @@ def test_an_edge_node_publishes_its_summaries_and_the_active_hub_tells_zeromq_su
     assert mot == {cam: finals.get(cam, set()) for cam in mot}, "the node's global rows are not the site's final ids"
 
 
-def test_a_streaming_node_s_mot_files_are_the_same_when_its_active_hub_is_killed_midway(tmp_path):
-    """The node run above twice: once with one hub, once with two hub processes (another hash seed
-    each) and the active one SIGKILLed while the node runs. The standby decides the same, so the
-    node's global MOT files are the same, row for row."""
-    with NatsServer(free_port(), tmp_path / "ref" / "store") as server:
-        hub, stop, thread = run_hub_thread(server.url)
-        (tmp_path / "ref").mkdir(exist_ok=True)
-        _, expected, _ = stream_node(tmp_path / "ref", server.url, frames=200)
+@pytest.fixture(scope="module")
+def fault_free_rows(tmp_path_factory):
+    """The streaming node's global MOT rows (200 frames) with one server and one hub, no fault."""
+    tmp = tmp_path_factory.mktemp("fault_free")
+    with NatsServer(free_port(), tmp / "store") as server:
+        _, stop, thread = run_hub_thread(server.url)
+        report, rows, _ = stream_node(tmp, server.url, frames=200)
         stop.set()
         thread.join(10)
+    assert report["site"]["provisional_ids"] == 0 and sum(map(len, rows.values())) > 50
+    return rows
+
+
+def test_a_streaming_node_s_mot_files_are_the_same_when_its_active_hub_is_killed_midway(tmp_path, fault_free_rows):
+    """The node run with two hub processes (another hash seed each) and the active one SIGKILLed
+    while the node runs. The standby decides the same, so the node's global MOT files are the
+    fault-free run's, row for row."""
+    expected = fault_free_rows
     run = tmp_path / "fault"
     run.mkdir()
     with NatsServer(free_port(), run / "store") as server:

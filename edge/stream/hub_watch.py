@@ -15,11 +15,14 @@ import time
 from collections.abc import Callable
 from typing import Any, Optional
 
+from nats.js.errors import NotFoundError
+
 from edge.stream.names import LEASE_BUCKET, LEASE_S, Region
 
 log = logging.getLogger("edge.stream")
 
 GRACE_S = 2 * LEASE_S  # a standby takes over within a lease: longer without one is an outage
+UNREADABLE_TIMES = 3  # the lease unreadable (a cluster electing a new leader after losing a server): 3x the grace
 CHECK_EVERY_S = 0.5
 READ_TIMEOUT_S = 1.0  # a lookup the servers do not answer counts as no hub seen (and never holds a close up)
 
@@ -56,12 +59,17 @@ class HubWatch:
                     self.grace_s = 2 * float(ttl) if ttl else GRACE_S  # the hubs' own lease
                 entry = await asyncio.wait_for(kv.get(self.region.name), READ_TIMEOUT_S)
                 holder = entry.value.decode() if entry.value else None
-            except Exception:  # noqa: BLE001 - no bucket, no key, or the servers away: no hub seen
-                pass
-            self.seen(holder, time.monotonic())
+                readable = True
+            except NotFoundError:  # read: nobody holds it (no key, a key deleted, no bucket yet)
+                readable = True
+            except Exception:  # noqa: BLE001 - the servers away or electing a leader: not known
+                readable = False
+            self.seen(holder, time.monotonic(), readable)
             await asyncio.sleep(CHECK_EVERY_S)
 
-    def seen(self, holder: Optional[str], now: float) -> None:
+    def seen(self, holder: Optional[str], now: float, readable: bool = True) -> None:
+        """``holder``: the lease's (None: none seen); ``readable``: whether the lease could be read
+        (a servers' fail-over of a few seconds is not taken for a hub outage as soon)."""
         if holder:
             if (self.said or not self.seen_one) and self.on_change is not None:
                 self.on_change(False, now)
@@ -75,7 +83,8 @@ class HubWatch:
             return
         if self.away_since is None:
             self.away_since = now
-        if not self.said and now - self.away_since >= self.grace_s:
+        grace = self.grace_s if readable else UNREADABLE_TIMES * self.grace_s
+        if not self.said and now - self.away_since >= grace:
             self.said = True
             self.outages += 1
             if self.on_change is not None:

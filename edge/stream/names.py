@@ -18,6 +18,7 @@ NODE_HEADER = "Clipreid-Node"  # the node and its session (a restarted node star
 SESSION_HEADER = "Clipreid-Session"
 STEP_HEADER = "Clipreid-Step"  # on a decision message: the summaries stream position it decided at
 HUB_HEADER = "Clipreid-Hub"  # and the hub that published it
+HEARTBEAT_S = 1.0  # an ordered reader missing its server's heartbeats this long starts again where it was
 HANDOVER_HEADER = "Clipreid-Handover"  # on a summaries stream's message: a person handed over by this region
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 

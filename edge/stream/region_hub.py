@@ -34,7 +34,7 @@ from edge.site.fanout import publish_decisions
 from edge.stream.checkpoint import checkpoint_store, dump, read_checkpoint
 from edge.stream.frames import pack, unpack
 from edge.stream.handover import Outgoing
-from edge.stream.names import HANDOVER_HEADER, HUB_HEADER, LEASE_S, STEP_HEADER, Region
+from edge.stream.names import HANDOVER_HEADER, HEARTBEAT_S, HUB_HEADER, LEASE_S, STEP_HEADER, Region
 from edge.stream.region_steps import GallerySettings, RegionSteps
 from edge.stream.streams import connect, ensure_streams, lease_bucket
 from edge.wire.publisher import EventPublisher
@@ -158,10 +158,12 @@ class RegionHub:
         return await lease_bucket(js, self.lease_s, self.replicas), await checkpoint_store(js, self.replicas)
 
     async def _subscribe(self, js: Any, start: int) -> Any:
-        if start <= 1:
-            return await js.subscribe(self.region.summaries_subject(), ordered_consumer=True)
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
-        return await js.subscribe(self.region.summaries_subject(), ordered_consumer=True, config=config)
+        config = None if start <= 1 else ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
+        )  # fmt: skip
+        return await js.subscribe(
+            self.region.summaries_subject(), ordered_consumer=True, config=config, idle_heartbeat=HEARTBEAT_S
+        )
 
     # --- checkpoints --------------------------------------------------------------------------
     async def _resume(self, js: Any, store: Any) -> int:

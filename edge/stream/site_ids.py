@@ -31,7 +31,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from edge.identity import Decision, IdentityEngine, TrackletSummary
 from edge.site.node_ids import NodeIds
 from edge.stream.config import StreamConfig
-from edge.stream.names import Region
+from edge.stream.names import HEARTBEAT_S, Region
 from edge.stream.node_stream import StreamOutput
 from edge.stream.streams import connect
 
@@ -69,7 +69,9 @@ class DecisionFollower:
         sub = None
         while sub is None and not self._stopping:
             try:
-                sub = await js.subscribe(self.region.decisions_subject, ordered_consumer=True, config=config)
+                sub = await js.subscribe(
+                    self.region.decisions_subject, ordered_consumer=True, config=config, idle_heartbeat=HEARTBEAT_S
+                )
             except Exception as exc:  # noqa: BLE001 - no stream yet (no node or hub made it), servers away
                 log.debug("stream: decisions of region %s not readable yet (%s)", self.region.name, exc)
                 await asyncio.sleep(RETRY_S)
