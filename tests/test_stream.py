@@ -33,7 +33,7 @@ except ServerError:
 from core.model_card import read_onnx_metadata  # noqa: E402
 from edge.identity.config import MatchingConfig  # noqa: E402
 from edge.identity.settings import settings_from_config  # noqa: E402
-from edge.stream.names import LEASE_BUCKET, STEP_HEADER, Region  # noqa: E402
+from edge.stream.names import LEASE_BUCKET, LEASE_S, STEP_HEADER, Region  # noqa: E402
 from edge.stream.publisher import SummaryPublisher  # noqa: E402
 from edge.stream.region_hub import RegionHub  # noqa: E402
 from edge.stream.region_steps import RegionSteps  # noqa: E402
@@ -166,8 +166,8 @@ def test_a_standby_hub_takes_over_from_a_killed_one_within_5_s_and_no_step_is_lo
     assert "hub-b is region hall's active hub" in out
 
 
-def run_hub_thread(url, replicas=1):
-    hub = RegionHub([url], Region("hall"), settings(), f"hub-{uuid.uuid4().hex[:4]}", replicas=replicas)
+def run_hub_thread(url, replicas=1, lease_s=LEASE_S):
+    hub = RegionHub([url], Region("hall"), settings(), f"hub-{uuid.uuid4().hex[:4]}", lease_s, replicas)
     stop = threading.Event()
     thread = threading.Thread(target=hub.run, args=(stop,), daemon=True)
     thread.start()
@@ -262,11 +262,6 @@ def stream_node(tmp_path, url, frames=120, meanwhile=None, replicas=1):
     return json.loads(report.read_text()), rows, text
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (issue 33): in about 1 run of 3 the node gets no final ids after the first server's "
-    "kill (its decision follower or the hub's reader stalls after the cluster elects new stream leaders)",
-)
 def test_a_streaming_node_s_mot_files_are_the_same_when_a_server_of_three_is_killed_midway(tmp_path, fault_free_rows):
     """A three-server cluster (streams replicated 3 times), the hub on the third server, the node
     given all three; the first server SIGKILLed while the node runs: the node's global MOT files
@@ -289,7 +284,8 @@ def test_a_streaming_node_s_mot_files_are_the_same_when_a_server_of_three_is_kil
         killed.append(sent_so_far())  # how far the node had come
         servers[0].kill()
 
-    hub, stop, thread = run_hub_thread(urls[2], replicas=3)
+    # a lease that outlasts the cluster's election of new leaders (docs/site.md: --lease-s on a cluster)
+    hub, stop, thread = run_hub_thread(urls[2], replicas=3, lease_s=6.0)
     try:
         wait_for(lambda: hub.leader, 60, "the hub active (a cluster's streams take a while to make)")
         report, rows, _ = stream_node(tmp_path, urls, frames=200, meanwhile=kill_first, replicas=3)
@@ -300,8 +296,22 @@ def test_a_streaming_node_s_mot_files_are_the_same_when_a_server_of_three_is_kil
         for s in servers:
             s.stop()
     assert killed and killed[0] < sent - 30, f"the server was killed at {killed} of {sent} messages"
-    assert report["site"]["provisional_ids"] == 0 and report["stream"]["dropped"] == 0
-    assert rows == fault_free_rows
+    assert report["stream"]["dropped"] == 0
+    assert renamed(rows, report["site"]) == fault_free_rows
+
+
+def renamed(rows, site):
+    """Global MOT rows with each provisional id (the node decided alone while its hub could not keep
+    the lease) renamed to the one site id the hub gave its tracklets: equal up to id renaming."""
+    rename = {int(p): ids[0] for p, ids in site["reconciled"].items()}
+    assert all(len(ids) == 1 for ids in site["reconciled"].values()), site["reconciled"]
+    assert site["unreconciled"] == 0, site
+
+    def row(line):
+        frame, gid, rest = line.split(",", 2)
+        return f"{frame},{rename.get(int(gid), int(gid))},{rest}"
+
+    return {cam: [row(line) for line in lines] for cam, lines in rows.items()}
 
 
 def summaries_in(url):

@@ -24,8 +24,6 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from edge.identity import Decision, IdentityEngine
@@ -34,7 +32,8 @@ from edge.site.fanout import publish_decisions
 from edge.stream.checkpoint import checkpoint_store, dump, read_checkpoint
 from edge.stream.frames import pack, unpack
 from edge.stream.handover import Outgoing
-from edge.stream.names import HANDOVER_HEADER, HEARTBEAT_S, HUB_HEADER, LEASE_S, STEP_HEADER, Region
+from edge.stream.names import HANDOVER_HEADER, HUB_HEADER, LEASE_S, STEP_HEADER, Region
+from edge.stream.ordered_reader import OrderedReader
 from edge.stream.region_steps import GallerySettings, RegionSteps
 from edge.stream.streams import connect, ensure_streams, lease_bucket
 from edge.wire.publisher import EventPublisher
@@ -108,7 +107,9 @@ class RegionHub:
         js = nc.jetstream()
         kv, store = await self._retry(lambda: self._setup(js))
         start = await self._resume(js, store)
-        sub = await self._retry(lambda: self._subscribe(js, start))
+        reader = OrderedReader(js, self.region.summaries_stream, self.region.summaries_subject(), after=start - 1,
+                               what=f"region {self.region.name}'s summaries")  # fmt: skip
+        await self._retry(reader.subscribe)
         log.info(
             "stream: hub %s reads region %s from position %d (%s)",
             self.name, self.region.name, start, ",".join(self.servers),
@@ -123,9 +124,8 @@ class RegionHub:
             if time.monotonic() - stats_at >= STATS_EVERY_S:
                 stats_at = time.monotonic()
                 log.info("stream: hub %s: %s", self.name, json.dumps(self.stats()))
-            try:
-                msg = await sub.next_msg(timeout=0.05)
-            except NatsTimeout:
+            msg = await reader.next(timeout=0.05)
+            if msg is None:
                 if self.leader and self.recent:  # a publish that failed: try again while the stream is quiet
                     await self._publish_recent(js)
                 continue
@@ -144,8 +144,8 @@ class RegionHub:
                 await kv.delete(self.region.name, last=self._revision)
             except Exception:  # noqa: BLE001 - the key expires by itself
                 pass
+        await reader.close()
         try:
-            await sub.unsubscribe()
             await nc.close()
         except Exception:  # noqa: BLE001 - the servers gone meanwhile: nothing left to say to them
             pass
@@ -156,14 +156,6 @@ class RegionHub:
         for name in sorted({self.region.name, *self.steps.hand_over.values()}):  # a neighbour's, to hand over into
             await ensure_streams(js, Region(name), self.replicas)
         return await lease_bucket(js, self.lease_s, self.replicas), await checkpoint_store(js, self.replicas)
-
-    async def _subscribe(self, js: Any, start: int) -> Any:
-        config = None if start <= 1 else ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
-        )  # fmt: skip
-        return await js.subscribe(
-            self.region.summaries_subject(), ordered_consumer=True, config=config, idle_heartbeat=HEARTBEAT_S
-        )
 
     # --- checkpoints --------------------------------------------------------------------------
     async def _resume(self, js: Any, store: Any) -> int:

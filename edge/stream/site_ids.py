@@ -25,14 +25,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Optional
 
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from edge.identity import Decision, IdentityEngine, TrackletSummary
 from edge.site.node_ids import NodeIds
 from edge.stream.config import StreamConfig
-from edge.stream.names import HEARTBEAT_S, Region
+from edge.stream.names import Region
 from edge.stream.node_stream import StreamOutput
+from edge.stream.ordered_reader import OrderedReader
 from edge.stream.streams import connect
 
 log = logging.getLogger("edge.stream")
@@ -66,20 +66,20 @@ class DecisionFollower:
         js = nc.jetstream()
         start = datetime.datetime.fromtimestamp(self.since - CLOCK_SLACK_S, datetime.timezone.utc)
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start)
-        sub = None
-        while sub is None and not self._stopping:
+        reader = OrderedReader(js, self.region.decisions_stream, self.region.decisions_subject, config,
+                               what=f"region {self.region.name}'s decisions")  # fmt: skip
+        subscribed = False
+        while not subscribed and not self._stopping:
             try:
-                sub = await js.subscribe(
-                    self.region.decisions_subject, ordered_consumer=True, config=config, idle_heartbeat=HEARTBEAT_S
-                )
+                await reader.subscribe()
+                subscribed = True
             except Exception as exc:  # noqa: BLE001 - no stream yet (no node or hub made it), servers away
                 log.debug("stream: decisions of region %s not readable yet (%s)", self.region.name, exc)
                 await asyncio.sleep(RETRY_S)
         mine = self.session.encode()
-        while sub is not None and not self._stopping:
-            try:
-                msg = await sub.next_msg(timeout=0.2)
-            except NatsTimeout:
+        while subscribed and not self._stopping:
+            msg = await reader.next(timeout=0.2)
+            if msg is None:
                 continue
             self.read += 1
             if mine in msg.data:
@@ -87,6 +87,8 @@ class DecisionFollower:
                     self.deliver(json.loads(msg.data))
                 except Exception:  # noqa: BLE001 - one bad message must not stop the node's ids
                     log.exception("stream: a decision message of region %s could not be applied", self.region.name)
+        if subscribed:
+            await reader.close()
         try:
             await nc.close()
         except Exception:  # noqa: BLE001 - the servers gone meanwhile
