@@ -28,7 +28,7 @@ from edge.stream.config import MAX_BUFFERED
 from edge.stream.frames import pack
 from edge.stream.hub_watch import HubWatch
 from edge.stream.names import NODE_HEADER, SESSION_HEADER, Region
-from edge.stream.streams import connect, ensure_streams
+from edge.stream.streams import connect, ensure_streams, retry
 
 log = logging.getLogger("edge.stream")
 
@@ -125,7 +125,7 @@ class SummaryPublisher:
             return
         js = nc.jetstream()  # the link is up once a publish is acknowledged
         found.append(js)
-        await self._retry(lambda: ensure_streams(js, self.region, self.replicas))
+        await retry(lambda: ensure_streams(js, self.region, self.replicas), stopping, self._link_down_now, RETRY_S)
         self._link_up_now()
         subject = self.region.summaries_subject(self.node)
         while not self._stopping:
@@ -161,15 +161,6 @@ class SummaryPublisher:
             await nc.close()
         except Exception:  # noqa: BLE001 - a server gone while closing: nothing left to send
             pass
-
-    async def _retry(self, make: Any) -> None:
-        while not self._stopping:
-            try:
-                await make()
-                return
-            except Exception as exc:  # noqa: BLE001 - the cluster may still be electing its leader
-                self._link_down_now(exc)
-                await asyncio.sleep(RETRY_S)
 
     async def _link_down(self) -> None:
         self._link_down_now("disconnected")

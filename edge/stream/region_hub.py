@@ -35,7 +35,7 @@ from edge.stream.handover import Outgoing
 from edge.stream.names import HANDOVER_HEADER, HUB_HEADER, LEASE_S, STEP_HEADER, Region
 from edge.stream.ordered_reader import OrderedReader
 from edge.stream.region_steps import GallerySettings, RegionSteps
-from edge.stream.streams import connect, ensure_streams, lease_bucket
+from edge.stream.streams import connect, ensure_streams, lease_bucket, retry
 from edge.wire.publisher import EventPublisher
 
 log = logging.getLogger("edge.stream")
@@ -105,11 +105,11 @@ class RegionHub:
     async def _run(self, stop: threading.Event) -> None:
         nc = await connect(self.servers, f"hub {self.name}")
         js = nc.jetstream()
-        kv, store = await self._retry(lambda: self._setup(js))
+        kv, store = await retry(lambda: self._setup(js))
         start = await self._resume(js, store)
         reader = OrderedReader(js, self.region.summaries_stream, self.region.summaries_subject(), after=start - 1,
                                what=f"region {self.region.name}'s summaries")  # fmt: skip
-        await self._retry(reader.subscribe)
+        await retry(reader.subscribe)
         log.info(
             "stream: hub %s reads region %s from position %d (%s)",
             self.name, self.region.name, start, ",".join(self.servers),
@@ -162,7 +162,7 @@ class RegionHub:
         """Load the region's checkpoint when there is one this hub may use: the position to read from."""
         if self.checkpoint_every_s <= 0:
             return 1
-        info = await self._retry(lambda: js.stream_info(self.region.summaries_stream))
+        info = await retry(lambda: js.stream_info(self.region.summaries_stream))
         self._stream_made = str(info.created or "")
         state = await read_checkpoint(store, self.region, self.steps.fingerprint, self._stream_made)
         if state is None:
@@ -227,14 +227,6 @@ class RegionHub:
         self._maybe_checkpoint(store)
         if self._saving is not None and not self._saving.done():
             await asyncio.wait([self._saving], timeout=5.0)
-
-    async def _retry(self, make: Any) -> Any:
-        while True:
-            try:
-                return await make()
-            except Exception as exc:  # noqa: BLE001 - a cluster still electing its leader
-                log.debug("stream: not ready yet (%s)", exc)
-                await asyncio.sleep(0.25)
 
     # --- the lease ----------------------------------------------------------------------------
     async def _lease(self, js: Any, kv: Any) -> None:

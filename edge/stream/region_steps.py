@@ -170,7 +170,8 @@ class RegionSteps:
     def _session_ends(self, byes: list[tuple[str, str]], position: int) -> Optional[bytes]:
         """A node session said bye: its ended tracklets are final now (its decision message), None
         when it had none left."""
-        keys = [k for k, (node, session, _) in self.reader.origin.items() if (node, session) in set(byes)]
+        ending = set(byes)
+        keys = [k for k, (node, session, _) in self.reader.origin.items() if (node, session) in ending]
         self.engine.finalise(keys)
         final = self.engine.take_final()
         if not final:

@@ -33,12 +33,11 @@ from edge.stream.config import StreamConfig
 from edge.stream.names import Region
 from edge.stream.node_stream import StreamOutput
 from edge.stream.ordered_reader import OrderedReader
-from edge.stream.streams import connect
+from edge.stream.streams import connect, retry
 
 log = logging.getLogger("edge.stream")
 
 CLOCK_SLACK_S = 60.0  # decisions are read from this long before the node started (the servers' clock may differ)
-RETRY_S = 0.25
 
 
 class DecisionFollower:
@@ -68,14 +67,7 @@ class DecisionFollower:
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start)
         reader = OrderedReader(js, self.region.decisions_stream, self.region.decisions_subject, config,
                                what=f"region {self.region.name}'s decisions")  # fmt: skip
-        subscribed = False
-        while not subscribed and not self._stopping:
-            try:
-                await reader.subscribe()
-                subscribed = True
-            except Exception as exc:  # noqa: BLE001 - no stream yet (no node or hub made it), servers away
-                log.debug("stream: decisions of region %s not readable yet (%s)", self.region.name, exc)
-                await asyncio.sleep(RETRY_S)
+        subscribed = await retry(lambda: _subscribed(reader), stopping) is not None  # no stream made yet: wait
         mine = self.session.encode()
         while subscribed and not self._stopping:
             msg = await reader.next(timeout=0.2)
@@ -93,6 +85,11 @@ class DecisionFollower:
             await nc.close()
         except Exception:  # noqa: BLE001 - the servers gone meanwhile
             pass
+
+
+async def _subscribed(reader: OrderedReader) -> bool:
+    await reader.subscribe()
+    return True
 
 
 class StreamSiteIds(NodeIds):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Optional
 
 import nats
 from nats.js import JetStreamContext
@@ -50,6 +50,26 @@ async def connect(
                 log.warning("stream: %s cannot reach %s yet (%s): trying again", name, ",".join(servers), exc)
                 said = True
             await asyncio.sleep(0.25)
+    return None
+
+
+async def retry(
+    make: Callable[[], Awaitable[Any]],
+    stopping: Callable[[], bool] = lambda: False,
+    failed: Optional[Callable[[Exception], None]] = None,
+    wait_s: float = 0.25,
+) -> Any:
+    """``await make()`` until it succeeds (a cluster still electing its leaders, a stream not made
+    yet), each failure to ``failed`` (default: a debug line); None when ``stopping()`` first."""
+    while not stopping():
+        try:
+            return await make()
+        except Exception as exc:  # noqa: BLE001 - whatever the servers answer now, they may not later
+            if failed is not None:
+                failed(exc)
+            else:
+                log.debug("stream: not ready yet (%s)", exc)
+            await asyncio.sleep(wait_s)
     return None
 
 
