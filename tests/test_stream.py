@@ -40,6 +40,8 @@ from edge.stream.region_steps import RegionSteps  # noqa: E402
 from edge.wire.recording import read_recording  # noqa: E402
 
 MATCHING = {"min_embeddings": 2}
+MOT_FRAMES = 400  # the MOT tests' runs: long enough that a node cut off decides alone for a while
+CUT_S = 60.0  # the issue's link cut
 
 
 def free_base(size):
@@ -166,8 +168,9 @@ def test_a_standby_hub_takes_over_from_a_killed_one_within_5_s_and_no_step_is_lo
     assert "hub-b is region hall's active hub" in out
 
 
-def run_hub_thread(url, replicas=1, lease_s=LEASE_S):
-    hub = RegionHub([url], Region("hall"), settings(), f"hub-{uuid.uuid4().hex[:4]}", lease_s, replicas)
+def run_hub_thread(url, replicas=1, lease_s=LEASE_S, events=None):
+    name = f"hub-{uuid.uuid4().hex[:4]}"
+    hub = RegionHub([url], Region("hall"), settings(), name, lease_s, replicas, events=events)
     stop = threading.Event()
     thread = threading.Thread(target=hub.run, args=(stop,), daemon=True)
     thread.start()
@@ -230,11 +233,15 @@ def test_a_node_whose_server_is_down_keeps_its_messages_and_sends_each_once_when
         server.stop()
 
 
-def stream_node(tmp_path, url, frames=120, meanwhile=None, replicas=1):
+def stream_node(tmp_path, url, frames=120, meanwhile=None, replicas=1, flush_timeout_s=40.0):
     """``edge.run`` as a process on the three demo cameras (lockstep), streaming to region hall as
     node1: its report, its global MOT rows (camera -> the file's lines) and its log.
-    ``meanwhile(log_path)`` runs on a thread while the node runs."""
+    ``meanwhile(log_path, node)`` runs on a thread while the node runs (a node it SIGKILLs gives no
+    report nor rows: None, None and its log). ``flush_timeout_s``: how long the
+    node waits at the end for its summaries to go and the site's final ids to come (the default: a
+    cluster that lost a server elects new stream leaders first)."""
     cams = [{"id": f"cam{i}", "source": f"synthetic://demo?camera=cam{i}", "realtime": False} for i in (1, 2, 3)]
+    tmp_path.mkdir(exist_ok=True)
     path = cams_yaml(
         tmp_path, cams, free_port(), publisher={"enabled": False}, run={"max_frames": frames},
         outputs={"tracklet_log": str(tmp_path / "node.jsonl.gz")}, matching={"threshold": None},
@@ -242,7 +249,7 @@ def stream_node(tmp_path, url, frames=120, meanwhile=None, replicas=1):
     cfg = yaml.safe_load(path.read_text())
     cfg["stream"] = {"servers": url if isinstance(url, list) else [url], "region": "hall", "node": "node1"}
     cfg["stream"]["replicas"] = replicas
-    cfg["stream"]["flush_timeout_s"] = 40.0  # a cluster that lost a server elects new stream leaders first
+    cfg["stream"]["flush_timeout_s"] = flush_timeout_s
     path.write_text(yaml.safe_dump(cfg))
     report, log_path = tmp_path / "report.json", tmp_path / "node.log"
     with open(log_path, "w") as log:
@@ -250,13 +257,15 @@ def stream_node(tmp_path, url, frames=120, meanwhile=None, replicas=1):
             [sys.executable, "-m", "edge.run", "--cameras", str(path), "--report", str(report)],
             stdout=log, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
-        helper = threading.Thread(target=meanwhile, args=(log_path,), daemon=True) if meanwhile else None
+        helper = threading.Thread(target=meanwhile, args=(log_path, node), daemon=True) if meanwhile else None
         if helper is not None:
             helper.start()
         node.wait(timeout=300)
         if helper is not None:
-            helper.join(60)
+            helper.join(120)
     text = log_path.read_text()
+    if node.returncode == -signal.SIGKILL:
+        return None, None, text
     assert node.returncode == 0, text[-2000:]
     rows = {c["id"]: (tmp_path / "mot" / f"{c['id']}.global.txt").read_text().splitlines() for c in cams}
     return json.loads(report.read_text()), rows, text
@@ -279,7 +288,7 @@ def test_a_streaming_node_s_mot_files_are_the_same_when_a_server_of_three_is_kil
         except Exception:  # noqa: BLE001 - the stream not made yet
             return 0
 
-    def kill_first(_log):
+    def kill_first(*_):
         wait_for(lambda: sent_so_far() >= 40, 120, "the node sending")
         killed.append(sent_so_far())  # how far the node had come
         servers[0].kill()
@@ -288,7 +297,7 @@ def test_a_streaming_node_s_mot_files_are_the_same_when_a_server_of_three_is_kil
     hub, stop, thread = run_hub_thread(urls[2], replicas=3, lease_s=6.0)
     try:
         wait_for(lambda: hub.leader, 60, "the hub active (a cluster's streams take a while to make)")
-        report, rows, _ = stream_node(tmp_path, urls, frames=200, meanwhile=kill_first, replicas=3)
+        report, rows, _ = stream_node(tmp_path, urls, frames=MOT_FRAMES, meanwhile=kill_first, replicas=3)
         sent = summaries_in(urls[2])
     finally:
         stop.set()
@@ -297,21 +306,29 @@ def test_a_streaming_node_s_mot_files_are_the_same_when_a_server_of_three_is_kil
             s.stop()
     assert killed and killed[0] < sent - 30, f"the server was killed at {killed} of {sent} messages"
     assert report["stream"]["dropped"] == 0
-    assert renamed(rows, report["site"]) == fault_free_rows
+    assert_same_up_to_renaming(rows, fault_free_rows)
 
 
-def renamed(rows, site):
-    """Global MOT rows with each provisional id (the node decided alone while its hub could not keep
-    the lease) renamed to the one site id the hub gave its tracklets: equal up to id renaming."""
-    rename = {int(p): ids[0] for p, ids in site["reconciled"].items()}
-    assert all(len(ids) == 1 for ids in site["reconciled"].values()), site["reconciled"]
-    assert site["unreconciled"] == 0, site
+def assert_same_up_to_renaming(rows, expected):
+    """The same global MOT rows (camera -> lines) but for the ids: one id here is one id there, and
+    the other way round (a node that decided alone while its hub was away may keep a provisional
+    id for rows that the site calls otherwise: renamed, never split or merged)."""
 
-    def row(line):
-        frame, gid, rest = line.split(",", 2)
-        return f"{frame},{rename.get(int(gid), int(gid))},{rest}"
+    def split(lines):
+        out = {}
+        for line in lines:
+            frame, gid, rest = line.split(",", 2)
+            out[(frame, rest)] = int(gid)
+        return out
 
-    return {cam: [row(line) for line in lines] for cam, lines in rows.items()}
+    forward, backward = {}, {}
+    assert rows.keys() == expected.keys()
+    for cam in rows:
+        got, want = split(rows[cam]), split(expected[cam])
+        assert got.keys() == want.keys(), f"{cam}: other rows than the fault-free run's"
+        for row, gid in got.items():
+            assert forward.setdefault(gid, want[row]) == want[row], f"{cam} {row}: id {gid} is two ids there"
+            assert backward.setdefault(want[row], gid) == gid, f"{cam} {row}: id {want[row]} is two ids here"
 
 
 def summaries_in(url):
@@ -325,7 +342,7 @@ def test_a_streaming_node_decides_alone_while_its_region_has_no_hub_and_maps_its
     with NatsServer(free_port(), tmp_path / "store") as server:
         started = []
 
-        def hub_after_the_warning(log_path):
+        def hub_after_the_warning(log_path, _node):
             wait_for(lambda: "has no active hub" in log_path.read_text(), 120, "the node's warning")
             started.append(run_hub_thread(server.url))
 
@@ -400,11 +417,11 @@ def test_an_edge_node_publishes_its_summaries_and_the_active_hub_tells_zeromq_su
 
 @pytest.fixture(scope="module")
 def fault_free_rows(tmp_path_factory):
-    """The streaming node's global MOT rows (200 frames) with one server and one hub, no fault."""
+    """The streaming node's global MOT rows (MOT_FRAMES) with one server and one hub, no fault."""
     tmp = tmp_path_factory.mktemp("fault_free")
     with NatsServer(free_port(), tmp / "store") as server:
         _, stop, thread = run_hub_thread(server.url)
-        report, rows, _ = stream_node(tmp, server.url, frames=200)
+        report, rows, _ = stream_node(tmp, server.url, frames=MOT_FRAMES)
         stop.set()
         thread.join(10)
     assert report["site"]["provisional_ids"] == 0 and sum(map(len, rows.values())) > 50
@@ -424,13 +441,13 @@ def test_a_streaming_node_s_mot_files_are_the_same_when_its_active_hub_is_killed
         b = hub_process(run, server.url, "hub-b")
         killed = []
 
-        def kill_midway(_log):
+        def kill_midway(*_):
             wait_for(lambda: len(published(server.url, Region("hall"))) >= 5, 120, "hub-a deciding")
             a.send_signal(signal.SIGKILL)
             killed.append(summaries_in(server.url))  # how far the node had come
 
         try:
-            report, rows, _ = stream_node(run, server.url, frames=200, meanwhile=kill_midway)
+            report, rows, _ = stream_node(run, server.url, frames=MOT_FRAMES, meanwhile=kill_midway)
             a.wait(5)
             sent = summaries_in(server.url)
         finally:
@@ -442,6 +459,94 @@ def test_a_streaming_node_s_mot_files_are_the_same_when_its_active_hub_is_killed
     assert report["site"]["answered"] and report["site"]["provisional_ids"] == 0
     assert sum(map(len, rows.values())) > 50
     assert rows == expected
+
+
+def test_a_streaming_node_s_mot_files_are_the_same_when_its_link_is_cut_for_60_s(tmp_path, fault_free_rows):
+    """The node reaches its server through a link (``tests/link_cut.py``) that is cut for 60 s once
+    it has sent 40 messages; the hub is on the server's side. The node keeps deciding alone (it
+    says its region has no active hub, and gives provisional ids), keeps its summaries, and when the
+    link is back sends each once and maps its provisional ids: its global MOT files are the
+    fault-free run's up to that renaming."""
+    from link_cut import LinkCut
+
+    with NatsServer(free_port(), tmp_path / "store") as server, LinkCut(server.port) as link:
+        hub, stop, thread = run_hub_thread(server.url)
+        cut = {}
+
+        def cut_the_link(log_path, _node):
+            wait_for(lambda: summaries_in(server.url) >= 40, 120, "the node sending")
+            link.cut()
+            cut_at = time.monotonic()
+            cut["at"] = summaries_in(server.url)
+            wait_for(lambda: "has no active hub" in log_path.read_text(), CUT_S, "the node's warning")
+            time.sleep(max(0.0, cut_at + CUT_S - time.monotonic()))
+            cut["in_stream_meanwhile"] = summaries_in(server.url)
+            link.restore()
+
+        try:
+            report, rows, text = stream_node(
+                tmp_path, link.url, frames=MOT_FRAMES, meanwhile=cut_the_link, flush_timeout_s=CUT_S + 60
+            )
+            sent = summaries_in(server.url)
+        finally:
+            stop.set()
+            thread.join(10)
+    assert cut["at"] < sent - 30, f"the link was cut at {cut['at']} of {sent} messages"
+    assert cut["in_stream_meanwhile"] == cut["at"], "something crossed a cut link"
+    stats, site = report["stream"], report["site"]
+    assert stats["dropped"] == 0 and stats["buffered"] == 0 and stats["outages"] >= 1 and stats["sent"] == sent
+    assert site["hub_outages"] and all(o["to"] is not None for o in site["hub_outages"]), site
+    assert site["provisional_ids"] > 0, "the node gave no provisional ids while cut off"
+    assert "has an active hub again" in text
+    assert_same_up_to_renaming(rows, fault_free_rows)
+
+
+def test_a_streaming_node_s_mot_files_are_the_same_when_it_is_killed_and_started_again(tmp_path, fault_free_rows):
+    """The node SIGKILLed once it has sent 40 messages and started again on its cameras: the new
+    run (a new session; the killed one's tracklets end at the hub) writes global MOT files that are
+    the fault-free run's up to id renaming."""
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        _, stop, thread = run_hub_thread(server.url)
+
+        def kill_midway(_log, node):
+            wait_for(lambda: summaries_in(server.url) >= 40, 120, "the node sending")
+            node.send_signal(signal.SIGKILL)
+
+        try:
+            first, _, _ = stream_node(tmp_path / "killed", server.url, frames=MOT_FRAMES, meanwhile=kill_midway)
+            killed_at = summaries_in(server.url)
+            report, rows, _ = stream_node(tmp_path / "again", server.url, frames=MOT_FRAMES)
+        finally:
+            stop.set()
+            thread.join(10)
+    assert first is None and killed_at < 100, f"the node was not killed midway ({killed_at} messages)"
+    assert report["site"]["answered"] and report["stream"]["dropped"] == 0
+    assert_same_up_to_renaming(rows, fault_free_rows)
+
+
+def test_a_streaming_node_s_mot_files_are_the_same_with_a_subscriber_that_never_reads(tmp_path, fault_free_rows):
+    """The hub's identity events go to a ZeroMQ subscriber that never reads (its queue holds 2): the
+    hub goes on deciding, and the node's global MOT files are the fault-free run's, row for row."""
+    import zmq
+
+    from edge.wire.publisher import EventPublisher
+
+    events_port = free_port()
+    events = EventPublisher(f"tcp://127.0.0.1:{events_port}", high_water_mark=2)
+    slow = zmq.Context.instance().socket(zmq.SUB)
+    slow.setsockopt(zmq.RCVHWM, 2)
+    slow.connect(f"tcp://127.0.0.1:{events_port}")
+    slow.setsockopt(zmq.SUBSCRIBE, b"")  # and never reads
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        hub, stop, thread = run_hub_thread(server.url, events=events)
+        try:
+            report, rows, _ = stream_node(tmp_path, server.url, frames=MOT_FRAMES)
+        finally:
+            stop.set()
+            thread.join(10)
+            slow.close(0)
+    assert hub.counters["published"] > 20 and report["site"]["provisional_ids"] == 0
+    assert rows == fault_free_rows
 
 
 def test_the_demo_starts_its_own_server_and_hubs_and_survives_a_killed_hub(tmp_path):

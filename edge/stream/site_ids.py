@@ -130,9 +130,21 @@ class StreamSiteIds(NodeIds):
 
     def flush(self, now: Optional[float] = None) -> list[Decision]:
         """End of the run: a bye after the last summaries (the hub makes this session's tracklets
-        final), everything into the stream, then the hub's final ids (:meth:`NodeIds.flush`)."""
+        final), everything into the stream, then the hub's final ids (:meth:`NodeIds.flush`).
+
+        Unlike a ZeroMQ node's, a region hub away at the end is waited for too (within
+        ``flush_timeout_s``): every summary is in the durable stream, so a hub back meanwhile, or a
+        link just restored, still makes this session's ids final."""
+        deadline = time.monotonic() + self.cfg.flush_timeout_s
         self.output.writer.bye()
         self.output.publisher.flush(self.cfg.flush_timeout_s)
+        if self._away and time.monotonic() < deadline:
+            log.info(
+                "site: region %s has no active hub at the end: waiting up to %.0f s for one",
+                self.cfg.region, deadline - time.monotonic(),
+            )  # fmt: skip
+        while self._away and time.monotonic() < deadline:
+            time.sleep(0.05)
         return super().flush(now)
 
     def report(self) -> dict[str, Any]:

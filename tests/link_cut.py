@@ -1,0 +1,89 @@
+"""A node's link to its server that a test can cut and restore: a TCP relay on loopback.
+
+While the link is cut nothing crosses it either way and no new connection reaches the server, but
+no connection is closed either: what was sent waits and arrives when the link is back, as TCP's
+retransmissions deliver it after a real cut, unless an end gave up on its connection meanwhile.
+That is a cable pulled or a radio link lost (a silent link), the harder case for a client than a
+server that is down and refuses at once."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+
+
+class LinkCut:
+    """Relays ``127.0.0.1:port`` to ``127.0.0.1:target_port`` on its own thread; ``cut()`` and
+    ``restore()`` from any thread."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self._loop = asyncio.new_event_loop()
+        self._up = asyncio.Event()
+        self._listening = threading.Event()
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="link-cut", daemon=True)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> LinkCut:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
+        return self
+
+    def cut(self) -> None:
+        self._loop.call_soon_threadsafe(self._up.clear)
+
+    def restore(self) -> None:
+        self._loop.call_soon_threadsafe(self._up.set)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def __enter__(self) -> LinkCut:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def _listen(self) -> None:
+        self._up.set()
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._up.wait()  # a connection made during a cut reaches nothing until the link is back
+            server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+            await asyncio.gather(self._pump(client_r, server_w), self._pump(server_r, client_w))
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            client_w.close()
+            self._tasks.discard(task)
+
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                await self._up.wait()  # held while the link is cut, delivered when it is back
+                sink.write(data)
+                await sink.drain()
+        finally:
+            sink.close()
