@@ -140,8 +140,8 @@ class StreamSiteIds(NodeIds):
         self.output.publisher.flush(self.cfg.flush_timeout_s)
         if self._away and time.monotonic() < deadline:
             log.info(
-                "site: region %s has no active hub at the end: waiting up to %.0f s for one",
-                self.cfg.region, deadline - time.monotonic(),
+                "site: the hub %s is away at the end: waiting up to %.0f s for one (the summaries are in the stream)",
+                self.cfg.hub, deadline - time.monotonic(),
             )  # fmt: skip
         while self._away and time.monotonic() < deadline:
             time.sleep(0.05)
