@@ -213,7 +213,7 @@ class IdentityEngine(Revision):
             self._welcomed.add(ident.global_id)
             self.identities[ident.global_id] = replace(ident, members=set())
             self._note_idle(self.identities[ident.global_id])
-            self._appearance_cache.clear()
+            self._changed(ident.global_id)
             return True
         if ident.global_id not in self._welcomed:
             return False
@@ -223,7 +223,7 @@ class IdentityEngine(Revision):
         if ident.last_seen > have.last_seen:
             have.last_seen, have.last_camera, have.last_box = ident.last_seen, ident.last_camera, ident.last_box
             self._note_idle(have)
-        self._appearance_cache.clear()
+        self._changed(ident.global_id)
         return True
 
     def adopt(self, s: TrackletSummary, global_id: int) -> Optional[Decision]:
@@ -264,6 +264,7 @@ class IdentityEngine(Revision):
                 heapq.heappush(self._idle, (ident.last_seen, gid))  # seen since: where it belongs now
                 continue
             del self.identities[gid]
+            self._changed(gid)
             gone.append(ident)
         return gone
 

@@ -69,7 +69,12 @@ class EngineState:
         # first instead of every identity each step (entries go stale; expiry checks each it pops)
         self._idle: list[tuple[float, int]] = []
         self._final: list[tuple[Key, int]] = []
-        self._appearance_cache: dict[tuple[int, Optional[Key]], Optional[Embeddings]] = {}
+        # id -> (tracklet left out or None) -> that identity's appearance: an identity's entries go
+        # when its members or past change (_changed), all of them when the tracklets' looks do
+        self._appearance_cache: dict[int, dict[Optional[Key], Optional[Embeddings]]] = {}
+        # the appearance of an identity without tracklets (its past alone) across steps: a large
+        # gallery's look-alikes are mostly such, and their look changes only with their past
+        self._past_looks: dict[int, Embeddings] = {}
         self.centering: Optional[CameraCentering] = None  # built at the first appearance (its size)
         self._centering_state: Optional[dict] = None  # restored, applied when centering is built
         self._looks: dict[Key, Embeddings] = {}
@@ -79,9 +84,9 @@ class EngineState:
 
     def __getstate__(self) -> dict:
         """The state without its ``candidates`` search (its owner's: a loader gives its own) and
-        without the appearance cache (rebuilt on demand): what a hub's checkpoint keeps."""
+        without the appearance caches (rebuilt on demand): what a hub's checkpoint keeps."""
         state = self.__dict__.copy()
-        state["candidates"], state["_appearance_cache"] = None, {}
+        state["candidates"], state["_appearance_cache"], state["_past_looks"] = None, {}, {}
         return state
 
     def use_transitions(self, transitions: dict[tuple[str, str], Transition]) -> None:
@@ -116,14 +121,14 @@ class EngineState:
         ident.cameras.add(s.camera)
         if s.last_seen >= ident.last_seen:
             ident.last_seen, ident.last_camera, ident.last_box = s.last_seen, s.camera, s.last_box
-        self._appearance_cache.clear()
+        self._changed(ident.global_id)
         return Decision(kind, ident.global_id, s.key)
 
     def _detach(self, key: Key) -> Identity:
         ident = self.identities[self.assignment.pop(key)]
         ident.members.discard(key)
         self._note_idle(ident)
-        self._appearance_cache.clear()
+        self._changed(ident.global_id)
         return ident
 
     def _fold(self, gone_id: int, keep_id: int) -> Decision:
@@ -139,7 +144,7 @@ class EngineState:
             self._fold_past(keep, gone.past, gone.past_weight, gone.past_floor, gone.last_seen)
         if gone.last_seen > keep.last_seen:
             keep.last_seen, keep.last_camera, keep.last_box = gone.last_seen, gone.last_camera, gone.last_box
-        self._appearance_cache.clear()
+        self._changed(keep_id, gone_id)
         return Decision("merged", keep_id, None, gone_id)
 
     def _drop_if_empty(self, gid: int) -> None:
@@ -164,7 +169,7 @@ class EngineState:
                 self.centering.add_final(s.camera, s.appearance)
         self._looks.pop(key, None)
         self._final.append((key, gid))
-        self._appearance_cache.clear()
+        self._changed(gid)
         self._note_idle(ident)
 
     def _note_idle(self, ident: Identity) -> None:
@@ -187,6 +192,16 @@ class EngineState:
             ident.past_floor = floor
 
     # --- appearances ------------------------------------------------------------------------
+    def _changed(self, *gids: int) -> None:
+        """These identities' members or past changed: their appearances are computed again. The
+        others' stay: an appearance depends only on its identity's members' looks (fixed until the
+        next :meth:`_refresh_centering`) and its past, so keeping them changes no decision, and a
+        revision pass that moves one tracklet no longer recomputes every look-alike's (most of its
+        cost with a large gallery)."""
+        for gid in gids:
+            self._appearance_cache.pop(gid, None)
+            self._past_looks.pop(gid, None)
+
     def _refresh_centering(self) -> None:
         self._appearance_cache.clear()
         self._looks.clear()
@@ -227,21 +242,30 @@ class EngineState:
 
     def appearance(self, ident: Identity, without: Optional[Key] = None) -> Optional[Embeddings]:
         """Weighted mean of the identity's tracklet appearances (and its final ones), optionally without one."""
-        cache_key = (ident.global_id, without)
-        if cache_key not in self._appearance_cache:
+        cached = self._appearance_cache.setdefault(ident.global_id, {})
+        if without not in cached and not ident.members and ident.past is not None:
+            if self.identities.get(ident.global_id) is not ident:  # one built only to be scored: not kept
+                return self._mean([ident.past], [ident.past_weight])
+            if ident.global_id not in self._past_looks:
+                self._past_looks[ident.global_id] = self._mean([ident.past], [ident.past_weight])
+            cached[without] = self._past_looks[ident.global_id]
+        if without not in cached:
             items, weights = [], []
             for key in sorted(ident.members):
                 s = self.records[key]
                 if key != without and s.appearance is not None:
                     items.append(self._look(s, s.appearance))
-                    weights.append(max(s.weight, 1e-3))
+                    weights.append(s.weight)
             if ident.past is not None:
                 items.append(ident.past)
-                weights.append(max(ident.past_weight, 1e-3))
-            self._appearance_cache[cache_key] = (
-                weighted_mean(Embeddings.concat(items), np.array(weights)) if items else None
-            )
-        return self._appearance_cache[cache_key]
+                weights.append(ident.past_weight)
+            cached[without] = self._mean(items, weights) if items else None
+        return cached[without]
+
+    @staticmethod
+    def _mean(items: list[Embeddings], weights: list[float]) -> Embeddings:
+        """The weighted mean appearance (a weight never below 1e-3: a zero-weight look still counts)."""
+        return weighted_mean(Embeddings.concat(items), np.array([max(w, 1e-3) for w in weights]))
 
     # --- the score (rules.py has the formula and the hard rules) -----------------------------
     def score(self, s: TrackletSummary, ident: Identity, exclude_self: bool = False) -> float:
