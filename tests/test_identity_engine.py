@@ -424,6 +424,47 @@ def test_expiry_from_the_idle_heap_misses_no_identity_and_forgets_the_oldest_fir
     assert len(expired) > 20 and any(d.global_id >= 10_000 for d in expired)
 
 
+class Uncached(IdentityEngine):
+    """The engine computing every appearance afresh each time it is asked (the reference for its caches)."""
+
+    def appearance(self, ident, without=None):
+        self._appearance_cache.clear()
+        self._past_looks.clear()
+        return super().appearance(ident, without)
+
+
+def test_the_appearance_caches_change_no_decision():
+    """Look-alike people (noisy sightings of 12 looks, 4 cameras) come, stay a few seconds, go and
+    return, and neighbours' identities are handed in: an engine keeping each identity's appearance
+    until its own members or past change decides exactly as one computing every appearance anew,
+    through assignments, moves, merges, finals and expiries. Both are handed the same identity
+    objects and summaries: neither may change what it was given (one engine did, through a
+    welcomed identity's spans, until 2026-12-03)."""
+    rng = np.random.default_rng(11)
+    looks = [unit(*rng.normal(size=4)) for _ in range(12)]
+    settings = dict(revision_window_s=3.0, identity_ttl_s=20.0, max_identities=15, threshold=0.9, revise_every_s=1.0)
+    cached, fresh = engine(**settings), Uncached(EngineSettings(**{"threshold": 0.8, "scale": 0.1, **settings}))
+    live, local, seen = {}, 0, set()
+    for step in range(400):
+        now = 0.25 * step
+        while len(live) < 5:
+            local += 1
+            live[local] = (f"cam{local % 4}", looks[int(rng.integers(0, 12))], now, now + float(rng.uniform(1, 4)))
+        batch = []
+        for lid, (cam, look, first, end) in list(live.items()):
+            noisy = unit(*(look + 0.25 * rng.normal(size=4)))
+            batch.append(summary(cam, lid, noisy, first, now, ended=now >= end, n=2 + step % 5))
+            if now >= end:
+                del live[lid]
+        if step % 53 == 7:
+            handed = Identity(10_000 + step, now, now - 2.0, "camX", {"camX"}, past=Embeddings(looks[step % 12][None]))
+            assert cached.welcome(handed) == fresh.welcome(handed)
+        got, want = kinds(cached.update(batch, now)), kinds(fresh.update(batch, now))
+        assert got == want, f"step {step}"
+        seen |= {k for k, *_ in got}
+    assert {"new", "assigned", "reassigned", "merged", "expired"} <= seen, seen
+
+
 def test_offline_clustering_joins_what_online_split():
     a = [
         summary("cam1", 1, unit(1, 0.3), 0, 5, ended=True),

@@ -211,7 +211,10 @@ class IdentityEngine(Revision):
             if self._first_id <= ident.global_id < self._ids.value:
                 return False
             self._welcomed.add(ident.global_id)
-            self.identities[ident.global_id] = replace(ident, members=set())
+            # its own containers: the engine adds to an identity's spans and cameras in place
+            self.identities[ident.global_id] = replace(
+                ident, members=set(), cameras=set(ident.cameras), spans={c: list(v) for c, v in ident.spans.items()}
+            )
             self._note_idle(self.identities[ident.global_id])
             self._changed(ident.global_id)
             return True
