@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 
+import numpy as np
 import pytest
 import yaml
 from test_edge_run import DEMO, cams_yaml
@@ -604,6 +605,38 @@ def test_a_region_hub_searching_its_gallery_decides_as_one_scoring_every_identit
         indexed = {int(g) for g in hub.gallery._contents()[0]}  # after every step: the engine's identities
         assert indexed == {g for g, i in hub.engine.identities.items() if i.embedding is not None and not i.sealed}
     assert got == reference(node_log) and len(hub.gallery) > 0
+
+
+def test_after_an_engine_step_that_fails_midway_the_gallery_holds_the_engine_s_identities_again(node_log):
+    """An engine step that raises after changing the engine (here: the real step, then an error) is
+    logged and its decisions lost, but the hub's gallery is made to hold exactly the engine's
+    identities again, and the next steps decide."""
+    from edge.stream.region_steps import GallerySettings
+
+    meta = read_onnx_metadata(str(DEMO / "reid.onnx"))
+    hub = RegionSteps(Region("hall"), settings(), embedding_dim=int(meta.embedding_dim),
+        gallery=GallerySettings(exact_below=1, k=64),
+    )  # fmt: skip
+    real_update, failed = hub.engine.update, []
+
+    def update(summaries, now):
+        decisions = real_update(summaries, now)
+        if decisions and hub.position > len(node_log) // 3 and len(failed) < 3:  # steps that changed something
+            failed.append(hub.position)
+            raise RuntimeError("a bug in the engine")
+        return decisions
+
+    hub.engine.update = update
+    decided_after = 0
+    for position, parts in enumerate(node_log, start=1):
+        body = hub.decide(position, parts, "node1", "s1")
+        decided_after += body is not None and bool(failed) and position > failed[-1]
+        ids, vectors = hub.gallery._contents()
+        engine = {g: i.embedding for g, i in hub.engine.identities.items() if i.embedding is not None and not i.sealed}
+        assert set(ids.tolist()) == set(engine), f"message {position}"
+        for g, v in zip(ids.tolist(), vectors):
+            assert np.allclose(v, engine[g] / np.linalg.norm(engine[g]), atol=1e-6), f"message {position}: id {g}"
+    assert hub.counters["failed_steps"] == len(failed) == 3 and decided_after > 0
 
 
 def test_a_slow_subscriber_and_a_restarted_node_do_not_hold_the_hub_up(tmp_path, node_log):

@@ -50,3 +50,13 @@ def follow_engine(
     removed = [g for g in touched if g not in engine.identities]
     index_identities(gallery, alive, removed)
     return alive, removed
+
+
+def resync(gallery: Gallery, engine: IdentityEngine) -> None:
+    """The gallery made to hold exactly the engine's identities again, after a step that failed
+    midway (what it changed before failing is unknown): every identity re-indexed, every id the
+    engine no longer has (or that nothing may join) removed. Every hub fails at the same message,
+    so each resyncs alike."""
+    ids = {int(g) for g in gallery._contents()[0]}
+    keep = [i for i in engine.identities.values() if i.embedding is not None and not i.sealed]
+    index_identities(gallery, keep, sorted(ids - {i.global_id for i in keep}))

@@ -22,7 +22,7 @@ from edge.identity import Decision, Identity, IdentityEngine
 from edge.identity.records import Key, TrackletSummary
 from edge.identity.settings import EngineSettings
 from edge.site.gallery import Gallery
-from edge.site.nearest import follow_engine, index_identities, nearest_candidates
+from edge.site.nearest import follow_engine, index_identities, nearest_candidates, resync
 from edge.site.tracklet_log import StepReader
 from edge.stream.checkpoint import HubState, fingerprint
 from edge.stream.handover import Outgoing, handover_message, read_handover
@@ -157,6 +157,8 @@ class RegionSteps:
         except Exception:  # every hub fails at this very message: dying would stop the region for good
             self.counters["failed_steps"] += 1
             log.exception("stream: the engine failed at message %d of node %s: its decisions are lost", position, node)
+            if self.gallery is not None:
+                resync(self.gallery, self.engine)
             return None
         final: list[tuple[Key, int]] = self.engine.take_final()
         if self.gallery is not None:
