@@ -55,7 +55,7 @@ from core.model_card import read_onnx_metadata  # noqa: E402
 from edge.identity.config import MatchingConfig  # noqa: E402
 from edge.identity.settings import settings_from_config  # noqa: E402
 from edge.stream.checkpoint import CHECKPOINT_BUCKET, checkpoint_store, dump, load  # noqa: E402
-from edge.stream.names import HUB_HEADER, LEASE_BUCKET, STEP_HEADER, Region  # noqa: E402
+from edge.stream.names import HUB_HEADER, LEASE_BUCKET, STEP_HEADER, Region, lease_holder  # noqa: E402
 from edge.stream.publisher import SummaryPublisher  # noqa: E402
 from edge.stream.region_steps import GallerySettings, RegionSteps  # noqa: E402
 from edge.stream.server import NatsServer, free_port  # noqa: E402
@@ -111,7 +111,7 @@ async def _lease_holder(url: str, region: Region) -> str | None:
     nc = await nats.connect(url)
     try:
         entry = await (await nc.jetstream().key_value(LEASE_BUCKET)).get(region.name)
-        return entry.value.decode()
+        return lease_holder(entry.value)[0]
     except Exception:  # noqa: BLE001 - nobody holds it
         return None
     finally:

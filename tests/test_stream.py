@@ -35,6 +35,7 @@ from core.model_card import read_onnx_metadata  # noqa: E402
 from edge.identity.config import MatchingConfig  # noqa: E402
 from edge.identity.settings import settings_from_config  # noqa: E402
 from edge.stream.names import LEASE_BUCKET, LEASE_S, STEP_HEADER, Region  # noqa: E402
+from edge.stream.names import lease_holder as holder_of  # noqa: E402
 from edge.stream.publisher import SummaryPublisher  # noqa: E402
 from edge.stream.region_hub import RegionHub  # noqa: E402
 from edge.stream.region_steps import RegionSteps  # noqa: E402
@@ -102,7 +103,7 @@ def lease_holder(url):
         try:
             kv = await nc.jetstream().key_value(LEASE_BUCKET)
             entry = await kv.get("hall")
-            return entry.value.decode()
+            return holder_of(entry.value)[0]
         except Exception:  # noqa: BLE001 - no lease right now
             return None
         finally:
@@ -167,6 +168,27 @@ def test_a_standby_hub_takes_over_from_a_killed_one_within_5_s_and_no_step_is_lo
             b.send_signal(signal.SIGTERM)
             out, _ = b.communicate(timeout=20)
     assert "hub-b is region hall's active hub" in out
+
+
+def test_a_hub_with_other_settings_than_the_active_one_refuses_to_stand_by(tmp_path):
+    """A standby that would decide otherwise after a takeover (here another id range) stops with a
+    one-line error naming the active hub; one with the same settings stands by."""
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        a = hub_process(tmp_path, server.url, "hub-a")
+        same = None
+        try:
+            wait_for(lambda: lease_holder(server.url) == "hub-a", 30, "hub-a active")
+            same = hub_process(tmp_path, server.url, "hub-b")
+            other = hub_process(tmp_path, server.url, "hub-c", "--id-base", "5000")
+            out, _ = other.communicate(timeout=60)
+            assert other.returncode == 2, out[-2000:]
+            assert same.poll() is None, "the standby with the same settings stopped"
+        finally:
+            for hub in (a, same) if same is not None else (a,):
+                hub.send_signal(signal.SIGTERM)
+                hub.communicate(timeout=20)
+    error = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "region hall's active hub hub-a decides with other settings" in error[0], out[-2000:]
 
 
 def run_hub_thread(url, replicas=1, lease_s=LEASE_S, events=None):

@@ -108,7 +108,7 @@ def _hub(args: argparse.Namespace) -> dict:
     from edge.site.hub_config import load_hub_config
     from edge.stream.handover import parse_hand_over
     from edge.stream.names import LEASE_S, Region
-    from edge.stream.region_hub import RegionHub
+    from edge.stream.region_hub import HubRefused, RegionHub
     from edge.stream.region_steps import GallerySettings
     from edge.wire.publisher import EventPublisher
     from edge.wire.site_protocol import model_id
@@ -134,7 +134,10 @@ def _hub(args: argparse.Namespace) -> dict:
         servers, region, settings, name, lease_s, args.replicas, events, int(meta.embedding_dim), gallery,
         args.checkpoint_every, hand_over, args.id_base, model_id(cfg.reid_model),
     )  # fmt: skip
-    report = hub.run(stop_on_signals())
+    try:
+        report = hub.run(stop_on_signals())
+    except HubRefused as exc:
+        fail(str(exc))
     log.info("stream: hub %s stopped: %s", name, json.dumps(report))
     if args.report:
         with open(args.report, "w") as f:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from edge.stream.names import HUB_HEADER, LEASE_BUCKET, STEP_HEADER, Region
+from edge.stream.names import HUB_HEADER, LEASE_BUCKET, STEP_HEADER, Region, lease_holder
 from edge.stream.server import NatsServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ async def _look(url: str) -> dict[str, Any]:
     out: dict[str, Any] = {"holder": None, "summaries": 0, "decisions": []}
     try:
         entry = await (await js.key_value(LEASE_BUCKET)).get(REGION.name)
-        out["holder"] = entry.value.decode() if entry.value else None
+        out["holder"] = lease_holder(entry.value)[0]
     except Exception:  # noqa: BLE001 - nobody holds it (yet)
         pass
     try:

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from nats.js.errors import NotFoundError
 
-from edge.stream.names import LEASE_BUCKET, LEASE_S, Region
+from edge.stream.names import LEASE_BUCKET, LEASE_S, Region, lease_holder
 
 log = logging.getLogger("edge.stream")
 
@@ -58,7 +58,7 @@ class HubWatch:
                     ttl = (await asyncio.wait_for(kv.status(), READ_TIMEOUT_S)).ttl
                     self.grace_s = 2 * float(ttl) if ttl else GRACE_S  # the hubs' own lease
                 entry = await asyncio.wait_for(kv.get(self.region.name), READ_TIMEOUT_S)
-                holder = entry.value.decode() if entry.value else None
+                holder = lease_holder(entry.value)[0]
                 readable = True
             except NotFoundError:  # read: nobody holds it (no key, a key deleted, no bucket yet)
                 readable = True

@@ -3,8 +3,9 @@
 A region is a set of cameras people walk between (a site may have several, each with its own
 hub). Its summaries stream holds every node's summaries messages (subject per node), its decision
 stream the decisions its active hub published (one message per engine step that decided
-something, or ended tracklets). The lease bucket holds one key per region: the active hub's name,
-kept alive by the hub and gone when it stops renewing it (the bucket's time to live).
+something, or ended tracklets). The lease bucket holds one key per region: the active hub's name
+and its settings' fingerprint, kept alive by the hub and gone when it stops renewing it (the
+bucket's time to live).
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ HUB_HEADER = "Clipreid-Hub"  # and the hub that published it
 HEARTBEAT_S = 1.0  # an ordered reader missing its server's heartbeats this long starts again where it was
 HANDOVER_HEADER = "Clipreid-Handover"  # on a summaries stream's message: a person handed over by this region
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def lease_value(hub: str, fingerprint: str) -> bytes:
+    """What the active hub keeps in its region's lease key: its name and what it decides with (a
+    standby of other settings would decide otherwise after a takeover: it refuses to run)."""
+    return f"{hub} {fingerprint}".encode()
+
+
+def lease_holder(value: bytes | None) -> tuple[str | None, str]:
+    """(hub name, settings fingerprint) from a lease key's value; (None, "") when nobody holds it."""
+    hub, _, fingerprint = (value or b"").decode().partition(" ")
+    return hub or None, fingerprint
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from edge.site.fanout import publish_decisions
 from edge.stream.checkpoint import checkpoint_store, dump, read_checkpoint
 from edge.stream.frames import pack, unpack
 from edge.stream.handover import Outgoing
-from edge.stream.names import HANDOVER_HEADER, HUB_HEADER, LEASE_S, STEP_HEADER, Region
+from edge.stream.names import HANDOVER_HEADER, HUB_HEADER, LEASE_S, STEP_HEADER, Region, lease_holder, lease_value
 from edge.stream.ordered_reader import OrderedReader
 from edge.stream.region_steps import GallerySettings, RegionSteps
 from edge.stream.streams import connect, ensure_streams, lease_bucket, retry
@@ -43,6 +43,10 @@ log = logging.getLogger("edge.stream")
 STATS_EVERY_S = 5.0
 PUBLISH_TIMEOUT_S = 0.5  # well inside a lease renewal (a third of LEASE_S): a slow publish does not let it lapse
 KEEP_STEPS = 100_000  # decided steps a standby keeps to publish should it take over
+
+
+class HubRefused(RuntimeError):
+    """This hub must not run beside the region's active one (said in the message)."""
 
 
 class RegionHub:
@@ -82,6 +86,8 @@ class RegionHub:
         self._revision = 0
         self._renewed = 0.0
         self._next_try = 0.0
+        self._lease_value = lease_value(name, self.steps.fingerprint)
+        self._checked_holder: Optional[str] = None  # the last active hub whose settings were compared
         self.checkpoint_every_s = checkpoint_every_s
         self.checkpointed = 0  # the position of the last checkpoint written or loaded
         self._checkpoint_at = time.monotonic()
@@ -235,7 +241,7 @@ class RegionHub:
             if now - self._renewed < self.lease_s / 3:
                 return
             try:
-                self._revision = await kv.update(self.region.name, self.name.encode(), last=self._revision)
+                self._revision = await kv.update(self.region.name, self._lease_value, last=self._revision)
                 self._renewed = now
             except Exception as exc:  # noqa: BLE001 - taken over or unreachable: stop publishing
                 self.leader = False
@@ -246,8 +252,9 @@ class RegionHub:
             return
         self._next_try = now + 0.25
         try:
-            self._revision = await kv.create(self.region.name, self.name.encode())
+            self._revision = await kv.create(self.region.name, self._lease_value)
         except Exception:  # noqa: BLE001 - another hub holds it (or the servers are away)
+            await self._check_holder(kv)
             return
         try:
             published_upto = await self._last_published(js)
@@ -266,6 +273,24 @@ class RegionHub:
             self.name, self.region.name, self.position, self.published_upto,
         )  # fmt: skip
         await self._publish_recent(js)
+
+    async def _check_holder(self, kv: Any) -> None:
+        """A standby whose settings are not the active hub's would decide otherwise once it took
+        over (the nodes' ids would change under them): it stops here, saying why. Each holder is
+        checked once."""
+        try:
+            holder, theirs = lease_holder((await kv.get(self.region.name)).value)
+        except Exception:  # noqa: BLE001 - gone meanwhile, or the servers away: the next try
+            return
+        if holder is None or holder == self._checked_holder:
+            return
+        self._checked_holder = holder
+        if theirs and theirs != self.steps.fingerprint:
+            raise HubRefused(
+                f"region {self.region.name}'s active hub {holder} decides with other settings (the hub YAML's "
+                f"matching or gallery, the model, --hand-over or --id-base): hub {self.name} would decide "
+                "otherwise after a takeover; start it with the same ones"
+            )
 
     async def _last_published(self, js: Any) -> int:
         try:
