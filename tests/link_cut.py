@@ -39,21 +39,26 @@ class LinkCut:
         return self
 
     def cut(self) -> None:
-        self._loop.call_soon_threadsafe(self._up.clear)
+        """Cut (returns once nothing more crosses; a chunk being written may still arrive)."""
+        asyncio.run_coroutine_threadsafe(self._set(False), self._loop).result(10)
 
     def restore(self) -> None:
-        self._loop.call_soon_threadsafe(self._up.set)
+        asyncio.run_coroutine_threadsafe(self._set(True), self._loop).result(10)
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     def __enter__(self) -> LinkCut:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    async def _set(self, up: bool) -> None:
+        (self._up.set if up else self._up.clear)()
 
     async def _listen(self) -> None:
         self._up.set()
@@ -64,6 +69,7 @@ class LinkCut:
             self._server.close()
         for task in list(self._tasks):
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -465,6 +465,24 @@ def test_the_appearance_caches_change_no_decision():
     assert {"new", "assigned", "reassigned", "merged", "expired"} <= seen, seen
 
 
+def test_an_engine_pickled_without_the_appearance_caches_loads_and_decides():
+    """A hub checkpoint written before the caches existed: the engine loads with empty ones and
+    decides as the engine it was pickled from."""
+    import pickle
+
+    look = unit(1, 0.2)
+    e = engine()
+    e.update([summary("cam1", 1, look, 0.0, 1.0, ended=True)], 1.0)
+    state = e.__getstate__()
+    del state["_past_looks"], state["_appearance_cache"]
+    old = IdentityEngine.__new__(IdentityEngine)
+    old.__setstate__(state)
+    again = pickle.loads(pickle.dumps(e))
+    batch = [summary("cam2", 1, look, 12.0, 13.0, ended=True)]
+    assert kinds(old.update(batch, 13.0)) == kinds(again.update(batch, 13.0))
+    assert [d.kind for d in old.update([], 13.1)] == []
+
+
 def test_offline_clustering_joins_what_online_split():
     a = [
         summary("cam1", 1, unit(1, 0.3), 0, 5, ended=True),

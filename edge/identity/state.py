@@ -89,6 +89,12 @@ class EngineState:
         state["candidates"], state["_appearance_cache"], state["_past_looks"] = None, {}, {}
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        """A state pickled by an older version lacks the caches added since: they start empty."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_appearance_cache", {})
+        self.__dict__.setdefault("_past_looks", {})
+
     def use_transitions(self, transitions: dict[tuple[str, str], Transition]) -> None:
         """Decide from now on with these camera transitions (a topology learned while running,
         ``edge/topology/watch.py``); what was decided stands."""
@@ -242,25 +248,29 @@ class EngineState:
 
     def appearance(self, ident: Identity, without: Optional[Key] = None) -> Optional[Embeddings]:
         """Weighted mean of the identity's tracklet appearances (and its final ones), optionally without one."""
+        if self.identities.get(ident.global_id) is not ident:  # one built only to be scored: not kept
+            return self._appearance_of(ident, without)
         cached = self._appearance_cache.setdefault(ident.global_id, {})
         if without not in cached and not ident.members and ident.past is not None:
-            if self.identities.get(ident.global_id) is not ident:  # one built only to be scored: not kept
-                return self._mean([ident.past], [ident.past_weight])
             if ident.global_id not in self._past_looks:
                 self._past_looks[ident.global_id] = self._mean([ident.past], [ident.past_weight])
             cached[without] = self._past_looks[ident.global_id]
         if without not in cached:
-            items, weights = [], []
-            for key in sorted(ident.members):
-                s = self.records[key]
-                if key != without and s.appearance is not None:
-                    items.append(self._look(s, s.appearance))
-                    weights.append(s.weight)
-            if ident.past is not None:
-                items.append(ident.past)
-                weights.append(ident.past_weight)
-            cached[without] = self._mean(items, weights) if items else None
+            cached[without] = self._appearance_of(ident, without)
         return cached[without]
+
+    def _appearance_of(self, ident: Identity, without: Optional[Key]) -> Optional[Embeddings]:
+        """:meth:`appearance` computed, not cached."""
+        items, weights = [], []
+        for key in sorted(ident.members):
+            s = self.records[key]
+            if key != without and s.appearance is not None:
+                items.append(self._look(s, s.appearance))
+                weights.append(s.weight)
+        if ident.past is not None:
+            items.append(ident.past)
+            weights.append(ident.past_weight)
+        return self._mean(items, weights) if items else None
 
     @staticmethod
     def _mean(items: list[Embeddings], weights: list[float]) -> Embeddings:

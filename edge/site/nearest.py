@@ -58,5 +58,8 @@ def resync(gallery: Gallery, engine: IdentityEngine) -> None:
     engine no longer has (or that nothing may join) removed. Every hub fails at the same message,
     so each resyncs alike."""
     ids = {int(g) for g in gallery._contents()[0]}
+    for ident in engine.identities.values():  # the step did not get to refreshing them
+        app = engine.appearance(ident)
+        ident.embedding = None if app is None else app.global_[0]
     keep = [i for i in engine.identities.values() if i.embedding is not None and not i.sealed]
     index_identities(gallery, keep, sorted(ids - {i.global_id for i in keep}))

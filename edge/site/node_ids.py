@@ -138,22 +138,25 @@ class NodeIds:
 
     def flush(self, now: Optional[float] = None) -> list[Decision]:
         """End of the run: wait (``flush_timeout_s``) for the hub's final ids, saying so. A hub that
-        is away (or goes away meanwhile) is not waited for: the node's own engine
-        decides what is left (provisional ids); without one, tracklets keep their last site id."""
+        is away (or goes away meanwhile) is not waited for: the node's own engine decides what is
+        left (provisional ids); without one, tracklets keep their last site id."""
+        return self._flush_until(now, time.monotonic() + self.cfg.flush_timeout_s)
+
+    def _flush_until(self, now: Optional[float], deadline: float) -> list[Decision]:
+        """:meth:`flush`, waiting until ``deadline`` (monotonic)."""
         with self._lock:
             waiting = self._waiting()
             away = self._away
-        if waiting and not away and self.cfg.flush_timeout_s > 0:
+        if waiting and not away and deadline > time.monotonic():
             log.info(
                 "site: waiting up to %.0f s for the hub %s: the final ids of %d tracklet(s)%s",
-                self.cfg.flush_timeout_s,
+                deadline - time.monotonic(),
                 self.cfg.hub,
                 waiting,
                 ""
                 if self.connected
                 else f" (it has not answered yet; away after {self.cfg.hub_timeout_s:g} s without an answer)",
             )
-        deadline = time.monotonic() + self.cfg.flush_timeout_s
         while time.monotonic() < deadline and not self._stop_waiting():
             with self._lock:
                 if self._away and self._local_factory is not None:

@@ -32,8 +32,10 @@ def lease_value(hub: str, fingerprint: str) -> bytes:
 
 def lease_holder(value: bytes | None) -> tuple[str | None, str]:
     """(hub name, settings fingerprint) from a lease key's value; (None, "") when nobody holds it."""
-    hub, _, fingerprint = (value or b"").decode().partition(" ")
-    return hub or None, fingerprint
+    hub, _, fingerprint = (value or b"").decode().rpartition(" ")  # a name may have spaces, a fingerprint not
+    if not hub:  # a holder that wrote its name alone (before fingerprints)
+        return fingerprint or None, ""
+    return hub, fingerprint
 
 
 @dataclass(frozen=True)

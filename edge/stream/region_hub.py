@@ -87,7 +87,7 @@ class RegionHub:
         self._renewed = 0.0
         self._next_try = 0.0
         self._lease_value = lease_value(name, self.steps.fingerprint)
-        self._checked_holder: Optional[str] = None  # the last active hub whose settings were compared
+        self._checked_holder: Optional[bytes] = None  # the last lease value (holder, settings) compared
         self.checkpoint_every_s = checkpoint_every_s
         self.checkpointed = 0  # the position of the last checkpoint written or loaded
         self._checkpoint_at = time.monotonic()
@@ -276,15 +276,17 @@ class RegionHub:
 
     async def _check_holder(self, kv: Any) -> None:
         """A standby whose settings are not the active hub's would decide otherwise once it took
-        over (the nodes' ids would change under them): it stops here, saying why. Each holder is
-        checked once."""
+        over (the nodes' ids would change under them): it stops here, saying why. Each lease value
+        is checked once; this hub's own name in the lease (a lease left by this hub's previous
+        run, not yet expired) is not another hub."""
         try:
-            holder, theirs = lease_holder((await kv.get(self.region.name)).value)
+            value = (await kv.get(self.region.name)).value
         except Exception:  # noqa: BLE001 - gone meanwhile, or the servers away: the next try
             return
-        if holder is None or holder == self._checked_holder:
+        holder, theirs = lease_holder(value)
+        if holder is None or holder == self.name or value == self._checked_holder:
             return
-        self._checked_holder = holder
+        self._checked_holder = value
         if theirs and theirs != self.steps.fingerprint:
             raise HubRefused(
                 f"region {self.region.name}'s active hub {holder} decides with other settings (the hub YAML's "

@@ -158,7 +158,10 @@ class RegionSteps:
             self.counters["failed_steps"] += 1
             log.exception("stream: the engine failed at message %d of node %s: its decisions are lost", position, node)
             if self.gallery is not None:
-                resync(self.gallery, self.engine)
+                try:
+                    resync(self.gallery, self.engine)
+                except Exception:  # noqa: BLE001 - as above: the region must go on
+                    log.exception("stream: the gallery could not be made the engine's again at message %d", position)
             return None
         final: list[tuple[Key, int]] = self.engine.take_final()
         if self.gallery is not None:

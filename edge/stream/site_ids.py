@@ -132,12 +132,12 @@ class StreamSiteIds(NodeIds):
         """End of the run: a bye after the last summaries (the hub makes this session's tracklets
         final), everything into the stream, then the hub's final ids (:meth:`NodeIds.flush`).
 
-        Unlike a ZeroMQ node's, a region hub away at the end is waited for too (within
-        ``flush_timeout_s``): every summary is in the durable stream, so a hub back meanwhile, or a
+        All of it within one ``flush_timeout_s``. Unlike a ZeroMQ node's, a region hub away at the
+        end is waited for too: every summary is in the durable stream, so a hub back meanwhile, or a
         link just restored, still makes this session's ids final."""
         deadline = time.monotonic() + self.cfg.flush_timeout_s
         self.output.writer.bye()
-        self.output.publisher.flush(self.cfg.flush_timeout_s)
+        self.output.publisher.flush(max(0.0, deadline - time.monotonic()))
         if self._away and time.monotonic() < deadline:
             log.info(
                 "site: the hub %s is away at the end: waiting up to %.0f s for one (the summaries are in the stream)",
@@ -145,7 +145,7 @@ class StreamSiteIds(NodeIds):
             )  # fmt: skip
         while self._away and time.monotonic() < deadline:
             time.sleep(0.05)
-        return super().flush(now)
+        return self._flush_until(now, deadline)
 
     def report(self) -> dict[str, Any]:
         return {**super().report(), "decision_messages": self.follower.read}
