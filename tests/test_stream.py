@@ -589,9 +589,8 @@ def test_a_streaming_node_killed_and_started_again_writes_every_row_with_a_final
     }, "a row without its final site id"
 
 
-def test_a_streaming_node_s_mot_files_are_the_same_with_a_subscriber_that_never_reads(tmp_path, fault_free_rows):
-    """The hub's identity events go to a ZeroMQ subscriber that never reads (its queue holds 2): the
-    hub goes on deciding, and the node's global MOT files are the fault-free run's, row for row."""
+def slow_subscriber():
+    """A hub's event publisher (2 messages queued at most) and a ZeroMQ subscriber to it that never reads."""
     import zmq
 
     from edge.wire.publisher import EventPublisher
@@ -602,6 +601,13 @@ def test_a_streaming_node_s_mot_files_are_the_same_with_a_subscriber_that_never_
     slow.setsockopt(zmq.RCVHWM, 2)
     slow.connect(f"tcp://127.0.0.1:{events_port}")
     slow.setsockopt(zmq.SUBSCRIBE, b"")  # and never reads
+    return events, slow
+
+
+def test_a_streaming_node_s_mot_files_are_the_same_with_a_subscriber_that_never_reads(tmp_path, fault_free_rows):
+    """The hub's identity events go to a ZeroMQ subscriber that never reads (its queue holds 2): the
+    hub goes on deciding, and the node's global MOT files are the fault-free run's, row for row."""
+    events, slow = slow_subscriber()
     with NatsServer(free_port(), tmp_path / "store") as server:
         hub, stop, thread = run_hub_thread(server.url, events=events)
         try:
@@ -708,16 +714,7 @@ def test_a_slow_subscriber_and_a_restarted_node_do_not_hold_the_hub_up(tmp_path,
     hub's events go past it, the decision stream stays whole), and a node that restarts halfway (a
     new session: its old session's live tracklets end and every message of both sessions is
     decided)."""
-    import zmq
-
-    from edge.wire.publisher import EventPublisher
-
-    events_port = free_port()
-    events = EventPublisher(f"tcp://127.0.0.1:{events_port}", high_water_mark=2)
-    slow = zmq.Context.instance().socket(zmq.SUB)
-    slow.setsockopt(zmq.RCVHWM, 2)
-    slow.connect(f"tcp://127.0.0.1:{events_port}")
-    slow.setsockopt(zmq.SUBSCRIBE, b"")  # and never reads
+    events, slow = slow_subscriber()
     half = len(node_log) // 2
     with NatsServer(free_port(), tmp_path / "store") as server:
         hub = RegionHub([server.url], Region("hall"), settings(), "hub-a", events=events)
