@@ -12,6 +12,10 @@
    summaries messages (60 000: ten minutes of a node sending 100 a second), the server comes back
    on its files; measured: messages in the stream afterwards against messages sent (lost, twice)
    and how long the node took to catch up.
+2b. **A node's link cut silently** (``--only silent-cut``, ``--cut-s`` 600): the node publishes 100
+   messages a second in real time through a link (``sim/link_cut.py``) that is cut for
+   ``--cut-s`` seconds: nothing crosses, nothing is refused, as a pulled cable; measured: lost,
+   twice, the node's outages, and how long it took to catch up after the link came back.
 3. **Regions in parallel**: the log published into 1 and then 4 regions' streams; 1 and 4 hub
    processes read theirs at once; summaries messages per second, each and together (on this
    machine's cores: every hub runs its own engine).
@@ -223,6 +227,52 @@ def outage(out: Path, messages: list[list[bytes]], count: int) -> dict:
         "sent": sent,
         "lost": max(0, sent - stored),
         "twice": max(0, stored - sent),
+        "dropped_by_bound": stats["dropped"],
+    }
+
+
+def silent_cut(out: Path, messages: list[list[bytes]], cut_s: float, rate: float = 100.0) -> dict:
+    """A node sending ``rate`` messages a second through a link cut for ``cut_s`` seconds (real time)."""
+    from sim.link_cut import LinkCut
+
+    region = Region("silent")
+    folder = out / "silent_cut"
+    shutil.rmtree(folder, ignore_errors=True)
+    with NatsServer(free_port(), folder / "store") as server, LinkCut(server.port) as link:
+        publisher = SummaryPublisher([link.url], region, "node1", "s1", max_buffered=int(rate * cut_s) + 10_000)
+        sent, started = 0, time.monotonic()
+
+        def send_until(t_end: float) -> int:
+            count = 0
+            while time.monotonic() < t_end:
+                publisher.send(messages[(sent + count) % len(messages)])
+                count += 1
+                time.sleep(max(0.0, started + (sent + count) / rate - time.monotonic()))
+            return count
+
+        sent += send_until(time.monotonic() + 10.0)
+        link.cut()
+        cut_at = time.monotonic()
+        sent += send_until(cut_at + cut_s)
+        buffered = publisher.buffered
+        link.restore()
+        restored = time.monotonic()
+        done = publisher.flush(600)
+        catch_up_s = time.monotonic() - restored
+        stats = publisher.stats()
+        publisher.close(0)
+        stored = asyncio.run(_stream_messages(server.url, region.summaries_stream))
+    return {
+        "cut_s": cut_s,
+        "rate_per_s": rate,
+        "sent": sent,
+        "buffered_at_restore": buffered,
+        "all_acknowledged": done,
+        "catch_up_s": round(catch_up_s, 1),
+        "in_stream": stored,
+        "lost": max(0, sent - stored),
+        "twice": max(0, stored - sent),
+        "outages": stats["outages"],
         "dropped_by_bound": stats["dropped"],
     }
 
@@ -491,7 +541,7 @@ def reference_steps(messages: list[list[bytes]]) -> list[int]:
     return _REFERENCE_STEPS
 
 
-PARTS = ("failover", "outage", "regions", "checkpoints")
+PARTS = ("failover", "outage", "silent-cut", "regions", "checkpoints")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -500,6 +550,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--frames", type=int, default=600, help="frames per camera of the recorded node (lockstep)")
     parser.add_argument("--outage-messages", type=int, default=60000)
+    parser.add_argument("--cut-s", type=float, default=600.0, help="silent-cut: how long the link is cut")
     parser.add_argument(
         "--checkpoint-past", type=int, nargs="+", default=[3000, 10000, 30000],
         help="past identities of the hubs whose checkpoints are measured in this process",
@@ -532,6 +583,9 @@ def main(argv: list[str] | None = None) -> dict:
     if "outage" in args.only:
         result["outage"] = outage(out, messages, args.outage_messages)
         print(f"outage: {result['outage']}", flush=True)
+    if "silent-cut" in args.only:
+        result["silent_cut"] = silent_cut(out, messages, args.cut_s)
+        print(f"silent cut: {result['silent_cut']}", flush=True)
     if "regions" in args.only:
         parallel = regions(out, messages)
         print(f"regions: {parallel}", flush=True)
@@ -559,6 +613,11 @@ def print_table(result: dict) -> None:
         cut = result["outage"]
         lost = f"{cut['lost']} / {cut['twice']}, {cut['catch_up_s']} s"
         print(f"| node cut off, {cut['messages_during_outage']} messages: lost / twice, catch-up | {lost} |")
+    if "silent_cut" in result:
+        cut = result["silent_cut"]
+        value = f"{cut['lost']} / {cut['twice']} of {cut['sent']}, {cut['catch_up_s']} s"
+        what = f"link cut silently for {cut['cut_s']:g} s at {cut['rate_per_s']:g}/s: lost / twice, catch-up"
+        print(f"| {what} | {value} |")
     if "regions" in result:
         for r in result["regions"]:
             print(f"| {r['regions']} region hub(s) reading at once | {r['per_s']} messages/s |")

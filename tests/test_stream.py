@@ -510,12 +510,12 @@ def test_a_streaming_node_s_mot_files_are_the_same_when_its_active_hub_is_killed
 
 
 def test_a_streaming_node_s_mot_files_are_the_same_when_its_link_is_cut_for_60_s(tmp_path, fault_free_rows):
-    """The node reaches its server through a link (``tests/link_cut.py``) that is cut for 60 s once
+    """The node reaches its server through a link (``sim/link_cut.py``) that is cut for 60 s once
     it has sent 40 messages; the hub is on the server's side. The node keeps deciding alone (it
     says its region has no active hub, and gives provisional ids), keeps its summaries, and when the
     link is back sends each once and maps its provisional ids: its global MOT files are the
     fault-free run's up to that renaming."""
-    from link_cut import LinkCut
+    from sim.link_cut import LinkCut
 
     with NatsServer(free_port(), tmp_path / "store") as server, LinkCut(server.port) as link:
         hub, stop, thread = run_hub_thread(server.url)

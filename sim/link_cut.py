@@ -1,8 +1,10 @@
-"""A node's link to its server that a test can cut and restore: a TCP relay on loopback.
+"""A simulated network link that a test or a benchmark can cut and restore: a TCP relay on loopback
+(``tests/test_stream.py``'s 60 s cut, ``scripts/bench_stream.py``'s ten minutes).
 
-While the link is cut nothing crosses it either way and no new connection reaches the server, but
-no connection is closed either: what was sent waits and arrives when the link is back, as TCP's
-retransmissions deliver it after a real cut, unless an end gave up on its connection meanwhile.
+While the link is cut nothing crosses it either way, not even an end closing its connection, and
+no new connection reaches the server, but no connection is closed by the link: what was sent
+waits and arrives when the link is back, as TCP's retransmissions deliver it after a real cut,
+unless an end gave up on its connection meanwhile.
 That is a cable pulled or a radio link lost (a silent link), the harder case for a client than a
 server that is down and refuses at once."""
 
@@ -91,5 +93,6 @@ class LinkCut:
                 await self._up.wait()  # held while the link is cut, delivered when it is back
                 sink.write(data)
                 await sink.drain()
+            await self._up.wait()  # an end that closed: the other hears it when the link is back
         finally:
             sink.close()
