@@ -210,23 +210,27 @@ def outage(out: Path, messages: list[list[bytes]], count: int) -> dict:
         publisher.send(messages[50 + i % (len(messages) - 50)])
     buffered = publisher.buffered
     server = NatsServer(port, folder / "store").start()
+    delivery = after_the_outage(publisher, server.url, region, len(head) + count)
+    server.stop()
+    return {"messages_during_outage": count, "buffered_at_restore": buffered, **delivery}
+
+
+def after_the_outage(publisher: SummaryPublisher, url: str, region: Region, sent: int) -> dict:
+    """The link is back: how long the node takes to send what it kept, and what the stream then holds."""
     started = time.monotonic()
     done = publisher.flush(600)
     catch_up_s = time.monotonic() - started
     stats = publisher.stats()
     publisher.close(0)
-    stored = asyncio.run(_stream_messages(server.url, region.summaries_stream))
-    server.stop()
-    sent = len(head) + count
+    stored = asyncio.run(_stream_messages(url, region.summaries_stream))
     return {
-        "messages_during_outage": count,
-        "buffered_at_restore": buffered,
         "catch_up_s": round(catch_up_s, 1),
         "all_acknowledged": done,
         "in_stream": stored,
         "sent": sent,
         "lost": max(0, sent - stored),
         "twice": max(0, stored - sent),
+        "outages": stats["outages"],
         "dropped_by_bound": stats["dropped"],
     }
 
@@ -256,25 +260,8 @@ def silent_cut(out: Path, messages: list[list[bytes]], cut_s: float, rate: float
         sent += send_until(cut_at + cut_s)
         buffered = publisher.buffered
         link.restore()
-        restored = time.monotonic()
-        done = publisher.flush(600)
-        catch_up_s = time.monotonic() - restored
-        stats = publisher.stats()
-        publisher.close(0)
-        stored = asyncio.run(_stream_messages(server.url, region.summaries_stream))
-    return {
-        "cut_s": cut_s,
-        "rate_per_s": rate,
-        "sent": sent,
-        "buffered_at_restore": buffered,
-        "all_acknowledged": done,
-        "catch_up_s": round(catch_up_s, 1),
-        "in_stream": stored,
-        "lost": max(0, sent - stored),
-        "twice": max(0, stored - sent),
-        "outages": stats["outages"],
-        "dropped_by_bound": stats["dropped"],
-    }
+        delivery = after_the_outage(publisher, server.url, region, sent)
+    return {"cut_s": cut_s, "rate_per_s": rate, "buffered_at_restore": buffered, **delivery}
 
 
 def regions(out: Path, messages: list[list[bytes]], counts: tuple[int, ...] = (1, 4)) -> list[dict]:
