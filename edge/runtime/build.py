@@ -159,7 +159,8 @@ def identity_service(
         from edge.stream.site_ids import StreamSiteIds  # a streaming node only: NATS
 
         cameras = [c.id for c in cfg.cameras]
-        return StreamSiteIds(cfg.stream, cameras, reid.meta.embedding_dim, local=partial(IdentityEngine, settings))
+        local = partial(IdentityEngine, settings)
+        return StreamSiteIds(cfg.stream, cameras, reid.meta.embedding_dim, local=local, replayable=cfg.replayable)
     if cfg.site is None:
         return IdentityEngine(settings)
     from edge.site.node import site_engine  # a site node only: ZeroMQ and the hub protocol

@@ -52,6 +52,10 @@ def run_pipeline(
     watchdog = CaptureWatchdog(captures, capture, cfg.run.reconnect_max_s)  # replaces dead captures in the list
     rates = {c.cam.id: c.rate for c in captures}
     pipeline = pipeline or EdgePipeline(cfg, rates)
+    if pipeline.stream_output is not None:  # a session carried on replays on its killed run's clock
+        epoch = pipeline.stream_output.scene_epoch(epoch)
+        for c in captures:
+            c.epoch = epoch
     pipeline.warmup()
     if on_loaded is not None:
         on_loaded()
@@ -124,9 +128,8 @@ def run_pipeline(
             report.update(pipeline.engine.report())  # a threshold learned from the site says so
             if pipeline.topology_watch is not None:
                 report["topology"] = pipeline.topology_watch.report()
-        stream = pipeline.stream or getattr(pipeline.engine, "output", None)  # with site ids the engine publishes
-        if stream is not None:
-            report["stream"] = stream.report()
+        if pipeline.stream_output is not None:
+            report["stream"] = pipeline.stream_output.report()
     return report
 
 

@@ -25,6 +25,7 @@ from edge.identity.config import MatchingConfig
 from edge.identity.geometry import CalibrationError, homography_from
 from edge.reid.config import ReIDConfig
 from edge.runtime.governor import MAX_DETECT_EVERY
+from edge.runtime.readers import is_live
 from edge.runtime.source_diagnosis import why_unreadable
 from edge.site.config import SiteConfig, resolve_curve
 from edge.stream.config import StreamConfig
@@ -240,6 +241,13 @@ class EdgeConfig(StrictModel):
     def file(self) -> Optional[Path]:
         """The camera file this config was read from (None: built in code)."""
         return self._file
+
+    @property
+    def replayable(self) -> bool:
+        """Every camera in lockstep on a source that gives the same frames each run (a file, an
+        image folder, a synthetic camera): each run computes the same (a killed streaming node
+        started again carries on its session, ``edge/stream/resume.py``)."""
+        return all(not c.realtime and not is_live(c.source) for c in self.cameras)
 
     @property
     def site_node(self) -> bool:

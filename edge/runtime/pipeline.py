@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Optional, Union, cast
+from typing import TYPE_CHECKING, Optional, Union, cast
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from edge.runtime.tracking import CameraTracker
 from edge.runtime.tracklets import ACTIVE, BudgetPolicy, EmbedRequest, Tracklet, TrackletBook
 from edge.runtime.types import Detections, Frame
 from edge.wire.publisher import EventPublisher, decision_event
+
+if TYPE_CHECKING:
+    from edge.stream.node_stream import StreamOutput  # NATS only for a node that streams
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,8 @@ class EdgePipeline:
         self._now = 0.0  # scene clock: the newest frame time processed
         self.tracklet_log = open_tracklet_log(cfg, self.reid)
         self.stream = open_stream(cfg, self.reid)  # the region's stream, when this node publishes to one
+        # what publishes to the region's stream: that, or (with site ids) the identity service's own
+        self.stream_output: Optional[StreamOutput] = self.stream or getattr(self.engine, "output", None)
 
     @property
     def publisher(self) -> Optional[EventPublisher]:

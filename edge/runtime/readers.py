@@ -78,7 +78,7 @@ class VideoReader:
         self.source = source
         self.usb = source.isdigit()
         self.stream = "://" in source
-        self.live = self.usb or self.stream
+        self.live = is_live(source)
         self.timeout_s = timeout_s
         self.cap: Optional[cv2.VideoCapture] = None
         self.position = 0
@@ -197,6 +197,16 @@ class ImageFolderReader:
 
     def close(self) -> None:
         pass
+
+
+def is_live(source: str) -> bool:
+    """A source that goes on in time whether it is read or not (a stream URL, a USB camera, a
+    synthetic camera told to behave like one), not one that gives the same frames each run."""
+    if source.startswith("synthetic://"):
+        from edge.runtime.synthetic_source import is_live_url  # the simulator loads only when asked for
+
+        return is_live_url(source)
+    return source.isdigit() or "://" in source
 
 
 def make_reader(source: str, timeout_s: float = 4.0) -> FrameReader:

@@ -19,6 +19,12 @@ from sim.render import CameraRenderer
 from sim.scene import World, resolve_scene
 
 
+def is_live_url(url: str) -> bool:
+    """``live=1``, ``fail_after`` or ``crash_after``: the camera behaves like a stream."""
+    query = parse_qs(urlparse(url).query)
+    return query.get("live", ["0"])[-1] == "1" or "fail_after" in query or "crash_after" in query
+
+
 class SyntheticReader:
     """Frames of a synthetic world camera: ``synthetic://<scene>?camera=<name|index>``.
 
@@ -51,7 +57,7 @@ class SyntheticReader:
         self.renderer = CameraRenderer(world, index)
         self.fps = world.spec.fps
         self.length = min(world.spec.num_frames, int(query.get("frames", world.spec.num_frames)))
-        self.live = query.get("live", "0") == "1" or "fail_after" in query or "crash_after" in query
+        self.live = is_live_url(url)
         self.fail_after = int(query["fail_after"]) if "fail_after" in query else None
         self.fail_for_s = float(query.get("fail_for_s", 1.0))
         self.reopen_size = _size(query["reopen_size"]) if "reopen_size" in query else None

@@ -33,6 +33,11 @@ class StreamConfig(StrictModel):
         True, description="take the site ids back from the region's decisions (false: keep the node's own)"
     )
     flush_timeout_s: float = Field(10.0, ge=0, description="at the end, wait this long for the hub's final ids")
+    resume: bool = Field(
+        True,
+        description="a node killed while it ran replayable cameras in lockstep carries on its session when "
+        "started again (what the stream holds is not sent again)",
+    )
     local_ids_from: Optional[int] = Field(
         None, ge=1, le=2**52, description="first provisional id while no hub decides (default: from the node's name)"
     )

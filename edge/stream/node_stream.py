@@ -1,9 +1,11 @@
 """A node's side of the region stream: each engine step's summaries, as the tracklet log writes them
 (``hello`` first, then ``summaries`` with appearances only when they changed), published to the
-region's stream under a new session per start (a restarted node's local ids start again)."""
+region's stream under a new session per start (a restarted node's local ids start again), or, for a
+node replaying its cameras after it was killed, the killed one's (``edge/stream/resume.py``)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Iterable
@@ -14,10 +16,12 @@ from edge.site.tracklet_log import SummaryWriter
 from edge.stream.config import StreamConfig
 from edge.stream.names import Region
 from edge.stream.publisher import SummaryPublisher
+from edge.stream.resume import Unfinished, unfinished_session
 
 log = logging.getLogger("edge.stream")
 
 CLOSE_WAIT_S = 10.0  # at the end, how long the run waits for the stream to take what is buffered
+RESUME_WAIT_S = 10.0  # at the start, how long a replayable node waits to learn whether it was killed
 
 
 class StreamOutput:
@@ -29,12 +33,17 @@ class StreamOutput:
         cameras: list[str],
         embedding_dim: int,
         on_hub: Optional[Callable[[bool, float], None]] = None,
+        replayable: bool = False,
     ):
-        """``on_hub(away, since)``: the region's hub found away or back (``edge/stream/hub_watch.py``)."""
-        self.session = uuid.uuid4().hex[:12]
+        """``on_hub(away, since)``: the region's hub found away or back (``edge/stream/hub_watch.py``);
+        ``replayable``: the node's cameras give the same frames each run (lockstep files or synthetic
+        cameras): a session its killed run left unfinished is carried on."""
+        self.resumed = resumable_session(cfg, Region(cfg.region)) if replayable and cfg.resume else None
+        self.session = self.resumed.session if self.resumed else uuid.uuid4().hex[:12]
         self.publisher = SummaryPublisher(
-            cfg.servers, Region(cfg.region), cfg.node, self.session, cfg.max_buffered, cfg.replicas, on_hub
-        )
+            cfg.servers, Region(cfg.region), cfg.node, self.session, cfg.max_buffered, cfg.replicas, on_hub,
+            self.resumed,
+        )  # fmt: skip
         self.writer = SummaryWriter(
             lambda parts, now: self.publisher.send(parts), cameras, embedding_dim, cfg.node, self.session
         )
@@ -45,6 +54,13 @@ class StreamOutput:
             ",".join(cfg.servers),
             self.session,
         )
+
+    def scene_epoch(self, fresh: float) -> float:
+        """The scene clock origin of this session's cameras: the carried-on session's, else
+        ``fresh``; said in every message from now on."""
+        epoch = self.resumed.epoch if self.resumed is not None and self.resumed.epoch is not None else fresh
+        self.publisher.epoch = epoch
+        return epoch
 
     def write(self, now: float, summaries: Iterable[TrackletSummary]) -> None:
         self.writer.write(now, summaries)
@@ -58,3 +74,21 @@ class StreamOutput:
         left = self.publisher.buffered
         if left:
             log.error("stream: %d summaries messages not in the region's stream after %g s: lost", left, CLOSE_WAIT_S)
+
+
+def resumable_session(cfg: StreamConfig, region: Region) -> Optional[Unfinished]:
+    """The session this node's killed run left unfinished (said in the log), None for a new one."""
+    try:
+        found = unfinished_session(cfg.servers, region, cfg.node, RESUME_WAIT_S)
+    except (TimeoutError, asyncio.TimeoutError):
+        log.warning(
+            "stream: no server of %s answered within %g s: node %s starts a new session (a killed run's is not "
+            "carried on)", ",".join(cfg.servers), RESUME_WAIT_S, cfg.node,
+        )  # fmt: skip
+        return None
+    if found is not None:
+        log.warning(
+            "stream: node %s was stopped without ending its session %s: it carries it on (the %d messages the "
+            "region's stream holds are not sent again)", cfg.node, found.session, found.sent,
+        )  # fmt: skip
+    return found

