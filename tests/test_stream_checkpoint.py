@@ -14,6 +14,7 @@ from test_edge_run import DEMO
 from test_stream import hub_process, lease_holder, published, reference, settings, wait_for
 
 from core.model_card import read_onnx_metadata
+from edge.site.gallery import faiss, faiss_build
 from edge.stream.checkpoint import CHECKPOINT_BUCKET, dump, load
 from edge.stream.names import Region
 from edge.stream.publisher import SummaryPublisher
@@ -55,6 +56,20 @@ def test_a_hub_continuing_from_a_checkpoint_decides_what_the_writer_would_have(n
         after = decide(reader, node_log[cut:], cut + 1)
         assert {**before, **after} == whole, f"decisions differ after a checkpoint at {cut}"
         assert (reader.gallery is not None) == search
+
+
+def test_hubs_searching_with_another_faiss_build_do_not_share_a_fingerprint(monkeypatch):
+    """A region's hubs must decide alike: another FAISS version or SIMD level may rank near-ties
+    otherwise, so it is in the fingerprint a standby and a checkpoint are checked against (and does
+    not matter to hubs that score every identity)."""
+    import edge.stream.region_steps as region_steps
+
+    searching, scoring = make_hub("a", True).fingerprint, make_hub("a", False).fingerprint
+    assert make_hub("b", True).fingerprint == searching
+    monkeypatch.setattr(region_steps, "faiss_build", lambda: "faiss 1.8.0 AVX2")
+    assert make_hub("c", True).fingerprint != searching
+    assert make_hub("c", False).fingerprint == scoring
+    assert faiss_build().startswith(f"faiss {faiss.__version__} ")  # and the level this CPU dispatches to
 
 
 def test_a_checkpoint_of_other_settings_or_naming_code_is_not_used(node_log, caplog):

@@ -38,6 +38,15 @@ def _import_faiss():
 faiss = _import_faiss()
 
 
+def faiss_build() -> str:
+    """The FAISS a gallery searches with: its version and the SIMD level it dispatches to on this
+    CPU. Another one may sum inner products in another order and rank near-ties otherwise, so a
+    region's hubs, which must decide alike, check that theirs is the same."""
+    simd = getattr(faiss, "SIMDConfig", None)
+    level = simd.get_level_name() if simd is not None else faiss.get_compile_options()
+    return f"faiss {faiss.__version__} {level}"
+
+
 class ExactRows:
     """An exact inner-product index (``IndexFlatIP``) with the ids kept here, row by row. FAISS's
     own id map removes by moving every vector after the removed one (38 MB at 30 000 identities of

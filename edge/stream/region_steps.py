@@ -18,10 +18,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
+
 from edge.identity import Decision, Identity, IdentityEngine
 from edge.identity.records import Key, TrackletSummary
 from edge.identity.settings import EngineSettings
-from edge.site.gallery import Gallery
+from edge.site.gallery import Gallery, faiss_build
 from edge.site.nearest import follow_engine, index_identities, nearest_candidates, resync
 from edge.site.tracklet_log import StepReader
 from edge.stream.checkpoint import HubState, fingerprint
@@ -127,8 +129,9 @@ class RegionSteps:
         )
         self._refused: set[tuple[str, str]] = set()  # sessions a skipped message was said for
         self.read_span: list[float] = []  # wall clock of the first and the last message read (throughput)
+        build = (faiss_build(), f"numpy {np.__version__}") if self.gallery is not None else ()
         self.fingerprint = fingerprint(
-            settings, embedding_dim, gallery, sorted(self.hand_over.items()), id_base, model_id
+            settings, embedding_dim, gallery, sorted(self.hand_over.items()), id_base, model_id, *build
         )
 
     # --- one step -----------------------------------------------------------------------------
