@@ -553,11 +553,13 @@ def test_a_streaming_node_s_mot_files_are_the_same_when_its_link_is_cut_for_60_s
 def test_a_streaming_node_killed_while_cut_off_and_started_again_carries_on_and_loses_nothing(
     tmp_path, fault_free_rows
 ):
-    """The node's link (``sim/link_cut.py``) cut once it has sent 40 messages, the node SIGKILLed
-    while cut off (what it buffered meanwhile dies with it), the link restored and the node started
-    again on its cameras: it carries on the killed run's session from the last message the stream
-    holds (``edge/stream/resume.py``), so the hub reads one uninterrupted session, and the new run's
-    global MOT files are the fault-free run's, row for row, every id final."""
+    """The node's link (``sim/link_cut.py``) cut halfway through its run,
+    the node SIGKILLed while cut off (what it buffered meanwhile dies with it), the link restored
+    and the node started again on its cameras: it carries on the killed run's session from the last
+    message the stream holds (``edge/stream/resume.py``), so the hub reads one uninterrupted
+    session, and the new run's global MOT files are the fault-free run's, row for row, every id
+    final (the hub's decisions of before the kill are applied once the replay made their tracklets
+    again)."""
     from sim.link_cut import LinkCut
 
     with NatsServer(free_port(), tmp_path / "store") as server, LinkCut(server.port) as link:
@@ -565,12 +567,11 @@ def test_a_streaming_node_killed_while_cut_off_and_started_again_carries_on_and_
         killed = {}
 
         def kill_while_cut_off(log_path, node):
-            wait_for(lambda: summaries_in(server.url) >= 40, 120, "the node sending")
+            wait_for(lambda: summaries_in(server.url) >= MOT_FRAMES // 2, 120, "the node halfway")
             link.cut()
             time.sleep(0.5)  # what was crossing when it was cut is in
             killed["at"] = summaries_in(server.url)
-            wait_for(lambda: "buffering" in log_path.read_text(), 30, "the node buffering")
-            time.sleep(2.0)  # more summaries held, and lost with it
+            time.sleep(1.0)  # more summaries made, held, and lost with it
             node.send_signal(signal.SIGKILL)
 
         try:
@@ -585,7 +586,7 @@ def test_a_streaming_node_killed_while_cut_off_and_started_again_carries_on_and_
         finally:
             stop.set()
             thread.join(10)
-    assert first is None and killed["at"] < 100, f"the node was not killed midway ({killed['at']} messages)"
+    assert first is None and killed["at"] < len(stored) - 20, f"the node was not killed midway ({killed['at']})"
     stats = report["stream"]
     assert stats["resumed_after"] == killed["stored"] and not stats["resume_differs"], stats
     assert "carries it on" in text

@@ -16,8 +16,10 @@ except ServerError:
 from test_stream import stream_messages  # noqa: E402
 
 from edge.runtime.config import CameraConfig  # noqa: E402
+from edge.stream.config import StreamConfig  # noqa: E402
 from edge.stream.frames import pack  # noqa: E402
 from edge.stream.names import EPOCH_HEADER, MSG_ID_HEADER, SESSION_HEADER, Region  # noqa: E402
+from edge.stream.node_stream import resumable_session  # noqa: E402
 from edge.stream.publisher import SummaryPublisher  # noqa: E402
 from edge.stream.resume import read_last, unfinished_session  # noqa: E402
 from edge.wire.site_protocol import encode  # noqa: E402
@@ -25,8 +27,8 @@ from edge.wire.site_protocol import encode  # noqa: E402
 HALL = Region("hall")
 
 
-def publish(url, session, messages, already=None):
-    publisher = SummaryPublisher([url], HALL, "node1", session, already=already)
+def publish(url, session, messages, already=None, replay=""):
+    publisher = SummaryPublisher([url], HALL, "node1", session, already=already, replay=replay)
     for parts in messages:
         publisher.send(parts)
     assert publisher.flush(10)
@@ -67,6 +69,19 @@ def test_a_resumed_session_sends_only_what_the_stream_lacks_and_checks_the_repla
         assert other.stats()["resume_differs"]  # a replay that is not the killed run's says so
 
 
+def test_only_a_run_of_the_same_cameras_and_settings_carries_a_session_on(tmp_path, node_log):
+    body = [m for m in node_log if b"bye" not in m[1]]
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        cfg = StreamConfig(servers=[server.url], region="hall", node="node1")
+        publish(server.url, "s1", body[:30], replay="cameras-a")
+        assert resumable_session(cfg, HALL, "cameras-b") is None  # another run: a new session
+        found = resumable_session(cfg, HALL, "cameras-a")
+        assert found is not None and (found.session, found.sent) == ("s1", 30)
+        short = publish(server.url, "s1", body[:10] + [encode("bye", {"seq": 10})], already=found, replay="cameras-a")
+        assert short.made == 31  # a replay that ended early still ends its session: its bye after the 30
+        assert resumable_session(cfg, HALL, "cameras-a") is None
+
+
 def test_the_last_message_read_back():
     headers = {SESSION_HEADER: "abc", MSG_ID_HEADER: "node-1-abc-17"}
     found = read_last(headers, pack(encode("heartbeat", {"now": 1.0})))
@@ -94,3 +109,18 @@ def test_only_lockstep_cameras_that_give_the_same_frames_each_run_are_replayable
 
     cam = CameraConfig.model_construct(id="cam1", source=source, realtime=realtime)
     assert EdgeConfig.model_construct(cameras=[cam]).replayable is replayable
+
+
+def test_the_replay_key_changes_with_the_cameras_and_not_with_the_outputs(tmp_path):
+    from test_edge_run import cams_yaml
+
+    from edge.runtime.config import load_edge_config
+    from edge.stream.server import free_port as port
+
+    cams = [{"id": "cam1", "source": "synthetic://demo?camera=cam1", "realtime": False}]
+    key = load_edge_config(cams_yaml(tmp_path, cams, port(), outputs={"mot_dir": "a"})).replay_key
+    assert key and key == load_edge_config(cams_yaml(tmp_path, cams, port(), outputs={"mot_dir": "b"})).replay_key
+    cams[0]["source"] = "synthetic://demo?camera=cam2"
+    assert load_edge_config(cams_yaml(tmp_path, cams, port())).replay_key not in ("", key)
+    cams[0]["realtime"] = True
+    assert load_edge_config(cams_yaml(tmp_path, cams, port())).replay_key == ""

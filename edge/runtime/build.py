@@ -160,7 +160,7 @@ def identity_service(
 
         cameras = [c.id for c in cfg.cameras]
         local = partial(IdentityEngine, settings)
-        return StreamSiteIds(cfg.stream, cameras, reid.meta.embedding_dim, local=local, replayable=cfg.replayable)
+        return StreamSiteIds(cfg.stream, cameras, reid.meta.embedding_dim, local=local, replay=cfg.replay_key)
     if cfg.site is None:
         return IdentityEngine(settings)
     from edge.site.node import site_engine  # a site node only: ZeroMQ and the hub protocol

@@ -13,6 +13,8 @@ paths and probes the sources. Sections that a package below the runtime reads li
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Literal, Optional, Union
@@ -248,6 +250,20 @@ class EdgeConfig(StrictModel):
         image folder, a synthetic camera): each run computes the same (a killed streaming node
         started again carries on its session, ``edge/stream/resume.py``)."""
         return all(not c.realtime and not is_live(c.source) for c in self.cameras)
+
+    @property
+    def replay_key(self) -> str:
+        """What a replayable run's messages are made from (its cameras, detector, tracker, model and
+        matching), hashed: a killed run's session is carried on only by a run with the same key;
+        "" when the run is not replayable."""
+        if not self.replayable:
+            return ""
+        made_of = self.model_dump(
+            mode="json",
+            include={"cameras", "detector", "tracker", "reid", "matching"},
+            exclude={"matching": {"site_threshold": {"store"}, "learn_topology": {"out"}}},  # where it writes
+        )
+        return hashlib.sha256(json.dumps(made_of, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
     def site_node(self) -> bool:

@@ -275,7 +275,7 @@ def open_stream(cfg: EdgeConfig, reid: Optional[ReIDBackend]) -> Optional[Stream
         return None
     from edge.stream.node_stream import StreamOutput  # NATS only for a node that streams
 
-    return StreamOutput(cfg.stream, [c.id for c in cfg.cameras], reid.meta.embedding_dim, replayable=cfg.replayable)
+    return StreamOutput(cfg.stream, [c.id for c in cfg.cameras], reid.meta.embedding_dim, replay=cfg.replay_key)
 
 
 def open_tracklet_log(cfg: EdgeConfig, reid: Optional[ReIDBackend]) -> Optional[GuardedOutput[TrackletLogWriter]]:

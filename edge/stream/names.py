@@ -18,6 +18,7 @@ LEASE_S = 2.0  # an active hub silent this long is replaced (failover within abo
 NODE_HEADER = "Clipreid-Node"  # the node and its session (a restarted node starts a new one)
 SESSION_HEADER = "Clipreid-Session"
 EPOCH_HEADER = "Clipreid-Epoch"  # the scene clock origin of its cameras (a carried-on session keeps it)
+REPLAY_HEADER = "Clipreid-Replay"  # a replayable run's cameras and settings, hashed (only its replay carries it on)
 STEP_HEADER = "Clipreid-Step"  # on a decision message: the summaries stream position it decided at
 HUB_HEADER = "Clipreid-Hub"  # and the hub that published it
 MSG_ID_HEADER = "Nats-Msg-Id"  # JetStream's: a message sent again with its id is stored once

@@ -33,16 +33,17 @@ class StreamOutput:
         cameras: list[str],
         embedding_dim: int,
         on_hub: Optional[Callable[[bool, float], None]] = None,
-        replayable: bool = False,
+        replay: str = "",
     ):
         """``on_hub(away, since)``: the region's hub found away or back (``edge/stream/hub_watch.py``);
-        ``replayable``: the node's cameras give the same frames each run (lockstep files or synthetic
-        cameras): a session its killed run left unfinished is carried on."""
-        self.resumed = resumable_session(cfg, Region(cfg.region)) if replayable and cfg.resume else None
+        ``replay``: the node's cameras give the same frames each run (lockstep files or synthetic
+        cameras), and this hashes them with its settings (``EdgeConfig.replay_key``): a session its
+        killed run of the same key left unfinished is carried on."""
+        self.resumed = resumable_session(cfg, Region(cfg.region), replay) if replay and cfg.resume else None
         self.session = self.resumed.session if self.resumed else uuid.uuid4().hex[:12]
         self.publisher = SummaryPublisher(
             cfg.servers, Region(cfg.region), cfg.node, self.session, cfg.max_buffered, cfg.replicas, on_hub,
-            self.resumed,
+            self.resumed, replay,
         )  # fmt: skip
         self.writer = SummaryWriter(
             lambda parts, now: self.publisher.send(parts), cameras, embedding_dim, cfg.node, self.session
@@ -54,6 +55,11 @@ class StreamOutput:
             ",".join(cfg.servers),
             self.session,
         )
+
+    @property
+    def replaying(self) -> bool:
+        """A carried-on session whose replay has not yet made every message the stream holds."""
+        return self.resumed is not None and self.publisher.made < self.resumed.sent
 
     def scene_epoch(self, fresh: float) -> float:
         """The scene clock origin of this session's cameras: the carried-on session's, else
@@ -76,14 +82,21 @@ class StreamOutput:
             log.error("stream: %d summaries messages not in the region's stream after %g s: lost", left, CLOSE_WAIT_S)
 
 
-def resumable_session(cfg: StreamConfig, region: Region) -> Optional[Unfinished]:
-    """The session this node's killed run left unfinished (said in the log), None for a new one."""
+def resumable_session(cfg: StreamConfig, region: Region, replay: str) -> Optional[Unfinished]:
+    """The session this node's killed run of the same cameras and settings (``replay``) left
+    unfinished (said in the log), None for a new one."""
     try:
         found = unfinished_session(cfg.servers, region, cfg.node, RESUME_WAIT_S)
     except (TimeoutError, asyncio.TimeoutError):
         log.warning(
             "stream: no server of %s answered within %g s: node %s starts a new session (a killed run's is not "
             "carried on)", ",".join(cfg.servers), RESUME_WAIT_S, cfg.node,
+        )  # fmt: skip
+        return None
+    if found is not None and found.replay != replay:
+        log.info(
+            "stream: node %s's last session %s was not ended, by a run of other cameras or settings: a new "
+            "session", cfg.node, found.session,
         )  # fmt: skip
         return None
     if found is not None:

@@ -29,7 +29,7 @@ from typing import Any, Optional
 from edge.stream.config import MAX_BUFFERED
 from edge.stream.frames import pack
 from edge.stream.hub_watch import HubWatch
-from edge.stream.names import EPOCH_HEADER, MSG_ID_HEADER, NODE_HEADER, SESSION_HEADER, Region
+from edge.stream.names import EPOCH_HEADER, MSG_ID_HEADER, NODE_HEADER, REPLAY_HEADER, SESSION_HEADER, Region
 from edge.stream.resume import Unfinished
 from edge.stream.streams import connect, ensure_streams, retry
 
@@ -51,11 +51,14 @@ class SummaryPublisher:
         replicas: int = 1,
         on_hub: Optional[Callable[[bool, float], None]] = None,
         already: Optional[Unfinished] = None,
+        replay: str = "",
     ):
         """``on_hub(away, since)``: the region's hub found away or back (:class:`HubWatch`);
-        ``already``: the session's messages the stream holds (a resumed session's)."""
+        ``already``: the session's messages the stream holds (a resumed session's); ``replay``: a
+        replayable run's cameras and settings, hashed, in each message's headers."""
         self.servers, self.region, self.node, self.session = servers, region, node, session
         self.already = already
+        self.replay = replay
         self.resume_differs = False  # the replay's message at ``already.sent`` is not the stored one
         self.epoch: Optional[float] = None  # the node's scene clock origin, in each message's headers once known
         self.replicas = replicas
@@ -77,8 +80,14 @@ class SummaryPublisher:
         with self._lock:
             self._count += 1
             if self.already is not None and self._count <= self.already.sent:
-                self._check_replay(pack(frames))
-                return
+                if frames[1:2] != [b"bye"]:
+                    self._check_replay(pack(frames))
+                    return
+                log.warning(  # a bye numbered past what the stream holds: else it would be taken for one of them
+                    "stream: node %s's replay ended at message %d, before the %d its killed run had sent",
+                    self.node, self._count, self.already.sent,
+                )  # fmt: skip
+                self._count = self.already.sent + 1
             self._buffer.append((self._count, pack(frames)))
             if len(self._buffer) > self.max_buffered:
                 head = self._buffer.popleft()
@@ -100,6 +109,11 @@ class SummaryPublisher:
                 "other cameras, model or settings than the killed run's? its next messages continue the session",
                 self.node, self.session, self._count,
             )  # fmt: skip
+
+    @property
+    def made(self) -> int:
+        """Messages of this session made so far (sent, buffered, or held by the stream already)."""
+        return self._count
 
     @property
     def buffered(self) -> int:
@@ -167,6 +181,8 @@ class SummaryPublisher:
             }
             if self.epoch is not None:
                 headers[EPOCH_HEADER] = repr(self.epoch)
+            if self.replay:
+                headers[REPLAY_HEADER] = self.replay
             try:
                 ack = await js.publish(subject, payload, timeout=2.0, headers=headers)
             except Exception as exc:  # noqa: BLE001 - timeout, no responders, reconnecting: keep it and retry

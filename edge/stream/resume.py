@@ -12,10 +12,12 @@ messages of one uninterrupted run, and decide what they would have decided witho
 The replay's scene clock must be the killed run's too: every message says its cameras' clock
 origin (a file's first frame is at that wall-clock time), and the replay starts its clock there.
 
-A session is unfinished when the last message of the node's subject is not its ``bye``. The
-replay's message at that number is compared with the stored one: a run of other cameras, model or
-settings would differ there, and says so (its messages are still sent: the hubs decide them as
-a continuation). A live camera goes on in time instead: a node with one starts a new session.
+A session is unfinished when the last message of the node's subject is not its ``bye``. It is
+carried on only by a run of the same cameras and settings: every message of a replayable run
+carries their hash (``Clipreid-Replay``, :attr:`~edge.runtime.config.EdgeConfig.replay_key`), and
+another hash, or none (a live camera's run), starts a new session. The replay's message at that
+number is also compared with the stored one (said when it differs). A live camera goes on in time
+instead: a node with one starts a new session.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from nats.js.errors import NotFoundError
+
 from edge.stream.frames import unpack
-from edge.stream.names import EPOCH_HEADER, MSG_ID_HEADER, SESSION_HEADER, Region
+from edge.stream.names import EPOCH_HEADER, MSG_ID_HEADER, REPLAY_HEADER, SESSION_HEADER, Region
 from edge.stream.streams import connect
 from edge.wire.site_protocol import NODE_KINDS, ProtocolError, decode
 
@@ -42,6 +46,7 @@ class Unfinished:
     sent: int
     last: bytes
     epoch: Optional[float] = None
+    replay: str = ""  # the run's cameras and settings, hashed ("": not a replayable run)
 
 
 def unfinished_session(servers: list[str], region: Region, node: str, wait_s: float) -> Optional[Unfinished]:
@@ -54,11 +59,15 @@ async def _last_of(servers: list[str], region: Region, node: str) -> Optional[Un
     nc = await connect(servers, f"{node} resume")
     try:
         js = nc.jetstream()
-        try:
-            msg = await js.get_last_msg(region.summaries_stream, region.summaries_subject(node))
-        except Exception as exc:  # noqa: BLE001 - no stream yet, or no message of this node in it
-            log.debug("stream: no earlier message of node %s (%s)", node, exc)
-            return None
+        while True:
+            try:
+                msg = await js.get_last_msg(region.summaries_stream, region.summaries_subject(node))
+                break
+            except NotFoundError:  # no stream yet, or no message of this node in it
+                return None
+            except Exception as exc:  # noqa: BLE001 - a cluster electing its leaders: ask again (wait_for bounds it)
+                log.debug("stream: node %s's last message not readable yet (%s)", node, exc)
+                await asyncio.sleep(0.25)
     finally:
         await nc.close()
     return read_last(msg.headers or {}, msg.data or b"")
@@ -79,4 +88,5 @@ def read_last(headers: dict[str, Any], payload: bytes) -> Optional[Unfinished]:
         epoch: Optional[float] = float(headers[EPOCH_HEADER])
     except (KeyError, ValueError):
         epoch = None
-    return None if kind == "bye" else Unfinished(session, int(number), payload, epoch)
+    replay = str(headers.get(REPLAY_HEADER, ""))
+    return None if kind == "bye" else Unfinished(session, int(number), payload, epoch, replay)

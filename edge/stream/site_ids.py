@@ -108,16 +108,19 @@ class StreamSiteIds(NodeIds):
         embedding_dim: int,
         local: Optional[Callable[[], IdentityEngine]] = None,
         since: Optional[float] = None,
-        replayable: bool = False,
+        replay: str = "",
     ):
         """``local``: the node's own engine while no hub decides; ``since``: the wall clock this
-        node's decisions can be no older than (now); ``replayable``: see :class:`StreamOutput`
-        (a resumed session's decisions are read from the decision stream's start)."""
+        node's decisions can be no older than (now); ``replay``: see :class:`StreamOutput` (a
+        resumed session's decisions are read from its killed run's start, and applied once the
+        replay has made the tracklets they name again)."""
         super().__init__(cfg, local)
         self._held: list[dict] = []  # the hub's decisions that came while this node decided alone
-        self.output = StreamOutput(cfg, cameras, embedding_dim, self._on_hub, replayable)
+        self.output = StreamOutput(cfg, cameras, embedding_dim, self._on_hub, replay)
         self.session = self.output.session
-        start = None if self.output.resumed else time.time() if since is None else since
+        self._replayed: list[dict] = []  # the killed run's decisions, until the replay has passed them
+        resumed = self.output.resumed
+        start = resumed.epoch if resumed else time.time() if since is None else since
         self.follower = DecisionFollower(cfg.servers, Region(cfg.region), self.session, start, self._receive)
 
     # --- what the pipeline calls (IdentityService) ------------------------------------------------
@@ -133,6 +136,8 @@ class StreamSiteIds(NodeIds):
                 self._decide_locally(summaries, now)
             out, self._decisions = self._decisions, []
         self.output.write(now, summaries)
+        if self._replayed and not self.output.replaying:
+            self._apply_replayed()
         return out
 
     def flush(self, now: Optional[float] = None) -> list[Decision]:
@@ -143,6 +148,7 @@ class StreamSiteIds(NodeIds):
         end is waited for too: every summary is in the durable stream, so a hub back meanwhile, or a
         link just restored, still makes this session's ids final."""
         deadline = time.monotonic() + self.cfg.flush_timeout_s
+        self._apply_replayed()  # a replay that ended before its killed run had: what it made again
         self.output.writer.bye()
         self.output.publisher.flush(max(0.0, deadline - time.monotonic()))
         if self._away and time.monotonic() < deadline:
@@ -191,9 +197,23 @@ class StreamSiteIds(NodeIds):
         if not (h["ids"] or h["decisions"] or h["final"]):
             return
         with self._lock:
-            if self._away:  # deciding here: the hub's ids wait until the lease says a hub is back
-                self._held.append(h)
+            if self._replayed or self.output.replaying:  # the tracklets it names are not made again yet
+                self._replayed.append(h)
             else:
-                if not self.connected:  # the first decisions may come before the lease is read
-                    self._hub_back()
-                self._apply(h)
+                self._take(h)
+
+    def _apply_replayed(self) -> None:
+        """The killed run's decisions, held until the replay made their tracklets again."""
+        with self._lock:
+            held, self._replayed = self._replayed, []
+            for h in held:
+                self._take(h)
+
+    def _take(self, h: dict) -> None:
+        """One decision message's part for this node, applied (held while this node decides alone)."""
+        if self._away:  # deciding here: the hub's ids wait until the lease says a hub is back
+            self._held.append(h)
+        else:
+            if not self.connected:  # the first decisions may come before the lease is read
+                self._hub_back()
+            self._apply(h)
