@@ -18,7 +18,9 @@
    twice, the node's outages, and how long it took to catch up after the link came back.
 3. **Regions in parallel**: the log published into 1 and then 4 regions' streams; 1 and 4 hub
    processes read theirs at once; summaries messages per second, each and together (on this
-   machine's cores: every hub runs its own engine).
+   machine's cores: every hub runs its own engine), and what each hub and the server spent in CPU
+   time meanwhile: a projection for a machine with a core per hub (:func:`projected_speedup`),
+   which a machine with fewer cores cannot measure.
 4. **Checkpoints** (``edge/stream/checkpoint.py``): in this process, a region hub with
    ``--checkpoint-past`` N past identities (``scripts/bench_hub.py``'s synthetic ones, FAISS gallery)
    after a few synthetic steps: its checkpoint's size, the time to write it (``dump``: the hub's
@@ -278,6 +280,7 @@ def regions(out: Path, messages: list[list[bytes]], counts: tuple[int, ...] = (1
                     publisher.send(parts)
                 publisher.flush(120)
                 publisher.close(0)
+            server_cpu = cpu_seconds(server.process.pid)
             hubs = [hub_process(folder, server.url, f"hub-{name}", name) for name in names]
             last = max(reference_steps(messages))
             for name in names:  # read through: every hub has decided the last step of its region
@@ -286,9 +289,12 @@ def regions(out: Path, messages: list[list[bytes]], counts: tuple[int, ...] = (1
             for h in hubs:
                 h.send_signal(signal.SIGTERM)
                 h.wait(20)
-            spans = [json.loads((folder / f"hub-{name}.json").read_text())["read_span"] for name in names]
+            server_cpu = cpu_seconds(server.process.pid) - server_cpu
+            reports = [json.loads((folder / f"hub-{name}.json").read_text()) for name in names]
+        spans = [r["read_span"] for r in reports]
         seconds = max(s[1] for s in spans) - min(s[0] for s in spans)  # first message read to last, any hub
         each = [len(messages) / (s[1] - s[0]) for s in spans]
+        cpu_each = [r["cpu_span"][1] - r["cpu_span"][0] for r in reports]
         total = n * len(messages)
         rows.append(
             {
@@ -297,9 +303,35 @@ def regions(out: Path, messages: list[list[bytes]], counts: tuple[int, ...] = (1
                 "seconds": round(seconds, 2),
                 "per_s": round(total / seconds, 1),
                 "per_s_each": [round(e, 1) for e in each],
+                "hub_cpu_s_each": [round(c, 2) for c in cpu_each],
+                "per_cpu_s_each": [round(len(messages) / c, 1) for c in cpu_each],  # messages per CPU second
+                "hub_busy_each": [round(c / (s[1] - s[0]), 2) for c, s in zip(cpu_each, spans)],
+                "server_cpu_s": round(server_cpu, 2),
             }
         )
     return rows
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU time so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def projected_speedup(rows: list[dict]) -> dict:
+    """What ``n`` hubs would reach with a core each, from what each costs in CPU here: ``n`` times
+    the messages a hub decides per CPU second with ``n`` at once, over one alone's per wall second
+    (its wall time includes its waits on the server; hubs that share cores do not show that). It
+    holds while the server has a core of its own and is not saturated (its busy share is given)."""
+    one, many = rows[0], rows[-1]
+    n = many["regions"]
+    per_cpu = sum(many["per_cpu_s_each"]) / n
+    return {
+        "regions": n,
+        "projected_speedup": round(n * per_cpu * one["hub_busy_each"][0] / one["per_s"], 2),
+        "cpu_per_message_ratio": round(one["per_cpu_s_each"][0] / per_cpu, 2),  # > 1: a hub costs more with n
+        "server_busy": round(many["server_cpu_s"] / many["seconds"], 2),
+    }
 
 
 def checkpoint_sizes(out: Path, past_counts: list[int], steps: int = 30, after: int = 60) -> list[dict]:
@@ -578,6 +610,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"regions: {parallel}", flush=True)
         result["regions"] = parallel
         result["speedup_4_regions"] = round(parallel[-1]["per_s"] / parallel[0]["per_s"], 2)
+        result["regions_projected"] = projected_speedup(parallel)
     if "checkpoints" in args.only:
         result["checkpoints"] = checkpoint_sizes(out, args.checkpoint_past)
         result["restart"] = restart(out, messages)
@@ -609,6 +642,10 @@ def print_table(result: dict) -> None:
         for r in result["regions"]:
             print(f"| {r['regions']} region hub(s) reading at once | {r['per_s']} messages/s |")
         print(f"| speed-up with 4 regions ({os.cpu_count()} CPUs) | {result['speedup_4_regions']}x |")
+        p = result["regions_projected"]
+        value = f"{p['projected_speedup']}x (CPU a message: {p['cpu_per_message_ratio']}x one hub's; server busy"
+        value += f" {p['server_busy']})"
+        print(f"| projected with a core per hub, from each hub's CPU time | {value} |")
     for c in result.get("checkpoints", []):
         n = c["past_identities"]
         value = f"{c['mb']} MB, {c['dump_s']} s / {c['load_s']} s"

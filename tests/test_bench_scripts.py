@@ -282,3 +282,16 @@ def test_bench_live_runs_the_demo_under_a_cpu_quota_and_scores_it(tmp_path):
     assert run["setting"] == "quota:1.0" and run["scores"]["ids_true"] == 20 and sum(run["frames"].values()) > 0
     assert data["summary"]["quota:1.0"]["n"] == 1 and (tmp_path / "curve.png").stat().st_size > 0
     assert not list(Path("/sys/fs/cgroup/cpu").glob("clipreid-bench-*"))  # the group is removed
+
+
+def test_the_four_region_projection_is_n_times_one_hub_s_rate_scaled_by_what_a_message_costs_in_cpu():
+    """One hub alone: 100 messages/s at 0.8 of a core (125 messages a CPU second). Four at once
+    on fewer cores: each 100 messages a CPU second (a message costs 1.25x). With a core each, each
+    would decide 100 * 100 / 125 = 80 a second: 3.2x one hub."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from bench_stream import projected_speedup
+
+    one = {"regions": 1, "per_s": 100.0, "hub_busy_each": [0.8], "per_cpu_s_each": [125.0]}
+    four = {"regions": 4, "seconds": 10.0, "server_cpu_s": 3.0, "per_cpu_s_each": [100.0] * 4}
+    got = projected_speedup([one, four])
+    assert got == {"regions": 4, "projected_speedup": 3.2, "cpu_per_message_ratio": 1.25, "server_busy": 0.3}

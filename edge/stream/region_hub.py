@@ -364,6 +364,7 @@ class RegionHub:
             "checkpointed": self.checkpointed,
             "identities": len(self.engine.identities),
             "read_span": [round(t, 3) for t in self.steps.read_span],
+            "cpu_span": [round(t, 3) for t in self.steps.cpu_span],
             **self.steps.counters,
             **self.counters,
         }

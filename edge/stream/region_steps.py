@@ -129,6 +129,7 @@ class RegionSteps:
         )
         self._refused: set[tuple[str, str]] = set()  # sessions a skipped message was said for
         self.read_span: list[float] = []  # wall clock of the first and the last message read (throughput)
+        self.cpu_span: list[float] = []  # and the process's CPU time then (its cost, whatever the cores)
         build = (faiss_build(), f"numpy {np.__version__}") if self.gallery is not None else ()
         self.fingerprint = fingerprint(
             settings, embedding_dim, gallery, sorted(self.hand_over.items()), id_base, model_id, *build
@@ -140,9 +141,10 @@ class RegionSteps:
         decided nothing (or was no step)."""
         self.position = position
         self.outgoing = []
-        self.read_span[1:] = [time.time()]
-        if len(self.read_span) == 1:
-            self.read_span.insert(0, self.read_span[0])
+        for span, clock in ((self.read_span, time.time), (self.cpu_span, time.process_time)):
+            span[1:] = [clock()]
+            if len(span) == 1:
+                span.insert(0, span[0])
         try:
             step = self.reader.read(parts, node, session)
         except (ProtocolError, KeyError, TypeError, ValueError) as exc:
