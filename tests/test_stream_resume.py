@@ -3,6 +3,10 @@
 the stream is found, not sent again, and the replay is checked against it. (The node killed and
 started again as real ``edge.run`` processes: ``tests/test_stream.py``.)"""
 
+import asyncio
+import json
+import time
+
 import pytest
 
 pytest.importorskip("nats")
@@ -124,3 +128,42 @@ def test_the_replay_key_changes_with_the_cameras_and_not_with_the_outputs(tmp_pa
     assert load_edge_config(cams_yaml(tmp_path, cams, port())).replay_key not in ("", key)
     cams[0]["realtime"] = True
     assert load_edge_config(cams_yaml(tmp_path, cams, port())).replay_key == ""
+
+
+def publish_decision(url, body):
+    async def send():
+        import nats
+
+        nc = await nats.connect(url)
+        await nc.jetstream().publish(HALL.decisions_subject, json.dumps(body).encode())
+        await nc.close()
+
+    asyncio.run(send())
+
+
+def test_a_resumed_node_holds_its_killed_run_s_decisions_until_the_replay_made_their_tracklets(tmp_path, node_log):
+    """The hub made a tracklet of the killed run final; the node started again reads that at once,
+    but applies it only once its replay has made every message the killed run had (else the
+    final would find no tracklet, and the replayed one would wait for a final that never comes)."""
+    from edge.stream.site_ids import StreamSiteIds
+
+    body = [m for m in node_log if b"bye" not in m[1]]
+    final = {"key": ["cam1", 7], "global_id": 3, "node": "node1", "session": "s1", "local_id": 7}
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        publish(server.url, "s1", body[:30], replay="cameras-a")  # the killed run: 30 messages
+        publish_decision(server.url, {"region": "hall", "step": 30, "decisions": [], "ids": [], "final": [final]})
+        cfg = StreamConfig(servers=[server.url], region="hall", node="node1", flush_timeout_s=0)
+        ids = StreamSiteIds(cfg, ["cam1", "cam2", "cam3"], 320, replay="cameras-a")  # its hello: message 1
+        try:
+            assert ids.session == "s1"
+            deadline = time.monotonic() + 10
+            while not ids._replayed and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert ids._replayed, "the killed run's decision was not read"
+            for n in range(2, 30):  # the replay's messages 2..29
+                ids.update([], float(n))
+                assert ids.take_final() == [], f"applied at message {n}, before the replay made its tracklet"
+            ids.update([], 30.0)  # the 30th: all the killed run had
+            assert ids.take_final() == [(("cam1", 7), 3)]
+        finally:
+            ids.close()
