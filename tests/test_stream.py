@@ -778,3 +778,45 @@ def test_a_node_says_while_its_region_has_no_active_hub(tmp_path, node_log, capl
             stop.set()
             thread.join(10)
             publisher.close(0)
+
+
+def test_a_node_silent_past_the_timeout_without_bye_is_said_gone_and_every_hub_ends_its_tracklets(tmp_path, node_log):
+    """A node that stops midway without bye (its box gone): once its session has been silent past
+    the hub's node timeout, the active hub says so in the region's stream (once), every tracklet
+    of the session ends and is final, and a hub reading the stream afterwards (the reference, in
+    this process) decides exactly what the active hub published, that step included."""
+    from edge.stream.frames import unpack
+    from edge.stream.names import GONE_HEADER
+
+    half = len(node_log) // 2
+    hall = Region("hall")
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        hub = RegionHub([server.url], hall, settings(), "hub-a", node_timeout_s=2.0)
+        stop = threading.Event()
+        thread = threading.Thread(target=hub.run, args=(stop,), daemon=True)
+        thread.start()
+        node = SummaryPublisher([server.url], hall, "node1", "s1")
+        for parts in node_log[:half]:
+            node.send(parts)
+        assert node.flush(30)
+        node.close(0)  # gone, without bye
+        try:
+            wait_for(lambda: hub.position == half + 1, 30, "the node said gone and that read")
+            assert [k for k in hub.steps.reader.mirror.tracklets if k[1] == "s1"] == []  # none live
+            assert not hub.steps.reader.origin, "a tracklet of the silent session is not final"
+            wait_for(lambda: not hub.recent, 10, "every decided step published")
+            time.sleep(2.5)  # past another timeout: said once
+            stored = stream_messages(server.url, hall.summaries_stream)
+            got = published(server.url, hall)
+        finally:
+            stop.set()
+            thread.join(10)
+    assert hub.counters["said_gone"] == 1 and len(stored) == half + 1 and GONE_HEADER in stored[-1][0]
+    reference_hub = RegionSteps(hall, settings())
+    expected = {}
+    for position, (headers, data) in enumerate(stored, start=1):
+        body = reference_hub.take(position, unpack(data or b""), headers)
+        if body is not None:
+            expected[position] = json.loads(body)
+    assert expected[half + 1]["final"], "the gone step made nothing final"
+    assert_each_step_once(got, expected)

@@ -120,6 +120,7 @@ class StepReader:
         if not isinstance(seq, int) or seq <= self.last_seq.get((node, session), 0):
             return None
         self.last_seq[(node, session)] = seq
+        self._gone.discard((node, session))  # a session said gone that is heard again goes on
         now, items = decode_tracklets(msg, dim)
         ended_elsewhere = self.mirror.take_dirty()  # an earlier session's tracklets, ended
         step = [t.summary() for t in ended_elsewhere]
@@ -132,6 +133,23 @@ class StepReader:
             if w.ended:
                 self.mirror.forget(t)
         return now, step
+
+    def ended(self, node: str, session: str) -> bool:
+        """The session said bye, its node started a new one, or its hub said it went silent
+        (:meth:`end_session`)."""
+        return (node, session) in self._gone or self.sessions.get(node, session) != session
+
+    def end_session(self, node: str, session: str) -> list[TrackletSummary]:
+        """A node session gone silent without bye: its live tracklets end now (their summaries, for
+        an engine step); nothing for a session unknown or ended already."""
+        if (node, session) not in self.dims or (node, session) in self._gone:
+            return []
+        self._gone.add((node, session))
+        self.mirror.end_session(node, session)
+        ended = self.mirror.take_dirty()
+        for t in ended:
+            self.mirror.forget(t)
+        return [t.summary() for t in ended]
 
     def take_byes(self) -> list[tuple[str, str]]:
         """The sessions that said bye since the last call."""

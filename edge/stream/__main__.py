@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> dict:
         help="people leaving through these cameras are handed to that region's hubs (repeat per region)",
     )  # fmt: skip
     hub.add_argument("--id-base", type=int, default=0, help="this region's ids start above this (ranges apart)")
+    hub.add_argument(
+        "--node-timeout-s", type=float, default=None,
+        help="a node session silent this long without bye has its tracklets ended (900; 0: never)",
+    )  # fmt: skip
     hub.add_argument("--report", default=None, help="write the final stats as JSON here")
     hub.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the hub YAML, e.g. publisher.endpoint=...")
     publish = sub.add_parser("publish", help="send a tracklet log into a region's stream as a node")
@@ -110,6 +114,7 @@ def _hub(args: argparse.Namespace) -> dict:
     from edge.stream.names import LEASE_S, Region
     from edge.stream.region_hub import HubRefused, RegionHub
     from edge.stream.region_steps import GallerySettings
+    from edge.stream.silent_nodes import NODE_TIMEOUT_S
     from edge.wire.publisher import EventPublisher
     from edge.wire.site_protocol import model_id
 
@@ -133,6 +138,7 @@ def _hub(args: argparse.Namespace) -> dict:
     hub = RegionHub(
         servers, region, settings, name, lease_s, args.replicas, events, int(meta.embedding_dim), gallery,
         args.checkpoint_every, hand_over, args.id_base, model_id(cfg.reid_model),
+        NODE_TIMEOUT_S if args.node_timeout_s is None else args.node_timeout_s,
     )  # fmt: skip
     try:
         report = hub.run(stop_on_signals())

@@ -23,6 +23,7 @@ STEP_HEADER = "Clipreid-Step"  # on a decision message: the summaries stream pos
 HUB_HEADER = "Clipreid-Hub"  # and the hub that published it
 MSG_ID_HEADER = "Nats-Msg-Id"  # JetStream's: a message sent again with its id is stored once
 HEARTBEAT_S = 1.0  # an ordered reader missing its server's heartbeats this long starts again where it was
+GONE_HEADER = "Clipreid-Gone"  # on a summaries stream's message: the active hub says this node session went silent
 HANDOVER_HEADER = "Clipreid-Handover"  # on a summaries stream's message: a person handed over by this region
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 

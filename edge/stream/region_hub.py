@@ -33,10 +33,13 @@ from edge.stream.checkpoint import checkpoint_store, dump, read_checkpoint
 from edge.stream.frames import pack, unpack
 from edge.stream.handover import Outgoing
 from edge.stream.names import (
+    GONE_HEADER,
     HANDOVER_HEADER,
     HUB_HEADER,
     LEASE_S,
     MSG_ID_HEADER,
+    NODE_HEADER,
+    SESSION_HEADER,
     STEP_HEADER,
     Region,
     lease_holder,
@@ -44,6 +47,7 @@ from edge.stream.names import (
 )
 from edge.stream.ordered_reader import OrderedReader
 from edge.stream.region_steps import GallerySettings, RegionSteps
+from edge.stream.silent_nodes import NODE_TIMEOUT_S, SilentNodes
 from edge.stream.streams import connect, ensure_streams, lease_bucket, retry
 from edge.wire.publisher import EventPublisher
 
@@ -76,13 +80,16 @@ class RegionHub:
         hand_over: Optional[Mapping[str, str]] = None,
         id_base: int = 0,
         model_id: str = "",
+        node_timeout_s: float = NODE_TIMEOUT_S,
     ):
         """``events``: the ZeroMQ publisher subscribers (the view, ``edge.listen``) read the active
         hub's identity events on, as from ``edge.hub``; ``checkpoint_every_s``: how often the
         active hub writes its state to the checkpoint store (``edge/stream/checkpoint.py``), what a
         hub that starts continues from (0: never; a hub then reads the region from its start);
         ``embedding_dim``, ``gallery``, ``hand_over``, ``id_base``, ``model_id``: its steps'
-        (:class:`~edge.stream.region_steps.RegionSteps`)."""
+        (:class:`~edge.stream.region_steps.RegionSteps`); ``node_timeout_s``: a node session
+        silent this long without bye is said gone by the active hub (0: never;
+        ``edge/stream/silent_nodes.py``)."""
         self.servers, self.region, self.name = servers, region, name
         self.events = events
         self.lease_s, self.replicas = lease_s, replicas
@@ -91,7 +98,9 @@ class RegionHub:
         self.published_upto = 0  # the last step the region's decision stream has (as far as this hub knows)
         # decided steps not known published, each with its hand-overs
         self.recent: deque[tuple[int, bytes, list[Outgoing]]] = deque(maxlen=KEEP_STEPS)
-        self.counters = dict.fromkeys(("published", "takeovers", "lost_lease", "checkpoints"), 0)
+        self.counters = dict.fromkeys(("published", "takeovers", "lost_lease", "checkpoints", "said_gone"), 0)
+        self.silent = SilentNodes(node_timeout_s)
+        self._caught_up = False  # the last message read was the stream's last
         self._revision = 0
         self._renewed = 0.0
         self._next_try = 0.0
@@ -122,6 +131,8 @@ class RegionHub:
         js = nc.jetstream()
         kv, store = await retry(lambda: self._setup(js))
         start = await self._resume(js, store)
+        live = [key for key in self.steps.reader.dims if not self.steps.reader.ended(*key)]
+        self.silent.seed(live, time.time(), self.position)  # a checkpoint's sessions: heard as of now
         reader = OrderedReader(js, self.region.summaries_stream, self.region.summaries_subject(), after=start - 1,
                                what=f"region {self.region.name}'s summaries")  # fmt: skip
         await retry(reader.subscribe)
@@ -143,12 +154,16 @@ class RegionHub:
             if msg is None:
                 if self.leader and self.recent:  # a publish that failed: try again while the stream is quiet
                     await self._publish_recent(js)
+                if self.leader and self._caught_up:
+                    await self._say_gone(js)
                 continue
             try:
-                parts = unpack(msg.data)
+                parts = unpack(msg.data or b"")
             except ValueError:
                 parts = []
-            out = self.steps.take(msg.metadata.sequence.stream, parts, msg.headers or {})
+            headers = msg.headers or {}
+            out = self.steps.take(msg.metadata.sequence.stream, parts, headers)
+            self._note_node(msg, headers)
             if out is not None:
                 self.recent.append((self.position, out, self.steps.outgoing))
                 if self.leader:
@@ -302,6 +317,42 @@ class RegionHub:
                 f"matching or gallery, the model, --hand-over or --id-base): hub {self.name} would decide "
                 "otherwise after a takeover; start it with the same ones"
             )
+
+    def _note_node(self, msg: Any, headers: Mapping[str, str]) -> None:
+        """When each node session was last heard (the server's clock), until it ended."""
+        self._caught_up = not msg.metadata.num_pending
+        node, session = headers.get(NODE_HEADER), headers.get(SESSION_HEADER)
+        if node is None or session is None:
+            return
+        if self.steps.reader.ended(node, session):
+            self.silent.ended(node, session)
+        elif GONE_HEADER not in headers:
+            self.silent.heard(node, session, msg.metadata.timestamp, msg.metadata.sequence.stream)
+
+    async def _say_gone(self, js: Any) -> None:
+        """The sessions silent past the timeout, said gone in the region's stream (each hub ends
+        their tracklets when it reads that; a second hub's saying it is stored once)."""
+        for node, session, position in self.silent.due(time.time()):
+            if self.steps.reader.ended(node, session):  # its node started a new session meanwhile
+                self.silent.ended(node, session)
+                continue
+            headers = {
+                MSG_ID_HEADER: f"{node}-{session}-gone-{position}",
+                NODE_HEADER: node,
+                SESSION_HEADER: session,
+                GONE_HEADER: self.name,
+            }
+            try:
+                await js.publish(self.region.summaries_subject(node), b"", timeout=PUBLISH_TIMEOUT_S, headers=headers)
+            except Exception as exc:  # noqa: BLE001 - the servers away: said at the next quiet moment
+                log.warning("stream: hub %s could not say node %s gone (%s)", self.name, node, exc)
+                return
+            log.warning(
+                "stream: node %s (session %s) silent for over %g s without bye: hub %s ends its tracklets",
+                node, session, self.silent.timeout_s, self.name,
+            )  # fmt: skip
+            self.silent.ended(node, session)
+            self.counters["said_gone"] += 1
 
     async def _last_published(self, js: Any) -> int:
         try:

@@ -4,7 +4,8 @@ What every hub of a region computes the same from the same stream (:class:`Regio
 engine step per node message, exactly as a tracklet log is replayed
 (:class:`~edge.site.tracklet_log.StepReader`); a node session's ``bye`` ends its tracklets; a
 person handed over by a neighbouring region is welcomed into the engine, and one who leaves through
-a boundary camera is handed on (``edge/stream/handover.py``). Its whole state is what a checkpoint
+a boundary camera is handed on (``edge/stream/handover.py``); a session the active hub said went
+silent ends its live tracklets (``edge/stream/silent_nodes.py``). Its whole state is what a checkpoint
 keeps (``edge/stream/checkpoint.py``). The lease, publishing and the stream are the hub's
 (``edge/stream/region_hub.py``).
 """
@@ -28,7 +29,7 @@ from edge.site.nearest import follow_engine, index_identities, nearest_candidate
 from edge.site.tracklet_log import StepReader
 from edge.stream.checkpoint import HubState, fingerprint
 from edge.stream.handover import Outgoing, handover_message, read_handover
-from edge.stream.names import HANDOVER_HEADER, NODE_HEADER, SESSION_HEADER, Region
+from edge.stream.names import GONE_HEADER, HANDOVER_HEADER, NODE_HEADER, SESSION_HEADER, Region
 from edge.wire.site_protocol import ProtocolError
 
 log = logging.getLogger("edge.stream")
@@ -177,18 +178,40 @@ class RegionSteps:
             return None
         return self._message(position, decisions, final, ids)
 
-    def _session_ends(self, byes: list[tuple[str, str]], position: int) -> Optional[bytes]:
+    def gone(self, position: int, node: str, session: str) -> Optional[bytes]:
+        """The active hub said this node session went silent (``edge/stream/silent_nodes.py``): its
+        live tracklets end in an engine step now, and all of its tracklets are final."""
+        self.position = position
+        self.outgoing = []
+        ended = self.reader.end_session(node, session)
+        if not ended:
+            return None
+        log.warning("stream: node %s's session %s went silent: its %d live tracklets end", node, session, len(ended))
+        try:
+            decisions = self.engine.update(ended, self.now)
+        except Exception:  # noqa: BLE001 - as in decide: the region must go on
+            self.counters["failed_steps"] += 1
+            log.exception("stream: the engine failed ending node %s's tracklets at message %d", node, position)
+            return None
+        if self.gallery is not None:
+            follow_engine(self.gallery, self.engine, decisions, [])
+        return self._session_ends([(node, session)], position, decisions)
+
+    def _session_ends(
+        self, byes: list[tuple[str, str]], position: int, decisions: Optional[list[Decision]] = None
+    ) -> Optional[bytes]:
         """A node session said bye: its ended tracklets are final now (its decision message), None
         when it had none left."""
         ending = set(byes)
         keys = [k for k, (node, session, _) in self.reader.origin.items() if (node, session) in ending]
         self.engine.finalise(keys)
         final = self.engine.take_final()
-        if not final:
+        ids = self._changed_ids()
+        if not final and not decisions and not ids:
             return None
         if self.gallery is not None:
             follow_engine(self.gallery, self.engine, [], final)
-        return self._message(position, [], final, [])
+        return self._message(position, decisions or [], final, ids)
 
     def _message(
         self, position: int, decisions: list[Decision], final: list[tuple[Key, int]], ids: list[tuple[Key, int]]
@@ -247,6 +270,8 @@ class RegionSteps:
         if HANDOVER_HEADER in headers:
             self.welcome(position, parts)
             return None
+        if GONE_HEADER in headers:
+            return self.gone(position, headers.get(NODE_HEADER, "?"), headers.get(SESSION_HEADER, "?"))
         return self.decide(position, parts, headers.get(NODE_HEADER, "?"), headers.get(SESSION_HEADER, "?"))
 
     def _changed_ids(self) -> list[tuple[Key, int]]:
