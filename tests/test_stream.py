@@ -783,10 +783,12 @@ def test_a_node_says_while_its_region_has_no_active_hub(tmp_path, node_log, capl
 def test_a_node_silent_past_the_timeout_without_bye_is_said_gone_and_every_hub_ends_its_tracklets(tmp_path, node_log):
     """A node that stops midway without bye (its box gone): once its session has been silent past
     the hub's node timeout, the active hub says so in the region's stream (once), every tracklet
-    of the session ends and is final, and a hub reading the stream afterwards (the reference, in
-    this process) decides exactly what the active hub published, that step included."""
-    from edge.stream.frames import unpack
+    of the session ends and is final, the session's later messages are refused, and a hub reading
+    the stream afterwards (the reference, in this process) decides exactly what the active hub
+    published, that step included."""
+    from edge.stream.frames import pack, unpack
     from edge.stream.names import GONE_HEADER
+    from edge.stream.resume import Unfinished
 
     half = len(node_log) // 2
     hall = Region("hall")
@@ -805,13 +807,21 @@ def test_a_node_silent_past_the_timeout_without_bye_is_said_gone_and_every_hub_e
             assert [k for k in hub.steps.reader.mirror.tracklets if k[1] == "s1"] == []  # none live
             assert not hub.steps.reader.origin, "a tracklet of the silent session is not final"
             wait_for(lambda: not hub.recent, 10, "every decided step published")
+            held = Unfinished("s1", half, pack(node_log[half - 1]))  # the session heard again (numbered on)
+            late = SummaryPublisher([server.url], hall, "node1", "s1", already=held)
+            for parts in node_log[: half + 3]:
+                late.send(parts)
+            assert late.flush(30)
+            late.close(0)
+            wait_for(lambda: hub.position == half + 4, 10, "the late messages read")
             time.sleep(2.5)  # past another timeout: said once
             stored = stream_messages(server.url, hall.summaries_stream)
             got = published(server.url, hall)
         finally:
             stop.set()
             thread.join(10)
-    assert hub.counters["said_gone"] == 1 and len(stored) == half + 1 and GONE_HEADER in stored[-1][0]
+    assert hub.counters["said_gone"] == 1 and len(stored) == half + 4 and GONE_HEADER in stored[half][0]
+    assert hub.steps.counters["malformed"] == 3 and hub.steps.counters["failed_steps"] == 0
     reference_hub = RegionSteps(hall, settings())
     expected = {}
     for position, (headers, data) in enumerate(stored, start=1):

@@ -89,6 +89,8 @@ class StepReader:
     session's last is a duplicate and gives no step. ``embedding_dim``: the size every hello must
     announce (a node running another model is refused, its messages with it)."""
 
+    _said_gone: frozenset[tuple[str, str]] = frozenset()  # (a class default: checkpoints pickled before it load)
+
     def __init__(self, embedding_dim: Optional[int] = None) -> None:
         self.mirror = Mirror()
         self.embedding_dim = embedding_dim
@@ -116,11 +118,12 @@ class StepReader:
                 self._gone.add((node, session))
                 self.byes.append((node, session))
             return None
+        if (node, session) in self._said_gone:
+            raise ProtocolError(f"session {session} of node {node} was said gone: its node must start a new one")
         seq = msg.header.get("seq")
         if not isinstance(seq, int) or seq <= self.last_seq.get((node, session), 0):
             return None
         self.last_seq[(node, session)] = seq
-        self._gone.discard((node, session))  # a session said gone that is heard again goes on
         now, items = decode_tracklets(msg, dim)
         ended_elsewhere = self.mirror.take_dirty()  # an earlier session's tracklets, ended
         step = [t.summary() for t in ended_elsewhere]
@@ -139,12 +142,14 @@ class StepReader:
         (:meth:`end_session`)."""
         return (node, session) in self._gone or self.sessions.get(node, session) != session
 
-    def end_session(self, node: str, session: str) -> list[TrackletSummary]:
+    def end_session(self, node: str, session: str) -> Optional[list[TrackletSummary]]:
         """A node session gone silent without bye: its live tracklets end now (their summaries, for
-        an engine step); nothing for a session unknown or ended already."""
+        an engine step; the session's later messages are refused); None for a session unknown or
+        ended already."""
         if (node, session) not in self.dims or (node, session) in self._gone:
-            return []
+            return None
         self._gone.add((node, session))
+        self._said_gone = self._said_gone | {(node, session)}
         self.mirror.end_session(node, session)
         ended = self.mirror.take_dirty()
         for t in ended:

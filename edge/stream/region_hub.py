@@ -100,7 +100,6 @@ class RegionHub:
         self.recent: deque[tuple[int, bytes, list[Outgoing]]] = deque(maxlen=KEEP_STEPS)
         self.counters = dict.fromkeys(("published", "takeovers", "lost_lease", "checkpoints", "said_gone"), 0)
         self.silent = SilentNodes(node_timeout_s)
-        self._caught_up = False  # the last message read was the stream's last
         self._revision = 0
         self._renewed = 0.0
         self._next_try = 0.0
@@ -154,7 +153,7 @@ class RegionHub:
             if msg is None:
                 if self.leader and self.recent:  # a publish that failed: try again while the stream is quiet
                     await self._publish_recent(js)
-                if self.leader and self._caught_up:
+                if self.leader:
                     await self._say_gone(js)
                 continue
             try:
@@ -320,10 +319,9 @@ class RegionHub:
 
     def _note_node(self, msg: Any, headers: Mapping[str, str]) -> None:
         """When each node session was last heard (the server's clock), until it ended."""
-        self._caught_up = not msg.metadata.num_pending
         node, session = headers.get(NODE_HEADER), headers.get(SESSION_HEADER)
-        if node is None or session is None:
-            return
+        if node is None or session is None or (node, session) not in self.steps.reader.dims:
+            return  # a hand-over, or a session refused
         if self.steps.reader.ended(node, session):
             self.silent.ended(node, session)
         elif GONE_HEADER not in headers:
@@ -331,8 +329,18 @@ class RegionHub:
 
     async def _say_gone(self, js: Any) -> None:
         """The sessions silent past the timeout, said gone in the region's stream (each hub ends
-        their tracklets when it reads that; a second hub's saying it is stored once)."""
-        for node, session, position in self.silent.due(time.time()):
+        their tracklets when it reads that; a second hub's saying it is stored once). Only once this
+        hub has read the whole stream: a session's later messages may be still unread."""
+        due = self.silent.due(time.time())
+        if not due:
+            return
+        try:
+            last = (await js.stream_info(self.region.summaries_stream)).state.last_seq
+        except Exception:  # noqa: BLE001 - the servers away: the next quiet moment
+            return
+        if last > self.position:
+            return
+        for node, session, position in due:
             if self.steps.reader.ended(node, session):  # its node started a new session meanwhile
                 self.silent.ended(node, session)
                 continue

@@ -184,11 +184,11 @@ class RegionSteps:
         self.position = position
         self.outgoing = []
         ended = self.reader.end_session(node, session)
-        if not ended:
+        if ended is None:  # unknown, or ended already
             return None
         log.warning("stream: node %s's session %s went silent: its %d live tracklets end", node, session, len(ended))
         try:
-            decisions = self.engine.update(ended, self.now)
+            decisions = self.engine.update(ended, self.now) if ended else []
         except Exception:  # noqa: BLE001 - as in decide: the region must go on
             self.counters["failed_steps"] += 1
             log.exception("stream: the engine failed ending node %s's tracklets at message %d", node, position)

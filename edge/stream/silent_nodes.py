@@ -7,8 +7,8 @@ not decide by (a standby replaying the stream later would decide otherwise). So 
 alone judges it, by the server's timestamp of each session's last message, and writes its
 judgement into the summaries stream as a ``gone`` message (a header, no body); every hub ends the
 session's live tracklets when it reads that message, at the same position
-(:meth:`~edge.stream.region_steps.RegionSteps.gone`). A session heard from again afterwards goes on:
-its tracklets continue as new ones.
+(:meth:`~edge.stream.region_steps.RegionSteps.gone`). The session's later messages are refused:
+a node said gone starts again with a new session.
 """
 
 from __future__ import annotations
