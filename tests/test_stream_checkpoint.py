@@ -98,7 +98,8 @@ def test_a_checkpoint_of_other_settings_or_naming_code_is_not_used(node_log, cap
 
 
 def checkpoint_position(url):
-    """The position in the region's stored checkpoint (0: none)."""
+    """The position in the region's stored checkpoint (0: none, or a read that overlapped a write
+    and did not finish within 5 s: the caller asks again)."""
 
     async def read():
         import nats
@@ -106,7 +107,7 @@ def checkpoint_position(url):
         nc = await nats.connect(url)
         try:
             store = await nc.jetstream().object_store(CHECKPOINT_BUCKET)
-            found = await store.get("hall")
+            found = await asyncio.wait_for(store.get("hall"), 5.0)
             return json.loads(found.data.partition(b"\n")[0])["position"]
         except Exception:  # noqa: BLE001 - none yet
             return 0
