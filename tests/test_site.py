@@ -582,7 +582,11 @@ def test_site_demo_two_edge_run_nodes_decide_exactly_as_one_process(tmp_path):
         assert site == single
         hub_log = (out / "hub.log").read_text()
         assert "node node1: session" in hub_log and "node node2: session" in hub_log
+        # each node's bye reaches the hub, even one with nothing left to wait for (it used to be lost
+        # at close, and the other node then waited out its 60 s for final ids the hub held back)
+        assert "node node1: bye" in hub_log and "node node2: bye" in hub_log, hub_log[-1500:]
         node_log = (out / "node2.log").read_text()
         assert "site: welcomed by the hub" in node_log
+        assert "without a final id" not in node_log, node_log[-1500:]
     finally:
         shutil.rmtree(out, ignore_errors=True)

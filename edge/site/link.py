@@ -26,6 +26,8 @@ from edge.wire.site_protocol import encode, encode_tracklets
 
 log = logging.getLogger("edge.site.node")  # the node's log lines keep their logger name
 
+CLOSE_LINGER_MS = 500  # at close, ZeroMQ gets this long to put its queued messages (the bye) on the wire
+
 CurveKeys = tuple[tuple[bytes, bytes], bytes]  # ((public, secret) of the node, the hub's public key)
 
 
@@ -81,8 +83,16 @@ class HubLink:
         self._thread.start()
 
     def close(self, timeout: float) -> None:
+        """Stop the link, first letting a pending ``bye`` leave (within ``timeout``): without it the
+        hub waits for this node's clock until its timeout, and so do the other nodes' final ids."""
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            with self.lock:
+                if not self.node.bye_pending or self.node.away:
+                    break
+            time.sleep(0.01)
         self.stop.set()
-        self._thread.join(timeout)
+        self._thread.join(max(0.1, deadline - time.monotonic()))
 
     def _socket(self) -> zmq.Socket:
         sock = self.context.socket(zmq.DEALER)
@@ -178,4 +188,4 @@ class HubLink:
         finally:
             sock.disable_monitor()
             monitor.close(0)
-            sock.close(0)
+            sock.close(linger=CLOSE_LINGER_MS)
