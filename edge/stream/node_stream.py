@@ -41,13 +41,12 @@ class StreamOutput:
         killed run of the same key left unfinished is carried on."""
         self.resumed = resumable_session(cfg, Region(cfg.region), replay) if replay and cfg.resume else None
         self.session = self.resumed.session if self.resumed else uuid.uuid4().hex[:12]
+        self.cfg, self.cameras, self.embedding_dim = cfg, cameras, embedding_dim
         self.publisher = SummaryPublisher(
             cfg.servers, Region(cfg.region), cfg.node, self.session, cfg.max_buffered, cfg.replicas, on_hub,
             self.resumed, replay,
         )  # fmt: skip
-        self.writer = SummaryWriter(
-            lambda parts, now: self.publisher.send(parts), cameras, embedding_dim, cfg.node, self.session
-        )
+        self.writer = self._writer()
         log.info(
             "stream: node %s publishes to region %s on %s (session %s)",
             cfg.node,
@@ -55,6 +54,25 @@ class StreamOutput:
             ",".join(cfg.servers),
             self.session,
         )
+
+    def _writer(self) -> SummaryWriter:
+        """This session's messages (its ``hello`` first) into the publisher."""
+        sink = lambda parts, now: self.publisher.send(parts)  # noqa: E731
+        return SummaryWriter(sink, self.cameras, self.embedding_dim, self.cfg.node, self.session)
+
+    def new_session(self) -> str:
+        """This node's session was said gone (it was silent past the hub's node timeout, cut off):
+        the next messages are a new session's, whose summaries the writer sends in full; the old
+        session's messages still buffered are dropped (the hub refuses them)."""
+        old, self.session, self.resumed = self.session, uuid.uuid4().hex[:12], None
+        dropped = self.publisher.new_session(self.session)
+        self.writer = self._writer()
+        log.warning(
+            "stream: region %s's hub said node %s's session %s gone (silent past its node timeout): a new session "
+            "%s carries on, with every tracklet not yet final sent again (%d messages of the old one dropped)",
+            self.cfg.region, self.cfg.node, old, self.session, dropped,
+        )  # fmt: skip
+        return self.session
 
     @property
     def replaying(self) -> bool:

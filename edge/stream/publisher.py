@@ -63,7 +63,7 @@ class SummaryPublisher:
         self.epoch: Optional[float] = None  # the node's scene clock origin, in each message's headers once known
         self.replicas = replicas
         self.max_buffered = max_buffered
-        self._buffer: deque[tuple[int, bytes]] = deque()
+        self._buffer: deque[tuple[str, int, bytes]] = deque()  # (session, its message number, payload)
         self._lock = threading.Lock()
         self._count = 0
         self.sent = self.dropped = self.duplicates = 0
@@ -88,10 +88,10 @@ class SummaryPublisher:
                     self.node, self._count, self.already.sent,
                 )  # fmt: skip
                 self._count = self.already.sent + 1
-            self._buffer.append((self._count, pack(frames)))
+            self._buffer.append((self.session, self._count, pack(frames)))
             if len(self._buffer) > self.max_buffered:
                 head = self._buffer.popleft()
-                if head[0] == 1:  # the session's hello: without it the hub can read none of the others
+                if head[1] == 1:  # the session's hello: without it the hub can read none of the others
                     self._buffer.popleft()
                     self._buffer.appendleft(head)
                 self.dropped += 1
@@ -109,6 +109,15 @@ class SummaryPublisher:
                 "other cameras, model or settings than the killed run's? its next messages continue the session",
                 self.node, self.session, self._count,
             )  # fmt: skip
+
+    def new_session(self, session: str) -> int:
+        """From now on, messages of ``session`` (numbered from 1); the old session's still
+        buffered are dropped, as its hub would refuse them (how many: returned)."""
+        with self._lock:
+            left = len(self._buffer)
+            self._buffer.clear()
+            self.session, self._count, self.already = session, 0, None
+        return left
 
     @property
     def made(self) -> int:
@@ -173,11 +182,11 @@ class SummaryPublisher:
                 if not self._buffer:
                     await self._wake.wait()
                 continue
-            number, payload = self._buffer[0]
+            session, number, payload = self._buffer[0]
             headers = {
-                MSG_ID_HEADER: f"{self.node}-{self.session}-{number}",
+                MSG_ID_HEADER: f"{self.node}-{session}-{number}",
                 NODE_HEADER: self.node,
-                SESSION_HEADER: self.session,
+                SESSION_HEADER: session,
             }
             if self.epoch is not None:
                 headers[EPOCH_HEADER] = repr(self.epoch)
@@ -191,7 +200,7 @@ class SummaryPublisher:
                 continue
             self._link_up_now()
             with self._lock:
-                if self._buffer and self._buffer[0][0] == number:
+                if self._buffer and self._buffer[0][:2] == (session, number):
                     self._buffer.popleft()
             self.sent += 1
             self.duplicates += int(bool(ack.duplicate))

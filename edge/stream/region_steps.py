@@ -55,12 +55,14 @@ def decision_message(
     ids: Optional[list[tuple[Key, int]]] = None,
     identities: Optional[Mapping[int, Identity]] = None,
     handed_over: Optional[list[Outgoing]] = None,
+    gone: Optional[list[tuple[str, str]]] = None,
 ) -> bytes:
     """One step's decisions as the decision stream carries them (JSON): each names the engine key
     and, through ``origin``, the node, its session and the node's own local id (what a subscriber
     or the node itself maps the site id onto). ``ids``: every tracklet whose site id this step
     changed (a merge moves tracklets no decision names), ``final``: those that will not change again;
-    with ``identities``, each decision says its identity's cameras and when it was last seen."""
+    with ``identities``, each decision says its identity's cameras and when it was last seen;
+    ``gone``: the (node, session) said gone at this step (its node starts a new session on reading it)."""
 
     def node_of(key: Optional[Key]) -> dict[str, Any]:
         found = origin.get(key) if key is not None else None
@@ -89,6 +91,8 @@ def decision_message(
         "handed_over": [{"region": o.region, "message": o.msg_id} for o in handed_over or []],
         "final": [{"key": [c, int(i)], "global_id": int(g), **node_of((c, i))} for (c, i), g in final],
     }
+    if gone:  # only then: every other message's bytes stay as they were
+        body["gone"] = [{"node": n, "session": s} for n, s in gone]
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -180,7 +184,9 @@ class RegionSteps:
 
     def gone(self, position: int, node: str, session: str) -> Optional[bytes]:
         """The active hub said this node session went silent (``edge/stream/silent_nodes.py``): its
-        live tracklets end in an engine step now, and all of its tracklets are final."""
+        live tracklets end in an engine step now, and all of its tracklets are final. The decision
+        message says the session is gone, for its node, which may only have been cut off: it starts
+        a new session (``edge/stream/site_ids.py``)."""
         self.position = position
         self.outgoing = []
         ended = self.reader.end_session(node, session)
@@ -192,34 +198,43 @@ class RegionSteps:
         except Exception:  # noqa: BLE001 - as in decide: the region must go on
             self.counters["failed_steps"] += 1
             log.exception("stream: the engine failed ending node %s's tracklets at message %d", node, position)
-            return None
+            return self._message(position, [], [], [], [(node, session)])  # its node must still hear it
         if self.gallery is not None:
             follow_engine(self.gallery, self.engine, decisions, [])
-        return self._session_ends([(node, session)], position, decisions)
+        return self._session_ends([(node, session)], position, decisions, gone=True)
 
     def _session_ends(
-        self, byes: list[tuple[str, str]], position: int, decisions: Optional[list[Decision]] = None
+        self,
+        byes: list[tuple[str, str]],
+        position: int,
+        decisions: Optional[list[Decision]] = None,
+        gone: bool = False,
     ) -> Optional[bytes]:
-        """A node session said bye: its ended tracklets are final now (its decision message), None
-        when it had none left."""
+        """A node session said bye (or, ``gone``, was said gone): its ended tracklets are final now
+        (its decision message), None when it had none left and was not said gone."""
         ending = set(byes)
         keys = [k for k, (node, session, _) in self.reader.origin.items() if (node, session) in ending]
         self.engine.finalise(keys)
         final = self.engine.take_final()
         ids = self._changed_ids()
-        if not final and not decisions and not ids:
+        if not final and not decisions and not ids and not gone:
             return None
         if self.gallery is not None:
             follow_engine(self.gallery, self.engine, [], final)
-        return self._message(position, decisions or [], final, ids)
+        return self._message(position, decisions or [], final, ids, byes if gone else None)
 
     def _message(
-        self, position: int, decisions: list[Decision], final: list[tuple[Key, int]], ids: list[tuple[Key, int]]
+        self,
+        position: int,
+        decisions: list[Decision],
+        final: list[tuple[Key, int]],
+        ids: list[tuple[Key, int]],
+        gone: Optional[list[tuple[str, str]]] = None,
     ) -> bytes:
         """The step's decision message; the final tracklets forgotten (nothing more is decided about them)."""
         origin = self.reader.origin
         body = decision_message(
-            self.region, position, self.now, decisions, final, origin, ids, self.engine.identities, self.outgoing
+            self.region, position, self.now, decisions, final, origin, ids, self.engine.identities, self.outgoing, gone
         )
         for key, _ in final:
             origin.pop(key, None)

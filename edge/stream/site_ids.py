@@ -12,6 +12,11 @@ Nothing has to be sent again when a hub comes back, unlike the ZeroMQ site: ever
 the stream, the hub that takes over decides every one of them in order, and the follower reads
 every decision message published since the node started, so each tracklet gets its site id and
 its final id from the hub in the end (the end of a run waits ``flush_timeout_s`` for the finals).
+
+A node silent past the hub's node timeout (cut off that long) is said gone
+(``edge/stream/silent_nodes.py``), and the hub refuses the session's later messages. The node
+reads that in the decision stream once its link is back and carries on in a new session, every
+tracklet the hub has not made final for it sent again in full (:meth:`StreamSiteIds._new_session`).
 """
 
 from __future__ import annotations
@@ -74,13 +79,12 @@ class DecisionFollower:
         reader = OrderedReader(js, self.region.decisions_stream, self.region.decisions_subject, config,
                                what=f"region {self.region.name}'s decisions")  # fmt: skip
         subscribed = await retry(lambda: _subscribed(reader), stopping) is not None  # no stream made yet: wait
-        mine = self.session.encode()
         while subscribed and not self._stopping:
             msg = await reader.next(timeout=0.2)
             if msg is None:
                 continue
             self.read += 1
-            if mine in msg.data:
+            if self.session.encode() in msg.data:  # the session may change (said gone: a new one)
                 try:
                     self.deliver(json.loads(msg.data))
                 except Exception:  # noqa: BLE001 - one bad message must not stop the node's ids
@@ -115,10 +119,12 @@ class StreamSiteIds(NodeIds):
         resumed session's decisions are read from its killed run's start, and applied once the
         replay has made the tracklets they name again)."""
         super().__init__(cfg, local)
+        self.stats["new_sessions"] = 0  # said gone, carried on in a new session
         self._held: list[dict] = []  # the hub's decisions that came while this node decided alone
         self.output = StreamOutput(cfg, cameras, embedding_dim, self._on_hub, replay)
         self.session = self.output.session
         self._replayed: list[dict] = []  # the killed run's decisions, until the replay has passed them
+        self._said_gone = False  # the region's hub said this session gone: a new one at the next step
         resumed = self.output.resumed
         start = resumed.epoch if resumed else time.time() if since is None else since
         self.follower = DecisionFollower(cfg.servers, Region(cfg.region), self.session, start, self._receive)
@@ -135,6 +141,8 @@ class StreamSiteIds(NodeIds):
             if self._away and self._local_factory is not None:
                 self._decide_locally(summaries, now)
             out, self._decisions = self._decisions, []
+        if self._said_gone:
+            summaries = self._new_session()
         self.output.write(now, summaries)
         if self._replayed and not self.output.replaying:
             self._apply_replayed()
@@ -149,6 +157,8 @@ class StreamSiteIds(NodeIds):
         link just restored, still makes this session's ids final."""
         deadline = time.monotonic() + self.cfg.flush_timeout_s
         self._apply_replayed()  # a replay that ended before its killed run had: what it made again
+        if self._said_gone:
+            self.output.write(self._now, self._new_session())
         self.output.writer.bye()
         self.output.publisher.flush(max(0.0, deadline - time.monotonic()))
         if self._away and time.monotonic() < deadline:
@@ -162,6 +172,19 @@ class StreamSiteIds(NodeIds):
 
     def report(self) -> dict[str, Any]:
         return {**super().report(), "decision_messages": self.follower.read}
+
+    def _new_session(self) -> list[TrackletSummary]:
+        """Said gone: a new session (pipeline thread), and every tracklet the hub has not made final
+        for it, to send in full: the live and ended ones, and those decided here meanwhile (each
+        gets its site id from the new session's decisions; the old session's finals were not
+        taken, :meth:`_receive`)."""
+        with self._lock:
+            self._said_gone = False
+            again = list(self.records.values()) + [s for s, _ in self._reconcile.values()]
+            self._replayed.clear()
+        self.session = self.follower.session = self.output.new_session()
+        self.stats["new_sessions"] += 1
+        return again
 
     def close(self) -> None:
         self.output.close()
@@ -186,6 +209,11 @@ class StreamSiteIds(NodeIds):
 
         def ours(items: list[dict]) -> list[dict]:
             return [e for e in items if e.get("node") == node and e.get("session") == session]
+
+        if ours(body.get("gone", [])):  # its finals are the ended session's: the new one gets its own
+            with self._lock:
+                self._said_gone = True
+            return
 
         h = {
             "ids": [[e["key"][0], e["local_id"], e["global_id"]] for e in ours(body.get("ids", []))],

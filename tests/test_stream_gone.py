@@ -1,0 +1,78 @@
+"""A streaming node said gone by its region's hub (silent past ``--node-timeout-s``, e.g. cut off)
+carries on in a new session (edge/stream/site_ids.py), with a real server, a real link cut
+(sim/link_cut.py) and a region hub; the hub's side is in tests/test_stream.py."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from test_stream import settings, wait_for
+
+pytest.importorskip("nats")
+from edge.site.tracklet_log import StepReader  # noqa: E402
+from edge.stream.config import StreamConfig  # noqa: E402
+from edge.stream.names import Region  # noqa: E402
+from edge.stream.region_hub import RegionHub  # noqa: E402
+from edge.stream.server import NatsServer, free_port  # noqa: E402
+from edge.stream.site_ids import StreamSiteIds  # noqa: E402
+from edge.wire.site_protocol import decode  # noqa: E402
+from sim.link_cut import LinkCut  # noqa: E402
+
+
+def node_steps(node_log: list) -> list:
+    """The demo node's engine steps, ``(scene time, summaries)``, read back from its tracklet log."""
+    reader = StepReader()
+    steps = [reader.read(parts, "node1", "log") for parts in node_log]
+    return [s for s in steps if s is not None]
+
+
+def test_a_node_cut_off_past_the_node_timeout_carries_on_in_a_new_session_and_loses_no_final(tmp_path, node_log):
+    """The node's link is cut after a third of its run; the hub (2 s node timeout) says its session
+    gone and makes its tracklets final. Once the link is back, the node reads that, starts a new
+    session and sends again, in full, every tracklet the hub had not made final for it: every
+    tracklet of the run gets its final site id from the hub, once (the gone session's own finals are
+    not taken), and none is left to the end of the run's wait. Before, the node went on in the gone
+    session, whose messages the hub refuses: its later tracklets got no site id at all."""
+    steps = node_steps(node_log)
+    ended = {s.key for _, summaries in steps for s in summaries if s.ended}
+    dim = int(decode(node_log[0], ("hello",)).header["embedding_dim"])
+    third = len(steps) // 3
+    hall = Region("hall")
+    finals: list = []
+    with NatsServer(free_port(), tmp_path / "store") as server, LinkCut(server.port) as link:
+        hub = RegionHub([server.url], hall, settings(), "hub-a", node_timeout_s=2.0)
+        stop = threading.Event()
+        thread = threading.Thread(target=hub.run, args=(stop,), daemon=True)
+        thread.start()
+        cfg = StreamConfig(servers=[link.url], region="hall", node="node1", flush_timeout_s=30)
+        ids = StreamSiteIds(cfg, ["cam1", "cam2", "cam3"], dim)
+        first = ids.session
+        try:
+            wait_for(lambda: hub.leader and ids.connected, 30, "the hub active and the node told so")
+
+            def run(part: list) -> None:
+                for now, summaries in part:
+                    ids.update(summaries, now)
+                    finals.extend(ids.take_final())
+
+            run(steps[:third])
+            assert ids.output.publisher.flush(30)
+            link.cut()
+            wait_for(lambda: hub.counters["said_gone"] == 1, 30, "the hub saying node1 gone")
+            run(steps[third : 2 * third])  # buffered in the gone session
+            link.restore()
+            wait_for(lambda: ids._said_gone, 30, "the node reading that it was said gone")
+            run(steps[2 * third :])
+            ids.flush()
+            finals.extend(ids.take_final())
+            report = ids.report()
+        finally:
+            ids.close()
+            stop.set()
+            thread.join(10)
+    keys = [k for k, _ in finals]
+    assert ended <= set(keys), f"{len(ended - set(keys))} of {len(ended)} tracklets got no final site id"
+    assert len(keys) == len(set(keys)), "a tracklet was made final twice"
+    assert ids.session != first and report["new_sessions"] == 1
+    assert hub.counters["said_gone"] == 1 and hub.steps.counters["failed_steps"] == 0
