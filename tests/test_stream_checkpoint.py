@@ -72,6 +72,23 @@ def test_hubs_searching_with_another_faiss_build_do_not_share_a_fingerprint(monk
     assert faiss_build().startswith(f"faiss {faiss.__version__} ")  # and the level this CPU dispatches to
 
 
+def test_hubs_scoring_with_another_blas_kernel_do_not_share_a_fingerprint(monkeypatch):
+    """Every hub scores with numpy, whose BLAS picks its kernel for the CPU: a standby on another CPU
+    model may break a near-tie otherwise, so that kernel is in the fingerprint too."""
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    import edge.stream.region_steps as region_steps
+    from edge.stream.checkpoint import numpy_build
+
+    searching, scoring = make_hub("a", True).fingerprint, make_hub("a", False).fingerprint
+    monkeypatch.setattr(region_steps, "numpy_build", lambda: f"numpy {np.__version__} openblas 0.3.27 SkylakeX")
+    assert make_hub("b", True).fingerprint != searching and make_hub("b", False).fingerprint != scoring
+    build = numpy_build()
+    blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+    assert build.startswith(f"numpy {np.__version__} ") and all(str(i["architecture"]) in build for i in blas), build
+
+
 def test_a_checkpoint_of_other_settings_or_naming_code_is_not_used(node_log, caplog):
     hub = make_hub("writer", False)
     decide(hub, node_log[:50], 1)

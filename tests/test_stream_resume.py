@@ -157,9 +157,9 @@ def test_a_resumed_node_holds_its_killed_run_s_decisions_until_the_replay_made_t
         try:
             assert ids.session == "s1"
             deadline = time.monotonic() + 10
-            while not ids._replayed and time.monotonic() < deadline:
+            while not ids._pending and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert ids._replayed, "the killed run's decision was not read"
+            assert ids._pending, "the killed run's decision was not read"
             for n in range(2, 30):  # the replay's messages 2..29
                 ids.update([], float(n))
                 assert ids.take_final() == [], f"applied at message {n}, before the replay made its tracklet"

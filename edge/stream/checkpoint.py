@@ -29,6 +29,8 @@ import pickle
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
+
 from edge.stream.names import Region
 
 log = logging.getLogger("edge.stream")
@@ -72,6 +74,18 @@ class HubState:
     reader: Any  # StepReader
     gallery: Any  # Gallery or None
     told: dict  # engine key -> the site id the decision stream last gave it
+
+
+def numpy_build() -> str:
+    """The numpy a hub scores with and the BLAS kernel it dispatches to on this CPU (threadpoolctl
+    reads OpenBLAS's: e.g. "Haswell" here, "SkylakeX" on a newer CPU). Another kernel may sum a dot
+    product in another order and break a near-tie otherwise, so it is in the fingerprint that a
+    region's hubs, which must decide alike, check (the README's "a standby on another CPU model")."""
+    from threadpoolctl import threadpool_info
+
+    blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    kernels = sorted(f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in blas)
+    return f"numpy {np.__version__} " + (", ".join(kernels) or "no BLAS found")
 
 
 def fingerprint(*settings: Any) -> str:

@@ -19,15 +19,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import numpy as np
-
 from edge.identity import Decision, Identity, IdentityEngine
 from edge.identity.records import Key, TrackletSummary
 from edge.identity.settings import EngineSettings
 from edge.site.gallery import Gallery, faiss_build
 from edge.site.nearest import follow_engine, index_identities, nearest_candidates, resync
 from edge.site.tracklet_log import StepReader
-from edge.stream.checkpoint import HubState, fingerprint
+from edge.stream.checkpoint import HubState, fingerprint, numpy_build
 from edge.stream.handover import Outgoing, handover_message, read_handover
 from edge.stream.names import GONE_HEADER, HANDOVER_HEADER, NODE_HEADER, SESSION_HEADER, Region
 from edge.wire.site_protocol import ProtocolError
@@ -135,9 +133,9 @@ class RegionSteps:
         self._refused: set[tuple[str, str]] = set()  # sessions a skipped message was said for
         self.read_span: list[float] = []  # wall clock of the first and the last message read (throughput)
         self.cpu_span: list[float] = []  # and the process's CPU time then (its cost, whatever the cores)
-        build = (faiss_build(), f"numpy {np.__version__}") if self.gallery is not None else ()
+        build = (faiss_build(),) if self.gallery is not None else ()
         self.fingerprint = fingerprint(
-            settings, embedding_dim, gallery, sorted(self.hand_over.items()), id_base, model_id, *build
+            settings, embedding_dim, gallery, sorted(self.hand_over.items()), id_base, model_id, numpy_build(), *build
         )
 
     # --- one step -----------------------------------------------------------------------------
@@ -162,16 +160,8 @@ class RegionSteps:
             return self._session_ends(self.reader.take_byes(), position)
         self.now = max(self.now, step[0])  # a node replaying its buffer after an outage sends older times
         self.counters["steps"] += 1
-        try:
-            decisions = self.engine.update(step[1], self.now)
-        except Exception:  # every hub fails at this very message: dying would stop the region for good
-            self.counters["failed_steps"] += 1
-            log.exception("stream: the engine failed at message %d of node %s: its decisions are lost", position, node)
-            if self.gallery is not None:
-                try:
-                    resync(self.gallery, self.engine)
-                except Exception:  # noqa: BLE001 - as above: the region must go on
-                    log.exception("stream: the gallery could not be made the engine's again at message %d", position)
+        decisions = self._engine_step(step[1], position, f"message {position} of node {node}")
+        if decisions is None:
             return None
         final: list[tuple[Key, int]] = self.engine.take_final()
         if self.gallery is not None:
@@ -193,15 +183,29 @@ class RegionSteps:
         if ended is None:  # unknown, or ended already
             return None
         log.warning("stream: node %s's session %s went silent: its %d live tracklets end", node, session, len(ended))
-        try:
-            decisions = self.engine.update(ended, self.now) if ended else []
-        except Exception:  # noqa: BLE001 - as in decide: the region must go on
-            self.counters["failed_steps"] += 1
-            log.exception("stream: the engine failed ending node %s's tracklets at message %d", node, position)
+        what = f"message {position}, ending node {node}'s tracklets"
+        decisions = self._engine_step(ended, position, what) if ended else []
+        if decisions is None:
             return self._message(position, [], [], [], [(node, session)])  # its node must still hear it
         if self.gallery is not None:
             follow_engine(self.gallery, self.engine, decisions, [])
         return self._session_ends([(node, session)], position, decisions, gone=True)
+
+    def _engine_step(self, summaries: list[TrackletSummary], position: int, what: str) -> Optional[list[Decision]]:
+        """The engine's step on ``summaries``, None when it raised: counted and logged, and the
+        gallery made to hold the engine's identities again. Every hub fails at this very message,
+        so dying would stop the region for good: it goes on."""
+        try:
+            return self.engine.update(summaries, self.now)
+        except Exception:  # noqa: BLE001 - see the docstring
+            self.counters["failed_steps"] += 1
+            log.exception("stream: the engine failed at %s: its decisions are lost", what)
+        if self.gallery is not None:
+            try:
+                resync(self.gallery, self.engine)
+            except Exception:  # noqa: BLE001 - as above: the region must go on
+                log.exception("stream: the gallery could not be made the engine's again at message %d", position)
+        return None
 
     def _session_ends(
         self,

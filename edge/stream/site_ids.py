@@ -120,10 +120,10 @@ class StreamSiteIds(NodeIds):
         replay has made the tracklets they name again)."""
         super().__init__(cfg, local)
         self.stats["new_sessions"] = 0  # said gone, carried on in a new session
-        self._held: list[dict] = []  # the hub's decisions that came while this node decided alone
+        self._pending: list[dict] = []  # the hub's decisions for this node, until they may apply (_drain)
+        self._replay_over = False  # the run's end: a replay that stopped early will make nothing more
         self.output = StreamOutput(cfg, cameras, embedding_dim, self._on_hub, replay)
         self.session = self.output.session
-        self._replayed: list[dict] = []  # the killed run's decisions, until the replay has passed them
         self._said_gone = False  # the region's hub said this session gone: a new one at the next step
         resumed = self.output.resumed
         start = resumed.epoch if resumed else time.time() if since is None else since
@@ -144,8 +144,9 @@ class StreamSiteIds(NodeIds):
         if self._said_gone:
             summaries = self._new_session()
         self.output.write(now, summaries)
-        if self._replayed and not self.output.replaying:
-            self._apply_replayed()
+        if self._pending:
+            with self._lock:
+                self._drain()
         return out
 
     def flush(self, now: Optional[float] = None) -> list[Decision]:
@@ -156,7 +157,9 @@ class StreamSiteIds(NodeIds):
         end is waited for too: every summary is in the durable stream, so a hub back meanwhile, or a
         link just restored, still makes this session's ids final."""
         deadline = time.monotonic() + self.cfg.flush_timeout_s
-        self._apply_replayed()  # a replay that ended before its killed run had: what it made again
+        with self._lock:  # a replay that ended before its killed run had: what it made again
+            self._replay_over = True
+            self._drain()
         if self._said_gone:
             self.output.write(self._now, self._new_session())
         self.output.writer.bye()
@@ -177,11 +180,13 @@ class StreamSiteIds(NodeIds):
         """Said gone: a new session (pipeline thread), and every tracklet the hub has not made final
         for it, to send in full: the live and ended ones, and those decided here meanwhile (each
         gets its site id from the new session's decisions; the old session's finals were not
-        taken, :meth:`_receive`)."""
+        taken, :meth:`_receive`). Those the old session made final before it was said gone, in
+        decisions still held, are not: they get that final."""
         with self._lock:
             self._said_gone = False
-            again = list(self.records.values()) + [s for s, _ in self._reconcile.values()]
-            self._replayed.clear()
+            final = {(cam, lid) for h in self._pending for cam, lid, _ in h["final"]}
+            again = [s for s in self.records.values() if s.key not in final]
+            again += [s for s, _ in self._reconcile.values() if s.key not in final]
         self.session = self.follower.session = self.output.new_session()
         self.stats["new_sessions"] += 1
         return again
@@ -199,9 +204,7 @@ class StreamSiteIds(NodeIds):
             return
         with self._lock:
             self._hub_back()
-            for h in self._held:
-                self._apply(h)
-            self._held.clear()
+            self._drain()
 
     def _receive(self, body: dict) -> None:
         """One decision message: what it says of this node session's tracklets, applied."""
@@ -225,23 +228,19 @@ class StreamSiteIds(NodeIds):
         if not (h["ids"] or h["decisions"] or h["final"]):
             return
         with self._lock:
-            if self._replayed or self.output.replaying:  # the tracklets it names are not made again yet
-                self._replayed.append(h)
-            else:
-                self._take(h)
+            self._pending.append(h)
+            self._drain()
 
-    def _apply_replayed(self) -> None:
-        """The killed run's decisions, held until the replay made their tracklets again."""
-        with self._lock:
-            held, self._replayed = self._replayed, []
-            for h in held:
-                self._take(h)
-
-    def _take(self, h: dict) -> None:
-        """One decision message's part for this node, applied (held while this node decides alone)."""
-        if self._away:  # deciding here: the hub's ids wait until the lease says a hub is back
-            self._held.append(h)
-        else:
-            if not self.connected:  # the first decisions may come before the lease is read
-                self._hub_back()
+    def _drain(self) -> None:
+        """The held decisions applied, in order, once they may be (the caller holds the lock): a
+        hub decides (while this node decides alone, the lease saying no hub does, the hub's ids
+        would cross its provisional ones), and a carried-on session's replay has made again the
+        tracklets they name (else a final would find none, and the tracklet replayed after it
+        would wait for a final that never comes)."""
+        if not self._pending or self._away or (self.output.replaying and not self._replay_over):
+            return
+        if not self.connected:  # the first decisions may come before the lease is read
+            self._hub_back()
+        for h in self._pending:
             self._apply(h)
+        self._pending.clear()
