@@ -64,7 +64,7 @@ CASES = {
 # descriptor 2) caught in a file, all in one interpreter: they share its imports (PyTorch's alone
 # take seconds), not their outcomes. Prints {case: [exit code, stderr]} as JSON.
 DRIVER = """
-import contextlib, json, os, runpy, sys, tempfile, traceback
+import json, os, runpy, sys, tempfile, traceback
 out = {}
 for case, args in json.loads(sys.argv[1]).items():
     sys.argv = args[1:] if args[0] == "-m" else list(args)

@@ -4,6 +4,7 @@ carries on in a new session (edge/stream/site_ids.py), with a real server, a rea
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -27,7 +28,35 @@ def node_steps(node_log: list) -> list:
     return [s for s in steps if s is not None]
 
 
-def test_a_node_cut_off_past_the_node_timeout_carries_on_in_a_new_session_and_loses_no_final(tmp_path, node_log):
+@contextlib.contextmanager
+def region_and_node(tmp_path, dim: int):
+    """A server, a link to it that the test cuts (``sim/link_cut.py``), region hall's hub on the
+    server's side (2 s node timeout), and node1's site ids through the link: ``(hub, link, ids)``."""
+    with NatsServer(free_port(), tmp_path / "store") as server, LinkCut(server.port) as link:
+        hub = RegionHub([server.url], Region("hall"), settings(), "hub-a", node_timeout_s=2.0)
+        stop = threading.Event()
+        thread = threading.Thread(target=hub.run, args=(stop,), daemon=True)
+        thread.start()
+        cfg = StreamConfig(servers=[link.url], region="hall", node="node1", flush_timeout_s=30)
+        ids = StreamSiteIds(cfg, ["cam1", "cam2", "cam3"], dim)
+        try:
+            wait_for(lambda: hub.leader and ids.connected, 30, "the hub active and the node told so")
+            yield hub, link, ids
+        finally:
+            ids.close()
+            stop.set()
+            thread.join(10)
+
+
+def run(ids: StreamSiteIds, steps: list, finals: list) -> None:
+    for now, summaries in steps:
+        ids.update(summaries, now)
+        finals.extend(ids.take_final())
+
+
+def test_a_node_cut_off_past_the_node_timeout_carries_on_in_a_new_session_and_loses_no_final(
+    tmp_path, node_log, caplog
+):
     """The node's link is cut after a third of its run; the hub (2 s node timeout) says its session
     gone and makes its tracklets final. Once the link is back, the node reads that, starts a new
     session and sends again, in full, every tracklet the hub had not made final for it: every
@@ -38,41 +67,49 @@ def test_a_node_cut_off_past_the_node_timeout_carries_on_in_a_new_session_and_lo
     ended = {s.key for _, summaries in steps for s in summaries if s.ended}
     dim = int(decode(node_log[0], ("hello",)).header["embedding_dim"])
     third = len(steps) // 3
-    hall = Region("hall")
     finals: list = []
-    with NatsServer(free_port(), tmp_path / "store") as server, LinkCut(server.port) as link:
-        hub = RegionHub([server.url], hall, settings(), "hub-a", node_timeout_s=2.0)
-        stop = threading.Event()
-        thread = threading.Thread(target=hub.run, args=(stop,), daemon=True)
-        thread.start()
-        cfg = StreamConfig(servers=[link.url], region="hall", node="node1", flush_timeout_s=30)
-        ids = StreamSiteIds(cfg, ["cam1", "cam2", "cam3"], dim)
+    with region_and_node(tmp_path, dim) as (hub, link, ids):
         first = ids.session
-        try:
-            wait_for(lambda: hub.leader and ids.connected, 30, "the hub active and the node told so")
-
-            def run(part: list) -> None:
-                for now, summaries in part:
-                    ids.update(summaries, now)
-                    finals.extend(ids.take_final())
-
-            run(steps[:third])
-            assert ids.output.publisher.flush(30)
-            link.cut()
-            wait_for(lambda: hub.counters["said_gone"] == 1, 30, "the hub saying node1 gone")
-            run(steps[third : 2 * third])  # buffered in the gone session
-            link.restore()
-            wait_for(lambda: ids._said_gone, 30, "the node reading that it was said gone")
-            run(steps[2 * third :])
-            ids.flush()
-            finals.extend(ids.take_final())
-            report = ids.report()
-        finally:
-            ids.close()
-            stop.set()
-            thread.join(10)
+        run(ids, steps[:third], finals)
+        assert ids.output.publisher.flush(30)
+        link.cut()
+        wait_for(lambda: hub.counters["said_gone"] == 1, 30, "the hub saying node1 gone")
+        run(ids, steps[third : 2 * third], finals)  # buffered in the gone session
+        link.restore()
+        wait_for(lambda: ids._said_gone, 30, "the node reading that it was said gone")
+        run(ids, steps[2 * third :], finals)
+        ids.flush()
+        finals.extend(ids.take_final())
+        report = ids.report()
     keys = [k for k, _ in finals]
     assert ended <= set(keys), f"{len(ended - set(keys))} of {len(ended)} tracklets got no final site id"
     assert len(keys) == len(set(keys)), "a tracklet was made final twice"
     assert ids.session != first and report["new_sessions"] == 1
+    assert "without a final id" not in caplog.text  # none left to the end of the run's wait
     assert hub.counters["said_gone"] == 1 and hub.steps.counters["failed_steps"] == 0
+
+
+def test_a_node_said_gone_while_its_run_ends_takes_the_gone_step_s_finals(tmp_path, node_log, caplog):
+    """The node's link is cut as its run ends: the hub says it gone (its tracklets final) while the
+    node waits for its finals, and the link comes back during that wait. The node starts no new
+    session (its run is over): the gone step's finals are its tracklets' final ids."""
+    steps = node_steps(node_log)
+    ended = {s.key for _, summaries in steps for s in summaries if s.ended}
+    dim = int(decode(node_log[0], ("hello",)).header["embedding_dim"])
+    finals: list = []
+    with region_and_node(tmp_path, dim) as (hub, link, ids):
+        first = ids.session
+        run(ids, steps[:-1], finals)
+        assert ids.output.publisher.flush(30)
+        link.cut()
+        wait_for(lambda: hub.counters["said_gone"] == 1, 30, "the hub saying node1 gone")
+        threading.Timer(1.0, link.restore).start()  # back while the node waits for its finals
+        now, summaries = steps[-1]
+        ids.update(summaries, now)
+        ids.flush()
+        finals.extend(ids.take_final())
+        report = ids.report()
+    keys = [k for k, _ in finals]
+    assert ended <= set(keys), f"{len(ended - set(keys))} of {len(ended)} tracklets got no final site id"
+    assert len(keys) == len(set(keys)) and ids.session == first and report["new_sessions"] == 0
+    assert "without a final id" not in caplog.text, "the finals were the node's last site ids, not the hub's"

@@ -26,7 +26,7 @@ from edge.wire.site_protocol import encode, encode_tracklets
 
 log = logging.getLogger("edge.site.node")  # the node's log lines keep their logger name
 
-CLOSE_LINGER_MS = 500  # at close, ZeroMQ gets this long to put its queued messages (the bye) on the wire
+CLOSE_LINGER_MS = 500  # after close, ZeroMQ still sends what it queued (the bye) for this long, in the background
 
 CurveKeys = tuple[tuple[bytes, bytes], bytes]  # ((public, secret) of the node, the hub's public key)
 

@@ -27,6 +27,7 @@ import json
 import logging
 import pickle
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -77,14 +78,18 @@ class HubState:
 
 
 def numpy_build() -> str:
-    """The numpy a hub scores with and the BLAS kernel it dispatches to on this CPU (threadpoolctl
-    reads OpenBLAS's: e.g. "Haswell" here, "SkylakeX" on a newer CPU). Another kernel may sum a dot
-    product in another order and break a near-tie otherwise, so it is in the fingerprint that a
-    region's hubs, which must decide alike, check (the README's "a standby on another CPU model")."""
+    """The numpy a hub scores with and the BLAS kernel its matrix products dispatch to on this CPU
+    (threadpoolctl reads OpenBLAS's: e.g. "Haswell" here, "SkylakeX" on a newer CPU). Another kernel
+    may sum a dot product in another order and break a near-tie otherwise, so it is in the
+    fingerprint that a region's hubs, which must decide alike, check. Only numpy's own BLAS (the one
+    in its wheel's ``numpy.libs``): OpenCV, SciPy and FAISS load theirs too, as the process happens
+    to import them; a numpy built against a system BLAS has none there, and then all are named."""
     from threadpoolctl import threadpool_info
 
+    home = Path(np.__file__).parent
     blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-    kernels = sorted(f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in blas)
+    own = [i for i in blas if Path(i.get("filepath", "")).parent in (home, home.with_name("numpy.libs"))]
+    kernels = sorted(f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in own or blas)
     return f"numpy {np.__version__} " + (", ".join(kernels) or "no BLAS found")
 
 

@@ -117,6 +117,7 @@ class SummaryPublisher:
             left = len(self._buffer)
             self._buffer.clear()
             self.session, self._count, self.already = session, 0, None
+            self.replay = ""  # never carried on after a kill: its messages are no replay of the cameras' run
         return left
 
     @property
@@ -177,12 +178,14 @@ class SummaryPublisher:
         self._link_up_now()
         subject = self.region.summaries_subject(self.node)
         while not self._stopping:
-            if not self._buffer:
+            with self._lock:  # new_session may empty the buffer from the pipeline's thread
+                head = self._buffer[0] if self._buffer else None
+            if head is None:
                 self._wake.clear()
                 if not self._buffer:
                     await self._wake.wait()
                 continue
-            session, number, payload = self._buffer[0]
+            session, number, payload = head
             headers = {
                 MSG_ID_HEADER: f"{self.node}-{session}-{number}",
                 NODE_HEADER: self.node,

@@ -125,6 +125,7 @@ class StreamSiteIds(NodeIds):
         self.output = StreamOutput(cfg, cameras, embedding_dim, self._on_hub, replay)
         self.session = self.output.session
         self._said_gone = False  # the region's hub said this session gone: a new one at the next step
+        self._flushing = False  # the run's end: a session said gone from now on takes the gone step's finals
         resumed = self.output.resumed
         start = resumed.epoch if resumed else time.time() if since is None else since
         self.follower = DecisionFollower(cfg.servers, Region(cfg.region), self.session, start, self._receive)
@@ -158,7 +159,7 @@ class StreamSiteIds(NodeIds):
         link just restored, still makes this session's ids final."""
         deadline = time.monotonic() + self.cfg.flush_timeout_s
         with self._lock:  # a replay that ended before its killed run had: what it made again
-            self._replay_over = True
+            self._replay_over = self._flushing = True
             self._drain()
         if self._said_gone:
             self.output.write(self._now, self._new_session())
@@ -215,8 +216,11 @@ class StreamSiteIds(NodeIds):
 
         if ours(body.get("gone", [])):  # its finals are the ended session's: the new one gets its own
             with self._lock:
-                self._said_gone = True
-            return
+                if not self._flushing:
+                    self._said_gone = True
+                    return
+            # said gone while the run ends (its link back during the last wait): no new session, the
+            # gone step's finals are the hub's last word on this run's tracklets
 
         h = {
             "ids": [[e["key"][0], e["local_id"], e["global_id"]] for e in ours(body.get("ids", []))],
