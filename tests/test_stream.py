@@ -202,9 +202,10 @@ def test_the_lease_value_names_the_hub_and_its_settings():
     assert holder_of(None) == (None, "") and holder_of(b"") == (None, "")
 
 
-def run_hub_thread(url, replicas=1, lease_s=LEASE_S, events=None):
+def run_hub_thread(url, replicas=1, lease_s=LEASE_S, events=None, **options):
+    """Region hall's hub on a thread of this process (``options``: RegionHub's, e.g. ``node_timeout_s``)."""
     name = f"hub-{uuid.uuid4().hex[:4]}"
-    hub = RegionHub([url], Region("hall"), settings(), name, lease_s, replicas, events=events)
+    hub = RegionHub([url], Region("hall"), settings(), name, lease_s, replicas, events=events, **options)
     stop = threading.Event()
     thread = threading.Thread(target=hub.run, args=(stop,), daemon=True)
     thread.start()
@@ -802,10 +803,7 @@ def test_a_node_silent_past_the_timeout_without_bye_is_said_gone_and_every_hub_e
     half = len(node_log) // 2
     hall = Region("hall")
     with NatsServer(free_port(), tmp_path / "store") as server:
-        hub = RegionHub([server.url], hall, settings(), "hub-a", node_timeout_s=2.0)
-        stop = threading.Event()
-        thread = threading.Thread(target=hub.run, args=(stop,), daemon=True)
-        thread.start()
+        hub, stop, thread = run_hub_thread(server.url, node_timeout_s=2.0)
         node = SummaryPublisher([server.url], hall, "node1", "s1")
         for parts in node_log[:half]:
             node.send(parts)

@@ -8,13 +8,11 @@ import contextlib
 import threading
 
 import pytest
-from test_stream import settings, wait_for
+from test_stream import run_hub_thread, wait_for
 
 pytest.importorskip("nats")
 from edge.site.tracklet_log import StepReader  # noqa: E402
 from edge.stream.config import StreamConfig  # noqa: E402
-from edge.stream.names import Region  # noqa: E402
-from edge.stream.region_hub import RegionHub  # noqa: E402
 from edge.stream.server import NatsServer, free_port  # noqa: E402
 from edge.stream.site_ids import StreamSiteIds  # noqa: E402
 from edge.wire.site_protocol import decode  # noqa: E402
@@ -33,10 +31,7 @@ def region_and_node(tmp_path, dim: int):
     """A server, a link to it that the test cuts (``sim/link_cut.py``), region hall's hub on the
     server's side (2 s node timeout), and node1's site ids through the link: ``(hub, link, ids)``."""
     with NatsServer(free_port(), tmp_path / "store") as server, LinkCut(server.port) as link:
-        hub = RegionHub([server.url], Region("hall"), settings(), "hub-a", node_timeout_s=2.0)
-        stop = threading.Event()
-        thread = threading.Thread(target=hub.run, args=(stop,), daemon=True)
-        thread.start()
+        hub, stop, thread = run_hub_thread(server.url, node_timeout_s=2.0)
         cfg = StreamConfig(servers=[link.url], region="hall", node="node1", flush_timeout_s=30)
         ids = StreamSiteIds(cfg, ["cam1", "cam2", "cam3"], dim)
         try:
