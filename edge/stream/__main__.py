@@ -138,7 +138,7 @@ def _hub(args: argparse.Namespace) -> dict:
     hub = RegionHub(
         servers, region, settings, name, lease_s, args.replicas, events, int(meta.embedding_dim), gallery,
         args.checkpoint_every, hand_over, args.id_base, model_id(cfg.reid_model),
-        NODE_TIMEOUT_S if args.node_timeout_s is None else args.node_timeout_s,
+        NODE_TIMEOUT_S if args.node_timeout_s is None else args.node_timeout_s, cfg.lockstep,
     )  # fmt: skip
     try:
         report = hub.run(stop_on_signals())

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from nats.js.errors import NotFoundError
@@ -81,19 +81,20 @@ class RegionHub:
         id_base: int = 0,
         model_id: str = "",
         node_timeout_s: float = NODE_TIMEOUT_S,
+        lockstep: Sequence[str] = (),
     ):
         """``events``: the ZeroMQ publisher subscribers (the view, ``edge.listen``) read the active
         hub's identity events on, as from ``edge.hub``; ``checkpoint_every_s``: how often the
         active hub writes its state to the checkpoint store (``edge/stream/checkpoint.py``), what a
         hub that starts continues from (0: never; a hub then reads the region from its start);
-        ``embedding_dim``, ``gallery``, ``hand_over``, ``id_base``, ``model_id``: its steps'
-        (:class:`~edge.stream.region_steps.RegionSteps`); ``node_timeout_s``: a node session
+        ``embedding_dim``, ``gallery``, ``hand_over``, ``id_base``, ``model_id``, ``lockstep``: its
+        steps' (:class:`~edge.stream.region_steps.RegionSteps`); ``node_timeout_s``: a node session
         silent this long without bye is said gone by the active hub (0: never;
         ``edge/stream/silent_nodes.py``)."""
         self.servers, self.region, self.name = servers, region, name
         self.events = events
         self.lease_s, self.replicas = lease_s, replicas
-        self.steps = RegionSteps(region, settings, embedding_dim, gallery, hand_over, id_base, model_id)
+        self.steps = RegionSteps(region, settings, embedding_dim, gallery, hand_over, id_base, model_id, lockstep)
         self.leader = False
         self.published_upto = 0  # the last step the region's decision stream has (as far as this hub knows)
         # decided steps not known published, each with its hand-overs
@@ -111,6 +112,7 @@ class RegionHub:
         self._saving: Optional[asyncio.Task] = None
         self._dumping = False
         self._stream_made = ""  # when the region's summaries stream was made (a checkpoint names it)
+        self._waiting_said: list[str] = []  # in lockstep: the nodes the region was last said to wait for
 
     @property
     def engine(self) -> IdentityEngine:
@@ -149,6 +151,7 @@ class RegionHub:
             if time.monotonic() - stats_at >= STATS_EVERY_S:
                 stats_at = time.monotonic()
                 log.info("stream: hub %s: %s", self.name, json.dumps(self.stats()))
+                self._say_waiting()
             msg = await reader.next(timeout=0.05)
             if msg is None:
                 if self.leader and self.recent:  # a publish that failed: try again while the stream is quiet
@@ -327,6 +330,20 @@ class RegionHub:
         elif GONE_HEADER not in headers:
             self.silent.heard(node, session, msg.metadata.timestamp, msg.metadata.sequence.stream)
 
+    def _say_waiting(self) -> None:
+        """In lockstep, once per change: the listed nodes the region waits for while others' steps are held."""
+        held = self.steps.lockstep_stats()
+        waiting = held.get("waiting_for", []) if held.get("held") else []
+        if waiting and waiting != self._waiting_said:
+            log.warning(
+                "stream: region %s waits for node %s (lockstep): %d messages of the others held (a node cut off, "
+                "or not started; one silent for --node-timeout-s is said gone)",
+                self.region.name, ", ".join(waiting), held["held"],
+            )  # fmt: skip
+        elif not waiting and self._waiting_said:
+            log.info("stream: region %s no longer waits (lockstep)", self.region.name)
+        self._waiting_said = waiting
+
     async def _say_gone(self, js: Any) -> None:
         """The sessions silent past the timeout, said gone in the region's stream (each hub ends
         their tracklets when it reads that; a second hub's saying it is stored once). Only once this
@@ -426,4 +443,5 @@ class RegionHub:
             "cpu_span": [round(t, 3) for t in self.steps.cpu_span],
             **self.steps.counters,
             **self.counters,
+            **self.steps.lockstep_stats(),
         }

@@ -2,7 +2,8 @@
 
 What every hub of a region computes the same from the same stream (:class:`RegionSteps`): one
 engine step per node message, exactly as a tracklet log is replayed
-(:class:`~edge.site.tracklet_log.StepReader`); a node session's ``bye`` ends its tracklets; a
+(:class:`~edge.site.tracklet_log.StepReader`), or, in lockstep, one per step of all the listed
+nodes together (``edge/stream/lockstep.py``); a node session's ``bye`` ends its tracklets; a
 person handed over by a neighbouring region is welcomed into the engine, and one who leaves through
 a boundary camera is handed on (``edge/stream/handover.py``); a session the active hub said went
 silent ends its live tracklets (``edge/stream/silent_nodes.py``). Its whole state is what a checkpoint
@@ -15,8 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from edge.identity import Decision, Identity, IdentityEngine
@@ -27,10 +28,26 @@ from edge.site.nearest import follow_engine, index_identities, nearest_candidate
 from edge.site.tracklet_log import StepReader
 from edge.stream.checkpoint import HubState, fingerprint, numpy_build
 from edge.stream.handover import Outgoing, handover_message, read_handover
+from edge.stream.lockstep import Held, Lockstep
 from edge.stream.names import GONE_HEADER, HANDOVER_HEADER, NODE_HEADER, SESSION_HEADER, Region
 from edge.wire.site_protocol import ProtocolError
 
 log = logging.getLogger("edge.stream")
+
+
+@dataclass
+class _Made:
+    """What one message of the stream let a hub decide: its decision message's content."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    final: list[tuple[Key, int]] = field(default_factory=list)
+    ids: list[tuple[Key, int]] = field(default_factory=list)
+    gone: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, decisions: list[Decision], final: list[tuple[Key, int]], ids: list[tuple[Key, int]]) -> None:
+        self.decisions += decisions
+        self.final += final
+        self.ids += ids
 
 
 @dataclass(frozen=True)
@@ -106,14 +123,18 @@ class RegionSteps:
         hand_over: Optional[Mapping[str, str]] = None,
         id_base: int = 0,
         model_id: str = "",
+        lockstep: Sequence[str] = (),
     ):
         """``embedding_dim``: its model's (a node with another model is refused); ``gallery``: past
         identities searched with FAISS (as ``edge.hub`` does: ``edge/site/nearest.py``) rather than
         each scored (needs ``embedding_dim``); ``hand_over``: boundary camera -> the region a person
         leaving through it is handed to; ``id_base``: this region's ids start above it (regions
         that hand over need ranges apart); ``model_id``: the ReID model's (with the rest, what a
-        checkpoint's ``fingerprint`` says it was made with)."""
+        checkpoint's ``fingerprint`` says it was made with); ``lockstep``: the region's nodes whose
+        steps are decided together (the hub YAML's ``lockstep``: ``edge/stream/lockstep.py``; others
+        are refused), none: each message as it comes."""
         self.region = region
+        self.lockstep = Lockstep(lockstep) if lockstep else None
         self.gallery: Optional[Gallery] = None
         self.search = gallery
         if gallery is not None and embedding_dim is not None:
@@ -124,7 +145,7 @@ class RegionSteps:
         self.hand_over = dict(hand_over or {})
         self.outgoing: list[Outgoing] = []  # the hand-overs of the step just decided
         self.reader = StepReader(embedding_dim)
-        self.position = 0  # the last stream position decided
+        self.position = 0  # the last stream position read (in lockstep, some may be held)
         self.told: dict[Key, int] = {}  # the site id the decision stream last gave each tracklet not final
         self.now = -float("inf")  # the region's scene clock: the latest time any message carried
         self.counters = dict.fromkeys(
@@ -133,65 +154,126 @@ class RegionSteps:
         self._refused: set[tuple[str, str]] = set()  # sessions a skipped message was said for
         self.read_span: list[float] = []  # wall clock of the first and the last message read (throughput)
         self.cpu_span: list[float] = []  # and the process's CPU time then (its cost, whatever the cores)
-        build = (faiss_build(),) if self.gallery is not None else ()
+        self._made = _Made()
+        build: tuple[Any, ...] = (faiss_build(),) if self.gallery is not None else ()
+        build += (("lockstep", tuple(lockstep)),) if lockstep else ()  # (none: the fingerprint of before)
         self.fingerprint = fingerprint(
             settings, embedding_dim, gallery, sorted(self.hand_over.items()), id_base, model_id, numpy_build(), *build
         )
 
-    # --- one step -----------------------------------------------------------------------------
-    def decide(self, position: int, parts: list[bytes], node: str, session: str) -> Optional[bytes]:
-        """The engine step of the message at ``position``: its decision message, None when it
-        decided nothing (or was no step)."""
+    # --- one message of the stream ----------------------------------------------------------------
+    def take(self, position: int, parts: list[bytes], headers: Mapping[str, str]) -> Optional[bytes]:
+        """One message of the region's stream (a node's, the active hub's ``gone``, or a hand-over
+        from a neighbouring region: :meth:`welcome`): the decision message of what it let this hub
+        decide, None when nothing. Free running that is one engine step per node message; in
+        lockstep, whatever steps of all the listed nodes it completed (``edge/stream/lockstep.py``)."""
         self.position = position
         self.outgoing = []
-        for span, clock in ((self.read_span, time.time), (self.cpu_span, time.process_time)):
-            span[1:] = [clock()]
-            if len(span) == 1:
-                span.insert(0, span[0])
+        if HANDOVER_HEADER in headers:
+            self.welcome(position, parts)
+            return None
+        node, session, gone = headers.get(NODE_HEADER, "?"), headers.get(SESSION_HEADER, "?"), GONE_HEADER in headers
+        if not gone:
+            for span, clock in ((self.read_span, time.time), (self.cpu_span, time.process_time)):
+                span[1:] = [clock()]
+                if len(span) == 1:
+                    span.insert(0, span[0])
+        self._made = _Made()
+        if self.lockstep is None:
+            self._one(node, Held(position, parts, session, gone))
+        elif self.lockstep.lists(node):
+            self.lockstep.hold(node, Held(position, parts, session, gone))
+            self._turns()
+        else:
+            self._refuse(node, session, f"node {node} is not one of region {self.region.name}'s lockstep nodes")
+        return self._emit()
+
+    def decide(self, position: int, parts: list[bytes], node: str, session: str) -> Optional[bytes]:
+        """The decision message of ``node``'s message at ``position`` (:meth:`take` with its headers)."""
+        return self.take(position, parts, {NODE_HEADER: node, SESSION_HEADER: session})
+
+    def _one(self, node: str, held: Held) -> None:
+        """A node message on its own: an engine step of its summaries, its session's end (``bye``,
+        ``gone``), or a ``hello``."""
+        if held.gone:
+            self._gone(node, held.session)
+            return
+        step = self._read(held, node)
+        if step is not None:
+            self._step(*step)
+
+    def _turns(self) -> None:
+        """In lockstep: every message the listed nodes' queues let this hub read now, each step of
+        all of them together as one engine step at the latest of their scene times."""
+        assert self.lockstep is not None
+        for turn in self.lockstep.turns(self._live):
+            if isinstance(turn, tuple):
+                self._one(*turn)
+                continue
+            now, summaries = -float("inf"), list[TrackletSummary]()
+            for node, held in turn:
+                step = self._read(held, node)
+                if step is not None:
+                    now, summaries = max(now, step[0]), summaries + step[1]
+            if now > -float("inf"):
+                self._step(now, summaries)
+
+    def _live(self, node: str) -> bool:
+        """The node's latest session goes on (or the node was never heard: lockstep waits for it)."""
+        session = self.reader.sessions.get(node)
+        return session is None or not self.reader.ended(node, session)
+
+    def _read(self, held: Held, node: str) -> Optional[tuple[float, list[TrackletSummary]]]:
+        """A node message read: ``(scene time, summaries)`` of a step; a ``bye`` ends its session
+        here; None for what is no step (counted and said once per session when it is malformed)."""
         try:
-            step = self.reader.read(parts, node, session)
+            step = self.reader.read(held.parts, node, held.session)
         except (ProtocolError, KeyError, TypeError, ValueError) as exc:
-            self.counters["malformed"] += 1
-            said = (node, session) in self._refused
-            self._refused.add((node, session))
-            (log.debug if said else log.warning)("stream: message %d of node %s skipped: %s", position, node, exc)
+            self._refuse(node, held.session, f"message {held.position} of node {node} skipped: {exc}")
             return None
         if step is None:
-            return self._session_ends(self.reader.take_byes(), position)
-        self.now = max(self.now, step[0])  # a node replaying its buffer after an outage sends older times
+            self._session_ends(self.reader.take_byes())
+        return step
+
+    def _refuse(self, node: str, session: str, why: str) -> None:
+        self.counters["malformed"] += 1
+        said = (node, session) in self._refused
+        self._refused.add((node, session))
+        (log.debug if said else log.warning)("stream: %s", why)
+
+    def _step(self, now: float, summaries: list[TrackletSummary]) -> None:
+        """One engine step: its decisions, finals, changed ids and hand-overs to publish."""
+        self.now = max(self.now, now)  # a node replaying its buffer after an outage sends older times
         self.counters["steps"] += 1
-        decisions = self._engine_step(step[1], position, f"message {position} of node {node}")
+        decisions = self._engine_step(summaries, f"message {self.position}")
         if decisions is None:
-            return None
+            return
         final: list[tuple[Key, int]] = self.engine.take_final()
         if self.gallery is not None:
             follow_engine(self.gallery, self.engine, decisions, final)
-        ids = self._changed_ids()
-        self.outgoing = self._hand_overs(position, step[1])
-        if not decisions and not final and not ids and not self.outgoing:
-            return None
-        return self._message(position, decisions, final, ids)
+        self._made.add(decisions, final, self._changed_ids())
+        self.outgoing += self._hand_overs(self.position, summaries)
 
-    def gone(self, position: int, node: str, session: str) -> Optional[bytes]:
+    def _gone(self, node: str, session: str) -> None:
         """The active hub said this node session went silent (``edge/stream/silent_nodes.py``): its
         live tracklets end in an engine step now, and all of its tracklets are final. The decision
         message says the session is gone, for its node, which may only have been cut off: it starts
         a new session (``edge/stream/site_ids.py``)."""
-        self.position = position
-        self.outgoing = []
         ended = self.reader.end_session(node, session)
         if ended is None:  # unknown, or ended already
-            return None
+            return
         log.warning("stream: node %s's session %s went silent: its %d live tracklets end", node, session, len(ended))
-        what = f"message {position}, ending node {node}'s tracklets"
-        decisions = self._engine_step(ended, position, what) if ended else []
+        self._made.gone.append((node, session))  # its node must hear it, whatever else this step does
+        what = f"message {self.position}, ending node {node}'s tracklets"
+        decisions = self._engine_step(ended, what) if ended else []
         if decisions is None:
-            return self._message(position, [], [], [], [(node, session)])  # its node must still hear it
+            return
         if self.gallery is not None:
             follow_engine(self.gallery, self.engine, decisions, [])
-        return self._session_ends([(node, session)], position, decisions, gone=True)
+        self._made.add(decisions, [], [])
+        self._session_ends([(node, session)])
 
-    def _engine_step(self, summaries: list[TrackletSummary], position: int, what: str) -> Optional[list[Decision]]:
+    def _engine_step(self, summaries: list[TrackletSummary], what: str) -> Optional[list[Decision]]:
         """The engine's step on ``summaries``, None when it raised: counted and logged, and the
         gallery made to hold the engine's identities again. Every hub fails at this very message,
         so dying would stop the region for good: it goes on."""
@@ -204,43 +286,32 @@ class RegionSteps:
             try:
                 resync(self.gallery, self.engine)
             except Exception:  # noqa: BLE001 - as above: the region must go on
-                log.exception("stream: the gallery could not be made the engine's again at message %d", position)
+                log.exception("stream: the gallery could not be made the engine's again at %s", what)
         return None
 
-    def _session_ends(
-        self,
-        byes: list[tuple[str, str]],
-        position: int,
-        decisions: Optional[list[Decision]] = None,
-        gone: bool = False,
-    ) -> Optional[bytes]:
-        """A node session said bye (or, ``gone``, was said gone): its ended tracklets are final now
-        (its decision message), None when it had none left and was not said gone."""
-        ending = set(byes)
+    def _session_ends(self, ending: list[tuple[str, str]]) -> None:
+        """Node sessions that said bye (or were said gone): their ended tracklets are final now."""
+        if not ending:
+            return
         keys = [k for k, (node, session, _) in self.reader.origin.items() if (node, session) in ending]
         self.engine.finalise(keys)
         final = self.engine.take_final()
-        ids = self._changed_ids()
-        if not final and not decisions and not ids and not gone:
-            return None
         if self.gallery is not None:
             follow_engine(self.gallery, self.engine, [], final)
-        return self._message(position, decisions or [], final, ids, byes if gone else None)
+        self._made.add([], final, self._changed_ids())
 
-    def _message(
-        self,
-        position: int,
-        decisions: list[Decision],
-        final: list[tuple[Key, int]],
-        ids: list[tuple[Key, int]],
-        gone: Optional[list[tuple[str, str]]] = None,
-    ) -> bytes:
-        """The step's decision message; the final tracklets forgotten (nothing more is decided about them)."""
+    def _emit(self) -> Optional[bytes]:
+        """The decision message of what this message let the hub decide (None: nothing); the final
+        tracklets forgotten (nothing more is decided about them)."""
+        made = self._made
+        if not (made.decisions or made.final or made.ids or self.outgoing or made.gone):
+            return None
         origin = self.reader.origin
         body = decision_message(
-            self.region, position, self.now, decisions, final, origin, ids, self.engine.identities, self.outgoing, gone
-        )
-        for key, _ in final:
+            self.region, self.position, self.now, made.decisions, made.final, origin, made.ids,
+            self.engine.identities, self.outgoing, made.gone,
+        )  # fmt: skip
+        for key, _ in made.final:
             origin.pop(key, None)
             self.told.pop(key, None)
         return body
@@ -284,15 +355,6 @@ class RegionSteps:
         if self.gallery is not None:
             index_identities(self.gallery, [self.engine.identities[ident.global_id]])
 
-    def take(self, position: int, parts: list[bytes], headers: Mapping[str, str]) -> Optional[bytes]:
-        """One message of the region's stream: a node's (:meth:`decide`) or a hand-over (:meth:`welcome`)."""
-        if HANDOVER_HEADER in headers:
-            self.welcome(position, parts)
-            return None
-        if GONE_HEADER in headers:
-            return self.gone(position, headers.get(NODE_HEADER, "?"), headers.get(SESSION_HEADER, "?"))
-        return self.decide(position, parts, headers.get(NODE_HEADER, "?"), headers.get(SESSION_HEADER, "?"))
-
     def _changed_ids(self) -> list[tuple[Key, int]]:
         """Tracklets whose site id is not the one the decision stream last gave them."""
         changed = []
@@ -316,13 +378,22 @@ class RegionSteps:
     # --- the state a checkpoint keeps ---------------------------------------------------------
     def state(self) -> HubState:
         """What this hub decides from, after the message at :attr:`position`."""
-        return HubState(self.position, self.now, self.engine, self.reader, self.gallery, self.told)
+        held = dict(self.lockstep.queues) if self.lockstep is not None else {}
+        return HubState(self.position, self.now, self.engine, self.reader, self.gallery, self.told, held)
 
     def load(self, state: HubState) -> None:
         """Continue from ``state`` (read the stream from ``state.position + 1``)."""
         self.position, self.now, self.engine, self.reader = state.position, state.now, state.engine, state.reader
         self.gallery, self.told = state.gallery, state.told
+        if self.lockstep is not None:  # the same nodes: the fingerprint says so
+            self.lockstep.queues.update(getattr(state, "held", None) or {})
         self.engine.candidates = self._candidates if self.gallery is not None else None
+
+    def lockstep_stats(self) -> dict[str, Any]:
+        """In lockstep: the messages held and the nodes the region waits for (none free running)."""
+        if self.lockstep is None:
+            return {}
+        return {"held": self.lockstep.held, "waiting_for": self.lockstep.waiting_for(self._live)}
 
     def _candidates(self, waiting: list[TrackletSummary]) -> Optional[list[Iterable[int]]]:
         assert self.gallery is not None and self.search is not None

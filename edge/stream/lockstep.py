@@ -1,0 +1,82 @@
+"""Lockstep: a region of several file-camera nodes decided by scene time, not by stream order.
+
+Free running, a region's hubs decide each node message as it comes in the stream. That order is
+the same for every hub (so they agree), but it is the order the messages reached the server: a
+node whose link was cut for a minute has its steps decided after the other nodes' later ones, so
+a site of file cameras is not decided as one process over all its cameras would decide it, and a
+fault changes the decisions. With ``lockstep:`` in the hub YAML (node names, as for ``edge.hub``),
+each listed node's messages wait in a queue of their own (:class:`Lockstep`), and the hub decides
+one step of every listed node together (one engine step over all their summaries, at the latest
+of their scene times) once each has one or has ended (``bye``, said gone): the ZeroMQ hub's
+lockstep (``edge/site/steps.py``) on a stream. Whatever the stream's order, the hubs then make the
+decisions of the fault-free run (``tests/test_stream_lockstep.py``).
+
+A listed node's other messages (``hello``, ``bye``, the active hub's ``gone``) are read as soon as
+everything before them of that node was: a ``bye`` ends its node, and the others go on without
+it. A listed node never heard holds the region up (as in ``edge.hub``); one cut off holds it up
+until its link is back or the active hub says it gone (``--node-timeout-s``). The queues are part
+of a hub's state: a checkpoint keeps them (``edge/stream/checkpoint.py``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from edge.wire.site_protocol import MAGIC
+
+
+@dataclass(frozen=True)
+class Held:
+    """A listed node's message of the region's stream, held until its turn."""
+
+    position: int
+    parts: list[bytes]
+    session: str
+    gone: bool = False  # the active hub saying the session went silent (no node message)
+
+    @property
+    def step(self) -> bool:
+        """A ``summaries`` message: one step of its node (the rest is read once it reaches the head)."""
+        return not self.gone and len(self.parts) >= 3 and self.parts[0] == MAGIC and self.parts[1] == b"summaries"
+
+
+class Lockstep:
+    """The listed nodes' queues and when a step of all of them may be decided."""
+
+    def __init__(self, nodes: Sequence[str]):
+        self.nodes = tuple(nodes)
+        self.queues: dict[str, deque[Held]] = {n: deque() for n in self.nodes}
+
+    def lists(self, node: str) -> bool:
+        return node in self.queues
+
+    def hold(self, node: str, held: Held) -> None:
+        self.queues[node].append(held)
+
+    @property
+    def held(self) -> int:
+        """Messages waiting, all nodes together (the hub's stats)."""
+        return sum(len(q) for q in self.queues.values())
+
+    def waiting_for(self, live: Callable[[str], bool]) -> list[str]:
+        """The listed nodes the others wait for: live (or never heard) with nothing held."""
+        return [n for n in self.nodes if not self.queues[n] and live(n)]
+
+    def turns(self, live: Callable[[str], bool]) -> Iterator[tuple[str, Held] | list[tuple[str, Held]]]:
+        """What may be decided now, in order: a node's message that is no step, alone, as soon as
+        everything of its node before it was; or one step of every node that has one, together,
+        once every listed node ``live`` (its latest session not ended; a node never heard is) has
+        one. Each is taken off its queue as it is given: the caller reads it before asking again."""
+        while True:
+            for node in self.nodes:
+                queue = self.queues[node]
+                while queue and not queue[0].step:
+                    yield node, queue.popleft()
+            if self.waiting_for(live):
+                return
+            ready = [n for n in self.nodes if self.queues[n]]
+            if not ready:
+                return
+            yield [(n, self.queues[n].popleft()) for n in ready]

@@ -1,0 +1,178 @@
+"""A region of two file-camera nodes in lockstep (edge/stream/lockstep.py): its hubs decide by scene
+time, so the order messages reach the stream (a node cut off, replaying its buffer) changes nothing.
+
+The two nodes are the demo node's log split by camera (node1: cam1, node2: cam2 and cam3): in
+lockstep their steps together are the one node's steps, so the hub must decide exactly what it
+decides for that one node."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from test_stream import published, run_hub_thread, settings, wait_for
+
+pytest.importorskip("nats")
+from edge.stream import checkpoint  # noqa: E402
+from edge.stream.names import Region  # noqa: E402
+from edge.stream.publisher import SummaryPublisher  # noqa: E402
+from edge.stream.region_steps import RegionSteps  # noqa: E402
+from edge.stream.server import NatsServer, free_port  # noqa: E402
+from edge.wire.site_protocol import decode, decode_tracklets, encode, encode_tracklets  # noqa: E402
+from sim.link_cut import LinkCut  # noqa: E402
+
+HALL = Region("hall")
+NODES = {"node1": ("cam1",), "node2": ("cam2", "cam3")}
+
+
+def split(node_log: list) -> dict[str, list]:
+    """Each node's messages: the one node's, each step's tracklets of the node's cameras (a step
+    with none is kept, as a node sends one message per step)."""
+    out: dict[str, list] = {n: [] for n in NODES}
+    dim = 0
+    for parts in node_log:
+        msg = decode(parts, ("hello", "summaries", "bye"))
+        for node, cams in NODES.items():
+            if msg.kind == "hello":
+                dim = int(msg.header["embedding_dim"])
+                out[node].append(encode("hello", {**msg.header, "node": node, "cameras": list(cams)}))
+            elif msg.kind == "bye":
+                out[node].append(encode("bye", msg.header))
+            else:
+                now, items = decode_tracklets(decode(parts, ("summaries",)), dim)
+                out[node].append(encode_tracklets(msg.header["seq"], now, [w for w in items if w.camera in cams]))
+    return out
+
+
+def fair(messages: dict[str, list]) -> list[tuple[str, list]]:
+    """node1's and node2's messages in turn: the stream of a fault-free run."""
+    return [(n, m[i]) for i in range(len(messages["node1"])) for n, m in messages.items()]
+
+
+def cut(messages: dict[str, list], start: int, end: int, node: str = "node2") -> list[tuple[str, list]]:
+    """``node`` cut off from message ``start`` to ``end``: the other's messages meanwhile first, then
+    ``node``'s buffer, then both in turn again."""
+    other = next(n for n in messages if n != node)
+    return (
+        fair({n: m[:start] for n, m in messages.items()})
+        + [(other, m) for m in messages[other][start:end]]
+        + [(node, m) for m in messages[node][start:end]]
+        + fair({n: m[end:] for n, m in messages.items()})
+    )
+
+
+def finals(bodies) -> dict:
+    """Engine key -> final site id, over decision messages."""
+    return {tuple(f["key"]): f["global_id"] for body in bodies for f in body["final"]}
+
+
+def decide(stream: list[tuple[str, list]], lockstep=("node1", "node2"), hub=None, start=1) -> dict[int, dict]:
+    hub = hub or RegionSteps(HALL, settings(), lockstep=lockstep)
+    out = {}
+    for position, (node, parts) in enumerate(stream[start - 1 :], start=start):
+        body = hub.decide(position, parts, node, f"s-{node}")
+        if body is not None:
+            out[position] = json.loads(body)
+    return out
+
+
+def people(final: dict) -> set[frozenset]:
+    """The tracklets each site id groups, whatever the ids' names."""
+    groups: dict = {}
+    for key, gid in final.items():
+        groups.setdefault(gid, set()).add(key)
+    return {frozenset(g) for g in groups.values()}
+
+
+@pytest.fixture(scope="module")
+def one_node(node_log):
+    """The one node's final site ids (the fault-free run of one process over the three cameras)."""
+    return finals(RegionSteps(HALL, settings()).decide_all(node_log, "node1", "s1").values())
+
+
+def test_in_lockstep_two_nodes_are_decided_as_one_whatever_order_their_messages_reach_the_stream(node_log, one_node):
+    messages = split(node_log)
+    n = len(messages["node1"])
+    orders = {
+        "fair": fair(messages),
+        "node2 cut off for the middle third": cut(messages, n // 3, 2 * n // 3),
+        "node2 cut off all along": cut(messages, 1, n),
+        "node1 cut off all along": cut(messages, 1, n, "node1"),
+    }
+    assert len(one_node) > 20
+    for what, stream in orders.items():
+        assert finals(decide(stream).values()) == one_node, what
+    # free running, the order matters: node2's buffer, decided after node1's later steps, is decided
+    # otherwise, and not only under other names (people split or merged)
+    free = finals(decide(orders["node2 cut off all along"], lockstep=()).values())
+    assert people(free) != people(one_node)
+
+
+def test_a_lockstep_hub_continues_from_a_checkpoint_holding_messages_not_decided_yet(node_log):
+    messages = split(node_log)
+    n = len(messages["node1"])
+    stream = cut(messages, n // 3, 2 * n // 3)
+    expected = decide(stream)
+    writer = RegionSteps(HALL, settings(), lockstep=("node1", "node2"))
+    at = n // 3 * 2 + n // 6  # within node1's messages while node2 is cut off: node1's held
+    decide(stream[:at], hub=writer)
+    assert writer.lockstep_stats() == {"held": at - 2 * (n // 3), "waiting_for": ["node2"]}
+    blob = checkpoint.dump(HALL, writer.state(), writer.fingerprint)
+    reader = RegionSteps(HALL, settings(), lockstep=("node1", "node2"))
+    state = checkpoint.load(blob, HALL, reader.fingerprint)
+    assert state is not None
+    reader.load(state)
+    got = decide(stream, hub=reader, start=at + 1)
+    assert got == {p: body for p, body in expected.items() if p > at}
+    # a hub not in lockstep, or with other nodes, must not continue from it
+    assert RegionSteps(HALL, settings()).fingerprint != writer.fingerprint
+    assert RegionSteps(HALL, settings(), lockstep=("node1",)).fingerprint != writer.fingerprint
+
+
+def test_a_lockstep_region_refuses_a_node_it_does_not_list_once_in_its_log(node_log, caplog):
+    messages = split(node_log)
+    hub = RegionSteps(HALL, settings(), lockstep=("node1",))
+    with caplog.at_level(logging.WARNING, "edge.stream"):
+        got = decide([("node2", m) for m in messages["node2"][:20]], hub=hub)
+    assert got == {} and hub.counters["malformed"] == 20
+    said = [r.getMessage() for r in caplog.records if "lockstep nodes" in r.getMessage()]
+    assert said == ["stream: node node2 is not one of region hall's lockstep nodes"]
+
+
+def test_a_lockstep_hub_waits_for_a_node_cut_off_says_so_and_then_decides_as_without_the_cut(tmp_path, node_log, caplog):
+    """A real server, node2's publisher through a link the test cuts (sim/link_cut.py): while cut,
+    the hub holds node1's steps and says it waits for node2; once the link is back, its decision
+    stream's finals are the one node's, every one."""
+    messages = split(node_log)
+    n = len(messages["node1"])
+    expected = finals(decide(fair(messages)).values())
+    with NatsServer(free_port(), tmp_path / "store") as server, LinkCut(server.port) as link:
+        hub, stop, thread = run_hub_thread(server.url, lockstep=("node1", "node2"))
+        node1 = SummaryPublisher([server.url], HALL, "node1", "s-node1")
+        node2 = SummaryPublisher([link.url], HALL, "node2", "s-node2")
+        try:
+            with caplog.at_level(logging.INFO, "edge.stream"):
+                for i in range(n // 3):
+                    node1.send(messages["node1"][i])
+                    node2.send(messages["node2"][i])
+                assert node2.flush(30)
+                link.cut()
+                for i in range(n // 3, n):
+                    node1.send(messages["node1"][i])
+                    node2.send(messages["node2"][i])
+                assert node1.flush(30)
+                wait_for(lambda: hub.stats().get("held", 0) >= n - n // 3, 30, "node1's later messages held")
+                assert hub.stats()["waiting_for"] == ["node2"]
+                wait_for(lambda: any("waits for node node2" in r.getMessage() for r in caplog.records), 15, "said")
+                link.restore()
+                assert node2.flush(60)
+                wait_for(lambda: hub.stats()["held"] == 0 and not hub.recent, 60, "everything decided and published")
+                wait_for(lambda: any("no longer waits" in r.getMessage() for r in caplog.records), 15, "said")
+            got = published(server.url, HALL)
+            assert finals(body for _, body in got) == expected
+        finally:
+            stop.set()
+            thread.join(10)
+            for p in (node1, node2):
+                p.close(0)
