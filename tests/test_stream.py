@@ -641,14 +641,18 @@ def slow_subscriber():
 
 def test_the_demo_starts_its_own_server_and_hubs_and_survives_a_killed_hub(tmp_path):
     """``python -m edge.stream demo``: nothing to install or start first; hub-a is killed midway
-    and hub-b carries on, no step published twice, every message the node sent in the stream."""
+    and hub-b carries on, no step published twice, every message the two nodes sent in the stream,
+    and the two nodes in lockstep decided exactly as one process on the same frames."""
     cmd = [sys.executable, "-m", "edge.stream", "demo", "--frames", "150", "--kill-after", "4"]
     run = subprocess.run([*cmd, "--out", str(tmp_path / "demo")], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert result["published_twice"] == 0 and result["by_hub"]["hub-a"] > 0 and result["by_hub"]["hub-b"] > 0
-    assert result["summaries_in_stream"] == result["node_stream"]["sent"] > 100
+    sent = [n["sent"] for n in result["node_stream"].values()]
+    assert len(sent) == 2 and result["summaries_in_stream"] == sum(sent) and min(sent) > 100
     assert result["takeover_s"] <= 5.0 and "hub-a SIGKILLed" in run.stdout
+    assert result["same_as_one_process"], (tmp_path / "demo" / "compare.log").read_text()[-2000:]
+    assert "the site decided exactly as one process" in run.stdout
 
 
 def test_a_message_sent_again_with_its_id_is_stored_once(tmp_path, node_log):

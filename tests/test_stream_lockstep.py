@@ -15,7 +15,7 @@ from test_stream import published, run_hub_thread, settings, wait_for
 
 pytest.importorskip("nats")
 from edge.stream import checkpoint  # noqa: E402
-from edge.stream.names import Region  # noqa: E402
+from edge.stream.names import GONE_HEADER, NODE_HEADER, SESSION_HEADER, Region  # noqa: E402
 from edge.stream.publisher import SummaryPublisher  # noqa: E402
 from edge.stream.region_steps import RegionSteps  # noqa: E402
 from edge.stream.server import NatsServer, free_port  # noqa: E402
@@ -128,6 +128,25 @@ def test_a_lockstep_hub_continues_from_a_checkpoint_holding_messages_not_decided
     # a hub not in lockstep, or with other nodes, must not continue from it
     assert RegionSteps(HALL, settings()).fingerprint != writer.fingerprint
     assert RegionSteps(HALL, settings(), lockstep=("node1",)).fingerprint != writer.fingerprint
+
+
+def test_a_lockstep_node_said_gone_no_longer_holds_the_region_up(node_log):
+    """node2 stops after a third of the run without bye; node1's later steps wait for it until the
+    active hub says it gone: then its tracklets end and are final, and node1 goes on alone."""
+    messages = split(node_log)
+    n = len(messages["node1"])
+    hub = RegionSteps(HALL, settings(), lockstep=("node1", "node2"))
+    stream = fair({m: p[: n // 3] for m, p in messages.items()}) + [("node1", m) for m in messages["node1"][n // 3 :]]
+    before = decide(stream, hub=hub)
+    assert hub.lockstep_stats() == {"held": n - n // 3, "waiting_for": ["node2"]}
+    gone = hub.take(len(stream) + 1, [], {NODE_HEADER: "node2", SESSION_HEADER: "s-node2", GONE_HEADER: "hub-a"})
+    assert gone is not None and hub.lockstep_stats() == {"held": 0, "waiting_for": []}
+    body = json.loads(gone)
+    assert body["gone"] == [{"node": "node2", "session": "s-node2"}]
+    node2 = {tuple(f["key"]) for f in body["final"] if f["node"] == "node2"}
+    assert node2 and all(f["key"][0] != "cam1" for f in body["final"] if f["node"] == "node2")
+    final = finals([*before.values(), body])
+    assert {k for k in final if k[0] == "cam1"} == {k for k in finals(decide(fair(messages)).values()) if k[0] == "cam1"}
 
 
 def test_a_lockstep_region_refuses_a_node_it_does_not_list_once_in_its_log(node_log, caplog):

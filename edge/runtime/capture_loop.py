@@ -42,8 +42,9 @@ def run_pipeline(
     then on a signal stops the loop and flushes, before it ends the load at once)."""
     stop = stop or threading.Event()
     new_frame = threading.Event()
-    # one scene clock for every file/synthetic camera
-    epoch = cfg.site.epoch if (cfg.site and cfg.site.epoch is not None) else time.time()
+    # one scene clock for every file/synthetic camera (and, given, for a site's or a region's file nodes)
+    given = [s.epoch for s in (cfg.site, cfg.stream) if s is not None and s.epoch is not None]
+    epoch = given[0] if given else time.time()
 
     def capture(cam: CameraConfig) -> CameraCapture:
         return CameraCapture(cam, new_frame, stop, cfg.run.reconnect_max_s, epoch=epoch)

@@ -38,6 +38,9 @@ class StreamConfig(StrictModel):
         description="a node killed while it ran replayable cameras in lockstep carries on its session when "
         "started again (what the stream holds is not sent again)",
     )
+    epoch: Optional[float] = Field(
+        None, description="scene time of file/synthetic cameras' first frame (one clock for a region of file nodes)"
+    )
     local_ids_from: Optional[int] = Field(
         None, ge=1, le=2**52, description="first provisional id while no hub decides (default: from the node's name)"
     )

@@ -132,8 +132,7 @@ class RegionHub:
         js = nc.jetstream()
         kv, store = await retry(lambda: self._setup(js))
         start = await self._resume(js, store)
-        live = [key for key in self.steps.reader.dims if not self.steps.reader.ended(*key)]
-        self.silent.seed(live, time.time(), self.position)  # a checkpoint's sessions: heard as of now
+        self.silent.seed(sorted(self.steps.live_sessions()), time.time(), self.position)  # a checkpoint's sessions: heard as of now
         reader = OrderedReader(js, self.region.summaries_stream, self.region.summaries_subject(), after=start - 1,
                                what=f"region {self.region.name}'s summaries")  # fmt: skip
         await retry(reader.subscribe)
@@ -323,9 +322,9 @@ class RegionHub:
     def _note_node(self, msg: Any, headers: Mapping[str, str]) -> None:
         """When each node session was last heard (the server's clock), until it ended."""
         node, session = headers.get(NODE_HEADER), headers.get(SESSION_HEADER)
-        if node is None or session is None or (node, session) not in self.steps.reader.dims:
+        if node is None or session is None or not self.steps.heard_of(node, session):
             return  # a hand-over, or a session refused
-        if self.steps.reader.ended(node, session):
+        if self.steps.session_over(node, session):
             self.silent.ended(node, session)
         elif GONE_HEADER not in headers:
             self.silent.heard(node, session, msg.metadata.timestamp, msg.metadata.sequence.stream)
@@ -358,7 +357,7 @@ class RegionHub:
         if last > self.position:
             return
         for node, session, position in due:
-            if self.steps.reader.ended(node, session):  # its node started a new session meanwhile
+            if self.steps.session_over(node, session):  # its node started a new session meanwhile
                 self.silent.ended(node, session)
                 continue
             headers = {

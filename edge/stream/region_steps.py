@@ -389,6 +389,20 @@ class RegionSteps:
             self.lockstep.queues.update(getattr(state, "held", None) or {})
         self.engine.candidates = self._candidates if self.gallery is not None else None
 
+    def heard_of(self, node: str, session: str) -> bool:
+        """A node session this hub has read the hello of, or one of a lockstep node (whose hello
+        may still be held): the active hub watches whether it goes silent."""
+        return (node, session) in self.reader.dims or (self.lockstep is not None and self.lockstep.lists(node))
+
+    def session_over(self, node: str, session: str) -> bool:
+        """The session was read and has ended (``bye``, said gone, its node's next session)."""
+        return (node, session) in self.reader.dims and self.reader.ended(node, session)
+
+    def live_sessions(self) -> set[tuple[str, str]]:
+        """The sessions not over: read, or held in lockstep queues (a hub that starts from a checkpoint)."""
+        held = {(n, h.session) for n, q in (self.lockstep.queues if self.lockstep else {}).items() for h in q}
+        return {key for key in {*self.reader.dims, *held} if not self.session_over(*key)}
+
     def lockstep_stats(self) -> dict[str, Any]:
         """In lockstep: the messages held and the nodes the region waits for (none free running)."""
         if self.lockstep is None:

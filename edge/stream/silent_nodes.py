@@ -7,7 +7,8 @@ not decide by (a standby replaying the stream later would decide otherwise). So 
 alone judges it, by the server's timestamp of each session's last message, and writes its
 judgement into the summaries stream as a ``gone`` message (a header, no body); every hub ends the
 session's live tracklets when it reads that message, at the same position
-(:meth:`~edge.stream.region_steps.RegionSteps.gone`), whose decision message says so. The
+(``RegionSteps._gone``, ``edge/stream/region_steps.py``; in lockstep once everything of its node
+before it is), whose decision message says so. The
 session's later messages are refused: a node that was only cut off reads that decision when its
 link is back and carries on in a new session (``edge/stream/site_ids.py``).
 """
