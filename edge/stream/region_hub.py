@@ -132,7 +132,8 @@ class RegionHub:
         js = nc.jetstream()
         kv, store = await retry(lambda: self._setup(js))
         start = await self._resume(js, store)
-        self.silent.seed(sorted(self.steps.live_sessions()), time.time(), self.position)  # a checkpoint's sessions: heard as of now
+        live = sorted(self.steps.live_sessions())
+        self.silent.seed(live, time.time(), self.position)  # a checkpoint's sessions: heard as of now
         reader = OrderedReader(js, self.region.summaries_stream, self.region.summaries_subject(), after=start - 1,
                                what=f"region {self.region.name}'s summaries")  # fmt: skip
         await retry(reader.subscribe)
