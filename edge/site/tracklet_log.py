@@ -15,6 +15,7 @@ over time (what ``python -m edge.topology learn`` learns the site from).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Optional
@@ -136,6 +137,19 @@ class StepReader:
             if w.ended:
                 self.mirror.forget(t)
         return now, step
+
+    def would_step(self, parts: list[bytes], node: str, session: str) -> bool:
+        """Whether :meth:`read` would make a step of this message now: a ``summaries`` message of
+        an accepted session not said gone, its ``seq`` above the session's last (read without its
+        arrays; what is malformed beyond the header still raises in :meth:`read`)."""
+        key = (node, session)
+        if key not in self.dims or key in self._said_gone or len(parts) < 3:
+            return False
+        try:
+            seq = json.loads(parts[2]).get("seq")
+        except (ValueError, AttributeError, RecursionError):
+            return False
+        return parts[1] == b"summaries" and isinstance(seq, int) and seq > self.last_seq.get(key, 0)
 
     def ended(self, node: str, session: str) -> bool:
         """The session said bye, its node started a new one, or its hub said it went silent

@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -76,7 +77,7 @@ def _demo(args: argparse.Namespace) -> dict:
 
     try:
         return run_demo(Path(args.out), args.frames, args.kill_after)
-    except (TimeoutError, RuntimeError) as exc:
+    except (TimeoutError, RuntimeError, subprocess.TimeoutExpired) as exc:
         fail(str(exc))
 
 

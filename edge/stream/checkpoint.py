@@ -26,7 +26,7 @@ import io
 import json
 import logging
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -61,7 +61,7 @@ _STATE = {  # module -> the names a hub's state is pickled with (tests/test_stre
     "edge.site.mirror": {"Mirror", "HubTracklet"},
     "edge.site.tracklet_log": {"StepReader"},
     "edge.stream.checkpoint": {"HubState"},
-    "edge.stream.lockstep": {"Held"},
+    "edge.stream.lockstep": {"Held", "Lockstep"},
     "edge.wire.site_protocol": {"WireTracklet"},
 }
 
@@ -76,7 +76,7 @@ class HubState:
     reader: Any  # StepReader
     gallery: Any  # Gallery or None
     told: dict  # engine key -> the site id the decision stream last gave it
-    held: dict = field(default_factory=dict)  # lockstep: node -> its messages not decided yet (a deque of Held)
+    lockstep: Any = None  # Lockstep (its nodes' messages not decided yet), None free running
 
 
 def numpy_build() -> str:

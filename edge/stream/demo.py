@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from edge.stream.names import HUB_HEADER, LEASE_BUCKET, STEP_HEADER, Region, lease_holder
+from edge.stream.names import HUB_HEADER, LEASE_BUCKET, PART_HEADER, STEP_HEADER, Region, lease_holder
 from edge.stream.server import NatsServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +50,8 @@ async def _look(url: str) -> dict[str, Any]:
         info = await js.stream_info(REGION.decisions_stream)
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             headers = (await js.get_msg(REGION.decisions_stream, seq)).headers or {}
-            out["decisions"].append((int(headers[STEP_HEADER]), headers.get(HUB_HEADER)))
+            step = (int(headers[STEP_HEADER]), int(headers.get(PART_HEADER, 0)))  # lockstep: parts of one position
+            out["decisions"].append((step, headers.get(HUB_HEADER)))
     except Exception:  # noqa: BLE001 - the streams are not made yet
         pass
     await nc.close()
@@ -83,7 +84,7 @@ def _same_as_one_process(out: Path, frames: Optional[int]) -> bool:
     cmd += [f"outputs.mot_dir={out / 'single' / 'mot'}", "outputs.floor_map=null", "detector.batch=false"]
     cmd += ["publisher.enabled=false"] + ([f"run.max_frames={frames}"] if frames else [])
     with open(out / "single.log", "w") as log_file:
-        if subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT).returncode != 0:
+        if subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT, timeout=1800).returncode != 0:
             raise RuntimeError(f"stream demo: the single-process run failed (see {out / 'single.log'})")
     compare = [
         sys.executable,
@@ -92,7 +93,7 @@ def _same_as_one_process(out: Path, frames: Optional[int]) -> bool:
         str(out / "single" / "mot"),
     ]
     with open(out / "compare.log", "w") as log_file:
-        same = subprocess.run(compare, stdout=log_file, stderr=subprocess.STDOUT).returncode == 0
+        same = subprocess.run(compare, stdout=log_file, stderr=subprocess.STDOUT, timeout=300).returncode == 0
     print(f"the site decided {'exactly' if same else 'NOT'} as one process on the same frames"
           f"{'' if same else ' (see ' + str(out / 'compare.log') + ')'}", flush=True)  # fmt: skip
     return same

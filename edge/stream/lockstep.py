@@ -46,8 +46,9 @@ class Lockstep:
     """The listed nodes' queues and when a step of all of them may be decided."""
 
     def __init__(self, nodes: Sequence[str]):
-        self.nodes = tuple(nodes)
+        self.nodes = tuple(dict.fromkeys(nodes))  # a name given twice is one node
         self.queues: dict[str, deque[Held]] = {n: deque() for n in self.nodes}
+        self.refused: set[str] = set()  # nodes heard only in sessions refused: not waited for
 
     def lists(self, node: str) -> bool:
         return node in self.queues
@@ -64,15 +65,19 @@ class Lockstep:
         """The listed nodes the others wait for: live (or never heard) with nothing held."""
         return [n for n in self.nodes if not self.queues[n] and live(n)]
 
-    def turns(self, live: Callable[[str], bool]) -> Iterator[tuple[str, Held] | list[tuple[str, Held]]]:
-        """What may be decided now, in order: a node's message that is no step, alone, as soon as
-        everything of its node before it was; or one step of every node that has one, together,
-        once every listed node ``live`` (its latest session not ended; a node never heard is) has
-        one. Each is taken off its queue as it is given: the caller reads it before asking again."""
+    def turns(
+        self, live: Callable[[str], bool], would_step: Callable[[str, Held], bool]
+    ) -> Iterator[tuple[str, Held] | list[tuple[str, Held]]]:
+        """What may be decided now, in order: a node's message that makes no step (``would_step``
+        false: a hello, a bye, a gone, a duplicate, one of a refused session), alone, as soon as
+        everything of its node before it was read; or one step of every node that has one,
+        together, once every listed node ``live`` (its latest session not ended; a node never
+        heard is) has one. Each is taken off its queue as it is given: the caller reads it before
+        asking again (what it reads decides what comes next)."""
         while True:
             for node in self.nodes:
                 queue = self.queues[node]
-                while queue and not queue[0].step:
+                while queue and not (queue[0].step and would_step(node, queue[0])):
                     yield node, queue.popleft()
             if self.waiting_for(live):
                 return

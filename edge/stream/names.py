@@ -20,6 +20,7 @@ SESSION_HEADER = "Clipreid-Session"
 EPOCH_HEADER = "Clipreid-Epoch"  # the scene clock origin of its cameras (a carried-on session keeps it)
 REPLAY_HEADER = "Clipreid-Replay"  # a replayable run's cameras and settings, hashed (only its replay carries it on)
 STEP_HEADER = "Clipreid-Step"  # on a decision message: the summaries stream position it decided at
+PART_HEADER = "Clipreid-Part"  # and, in lockstep, its place among the messages of that position (after the first)
 HUB_HEADER = "Clipreid-Hub"  # and the hub that published it
 MSG_ID_HEADER = "Nats-Msg-Id"  # JetStream's: a message sent again with its id is stored once
 HEARTBEAT_S = 1.0  # an ordered reader missing its server's heartbeats this long starts again where it was

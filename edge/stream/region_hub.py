@@ -39,6 +39,7 @@ from edge.stream.names import (
     LEASE_S,
     MSG_ID_HEADER,
     NODE_HEADER,
+    PART_HEADER,
     SESSION_HEADER,
     STEP_HEADER,
     Region,
@@ -46,7 +47,7 @@ from edge.stream.names import (
     lease_value,
 )
 from edge.stream.ordered_reader import OrderedReader
-from edge.stream.region_steps import GallerySettings, RegionSteps
+from edge.stream.region_steps import Decided, GallerySettings, RegionSteps
 from edge.stream.silent_nodes import NODE_TIMEOUT_S, SilentNodes
 from edge.stream.streams import connect, ensure_streams, lease_bucket, retry
 from edge.wire.publisher import EventPublisher
@@ -97,8 +98,9 @@ class RegionHub:
         self.steps = RegionSteps(region, settings, embedding_dim, gallery, hand_over, id_base, model_id, lockstep)
         self.leader = False
         self.published_upto = 0  # the last step the region's decision stream has (as far as this hub knows)
+        self.published_part = 0  # and its part (lockstep: several decision messages at one position)
         # decided steps not known published, each with its hand-overs
-        self.recent: deque[tuple[int, bytes, list[Outgoing]]] = deque(maxlen=KEEP_STEPS)
+        self.recent: deque[tuple[int, int, Decided]] = deque(maxlen=KEEP_STEPS)  # (step, part, message)
         self.counters = dict.fromkeys(("published", "takeovers", "lost_lease", "checkpoints", "said_gone"), 0)
         self.silent = SilentNodes(node_timeout_s)
         self._revision = 0
@@ -137,9 +139,11 @@ class RegionHub:
         reader = OrderedReader(js, self.region.summaries_stream, self.region.summaries_subject(), after=start - 1,
                                what=f"region {self.region.name}'s summaries")  # fmt: skip
         await retry(reader.subscribe)
+        lockstep = self.steps.lockstep
         log.info(
-            "stream: hub %s reads region %s from position %d (%s)",
+            "stream: hub %s reads region %s from position %d (%s)%s",
             self.name, self.region.name, start, ",".join(self.servers),
+            f", in lockstep: a step of {', '.join(lockstep.nodes)} together" if lockstep else "",
         )  # fmt: skip
         stats_at = time.monotonic()
         while not stop.is_set():
@@ -164,12 +168,11 @@ class RegionHub:
             except ValueError:
                 parts = []
             headers = msg.headers or {}
-            out = self.steps.take(msg.metadata.sequence.stream, parts, headers)
-            self._note_node(msg, headers)
-            if out is not None:
-                self.recent.append((self.position, out, self.steps.outgoing))
-                if self.leader:
-                    await self._publish_recent(js)
+            decided = self.steps.take(msg.metadata.sequence.stream, parts, headers)
+            self._note_node(msg, headers, parts)
+            self.recent.extend((self.position, part, d) for part, d in enumerate(decided))
+            if decided and self.leader:
+                await self._publish_recent(js)
         if self.leader:  # hand over at once rather than after the lease runs out (only a lease still ours)
             await self._last_checkpoint(store)
             try:
@@ -283,7 +286,7 @@ class RegionHub:
             await self._check_holder(kv)
             return
         try:
-            published_upto = await self._last_published(js)
+            published = await self._last_published(js)
         except Exception as exc:  # noqa: BLE001 - not knowing what was published, publishing could repeat it
             log.warning("stream: hub %s could not read the last published step (%s): lease given back", self.name, exc)
             try:
@@ -293,7 +296,7 @@ class RegionHub:
             return
         self.leader, self._renewed = True, now
         self.counters["takeovers"] += 1
-        self.published_upto = published_upto
+        self.published_upto, self.published_part = published
         log.info(
             "stream: hub %s is region %s's active hub at position %d (decisions published up to %d)",
             self.name, self.region.name, self.position, self.published_upto,
@@ -320,12 +323,16 @@ class RegionHub:
                 "otherwise after a takeover; start it with the same ones"
             )
 
-    def _note_node(self, msg: Any, headers: Mapping[str, str]) -> None:
-        """When each node session was last heard (the server's clock), until it ended."""
+    def _note_node(self, msg: Any, headers: Mapping[str, str], parts: list[bytes]) -> None:
+        """When each node session was last heard (the server's clock), until it ended: said bye,
+        or its node began another (in lockstep, as the message comes, though it may be held)."""
         node, session = headers.get(NODE_HEADER), headers.get(SESSION_HEADER)
         if node is None or session is None or not self.steps.heard_of(node, session):
             return  # a hand-over, or a session refused
-        if self.steps.session_over(node, session):
+        kind = parts[1] if len(parts) > 1 and GONE_HEADER not in headers else b""
+        if kind == b"hello":
+            self.silent.ended_others(node, session)
+        if kind == b"bye" or self.steps.session_over(node, session):
             self.silent.ended(node, session)
         elif GONE_HEADER not in headers:
             self.silent.heard(node, session, msg.metadata.timestamp, msg.metadata.sequence.stream)
@@ -379,32 +386,37 @@ class RegionHub:
             self.silent.ended(node, session)
             self.counters["said_gone"] += 1
 
-    async def _last_published(self, js: Any) -> int:
+    async def _last_published(self, js: Any) -> tuple[int, int]:
+        """The (step, part) of the decision stream's last message; (0, 0) when it has none."""
         try:
             last = await js.get_last_msg(self.region.decisions_stream, self.region.decisions_subject)
         except NotFoundError:
-            return 0
-        return int((last.headers or {}).get(STEP_HEADER, 0))
+            return 0, 0
+        headers = last.headers or {}
+        return int(headers.get(STEP_HEADER, 0)), int(headers.get(PART_HEADER, 0))
 
     async def _publish_recent(self, js: Any) -> None:
         """Publish the decided steps after the last published one, in order (a failure leaves them for the next try)."""
         while self.recent and self.leader:
-            step, body, outgoing = self.recent[0]
-            if step > self.published_upto:
-                if not await self._publish_hand_overs(js, outgoing):
+            step, part, decided = self.recent[0]
+            if (step, part) > (self.published_upto, self.published_part):
+                if not await self._publish_hand_overs(js, decided.outgoing):
                     return
-                headers = {MSG_ID_HEADER: f"{self.region.name}-{step}", STEP_HEADER: str(step), HUB_HEADER: self.name}
+                msg_id = f"{self.region.name}-{step}" + (f"-{part}" if part else "")
+                headers = {MSG_ID_HEADER: msg_id, STEP_HEADER: str(step), HUB_HEADER: self.name}
+                if part:  # only then: a free-running region's messages are as they were
+                    headers[PART_HEADER] = str(part)
                 try:
                     ack = await js.publish(
-                        self.region.decisions_subject, body, timeout=PUBLISH_TIMEOUT_S, headers=headers
+                        self.region.decisions_subject, decided.body, timeout=PUBLISH_TIMEOUT_S, headers=headers
                     )
                 except Exception as exc:  # noqa: BLE001 - the servers are away: the step waits
-                    log.warning("stream: hub %s could not publish step %d (%s)", self.name, step, exc)
+                    log.warning("stream: hub %s could not publish step %s (%s)", self.name, msg_id, exc)
                     return
-                self.published_upto = step
+                self.published_upto, self.published_part = step, part
                 self.counters["published"] += 1
                 if self.events is not None and not ack.duplicate:  # another hub told the subscribers
-                    self._tell_subscribers(body)
+                    self._tell_subscribers(decided.body)
             self.recent.popleft()
 
     async def _publish_hand_overs(self, js: Any, outgoing: list[Outgoing]) -> bool:

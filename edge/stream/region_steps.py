@@ -51,6 +51,14 @@ class _Made:
 
 
 @dataclass(frozen=True)
+class Decided:
+    """A decision message to publish, and the hand-overs to publish before it."""
+
+    body: bytes
+    outgoing: list[Outgoing]
+
+
+@dataclass(frozen=True)
 class GallerySettings:
     """The hub YAML's ``gallery_*``: exact scoring below ``exact_below`` identities, else the ``k``
     nearest; an approximate index past ``approximate_above``."""
@@ -71,13 +79,15 @@ def decision_message(
     identities: Optional[Mapping[int, Identity]] = None,
     handed_over: Optional[list[Outgoing]] = None,
     gone: Optional[list[tuple[str, str]]] = None,
+    part: int = 0,
 ) -> bytes:
     """One step's decisions as the decision stream carries them (JSON): each names the engine key
     and, through ``origin``, the node, its session and the node's own local id (what a subscriber
     or the node itself maps the site id onto). ``ids``: every tracklet whose site id this step
     changed (a merge moves tracklets no decision names), ``final``: those that will not change again;
     with ``identities``, each decision says its identity's cameras and when it was last seen;
-    ``gone``: the (node, session) said gone at this step (its node starts a new session on reading it)."""
+    ``gone``: the (node, session) said gone at this step (its node starts a new session on reading it);
+    ``part``: in lockstep, this message's place among those of one stream position (0: the first)."""
 
     def node_of(key: Optional[Key]) -> dict[str, Any]:
         found = origin.get(key) if key is not None else None
@@ -108,6 +118,8 @@ def decision_message(
     }
     if gone:  # only then: every other message's bytes stay as they were
         body["gone"] = [{"node": n, "session": s} for n, s in gone]
+    if part:  # as gone
+        body["part"] = part
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -155,30 +167,32 @@ class RegionSteps:
         self.read_span: list[float] = []  # wall clock of the first and the last message read (throughput)
         self.cpu_span: list[float] = []  # and the process's CPU time then (its cost, whatever the cores)
         self._made = _Made()
+        self._decided: list[Decided] = []  # the decision messages of the stream message being taken
+        self._emitted_outgoing = 0  # how many of its hand-overs went with them
         build: tuple[Any, ...] = (faiss_build(),) if self.gallery is not None else ()
-        build += (("lockstep", tuple(lockstep)),) if lockstep else ()  # (none: the fingerprint of before)
+        build += (("lockstep", self.lockstep.nodes),) if self.lockstep else ()  # (none: the fingerprint of before)
         self.fingerprint = fingerprint(
             settings, embedding_dim, gallery, sorted(self.hand_over.items()), id_base, model_id, numpy_build(), *build
         )
 
     # --- one message of the stream ----------------------------------------------------------------
-    def take(self, position: int, parts: list[bytes], headers: Mapping[str, str]) -> Optional[bytes]:
+    def take(self, position: int, parts: list[bytes], headers: Mapping[str, str]) -> list[Decided]:
         """One message of the region's stream (a node's, the active hub's ``gone``, or a hand-over
-        from a neighbouring region: :meth:`welcome`): the decision message of what it let this hub
-        decide, None when nothing. Free running that is one engine step per node message; in
-        lockstep, whatever steps of all the listed nodes it completed (``edge/stream/lockstep.py``)."""
+        from a neighbouring region: :meth:`welcome`): the decision messages of what it let this hub
+        decide, in order. Free running that is one engine step per node message, so at most one
+        message; in lockstep, one per step of all the listed nodes it let this hub decide
+        (``edge/stream/lockstep.py``), each a part of this position."""
         self.position = position
-        self.outgoing = []
+        self.outgoing, self._decided, self._made, self._emitted_outgoing = [], [], _Made(), 0
         if HANDOVER_HEADER in headers:
             self.welcome(position, parts)
-            return None
+            return []
         node, session, gone = headers.get(NODE_HEADER, "?"), headers.get(SESSION_HEADER, "?"), GONE_HEADER in headers
         if not gone:
             for span, clock in ((self.read_span, time.time), (self.cpu_span, time.process_time)):
                 span[1:] = [clock()]
                 if len(span) == 1:
                     span.insert(0, span[0])
-        self._made = _Made()
         if self.lockstep is None:
             self._one(node, Held(position, parts, session, gone))
         elif self.lockstep.lists(node):
@@ -186,11 +200,16 @@ class RegionSteps:
             self._turns()
         else:
             self._refuse(node, session, f"node {node} is not one of region {self.region.name}'s lockstep nodes")
-        return self._emit()
+        self._emit()
+        return self._decided
 
     def decide(self, position: int, parts: list[bytes], node: str, session: str) -> Optional[bytes]:
-        """The decision message of ``node``'s message at ``position`` (:meth:`take` with its headers)."""
-        return self.take(position, parts, {NODE_HEADER: node, SESSION_HEADER: session})
+        """Free running: the decision message of ``node``'s message at ``position`` (:meth:`take`
+        with its headers), None when it decided nothing."""
+        if self.lockstep is not None:
+            raise ValueError("a lockstep region's message may decide several steps: use take()")
+        decided = self.take(position, parts, {NODE_HEADER: node, SESSION_HEADER: session})
+        return decided[0].body if decided else None
 
     def _one(self, node: str, held: Held) -> None:
         """A node message on its own: an engine step of its summaries, its session's end (``bye``,
@@ -200,28 +219,38 @@ class RegionSteps:
             return
         step = self._read(held, node)
         if step is not None:
-            self._step(*step)
+            self._step(*step, f"message {held.position} of node {node}")
 
     def _turns(self) -> None:
         """In lockstep: every message the listed nodes' queues let this hub read now, each step of
-        all of them together as one engine step at the latest of their scene times."""
+        all of them together as one engine step at the latest of their scene times, and each its
+        own decision message."""
         assert self.lockstep is not None
-        for turn in self.lockstep.turns(self._live):
+        for turn in self.lockstep.turns(self._live, self._would_step):
             if isinstance(turn, tuple):
                 self._one(*turn)
-                continue
-            now, summaries = -float("inf"), list[TrackletSummary]()
-            for node, held in turn:
-                step = self._read(held, node)
-                if step is not None:
-                    now, summaries = max(now, step[0]), summaries + step[1]
-            if now > -float("inf"):
-                self._step(now, summaries)
+            else:
+                now, summaries = -float("inf"), list[TrackletSummary]()
+                for node, held in turn:
+                    step = self._read(held, node)
+                    if step is not None:
+                        now, summaries = max(now, step[0]), summaries + step[1]
+                if now > -float("inf"):
+                    self._step(now, summaries, f"message {self.position} (a step of {', '.join(n for n, _ in turn)})")
+            self._emit()
 
     def _live(self, node: str) -> bool:
-        """The node's latest session goes on (or the node was never heard: lockstep waits for it)."""
+        """In lockstep, the others wait for this node: its latest session goes on, or it was never
+        heard (a node whose every session was refused is not waited for)."""
         session = self.reader.sessions.get(node)
-        return session is None or not self.reader.ended(node, session)
+        if session is None:
+            return self.lockstep is None or node not in self.lockstep.refused
+        return not self.reader.ended(node, session)
+
+    def _would_step(self, node: str, held: Held) -> bool:
+        """A held ``summaries`` message its node's session would make a step of (a duplicate, one
+        of a refused or ended session, is read on its own and takes no step's turn)."""
+        return self.reader.would_step(held.parts, node, held.session)
 
     def _read(self, held: Held, node: str) -> Optional[tuple[float, list[TrackletSummary]]]:
         """A node message read: ``(scene time, summaries)`` of a step; a ``bye`` ends its session
@@ -229,6 +258,8 @@ class RegionSteps:
         try:
             step = self.reader.read(held.parts, node, held.session)
         except (ProtocolError, KeyError, TypeError, ValueError) as exc:
+            if self.lockstep is not None and node not in self.reader.sessions:
+                self.lockstep.refused.add(node)
             self._refuse(node, held.session, f"message {held.position} of node {node} skipped: {exc}")
             return None
         if step is None:
@@ -241,18 +272,18 @@ class RegionSteps:
         self._refused.add((node, session))
         (log.debug if said else log.warning)("stream: %s", why)
 
-    def _step(self, now: float, summaries: list[TrackletSummary]) -> None:
+    def _step(self, now: float, summaries: list[TrackletSummary], what: str) -> None:
         """One engine step: its decisions, finals, changed ids and hand-overs to publish."""
         self.now = max(self.now, now)  # a node replaying its buffer after an outage sends older times
         self.counters["steps"] += 1
-        decisions = self._engine_step(summaries, f"message {self.position}")
+        decisions = self._engine_step(summaries, what)
         if decisions is None:
             return
         final: list[tuple[Key, int]] = self.engine.take_final()
         if self.gallery is not None:
             follow_engine(self.gallery, self.engine, decisions, final)
         self._made.add(decisions, final, self._changed_ids())
-        self.outgoing += self._hand_overs(self.position, summaries)
+        self.outgoing += self._hand_overs(self._step_id(), summaries)
 
     def _gone(self, node: str, session: str) -> None:
         """The active hub said this node session went silent (``edge/stream/silent_nodes.py``): its
@@ -271,7 +302,7 @@ class RegionSteps:
         if self.gallery is not None:
             follow_engine(self.gallery, self.engine, decisions, [])
         self._made.add(decisions, [], [])
-        self._session_ends([(node, session)])
+        self._session_ends([(node, session)], gone=True)
 
     def _engine_step(self, summaries: list[TrackletSummary], what: str) -> Optional[list[Decision]]:
         """The engine's step on ``summaries``, None when it raised: counted and logged, and the
@@ -289,34 +320,42 @@ class RegionSteps:
                 log.exception("stream: the gallery could not be made the engine's again at %s", what)
         return None
 
-    def _session_ends(self, ending: list[tuple[str, str]]) -> None:
-        """Node sessions that said bye (or were said gone): their ended tracklets are final now."""
-        if not ending:
-            return
+    def _session_ends(self, ending: list[tuple[str, str]], gone: bool = False) -> None:
+        """After a node message that made no step: the sessions that said bye (or, ``gone``, the
+        one said gone) have their ended tracklets made final, and any site id the engine changed
+        since the last message (a step that failed midway) is told."""
         keys = [k for k, (node, session, _) in self.reader.origin.items() if (node, session) in ending]
         self.engine.finalise(keys)
         final = self.engine.take_final()
+        ids = self._changed_ids()
+        if not (final or ids or gone):
+            return
         if self.gallery is not None:
             follow_engine(self.gallery, self.engine, [], final)
-        self._made.add([], final, self._changed_ids())
+        self._made.add([], final, ids)
 
-    def _emit(self) -> Optional[bytes]:
-        """The decision message of what this message let the hub decide (None: nothing); the final
+    def _step_id(self) -> str:
+        """This decision message's place: its stream position, and its part after the first (lockstep)."""
+        part = len(self._decided)
+        return f"{self.position}" if not part else f"{self.position}.{part}"
+
+    def _emit(self) -> None:
+        """The decision message of what was decided since the last one, if anything; the final
         tracklets forgotten (nothing more is decided about them)."""
-        made = self._made
-        if not (made.decisions or made.final or made.ids or self.outgoing or made.gone):
-            return None
-        origin = self.reader.origin
-        body = decision_message(
-            self.region, self.position, self.now, made.decisions, made.final, origin, made.ids,
-            self.engine.identities, self.outgoing, made.gone,
-        )  # fmt: skip
-        for key, _ in made.final:
-            origin.pop(key, None)
-            self.told.pop(key, None)
-        return body
+        made, outgoing = self._made, self.outgoing[self._emitted_outgoing :]
+        if made.decisions or made.final or made.ids or outgoing or made.gone:
+            origin = self.reader.origin
+            body = decision_message(
+                self.region, self.position, self.now, made.decisions, made.final, origin, made.ids,
+                self.engine.identities, outgoing, made.gone, len(self._decided),
+            )  # fmt: skip
+            for key, _ in made.final:
+                origin.pop(key, None)
+                self.told.pop(key, None)
+            self._decided.append(Decided(body, outgoing))
+        self._made, self._emitted_outgoing = _Made(), len(self.outgoing)
 
-    def _hand_overs(self, position: int, summaries: list[TrackletSummary]) -> list[Outgoing]:
+    def _hand_overs(self, step: str, summaries: list[TrackletSummary]) -> list[Outgoing]:
         """The identities of the tracklets that ended at a boundary camera this step, for the regions
         those cameras lead to."""
         out = []
@@ -330,7 +369,7 @@ class RegionSteps:
             parts = handover_message(
                 self.region.name, ident, self.engine.appearance(ident), ident.past_weight + sum(members)
             )
-            out.append(Outgoing(region, f"{self.region.name}-handover-{position}-{gid}-{region}", parts))
+            out.append(Outgoing(region, f"{self.region.name}-handover-{step}-{gid}-{region}", parts))
             self.counters["handed_over"] += 1
         return out
 
@@ -378,15 +417,14 @@ class RegionSteps:
     # --- the state a checkpoint keeps ---------------------------------------------------------
     def state(self) -> HubState:
         """What this hub decides from, after the message at :attr:`position`."""
-        held = dict(self.lockstep.queues) if self.lockstep is not None else {}
-        return HubState(self.position, self.now, self.engine, self.reader, self.gallery, self.told, held)
+        return HubState(self.position, self.now, self.engine, self.reader, self.gallery, self.told, self.lockstep)
 
     def load(self, state: HubState) -> None:
         """Continue from ``state`` (read the stream from ``state.position + 1``)."""
         self.position, self.now, self.engine, self.reader = state.position, state.now, state.engine, state.reader
         self.gallery, self.told = state.gallery, state.told
-        if self.lockstep is not None:  # the same nodes: the fingerprint says so
-            self.lockstep.queues.update(getattr(state, "held", None) or {})
+        if self.lockstep is not None and getattr(state, "lockstep", None) is not None:  # the same nodes (fingerprint)
+            self.lockstep = state.lockstep
         self.engine.candidates = self._candidates if self.gallery is not None else None
 
     def heard_of(self, node: str, session: str) -> bool:

@@ -41,6 +41,11 @@ class SilentNodes:
     def ended(self, node: str, session: str) -> None:
         self.last.pop((node, session), None)
 
+    def ended_others(self, node: str, session: str) -> None:
+        """The node began ``session``: its earlier ones are over."""
+        for key in [k for k in self.last if k[0] == node and k[1] != session]:
+            del self.last[key]
+
     def due(self, now: float) -> list[tuple[str, str, int]]:
         """(node, session, position of its last message) of every session silent too long."""
         if self.timeout_s <= 0:
