@@ -1,4 +1,4 @@
-"""Lockstep: a region of several file-camera nodes decided by scene time, not by stream order.
+"""Lockstep: a region of several file-camera nodes decided step by step together, not in stream order.
 
 Free running, a region's hubs decide each node message as it comes in the stream. That order is
 the same for every hub (so they agree), but it is the order the messages reached the server: a
@@ -8,14 +8,22 @@ fault changes the decisions. With ``lockstep:`` in the hub YAML (node names, as 
 each listed node's messages wait in a queue of their own (:class:`Lockstep`), and the hub decides
 one step of every listed node together (one engine step over all their summaries, at the latest
 of their scene times) once each has one or has ended (``bye``, said gone): the ZeroMQ hub's
-lockstep (``edge/site/steps.py``) on a stream. Whatever the stream's order, the hubs then make the
-decisions of the fault-free run (``tests/test_stream_lockstep.py``).
+lockstep (``edge/site/steps.py``) on a stream. Steps are paired by their order in each node's
+queue, not by comparing scene times: nodes on files in lockstep (``realtime: false``) step at one
+frame rate from one scene clock (``stream.epoch``), so the n-th steps are at one scene time.
+Whatever the stream's order, the hubs then make the decisions of the fault-free run
+(``tests/test_stream_lockstep.py``). What is no step takes no step's turn: a duplicate (past the
+server's duplicate window), a message of a refused or gone session. Messages a node's buffer
+dropped (past ``stream.max_buffered``) would shift its pairing for the rest of its session.
 
 A listed node's other messages (``hello``, ``bye``, the active hub's ``gone``) are read as soon as
 everything before them of that node was: a ``bye`` ends its node, and the others go on without
-it. A listed node never heard holds the region up (as in ``edge.hub``); one cut off holds it up
-until its link is back or the active hub says it gone (``--node-timeout-s``). The queues are part
-of a hub's state: a checkpoint keeps them (``edge/stream/checkpoint.py``).
+it. A listed node never heard holds the region up (as in ``edge.hub``), one heard only in
+refused sessions (another model) does not; one cut off holds it up until its link is back or the
+active hub says it gone (``--node-timeout-s``). Each combined step is its own decision message:
+a stream message that lets the hub decide several (a ``bye`` or ``gone`` of the node the others
+waited for) gives several, parts of its position. The queues are part of a hub's state: a
+checkpoint keeps them (``edge/stream/checkpoint.py``).
 """
 
 from __future__ import annotations
