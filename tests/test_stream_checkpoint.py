@@ -94,7 +94,7 @@ def test_a_checkpoint_of_other_settings_or_naming_code_is_not_used(node_log, cap
     decide(hub, node_log[:50], 1)
     blob = dump(HALL, hub.state(), hub.fingerprint)
     assert load(blob, HALL, "another-fingerprint") is None
-    assert "written with other matching or gallery settings" in caplog.text
+    assert "written with other matching, gallery or lockstep settings" in caplog.text
     assert load(blob, Region("yard"), hub.fingerprint) is None
 
     class Evil:

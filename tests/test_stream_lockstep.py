@@ -7,17 +7,31 @@ decides for that one node."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import json
 import logging
+import types
 
 import pytest
 from test_stream import published, run_hub_thread, settings, wait_for
 
 pytest.importorskip("nats")
+from nats.js.errors import NotFoundError  # noqa: E402
+
 from edge.stream import checkpoint  # noqa: E402
-from edge.stream.names import GONE_HEADER, NODE_HEADER, SESSION_HEADER, Region  # noqa: E402
+from edge.stream.names import (  # noqa: E402
+    GONE_HEADER,
+    MSG_ID_HEADER,
+    NODE_HEADER,
+    PART_HEADER,
+    SESSION_HEADER,
+    STEP_HEADER,
+    Region,
+)
 from edge.stream.publisher import SummaryPublisher  # noqa: E402
-from edge.stream.region_steps import RegionSteps  # noqa: E402
+from edge.stream.region_hub import RegionHub  # noqa: E402
+from edge.stream.region_steps import Decided, RegionSteps  # noqa: E402
 from edge.stream.server import NatsServer, free_port  # noqa: E402
 from edge.wire.site_protocol import decode, decode_tracklets, encode, encode_tracklets  # noqa: E402
 from sim.link_cut import LinkCut  # noqa: E402
@@ -232,3 +246,89 @@ def test_a_lockstep_hub_waits_for_a_node_cut_off_says_so_and_then_decides_as_wit
             thread.join(10)
             for p in (node1, node2):
                 p.close(0)
+
+
+class FakeStream:
+    """The JetStream calls a region hub publishes with: what it publishes, and a decision stream's last headers."""
+
+    def __init__(self, last=None):
+        self.sent, self.last = [], last
+
+    async def publish(self, subject, body, timeout, headers):
+        self.sent.append(headers)
+        return types.SimpleNamespace(duplicate=False)
+
+    async def get_last_msg(self, stream, subject):
+        if self.last is None:
+            raise NotFoundError
+        return types.SimpleNamespace(headers=self.last)
+
+
+def test_a_standby_taking_over_between_two_parts_of_a_position_publishes_the_rest_once():
+    """In lockstep one stream position can give several decision messages (parts); the active hub
+    died after part 1 of position 5: its successor publishes part 2, then position 6, each once."""
+    hub = RegionHub(["nats://127.0.0.1:1"], HALL, settings(), "hub-b", lockstep=("node1", "node2"))
+    assert asyncio.run(hub._last_published(FakeStream())) == (0, 0)
+    last = {STEP_HEADER: "5", PART_HEADER: "1"}
+    hub.published_upto, hub.published_part = asyncio.run(hub._last_published(FakeStream(last)))
+    body = Decided(b"{}", [])
+    hub.recent.extend([(5, 0, body), (5, 1, body), (5, 2, body), (6, 0, body)])
+    hub.leader, js = True, FakeStream()
+    asyncio.run(hub._publish_recent(js))
+    assert [h[MSG_ID_HEADER] for h in js.sent] == ["hall-5-2", "hall-6"]
+    assert [h.get(PART_HEADER) for h in js.sent] == ["2", None] and not hub.recent
+    assert (hub.published_upto, hub.published_part) == (6, 0)
+
+
+def test_a_lockstep_hub_watches_for_silence_the_sessions_that_go_on(node_log):
+    """A listed node's hello refused (another model) leaves its live session watched (before, it was
+    dropped and never said gone: the region waited for it for good); a bye still held ends the
+    watch at once (no gone said for a node that finished)."""
+    messages = split(node_log)
+    hello = decode(messages["node1"][0], ("hello",)).header
+    dim = int(hello["embedding_dim"])
+    hub = RegionHub(["nats://127.0.0.1:1"], HALL, settings(), "hub-a", embedding_dim=dim, lockstep=("node1", "node2"))
+    other_model = encode("hello", {**hello, "embedding_dim": 7})
+    stream = [
+        ("node1", "s1", messages["node1"][0]),
+        ("node2", "a", messages["node2"][0]),
+        ("node1", "s2", other_model),  # refused
+        ("node1", "s1", messages["node1"][1]),  # held: node2 has no step yet
+        ("node1", "s1", messages["node1"][-1]),  # its bye, held behind it
+    ]
+    for position, (node, session, parts) in enumerate(stream, start=1):
+        headers = {NODE_HEADER: node, SESSION_HEADER: session}
+        hub.steps.take(position, parts, headers)
+        at = datetime.datetime.now(datetime.timezone.utc)
+        msg = types.SimpleNamespace(
+            metadata=types.SimpleNamespace(timestamp=at, sequence=types.SimpleNamespace(stream=position))
+        )
+        hub._note_node(msg, headers, parts)
+        if position == 3:
+            assert set(hub.silent.last) == {("node1", "s1"), ("node2", "a")}
+    assert set(hub.silent.last) == {("node2", "a")} and hub.steps.lockstep_stats()["held"] == 2
+
+
+def test_hand_overs_of_one_position_s_parts_have_ids_of_their_own(node_log):
+    """node2 says hello and bye at once while node1's steps are held: its bye lets the hub decide
+    all of them at one position, in many parts. People handed over at cam1 in those parts keep an
+    id each (the server would store a repeated one once), and they are node1's hand-overs alone."""
+    messages = split(node_log)
+    one = messages["node1"]
+
+    def hand_overs(stream, lockstep):
+        hub = RegionSteps(HALL, settings(), hand_over={"cam1": "yard"}, id_base=1_000_000, lockstep=lockstep)
+        out = []
+        for position, (node, parts) in enumerate(stream, start=1):
+            for d in hub.take(position, parts, {NODE_HEADER: node, SESSION_HEADER: f"s-{node}"}):
+                out += [o.msg_id for o in d.outgoing]
+        return out
+
+    alone = hand_overs([("node1", m) for m in one], ())
+    stream = [("node1", one[0]), ("node2", messages["node2"][0]), *(("node1", m) for m in one[1:-1])]
+    stream += [("node2", messages["node2"][-1]), ("node1", one[-1])]
+    held = hand_overs(stream, ("node1", "node2"))
+    assert len(set(held)) == len(set(alone)) >= 3 and len(held) == len(alone)
+    assert [i.rsplit("-", 2)[1] for i in held] == [i.rsplit("-", 2)[1] for i in alone]  # the same people
+    bye = len(stream) - 1
+    assert all(i.split("-")[2].split(".")[0] == str(bye) for i in held)  # all at node2's bye: parts

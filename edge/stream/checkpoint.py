@@ -13,7 +13,7 @@ like the streams). Format: one JSON line (format, region, position, the settings
 when the region's summaries stream was made) then the state pickled. Loading unpickles only the
 classes a hub's state is made of, numpy's arrays and plain containers, by exact name
 (:class:`_StateUnpickler`): a checkpoint is state, never code. A checkpoint written with other
-matching, gallery, hand-over or model settings, for another incarnation of the stream, or that
+matching, gallery, lockstep, hand-over or model settings, for another incarnation of the stream, or that
 this code cannot load, is not used (said in a log line): the hub reads the region from its start
 instead.
 """
@@ -130,8 +130,8 @@ def load(data: bytes, region: Region, settings_fingerprint: str, stream_made: st
         return None
     if head.get("fingerprint") != settings_fingerprint:
         log.warning(
-            "stream: region %s's checkpoint (position %s) was written with other matching or gallery settings: "
-            "this hub reads the region from the start",
+            "stream: region %s's checkpoint (position %s) was written with other matching, gallery or lockstep "
+            "settings: this hub reads the region from the start",
             region.name, head.get("position"),
         )  # fmt: skip
         return None

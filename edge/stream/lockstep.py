@@ -10,7 +10,8 @@ one step of every listed node together (one engine step over all their summaries
 of their scene times) once each has one or has ended (``bye``, said gone): the ZeroMQ hub's
 lockstep (``edge/site/steps.py``) on a stream. Steps are paired by their order in each node's
 queue, not by comparing scene times: nodes on files in lockstep (``realtime: false``) step at one
-frame rate from one scene clock (``stream.epoch``), so the n-th steps are at one scene time.
+frame rate from one scene clock (``stream.epoch``), so the n-th steps are at one scene time (a
+file node started again in a new session, not carried on, begins at its first frame again).
 Whatever the stream's order, the hubs then make the decisions of the fault-free run
 (``tests/test_stream_lockstep.py``). What is no step takes no step's turn: a duplicate (past the
 server's duplicate window), a message of a refused or gone session. Messages a node's buffer
@@ -21,8 +22,8 @@ everything before them of that node was: a ``bye`` ends its node, and the others
 it. A listed node never heard holds the region up (as in ``edge.hub``), one heard only in
 refused sessions (another model) does not; one cut off holds it up until its link is back or the
 active hub says it gone (``--node-timeout-s``). Each combined step is its own decision message:
-a stream message that lets the hub decide several (a ``bye`` or ``gone`` of the node the others
-waited for) gives several, parts of its position. The queues are part of a hub's state: a
+a stream message that lets the hub decide several (the step, ``bye`` or ``gone`` of the node the
+others waited for) gives several, parts of its position. The queues are part of a hub's state: a
 checkpoint keeps them (``edge/stream/checkpoint.py``).
 """
 

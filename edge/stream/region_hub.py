@@ -168,11 +168,17 @@ class RegionHub:
             except ValueError:
                 parts = []
             headers = msg.headers or {}
-            decided = self.steps.take(msg.metadata.sequence.stream, parts, headers)
+            part = 0
+            for decided in self.steps.take_stepwise(msg.metadata.sequence.stream, parts, headers):
+                if decided is not None:
+                    self.recent.append((self.position, part, decided))
+                    part += 1
+                    if self.leader:
+                        await self._publish_recent(js)
+                if self.steps.lockstep is not None:  # a release of many held steps: the lease kept meanwhile
+                    await self._lease(js, kv)
+                    await asyncio.sleep(0)
             self._note_node(msg, headers, parts)
-            self.recent.extend((self.position, part, d) for part, d in enumerate(decided))
-            if decided and self.leader:
-                await self._publish_recent(js)
         if self.leader:  # hand over at once rather than after the lease runs out (only a lease still ours)
             await self._last_checkpoint(store)
             try:
@@ -319,7 +325,7 @@ class RegionHub:
         if theirs and theirs != self.steps.fingerprint:
             raise HubRefused(
                 f"region {self.region.name}'s active hub {holder} decides with other settings (the hub YAML's "
-                f"matching or gallery, the model, --hand-over or --id-base): hub {self.name} would decide "
+                f"matching, gallery or lockstep, the model, --hand-over or --id-base): hub {self.name} would decide "
                 "otherwise after a takeover; start it with the same ones"
             )
 
@@ -330,7 +336,7 @@ class RegionHub:
         if node is None or session is None or not self.steps.heard_of(node, session):
             return  # a hand-over, or a session refused
         kind = parts[1] if len(parts) > 1 and GONE_HEADER not in headers else b""
-        if kind == b"hello":
+        if kind == b"hello" and self.steps.reader.sessions.get(node) == session:  # read and accepted
             self.silent.ended_others(node, session)
         if kind == b"bye" or self.steps.session_over(node, session):
             self.silent.ended(node, session)
@@ -365,7 +371,7 @@ class RegionHub:
         if last > self.position:
             return
         for node, session, position in due:
-            if self.steps.session_over(node, session):  # its node started a new session meanwhile
+            if self.steps.session_over(node, session) or not self.steps.heard_of(node, session):  # (refused since)
                 self.silent.ended(node, session)
                 continue
             headers = {

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -182,11 +182,20 @@ class RegionSteps:
         decide, in order. Free running that is one engine step per node message, so at most one
         message; in lockstep, one per step of all the listed nodes it let this hub decide
         (``edge/stream/lockstep.py``), each a part of this position."""
+        return [d for d in self.take_stepwise(position, parts, headers) if d is not None]
+
+    def take_stepwise(
+        self, position: int, parts: list[bytes], headers: Mapping[str, str]
+    ) -> Iterator[Optional[Decided]]:
+        """:meth:`take`, an engine step at a time: after each, its decision message or None. A hub
+        runs the rest of its loop between them (its lease), as a ``bye`` of the node a lockstep
+        region waited for may let it decide thousands of held steps. Run it to its end before
+        the next message."""
         self.position = position
         self.outgoing, self._decided, self._made, self._emitted_outgoing = [], [], _Made(), 0
         if HANDOVER_HEADER in headers:
             self.welcome(position, parts)
-            return []
+            return
         node, session, gone = headers.get(NODE_HEADER, "?"), headers.get(SESSION_HEADER, "?"), GONE_HEADER in headers
         if not gone:
             for span, clock in ((self.read_span, time.time), (self.cpu_span, time.process_time)):
@@ -197,11 +206,10 @@ class RegionSteps:
             self._one(node, Held(position, parts, session, gone))
         elif self.lockstep.lists(node):
             self.lockstep.hold(node, Held(position, parts, session, gone))
-            self._turns()
+            yield from self._turns()
         else:
             self._refuse(node, session, f"node {node} is not one of region {self.region.name}'s lockstep nodes")
-        self._emit()
-        return self._decided
+        yield self._emit()
 
     def decide(self, position: int, parts: list[bytes], node: str, session: str) -> Optional[bytes]:
         """Free running: the decision message of ``node``'s message at ``position`` (:meth:`take`
@@ -221,10 +229,10 @@ class RegionSteps:
         if step is not None:
             self._step(*step, f"message {held.position} of node {node}")
 
-    def _turns(self) -> None:
+    def _turns(self) -> Iterator[Optional[Decided]]:
         """In lockstep: every message the listed nodes' queues let this hub read now, each step of
         all of them together as one engine step at the latest of their scene times, and each its
-        own decision message."""
+        own decision message (None after what decided nothing)."""
         assert self.lockstep is not None
         for turn in self.lockstep.turns(self._live, self._would_step):
             if isinstance(turn, tuple):
@@ -237,7 +245,7 @@ class RegionSteps:
                         now, summaries = max(now, step[0]), summaries + step[1]
                 if now > -float("inf"):
                     self._step(now, summaries, f"message {self.position} (a step of {', '.join(n for n, _ in turn)})")
-            self._emit()
+            yield self._emit()
 
     def _live(self, node: str) -> bool:
         """In lockstep, the others wait for this node: its latest session goes on, or it was never
@@ -339,10 +347,10 @@ class RegionSteps:
         part = len(self._decided)
         return f"{self.position}" if not part else f"{self.position}.{part}"
 
-    def _emit(self) -> None:
-        """The decision message of what was decided since the last one, if anything; the final
-        tracklets forgotten (nothing more is decided about them)."""
-        made, outgoing = self._made, self.outgoing[self._emitted_outgoing :]
+    def _emit(self) -> Optional[Decided]:
+        """The decision message of what was decided since the last one, None when nothing was; the
+        final tracklets forgotten (nothing more is decided about them)."""
+        made, outgoing, decided = self._made, self.outgoing[self._emitted_outgoing :], None
         if made.decisions or made.final or made.ids or outgoing or made.gone:
             origin = self.reader.origin
             body = decision_message(
@@ -352,8 +360,10 @@ class RegionSteps:
             for key, _ in made.final:
                 origin.pop(key, None)
                 self.told.pop(key, None)
-            self._decided.append(Decided(body, outgoing))
+            decided = Decided(body, outgoing)
+            self._decided.append(decided)
         self._made, self._emitted_outgoing = _Made(), len(self.outgoing)
+        return decided
 
     def _hand_overs(self, step: str, summaries: list[TrackletSummary]) -> list[Outgoing]:
         """The identities of the tracklets that ended at a boundary camera this step, for the regions
@@ -428,9 +438,11 @@ class RegionSteps:
         self.engine.candidates = self._candidates if self.gallery is not None else None
 
     def heard_of(self, node: str, session: str) -> bool:
-        """A node session this hub has read the hello of, or one of a lockstep node (whose hello
-        may still be held): the active hub watches whether it goes silent."""
-        return (node, session) in self.reader.dims or (self.lockstep is not None and self.lockstep.lists(node))
+        """A node session this hub has read the hello of, or one of a lockstep node whose hello may
+        still be held (not refused): the active hub watches whether it goes silent."""
+        if (node, session) in self.reader.dims:
+            return True
+        return self.lockstep is not None and self.lockstep.lists(node) and (node, session) not in self._refused
 
     def session_over(self, node: str, session: str) -> bool:
         """The session was read and has ended (``bye``, said gone, its node's next session)."""
