@@ -307,6 +307,7 @@ def test_a_lockstep_hub_watches_for_silence_the_sessions_that_go_on(node_log):
         if position == 3:
             assert set(hub.silent.last) == {("node1", "s1"), ("node2", "a")}
     assert set(hub.silent.last) == {("node2", "a")} and hub.steps.lockstep_stats()["held"] == 2
+    assert hub.steps.live_sessions() == {("node2", "a")}  # what a hub starting from a checkpoint would watch
 
 
 def test_hand_overs_of_one_position_s_parts_have_ids_of_their_own(node_log):

@@ -449,9 +449,12 @@ class RegionSteps:
         return (node, session) in self.reader.dims and self.reader.ended(node, session)
 
     def live_sessions(self) -> set[tuple[str, str]]:
-        """The sessions not over: read, or held in lockstep queues (a hub that starts from a checkpoint)."""
-        held = {(n, h.session) for n, q in (self.lockstep.queues if self.lockstep else {}).items() for h in q}
-        return {key for key in {*self.reader.dims, *held} if not self.session_over(*key)}
+        """The sessions not over (a hub that starts from a checkpoint watches them): read, or held in
+        lockstep queues, without a ``bye`` held."""
+        queues = self.lockstep.queues if self.lockstep else {}
+        held = {(n, h.session) for n, q in queues.items() for h in q}
+        said_bye = {(n, h.session) for n, q in queues.items() for h in q if h.parts[1:2] == [b"bye"]}
+        return {key for key in {*self.reader.dims, *held} - said_bye if not self.session_over(*key)}
 
     def lockstep_stats(self) -> dict[str, Any]:
         """In lockstep: the messages held and the nodes the region waits for (none free running)."""
