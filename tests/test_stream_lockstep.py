@@ -20,6 +20,7 @@ pytest.importorskip("nats")
 from nats.js.errors import NotFoundError  # noqa: E402
 
 from edge.stream import checkpoint  # noqa: E402
+from edge.stream.frames import pack  # noqa: E402
 from edge.stream.names import (  # noqa: E402
     GONE_HEADER,
     MSG_ID_HEADER,
@@ -280,33 +281,48 @@ def test_a_standby_taking_over_between_two_parts_of_a_position_publishes_the_res
     assert (hub.published_upto, hub.published_part) == (6, 0)
 
 
+class NoLease:
+    """A lease bucket another hub holds: this hub stands by (nothing published)."""
+
+    async def create(self, key, value):
+        raise RuntimeError("held by another hub")
+
+    async def get(self, key):
+        raise RuntimeError("not readable")
+
+
 def test_a_lockstep_hub_watches_for_silence_the_sessions_that_go_on(node_log):
-    """A listed node's hello refused (another model) leaves its live session watched (before, it was
-    dropped and never said gone: the region waited for it for good); a bye still held ends the
-    watch at once (no gone said for a node that finished)."""
+    """The hub's silence watch, message by message (RegionHub._take): a listed node's hello refused
+    (another model) leaves its live session watched (before, it was dropped and never said gone:
+    the region waited for it for good); a bye still held ends the watch at once (no gone said for
+    a node that finished); a new session's hello held behind its node's steps ends the old
+    session's watch once it is read."""
     messages = split(node_log)
     hello = decode(messages["node1"][0], ("hello",)).header
     dim = int(hello["embedding_dim"])
     hub = RegionHub(["nats://127.0.0.1:1"], HALL, settings(), "hub-a", embedding_dim=dim, lockstep=("node1", "node2"))
-    other_model = encode("hello", {**hello, "embedding_dim": 7})
-    stream = [
-        ("node1", "s1", messages["node1"][0]),
-        ("node2", "a", messages["node2"][0]),
-        ("node1", "s2", other_model),  # refused
-        ("node1", "s1", messages["node1"][1]),  # held: node2 has no step yet
-        ("node1", "s1", messages["node1"][-1]),  # its bye, held behind it
-    ]
-    for position, (node, session, parts) in enumerate(stream, start=1):
-        headers = {NODE_HEADER: node, SESSION_HEADER: session}
-        hub.steps.take(position, parts, headers)
+    watched = []
+
+    def take(node, session, parts):
         at = datetime.datetime.now(datetime.timezone.utc)
-        msg = types.SimpleNamespace(
-            metadata=types.SimpleNamespace(timestamp=at, sequence=types.SimpleNamespace(stream=position))
-        )
-        hub._note_node(msg, headers, parts)
-        if position == 3:
-            assert set(hub.silent.last) == {("node1", "s1"), ("node2", "a")}
-    assert set(hub.silent.last) == {("node2", "a")} and hub.steps.lockstep_stats()["held"] == 2
+        metadata = types.SimpleNamespace(timestamp=at, sequence=types.SimpleNamespace(stream=hub.position + 1))
+        msg = types.SimpleNamespace(data=pack(parts), headers={NODE_HEADER: node, SESSION_HEADER: session},
+                                    metadata=metadata)  # fmt: skip
+        asyncio.run(hub._take(FakeStream(), NoLease(), msg))
+        watched.append(set(hub.silent.last))
+
+    take("node1", "s1", messages["node1"][0])
+    take("node2", "a", messages["node2"][0])
+    take("node1", "s2", encode("hello", {**hello, "embedding_dim": 7}))  # refused
+    assert watched[-1] == {("node1", "s1"), ("node2", "a")}
+    take("node1", "s1", messages["node1"][1])  # held: node2 has no step yet
+    take("node1", "s3", encode("hello", {**hello, "node": "node1"}))  # node1 again: held behind its step
+    assert watched[-1] == {("node1", "s1"), ("node1", "s3"), ("node2", "a")}
+    take("node2", "a", messages["node2"][1])  # both steps decided, then node1's new hello read
+    assert watched[-1] == {("node1", "s3"), ("node2", "a")}
+    take("node1", "s3", messages["node1"][2])  # held
+    take("node1", "s3", messages["node1"][-1])  # its bye, held behind it
+    assert watched[-1] == {("node2", "a")} and hub.steps.lockstep_stats()["held"] == 2
     assert hub.steps.live_sessions() == {("node2", "a")}  # what a hub starting from a checkpoint would watch
 
 

@@ -163,22 +163,7 @@ class RegionHub:
                 if self.leader:
                     await self._say_gone(js)
                 continue
-            try:
-                parts = unpack(msg.data or b"")
-            except ValueError:
-                parts = []
-            headers = msg.headers or {}
-            part = 0
-            for decided in self.steps.take_stepwise(msg.metadata.sequence.stream, parts, headers):
-                if decided is not None:
-                    self.recent.append((self.position, part, decided))
-                    part += 1
-                    if self.leader:
-                        await self._publish_recent(js)
-                if self.steps.lockstep is not None:  # a release of many held steps: the lease kept meanwhile
-                    await self._lease(js, kv)
-                    await asyncio.sleep(0)
-            self._note_node(msg, headers, parts)
+            await self._take(js, kv, msg)
         if self.leader:  # hand over at once rather than after the lease runs out (only a lease still ours)
             await self._last_checkpoint(store)
             try:
@@ -192,6 +177,29 @@ class RegionHub:
             pass
         if self.events is not None:
             self.events.close()
+
+    async def _take(self, js: Any, kv: Any, msg: Any) -> None:
+        """One message of the summaries stream: what it lets this hub decide (published at once by
+        the active hub), and the silence watch of its node's sessions."""
+        try:
+            parts = unpack(msg.data or b"")
+        except ValueError:
+            parts = []
+        headers = msg.headers or {}
+        part, sessions = 0, dict(self.steps.reader.sessions)
+        for decided in self.steps.take_stepwise(msg.metadata.sequence.stream, parts, headers):
+            if decided is not None:
+                self.recent.append((self.position, part, decided))
+                part += 1
+                if self.leader:
+                    await self._publish_recent(js)
+            if self.steps.lockstep is not None:  # a release of many held steps: the lease kept meanwhile
+                await self._lease(js, kv)
+                await asyncio.sleep(0)
+        self._note_node(msg, headers, parts)
+        for node, session in self.steps.reader.sessions.items():  # a hello read now (in lockstep, maybe held)
+            if sessions.get(node) != session:
+                self.silent.ended_others(node, session)
 
     async def _setup(self, js: Any) -> tuple[Any, Any]:
         for name in sorted({self.region.name, *self.steps.hand_over.values()}):  # a neighbour's, to hand over into
@@ -330,15 +338,14 @@ class RegionHub:
             )
 
     def _note_node(self, msg: Any, headers: Mapping[str, str], parts: list[bytes]) -> None:
-        """When each node session was last heard (the server's clock), until it ended: said bye,
-        or its node began another (in lockstep, as the message comes, though it may be held)."""
+        """When each node session was last heard (the server's clock), until it ended: said bye (in
+        lockstep, as the bye comes, though it may be held) or was said gone. A node's next session
+        ends its others when its hello is read (the loop)."""
         node, session = headers.get(NODE_HEADER), headers.get(SESSION_HEADER)
         if node is None or session is None or not self.steps.heard_of(node, session):
             return  # a hand-over, or a session refused
-        kind = parts[1] if len(parts) > 1 and GONE_HEADER not in headers else b""
-        if kind == b"hello" and self.steps.reader.sessions.get(node) == session:  # read and accepted
-            self.silent.ended_others(node, session)
-        if kind == b"bye" or self.steps.session_over(node, session):
+        said_bye = len(parts) > 1 and parts[1] == b"bye" and GONE_HEADER not in headers  # maybe held (lockstep)
+        if said_bye or self.steps.session_over(node, session):
             self.silent.ended(node, session)
         elif GONE_HEADER not in headers:
             self.silent.heard(node, session, msg.metadata.timestamp, msg.metadata.sequence.stream)

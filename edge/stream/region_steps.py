@@ -450,10 +450,10 @@ class RegionSteps:
 
     def live_sessions(self) -> set[tuple[str, str]]:
         """The sessions not over (a hub that starts from a checkpoint watches them): read, or held in
-        lockstep queues, without a ``bye`` held."""
+        lockstep queues, without a ``bye`` or ``gone`` held."""
         queues = self.lockstep.queues if self.lockstep else {}
         held = {(n, h.session) for n, q in queues.items() for h in q}
-        said_bye = {(n, h.session) for n, q in queues.items() for h in q if h.parts[1:2] == [b"bye"]}
+        said_bye = {(n, h.session) for n, q in queues.items() for h in q if h.gone or h.parts[1:2] == [b"bye"]}
         return {key for key in {*self.reader.dims, *held} - said_bye if not self.session_over(*key)}
 
     def lockstep_stats(self) -> dict[str, Any]:
