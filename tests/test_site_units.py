@@ -14,6 +14,8 @@ from core.embeddings import Embeddings
 from edge.identity import EngineSettings, FloorTrack, IdentityEngine, TrackletSummary
 from edge.site.gallery import Gallery, candidates_for, exact_neighbours
 from edge.site.outbox import merge_steps
+from edge.site.sessions import NodeState
+from edge.site.steps import take_steps, waiting_for
 from edge.site.store import SCHEMA, Store, TrackletRow
 from edge.wire.site_protocol import (
     DimensionError,
@@ -417,3 +419,20 @@ def test_ids_and_finals_from_a_stalled_hub_are_ignored_until_it_welcomes_the_nod
     _hub_says(node, True, final=[("cam1", 1, 7), ("cam1", 2, 8), ("cam1", 3, 9)])
     assert node.take_final() == []  # final here already: no second final
     assert node.report()["reconciled"] == {str(provisional): [9]} and node.report()["unreconciled"] == 0
+
+
+def test_a_lockstep_hub_knows_whom_its_held_steps_wait_for():
+    """edge.hub in lockstep: node1's steps wait for node2 (not connected, then connected and silent);
+    once node2 sends one, both go to the engine and nobody is waited for; a node that said bye is
+    not waited for."""
+    nodes = {"node1": NodeState("node1", "s", b"1")}
+    lockstep = ["node1", "node2"]
+    assert waiting_for(nodes, lockstep) == [] and waiting_for(nodes, []) == []  # nothing held
+    nodes["node1"].pending.extend([(1.0, [], False), (1.1, [], False)])
+    assert waiting_for(nodes, lockstep) == ["node2"]  # not connected yet
+    nodes["node2"] = NodeState("node2", "s", b"2")
+    assert waiting_for(nodes, lockstep) == ["node2"] and take_steps(nodes, lockstep, False) == []
+    nodes["node2"].pending.append((1.0, [], False))
+    assert len(take_steps(nodes, lockstep, False)) == 1 and waiting_for(nodes, lockstep) == ["node2"]
+    nodes["node2"].finished = True  # said bye: node1 goes on alone
+    assert waiting_for(nodes, lockstep) == [] and len(take_steps(nodes, lockstep, False)) == 1

@@ -50,6 +50,15 @@ def take_steps(nodes: dict[str, NodeState], lockstep: list[str], dirty: bool) ->
         steps.append((now, items))
 
 
+def waiting_for(nodes: dict[str, NodeState], lockstep: list[str]) -> list[str]:
+    """In lockstep, while some listed node has a step waiting: the listed nodes it waits for (not
+    connected yet, or with nothing pending and no bye). Free running, or nothing waiting: none."""
+    members = [nodes.get(name) for name in lockstep]
+    if not any(m is not None and m.pending for m in members):
+        return []
+    return [name for name, m in zip(lockstep, members) if m is None or (not m.pending and not m.finished)]
+
+
 def all_done(nodes: dict[str, NodeState], lockstep: list[str]) -> bool:
     """Every node (every lockstep node) said bye and has nothing left for the engine."""
     names = lockstep or list(nodes)
