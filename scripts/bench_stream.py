@@ -58,13 +58,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.model_card import read_onnx_metadata  # noqa: E402
+from core.ports import free_port  # noqa: E402
 from edge.identity.config import MatchingConfig  # noqa: E402
 from edge.identity.settings import settings_from_config  # noqa: E402
 from edge.stream.checkpoint import CHECKPOINT_BUCKET, checkpoint_store, dump, load  # noqa: E402
 from edge.stream.names import HUB_HEADER, LEASE_BUCKET, STEP_HEADER, Region, lease_holder  # noqa: E402
 from edge.stream.publisher import SummaryPublisher  # noqa: E402
 from edge.stream.region_steps import GallerySettings, RegionSteps  # noqa: E402
-from edge.stream.server import NatsServer, free_port  # noqa: E402
+from edge.stream.server import NatsServer  # noqa: E402
 from edge.wire.recording import read_recording  # noqa: E402
 
 DEMO = ROOT / "edge" / "demo_models"

@@ -27,9 +27,11 @@ class LinkCut:
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, name="link-cut", daemon=True)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        # bound now, listened on in start(): the port is ours from here on (a probe closed and
+        # bound again later could lose it to another process's outgoing connection)
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
 
     @property
     def url(self) -> str:
@@ -64,11 +66,12 @@ class LinkCut:
 
     async def _listen(self) -> None:
         self._up.set()
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(self._relay, sock=self._socket)
 
     async def _close(self) -> None:
         if self._server is not None:
             self._server.close()
+        self._socket.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

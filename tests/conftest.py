@@ -115,9 +115,9 @@ def node_log(tmp_path_factory) -> list:
     region's stream (tests/test_stream*.py)."""
     from test_edge_run import cams_yaml
 
+    from core.ports import free_port
     from edge.runtime.capture_loop import run_pipeline
     from edge.runtime.config import load_edge_config
-    from edge.stream.server import free_port
     from edge.wire.recording import read_recording
 
     tmp = tmp_path_factory.mktemp("node")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,13 @@ import pytest
 import yaml
 import zmq
 
+from core.ports import free_port
 from edge.wire.site_protocol import MAGIC, encode, model_id
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "edge" / "demo_models" / "reid.onnx"
 FAKE = REPO / "tests" / "site_fake_node.py"
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class HubProcess:

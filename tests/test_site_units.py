@@ -3,6 +3,7 @@ the wire format."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from pathlib import Path
@@ -436,3 +437,15 @@ def test_a_lockstep_hub_knows_whom_its_held_steps_wait_for():
     assert len(take_steps(nodes, lockstep, False)) == 1 and waiting_for(nodes, lockstep) == ["node2"]
     nodes["node2"].finished = True  # said bye: node1 goes on alone
     assert waiting_for(nodes, lockstep) == [] and len(take_steps(nodes, lockstep, False)) == 1
+
+
+def test_free_ports_come_from_below_the_ephemeral_range_and_never_twice():
+    """CI lost a hub to "Address already in use": a bind(0) probe's port is one any outgoing
+    connection may take before the server binds it. Ports now come from below that range."""
+    from core.ports import _ephemeral_start, free_port
+
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    assert all(10000 <= p < _ephemeral_start() for p in ports)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", ports[0]))  # nothing holds it

@@ -24,7 +24,8 @@ import yaml
 from test_edge_run import DEMO, cams_yaml
 
 pytest.importorskip("nats")
-from edge.stream.server import NatsServer, ServerError, cluster, free_port, nats_server_binary  # noqa: E402
+from core.ports import free_port  # noqa: E402
+from edge.stream.server import NatsServer, ServerError, cluster, nats_server_binary  # noqa: E402
 
 try:
     nats_server_binary()

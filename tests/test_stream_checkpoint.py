@@ -14,12 +14,13 @@ from test_edge_run import DEMO
 from test_stream import hub_process, lease_holder, published, reference, settings, wait_for
 
 from core.model_card import read_onnx_metadata
+from core.ports import free_port
 from edge.site.gallery import faiss, faiss_build
 from edge.stream.checkpoint import CHECKPOINT_BUCKET, dump, load
 from edge.stream.names import Region
 from edge.stream.publisher import SummaryPublisher
 from edge.stream.region_steps import GallerySettings, RegionSteps
-from edge.stream.server import NatsServer, free_port
+from edge.stream.server import NatsServer
 
 HALL = Region("hall")
 

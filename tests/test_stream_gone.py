@@ -11,9 +11,10 @@ import pytest
 from test_stream import run_hub_thread, wait_for
 
 pytest.importorskip("nats")
+from core.ports import free_port  # noqa: E402
 from edge.site.tracklet_log import StepReader  # noqa: E402
 from edge.stream.config import StreamConfig  # noqa: E402
-from edge.stream.server import NatsServer, free_port  # noqa: E402
+from edge.stream.server import NatsServer  # noqa: E402
 from edge.stream.site_ids import StreamSiteIds  # noqa: E402
 from edge.wire.site_protocol import decode  # noqa: E402
 from sim.link_cut import LinkCut  # noqa: E402

@@ -13,6 +13,7 @@ pytest.importorskip("nats")
 from test_stream import published, stream_messages, wait_for  # noqa: E402
 
 from core.embeddings import Embeddings  # noqa: E402
+from core.ports import free_port  # noqa: E402
 from edge.identity import EngineSettings, TrackletSummary  # noqa: E402
 from edge.identity.topology import Transition  # noqa: E402
 from edge.site.tracklet_log import SummaryWriter  # noqa: E402
@@ -21,7 +22,7 @@ from edge.stream.names import HANDOVER_HEADER, NODE_HEADER, SESSION_HEADER, Regi
 from edge.stream.publisher import SummaryPublisher  # noqa: E402
 from edge.stream.region_hub import RegionHub  # noqa: E402
 from edge.stream.region_steps import RegionSteps  # noqa: E402
-from edge.stream.server import NatsServer, free_port  # noqa: E402
+from edge.stream.server import NatsServer  # noqa: E402
 
 HALL, YARD = 1_000_000, 2_000_000  # the regions' id bases
 

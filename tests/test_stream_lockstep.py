@@ -19,6 +19,7 @@ from test_stream import published, run_hub_thread, settings, wait_for
 pytest.importorskip("nats")
 from nats.js.errors import NotFoundError  # noqa: E402
 
+from core.ports import free_port  # noqa: E402
 from edge.stream import checkpoint  # noqa: E402
 from edge.stream.frames import pack  # noqa: E402
 from edge.stream.names import (  # noqa: E402
@@ -33,7 +34,7 @@ from edge.stream.names import (  # noqa: E402
 from edge.stream.publisher import SummaryPublisher  # noqa: E402
 from edge.stream.region_hub import RegionHub  # noqa: E402
 from edge.stream.region_steps import Decided, RegionSteps  # noqa: E402
-from edge.stream.server import NatsServer, free_port  # noqa: E402
+from edge.stream.server import NatsServer  # noqa: E402
 from edge.wire.site_protocol import decode, decode_tracklets, encode, encode_tracklets  # noqa: E402
 from sim.link_cut import LinkCut  # noqa: E402
 

@@ -10,7 +10,8 @@ import time
 import pytest
 
 pytest.importorskip("nats")
-from edge.stream.server import NatsServer, ServerError, free_port, nats_server_binary  # noqa: E402
+from core.ports import free_port  # noqa: E402
+from edge.stream.server import NatsServer, ServerError, nats_server_binary  # noqa: E402
 
 try:
     nats_server_binary()
@@ -118,8 +119,8 @@ def test_only_lockstep_cameras_that_give_the_same_frames_each_run_are_replayable
 def test_the_replay_key_changes_with_the_cameras_and_not_with_the_outputs(tmp_path):
     from test_edge_run import cams_yaml
 
+    from core.ports import free_port as port
     from edge.runtime.config import load_edge_config
-    from edge.stream.server import free_port as port
 
     cams = [{"id": "cam1", "source": "synthetic://demo?camera=cam1", "realtime": False}]
     key = load_edge_config(cams_yaml(tmp_path, cams, port(), outputs={"mot_dir": "a"})).replay_key

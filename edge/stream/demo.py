@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from core.ports import free_port
 from edge.stream.names import HUB_HEADER, LEASE_BUCKET, PART_HEADER, STEP_HEADER, Region, lease_holder
-from edge.stream.server import NatsServer, free_port
+from edge.stream.server import NatsServer
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = Region("demo")

@@ -29,13 +29,6 @@ def nats_server_binary() -> str:
     return found
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on now (for a server, a hub's events, a test)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
