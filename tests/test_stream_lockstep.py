@@ -350,3 +350,49 @@ def test_hand_overs_of_one_position_s_parts_have_ids_of_their_own(node_log):
     assert [i.rsplit("-", 2)[1] for i in held] == [i.rsplit("-", 2)[1] for i in alone]  # the same people
     bye = len(stream) - 1
     assert all(i.split("-")[2].split(".")[0] == str(bye) for i in held)  # all at node2's bye: parts
+
+
+def test_a_lockstep_node_never_heard_is_said_absent_and_then_no_longer_holds_the_region_up(node_log, caplog):
+    """node2 never starts: node1's steps wait for it (before, for good). The active hub's silence
+    watch covers it from the first held step; past --node-timeout-s it says it absent (a gone
+    message without a session), and every hub then decides node1's steps as a region of node1
+    alone would. node2's hello, when it comes, makes the region wait for it again."""
+    messages = split(node_log)
+    n = len(messages["node1"])
+    hub = RegionHub(["nats://127.0.0.1:1"], HALL, settings(), "hub-a", node_timeout_s=60, lockstep=("node1", "node2"))
+    js = FakeStream()  # (the hub not leader while it reads: its decisions stay in `recent`)
+    js.stream_info = lambda name: asyncio.sleep(
+        0, types.SimpleNamespace(state=types.SimpleNamespace(last_seq=hub.position))
+    )
+    long_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=120)
+
+    def take(node, parts, headers=None, at=long_ago):
+        metadata = types.SimpleNamespace(timestamp=at, sequence=types.SimpleNamespace(stream=hub.position + 1))
+        headers = headers or {NODE_HEADER: node, SESSION_HEADER: f"s-{node}"}
+        asyncio.run(
+            hub._take(js, NoLease(), types.SimpleNamespace(data=pack(parts), headers=headers, metadata=metadata))
+        )
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for i, parts in enumerate(messages["node1"][: n // 2]):
+        take("node1", parts, at=now if i == n // 2 - 1 else long_ago)  # node1 heard just now
+    assert hub.steps.lockstep_stats() == {"held": n // 2 - 1, "waiting_for": ["node2"]} and not hub.recent
+    with caplog.at_level(logging.WARNING, "edge.stream"):
+        asyncio.run(hub._say_gone(js))  # waited for since two minutes ago: said absent
+    assert [h[SESSION_HEADER] for h in js.sent] == [""] and hub.counters["said_absent"] == 1
+    assert any("never heard" in r.getMessage() and "says it absent" in r.getMessage() for r in caplog.records)
+    take("node2", [], js.sent[0])  # the absent message, read back from the stream
+    assert hub.steps.lockstep_stats() == {"held": 0, "waiting_for": ["node1"]}  # (for its next step)
+    asyncio.run(hub._say_gone(js))
+    assert hub.counters["said_absent"] == 1  # said once
+
+    alone = RegionSteps(HALL, settings(), lockstep=("node1",))
+    expected = content(decide([("node1", m) for m in messages["node1"][: n // 2]], hub=alone))
+    assert len(expected) >= 3  # (cam1 sees four people in this half)
+    assert content({(step, part): json.loads(d.body) for step, part, d in hub.recent}) == expected
+
+    take("node2", messages["node2"][0], at=now)  # node2's hello: waited for again from here
+    take("node1", messages["node1"][n // 2], at=now)
+    assert hub.steps.lockstep_stats() == {"held": 1, "waiting_for": ["node2"]}
+    asyncio.run(hub._say_gone(js))
+    assert hub.counters["said_absent"] == 1 and hub.counters["said_gone"] == 0  # heard now: its session watched

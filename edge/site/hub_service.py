@@ -37,7 +37,7 @@ from edge.site.nearest import nearest_candidates
 from edge.site.persistence import Persistence
 from edge.site.report import summary_line
 from edge.site.sessions import Sessions
-from edge.site.steps import Batch, all_done, take_steps, waiting_for
+from edge.site.steps import Batch, WaitingSaid, all_done, take_steps, waiting_for
 from edge.site.store import Store, StoreError, store_error
 from edge.wire.curve import Guard, check_bind
 from edge.wire.publisher import EventPublisher
@@ -83,7 +83,7 @@ class Hub:
         )
         self._now = -np.inf
         self._stats_at = self._beat_at = time.monotonic()
-        self._waiting_said: list[str] = []  # in lockstep: the nodes the hub last said it waits for
+        self._waiting = WaitingSaid(log, "hub:", "not connected yet, or silent")
         self.persistence = Persistence(self.engine, self.gallery, None)
         if cfg.store:
             self._open_store(cfg.store)
@@ -188,15 +188,7 @@ class Hub:
     def _say_waiting(self) -> None:
         """In lockstep, once per change: the listed nodes the others' steps wait for."""
         waiting = waiting_for(self.sessions.nodes, self.cfg.lockstep)
-        if waiting and waiting != self._waiting_said:
-            held = sum(len(n.pending) for n in self.sessions.nodes.values())
-            log.warning(
-                "hub: waits for node %s (lockstep): %d steps of the others held (not connected yet, or silent)",
-                ", ".join(waiting), held,
-            )  # fmt: skip
-        elif not waiting and self._waiting_said:
-            log.info("hub: no longer waits (lockstep)")
-        self._waiting_said = waiting
+        self._waiting.say(waiting, sum(len(n.pending) for n in self.sessions.nodes.values()))
 
     def stats(self) -> dict:
         """The hub's stats: its log line, the ``stats`` event and the ``--report`` file."""

@@ -8,6 +8,7 @@ their scene times, so the site decides exactly as one process over all the camer
 
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import numpy as np
@@ -67,3 +68,23 @@ def all_done(nodes: dict[str, NodeState], lockstep: list[str]) -> bool:
         return n is not None and n.finished and not n.pending
 
     return bool(names) and all(done(nodes.get(name)) for name in names)
+
+
+class WaitingSaid:
+    """The listed nodes a lockstep hub last said its held steps wait for: each change said once
+    in its log (a warning naming them, then a line when it no longer waits), not at every stats
+    line. ``edge.hub`` and a stream region hub say it alike."""
+
+    def __init__(self, log: logging.Logger, who: str, why: str):
+        self.log, self.who, self.why = log, who, why
+        self.said: list[str] = []
+
+    def say(self, waiting: list[str], held: int) -> None:
+        if waiting and waiting != self.said:
+            self.log.warning(
+                "%s waits for node %s (lockstep): %d messages of the others held (%s)",
+                self.who, ", ".join(waiting), held, self.why,
+            )  # fmt: skip
+        elif not waiting and self.said:
+            self.log.info("%s no longer waits (lockstep)", self.who)
+        self.said = waiting

@@ -19,9 +19,12 @@ dropped (past ``stream.max_buffered``) would shift its pairing for the rest of i
 
 A listed node's other messages (``hello``, ``bye``, the active hub's ``gone``) are read as soon as
 everything before them of that node was: a ``bye`` ends its node, and the others go on without
-it. A listed node never heard holds the region up (as in ``edge.hub``), one heard only in
-refused sessions (another model) does not; one cut off holds it up until its link is back or the
-active hub says it gone (``--node-timeout-s``). Each combined step is its own decision message:
+it. A listed node never heard holds the region up until the active hub says it absent: never heard
+while the others' steps were held for ``--node-timeout-s`` (a ``gone`` message without a session,
+in its node's queue like any other); the others then go on without it until its ``hello`` is read,
+from which on they wait for it again. One heard only in refused sessions (another model) is not
+waited for; one cut off holds the region up until its link is back or the active hub says its
+session gone (``--node-timeout-s``). Each combined step is its own decision message:
 a stream message that lets the hub decide several (the step, ``bye`` or ``gone`` of the node the
 others waited for) gives several, parts of its position. The queues are part of a hub's state: a
 checkpoint keeps them (``edge/stream/checkpoint.py``).
@@ -43,7 +46,7 @@ class Held:
     position: int
     parts: list[bytes]
     session: str
-    gone: bool = False  # the active hub saying the session went silent (no node message)
+    gone: bool = False  # the active hub saying the session went silent, or (no session) the node absent
 
     @property
     def step(self) -> bool:
@@ -58,6 +61,7 @@ class Lockstep:
         self.nodes = tuple(dict.fromkeys(nodes))  # a name given twice is one node
         self.queues: dict[str, deque[Held]] = {n: deque() for n in self.nodes}
         self.refused: set[str] = set()  # nodes heard only in sessions refused: not waited for
+        self.absent: set[str] = set()  # nodes said absent, never heard: not waited for until their hello
 
     def lists(self, node: str) -> bool:
         return node in self.queues

@@ -29,6 +29,7 @@ from nats.js.errors import NotFoundError
 from edge.identity import Decision, IdentityEngine
 from edge.identity.settings import EngineSettings
 from edge.site.fanout import publish_decisions
+from edge.site.steps import WaitingSaid
 from edge.stream.checkpoint import checkpoint_store, dump, read_checkpoint
 from edge.stream.frames import pack, unpack
 from edge.stream.handover import Outgoing
@@ -101,7 +102,9 @@ class RegionHub:
         self.published_part = 0  # and its part (lockstep: several decision messages at one position)
         # decided steps not known published, each with its hand-overs
         self.recent: deque[tuple[int, int, Decided]] = deque(maxlen=KEEP_STEPS)  # (step, part, message)
-        self.counters = dict.fromkeys(("published", "takeovers", "lost_lease", "checkpoints", "said_gone"), 0)
+        self.counters = dict.fromkeys(
+            ("published", "takeovers", "lost_lease", "checkpoints", "said_gone", "said_absent"), 0
+        )
         self.silent = SilentNodes(node_timeout_s)
         self._revision = 0
         self._renewed = 0.0
@@ -114,7 +117,11 @@ class RegionHub:
         self._saving: Optional[asyncio.Task] = None
         self._dumping = False
         self._stream_made = ""  # when the region's summaries stream was made (a checkpoint names it)
-        self._waiting_said: list[str] = []  # in lockstep: the nodes the region was last said to wait for
+        self._waiting = WaitingSaid(
+            log,
+            f"stream: region {region.name}",
+            "a node cut off, or not started: silent or never heard for --node-timeout-s, it is said gone or absent",
+        )
 
     @property
     def engine(self) -> IdentityEngine:
@@ -161,6 +168,7 @@ class RegionHub:
                 if self.leader and self.recent:  # a publish that failed: try again while the stream is quiet
                     await self._publish_recent(js)
                 if self.leader:
+                    self._watch_absent(time.time(), self.position)  # (a checkpoint's held steps: watched from now)
                     await self._say_gone(js)
                 continue
             await self._take(js, kv, msg)
@@ -200,6 +208,21 @@ class RegionHub:
         for node, session in self.steps.reader.sessions.items():  # a hello read now (in lockstep, maybe held)
             if sessions.get(node) != session:
                 self.silent.ended_others(node, session)
+        at = msg.metadata.timestamp
+        self._watch_absent(at.timestamp() if at is not None else time.time(), msg.metadata.sequence.stream)
+
+    def _watch_absent(self, at: float, position: int) -> None:
+        """In lockstep: the listed nodes never heard that held steps wait for go on the silence
+        watch from ``at`` (``_say_gone`` says them absent when due); the others come off it."""
+        if self.steps.lockstep is None:
+            return
+        held = self.steps.lockstep_stats()
+        waiting = held["waiting_for"] if held["held"] else []
+        for node in self.steps.lockstep.nodes:
+            if node in waiting and self.steps.never_heard(node):
+                self.silent.awaited(node, at, position)
+            else:
+                self.silent.ended(node, "")
 
     async def _setup(self, js: Any) -> tuple[Any, Any]:
         for name in sorted({self.region.name, *self.steps.hand_over.values()}):  # a neighbour's, to hand over into
@@ -353,16 +376,7 @@ class RegionHub:
     def _say_waiting(self) -> None:
         """In lockstep, once per change: the listed nodes the region waits for while others' steps are held."""
         held = self.steps.lockstep_stats()
-        waiting = held.get("waiting_for", []) if held.get("held") else []
-        if waiting and waiting != self._waiting_said:
-            log.warning(
-                "stream: region %s waits for node %s (lockstep): %d messages of the others held (a node cut off, "
-                "or not started; one silent for --node-timeout-s is said gone)",
-                self.region.name, ", ".join(waiting), held["held"],
-            )  # fmt: skip
-        elif not waiting and self._waiting_said:
-            log.info("stream: region %s no longer waits (lockstep)", self.region.name)
-        self._waiting_said = waiting
+        self._waiting.say(held.get("waiting_for", []) if held.get("held") else [], held.get("held", 0))
 
     async def _say_gone(self, js: Any) -> None:
         """The sessions silent past the timeout, said gone in the region's stream (each hub ends
@@ -378,7 +392,11 @@ class RegionHub:
         if last > self.position:
             return
         for node, session, position in due:
-            if self.steps.session_over(node, session) or not self.steps.heard_of(node, session):  # (refused since)
+            if not session:  # lockstep: a listed node never heard, waited for (``_watch_absent``)
+                over = not self.steps.never_heard(node)
+            else:
+                over = self.steps.session_over(node, session) or not self.steps.heard_of(node, session)  # (refused)
+            if over:
                 self.silent.ended(node, session)
                 continue
             headers = {
@@ -392,12 +410,19 @@ class RegionHub:
             except Exception as exc:  # noqa: BLE001 - the servers away: said at the next quiet moment
                 log.warning("stream: hub %s could not say node %s gone (%s)", self.name, node, exc)
                 return
-            log.warning(
-                "stream: node %s (session %s) silent for over %g s without bye: hub %s ends its tracklets",
-                node, session, self.silent.timeout_s, self.name,
-            )  # fmt: skip
+            if session:
+                log.warning(
+                    "stream: node %s (session %s) silent for over %g s without bye: hub %s ends its tracklets",
+                    node, session, self.silent.timeout_s, self.name,
+                )  # fmt: skip
+            else:
+                log.warning(
+                    "stream: node %s never heard while the others' steps waited for it over %g s: hub %s says "
+                    "it absent (lockstep: region %s goes on without it until its hello)",
+                    node, self.silent.timeout_s, self.name, self.region.name,
+                )  # fmt: skip
             self.silent.ended(node, session)
-            self.counters["said_gone"] += 1
+            self.counters["said_gone" if session else "said_absent"] += 1
 
     async def _last_published(self, js: Any) -> tuple[int, int]:
         """The (step, part) of the decision stream's last message; (0, 0) when it has none."""

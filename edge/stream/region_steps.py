@@ -249,10 +249,10 @@ class RegionSteps:
 
     def _live(self, node: str) -> bool:
         """In lockstep, the others wait for this node: its latest session goes on, or it was never
-        heard (a node whose every session was refused is not waited for)."""
+        heard (a node whose every session was refused, or said absent, is not waited for)."""
         session = self.reader.sessions.get(node)
         if session is None:
-            return self.lockstep is None or node not in self.lockstep.refused
+            return self.lockstep is None or node not in self.lockstep.refused | self.lockstep.absent
         return not self.reader.ended(node, session)
 
     def _would_step(self, node: str, held: Held) -> bool:
@@ -298,6 +298,9 @@ class RegionSteps:
         live tracklets end in an engine step now, and all of its tracklets are final. The decision
         message says the session is gone, for its node, which may only have been cut off: it starts
         a new session (``edge/stream/site_ids.py``)."""
+        if not session and self.lockstep is not None:
+            self._absent(node)
+            return
         ended = self.reader.end_session(node, session)
         if ended is None:  # unknown, or ended already
             return
@@ -311,6 +314,25 @@ class RegionSteps:
             follow_engine(self.gallery, self.engine, decisions, [])
         self._made.add(decisions, [], [])
         self._session_ends([(node, session)], gone=True)
+
+    def _absent(self, node: str) -> None:
+        """In lockstep, the active hub said this listed node absent (never heard while the others'
+        steps were held: ``RegionHub._say_absent``): the others go on without it until its hello is
+        read. Said for a node whose hello was read meanwhile, it changes nothing."""
+        assert self.lockstep is not None
+        if node in self.reader.sessions:
+            return
+        self.lockstep.absent.add(node)
+        log.warning("stream: region %s goes on without node %s (lockstep): never heard, said absent",
+                    self.region.name, node)  # fmt: skip
+
+    def never_heard(self, node: str) -> bool:
+        """In lockstep: a listed node the region waits for though no session of it was ever read
+        or held (not refused, not said absent): one the active hub may say absent."""
+        lockstep = self.lockstep
+        if lockstep is None or not lockstep.lists(node) or lockstep.queues[node] or node in self.reader.sessions:
+            return False
+        return node not in lockstep.refused and node not in lockstep.absent
 
     def _engine_step(self, summaries: list[TrackletSummary], what: str) -> Optional[list[Decision]]:
         """The engine's step on ``summaries``, None when it raised: counted and logged, and the

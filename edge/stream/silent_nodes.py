@@ -11,6 +11,10 @@ session's live tracklets when it reads that message, at the same position
 before it is), whose decision message says so. The
 session's later messages are refused: a node that was only cut off reads that decision when its
 link is back and carries on in a new session (``edge/stream/site_ids.py``).
+
+In lockstep the same watch covers a listed node never heard at all, which would hold its region
+up for good: waited for that long, it is said absent (a ``gone`` message without a session), and
+the others go on without it (``edge/stream/lockstep.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ class SilentNodes:
         """Sessions a checkpoint knew (when they were last heard is not kept): as if heard ``now``."""
         for key in sessions:
             self.last.setdefault(key, (now, position))
+
+    def awaited(self, node: str, at: float, position: int) -> None:
+        """In lockstep: a listed node never heard that the others' held steps wait for, since
+        ``at`` (kept from the first time): due like a silent session, under session ``""``."""
+        self.last.setdefault((node, ""), (at, position))
 
     def ended(self, node: str, session: str) -> None:
         self.last.pop((node, session), None)
