@@ -114,6 +114,7 @@ def test_a_node_decides_alone_until_a_late_hub_answers_then_gets_site_ids(tmp_pa
         assert proc.poll() is None, log.read_text()[-3000:]
         hub.start()
         proc.wait(timeout=120)
+        events = sub.drain(0.5)
     finally:
         sub.close()
         if proc.poll() is None:
@@ -132,6 +133,12 @@ def test_a_node_decides_alone_until_a_late_hub_answers_then_gets_site_ids(tmp_pa
         ids
     )  # tracklets still live when the hub came back got site ids, and all later ones
     assert hub_report["nodes"]["node1"]["summaries"] > 0
+    # the node's events say which ids are its own (track, identity and snapshot events alike)
+    ids = [(h["global_id"], h.get("provisional")) for _, h in events if h.get("global_id") is not None]
+    snapshots = [i for _, h in events if h["event"] == "snapshot" for i in h["identities"]]
+    ids += [(i["global_id"], i.get("provisional")) for i in snapshots]
+    assert {p for g, p in ids if g >= PROVISIONAL} == {True} and {p for g, p in ids if g < PROVISIONAL} == {None}
+    assert {t.split("/")[0] for t, h in events if h.get("provisional")} >= {"track", "identity"}
 
 
 def _children(pid: int) -> list[int]:

@@ -30,8 +30,11 @@ IdentityMessage = tuple[str, dict[str, Any], Optional[np.ndarray]]  # (topic, he
 class Broadcaster:
     """The publisher socket and the clocks that pace what goes out on it."""
 
-    def __init__(self, cfg: PublisherConfig):
+    def __init__(self, cfg: PublisherConfig, provisional: Callable[[int], bool] = lambda gid: False):
+        """``provisional``: whether a global id is one a site node gave while its hub was away
+        (its events say so)."""
         self.cfg = cfg
+        self.provisional = provisional
         self.publisher = EventPublisher(cfg.endpoint, cfg.high_water_mark, curve=cfg.curve, insecure=cfg.insecure)
         self.previews = PreviewClock(cfg.preview_fps)
         self._last_update: dict[Key, float] = {}  # wall time of each track's last ``update`` event
@@ -54,7 +57,7 @@ class Broadcaster:
         changed = set()
         for kind, t, ts in events:
             changed.add(t.key)
-            self.publisher.publish(f"track/{t.camera_id}", track_event(kind, t, ts))
+            self.publisher.publish(f"track/{t.camera_id}", self._track_event(kind, t, ts))
         for topic, header, emb in identity_events:
             self.publisher.publish(topic, header, emb, self._crop(header, by_camera))
         self._previews(by_camera, books, now)
@@ -64,7 +67,7 @@ class Broadcaster:
                     continue
                 if now - self._last_update.get(t.key, 0.0) >= self.cfg.update_interval_s:
                     self._last_update[t.key] = now
-                    self.publisher.publish(f"track/{t.camera_id}", track_event("update", t, frame.timestamp))
+                    self.publisher.publish(f"track/{t.camera_id}", self._track_event("update", t, frame.timestamp))
         if now - self._last_snapshot >= self.cfg.snapshot_interval_s:
             self._last_snapshot = now
             self.publisher.publish("snapshot", {"event": "snapshot", "identities": snapshot()})
@@ -72,10 +75,13 @@ class Broadcaster:
     def close(self, events: Iterable[TrackEvent], identity_events: Iterable[IdentityMessage]) -> None:
         """The end of the run's events (every tracklet ended, the last decisions), then the socket."""
         for kind, t, ts in events:
-            self.publisher.publish(f"track/{t.camera_id}", track_event(kind, t, ts))
+            self.publisher.publish(f"track/{t.camera_id}", self._track_event(kind, t, ts))
         for topic, header, emb in identity_events:
             self.publisher.publish(topic, header, emb)
         self.publisher.close()
+
+    def _track_event(self, kind: str, t: Tracklet, ts: float) -> dict[str, Any]:
+        return track_event(kind, t, ts, t.global_id is not None and self.provisional(t.global_id))
 
     def _crop(self, header: dict[str, Any], by_camera: dict[str, Frame]) -> Optional[Callable[[], Optional[bytes]]]:
         """The JPEG crop (encoded later, on the publisher thread) for an identity ``new`` /

@@ -37,6 +37,7 @@ from edge.runtime.stats import PipelineStats
 from edge.runtime.tracking import CameraTracker
 from edge.runtime.tracklets import ACTIVE, BudgetPolicy, EmbedRequest, Tracklet, TrackletBook
 from edge.runtime.types import Detections, Frame
+from edge.wire.events import provisional_field
 from edge.wire.publisher import EventPublisher, decision_event
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class EdgePipeline:
         self.site_rows = [0, 0]
         self._closing: dict[Key, Tracklet] = {}  # ended tracklets whose identity may still change
         self.stats = PipelineStats()
-        self.broadcast = Broadcaster(cfg.publisher) if cfg.publisher.enabled else None
+        self.broadcast = Broadcaster(cfg.publisher, self.engine.is_provisional) if cfg.publisher.enabled else None
         self.mot, self.video = open_outputs(cfg, frame_rates)
         self.floor_map: Optional[FloorMap] = None
         if cfg.outputs.floor_map and self.homographies:
@@ -294,7 +295,8 @@ class EdgePipeline:
         ident = self.engine.identities.get(d.global_id)
         t = self._tracklet(d.key) if d.key is not None else None
         emb = ident.embedding if (ident is not None and self.cfg.publisher.send_embeddings) else None
-        return f"identity/{d.global_id}", decision_event(d, ident, t), emb
+        header = {**decision_event(d, ident, t), **provisional_field(self.engine.is_provisional(d.global_id))}
+        return f"identity/{d.global_id}", header, emb
 
     def _write_final(self) -> None:
         """Tracklets whose identity is final: their global MOT rows are written with it."""
@@ -333,6 +335,7 @@ class EdgePipeline:
                 "cameras": sorted(i.cameras),
                 "last_seen": i.last_seen,
                 "live": [[c, lid] for c, lid in sorted(i.members)],
+                **provisional_field(self.engine.is_provisional(i.global_id)),
             }
             for i in self.engine.identities.values()
         ]

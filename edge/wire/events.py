@@ -130,8 +130,9 @@ def _box(xyxy: Iterable[float]) -> list[float]:
     return [x0, y0, x1, y1]
 
 
-def track_event(event: str, t: TrackedTracklet, capture_ts: float) -> dict[str, Any]:
-    """Header fields for a tracklet event (``event``: one of :data:`TRACK_KINDS`).
+def track_event(event: str, t: TrackedTracklet, capture_ts: float, provisional: bool = False) -> dict[str, Any]:
+    """Header fields for a tracklet event (``event``: one of :data:`TRACK_KINDS`); ``provisional``:
+    its ``global_id`` is one a site node gave while its hub was away (:func:`provisional_field`).
 
     ``event`` is typed ``str`` while the runtime's tracklet book hands its lifecycle events over as
     plain strings; :data:`TrackKind` names the values."""
@@ -145,7 +146,15 @@ def track_event(event: str, t: TrackedTracklet, capture_ts: float) -> dict[str, 
         "capture_ts": capture_ts,
         "frame": t.last_frame,
         **floor_field(t.floor),
+        **provisional_field(provisional),
     }
+
+
+def provisional_field(provisional: bool) -> dict[str, Any]:
+    """``{"provisional": true}`` on an event whose ``global_id`` a site node gave itself while its
+    hub was away (not a site id: the hub maps it onto one when it answers again); nothing
+    otherwise, so a standalone box's and a hub's events are as they were."""
+    return {"provisional": True} if provisional else {}
 
 
 def floor_field(floor: Optional[FloorSamples]) -> dict[str, Any]:
