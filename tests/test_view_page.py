@@ -25,6 +25,7 @@ from edge.wire.publisher import EventPublisher
 ENDPOINT = "tcp://127.0.0.1:56451"
 BACKLOG_AGE_S = 4.0  # the page opens this long after the backlog was published
 SEALED = list(range(10, 20))  # identities of tracks too short to match (no crop either)
+PROVISIONAL = 4  # the id a node gave while its hub was away (its events say "provisional": true)
 # cam1: six people bunched (four with an identity, two not decided yet), in preview pixels
 BUNCH = [
     (100, 60, 118, 110, 1, 1),
@@ -106,8 +107,8 @@ class Page:
     def backlog(self) -> None:
         """What a page opened late finds: people with crops, one without, flickers, a journey
         over two cameras whose floor track starts at the plot's corners, previews, stats."""
-        for gid in (1, 2, 3, 4):
-            self.identity("new", gid, "cam1", gid)
+        for gid in (1, 2, 3, 4):  # 4: given by a node whose hub was away
+            self.identity("new", gid, "cam1", gid, **({"provisional": True} if gid == PROVISIONAL else {}))
         self.identity("assigned", 1, "cam2", 5)
         self.identity("new", 5, "cam3", 6, crop=False)
         for gid in SEALED:
@@ -224,6 +225,15 @@ def test_boxes_say_what_they_mean_and_bunched_labels_do_not_overlap(page):
             w, h = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
             assert w <= 0.5 or h <= 0.5, (labels, rects)
     assert 9 <= rects[0][3] - rects[0][1] <= 20  # legible: about 12 screen pixels tall
+
+
+def test_a_provisional_id_says_so_on_its_card(page):
+    """A site node's events say which ids it gave while its hub was away (docs/events.md): the
+    card of such a person says it, the others do not."""
+    cards = {c.get_attribute("data-gid"): c for c in page.browser.find_elements("css selector", ".card")}
+    marked = {gid for gid, c in cards.items() if "provisional" in c.get_attribute("class").split()}
+    assert marked == {str(PROVISIONAL)}
+    assert cards[str(PROVISIONAL)].find_element("css selector", ".provisional").text == "provisional id"
 
 
 def test_flickers_are_hidden_behind_a_toggle_and_no_card_shows_a_black_square(page):

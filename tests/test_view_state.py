@@ -306,11 +306,15 @@ def test_snapshot_teaches_a_late_joiner_the_identities_it_missed():
             "snapshot",
             1,
             event="snapshot",
-            identities=[{"global_id": 4, "cameras": ["cam1", "cam2"], "last_seen": 50.0, "live": [["cam2", 3]]}],
+            identities=[
+                {"global_id": 4, "cameras": ["cam1", "cam2"], "last_seen": 50.0, "live": [["cam2", 3]]},
+                {"global_id": 10**9, "cameras": ["cam3"], "last_seen": 50.0, "live": [], "provisional": True},
+            ],
         )
     )
     card = state.journey(4)["card"]
     assert card["cameras"] == ["cam1", "cam2"] and card["last_seen"] == 50.0 and card["active_until"] > 0
+    assert not card["provisional"] and state.journey(10**9)["card"]["provisional"]  # a node's own id, hub away
 
 
 def test_recording_round_trip_keeps_raw_parts_and_skips_a_torn_last_line(tmp_path, caplog):

@@ -60,6 +60,7 @@ class Identity:
     merged_from: list[int] = field(default_factory=list)
     expired: bool = False
     sealed: bool = False  # founded by a tracklet too short to match (a flicker): nothing will join it
+    provisional: bool = False  # an id a site node gave while its hub was away (its events say so)
     notes: deque[str] = field(default_factory=deque)
     version: int = 0
     publish_ts: Optional[float] = None  # of the last event that changed it (the page measures delay with it)
@@ -83,6 +84,7 @@ class Identity:
             "merged_from": list(self.merged_from),
             "expired": self.expired,
             "sealed": self.sealed,
+            "provisional": self.provisional,
             "notes": list(self.notes),
             "sightings": len(self.sightings),
             "active_until": self.active_until(live_s),
@@ -226,6 +228,8 @@ class IdentityBook:
             ident.expired = True
         if kind == "new" and h.get("sealed"):
             ident.sealed = True
+        if h.get("provisional"):
+            ident.provisional = True
         if h.get("cameras"):
             ident.cameras = sorted(set(ident.cameras) | {str(c) for c in h["cameras"]})
         if h.get("last_seen") is not None:
@@ -295,6 +299,7 @@ class IdentityBook:
             ident.cameras = sorted(str(c) for c in item.get("cameras", []))
             ident.last_seen = ident.first_seen = item.get("last_seen")
             ident.publish_ts, ident.last_event = h.get("publish_ts"), "snapshot"
+            ident.provisional = bool(item.get("provisional"))
             for cam, lid in item.get("live", []):
                 s = self._sighting(ident, str(cam), int(lid), float(item.get("last_seen") or 0.0))
                 s.touched = self.clock()

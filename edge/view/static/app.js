@@ -313,13 +313,15 @@ function cardNode(c, t) {
     : c.expired ? el("div", { class: "muted", text: "expired" })
     : c.sealed ? el("div", { class: "muted", text: "too short to match" })
     : el("div", { class: live ? "live" : "muted", text: live ? "● live" : "not live" });
+  const provisional = c.provisional ? [el("div", { class: "provisional", text: "provisional id",
+    title: "given by an edge node while its site hub was away: the hub gives this person a site id when it answers" })] : [];
   const notes = c.notes.filter((n) => !n.startsWith("merged into")).slice(-2).map((n) => el("div", { class: "note", text: n }));
   const info = el("div", {},
     el("div", { class: "gid", text: `#${c.global_id}` }),
     el("div", { class: "cams", text: c.cameras.join(", ") || "–" }),
     el("div", { class: "muted", text: `${hms(c.first_seen)} – ${hms(c.last_seen)}` }),
-    state, ...notes);
-  const node = el("div", { class: "card" + (c.merged_into !== null ? " merged" : "") + (c.expired ? " expired" : "") + (c.sealed ? " sealed" : ""),
+    state, ...provisional, ...notes);
+  const node = el("div", { class: "card" + (c.merged_into !== null ? " merged" : "") + (c.expired ? " expired" : "") + (c.sealed ? " sealed" : "") + (c.provisional ? " provisional" : ""),
     "data-gid": c.global_id, "data-live": live ? "1" : "0" }, img, info);
   node.onclick = () => { selected = c.global_id; refreshJourney(true); dirty.cards = true; schedule(); };
   return node;
