@@ -224,6 +224,25 @@ def test_model_or_embedding_size_mismatch_is_refused_with_a_clear_error(tmp_path
     assert "node wrongdim refused: embedding size 128" in hub.text()
 
 
+def test_a_lockstep_hub_goes_on_without_a_listed_node_that_never_connects(tmp_path):
+    """Node b never starts: a's steps wait for it (before, for good: a sat out its flush timeout
+    without final ids). Waited for absent_after_s, b is said absent, once, in the log and the
+    stats, and a's steps are decided: a gets every final id before its flush timeout."""
+    hub = HubProcess(tmp_path, lockstep=["a", "b"], absent_after_s=2.0).start()
+    try:
+        p, out = fake_node(tmp_path, hub.endpoint, "a", "cam1", [0, 1], "--steps", "10", "--flush-timeout", "60")
+        text = finish(p, 60)
+        assert p.returncode == 0, text
+        final = read(out)["final"]
+        assert len(final) == 2 and all(gid is not None for gid in final.values()), final
+    finally:
+        report = hub.stop()
+    assert report["absent"] == ["b"]
+    said = [line for line in hub.text().splitlines() if "said absent" in line]
+    assert len(said) == 1 and "node b never connected" in said[0], hub.text()[-2000:]
+    assert "hub: waits for node b (lockstep)" in hub.text()
+
+
 def _hello(sock: zmq.Socket, seq: int, node: str = "raw") -> dict:
     sock.send_multipart(
         encode(

@@ -16,7 +16,7 @@ from edge.identity import EngineSettings, FloorTrack, IdentityEngine, TrackletSu
 from edge.site.gallery import Gallery, candidates_for, exact_neighbours
 from edge.site.outbox import merge_steps
 from edge.site.sessions import NodeState
-from edge.site.steps import take_steps, waiting_for
+from edge.site.steps import all_done, take_steps, waiting_for
 from edge.site.store import SCHEMA, Store, TrackletRow
 from edge.wire.site_protocol import (
     DimensionError,
@@ -431,12 +431,19 @@ def test_a_lockstep_hub_knows_whom_its_held_steps_wait_for():
     assert waiting_for(nodes, lockstep) == [] and waiting_for(nodes, []) == []  # nothing held
     nodes["node1"].pending.extend([(1.0, [], False), (1.1, [], False)])
     assert waiting_for(nodes, lockstep) == ["node2"]  # not connected yet
+    absent = {"node2"}  # said absent (waited for absent_after_s): node1 goes on alone until it connects
+    assert waiting_for(nodes, lockstep, absent) == [] and not all_done(nodes, lockstep, absent)
+    assert len(take_steps(nodes, lockstep, False, absent)) == 2
+    nodes["node1"].pending.extend([(1.0, [], False), (1.1, [], False)])
     nodes["node2"] = NodeState("node2", "s", b"2")
     assert waiting_for(nodes, lockstep) == ["node2"] and take_steps(nodes, lockstep, False) == []
     nodes["node2"].pending.append((1.0, [], False))
     assert len(take_steps(nodes, lockstep, False)) == 1 and waiting_for(nodes, lockstep) == ["node2"]
+    assert waiting_for(nodes, lockstep, absent) == ["node2"]  # connected now: waited for again
     nodes["node2"].finished = True  # said bye: node1 goes on alone
     assert waiting_for(nodes, lockstep) == [] and len(take_steps(nodes, lockstep, False)) == 1
+    nodes["node1"].finished = True
+    assert all_done(nodes, lockstep) and all_done({"node1": nodes["node1"]}, lockstep, absent)
 
 
 def test_free_ports_come_from_below_the_ephemeral_range_and_never_twice():

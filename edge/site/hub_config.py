@@ -39,6 +39,12 @@ class HubConfig(StrictModel):
         description="file/synthetic sites: wait for these nodes' step at each scene time "
         "(same decisions as one process)",
     )
+    absent_after_s: float = Field(
+        900.0,
+        ge=0,
+        description="lockstep: a listed node never connected while the others' steps wait for it this long is "
+        "said absent, and they go on without it until it connects (0: wait for it for good)",
+    )
     gallery_k: int = Field(
         64, ge=1, description="identities the FAISS gallery proposes per tracklet (plus the active ones)"
     )

@@ -84,6 +84,8 @@ class Hub:
         self._now = -np.inf
         self._stats_at = self._beat_at = time.monotonic()
         self._waiting = WaitingSaid(log, "hub:", "not connected yet, or silent")
+        self.absent: set[str] = set()  # lockstep: listed nodes never connected, no longer waited for
+        self._awaited: dict[str, float] = {}  # lockstep: listed nodes never connected, waited for since
         self.persistence = Persistence(self.engine, self.gallery, None)
         if cfg.store:
             self._open_store(cfg.store)
@@ -109,10 +111,10 @@ class Hub:
     # --- engine steps -----------------------------------------------------------------------
     def step(self) -> int:
         """Run the engine over what arrived; returns the number of engine updates."""
-        steps = take_steps(self.sessions.nodes, self.cfg.lockstep, bool(self.mirror.dirty))
+        steps = take_steps(self.sessions.nodes, self.cfg.lockstep, bool(self.mirror.dirty), self.absent)
         for now, items in steps:
             self._update(now, items)
-        if all_done(self.sessions.nodes, self.cfg.lockstep) and self.engine.records:
+        if all_done(self.sessions.nodes, self.cfg.lockstep, self.absent) and self.engine.records:
             # every node said bye: everything is final, as at the end of a single run
             last = self.engine.flush(self._now)
             self._update(self._now, [], flushed=last)
@@ -174,6 +176,7 @@ class Hub:
     # --- the loop ---------------------------------------------------------------------------
     def housekeeping(self) -> None:
         now = time.monotonic()
+        self._watch_absent(now)
         if now - self._beat_at >= self.cfg.heartbeat_s:
             self._beat_at = now
             self.sessions.heartbeat(now)
@@ -185,9 +188,25 @@ class Hub:
                 self.publisher.publish("stats", {"event": "stats", **report})
             self._say_waiting()
 
+    def _watch_absent(self, now: float) -> None:
+        """In lockstep: a listed node never connected that the others' held steps waited for
+        ``absent_after_s`` is said absent (the next :meth:`step` goes on without it)."""
+        waiting = waiting_for(self.sessions.nodes, self.cfg.lockstep, self.absent)
+        never = [n for n in waiting if n not in self.sessions.nodes]
+        self._awaited = {n: self._awaited.get(n, now) for n in never}
+        limit = self.cfg.absent_after_s
+        for name, since in list(self._awaited.items()):
+            if limit > 0 and now - since >= limit:
+                del self._awaited[name]
+                self.absent.add(name)
+                log.warning(
+                    "hub: node %s never connected while the others' steps waited for it over %g s: said absent "
+                    "(lockstep: the others go on without it until it connects)", name, limit,
+                )  # fmt: skip
+
     def _say_waiting(self) -> None:
         """In lockstep, once per change: the listed nodes the others' steps wait for."""
-        waiting = waiting_for(self.sessions.nodes, self.cfg.lockstep)
+        waiting = waiting_for(self.sessions.nodes, self.cfg.lockstep, self.absent)
         self._waiting.say(waiting, sum(len(n.pending) for n in self.sessions.nodes.values()))
 
     def stats(self) -> dict:
@@ -211,6 +230,7 @@ class Hub:
             "published": c["published"],
             "events_dropped": self.publisher.dropped if self.publisher else 0,
             "match_ms_mean": round(c["match_ms_total"] / max(c["steps"], 1), 3),
+            **({"absent": sorted(self.absent)} if self.cfg.lockstep else {}),
         }
 
     def poll_once(self, timeout_ms: int = 50, max_messages: int = 1000) -> None:

@@ -3,12 +3,15 @@
 Free running (a live site), every step takes everything the nodes sent since the last one. In
 lockstep (``lockstep:`` in the hub's YAML: a site of file or synthetic cameras), the hub waits for
 one step of every listed node (or its bye) and runs them as one engine step at the latest of
-their scene times, so the site decides exactly as one process over all the cameras would.
+their scene times, so the site decides exactly as one process over all the cameras would. A
+listed node that never connects would hold the others up for good: waited for ``absent_after_s``
+it is said absent, and the others go on without it until it connects.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Optional
 
 import numpy as np
@@ -19,10 +22,12 @@ from edge.wire.site_protocol import WireTracklet
 Batch = list[tuple[NodeState, WireTracklet, bool]]  # (node, summary, full: from a resync)
 
 
-def take_steps(nodes: dict[str, NodeState], lockstep: list[str], dirty: bool) -> list[tuple[float, Batch]]:
+def take_steps(
+    nodes: dict[str, NodeState], lockstep: list[str], dirty: bool, absent: Collection[str] = ()
+) -> list[tuple[float, Batch]]:
     """Batches ready for the engine: everything received (free running; a step even without
     summaries when ``dirty`` tracklets wait), or one step of each lockstep node once all of them
-    have sent it (or said bye)."""
+    have sent it (or said bye); a listed node never connected and said ``absent`` is not waited for."""
     steps: list[tuple[float, Batch]] = []
     if not lockstep:
         items: Batch = []
@@ -36,7 +41,7 @@ def take_steps(nodes: dict[str, NodeState], lockstep: list[str], dirty: bool) ->
             steps.append((now, items))
         return steps
     while True:
-        found = [nodes.get(name) for name in lockstep]
+        found = [nodes.get(name) for name in lockstep if name in nodes or name not in absent]
         members = [m for m in found if m is not None]
         if len(members) < len(found) or any(not m.pending and not m.finished for m in members):
             return steps
@@ -51,18 +56,23 @@ def take_steps(nodes: dict[str, NodeState], lockstep: list[str], dirty: bool) ->
         steps.append((now, items))
 
 
-def waiting_for(nodes: dict[str, NodeState], lockstep: list[str]) -> list[str]:
+def waiting_for(nodes: dict[str, NodeState], lockstep: list[str], absent: Collection[str] = ()) -> list[str]:
     """In lockstep, while some listed node has a step waiting: the listed nodes it waits for (not
-    connected yet, or with nothing pending and no bye). Free running, or nothing waiting: none."""
+    connected yet and not said ``absent``, or with nothing pending and no bye). Free running, or
+    nothing waiting: none."""
     members = [nodes.get(name) for name in lockstep]
     if not any(m is not None and m.pending for m in members):
         return []
-    return [name for name, m in zip(lockstep, members) if m is None or (not m.pending and not m.finished)]
+    return [
+        name
+        for name, m in zip(lockstep, members)
+        if (m is None and name not in absent) or (m is not None and not m.pending and not m.finished)
+    ]
 
 
-def all_done(nodes: dict[str, NodeState], lockstep: list[str]) -> bool:
-    """Every node (every lockstep node) said bye and has nothing left for the engine."""
-    names = lockstep or list(nodes)
+def all_done(nodes: dict[str, NodeState], lockstep: list[str], absent: Collection[str] = ()) -> bool:
+    """Every node (every lockstep node but those said absent) said bye and has nothing left for the engine."""
+    names = [n for n in lockstep if n in nodes or n not in absent] or list(nodes)
 
     def done(n: Optional[NodeState]) -> bool:
         return n is not None and n.finished and not n.pending
