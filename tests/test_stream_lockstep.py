@@ -396,3 +396,34 @@ def test_a_lockstep_node_never_heard_is_said_absent_and_then_no_longer_holds_the
     assert hub.steps.lockstep_stats() == {"held": 1, "waiting_for": ["node2"]}
     asyncio.run(hub._say_gone(js))
     assert hub.counters["said_absent"] == 1 and hub.counters["said_gone"] == 0  # heard now: its session watched
+
+
+class FreeLease:
+    """A lease bucket nobody holds: this hub takes it."""
+
+    async def create(self, key, value):
+        return 1
+
+
+def test_a_standby_forgets_what_was_published_and_says_what_it_can_no_longer_publish(node_log, monkeypatch, caplog):
+    """A standby keeps the steps it decided until its active hub has published them (it reads the
+    decision stream's last step every TRIM_EVERY_S): a long run no longer fills what it keeps. One
+    so far behind that it dropped steps never published says so when it takes over."""
+    from edge.stream import region_hub
+
+    monkeypatch.setattr(region_hub, "KEEP_STEPS", 3)
+    hub = RegionHub(["nats://127.0.0.1:1"], HALL, settings(), "hub-b")
+    for position, parts in enumerate(node_log[:60], start=1):
+        metadata = types.SimpleNamespace(timestamp=None, sequence=types.SimpleNamespace(stream=position))
+        msg = types.SimpleNamespace(data=pack(parts), headers={NODE_HEADER: "node1", SESSION_HEADER: "s1"},
+                                    metadata=metadata)  # fmt: skip
+        asyncio.run(hub._take(FakeStream(), NoLease(), msg))
+    steps = [step for step, _, _ in hub.recent]
+    assert len(steps) == 3 and hub._dropped[0] < steps[0]
+    asyncio.run(hub._trim_recent(FakeStream({STEP_HEADER: str(steps[1])})))
+    assert [step for step, _, _ in hub.recent] == steps[2:]  # published up to the second: the third kept
+
+    with caplog.at_level(logging.WARNING, "edge.stream"):
+        asyncio.run(hub._lease(FakeStream({STEP_HEADER: "1"}), FreeLease()))  # published only up to step 1
+    assert hub.leader and hub.counters["never_published"] == 1
+    assert any("never published" in r.getMessage() for r in caplog.records)

@@ -58,6 +58,7 @@ log = logging.getLogger("edge.stream")
 STATS_EVERY_S = 5.0
 PUBLISH_TIMEOUT_S = 0.5  # well inside a lease renewal (a third of LEASE_S): a slow publish does not let it lapse
 KEEP_STEPS = 100_000  # decided steps a standby keeps to publish should it take over
+TRIM_EVERY_S = 2.0  # how often a standby drops the steps its active hub has published from those it keeps
 
 
 class HubRefused(RuntimeError):
@@ -103,9 +104,11 @@ class RegionHub:
         # decided steps not known published, each with its hand-overs
         self.recent: deque[tuple[int, int, Decided]] = deque(maxlen=KEEP_STEPS)  # (step, part, message)
         self.counters = dict.fromkeys(
-            ("published", "takeovers", "lost_lease", "checkpoints", "said_gone", "said_absent"), 0
+            ("published", "takeovers", "lost_lease", "checkpoints", "said_gone", "said_absent", "never_published"), 0
         )
         self.silent = SilentNodes(node_timeout_s)
+        self._trimmed_at = 0.0
+        self._dropped: tuple[int, int] = (0, 0)  # the last (step, part) `recent` dropped when full
         self._revision = 0
         self._renewed = 0.0
         self._next_try = 0.0
@@ -159,6 +162,9 @@ class RegionHub:
             if self._dumping:  # the state is being pickled: decide nothing until it is (the lease is kept)
                 await asyncio.sleep(0.02)
                 continue
+            if not self.leader and time.monotonic() - self._trimmed_at >= TRIM_EVERY_S:
+                self._trimmed_at = time.monotonic()
+                await self._trim_recent(js)
             if time.monotonic() - stats_at >= STATS_EVERY_S:
                 stats_at = time.monotonic()
                 log.info("stream: hub %s: %s", self.name, json.dumps(self.stats()))
@@ -197,6 +203,8 @@ class RegionHub:
         part, sessions = 0, dict(self.steps.reader.sessions)
         for decided in self.steps.take_stepwise(msg.metadata.sequence.stream, parts, headers):
             if decided is not None:
+                if len(self.recent) == self.recent.maxlen:
+                    self._dropped = self.recent[0][:2]
                 self.recent.append((self.position, part, decided))
                 part += 1
                 if self.leader:
@@ -338,6 +346,13 @@ class RegionHub:
             "stream: hub %s is region %s's active hub at position %d (decisions published up to %d)",
             self.name, self.region.name, self.position, self.published_upto,
         )  # fmt: skip
+        if self._dropped > published:
+            self.counters["never_published"] += 1
+            log.warning(
+                "stream: hub %s takes over region %s %d+ steps behind its decisions: those after step %d up to "
+                "step %d were never published and are no longer kept (the decision stream misses them)",
+                self.name, self.region.name, KEEP_STEPS, published[0], self._dropped[0],
+            )  # fmt: skip
         await self._publish_recent(js)
 
     async def _check_holder(self, kv: Any) -> None:
@@ -432,6 +447,18 @@ class RegionHub:
             return 0, 0
         headers = last.headers or {}
         return int(headers.get(STEP_HEADER, 0)), int(headers.get(PART_HEADER, 0))
+
+    async def _trim_recent(self, js: Any) -> None:
+        """A standby: forget the decided steps the active hub has published (it keeps the rest to
+        publish should it take over), so that it keeps any at all after a long run (``KEEP_STEPS``)."""
+        if not self.recent:
+            return
+        try:
+            published = await self._last_published(js)
+        except Exception:  # noqa: BLE001 - the servers away: the next try
+            return
+        while self.recent and self.recent[0][:2] <= published:
+            self.recent.popleft()
 
     async def _publish_recent(self, js: Any) -> None:
         """Publish the decided steps after the last published one, in order (a failure leaves them for the next try)."""
