@@ -95,7 +95,12 @@ def test_operator_page_shows_cameras_people_journeys_merges_and_keeps_up(browser
         wait(
             lambda: browser.find_elements("css selector", '.tile[data-camera="cam2"] svg rect'), what="boxes on a tile"
         )
-        label = browser.find_element("css selector", '.tile[data-camera="cam2"] svg text').get_attribute("textContent")
+        label = wait(  # read in the page in one go: the tile's boxes are drawn anew with each preview
+            lambda: browser.execute_script(
+                "const t = document.querySelector('.tile[data-camera=\"cam2\"] svg text'); return t && t.textContent"
+            ),
+            what="a box's label",
+        )
         assert re.fullmatch(r"#\d+", label)  # the person's global id (the local track id is in the box's tooltip)
 
         # identity cards with their crops loaded
