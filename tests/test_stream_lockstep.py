@@ -14,7 +14,7 @@ import logging
 import types
 
 import pytest
-from test_stream import published, run_hub_thread, settings, wait_for
+from test_stream import published, run_hub_thread, settings, stream_messages, wait_for
 
 pytest.importorskip("nats")
 from nats.js.errors import NotFoundError  # noqa: E402
@@ -248,6 +248,30 @@ def test_a_lockstep_hub_waits_for_a_node_cut_off_says_so_and_then_decides_as_wit
             thread.join(10)
             for p in (node1, node2):
                 p.close(0)
+
+
+def test_a_real_lockstep_hub_says_a_node_that_never_starts_absent_and_decides_as_without_it(tmp_path, node_log):
+    """A real server and hub (node timeout 1.5 s): node1 runs to its bye, node2 never starts. The
+    active hub says node2 absent in the region's stream, once, at a quiet moment, and its decision
+    stream then holds exactly a region of node1 alone's decisions."""
+    messages = split(node_log)
+    alone = decide([("node1", m) for m in messages["node1"]], lockstep=("node1",))
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        hub, stop, thread = run_hub_thread(server.url, lockstep=("node1", "node2"), node_timeout_s=1.5)
+        node1 = SummaryPublisher([server.url], HALL, "node1", "s-node1")
+        try:
+            for parts in messages["node1"]:
+                node1.send(parts)
+            assert node1.flush(30)
+            wait_for(lambda: hub.counters["said_absent"] and hub.stats()["held"] == 0 and not hub.recent, 30, "absent")
+            said = [h for h, _ in stream_messages(server.url, HALL.summaries_stream) if GONE_HEADER in h]
+            assert [(h[NODE_HEADER], h[SESSION_HEADER]) for h in said] == [("node2", "")]
+            got = {(step, body.get("part", 0)): body for step, body in published(server.url, HALL)}
+            assert content(got) == content(alone) and finals(got.values()) == finals(alone.values())
+        finally:
+            stop.set()
+            thread.join(10)
+            node1.close(0)
 
 
 class FakeStream:
