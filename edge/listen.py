@@ -56,6 +56,8 @@ def describe(topic: str, h: dict) -> str:
         text = f"snapshot: {len(h.get('identities', []))} identities"
     else:
         text = f"{topic} {kind}"
+    if h.get("provisional"):  # a site node's own id while its hub is away (docs/events.md)
+        text += " (provisional id: the hub was away)"
     return f"#{h.get('seq', '?')} {text}"
 
 

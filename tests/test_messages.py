@@ -250,6 +250,15 @@ def test_stats_lines_leave_out_what_the_sender_does_not_send():
     assert describe("stats", node) == "#4 stats fps[cam1=9.5 cam2=10.0] gallery=2 dropped[cam1=0 cam2=3]"
 
 
+def test_listen_says_which_ids_a_node_gave_while_its_hub_was_away():
+    from edge.listen import describe
+
+    new = {"seq": 5, "event": "new", "global_id": 10**9, "camera": "cam1", "local_id": 3, "provisional": True}
+    said = "#5 identity 1000000000 new: cam1/3 (provisional id: the hub was away)"
+    assert describe("identity/1000000000", new) == said
+    assert describe("identity/7", {**new, "global_id": 7, "provisional": None}) == "#5 identity 7 new: cam1/3"
+
+
 def test_a_pt_file_must_be_a_torch_checkpoint_before_it_is_unpickled(tmp_path):
     """Random bytes unpickled can ask for gigabytes (a MemoryError Ultralytics doesn't catch):
     only a zip archive or the older pickle with torch's magic number reaches torch.load."""
