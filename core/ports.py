@@ -3,7 +3,7 @@
 A port the kernel hands out for ``bind(0)`` comes from its ephemeral range, the range it also
 takes from for every outgoing connection: between the probe closing and the server binding, a
 client anywhere on the machine may get it as its local port, and the server then fails with
-"Address already in use" (seen in CI: a hub's event publisher). The ports here come from below
+"Address already in use" (seen in CI: a hub's event publisher). The ports here come from outside
 that range, where nothing is handed out on its own, and never twice from one process.
 """
 
@@ -18,28 +18,41 @@ _LOWEST = 10000
 _given: set[int] = set()
 
 
-def _ephemeral_start() -> int:
-    """The first port of the kernel's ephemeral range (Linux; 32768 elsewhere, IANA's is higher)."""
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's ephemeral port range (Linux; IANA's 49152-65535 elsewhere)."""
     try:
-        return int(_RANGE_FILE.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
+        low, high = (int(v) for v in _RANGE_FILE.read_text().split()[:2])
+        return low, high
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
+def _outside_ephemeral() -> list[range]:
+    """The port ranges no outgoing connection takes from: below the ephemeral range (from 10000)
+    and above it."""
+    low, high = _ephemeral_range()
+    return [r for r in (range(_LOWEST, low), range(high + 1, 65536)) if len(r) >= 1000]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port on ``host`` that nothing listens on now and that no outgoing connection will take.
 
-    Falls back to the kernel's choice when the range below the ephemeral one is too small."""
-    top = _ephemeral_start()
-    if top - _LOWEST >= 1000:
-        for _ in range(200):
-            port = random.randrange(_LOWEST, top)
-            if port not in _given and _can_bind(host, port):
-                _given.add(port)
-                return port
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    Falls back to the kernel's choice when the ephemeral range leaves too few ports outside it
+    (a container's ``1024 65535``)."""
+    ranges = _outside_ephemeral()
+    for _ in range(200 if ranges else 0):
+        port = random.choice(random.choice(ranges))
+        if port not in _given and _can_bind(host, port):
+            _given.add(port)
+            return port
+    for _ in range(20):
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _given:
+            break
+    _given.add(port)
+    return port
 
 
 def _can_bind(host: str, port: int) -> bool:

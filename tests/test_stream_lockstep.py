@@ -159,7 +159,7 @@ def test_in_lockstep_a_duplicate_or_a_refused_node_takes_no_step_s_turn(node_log
     hub = RegionSteps(HALL, settings(), embedding_dim=dim, lockstep=("node1", "node2", "node3"))
     got = decide(stream, hub=hub)
     assert content(got)[:-2] == content(one_node)[:-1] and finals(got.values()) == finals(one_node.values())
-    assert hub.counters["malformed"] == 2 and hub.lockstep_stats() == {"held": 0, "waiting_for": []}
+    assert hub.counters["malformed"] == 2 and hub.lockstep_stats() == {"held": 0, "waiting_for": [], "absent": []}
 
 
 def test_a_lockstep_hub_continues_from_a_checkpoint_holding_messages_not_decided_yet(node_log):
@@ -170,7 +170,7 @@ def test_a_lockstep_hub_continues_from_a_checkpoint_holding_messages_not_decided
     writer = RegionSteps(HALL, settings(), lockstep=("node1", "node2"))
     at = n // 3 * 2 + n // 6  # within node1's messages while node2 is cut off: node1's held
     decide(stream[:at], hub=writer)
-    assert writer.lockstep_stats() == {"held": at - 2 * (n // 3), "waiting_for": ["node2"]}
+    assert writer.lockstep_stats() == {"held": at - 2 * (n // 3), "waiting_for": ["node2"], "absent": []}
     blob = checkpoint.dump(HALL, writer.state(), writer.fingerprint)
     reader = RegionSteps(HALL, settings(), lockstep=("node1", "node2"))
     state = checkpoint.load(blob, HALL, reader.fingerprint)
@@ -181,6 +181,10 @@ def test_a_lockstep_hub_continues_from_a_checkpoint_holding_messages_not_decided
     # a hub not in lockstep, or with other nodes, must not continue from it
     assert RegionSteps(HALL, settings()).fingerprint != writer.fingerprint
     assert RegionSteps(HALL, settings(), lockstep=("node1",)).fingerprint != writer.fingerprint
+    # a checkpoint written before nodes could be said absent (no `absent` in its Lockstep) still loads
+    del writer.lockstep.__dict__["absent"]
+    state = checkpoint.load(checkpoint.dump(HALL, writer.state(), writer.fingerprint), HALL, reader.fingerprint)
+    assert state is not None and state.lockstep.absent == set()
 
 
 def test_a_lockstep_node_said_gone_no_longer_holds_the_region_up(node_log):
@@ -191,9 +195,9 @@ def test_a_lockstep_node_said_gone_no_longer_holds_the_region_up(node_log):
     hub = RegionSteps(HALL, settings(), lockstep=("node1", "node2"))
     stream = fair({m: p[: n // 3] for m, p in messages.items()}) + [("node1", m) for m in messages["node1"][n // 3 :]]
     before = decide(stream, hub=hub)
-    assert hub.lockstep_stats() == {"held": n - n // 3, "waiting_for": ["node2"]}
+    assert hub.lockstep_stats() == {"held": n - n // 3, "waiting_for": ["node2"], "absent": []}
     gone = hub.take(len(stream) + 1, [], {NODE_HEADER: "node2", SESSION_HEADER: "s-node2", GONE_HEADER: "hub-a"})
-    assert len(gone) > 1 and hub.lockstep_stats() == {"held": 0, "waiting_for": []}
+    assert len(gone) > 1 and hub.lockstep_stats() == {"held": 0, "waiting_for": [], "absent": []}
     body = json.loads(gone[0].body)  # the gone step first, then node1's held steps, each its own message
     assert body["gone"] == [{"node": "node2", "session": "s-node2"}]
     node2 = {tuple(f["key"]) for f in body["final"] if f["node"] == "node2"}
@@ -400,13 +404,13 @@ def test_a_lockstep_node_never_heard_is_said_absent_and_then_no_longer_holds_the
     now = datetime.datetime.now(datetime.timezone.utc)
     for i, parts in enumerate(messages["node1"][: n // 2]):
         take("node1", parts, at=now if i == n // 2 - 1 else long_ago)  # node1 heard just now
-    assert hub.steps.lockstep_stats() == {"held": n // 2 - 1, "waiting_for": ["node2"]} and not hub.recent
+    assert hub.steps.lockstep_stats() == {"held": n // 2 - 1, "waiting_for": ["node2"], "absent": []} and not hub.recent
     with caplog.at_level(logging.WARNING, "edge.stream"):
         asyncio.run(hub._say_gone(js))  # waited for since two minutes ago: said absent
     assert [h[SESSION_HEADER] for h in js.sent] == [""] and hub.counters["said_absent"] == 1
     assert any("never heard" in r.getMessage() and "says it absent" in r.getMessage() for r in caplog.records)
     take("node2", [], js.sent[0])  # the absent message, read back from the stream
-    assert hub.steps.lockstep_stats() == {"held": 0, "waiting_for": ["node1"]}  # (for its next step)
+    assert hub.steps.lockstep_stats() == {"held": 0, "waiting_for": ["node1"], "absent": ["node2"]}  # (node1's next)
     asyncio.run(hub._say_gone(js))
     assert hub.counters["said_absent"] == 1  # said once
 
@@ -417,7 +421,7 @@ def test_a_lockstep_node_never_heard_is_said_absent_and_then_no_longer_holds_the
 
     take("node2", messages["node2"][0], at=now)  # node2's hello: waited for again from here
     take("node1", messages["node1"][n // 2], at=now)
-    assert hub.steps.lockstep_stats() == {"held": 1, "waiting_for": ["node2"]}
+    assert hub.steps.lockstep_stats() == {"held": 1, "waiting_for": ["node2"], "absent": []}
     asyncio.run(hub._say_gone(js))
     assert hub.counters["said_absent"] == 1 and hub.counters["said_gone"] == 0  # heard now: its session watched
 

@@ -191,6 +191,7 @@ class Hub:
     def _watch_absent(self, now: float) -> None:
         """In lockstep: a listed node never connected that the others' held steps waited for
         ``absent_after_s`` is said absent (the next :meth:`step` goes on without it)."""
+        self.absent -= self.sessions.nodes.keys()  # connected: waited for again (refused later: from now)
         waiting = waiting_for(self.sessions.nodes, self.cfg.lockstep, self.absent)
         never = [n for n in waiting if n not in self.sessions.nodes]
         self._awaited = {n: self._awaited.get(n, now) for n in never}

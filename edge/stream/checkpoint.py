@@ -37,7 +37,7 @@ from edge.stream.names import Region
 log = logging.getLogger("edge.stream")
 
 CHECKPOINT_BUCKET = "clipreid_checkpoints"
-FORMAT = 2  # 2: a lockstep region's queues, and the listed nodes said absent
+FORMAT = 1
 READ_TIMEOUT_S = 120.0  # reading a checkpoint that the active hub replaces meanwhile may never end
 _STATE = {  # module -> the names a hub's state is pickled with (tests/test_stream_checkpoint.py loads them all)
     "builtins": {"set", "frozenset", "dict", "list", "tuple", "int", "float", "complex", "bool", "str", "bytes"},

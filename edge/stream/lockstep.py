@@ -63,6 +63,11 @@ class Lockstep:
         self.refused: set[str] = set()  # nodes heard only in sessions refused: not waited for
         self.absent: set[str] = set()  # nodes said absent, never heard: not waited for until their hello
 
+    def __setstate__(self, state: dict) -> None:
+        """A checkpoint written before nodes could be said absent loads with none said."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("absent", set())
+
     def lists(self, node: str) -> bool:
         return node in self.queues
 

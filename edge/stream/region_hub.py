@@ -453,9 +453,9 @@ class RegionHub:
         publish should it take over), so that it keeps any at all after a long run (``KEEP_STEPS``)."""
         if not self.recent:
             return
-        try:
-            published = await self._last_published(js)
-        except Exception:  # noqa: BLE001 - the servers away: the next try
+        try:  # (not the client's 5 s default: a standby keeps trying for the lease meanwhile)
+            published = await asyncio.wait_for(self._last_published(js), PUBLISH_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - the servers away or slow: the next try
             return
         while self.recent and self.recent[0][:2] <= published:
             self.recent.popleft()

@@ -317,10 +317,11 @@ class RegionSteps:
 
     def _absent(self, node: str) -> None:
         """In lockstep, the active hub said this listed node absent (never heard while the others'
-        steps were held: ``RegionHub._say_absent``): the others go on without it until its hello is
-        read. Said for a node whose hello was read meanwhile, it changes nothing."""
+        steps were held: ``RegionHub._watch_absent``, ``_say_gone``): the others go on without it
+        until its hello is read. Said for a node whose hello was read meanwhile, or again, it
+        changes nothing."""
         assert self.lockstep is not None
-        if node in self.reader.sessions:
+        if node in self.reader.sessions or node in self.lockstep.absent:
             return
         self.lockstep.absent.add(node)
         log.warning("stream: region %s goes on without node %s (lockstep): never heard, said absent",
@@ -479,10 +480,12 @@ class RegionSteps:
         return {key for key in {*self.reader.dims, *held} - said_bye if not self.session_over(*key)}
 
     def lockstep_stats(self) -> dict[str, Any]:
-        """In lockstep: the messages held and the nodes the region waits for (none free running)."""
+        """In lockstep: the messages held, the nodes the region waits for and those said absent and
+        not heard since (none free running)."""
         if self.lockstep is None:
             return {}
-        return {"held": self.lockstep.held, "waiting_for": self.lockstep.waiting_for(self._live)}
+        absent = sorted(n for n in self.lockstep.absent if n not in self.reader.sessions)
+        return {"held": self.lockstep.held, "waiting_for": self.lockstep.waiting_for(self._live), "absent": absent}
 
     def _candidates(self, waiting: list[TrackletSummary]) -> Optional[list[Iterable[int]]]:
         assert self.gallery is not None and self.search is not None

@@ -274,7 +274,7 @@ function renderCards() {
   const wall = Date.now() / 1000;
   const nodes = list.map((c) => {
     let node = cardNodes.get(c.global_id);
-    const key = JSON.stringify([c.crop, c.cameras, c.last_seen, c.merged_into, c.expired, c.notes, c.active_until > t, c.sightings]);
+    const key = JSON.stringify([c.crop, c.cameras, c.last_seen, c.merged_into, c.expired, c.notes, c.active_until > t, c.sightings, c.sealed, c.provisional]);
     if (!node || node.dataset.key !== key) {
       node = cardNode(c, t);
       node.dataset.key = key;
