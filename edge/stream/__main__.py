@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
     hub.add_argument("--id-base", type=int, default=0, help="this region's ids start above this (ranges apart)")
     hub.add_argument(
         "--node-timeout-s", type=float, default=None,
-        help="a node session silent this long without bye has its tracklets ended (900; 0: never)",
+        help="a node session silent this long without bye has its tracklets ended; in lockstep, a listed node "
+        "never heard this long while the others' steps wait is said absent (900; 0: never)",
     )  # fmt: skip
     hub.add_argument("--report", default=None, help="write the final stats as JSON here")
     hub.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the hub YAML, e.g. publisher.endpoint=...")
