@@ -152,9 +152,7 @@ def test_cli_onnx_and_check(tmp_path):
         "--json",
         str(tmp_path / "r.json"),
     )
-    assert proc.returncode == 0 and "onnxruntime fp32: PASS" in proc.stdout
-    proc = run("onnx", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(out))
-    assert proc.returncode == 2 and "checkpoint not found" in proc.stderr
+    assert proc.returncode == 0 and "onnxruntime fp32: PASS" in proc.stdout  # (a missing checkpoint: test_cli_errors)
 
 
 @pytest.mark.parametrize("method", ["baseline", "rganet"])

@@ -200,13 +200,11 @@ def _rganet_rank(rank: int, world: int, init: str, out: str) -> None:
 def test_rganet_running_centroids_agree_across_ddp_ranks(tmp_path):
     """Every rank updates the centroids from all ranks' batches, so DDP's buffer broadcast from
     rank 0 loses nothing: rank 1's identities are in rank 0's centroids."""
-    import socket
-
     import torch.multiprocessing as mp
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    from core.ports import free_port
+
+    port = free_port()
     mp.spawn(_rganet_rank, args=(2, f"tcp://127.0.0.1:{port}", str(tmp_path)), nprocs=2)
     a, b = (torch.load(tmp_path / f"{r}.pt") for r in (0, 1))
     for key in a:

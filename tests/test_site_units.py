@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from core.embeddings import Embeddings
+from core.ports import free_port
 from edge.identity import EngineSettings, FloorTrack, IdentityEngine, TrackletSummary
 from edge.site.gallery import Gallery, candidates_for, exact_neighbours
 from edge.site.outbox import merge_steps
@@ -265,7 +266,6 @@ def test_a_resync_after_a_long_outage_goes_in_chunks_the_hub_accepts():
 def test_a_restarted_hub_keeps_sealed_identities_sealed_and_each_cameras_look(tmp_path):
     """A hub's store holds a sealed flicker identity (1), a person (2) and cam1's learnt look: the
     restarted hub keeps 1 sealed and out of its gallery, and continues cam1's mean from the store."""
-    import socket
 
     from edge.site.hub_config import HubConfig
     from edge.site.hub_service import Hub
@@ -284,9 +284,7 @@ def test_a_restarted_hub_keeps_sealed_identities_sealed_and_each_cameras_look(tm
     store = Store(tmp_path / "hub.sqlite")
     store.save(e.identities.values(), [], [], {"next_gid": 3, "bases": {}, "sealed": [1], "centering": look})
     store.close()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     hub = Hub(
         HubConfig(
             bind=f"tcp://127.0.0.1:{port}",
@@ -449,7 +447,7 @@ def test_a_lockstep_hub_knows_whom_its_held_steps_wait_for():
 def test_free_ports_come_from_outside_the_ephemeral_range_and_never_twice():
     """CI lost a hub to "Address already in use": a bind(0) probe's port is one any outgoing
     connection may take before the server binds it. Ports now come from outside that range."""
-    from core.ports import _ephemeral_range, _outside_ephemeral, free_port
+    from core.ports import _ephemeral_range, _outside_ephemeral
 
     if not _outside_ephemeral():
         pytest.skip("this machine's ephemeral port range leaves too few ports outside it")
