@@ -41,7 +41,7 @@ def take_steps(
             steps.append((now, items))
         return steps
     while True:
-        found = [nodes.get(name) for name in lockstep if name in nodes or name not in absent]
+        found = [nodes.get(name) for name in _awaited(nodes, lockstep, absent)]
         members = [m for m in found if m is not None]
         if len(members) < len(found) or any(not m.pending and not m.finished for m in members):
             return steps
@@ -63,21 +63,24 @@ def waiting_for(nodes: dict[str, NodeState], lockstep: list[str], absent: Collec
     members = [nodes.get(name) for name in lockstep]
     if not any(m is not None and m.pending for m in members):
         return []
-    return [
-        name
-        for name, m in zip(lockstep, members)
-        if (m is None and name not in absent) or (m is not None and not m.pending and not m.finished)
-    ]
+    awaited = _awaited(nodes, lockstep, absent)
+    idle = [m is None or not (m.pending or m.finished) for m in members]
+    return [name for name, quiet in zip(lockstep, idle) if quiet and name in awaited]
 
 
 def all_done(nodes: dict[str, NodeState], lockstep: list[str], absent: Collection[str] = ()) -> bool:
     """Every node (every lockstep node but those said absent) said bye and has nothing left for the engine."""
-    names = [n for n in lockstep if n in nodes or n not in absent] or list(nodes)
+    names = _awaited(nodes, lockstep, absent) or list(nodes)
 
     def done(n: Optional[NodeState]) -> bool:
         return n is not None and n.finished and not n.pending
 
     return bool(names) and all(done(nodes.get(name)) for name in names)
+
+
+def _awaited(nodes: dict[str, NodeState], lockstep: list[str], absent: Collection[str]) -> list[str]:
+    """The listed nodes a lockstep site waits for: connected, or not said absent."""
+    return [name for name in lockstep if name in nodes or name not in absent]
 
 
 class WaitingSaid:

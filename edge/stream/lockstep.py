@@ -71,6 +71,11 @@ class Lockstep:
     def lists(self, node: str) -> bool:
         return node in self.queues
 
+    def excused(self, node: str) -> bool:
+        """A listed node not waited for until a session of it is read: heard only in refused
+        sessions, or said absent."""
+        return node in self.refused or node in self.absent
+
     def hold(self, node: str, held: Held) -> None:
         self.queues[node].append(held)
 

@@ -252,7 +252,7 @@ class RegionSteps:
         heard (a node whose every session was refused, or said absent, is not waited for)."""
         session = self.reader.sessions.get(node)
         if session is None:
-            return self.lockstep is None or node not in self.lockstep.refused | self.lockstep.absent
+            return self.lockstep is None or not self.lockstep.excused(node)
         return not self.reader.ended(node, session)
 
     def _would_step(self, node: str, held: Held) -> bool:
@@ -333,7 +333,7 @@ class RegionSteps:
         lockstep = self.lockstep
         if lockstep is None or not lockstep.lists(node) or lockstep.queues[node] or node in self.reader.sessions:
             return False
-        return node not in lockstep.refused and node not in lockstep.absent
+        return not lockstep.excused(node)
 
     def _engine_step(self, summaries: list[TrackletSummary], what: str) -> Optional[list[Decision]]:
         """The engine's step on ``summaries``, None when it raised: counted and logged, and the
