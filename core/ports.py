@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
 _RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
@@ -53,6 +54,21 @@ def free_port(host: str = "127.0.0.1") -> int:
             break
     _given.add(port)
     return port
+
+
+def free_base(offsets: Sequence[int], host: str = "127.0.0.1") -> int:
+    """A port ``base`` such that ``base + o`` is free for every offset ``o``, all of them outside
+    the ephemeral range and given to this process (a cluster's client and route ports:
+    ``edge.stream.server.cluster``)."""
+    span = max(offsets) + 1
+    ranges = [range(r.start, r.stop - span) for r in _outside_ephemeral() if len(r) > span]
+    for _ in range(200 if ranges else 0):
+        base = random.choice(random.choice(ranges))
+        ports = [base + o for o in offsets]
+        if not _given.intersection(ports) and all(_can_bind(host, p) for p in ports):
+            _given.update(ports)
+            return base
+    raise RuntimeError(f"no {len(offsets)} free ports {list(offsets)} apart outside the ephemeral range")
 
 
 def _can_bind(host: str, port: int) -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from core.embeddings import Embeddings
-from core.ports import free_port
+from core.ports import free_base, free_port
 from edge.identity import EngineSettings, FloorTrack, IdentityEngine, TrackletSummary
 from edge.site.gallery import Gallery, candidates_for, exact_neighbours
 from edge.site.outbox import merge_steps
@@ -457,3 +457,10 @@ def test_free_ports_come_from_outside_the_ephemeral_range_and_never_twice():
     assert all(10000 <= p < low or high < p for p in ports)
     with socket.socket() as s:
         s.bind(("127.0.0.1", ports[0]))  # nothing holds it
+    base = free_base([0, 1, 100])  # a cluster's: none of them given before, all bindable now
+    block = [base, base + 1, base + 100]
+    assert not set(block) & set(ports) and all(10000 <= p < low or high < p for p in block)
+    for port in block:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+    assert free_base([0, 1, 100]) not in block

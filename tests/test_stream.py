@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ import yaml
 from test_edge_run import DEMO, cams_yaml
 
 pytest.importorskip("nats")
-from core.ports import free_port  # noqa: E402
+from core.ports import free_base, free_port  # noqa: E402
 from edge.stream.server import NatsServer, ServerError, cluster, nats_server_binary  # noqa: E402
 
 try:
@@ -45,20 +44,6 @@ from edge.wire.recording import read_recording  # noqa: E402
 MATCHING = {"min_embeddings": 2}
 MOT_FRAMES = 300  # the MOT tests' runs: long enough that a node cut off decides alone for a while
 CUT_S = 60.0  # the issue's link cut
-
-
-def free_base(size):
-    """A port such that it and the next ``size - 1``, and those 100 above, are free (a cluster's)."""
-    for base in range(21000 + os.getpid() % 50 * 100, 60000, 1000):
-        ports = [base + i for i in range(size)] + [base + 100 + i for i in range(size)]
-        try:
-            for port in ports:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free ports")
 
 
 def settings():
@@ -215,7 +200,7 @@ def run_hub_thread(url, replicas=1, lease_s=LEASE_S, events=None, **options):
 
 def test_one_server_of_a_three_server_cluster_killed_mid_run_loses_nothing(tmp_path, node_log):
     expected = reference(node_log)
-    servers = cluster(3, free_base(3), tmp_path / "cluster")
+    servers = cluster(3, free_base([*range(3), *range(100, 103)]), tmp_path / "cluster")
     for s in servers:
         s.start()
     urls = [s.url for s in servers]
@@ -316,7 +301,7 @@ def test_a_streaming_node_s_mot_files_are_the_same_when_a_server_of_three_is_kil
     node's global MOT files are the fault-free run's, row for row. (Two of the issue's faults in one
     run: each node run costs half a minute.)"""
     events, slow = slow_subscriber()
-    servers = cluster(3, free_base(3), tmp_path / "cluster")
+    servers = cluster(3, free_base([*range(3), *range(100, 103)]), tmp_path / "cluster")
     for s in servers:
         s.start()
     urls = [s.url for s in servers]

@@ -33,6 +33,7 @@ from edge.runtime.config import EdgeConfig
 from edge.runtime.tracklets import Tracklet
 
 if TYPE_CHECKING:
+    from edge.identity.service import IdentityService
     from edge.reid.base import ReIDBackend
     from edge.site.tracklet_log import TrackletLogWriter
     from edge.stream.node_stream import StreamOutput
@@ -269,11 +270,17 @@ def open_outputs(
     return mot, video
 
 
-def open_stream(cfg: EdgeConfig, reid: Optional[ReIDBackend]) -> Optional[StreamOutput]:
-    """The region stream a config publishes its summaries to (``stream:``), else None."""
-    if cfg.stream is None or reid is None or cfg.stream.site_ids:  # with site ids the identity service publishes
+def open_stream(cfg: EdgeConfig, reid: Optional[ReIDBackend], engine: IdentityService) -> Optional[StreamOutput]:
+    """What publishes this node's summaries to its region's stream (``stream:``), else None: with
+    site ids the identity service's own output (it also takes the hub's decisions back), else one
+    of the pipeline's."""
+    if cfg.stream is None or reid is None:
         return None
-    from edge.stream.node_stream import StreamOutput  # NATS only for a node that streams
+    if cfg.stream.site_ids:
+        from edge.stream.site_ids import StreamSiteIds  # NATS only for a node that streams
+
+        return engine.output if isinstance(engine, StreamSiteIds) else None
+    from edge.stream.node_stream import StreamOutput
 
     return StreamOutput(cfg.stream, [c.id for c in cfg.cameras], reid.meta.embedding_dim, replay=cfg.replay_key)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Optional, Union, cast
+from typing import Optional, Union, cast
 
 import numpy as np
 
@@ -39,9 +39,6 @@ from edge.runtime.tracklets import ACTIVE, BudgetPolicy, EmbedRequest, Tracklet,
 from edge.runtime.types import Detections, Frame
 from edge.wire.events import provisional_field
 from edge.wire.publisher import EventPublisher, decision_event
-
-if TYPE_CHECKING:
-    from edge.stream.node_stream import StreamOutput  # NATS only for a node that streams
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +95,9 @@ class EdgePipeline:
             log.warning("outputs.floor_map is set but no camera has a calibration: no floor map is drawn")
         self._now = 0.0  # scene clock: the newest frame time processed
         self.tracklet_log = open_tracklet_log(cfg, self.reid)
-        self.stream = open_stream(cfg, self.reid)  # the region's stream, when this node publishes to one
-        # what publishes to the region's stream: that, or (with site ids) the identity service's own
-        self.stream_output: Optional[StreamOutput] = self.stream or getattr(self.engine, "output", None)
+        # what publishes to the region's stream (stream:): with site ids the identity service's own
+        self.stream_output = open_stream(cfg, self.reid, self.engine)
+        self.stream = None if cfg.site_node else self.stream_output  # the one this pipeline writes to
 
     @property
     def publisher(self) -> Optional[EventPublisher]:
