@@ -9,6 +9,7 @@ nothing twice)."""
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -180,12 +181,63 @@ def test_a_hub_with_other_settings_than_the_active_one_refuses_to_stand_by(tmp_p
     assert len(error) == 1 and "region hall's active hub hub-a decides with other settings" in error[0], out[-2000:]
 
 
+def test_a_region_hub_names_the_edge_hub_keys_it_ignores_and_refuses_a_taken_events_port(tmp_path):
+    """One hub.yaml for edge.hub and the region hubs: the keys only edge.hub reads are named once;
+    a second hub of one machine on one hub.yaml (its events port taken) stops with one line."""
+    import socket
+
+    port = free_port()
+    hub = {"reid_model": str(DEMO / "reid.onnx"), "store": str(tmp_path / "hub.db"), "node_timeout_s": 5.0}
+    hub["publisher"] = {"endpoint": f"tcp://127.0.0.1:{port}"}
+    (tmp_path / "hub.yaml").write_text(yaml.safe_dump(hub))
+    cmd = [sys.executable, "-m", "edge.stream", "hub", "--config", str(tmp_path / "hub.yaml"), "--region", "hall"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        proc = subprocess.run(cmd + ["--servers", "nats://127.0.0.1:1"], capture_output=True, text=True, timeout=120)
+    err = proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in err, err[-2000:]
+    error = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and f"cannot bind the event publisher to tcp://127.0.0.1:{port}" in error[0], err
+    assert "give this one its own publisher.endpoint=" in error[0]
+    assert err.count("node_timeout_s, store are edge.hub's: a region hub ignores them") == 1, err
+
+
 def test_the_lease_value_names_the_hub_and_its_settings():
     from edge.stream.names import lease_value
 
     assert holder_of(lease_value("hub a", "0123abcd")) == ("hub a", "0123abcd")  # a name with a space
     assert holder_of(b"hub-a") == ("hub-a", "")  # a hub of before fingerprints: not compared
     assert holder_of(None) == (None, "") and holder_of(b"") == (None, "")
+
+
+def test_a_hub_given_another_lease_than_the_site_s_bucket_renews_within_the_bucket_s(tmp_path, caplog):
+    """The lease bucket's time to live is fixed by the hub that made it: a hub started with a
+    longer ``--lease-s`` renewed at a third of its own and lost its lease every time."""
+    from edge.stream.streams import connect, lease_bucket
+
+    async def make_bucket(url):
+        nc = await connect([url], "test")
+        js = nc.jetstream()
+        try:
+            return (await lease_bucket(js, 1.0))[1]
+        finally:
+            await nc.close()
+
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        assert asyncio.run(make_bucket(server.url)) == 1.0  # a site whose first hub had --lease-s 1
+        with caplog.at_level(logging.WARNING, logger="edge.stream"):
+            hub, stop, thread = run_hub_thread(server.url, lease_s=6.0)
+            try:
+                wait_for(lambda: hub.leader, 30, "the hub active")
+                time.sleep(3.0)  # three of the bucket's leases
+                assert hub.leader and hub.counters["lost_lease"] == 0 and hub.lease_s == 1.0
+                assert lease_holder(server.url) == hub.name
+            finally:
+                stop.set()
+                thread.join(10)
+    said = [r.getMessage() for r in caplog.records if "lease bucket keeps a lease 1 s" in r.getMessage()]
+    assert len(said) == 1 and "not --lease-s 6" in said[0], said
 
 
 def run_hub_thread(url, replicas=1, lease_s=LEASE_S, events=None, **options):

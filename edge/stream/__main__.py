@@ -107,6 +107,12 @@ def _server(args: argparse.Namespace) -> dict:
     return {"servers": [s.url for s in servers]}
 
 
+# hub YAML keys of edge.hub's own transport and state, which a region hub does not read
+EDGE_HUB_ONLY = frozenset(
+    {"bind", "curve", "insecure", "store", "heartbeat_s", "node_timeout_s", "absent_after_s", "stats_interval_s"}
+)
+
+
 def _hub(args: argparse.Namespace) -> dict:
     from core.configio import ConfigError
     from core.model_card import read_onnx_metadata
@@ -133,8 +139,20 @@ def _hub(args: argparse.Namespace) -> dict:
         fail(f"{cfg.reid_model}: no clipreid-edge metadata (embedding size unknown)")
     settings = settings_from_config(cfg.matching, meta.similarity, cfg.reid_model, int(meta.embedding_dim))
     name = args.name or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    ignored = sorted(cfg.model_fields_set & EDGE_HUB_ONLY)
+    if ignored:
+        log.warning(
+            "%s: %s %s edge.hub's: a region hub ignores %s (its nodes' silence: --node-timeout-s; its state: "
+            "checkpoints in the stream)", args.config, ", ".join(ignored), "is" if len(ignored) == 1 else "are",
+            "it" if len(ignored) == 1 else "them",
+        )  # fmt: skip
     p = cfg.publisher
-    events = EventPublisher(p.endpoint, p.high_water_mark, curve=p.curve, insecure=p.insecure) if p.enabled else None
+    try:
+        events = (
+            EventPublisher(p.endpoint, p.high_water_mark, curve=p.curve, insecure=p.insecure) if p.enabled else None
+        )
+    except RuntimeError as exc:  # two hubs of one machine on one hub.yaml: the second's events port is taken
+        fail(f"{exc} (another hub on this machine? give this one its own publisher.endpoint=...)")
     servers, lease_s = args.servers.split(","), args.lease_s or LEASE_S
     gallery = GallerySettings(cfg.gallery_exact_below, cfg.gallery_k, cfg.gallery_approximate_above)
     hub = RegionHub(

@@ -37,6 +37,7 @@ from edge.stream.names import (
     GONE_HEADER,
     HANDOVER_HEADER,
     HUB_HEADER,
+    LEASE_BUCKET,
     LEASE_S,
     MSG_ID_HEADER,
     NODE_HEADER,
@@ -235,7 +236,15 @@ class RegionHub:
     async def _setup(self, js: Any) -> tuple[Any, Any]:
         for name in sorted({self.region.name, *self.steps.hand_over.values()}):  # a neighbour's, to hand over into
             await ensure_streams(js, Region(name), self.replicas)
-        return await lease_bucket(js, self.lease_s, self.replicas), await checkpoint_store(js, self.replicas)
+        kv, ttl = await lease_bucket(js, self.lease_s, self.replicas)
+        if abs(ttl - self.lease_s) > 1e-3:  # else renewed at a third of a lease the bucket does not keep
+            log.warning(
+                "stream: the site's lease bucket keeps a lease %g s (made so by the first hub): hub %s renews "
+                "within that, not --lease-s %g (start every hub with one value, or delete bucket %s first)",
+                ttl, self.name, self.lease_s, LEASE_BUCKET,
+            )  # fmt: skip
+            self.lease_s = ttl
+        return kv, await checkpoint_store(js, self.replicas)
 
     # --- checkpoints --------------------------------------------------------------------------
     async def _resume(self, js: Any, store: Any) -> int:

@@ -105,11 +105,15 @@ async def ensure_streams(js: JetStreamContext, region: Region, replicas: int = 1
                 )
 
 
-async def lease_bucket(js: JetStreamContext, lease_s: float, replicas: int = 1) -> KeyValue:
-    """The hubs' lease bucket: an entry not renewed for ``lease_s`` is gone."""
+async def lease_bucket(js: JetStreamContext, lease_s: float, replicas: int = 1) -> tuple[KeyValue, float]:
+    """The hubs' lease bucket (one for the site: every region's key) and its time to live: an entry
+    not renewed for that long is gone. The first hub makes it with ``lease_s``; the bucket's time
+    to live is fixed from then on, so a hub that finds it made returns the bucket's own (its caller
+    renews within that, whatever ``--lease-s`` it was given)."""
     try:
-        return await js.key_value(LEASE_BUCKET)
+        kv = await js.key_value(LEASE_BUCKET)
     except BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(bucket=LEASE_BUCKET, ttl=lease_s, replicas=replicas, storage=StorageType.FILE, history=1)
-        )
+        config = KeyValueConfig(LEASE_BUCKET, ttl=lease_s, replicas=replicas, storage=StorageType.FILE, history=1)
+        return await js.create_key_value(config), lease_s
+    ttl = (await kv.status()).ttl
+    return kv, float(ttl) if ttl else lease_s
