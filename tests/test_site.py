@@ -243,7 +243,7 @@ def test_a_lockstep_hub_goes_on_without_a_listed_node_that_never_connects(tmp_pa
     assert "hub: waits for node b (lockstep)" in hub.text()
 
 
-def _hello(sock: zmq.Socket, seq: int, node: str = "raw") -> dict:
+def _hello(sock: zmq.Socket, seq: int, node: str = "raw", cameras=("camX",), **extra) -> dict:
     sock.send_multipart(
         encode(
             "hello",
@@ -253,11 +253,36 @@ def _hello(sock: zmq.Socket, seq: int, node: str = "raw") -> dict:
                 "session": "s1",
                 "model_id": model_id(MODEL),
                 "embedding_dim": 320,
-                "cameras": ["camX"],
+                "cameras": list(cameras),
+                **extra,
             },
         )
     )
     return _expect(sock, "welcome")
+
+
+def test_the_hub_says_a_live_node_whose_clock_runs_far_ahead_once_and_not_a_file_node(tmp_path):
+    """A live node's scene time is its wall clock: an hour ahead it would move the site's clock
+    an hour on, unseen. The hub says so once and shows it in its stats; a node on files in
+    lockstep (its scene clock as fast as it computes) is not checked."""
+    hub = HubProcess(tmp_path).start()
+    socks = [zmq.Context.instance().socket(zmq.DEALER) for _ in range(2)]
+    try:
+        for sock, (node, camera, live) in zip(socks, [("live", "camX", True), ("files", "camY", False)]):
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(hub.endpoint)
+            _hello(sock, 1, node, [camera], live=live)
+            for seq, ahead in ((2, 3600.0), (3, 3700.0), (4, -30.0)):  # a buffered, late message: not said
+                sock.send_multipart(encode("summaries", {"seq": seq, "now": time.time() + ahead, "items": []}))
+                assert _expect(sock, "ack")["seq"] == seq
+    finally:
+        for sock in socks:
+            sock.close(0)
+        report = hub.stop()
+    assert list(report["clock_ahead"]) == ["live"] and 3690 < report["clock_ahead"]["live"] < 3710
+    said = [line for line in hub.text().splitlines() if "clock runs" in line]
+    assert len(said) == 1 and "node live's clock runs 3" in said[0] and "move the site's clock" in said[0], said
+    assert "s ahead of the hub's (session s1)" in said[0]
 
 
 def _expect(sock: zmq.Socket, kind: str, timeout: float = 10) -> dict:

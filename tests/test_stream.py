@@ -203,6 +203,33 @@ def test_a_region_hub_names_the_edge_hub_keys_it_ignores_and_refuses_a_taken_eve
     assert err.count("node_timeout_s, store are edge.hub's: a region hub ignores them") == 1, err
 
 
+def test_a_region_hub_says_a_live_node_whose_clock_runs_far_ahead_and_not_a_replayable_one(tmp_path, caplog):
+    """Scene time against the servers' timestamp: a live node an hour ahead is said once and in
+    the stats; a replayable node (files in lockstep, its clock as fast as it computes) is not."""
+    from edge.site.tracklet_log import SummaryWriter
+
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        with caplog.at_level(logging.WARNING, logger="edge.site"):
+            hub, stop, thread = run_hub_thread(server.url)
+            try:
+                for node, replay in (("live", ""), ("files", "0123abcd")):
+                    publisher = SummaryPublisher([server.url], Region("hall"), node, f"s-{node}", replay=replay)
+                    writer = SummaryWriter(lambda parts, now, p=publisher: p.send(parts), [f"cam-{node}"], 320, node,
+                                           f"s-{node}")  # fmt: skip
+                    for ahead in (3600.0, 3700.0, -30.0):
+                        writer.write(time.time() + ahead, [])
+                    assert publisher.flush(30)
+                    publisher.close(0)
+                wait_for(lambda: hub.position >= 8, 30, "every message read")
+            finally:
+                stop.set()
+                thread.join(10)
+    ahead = hub.stats()["clock_ahead"]
+    assert list(ahead) == ["live"] and 3690 < ahead["live"] < 3710, ahead
+    said = [r.getMessage() for r in caplog.records if "clock runs" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("node live's clock runs 3") and "region hall's clock" in said[0], said
+
+
 def test_the_lease_value_names_the_hub_and_its_settings():
     from edge.stream.names import lease_value
 

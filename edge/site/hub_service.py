@@ -231,6 +231,7 @@ class Hub:
             "published": c["published"],
             "events_dropped": self.publisher.dropped if self.publisher else 0,
             "match_ms_mean": round(c["match_ms_total"] / max(c["steps"], 1), 3),
+            "clock_ahead": dict(self.sessions.clock.ahead),
             **({"absent": sorted(self.absent)} if self.cfg.lockstep else {}),
         }
 

@@ -50,9 +50,12 @@ class SiteEngine(NodeIds):
         describe: Optional[Callable[[Key], tuple[float, int]]] = None,
         context: Optional[zmq.Context] = None,
         local: Optional[Callable[[], IdentityEngine]] = None,
+        live: bool = False,
     ):
         """``local``: makes a fresh identity engine with the node's settings, used while the hub is
-        away; without it the node only buffers (its tracklets get no global id meanwhile)."""
+        away; without it the node only buffers (its tracklets get no global id meanwhile). ``live``:
+        the node's scene time is its wall clock (not every camera on files in lockstep): the hub
+        says when it runs far ahead of its own (``edge/site/clock_watch.py``)."""
         super().__init__(cfg, local)
         self.describe = describe  # key -> (detection score, frame index) for the hub's events
         self.session = uuid.uuid4().hex[:12]
@@ -70,6 +73,7 @@ class SiteEngine(NodeIds):
             "model_id": model_id,
             "embedding_dim": int(embedding_dim),
             "cameras": list(cameras),
+            "live": live,
         }
         routing_id = f"{cfg.node}.{uuid.uuid4().hex}".encode()  # never published (stats show the session)
         self.link = HubLink(
@@ -186,8 +190,9 @@ def site_engine(
     if reid is None:
         raise ValueError("site: a node needs a reid section (the hub matches appearance)")
     return SiteEngine(
-        cfg.site, [c.id for c in cfg.cameras], model_id(cfg.reid.model), reid.meta.embedding_dim, describe, local=local
-    )
+        cfg.site, [c.id for c in cfg.cameras], model_id(cfg.reid.model), reid.meta.embedding_dim, describe, local=local,
+        live=not cfg.replayable,
+    )  # fmt: skip
 
 
 def outage_line(site: dict, rows: int, provisional_rows: int) -> Optional[str]:

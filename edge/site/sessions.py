@@ -20,6 +20,7 @@ from typing import Optional
 
 import zmq
 
+from edge.site.clock_watch import ClockWatch
 from edge.site.hub_config import HubConfig
 from edge.site.mirror import Mirror
 from edge.wire.curve import AllowList, Guard, allow_list_names, key_id
@@ -53,6 +54,7 @@ class NodeState:
     gaps: list[float] = field(default_factory=list)  # seconds each gap lasted
     summaries: int = 0
     finished: bool = False
+    live: bool = False  # its scene time is its wall clock (not files in lockstep): checked (ClockWatch)
     pending: deque[PendingStep] = field(default_factory=deque)  # steps waiting for the engine (lockstep)
 
 
@@ -76,6 +78,7 @@ class Sessions:
         self.model_id, self.dim = model_id, dim
         self.mirror = mirror
         self.counters = counters
+        self.clock = ClockWatch("the site")  # a live node's clock far ahead: said
         self.router = context.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a node that reconnects takes its name back
@@ -147,6 +150,8 @@ class Sessions:
                 except DimensionError as exc:
                     self._refuse(routing_id, node.name, str(exc))
                     return
+                if node.live:
+                    self.clock.check(node.name, node.session, now, time.time())
                 foreign = sorted({t.camera for t in items} - set(node.cameras))
                 if foreign:
                     raise ProtocolError(f"cameras {foreign} are not node {node.name}'s")
@@ -215,7 +220,15 @@ class Sessions:
             if old is not None:
                 self.mirror.end_session(old.name, old.session)
                 log.info("node %s: session %s ended (node restarted)", old.name, old.session)
-            state = NodeState(name, session, routing_id, key_id(user) if user else "", list(cameras), last_seq=h["seq"])
+            state = NodeState(
+                name,
+                session,
+                routing_id,
+                key_id(user) if user else "",
+                list(cameras),
+                last_seq=h["seq"],
+                live=h.get("live") is True,
+            )
             if old is not None:
                 state.gaps = old.gaps
             self.nodes[name] = state

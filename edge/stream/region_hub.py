@@ -28,6 +28,7 @@ from nats.js.errors import NotFoundError
 
 from edge.identity import Decision, IdentityEngine
 from edge.identity.settings import EngineSettings
+from edge.site.clock_watch import ClockWatch
 from edge.site.fanout import publish_decisions
 from edge.site.steps import WaitingSaid
 from edge.stream.checkpoint import checkpoint_store, dump, read_checkpoint
@@ -42,6 +43,7 @@ from edge.stream.names import (
     MSG_ID_HEADER,
     NODE_HEADER,
     PART_HEADER,
+    REPLAY_HEADER,
     SESSION_HEADER,
     STEP_HEADER,
     Region,
@@ -108,6 +110,7 @@ class RegionHub:
             ("published", "takeovers", "lost_lease", "checkpoints", "said_gone", "said_absent", "never_published"), 0
         )
         self.silent = SilentNodes(node_timeout_s)
+        self.clock = ClockWatch(f"region {region.name}")  # a live node's clock far ahead: said
         self._trimmed_at = 0.0
         self._dropped: tuple[int, int] = (0, 0)  # the last (step, part) `recent` dropped when full
         self._revision = 0
@@ -395,7 +398,19 @@ class RegionHub:
         if said_bye or self.steps.session_over(node, session):
             self.silent.ended(node, session)
         elif GONE_HEADER not in headers:
-            self.silent.heard(node, session, msg.metadata.timestamp, msg.metadata.sequence.stream)
+            at = msg.metadata.timestamp
+            self.silent.heard(node, session, at, msg.metadata.sequence.stream)
+            if REPLAY_HEADER not in headers and at is not None and parts[1:2] == [b"summaries"]:
+                self._check_clock(node, session, parts, at.timestamp())
+
+    def _check_clock(self, node: str, session: str, parts: list[bytes], arrived: float) -> None:
+        """A live node's scene time against the servers' timestamp (a replayable node's runs as
+        fast as it computes): one far ahead moves the region's clock (:class:`ClockWatch`)."""
+        try:
+            scene_time = float(json.loads(parts[2])["now"])
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError):
+            return  # malformed: the steps count it
+        self.clock.check(node, session, scene_time, arrived)
 
     def _say_waiting(self) -> None:
         """In lockstep, once per change: the listed nodes the region waits for while others' steps are held."""
@@ -530,4 +545,5 @@ class RegionHub:
             **self.steps.counters,
             **self.counters,
             **self.steps.lockstep_stats(),
+            "clock_ahead": dict(self.clock.ahead),
         }
