@@ -383,6 +383,23 @@ def test_the_hub_s_welcome_ids_are_never_overwritten_by_a_local_decision_in_betw
     assert sorted(resent) == [("cam1", 1), ("cam1", 2)]
 
 
+def test_the_hub_s_decisions_wait_while_the_pipeline_reads_the_node_s_identities():
+    """The link's threads apply the hub's decisions; the pipeline reads the identities for its
+    events and snapshots. A decision applied mid-read changed the dicts and sets being iterated
+    (a RuntimeError that ended the run): it now waits for the read to end."""
+    node = _driven_node()
+    node.update([summary("cam1", 1, vec(1), 0.0, 1.0)], 1.0)
+    _hub_says(node, True, ids=[("cam1", 1, 7)])
+    with node.reading():
+        before = {gid: sorted(i.members) for gid, i in node.identities.items()}
+        hub = threading.Thread(target=_hub_says, args=(node, True), kwargs={"ids": [("cam1", 1, 9)]})
+        hub.start()
+        hub.join(0.3)
+        assert hub.is_alive() and {gid: sorted(i.members) for gid, i in node.identities.items()} == before
+    hub.join(5)
+    assert not hub.is_alive() and node.global_id(("cam1", 1)) == 9
+
+
 def test_ids_and_finals_from_a_stalled_hub_are_ignored_until_it_welcomes_the_node_again():
     """The hub stalls past hub_timeout_s, the node decides alone, then the hub's late messages
     arrive (a new id, a different final) before its welcome: they are ignored and counted, so the

@@ -230,6 +230,57 @@ def test_a_region_hub_says_a_live_node_whose_clock_runs_far_ahead_and_not_a_repl
     assert len(said) == 1 and said[0].startswith("node live's clock runs 3") and "region hall's clock" in said[0], said
 
 
+def test_a_new_session_s_full_re_send_goes_in_messages_a_server_takes():
+    """Said gone, a node sends every tracklet not yet final again, in full: a thousand of them with
+    their appearance (1280-d and four parts) and floor track are some 40 MB, past a server's 1 MB
+    max_payload. They go in runs below half of that, every one, in order."""
+    from core.embeddings import Embeddings
+    from edge.identity import FloorTrack, TrackletSummary
+    from edge.site.tracklet_log import SummaryWriter
+    from edge.stream.frames import pack
+    from edge.stream.node_stream import MESSAGE_BYTES, message_chunks
+
+    rng = np.random.default_rng(0)
+    box = np.array([10.0, 10.0, 50.0, 120.0])
+
+    def tracklet(i):
+        floor = FloorTrack()
+        for t in range(600):
+            floor.add(float(t), rng.normal(size=2))
+        parts = rng.normal(size=(1, 4, 1280)).astype(np.float32)
+        look = Embeddings(rng.normal(size=(1, 1280)).astype(np.float32), parts, rng.random((1, 4)).astype(np.float32))
+        return TrackletSummary("cam1", i, 0.0, 1.0, look, 3, 3.0, box, box, floor)
+
+    summaries = [tracklet(i) for i in range(1, 1001)]
+    sent = []
+    writer = SummaryWriter(lambda parts, now: sent.append(parts), ["cam1"], 1280)
+    for chunk in message_chunks(summaries):
+        writer.write(5.0, chunk)
+    sizes = [len(pack(parts)) for parts in sent[1:]]  # after the hello
+    assert len(sizes) > 40 and max(sizes) <= MESSAGE_BYTES, (len(sizes), max(sizes))
+    ids = [row["local_id"] for parts in sent[1:] for row in json.loads(parts[2])["items"]]
+    assert ids == list(range(1, 1001))
+    assert message_chunks([]) == [[]]  # a step with none is still a message
+
+
+def test_a_message_past_the_servers_max_payload_is_dropped_and_said_not_retried_for_ever(tmp_path, caplog):
+    """nats-py refuses a message past the server's max_payload every time: the publisher retried it
+    for ever, taken for a link down, and nothing after it was sent. It is dropped, said, counted."""
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        publisher = SummaryPublisher([server.url], Region("hall"), "node1", "s1")
+        with caplog.at_level(logging.ERROR, logger="edge.stream"):
+            for parts in ([b"one"], [b"x" * (2 * 1024 * 1024)], [b"three"]):
+                publisher.send(parts)
+            assert publisher.flush(30)
+        stats = publisher.stats()
+        publisher.close(0)
+        stored = [data for _, data in stream_messages(server.url, Region("hall").summaries_stream)]
+    assert stats["too_large"] == 1 and stats["sent"] == 2 and stats["outages"] == 0, stats
+    assert [len(d) < 100 for d in stored] == [True, True]
+    said = [r.getMessage() for r in caplog.records if "max_payload" in r.getMessage()]
+    assert len(said) == 1 and "node node1's message 2" in said[0], said
+
+
 def test_the_lease_value_names_the_hub_and_its_settings():
     from edge.stream.names import lease_value
 

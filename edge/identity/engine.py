@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import Any, Optional
 
@@ -123,6 +124,10 @@ class IdentityEngine(Revision):
     def report(self) -> dict[str, Any]:
         """Nothing beyond the gallery size the run report already shows (a site node reports its link)."""
         return {}
+
+    def reading(self) -> AbstractContextManager[Any]:
+        """Nothing to hold: only the caller's thread changes this engine."""
+        return nullcontext()
 
     def close(self) -> None:
         """Nothing to release: no link, no thread (a site node closes its link to the hub)."""

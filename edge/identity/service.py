@@ -11,6 +11,7 @@ ids).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any, Optional, Protocol
 
 import numpy as np
@@ -86,4 +87,9 @@ class IdentityService(Protocol):
 
     def close(self) -> None:
         """Release what the service holds (a site node: its link to the hub). After :meth:`flush`."""
+        ...
+
+    def reading(self) -> AbstractContextManager[Any]:
+        """Held while the caller reads :attr:`identities` (a site node's change on its link's
+        threads as the hub's decisions come: not mid-read)."""
         ...

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import Any, Optional
 
@@ -145,6 +146,9 @@ class ThresholdLearning:
 
     def is_provisional(self, gid: int) -> bool:
         return False
+
+    def reading(self) -> AbstractContextManager[Any]:
+        return nullcontext()  # only the caller's thread changes it
 
     def report(self) -> dict[str, Any]:
         if self.statistics is not None:

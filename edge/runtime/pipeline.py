@@ -264,7 +264,8 @@ class EdgePipeline:
             self._learn_topology(summaries[len(live) :], now)
         for t in (*live, *self._closing.values()):
             t.global_id = self.engine.global_id(t.key)
-        out = [self._decision_message(d) for d in decisions]
+        with self.engine.reading():
+            out = [self._decision_message(d) for d in decisions]
         self._write_final()
         return out
 
@@ -326,6 +327,10 @@ class EdgePipeline:
             self.broadcast.step(by_camera, self.books, events, identity_events, self.snapshot)
 
     def snapshot(self) -> list[dict]:
+        with self.engine.reading():
+            return self._snapshot()
+
+    def _snapshot(self) -> list[dict]:
         return [
             {
                 "global_id": i.global_id,
@@ -341,7 +346,9 @@ class EdgePipeline:
         """End every tracklet (so it gets an identity and its rows are written), then close outputs."""
         events = [(e, t, t.last_seen) for book in self.books.values() for e, t in book.end_all()]
         identity_events = self._match(events, self._now)
-        identity_events += [self._decision_message(d) for d in self.engine.flush(self._now)]
+        decisions = self.engine.flush(self._now)
+        with self.engine.reading():
+            identity_events += [self._decision_message(d) for d in decisions]
         self._write_final()
         self.engine.close()  # a site node's link to the hub
         if self.topology_watch is not None:

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
@@ -123,6 +124,10 @@ class NodeIds:
 
     def __len__(self) -> int:
         return len(self.identities)
+
+    def reading(self) -> AbstractContextManager[Any]:
+        """The lock: the hub's decisions change :attr:`identities` on the link's threads."""
+        return self._lock
 
     def is_provisional(self, gid: int) -> bool:
         """An id this node gave while the hub was away (not a site id)."""

@@ -20,6 +20,7 @@ from edge.stream.resume import Unfinished, unfinished_session
 
 log = logging.getLogger("edge.stream")
 
+MESSAGE_BYTES = 512 * 1024  # half a server's default max_payload (1 MB): what one re-send message may carry
 CLOSE_WAIT_S = 10.0  # at the end, how long the run waits for the stream to take what is buffered
 RESUME_WAIT_S = 10.0  # at the start, how long a replayable node waits to learn whether it was killed
 
@@ -89,6 +90,13 @@ class StreamOutput:
     def write(self, now: float, summaries: Iterable[TrackletSummary]) -> None:
         self.writer.write(now, summaries)
 
+    def write_again(self, now: float, summaries: list[TrackletSummary]) -> None:
+        """Tracklets sent again in full (a new session's first step): in as many messages as keep
+        each below :data:`MESSAGE_BYTES` (a thousand tracklets with their appearance and floor
+        track would be past a server's ``max_payload``)."""
+        for chunk in message_chunks(summaries):
+            self.writer.write(now, chunk)
+
     def report(self) -> dict[str, Any]:
         return {"session": self.session, **self.publisher.stats()}
 
@@ -123,3 +131,28 @@ def resumable_session(cfg: StreamConfig, region: Region, replay: str) -> Optiona
             "region's stream holds are not sent again)", cfg.node, found.session, found.sent,
         )  # fmt: skip
     return found
+
+
+def wire_bytes(s: TrackletSummary) -> int:
+    """The most a tracklet takes in a message: its row, its appearance and its whole floor track."""
+    size = 600  # the JSON row and its boxes
+    app = s.appearance
+    if app is not None:
+        size += 4 * sum(a.size for a in (app.global_, app.parts, app.part_conf) if a is not None)
+    if s.floor is not None:
+        size += 24 * len(s.floor)  # time, x, y
+    return size
+
+
+def message_chunks(summaries: list[TrackletSummary], limit: int = MESSAGE_BYTES) -> list[list[TrackletSummary]]:
+    """``summaries`` in order, in runs of at most ``limit`` bytes each (one at least; none: one empty run)."""
+    chunks: list[list[TrackletSummary]] = [[]]
+    size = 0
+    for s in summaries:
+        n = wire_bytes(s)
+        if chunks[-1] and size + n > limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(s)
+        size += n
+    return chunks

@@ -26,6 +26,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Optional
 
+from nats.errors import MaxPayloadError
+
 from edge.stream.config import MAX_BUFFERED
 from edge.stream.frames import pack
 from edge.stream.hub_watch import HubWatch
@@ -66,7 +68,7 @@ class SummaryPublisher:
         self._buffer: deque[tuple[str, int, bytes]] = deque()  # (session, its message number, payload)
         self._lock = threading.Lock()
         self._count = 0
-        self.sent = self.dropped = self.duplicates = 0
+        self.sent = self.dropped = self.duplicates = self.too_large = 0
         self.down_since: Optional[float] = None  # the link is down since (None: up, or not tried yet)
         self.outages = 0
         self.hub_watch = HubWatch(region, node, on_hub)
@@ -144,6 +146,7 @@ class SummaryPublisher:
             "buffered": self.buffered,
             "dropped": self.dropped,
             "duplicates": self.duplicates,
+            "too_large": self.too_large,
             "link_down_s": down,
             "outages": self.outages,
             "resumed_after": None if self.already is None else self.already.sent,
@@ -197,6 +200,9 @@ class SummaryPublisher:
                 headers[REPLAY_HEADER] = self.replay
             try:
                 ack = await js.publish(subject, payload, timeout=2.0, headers=headers)
+            except MaxPayloadError:  # never taken, however often sent: dropped, so the rest can go
+                self._too_large(session, number, len(payload))
+                continue
             except Exception as exc:  # noqa: BLE001 - timeout, no responders, reconnecting: keep it and retry
                 self._link_down_now(exc)
                 await asyncio.sleep(RETRY_S)
@@ -216,6 +222,16 @@ class SummaryPublisher:
             await nc.close()
         except Exception:  # noqa: BLE001 - a server gone while closing: nothing left to send
             pass
+
+    def _too_large(self, session: str, number: int, size: int) -> None:
+        with self._lock:
+            if self._buffer and self._buffer[0][:2] == (session, number):
+                self._buffer.popleft()
+        self.too_large += 1
+        log.error(
+            "stream: node %s's message %d (%d bytes) is past the servers' max_payload: dropped (its tracklets get "
+            "their site ids from later messages; raise max_payload in the servers' config)", self.node, number, size,
+        )  # fmt: skip
 
     async def _link_down(self) -> None:
         self._link_down_now("disconnected")

@@ -143,8 +143,9 @@ class StreamSiteIds(NodeIds):
                 self._decide_locally(summaries, now)
             out, self._decisions = self._decisions, []
         if self._said_gone:
-            summaries = self._new_session()
-        self.output.write(now, summaries)
+            self.output.write_again(now, self._new_session())
+        else:
+            self.output.write(now, summaries)
         if self._pending:
             with self._lock:
                 self._drain()
@@ -162,7 +163,7 @@ class StreamSiteIds(NodeIds):
             self._replay_over = self._flushing = True
             self._drain()
         if self._said_gone:
-            self.output.write(self._now, self._new_session())
+            self.output.write_again(self._now, self._new_session())
         self.output.writer.bye()
         self.output.publisher.flush(max(0.0, deadline - time.monotonic()))
         if self._away and time.monotonic() < deadline:
