@@ -281,6 +281,26 @@ def test_a_message_past_the_servers_max_payload_is_dropped_and_said_not_retried_
     assert len(said) == 1 and "node node1's message 2" in said[0], said
 
 
+def test_a_node_whose_servers_are_down_from_its_start_says_so_and_sends_once_one_answers(tmp_path, caplog):
+    """The client's first connect retried for ever inside nats-py: no warning, no outage in the
+    stats, a close that waited out its timeouts. It is bounded now: the outage is said and
+    counted, and what was buffered goes when the server comes."""
+    port = free_port()
+    with caplog.at_level(logging.WARNING, logger="edge.stream"):
+        publisher = SummaryPublisher([f"nats://127.0.0.1:{port}"], Region("hall"), "node1", "s1")
+        for i in range(3):
+            publisher.send([f"m{i}".encode()])
+        wait_for(lambda: publisher.stats()["outages"] == 1, 15, "the outage counted")
+        assert publisher.stats()["link_down_s"] is not None and publisher.buffered == 3
+        with NatsServer(port, tmp_path / "store") as server:
+            assert publisher.flush(30)
+            stats = publisher.stats()
+            publisher.close(0)
+            stored = stream_messages(server.url, Region("hall").summaries_stream)
+    assert stats["sent"] == 3 and stats["link_down_s"] is None and len(stored) == 3, stats
+    assert any("node1 cannot reach region hall" in r.getMessage() for r in caplog.records), caplog.text
+
+
 def test_the_lease_value_names_the_hub_and_its_settings():
     from edge.stream.names import lease_value
 

@@ -64,7 +64,11 @@ class HubWatch:
                 readable = True
             except Exception:  # noqa: BLE001 - the servers away or electing a leader: not known
                 readable = False
-            self.seen(holder, time.monotonic(), readable)
+            try:
+                self.seen(holder, time.monotonic(), readable)
+            except Exception:  # noqa: BLE001 - what is told of it failed: the watch itself goes on
+                log.exception("stream: node %s could not take region %s's hub being away or back", self.node,
+                              self.region.name)  # fmt: skip
             await asyncio.sleep(CHECK_EVERY_S)
 
     def seen(self, holder: Optional[str], now: float, readable: bool = True) -> None:

@@ -161,13 +161,16 @@ class SummaryPublisher:
         if self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():  # its selector and self-pipe, not left to the garbage collector
+            self._loop.close()
 
     async def _run(self) -> None:
         self._wake = asyncio.Event()
         stopping = lambda: self._stopping  # noqa: E731
         found: list[Any] = []  # the JetStream context once a server answers (the hub watch runs from the start)
         watching = asyncio.ensure_future(self.hub_watch.run(lambda: found[0] if found else None, stopping))
-        nc = await connect(self.servers, f"{self.node} publisher", self._link_down, give_up=stopping)
+        nc = await connect(self.servers, f"{self.node} publisher", self._link_down, give_up=stopping,
+                           failed=self._link_down_now)  # fmt: skip
         if nc is None:  # closed before any server answered
             watching.cancel()
             try:

@@ -64,6 +64,8 @@ class DecisionFollower:
     def close(self, timeout_s: float = 5.0) -> None:
         self._stopping = True
         self._thread.join(timeout_s)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     async def _run(self) -> None:
         stopping = lambda: self._stopping  # noqa: E731

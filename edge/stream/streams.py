@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Optional
 
-import nats
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, BucketNotFoundError
@@ -23,31 +23,47 @@ DUPLICATE_WINDOW_S = 3600.0  # a message sent again within this is stored once (
 DAY_S = 86400.0
 
 
+FIRST_CONNECT_S = 2.0  # a server's first answer, each server tried: then said, and tried again
+
+
 async def connect(
     servers: list[str],
     name: str,
     disconnected: Callable[[], Awaitable[None]] | None = None,
     reconnected: Callable[[], Awaitable[None]] | None = None,
     give_up: Callable[[], bool] = lambda: False,
+    failed: Callable[[object], None] | None = None,
 ) -> Any:
     """A client that reconnects forever (and keeps trying to connect at all until a server answers,
-    saying so once)."""
+    saying so once, and each time to ``failed``); None once ``give_up()``."""
     said = False
     while not give_up():
-        try:
-            return await nats.connect(
-                servers,
-                name=name,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.25,
-                connect_timeout=1.0,
-                disconnected_cb=disconnected,
-                reconnected_cb=reconnected,
-                error_cb=_quiet,
+        nc = NATS()
+        try:  # bounded: a client that may reconnect for ever also tries its first connect for ever
+            await asyncio.wait_for(
+                nc.connect(
+                    servers,
+                    name=name,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.25,  # type: ignore[arg-type]  # seconds: nats-py types them int
+                    connect_timeout=1.0,  # type: ignore[arg-type]
+                    disconnected_cb=disconnected,
+                    reconnected_cb=reconnected,
+                    error_cb=_quiet,
+                ),
+                FIRST_CONNECT_S * len(servers),
             )
+            return nc
         except Exception as exc:  # noqa: BLE001 - no server yet: try again
+            try:
+                await nc.close()
+            except Exception:  # noqa: BLE001 - never connected: nothing to close
+                pass
+            why = "no answer" if isinstance(exc, asyncio.TimeoutError) else exc
+            if failed is not None:
+                failed(why)
             if not said:
-                log.warning("stream: %s cannot reach %s yet (%s): trying again", name, ",".join(servers), exc)
+                log.warning("stream: %s cannot reach %s yet (%s): trying again", name, ",".join(servers), why)
                 said = True
             await asyncio.sleep(0.25)
     return None
