@@ -248,6 +248,9 @@ class StreamSiteIds(NodeIds):
             return
         if not self.connected:  # the first decisions may come before the lease is read
             self._hub_back()
-        for h in self._pending:
-            self._apply(h)
-        self._pending.clear()
+        pending, self._pending = self._pending, []
+        for h in pending:  # each taken off first: one that cannot be applied is said, not applied again
+            try:
+                self._apply(h)
+            except Exception:  # noqa: BLE001 - a message of another version: the others still apply
+                log.exception("stream: a decision message of region %s could not be applied", self.follower.region.name)
