@@ -575,6 +575,10 @@ def main(argv: list[str] | None = None) -> dict:
         "--checkpoint-past", type=int, nargs="+", default=[3000, 10000, 30000],
         help="past identities of the hubs whose checkpoints are measured in this process",
     )  # fmt: skip
+    parser.add_argument(
+        "--regions", type=int, nargs="+", default=[1, 4],
+        help="regions: how many region hubs run at once in each measurement (the first is the baseline)",
+    )  # fmt: skip
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these measurements")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -607,10 +611,10 @@ def main(argv: list[str] | None = None) -> dict:
         result["silent_cut"] = silent_cut(out, messages, args.cut_s)
         print(f"silent cut: {result['silent_cut']}", flush=True)
     if "regions" in args.only:
-        parallel = regions(out, messages)
+        parallel = regions(out, messages, tuple(args.regions))
         print(f"regions: {parallel}", flush=True)
         result["regions"] = parallel
-        result["speedup_4_regions"] = round(parallel[-1]["per_s"] / parallel[0]["per_s"], 2)
+        result["speedup"] = {str(r["regions"]): round(r["per_s"] / parallel[0]["per_s"], 2) for r in parallel[1:]}
         result["regions_projected"] = projected_speedup(parallel)
     if "checkpoints" in args.only:
         result["checkpoints"] = checkpoint_sizes(out, args.checkpoint_past)
@@ -642,7 +646,8 @@ def print_table(result: dict) -> None:
     if "regions" in result:
         for r in result["regions"]:
             print(f"| {r['regions']} region hub(s) reading at once | {r['per_s']} messages/s |")
-        print(f"| speed-up with 4 regions ({os.cpu_count()} CPUs) | {result['speedup_4_regions']}x |")
+        for n, speedup in result["speedup"].items():
+            print(f"| speed-up with {n} regions ({os.cpu_count()} CPUs) | {speedup}x |")
         p = result["regions_projected"]
         value = f"{p['projected_speedup']}x (CPU a message: {p['cpu_per_message_ratio']}x one hub's; server busy"
         value += f" {p['server_busy']})"

@@ -205,7 +205,8 @@ def test_a_region_hub_names_the_edge_hub_keys_it_ignores_and_refuses_a_taken_eve
 
 def test_a_region_hub_says_a_live_node_whose_clock_runs_far_ahead_and_not_a_replayable_one(tmp_path, caplog):
     """Scene time against the servers' timestamp: a live node an hour ahead is said once and in
-    the stats; a replayable node (files in lockstep, its clock as fast as it computes) is not."""
+    the stats; a replayable node (files in lockstep, its clock as fast as it computes) is not, in a
+    new session either."""
     from edge.site.tracklet_log import SummaryWriter
 
     with NatsServer(free_port(), tmp_path / "store") as server:
@@ -218,9 +219,14 @@ def test_a_region_hub_says_a_live_node_whose_clock_runs_far_ahead_and_not_a_repl
                                            f"s-{node}")  # fmt: skip
                     for ahead in (3600.0, 3700.0, -30.0):
                         writer.write(time.time() + ahead, [])
+                    if replay:  # said gone, a replayable node goes on in a session no replay carries on
+                        assert publisher.flush(30)
+                        publisher.new_session("s-files-2")
+                        SummaryWriter(lambda parts, now, p=publisher: p.send(parts), ["cam-files"], 320, node,
+                                      "s-files-2").write(time.time() + 3600.0, [])  # fmt: skip
                     assert publisher.flush(30)
                     publisher.close(0)
-                wait_for(lambda: hub.position >= 8, 30, "every message read")
+                wait_for(lambda: hub.position >= 10, 30, "every message read")
             finally:
                 stop.set()
                 thread.join(10)

@@ -186,3 +186,26 @@ def test_a_node_with_both_a_zeromq_hub_and_site_ids_from_a_stream_is_refused_in_
     with pytest.raises(ConfigError, match="site: and stream: both give this node site ids: choose one"):
         load_edge_config(path)
     assert load_edge_config(path, ["stream.site_ids=false"]).site_node  # only publishing: the ZeroMQ hub decides
+
+
+def test_a_zeromq_site_node_that_also_publishes_to_a_stream_sends_its_summaries_there(tmp_path):
+    """``site:`` (the ZeroMQ hub decides) with ``stream: {site_ids: false}`` (only publishing): the
+    pipeline writes every step to the stream and ends it with bye (it once left the stream at the
+    hello, the writing given to an identity service that does not stream)."""
+    from test_edge_run import cams_yaml
+
+    from edge.runtime.capture_loop import run_pipeline
+    from edge.runtime.config import load_edge_config
+    from edge.stream.frames import unpack
+
+    cams = [{"id": "cam1", "source": "synthetic://demo?camera=cam1", "realtime": False}]
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        stream = {"servers": [server.url], "region": "hall", "node": "n1", "site_ids": False, "flush_timeout_s": 5}
+        site = {"node": "n1", "hub": f"tcp://127.0.0.1:{free_port()}", "hub_timeout_s": 0.5, "flush_timeout_s": 0}
+        path = cams_yaml(
+            tmp_path, cams, free_port(), publisher={"enabled": False}, run={"max_frames": 40}, site=site, stream=stream
+        )
+        report = run_pipeline(load_edge_config(path))
+        kinds = [unpack(data)[1] for _, data in stream_messages(server.url, Region("hall").summaries_stream)]
+    assert kinds[0] == b"hello" and kinds[-1] == b"bye" and kinds.count(b"summaries") >= 40, kinds
+    assert report["stream"]["sent"] == len(kinds) and report["stream"]["buffered"] == 0, report["stream"]

@@ -97,7 +97,8 @@ class EdgePipeline:
         self.tracklet_log = open_tracklet_log(cfg, self.reid)
         # what publishes to the region's stream (stream:): with site ids the identity service's own
         self.stream_output = open_stream(cfg, self.reid, self.engine)
-        self.stream = None if cfg.site_node else self.stream_output  # the one this pipeline writes to
+        # the one this pipeline writes to (with site: and stream: {site_ids: false} too): not the service's
+        self.stream = self.stream_output if cfg.stream is not None and not cfg.stream.site_ids else None
 
     @property
     def publisher(self) -> Optional[EventPublisher]:

@@ -15,7 +15,8 @@ file node started again in a new session, not carried on, begins at its first fr
 Whatever the stream's order, the hubs then make the decisions of the fault-free run
 (``tests/test_stream_lockstep.py``). What is no step takes no step's turn: a duplicate (past the
 server's duplicate window), a message of a refused or gone session. Messages a node's buffer
-dropped (past ``stream.max_buffered``) would shift its pairing for the rest of its session.
+dropped (past ``stream.max_buffered``, or one past the servers' ``max_payload``) would shift its
+pairing for the rest of its session, as does a new session's re-send in several messages.
 
 A listed node's other messages (``hello``, ``bye``, the active hub's ``gone``) are read as soon as
 everything before them of that node was: a ``bye`` ends its node, and the others go on without

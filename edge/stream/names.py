@@ -19,6 +19,7 @@ NODE_HEADER = "Clipreid-Node"  # the node and its session (a restarted node star
 SESSION_HEADER = "Clipreid-Session"
 EPOCH_HEADER = "Clipreid-Epoch"  # the scene clock origin of its cameras (a carried-on session keeps it)
 REPLAY_HEADER = "Clipreid-Replay"  # a replayable run's cameras and settings, hashed (only its replay carries it on)
+LIVE_HEADER = "Clipreid-Live"  # "1": its scene time is its wall clock (not files in lockstep): the hub checks it
 STEP_HEADER = "Clipreid-Step"  # on a decision message: the summaries stream position it decided at
 PART_HEADER = "Clipreid-Part"  # and, in lockstep, its place among the messages of that position (after the first)
 HUB_HEADER = "Clipreid-Hub"  # and the hub that published it

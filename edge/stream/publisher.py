@@ -31,7 +31,15 @@ from nats.errors import MaxPayloadError
 from edge.stream.config import MAX_BUFFERED
 from edge.stream.frames import pack
 from edge.stream.hub_watch import HubWatch
-from edge.stream.names import EPOCH_HEADER, MSG_ID_HEADER, NODE_HEADER, REPLAY_HEADER, SESSION_HEADER, Region
+from edge.stream.names import (
+    EPOCH_HEADER,
+    LIVE_HEADER,
+    MSG_ID_HEADER,
+    NODE_HEADER,
+    REPLAY_HEADER,
+    SESSION_HEADER,
+    Region,
+)
 from edge.stream.resume import Unfinished
 from edge.stream.streams import connect, ensure_streams, retry
 
@@ -61,6 +69,7 @@ class SummaryPublisher:
         self.servers, self.region, self.node, self.session = servers, region, node, session
         self.already = already
         self.replay = replay
+        self.live = not replay  # a replayable run's scene clock runs as fast as it computes (kept in new sessions)
         self.resume_differs = False  # the replay's message at ``already.sent`` is not the stored one
         self.epoch: Optional[float] = None  # the node's scene clock origin, in each message's headers once known
         self.replicas = replicas
@@ -201,6 +210,8 @@ class SummaryPublisher:
                 headers[EPOCH_HEADER] = repr(self.epoch)
             if self.replay:
                 headers[REPLAY_HEADER] = self.replay
+            if self.live:
+                headers[LIVE_HEADER] = "1"
             try:
                 ack = await js.publish(subject, payload, timeout=2.0, headers=headers)
             except MaxPayloadError:  # never taken, however often sent: dropped, so the rest can go

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -40,10 +41,10 @@ from edge.stream.names import (
     HUB_HEADER,
     LEASE_BUCKET,
     LEASE_S,
+    LIVE_HEADER,
     MSG_ID_HEADER,
     NODE_HEADER,
     PART_HEADER,
-    REPLAY_HEADER,
     SESSION_HEADER,
     STEP_HEADER,
     Region,
@@ -400,16 +401,19 @@ class RegionHub:
         elif GONE_HEADER not in headers:
             at = msg.metadata.timestamp
             self.silent.heard(node, session, at, msg.metadata.sequence.stream)
-            if REPLAY_HEADER not in headers and at is not None and parts[1:2] == [b"summaries"]:
+            if headers.get(LIVE_HEADER) == "1" and at is not None and parts[1:2] == [b"summaries"]:
                 self._check_clock(node, session, parts, at.timestamp())
 
     def _check_clock(self, node: str, session: str, parts: list[bytes], arrived: float) -> None:
         """A live node's scene time against the servers' timestamp (a replayable node's runs as
-        fast as it computes): one far ahead moves the region's clock (:class:`ClockWatch`)."""
+        fast as it computes, and says no ``Clipreid-Live``): one far ahead moves the region's clock
+        (:class:`ClockWatch`)."""
         try:
             scene_time = float(json.loads(parts[2])["now"])
         except (ValueError, KeyError, TypeError, IndexError, RecursionError):
             return  # malformed: the steps count it
+        if not math.isfinite(scene_time):
+            return
         self.clock.check(node, session, scene_time, arrived)
 
     def _say_waiting(self) -> None:
