@@ -129,32 +129,6 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         BatchProfile.parse("8:4:16")
 
 
-def test_cli_onnx_and_check(tmp_path):
-    checkpoint = make_checkpoint(tmp_path, sie=True)
-    out = tmp_path / "cli.onnx"
-
-    def run(*a: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "export", *a], cwd=REPO, capture_output=True, text=True, timeout=300
-        )
-
-    proc = run("onnx", "--checkpoint", str(checkpoint), "--out", str(out), "--num-images", "8")
-    assert proc.returncode == 0, proc.stderr
-    assert "PASS" in proc.stdout and out.is_file()
-    proc = run(
-        "check",
-        "--checkpoint",
-        str(checkpoint),
-        "--onnx",
-        str(out),
-        "--num-images",
-        "8",
-        "--json",
-        str(tmp_path / "r.json"),
-    )
-    assert proc.returncode == 0 and "onnxruntime fp32: PASS" in proc.stdout  # (a missing checkpoint: test_cli_errors)
-
-
 @pytest.mark.parametrize("method", ["baseline", "rganet"])
 def test_fp16_onnx_keeps_parity_and_halves_the_file(tmp_path, method):
     import onnx

@@ -43,7 +43,7 @@ from edge.stream.region_steps import RegionSteps  # noqa: E402
 from edge.wire.recording import read_recording  # noqa: E402
 
 MATCHING = {"min_embeddings": 2}
-MOT_FRAMES = 300  # the MOT tests' runs: long enough that a node cut off decides alone for a while
+MOT_FRAMES = 240  # the MOT tests' runs: long enough that a node cut off decides alone for a while
 CUT_S = 60.0  # the issue's link cut
 
 

@@ -60,6 +60,10 @@ def test_tiny_training_learns_and_eval_cli_reproduces(tmp_path):
         "4",
     )
     assert read_onnx_metadata(tmp_path / "m.onnx").similarity == stats
+    onnx_file, report_file = tmp_path / "m.onnx", tmp_path / "check.json"
+    checked = run_cli("-m", "export", "check", "--checkpoint", str(out / "model.pt"), "--onnx", str(onnx_file),
+                      "--num-images", "4", "--json", str(report_file))  # fmt: skip
+    assert "onnxruntime fp32: PASS" in checked and report_file.is_file()  # the export CLI's check, on a trained model
     log_rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in log_rows].count(2) == TrainConfig.model_validate(
         yaml.safe_load((REPO / "configs/tiny_synthetic.yaml").read_text())
