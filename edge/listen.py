@@ -25,6 +25,10 @@ from edge.wire.events import decode as decode_event
 from edge.wire.events import problem
 
 NUDGE_S = 10.0  # nothing received for this long: say once what might be wrong
+# The longest the listener waits inside libzmq at a time. A Ctrl-C that lands after Python last
+# checked its signals but before libzmq's poll() starts interrupts nothing, so a blocking recv()
+# would wait for ever (it happened in CI); a bounded poll sees the pending signal at its next turn.
+POLL_MS = 200
 
 
 def decode(parts: list[bytes]) -> tuple[str, dict, np.ndarray | None]:
@@ -97,6 +101,14 @@ def waiting_line(endpoint: str, topics: list[str] | None, curve: bool) -> str:
     return f"listening to {endpoint}{' (CURVE)' if curve else ''} for {what}; Ctrl-C stops"
 
 
+def nudge_line(endpoint: str, after_s: float) -> str:
+    """Said once when nothing came for ``--nudge-s``: a wrong endpoint is the usual cause."""
+    return (
+        f"nothing from {endpoint} in {after_s:g} s: is a publisher running there (edge.run's or "
+        "edge.hub's publisher.endpoint)? still listening"
+    )
+
+
 def _interrupt(*_) -> None:
     raise KeyboardInterrupt
 
@@ -118,6 +130,12 @@ def main(argv: list[str] | None = None) -> None:
         help="write the raw messages with their receive times (.gz: compressed)",
     )
     parser.add_argument("--quiet", action="store_true", help="print nothing (with --record)")
+    parser.add_argument(
+        "--nudge-s",
+        type=float,
+        default=NUDGE_S,
+        help="say once when nothing came for this many seconds (default %(default)g)",
+    )
     args = parser.parse_args(argv)
     recorder = None
     if args.record:
@@ -149,15 +167,15 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if not args.quiet:
             print(waiting_line(args.endpoint, args.topic, bool(args.secret_key)), file=sys.stderr, flush=True)
-            if not sock.poll(int(NUDGE_S * 1000)):
-                print(
-                    f"nothing from {args.endpoint} in {NUDGE_S:g} s: is a publisher running there (edge.run's or "
-                    "edge.hub's publisher.endpoint)? still listening",
-                    file=sys.stderr,
-                    flush=True,
-                )
+        nudge_at = None if args.quiet else time.monotonic() + args.nudge_s
         while True:
-            parts = sock.recv_multipart()
+            if not sock.poll(POLL_MS):
+                if nudge_at is not None and time.monotonic() >= nudge_at:
+                    print(nudge_line(args.endpoint, args.nudge_s), file=sys.stderr, flush=True)
+                    nudge_at = None
+                continue
+            nudge_at = None
+            parts = sock.recv_multipart(zmq.NOBLOCK)  # a message's parts arrive together
             if recorder is not None:
                 recorder.write(parts, time.time())
             if not args.quiet:
