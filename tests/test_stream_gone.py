@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 
 import pytest
 from test_stream import run_hub_thread, wait_for
@@ -109,3 +110,26 @@ def test_a_node_said_gone_while_its_run_ends_takes_the_gone_step_s_finals(tmp_pa
     assert ended <= set(keys), f"{len(ended - set(keys))} of {len(ended)} tracklets got no final site id"
     assert len(keys) == len(set(keys)) and ids.session == first and report["new_sessions"] == 0
     assert "without a final id" not in caplog.text, "the finals were the node's last site ids, not the hub's"
+
+
+def test_a_run_ending_with_its_link_down_waits_flush_timeout_s_and_no_more(tmp_path, node_log, caplog):
+    """The link is down as the run ends: flush waits out ``flush_timeout_s`` (2 s) for the stream
+    and the hub, then close gives up at once and says what is lost. Close used to wait its own
+    10 s again, so a run's end took the timeout plus 10 s and the thread joins."""
+    steps = node_steps(node_log)
+    dim = int(decode(node_log[0], ("hello",)).header["embedding_dim"])
+    with NatsServer(free_port(), tmp_path / "store") as server, LinkCut(server.port) as link:
+        cfg = StreamConfig(servers=[link.url], region="hall", node="node1", flush_timeout_s=2)
+        ids = StreamSiteIds(cfg, ["cam1", "cam2", "cam3"], dim)
+        try:
+            run(ids, steps[:20], [])
+            assert ids.output.publisher.flush(30)  # no hub: only the stream takes them
+            link.cut()
+            run(ids, steps[20:40], [])
+            started = time.monotonic()
+            ids.flush()
+        finally:
+            ids.close()
+        took = time.monotonic() - started
+    assert 2.0 <= took < 6.0, f"the run's end took {took:.1f} s"
+    assert "summaries messages not in the region's stream at the run's end: lost" in caplog.text

@@ -100,12 +100,14 @@ class StreamOutput:
     def report(self) -> dict[str, Any]:
         return {"session": self.session, **self.publisher.stats()}
 
-    def close(self) -> None:
+    def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """The session's ``bye``, then up to ``wait_s`` for the stream to take what is buffered
+        (less when the site ids' flush already waited out the run's ``flush_timeout_s``)."""
         self.writer.bye()  # the hub makes this session's tracklets final (if site ids did not say it already)
-        self.publisher.close(CLOSE_WAIT_S)
+        self.publisher.close(wait_s)
         left = self.publisher.buffered
         if left:
-            log.error("stream: %d summaries messages not in the region's stream after %g s: lost", left, CLOSE_WAIT_S)
+            log.error("stream: %d summaries messages not in the region's stream at the run's end: lost", left)
 
 
 def resumable_session(cfg: StreamConfig, region: Region, replay: str) -> Optional[Unfinished]:

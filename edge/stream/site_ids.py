@@ -36,7 +36,7 @@ from edge.identity import Decision, IdentityEngine, TrackletSummary
 from edge.site.node_ids import NodeIds
 from edge.stream.config import StreamConfig
 from edge.stream.names import Region
-from edge.stream.node_stream import StreamOutput
+from edge.stream.node_stream import CLOSE_WAIT_S, StreamOutput
 from edge.stream.ordered_reader import OrderedReader
 from edge.stream.streams import connect, retry
 
@@ -128,6 +128,7 @@ class StreamSiteIds(NodeIds):
         self.session = self.output.session
         self._said_gone = False  # the region's hub said this session gone: a new one at the next step
         self._flushing = False  # the run's end: a session said gone from now on takes the gone step's finals
+        self._flush_deadline: Optional[float] = None  # the run's end (monotonic): close waits no longer
         resumed = self.output.resumed
         start = resumed.epoch if resumed else time.time() if since is None else since
         self.follower = DecisionFollower(cfg.servers, Region(cfg.region), self.session, start, self._receive)
@@ -160,7 +161,7 @@ class StreamSiteIds(NodeIds):
         All of it within one ``flush_timeout_s``. Unlike a ZeroMQ node's, a region hub away at the
         end is waited for too: every summary is in the durable stream, so a hub back meanwhile, or a
         link just restored, still makes this session's ids final."""
-        deadline = time.monotonic() + self.cfg.flush_timeout_s
+        deadline = self._flush_deadline = time.monotonic() + self.cfg.flush_timeout_s
         with self._lock:  # a replay that ended before its killed run had: what it made again
             self._replay_over = self._flushing = True
             self._drain()
@@ -196,7 +197,10 @@ class StreamSiteIds(NodeIds):
         return again
 
     def close(self) -> None:
-        self.output.close()
+        """After :meth:`flush`, what is left of its ``flush_timeout_s`` and no more: it already
+        waited for the stream (a link down at the end would add the output's own wait again)."""
+        left = None if self._flush_deadline is None else max(0.0, self._flush_deadline - time.monotonic())
+        self.output.close(CLOSE_WAIT_S if left is None else left)
         self.follower.close()
 
     # --- the region's hub and its decisions (the publisher's and the follower's threads) ------------
