@@ -100,7 +100,7 @@ def test_a_node_decides_alone_until_a_late_hub_answers_then_gets_site_ids(tmp_pa
     hub = HubProcess(tmp_path)
     cams = "cameras=[{id: cam1, source: 'synthetic://demo?camera=cam1', fps: 10, realtime: true}]"
     proc, log, report_path = node(
-        tmp_path, hub.endpoint, cams, "run.max_frames=250", "site.hub_timeout_s=1", "site.flush_timeout_s=30"
+        tmp_path, hub.endpoint, cams, "run.max_frames=180", "site.hub_timeout_s=1", "site.flush_timeout_s=30"
     )
     sub = Subscriber(
         next(a.split("=", 1)[1] for a in proc.args if a.startswith("publisher.endpoint="))

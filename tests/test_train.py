@@ -20,7 +20,7 @@ def run_cli(*args, env=None, timeout=300):
 
 
 @pytest.mark.slow
-def test_tiny_training_learns_and_eval_cli_reproduces(tmp_path):
+def test_tiny_training_learns_and_eval_cli_reproduces(tmp_path, capsys):
     """The README demo recipe: stage 1 + stage 2 on CPU, mAP at least doubles; trainer.eval agrees."""
     out, data = tmp_path / "run", tmp_path / "data"
     stdout = run_cli(
@@ -85,23 +85,23 @@ def test_tiny_training_learns_and_eval_cli_reproduces(tmp_path):
     assert again["mAP"] == pytest.approx(report["mAP"], abs=1e-6)
     assert "mAP" in stdout
 
-    # another setting writes beside the training run's report under its own name
+    # another setting writes beside the training run's report under its own name (in this process:
+    # the CLI ran above, and a second one would spend its seconds importing PyTorch again)
+    from trainer.eval.__main__ import main as eval_main
+
     before = (out / "eval.json").read_bytes()
-    stdout = run_cli(
-        "-m",
-        "trainer.eval",
+    args = [
         "--config",
-        "configs/tiny_synthetic.yaml",
+        str(REPO / "configs/tiny_synthetic.yaml"),
         "--checkpoint",
         str(out / "model.pt"),
         "--no-progress",
-        f"data.root={data}",
-        "eval.flip=true",
-        "eval.rerank=true",
-    )
+    ]
+    assert eval_main([*args, f"data.root={data}", "eval.flip=true", "eval.rerank=true"]) == 0
     assert (out / "eval.json").read_bytes() == before
     assert json.loads((out / "eval_flip_rerank.json").read_text())["eval"]["rerank"] is True
-    assert f"report: {out / 'eval_flip_rerank.json'}, {out / 'eval_flip_rerank_cmc.png'}" in stdout
+    said = capsys.readouterr().out
+    assert f"report: {out / 'eval_flip_rerank.json'}, {out / 'eval_flip_rerank_cmc.png'}" in said
 
 
 class Interrupt(Exception):
