@@ -244,7 +244,7 @@ def test_a_new_session_s_full_re_send_goes_in_messages_a_server_takes():
     from edge.identity import FloorTrack, TrackletSummary
     from edge.site.tracklet_log import SummaryWriter
     from edge.stream.frames import pack
-    from edge.stream.node_stream import MESSAGE_BYTES, message_chunks
+    from edge.stream.node_stream import MESSAGE_BYTES, message_chunks, write_in_chunks
 
     rng = np.random.default_rng(0)
     box = np.array([10.0, 10.0, 50.0, 120.0])
@@ -260,12 +260,12 @@ def test_a_new_session_s_full_re_send_goes_in_messages_a_server_takes():
     summaries = [tracklet(i) for i in range(1, 1001)]
     sent = []
     writer = SummaryWriter(lambda parts, now: sent.append(parts), ["cam1"], 1280)
-    for chunk in message_chunks(summaries):
-        writer.write(5.0, chunk)
+    write_in_chunks(writer, 5.0, summaries)
     sizes = [len(pack(parts)) for parts in sent[1:]]  # after the hello
     assert len(sizes) > 40 and max(sizes) <= MESSAGE_BYTES, (len(sizes), max(sizes))
-    ids = [row["local_id"] for parts in sent[1:] for row in json.loads(parts[2])["items"]]
-    assert ids == list(range(1, 1001))
+    headers = [json.loads(parts[2]) for parts in sent[1:]]
+    assert [row["local_id"] for h in headers for row in h["items"]] == list(range(1, 1001))
+    assert [h.get("more") for h in headers] == [True] * (len(headers) - 1) + [None]  # one step: a lockstep turn
     assert message_chunks([]) == [[]]  # a step with none is still a message
 
 

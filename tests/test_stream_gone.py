@@ -131,5 +131,6 @@ def test_a_run_ending_with_its_link_down_waits_flush_timeout_s_and_no_more(tmp_p
         finally:
             ids.close()
         took = time.monotonic() - started
-    assert 2.0 <= took < 6.0, f"the run's end took {took:.1f} s"
+    # flush's 2 s, a publish in flight timing out (2 s) and the threads' ends; 12 s and more before
+    assert 2.0 <= took < 9.0, f"the run's end took {took:.1f} s"
     assert "summaries messages not in the region's stream at the run's end: lost" in caplog.text

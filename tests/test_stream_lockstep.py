@@ -455,3 +455,57 @@ def test_a_standby_forgets_what_was_published_and_says_what_it_can_no_longer_pub
         asyncio.run(hub._lease(FakeStream({STEP_HEADER: "1"}), FreeLease()))  # published only up to step 1
     assert hub.leader and hub.counters["never_published"] == 1
     assert any("never published" in r.getMessage() for r in caplog.records)
+
+
+def sent_in_two(messages: list, index: int, dim: int, more: bool) -> list:
+    """A node's messages with its step ``index`` sent in two (the first half saying ``more`` when
+    asked, as a new session's re-send does), the later ones renumbered."""
+    out = messages[:index]
+    msg = decode(messages[index], ("summaries",))
+    now, items = decode_tracklets(msg, dim)
+    seq, half = msg.header["seq"], len(items) // 2
+    out += [encode_tracklets(seq, now, items[:half], more), encode_tracklets(seq + 1, now, items[half:])]
+    for parts in messages[index + 1 :]:
+        later = decode(parts, ("summaries", "bye"))
+        if later.kind == "bye":
+            out.append(encode("bye", {**later.header, "seq": later.header["seq"] + 1}))
+        else:
+            out.append(encode_tracklets(later.header["seq"] + 1, *decode_tracklets(later, dim)))
+    return out
+
+
+def paired_times(stream: list[tuple[str, list]]) -> tuple[list[dict], dict]:
+    """Each step of both nodes a lockstep hub decides together: node -> the scene time of its
+    message; and the final site ids."""
+    hub = RegionSteps(HALL, settings(), lockstep=("node1", "node2"))
+    pairs, turns = [], hub.lockstep.turns
+
+    def spy(*args):
+        for turn in turns(*args):
+            if isinstance(turn, list) and len(turn) == 2:
+                pairs.append({node: json.loads(held.parts[2])["now"] for node, held in turn})
+            yield turn
+
+    hub.lockstep.turns = spy  # type: ignore[method-assign]
+    return pairs, finals(decide(stream, hub=hub).values())
+
+
+def test_in_lockstep_a_step_sent_in_several_messages_takes_one_step_s_turn(node_log, one_node):
+    """A new session's re-send goes in several messages (each below the servers' max_payload): all
+    but the last say ``more`` and are decided on their own, so node2's later steps still pair with
+    node1's of the same scene time. Without it, every later pair was one step apart."""
+    messages = split(node_log)
+    dim = int(decode(node_log[0], ("hello",)).header["embedding_dim"])
+    index = next(
+        i for i, m in enumerate(messages["node2"]) if i > 20 and len(decode(m, ("summaries",)).header["items"]) >= 2
+    )
+    for more in (True, False):
+        node2 = sent_in_two(messages["node2"], index, dim, more)
+        stream = [("node1", m) for m in messages["node1"]] + [("node2", m) for m in node2]
+        pairs, final = paired_times(stream)
+        apart = [p for p in pairs if p["node1"] != p["node2"]]
+        if more:
+            assert not apart and len(pairs) == len(messages["node1"]) - 2  # every step but the hello and bye
+            assert set(final) == set(finals(one_node.values()))  # every tracklet made final
+        else:
+            assert len(apart) > 10, "the test no longer shows what a step in two messages did"

@@ -52,12 +52,14 @@ class SummaryWriter:
         hello = {"node": node, "session": session, "cameras": list(cameras), "embedding_dim": int(embedding_dim)}
         sink(encode("hello", hello), 0.0)
 
-    def write(self, now: float, summaries: Iterable[TrackletSummary]) -> None:
+    def write(self, now: float, summaries: Iterable[TrackletSummary], more: bool = False) -> None:
+        """One step's summaries; ``more``: the step goes on in the next message (see
+        :func:`~edge.wire.site_protocol.encode_tracklets`)."""
         summaries = list(summaries)
         items = [self._stream.wire(s) for s in summaries]  # a step with none is kept: the engine revises on it
         self._seq += 1
         self.last_now = now
-        self._sink(encode_tracklets(self._seq, now, items), now)
+        self._sink(encode_tracklets(self._seq, now, items, more), now)
         for s in summaries:
             if s.ended:  # the next summary of this key would be a new tracklet's
                 self._stream.sent.pop(s.key, None)
@@ -140,16 +142,19 @@ class StepReader:
 
     def would_step(self, parts: list[bytes], node: str, session: str) -> bool:
         """Whether :meth:`read` would make a step of this message now: a ``summaries`` message of
-        an accepted session not said gone, its ``seq`` above the session's last (read without its
-        arrays; what is malformed beyond the header still raises in :meth:`read`)."""
+        an accepted session not said gone, its ``seq`` above the session's last, and not one
+        whose step goes on in the next message (``more``: read on its own, so a step sent in
+        several messages takes one step's turn in lockstep). Read without its arrays; what is
+        malformed beyond the header still raises in :meth:`read`."""
         key = (node, session)
         if key not in self.dims or key in self._said_gone or len(parts) < 3:
             return False
         try:
-            seq = json.loads(parts[2]).get("seq")
+            header = json.loads(parts[2])
+            seq, more = header.get("seq"), header.get("more") is True
         except (ValueError, AttributeError, RecursionError):
             return False
-        return parts[1] == b"summaries" and isinstance(seq, int) and seq > self.last_seq.get(key, 0)
+        return parts[1] == b"summaries" and isinstance(seq, int) and seq > self.last_seq.get(key, 0) and not more
 
     def ended(self, node: str, session: str) -> bool:
         """The session said bye, its node started a new one, or its hub said it went silent

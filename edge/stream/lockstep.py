@@ -14,9 +14,10 @@ frame rate from one scene clock (``stream.epoch``), so the n-th steps are at one
 file node started again in a new session, not carried on, begins at its first frame again).
 Whatever the stream's order, the hubs then make the decisions of the fault-free run
 (``tests/test_stream_lockstep.py``). What is no step takes no step's turn: a duplicate (past the
-server's duplicate window), a message of a refused or gone session. Messages a node's buffer
-dropped (past ``stream.max_buffered``, or one past the servers' ``max_payload``) would shift its
-pairing for the rest of its session, as does a new session's re-send in several messages.
+server's duplicate window), a message of a refused or gone session, and each but the last message
+of a step sent in several (a new session's re-send, split below the servers' ``max_payload``:
+they say ``more``). Messages a node's buffer dropped (past ``stream.max_buffered``, or one past the
+servers' ``max_payload``) would shift its pairing for the rest of its session.
 
 A listed node's other messages (``hello``, ``bye``, the active hub's ``gone``) are read as soon as
 everything before them of that node was: a ``bye`` ends its node, and the others go on without

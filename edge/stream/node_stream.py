@@ -93,9 +93,8 @@ class StreamOutput:
     def write_again(self, now: float, summaries: list[TrackletSummary]) -> None:
         """Tracklets sent again in full (a new session's first step): in as many messages as keep
         each below :data:`MESSAGE_BYTES` (a thousand tracklets with their appearance and floor
-        track would be past a server's ``max_payload``)."""
-        for chunk in message_chunks(summaries):
-            self.writer.write(now, chunk)
+        track would be past a server's ``max_payload``): :func:`write_in_chunks`."""
+        write_in_chunks(self.writer, now, summaries)
 
     def report(self) -> dict[str, Any]:
         return {"session": self.session, **self.publisher.stats()}
@@ -144,6 +143,14 @@ def wire_bytes(s: TrackletSummary) -> int:
     if s.floor is not None:
         size += 24 * len(s.floor)  # time, x, y
     return size
+
+
+def write_in_chunks(writer: SummaryWriter, now: float, summaries: list[TrackletSummary]) -> None:
+    """One step in :func:`message_chunks`; all but the last say ``more``, so a lockstep hub pairs
+    the step with the other nodes' once, not once per message."""
+    chunks = message_chunks(summaries)
+    for i, chunk in enumerate(chunks):
+        writer.write(now, chunk, more=i < len(chunks) - 1)
 
 
 def message_chunks(summaries: list[TrackletSummary], limit: int = MESSAGE_BYTES) -> list[list[TrackletSummary]]:

@@ -197,10 +197,13 @@ class StreamSiteIds(NodeIds):
         return again
 
     def close(self) -> None:
-        """After :meth:`flush`, what is left of its ``flush_timeout_s`` and no more: it already
-        waited for the stream (a link down at the end would add the output's own wait again)."""
+        """With the link down after :meth:`flush`, what is left of its ``flush_timeout_s`` and no
+        more: flush already waited for the stream, and the output's own wait would come on top.
+        With the link up, that wait as ever: the last messages and the ``bye`` (without it the
+        next run of the same files carries this session on) are on their way."""
+        down = self.output.publisher.down_since is not None
         left = None if self._flush_deadline is None else max(0.0, self._flush_deadline - time.monotonic())
-        self.output.close(CLOSE_WAIT_S if left is None else left)
+        self.output.close(left if down and left is not None else CLOSE_WAIT_S)
         self.follower.close()
 
     # --- the region's hub and its decisions (the publisher's and the follower's threads) ------------

@@ -131,8 +131,10 @@ def decode(frames: list[bytes], kinds: tuple[str, ...]) -> Message:
     return Message(kind, header, arrays)
 
 
-def encode_tracklets(seq: int, now: float, items: list[WireTracklet]) -> list[bytes]:
-    """A ``summaries`` message."""
+def encode_tracklets(seq: int, now: float, items: list[WireTracklet], more: bool = False) -> list[bytes]:
+    """A ``summaries`` message. ``more``: the step goes on in the next message (a step sent in
+    several, each below the servers' ``max_payload``): a lockstep hub reads this one on its own and
+    pairs only the step's last message with the other nodes' steps."""
     arrays: list[np.ndarray] = []
 
     def add(a: Optional[np.ndarray]) -> int:
@@ -162,7 +164,10 @@ def encode_tracklets(seq: int, now: float, items: list[WireTracklet]) -> list[by
                 "floor": add(None if t.floor is None or not len(t.floor) else np.asarray(t.floor, np.float64)),
             }
         )
-    return encode("summaries", {"seq": seq, "now": float(now), "items": rows}, arrays)
+    header: dict = {"seq": seq, "now": float(now), "items": rows}
+    if more:
+        header["more"] = True
+    return encode("summaries", header, arrays)
 
 
 MAX_INT = 2**53  # what JSON numbers, SQLite integers and float64 all hold exactly
