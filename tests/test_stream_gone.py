@@ -134,3 +134,26 @@ def test_a_run_ending_with_its_link_down_waits_flush_timeout_s_and_no_more(tmp_p
     # flush's 2 s, a publish in flight timing out (2 s) and the threads' ends; 12 s and more before
     assert 2.0 <= took < 9.0, f"the run's end took {took:.1f} s"
     assert "summaries messages not in the region's stream at the run's end: lost" in caplog.text
+
+
+def test_a_run_ending_with_its_link_up_sends_everything_and_its_bye_even_with_no_wait(tmp_path, node_log):
+    """``flush_timeout_s: 0`` with the link up: the end does not wait for a hub, but the last
+    steps and the ``bye`` still reach the stream (close gives them its own wait). Without the bye,
+    the next run of the same files would carry this session on."""
+    from test_stream import stream_messages
+
+    from edge.stream.frames import unpack
+    from edge.stream.names import Region
+
+    steps = node_steps(node_log)
+    dim = int(decode(node_log[0], ("hello",)).header["embedding_dim"])
+    with NatsServer(free_port(), tmp_path / "store") as server:
+        cfg = StreamConfig(servers=[server.url], region="hall", node="node1", flush_timeout_s=0)
+        ids = StreamSiteIds(cfg, ["cam1", "cam2", "cam3"], dim)
+        try:
+            run(ids, steps[:40], [])
+            ids.flush()
+        finally:
+            ids.close()
+        kinds = [unpack(data)[1] for _, data in stream_messages(server.url, Region("hall").summaries_stream)]
+    assert kinds == [b"hello"] + [b"summaries"] * 40 + [b"bye"]
