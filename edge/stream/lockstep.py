@@ -94,7 +94,8 @@ class Lockstep:
         self, live: Callable[[str], bool], would_step: Callable[[str, Held], bool]
     ) -> Iterator[tuple[str, Held] | list[tuple[str, Held]]]:
         """What may be decided now, in order: a node's message that makes no step (``would_step``
-        false: a hello, a bye, a gone, a duplicate, one of a refused session), alone, as soon as
+        false: a hello, a bye, a gone, a duplicate, one of a refused session, a step's message that
+        says ``more``), alone, as soon as
         everything of its node before it was read; or one step of every node that has one,
         together, once every listed node ``live`` (its latest session not ended; a node never
         heard is) has one. Each is taken off its queue as it is given: the caller reads it before

@@ -257,7 +257,8 @@ class RegionSteps:
 
     def _would_step(self, node: str, held: Held) -> bool:
         """A held ``summaries`` message its node's session would make a step of (a duplicate, one
-        of a refused or ended session, is read on its own and takes no step's turn)."""
+        of a refused or ended session, or one saying ``more``, is read on its own and takes no
+        step's turn)."""
         return self.reader.would_step(held.parts, node, held.session)
 
     def _read(self, held: Held, node: str) -> Optional[tuple[float, list[TrackletSummary]]]:
