@@ -28,19 +28,33 @@ def node_steps(node_log: list) -> list:
     return [s for s in steps if s is not None]
 
 
+def embedding_dim(node_log: list) -> int:
+    """The demo node's embedding size, from its hello."""
+    return int(decode(node_log[0], ("hello",)).header["embedding_dim"])
+
+
+@contextlib.contextmanager
+def node1_ids(url: str, dim: int, flush_timeout_s: float):
+    """node1's site ids of region hall's stream at ``url``, closed at the end."""
+    cfg = StreamConfig(servers=[url], region="hall", node="node1", flush_timeout_s=flush_timeout_s)
+    ids = StreamSiteIds(cfg, ["cam1", "cam2", "cam3"], dim)
+    try:
+        yield ids
+    finally:
+        ids.close()
+
+
 @contextlib.contextmanager
 def region_and_node(tmp_path, dim: int):
     """A server, a link to it that the test cuts (``sim/link_cut.py``), region hall's hub on the
     server's side (2 s node timeout), and node1's site ids through the link: ``(hub, link, ids)``."""
     with NatsServer(free_port(), tmp_path / "store") as server, LinkCut(server.port) as link:
         hub, stop, thread = run_hub_thread(server.url, node_timeout_s=2.0)
-        cfg = StreamConfig(servers=[link.url], region="hall", node="node1", flush_timeout_s=30)
-        ids = StreamSiteIds(cfg, ["cam1", "cam2", "cam3"], dim)
         try:
-            wait_for(lambda: hub.leader and ids.connected, 30, "the hub active and the node told so")
-            yield hub, link, ids
+            with node1_ids(link.url, dim, flush_timeout_s=30) as ids:
+                wait_for(lambda: hub.leader and ids.connected, 30, "the hub active and the node told so")
+                yield hub, link, ids
         finally:
-            ids.close()
             stop.set()
             thread.join(10)
 
@@ -62,7 +76,7 @@ def test_a_node_cut_off_past_the_node_timeout_carries_on_in_a_new_session_and_lo
     session, whose messages the hub refuses: its later tracklets got no site id at all."""
     steps = node_steps(node_log)
     ended = {s.key for _, summaries in steps for s in summaries if s.ended}
-    dim = int(decode(node_log[0], ("hello",)).header["embedding_dim"])
+    dim = embedding_dim(node_log)
     third = len(steps) // 3
     finals: list = []
     with region_and_node(tmp_path, dim) as (hub, link, ids):
@@ -92,7 +106,7 @@ def test_a_node_said_gone_while_its_run_ends_takes_the_gone_step_s_finals(tmp_pa
     session (its run is over): the gone step's finals are its tracklets' final ids."""
     steps = node_steps(node_log)
     ended = {s.key for _, summaries in steps for s in summaries if s.ended}
-    dim = int(decode(node_log[0], ("hello",)).header["embedding_dim"])
+    dim = embedding_dim(node_log)
     finals: list = []
     with region_and_node(tmp_path, dim) as (hub, link, ids):
         first = ids.session
@@ -117,19 +131,15 @@ def test_a_run_ending_with_its_link_down_waits_flush_timeout_s_and_no_more(tmp_p
     and the hub, then close gives up at once and says what is lost. Close used to wait its own
     10 s again, so a run's end took the timeout plus 10 s and the thread joins."""
     steps = node_steps(node_log)
-    dim = int(decode(node_log[0], ("hello",)).header["embedding_dim"])
+    dim = embedding_dim(node_log)
     with NatsServer(free_port(), tmp_path / "store") as server, LinkCut(server.port) as link:
-        cfg = StreamConfig(servers=[link.url], region="hall", node="node1", flush_timeout_s=2)
-        ids = StreamSiteIds(cfg, ["cam1", "cam2", "cam3"], dim)
-        try:
+        with node1_ids(link.url, dim, flush_timeout_s=2) as ids:
             run(ids, steps[:20], [])
             assert ids.output.publisher.flush(30)  # no hub: only the stream takes them
             link.cut()
             run(ids, steps[20:40], [])
             started = time.monotonic()
             ids.flush()
-        finally:
-            ids.close()
         took = time.monotonic() - started
     # flush's 2 s, a publish in flight timing out (2 s) and the threads' ends; 12 s and more before
     assert 2.0 <= took < 9.0, f"the run's end took {took:.1f} s"
@@ -146,14 +156,10 @@ def test_a_run_ending_with_its_link_up_sends_everything_and_its_bye_even_with_no
     from edge.stream.names import Region
 
     steps = node_steps(node_log)
-    dim = int(decode(node_log[0], ("hello",)).header["embedding_dim"])
+    dim = embedding_dim(node_log)
     with NatsServer(free_port(), tmp_path / "store") as server:
-        cfg = StreamConfig(servers=[server.url], region="hall", node="node1", flush_timeout_s=0)
-        ids = StreamSiteIds(cfg, ["cam1", "cam2", "cam3"], dim)
-        try:
+        with node1_ids(server.url, dim, flush_timeout_s=0) as ids:
             run(ids, steps[:40], [])
             ids.flush()
-        finally:
-            ids.close()
         kinds = [unpack(data)[1] for _, data in stream_messages(server.url, Region("hall").summaries_stream)]
     assert kinds == [b"hello"] + [b"summaries"] * 40 + [b"bye"]
